@@ -1,0 +1,101 @@
+"""The recipe schema (static part). Component blocks are typed per registry by
+:func:`wsreid.recipe.build.build_recipe_model`: each block is ``{name: <registered name>,
+**params}`` and is validated by that component's ``Params`` model (``extra="forbid"``).
+
+Stable keys that scripts may rely on: ``train.epochs``, ``train.batch_size``,
+``train.seed``, ``output_dir``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from wsreid.api import Params
+
+
+class Strict(Params):
+    """Strict base for recipe sections (unknown keys are errors)."""
+
+
+class TrainConfig(Strict):
+    """Optimisation schedule (METHOD.md section 4)."""
+
+    epochs: int = Field(30, ge=1, description="number of training epochs")
+    batch_size: int = Field(64, ge=1, description="global batch size (pairs per optimizer step, all processes together)")
+    seed: int = Field(0, ge=0, description="run seed (model init, shuffling, augmentation)")
+    lr: float = Field(1e-5, gt=0, description="base learning rate")
+    weight_decay: float = Field(4e-5, ge=0, description="weight decay of non-bias parameters")
+    bias_lr_factor: float = Field(2.0, gt=0, description="learning-rate factor of biases (2 in the authors' code)")
+    bias_weight_decay: float = Field(0.0, ge=0, description="weight decay of biases")
+    lr_factors: dict[str, float] = Field(
+        default_factory=dict,
+        description="extra learning-rate factors by parameter-name glob, e.g. {'*logit_scale*': 0}",
+    )
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="optimizer")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
+    eps: float = Field(1e-3, gt=0, description="Adam epsilon (1e-3 in the authors' code)")
+    warmup_epochs: float = Field(5, ge=0, description="linear warm-up length in epochs")
+    warmup_factor: float = Field(0.1, gt=0, le=1, description="warm-up starts at warmup_factor * lr")
+    min_lr_factor: float = Field(0.0, ge=0, le=1, description="cosine decays to min_lr_factor * lr")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="autocast precision (fp16 needs a GPU)")
+    grad_clip: float | None = Field(None, gt=0, description="clip gradient norm (none by default)")
+    num_workers: int = Field(0, ge=0, description="data loader workers")
+    log_every: int = Field(10, ge=1, description="log losses every N steps")
+    checkpoint_every: int = Field(1, ge=1, description="write a checkpoint every N epochs (and at the end)")
+    drop_last: bool = Field(True, description="drop the last incomplete training batch")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("betas must lie in [0, 1)")
+        return v
+
+
+class EvalConfig(Strict):
+    """When and how to evaluate (METHOD.md section 1)."""
+
+    every: int = Field(1, ge=1, description="evaluate on the validation split every N epochs (and at the last)")
+    batch_size: int = Field(256, ge=1, description="feature extraction batch size")
+    select: Literal["val", "last", "test"] = Field(
+        "val",
+        description="checkpoint selection: best validation R1 ('val', falls back to 'last' without a val split), "
+        "the last epoch, or best TEST R1 ('test', the published IRRA habit - reported as such)",
+    )
+    chunk_size: int = Field(4096, ge=1, description="queries per chunk when ranking")
+
+
+class ComponentSpec(Strict):
+    """A component block before the registry types it: ``name`` plus parameters."""
+
+    model_config = Strict.model_config | {"extra": "allow"}
+    name: str
+
+
+class RecipeBase(Strict):
+    """The recipe. Component sections are re-typed from the registry."""
+
+    output_dir: str = Field("runs/run", description="run directory (relative to the working directory)")
+    plugins: list[str] = Field(default_factory=list, description="extra plugin modules to import")
+    data: Any = Field(..., description="dataset component: {name: ..., params}")
+    encoder: Any = Field(..., description="encoder component")
+    pair_construction: Any = Field(default_factory=lambda: {"name": "identity"}, description="pair construction component")
+    local_associations: dict[str, Any] = Field(default_factory=dict, description="label -> local association component")
+    global_associations: dict[str, Any] = Field(default_factory=dict, description="label -> global association component")
+    objectives: dict[str, Any] = Field(..., description="label -> objective component (losses are summed, each times its weight)")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> "RecipeBase":
+        seen: dict[str, str] = {}
+        for section in ("local_associations", "global_associations"):
+            for label in getattr(self, section):
+                if label in seen:
+                    raise ValueError(f"association label {label!r} appears in both {seen[label]} and {section}")
+                seen[label] = section
+        if not self.objectives:
+            raise ValueError("objectives: at least one objective is needed")
+        return self
