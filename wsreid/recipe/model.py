@@ -8,11 +8,23 @@ Stable keys that scripts may rely on: ``train.epochs``, ``train.batch_size``,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from wsreid.api import Params
+
+
+#: Recipe sections holding components: section -> (component kind, whether the section is
+#: a mapping label -> component block rather than a single block).
+COMPONENT_SECTIONS: dict[str, tuple[str, bool]] = {
+    "data": ("dataset", False),
+    "encoder": ("encoder", False),
+    "pair_construction": ("pair_construction", False),
+    "local_associations": ("local_association", True),
+    "global_associations": ("global_association", True),
+    "objectives": ("objective", True),
+}
 
 
 class Strict(Params):
@@ -76,6 +88,10 @@ class ComponentSpec(Strict):
 
 class RecipeBase(Strict):
     """The recipe. Component sections are re-typed from the registry."""
+
+    #: kind -> component name -> the parameter model its blocks are validated with
+    #: (filled in on the typed model that ``build_recipe_model`` returns).
+    component_models: ClassVar[dict[str, dict[str, type[Params]]]] = {}
 
     output_dir: str = Field("runs/run", description="run directory (relative to the working directory)")
     plugins: list[str] = Field(default_factory=list, description="extra plugin modules to import")

@@ -1,0 +1,155 @@
+"""Global association ``cluster-pseudo-labels``: the ICPG / CMMT baseline (METHOD.md 6).
+
+Before each epoch the whole training set is encoded without augmentation, the image
+features are clustered (k-reciprocal Jaccard distance + DBSCAN, see ``clustering.py``) and
+every dataset index gets a pseudo identity; a text inherits the label of its image (same
+index). DBSCAN outliers get a label of their own, so they relate only to themselves.
+Labels are stored BY DATASET INDEX and looked up through ``batch.index``, never by loader
+order (the bug METHOD.md 6 warns about).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, Mapping
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from wsreid.api import Batch, EpochContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
+from wsreid.errors import TrainingError
+
+from wsreid_baselines.clustering import NOISE, dbscan_sparse, k_reciprocal_jaccard_sparse
+
+__all__ = ["ClusterPseudoLabels", "pseudo_labels_from_clusters", "pair_precision_recall"]
+
+
+def pseudo_labels_from_clusters(cluster_ids: np.ndarray) -> np.ndarray:
+    """DBSCAN labels (N, -1 = outlier) -> pseudo labels (N): clusters keep their id, each
+    outlier gets a fresh id after the largest cluster id."""
+    labels = np.asarray(cluster_ids, dtype=np.int64).copy()
+    outliers = labels == NOISE
+    first_free = int(labels.max(initial=NOISE)) + 1
+    labels[outliers] = first_free + np.arange(int(outliers.sum()))
+    return labels
+
+
+def _same_label_pairs(*label_arrays: np.ndarray) -> int:
+    """Number of unordered pairs i < j that agree on every given label array."""
+    keys = np.stack(label_arrays, axis=1)
+    _, counts = np.unique(keys, axis=0, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def pair_precision_recall(pseudo: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Pairwise precision and recall of ``pseudo`` labels against ``truth`` (both N).
+
+    precision = |pairs same in both| / |pairs same in pseudo| (1.0 when there are none),
+    recall = |pairs same in both| / |pairs same in truth| (1.0 when there are none).
+    """
+    pseudo, truth = np.asarray(pseudo), np.asarray(truth)
+    both = _same_label_pairs(pseudo, truth)
+    predicted = _same_label_pairs(pseudo)
+    actual = _same_label_pairs(truth)
+    return (both / predicted if predicted else 1.0), (both / actual if actual else 1.0)
+
+
+class ClusterPseudoLabels(GlobalAssociation):
+    """Cluster pseudo labels (k-reciprocal Jaccard + DBSCAN on image features), by dataset index.
+
+    ``relate`` returns the batch relation R with R_ij = 1 when items i and j share a pseudo
+    label (the diagonal always), 0 otherwise; pair it with the ``sdm`` objective (METHOD.md
+    3.2) and ``triplet``. Returns None before ``start_epoch``.
+    """
+
+    class Params(Params):
+        k1: int = Field(30, ge=1, description="k of the k-reciprocal sets (METHOD.md 6: 30)")
+        k2: int = Field(6, ge=1, description="neighbours averaged in local query expansion (6; 1 = none)")
+        eps: float = Field(0.6, gt=0.0, le=1.0, description="DBSCAN radius on the Jaccard distance")
+        min_samples: int = Field(4, ge=1, description="DBSCAN: neighbours (self included) that make a core point")
+        start_epoch: int = Field(1, ge=1, description="first epoch (1-based) that clusters and relates")
+        cluster_on: Literal["image", "text", "image+text"] = Field(
+            "image",
+            description="features clustered: image (METHOD.md 6), text, or both (concatenated, cos = mean of the two)",
+        )
+        view: str = Field("base", description="view whose batch features the relation carries")
+
+    def __init__(self, params: "ClusterPseudoLabels.Params", context):
+        super().__init__(params, context)
+        self.labels: torch.Tensor | None = None  # N long, pseudo label per dataset index
+        self._diagnostics: dict[str, float] = {}
+
+    # -- per epoch ----------------------------------------------------------------------
+    def _clustering_features(self, features: ViewFeatures) -> torch.Tensor:
+        if self.params.cluster_on == "image":
+            return features.image
+        if self.params.cluster_on == "text":
+            return features.text
+        return torch.cat([features.image, features.text], dim=1) / 2.0**0.5
+
+    def epoch_start(self, ctx: EpochContext) -> None:
+        """Re-cluster the training set (every process computes the same labels from the same
+        features; the computation is deterministic)."""
+        if ctx.epoch < self.params.start_epoch:
+            return
+        started = time.perf_counter()
+        features = ctx.extract_train_features()
+        x = self._clustering_features(features).detach().to("cpu", torch.float32)
+        n = x.shape[0]
+        if self.context.num_train is not None and n != self.context.num_train:
+            raise TrainingError(
+                f"cluster-pseudo-labels: feature extraction returned {n} rows for {self.context.num_train} training pairs"
+            )
+        p = self.params
+        distances = k_reciprocal_jaccard_sparse(x, p.k1, p.k2, max_distance=p.eps)
+        clusters = dbscan_sparse(distances, p.eps, p.min_samples)
+        labels = pseudo_labels_from_clusters(clusters)
+        self.labels = torch.from_numpy(labels)
+
+        outliers = clusters == NOISE
+        stats = {
+            "clusters": float(len(np.unique(clusters[~outliers]))),
+            "outlier_share": float(outliers.mean()) if n else 0.0,
+            "cluster_seconds": time.perf_counter() - started,
+        }
+        if ctx.train_person_ids is not None:
+            truth = ctx.train_person_ids.detach().to("cpu").numpy()
+            stats["pair_precision"], stats["pair_recall"] = pair_precision_recall(labels, truth)
+        self._diagnostics = stats
+
+    # -- per step -----------------------------------------------------------------------
+    def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation | None:
+        """B x B relation of the batch: 1 where pseudo labels of ``batch.index`` agree."""
+        if self.labels is None or ctx.epoch < self.params.start_epoch:
+            return None
+        view = features[self.params.view]
+        labels = self.labels.to(batch.index.device)[batch.index]
+        weights = (labels[:, None] == labels[None, :]).to(view.image.dtype)
+        related = float((weights.sum() - weights.shape[0]) / max(weights.shape[0], 1))
+        return Relation(
+            image=view.image,
+            text=view.text,
+            weights=weights.detach(),
+            view=self.params.view,
+            stats={"related_per_row": related},
+        )
+
+    # -- state --------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.labels is None else {"labels": self.labels.clone()}
+
+    def load_state_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        unknown = set(tensors) - {"labels"}
+        if unknown:
+            raise TrainingError(f"cluster-pseudo-labels: unexpected state {sorted(unknown)} in checkpoint")
+        labels = tensors.get("labels")
+        if labels is not None and self.context.num_train is not None and labels.shape != (self.context.num_train,):
+            raise TrainingError(
+                f"cluster-pseudo-labels: checkpoint holds {tuple(labels.shape)} labels for {self.context.num_train} training pairs"
+            )
+        self.labels = None if labels is None else labels.detach().to("cpu", torch.long).clone()
+
+    def diagnostics(self) -> dict[str, float]:
+        stats, self._diagnostics = self._diagnostics, {}
+        return stats

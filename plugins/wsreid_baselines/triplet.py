@@ -1,0 +1,91 @@
+"""Objective ``triplet``: cross-modal hardest-negative triplet loss over a relation (METHOD.md 6).
+
+For the relation's Q query rows and N candidate columns, with s = cosine similarity:
+
+* image -> text: for query image v_i, positives are texts t_j with R_ij > 0 (the paired
+  text t_i among them), negatives those with R_ij = 0;
+  l_i = relu(margin + max_{j: R_ij = 0} s(v_i, t_j) - s_pos(i)),
+  s_pos(i) = s(v_i, t_i) ("paired") or min_{j: R_ij > 0} s(v_i, t_j) ("hardest");
+* text -> image: the same with the roles of images and texts swapped;
+* loss = mean_i l_i (image -> text) + mean_i l_i (text -> image), each mean over the rows
+  that have at least one negative (a direction without any is 0).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from wsreid.api import Batch, Objective, Params, Relation, StepContext, ViewFeatures
+
+__all__ = ["Triplet", "hardest_negative_triplet"]
+
+
+def _one_direction(similarity: torch.Tensor, related: torch.Tensor, margin: float, positive: str) -> torch.Tensor:
+    """similarity, related: Q x N; returns the mean hinge over rows with a negative."""
+    lowest = torch.finfo(similarity.dtype).min
+    negatives = similarity.masked_fill(related, lowest)
+    hardest_negative = negatives.max(dim=1).values
+    if positive == "paired":
+        s_pos = similarity.diagonal()
+    else:
+        s_pos = similarity.masked_fill(~related, torch.finfo(similarity.dtype).max).min(dim=1).values
+    has_negative = (~related).any(dim=1)
+    hinge = torch.relu(margin + hardest_negative - s_pos) * has_negative
+    return hinge.sum() / has_negative.sum().clamp(min=1)
+
+
+def hardest_negative_triplet(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    weights: torch.Tensor,
+    margin: float = 0.3,
+    positive: Literal["paired", "hardest"] = "paired",
+) -> torch.Tensor:
+    """Bidirectional hardest-negative triplet loss (module docstring).
+
+    image, text: N x d L2-normalised; weights: Q x N relation (Q <= N, row i is candidate
+    i, > 0 = related, diagonal related). Returns a scalar.
+    """
+    q = weights.shape[0]
+    related = weights > 0
+    related = related | torch.eye(q, weights.shape[1], dtype=torch.bool, device=weights.device)
+    image_to_text = image[:q] @ text.T
+    text_to_image = text[:q] @ image.T
+    return _one_direction(image_to_text, related, margin, positive) + _one_direction(
+        text_to_image, related, margin, positive
+    )
+
+
+class Triplet(Objective):
+    """Hardest-negative triplet loss in both directions over a relation (METHOD.md 6).
+
+    Reads ``relations[relation]`` (e.g. the cluster pseudo labels); returns None before
+    ``start_epoch`` or when that relation is absent this step.
+    """
+
+    class Params(Params):
+        relation: str = Field(description="label of the association whose relation defines positives/negatives")
+        margin: float = Field(0.3, ge=0.0, description="triplet margin on cosine similarity")
+        start_epoch: int = Field(20, ge=1, description="first epoch (1-based) with this loss")
+        positive: Literal["paired", "hardest"] = Field(
+            "paired", description="positive similarity: the paired item, or the least similar related item"
+        )
+
+    def loss(
+        self,
+        features: dict[str, ViewFeatures],
+        relations: dict[str, Relation],
+        batch: Batch,
+        ctx: StepContext,
+    ) -> torch.Tensor | None:
+        if ctx.epoch < self.params.start_epoch:
+            return None
+        relation = relations.get(self.params.relation)
+        if relation is None:
+            return None
+        return hardest_negative_triplet(
+            relation.image, relation.text, relation.weights, self.params.margin, self.params.positive
+        )

@@ -1,0 +1,302 @@
+"""DGIA's relation math as pure tensor functions (METHOD.md 3.3-3.4).
+
+Features may be raw or L2-normalised: every similarity here normalises rows first. Relation
+matrices follow :class:`wsreid.api.Relation`: 1 on the diagonal, a weight in (0, 1] for
+related pairs, 0 for unrelated ones. Nothing here carries gradient except the losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from wsreid.losses import bidirectional_sdm_loss, cosine_similarity_matrix
+
+__all__ = [
+    "lrc_relation",
+    "lrc_loss",
+    "related_offdiagonal_pairs",
+    "Neighbours",
+    "mine_neighbours",
+    "neighbour_weights",
+    "group_relation",
+    "enlarged_features",
+    "gsrc_loss",
+    "momentum_update",
+]
+
+Modalities = Literal["image+text", "image", "text"]
+Anchor = Literal["image", "text", "both"]
+QueryRows = Literal["all", "batch"]
+SelfMatch = Literal["skip_first_rank", "skip_own_index"]
+
+
+# --------------------------------------------------------------------------- LRC (3.3)
+
+
+def lrc_relation(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    threshold_image: float = 0.7,
+    threshold_text: float = 0.7,
+    relation_weight: float = 0.1,
+    modalities: Modalities = "image+text",
+) -> torch.Tensor:
+    """In-batch relation of LRC (Eq. 3-7), B x B float32, symmetric, no gradient.
+
+    ``image``, ``text``: B x d. ``A_v = [cos(v_i, v_j) > th_v]``, ``A_t`` likewise;
+    ``A = A_v * A_t`` (``modalities="image"``: ``A_v`` only, LRC-I; ``"text"``: ``A_t``
+    only, LRC-T); ``R = I + lambda (A - I)``: 1 on the diagonal, ``lambda`` on related pairs.
+    """
+    with torch.no_grad():
+        b = image.shape[0]
+        related = torch.ones(b, b, dtype=torch.bool, device=image.device)
+        if modalities in ("image+text", "image"):
+            related &= cosine_similarity_matrix(image.detach(), image.detach()) > threshold_image
+        if modalities in ("image+text", "text"):
+            related &= cosine_similarity_matrix(text.detach(), text.detach()) > threshold_text
+        if modalities not in ("image+text", "image", "text"):
+            raise ValueError(f"unknown modalities {modalities!r}")
+        weights = related.float() * relation_weight
+        weights.fill_diagonal_(1.0)
+        return weights
+
+
+def related_offdiagonal_pairs(weights: torch.Tensor) -> torch.Tensor:
+    """Number of ordered pairs (i, j), i != j, that a square relation marks as related (long scalar)."""
+    off = weights > 0
+    return off.sum() - off.diagonal().sum()
+
+
+def lrc_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    threshold_image: float = 0.7,
+    threshold_text: float = 0.7,
+    relation_weight: float = 0.1,
+    modalities: Modalities = "image+text",
+    temperature: float = 0.02,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """``L_rc_b`` (Eq. 8-10): bidirectional SDM of the batch against :func:`lrc_relation`.
+
+    ``image``, ``text``: B x d. Also ``L_rc_h`` (Eq. 21) when given the asymmetric view.
+    """
+    weights = lrc_relation(image, text, threshold_image, threshold_text, relation_weight, modalities)
+    return bidirectional_sdm_loss(F.normalize(image.float(), dim=1), F.normalize(text.float(), dim=1), weights, temperature, eps)
+
+
+# --------------------------------------------------------------------------- GSRC-FR (3.4)
+
+
+@dataclass
+class Neighbours:
+    """Mined neighbours of B anchors, ``k`` slots each, best first.
+
+    ``index``: B x k memory rows; ``similarity``: B x k anchor similarities (float32);
+    ``valid``: B x k bool, True where the slot holds a neighbour (above the threshold).
+    """
+
+    index: torch.Tensor
+    similarity: torch.Tensor
+    valid: torch.Tensor
+
+    @property
+    def count(self) -> torch.Tensor:
+        """Neighbours per anchor, B long."""
+        return self.valid.sum(dim=1)
+
+
+def _topk_over_memory(
+    anchors: torch.Tensor,
+    memory: torch.Tensor,
+    k: int,
+    usable: torch.Tensor | None,
+    exclude: torch.Tensor | None,
+    chunk_rows: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` cosine similarities of ``anchors`` (B x d, normalised) against the rows of
+    ``memory`` (N x d, any dtype), keeping a running top-k over chunks of rows.
+    ``usable``: N bool (rows never written are skipped); ``exclude``: B rows to skip per
+    anchor. Returns values B x k (``-inf`` where fewer rows exist) and indices B x k."""
+    b, n = anchors.shape[0], memory.shape[0]
+    best_v = anchors.new_full((b, 0), float("-inf"))
+    best_i = torch.zeros(b, 0, dtype=torch.long, device=anchors.device)
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        rows = F.normalize(memory[start:stop].float(), dim=1)
+        sim = anchors @ rows.t()  # B x c
+        if usable is not None:
+            sim = sim.masked_fill(~usable[start:stop][None, :], float("-inf"))
+        if exclude is not None:
+            cols = torch.arange(start, stop, device=anchors.device)
+            sim = sim.masked_fill(exclude[:, None] == cols[None, :], float("-inf"))
+        v, i = torch.topk(sim, min(k, stop - start), dim=1)
+        best_v, order = torch.topk(torch.cat([best_v, v], 1), min(k, best_v.shape[1] + v.shape[1]), dim=1)
+        best_i = torch.gather(torch.cat([best_i, i + start], 1), 1, order)
+    if best_v.shape[1] < k:  # fewer memory rows than k
+        pad = k - best_v.shape[1]
+        best_v = torch.cat([best_v, best_v.new_full((b, pad), float("-inf"))], 1)
+        best_i = torch.cat([best_i, best_i.new_zeros((b, pad))], 1)
+    return best_v, best_i
+
+
+def mine_neighbours(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    memory_image: torch.Tensor,
+    memory_text: torch.Tensor,
+    k: int = 3,
+    threshold: float = 0.7,
+    anchor: Anchor = "image",
+    self_match: SelfMatch = "skip_first_rank",
+    batch_index: torch.Tensor | None = None,
+    usable: torch.Tensor | None = None,
+    chunk_rows: int = 65536,
+) -> Neighbours:
+    """Neighbour mining of GSRC (Eq. 11-12), vectorised: one running top-k over chunks.
+
+    ``image``, ``text``: B x d batch features; ``memory_image``, ``memory_text``: N x d
+    banks. ``anchor="image"``: rank memory rows by ``cos(v_i, B_v[j])``; ``"text"`` (GSRC-T):
+    by ``cos(t_i, B_t[j])``; ``"both"`` (GSRC-IT): rank by the image similarity and keep a
+    neighbour only if the text similarity also passes. ``self_match="skip_first_rank"``
+    drops rank 1 (assumed to be the sample itself, as the authors' code does) and keeps
+    ranks 2..k+1; ``"skip_own_index"`` removes row ``batch_index[i]`` and keeps ranks 1..k.
+    A slot is valid when its similarity exceeds ``threshold``. ``similarity`` holds the
+    ranking similarity (image for ``"both"``). ``usable``: N bool mask of written rows.
+    """
+    with torch.no_grad():
+        if anchor not in ("image", "text", "both"):
+            raise ValueError(f"unknown anchor {anchor!r}")
+        by_text = anchor == "text"
+        query = F.normalize((text if by_text else image).detach().float(), dim=1)
+        memory = memory_text if by_text else memory_image
+        if self_match == "skip_first_rank":
+            values, index = _topk_over_memory(query, memory, k + 1, usable, None, chunk_rows)
+            values, index = values[:, 1:], index[:, 1:]
+        elif self_match == "skip_own_index":
+            if batch_index is None:
+                raise ValueError("self_match='skip_own_index' needs batch_index")
+            values, index = _topk_over_memory(query, memory, k, usable, batch_index.to(query.device), chunk_rows)
+        else:
+            raise ValueError(f"unknown self_match {self_match!r}")
+        valid = values > threshold
+        if anchor == "both":
+            t = F.normalize(text.detach().float(), dim=1)
+            rows = F.normalize(memory_text[index.reshape(-1)].float(), dim=1).reshape(*index.shape, -1)
+            text_sim = torch.einsum("bd,bkd->bk", t, rows)
+            valid &= text_sim > threshold
+        return Neighbours(index=index, similarity=values.masked_fill(~valid, 0.0), valid=valid)
+
+
+def neighbour_weights(similarity: torch.Tensor, valid: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Confidence-based weights (Eq. 14), B x k: ``w_i = 1 - softmax(gamma [1, s_i1..s_im])[1:]``
+    over each anchor's valid neighbours (the leading 1 stands for the anchor itself); 0 on
+    invalid slots. A more similar neighbour gets a LOWER weight."""
+    with torch.no_grad():
+        logits = gamma * similarity.float().masked_fill(~valid, float("-inf"))
+        own = logits.new_full((logits.shape[0], 1), gamma * 1.0)
+        probs = torch.softmax(torch.cat([own, logits], dim=1), dim=1)[:, 1:]
+        return (1.0 - probs) * valid
+
+
+def group_relation(
+    valid: torch.Tensor, weights: torch.Tensor, query_rows: QueryRows = "all"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relation of the enlarged batch (Eq. 13-15).
+
+    ``valid``, ``weights``: B x k from mining. Rows of the enlarged batch are the B anchors,
+    then every valid neighbour, anchor by anchor, best first (B1 = B + valid.sum()).
+    Returns ``(group, R)``: ``group`` B1 long (the anchor of each row) and ``R`` (Q x B1,
+    float32; Q = B1 for ``query_rows="all"``, the code; Q = B for ``"batch"``, the paper):
+    ``R[r, c] = 1`` when rows r and c share a group, except that an anchor row holds its own
+    neighbours' confidence weights instead.
+    """
+    with torch.no_grad():
+        b = valid.shape[0]
+        anchor_of, slot = valid.nonzero(as_tuple=True)  # row-major: anchor by anchor, best first
+        group = torch.cat([torch.arange(b, device=valid.device), anchor_of])
+        relation = (group[:, None] == group[None, :]).float()
+        columns = b + torch.arange(anchor_of.numel(), device=valid.device)
+        relation[anchor_of, columns] = weights[anchor_of, slot].float()
+        if query_rows == "batch":
+            relation = relation[:b]
+        elif query_rows != "all":
+            raise ValueError(f"unknown query_rows {query_rows!r}")
+        return group, relation
+
+
+def enlarged_features(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    memory_image: torch.Tensor,
+    memory_text: torch.Tensor,
+    neighbours: Neighbours,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Enlarged batch (Eq. 16): ``[v_1..v_B ; B_v[J_1] ; ... ; B_v[J_B]]`` and the same for
+    text, B1 x d, L2-normalised, in the row order of :func:`group_relation`. Batch rows keep
+    their gradient; memory rows are constants in the batch features' dtype."""
+    rows = neighbours.index[neighbours.valid]  # row-major order, as group_relation
+    img = F.normalize(image, dim=1)
+    txt = F.normalize(text, dim=1)
+    mem_img = F.normalize(memory_image[rows].float(), dim=1).to(img.dtype)
+    mem_txt = F.normalize(memory_text[rows].float(), dim=1).to(txt.dtype)
+    return torch.cat([img, mem_img]), torch.cat([txt, mem_txt])
+
+
+def gsrc_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    memory_image: torch.Tensor,
+    memory_text: torch.Tensor,
+    k: int = 3,
+    threshold: float = 0.7,
+    gamma: float = 1.0,
+    temperature: float = 0.02,
+    eps: float = 1e-6,
+    anchor: Anchor = "image",
+    query_rows: QueryRows = "all",
+    self_match: SelfMatch = "skip_first_rank",
+    batch_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``L_rc_g`` (Eq. 11-18): mine, weigh, enlarge, then bidirectional SDM, a scalar.
+
+    ``image``, ``text``: B x d batch features; ``memory_*``: N x d banks (as they were
+    before this step's update)."""
+    nb = mine_neighbours(image, text, memory_image, memory_text, k, threshold, anchor, self_match, batch_index)
+    weights = neighbour_weights(nb.similarity, nb.valid, gamma)
+    _, relation = group_relation(nb.valid, weights, query_rows)
+    big_image, big_text = enlarged_features(image.float(), text.float(), memory_image, memory_text, nb)
+    return bidirectional_sdm_loss(big_image, big_text, relation, temperature, eps)
+
+
+def momentum_update(
+    memory: torch.Tensor,
+    index: torch.Tensor,
+    features: torch.Tensor,
+    alpha: float = 0.9,
+    overwrite: torch.Tensor | None = None,
+) -> None:
+    """In place: ``memory[index] = alpha * features + (1 - alpha) * memory[index]`` (Eq. 11;
+    ``alpha`` weighs the NEW feature), computed in float32 and stored in the bank's dtype.
+
+    ``memory``: N x d; ``index``: B long; ``features``: B x d (detached). ``overwrite``: B
+    bool, rows written as they are (epoch-1 fill, or rows never written before); ``alpha=1``
+    overwrites all. When an index repeats (e.g. padded distributed shards), its last
+    occurrence wins.
+    """
+    with torch.no_grad():
+        index = index.to(memory.device).long()
+        features = features.detach().to(memory.device).float()
+        unique, inverse = torch.unique(index, return_inverse=True)
+        positions = torch.arange(index.numel(), device=memory.device)
+        last = torch.full((unique.numel(),), -1, dtype=torch.long, device=memory.device)
+        last.scatter_reduce_(0, inverse, positions, reduce="amax")
+        new = features[last]
+        mixed = alpha * new + (1.0 - alpha) * memory[unique].float()
+        if overwrite is not None:
+            mixed = torch.where(overwrite.to(memory.device)[last][:, None], new, mixed)
+        memory[unique] = mixed.to(memory.dtype)

@@ -1,0 +1,154 @@
+"""Engine parts: sampler, learning-rate schedule, parameter groups, checkpoints."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from wsreid.engine import checkpoint as ckpt
+from wsreid.engine.data import PairBatchSampler
+from wsreid.engine.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
+from wsreid.errors import TrainingError, UserError
+from wsreid.recipe.model import TrainConfig
+
+
+@given(n=st.integers(4, 300), batch=st.sampled_from([2, 4, 8, 16]), world=st.sampled_from([1, 2]),
+       seed=st.integers(0, 5), epoch=st.integers(1, 4))
+@settings(max_examples=60, deadline=None)
+def test_sampler_shards_are_the_global_batches(n, batch, world, seed, epoch):
+    """Concatenating every rank's slice gives the single-process batch, whatever the world size."""
+    single = PairBatchSampler(n, batch, seed=seed)
+    single.set_epoch(epoch)
+    ranks = [PairBatchSampler(n, batch, seed=seed, rank=r, world_size=world) for r in range(world)]
+    for s in ranks:
+        s.set_epoch(epoch)
+    merged = [sum(parts, []) for parts in zip(*[list(s) for s in ranks])]
+    assert merged == list(single)
+    flat = sum(list(single), [])
+    assert len(flat) == len(set(flat)) == (n // batch) * batch  # drop_last: no repeats, full batches only
+
+
+def test_sampler_resume_skips_steps_and_epochs_differ():
+    s = PairBatchSampler(50, 8, seed=3)
+    s.set_epoch(2)
+    full = list(s)
+    s.set_epoch(2, skip=2)
+    assert list(s) == full[2:]
+    s.set_epoch(3)
+    assert list(s) != full
+
+
+def test_sampler_rejects_indivisible_batch():
+    with pytest.raises(UserError, match="not divisible"):
+        PairBatchSampler(10, 5, seed=0, world_size=2)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    train = TrainConfig(epochs=10, warmup_epochs=2, warmup_factor=0.1, lr=1.0)
+    steps = 10
+    assert lr_factor(0, steps, train) == pytest.approx(0.1)
+    assert lr_factor(10, steps, train) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through warm-up
+    assert lr_factor(20, steps, train) == pytest.approx(1.0)
+    assert lr_factor(60, steps, train) == pytest.approx(0.5)  # cosine midpoint
+    assert lr_factor(100, steps, train) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_parameter_groups_bias_factor_and_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    train = TrainConfig(lr=1e-3, weight_decay=4e-5, bias_lr_factor=2, bias_weight_decay=0,
+                        lr_factors={"1.*": 5.0})
+    groups = {(g["lr"], g["weight_decay"]): g["names"] for g in parameter_groups(model.named_parameters(), train)}
+    assert groups[(1e-3, 4e-5)] == ["0.weight"]
+    assert groups[(2e-3, 0.0)] == ["0.bias"]
+    assert groups[(5e-3, 4e-5)] == ["1.weight"]
+    assert groups[(1e-2, 0.0)] == ["1.bias"]
+
+
+def test_scheduler_sets_group_lrs():
+    model = torch.nn.Linear(2, 2)
+    train = TrainConfig(lr=1.0, epochs=2, warmup_epochs=1, warmup_factor=0.5)
+    opt = build_optimizer(model, train)
+    sched = build_scheduler(opt, steps_per_epoch=4, train=train)
+    lrs = []
+    for _ in range(8):
+        lrs.append(sorted(g["lr"] for g in opt.param_groups))
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx([0.5, 1.0])  # weight, bias (x2)
+    assert lrs[4] == pytest.approx([1.0, 2.0])
+    assert lrs[6] == pytest.approx([0.5, 1.0])
+
+
+def _state(tmp_path, epoch=1):
+    model = torch.nn.Linear(3, 2)
+    train = TrainConfig(lr=0.1, epochs=2)
+    opt = build_optimizer(model, train)
+    sched = build_scheduler(opt, 2, train)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    sched.step()
+    path = ckpt.save_checkpoint(tmp_path, epoch=epoch, model=model, optimizer=opt, scheduler=sched,
+                                component_tensors={"global/memory/image": torch.arange(6.0).view(2, 3)},
+                                state={"step": 2, "history": [{"epoch": 1}]})
+    return model, opt, path
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, opt, path = _state(tmp_path)
+    assert ckpt.latest_checkpoint(tmp_path) == path
+    data = ckpt.load_checkpoint(path)
+    other = torch.nn.Linear(3, 2)
+    ckpt.load_model_weights(other, data["model_path"])
+    assert torch.equal(other.weight, model.weight)
+    assert torch.equal(data["components"]["global/memory/image"], torch.arange(6.0).view(2, 3))
+    sd = opt.state_dict()
+    assert torch.equal(data["optimizer"]["state"][0]["exp_avg"], sd["state"][0]["exp_avg"])
+    assert data["state"]["step"] == 2 and data["state"]["epoch"] == 1
+
+
+def test_checkpoint_keeps_only_newest_and_no_tmp(tmp_path):
+    _state(tmp_path, epoch=1)
+    _state(tmp_path, epoch=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch-0002", "latest"]
+
+
+def test_rng_state_round_trip():
+    import random
+
+    import numpy as np
+
+    tensors, meta = ckpt.rng_state()
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    ckpt.set_rng_state(tensors, meta)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage_json", "delete"])
+def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
+    _, _, path = _state(tmp_path)
+    if damage == "truncate":
+        f = path / "optimizer.safetensors"
+        f.write_bytes(f.read_bytes()[:40])
+    elif damage == "garbage_json":
+        (path / "state.json").write_text("{not json")
+    else:
+        (path / "components.safetensors").unlink()
+    with pytest.raises(TrainingError, match="corrupt|incomplete|truncated"):
+        ckpt.load_checkpoint(path)
+
+
+def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    _state(tmp_path, epoch=1)
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(TrainingError, match="No space left"):
+        _state(tmp_path, epoch=2)
+    assert ckpt.latest_checkpoint(tmp_path).name == "epoch-0001"
+    assert not (tmp_path / "checkpoints" / "epoch-0002.tmp").exists()
+    ckpt.load_checkpoint(tmp_path / "checkpoints" / "epoch-0001")

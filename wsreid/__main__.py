@@ -1,0 +1,5 @@
+import sys
+
+from wsreid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,267 @@
+"""The ``wsreid`` command line.
+
+    wsreid run RECIPE [-o key=value ...] [--output-dir DIR] [--resume | --overwrite]
+    wsreid eval RUN_DIR_OR_CHECKPOINT [--recipe RECIPE] [--split test|val]
+    wsreid validate RECIPE [-o key=value ...]
+    wsreid schema
+    wsreid plugins
+    wsreid data synth|check ...
+
+User errors print one line ``error: ...`` and exit with code 2 (``--debug`` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from wsreid.errors import UserError
+
+RUN_MARKER = ".wsreid-run"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                   help="do not load this plugin (repeatable; also WSREID_DISABLE_PLUGINS=a,b)")
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. -o train.lr=2e-5 (repeatable; VALUE is YAML)")
+
+
+def load(recipe_path: str, overrides, disabled):
+    """Read a recipe, load the plugins it names, validate it. -> (loaded, plugins)."""
+    from wsreid.pluginmanager import load_plugins
+    from wsreid.recipe import load_recipe, read_recipe_tree
+
+    tree, _ = read_recipe_tree(recipe_path, overrides)
+    modules = tree.get("plugins") or [] if isinstance(tree, dict) else []
+    plugins = load_plugins(modules if isinstance(modules, list) else [], disabled=disabled)
+    loaded = load_recipe(recipe_path, overrides, registry=plugins.registry)
+    return loaded, plugins
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Check the output directory; returns True when this call creates it."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other", hint="choose one")
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        if not (run_dir / RUN_MARKER).exists():
+            raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
+        return False
+    if exists:
+        if not (run_dir / RUN_MARKER).exists():
+            raise UserError(f"output directory {run_dir} exists and is not a wsreid run",
+                            hint="choose another --output-dir; wsreid never deletes foreign directories")
+        if not overwrite:
+            raise UserError(f"output directory {run_dir} already holds a run",
+                            hint="pass --resume to continue it or --overwrite to start it again")
+        shutil.rmtree(run_dir)
+    return True
+
+
+def cmd_run(args) -> int:
+    from wsreid.engine.run import Run, write_run_files
+    from wsreid.recipe import dump_resolved_yaml
+
+    loaded, plugins = load(args.recipe, args.override, args.disable_plugin)
+    recipe = loaded.recipe
+    run_dir = Path(args.output_dir or recipe.output_dir)
+    resolved_yaml = dump_resolved_yaml(loaded)
+    if args.resume and (run_dir / "recipe.yaml").exists():
+        saved = (run_dir / "recipe.yaml").read_text()
+        if _strip_output_dir(saved) != _strip_output_dir(resolved_yaml):
+            raise UserError(f"--resume: the recipe differs from {run_dir / 'recipe.yaml'}",
+                            hint=f"resume with `wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume`")
+    created = _prepare_run_dir(run_dir, args.resume, args.overwrite)
+    run = Run(recipe, plugins, run_dir, resolved_yaml=resolved_yaml, resume=args.resume)
+    try:
+        write_run_files(run_dir, resolved_yaml, plugins)
+        run.setup()
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    try:
+        metrics = run.train()
+    except KeyboardInterrupt:
+        from wsreid.engine.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(run_dir)
+        where = f"last complete checkpoint: {last.name}" if last else "no checkpoint was written yet"
+        print(f"\ninterrupted; {where}; resume with: wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir} "
+              "--resume", file=sys.stderr)
+        return 130
+    if run.dist.is_main:
+        test = metrics["test"]
+        label = "" if metrics["weakly_supervised"] else "  [NOT weakly supervised]"
+        print(f"test ({metrics['selection']}, epoch {metrics['best_epoch']}): "
+              + "  ".join(f"{k} {v:.2f}" for k, v in test.items()) + label)
+        print(f"run directory: {run_dir}")
+    return 0
+
+
+def _strip_output_dir(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("output_dir:"))
+
+
+def cmd_eval(args) -> int:
+    from wsreid.engine.evaluate import evaluate_split
+    from wsreid.engine.run import Run
+    from wsreid.engine.checkpoint import load_model_weights
+
+    target = Path(args.target)
+    if target.is_dir() and (target / "recipe.yaml").exists():
+        run_dir, weights = target, None
+    elif target.is_dir() and (target / "model.safetensors").exists():
+        weights = target / "model.safetensors"
+        run_dir = target.parent.parent if target.parent.name == "checkpoints" else None
+    elif target.suffix == ".safetensors" and target.exists():
+        weights, run_dir = target, None
+    else:
+        raise UserError(f"{target} is neither a run directory nor a checkpoint",
+                        hint="pass a run directory (holding recipe.yaml) or a checkpoint directory/.safetensors file")
+    recipe_path = args.recipe or (str(run_dir / "recipe.yaml") if run_dir else None)
+    if recipe_path is None:
+        raise UserError(f"{target}: cannot find the recipe of this checkpoint", hint="pass --recipe RECIPE")
+    loaded, plugins = load(recipe_path, args.override, args.disable_plugin)
+    ctx_dir = run_dir or Path(loaded.recipe.output_dir)
+    run = Run(loaded.recipe, plugins, ctx_dir)
+    run.setup()
+    if weights is None and not args.zero_shot:
+        best = run_dir / "checkpoints" / "best" / "model.safetensors"
+        if best.exists():
+            weights = best
+        else:
+            from wsreid.engine.checkpoint import latest_checkpoint
+
+            last = latest_checkpoint(run_dir)
+            weights = last / "model.safetensors" if last else None
+        if weights is None:
+            raise UserError(f"{run_dir} holds no checkpoint", hint="train it first, or pass --zero-shot")
+    if weights is not None:
+        load_model_weights(run.encoder, weights)
+    split = getattr(run.splits, args.split)
+    if split is None:
+        raise UserError(f"dataset {run.splits.name!r} has no {args.split} split", hint="use --split test")
+    metrics = evaluate_split(run.encoder, split, loaded.recipe.eval.batch_size, run.dist, loaded.recipe.eval.chunk_size)
+    if run.dist.is_main:
+        source = "encoder as loaded (zero-shot)" if weights is None else str(weights)
+        print(json.dumps({"split": args.split, "weights": source, **metrics}, indent=1))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    loaded, plugins = load(args.recipe, args.override, args.disable_plugin)
+    r = loaded.recipe
+    comps = [f"data={r.data.name}", f"encoder={r.encoder.name}", f"pairs={r.pair_construction.name}"]
+    for section in ("local_associations", "global_associations", "objectives"):
+        for label, spec in getattr(r, section).items():
+            if spec is not None:
+                comps.append(f"{label}={spec.name}")
+    print(f"{args.recipe}: valid ({', '.join(comps)})")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from wsreid.pluginmanager import load_plugins
+    from wsreid.recipe import recipe_json_schema
+
+    plugins = load_plugins(disabled=args.disable_plugin)
+    print(json.dumps(recipe_json_schema(plugins.registry), indent=1))
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from wsreid.pluginmanager import load_plugins
+
+    plugins = load_plugins(args.module, disabled=args.disable_plugin)
+    for kind in ("dataset", "encoder", "pair_construction", "local_association", "global_association", "objective"):
+        entries = list(plugins.registry.entries(kind))
+        print(f"{kind}:")
+        for e in entries:
+            flag = "" if e.cls.weakly_supervised else "  [NOT weakly supervised]"
+            print(f"  {e.name:<24} {e.provided_by} ({e.provider}){flag}")
+            if e.summary:
+                print(f"      {e.summary}")
+            for fname, field in e.params_model.model_fields.items():
+                default = field.get_default(call_default_factory=True) if not field.is_required() else "<required>"
+                print(f"      {fname} = {default!r}")
+    for b in plugins.broken:
+        print(f"broken: {b.describe()}")
+    if plugins.disabled:
+        print(f"disabled: {', '.join(sorted(plugins.disabled))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsreid", description="Weakly-supervised text-to-person re-identification")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="train a recipe")
+    _recipe_args(p)
+    p.add_argument("--output-dir", help="run directory (default: the recipe's output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in the output directory")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="evaluate a run directory or checkpoint")
+    p.add_argument("target", help="run directory, checkpoint directory or model .safetensors")
+    p.add_argument("--recipe", help="recipe (default: the run's recipe.yaml)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--zero-shot", action="store_true", help="evaluate the encoder as the recipe loads it")
+    _common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("validate", help="check a recipe without running it")
+    _recipe_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the JSON schema of recipes")
+    _common(p)
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("plugins", help="list registered components")
+    p.add_argument("--module", action="append", default=[], help="also load this plugin module")
+    _common(p)
+    p.set_defaults(func=cmd_plugins)
+
+    try:
+        from wsreid.data.cli import add_data_parser
+    except ImportError:  # pragma: no cover
+        add_data_parser = None
+    if add_data_parser is not None:
+        add_data_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("WSREID_DEBUG") == "1"
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Image files: decoding with clear errors, safe paths under a dataset root, and a cheap
+existence index.
+
+Images are returned as PIL images in RGB mode (``img.size == (width, height)``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
+
+from wsreid.errors import DataError
+
+__all__ = ["load_image", "resolve_image_path", "ExistenceIndex"]
+
+
+def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Image.Image:
+    """Open ``path`` and return it fully decoded as an RGB ``PIL.Image.Image``.
+
+    Raises :class:`DataError` naming the file (and ``where``, e.g. the annotation record)
+    when the file is missing or cannot be decoded (truncated, not an image, ...).
+    """
+    p = Path(path)
+    loc = f" ({where})" if where else ""
+    try:
+        with Image.open(p) as img:
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(
+            f"image {p}{loc} does not exist",
+            hint="check the dataset root and that the image archive was extracted completely",
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise DataError(
+            f"image {p}{loc} cannot be decoded ({reason})",
+            hint="replace the file with an intact copy or remove its record",
+        ) from None
+
+
+def resolve_image_path(image_dir: Path, relative: object, *, where: str) -> Path:
+    """Join a record's relative image path to ``image_dir``.
+
+    ``relative`` must be a non-empty relative POSIX path without ``..`` components, so
+    that it cannot point outside the dataset. ``where`` names the record in errors.
+    """
+    if not isinstance(relative, str) or not relative.strip():
+        raise DataError(f"{where}: image path {relative!r} is empty or not a string", hint="give a path relative to imgs/")
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts or (len(relative) > 1 and relative[1] == ":"):
+        raise DataError(
+            f"{where}: image path {relative!r} escapes the dataset root {image_dir}",
+            hint="image paths must be relative to imgs/ and must not contain '..'",
+        )
+    return image_dir.joinpath(*pure.parts)
+
+
+class ExistenceIndex:
+    """Answers "does this file exist?" with one directory listing per directory, which
+    is much cheaper than one ``stat`` per image on large datasets and network drives."""
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, frozenset[str] | None] = {}
+
+    def exists(self, path: Path) -> bool:
+        parent = path.parent
+        if parent not in self._listings:
+            try:
+                self._listings[parent] = frozenset(os.listdir(parent))
+            except OSError:
+                self._listings[parent] = None
+        names = self._listings[parent]
+        return names is not None and path.name in names

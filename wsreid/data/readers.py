@@ -1,0 +1,258 @@
+"""Readers of the real text-person datasets into wsreid's record model.
+
+Formats (METHOD.md section 7); in every format images live under ``ROOT/imgs/`` and the
+annotation file is a JSON list of records, one per image:
+
+- ``cuhk-pedes``: ``ROOT/reid_raw.json``; record keys ``split`` (train|val|test),
+  ``captions`` (list of str), ``file_path`` (relative to imgs/), ``id`` (int);
+  ``processed_tokens`` is ignored.
+- ``icfg-pedes``: ``ROOT/ICFG-PEDES.json`` (or ``ICFG_PEDES.json``); same keys, splits
+  train|test only (``val`` is None).
+- ``rstpreid``: ``ROOT/data_captions.json``; keys ``id``, ``img_path`` (relative to
+  imgs/), ``captions``, ``split`` (train|val|test).
+
+Training items are caption-level pairs in file order (an image with two captions gives
+two :class:`~wsreid.api.PairRecord` with consecutive indices); evaluation splits list
+every caption as a query and every distinct image once in the gallery.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from wsreid.api import DatasetSplits, EvalSplit, PairRecord
+from wsreid.data.images import ExistenceIndex, resolve_image_path
+from wsreid.errors import DataError
+
+__all__ = [
+    "DatasetFormat",
+    "FORMATS",
+    "ImageRecord",
+    "find_annotation_file",
+    "read_records",
+    "build_splits",
+    "read_dataset",
+    "read_cuhk_pedes",
+    "read_icfg_pedes",
+    "read_rstpreid",
+]
+
+ImageCheck = Literal["exists", "none"]
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """How one annotation format is laid out."""
+
+    name: str
+    annotation_files: tuple[str, ...]  # accepted file names, first found wins
+    path_key: str  # record key of the image path (relative to imgs/)
+    splits: tuple[str, ...]  # split names allowed in the file
+    required_splits: tuple[str, ...]  # splits that must have at least one record
+
+
+FORMATS: dict[str, DatasetFormat] = {
+    "cuhk-pedes": DatasetFormat("cuhk-pedes", ("reid_raw.json",), "file_path", ("train", "val", "test"), ("train", "val", "test")),
+    "icfg-pedes": DatasetFormat("icfg-pedes", ("ICFG-PEDES.json", "ICFG_PEDES.json"), "file_path", ("train", "test"), ("train", "test")),
+    "rstpreid": DatasetFormat("rstpreid", ("data_captions.json",), "img_path", ("train", "val", "test"), ("train", "val", "test")),
+}
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One validated annotation record: an image with its captions.
+
+    ``record`` is the 0-based position in the annotation file; ``relative_path`` is as
+    written in the file; ``image_path`` is ``root/imgs/relative_path``.
+    """
+
+    record: int
+    split: str
+    person_id: int
+    relative_path: str
+    image_path: Path
+    captions: tuple[str, ...]
+
+
+def _format(fmt: str) -> DatasetFormat:
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise DataError(f"unknown dataset format {fmt!r}", hint=f"formats are: {', '.join(FORMATS)}") from None
+
+
+def find_annotation_file(root: str | Path, fmt: str) -> Path:
+    """The annotation file of a dataset in format ``fmt`` under ``root`` (DataError if none)."""
+    spec = _format(fmt)
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{spec.name} dataset root {root} is not a directory", hint="set data.root to the folder holding the annotation file and imgs/")
+    for name in spec.annotation_files:
+        candidate = root / name
+        if candidate.is_file():
+            return candidate
+    names = " or ".join(spec.annotation_files)
+    raise DataError(f"{spec.name} annotation file {root / spec.annotation_files[0]} not found", hint=f"expected {names} in {root}")
+
+
+def _load_json(path: Path) -> list:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start})", hint="is it the right file?") from None
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            hint="the file may be truncated; restore it from the original archive",
+        ) from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records, found a {type(data).__name__}")
+    return data
+
+
+def _person_id(value: object, where: str) -> int:
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise DataError(f"{where}: 'id' must be an integer, found {value!r}", hint="fix or remove the record")
+
+
+def _captions(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise DataError(f"{where}: 'captions' must be a list of strings, found {type(value).__name__}", hint="fix or remove the record")
+    if not value:
+        raise DataError(f"{where}: the caption list is empty", hint="add at least one caption or remove the record")
+    out = []
+    for k, caption in enumerate(value):
+        if not isinstance(caption, str) or not caption.strip():
+            raise DataError(f"{where}: caption {k} is empty or not a string ({caption!r})", hint="fix or remove the caption")
+        out.append(caption.strip())
+    return tuple(out)
+
+
+def read_records(root: str | Path, fmt: str, *, check_images: ImageCheck = "exists") -> tuple[Path, list[ImageRecord]]:
+    """Parse and validate the annotation file of ``root``; returns (file, records).
+
+    Every record is checked for its keys, split, id, captions and image path (relative,
+    inside the root). With ``check_images="exists"`` each referenced image must exist
+    (one directory listing per folder; decoding is left to ``check_dataset``). Any
+    problem raises :class:`DataError` naming the file and the record.
+    """
+    spec = _format(fmt)
+    path = find_annotation_file(root, fmt)
+    image_dir = path.parent / "imgs"
+    raw = _load_json(path)
+    if check_images == "exists" and raw and not image_dir.is_dir():
+        raise DataError(f"image folder {image_dir} not found (next to {path.name})", hint="extract the images into imgs/ under the dataset root")
+    required = ("split", "captions", spec.path_key, "id")
+    index = ExistenceIndex()
+    records: list[ImageRecord] = []
+    for i, rec in enumerate(raw):
+        where = f"{path} record {i}"
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: expected a JSON object, found {type(rec).__name__}")
+        rel = rec.get(spec.path_key)
+        if isinstance(rel, str):
+            where = f"{where} ({spec.path_key} {rel!r})"
+        missing = [k for k in required if k not in rec]
+        if missing:
+            raise DataError(f"{where}: missing key {', '.join(repr(k) for k in missing)}", hint="fix or remove the record")
+        split = rec["split"]
+        if split not in spec.splits:
+            raise DataError(f"{where}: unknown split {split!r}", hint=f"{spec.name} splits are {', '.join(spec.splits)}")
+        person_id = _person_id(rec["id"], where)
+        captions = _captions(rec["captions"], where)
+        image_path = resolve_image_path(image_dir, rel, where=where)
+        if check_images == "exists" and not index.exists(image_path):
+            raise DataError(f"{where}: image {image_path} does not exist", hint="check that the image archive was extracted completely")
+        records.append(ImageRecord(i, split, person_id, rel, image_path, captions))
+    counts = {s: 0 for s in spec.splits}
+    for r in records:
+        counts[r.split] += 1
+    for split in spec.required_splits:
+        if counts[split] == 0:
+            raise DataError(f"{path}: split {split!r} has no records", hint=f"a {spec.name} file needs records in {', '.join(spec.required_splits)}")
+    return path, records
+
+
+def _check_images_unique(path: Path, records: list[ImageRecord]) -> None:
+    seen: dict[str, ImageRecord] = {}
+    for r in records:
+        first = seen.setdefault(r.relative_path, r)
+        if first is r:
+            continue
+        if first.split != r.split:
+            raise DataError(
+                f"{path} record {r.record}: image {r.relative_path!r} is in split {r.split!r} but record {first.record} puts it in {first.split!r}",
+                hint="an image must belong to one split",
+            )
+        if first.person_id != r.person_id:
+            raise DataError(
+                f"{path} record {r.record}: image {r.relative_path!r} has id {r.person_id} but record {first.record} gives it id {first.person_id}",
+                hint="an image shows one person",
+            )
+
+
+def _eval_split(records: list[ImageRecord]) -> EvalSplit:
+    captions, caption_ids, image_paths, image_ids = [], [], [], []
+    seen: set[str] = set()
+    for r in records:
+        captions.extend(r.captions)
+        caption_ids.extend([r.person_id] * len(r.captions))
+        if r.relative_path not in seen:
+            seen.add(r.relative_path)
+            image_paths.append(r.image_path)
+            image_ids.append(r.person_id)
+    return EvalSplit(captions, caption_ids, image_paths, image_ids)
+
+
+def build_splits(name: str, path: Path, records: list[ImageRecord], *, has_val: bool) -> DatasetSplits:
+    """Turn validated records into :class:`DatasetSplits`.
+
+    Train: one PairRecord per caption, ``index`` 0..N-1 in file order, ``image_id`` 0..M-1
+    by first appearance of each image. ``val`` is None when ``has_val`` is False.
+    """
+    _check_images_unique(path, records)
+    train: list[PairRecord] = []
+    image_ids: dict[str, int] = {}
+    for r in records:
+        if r.split != "train":
+            continue
+        image_id = image_ids.setdefault(r.relative_path, len(image_ids))
+        for caption in r.captions:
+            train.append(PairRecord(len(train), r.image_path, caption, image_id, r.person_id))
+    test = _eval_split([r for r in records if r.split == "test"])
+    val = _eval_split([r for r in records if r.split == "val"]) if has_val else None
+    return DatasetSplits(name=name, train=train, test=test, val=val, root=path.parent)
+
+
+def read_dataset(root: str | Path, fmt: str, *, check_images: ImageCheck = "exists", name: str | None = None) -> DatasetSplits:
+    """Read a dataset in format ``fmt`` (a key of :data:`FORMATS`) from ``root``."""
+    spec = _format(fmt)
+    path, records = read_records(root, fmt, check_images=check_images)
+    return build_splits(name or spec.name, path, records, has_val="val" in spec.splits)
+
+
+def read_cuhk_pedes(root: str | Path, *, check_images: ImageCheck = "exists") -> DatasetSplits:
+    """CUHK-PEDES (``reid_raw.json`` + ``imgs/``) as :class:`DatasetSplits`."""
+    return read_dataset(root, "cuhk-pedes", check_images=check_images)
+
+
+def read_icfg_pedes(root: str | Path, *, check_images: ImageCheck = "exists") -> DatasetSplits:
+    """ICFG-PEDES (``ICFG-PEDES.json`` or ``ICFG_PEDES.json`` + ``imgs/``); ``val`` is None."""
+    return read_dataset(root, "icfg-pedes", check_images=check_images)
+
+
+def read_rstpreid(root: str | Path, *, check_images: ImageCheck = "exists") -> DatasetSplits:
+    """RSTPReid (``data_captions.json`` + ``imgs/``) as :class:`DatasetSplits`."""
+    return read_dataset(root, "rstpreid", check_images=check_images)

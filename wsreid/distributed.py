@@ -1,0 +1,90 @@
+"""Collectives for engine and plugins: gather (with dataset indices), gather with
+gradient, broadcast. On one process every helper is the identity.
+
+All collectives must be called on every process (never under ``if is_main_process``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as torch_dist
+
+from wsreid.errors import UserError
+
+
+class Distributed:
+    """Process-group facts and collectives. ``world_size``/``rank`` come from the
+    Accelerator; every method also works without one (single process)."""
+
+    def __init__(self, accelerator=None):
+        self.accelerator = accelerator
+        self.world_size = accelerator.num_processes if accelerator is not None else 1
+        self.rank = accelerator.process_index if accelerator is not None else 0
+        self.device = accelerator.device if accelerator is not None else torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1 and torch_dist.is_available() and torch_dist.is_initialized()
+
+    def barrier(self) -> None:
+        if self.active:
+            torch_dist.barrier()
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenate ``tensor`` (n_r x ...) from every rank in rank order, sizes may
+        differ between ranks. No gradient."""
+        tensor = tensor.detach()
+        if not self.active:
+            return tensor
+        n = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
+        sizes = [torch.zeros_like(n) for _ in range(self.world_size)]
+        torch_dist.all_gather(sizes, n)
+        sizes_i = [int(s.item()) for s in sizes]
+        longest = max(sizes_i)
+        padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        torch_dist.all_gather(parts, padded.contiguous())
+        return torch.cat([p[:s] for p, s in zip(parts, sizes_i)])
+
+    def gather_with_grad(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`gather` for equal-sized shards, but the local shard keeps its
+        gradient (other ranks' shards are constants here; their gradients flow on their
+        own ranks). Summing a loss over the gathered batch on every rank and averaging
+        gradients over ranks (DDP) then equals the single-process gradient."""
+        if not self.active:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        torch_dist.all_gather(parts, tensor.detach().contiguous())
+        parts[self.rank] = tensor
+        return torch.cat(parts)
+
+    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        if self.active:
+            torch_dist.broadcast(tensor, src)
+        return tensor
+
+    def sum(self, value: float) -> float:
+        if not self.active:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        torch_dist.all_reduce(t)
+        return float(t.item())
+
+
+def check_launch(accelerator) -> None:
+    """Fail clearly when the launcher and the process group disagree (e.g. torchrun
+    started two processes that each think they are alone)."""
+    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    if env_world != accelerator.num_processes:
+        raise UserError(
+            f"launcher started {env_world} processes but this one sees a world of {accelerator.num_processes}",
+            hint="on CPU use `torchrun --nproc_per_node N -m wsreid run ...` (wsreid selects the gloo backend); "
+            "see docs/distributed.md",
+        )

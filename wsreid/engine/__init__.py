@@ -1,0 +1,1 @@
+"""Training engine: run loop (wsreid.engine.run), data, optimizer, checkpoints, evaluation, logs."""

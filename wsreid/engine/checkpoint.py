@@ -1,0 +1,196 @@
+"""Checkpoints without pickle: safetensors for tensors, JSON for the rest.
+
+Layout of ``RUN/checkpoints/``::
+
+    epoch-0003/          one directory per checkpoint (only the newest is kept)
+        model.safetensors       encoder weights
+        optimizer.safetensors   optimizer tensors (state/<param id>/<key>)
+        components.safetensors  component state (<section>/<label>/<key>): memory banks, pseudo-labels
+        rng.safetensors         RNG states (torch, numpy)
+        state.json              epoch, step, scheduler, param groups, python RNG, metric history
+    latest               name of the newest complete checkpoint directory
+    best/                model.safetensors + state.json of the best-by-selection epoch
+
+A checkpoint is written into ``<name>.tmp`` and renamed when complete, then ``latest`` is
+replaced atomically; a crash at any point leaves the previous checkpoint intact. Loading a
+corrupt or truncated checkpoint raises :class:`TrainingError` - never a silent fresh start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from wsreid.errors import TrainingError
+
+FILES = ("model.safetensors", "optimizer.safetensors", "components.safetensors", "rng.safetensors", "state.json")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state/{pid}/{key}"] = t.detach().cpu().contiguous().clone()
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, pid, key = name.split("/", 2)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    np_state = np.random.get_state()
+    tensors = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np_state[1].astype(np.int64))}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda/{i}"] = s
+    py = random.getstate()
+    meta = {"python": [py[0], list(py[1]), py[2]], "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    name, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda/")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    component_tensors: dict[str, torch.Tensor],
+    state: dict,
+) -> Path:
+    """Write checkpoint ``epoch-XXXX`` atomically and point ``latest`` at it."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"epoch-{epoch:04d}"
+    tmp = root / f"{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_model(model, str(tmp / "model.safetensors"))
+        opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in component_tensors.items()},
+                  str(tmp / "components.safetensors"))
+        rng_tensors, rng_meta = rng_state()
+        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        full_state = dict(state, epoch=epoch, optimizer=opt_meta, scheduler=scheduler.state_dict(), rng=rng_meta)
+        (tmp / "state.json").write_text(json.dumps(full_state, indent=1))
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TrainingError(
+            f"could not write checkpoint {root / name}: {exc.strerror or exc}",
+            hint="the previous checkpoint is kept; free disk space and resume with --resume",
+        ) from exc
+    _atomic_write_text(root / "latest", name + "\n")
+    for old in root.glob("epoch-*"):
+        if old.name != name and not old.name.endswith(".tmp"):
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
+    """Write the best model (``checkpoints/best``) atomically."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / "best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    (tmp / "state.json").write_text(json.dumps(info, indent=1))
+    old = root / "best.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (root / "best").exists():
+        os.replace(root / "best", old)
+    os.replace(tmp, root / "best")
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    if not path.is_dir():
+        raise TrainingError(f"checkpoint pointer {pointer} names {path.name}, which does not exist",
+                            hint="the run directory was modified; start again with --overwrite")
+    return path
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise TrainingError(f"checkpoint file {path} is corrupt or truncated: {' '.join(str(exc).split())}",
+                            hint="restore it or start again with --overwrite") from exc
+
+
+def load_model_weights(model: torch.nn.Module, path: Path) -> None:
+    if not path.exists():
+        raise TrainingError(f"checkpoint file {path} is missing", hint="the checkpoint is incomplete")
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise TrainingError(f"checkpoint file {path} is corrupt or does not fit the model: {' '.join(str(exc).split())}",
+                            hint="check that the recipe matches the run that wrote it") from exc
+    if missing or unexpected:
+        raise TrainingError(f"checkpoint file {path} does not fit the model ({len(missing)} missing, "
+                            f"{len(unexpected)} unexpected keys, e.g. {(list(missing) + list(unexpected))[0]})",
+                            hint="check that the recipe matches the run that wrote it")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read every file of a checkpoint directory; raise TrainingError when damaged."""
+    for f in FILES:
+        if not (path / f).exists():
+            raise TrainingError(f"checkpoint {path} is incomplete: {f} is missing",
+                                hint="restore it or start again with --overwrite")
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"checkpoint file {path / 'state.json'} is corrupt: {exc}",
+                            hint="restore it or start again with --overwrite") from exc
+    return {
+        "state": state,
+        "optimizer": _optimizer_state(_load_tensors(path / "optimizer.safetensors"), state["optimizer"]),
+        "components": _load_tensors(path / "components.safetensors"),
+        "rng": _load_tensors(path / "rng.safetensors"),
+        "model_path": path / "model.safetensors",
+    }

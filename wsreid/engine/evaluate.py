@@ -1,0 +1,91 @@
+"""Feature extraction and retrieval evaluation (METHOD.md section 1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from wsreid.api import EncoderComponent, EvalSplit, ViewFeatures
+from wsreid.distributed import Distributed
+from wsreid.engine.data import ImageFiles
+from wsreid.evaluation import retrieval_metrics
+
+
+def _shard(n: int, dist: Distributed) -> range:
+    per = -(-n // dist.world_size)
+    return range(dist.rank * per, min((dist.rank + 1) * per, n))
+
+
+@torch.no_grad()
+def extract_text_features(encoder: EncoderComponent, captions: list[str], batch_size: int,
+                          dist: Distributed, desc: str = "text") -> torch.Tensor:
+    """N x d L2-normalised text features, row i = caption i, identical on every rank."""
+    rows = _shard(len(captions), dist)
+    feats, idx = [], []
+    for start in tqdm(range(rows.start, rows.stop, batch_size), desc=desc, leave=False, disable=not dist.is_main):
+        stop = min(start + batch_size, rows.stop)
+        ids, mask = encoder.tokenize(captions[start:stop])
+        feats.append(F.normalize(encoder.encode_text(ids.to(dist.device), mask.to(dist.device)).float(), dim=-1))
+        idx.append(torch.arange(start, stop, device=dist.device))
+    return _gather_rows(feats, idx, len(captions), encoder.embed_dim, dist)
+
+
+@torch.no_grad()
+def extract_image_features(encoder: EncoderComponent, paths, batch_size: int, dist: Distributed,
+                           num_workers: int = 0, desc: str = "images") -> torch.Tensor:
+    """N x d L2-normalised image features, row i = image i, identical on every rank."""
+    files = ImageFiles(paths, encoder)
+    rows = _shard(len(files), dist)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(files, list(rows)), batch_size=batch_size,
+                                         num_workers=num_workers)
+    feats, idx = [], []
+    for positions, images in tqdm(loader, desc=desc, leave=False, disable=not dist.is_main):
+        feats.append(F.normalize(encoder.encode_image(images.to(dist.device)).float(), dim=-1))
+        idx.append(positions.to(dist.device))
+    return _gather_rows(feats, idx, len(files), encoder.embed_dim, dist)
+
+
+def _gather_rows(feats, idx, n: int, dim: int, dist: Distributed) -> torch.Tensor:
+    local = torch.cat(feats) if feats else torch.zeros(0, dim, device=dist.device)
+    local_idx = torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long, device=dist.device)
+    all_feats, all_idx = dist.gather(local), dist.gather(local_idx)
+    out = torch.zeros(n, all_feats.shape[1], device=all_feats.device)
+    out[all_idx] = all_feats
+    if all_idx.numel() != n or torch.unique(all_idx).numel() != n:
+        raise RuntimeError(f"feature gather returned {all_idx.numel()} rows for {n} items")
+    return out
+
+
+def evaluate_split(encoder: EncoderComponent, split: EvalSplit, batch_size: int, dist: Distributed,
+                   chunk_size: int = 4096, num_workers: int = 0) -> dict[str, float]:
+    """Text-to-image retrieval metrics (R1, R5, R10, mAP, mINP in %) on ``split``."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        text = extract_text_features(encoder, split.captions, batch_size, dist)
+        image = extract_image_features(encoder, split.image_paths, batch_size, dist, num_workers)
+    finally:
+        encoder.train(was_training)
+    similarity = text @ image.T
+    return retrieval_metrics(
+        similarity.cpu(),
+        torch.tensor(split.caption_person_ids),
+        torch.tensor(split.image_person_ids),
+        chunk_size=chunk_size,
+    )
+
+
+@torch.no_grad()
+def extract_train_features(encoder: EncoderComponent, records, batch_size: int, dist: Distributed,
+                           num_workers: int = 0) -> ViewFeatures:
+    """Un-augmented features of every training pair (row = dataset index)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        text = extract_text_features(encoder, [r.caption for r in records], batch_size, dist, "train text")
+        image = extract_image_features(encoder, [r.image_path for r in records], batch_size, dist, num_workers,
+                                       "train images")
+    finally:
+        encoder.train(was_training)
+    return ViewFeatures(image=image, text=text)

@@ -1,0 +1,134 @@
+"""Run logs: CSV (steps and epochs), TensorBoard, and a PNG of the training curves.
+Only the main process writes."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.dir = run_dir / "logs"
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.dir / "tensorboard"))
+            except ImportError:  # pragma: no cover - tensorboard is a dependency
+                self._tb = None
+
+    def _append(self, name: str, row: dict) -> None:
+        path = self.dir / name
+        existing: list[dict] = []
+        fields = list(row)
+        if path.exists():
+            with path.open() as f:
+                reader = csv.DictReader(f)
+                existing = list(reader)
+                old = reader.fieldnames or []
+            if old and set(fields) - set(old):
+                fields = old + [k for k in fields if k not in old]
+            elif old:
+                fields = old
+            if fields != old:  # a new column appeared: rewrite with the wider header
+                with path.open("w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=fields)
+                    w.writeheader()
+                    w.writerows(existing)
+                    w.writerow(row)
+                return
+            with path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=fields).writerow(row)
+            return
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerow(row)
+
+    def step(self, step: int, epoch: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self._append("steps.csv", {"step": step, "epoch": epoch, **values})
+        if self._tb:
+            for k, v in values.items():
+                self._tb.add_scalar(f"train/{k}", v, step)
+
+    def epoch(self, epoch: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self._append("epochs.csv", {"epoch": epoch, **values})
+        if self._tb:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, epoch)
+            self._tb.flush()
+
+    def truncate(self, epoch: int, step: int) -> None:
+        """Drop rows written after a checkpoint (used on resume)."""
+        if not self.enabled:
+            return
+        for name, key, limit in (("steps.csv", "step", step), ("epochs.csv", "epoch", epoch)):
+            path = self.dir / name
+            if not path.exists():
+                continue
+            with path.open() as f:
+                reader = csv.DictReader(f)
+                rows = [r for r in reader if int(r[key]) <= limit]
+                fields = reader.fieldnames or []
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                w.writerows(rows)
+
+    def close(self) -> None:
+        if self._tb:
+            self._tb.close()
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    rows = []
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            rows.append({k: (float(v) if v not in ("", None) else math.nan) for k, v in r.items()})
+    return rows
+
+
+def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
+    """Plot per-epoch losses, learning rate, validation metrics and diagnostics to PNG."""
+    path = run_dir / "logs" / "epochs.csv"
+    if not path.exists():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_csv(path)
+    epochs = [r["epoch"] for r in rows]
+    keys = [k for k in rows[0] if k != "epoch"] if rows else []
+    panels = {
+        "losses": [k for k in keys if k.startswith("loss/")],
+        "validation (%)": [k for k in keys if k.startswith("val/")],
+        "diagnostics": [k for k in keys if k.startswith("diag/")],
+        "learning rate": [k for k in keys if k == "lr"],
+    }
+    panels = {t: ks for t, ks in panels.items() if ks}
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.4), squeeze=False)
+    for ax, (title, ks) in zip(axes[0], panels.items()):
+        for k in ks:
+            ys = [r.get(k, math.nan) for r in rows]
+            ax.plot(epochs, ys, marker=".", label=k.split("/", 1)[-1])
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = out or run_dir / "curves.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,65 @@
+"""Optimizer parameter groups and the warm-up + cosine schedule (METHOD.md section 4)."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+
+import torch
+
+from wsreid.recipe.model import TrainConfig
+
+
+def parameter_groups(named_parameters, train: TrainConfig) -> list[dict]:
+    """One group per (lr, weight decay) combination.
+
+    Biases get ``lr * bias_lr_factor`` and ``bias_weight_decay``; other parameters ``lr``
+    and ``weight_decay``; ``lr_factors`` (glob -> factor, first match wins) multiplies on
+    top; a factor of 0 freezes the parameter (it is left out of the optimizer).
+    """
+    groups: dict[tuple[float, float], list] = {}
+    names: dict[tuple[float, float], list[str]] = {}
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        is_bias = name.endswith(".bias") or name == "bias"
+        lr = train.lr * (train.bias_lr_factor if is_bias else 1.0)
+        wd = train.bias_weight_decay if is_bias else train.weight_decay
+        for pattern, factor in train.lr_factors.items():
+            if fnmatch.fnmatch(name, pattern):
+                lr *= factor
+                break
+        if lr == 0:
+            param.requires_grad_(False)
+            continue
+        groups.setdefault((lr, wd), []).append(param)
+        names.setdefault((lr, wd), []).append(name)
+    return [
+        {"params": params, "lr": lr, "initial_lr": lr, "weight_decay": wd, "names": names[(lr, wd)]}
+        for (lr, wd), params in groups.items()
+    ]
+
+
+def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model.named_parameters(), train)
+    for g in groups:
+        g.pop("names")
+    cls = torch.optim.Adam if train.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=train.lr, betas=tuple(train.betas), eps=train.eps)
+
+
+def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
+    """Multiplier of each group's lr at optimizer step ``step`` (0-based): linear warm-up
+    from ``warmup_factor`` over ``warmup_epochs``, then cosine decay to ``min_lr_factor``."""
+    total = train.epochs * steps_per_epoch
+    warmup = int(round(train.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        alpha = step / warmup
+        return train.warmup_factor * (1 - alpha) + alpha
+    span = max(total - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
+    return train.min_lr_factor + (1 - train.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer, steps_per_epoch: int, train: TrainConfig):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, train))

@@ -1,0 +1,423 @@
+"""The training engine: one Accelerator, one run directory, components built by name.
+
+One step (DESIGN.md "The flow of one run")::
+
+    views     = pair_construction.views(batch)          # {"base": ..., "asymmetric": ...}
+    features  = encoder(views)                          # L2-normalised, per view
+    relations = {label: association.relate(...)}        # local, then global
+    losses    = {label: weight * objective.loss(...)}   # summed -> backward -> step
+    global associations .after_step(gathered detached base features, gathered indices)
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from wsreid.api import (
+    BASE_VIEW,
+    Batch,
+    BuildContext,
+    Component,
+    DatasetSplits,
+    EpochContext,
+    StepContext,
+    View,
+    ViewFeatures,
+)
+from wsreid.distributed import Distributed, check_launch
+from wsreid.engine import checkpoint as ckpt
+from wsreid.engine.data import PairBatchSampler, TrainPairs, collate_pairs
+from wsreid.engine.evaluate import evaluate_split, extract_train_features
+from wsreid.engine.logs import RunLogger, plot_curves
+from wsreid.engine.optim import build_optimizer, build_scheduler
+from wsreid.errors import RecipeError, TrainingError, UserError
+from wsreid.pluginmanager import Plugins
+
+SECTIONS = {
+    "local_associations": "local_association",
+    "global_associations": "global_association",
+    "objectives": "objective",
+}
+
+
+class EncodeViews(torch.nn.Module):
+    """Wraps the encoder so that one forward call encodes every view (the unit DDP wraps).
+
+    images: V*B x 3 x H x W, input_ids/attention_mask: V*B x L -> two V*B x d tensors,
+    L2-normalised, in float32."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images, input_ids, attention_mask):
+        image = self.encoder.encode_image(images).float()
+        text = self.encoder.encode_text(input_ids, attention_mask).float()
+        return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+
+
+@dataclass
+class Components:
+    dataset: Component
+    encoder: Any
+    pair_construction: Component
+    local_associations: dict[str, Component] = field(default_factory=dict)
+    global_associations: dict[str, Component] = field(default_factory=dict)
+    objectives: dict[str, Component] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def stateful(self) -> dict[str, Component]:
+        out = {f"pair_construction/{type(self.pair_construction).__name__}": self.pair_construction}
+        for section in SECTIONS:
+            for label, comp in getattr(self, section).items():
+                out[f"{section}/{label}"] = comp
+        return out
+
+    @property
+    def weakly_supervised(self) -> bool:
+        return all(type(c).weakly_supervised for c in [self.dataset, self.encoder, *self.stateful().values()])
+
+    def supervised_names(self) -> list[str]:
+        return [k for k, c in self.stateful().items() if not type(c).weakly_supervised]
+
+
+def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, where: str):
+    """Instantiate the registered component ``spec.name`` of ``kind`` with its params."""
+    entry = plugins.registry.get(kind, spec.name, where=where)
+    data = spec.model_dump(exclude={"name", "weight"}) if hasattr(spec, "model_dump") else dict(spec)
+    data.pop("name", None)
+    data.pop("weight", None)
+    params = entry.params_model.model_validate(data)
+    return entry.cls(params, context)
+
+
+def package_versions(plugins: Plugins) -> dict[str, Any]:
+    def version(name: str) -> str | None:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
+    pkgs = {n: version(n) for n in ("wsreid", "torch", "transformers", "accelerate", "pluggy", "pydantic", "tokenizers")}
+    comps = [
+        {"kind": e.kind, "name": e.name, "provider": e.provider, "distribution": e.distribution, "version": e.version}
+        for e in plugins.registry.entries()
+    ]
+    return {"python": platform.python_version(), "packages": pkgs, "components": comps}
+
+
+class Run:
+    """A training run of a validated recipe into ``run_dir``."""
+
+    def __init__(self, recipe, plugins: Plugins, run_dir: Path, *, resolved_yaml: str | None = None,
+                 resume: bool = False):
+        self.recipe, self.plugins, self.run_dir = recipe, plugins, Path(run_dir)
+        self.resolved_yaml, self.resume = resolved_yaml, resume
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.step = 0
+
+    # ------------------------------------------------------------------ set-up
+    def _accelerator(self):
+        from accelerate import Accelerator
+
+        precision = self.recipe.train.mixed_precision
+        cuda = torch.cuda.is_available()
+        if precision == "fp16" and not cuda:
+            raise RecipeError("train.mixed_precision: fp16 needs a GPU and would be silently ignored on CPU",
+                              hint="use 'bf16' or 'no' on CPU")
+        accelerator = Accelerator(cpu=not cuda, mixed_precision=precision)
+        check_launch(accelerator)
+        return accelerator
+
+    def setup(self) -> None:
+        from accelerate.utils import set_seed
+
+        r = self.recipe
+        self.accelerator = self._accelerator()
+        self.dist = Distributed(self.accelerator)
+        set_seed(r.train.seed)
+        ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device)
+        dataset = build_component(self.plugins, "dataset", r.data, ctx, "data")
+        self.splits: DatasetSplits = dataset.load()
+        if not self.splits.train:
+            raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
+        ctx.train_captions = [p.caption for p in self.splits.train]
+        ctx.num_train = len(self.splits.train)
+        encoder = build_component(self.plugins, "encoder", r.encoder, ctx, "encoder")
+        ctx.encoder = encoder
+        ctx.image_size = tuple(encoder.image_size)
+        comps = Components(dataset, encoder, build_component(self.plugins, "pair_construction", r.pair_construction, ctx,
+                                                             "pair_construction"))
+        for section, kind in SECTIONS.items():
+            for label, spec in getattr(r, section).items():
+                if spec is None:
+                    continue
+                getattr(comps, section)[label] = build_component(self.plugins, kind, spec, ctx, f"{section}.{label}")
+                if section == "objectives":
+                    comps.weights[label] = float(getattr(spec, "weight", 1.0))
+        labels = set(comps.local_associations) | set(comps.global_associations)
+        for label, obj in comps.objectives.items():
+            wanted = getattr(obj.params, "relation", None)
+            if wanted is not None and wanted not in labels:
+                import difflib
+
+                close = difflib.get_close_matches(str(wanted), sorted(labels), n=1)
+                raise RecipeError(
+                    f"objectives.{label}.relation: no association is labelled {wanted!r}",
+                    hint=f"did you mean {close[0]!r}?" if close else f"labels: {', '.join(sorted(labels)) or 'none'}",
+                )
+        self.components = comps
+        self.model = EncodeViews(encoder)
+        self.train_data = TrainPairs(self.splits.train, encoder)
+        self.sampler = PairBatchSampler(len(self.train_data), r.train.batch_size, seed=r.train.seed,
+                                        rank=self.dist.rank, world_size=self.dist.world_size,
+                                        drop_last=r.train.drop_last)
+        if self.sampler.steps_per_epoch() == 0:
+            raise RecipeError(f"train.batch_size {r.train.batch_size} exceeds the {len(self.train_data)} training pairs",
+                              hint="lower train.batch_size")
+        self.loader = torch.utils.data.DataLoader(self.train_data, batch_sampler=self.sampler,
+                                                  collate_fn=collate_pairs, num_workers=r.train.num_workers)
+        optimizer = build_optimizer(self.model, r.train)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.scheduler = build_scheduler(self.optimizer, self.sampler.steps_per_epoch(), r.train)
+        self.train_person_ids = torch.tensor([p.person_id for p in self.splits.train])
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
+
+    @property
+    def encoder(self):
+        return self.components.encoder
+
+    # ------------------------------------------------------------------ state
+    def component_tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, comp in self.components.stateful().items():
+            for name, t in comp.state_tensors().items():
+                out[f"{key}/{name}"] = t
+        return out
+
+    def restore(self) -> None:
+        path = ckpt.latest_checkpoint(self.run_dir)
+        if path is None:
+            raise TrainingError(f"--resume: {self.run_dir} holds no checkpoint yet",
+                                hint="run without --resume (add --overwrite to start over)")
+        data = ckpt.load_checkpoint(path)
+        ckpt.load_model_weights(self.encoder, data["model_path"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        state = data["state"]
+        self.scheduler.load_state_dict(state["scheduler"])
+        per_comp: dict[str, dict[str, torch.Tensor]] = {}
+        for name, t in data["components"].items():
+            key, tname = name.rsplit("/", 1)
+            per_comp.setdefault(key, {})[tname] = t.to(self.dist.device)
+        for key, comp in self.components.stateful().items():
+            comp.load_state_tensors(per_comp.pop(key, {}))
+        if per_comp:
+            raise TrainingError(f"checkpoint {path} holds state for components not in the recipe: {sorted(per_comp)}",
+                                hint="resume with the recipe the run was started with")
+        ckpt.set_rng_state(data["rng"], state["rng"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history = state.get("history", [])
+        self.logger.truncate(self.epoch, self.step)
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            ckpt.save_checkpoint(
+                self.run_dir, epoch=self.epoch, model=self.encoder, optimizer=self.optimizer,
+                scheduler=self.scheduler, component_tensors=self.component_tensors(),
+                state={"step": self.step, "history": self.history},
+            )
+        self.dist.barrier()
+
+    # ------------------------------------------------------------------ one step
+    def encode(self, views: dict[str, View]) -> dict[str, ViewFeatures]:
+        names = list(views)
+        images = torch.cat([views[n].images for n in names])
+        ids = torch.cat([views[n].input_ids for n in names])
+        mask = torch.cat([views[n].attention_mask for n in names])
+        with self.accelerator.autocast():
+            image, text = self.model(images, ids, mask)
+        sizes = [views[n].images.shape[0] for n in names]
+        return {n: ViewFeatures(i, t) for n, i, t in zip(names, image.split(sizes), text.split(sizes))}
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+        c = self.components
+        views = c.pair_construction.views(batch, self.encoder)
+        features = self.encode(views)
+        relations = {}
+        for label, assoc in {**c.local_associations, **c.global_associations}.items():
+            view = getattr(assoc.params, "view", BASE_VIEW)
+            if view not in features:
+                raise RecipeError(f"associations.{label}.view: view {view!r} is not produced by pair construction "
+                                  f"{self.recipe.pair_construction.name!r}", hint=f"views: {', '.join(features)}")
+            rel = assoc.relate(features, batch, ctx)
+            if rel is not None:
+                relations[label] = rel
+        losses: dict[str, torch.Tensor] = {}
+        for label, obj in c.objectives.items():
+            value = obj.loss(features, relations, batch, ctx)
+            if value is None:
+                continue
+            if not torch.isfinite(value.detach()).all():
+                last = ckpt.latest_checkpoint(self.run_dir)
+                raise TrainingError(
+                    f"objective {label!r} gave a non-finite loss ({float(value):.4g}) at epoch {ctx.epoch}, step {ctx.step + 1}",
+                    hint=f"the last good checkpoint is {last}" if last else "no checkpoint was written yet",
+                )
+            losses[label] = c.weights.get(label, 1.0) * value
+        if not losses:
+            raise RecipeError("no objective produced a loss at this step", hint="add an objective such as 'itc'")
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(total)
+        if self.recipe.train.grad_clip:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if c.global_associations:
+            base = features[BASE_VIEW]
+            gathered = ViewFeatures(self.dist.gather(base.image), self.dist.gather(base.text))
+            empty = torch.zeros(0, device=batch.index.device)
+            gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index),
+                           image_id=self.dist.gather(batch.image_id), person_id=self.dist.gather(batch.person_id))
+            for assoc in c.global_associations.values():
+                assoc.after_step({BASE_VIEW: gathered}, gbatch, ctx)
+        out = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
+        out["loss/total"] = float(total.detach())
+        return out
+
+    # ------------------------------------------------------------------ epochs
+    def evaluate(self, split_name: str) -> dict[str, float]:
+        split = getattr(self.splits, split_name)
+        ev = self.recipe.eval
+        metrics = evaluate_split(self.encoder, split, ev.batch_size, self.dist, ev.chunk_size,
+                                 self.recipe.train.num_workers)
+        self.plugins.hook.wsreid_after_evaluation(run=self, split=split_name, epoch=self.epoch, metrics=metrics)
+        return metrics
+
+    def selection_split(self) -> str | None:
+        select = self.recipe.eval.select
+        if select == "val":
+            return "val" if self.splits.val is not None else None
+        return "test" if select == "test" else None
+
+    def train(self) -> dict[str, Any]:
+        r = self.recipe
+        if self.resume:
+            self.restore()
+        hook = self.plugins.hook
+        hook.wsreid_run_start(run=self)
+        num_epochs = r.train.epochs
+        sel = self.selection_split()
+        while self.epoch < num_epochs:
+            self.epoch += 1
+            epoch = self.epoch
+            ectx = EpochContext(epoch, num_epochs, self.dist,
+                                lambda: extract_train_features(self.encoder, self.splits.train, r.eval.batch_size,
+                                                               self.dist, r.train.num_workers),
+                                self.train_person_ids.to(self.dist.device))
+            for assoc in self.components.global_associations.values():
+                assoc.epoch_start(ectx)
+            hook.wsreid_epoch_start(run=self, epoch=epoch)
+            self.sampler.set_epoch(epoch)
+            sums: dict[str, float] = {}
+            count = 0
+            started = time.time()
+            bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=not self.dist.is_main)
+            for batch in bar:
+                batch = batch.to(self.dist.device)
+                ctx = StepContext(epoch, self.step, num_epochs, self.dist)
+                values = self.train_step(batch, ctx)
+                self.step += 1
+                count += 1
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if self.step % r.train.log_every == 0:
+                    self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
+                    bar.set_postfix(loss=f"{values['loss/total']:.3f}")
+                hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
+            logs: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
+            logs["lr"] = self.scheduler.get_last_lr()[0]
+            logs["seconds"] = time.time() - started
+            for label, comp in self.components.stateful().items():
+                for k, v in comp.diagnostics().items():
+                    logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
+            record: dict[str, Any] = {"epoch": epoch}
+            if epoch % r.eval.every == 0 or epoch == num_epochs:
+                for split_name in {"val", sel} - {None}:
+                    if getattr(self.splits, split_name, None) is None:
+                        continue
+                    record[split_name] = self.evaluate(split_name)
+                    for k, v in record[split_name].items():
+                        logs[f"{split_name}/{k}"] = v
+                if sel and sel in record and self._is_best(sel, record[sel]):
+                    if self.dist.is_main:
+                        ckpt.save_best(self.run_dir, self.encoder, {"epoch": epoch, "split": sel, **record[sel]})
+                    self.dist.barrier()
+            self.history.append(record)
+            self.logger.epoch(epoch, logs)
+            hook.wsreid_epoch_end(run=self, epoch=epoch, logs=logs)
+            if epoch % r.train.checkpoint_every == 0 or epoch == num_epochs:
+                self.save()
+        return self.finish()
+
+    def _is_best(self, split: str, metrics: dict[str, float]) -> bool:
+        previous = [h[split]["R1"] for h in self.history if split in h]
+        return not previous or metrics["R1"] > max(previous)
+
+    def finish(self) -> dict[str, Any]:
+        sel = self.selection_split()
+        best_epoch = self.epoch
+        if sel:
+            scored = [h for h in self.history if sel in h]
+            best = max(scored, key=lambda h: h[sel]["R1"]) if scored else None
+            if best is not None and (self.run_dir / "checkpoints" / "best").exists():
+                best_epoch = best["epoch"]
+                ckpt.load_model_weights(self.encoder, self.run_dir / "checkpoints" / "best" / "model.safetensors")
+        test = self.evaluate("test")
+        comps = self.components
+        metrics = {
+            "test": test,
+            "best_epoch": best_epoch,
+            "selection": {"val": "best validation R1", "test": "best TEST R1 (published habit, optimistic)",
+                          "last": "last epoch"}[self.recipe.eval.select] if sel or self.recipe.eval.select == "last"
+            else "last epoch (dataset has no validation split)",
+            "weakly_supervised": comps.weakly_supervised,
+            "history": self.history,
+            "dataset": self.splits.name,
+            "seed": self.recipe.train.seed,
+            "epochs": self.epoch,
+        }
+        if not comps.weakly_supervised:
+            metrics["note"] = ("NOT weakly supervised: uses true identity labels via "
+                               + ", ".join(comps.supervised_names()))
+        if self.dist.is_main:
+            ckpt._atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            self.logger.close()
+            try:
+                plot_curves(self.run_dir)
+            except Exception as exc:  # a plotting failure must not lose a finished run
+                print(f"warning: could not plot curves: {exc}", file=sys.stderr)
+        self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
+        return metrics
+
+
+def write_run_files(run_dir: Path, resolved_yaml: str, plugins: Plugins) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(resolved_yaml)
+    (run_dir / "versions.json").write_text(json.dumps(package_versions(plugins), indent=1))
+    marker = run_dir / ".wsreid-run"
+    if not marker.exists():
+        marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))

@@ -1,0 +1,114 @@
+"""Where each recipe key came from: a file and line, or a command-line override.
+
+Paths are tuples of keys (``("train", "lr")``; list items by integer index); their
+dotted form (``train.lr``) is what error messages show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Union
+
+Path = tuple[Union[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Location:
+    """``source`` is a file path as shown to the user, or ``override -o key=value``;
+    ``line`` is 1-based, None where there is no line (overrides, trees built in code)."""
+
+    source: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}" if self.line is not None else self.source
+
+
+def dotted(path: Path) -> str:
+    """``("objectives", "sdm", "weight")`` -> ``"objectives.sdm.weight"``."""
+    return ".".join(str(p) for p in path)
+
+
+def as_path(key: str | Path) -> Path:
+    """A dotted key or a path tuple, as a path tuple."""
+    if isinstance(key, tuple):
+        return key
+    return tuple(key.split(".")) if key else ()
+
+
+class Locations:
+    """Map from key path to :class:`Location`, with a root location for the whole recipe.
+
+    ``locations["train.lr"]`` and ``locations[("train", "lr")]`` are the same entry.
+    :meth:`find` returns the location of a key or of its nearest ancestor that has one,
+    so a missing key is reported where its parent mapping is written.
+    """
+
+    def __init__(self, root: Location, entries: Mapping[Path, Location] | None = None):
+        self.root = root
+        self._entries: dict[Path, Location] = dict(entries or {})
+
+    def __getitem__(self, key: str | Path) -> Location:
+        return self._entries[as_path(key)]
+
+    def __setitem__(self, key: str | Path, location: Location) -> None:
+        self._entries[as_path(key)] = location
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, (str, tuple)) and as_path(key) in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return (dotted(p) for p in self._entries)
+
+    def get(self, key: str | Path, default: Location | None = None) -> Location | None:
+        return self._entries.get(as_path(key), default)
+
+    def items(self) -> Iterator[tuple[str, Location]]:
+        return ((dotted(p), loc) for p, loc in self._entries.items())
+
+    def find(self, key: str | Path) -> Location:
+        path = as_path(key)
+        while path:
+            if path in self._entries:
+                return self._entries[path]
+            path = path[:-1]
+        return self.root
+
+    def update(self, other: "Locations") -> None:
+        self._entries.update(other._entries)
+
+    def set_subtree(self, path: Path, value: Any, location: Location) -> None:
+        """Give ``path`` and every key below it (when ``value`` is a mapping or list)
+        the same ``location``."""
+        self._entries[path] = location
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self.set_subtree(path + (k,), v, location)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.set_subtree(path + (i,), v, location)
+
+    def prune(self, tree: Any) -> None:
+        """Drop entries whose key no longer exists in ``tree`` (deleted or replaced)."""
+        self._entries = {p: loc for p, loc in self._entries.items() if _exists(tree, p)}
+
+    def copy(self) -> "Locations":
+        return Locations(self.root, self._entries)
+
+    def __repr__(self) -> str:
+        return f"Locations(root={self.root}, {len(self._entries)} keys)"
+
+
+def _exists(tree: Any, path: Path) -> bool:
+    node = tree
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return False
+    return True

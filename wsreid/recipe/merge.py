@@ -1,0 +1,185 @@
+"""How recipe layers combine: ``extends`` and command-line overrides.
+
+A recipe may start with ``extends: <file>`` (a path relative to the extending file). The
+file it names is read first (it may extend another one in turn), and the extending file
+is laid over it, key by key. Command-line overrides (``-o train.lr=2e-5``) are laid over
+the result in the order given. The rules:
+
+- **Mappings merge** key by key, recursively: a key the upper layer does not mention keeps
+  the value from below.
+- **Lists and scalars replace** the value below as a whole (lists are never concatenated).
+- **A component block** (a mapping with a ``name`` key: ``data``, ``encoder``,
+  ``pair_construction`` and every entry of ``local_associations``,
+  ``global_associations`` and ``objectives``) whose ``name`` changes is **replaced whole**:
+  parameters of the old component are dropped, since they belong to another parameter
+  model. A block that keeps its name, or gives none, merges like any mapping.
+- **``null`` deletes** the key from the layers below, so the default applies again; this
+  is how a recipe or an override removes a component (``objectives: {sdm_global: null}``,
+  ``-o objectives.sdm_global=null``). In the bottom file of a chain (one that extends
+  nothing) a ``null`` is kept as the value None.
+- **Overrides** are ``dotted.key=value`` with the value in YAML 1.2 flow syntax
+  (``2e-5``, ``image``, ``'on'``, ``[1, 2]``, ``{name: itc, weight: 0.5}``, ``null``). A
+  dotted key may step into a list by index (``train.betas.1=0.98``). Setting
+  ``<block>.name`` to another name replaces that block, as above.
+- A file that extends itself, directly or through a cycle, is an error naming the chain.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable, Mapping
+
+from wsreid.errors import RecipeError
+from wsreid.recipe.locations import Location, Locations
+from wsreid.recipe.locations import Path as KeyPath
+from wsreid.recipe.yamlio import parse_flow_value
+
+__all__ = ["merge", "apply_overrides", "parse_override", "is_component_block"]
+
+
+def is_component_block(value: Any) -> bool:
+    """A mapping with a ``name`` key."""
+    return isinstance(value, dict) and "name" in value
+
+
+def _without_nulls(value: Any) -> Any:
+    """A deep copy of an upper-layer value with null mapping entries removed (there is
+    nothing below them to delete)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return copy.deepcopy(value)
+
+
+def _set_key(mapping: dict[str, Any], key: str, value: Any) -> None:
+    """Lay ``{key: value}`` over ``mapping`` in place, by the merge rules."""
+    if value is None:
+        mapping.pop(key, None)
+    elif key == "name" and is_component_block(mapping) and mapping["name"] != value:
+        mapping.clear()
+        mapping["name"] = copy.deepcopy(value)
+    elif key in mapping:
+        mapping[key] = merge(mapping[key], value)
+    else:
+        mapping[key] = _without_nulls(value)
+
+
+def merge(base: Any, overlay: Any) -> Any:
+    """Lay ``overlay`` over ``base`` (see the module rules); returns a new value and
+    leaves both arguments unchanged."""
+    if not (isinstance(base, dict) and isinstance(overlay, dict)):
+        return _without_nulls(overlay)
+    if is_component_block(base) and is_component_block(overlay) and base["name"] != overlay["name"]:
+        return _without_nulls(overlay)
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        _set_key(out, key, value)
+    return out
+
+
+def parse_override(text: str) -> tuple[KeyPath, Any]:
+    """``"train.lr=2e-5"`` -> ``(("train", "lr"), 2e-05)``. List indices in the key become
+    ints later, against the tree. Raises :class:`RecipeError` for a malformed line."""
+    source = f"override -o {text}"
+    if "=" not in text:
+        raise RecipeError(f"{source}: expected dotted.key=value", hint="e.g. -o train.lr=2e-5; use =null to delete a key")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    parts = tuple(key.split("."))
+    if not key or any(not p or p != p.strip() for p in parts):
+        raise RecipeError(f"{source}: malformed key {key!r}", hint="write dot-separated names without spaces, e.g. train.lr")
+    if parts[0] == "extends":
+        raise RecipeError(f"{source}: 'extends' cannot be overridden", hint="write a recipe file that extends the one you want")
+    if not raw.strip():
+        raise RecipeError(f"{source}: empty value", hint=f"write {key}=null to delete the key or {key}=\"''\" for an empty string")
+    return parts, parse_flow_value(raw, source)
+
+
+def apply_overrides(
+    tree: Mapping[str, Any],
+    overrides: Iterable[str],
+    locations: Locations | None = None,
+) -> dict[str, Any]:
+    """Apply ``key=value`` overrides in order; returns a new tree (``tree`` is unchanged).
+
+    When ``locations`` is given it is updated in place: overridden keys get the location
+    ``override -o <text>`` and keys that disappeared are dropped.
+    """
+    out = copy.deepcopy(dict(tree))
+    for text in overrides:
+        parts, value = parse_override(text)
+        source = Location(f"override -o {text}")
+        path = _apply_one(out, parts, value, source)
+        if locations is not None and value is not None:
+            _locate(out, path, source, locations)
+    if locations is not None:
+        locations.prune(out)
+    return out
+
+
+def _locate(tree: dict[str, Any], path: KeyPath, source: Location, locations: Locations) -> None:
+    """Record ``source`` for what one override set (and for mappings it created)."""
+    for depth in range(1, len(path)):
+        if path[:depth] not in locations:
+            locations[path[:depth]] = source
+    node = _at(tree, path[:-1])
+    last = path[-1]
+    if last == "name" and isinstance(node, dict) and list(node) == ["name"]:
+        locations.set_subtree(path[:-1], node, source)  # the block was replaced (or created)
+    elif _present(node, last):
+        locations.set_subtree(path, node[last], source)
+
+
+def _present(node: Any, key: Any) -> bool:
+    if isinstance(node, dict):
+        return key in node
+    return isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+
+
+def _at(tree: Any, path: KeyPath) -> Any:
+    node = tree
+    for part in path:
+        node = node[part]
+    return node
+
+
+def _apply_one(tree: dict[str, Any], parts: tuple[str, ...], value: Any, source: Location) -> KeyPath:
+    """Lay one override over ``tree`` in place; returns the path it set (with list
+    indices as ints)."""
+    node: Any = tree
+    path: list[str | int] = []
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            index = _list_index(node, part, parts[: depth + 1], source)
+            path.append(index)
+            if last:
+                node[index] = _without_nulls(value) if value is not None else None
+                return tuple(path)
+            if not isinstance(node[index], (dict, list)):
+                node[index] = {}
+            node = node[index]
+            continue
+        path.append(part)
+        if last:
+            _set_key(node, part, value)
+            return tuple(path)
+        child = node.get(part)
+        if not isinstance(child, (dict, list)):
+            if value is None:  # deleting below a key that is not there: nothing to do
+                return tuple(path) + tuple(parts[depth + 1 :])
+            child = node[part] = {}
+        node = child
+    return tuple(path)
+
+
+def _list_index(node: list[Any], part: str, key: tuple[str, ...], source: Location) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(node):
+        raise RecipeError(
+            f"{source}: {'.'.join(key)}: a list of {len(node)} item(s) has no index {part!r}",
+            hint=f"use an index from 0 to {len(node) - 1}, or set the whole list" if node else "set the whole list",
+        )
+    return index

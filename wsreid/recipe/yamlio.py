@@ -1,0 +1,156 @@
+"""YAML 1.2 reading and writing for recipes (ruamel.yaml).
+
+YAML 1.2 core schema: ``1e-5`` is a float, ``on``/``yes``/``no`` are strings, ``012`` is
+the integer 12. Files are read with ruamel's round-trip loader so that every mapping key
+and list item keeps its line; the result is converted to plain Python values (dict, list,
+str, int, float, bool, None) together with a :class:`Locations` map.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+
+from wsreid.errors import RecipeError
+from wsreid.recipe.locations import Location, Locations
+from wsreid.recipe.locations import Path as KeyPath
+from wsreid.recipe.locations import dotted
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as shown in messages: relative to the working directory when below it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _loader() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.version = (1, 2)
+    return yaml
+
+
+def _yaml_error(source: str, exc: YAMLError) -> RecipeError:
+    if isinstance(exc, MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+    else:
+        where, what = source, str(exc)
+    return RecipeError(f"{where}: invalid YAML: {what}", hint="check indentation, quoting and brackets")
+
+
+def parse_yaml_text(text: str, source: str) -> tuple[Any, Locations]:
+    """Parse YAML 1.2 ``text`` into plain values and their locations (``source``: the
+    name shown in messages)."""
+    try:
+        data = _loader().load(text)
+    except YAMLError as exc:
+        raise _yaml_error(source, exc) from None
+    locations = Locations(Location(source))
+    tree = _to_plain(data, (), source, locations, 1)
+    return tree, locations
+
+
+def read_yaml_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Locations]:
+    """Read a recipe file: a YAML 1.2 mapping. Raises :class:`RecipeError` (one line) for a
+    missing or unreadable file, invalid YAML (with its line), or a top level that is not a
+    mapping."""
+    source = display_path(path)
+    p = Path(path)
+    if not p.is_file():
+        hint = "it is a directory; give the recipe file inside it" if p.is_dir() else "check the path"
+        raise RecipeError(f"{source}: recipe file not found", hint=hint)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{source}: cannot read recipe file: {exc}", hint="it must be a UTF-8 text file") from None
+    tree, locations = parse_yaml_text(text, source)
+    if tree is None:
+        raise RecipeError(f"{source}: recipe file is empty", hint="a recipe is a YAML mapping such as 'data: {name: synth-pedes}'")
+    if not isinstance(tree, dict):
+        raise RecipeError(
+            f"{source}:1: the top level of a recipe must be a mapping of keys, not a {_kind(tree)}",
+            hint="write 'key: value' lines at the top level",
+        )
+    return tree, locations
+
+
+def parse_flow_value(text: str, source: str = "<value>") -> Any:
+    """Parse one YAML 1.2 value (``2e-5``, ``image``, ``[1, 2]``, ``{name: itc}``, ``null``)."""
+    tree, _ = parse_yaml_text(text, source)
+    return tree
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), type(value).__name__)
+
+
+def _to_plain(node: Any, path: KeyPath, source: str, locations: Locations, line: int) -> Any:
+    """Convert a round-trip node to plain values, recording the line of each key/item."""
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            key_line = _line(node.lc.key, key, line)
+            name = _plain_key(key, path, source, key_line)
+            locations[path + (name,)] = Location(source, key_line)
+            out[name] = _to_plain(value, path + (name,), source, locations, key_line)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, value in enumerate(node):
+            item_line = _line(node.lc.item, i, line)
+            locations[path + (i,)] = Location(source, item_line)
+            items.append(_to_plain(value, path + (i,), source, locations, item_line))
+        return items
+    if node is None or isinstance(node, (bool, str)):
+        return node if not isinstance(node, str) else str(node)
+    if isinstance(node, ScalarBoolean):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, (_dt.date, _dt.datetime)):
+        return node.isoformat()
+    where = f"{source}:{line}" + (f": {dotted(path)}" if path else "")
+    raise RecipeError(f"{where}: unsupported YAML value {node!r}", hint="use plain strings, numbers, booleans, lists and mappings")
+
+
+def _line(getter: Any, key: Any, fallback: int) -> int:
+    try:
+        return int(getter(key)[0]) + 1
+    except (KeyError, IndexError, TypeError):  # keys merged in through '<<' have no line
+        return fallback
+
+
+def _plain_key(key: Any, path: KeyPath, source: str, line: int) -> str:
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, int) and not isinstance(key, (bool, ScalarBoolean)):
+        return str(int(key))
+    where = f"{source}:{line}" + (f": {dotted(path)}" if path else "")
+    raise RecipeError(f"{where}: mapping key {key!r} is not a string", hint="quote the key")
+
+
+def dump_yaml_text(data: Any, header: str = "") -> str:
+    """YAML 1.2 text for plain ``data`` (block style, keys in the given order)."""
+    yaml = YAML(typ="rt")
+    yaml.version = (1, 2)
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    stream = io.StringIO()
+    if header:
+        stream.write("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()))
+    yaml.dump(data, stream)
+    return stream.getvalue()
