@@ -45,7 +45,7 @@ def relation_targets(weights: torch.Tensor) -> torch.Tensor:
     """Target distributions from a relation matrix (METHOD.md 3.2; paper Eq. 7 and 15).
 
     ``weights``: Q x N relation ``R`` (1 on the diagonal, (0, 1] related, 0 unrelated).
-    Returns Q x N float32 ``q`` where ``q[i]`` is the softmax of row ``i`` over its related
+    Returns Q x N ``q`` (float32, or float64 for float64 weights) where ``q[i]`` is the softmax of row ``i`` over its related
     entries only, the ``R`` values used as logits; unrelated entries are exactly 0. Example:
     ``R[i] = [1, 0.1, 0.1, 0]`` gives ``q[i,0] = e / (e + 2 e^0.1)`` and ``q[i,3] = 0``.
     Every row must hold at least one related entry (the diagonal does). No gradient.

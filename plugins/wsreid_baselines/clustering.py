@@ -38,7 +38,7 @@ NOISE = -1
 
 # Upper bound on the number of (row, candidate) products held at once while computing the
 # Jaccard overlaps; bounds peak memory at roughly 30 bytes per product.
-_PRODUCTS_PER_BLOCK = 8_000_000
+_PRODUCTS_PER_BLOCK = 2_000_000
 
 
 def _as_float32(features) -> np.ndarray:
@@ -84,7 +84,7 @@ def _knn_graph(ranks: np.ndarray, k: int) -> sp.csr_matrix:
     return _indicator(np.repeat(np.arange(n), top.shape[1]), top.ravel(), n)
 
 
-def _row_dot_products(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def _row_dot_products(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """<x[rows[p]], x[cols[p]]> for every p, in float64, chunked to bound memory."""
     out = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), chunk):
@@ -105,6 +105,8 @@ def k_reciprocal_encoding(features, k1: int, k2: int, ranks: np.ndarray | None =
     n = x.shape[0]
     if ranks is None:
         ranks = nearest_neighbours(x, max(k1 + 1, k2))
+    if ranks.shape[0] != n or ranks.shape[1] < min(max(k1 + 1, k2), n):
+        raise ValueError(f"ranks must be {n} x >= {min(max(k1 + 1, k2), n)}, got {ranks.shape}")
     half = int(np.around(k1 / 2))
 
     forward = _knn_graph(ranks, k1)
@@ -160,7 +162,9 @@ def _overlap_block(encoding: sp.csr_matrix, by_column: sp.csc_matrix, start: int
     return overlap
 
 
-def k_reciprocal_jaccard_sparse(features, k1: int = 30, k2: int = 6, max_distance: float = 1.0) -> sp.csr_matrix:
+def k_reciprocal_jaccard_sparse(
+    features, k1: int = 30, k2: int = 6, max_distance: float = 1.0, ranks: np.ndarray | None = None
+) -> sp.csr_matrix:
     """k-reciprocal Jaccard distances of N L2-normalised features, as a sparse graph.
 
     Args:
@@ -168,6 +172,8 @@ def k_reciprocal_jaccard_sparse(features, k1: int = 30, k2: int = 6, max_distanc
         k1, k2: neighbourhood size of the k-reciprocal sets and of the query expansion.
         max_distance: pairs farther than this are not stored (1.0 keeps every pair whose
             distance is below 1; pass DBSCAN's eps to keep only what clustering needs).
+        ranks: optional precomputed kNN lists (:func:`nearest_neighbours` with
+            k >= max(k1 + 1, k2)); computed when None.
 
     Returns:
         N x N symmetric CSR float64 matrix; entry (i, k), i != k, is the Jaccard distance
@@ -177,7 +183,7 @@ def k_reciprocal_jaccard_sparse(features, k1: int = 30, k2: int = 6, max_distanc
     """
     if k1 < 1 or k2 < 1:
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
-    encoding = k_reciprocal_encoding(features, k1, k2)
+    encoding = k_reciprocal_encoding(features, k1, k2, ranks)
     n = encoding.shape[0]
     by_column = encoding.tocsc()
     col_nnz = np.diff(by_column.indptr)

@@ -103,10 +103,10 @@ def load_pretrained(name: str) -> tuple[Any, Path | None]:
 def offline_error(name: str, exc: BaseException) -> RecipeError:
     """The one-line error for a hub name whose files are neither cached nor downloadable."""
     return RecipeError(
-        f"clip encoder: pretrained weights {name!r} are not available offline "
-        f"(not in the Hugging Face cache and the hub cannot be reached: {type(exc).__name__})",
+        f"clip encoder: pretrained weights {name!r} are not available offline: they are not in the "
+        f"Hugging Face cache and the hub cannot be reached ({type(exc).__name__})",
         hint=f"on a connected machine run `hf download {name} --local-dir DIR`, copy DIR here "
-        "and set encoder.pretrained: DIR (a directory with the saved CLIPModel and its tokenizer)",
+        "and set encoder.pretrained: DIR, a directory with the saved CLIPModel and its tokenizer",
     )
 
 

@@ -77,6 +77,7 @@ class Components:
     global_associations: dict[str, Component] = field(default_factory=dict)
     objectives: dict[str, Component] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    start_epochs: dict[str, int] = field(default_factory=dict)
 
     def stateful(self) -> dict[str, Component]:
         out = {f"pair_construction/{type(self.pair_construction).__name__}": self.pair_construction}
@@ -96,9 +97,10 @@ class Components:
 def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, where: str):
     """Instantiate the registered component ``spec.name`` of ``kind`` with its params."""
     entry = plugins.registry.get(kind, spec.name, where=where)
-    data = spec.model_dump(exclude={"name", "weight"}) if hasattr(spec, "model_dump") else dict(spec)
-    data.pop("name", None)
-    data.pop("weight", None)
+    data = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec)
+    for common in ("name", "weight", "start_epoch"):
+        if common not in entry.params_model.model_fields:
+            data.pop(common, None)
     params = entry.params_model.model_validate(data)
     return entry.cls(params, context)
 
@@ -168,6 +170,7 @@ class Run:
                 getattr(comps, section)[label] = build_component(self.plugins, kind, spec, ctx, f"{section}.{label}")
                 if section == "objectives":
                     comps.weights[label] = float(getattr(spec, "weight", 1.0))
+                    comps.start_epochs[label] = int(getattr(spec, "start_epoch", 1))
         labels = set(comps.local_associations) | set(comps.global_associations)
         for label, obj in comps.objectives.items():
             wanted = getattr(obj.params, "relation", None)
@@ -267,6 +270,8 @@ class Run:
                 relations[label] = rel
         losses: dict[str, torch.Tensor] = {}
         for label, obj in c.objectives.items():
+            if ctx.epoch < c.start_epochs.get(label, 1):
+                continue
             value = obj.loss(features, relations, batch, ctx)
             if value is None:
                 continue

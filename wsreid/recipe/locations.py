@@ -48,14 +48,23 @@ class Locations:
         self.root = root
         self._entries: dict[Path, Location] = dict(entries or {})
 
+    def _key(self, key: str | Path) -> Path:
+        """The stored path for ``key``: a dotted key's digit parts may be list indices."""
+        path = as_path(key)
+        if path not in self._entries and not isinstance(key, tuple):
+            indexed = tuple(int(p) if p.isdigit() else p for p in path)
+            if indexed in self._entries:
+                return indexed
+        return path
+
     def __getitem__(self, key: str | Path) -> Location:
-        return self._entries[as_path(key)]
+        return self._entries[self._key(key)]
 
     def __setitem__(self, key: str | Path, location: Location) -> None:
         self._entries[as_path(key)] = location
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, (str, tuple)) and as_path(key) in self._entries
+        return isinstance(key, (str, tuple)) and self._key(key) in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -64,16 +73,19 @@ class Locations:
         return (dotted(p) for p in self._entries)
 
     def get(self, key: str | Path, default: Location | None = None) -> Location | None:
-        return self._entries.get(as_path(key), default)
+        return self._entries.get(self._key(key), default)
 
     def items(self) -> Iterator[tuple[str, Location]]:
         return ((dotted(p), loc) for p, loc in self._entries.items())
 
     def find(self, key: str | Path) -> Location:
         path = as_path(key)
+        if not isinstance(key, tuple):
+            path = tuple(int(p) if p.isdigit() else p for p in path)
         while path:
-            if path in self._entries:
-                return self._entries[path]
+            for candidate in (path, tuple(str(p) for p in path)):
+                if candidate in self._entries:
+                    return self._entries[candidate]
             path = path[:-1]
         return self.root
 

@@ -101,8 +101,8 @@ class RecipeBase(Strict):
     local_associations: dict[str, Any] = Field(default_factory=dict, description="label -> local association component")
     global_associations: dict[str, Any] = Field(default_factory=dict, description="label -> global association component")
     objectives: dict[str, Any] = Field(..., description="label -> objective component (losses are summed, each times its weight)")
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation schedule")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="when and how to evaluate")
 
     @model_validator(mode="after")
     def _labels_unique(self) -> "RecipeBase":

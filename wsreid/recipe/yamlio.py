@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from wsreid.errors import RecipeError
 from wsreid.recipe.locations import Location, Locations
@@ -113,8 +115,10 @@ def _to_plain(node: Any, path: KeyPath, source: str, locations: Locations, line:
             locations[path + (i,)] = Location(source, item_line)
             items.append(_to_plain(value, path + (i,), source, locations, item_line))
         return items
-    if node is None or isinstance(node, (bool, str)):
-        return node if not isinstance(node, str) else str(node)
+    if node is None or isinstance(node, bool):
+        return node
+    if isinstance(node, str):
+        return str(node)  # drops ruamel's string subclasses (quoting style)
     if isinstance(node, ScalarBoolean):
         return bool(node)
     if isinstance(node, int):
@@ -143,14 +147,35 @@ def _plain_key(key: Any, path: KeyPath, source: str, line: int) -> str:
     raise RecipeError(f"{where}: mapping key {key!r} is not a string", hint="quote the key")
 
 
+#: Strings that a YAML 1.1 reader would take for a boolean or null; quoted on output so
+#: the file reads the same everywhere (YAML 1.2 readers take them as strings anyway).
+_YAML11_SPECIAL = re.compile(r"^(y|n|yes|no|on|off|true|false|null|~)$", re.IGNORECASE)
+
+
+def _quote_ambiguous(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _quote_ambiguous(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quote_ambiguous(v) for v in value]
+    if isinstance(value, str) and _YAML11_SPECIAL.match(value):
+        return SingleQuotedScalarString(value)
+    return value
+
+
+def _represent_null(representer: Any, _: None) -> Any:
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
 def dump_yaml_text(data: Any, header: str = "") -> str:
-    """YAML 1.2 text for plain ``data`` (block style, keys in the given order)."""
+    """YAML 1.2 text for plain ``data`` (block style, keys in the given order, ``null``
+    written out); ``header`` lines become comments at the top."""
     yaml = YAML(typ="rt")
     yaml.version = (1, 2)
     yaml.default_flow_style = False
     yaml.width = 4096
+    yaml.representer.add_representer(type(None), _represent_null)
     stream = io.StringIO()
     if header:
         stream.write("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()))
-    yaml.dump(data, stream)
+    yaml.dump(_quote_ambiguous(data), stream)
     return stream.getvalue()

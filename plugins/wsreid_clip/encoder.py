@@ -1,0 +1,267 @@
+"""The ``clip`` encoder: a CLIP image encoder and text Transformer (METHOD.md section 2).
+
+Image feature = the vision CLS token after the post layer norm and the visual projection;
+text feature = the hidden state at the first end-of-text token after the final layer norm
+and the text projection. Both are raw (not normalised), B x embed_dim.
+
+Either pretrained weights (``pretrained``: a hub name such as
+``openai/clip-vit-base-patch16`` or a local directory with a saved ``CLIPModel`` and its
+tokenizer) or a random initialisation from the config fields (the defaults give the
+ViT-B/16 architecture; the CPU recipes set tiny sizes). CLIP's ``logit_scale`` is frozen
+(``requires_grad = False``): the method uses a fixed temperature in its losses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from wsreid.api import BuildContext, EncoderComponent, Params
+from wsreid.errors import RecipeError
+from wsreid_clip.loading import load_pretrained, load_pretrained_tokenizer, random_clip_model
+from wsreid_clip.tokenizer import TOKENIZER_DIRNAME, built_tokenizer_for_run, ensure_mask_token
+
+
+def _check_heads(hidden: int, heads: int) -> None:
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+
+
+class VisionParams(Params):
+    """Vision Transformer size (random initialisation only; ignored with ``pretrained``)."""
+
+    hidden: int = Field(768, ge=1, description="width of the vision Transformer")
+    layers: int = Field(12, ge=1, description="number of vision Transformer layers")
+    heads: int = Field(12, ge=1, description="attention heads (must divide hidden)")
+    intermediate: int | None = Field(None, ge=1, description="MLP width (None: 4 x hidden)")
+    patch_size: int = Field(16, ge=1, description="square patch side in pixels (must divide both image sides)")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "VisionParams":
+        _check_heads(self.hidden, self.heads)
+        return self
+
+
+class TextParams(Params):
+    """Text Transformer size (random initialisation only; ignored with ``pretrained``)."""
+
+    hidden: int = Field(512, ge=1, description="width of the text Transformer")
+    layers: int = Field(12, ge=1, description="number of text Transformer layers")
+    heads: int = Field(8, ge=1, description="attention heads (must divide hidden)")
+    intermediate: int | None = Field(None, ge=1, description="MLP width (None: 4 x hidden)")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TextParams":
+        _check_heads(self.hidden, self.heads)
+        return self
+
+
+class ClipParams(Params):
+    """Parameters of the ``clip`` encoder."""
+
+    pretrained: str | None = Field(
+        None,
+        description="hub name (e.g. openai/clip-vit-base-patch16, must be in the local cache when offline) or a "
+        "local directory with a saved CLIPModel and tokenizer; None = random initialisation from the sizes below",
+    )
+    tokenizer: Literal["pretrained", "build"] | None = Field(
+        None,
+        description="'pretrained': the tokenizer saved with the model; 'build': a word-level vocabulary built "
+        "from the training captions (kept in <run_dir>/tokenizer); None = 'pretrained' with pretrained weights, "
+        "else 'build'",
+    )
+    min_frequency: int = Field(1, ge=1, description="'build': words seen fewer times map to the unknown token")
+    max_vocab: int | None = Field(None, ge=6, description="'build': vocabulary bound including 5 special tokens")
+    embed_dim: int = Field(512, ge=1, description="joint embedding size d (random initialisation)")
+    vision: VisionParams = Field(default_factory=VisionParams, description="vision Transformer size")
+    text: TextParams = Field(default_factory=TextParams, description="text Transformer size")
+    image_size: tuple[int, int] = Field((384, 128), description="input image [height, width] in pixels")
+    max_length: int = Field(77, ge=3, description="token sequence length L (start + words + end, padded)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClipParams":
+        if min(self.image_size) < 1:
+            raise ValueError(f"image_size must be positive, got {list(self.image_size)}")
+        if self.tokenizer == "pretrained" and self.pretrained is None:
+            raise ValueError("tokenizer 'pretrained' needs pretrained: <hub name or model directory>")
+        if self.tokenizer == "build" and self.pretrained is not None:
+            raise ValueError(
+                "tokenizer 'build' cannot be combined with pretrained weights (their token embedding "
+                "belongs to the pretrained vocabulary); use tokenizer: pretrained"
+            )
+        if self.pretrained is None:
+            h, w = self.image_size
+            if h % self.vision.patch_size or w % self.vision.patch_size:
+                raise ValueError(f"image_size {[h, w]} is not a multiple of patch_size {self.vision.patch_size}")
+        return self
+
+    @property
+    def tokenizer_source(self) -> str:
+        """'pretrained' or 'build', with the default resolved."""
+        return self.tokenizer or ("pretrained" if self.pretrained else "build")
+
+
+def end_token_features(
+    hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, end_token_id: int
+) -> torch.Tensor:
+    """Hidden state at the first end token of each row (B x L x D -> B x D); a row without
+    one (never produced by ``tokenize``) falls back to its last attended position."""
+    is_end = input_ids == end_token_id
+    first_end = is_end.int().argmax(dim=1)
+    last_attended = (attention_mask.long().sum(dim=1) - 1).clamp(min=0)
+    position = torch.where(is_end.any(dim=1), first_end, last_attended)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), position]
+
+
+def _resize_token_embedding(model: Any, vocab_size: int) -> int:
+    """Grow the text token embedding to ``vocab_size`` rows; new rows = mean of the old
+    ones. Returns the number of rows added."""
+    embeddings = model.text_model.embeddings
+    old = embeddings.token_embedding
+    added = vocab_size - old.num_embeddings
+    if added <= 0:
+        return 0
+    new = torch.nn.Embedding(vocab_size, old.embedding_dim, dtype=old.weight.dtype, device=old.weight.device)
+    with torch.no_grad():
+        new.weight[: old.num_embeddings] = old.weight
+        new.weight[old.num_embeddings :] = old.weight.mean(dim=0)
+    embeddings.token_embedding = new
+    model.config.text_config.vocab_size = vocab_size
+    return added
+
+
+class ClipEncoder(EncoderComponent):
+    """CLIP image and text encoders (pretrained or randomly initialised), d = embed_dim.
+
+    Attributes beyond :class:`EncoderComponent`: ``clip`` (the transformers CLIPModel),
+    ``tokenizer`` (a transformers fast tokenizer), ``end_token_id``, ``start_token_id``,
+    ``unk_token_id`` (start/unk None when a pretrained tokenizer has none), ``mask_token_added`` (True when ``<|mask|>`` was added to a pretrained
+    tokenizer without a mask token; its embedding row starts as the mean of all rows).
+    """
+
+    Params = ClipParams
+
+    def __init__(self, params: ClipParams, context: BuildContext):
+        super().__init__(params, context)
+        self.mask_token_added = False
+        if params.pretrained is not None:
+            clip, local_dir = load_pretrained(params.pretrained)
+            tokenizer = load_pretrained_tokenizer(params.pretrained, local_dir)
+            self.mask_token_added = ensure_mask_token(tokenizer)
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token  # CLIP's own choice; padding sits after the end token
+        else:
+            tokenizer = built_tokenizer_for_run(
+                context.run_dir,
+                context.train_captions,
+                min_frequency=params.min_frequency,
+                max_vocab=params.max_vocab,
+                max_length=params.max_length,
+            )
+        self.tokenizer = tokenizer
+        ids = self._special_ids(tokenizer)
+        self.start_token_id = ids["start"]
+        self.end_token_id = ids["end"]
+        self.pad_token_id = ids["pad"]
+        self.mask_token_id = ids["mask"]
+        self.unk_token_id = ids["unk"]
+        self.special_token_ids = frozenset(i for i in ids.values() if i is not None)
+
+        if params.pretrained is None:
+            clip = random_clip_model(
+                embed_dim=params.embed_dim,
+                vision=params.vision,
+                text=params.text,
+                image_size=params.image_size,
+                vocab_size=len(tokenizer),
+                max_length=params.max_length,
+                special_ids=ids,
+                seed=context.seed,
+            )
+        else:
+            _resize_token_embedding(clip, len(tokenizer))
+            text_config = clip.config.text_config
+            text_config.eos_token_id, text_config.bos_token_id = ids["end"], ids["start"]
+            text_config.pad_token_id = ids["pad"]
+            clip.text_model.eos_token_id = ids["end"]
+            self._check_pretrained_fits(clip, params)
+        clip.logit_scale.requires_grad_(False)
+        self.clip = clip
+
+        self.image_size = (int(params.image_size[0]), int(params.image_size[1]))
+        self.max_length = params.max_length
+        self.embed_dim = int(clip.config.projection_dim)
+        self._position_grid_size = int(clip.config.vision_config.image_size)
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _special_ids(tokenizer: Any) -> dict[str, int | None]:
+        """start/end/pad/mask/unk ids (start and unk may be None for a pretrained tokenizer)."""
+        ids = {
+            "start": tokenizer.bos_token_id,
+            "end": tokenizer.eos_token_id,
+            "pad": tokenizer.pad_token_id,
+            "mask": tokenizer.mask_token_id,
+            "unk": tokenizer.unk_token_id,
+        }
+        if ids["end"] is None or ids["pad"] is None or ids["mask"] is None:
+            raise RecipeError("clip encoder: the tokenizer needs an end-of-text, a padding and a mask token")
+        probe = tokenizer("a")["input_ids"]
+        if probe[-1] != ids["end"] or (ids["start"] is not None and probe[0] != ids["start"]):
+            raise RecipeError(
+                "clip encoder: the tokenizer does not wrap texts in start/end tokens",
+                hint="its post-processor must add the end-of-text token the text feature is pooled at",
+            )
+        return ids
+
+    def _check_pretrained_fits(self, clip: Any, params: ClipParams) -> None:
+        patch = clip.config.vision_config.patch_size
+        h, w = params.image_size
+        if h % patch or w % patch:
+            raise RecipeError(f"clip encoder: image_size {[h, w]} is not a multiple of the model's patch size {patch}")
+        positions = clip.config.text_config.max_position_embeddings
+        if params.max_length > positions:
+            raise RecipeError(f"clip encoder: max_length {params.max_length} exceeds the model's {positions} text positions")
+
+    # ------------------------------------------------------------------ EncoderComponent API
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Images B x 3 x H x W (normalised, H and W multiples of the patch size) -> B x d.
+
+        The square position table is interpolated (bicubic) to the H/patch x W/patch grid
+        whenever the input is not the table's square size."""
+        height, width = images.shape[-2:]
+        square = height == width == self._position_grid_size
+        out = self.clip.vision_model(pixel_values=images, interpolate_pos_encoding=not square)
+        return self.clip.visual_projection(out.pooler_output)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token ids and attention mask B x L (right padded) -> B x d, pooled at the first end token."""
+        hidden = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = end_token_features(hidden, input_ids, attention_mask, self.end_token_id)
+        return self.clip.text_projection(pooled)
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> (input_ids, attention_mask), both B x max_length long.
+
+        Each row is start + tokens + end, right padded to ``max_length`` (always that length,
+        so shapes are the same for every batch); longer texts lose their last words, never
+        the end token."""
+        encoded = self.tokenizer(
+            list(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_attention_mask=True,
+            return_token_type_ids=False,
+        )
+        return encoded["input_ids"].long(), encoded["attention_mask"].long()
+
+    def save_pretrained(self, directory: Path) -> None:
+        """Write the tokenizer to ``directory/tokenizer``; building this encoder with
+        ``run_dir=directory`` (tokenizer 'build') then reuses that vocabulary. Weights are
+        saved by the engine through ``state_dict``."""
+        self.tokenizer.save_pretrained(str(Path(directory) / TOKENIZER_DIRNAME))

@@ -1,0 +1,78 @@
+"""Local association ``lrc``: in-batch cross-modal relations (METHOD.md 3.3; Eq. 3-10).
+
+With ``view: base`` its relation feeds ``L_rc_b``; with ``view: asymmetric`` (the
+information-asymmetric pairs of the ``iasc`` pair construction) it feeds the consistency
+term ``L_rc_h`` (Eq. 21). The loss itself is the standard ``sdm`` objective pointed at
+this association's label.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from wsreid.api import Batch, BuildContext, LocalAssociation, Params, Relation, StepContext, ViewFeatures
+
+from wsreid_dgia.functional import lrc_relation
+
+
+class LrcParams(Params):
+    """Parameters of LRC; defaults as in the authors' code."""
+
+    threshold_image: float = Field(0.7, ge=-1.0, le=1.0, description="image-image cosine threshold th of A_v (Eq. 4)")
+    threshold_text: float = Field(0.7, ge=-1.0, le=1.0, description="text-text cosine threshold th of A_t (Eq. 5)")
+    relation_weight: float = Field(
+        0.1, gt=0.0, le=1.0, description="lambda of Eq. 7: relation value of related pairs (the diagonal stays 1)"
+    )
+    modalities: Literal["image+text", "image", "text"] = Field(
+        "image+text",
+        description="which agreement makes a pair related: both modalities (LRC), image only (LRC-I) or text only (LRC-T)",
+    )
+    view: str = Field("base", description="view whose features are related: 'base' (L_rc_b) or 'asymmetric' (L_rc_h)")
+
+
+class LocalRelationConstruction(LocalAssociation):
+    """LRC: pairs whose images AND texts are both similar are the same person (Eq. 3-7).
+
+    ``relate`` returns a Relation over the view's B batch rows with B x B weights
+    ``R = I + lambda (A_v * A_t - I)``. Stats: ``related_pairs`` (ordered off-diagonal
+    pairs). Diagnostics per epoch (identity ids, never a loss): ``related_pairs_per_batch``
+    and ``relation_precision`` (% of related pairs that are truly the same person).
+    """
+
+    Params = LrcParams
+
+    def __init__(self, params: LrcParams, context: BuildContext):
+        super().__init__(params, context)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._batches = 0
+        self._related = 0
+        self._correct = 0
+
+    def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation:
+        p = self.params
+        feats = features[p.view]
+        weights = lrc_relation(
+            feats.image, feats.text, p.threshold_image, p.threshold_text, p.relation_weight, p.modalities
+        )
+        related = weights > 0
+        related.fill_diagonal_(False)
+        count = int(related.sum())
+        if batch.person_id.numel() == weights.shape[0]:
+            pid = batch.person_id.to(weights.device)
+            self._correct += int((related & (pid[:, None] == pid[None, :])).sum())
+        self._related += count
+        self._batches += 1
+        return Relation(image=feats.image, text=feats.text, weights=weights, view=p.view, stats={"related_pairs": float(count)})
+
+    def diagnostics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self._batches:
+            out["related_pairs_per_batch"] = self._related / self._batches
+        if self._related:
+            out["relation_precision"] = 100.0 * self._correct / self._related
+        self._reset()
+        return out

@@ -1,0 +1,171 @@
+"""IASC operators and pair construction: exact behaviour under chosen uniforms,
+statistics of the random draws, reproducibility, independence from batch composition."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from wsreid.api import Batch, BuildContext
+from wsreid.errors import TrainingError
+from wsreid_dgia.augment import IMAGE_UNIFORMS, augment_images, mask_tokens, sample_uniforms
+from wsreid_dgia.pairs import InformationAsymmetricPairs
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
+BLACK = torch.tensor([-m / s for m, s in zip(MEAN, STD)])
+
+
+def uniforms(b, flip=0.99, top=0.5, left=0.5, erase=0.99, attempts=None):
+    u = torch.full((b, IMAGE_UNIFORMS), 0.5, dtype=torch.float64)
+    u[:, 0], u[:, 1], u[:, 2], u[:, 3] = flip, top, left, erase
+    if attempts is not None:
+        u[:, 4:8] = torch.tensor(attempts, dtype=torch.float64)
+    return u
+
+
+def images(b=2, h=12, w=6):
+    return torch.arange(b * 3 * h * w, dtype=torch.float32).reshape(b, 3, h, w)
+
+
+def test_centre_crop_without_flip_or_erase_is_identity():
+    x = images()
+    assert torch.equal(augment_images(x, uniforms(2), MEAN, STD, pad=2), x)
+
+
+def test_flip_only():
+    x = images()
+    u = uniforms(2)
+    u[0, 0] = 0.1  # flip the first sample only
+    out = augment_images(x, u, MEAN, STD, pad=0)
+    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+
+
+def test_corner_crop_shows_black_padding():
+    x = images(1)
+    out = augment_images(x, uniforms(1, top=0.0, left=0.0), MEAN, STD, pad=2)
+    assert torch.equal(out[0, :, 2:, 2:], x[0, :, :-2, :-2])
+    assert torch.allclose(out[0, :, :2, :], BLACK[:, None, None].expand(3, 2, 6))
+    out = augment_images(x, uniforms(1, top=0.999, left=0.999), MEAN, STD, pad=2)
+    assert torch.equal(out[0, :, :-2, :-2], x[0, :, 2:, 2:])
+
+
+def test_erasing_rectangle_hand_case():
+    # area 0.25 * 48 = 12 px with aspect 3 (u=1 of log range [log 1/3, log 3]) -> h 6, w 2;
+    # top = floor(0.5 * (12 - 6 + 1)) = 3, left = floor(0.5 * (4 - 2 + 1)) = 1
+    x = torch.zeros(1, 3, 12, 4)
+    u = uniforms(1, erase=0.1, attempts=[(0.25 - 0.1) / 0.3, 0.999999, 0.5, 0.5])
+    out = augment_images(x, u, MEAN, STD, pad=0, erase_area=(0.1, 0.4), erase_aspect=(1 / 3, 3), erase_fill=(7, 8, 9))
+    region = torch.zeros(12, 4, dtype=torch.bool)
+    region[3:9, 1:3] = True
+    assert torch.equal(out[0, 0] == 7, region) and torch.all(out[0, 2][region] == 9)
+    assert torch.all(out[0][:, ~region] == 0)
+    out0 = augment_images(x, u, MEAN, STD, pad=0, erase_area=(0.1, 0.4), erase_aspect=(1 / 3, 3))
+    assert torch.equal(out0, x)  # default fill is the mean colour: 0 once normalised
+    assert torch.equal(augment_images(x, uniforms(1, erase=0.9), MEAN, STD, pad=0), x)  # not drawn
+
+
+def test_erasing_statistics_and_shape_checks():
+    b = 400
+    x = torch.zeros(b, 3, 48, 16)
+    u = sample_uniforms(0, 0, range(b), IMAGE_UNIFORMS)
+    out = augment_images(x, u, MEAN, STD, pad=0, erase_fill=(1, 1, 1))
+    share = (out[:, 0] == 1).float().mean(dim=(1, 2))
+    erased = share > 0
+    assert 0.4 < erased.float().mean() < 0.6  # erase_prob 0.5
+    assert share[erased].min() >= 0.015 and share[erased].max() <= 0.42  # area 0.02-0.4 (rounding)
+    flipped = augment_images(images(b, 4, 4), u, MEAN, STD, pad=0, erase_prob=0.0)
+    assert 0.4 < (flipped[:, :, :, 0] != images(b, 4, 4)[:, :, :, 0]).any(dim=(1, 2)).float().mean() < 0.6
+    with pytest.raises(ValueError, match="uniforms"):
+        augment_images(x, u[:, :3], MEAN, STD)
+
+
+def test_mask_tokens_rules():
+    ids = torch.tensor([[1, 10, 11, 12, 2, 0, 0], [1, 13, 2, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0]])
+    mask = (torch.arange(7) < torch.tensor([5, 3, 2])[:, None]).long()
+    u = torch.tensor([[0.0, 0.1, 0.9, 0.2, 0.0, 0.0, 0.0], [0.0, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0] * 7])
+    out, masked = mask_tokens(ids, mask, u, mask_token_id=99, special_token_ids={1, 2}, pad_token_id=0, ratio=0.5)
+    assert out.tolist() == [[1, 99, 11, 99, 2, 0, 0], [1, 99, 2, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0]]
+    assert masked.sum().item() == 3  # row 1 forced (0.8 > r), row 2 has no word token
+    with pytest.raises(ValueError, match="ratio"):
+        mask_tokens(ids, mask, u, 99, ratio=1.0)
+
+
+def test_mask_ratio_statistics():
+    b, length = 64, 40
+    ids = torch.randint(10, 100, (b, length))
+    u = sample_uniforms(3, 5, range(b), length)
+    _, masked = mask_tokens(ids, torch.ones_like(ids), u, 7, ratio=0.3)
+    assert 0.26 < masked.float().mean() < 0.34
+    assert masked.any(dim=1).all()
+
+
+def test_sample_uniforms_depend_on_sample_not_on_batch():
+    a = sample_uniforms(0, 4, [5, 9], 6)
+    b = sample_uniforms(0, 4, [2, 5], 6)
+    assert torch.equal(a[0], b[1])
+    assert not torch.equal(a[0], sample_uniforms(0, 5, [5], 6)[0])
+    assert not torch.equal(a[0], sample_uniforms(1, 4, [5], 6)[0])
+    assert not torch.equal(a[0], sample_uniforms(0, 4, [5], 6, stream=1)[0])
+    assert a.dtype == torch.float64 and (a >= 0).all() and (a < 1).all()
+
+
+# ----------------------------------------------------------------------------- component
+
+ENCODER = SimpleNamespace(image_mean=MEAN, image_std=STD, mask_token_id=99, pad_token_id=0, special_token_ids=frozenset({1, 2}))
+
+
+def batch(index):
+    n = len(index)
+    ids = torch.randint(10, 90, (n, 9), generator=torch.Generator().manual_seed(0))
+    ids[:, 0], ids[:, 7], ids[:, 8] = 1, 2, 0
+    mask = torch.ones(n, 9, dtype=torch.long)
+    mask[:, 8] = 0
+    return Batch(images=torch.randn(n, 3, 16, 8, generator=torch.Generator().manual_seed(1)), input_ids=ids,
+                 attention_mask=mask, index=torch.tensor(index), image_id=torch.tensor(index),
+                 person_id=torch.tensor(index))  # fmt: skip
+
+
+def test_iasc_views_reproducible_and_shard_independent():
+    b = batch([3, 8, 11, 20])
+    comp = InformationAsymmetricPairs(InformationAsymmetricPairs.Params(), BuildContext(seed=5))
+    views = comp.views(b, ENCODER)
+    assert set(views) == {"base", "asymmetric"}
+    assert views["base"].images is b.images and views["base"].input_ids is b.input_ids
+    asym = views["asymmetric"]
+    assert asym.images.shape == b.images.shape and not torch.equal(asym.images, b.images)
+    changed = asym.input_ids != b.input_ids
+    assert changed.any(dim=1).all() and torch.all(asym.input_ids[changed] == 99)
+    assert torch.equal(asym.input_ids[:, [0, 7, 8]], b.input_ids[:, [0, 7, 8]])
+    again = InformationAsymmetricPairs(InformationAsymmetricPairs.Params(), BuildContext(seed=5)).views(b, ENCODER)
+    assert torch.equal(again["asymmetric"].images, asym.images)
+    assert not torch.equal(comp.views(b, ENCODER)["asymmetric"].images, asym.images)  # next step differs
+    # two halves on two "processes" give the same augmentation as the whole batch
+    halves = []
+    for part in ([3, 8], [11, 20]):
+        sub = Batch(**{k: v[[0, 1]] if part == [3, 8] else v[[2, 3]] for k, v in b.__dict__.items()})
+        halves.append(InformationAsymmetricPairs(InformationAsymmetricPairs.Params(), BuildContext(seed=5)).views(sub, ENCODER))
+    assert torch.equal(torch.cat([h["asymmetric"].images for h in halves]), asym.images)
+    assert torch.equal(torch.cat([h["asymmetric"].input_ids for h in halves]), asym.input_ids)
+
+
+def test_iasc_state_resume_and_params():
+    b = batch([1, 2])
+    comp = InformationAsymmetricPairs(InformationAsymmetricPairs.Params(augment_base=True), BuildContext(seed=0))
+    comp.views(b, ENCODER)
+    state = comp.state_tensors()
+    assert state["step"].tolist() == [1]
+    resumed = InformationAsymmetricPairs(InformationAsymmetricPairs.Params(augment_base=True), BuildContext(seed=0))
+    resumed.load_state_tensors(state)
+    v1, v2 = comp.views(b, ENCODER), resumed.views(b, ENCODER)
+    assert torch.equal(v1["asymmetric"].images, v2["asymmetric"].images)
+    assert not torch.equal(v1["base"].images, b.images)  # augment_base
+    assert not torch.equal(v1["base"].images, v1["asymmetric"].images)
+    with pytest.raises(TrainingError):
+        resumed.load_state_tensors({"bogus": torch.zeros(1)})
+    p = InformationAsymmetricPairs.Params()
+    assert (p.mask_ratio, p.augment_base, p.pad, p.erase_area) == (0.5, False, 10, (0.02, 0.4))
+    for bad in ({"mask_ratio": 0.0}, {"mask_ratio": 1.0}, {"erase_area": (0.4, 0.1)}, {"colour": 1}):
+        with pytest.raises(Exception):
+            InformationAsymmetricPairs.Params(**bad)

@@ -1,0 +1,195 @@
+"""The DGIA components (lrc, gsrc-fr) through the public API: relations, memory life cycle,
+state round trip, diagnostics, registration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsreid.api import Batch, BuildContext, StepContext, ViewFeatures
+from wsreid.errors import TrainingError
+from wsreid.pluginmanager import load_plugins
+from wsreid_dgia import GlobalRelationConstruction, LocalRelationConstruction
+from wsreid_dgia.functional import gsrc_loss, lrc_relation, mine_neighbours
+from wsreid_standard.components import SdmObjective
+
+
+def ctx(epoch: int) -> StepContext:
+    return StepContext(epoch=epoch, step=0, num_epochs=3, dist=None)
+
+
+def make_batch(index, person_id=None) -> Batch:
+    index = torch.as_tensor(index)
+    pid = index.clone() if person_id is None else torch.as_tensor(person_id)
+    empty = torch.zeros(0)
+    return Batch(images=empty, input_ids=empty, attention_mask=empty, index=index, image_id=index, person_id=pid)
+
+
+def feats(image, text) -> dict[str, ViewFeatures]:
+    return {"base": ViewFeatures(F.normalize(image, dim=1), F.normalize(text, dim=1))}
+
+
+HAND_IMAGE = torch.tensor([[1.0, 0.0, 0.0], [0.95, 0.1, 0.0], [1.0, 0.05, 0.0], [0.0, 0.0, 1.0]])
+HAND_TEXT = torch.tensor([[0.0, 1.0, 0.0], [0.1, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.05]])
+
+
+# ----------------------------------------------------------------------------- lrc
+
+
+def test_lrc_relation_stats_and_precision_diagnostics():
+    comp = LocalRelationConstruction(LocalRelationConstruction.Params(), BuildContext())
+    f = feats(HAND_IMAGE, HAND_TEXT)
+    rel = comp.relate(f, make_batch([0, 1, 2, 3], [5, 5, 6, 7]), ctx(1))
+    assert rel.image is f["base"].image and rel.text is f["base"].text and rel.view == "base"
+    assert torch.allclose(rel.weights, lrc_relation(HAND_IMAGE, HAND_TEXT))
+    assert rel.stats == {"related_pairs": 2.0}
+    comp.relate(f, make_batch([0, 1, 2, 3], [5, 6, 6, 7]), ctx(1))  # the related pair is wrong here
+    assert comp.diagnostics() == {"related_pairs_per_batch": 2.0, "relation_precision": 50.0}
+    assert comp.diagnostics() == {}
+
+
+def test_lrc_reads_its_view():
+    comp = LocalRelationConstruction(LocalRelationConstruction.Params(view="asymmetric", modalities="image"), BuildContext())
+    f = {"base": ViewFeatures(torch.eye(4), torch.eye(4)), "asymmetric": ViewFeatures(F.normalize(HAND_IMAGE, dim=1), torch.eye(4, 3))}
+    rel = comp.relate(f, make_batch(range(4)), ctx(1))
+    assert rel.view == "asymmetric" and rel.stats["related_pairs"] == 6.0  # images 0, 1, 2 agree
+
+
+# ----------------------------------------------------------------------------- gsrc-fr
+
+
+def clustered(n, d, seed, groups=4, noise=0.3):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(groups, d, generator=g)
+    labels = torch.randint(0, groups, (n,), generator=g)
+    return centres[labels] + noise * torch.randn(n, d, generator=g), labels
+
+
+def gsrc(num_train=24, **params) -> GlobalRelationConstruction:
+    return GlobalRelationConstruction(GlobalRelationConstruction.Params(**params), BuildContext(num_train=num_train))
+
+
+def fill(comp, image, text, person_ids, batch_size=8):
+    for start in range(0, image.shape[0], batch_size):
+        idx = torch.arange(start, min(start + batch_size, image.shape[0]))
+        comp.after_step(feats(image[idx], text[idx]), make_batch(idx, person_ids[idx]), ctx(1))
+
+
+def test_memory_life_cycle_matches_functional_reference():
+    image, labels = clustered(24, 8, 0)
+    text = image + 0.1 * torch.randn(24, 8, generator=torch.Generator().manual_seed(1))
+    comp = gsrc(memory_dtype="fp32")
+    idx = torch.tensor([2, 5, 11, 19])
+    assert comp.relate(feats(image[idx], text[idx]), make_batch(idx), ctx(1)) is None  # epoch 1: fill only
+    fill(comp, image, text, labels)
+    assert torch.allclose(comp.image_memory, F.normalize(image, dim=1))
+    assert bool(comp.written.all()) and torch.equal(comp.person_ids, labels)
+
+    new_image = image[idx] + 0.05 * torch.randn(4, 8, generator=torch.Generator().manual_seed(2))
+    f = feats(new_image, text[idx])
+    rel = comp.relate(f, make_batch(idx, labels[idx]), ctx(2))
+    assert rel is not None and rel.weights.shape[0] == rel.weights.shape[1] == rel.image.shape[0] > 4
+    loss = SdmObjective(SdmObjective.Params(relation="g"), BuildContext()).loss(f, {"g": rel}, make_batch(idx), ctx(2))
+    memory_i, memory_t = F.normalize(image, dim=1), F.normalize(text, dim=1)
+    assert loss.item() == pytest.approx(gsrc_loss(f["base"].image, f["base"].text, memory_i, memory_t).item(), rel=1e-5)
+    assert rel.stats["neighbours"] == rel.image.shape[0] - 4
+
+    before = comp.image_memory.clone()
+    comp.after_step(f, make_batch(idx, labels[idx]), ctx(2))
+    assert torch.allclose(comp.image_memory[idx], 0.9 * f["base"].image + 0.1 * before[idx], atol=1e-6)
+    untouched = torch.ones(24, dtype=torch.bool)
+    untouched[idx] = False
+    assert torch.equal(comp.image_memory[untouched], before[untouched])
+
+
+def test_gradient_reaches_batch_rows_only_and_query_rows_option():
+    image, labels = clustered(24, 8, 3)
+    comp = gsrc(query_rows="batch")
+    fill(comp, image, image, labels)
+    idx = torch.tensor([0, 1, 2])
+    raw = image[idx].clone().requires_grad_()
+    f = {"base": ViewFeatures(F.normalize(raw, dim=1), F.normalize(image[idx], dim=1))}
+    rel = comp.relate(f, make_batch(idx), ctx(2))
+    assert rel.weights.shape == (3, rel.image.shape[0]) and comp.image_memory.dtype == torch.float16
+    SdmObjective(SdmObjective.Params(relation="g"), BuildContext()).loss(f, {"g": rel}, make_batch(idx), ctx(2)).backward()
+    assert raw.grad is not None and raw.grad.abs().sum() > 0
+    assert not comp.image_memory.requires_grad
+
+
+def test_unwritten_rows_are_never_mined_and_are_filled_later():
+    image, labels = clustered(24, 8, 4)
+    comp = gsrc(memory_dtype="fp32")
+    fill(comp, image[:12], image[:12], labels[:12])  # rows 12..23 never written in epoch 1
+    idx = torch.arange(12, 18)
+    rel = comp.relate(feats(image[idx], image[idx]), make_batch(idx), ctx(2))
+    nb = mine_neighbours(image[idx], image[idx], comp.image_memory, comp.text_memory, usable=comp.written)
+    assert torch.all(nb.index[nb.valid] < 12)
+    assert rel.image.shape[0] == 6 + int(nb.valid.sum())
+    comp.after_step(feats(image[idx], image[idx]), make_batch(idx, labels[idx]), ctx(2))
+    assert torch.allclose(comp.image_memory[idx], F.normalize(image[idx], dim=1))  # filled, not mixed with zeros
+
+
+def test_relation_accuracy_diagnostics_hand_case():
+    # memory rows: 0 and 1 close to anchor direction e0, row 2 close to e1; rows 0, 1 persons 7, 8
+    memory = torch.tensor([[1.0, 0.0], [1.0, 0.05], [0.98, 0.1], [0.0, 1.0], [0.05, 1.0], [0.1, 0.98]])
+    comp = gsrc(num_train=6, top_k=2)
+    comp.after_step(feats(memory, memory), make_batch(range(6), [7, 8, 7, 9, 9, 1]), ctx(1))
+    # anchors: row 0 (person 7) -> neighbours ranks 2, 3 = rows 1 (8) and 2 (7): 1 of 2 correct
+    #          row 3 (person 9) -> rows 4 (9), 5 (1): 1 of 2 correct
+    comp.relate(feats(memory[[0, 3]], memory[[0, 3]]), make_batch([0, 3], [7, 9]), ctx(2))
+    d = comp.diagnostics()
+    assert d == {"neighbours_per_item": 2.0, "items_with_neighbours": 100.0, "relation_accuracy": 50.0}
+    assert comp.diagnostics() == {}
+
+
+def test_state_round_trip_and_errors():
+    image, labels = clustered(24, 8, 5)
+    comp = gsrc()
+    assert comp.state_tensors() == {}
+    fill(comp, image, image, labels)
+    state = {k: v.clone() for k, v in comp.state_tensors().items()}
+    assert set(state) == {"image_memory", "text_memory", "written", "person_ids"}
+    resumed = gsrc()
+    resumed.load_state_tensors(state)
+    idx = torch.tensor([1, 4, 9])
+    a = comp.relate(feats(image[idx], image[idx]), make_batch(idx), ctx(2))
+    b = resumed.relate(feats(image[idx], image[idx]), make_batch(idx), ctx(2))
+    assert torch.equal(a.weights, b.weights) and torch.equal(a.image, b.image)
+    with pytest.raises(TrainingError, match="rows"):
+        gsrc(num_train=10).load_state_tensors(state)
+    with pytest.raises(TrainingError, match="expected"):
+        gsrc().load_state_tensors({"image_memory": state["image_memory"]})
+    with pytest.raises(TrainingError, match="num_train"):
+        GlobalRelationConstruction(GlobalRelationConstruction.Params(), BuildContext()).after_step(
+            feats(image[:2], image[:2]), make_batch([0, 1]), ctx(1)
+        )
+
+
+def test_start_epoch_and_defaults():
+    p = GlobalRelationConstruction.Params()
+    assert (p.top_k, p.threshold, p.momentum, p.gamma, p.start_epoch, p.memory_dtype) == (3, 0.7, 0.9, 1.0, 2, "fp16")
+    assert (p.anchor, p.query_rows, p.self_match) == ("image", "all", "skip_first_rank")
+    q = LocalRelationConstruction.Params()
+    assert (q.threshold_image, q.threshold_text, q.relation_weight, q.modalities) == (0.7, 0.7, 0.1, "image+text")
+    with pytest.raises(Exception):
+        GlobalRelationConstruction.Params(start_epoch=1)
+    image, labels = clustered(24, 8, 6)
+    comp = gsrc(start_epoch=3)
+    fill(comp, image, image, labels)
+    idx = torch.tensor([0, 1])
+    assert comp.relate(feats(image[idx], image[idx]), make_batch(idx), ctx(2)) is None
+    assert comp.relate(feats(image[idx], image[idx]), make_batch(idx), ctx(3)) is not None
+
+
+def test_components_are_registered_by_name():
+    registry = load_plugins().registry
+    assert registry.get("local_association", "lrc").cls is LocalRelationConstruction
+    assert registry.get("global_association", "gsrc-fr").cls is GlobalRelationConstruction
+    assert registry.get("pair_construction", "iasc").cls.__name__ == "InformationAsymmetricPairs"
+    for kind, name in [("objective", "itc"), ("objective", "sdm"), ("pair_construction", "identity")]:
+        assert (kind, name) in registry
+    for entry in registry.entries():
+        if entry.provider in ("dgia", "standard"):
+            for fname, field in entry.params_model.model_fields.items():
+                assert field.description, f"{entry.kind} {entry.name}.{fname} lacks a description"

@@ -1,0 +1,271 @@
+"""wsreid_dgia.functional: LRC and GSRC-FR math against hand-computed values, brute force
+and properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsreid.losses import bidirectional_sdm_loss, relation_targets
+from wsreid_dgia.functional import (
+    enlarged_features,
+    group_relation,
+    gsrc_loss,
+    lrc_loss,
+    lrc_relation,
+    mine_neighbours,
+    momentum_update,
+    neighbour_weights,
+    related_offdiagonal_pairs,
+)
+
+
+def randn(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def clustered(n, d, seed, groups=3, noise=0.4):
+    """Features of ``n`` items in ``groups`` tight clusters (so thresholds at 0.7 bite)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(groups, d, generator=g)
+    labels = torch.randint(0, groups, (n,), generator=g)
+    return centres[labels] + noise * torch.randn(n, d, generator=g)
+
+
+# ----------------------------------------------------------------------------- LRC
+
+
+def test_lrc_relation_hand_case_and_variants():
+    # pairs 0 and 1 agree in image AND text; pair 2 shares only the image of 0, pair 3 only the text
+    image = torch.tensor([[1.0, 0.0, 0.0], [0.95, 0.1, 0.0], [1.0, 0.05, 0.0], [0.0, 0.0, 1.0]])
+    text = torch.tensor([[0.0, 1.0, 0.0], [0.1, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.05]])
+    r = lrc_relation(image, text)
+    expected = torch.tensor(
+        [[1, 0.1, 0, 0.0], [0.1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+    )
+    assert torch.allclose(r, expected)
+    assert int(related_offdiagonal_pairs(r)) == 2
+    r_img = lrc_relation(image, text, modalities="image", relation_weight=0.3)
+    assert r_img[0, 2] == pytest.approx(0.3) and r_img[0, 3] == 0 and r_img[0, 1] == pytest.approx(0.3)
+    r_txt = lrc_relation(image, text, modalities="text")
+    assert r_txt[0, 3] == pytest.approx(0.1) and r_txt[0, 2] == 0
+    assert not r.requires_grad
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 12), seed=st.integers(0, 10_000), lam=st.floats(0.01, 1.0))
+def test_lrc_relation_is_symmetric_with_unit_diagonal(n, seed, lam):
+    image, text = clustered(n, 6, seed), clustered(n, 6, seed + 1, groups=2)
+    r = lrc_relation(image, text, relation_weight=lam)
+    assert torch.equal(r, r.t())
+    assert torch.all(r.diagonal() == 1)
+    off = r[~torch.eye(n, dtype=torch.bool)]
+    assert torch.all((off == 0) | torch.isclose(off, torch.tensor(lam)))
+    t = relation_targets(r)
+    assert torch.allclose(t.sum(1), torch.ones(n)) and torch.equal(t == 0, r == 0)
+
+
+def test_lrc_loss_equals_sdm_against_its_relation_and_is_permutation_invariant():
+    image, text = clustered(10, 8, 0).requires_grad_(), clustered(10, 8, 1)
+    r = lrc_relation(image, text)
+    assert int(related_offdiagonal_pairs(r)) > 0  # the case exercises relations
+    want = bidirectional_sdm_loss(F.normalize(image, dim=1), F.normalize(text, dim=1), r)
+    got = lrc_loss(image, text)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    got.backward()
+    assert image.grad is not None and torch.isfinite(image.grad).all()
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    assert lrc_loss(image[perm], text[perm]).item() == pytest.approx(got.item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- mining
+
+
+def brute_neighbours(anchor, memory, k, threshold, skip_first=True, own=None, usable=None):
+    """Per anchor: full sort of the cosine similarities, then ranks 2..k+1 (or 1..k without own row)."""
+    a, m = F.normalize(anchor, dim=1), F.normalize(memory.float(), dim=1)
+    out = []
+    for i in range(a.shape[0]):
+        sims = (m @ a[i]).tolist()
+        rows = [j for j in range(len(sims)) if (usable is None or usable[j]) and (own is None or j != own[i])]
+        rows.sort(key=lambda j: -sims[j])
+        picked = rows[1 : k + 1] if skip_first else rows[:k]
+        out.append([(j, sims[j]) for j in picked if sims[j] > threshold])
+    return out
+
+
+def as_lists(nb):
+    return [
+        [(int(j), float(s)) for j, s, v in zip(nb.index[i], nb.similarity[i], nb.valid[i]) if v]
+        for i in range(nb.index.shape[0])
+    ]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 5, 1000])
+@pytest.mark.parametrize("k", [1, 3])
+def test_mining_matches_brute_force_over_chunks(chunk_rows, k):
+    memory = clustered(37, 8, 2, groups=4, noise=0.3)
+    batch = memory[[3, 10, 20, 30]] + 0.05 * randn(4, 8, seed=3)
+    text = torch.zeros_like(batch)
+    nb = mine_neighbours(batch, text, memory, memory, k=k, threshold=0.7, chunk_rows=chunk_rows)
+    want = brute_neighbours(batch, memory, k, 0.7)
+    got = as_lists(nb)
+    assert [[j for j, _ in row] for row in got] == [[j for j, _ in row] for row in want]
+    for g_row, w_row in zip(got, want):
+        for (_, gs), (_, ws) in zip(g_row, w_row):
+            assert gs == pytest.approx(ws, abs=1e-5)
+    assert sum(len(r) for r in want) > 0
+
+
+def test_mining_own_index_unwritten_rows_text_anchor_and_both():
+    memory_image = clustered(30, 8, 4, groups=3, noise=0.3)
+    memory_text = clustered(30, 8, 5, groups=3, noise=0.3)
+    own = torch.tensor([0, 7, 15])
+    image, text = memory_image[own], memory_text[own]
+    usable = torch.ones(30, dtype=torch.bool)
+    usable[::4] = False
+    usable[own] = True
+    nb = mine_neighbours(image, text, memory_image, memory_text, k=3, threshold=0.7,
+                         self_match="skip_own_index", batch_index=own, usable=usable)  # fmt: skip
+    want = brute_neighbours(image, memory_image, 3, 0.7, False, own.tolist(), usable)
+    assert [[j for j, _ in r] for r in as_lists(nb)] == [[j for j, _ in r] for r in want]
+    for i, row in enumerate(as_lists(nb)):
+        assert all(j != int(own[i]) and usable[j] for j, _ in row)
+    nb_t = mine_neighbours(image, text, memory_image, memory_text, anchor="text")
+    assert [[j for j, _ in r] for r in as_lists(nb_t)] == [[j for j, _ in r] for r in brute_neighbours(text, memory_text, 3, 0.7)]
+    nb_both = mine_neighbours(image, text, memory_image, memory_text, anchor="both")
+    ti = F.normalize(text, dim=1)
+    tm = F.normalize(memory_text, dim=1)
+    for i, row in enumerate(brute_neighbours(image, memory_image, 3, 0.7)):
+        kept = [j for j, _ in row if float(tm[j] @ ti[i]) > 0.7]
+        assert [j for j, _ in as_lists(nb_both)[i]] == kept
+
+
+def test_fewer_memory_rows_than_k():
+    memory = torch.tensor([[1.0, 0.0], [0.9, 0.1]])
+    nb = mine_neighbours(torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), memory, memory, k=3)
+    assert nb.index.shape == (1, 3) and nb.valid.tolist() == [[True, False, False]]
+
+
+# ----------------------------------------------------------------------------- weights and relation
+
+
+def test_neighbour_weights_hand_computed():
+    s = torch.tensor([[0.9, 0.8, 0.0], [0.0, 0.0, 0.0]])
+    valid = torch.tensor([[True, True, False], [False, False, False]])
+    w = neighbour_weights(s, valid, gamma=1.0)
+    z = math.e + math.exp(0.9) + math.exp(0.8)
+    assert w[0, 0].item() == pytest.approx(1 - math.exp(0.9) / z, rel=1e-6)
+    assert w[0, 1].item() == pytest.approx(1 - math.exp(0.8) / z, rel=1e-6)
+    assert w[0, 2] == 0 and torch.all(w[1] == 0)
+    assert w[0, 0] < w[0, 1]  # the more similar neighbour weighs less (Eq. 14)
+    w5 = neighbour_weights(s, valid, gamma=5.0)
+    z5 = math.exp(5) + math.exp(4.5) + math.exp(4.0)
+    assert w5[0, 0].item() == pytest.approx(1 - math.exp(4.5) / z5, rel=1e-6)
+
+
+def test_group_relation_hand_case():
+    valid = torch.tensor([[True, True, False], [False, False, False], [False, True, False]])
+    weights = torch.tensor([[0.4, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.6, 0.0]])
+    group, r = group_relation(valid, weights)
+    assert group.tolist() == [0, 1, 2, 0, 0, 2]
+    expected = torch.tensor([
+        [1, 0, 0, 0.4, 0.5, 0],
+        [0, 1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0.6],
+        [1, 0, 0, 1, 1, 0],
+        [1, 0, 0, 1, 1, 0],
+        [0, 0, 1, 0, 0, 1],
+    ])  # fmt: skip
+    assert torch.allclose(r, expected)
+    _, r_batch = group_relation(valid, weights, query_rows="batch")
+    assert torch.equal(r_batch, r[:3])
+
+
+@settings(max_examples=30, deadline=None)
+@given(b=st.integers(1, 8), k=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_group_relation_targets_are_distributions(b, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    valid = torch.rand(b, k, generator=g) < 0.5
+    sims = 0.7 + 0.3 * torch.rand(b, k, generator=g)
+    _, r = group_relation(valid, neighbour_weights(sims, valid))
+    t = relation_targets(r)
+    assert r.shape == (b + int(valid.sum()),) * 2
+    assert torch.allclose(t.sum(1), torch.ones(r.shape[0]))
+    assert torch.equal(t == 0, r == 0)
+    assert torch.all(r.diagonal() == 1)
+
+
+def test_no_neighbour_gives_the_plain_batch():
+    image, text = F.normalize(randn(5, 8, seed=1), dim=1), F.normalize(randn(5, 8, seed=2), dim=1)
+    memory = -image  # every memory row is dissimilar
+    loss = gsrc_loss(image, text, memory, memory)
+    assert loss.item() == pytest.approx(bidirectional_sdm_loss(image, text, torch.eye(5)).item(), rel=1e-6)
+
+
+def test_enlarged_features_order_and_gradient():
+    image = randn(2, 4, seed=0).requires_grad_()
+    text = randn(2, 4, seed=1)
+    mem_i, mem_t = randn(6, 4, seed=2).half(), randn(6, 4, seed=3).half()
+    valid = torch.tensor([[False, True], [True, True]])
+    from wsreid_dgia.functional import Neighbours
+
+    nb = Neighbours(index=torch.tensor([[5, 1], [2, 4]]), similarity=torch.zeros(2, 2), valid=valid)
+    big_i, big_t = enlarged_features(image, text, mem_i, mem_t, nb)
+    assert big_i.shape == (5, 4) and big_i.dtype == torch.float32
+    assert torch.allclose(big_i[2:], F.normalize(mem_i[[1, 2, 4]].float(), dim=1))
+    assert torch.allclose(big_t[:2], F.normalize(text, dim=1))
+    big_i.sum().backward()
+    assert image.grad is not None
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), query_rows=st.sampled_from(["all", "batch"]))
+def test_gsrc_loss_invariant_to_permuting_batch_and_memory(seed, query_rows):
+    memory_i = clustered(40, 8, seed, groups=5, noise=0.35)
+    memory_t = clustered(40, 8, seed, groups=5, noise=0.35) + 0.1 * randn(40, 8, seed=seed + 1)
+    idx = torch.tensor([1, 9, 17, 25, 33, 39])
+    image = memory_i[idx] + 0.05 * randn(6, 8, seed=seed + 2)
+    text = memory_t[idx] + 0.05 * randn(6, 8, seed=seed + 3)
+    base = gsrc_loss(image, text, memory_i, memory_t, query_rows=query_rows, self_match="skip_own_index", batch_index=idx)
+    g = torch.Generator().manual_seed(seed)
+    p, pm = torch.randperm(6, generator=g), torch.randperm(40, generator=g)
+    inverse = torch.argsort(pm)  # memory row r moves to inverse[r]
+    moved = gsrc_loss(image[p], text[p], memory_i[pm], memory_t[pm], query_rows=query_rows,
+                      self_match="skip_own_index", batch_index=inverse[idx[p]])  # fmt: skip
+    assert moved.item() == pytest.approx(base.item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- memory update
+
+
+def test_momentum_update_hand_values_overwrite_and_duplicates():
+    memory = torch.zeros(5, 2)
+    memory[1] = torch.tensor([1.0, 1.0])
+    momentum_update(memory, torch.tensor([1, 3]), torch.tensor([[2.0, 0.0], [4.0, 4.0]]), alpha=0.9)
+    assert torch.allclose(memory[1], torch.tensor([0.9 * 2 + 0.1, 0.1]))
+    assert torch.allclose(memory[3], torch.tensor([3.6, 3.6]))
+    momentum_update(memory, torch.tensor([3]), torch.tensor([[1.0, 2.0]]), overwrite=torch.tensor([True]))
+    assert torch.equal(memory[3], torch.tensor([1.0, 2.0]))
+    momentum_update(memory, torch.tensor([0, 0]), torch.tensor([[1.0, 1.0], [5.0, 5.0]]), alpha=1.0)
+    assert torch.equal(memory[0], torch.tensor([5.0, 5.0]))  # last occurrence wins
+    half = torch.zeros(3, 2, dtype=torch.float16)
+    momentum_update(half, torch.tensor([2]), torch.tensor([[1.0, -1.0]]), alpha=0.9)
+    assert half.dtype == torch.float16 and torch.allclose(half[2].float(), torch.tensor([0.9, -0.9]), atol=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 20), data=st.data())
+def test_memory_rows_change_only_at_the_batch_indices(n, data):
+    index = torch.tensor(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True)))
+    memory = randn(n, 3, seed=n)
+    before = memory.clone()
+    momentum_update(memory, index, randn(len(index), 3, seed=n + 1), alpha=data.draw(st.floats(0.1, 1.0)))
+    untouched = torch.ones(n, dtype=torch.bool)
+    untouched[index] = False
+    assert torch.equal(memory[untouched], before[untouched])

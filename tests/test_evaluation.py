@@ -1,0 +1,137 @@
+"""wsreid.evaluation: exact agreement with a plain reference, hand-computed cases, properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsreid.evaluation import (
+    retrieval_counts,
+    retrieval_metrics,
+    retrieval_metrics_from_features,
+    similarity_from_features,
+)
+
+KEYS = ("R1", "R5", "R10", "mAP", "mINP")
+
+
+def reference_metrics(sim, qids, gids, ranks=(1, 5, 10)):
+    """METHOD.md section 1 written plainly: sort each row, walk down the ranking."""
+    hits = {k: 0 for k in ranks}
+    ap_sum = inp_sum = 0.0
+    scored = 0
+    for i in range(sim.shape[0]):
+        row = sim[i].tolist()
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j))  # ties: gallery order
+        relevant_ranks = [r + 1 for r, j in enumerate(order) if int(gids[j]) == int(qids[i])]
+        if not relevant_ranks:
+            continue
+        scored += 1
+        for k in ranks:
+            hits[k] += relevant_ranks[0] <= k
+        ap_sum += sum((n + 1) / rank for n, rank in enumerate(relevant_ranks)) / len(relevant_ranks)
+        inp_sum += len(relevant_ranks) / relevant_ranks[-1]
+    out = {f"R{k}": 100.0 * hits[k] / scored for k in ranks}
+    out.update(mAP=100.0 * ap_sum / scored, mINP=100.0 * inp_sum / scored)
+    return out
+
+
+def random_case(q, g, num_ids, seed):
+    gen = torch.Generator().manual_seed(seed)
+    gids = torch.randint(0, num_ids, (g,), generator=gen)
+    gids[:num_ids] = torch.arange(num_ids)  # every id has an image
+    qids = torch.randint(0, num_ids, (q,), generator=gen)
+    sim = torch.rand(q, g, generator=gen, dtype=torch.float64)
+    return sim, qids, gids
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3, 1000])
+def test_matches_plain_reference(chunk_size):
+    sim, qids, gids = random_case(40, 60, 12, 0)
+    got = retrieval_metrics(sim, qids, gids, chunk_size=chunk_size)
+    want = reference_metrics(sim, qids, gids)
+    assert list(got) == list(KEYS)
+    for k in KEYS:
+        assert got[k] == pytest.approx(want[k], abs=1e-9)
+        assert type(got[k]) is float
+
+
+def test_element_budget_caps_the_chunk_without_changing_results():
+    sim, qids, gids = random_case(30, 50, 7, 1)
+    assert retrieval_metrics(sim, qids, gids, max_chunk_elements=120) == pytest.approx(retrieval_metrics(sim, qids, gids))
+
+
+def test_hand_computed_case():
+    # query 0 (id 1): ranking = g2(id 1), g0(id 0), g1(id 1), g3(id 2) -> relevant at ranks 1, 3
+    # query 1 (id 2): ranking = g0, g1, g2, g3 -> relevant at rank 4
+    sim = torch.tensor([[0.5, 0.2, 0.9, 0.1], [0.9, 0.8, 0.7, 0.6]])
+    m = retrieval_metrics(sim, torch.tensor([1, 2]), torch.tensor([0, 1, 1, 2]), ranks=(1, 2, 4))
+    assert m["R1"] == 50.0 and m["R2"] == 50.0 and m["R4"] == 100.0
+    assert m["mAP"] == pytest.approx(100 * ((1 / 1 + 2 / 3) / 2 + 1 / 4) / 2)
+    assert m["mINP"] == pytest.approx(100 * (2 / 3 + 1 / 4) / 2)
+
+
+def test_ties_are_broken_by_gallery_order():
+    sim = torch.tensor([[0.5, 0.5, 0.5]])
+    assert retrieval_metrics(sim, torch.tensor([3]), torch.tensor([1, 3, 3]), ranks=(1,))["mAP"] == pytest.approx(
+        100 * (1 / 2 + 2 / 3) / 2
+    )
+
+
+def test_queries_without_relevant_items_are_left_out():
+    sim = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
+    counts = retrieval_counts(sim, torch.tensor([0, 7]), torch.tensor([0, 1]))
+    assert counts.num_queries == 1
+    assert retrieval_metrics(sim, torch.tensor([0, 7]), torch.tensor([0, 1]))["R1"] == 100.0
+    with pytest.raises(ValueError, match="no query"):
+        retrieval_metrics(sim, torch.tensor([5, 7]), torch.tensor([0, 1]))
+
+
+def test_rejects_mismatched_ids_and_bad_ranks():
+    sim = torch.rand(3, 4)
+    with pytest.raises(ValueError, match="ids do not match"):
+        retrieval_metrics(sim, torch.zeros(2, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="ranks"):
+        retrieval_metrics(sim, torch.zeros(3, dtype=torch.long), torch.zeros(4, dtype=torch.long), ranks=(0,))
+
+
+def test_from_features_equals_similarity_path():
+    gen = torch.Generator().manual_seed(3)
+    text, image = torch.randn(25, 16, generator=gen), torch.randn(18, 16, generator=gen)
+    qids, gids = torch.randint(0, 6, (25,), generator=gen), torch.arange(18) % 6
+    want = retrieval_metrics(similarity_from_features(text, image), qids, gids)
+    got = retrieval_metrics_from_features(text, image, qids, gids, chunk_size=4)
+    assert got == pytest.approx(want, abs=1e-9)
+    sim = similarity_from_features(text, image)
+    assert sim.shape == (25, 18) and sim.abs().max() <= 1 + 1e-6
+
+
+@st.composite
+def cases(draw):
+    q, g, n = draw(st.integers(1, 12)), draw(st.integers(1, 15)), draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 10_000))
+    gen = torch.Generator().manual_seed(seed)
+    n = min(n, g)
+    gids = torch.randint(0, n, (g,), generator=gen)
+    gids[:n] = torch.arange(n)
+    qids = torch.randint(0, n, (q,), generator=gen)
+    sim = torch.randperm(q * g, generator=gen).reshape(q, g).double()  # distinct values: no ties
+    return sim, qids, gids, gen
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases())
+def test_properties(case):
+    sim, qids, gids, gen = case
+    m = retrieval_metrics(sim, qids, gids)
+    assert all(0.0 <= m[k] <= 100.0 for k in KEYS)
+    assert m["R1"] <= m["R5"] <= m["R10"]
+    assert m["mAP"] == pytest.approx(reference_metrics(sim, qids, gids)["mAP"], abs=1e-9)
+    gperm = torch.randperm(sim.shape[1], generator=gen)
+    assert retrieval_metrics(sim[:, gperm], qids, gids[gperm]) == pytest.approx(m, abs=1e-9)
+    qperm = torch.randperm(sim.shape[0], generator=gen)
+    assert retrieval_metrics(sim[qperm], qids[qperm], gids) == pytest.approx(m, abs=1e-9)
+    perfect = (qids[:, None] == gids[None, :]).double() + 0.001 * torch.rand(sim.shape, generator=gen, dtype=torch.float64)
+    assert retrieval_metrics(perfect, qids, gids) == pytest.approx({k: 100.0 for k in KEYS})

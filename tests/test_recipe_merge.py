@@ -1,0 +1,272 @@
+"""Recipe files without a registry: YAML 1.2 reading, extends chains, merge rules,
+overrides, and where each key came from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from wsreid.errors import RecipeError
+from wsreid.recipe import apply_overrides, merge, parse_override, parse_yaml_text, read_recipe_tree, read_yaml_file
+from wsreid.recipe.locations import Location, Locations
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------- YAML 1.2
+
+
+def test_yaml_12_scalars_and_lines():
+    tree, locations = parse_yaml_text("lr: 1e-5\nflag: on\nanswer: yes\nold_octal: 012\nnothing: null\nlist:\n  - a\n  - 2\n", "r.yaml")
+    assert tree == {"lr": 1e-05, "flag": "on", "answer": "yes", "old_octal": 12, "nothing": None, "list": ["a", 2]}
+    assert type(tree["lr"]) is float and type(tree["old_octal"]) is int
+    assert locations["lr"] == Location("r.yaml", 1)
+    assert locations["nothing"].line == 5
+    assert locations[("list", 1)] == Location("r.yaml", 8)
+    assert str(locations.find("list.1.deeper")) == "r.yaml:8"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RecipeError, match=r"nope\.yaml: recipe file not found \(check the path\)"):
+        read_yaml_file(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_reports_its_line(tmp_path):
+    path = write(tmp_path, "bad.yaml", "train:\n  lr: 1\n  epochs: [1, 2\nx: 1\n")
+    with pytest.raises(RecipeError) as info:
+        read_yaml_file(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:4: invalid YAML:") or message.startswith(f"{path}:5: invalid YAML:")
+
+
+def test_duplicate_key_reports_its_line(tmp_path):
+    path = write(tmp_path, "dup.yaml", "train:\n  lr: 1\n  lr: 2\n")
+    with pytest.raises(RecipeError, match=r"dup\.yaml:3: invalid YAML: .*duplicate key"):
+        read_yaml_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("- a\n- b\n", r"top\.yaml:1: the top level of a recipe must be a mapping of keys, not a list"),
+     ("just words\n", r"top\.yaml:1: .* not a string"),
+     ("# only a comment\n", r"top\.yaml: recipe file is empty")],
+)
+def test_top_level_must_be_a_mapping(tmp_path, text, expected):
+    with pytest.raises(RecipeError, match=expected):
+        read_yaml_file(write(tmp_path, "top.yaml", text))
+
+
+# --------------------------------------------------------------------------- merge rules
+
+
+def test_merge_rules():
+    base = {
+        "train": {"lr": 1.0, "epochs": 3, "betas": [0.9, 0.99]},
+        "objectives": {"itc": {"name": "itc", "temperature": 0.1}, "sdm": {"name": "sdm", "relation": "lrc"}},
+        "keep": "me",
+    }
+    overlay = {
+        "train": {"lr": 2.0, "betas": [0.5]},  # mapping merges, list replaces
+        "objectives": {
+            "itc": {"weight": 0.5},  # no name: merges into the block
+            "sdm": {"name": "itc"},  # new name: old parameters are dropped
+        },
+        "gone": None,
+    }
+    merged = merge(base, overlay)
+    assert merged == {
+        "train": {"lr": 2.0, "epochs": 3, "betas": [0.5]},
+        "objectives": {"itc": {"name": "itc", "temperature": 0.1, "weight": 0.5}, "sdm": {"name": "itc"}},
+        "keep": "me",
+    }
+    assert base["objectives"]["sdm"] == {"name": "sdm", "relation": "lrc"}  # inputs untouched
+
+
+def test_merge_null_deletes_and_same_name_merges():
+    base = {"objectives": {"a": {"name": "itc", "weight": 2.0}, "b": {"name": "sdm"}}}
+    merged = merge(base, {"objectives": {"b": None, "a": {"name": "itc", "weight": None}, "c": {"name": "x", "p": None}}})
+    assert merged == {"objectives": {"a": {"name": "itc"}, "c": {"name": "x"}}}
+
+
+# --------------------------------------------------------------------------- extends
+
+
+def test_extends_chain_with_locations(tmp_path):
+    write(tmp_path, "base/root.yaml", "train:\n  lr: 1.0e-5\n  epochs: 3\nobjectives:\n  sdm: {name: sdm, relation: lrc}\n  itc: {name: itc}\n")
+    write(tmp_path, "base/mid.yaml", "extends: root.yaml\ntrain:\n  epochs: 5\nobjectives:\n  sdm: {name: itc}\n")
+    top = write(tmp_path, "top.yaml", "# top\nextends: base/mid.yaml\nobjectives:\n  itc: null\noutput_dir: runs/x\n")
+    tree, locations = read_recipe_tree(top)
+    assert tree == {"train": {"lr": 1e-05, "epochs": 5}, "objectives": {"sdm": {"name": "itc"}}, "output_dir": "runs/x"}
+    assert locations["train.lr"] == Location(str(tmp_path / "base/root.yaml"), 2)
+    assert locations["train.epochs"] == Location(str(tmp_path / "base/mid.yaml"), 3)
+    assert locations["objectives.sdm.name"] == Location(str(tmp_path / "base/mid.yaml"), 5)
+    assert "objectives.sdm.relation" not in locations and "objectives.itc" not in locations
+    assert "extends" not in locations
+    assert locations.root == Location(str(top))
+
+
+def test_bottom_file_keeps_null_as_value(tmp_path):
+    tree, _ = read_recipe_tree(write(tmp_path, "r.yaml", "train: {grad_clip: null}\n"))
+    assert tree == {"train": {"grad_clip": None}}
+
+
+def test_extends_itself(tmp_path):
+    path = write(tmp_path, "self.yaml", "train: {}\nextends: self.yaml\n")
+    with pytest.raises(RecipeError, match=r"self\.yaml:2: extends: .*self\.yaml extends itself"):
+        read_recipe_tree(path)
+
+
+def test_extends_cycle_names_the_chain(tmp_path):
+    a = write(tmp_path, "a.yaml", "extends: b.yaml\n")
+    write(tmp_path, "b.yaml", "extends: c.yaml\n")
+    write(tmp_path, "c.yaml", "x: 1\nextends: a.yaml\n")
+    with pytest.raises(RecipeError) as info:
+        read_recipe_tree(a)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'c.yaml'}:2: extends: cycle ")
+    assert "a.yaml -> " in message and "b.yaml -> " in message and "c.yaml -> " in message
+    assert message.count("a.yaml") == 2  # starts and ends the chain
+
+
+def test_extends_missing_target(tmp_path):
+    path = write(tmp_path, "r.yaml", "extends: nothere.yaml\n")
+    with pytest.raises(RecipeError, match=r"r\.yaml:1: extends: 'nothere\.yaml' not found .*relative to the extending file"):
+        read_recipe_tree(path)
+
+
+def test_tree_in_code_may_extend_relative_to_cwd(tmp_path, monkeypatch):
+    write(tmp_path, "base.yaml", "train: {lr: 0.5, epochs: 2}\n")
+    monkeypatch.chdir(tmp_path)
+    tree, locations = read_recipe_tree({"extends": "base.yaml", "train": {"epochs": 4}})
+    assert tree == {"train": {"lr": 0.5, "epochs": 4}}
+    assert locations["train.lr"] == Location("base.yaml", 1)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_overrides_values_and_locations(tmp_path):
+    path = write(
+        tmp_path, "r.yaml",
+        "train:\n  lr: 1.0\n  betas: [0.9, 0.99]\nlocal_associations:\n  lrc: {name: lrc, modalities: both, threshold: 0.5}\n"
+        "objectives:\n  sdm_global: {name: sdm}\n",
+    )
+    tree, locations = read_recipe_tree(
+        path,
+        ["train.lr=2e-5", "objectives.sdm_global=null", "local_associations.lrc.modalities=image",
+         "train.betas.1=0.98", "objectives.itc={name: itc, weight: 0.5}", "output_dir='on'"],
+    )
+    assert tree == {
+        "train": {"lr": 2e-05, "betas": [0.9, 0.98]},
+        "local_associations": {"lrc": {"name": "lrc", "modalities": "image", "threshold": 0.5}},
+        "objectives": {"itc": {"name": "itc", "weight": 0.5}},
+        "output_dir": "on",
+    }
+    assert str(locations.find("train.lr")) == "override -o train.lr=2e-5"
+    assert str(locations.find("objectives.itc.weight")) == "override -o objectives.itc={name: itc, weight: 0.5}"
+    assert locations["local_associations.lrc.threshold"] == Location(str(path), 5)
+    assert locations["train"] == Location(str(path), 1)
+
+
+def test_override_name_replaces_block():
+    tree = {"objectives": {"a": {"name": "sdm", "relation": "lrc"}}}
+    locations = Locations(Location("r.yaml"), {("objectives",): Location("r.yaml", 1)})
+    out = apply_overrides(tree, ["objectives.a.name=itc"], locations)
+    assert out == {"objectives": {"a": {"name": "itc"}}}
+    assert tree == {"objectives": {"a": {"name": "sdm", "relation": "lrc"}}}
+    assert str(locations["objectives.a"]) == "override -o objectives.a.name=itc"
+    assert apply_overrides(tree, ["objectives.a.name=sdm"]) == tree  # same name: nothing dropped
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("train.lr", r"override -o train\.lr: expected dotted\.key=value"),
+     ("=3", r"malformed key ''"),
+     ("train..lr=3", r"malformed key 'train\.\.lr'"),
+     ("train.lr=", r"empty value"),
+     ("extends=x.yaml", r"'extends' cannot be overridden"),
+     ("train.lr=[1", r"override -o train\.lr=\[1:1: invalid YAML"),
+     ("train.betas.2=0.5", r"train\.betas\.2: a list of 2 item\(s\) has no index '2'")],
+)
+def test_malformed_overrides(line, expected):
+    with pytest.raises(RecipeError, match=expected) as info:
+        apply_overrides({"train": {"betas": [0.9, 0.99]}}, [line])
+    assert "\n" not in str(info.value)
+
+
+def test_parse_override_value_types():
+    assert parse_override("a.b=[1, 2.5, x]") == (("a", "b"), [1, 2.5, "x"])
+    assert parse_override("a = 1e3") == (("a",), 1000.0)
+    assert parse_override("a=null") == (("a",), None)
+    assert parse_override("a=k=v") == (("a",), "k=v")
+
+
+# --------------------------------------------------------------------------- properties
+
+keys = st.sampled_from(["name", "lr", "a", "b", "objectives", "x-y"])
+scalars = st.one_of(st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False), st.text(st.characters(categories=("L", "N", "P", "S", "Zs")), max_size=5), st.booleans())
+values = st.recursive(
+    scalars | st.lists(scalars, max_size=3),
+    lambda inner: st.dictionaries(keys, inner, max_size=4),
+    max_leaves=12,
+)
+trees = st.dictionaries(keys, values, max_size=4)
+layers = st.dictionaries(keys, st.recursive(st.none() | scalars, lambda inner: st.dictionaries(keys, inner, max_size=3), max_leaves=8), max_size=4)
+
+
+def leaves(tree, prefix=()):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def read(tree, path):
+    for part in path:
+        tree = tree[part]
+    return tree
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees)
+def test_merge_with_empty_is_identity(tree):
+    assert merge(tree, {}) == tree
+    assert merge({}, tree) == tree
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees, layers)
+def test_upper_layer_wins(base, overlay):
+    merged = merge(base, overlay)
+    for path, value in leaves(overlay):
+        if value is None:
+            assert not _exists(merged, path)
+        elif value != {}:
+            assert read(merged, path) == value
+
+
+def _exists(tree, path):
+    try:
+        read(tree, path)
+        return True
+    except (KeyError, TypeError):
+        return False
+
+
+@settings(max_examples=150, deadline=None)
+@given(trees, st.lists(st.sampled_from(["lr", "a", "b"]), min_size=1, max_size=3), st.one_of(scalars, st.lists(scalars, max_size=3)))
+def test_override_then_read_gives_the_value(tree, path, value):
+    assume(not any(isinstance(read(tree, path[:i]), list) for i in range(1, len(path)) if _exists(tree, path[:i])))
+    out = apply_overrides(tree, [f"{'.'.join(path)}={json.dumps(value, ensure_ascii=False)}"])
+    assert read(out, path) == value

@@ -1,0 +1,59 @@
+"""Datasets: readers of the real text-person datasets, the synth-pedes generator, checks.
+
+Public API::
+
+    load_image(path) -> PIL.Image (RGB); DataError naming the file if it cannot be read
+    read_dataset(root, format) / read_cuhk_pedes / read_icfg_pedes / read_rstpreid
+        -> wsreid.api.DatasetSplits
+    check_dataset(root, format) -> DatasetReport (decodes every image)
+    SynthConfig, PRESETS, GENERATOR_VERSION, generate_synth, ensure_synth, plan_dataset
+    write_contact_sheet(root, out_png)
+"""
+
+from wsreid.data.check import DatasetReport, SplitStats, check_dataset, format_report, split_statistics
+from wsreid.data.images import load_image
+from wsreid.data.readers import (
+    FORMATS,
+    ImageRecord,
+    read_cuhk_pedes,
+    read_dataset,
+    read_icfg_pedes,
+    read_records,
+    read_rstpreid,
+)
+from wsreid.data.synth import (
+    GENERATOR_VERSION,
+    PRESETS,
+    SynthConfig,
+    SynthPreset,
+    default_cache_dir,
+    ensure_synth,
+    generate_synth,
+    plan_dataset,
+    write_contact_sheet,
+)
+
+__all__ = [
+    "load_image",
+    "FORMATS",
+    "ImageRecord",
+    "read_dataset",
+    "read_records",
+    "read_cuhk_pedes",
+    "read_icfg_pedes",
+    "read_rstpreid",
+    "check_dataset",
+    "format_report",
+    "split_statistics",
+    "DatasetReport",
+    "SplitStats",
+    "GENERATOR_VERSION",
+    "PRESETS",
+    "SynthConfig",
+    "SynthPreset",
+    "default_cache_dir",
+    "ensure_synth",
+    "generate_synth",
+    "plan_dataset",
+    "write_contact_sheet",
+]

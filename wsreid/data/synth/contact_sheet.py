@@ -1,0 +1,101 @@
+"""A contact sheet: a PNG showing sample identities with their images and captions, so a
+person can see what a dataset (synth-pedes or any CUHK-PEDES-format dataset) looks like."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from wsreid.data.images import load_image
+from wsreid.data.readers import read_records
+from wsreid.errors import DataError
+
+__all__ = ["write_contact_sheet"]
+
+_THUMB_H, _THUMB_W = 192, 96
+_TEXT_W = 620
+_PAD = 10
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType support
+        return ImageFont.load_default()
+
+
+def _pick_identities(root: Path, by_id: dict[int, list], split: str, count: int) -> list[tuple[int, str]]:
+    """(person id, note) rows: near-duplicate families first (largest first), then others."""
+    attrs_path = root / "synth_attributes.json"
+    ids = list(by_id)
+    if not attrs_path.is_file():
+        return [(pid, "") for pid in ids[:count]]
+    info = {i["id"]: i for i in json.loads(attrs_path.read_text(encoding="utf-8"))["identities"] if i["id"] in by_id}
+    families: dict[int, list[int]] = {}
+    for pid in ids:
+        families.setdefault(info[pid]["family"] if pid in info else pid, []).append(pid)
+    ordered = sorted(families.values(), key=lambda members: (-len(members), members[0]))
+    rows: list[tuple[int, str]] = []
+    for members in ordered:
+        for pid in members:
+            if len(rows) == count:
+                return rows
+            i = info.get(pid, {})
+            if i.get("changed"):
+                note = f"near-duplicate of id {i.get('parent', i['family'])}: changed {', '.join(i['changed'])}"
+            elif len(members) > 1:
+                note = "original of a near-duplicate family"
+            else:
+                note = ""
+            rows.append((pid, note))
+    return rows
+
+
+def write_contact_sheet(root: str | Path, out_path: str | Path, *, identities: int = 8, split: str = "test", images_per_row: int = 6) -> Path:
+    """Write a PNG of ``identities`` persons of ``split`` from the CUHK-PEDES-format dataset
+    at ``root``: one row per person with up to ``images_per_row`` images, the captions of
+    its first image and (for synth-pedes) how near-duplicates differ. Atomic write."""
+    root = Path(root)
+    _, records = read_records(root, "cuhk-pedes", check_images="exists")
+    by_id: dict[int, list] = {}
+    for r in records:
+        if r.split == split:
+            by_id.setdefault(r.person_id, []).append(r)
+    if not by_id:
+        raise DataError(f"{root}: split {split!r} has no records for a contact sheet", hint="choose another split")
+    rows = _pick_identities(root, by_id, split, identities)
+    font, small = _font(15), _font(13)
+    row_h = _THUMB_H + 2 * _PAD
+    width = images_per_row * (_THUMB_W + 4) + _TEXT_W + 3 * _PAD
+    height = 40 + row_h * len(rows)
+    sheet = Image.new("RGB", (width, height), (250, 250, 248))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((_PAD, 10), f"{root.name} - {split} split: {len(rows)} of {len(by_id)} identities, near-duplicate families together", fill=(0, 0, 0), font=font)
+    for row, (pid, note) in enumerate(rows):
+        y = 40 + row * row_h
+        draw.line([(0, y), (width, y)], fill=(200, 200, 200))
+        recs = by_id[pid]
+        for k, r in enumerate(recs[:images_per_row]):
+            img = load_image(r.image_path).resize((_THUMB_W, _THUMB_H), Image.Resampling.NEAREST)
+            sheet.paste(img, (_PAD + k * (_THUMB_W + 4), y + _PAD))
+        x = images_per_row * (_THUMB_W + 4) + 2 * _PAD
+        lines = [(f"id {pid}: {len(recs)} images" + (f" - {note}" if note else ""), font, (0, 0, 120))]
+        for caption in recs[0].captions:
+            for k, part in enumerate(textwrap.wrap(caption, 78)):
+                lines.append((("- " if k == 0 else "  ") + part, small, (20, 20, 20)))
+        ty = y + _PAD
+        for text, f, colour in lines:
+            if ty > y + row_h - 18:
+                break
+            draw.text((x, ty), text, fill=colour, font=f)
+            ty += 19
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    return out

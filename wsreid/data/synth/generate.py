@@ -1,0 +1,357 @@
+"""synth-pedes: planning, writing and caching the procedurally generated dataset.
+
+The dataset is written in the CUHK-PEDES format, so :func:`wsreid.data.read_cuhk_pedes`
+loads it::
+
+    ROOT/reid_raw.json          [{split, captions, file_path, processed_tokens, id}, ...]
+    ROOT/imgs/<split>/<id>_<k>.png
+    ROOT/synth_attributes.json  identities (attributes, near-duplicate families) and, per
+                                image, its scene, visible slots and caption mentions
+    ROOT/synth_meta.json        generator version, configuration, counts (written last)
+
+Everything is a function of (configuration, generator version): identities come from one
+random stream, each image from its own stream seeded by (seed, version, person, k).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from wsreid.api import Params
+from wsreid.data.synth.attributes import Identity, mutate_identity, sample_identity, visible_slots
+from wsreid.data.synth.captions import Caption, make_caption
+from wsreid.data.synth.render import render_image
+from wsreid.data.synth.scene import Scene, Variation, sample_scene
+from wsreid.errors import DataError
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "SynthPreset",
+    "PRESETS",
+    "SynthConfig",
+    "PlannedImage",
+    "SynthPlan",
+    "plan_dataset",
+    "generate_synth",
+    "ensure_synth",
+    "default_cache_dir",
+    "META_FILE",
+    "ATTRIBUTES_FILE",
+]
+
+#: bump whenever the output for a given configuration changes; part of the cache key
+GENERATOR_VERSION = 1
+META_FILE = "synth_meta.json"
+ATTRIBUTES_FILE = "synth_attributes.json"
+SPLITS = ("train", "val", "test")
+MAX_FAMILY = 4  # an original and at most three near-duplicates
+
+
+@dataclass(frozen=True)
+class SynthPreset:
+    """Identities per split and the distribution of images per identity
+    (``images_per_id[i]`` = probability of ``2 + i`` images)."""
+
+    train_ids: int
+    val_ids: int
+    test_ids: int
+    images_per_id: tuple[float, ...] = (0.25, 0.3, 0.2, 0.15, 0.1)  # mean 3.55
+
+
+_CUHK_LIKE = (0.3, 0.45, 0.15, 0.06, 0.04)  # mean 3.09 images per identity, as CUHK-PEDES
+PRESETS: dict[str, SynthPreset] = {
+    "tiny": SynthPreset(40, 10, 20),
+    "small": SynthPreset(600, 100, 200),
+    "medium": SynthPreset(3000, 500, 1000),
+    "cuhk": SynthPreset(11003, 1000, 1000, _CUHK_LIKE),
+}
+
+
+class SynthConfig(Params):
+    """Everything that determines a synth-pedes dataset (with the generator version)."""
+
+    size: Literal["tiny", "small", "medium", "cuhk"] = Field(
+        "small",
+        description="preset: tiny (40/10/20 train/val/test ids, tests), small (600/100/200, default recipes), "
+        "medium (3000/500/1000), cuhk (11003/1000/1000 ids, ~34k training images, scaling benchmarks)",
+    )
+    seed: int = Field(0, ge=0, description="dataset seed (independent of the training seed)")
+    image_height: int = Field(128, ge=32, le=1024, description="image height in pixels")
+    image_width: int = Field(64, ge=16, le=512, description="image width in pixels")
+    image_format: Literal["png", "jpg"] = Field("png", description="image file format (png is lossless, jpg smaller)")
+    captions_per_image: int = Field(2, ge=1, le=6, description="captions written per image")
+    caption_noise: float = Field(0.05, ge=0, le=1, description="share of captions with one wrong colour word")
+    min_mentions: int = Field(3, ge=1, le=7, description="fewest visible items a caption describes (if that many are visible)")
+    max_mentions: int = Field(6, ge=1, le=7, description="most visible items a caption describes")
+    near_duplicate_share: float = Field(0.3, ge=0, le=0.9, description="share of identities made by changing an earlier identity of the same split (hard negatives)")
+    near_duplicate_changes: int = Field(2, ge=1, le=4, description="a near-duplicate changes 1 to this many attributes")
+    shade_jitter: float = Field(0.12, ge=0, le=0.5, description="per-identity variation of each colour (brightness share; channels +-80x)")
+    occlusion_prob: float = Field(0.15, ge=0, le=1, description="share of images with an occluder")
+    blur_prob: float = Field(0.3, ge=0, le=1, description="share of blurred images")
+    clutter: int = Field(6, ge=0, le=30, description="at most this many background objects per image")
+    lighting: float = Field(0.25, ge=0, le=0.6, description="brightness variation (+-); colour cast is 0.4 times this")
+    pixel_noise: float = Field(6.0, ge=0, le=40, description="largest pixel noise standard deviation (0-255 scale)")
+
+    @model_validator(mode="after")
+    def _mentions_ordered(self) -> "SynthConfig":
+        if self.max_mentions < self.min_mentions:
+            raise ValueError("max_mentions must be at least min_mentions")
+        return self
+
+    def generator_config(self) -> dict:
+        """The fields that determine the output (subclasses may add others, e.g. a root)."""
+        return {name: getattr(self, name) for name in SynthConfig.model_fields}
+
+    def cache_name(self) -> str:
+        """Directory name in the cache: ``<size>-seed<seed>-v<version>`` plus a short hash
+        of the other settings when they differ from the defaults."""
+        name = f"{self.size}-seed{self.seed}-v{GENERATOR_VERSION}"
+        defaults = SynthConfig().generator_config()
+        changed = {k: v for k, v in self.generator_config().items() if k not in ("size", "seed") and v != defaults[k]}
+        if changed:
+            name += "-" + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+        return name
+
+    def variation(self) -> Variation:
+        return Variation(self.occlusion_prob, self.blur_prob, self.clutter, self.lighting, self.pixel_noise)
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """One image to write: who, how it is taken, its captions and its file (relative to imgs/)."""
+
+    split: str
+    identity: Identity
+    number: int
+    scene: Scene
+    captions: tuple[Caption, ...]
+    visible: frozenset[str]
+    file_path: str
+
+
+@dataclass(frozen=True)
+class SynthPlan:
+    """Everything about a dataset except the pixels."""
+
+    config: SynthConfig
+    preset: SynthPreset
+    identities: dict[str, list[Identity]]
+    images: list[PlannedImage]
+
+
+def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: SynthConfig, preset: SynthPreset, seen: set) -> list[Identity]:
+    out: list[Identity] = []
+    family_size: dict[int, int] = {}
+    open_: list[Identity] = []  # identities whose family can still grow
+    probs = np.asarray(preset.images_per_id, dtype=float)
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 100 * n + 1000:
+            raise DataError(f"synth-pedes cannot find {n} distinct identities", hint="lower near_duplicate_share")
+        pid = first_id + len(out)
+        open_ = [i for i in open_ if family_size[i.family] < MAX_FAMILY]
+        if open_ and rng.random() < config.near_duplicate_share:
+            original = open_[int(rng.integers(len(open_)))]
+            changes = int(rng.integers(1, config.near_duplicate_changes + 1))
+            ident = mutate_identity(original, pid, rng, changes=changes, shade_jitter=config.shade_jitter)
+        else:
+            ident = sample_identity(pid, rng, shade_jitter=config.shade_jitter)
+        if ident.key() in seen:
+            continue
+        seen.add(ident.key())
+        ident.num_images = 2 + int(rng.choice(len(probs), p=probs / probs.sum()))
+        family_size[ident.family] = family_size.get(ident.family, 0) + 1
+        out.append(ident)
+        open_.append(ident)
+    return out
+
+
+def plan_dataset(config: SynthConfig, preset: SynthPreset | None = None) -> SynthPlan:
+    """Sample identities, scenes and captions (cheap: no pixels). Person ids are 1-based:
+    train first, then val, then test; identities never repeat across splits."""
+    preset = preset or PRESETS[config.size]
+    rng = np.random.default_rng([config.seed, GENERATOR_VERSION, 0])
+    seen: set = set()
+    identities: dict[str, list[Identity]] = {}
+    next_id = 1
+    for split, n in zip(SPLITS, (preset.train_ids, preset.val_ids, preset.test_ids)):
+        identities[split] = _split_identities(n, next_id, rng, config, preset, seen)
+        next_id += n
+    images: list[PlannedImage] = []
+    ext = config.image_format
+    for split in SPLITS:
+        for ident in identities[split]:
+            for k in range(ident.num_images):
+                irng = np.random.default_rng([config.seed, GENERATOR_VERSION, 1, ident.person_id, k])
+                scene = sample_scene(irng, config.variation(), has_suitcase=ident.attrs["bag_type"] == "suitcase")
+                visible = visible_slots(ident.attrs, scene.view, shoes_hidden=scene.shoes_hidden)
+                captions = tuple(
+                    make_caption(ident.attrs, visible, irng, min_mentions=config.min_mentions, max_mentions=config.max_mentions, noise=config.caption_noise)
+                    for _ in range(config.captions_per_image)
+                )
+                images.append(PlannedImage(split, ident, k, scene, captions, visible, f"{split}/{ident.person_id:05d}_{k}.{ext}"))
+    return SynthPlan(config, preset, identities, images)
+
+
+def _write_image(job: tuple[Identity, Scene, int, int, str, str]) -> None:
+    ident, scene, height, width, clutter, path = job
+    img = render_image(ident, scene, height=height, width=width, clutter=clutter)
+    if path.endswith(".jpg"):
+        img.save(path, quality=92)
+    else:
+        img.save(path, compress_level=6)
+
+
+def _tokens(caption: str) -> list[str]:
+    return re.findall(r"[a-z]+(?:-[a-z]+)*", caption.lower())
+
+
+def _counts(plan: SynthPlan) -> dict:
+    return {
+        split: {
+            "ids": len(plan.identities[split]),
+            "images": sum(1 for im in plan.images if im.split == split),
+            "captions": sum(len(im.captions) for im in plan.images if im.split == split),
+        }
+        for split in SPLITS
+    }
+
+
+def _write_files(plan: SynthPlan, out: Path, workers: int, progress: Callable[[int, int], None] | None) -> None:
+    cfg = plan.config
+    for split in SPLITS:
+        (out / "imgs" / split).mkdir(parents=True, exist_ok=True)
+    jobs = [(im.identity, im.scene, cfg.image_height, cfg.image_width, cfg.clutter, str(out / "imgs" / im.file_path)) for im in plan.images]
+    total = len(jobs)
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for done, _ in enumerate(pool.map(_write_image, jobs, chunksize=64), 1):
+                if progress and (done % 500 == 0 or done == total):
+                    progress(done, total)
+    else:
+        for done, job in enumerate(jobs, 1):
+            _write_image(job)
+            if progress and (done % 500 == 0 or done == total):
+                progress(done, total)
+    records = [
+        {"split": im.split, "captions": [c.text for c in im.captions], "file_path": im.file_path,
+         "processed_tokens": [_tokens(c.text) for c in im.captions], "id": im.identity.person_id}
+        for im in plan.images
+    ]  # fmt: skip
+    (out / "reid_raw.json").write_text(json.dumps(records), encoding="utf-8")
+    attributes = {
+        "generator_version": GENERATOR_VERSION,
+        "identities": [
+            {"id": i.person_id, "split": split, "family": i.family, "parent": i.parent, "changed": list(i.changed),
+             "attributes": i.attrs, "shades": i.shades}
+            for split in SPLITS
+            for i in plan.identities[split]
+        ],
+        "images": [
+            {"file_path": im.file_path, "id": im.identity.person_id, "scene": im.scene.to_json(), "visible": sorted(im.visible),
+             "mentions": [list(c.mentions) for c in im.captions], "noisy": [c.noisy for c in im.captions]}
+            for im in plan.images
+        ],
+    }  # fmt: skip
+    (out / ATTRIBUTES_FILE).write_text(json.dumps(attributes), encoding="utf-8")
+    meta = {"generator": "synth-pedes", "generator_version": GENERATOR_VERSION, "config": cfg.generator_config(), "preset": asdict(plan.preset), "counts": _counts(plan)}
+    (out / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _matches(root: Path, config: SynthConfig, preset: SynthPreset) -> bool | None:
+    """True/False whether ``root`` holds this dataset; None if it holds no synth-pedes dataset."""
+    meta_path = root / META_FILE
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (
+        meta.get("generator_version") == GENERATOR_VERSION
+        and meta.get("config") == json.loads(json.dumps(config.generator_config()))
+        and meta.get("preset") == json.loads(json.dumps(asdict(preset)))
+    )
+
+
+def generate_synth(
+    config: SynthConfig,
+    out_dir: str | Path,
+    *,
+    preset: SynthPreset | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write the dataset of ``config`` to ``out_dir`` (which must not exist or be empty).
+
+    Files go to a temporary sibling directory that is renamed to ``out_dir`` when complete,
+    so an interrupted run leaves no half-written dataset. ``workers`` > 1 renders in
+    processes (same output). If another process finishes the same dataset first, its copy
+    is kept. Returns ``out_dir``.
+    """
+    out = Path(out_dir).expanduser()
+    plan = plan_dataset(config, preset)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"synth-pedes output {out} already exists and is not empty", hint="remove it or choose another directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _write_files(plan, tmp, workers, progress)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if _matches(out, config, plan.preset):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return out
+            raise DataError(f"synth-pedes output {out} appeared while generating and holds something else", hint="remove it and retry") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def default_cache_dir() -> Path:
+    """``$WSREID_CACHE`` or ``~/.cache/wsreid``."""
+    env = os.environ.get("WSREID_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wsreid"
+
+
+def ensure_synth(
+    config: SynthConfig,
+    root: str | Path | None = None,
+    *,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """The directory of the dataset of ``config``: generated on first use, reused after.
+
+    ``root`` defaults to ``<cache>/synth-pedes/<config.cache_name()>``. A ``root`` that
+    holds a synth-pedes dataset of other settings, or anything else, is an error.
+    """
+    preset = PRESETS[config.size]
+    path = Path(root).expanduser() if root is not None else default_cache_dir() / "synth-pedes" / config.cache_name()
+    state = _matches(path, config, preset)
+    if state:
+        return path
+    if state is False:
+        raise DataError(
+            f"{path} holds a synth-pedes dataset generated with other settings or another generator version",
+            hint="delete that directory or point data.root elsewhere",
+        )
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise DataError(f"{path} exists but is not a synth-pedes dataset (no {META_FILE})", hint="point data.root to an empty or new directory")
+    return generate_synth(config, path, workers=workers, progress=progress)

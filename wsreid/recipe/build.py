@@ -1,0 +1,269 @@
+"""The typed recipe model, built from the registry, and validation with one-line errors.
+
+Each component section is typed as a pydantic discriminated union on ``name`` over every
+registered component of its kind; each member derives from the component's ``Params``
+with ``name: Literal[<name>]`` added (objectives also get ``weight: float = 1.0``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+import weakref
+from typing import Any, Annotated, Literal, Mapping, Union
+
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from wsreid.api import Params
+from wsreid.errors import RecipeError
+from wsreid.recipe.locations import Location, Locations
+from wsreid.recipe.locations import Path as KeyPath
+from wsreid.recipe.locations import dotted
+from wsreid.recipe.model import COMPONENT_SECTIONS, ComponentSpec, RecipeBase
+from wsreid.registry import Entry, Registry
+
+__all__ = ["build_recipe_model", "component_model", "validate_recipe", "LABEL_PATTERN"]
+
+#: Labels of associations and objectives: usable as dotted override keys and log names.
+LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+WEIGHT_DESCRIPTION = "factor of this loss in the total loss (0 keeps it logged but inactive)"
+START_EPOCH_DESCRIPTION = "first epoch (1-based) in which this objective contributes; before it the engine skips it"
+
+
+def _class_name(entry: Entry) -> str:
+    kind = "".join(part.title() for part in entry.kind.split("_"))
+    return f"{kind}_{re.sub(r'[^0-9A-Za-z_]', '_', entry.name)}"
+
+
+def component_model(entry: Entry) -> type[Params]:
+    """The model one component block is validated with: the component's ``Params`` plus
+    ``name: Literal[entry.name]`` (and ``weight``, ``start_epoch`` for objectives), unknown keys forbidden."""
+    fields: dict[str, Any] = {
+        "name": (Literal[entry.name], Field(description=f"selects {entry.kind} {entry.name!r}")),
+    }
+    if entry.kind == "objective" and "weight" not in entry.params_model.model_fields:
+        fields["weight"] = (float, Field(1.0, ge=0, description=WEIGHT_DESCRIPTION))
+    if entry.kind == "objective" and "start_epoch" not in entry.params_model.model_fields:
+        fields["start_epoch"] = (int, Field(1, ge=1, description=START_EPOCH_DESCRIPTION))
+    return create_model(
+        _class_name(entry),
+        __base__=entry.params_model,
+        __module__=__name__,
+        __doc__=entry.summary or entry.params_model.__doc__,
+        __cls_kwargs__={"extra": "forbid"},
+        **fields,
+    )
+
+
+#: Typed models per registry, rebuilt when the registry's content changes; one model per
+#: registry keeps recipes validated against it comparable with ``==``.
+_MODELS: "weakref.WeakKeyDictionary[Registry, tuple[tuple[Any, ...], type[RecipeBase]]]" = weakref.WeakKeyDictionary()
+
+
+def build_recipe_model(registry: Registry) -> type[RecipeBase]:
+    """A subclass of :class:`RecipeBase` whose component sections are typed by ``registry``.
+
+    Its ``component_models`` class attribute maps kind -> name -> member model. The same
+    registry with the same content gives the same class.
+    """
+    signature = tuple((e.kind, e.name, e.cls) for e in registry.entries())
+    cached = _MODELS.get(registry)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    model = _build(registry)
+    _MODELS[registry] = (signature, model)
+    return model
+
+
+def _build(registry: Registry) -> type[RecipeBase]:
+    members: dict[str, dict[str, type[Params]]] = {}
+    fields: dict[str, Any] = {}
+    for section, (kind, multi) in COMPONENT_SECTIONS.items():
+        members[kind] = {e.name: component_model(e) for e in registry.entries(kind)}
+        models = tuple(members[kind].values())
+        block: Any = Annotated[Union[models], Field(discriminator="name")] if models else ComponentSpec
+        base_field = RecipeBase.model_fields[section]
+        kwargs: dict[str, Any] = {"description": base_field.description, "validate_default": True}
+        if base_field.default_factory is not None:
+            kwargs["default_factory"] = base_field.default_factory
+        elif not base_field.is_required():
+            kwargs["default"] = base_field.default
+        fields[section] = (dict[str, block] if multi else block, Field(**kwargs))
+    model = create_model("Recipe", __base__=RecipeBase, __module__=__name__, __doc__=RecipeBase.__doc__, **fields)
+    model.component_models = members
+    return model
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_recipe(
+    tree: Mapping[str, Any],
+    registry: Registry,
+    locations: Locations | None = None,
+    model: type[RecipeBase] | None = None,
+) -> RecipeBase:
+    """Validate a merged recipe tree (no ``extends``) against the registry.
+
+    Raises :class:`RecipeError` with one line for the first problem:
+    ``<file>:<line>: <dotted.key>: <what is wrong> (<what to do>)``.
+    """
+    locations = locations if locations is not None else Locations(Location("<recipe>"))
+    model = model or build_recipe_model(registry)
+    if not isinstance(tree, Mapping):
+        raise RecipeError(f"{locations.root}: the recipe must be a mapping, not {type(tree).__name__}")
+    tree = dict(tree)
+    _check_components(tree, registry, locations)
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise _one_line_error(exc, tree, locations, model) from exc
+
+
+def _check_components(tree: dict[str, Any], registry: Registry, locations: Locations) -> None:
+    """Check every component block's ``name`` against the registry (suggesting close
+    names), labels, and that some objective is left."""
+    labels: dict[str, str] = {}
+    for section, (kind, multi) in COMPONENT_SECTIONS.items():
+        if section not in tree:
+            default = RecipeBase.model_fields[section].get_default(call_default_factory=True)
+            if isinstance(default, dict) and "name" in default:
+                registry.get(kind, default["name"], where=f"{locations.root}: {section} (default)")
+            continue
+        value = tree[section]
+        if not multi:
+            _check_block(value, (section,), kind, registry, locations)
+            continue
+        if not isinstance(value, dict):
+            continue  # pydantic reports the wrong type
+        for label, block in value.items():
+            path = (section, label)
+            if not LABEL_PATTERN.match(label):
+                raise RecipeError(
+                    f"{locations.find(path)}: {dotted(path)}: label {label!r} is not a plain name",
+                    hint="use letters, digits, '_' and '-', starting with a letter or '_'",
+                )
+            if section != "objectives":
+                if label in labels:
+                    raise RecipeError(
+                        f"{locations.find(path)}: {dotted(path)}: label {label!r} is also used in {labels[label]}",
+                        hint="association labels name relations and must be unique; rename one",
+                    )
+                labels[label] = section
+            _check_block(block, path, kind, registry, locations)
+    objectives = tree.get("objectives")
+    if isinstance(objectives, dict) and not objectives:
+        raise RecipeError(
+            f"{locations.find(('objectives',))}: objectives: no objective is left",
+            hint="a recipe needs at least one, e.g. 'objectives: {itc: {name: itc}}'",
+        )
+
+
+def _check_block(block: Any, path: KeyPath, kind: str, registry: Registry, locations: Locations) -> None:
+    known = ", ".join(registry.names(kind)) or "none registered"
+    if not isinstance(block, dict):
+        raise RecipeError(
+            f"{locations.find(path)}: {dotted(path)}: expected a component block {{name: ..., <parameters>}}, "
+            f"got {_short(block)}",
+            hint=f"{kind} names: {known}",
+        )
+    if "name" not in block:
+        raise RecipeError(f"{locations.find(path)}: {dotted(path)}: missing 'name'", hint=f"{kind} names: {known}")
+    name = block["name"]
+    name_path = path + ("name",)
+    if not isinstance(name, str):
+        raise RecipeError(
+            f"{locations.find(name_path)}: {dotted(name_path)}: a name must be a string, got {_short(name)}",
+            hint=f"{kind} names: {known}",
+        )
+    registry.get(kind, name, where=f"{locations.find(name_path)}: {dotted(name_path)}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clean_path(loc: tuple[Any, ...], model: type[RecipeBase]) -> KeyPath:
+    """A pydantic error location as a recipe key path: drops the union tag (the
+    component's name) that pydantic inserts after a component block, and '[key]'."""
+    parts = [p for p in loc if p != "[key]"]
+    if parts and parts[0] in COMPONENT_SECTIONS:
+        kind, multi = COMPONENT_SECTIONS[parts[0]]
+        tag_at = 2 if multi else 1
+        if model.component_models.get(kind) and len(parts) > tag_at:
+            del parts[tag_at]
+    return tuple(parts)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (Union, types.UnionType, Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _model_at(model: type[RecipeBase], path: KeyPath, tree: dict[str, Any]) -> type[BaseModel] | None:
+    """The model that validates the mapping at ``path`` (None where it is not a model)."""
+    cls: type[BaseModel] | None = model
+    i = 0
+    while i < len(path) and cls is not None:
+        part = path[i]
+        if cls is model and part in COMPONENT_SECTIONS:
+            kind, multi = COMPONENT_SECTIONS[part]
+            block: Any = tree.get(part)
+            if multi:
+                if i + 1 >= len(path) or not isinstance(block, dict):
+                    return None
+                block = block.get(path[i + 1])
+                i += 1
+            name = block.get("name") if isinstance(block, dict) else None
+            cls = model.component_models.get(kind, {}).get(name) if isinstance(name, str) else None
+        else:
+            field = cls.model_fields.get(part) if isinstance(part, str) else None
+            cls = _model_in(field.annotation) if field is not None else None
+        i += 1
+    return cls
+
+
+def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locations, model: type[RecipeBase]) -> RecipeError:
+    err = exc.errors(include_url=False)[0]
+    path = _clean_path(err["loc"], model)
+    key = path[-1] if path else ""
+    kind = err["type"]
+    where = locations.find(path)
+    hint: str | None = None
+    if kind == "extra_forbidden":
+        parent = _model_at(model, path[:-1], tree)
+        valid = list(parent.model_fields) if parent is not None else []
+        message = f"unknown key {key!r}"
+        close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
+        if close:
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+        elif valid:
+            hint = f"valid keys here: {', '.join(valid)}"
+    elif kind == "missing":
+        where = locations.find(path[:-1])
+        message = f"required key {key!r} is missing"
+        parent = _model_at(model, path[:-1], tree)
+        field = parent.model_fields.get(str(key)) if parent is not None else None
+        hint = f"add it: {field.description}" if field is not None and field.description else "add it"
+    elif kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        message = f"{_short(err['input'])} is not one of {expected}"
+        close = difflib.get_close_matches(str(err["input"]), re.findall(r"'([^']*)'", expected), n=1, cutoff=0.5)
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+    else:
+        message = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+        message = message[:1].lower() + message[1:]
+        if not isinstance(err.get("input"), dict):
+            message += f" (got {_short(err.get('input'))})"
+    return RecipeError(f"{where}: {dotted(path) or 'recipe'}: {message}", hint=hint)

@@ -1,0 +1,201 @@
+"""Reading a recipe: ``extends`` chain, overrides, plugins list, validation, and the
+resolved recipe written into a run directory. Merge rules: :mod:`wsreid.recipe.merge`.
+
+Two steps, because the registry a recipe is validated against depends on the recipe's own
+``plugins:`` list::
+
+    tree, locations = read_recipe_tree(path, overrides)       # no validation
+    plugins = load_plugins(recipe_plugin_modules(tree, locations))
+    loaded = load_recipe(path, overrides, registry=plugins.registry)
+
+``load_recipe(path)`` without a registry does all three.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from wsreid.errors import RecipeError
+from wsreid.recipe.build import validate_recipe
+from wsreid.recipe.locations import Location, Locations
+from wsreid.recipe.merge import apply_overrides, merge
+from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
+from wsreid.recipe.yamlio import display_path, dump_yaml_text, read_yaml_file
+from wsreid.registry import Registry
+
+__all__ = [
+    "LoadedRecipe",
+    "read_recipe_tree",
+    "recipe_plugin_modules",
+    "load_recipe",
+    "resolved_recipe",
+    "dump_resolved_yaml",
+]
+
+RecipeSource = str | os.PathLike[str] | Mapping[str, Any]
+
+
+@dataclass
+class LoadedRecipe:
+    """A validated recipe.
+
+    ``recipe``: the typed model instance; ``resolved``: plain values after extends and
+    overrides with every default filled in (what :func:`dump_resolved_yaml` writes);
+    ``source``: the recipe file (None for a tree given in code); ``tree``: the merged
+    tree before validation; ``locations``: where each key of ``tree`` came from;
+    ``plugins``: the plugin set loaded for it when ``load_recipe`` loaded one itself.
+    """
+
+    recipe: RecipeBase
+    resolved: dict[str, Any]
+    source: Path | None
+    tree: dict[str, Any] = field(repr=False, default_factory=dict)
+    locations: Locations | None = field(repr=False, default=None)
+    plugins: Any = field(repr=False, default=None)
+
+
+def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Locations]:
+    """Read ``path`` and everything it extends; ``chain`` holds the files that extend it."""
+    tree, locations = read_yaml_file(path)
+    if "extends" not in tree:
+        return tree, locations
+    target_name = tree.pop("extends")
+    where = locations.find(("extends",))
+    if not isinstance(target_name, str) or not target_name.strip():
+        raise RecipeError(f"{where}: extends: expected a recipe file name, got {target_name!r}", hint="e.g. 'extends: base.yaml'")
+    target = (path.parent / target_name).resolve()
+    seen = [p.resolve() for p in chain] + [path.resolve()]
+    if target in seen:
+        cycle = " -> ".join(display_path(p) for p in seen[seen.index(target) :] + [target])
+        if target == path.resolve():
+            raise RecipeError(f"{where}: extends: {display_path(path)} extends itself", hint="remove the 'extends' line")
+        raise RecipeError(f"{where}: extends: cycle {cycle}", hint="remove one 'extends' of this chain")
+    if not target.is_file():
+        raise RecipeError(
+            f"{where}: extends: {target_name!r} not found (looked for {display_path(target)})",
+            hint="the path is relative to the extending file",
+        )
+    base, base_locations = _read_chain(target, chain + [path])
+    merged = merge(base, tree)
+    out = Locations(locations.root)
+    out.update(base_locations)
+    out.update(locations)
+    out.prune(merged)
+    return merged, out
+
+
+def read_recipe_tree(source: RecipeSource, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], Locations]:
+    """Resolve ``extends`` and apply ``overrides`` without validating.
+
+    ``source`` is a recipe file or a mapping (whose ``extends`` is relative to the working
+    directory). Returns the merged tree and where each of its keys came from.
+    """
+    if isinstance(source, Mapping):
+        tree = copy.deepcopy(dict(source))
+        locations = Locations(Location("<recipe>"))
+        if "extends" in tree:
+            holder = Path.cwd() / "<recipe>"
+            target = tree.pop("extends")
+            base, base_locations = _read_chain(_check_target(target, holder), [])
+            tree = merge(base, tree)
+            locations.update(base_locations)
+            locations.prune(tree)
+    else:
+        tree, locations = _read_chain(Path(source), [])
+    tree = apply_overrides(tree, overrides, locations)
+    return tree, locations
+
+
+def _check_target(target: Any, holder: Path) -> Path:
+    if not isinstance(target, str) or not target.strip():
+        raise RecipeError(f"<recipe>: extends: expected a recipe file name, got {target!r}")
+    path = holder.parent / target
+    if not path.is_file():
+        raise RecipeError(f"<recipe>: extends: {target!r} not found (looked for {display_path(path)})")
+    return path
+
+
+def recipe_plugin_modules(tree: Mapping[str, Any], locations: Locations | None = None) -> list[str]:
+    """The recipe's ``plugins:`` list (importable module names), checked."""
+    locations = locations if locations is not None else Locations(Location("<recipe>"))
+    modules = tree.get("plugins", [])
+    if modules is None:
+        return []
+    if not isinstance(modules, list) or not all(isinstance(m, str) and m.strip() for m in modules):
+        raise RecipeError(
+            f"{locations.find(('plugins',))}: plugins: expected a list of module names, got {modules!r}",
+            hint="e.g. 'plugins: [my_package.wsreid_plugin]'",
+        )
+    return list(modules)
+
+
+def load_recipe(
+    source: RecipeSource,
+    overrides: Iterable[str] = (),
+    registry: Registry | None = None,
+) -> LoadedRecipe:
+    """Read, merge, override and validate a recipe.
+
+    Without ``registry``, plugins are loaded (entry points plus the recipe's ``plugins:``)
+    and kept on the result. Raises :class:`RecipeError` with one line on any problem.
+    """
+    tree, locations = read_recipe_tree(source, overrides)
+    plugins = None
+    if registry is None:
+        from wsreid.pluginmanager import load_plugins
+
+        plugins = load_plugins(recipe_plugin_modules(tree, locations))
+        registry = plugins.registry
+    recipe = validate_recipe(tree, registry, locations)
+    path = None if isinstance(source, Mapping) else Path(source)
+    return LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins)
+
+
+def _block_first(block: dict[str, Any]) -> dict[str, Any]:
+    head = [k for k in ("name", "weight") if k in block]
+    return {**{k: block[k] for k in head}, **{k: v for k, v in block.items() if k not in head}}
+
+
+def resolved_recipe(recipe: RecipeBase) -> dict[str, Any]:
+    """The validated recipe as plain JSON-compatible values, every default written out;
+    component blocks list ``name`` (and ``weight``) first."""
+    data = recipe.model_dump(mode="json")
+    for section, (_, multi) in COMPONENT_SECTIONS.items():
+        value = data.get(section)
+        if multi and isinstance(value, dict):
+            data[section] = {label: _block_first(b) if isinstance(b, dict) else b for label, b in value.items()}
+        elif isinstance(value, dict):
+            data[section] = _block_first(value)
+    return data
+
+
+#: Comment at the top of a resolved recipe. It does not name the source file, so the text
+#: is the same whether a run is started from the original recipe or from its copy.
+RESOLVED_HEADER = (
+    "Resolved recipe: extends and overrides applied, every default written out (YAML 1.2).\n"
+    "Run it again with: wsreid run <this file>"
+)
+
+
+def dump_resolved_yaml(loaded: LoadedRecipe, path: str | os.PathLike[str] | None = None) -> str:
+    """The resolved recipe as YAML 1.2 text; also written to ``path`` when given
+    (atomically: temp file + rename). Loading that text again gives the same recipe."""
+    text = dump_yaml_text(loaded.resolved, RESOLVED_HEADER)
+    if path is None:
+        return text
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return text
