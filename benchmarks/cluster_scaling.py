@@ -2,8 +2,9 @@
 
 Times and peak memory of the sparse pipeline of ``wsreid_baselines.clustering`` on
 synthetic clustered features, beside a dense pipeline written the way the public code of
-the cluster-contrast family does it (dense N x N distances, dense encoding V, dense Jaccard
-via an inverted index, DBSCAN on the dense matrix) for the small sizes only.
+the cluster-contrast family does it (dense N x N distances and full sort, dense encoding V,
+dense N x N Jaccard via an inverted index; its eps-graph is then clustered by the same
+``dbscan_sparse``) for the small sizes only.
 
 Every measurement runs in a fresh child process so that its peak resident memory
 (``ru_maxrss``, minus the level right after loading the features) is its own. Prints

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["nearest_neighbours", "k_reciprocal_jaccard_sparse", "dbscan_sparse", "NOISE"]
+__all__ = ["nearest_neighbours", "k_reciprocal_encoding", "k_reciprocal_jaccard_sparse", "dbscan_sparse", "NOISE"]
 
 #: Label that :func:`dbscan_sparse` gives to outliers (noise points).
 NOISE = -1

@@ -10,7 +10,7 @@ gets the same augmentation however the batch is split across processes.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Sequence
 
 import torch
 

@@ -32,6 +32,7 @@ __all__ = [
     "FORMATS",
     "ImageRecord",
     "find_annotation_file",
+    "detect_format",
     "read_records",
     "build_splits",
     "read_dataset",
@@ -96,6 +97,18 @@ def find_annotation_file(root: str | Path, fmt: str) -> Path:
             return candidate
     names = " or ".join(spec.annotation_files)
     raise DataError(f"{spec.name} annotation file {root / spec.annotation_files[0]} not found", hint=f"expected {names} in {root}")
+
+
+def detect_format(root: str | Path) -> str:
+    """The format whose annotation file exists under ``root`` (DataError if none or several)."""
+    root = Path(root).expanduser()
+    found = [spec.name for spec in FORMATS.values() if any((root / n).is_file() for n in spec.annotation_files)]
+    if len(found) == 1:
+        return found[0]
+    files = ", ".join(n for spec in FORMATS.values() for n in spec.annotation_files)
+    if not found:
+        raise DataError(f"no annotation file found in {root}", hint=f"expected one of {files}, or give --format")
+    raise DataError(f"{root} holds annotation files of several formats ({', '.join(found)})", hint="give --format")
 
 
 def _load_json(path: Path) -> list:

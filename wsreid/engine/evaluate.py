@@ -23,7 +23,7 @@ def extract_text_features(encoder: EncoderComponent, captions: list[str], batch_
     """N x d L2-normalised text features, row i = caption i, identical on every rank."""
     rows = _shard(len(captions), dist)
     feats, idx = [], []
-    for start in tqdm(range(rows.start, rows.stop, batch_size), desc=desc, leave=False, disable=not dist.is_main):
+    for start in tqdm(range(rows.start, rows.stop, batch_size), desc=desc, leave=False, disable=None if dist.is_main else True):
         stop = min(start + batch_size, rows.stop)
         ids, mask = encoder.tokenize(captions[start:stop])
         feats.append(F.normalize(encoder.encode_text(ids.to(dist.device), mask.to(dist.device)).float(), dim=-1))
@@ -40,7 +40,7 @@ def extract_image_features(encoder: EncoderComponent, paths, batch_size: int, di
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(files, list(rows)), batch_size=batch_size,
                                          num_workers=num_workers)
     feats, idx = [], []
-    for positions, images in tqdm(loader, desc=desc, leave=False, disable=not dist.is_main):
+    for positions, images in tqdm(loader, desc=desc, leave=False, disable=None if dist.is_main else True):
         feats.append(F.normalize(encoder.encode_image(images.to(dist.device)).float(), dim=-1))
         idx.append(positions.to(dist.device))
     return _gather_rows(feats, idx, len(files), encoder.embed_dim, dist)

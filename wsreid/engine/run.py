@@ -340,7 +340,7 @@ class Run:
             sums: dict[str, float] = {}
             count = 0
             started = time.time()
-            bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=not self.dist.is_main)
+            bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
             for batch in bar:
                 batch = batch.to(self.dist.device)
                 ctx = StepContext(epoch, self.step, num_epochs, self.dist)

@@ -350,8 +350,8 @@ def ensure_synth(
     if state is False:
         raise DataError(
             f"{path} holds a synth-pedes dataset generated with other settings or another generator version",
-            hint="delete that directory or point data.root elsewhere",
+            hint="delete that directory or choose another location (data.root, --out)",
         )
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise DataError(f"{path} exists but is not a synth-pedes dataset (no {META_FILE})", hint="point data.root to an empty or new directory")
+        raise DataError(f"{path} exists but is not a synth-pedes dataset (no {META_FILE})", hint="choose an empty or new directory (data.root, --out)")
     return generate_synth(config, path, workers=workers, progress=progress)

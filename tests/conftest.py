@@ -1,0 +1,75 @@
+"""Shared fixtures: a generated tiny synth-pedes dataset and tiny-encoder recipes built
+on top of the shipped recipes (so the tests run what users run, only smaller)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+# Tiny encoder and schedule: keeps an end-to-end run at a few seconds on 2 cores.
+TINY_OVERRIDES = {
+    "encoder": {
+        "name": "clip",
+        "embed_dim": 32,
+        "vision": {"hidden": 32, "layers": 1, "heads": 2, "patch_size": 8},
+        "text": {"hidden": 32, "layers": 1, "heads": 2},
+        "image_size": [32, 16],
+        "max_length": 40,
+    },
+    "train": {"epochs": 2, "batch_size": 16, "warmup_epochs": 1, "log_every": 2},
+    "eval": {"every": 1, "batch_size": 64},
+}
+
+
+@pytest.fixture(scope="session")
+def synth_tiny_root(tmp_path_factory) -> Path:
+    """synth-pedes 'tiny' generated once per test session (a few seconds)."""
+    from wsreid.data.synth import SynthConfig, generate_synth
+
+    root = tmp_path_factory.mktemp("synth") / "tiny"
+    generate_synth(SynthConfig(size="tiny", seed=0), root)
+    return root
+
+
+@pytest.fixture
+def make_recipe(tmp_path, synth_tiny_root):
+    """Write a recipe that extends a shipped recipe with the tiny settings.
+
+    ``make_recipe("dgia.yaml", extra={...})`` -> path of the new recipe file."""
+    from ruamel.yaml import YAML
+
+    def _make(base: str, extra: dict | None = None, name: str = "recipe.yaml") -> Path:
+        tree = {"extends": str(RECIPES / base), "output_dir": str(tmp_path / "run"),
+                "data": {"name": "synth-pedes", "size": "tiny", "root": str(synth_tiny_root)}}
+        for key, value in TINY_OVERRIDES.items():
+            tree[key] = dict(value)
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict) and isinstance(tree.get(key), dict):
+                tree[key] = {**tree[key], **value}
+            else:
+                tree[key] = value
+        path = tmp_path / name
+        yaml = YAML()
+        yaml.version = (1, 2)
+        with path.open("w") as f:
+            yaml.dump(tree, f)
+        return path
+
+    return _make
+
+
+@pytest.fixture
+def test_plugins_path(monkeypatch):
+    """Put tests/plugins_for_tests on sys.path (modules named in a recipe's ``plugins:``)."""
+    path = str(Path(__file__).parent / "plugins_for_tests")
+    monkeypatch.syspath_prepend(path)
+    yield path
+    for name in list(sys.modules):
+        if name.startswith("wsreid_test_"):
+            del sys.modules[name]

@@ -1,0 +1,24 @@
+"""A third-party plugin: registers an objective under a new name using only the public
+API. Used by a recipe through its ``plugins:`` list."""
+
+import torch
+
+from wsreid import hookimpl
+from wsreid.api import Objective, Params
+from wsreid.losses import itc_loss
+
+
+class HalfItc(Objective):
+    """ITC scaled by a factor (a stand-in for a user's own objective)."""
+
+    class Params(Params):
+        factor: float = 0.5
+
+    def loss(self, features, relations, batch, ctx) -> torch.Tensor:
+        base = features["base"]
+        return self.params.factor * itc_loss(base.image, base.text)
+
+
+@hookimpl
+def wsreid_register(registry):
+    registry.add("objective", "half-itc", HalfItc)

@@ -1,0 +1,282 @@
+"""Readers of CUHK-PEDES, ICFG-PEDES and RSTPReid on small fabricated datasets in each
+exact format, and every bad-input case raising a one-line DataError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from wsreid.data import (
+    check_dataset,
+    format_report,
+    load_image,
+    read_cuhk_pedes,
+    read_dataset,
+    read_icfg_pedes,
+    read_rstpreid,
+)
+from wsreid.data.readers import detect_format
+from wsreid.errors import DataError, UserError
+
+ANNOTATION = {"cuhk-pedes": "reid_raw.json", "icfg-pedes": "ICFG-PEDES.json", "rstpreid": "data_captions.json"}
+PATH_KEY = {"cuhk-pedes": "file_path", "icfg-pedes": "file_path", "rstpreid": "img_path"}
+
+
+def _png(path: Path, colour: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 16), colour).save(path)
+
+
+def make_dataset(root: Path, fmt: str, *, annotation: str | None = None) -> list[dict]:
+    """A tiny dataset in ``fmt``: per split, persons with 2 images; captions per image:
+    2 (CUHK-PEDES, RSTPReid) or 1 (ICFG-PEDES). Returns the records written."""
+    splits = {"cuhk-pedes": {"train": 3, "val": 2, "test": 2}, "icfg-pedes": {"train": 3, "test": 2}, "rstpreid": {"train": 3, "val": 2, "test": 2}}[fmt]
+    records = []
+    pid = 1
+    for split, n_ids in splits.items():
+        for _ in range(n_ids):
+            for k in range(2):
+                rel = f"{split}/p{pid:03d}/{k}.png" if fmt != "cuhk-pedes" else f"CUHK0{k + 1}/{pid:04d}{k}.png"
+                _png(root / "imgs" / rel, (pid * 20 % 256, k * 90, 50))
+                n_caps = 1 if fmt == "icfg-pedes" else 2
+                caps = [f"person {pid} image {k} caption {c} wearing a red shirt" for c in range(n_caps)]
+                rec = {"id": pid, PATH_KEY[fmt]: rel, "captions": caps, "split": split}
+                if fmt != "rstpreid":
+                    rec["processed_tokens"] = [c.split() for c in caps]
+                records.append(rec)
+            pid += 1
+    (root / (annotation or ANNOTATION[fmt])).write_text(json.dumps(records))
+    return records
+
+
+def _rewrite(root: Path, fmt: str, records) -> None:
+    (root / ANNOTATION[fmt]).write_text(json.dumps(records))
+
+
+READERS = {"cuhk-pedes": read_cuhk_pedes, "icfg-pedes": read_icfg_pedes, "rstpreid": read_rstpreid}
+
+
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+def test_reader_builds_caption_level_pairs_and_eval_splits(tmp_path: Path, fmt: str) -> None:
+    records = make_dataset(tmp_path, fmt)
+    splits = READERS[fmt](tmp_path)
+    caps = 1 if fmt == "icfg-pedes" else 2
+    # train: 3 persons x 2 images x caps captions, indices 0..N-1 in file order
+    assert len(splits.train) == 3 * 2 * caps
+    assert [p.index for p in splits.train] == list(range(len(splits.train)))
+    train_records = [r for r in records if r["split"] == "train"]
+    expected = [(c, r["id"]) for r in train_records for c in r["captions"]]
+    assert [(p.caption, p.person_id) for p in splits.train] == expected
+    # image ids: one per image in first-appearance order; both captions of an image share it
+    assert [p.image_id for p in splits.train] == [i for i in range(6) for _ in range(caps)]
+    assert splits.train[0].image_path == tmp_path / "imgs" / train_records[0][PATH_KEY[fmt]]
+    # test split: every caption is a query, every image once in the gallery
+    assert len(splits.test.captions) == 2 * 2 * caps and len(splits.test.image_paths) == 4
+    assert sorted(set(splits.test.image_person_ids)) == sorted(set(splits.test.caption_person_ids))
+    assert set(splits.test.image_person_ids).isdisjoint({p.person_id for p in splits.train})
+    if fmt == "icfg-pedes":
+        assert splits.val is None
+    else:
+        assert splits.val is not None and len(splits.val.image_paths) == 4 and len(splits.val.captions) == 8
+    assert splits.name == fmt and splits.root == tmp_path
+
+
+def test_icfg_accepts_underscore_file_name(tmp_path: Path) -> None:
+    make_dataset(tmp_path, "icfg-pedes", annotation="ICFG_PEDES.json")
+    assert len(read_icfg_pedes(tmp_path).train) == 6
+    assert detect_format(tmp_path) == "icfg-pedes"
+
+
+def test_detect_format_and_missing_file(tmp_path: Path) -> None:
+    make_dataset(tmp_path, "rstpreid")
+    assert detect_format(tmp_path) == "rstpreid"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no annotation file"):
+        detect_format(empty)
+
+
+def _error(root: Path, fmt: str) -> str:
+    with pytest.raises(DataError) as info:
+        read_dataset(root, fmt)
+    message = str(info.value)
+    assert "\n" not in message and isinstance(info.value, UserError)
+    return message
+
+
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+def test_missing_annotation_file(tmp_path: Path, fmt: str) -> None:
+    msg = _error(tmp_path, fmt)
+    assert ANNOTATION[fmt] in msg and "not found" in msg
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    msg = _error(tmp_path / "nope", "cuhk-pedes")
+    assert "nope" in msg and "not a directory" in msg
+
+
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+def test_invalid_json_names_line(tmp_path: Path, fmt: str) -> None:
+    make_dataset(tmp_path, fmt)
+    path = tmp_path / ANNOTATION[fmt]
+    path.write_text(path.read_text()[:-40])  # truncated
+    msg = _error(tmp_path, fmt)
+    assert str(path) in msg and "invalid JSON at line 1" in msg
+
+
+def test_top_level_must_be_a_list(tmp_path: Path) -> None:
+    (tmp_path / "reid_raw.json").write_text('{"split": "train"}')
+    assert "expected a JSON list" in _error(tmp_path, "cuhk-pedes")
+
+
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+@pytest.mark.parametrize("key", ["split", "captions", "id", "path"])
+def test_record_missing_key(tmp_path: Path, fmt: str, key: str) -> None:
+    records = make_dataset(tmp_path, fmt)
+    key = PATH_KEY[fmt] if key == "path" else key
+    del records[4][key]
+    _rewrite(tmp_path, fmt, records)
+    msg = _error(tmp_path, fmt)
+    assert f"record 4" in msg and f"missing key '{key}'" in msg and ANNOTATION[fmt] in msg
+
+
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+def test_empty_caption_list(tmp_path: Path, fmt: str) -> None:
+    records = make_dataset(tmp_path, fmt)
+    records[2]["captions"] = []
+    _rewrite(tmp_path, fmt, records)
+    msg = _error(tmp_path, fmt)
+    assert "record 2" in msg and "caption list is empty" in msg and records[2][PATH_KEY[fmt]] in msg
+
+
+def test_blank_or_non_string_caption(tmp_path: Path) -> None:
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    records[1]["captions"] = ["fine", "   "]
+    _rewrite(tmp_path, "cuhk-pedes", records)
+    assert "caption 1 is empty" in _error(tmp_path, "cuhk-pedes")
+    records[1]["captions"] = "a string, not a list"
+    _rewrite(tmp_path, "cuhk-pedes", records)
+    assert "'captions' must be a list" in _error(tmp_path, "cuhk-pedes")
+
+
+@pytest.mark.parametrize("bad_id, ok", [(7, True), ("7", True), (True, False), ("seven", False), (None, False)])
+def test_id_must_be_integer(tmp_path: Path, bad_id, ok: bool) -> None:
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    records[0]["id"] = records[1]["id"] = bad_id
+    _rewrite(tmp_path, "cuhk-pedes", records)
+    if ok:
+        assert read_cuhk_pedes(tmp_path).train[0].person_id == 7
+    else:
+        assert "record 0" in _error(tmp_path, "cuhk-pedes")
+
+
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+def test_missing_image(tmp_path: Path, fmt: str) -> None:
+    records = make_dataset(tmp_path, fmt)
+    (tmp_path / "imgs" / records[5][PATH_KEY[fmt]]).unlink()
+    msg = _error(tmp_path, fmt)
+    assert "record 5" in msg and "does not exist" in msg and records[5][PATH_KEY[fmt]] in msg
+    # the cheap check can be turned off; the full check then still finds it
+    assert len(read_dataset(tmp_path, fmt, check_images="none").train) > 0
+    with pytest.raises(DataError, match="record 5"):
+        check_dataset(tmp_path, fmt)
+
+
+def test_missing_image_folder(tmp_path: Path) -> None:
+    make_dataset(tmp_path, "rstpreid")
+    (tmp_path / "imgs").rename(tmp_path / "images")
+    assert "image folder" in _error(tmp_path, "rstpreid")
+
+
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+@pytest.mark.parametrize("bad_path", ["../outside.png", "a/../../outside.png", "/etc/passwd", ""])
+def test_path_escaping_root(tmp_path: Path, fmt: str, bad_path: str) -> None:
+    root = tmp_path / "ds"
+    records = make_dataset(root, fmt)
+    _png(tmp_path / "outside.png", (1, 2, 3))
+    records[3][PATH_KEY[fmt]] = bad_path
+    _rewrite(root, fmt, records)
+    msg = _error(root, fmt)
+    assert "record 3" in msg and ("escapes the dataset root" in msg or "empty" in msg)
+
+
+@pytest.mark.parametrize("fmt, split", [("cuhk-pedes", "val"), ("cuhk-pedes", "test"), ("icfg-pedes", "train"), ("rstpreid", "val")])
+def test_split_without_records(tmp_path: Path, fmt: str, split: str) -> None:
+    records = make_dataset(tmp_path, fmt)
+    _rewrite(tmp_path, fmt, [r for r in records if r["split"] != split])
+    msg = _error(tmp_path, fmt)
+    assert f"split '{split}' has no records" in msg
+
+
+def test_unknown_split_names_allowed_ones(tmp_path: Path) -> None:
+    records = make_dataset(tmp_path, "icfg-pedes")
+    records[0]["split"] = "val"  # ICFG-PEDES has no val split
+    _rewrite(tmp_path, "icfg-pedes", records)
+    msg = _error(tmp_path, "icfg-pedes")
+    assert "record 0" in msg and "unknown split 'val'" in msg and "train, test" in msg
+
+
+def test_image_in_two_splits_or_with_two_ids(tmp_path: Path) -> None:
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    records[7]["file_path"] = records[0]["file_path"]  # a test record reusing a train image
+    _rewrite(tmp_path, "cuhk-pedes", records)
+    assert "record 7" in _error(tmp_path, "cuhk-pedes")
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    records[2]["file_path"] = records[0]["file_path"]  # same split, different person
+    _rewrite(tmp_path, "cuhk-pedes", records)
+    assert "has id 2 but record 0 gives it id 1" in _error(tmp_path, "cuhk-pedes")
+
+
+def test_duplicate_image_same_person_shares_image_id(tmp_path: Path) -> None:
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    extra = dict(records[0], captions=["a third caption of the first image"])
+    _rewrite(tmp_path, "cuhk-pedes", records + [extra])
+    splits = read_cuhk_pedes(tmp_path)
+    assert splits.train[-1].image_id == splits.train[0].image_id == 0
+    assert len({p.image_id for p in splits.train}) == 6
+
+
+def test_load_image_errors_name_the_file(tmp_path: Path) -> None:
+    good = tmp_path / "ok.png"
+    _png(good, (10, 20, 30))
+    img = load_image(good)
+    assert img.mode == "RGB" and img.size == (8, 16) and img.getpixel((0, 0)) == (10, 20, 30)
+    with pytest.raises(DataError, match=r"missing\.png.*does not exist"):
+        load_image(tmp_path / "missing.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good.read_bytes()[:30])
+    with pytest.raises(DataError, match=r"broken\.png.*cannot be decoded") as info:
+        load_image(broken)
+    assert "\n" not in str(info.value)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(DataError, match=r"notes\.jpg.*cannot be decoded"):
+        load_image(text)
+
+
+def test_check_dataset_decodes_and_reports(tmp_path: Path) -> None:
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    report = check_dataset(tmp_path, "cuhk-pedes", workers=2)
+    stats = {s.split: (s.ids, s.images, s.captions) for s in report.splits}
+    assert stats == {"train": (3, 6, 12), "val": (2, 4, 8), "test": (2, 4, 8)}
+    assert report.decoded_images == 14 and report.image_sizes == {(8, 16): 14} and report.shared_ids == 0
+    assert report.splits[0].words_per_caption == pytest.approx(10.0)
+    text = format_report(report)
+    assert "train" in text and "all 14 images decode" in text
+    # two corrupt images: the error names the first (file and record) and counts the rest
+    for i in (3, 9):
+        (tmp_path / "imgs" / records[i]["file_path"]).write_bytes(b"\x89PNG\r\n garbage")
+    with pytest.raises(DataError) as info:
+        check_dataset(tmp_path, "cuhk-pedes", workers=2)
+    msg = str(info.value)
+    assert records[3]["file_path"].split("/")[-1] in msg and "record 3" in msg and "1 more image" in msg
+
+
+def test_check_counts_identities_shared_between_splits(tmp_path: Path) -> None:
+    records = make_dataset(tmp_path, "rstpreid")
+    records[-1]["id"] = records[-3]["id"] = 1  # a test person reusing a train id
+    _rewrite(tmp_path, "rstpreid", records)
+    assert check_dataset(tmp_path, "rstpreid", decode=False).shared_ids == 1

@@ -1,0 +1,137 @@
+"""End-to-end runs through the CLI on generated data: what a user runs, only tiny."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+from safetensors.torch import load_file
+
+from wsreid.cli import main
+
+KEYS = {"R1", "R5", "R10", "mAP", "mINP"}
+
+
+def _metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_itc_baseline_trains_and_writes_the_run(make_recipe, tmp_path, capsys):
+    recipe = make_recipe("baselines/itc.yaml")
+    run_dir = tmp_path / "run"
+    assert main(["run", str(recipe)]) == 0
+    m = _metrics(run_dir)
+    assert set(m["test"]) == KEYS and all(0 <= v <= 100 for v in m["test"].values())
+    assert m["test"]["R1"] <= m["test"]["R5"] <= m["test"]["R10"]
+    assert m["weakly_supervised"] is True and m["epochs"] == 2
+    assert [h["epoch"] for h in m["history"]] == [1, 2] and all("val" in h for h in m["history"])
+    assert m["best_epoch"] == max(m["history"], key=lambda h: h["val"]["R1"])["epoch"]
+    for name in ("recipe.yaml", "versions.json", "curves.png", "logs/epochs.csv", "logs/steps.csv",
+                 "checkpoints/latest", "checkpoints/best/model.safetensors", "tokenizer"):
+        assert (run_dir / name).exists(), name
+    rows = list(csv.DictReader((run_dir / "logs" / "epochs.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[0]["loss/itc"]) > 0 and float(rows[1]["val/R1"]) == pytest.approx(m["history"][1]["val"]["R1"])
+    out = capsys.readouterr().out
+    assert "test (best validation R1" in out and f"R1 {m['test']['R1']:.2f}" in out
+
+    # The resolved recipe reproduces the run exactly (CPU is deterministic here).
+    assert main(["run", str(run_dir / "recipe.yaml"), "--output-dir", str(tmp_path / "again")]) == 0
+    assert _metrics(tmp_path / "again")["test"] == m["test"]
+
+    # `wsreid eval` of the run directory evaluates the selected (best) checkpoint: same test metrics.
+    capsys.readouterr()
+    assert main(["eval", str(run_dir)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert {k: evaluated[k] for k in KEYS} == pytest.approx(m["test"])
+
+
+def test_resume_after_interrupt_matches_uninterrupted_run(make_recipe, tmp_path, test_plugins_path, monkeypatch, capsys):
+    recipe = make_recipe("dgia.yaml", {"plugins": ["wsreid_test_hooks"], "train": {"epochs": 3}})
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(["run", str(recipe), "--output-dir", str(full)]) == 0
+    monkeypatch.setenv("WSREID_TEST_INTERRUPT_AT", "3")
+    assert main(["run", str(recipe), "--output-dir", str(cut)]) == 130
+    err = capsys.readouterr().err
+    assert "last complete checkpoint: epoch-0002" in err and "--resume" in err
+    assert not (cut / "metrics.json").exists()
+    monkeypatch.delenv("WSREID_TEST_INTERRUPT_AT")
+    assert main(["run", str(recipe), "--output-dir", str(cut), "--resume"]) == 0
+    a, b = _metrics(full), _metrics(cut)
+    assert b["test"] == a["test"] and b["history"] == a["history"]
+    # memory banks and weights identical bit for bit
+    for name in ("model.safetensors", "components.safetensors"):
+        ta = load_file(str(full / "checkpoints" / "epoch-0003" / name))
+        tb = load_file(str(cut / "checkpoints" / "epoch-0003" / name))
+        assert ta.keys() == tb.keys() and all((ta[k] == tb[k]).all() for k in ta)
+    rows = list(csv.DictReader((cut / "logs" / "epochs.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+
+
+def test_dgia_recipe_fills_memory_and_logs_diagnostics(make_recipe, tmp_path, test_plugins_path):
+    import wsreid_test_hooks
+
+    recipe = make_recipe("dgia.yaml", {"plugins": ["wsreid_test_hooks"]})
+    wsreid_test_hooks.CALLS.clear()
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "run"
+    comps = load_file(str(run_dir / "checkpoints" / "epoch-0002" / "components.safetensors"))
+    banks = {k: v for k, v in comps.items() if k.startswith("global_associations/gsrc/")}
+    assert banks, sorted(comps)
+    image_bank = next(v for k, v in banks.items() if "image" in k and v.dim() == 2)
+    # every pair seen in a full batch has a filled (non-zero) memory row
+    assert (image_bank.float().abs().sum(1) > 0).float().mean() > 0.5
+    rows = list(csv.DictReader((run_dir / "logs" / "epochs.csv").open()))
+    assert any(k.startswith("diag/lrc/") for k in rows[0])
+    assert any(k.startswith("diag/gsrc/") for k in rows[1])
+    assert rows[0]["loss/sdm_global"] == "" and float(rows[1]["loss/sdm_global"]) >= 0  # epoch 1 only fills memory
+    kinds = [c[0] for c in wsreid_test_hooks.CALLS]
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
+    assert ("epoch_start", 2) in wsreid_test_hooks.CALLS
+
+
+def test_external_plugin_component_is_used_by_name(make_recipe, tmp_path, test_plugins_path):
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_external"], "train": {"epochs": 1},
+                                                "objectives": {"itc": None, "half": {"name": "half-itc", "factor": 0.25}}})
+    assert main(["run", str(recipe)]) == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "epochs.csv").open()))
+    assert "loss/half" in rows[0] and "loss/itc" not in rows[0]
+    versions = json.loads((tmp_path / "run" / "versions.json").read_text())
+    assert {"kind": "objective", "name": "half-itc", "provider": "wsreid_test_external",
+            "distribution": None, "version": None} in versions["components"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-o", "train.lr=-1"], "train.lr"),
+        (["-o", "train.mixed_precision=fp16"], "fp16 needs a GPU"),
+        (["-o", "objectives.itc.name=itcc"], "did you mean 'itc'"),
+        (["-o", "train.batch_size=100000"], "exceeds"),
+        (["-o", "data.name=cuhk-pedes", "-o", "data.root=/nonexistent/dir"], "/nonexistent/dir"),
+    ],
+)
+def test_user_errors_are_one_line_and_leave_no_run_dir(make_recipe, tmp_path, capsys, args, message):
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["run", str(recipe), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_output_dir_holding_a_run_is_refused(make_recipe, tmp_path, capsys):
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}})
+    assert main(["run", str(recipe)]) == 0
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    assert main(["run", str(recipe)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(["run", str(recipe), "--output-dir", str(foreign), "--overwrite"]) == 2
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert main(["run", str(recipe), "--overwrite"]) == 0
