@@ -82,10 +82,14 @@ def cmd_run(args) -> int:
         if _strip_output_dir(saved) != _strip_output_dir(resolved_yaml):
             raise UserError(f"--resume: the recipe differs from {run_dir / 'recipe.yaml'}",
                             hint=f"resume with `wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume`")
-    created = _prepare_run_dir(run_dir, args.resume, args.overwrite)
+    # Under a multi-process launcher only the first process prepares the directory; the
+    # others wait for it at the first barrier in Run.setup().
+    main_process = os.environ.get("RANK", "0") == "0"
+    created = _prepare_run_dir(run_dir, args.resume, args.overwrite) if main_process else False
     run = Run(recipe, plugins, run_dir, resolved_yaml=resolved_yaml, resume=args.resume)
     try:
-        write_run_files(run_dir, resolved_yaml, plugins)
+        if main_process:
+            write_run_files(run_dir, resolved_yaml, plugins)
         run.setup()
     except BaseException:
         if created:

@@ -1,11 +1,20 @@
 """Plugin discovery: one pluggy PluginManager per run, no module-global state.
 
 Plugins come from the entry-point group ``wsreid`` (installed packages, including the
-shipped ones) and from a recipe's ``plugins:`` list of importable modules. A plugin that
-fails to import is recorded as broken (reported by ``wsreid plugins`` and in errors about
-unknown components) and the rest keep working; a recipe plugin that fails to import is an
-error, since the recipe needs it. Plugins can be disabled by name with ``--disable-plugin``
-or the ``WSREID_DISABLE_PLUGINS`` environment variable (comma separated).
+shipped ones) and from a recipe's ``plugins:`` list of importable modules.
+
+Safety rules:
+
+* an installed plugin that fails to import, or fails inside its ``wsreid_register`` hook,
+  is recorded as broken (:class:`BrokenPlugin`: its entry-point name, distribution and
+  error, reported by ``wsreid plugins``, as a warning, and in errors about unknown
+  components); the rest keep working;
+* a recipe plugin that fails to import is an error, since the recipe needs it;
+* two plugins registering the same kind and name is an error naming both distributions;
+* plugins can be disabled by entry-point or distribution name with ``--disable-plugin``
+  or the ``WSREID_DISABLE_PLUGINS`` environment variable (comma separated);
+* a hook implementation whose name matches no hook specification is an error
+  (``check_pending``), so a mistyped hook name fails loudly.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -21,7 +31,9 @@ import pluggy
 
 from wsreid import hookspecs
 from wsreid.errors import PluginError
-from wsreid.registry import Registry
+from wsreid.registry import DuplicateComponentError, Registry
+
+__all__ = ["ENTRY_POINT_GROUP", "DISABLE_ENV", "BrokenPlugin", "Plugins", "disabled_from_env", "load_plugins"]
 
 ENTRY_POINT_GROUP = "wsreid"
 DISABLE_ENV = "WSREID_DISABLE_PLUGINS"
@@ -29,31 +41,44 @@ DISABLE_ENV = "WSREID_DISABLE_PLUGINS"
 
 @dataclass
 class BrokenPlugin:
+    """An installed plugin that could not be used: ``name`` (entry-point name),
+    ``distribution`` (None when unknown) and ``error`` (one line)."""
+
     name: str
     distribution: str | None
     error: str
 
     def describe(self) -> str:
+        """One line: which plugin failed and why."""
         who = f"plugin {self.name!r}" + (f" from distribution {self.distribution!r}" if self.distribution else "")
         return f"{who} failed to load: {self.error}"
 
 
 @dataclass
 class Plugins:
-    """A loaded plugin set: the pluggy manager, the registry it filled, and failures."""
+    """A loaded plugin set: the pluggy manager, the registry it filled, broken plugins,
+    the names asked to be disabled, and those of them that matched no plugin."""
 
     manager: pluggy.PluginManager
     registry: Registry
     broken: list[BrokenPlugin] = field(default_factory=list)
     disabled: set[str] = field(default_factory=set)
+    unmatched_disabled: set[str] = field(default_factory=set)
 
     @property
     def hook(self):
+        """``manager.hook``: call lifecycle hooks as ``plugins.hook.wsreid_epoch_end(...)``."""
         return self.manager.hook
 
 
 def disabled_from_env() -> set[str]:
+    """Plugin names listed in ``WSREID_DISABLE_PLUGINS`` (comma separated)."""
     return {p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip()}
+
+
+def _normalise(name: str) -> str:
+    """Distribution names compare case-insensitively with ``-``, ``_`` and ``.`` alike."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _error_line(exc: BaseException) -> str:
@@ -66,34 +91,51 @@ def load_plugins(
     disabled: Iterable[str] = (),
     entry_points: bool = True,
     objects: Iterable[tuple[str, object]] = (),
+    distributions: Iterable[str] | None = None,
+    use_env: bool = True,
 ) -> Plugins:
     """Create a plugin manager, load plugins and fill a registry.
 
-    ``modules``: importable module names (a recipe's ``plugins:``); ``objects``:
-    (name, plugin object) pairs registered directly (tests, embedding).
+    ``modules``: importable module names (a recipe's ``plugins:``); ``objects``: (name,
+    plugin object) pairs registered directly (tests, embedding); ``disabled``: entry-point,
+    module or distribution names to skip (plus ``WSREID_DISABLE_PLUGINS`` when
+    ``use_env``); ``distributions``: when given, only entry points of these distributions
+    are loaded (e.g. ``["wsreid"]`` for the shipped plugins alone).
     """
-    disabled_set = set(disabled) | disabled_from_env()
+    disabled_set = set(disabled) | (disabled_from_env() if use_env else set())
+    disabled_norm = {_normalise(d) for d in disabled_set}
+    matched: set[str] = set()
+    wanted = None if distributions is None else {_normalise(d) for d in distributions}
     pm = pluggy.PluginManager("wsreid")
     pm.add_hookspecs(hookspecs)
     broken: list[BrokenPlugin] = []
     providers: dict[str, tuple[str | None, str | None]] = {}
 
+    def skip(*names: str | None) -> bool:
+        hits = {n for n in names if n and _normalise(n) in disabled_norm}
+        matched.update(_normalise(n) for n in hits)
+        return bool(hits)
+
     if entry_points:
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in disabled_set or pm.has_plugin(ep.name):
-                continue
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
+            if wanted is not None and (dist is None or _normalise(dist) not in wanted):
+                continue
+            if skip(ep.name, dist) or pm.has_plugin(ep.name):
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party package must not take the rest down
                 broken.append(BrokenPlugin(ep.name, dist, _error_line(exc)))
                 continue
+            if pm.is_registered(plugin):
+                continue  # the same module under a second entry-point name
             pm.register(plugin, name=ep.name)
             providers[ep.name] = (dist, version)
 
     for modname in modules:
-        if modname in disabled_set or pm.has_plugin(modname):
+        if skip(modname) or pm.has_plugin(modname):
             continue
         try:
             plugin = importlib.import_module(modname)
@@ -102,31 +144,63 @@ def load_plugins(
                 f"plugin module {modname!r} (recipe 'plugins:') failed to import: {_error_line(exc)}",
                 hint="check that it is installed or on PYTHONPATH",
             ) from exc
+        if pm.is_registered(plugin):
+            continue  # already loaded through its entry point
         pm.register(plugin, name=modname)
         providers[modname] = (None, None)
 
     for name, obj in objects:
-        if name not in disabled_set:
+        if not skip(name) and not pm.is_registered(obj):
             pm.register(obj, name=name)
             providers[name] = (None, None)
 
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from exc
+        raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}",
+                          hint="hook names are listed in docs/hooks.md") from exc
 
-    registry = Registry()
-    for impl in reversed(pm.hook.wsreid_register.get_hookimpls()):
-        dist, version = providers.get(impl.plugin_name, (None, None))
-        registry.set_provider(impl.plugin_name, dist, version)
-        try:
-            impl.function(registry=registry)
-        except PluginError:
-            raise
-        except Exception as exc:
-            who = f"{impl.plugin_name!r}" + (f" (distribution {dist!r})" if dist else "")
-            raise PluginError(f"plugin {who} failed while registering components: {_error_line(exc)}") from exc
-    registry.set_provider("<unknown>")
+    registry = _register_components(pm, providers, broken)
+    for b in broken:
+        registry.note_unavailable(b.describe())
+    for name in sorted(disabled_set):
+        if _normalise(name) in matched:
+            registry.note_unavailable(f"plugin {name!r} is disabled (--disable-plugin or {DISABLE_ENV})")
+    unmatched = {d for d in disabled_set if _normalise(d) not in matched}
     for b in broken:
         print(f"warning: {b.describe()}", file=sys.stderr)
-    return Plugins(pm, registry, broken, disabled_set)
+    if unmatched:
+        print(f"warning: no plugin named {', '.join(sorted(unmatched))} to disable "
+              "(use an entry-point or distribution name shown by 'wsreid plugins')", file=sys.stderr)
+    return Plugins(pm, registry, broken, disabled_set, unmatched)
+
+
+def _register_components(
+    pm: pluggy.PluginManager, providers: dict[str, tuple[str | None, str | None]], broken: list[BrokenPlugin]
+) -> Registry:
+    """Call every plugin's ``wsreid_register`` with one registry.
+
+    An installed plugin (one with a distribution) that fails here is unregistered, its
+    partial registrations are removed and it is recorded in ``broken``; a duplicate name
+    or a failing recipe/embedded plugin is an error.
+    """
+    registry = Registry()
+    for impl in reversed(pm.hook.wsreid_register.get_hookimpls()):
+        name = impl.plugin_name
+        dist, version = providers.get(name, (None, None))
+        registry.set_provider(name, dist, version)
+        try:
+            impl.function(registry=registry)
+        except DuplicateComponentError:
+            raise
+        except Exception as exc:
+            who = f"{name!r}" + (f" (distribution {dist!r})" if dist else "")
+            if dist is None:
+                if isinstance(exc, PluginError):
+                    raise
+                raise PluginError(f"plugin {who} failed while registering components: {_error_line(exc)}") from exc
+            registry.discard_provider(name)
+            pm.unregister(name=name)
+            broken.append(BrokenPlugin(name, dist, f"while registering components: {_error_line(exc)}"))
+    registry.set_provider("<unknown>")
+    return registry

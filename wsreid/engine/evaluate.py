@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from wsreid.api import EncoderComponent, EvalSplit, ViewFeatures
 from wsreid.distributed import Distributed
 from wsreid.engine.data import ImageFiles
-from wsreid.evaluation import retrieval_metrics
+from wsreid.evaluation import retrieval_metrics_from_features
 
 
 def _shard(n: int, dist: Distributed) -> range:
@@ -67,9 +67,9 @@ def evaluate_split(encoder: EncoderComponent, split: EvalSplit, batch_size: int,
         image = extract_image_features(encoder, split.image_paths, batch_size, dist, num_workers)
     finally:
         encoder.train(was_training)
-    similarity = text @ image.T
-    return retrieval_metrics(
-        similarity.cpu(),
+    return retrieval_metrics_from_features(
+        text.cpu(),
+        image.cpu(),
         torch.tensor(split.caption_person_ids),
         torch.tensor(split.image_person_ids),
         chunk_size=chunk_size,

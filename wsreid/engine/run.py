@@ -150,6 +150,7 @@ class Run:
         r = self.recipe
         self.accelerator = self._accelerator()
         self.dist = Distributed(self.accelerator)
+        self.dist.barrier()  # the main process has prepared the run directory
         set_seed(r.train.seed)
         ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device)
         dataset = build_component(self.plugins, "dataset", r.data, ctx, "data")
@@ -255,10 +256,26 @@ class Run:
         sizes = [views[n].images.shape[0] for n in names]
         return {n: ViewFeatures(i, t) for n, i, t in zip(names, image.split(sizes), text.split(sizes))}
 
+    def global_batch(self, features: dict[str, ViewFeatures], batch: Batch) -> tuple[dict[str, ViewFeatures], Batch]:
+        """Features and indices of the whole global batch on every process.
+
+        Relations and losses are computed over the global batch (as one process would):
+        features are gathered with :meth:`Distributed.gather_with_grad` (this rank's rows
+        keep their gradient), dataset indices and ids without. The gathered Batch carries
+        empty image/token tensors (the encoder already ran). Identity on one process."""
+        if self.dist.world_size == 1:
+            return features, batch
+        gathered = {v: ViewFeatures(self.dist.gather_with_grad(f.image), self.dist.gather_with_grad(f.text))
+                    for v, f in features.items()}
+        empty = torch.zeros(0, device=batch.index.device)
+        gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index),
+                       image_id=self.dist.gather(batch.image_id), person_id=self.dist.gather(batch.person_id))
+        return gathered, gbatch
+
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
         c = self.components
         views = c.pair_construction.views(batch, self.encoder)
-        features = self.encode(views)
+        features, batch = self.global_batch(self.encode(views), batch)
         relations = {}
         for label, assoc in {**c.local_associations, **c.global_associations}.items():
             view = getattr(assoc.params, "view", BASE_VIEW)
@@ -279,26 +296,25 @@ class Run:
                 last = ckpt.latest_checkpoint(self.run_dir)
                 raise TrainingError(
                     f"objective {label!r} gave a non-finite loss ({float(value):.4g}) at epoch {ctx.epoch}, step {ctx.step + 1}",
-                    hint=f"the last good checkpoint is {last}" if last else "no checkpoint was written yet",
+                    hint=f"the last good checkpoint {last} is intact" if last else "no checkpoint was written yet",
                 )
             losses[label] = c.weights.get(label, 1.0) * value
         if not losses:
             raise RecipeError("no objective produced a loss at this step", hint="add an objective such as 'itc'")
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
-        self.accelerator.backward(total)
+        # Every process computes the loss of the global batch; its gradient reaches only this
+        # rank's rows. DDP averages over ranks, so scale by the world size to get the sum.
+        self.accelerator.backward(total * self.dist.world_size)
         if self.recipe.train.grad_clip:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.train.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         if c.global_associations:
             base = features[BASE_VIEW]
-            gathered = ViewFeatures(self.dist.gather(base.image), self.dist.gather(base.text))
-            empty = torch.zeros(0, device=batch.index.device)
-            gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index),
-                           image_id=self.dist.gather(batch.image_id), person_id=self.dist.gather(batch.person_id))
+            detached = {BASE_VIEW: ViewFeatures(base.image.detach(), base.text.detach())}
             for assoc in c.global_associations.values():
-                assoc.after_step({BASE_VIEW: gathered}, gbatch, ctx)
+                assoc.after_step(detached, batch, ctx)
         out = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         out["loss/total"] = float(total.detach())
         return out

@@ -164,8 +164,12 @@ class Identity:
 
 
 def _pick(rng: np.random.Generator, values: tuple[str, ...], weights: tuple[float, ...]) -> str:
-    w = np.asarray(weights, dtype=float)
-    return values[int(rng.choice(len(values), p=w / w.sum()))]
+    u = rng.random() * sum(weights)
+    for value, w in zip(values, weights):
+        u -= w
+        if u < 0 and w > 0:
+            return value
+    return next(v for v, w in zip(reversed(values), reversed(weights)) if w > 0)
 
 
 def _shade(colour_slot: str, name: str, rng: np.random.Generator, jitter: float) -> tuple[int, int, int]:

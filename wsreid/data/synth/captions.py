@@ -8,6 +8,7 @@ probability ``noise`` one colour word is wrong, as in real annotations.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,8 +82,8 @@ class Caption:
     noisy: bool
 
 
-def _choice(rng: np.random.Generator, options):
-    return options[int(rng.integers(len(options)))]
+def _choice(rng: random.Random, options):
+    return options[rng.randrange(len(options))]
 
 
 def _article(np_: str) -> str:
@@ -93,7 +94,7 @@ def _article(np_: str) -> str:
 
 
 class _Builder:
-    def __init__(self, attrs: dict[str, str], rng: np.random.Generator, noisy_fact: str | None):
+    def __init__(self, attrs: dict[str, str], rng: random.Random, noisy_fact: str | None):
         self.attrs, self.rng, self.noisy_fact = attrs, rng, noisy_fact
         self.mentions: list[str] = []
 
@@ -148,7 +149,7 @@ class _Builder:
         return _article(words)
 
 
-def _bag_clause(bag: str, np_: str, p: str, rng: np.random.Generator, *, participle_only: bool) -> str:
+def _bag_clause(bag: str, np_: str, p: str, rng: random.Random, *, participle_only: bool) -> str:
     options = {
         "backpack": (f"carrying {np_} on {p} back", f"with {np_} on {p} back", f"carrying {np_}"),
         "handbag": (f"carrying {np_}", f"holding {np_} in {p} hand", f"with {np_} in {p} hand"),
@@ -169,19 +170,21 @@ def _join(items: list[str]) -> str:
 def make_caption(
     attrs: dict[str, str],
     visible: frozenset[str],
-    rng: np.random.Generator,
+    generator: np.random.Generator,
     *,
     min_mentions: int = 3,
     max_mentions: int = 6,
     noise: float = 0.0,
 ) -> Caption:
     """Describe a random subset (between ``min_mentions`` and ``max_mentions`` items, as
-    far as visible) of the visible items of a person with ``attrs``."""
+    far as visible) of the visible items of a person with ``attrs``. Draws one number from
+    ``generator`` and uses it to seed the (faster) word-level random choices."""
+    rng = random.Random(int(generator.integers(2**63)))
     present = [f for f in FACTS if FACT_SLOTS[f][0] in visible]
-    k = int(rng.integers(min_mentions, max_mentions + 1))
-    k = max(1, min(k, len(present)))
-    w = np.asarray([FACTS[f] for f in present])
-    chosen = [present[i] for i in rng.choice(len(present), size=k, replace=False, p=w / w.sum())]
+    k = max(1, min(rng.randint(min_mentions, max_mentions), len(present)))
+    # weighted sampling without replacement: the k largest of u ** (1 / weight)
+    keys = sorted(((rng.random() ** (1.0 / FACTS[f]), f) for f in present), reverse=True)
+    chosen = [f for _, f in keys[:k]]
     if rng.random() < 0.6:  # usual order (top to bottom), otherwise as drawn
         chosen.sort(key=list(FACTS).index)
     coloured = [f for f in chosen if FACT_SLOTS[f][1] in visible and attrs[FACT_SLOTS[f][1]] != "none"]
@@ -200,13 +203,13 @@ def make_caption(
 
     sentences: list[str] = []
     opener = _choice(rng, OPENERS).format(s=subject)
-    shape = int(rng.integers(3))
+    shape = rng.randrange(3)
     first = opener
     if shape == 0 and hair:  # "A woman with long hair is wearing X and Y."
         first, hair = f"{opener} with {hair}", None
     rest: list[str] = []
     if wear:
-        n = int(rng.integers(1, len(wear) + 1)) if shape == 2 else len(wear)
+        n = rng.randint(1, len(wear)) if shape == 2 else len(wear)
         verb = _choice(rng, WEAR)
         first += f" {verb} " if shape == 1 and verb == "in" else f" is {verb} "
         first += _join(wear[:n])
@@ -233,7 +236,7 @@ def make_caption(
         sentences.append(_choice(rng, FILLERS).format(P=he_cap, p=his, seems=seems, **{"is": he_be}))
     if len(sentences) > 2 and rng.random() < 0.3:
         head, tail = sentences[0], sentences[1:]
-        order = rng.permutation(len(tail))
-        sentences = [head] + [tail[i] for i in order]
+        rng.shuffle(tail)
+        sentences = [head] + tail
     text = " ".join(sentences)
     return Caption(text, tuple(dict.fromkeys(b.mentions)), noisy_fact is not None)

@@ -155,7 +155,7 @@ def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: S
     out: list[Identity] = []
     family_size: dict[int, int] = {}
     open_: list[Identity] = []  # identities whose family can still grow
-    probs = np.asarray(preset.images_per_id, dtype=float)
+    cumulative = np.cumsum(np.asarray(preset.images_per_id, dtype=float))
     attempts = 0
     while len(out) < n:
         attempts += 1
@@ -172,7 +172,7 @@ def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: S
         if ident.key() in seen:
             continue
         seen.add(ident.key())
-        ident.num_images = 2 + int(rng.choice(len(probs), p=probs / probs.sum()))
+        ident.num_images = 2 + int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
         family_size[ident.family] = family_size.get(ident.family, 0) + 1
         out.append(ident)
         open_.append(ident)

@@ -65,7 +65,8 @@ class Scene:
 
 def sample_scene(rng: np.random.Generator, variation: Variation, *, has_suitcase: bool = False) -> Scene:
     """Draw the scene of one image. Views: front 45%, back 35%, side 20%."""
-    view = ("front", "back", "side")[int(rng.choice(3, p=[0.45, 0.35, 0.2]))]
+    u = rng.random()
+    view = "front" if u < 0.45 else "back" if u < 0.8 else "side"
     mirror = 1 if rng.random() < 0.5 else -1
     scale = float(rng.uniform(0.8, 0.95))
     top = float(rng.uniform(0.01, max(0.011, 1.0 - scale - 0.01)))
