@@ -164,7 +164,7 @@ def test_preset_statistics_are_pinned() -> None:
     assert counts == {
         "train": {"ids": 40, "images": 146, "captions": 292},
         "val": {"ids": 10, "images": 39, "captions": 78},
-        "test": {"ids": 20, "images": 74, "captions": 148},
+        "test": {"ids": 20, "images": 63, "captions": 126},
     }
     fams = [i for i in plan.identities["test"] if i.parent is not None]
     assert 0.1 <= len(fams) / 20 <= 0.5  # near-duplicates present in the test gallery

@@ -1,7 +1,10 @@
 """The ``wsreid`` command line.
 
     wsreid run RECIPE [-o key=value ...] [--output-dir DIR] [--resume | --overwrite]
-    wsreid eval RUN_DIR_OR_CHECKPOINT [--recipe RECIPE] [--split test|val]
+    wsreid eval RUN_DIR_OR_CHECKPOINT [--recipe RECIPE] [--split test|val] [--data RECIPE]
+                [--query-mask-ratio R,...] [--show N]      (wsreid.evalcmd)
+    wsreid eval --zero-shot --recipe RECIPE
+    wsreid ablate STUDY.yaml [-o key=value ...] [--dry-run]  (wsreid.ablate)
     wsreid validate RECIPE [-o key=value ...]
     wsreid schema
     wsreid plugins
@@ -20,7 +23,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from wsreid.ablate import add_ablate_parser
 from wsreid.errors import UserError
+from wsreid.evalcmd import add_eval_arguments, cmd_eval
 
 RUN_MARKER = ".wsreid-run"
 
@@ -118,52 +123,6 @@ def _strip_output_dir(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("output_dir:"))
 
 
-def cmd_eval(args) -> int:
-    from wsreid.engine.evaluate import evaluate_split
-    from wsreid.engine.run import Run
-    from wsreid.engine.checkpoint import load_model_weights
-
-    target = Path(args.target)
-    if target.is_dir() and (target / "recipe.yaml").exists():
-        run_dir, weights = target, None
-    elif target.is_dir() and (target / "model.safetensors").exists():
-        weights = target / "model.safetensors"
-        run_dir = target.parent.parent if target.parent.name == "checkpoints" else None
-    elif target.suffix == ".safetensors" and target.exists():
-        weights, run_dir = target, None
-    else:
-        raise UserError(f"{target} is neither a run directory nor a checkpoint",
-                        hint="pass a run directory (holding recipe.yaml) or a checkpoint directory/.safetensors file")
-    recipe_path = args.recipe or (str(run_dir / "recipe.yaml") if run_dir else None)
-    if recipe_path is None:
-        raise UserError(f"{target}: cannot find the recipe of this checkpoint", hint="pass --recipe RECIPE")
-    loaded, plugins = load(recipe_path, args.override, args.disable_plugin)
-    ctx_dir = run_dir or Path(loaded.recipe.output_dir)
-    run = Run(loaded.recipe, plugins, ctx_dir)
-    run.setup()
-    if weights is None and not args.zero_shot:
-        best = run_dir / "checkpoints" / "best" / "model.safetensors"
-        if best.exists():
-            weights = best
-        else:
-            from wsreid.engine.checkpoint import latest_checkpoint
-
-            last = latest_checkpoint(run_dir)
-            weights = last / "model.safetensors" if last else None
-        if weights is None:
-            raise UserError(f"{run_dir} holds no checkpoint", hint="train it first, or pass --zero-shot")
-    if weights is not None:
-        load_model_weights(run.encoder, weights)
-    split = getattr(run.splits, args.split)
-    if split is None:
-        raise UserError(f"dataset {run.splits.name!r} has no {args.split} split", hint="use --split test")
-    metrics = evaluate_split(run.encoder, split, loaded.recipe.eval.batch_size, run.dist, loaded.recipe.eval.chunk_size)
-    if run.dist.is_main:
-        source = "encoder as loaded (zero-shot)" if weights is None else str(weights)
-        print(json.dumps({"split": args.split, "weights": source, **metrics}, indent=1))
-    return 0
-
-
 def cmd_validate(args) -> int:
     loaded, plugins = load(args.recipe, args.override, args.disable_plugin)
     r = loaded.recipe
@@ -219,14 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("eval", help="evaluate a run directory or checkpoint")
-    p.add_argument("target", help="run directory, checkpoint directory or model .safetensors")
-    p.add_argument("--recipe", help="recipe (default: the run's recipe.yaml)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--split", choices=["test", "val"], default="test")
-    p.add_argument("--zero-shot", action="store_true", help="evaluate the encoder as the recipe loads it")
+    p = sub.add_parser("eval", help="evaluate a run, a checkpoint, or (--zero-shot) a recipe's encoder")
+    add_eval_arguments(p)
     _common(p)
     p.set_defaults(func=cmd_eval)
+
+    add_ablate_parser(sub, _common)
 
     p = sub.add_parser("validate", help="check a recipe without running it")
     _recipe_args(p)

@@ -82,6 +82,14 @@ def check_launch(accelerator) -> None:
     """Fail clearly when the launcher and the process group disagree (e.g. torchrun
     started two processes that each think they are alone)."""
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    cpu_launch = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if cpu_launch and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        # `accelerate launch --cpu --num_processes N` (N > 1) runs the script once, unsharded.
+        raise UserError(
+            "`accelerate launch --cpu --num_processes N` starts a single process on CPU, not N",
+            hint="use `torchrun --nproc_per_node N -m wsreid run ...` for a multi-process CPU run; "
+            "see docs/distributed.md",
+        )
     if env_world != accelerator.num_processes:
         raise UserError(
             f"launcher started {env_world} processes but this one sees a world of {accelerator.num_processes}",

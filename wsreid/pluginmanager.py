@@ -5,20 +5,23 @@ shipped ones) and from a recipe's ``plugins:`` list of importable modules.
 
 Safety rules:
 
-* an installed plugin that fails to import, or fails inside its ``wsreid_register`` hook,
-  is recorded as broken (:class:`BrokenPlugin`: its entry-point name, distribution and
-  error, reported by ``wsreid plugins``, as a warning, and in errors about unknown
-  components); the rest keep working;
-* a recipe plugin that fails to import is an error, since the recipe needs it;
+* an installed plugin that fails to import, implements a hook that does not exist (a
+  typo would never be called) or with arguments it does not have, or fails inside its
+  ``wsreid_register`` hook, is recorded as broken (:class:`BrokenPlugin`: its entry-point
+  name, distribution and error, reported by ``wsreid plugins``, as a warning, and in
+  errors about unknown components); its components are withdrawn and the rest keep
+  working;
+* a recipe plugin (or an object passed in) with any of these faults is an error, since the
+  recipe needs it;
 * two plugins registering the same kind and name is an error naming both distributions;
 * plugins can be disabled by entry-point or distribution name with ``--disable-plugin``
-  or the ``WSREID_DISABLE_PLUGINS`` environment variable (comma separated);
-* a hook implementation whose name matches no hook specification is an error
-  (``check_pending``), so a mistyped hook name fails loudly.
+  or the ``WSREID_DISABLE_PLUGINS`` environment variable (comma separated); a name that
+  matches no plugin gets a warning.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import os
@@ -82,6 +85,7 @@ def _normalise(name: str) -> str:
 
 
 def _error_line(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` on one line."""
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
@@ -131,7 +135,11 @@ def load_plugins(
                 continue
             if pm.is_registered(plugin):
                 continue  # the same module under a second entry-point name
-            pm.register(plugin, name=ep.name)
+            try:
+                _register(pm, plugin, ep.name)
+            except PluginError as exc:
+                broken.append(BrokenPlugin(ep.name, dist, str(exc)))
+                continue
             providers[ep.name] = (dist, version)
 
     for modname in modules:
@@ -146,19 +154,15 @@ def load_plugins(
             ) from exc
         if pm.is_registered(plugin):
             continue  # already loaded through its entry point
-        pm.register(plugin, name=modname)
+        _register(pm, plugin, modname)
         providers[modname] = (None, None)
 
     for name, obj in objects:
         if not skip(name) and not pm.is_registered(obj):
-            pm.register(obj, name=name)
+            _register(pm, obj, name)
             providers[name] = (None, None)
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}",
-                          hint="hook names are listed in docs/hooks.md") from exc
+    _check_hook_names(pm, providers, broken)
 
     registry = _register_components(pm, providers, broken)
     for b in broken:
@@ -173,6 +177,38 @@ def load_plugins(
         print(f"warning: no plugin named {', '.join(sorted(unmatched))} to disable "
               "(use an entry-point or distribution name shown by 'wsreid plugins')", file=sys.stderr)
     return Plugins(pm, registry, broken, disabled_set, unmatched)
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """``pm.register`` with pluggy's validation errors (e.g. a hook implementation asking
+    for an argument its hook does not have) as one-line :class:`PluginError`."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r}: {' '.join(str(exc).split())}",
+                          hint="hook arguments are listed in docs/hooks.md") from exc
+
+
+def _check_hook_names(
+    pm: pluggy.PluginManager, providers: dict[str, tuple[str | None, str | None]], broken: list[BrokenPlugin]
+) -> None:
+    """A hook implementation whose name matches no specification would never be called:
+    an installed plugin with one is unregistered and recorded as broken, a recipe or
+    embedded one is an error. Both messages suggest the closest hook name."""
+    specified = sorted(n for n, c in vars(pm.hook).items() if isinstance(c, pluggy.HookCaller) and c.has_spec())
+    for name, caller in sorted(vars(pm.hook).items()):
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            close = difflib.get_close_matches(name, specified, n=1)
+            hint = (f"did you mean {close[0]!r}? " if close else "") + "hook names are listed in docs/hooks.md"
+            dist = providers.get(impl.plugin_name, (None, None))[0]
+            if dist is None:
+                raise PluginError(f"plugin {impl.plugin_name!r} implements an unknown hook {name!r}", hint=hint)
+            broken.append(BrokenPlugin(impl.plugin_name, dist, f"implements an unknown hook {name!r} ({hint})"))
+            pm.unregister(name=impl.plugin_name)
+            providers.pop(impl.plugin_name, None)
+    pm.check_pending()
 
 
 def _register_components(

@@ -22,3 +22,19 @@ class HalfItc(Objective):
 @hookimpl
 def wsreid_register(registry):
     registry.add("objective", "half-itc", HalfItc)
+
+
+class NanAfter(Objective):
+    """Returns NaN from epoch ``epoch`` on (to test the non-finite loss guard)."""
+
+    class Params(Params):
+        epoch: int = 2
+
+    def loss(self, features, relations, batch, ctx) -> torch.Tensor:
+        value = features["base"].image.sum() * 0.0
+        return value + float("nan") if ctx.epoch >= self.params.epoch else value
+
+
+@hookimpl(specname="wsreid_register")
+def register_nan(registry):
+    registry.add("objective", "nan-after", NanAfter)

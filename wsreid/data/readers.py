@@ -102,6 +102,8 @@ def find_annotation_file(root: str | Path, fmt: str) -> Path:
 def detect_format(root: str | Path) -> str:
     """The format whose annotation file exists under ``root`` (DataError if none or several)."""
     root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a directory", hint="give the folder holding the annotation file and imgs/")
     found = [spec.name for spec in FORMATS.values() if any((root / n).is_file() for n in spec.annotation_files)]
     if len(found) == 1:
         return found[0]

@@ -162,9 +162,16 @@ def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: S
         if attempts > 100 * n + 1000:
             raise DataError(f"synth-pedes cannot find {n} distinct identities", hint="lower near_duplicate_share")
         pid = first_id + len(out)
-        open_ = [i for i in open_ if family_size[i.family] < MAX_FAMILY]
+        original = None
         if open_ and rng.random() < config.near_duplicate_share:
-            original = open_[int(rng.integers(len(open_)))]
+            while open_ and original is None:
+                k = int(rng.integers(len(open_)))
+                if family_size[open_[k].family] < MAX_FAMILY:
+                    original = open_[k]
+                else:  # family complete: drop it from the candidates (swap-remove)
+                    open_[k] = open_[-1]
+                    open_.pop()
+        if original is not None:
             changes = int(rng.integers(1, config.near_duplicate_changes + 1))
             ident = mutate_identity(original, pid, rng, changes=changes, shade_jitter=config.shade_jitter)
         else:

@@ -1,0 +1,75 @@
+"""`wsreid ablate` end to end on a tiny study: 2 variants x 2 seeds (1 epoch, tiny encoder)
+plus a variant that fails; a second invocation retrains nothing; an interrupted run is
+resumed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+
+from wsreid.cli import main
+from wsreid.engine.run import Run
+
+
+def test_tiny_study_runs_tabulates_and_resumes(make_recipe, tmp_path, capsys, monkeypatch):
+    base = make_recipe("baselines/supervised.yaml", {"train": {"epochs": 1, "batch_size": 64}})
+    study = tmp_path / "study.yaml"
+    study.write_text("""\
+base: recipe.yaml
+seeds: [0, 1]
+reference: itc
+variants:
+  - label: itc
+    overrides: {local_associations.true_identity: null, objectives.sdm_identity: null}
+  - label: supervised
+  - label: broken
+    overrides: {train.lr: -1}
+""")
+    out = tmp_path / "study"
+    steps = []
+    real_step = Run.train_step
+    monkeypatch.setattr(Run, "train_step", lambda self, *a: steps.append(1) or real_step(self, *a))
+
+    assert main(["ablate", str(study), "--output-dir", str(out)]) == 1  # 1: some run failed
+    captured = capsys.readouterr()
+    assert steps, "the first invocation trains"
+    runs = {(v, s): out / "runs" / v / f"seed-{s}" for v in ("itc", "supervised") for s in (0, 1)}
+    metrics = {k: json.loads((d / "metrics.json").read_text()) for k, d in runs.items()}
+    assert all(m["epochs"] == 1 for m in metrics.values())
+    assert metrics[("itc", 0)]["test"] != metrics[("itc", 1)]["test"]  # the seed reaches the run
+    assert metrics[("itc", 0)]["weakly_supervised"] and not metrics[("supervised", 0)]["weakly_supervised"]
+    assert "[NOT weakly supervised]" in captured.out  # the `wsreid run` print of the supervised runs
+    assert not (out / "runs" / "broken").exists()
+
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    for variant in ("itc", "supervised"):
+        values = [metrics[(variant, s)]["test"]["mAP"] for s in (0, 1)]
+        assert float(rows[variant]["mAP_mean"]) == pytest.approx(statistics.fmean(values))
+        assert float(rows[variant]["mAP_std"]) == pytest.approx(statistics.stdev(values))
+        assert rows[variant]["status"] == "ok" and rows[variant]["runs_done"] == "2"
+    r1 = {v: statistics.fmean(metrics[(v, s)]["test"]["R1"] for s in (0, 1)) for v in ("itc", "supervised")}
+    assert float(rows["supervised"]["R1_delta"]) == pytest.approx(r1["supervised"] - r1["itc"])
+    assert rows["supervised"]["weakly_supervised"] == "false"
+    assert rows["broken"]["status"] == ("2/2 failed (seed 0: override -o train.lr=-1: train.lr: input should be "
+                                        "greater than 0 (got -1))") and rows["broken"]["runs_done"] == "0"
+    md = (out / "results.md").read_text()
+    assert "| supervised [NOT weakly supervised] | 2/2 |" in md and "| broken | 0/2 |" in md
+    assert (out / "results.png").stat().st_size > 1000
+
+    # Second invocation: finished runs are kept as they are, nothing is trained.
+    mtimes = {k: (d / "metrics.json").stat().st_mtime_ns for k, d in runs.items()}
+    steps.clear()
+    assert main(["ablate", str(study), "--output-dir", str(out)]) == 1
+    assert steps == [] and {k: (d / "metrics.json").stat().st_mtime_ns for k, d in runs.items()} == mtimes
+    assert capsys.readouterr().err.count("finished earlier, kept") == 4
+
+    # An interrupted run (its checkpoint written, no metrics.json yet) is resumed: it finishes
+    # without training again and gives the numbers of the uninterrupted run.
+    (runs[("itc", 1)] / "metrics.json").unlink()
+    assert main(["ablate", str(study), "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "itc seed 1: resuming" in err and err.count("finished earlier, kept") == 3 and steps == []
+    assert json.loads((runs[("itc", 1)] / "metrics.json").read_text())["test"] == metrics[("itc", 1)]["test"]

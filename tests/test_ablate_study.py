@@ -1,0 +1,185 @@
+"""`wsreid ablate` without training: study files, planning, aggregation of fabricated
+metrics.json files, and failure handling with a stand-in for the training call."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from wsreid.ablate import load_study, plan_runs, run_study, run_state
+from wsreid.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _metrics(r1: float, weakly: bool = True) -> dict:
+    test = {"R1": r1, "R5": r1 + 10, "R10": r1 + 20, "mAP": r1 / 2, "mINP": r1 / 4}
+    out = {"test": test, "weakly_supervised": weakly}
+    if not weakly:
+        out["note"] = "NOT weakly supervised: uses true identity labels via local_associations/true_identity"
+    return out
+
+
+@pytest.fixture
+def study_file(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    _write(tmp_path / "recipes" / "base.yaml", f"extends: {REPO / 'recipes' / 'dgia.yaml'}\n")
+    return _write(tmp_path / "study.yaml", """\
+base: recipes/base.yaml
+seeds: [0, 1, 2]
+reference: A
+output_dir: out
+variants:
+  - label: A
+  - label: B+x
+    overrides: {objectives.sdm_global: null, train.lr: 1.0e-4}
+  - label: C sup
+  - label: D
+""")
+
+
+def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path):
+    loaded = load_study(study_file)
+    assert loaded.base == (tmp_path / "recipes" / "base.yaml").resolve() and loaded.reference == "A"
+    runs = plan_runs(loaded, tmp_path / "out", ["train.epochs=1"])
+    assert [(r.label, r.seed) for r in runs][:4] == [("A", 0), ("A", 1), ("A", 2), ("B+x", 0)]
+    assert len(runs) == 12
+    b0 = runs[3]
+    assert b0.run_dir == tmp_path / "out" / "runs" / "B+x" / "seed-0"
+    assert runs[6].run_dir.parent.name == "C_sup"
+    assert b0.overrides == ["objectives.sdm_global=null", "train.lr=0.0001", "train.epochs=1", "train.seed=0",
+                            f'output_dir="{b0.run_dir}"']
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n", "study.yaml:2: variants.0.overide: Extra inputs"),
+        ("base: recipes/nope.yaml\nvariants: [{label: A}]\n", "base: 'recipes/nope.yaml' not found"),
+        ("base: recipes/base.yaml\nvariants: [{label: A}, {label: A}]\n", "labels 'A' and 'A' repeat"),
+        ("base: recipes/base.yaml\nreference: Z\nvariants: [{label: A}]\n", "reference: no variant is labelled 'Z'"),
+        ("base: recipes/base.yaml\nseeds: [1, 1]\nvariants: [{label: A}]\n", "repeats a seed"),
+        ("base: recipes/base.yaml\nvariants: []\n", "variants: List should have at least 1 item"),
+    ],
+)
+def test_invalid_study_is_a_one_line_user_error(study_file, tmp_path, capsys, text, message):
+    _write(study_file, text)
+    assert main(["ablate", str(study_file), "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_aggregates_fabricated_metrics(study_file, tmp_path, capsys):
+    loaded = load_study(study_file)
+    runs = plan_runs(loaded, tmp_path / "out")
+    r1 = {"A": [10.0, 20.0, 30.0], "B+x": [12.0, 22.0, 35.0], "C sup": [40.0, 44.0, 45.0], "D": [7.0]}
+    for run in runs:
+        values = r1[run.label]
+        if run.seed < len(values):
+            run.run_dir.mkdir(parents=True)
+            (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(values[run.seed], run.label != "C sup")))
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(tmp_path / "out")]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((tmp_path / "out" / "results.csv").open())}
+    assert list(rows) == ["A", "B+x", "C sup", "D"]
+    b = rows["B+x"]
+    assert float(b["R1_mean"]) == pytest.approx(23.0)
+    assert float(b["R1_std"]) == pytest.approx(statistics.stdev([12, 22, 35]))  # sample std, 11.5326
+    assert float(b["R1_delta"]) == pytest.approx(3.0) and float(b["mAP_delta"]) == pytest.approx(1.5)
+    assert float(b["R10_mean"]) == pytest.approx(43.0)
+    a = rows["A"]
+    assert (a["reference"], float(a["R1_std"]), float(a["R1_delta"]), a["status"]) == ("true", 10.0, 0.0, "ok")
+    c = rows["C sup"]
+    assert c["weakly_supervised"] == "false" and "true identity" in c["note"]
+    d = rows["D"]
+    assert (d["runs_done"], d["R1_std"], d["status"]) == ("1", "", "2/3 not run")
+    assert float(d["R1_delta"]) == pytest.approx(-13.0)
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| B+x | 3/3 | 23.00 ± 11.53 (+3.00) |" in md
+    assert "| A (reference) | 3/3 | 20.00 ± 10.00 |" in md
+    assert "| C sup [NOT weakly supervised] | 3/3 |" in md
+    assert "| D | 1/3 | 7.00 (-13.00) |" in md
+    assert (tmp_path / "out" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert md in capsys.readouterr().out
+
+
+def test_failing_runs_are_reported_and_the_others_run(study_file, tmp_path):
+    _write(study_file, study_file.read_text().replace("seeds: [0, 1, 2]", "seeds: [0]")
+           + "  - label: bad\n    overrides: {train.lr: -1}\n")
+    loaded = load_study(study_file)
+    runs = plan_runs(loaded, tmp_path / "out")
+    called = []
+
+    def fake_execute(argv):  # stands in for `wsreid run`: writes metrics.json or crashes
+        out = Path(next(a for a in argv if a.startswith("output_dir=")).split("=", 1)[1].strip('"'))
+        called.append(out.parent.name)
+        if out.parent.name == "C_sup":
+            raise RuntimeError("CUDA out of memory\nwhile allocating")
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(_metrics(10.0 + len(called))))
+
+    logs = []
+    outcomes = run_study(loaded, runs, execute=fake_execute, log=logs.append)
+    assert called == ["A", "B+x", "C_sup", "D"]  # 'bad' fails validation before running
+    status = {o.run.label: (o.status, o.error) for o in outcomes}
+    assert status["C sup"] == ("failed", "RuntimeError: CUDA out of memory while allocating")
+    assert status["bad"][0] == "failed" and "train.lr" in status["bad"][1] and "\n" not in status["bad"][1]
+    assert status["A"] == ("ran", None) and outcomes[0].metrics["test"]["R1"] == 11.0
+    assert run_state(runs[0].run_dir) == "done" and run_state(tmp_path / "nowhere") == "new"
+    assert any("FAILED" in line and "C sup" in line for line in logs)
+
+    from wsreid.ablate_table import aggregate, markdown_table
+
+    rows = aggregate(loaded, outcomes)
+    assert [r.status for r in rows][2] == "1/1 failed (seed 0: RuntimeError: CUDA out of memory while allocating)"
+    assert rows[4].runs_done == 0 and rows[4].mean == {} and "train.lr" in rows[4].status
+    assert "| bad | 0/1 | - | - | - | - | - | 1/1 failed" in markdown_table(loaded, rows)
+
+
+def test_dry_run_lists_runs_and_creates_nothing(study_file, tmp_path, capsys):
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "out"),
+                 "-o", "train.epochs=1"]) == 0
+    captured = capsys.readouterr()
+    assert "12 runs (0 finished); nothing was run" in captured.out
+    assert captured.err.count(": new -> ") == 12 and "-o train.epochs=1 -o train.seed=2" in captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_dgia_study_plans_the_paper_rows():
+    loaded = load_study(REPO / "recipes" / "ablations" / "dgia.yaml")
+    assert loaded.labels[:9] == ["B", "B+LRC", "B+GSRC-FR", "B+LRC+GSRC-FR", "full", "B+LRC-I", "B+LRC-T",
+                                 "BFE+GSRC-T", "BFE+GSRC-IT"]
+    assert [v.overrides.get("pair_construction.mask_ratio") for v in loaded.study.variants[9:]] == [0.1, 0.2, 0.3, 0.4]
+    assert loaded.study.seeds == [0, 1, 2] and loaded.reference == "B"
+
+
+def test_a_finished_run_whose_recipe_changed_is_run_again(study_file, tmp_path):
+    from wsreid.ablate import _decide
+    from wsreid.cli import load
+    from wsreid.recipe import dump_resolved_yaml
+
+    loaded = load_study(study_file)
+    run = plan_runs(loaded, tmp_path / "out")[0]
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(10.0)))
+    (run.run_dir / ".wsreid-run").write_text("{}")
+    resolved = dump_resolved_yaml(load(str(loaded.base), run.overrides, [])[0])
+    (run.run_dir / "recipe.yaml").write_text(resolved.replace("output_dir:", "output_dir: elsewhere #"))
+    assert _decide(loaded, run, []) == "done"  # the same recipe (output_dir aside): kept
+    (run.run_dir / "recipe.yaml").write_text(resolved.replace("seed: 0", "seed: 5"))
+    assert _decide(loaded, run, []) == "restart"
+    (run.run_dir / "metrics.json").unlink()
+    (run.run_dir / "recipe.yaml").write_text(resolved)
+    assert _decide(loaded, run, []) == "restart"  # a run without a checkpoint starts again
+    (run.run_dir / "checkpoints").mkdir()
+    (run.run_dir / "checkpoints" / "latest").write_text("epoch-0001")
+    assert _decide(loaded, run, []) == "resume"

@@ -1,0 +1,132 @@
+"""Reference documents: every hook specification is documented and called as specified;
+docs/hooks.md and docs/recipes.md are generated (``python -m wsreid.docs``) and current."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from wsreid import hookspecs
+from wsreid.docs import (
+    GENERATED,
+    hook_doc_problems,
+    hook_specifications,
+    hooks_reference_markdown,
+    main,
+    parse_hook_doc,
+    recipes_reference_markdown,
+)
+from wsreid.recipe.model import EvalConfig, TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = REPO / "wsreid"
+SPECS = hook_specifications()
+
+
+def test_hook_specifications_are_found_in_source_order():
+    assert list(SPECS) == [
+        "wsreid_register", "wsreid_run_start", "wsreid_epoch_start", "wsreid_after_step",
+        "wsreid_epoch_end", "wsreid_after_evaluation", "wsreid_run_end",
+    ]  # fmt: skip
+    assert all(getattr(hookspecs, name) is func for name, func in SPECS.items())
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_every_hook_is_documented(name):
+    assert hook_doc_problems(SPECS[name]) == []
+
+
+def test_an_undocumented_or_misdocumented_hook_is_reported():
+    def wsreid_bare(run, epoch):
+        pass
+
+    def wsreid_stale(run, epoch):
+        """Something happened.
+
+        Called:
+            sometimes.
+
+        Arguments:
+            run: the run.
+            step: no longer an argument.
+
+        Returns:
+            nothing.
+        """
+
+    assert hook_doc_problems(wsreid_bare) == ["wsreid_bare: no docstring"]
+    assert hook_doc_problems(wsreid_stale) == [
+        "wsreid_stale: argument 'epoch' is not documented",
+        "wsreid_stale: documents 'step', which is not an argument",
+    ]
+
+
+def test_hook_docstring_parts():
+    parsed = parse_hook_doc(hookspecs.wsreid_after_step.__doc__)
+    assert parsed.summary == "An optimizer step finished."
+    assert list(parsed.sections) == ["Called", "Arguments", "Returns"]
+    assert list(parsed.arguments) == ["run", "epoch", "step", "losses"]
+    assert parsed.arguments["step"].startswith("optimizer steps done so far over the whole run, counting from 1")
+
+
+def _hook_calls() -> dict[str, list[tuple[str, set[str]]]]:
+    """hook name -> (file:line, keyword names) of every ``<...>.wsreid_<hook>(...)`` call
+    in the wsreid package."""
+    calls: dict[str, list[tuple[str, set[str]]]] = {}
+    for path in SOURCES.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("wsreid_"):
+                where = f"{path.relative_to(REPO)}:{node.lineno}"
+                calls.setdefault(node.func.attr, []).append((where, {k.arg for k in node.keywords}))
+    return calls
+
+
+def test_the_engine_calls_every_lifecycle_hook_with_its_documented_arguments():
+    calls = _hook_calls()
+    lifecycle = {name: func for name, func in SPECS.items() if name != "wsreid_register"}
+    assert set(calls) == set(lifecycle), "hooks called in wsreid/ and hook specifications differ"
+    for name, sites in calls.items():
+        params = set(inspect.signature(lifecycle[name]).parameters)
+        for where, keywords in sites:
+            assert keywords == params, f"{where}: {name} called with {sorted(keywords)}, specified {sorted(params)}"
+
+
+def test_hooks_md_has_one_section_per_hook():
+    text = (REPO / "docs" / "hooks.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^## (\S+)$", text, flags=re.M)
+    assert documented == list(SPECS), "docs/hooks.md sections and hook specifications differ"
+    markdown = hooks_reference_markdown()
+    assert "- `losses`: `\"loss/<objective label>\"`" in markdown and ":class:" not in markdown
+
+
+@pytest.mark.parametrize("name", list(GENERATED))
+def test_generated_docs_are_current(name):
+    committed = (REPO / "docs" / name).read_text(encoding="utf-8")
+    assert committed == GENERATED[name](), f"docs/{name} is out of date: run `python -m wsreid.docs`"
+
+
+def test_recipes_md_documents_every_key_and_shipped_component():
+    text = recipes_reference_markdown()
+    for model in (TrainConfig, EvalConfig):
+        for key in model.model_fields:
+            assert re.search(rf"^\| `{key}` \|", text, flags=re.M), key
+    for heading in ("### local_association `lrc`", "### global_association `gsrc-fr`", "### objective `sdm`",
+                    "### encoder `clip`", "### dataset `synth-pedes`", "### pair_construction `iasc`"):
+        assert heading in text
+    assert "| `threshold_image` | float (>= -1.0, <= 1.0) | `0.7` |" in text
+    assert "`knn`" not in text  # only the shipped plugins, whatever else is installed
+
+
+def test_docs_command_writes_then_checks(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(GENERATED)
+    assert main(["--out", str(tmp_path), "--check"]) == 0
+    (tmp_path / "hooks.md").write_text("stale\n")
+    assert main(["--out", str(tmp_path), "--check"]) == 1
+    assert str(tmp_path / "hooks.md") in capsys.readouterr().err

@@ -1,0 +1,204 @@
+"""`wsreid eval` options on a trained tiny run: reproduction of the run's numbers,
+cross-dataset evaluation, degraded (masked) queries, zero-shot without a run, and the
+retrieval figure. Evaluation must never write into the run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from ruamel.yaml import YAML
+
+from conftest import RECIPES, TINY_OVERRIDES
+from wsreid.cli import main
+from wsreid.evalcmd import mask_query_tokens, parse_ratios
+from wsreid.errors import UserError
+
+KEYS = ("R1", "R5", "R10", "mAP", "mINP")
+
+
+def _write_recipe(path: Path, base: str, data_root: Path, seed: int, output_dir: Path) -> Path:
+    tree = {"extends": str(RECIPES / base), "output_dir": str(output_dir),
+            "data": {"name": "synth-pedes", "size": "tiny", "seed": seed, "root": str(data_root)}}
+    tree.update({k: dict(v) for k, v in TINY_OVERRIDES.items()})
+    tree["train"].update(epochs=2, batch_size=64)
+    yaml = YAML()
+    yaml.version = (1, 2)
+    with path.open("w") as f:
+        yaml.dump(tree, f)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synth_tiny_root):
+    """A 2-epoch ITC run on synth-pedes tiny (seed 0): (run_dir, recipe path, workdir)."""
+    work = tmp_path_factory.mktemp("eval")
+    recipe = _write_recipe(work / "itc.yaml", "baselines/itc.yaml", synth_tiny_root, 0, work / "run")
+    assert main(["run", str(recipe)]) == 0
+    return work / "run", recipe, work
+
+
+@pytest.fixture(scope="module")
+def other_root(tmp_path_factory):
+    """A second synth-pedes tiny dataset, generated with another seed."""
+    from wsreid.data.synth import SynthConfig, generate_synth
+
+    root = tmp_path_factory.mktemp("synth-other") / "tiny-seed1"
+    generate_synth(SynthConfig(size="tiny", seed=1), root)
+    return root
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(directory.rglob("*"))}
+
+
+def _eval(capsys, *args) -> dict:
+    capsys.readouterr()
+    assert main(["eval", *map(str, args)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_reproduces_the_run_and_writes_nothing(trained, capsys):
+    run_dir, _, _ = trained
+    before = _snapshot(run_dir)
+    result = _eval(capsys, run_dir)
+    expected = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert {k: result[k] for k in KEYS} == pytest.approx(expected, rel=1e-9)
+    assert result["weights"].endswith("checkpoints/best/model.safetensors") and result["weakly_supervised"] is True
+    assert _snapshot(run_dir) == before
+
+
+def test_query_mask_ratio_rows(trained, capsys):
+    run_dir, _, _ = trained
+    result = _eval(capsys, run_dir, "--query-mask-ratio", "0,0.3,0.6")
+    rows = result["query_mask"]
+    assert [r["ratio"] for r in rows] == [0.0, 0.3, 0.6]
+    assert {k: rows[0][k] for k in KEYS} == {k: result[k] for k in KEYS}  # ratio 0 = the plain evaluation
+    assert rows[2]["mAP"] != result["mAP"]  # masking 60% of the words changes the ranking
+    again = _eval(capsys, run_dir, "--query-mask-ratio", "0.6")
+    assert again["query_mask"][0] == rows[2]  # seeded: the same masks again
+    assert _eval(capsys, run_dir, "--query-mask-ratio", "0.6", "--mask-seed", "5")["query_mask"][0] != rows[2]
+
+    assert main(["eval", str(run_dir), "--query-mask-ratio", "0.3,0.6", "--format", "table"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 3  # header, unmasked, one row per ratio
+    assert table[1].startswith("| none | " + f"{result['R1']:.2f} |")
+    assert table[3] == "| 0.6 | " + " | ".join(f"{rows[2][k]:.2f}" for k in KEYS) + " |"
+
+
+def test_mask_query_tokens_masks_a_share_of_word_tokens():
+    pad, start, end, mask = 0, 1, 2, 3
+    ids = torch.tensor([[start, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, end, pad, pad],
+                        [start, 20, 21, 22, end, pad, pad, pad, pad, pad, pad, pad, pad, pad]])
+    attn = (ids != pad).long()
+    special = {pad, start, end, mask}
+    masked = {r: mask_query_tokens(ids, attn, r, mask, special, [7, 8], seed=0) for r in (0.0, 0.1, 0.3, 0.5, 0.99)}
+    assert torch.equal(masked[0.0], ids)
+    counts = {r: (m == mask).sum(dim=1).tolist() for r, m in masked.items()}
+    # 10 and 3 word tokens: round(r * n), at least one once r > 0
+    assert counts == {0.0: [0, 0], 0.1: [1, 1], 0.3: [3, 1], 0.5: [5, 2], 0.99: [10, 3]}
+    for m in masked.values():  # special tokens and padding never change
+        keep = torch.isin(ids, torch.tensor(sorted(special)))
+        assert torch.equal(m[keep], ids[keep])
+    assert ((masked[0.1] == mask) <= (masked[0.5] == mask)).all()  # nested masks
+    # the mask of a caption depends on its index and the seed, not on its batch
+    alone = mask_query_tokens(ids[1:], attn[1:], 0.5, mask, special, [8], seed=0)
+    assert torch.equal(alone[0], masked[0.5][1])
+    others = [mask_query_tokens(ids[:1], attn[:1], 0.5, mask, special, [7], seed=s)[0] for s in range(1, 6)]
+    assert any(not torch.equal(o, masked[0.5][0]) for o in others)
+    assert parse_ratios("0, 0.25") == [0.0, 0.25]
+    for bad in ("1.0", "x", "-0.1"):
+        with pytest.raises(UserError, match="--query-mask-ratio"):
+            parse_ratios(bad)
+
+
+def test_cross_dataset_evaluation_reuses_the_runs_tokenizer(trained, other_root, capsys):
+    run_dir, _, work = trained
+    before = _snapshot(run_dir)
+    own = json.loads((run_dir / "metrics.json").read_text())["test"]
+    cross = _eval(capsys, run_dir, "-o", f"data.root={other_root}", "-o", "data.seed=1")
+    assert cross["data"]["root"] == str(other_root) and cross["data"]["seed"] == 1
+    assert {k: cross[k] for k in KEYS} != own
+    other_recipe = _write_recipe(work / "other.yaml", "baselines/itc.yaml", other_root, 1, work / "unused")
+    via_recipe = _eval(capsys, run_dir, "--data", other_recipe)
+    assert {k: via_recipe[k] for k in KEYS} == {k: cross[k] for k in KEYS}
+    assert _snapshot(run_dir) == before and not (work / "unused").exists()
+
+    # The encoder gets the run's saved vocabulary, not one built from the other captions.
+    from wsreid.cli import load
+    from wsreid.evalcmd import _build
+
+    loaded, plugins = load(str(run_dir / "recipe.yaml"), [f"data.root={other_root}", "data.seed=1"], [])
+    _, with_run, _ = _build(loaded.recipe, plugins, run_dir)
+    _, without_run, _ = _build(loaded.recipe, plugins, None)
+    from transformers import PreTrainedTokenizerFast
+
+    saved = PreTrainedTokenizerFast.from_pretrained(str(run_dir / "tokenizer"))
+    assert with_run.tokenizer.get_vocab() == saved.get_vocab()
+    assert without_run.tokenizer.get_vocab() != saved.get_vocab()
+
+
+def test_zero_shot_of_a_recipe_needs_no_run(trained, synth_tiny_root, capsys, tmp_path):
+    run_dir, _, _ = trained
+    recipe = _write_recipe(tmp_path / "zs.yaml", "baselines/itc.yaml", synth_tiny_root, 0, tmp_path / "zs-run")
+    zero = _eval(capsys, "--zero-shot", "--recipe", recipe)
+    assert zero["weights"] == "encoder as loaded (zero-shot)"
+    assert not (tmp_path / "zs-run").exists()
+    assert _eval(capsys, recipe, "--zero-shot") == zero  # the recipe may also be the target
+    # the same untrained encoder as the run started from (same seed, same vocabulary)
+    from_run = _eval(capsys, run_dir, "--zero-shot")
+    assert {k: from_run[k] for k in KEYS} == {k: zero[k] for k in KEYS}
+    trained_metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert {k: zero[k] for k in KEYS} != trained_metrics
+
+    assert main(["eval", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--zero-shot" in err
+
+
+def test_show_writes_a_figure_of_the_expected_size(trained, capsys, tmp_path):
+    from PIL import Image
+
+    from wsreid.showcase import FRAME, MARGIN, MATCH_COLOUR, MISS_COLOUR, CAPTION_WIDTH, THUMB_W, figure_size
+
+    run_dir, _, _ = trained
+    before = _snapshot(run_dir)
+    result = _eval(capsys, run_dir, "--show", 3, "--top-k", 4, "--figure", tmp_path / "fig" / "top4.png")
+    path = Path(result["figure"])
+    assert path == tmp_path / "fig" / "top4.png"
+    image = Image.open(path)
+    assert image.format == "PNG" and image.size == figure_size(3, 4)
+    assert figure_size(3, 4) == (MARGIN + CAPTION_WIDTH + 4 * (MARGIN + THUMB_W + 2 * FRAME) + MARGIN,
+                                 MARGIN + 3 * (128 + 2 * FRAME + 14 + MARGIN))
+    frames = [image.getpixel((MARGIN + CAPTION_WIDTH + MARGIN + j * (MARGIN + THUMB_W + 2 * FRAME) + 1,
+                              MARGIN + i * (128 + 2 * FRAME + 14 + MARGIN) + 1)) for i in range(3) for j in range(4)]
+    assert set(frames) <= {MATCH_COLOUR, MISS_COLOUR}
+    assert _snapshot(run_dir) == before
+
+
+def test_top_k_rows_rank_by_similarity_and_mark_matches(tmp_path):
+    from PIL import Image
+
+    from wsreid.showcase import MATCH_COLOUR, MISS_COLOUR, draw_retrieval_figure, query_indices, top_k_rows
+
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    image = torch.nn.functional.normalize(torch.tensor([[0.0, 1.0], [1.0, 0.2], [1.0, 1.0], [1.0, 0.0]]), dim=1)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (16, 32), (40 * i, 0, 0)).save(paths[-1])
+    rows = top_k_rows(text, image, [5, 6], [6, 5, 6, 7], paths, [0, 1], 3)
+    assert [(r.path.name, r.rank, r.match) for r in rows[0]] == [("3.png", 1, False), ("1.png", 2, True),
+                                                                   ("2.png", 3, False)]
+    assert [r.path.name for r in rows[1]] == ["0.png", "2.png", "1.png"] and rows[1][0].match
+    assert rows[0][1].score == pytest.approx(1 / (1.04 ** 0.5))
+    figure = draw_retrieval_figure(["first", "second"], rows, 3)
+    from wsreid.showcase import CAPTION_WIDTH, MARGIN
+
+    left = MARGIN + CAPTION_WIDTH + MARGIN
+    assert figure.getpixel((left + 1, MARGIN + 1)) == MISS_COLOUR
+    assert figure.getpixel((left + 1 + (MARGIN + 64 + 8), MARGIN + 1)) == MATCH_COLOUR
+    assert query_indices(10, 4) == [0, 3, 6, 9] and query_indices(2, 5) == [0, 1] and query_indices(7, 1) == [0]

@@ -1,0 +1,283 @@
+"""The conformance kit catches broken components: each fake below breaks one rule of its
+kind's contract, and the kit must fail it with a message naming that rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field, field_validator
+
+from wsreid.api import (
+    DatasetComponent,
+    DatasetSplits,
+    EncoderComponent,
+    EvalSplit,
+    GlobalAssociation,
+    LocalAssociation,
+    Objective,
+    PairConstruction,
+    PairRecord,
+    Params,
+    Relation,
+    View,
+)
+from wsreid.losses import itc_loss
+from wsreid.registry import Registry
+from wsreid.testing import ConformanceError, check_component, check_local_association, check_relation
+
+
+class ViewParams(Params):
+    view: str = Field("base", description="view to relate")
+
+
+class Good(LocalAssociation):
+    """Relates items whose images agree (cosine > 0.8), weight 0.5."""
+
+    Params = ViewParams
+
+    def weights(self, image):
+        with torch.no_grad():
+            related = (image @ image.T > 0.8).float() * 0.5
+            return related.fill_diagonal_(1.0)
+
+    def relate(self, features, batch, ctx):
+        f = features[self.params.view]
+        return Relation(image=f.image, text=f.text, weights=self.weights(f.image), view=self.params.view)
+
+
+class LeakyWeights(Good):
+    def weights(self, image):
+        return (image @ image.T).clamp(0, 1).fill_diagonal_(1.0)
+
+
+class HalfDiagonal(Good):
+    def weights(self, image):
+        return super().weights(image).fill_diagonal_(0.5)
+
+
+class AlmostZero(Good):
+    def weights(self, image):
+        return super().weights(image).clamp(min=1e-9)
+
+
+class ByPosition(Good):
+    def weights(self, image):
+        b = image.shape[0]
+        return torch.eye(b) + 0.5 * torch.diag(torch.ones(b - 1), 1)
+
+
+class Detached(Good):
+    def relate(self, features, batch, ctx):
+        rel = super().relate(features, batch, ctx)
+        return Relation(image=rel.image.detach(), text=rel.text.detach(), weights=rel.weights, view=rel.view)
+
+
+class WrongView(Good):
+    def relate(self, features, batch, ctx):
+        rel = super().relate(features, batch, ctx)
+        rel.view = "other"
+        return rel
+
+
+class Loose(BaseModel):
+    size: int = Field(3, description="a size")
+
+
+class LooseParams(Params):
+    inner: Loose = Field(default_factory=Loose, description="nested, but not strict")
+
+
+class NestedLoose(Good):
+    Params = LooseParams
+
+    def relate(self, features, batch, ctx):
+        return Good.relate(self, features, batch, ctx)
+
+
+class UndocumentedParams(Params):
+    view: str = "base"
+
+
+class Undocumented(Good):
+    Params = UndocumentedParams
+
+
+class DoublingParams(Params):
+    scale: float = Field(1.0, description="doubled on every validation (not idempotent)")
+    view: str = Field("base", description="view")
+
+    @field_validator("scale")
+    @classmethod
+    def _double(cls, v: float) -> float:
+        return 2 * v
+
+
+class Doubling(Good):
+    Params = DoublingParams
+
+
+class Forgetful(GlobalAssociation):
+    """Relates by a memory that it does not put in its state."""
+
+    Params = ViewParams
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.memory = torch.zeros(context.num_train, dtype=torch.long)
+
+    def after_step(self, features, batch, ctx):
+        self.memory[batch.index] = batch.index % 3
+
+    def relate(self, features, batch, ctx):
+        f = features["base"]
+        labels = self.memory[batch.index]
+        weights = (labels[:, None] == labels[None, :]).float()
+        return Relation(image=f.image, text=f.text, weights=weights)
+
+
+class RowLoss(Objective):
+    """Per-row losses instead of their mean."""
+
+    Params = ViewParams
+
+    def loss(self, features, relations, batch, ctx):
+        return (features["base"].image * features["base"].text).sum(1)
+
+
+class FirstRowLoss(Objective):
+    """Depends on which item comes first."""
+
+    Params = ViewParams
+
+    def loss(self, features, relations, batch, ctx):
+        return itc_loss(features["base"].image, features["base"].text) + features["base"].image[0].sum()
+
+
+class DetachedLoss(Objective):
+    Params = ViewParams
+
+    def loss(self, features, relations, batch, ctx):
+        return itc_loss(features["base"].image, features["base"].text).detach()
+
+
+class GlobalNoise(PairConstruction):
+    """Adds noise from the global generator: views depend on batch order."""
+
+    Params = ViewParams
+
+    def views(self, batch, encoder):
+        noisy = batch.images + torch.randn(batch.images.shape)
+        return {"base": View(noisy, batch.input_ids, batch.attention_mask)}
+
+
+class ShortTokens(EncoderComponent):
+    """Pads to the longest caption rather than to max_length; features mix the batch."""
+
+    Params = ViewParams
+    image_size, max_length, embed_dim = (8, 4), 12, 6
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.image_proj = torch.nn.Linear(3, 6)
+        self.token_proj = torch.nn.Embedding(64, 6)
+
+    def tokenize(self, texts):
+        n = max(len(t.split()) for t in texts)
+        ids = torch.tensor([[5 + (hash(w) % 50) for w in t.split()] + [0] * (n - len(t.split())) for t in texts])
+        return ids, (ids != 0).long()
+
+    def encode_image(self, images):
+        return self.image_proj(images.mean(dim=(2, 3))).cumsum(0)
+
+    def encode_text(self, input_ids, attention_mask):
+        return self.token_proj(input_ids).sum(1)
+
+
+class Renumbered(DatasetComponent):
+    """Training indices that start at 1."""
+
+    class Params(Params):
+        root: str = Field(description="a directory holding img.png")
+
+    def load(self):
+        image = Path(self.params.root) / "img.png"
+        train = [PairRecord(i + 1, image, "a caption", 0, 0) for i in range(2)]
+        return DatasetSplits("renumbered", train, EvalSplit(["a query"], [0], [image], [0]))
+
+
+FAKES = {
+    ("local_association", "good"): Good, ("local_association", "leaky"): LeakyWeights,
+    ("local_association", "half-diagonal"): HalfDiagonal, ("local_association", "almost-zero"): AlmostZero,
+    ("local_association", "by-position"): ByPosition, ("local_association", "detached"): Detached,
+    ("local_association", "wrong-view"): WrongView, ("local_association", "nested-loose"): NestedLoose,
+    ("local_association", "undocumented"): Undocumented, ("local_association", "doubling"): Doubling,
+    ("global_association", "forgetful"): Forgetful, ("objective", "row-loss"): RowLoss,
+    ("objective", "first-row"): FirstRowLoss, ("objective", "detached-loss"): DetachedLoss,
+    ("pair_construction", "global-noise"): GlobalNoise, ("encoder", "short-tokens"): ShortTokens,
+    ("dataset", "renumbered"): Renumbered,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    reg = Registry()
+    reg.set_provider("fakes")
+    for (kind, name), cls in FAKES.items():
+        reg.add(kind, name, cls)
+    return reg
+
+
+def test_a_conforming_component_passes(registry):
+    check_local_association("good", {"view": "asymmetric"}, registry)
+
+
+@pytest.mark.parametrize("kind, name, params, message", [
+    ("local_association", "leaky", None, "relation.weights carries gradient"),
+    ("local_association", "half-diagonal", None, "diagonal must be 1 (row i and column i are the same pair), found 0.5"),
+    ("local_association", "almost-zero", None, "unrelated pairs must be exactly 0, found 1e-09"),
+    ("local_association", "by-position", None, "permuting the batch must permute the relation"),
+    ("local_association", "detached", None, "lost the gradient of the batch features"),
+    ("local_association", "wrong-view", None, "relation.view is 'other' but the parameters select view 'base'"),
+    ("local_association", "nested-loose", None, "parameter model at 'inner' (Loose) accepts unknown keys"),
+    ("local_association", "undocumented", None, "parameter 'view' has no description"),
+    ("local_association", "doubling", {"scale": 1.5}, "parameters change in a YAML round trip"),
+    ("local_association", "good", {"veiw": "base"}, "do not validate (veiw: Extra inputs are not permitted)"),
+    ("global_association", "forgetful", None, "an instance restored from state_tensors() must relate as the original"),
+    ("objective", "row-loss", None, "must return a floating scalar tensor"),
+    ("objective", "first-row", None, "must not change when the batch is permuted"),
+    ("objective", "detached-loss", None, "is not differentiable"),
+    ("pair_construction", "global-noise", None, "of a permuted batch must be the permuted images"),
+    ("encoder", "short-tokens", None, "tokenize(): input_ids must be (4, 12) torch.long (padded to max_length)"),
+    ("dataset", "renumbered", {"root": "{tmp}"}, "train[0].index is 1; indices must be 0..N-1 in order"),
+])  # fmt: skip
+def test_a_broken_component_fails_with_the_rule_it_breaks(kind, name, params, message, registry, tmp_path):
+    if params and params.get("root") == "{tmp}":
+        (tmp_path / "img.png").write_bytes(b"")
+        params = {"root": str(tmp_path)}
+    with pytest.raises(ConformanceError) as err:
+        check_component(kind, name, params, registry)
+    text = str(err.value)
+    assert text.startswith(f"{kind} {name!r} (fakes): ")
+    assert message in text, text
+
+
+def test_the_kit_reports_unknown_components_and_kinds(registry):
+    with pytest.raises(ConformanceError, match="local_association 'god' is not registered: .*did you mean 'good'"):
+        check_component("local_association", "god", None, registry)
+    with pytest.raises(ConformanceError, match="unknown component kind 'loss'"):
+        check_component("loss", "good", None, registry)
+
+
+def test_check_relation_on_its_own():
+    image = F.normalize(torch.randn(4, 3), dim=1)
+    good = Relation(image=image, text=image, weights=torch.eye(4))
+    assert check_relation(good, 4, "mine") is good
+    with pytest.raises(ConformanceError, match=r"mine: weights \(4, 4\): need B <= Q <= N with B = 5"):
+        check_relation(good, 5, "mine")
+    with pytest.raises(ConformanceError, match="must lie in \\[0, 1\\], found 0 .. 2"):
+        check_relation(Relation(image=image, text=image, weights=2 * torch.eye(4)), 4, "mine")
+    with pytest.raises(ConformanceError, match="rows must be L2-normalised"):
+        check_relation(Relation(image=2 * image, text=image, weights=torch.eye(4)), 4, "mine")

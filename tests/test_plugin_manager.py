@@ -1,0 +1,186 @@
+"""Plugin safety through real entry points: fake installed distributions (dist-info
+directories on sys.path) that collide, fail to import, fail while registering, or get
+disabled; and what ``wsreid plugins`` and recipe errors say about them."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from wsreid import hookimpl
+from wsreid.cli import main
+from wsreid.errors import PluginError, RecipeError
+from wsreid.pluginmanager import DISABLE_ENV, load_plugins
+from wsreid.registry import DuplicateComponentError
+
+OBJECTIVE = '''
+from pydantic import Field
+from wsreid import hookimpl
+from wsreid.api import Objective, Params
+from wsreid.losses import itc_loss
+
+
+class Scaled(Objective):
+    """ITC times a factor."""
+
+    class Params(Params):
+        factor: float = Field(0.5, description="loss factor")
+
+    def loss(self, features, relations, batch, ctx):
+        return self.params.factor * itc_loss(features["base"].image, features["base"].text)
+
+
+@hookimpl
+def wsreid_register(registry):
+    registry.add("objective", "{name}", Scaled)
+'''
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A directory on sys.path in which ``install(...)`` fakes installed distributions."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    before = set(sys.modules)
+
+    def install(dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+        info = tmp_path / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text("[wsreid]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+        for module, source in modules.items():
+            (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+
+    yield install
+    for name in set(sys.modules) - before:
+        if name.startswith("fakeplug_"):
+            del sys.modules[name]
+
+
+def test_two_distributions_registering_one_name_are_both_named(site):
+    site("fake-alpha", "1.0", {"alpha": "fakeplug_alpha"}, {"fakeplug_alpha": OBJECTIVE.replace("{name}", "scaled")})
+    site("fake-beta", "2.3", {"beta": "fakeplug_beta"}, {"fakeplug_beta": OBJECTIVE.replace("{name}", "scaled")})
+    with pytest.raises(DuplicateComponentError) as err:
+        load_plugins()
+    message = str(err.value)
+    assert "objective 'scaled' is registered twice" in message
+    assert "fake-alpha 1.0 (plugin 'alpha')" in message and "fake-beta 2.3 (plugin 'beta')" in message
+    assert "--disable-plugin alpha" in message and "--disable-plugin beta" in message and "\n" not in message
+    # disabling either one (by entry-point or distribution name) resolves it
+    assert load_plugins(disabled=["beta"]).registry.get("objective", "scaled").distribution == "fake-alpha"
+    assert load_plugins(disabled=["fake-alpha"]).registry.get("objective", "scaled").version == "2.3"
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_works(site, make_recipe, capsys):
+    site("fake-broken", "0.1", {"broken": "fakeplug_broken"}, {"fakeplug_broken": "import no_such_dependency_xyz\n"})
+    plugins = load_plugins()
+    assert [(b.name, b.distribution) for b in plugins.broken] == [("broken", "fake-broken")]
+    assert plugins.broken[0].error == "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"
+    assert "warning: plugin 'broken' from distribution 'fake-broken' failed to load" in capsys.readouterr().err
+    assert plugins.registry.get("objective", "itc").distribution == "wsreid"
+
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["validate", str(recipe)]) == 0  # the recipe does not need it
+    assert main(["validate", str(recipe), "-o", "objectives.mine={name: knn-itc}"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error: ") and "unknown objective 'knn-itc'" in err
+    assert "plugin 'broken' from distribution 'fake-broken' failed to load: ModuleNotFoundError" in err
+
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "broken: plugin 'broken' from distribution 'fake-broken' failed to load: ModuleNotFoundError" in out
+
+
+def test_a_plugin_that_fails_while_registering_is_withdrawn_whole(site, capsys):
+    source = OBJECTIVE.replace("{name}", "half-done").replace(
+        'registry.add("objective", "half-done", Scaled)',
+        'registry.add("objective", "half-done", Scaled)\n    raise RuntimeError("config missing")',
+    ) + "\n\n@hookimpl\ndef wsreid_epoch_end(run, epoch, logs):\n    pass\n"
+    site("fake-half", "0.2", {"half": "fakeplug_half"}, {"fakeplug_half": source})
+    plugins = load_plugins()
+    assert [(b.name, b.error) for b in plugins.broken] == [("half", "while registering components: RuntimeError: config missing")]
+    assert ("objective", "half-done") not in plugins.registry
+    assert not plugins.manager.has_plugin("half")  # its lifecycle hooks are gone too
+    with pytest.raises(RecipeError, match="plugin 'half' from distribution 'fake-half' failed to load"):
+        plugins.registry.get("objective", "half-done")
+
+
+def test_disable_from_the_command_line_or_the_environment(site, monkeypatch, capsys):
+    site("fake-extra", "3.1.4", {"extra": "fakeplug_extra"}, {"fakeplug_extra": OBJECTIVE.replace("{name}", "scaled")})
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert "objective:" in lines
+    assert "scaled fake-extra 3.1.4 (extra)" in lines and "ITC times a factor." in lines and "factor = 0.5" in lines
+    assert "itc wsreid 0.1.0 (standard)" in lines and "temperature = 0.02" in lines and "relation = '<required>'" in lines
+    assert "true-identity wsreid 0.1.0 (baselines) [NOT weakly supervised]" in lines
+
+    assert main(["plugins", "--disable-plugin", "extra"]) == 0
+    out = capsys.readouterr().out
+    assert "scaled" not in out and "disabled: extra" in out and "itc" in out
+    monkeypatch.setenv(DISABLE_ENV, "fake-extra, baselines")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "scaled" not in out and "triplet" not in out and "disabled: baselines, fake-extra" in out
+    with pytest.raises(RecipeError, match=r"unknown objective 'triplet'.*plugin 'baselines' is disabled"):
+        load_plugins().registry.get("objective", "triplet")
+
+
+def test_disabling_an_unknown_plugin_warns(capsys, monkeypatch):
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    plugins = load_plugins(disabled=["no-such-plugin"])
+    assert plugins.unmatched_disabled == {"no-such-plugin"}
+    assert "warning: no plugin named no-such-plugin to disable" in capsys.readouterr().err
+
+
+def test_only_named_distributions_and_no_double_registration(site, monkeypatch):
+    site("fake-extra", "1.0", {"extra": "fakeplug_extra2"}, {"fakeplug_extra2": OBJECTIVE.replace("{name}", "scaled")})
+    monkeypatch.setenv(DISABLE_ENV, "standard")
+    shipped = load_plugins(distributions=["wsreid"], use_env=False).registry
+    assert ("objective", "itc") in shipped and ("objective", "scaled") not in shipped
+    # a recipe may list a module that is also installed: it is registered once
+    both = load_plugins(["fakeplug_extra2"])
+    assert both.registry.get("objective", "scaled").provider == "extra"
+
+
+def test_a_mistyped_hook_name_fails_loudly():
+    class Typo:
+        @staticmethod
+        @hookimpl
+        def wsreid_epoch_ends(run, epoch, logs):
+            pass
+
+    with pytest.raises(PluginError, match=r"plugin 'typo' implements an unknown hook 'wsreid_epoch_ends' "
+                                          r"\(did you mean 'wsreid_epoch_end'\? hook names are listed in docs/hooks.md\)"):
+        load_plugins(entry_points=False, objects=[("typo", Typo)])
+
+
+def test_an_installed_plugin_with_a_mistyped_hook_is_broken_not_fatal(site):
+    source = "from wsreid import hookimpl\n\n@hookimpl\ndef wsreid_run_ends(run, metrics):\n    pass\n"
+    site("fake-typo", "0.4", {"typo": "fakeplug_typo"}, {"fakeplug_typo": source})
+    plugins = load_plugins()
+    assert [(b.name, b.distribution) for b in plugins.broken] == [("typo", "fake-typo")]
+    assert plugins.broken[0].error == ("implements an unknown hook 'wsreid_run_ends' (did you mean 'wsreid_run_end'? "
+                                       "hook names are listed in docs/hooks.md)")
+    assert not plugins.manager.has_plugin("typo") and ("objective", "itc") in plugins.registry
+
+
+def test_a_hook_asking_for_an_unknown_argument_marks_an_installed_plugin_broken(site):
+    source = "from wsreid import hookimpl\n\n@hookimpl\ndef wsreid_epoch_end(run, epochs):\n    pass\n"
+    site("fake-args", "0.3", {"args": "fakeplug_args"}, {"fakeplug_args": source})
+    plugins = load_plugins()
+    assert [b.name for b in plugins.broken] == ["args"]
+    assert "plugin 'args': " in plugins.broken[0].error and "epochs" in plugins.broken[0].error
+    with pytest.raises(PluginError, match=r"plugin 'fakeplug_args': .*epochs"):
+        load_plugins(["fakeplug_args"], entry_points=False)
+
+
+def test_a_component_name_under_another_kind_says_where_it_is():
+    registry = load_plugins(distributions=["wsreid"], use_env=False).registry
+    with pytest.raises(RecipeError) as err:
+        registry.get("objective", "lrc", where="recipe.yaml:3: objectives.x.name")
+    assert str(err.value).startswith("recipe.yaml:3: objectives.x.name: unknown objective 'lrc'")
+    assert "'lrc' is a local_association (from wsreid 0.1.0)" in str(err.value)

@@ -1,0 +1,184 @@
+"""docs/plugins.md is executed, so it cannot drift: every file it shows equals the example
+package in examples/wsreid-knn-association, and every command it shows runs, in order, in
+a fresh virtual environment (on top of this one) where that package gets pip-installed.
+
+Fenced blocks of the tutorial are of two sorts: ``<lang> file=PATH`` (written to PATH) and
+``console`` (``$ command`` lines, each followed by lines its output must contain; ``...``
+inside an expected line stands for any text). A console block marked ``requires=SUB`` runs
+only when ``wsreid SUB --help`` works; otherwise that block alone is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "plugins.md"
+EXAMPLE = REPO / "examples" / "wsreid-knn-association"
+PREFIX = "wsreid-knn-association/"
+IGNORED_PARTS = {"__pycache__", ".pytest_cache", "build", "dist", "runs"}
+COMMAND_TIMEOUT = 600
+
+
+@dataclass
+class Block:
+    """A fenced block: its language, ``key=value`` attributes, text and first line."""
+
+    lang: str
+    attrs: dict[str, str]
+    text: str
+    line: int
+    commands: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+def read_blocks(path: Path) -> list[Block]:
+    """Every fenced block of a markdown file, console blocks split into commands."""
+    blocks, current, body = [], None, []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("```") and current is None:
+            info = shlex.split(line[3:])
+            current = Block(info[0] if info else "", dict(a.split("=", 1) for a in info[1:] if "=" in a), "", number)
+            body = []
+        elif line.startswith("```"):
+            current.text = "".join(f"{b}\n" for b in body)
+            if current.lang == "console":
+                for text in body:
+                    if text.startswith("$ "):
+                        current.commands.append((text[2:], []))
+                    elif text.strip():
+                        current.commands[-1][1].append(text)
+            blocks.append(current)
+            current = None
+        elif current is not None:
+            body.append(line)
+    assert current is None, f"{path}:{current.line}: unclosed code block"
+    return blocks
+
+
+def output_contains(expected: str, output: str) -> bool:
+    """Whether some output line holds the parts of ``expected`` around ``...`` in order
+    (whitespace runs compare equal)."""
+    parts = [" ".join(p.split()) for p in expected.split("...")]
+    pattern = ".*".join(re.escape(p) for p in parts)
+    return any(re.search(pattern, " ".join(line.split())) for line in output.splitlines())
+
+
+def example_files() -> set[str]:
+    return {
+        str(p.relative_to(EXAMPLE)) for p in EXAMPLE.rglob("*")
+        if p.is_file() and not IGNORED_PARTS & set(p.parts) and ".egg-info" not in str(p)
+    }  # fmt: skip
+
+
+BLOCKS = read_blocks(DOC)
+
+
+def test_every_block_is_a_file_or_commands():
+    for block in BLOCKS:
+        where = f"{DOC.name}:{block.line}"
+        assert "file" in block.attrs or block.lang == "console", f"{where}: neither file= nor console: not executable"
+        if block.lang == "console":
+            assert block.commands and block.text.startswith("$ "), f"{where}: a console block starts with '$ '"
+        assert set(block.attrs) <= {"file", "requires"}, f"{where}: unknown attribute in {sorted(block.attrs)}"
+    assert sum(1 for b in BLOCKS if b.attrs.get("requires") == "ablate") == 1
+
+
+def test_tutorial_files_are_the_example_package():
+    shown = {}
+    for block in BLOCKS:
+        if "file" in block.attrs:
+            path = block.attrs["file"]
+            assert path.startswith(PREFIX), f"{DOC.name}:{block.line}: files belong to the {PREFIX} package"
+            shown[path[len(PREFIX):]] = block
+    for rel, block in shown.items():
+        assert (EXAMPLE / rel).is_file(), f"{DOC.name}:{block.line}: examples/{PREFIX}{rel} does not exist"
+        assert block.text == (EXAMPLE / rel).read_text(encoding="utf-8"), (
+            f"{DOC.name}:{block.line}: differs from examples/{PREFIX}{rel}; copy the example file into the block")
+    assert example_files() - set(shown) == {"README.md"}, "every example file but README.md is shown in the tutorial"
+
+
+@dataclass
+class Workspace:
+    """Where the tutorial runs: its directory and the environment of its commands."""
+
+    root: Path
+    env: dict[str, str]
+
+    def run(self, command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", command], cwd=self.root, env=self.env, capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT)
+
+    def run_block(self, block: Block) -> None:
+        if "file" in block.attrs:
+            target = self.root / block.attrs["file"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(block.text, encoding="utf-8")
+            return
+        for command, expected in block.commands:
+            done = self.run(command)
+            output = done.stdout + done.stderr
+            assert done.returncode == 0, f"{DOC.name}:{block.line}: `{command}` exited {done.returncode}:\n{output[-3000:]}"
+            for line in expected:
+                assert output_contains(line, output), f"{DOC.name}:{block.line}: `{command}` printed no {line!r}:\n{output[-3000:]}"
+
+
+def _virtual_env(base: Path) -> Path:
+    """A venv that sees this environment's packages (wsreid included) and installs into
+    its own site-packages, offline; ``wsreid``, ``pip`` and ``pytest`` run its python."""
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    for command, module in (("wsreid", "wsreid"), ("pip", "pip"), ("pytest", "pytest")):
+        shim = venv / "bin" / command
+        shim.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m {module} "$@"\n')
+        shim.chmod(0o755)
+    return venv
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, synth_tiny_root) -> Workspace:
+    """Runs every block without a ``requires`` in order (files, install, commands)."""
+    from wsreid.data.synth.generate import SynthConfig
+
+    base = tmp_path_factory.mktemp("tutorial")
+    venv = _virtual_env(base)
+    cache = base / "cache" / "synth-pedes"
+    cache.mkdir(parents=True)
+    (cache / SynthConfig(size="tiny").cache_name()).symlink_to(synth_tiny_root, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WSREID_", "PIP_", "PYTEST_"))}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", WSREID_CACHE=str(base / "cache"),
+               PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    ws = Workspace(base / "work", env)
+    ws.root.mkdir()
+    for block in BLOCKS:
+        if "requires" not in block.attrs:
+            ws.run_block(block)
+    return ws
+
+
+def test_tutorial_runs_from_nothing_to_a_trained_recipe(workspace):
+    run_dir = workspace.root / "runs" / "knn-smoke"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["weakly_supervised"] is True
+    versions = json.loads((run_dir / "versions.json").read_text())
+    assert {"kind": "local_association", "name": "knn", "provider": "knn",
+            "distribution": "wsreid-knn-association", "version": "0.1.0"} in versions["components"]
+    header = (run_dir / "logs" / "epochs.csv").read_text().splitlines()[0].split(",")
+    assert "diag/local/relation_precision" in header and "loss/sdm_local" in header
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if "requires" in b.attrs], ids=lambda b: f"line{b.line}")
+def test_tutorial_block_that_needs_a_newer_command(workspace, block):
+    command = block.attrs["requires"]
+    probe = workspace.run(f"wsreid {command} --help")
+    if probe.returncode != 0:
+        pytest.skip(f"docs/plugins.md:{block.line} needs `wsreid {command}`, which this wsreid does not have yet")
+    workspace.run_block(block)
