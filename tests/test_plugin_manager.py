@@ -108,16 +108,23 @@ def test_a_plugin_that_fails_while_registering_is_withdrawn_whole(site, capsys):
         plugins.registry.get("objective", "half-done")
 
 
-def test_disable_from_the_command_line_or_the_environment(site, monkeypatch, capsys):
+def test_plugins_command_shows_kind_distribution_version_and_parameters(site, capsys):
     site("fake-extra", "3.1.4", {"extra": "fakeplug_extra"}, {"fakeplug_extra": OBJECTIVE.replace("{name}", "scaled")})
     assert main(["plugins"]) == 0
-    out = capsys.readouterr().out
-    lines = [" ".join(line.split()) for line in out.splitlines()]
-    assert "objective:" in lines
-    assert "scaled fake-extra 3.1.4 (extra)" in lines and "ITC times a factor." in lines and "factor = 0.5" in lines
-    assert "itc wsreid 0.1.0 (standard)" in lines and "temperature = 0.02" in lines and "relation = '<required>'" in lines
+    lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    kinds = [line for line in lines if line.endswith(":") and " " not in line]
+    assert kinds == ["dataset:", "encoder:", "pair_construction:", "local_association:", "global_association:",
+                     "objective:"]
+    objectives = lines[lines.index("objective:"):]
+    scaled = objectives.index("scaled fake-extra 3.1.4 (extra)")
+    assert objectives[scaled + 1:scaled + 3] == ["ITC times a factor.", "factor = 0.5"]
+    assert "itc wsreid 0.1.0 (standard)" in objectives and "temperature = 0.02" in objectives
+    assert "relation = '<required>'" in objectives
     assert "true-identity wsreid 0.1.0 (baselines) [NOT weakly supervised]" in lines
 
+
+def test_disable_from_the_command_line_or_the_environment(site, monkeypatch, capsys):
+    site("fake-extra", "3.1.4", {"extra": "fakeplug_extra"}, {"fakeplug_extra": OBJECTIVE.replace("{name}", "scaled")})
     assert main(["plugins", "--disable-plugin", "extra"]) == 0
     out = capsys.readouterr().out
     assert "scaled" not in out and "disabled: extra" in out and "itc" in out

@@ -132,10 +132,15 @@ class Workspace:
 
 
 def _virtual_env(base: Path) -> Path:
-    """A venv that sees this environment's packages (wsreid included) and installs into
-    its own site-packages, offline; ``wsreid``, ``pip`` and ``pytest`` run its python."""
+    """A venv layered on this environment: it sees the packages this test sees (wsreid
+    included, even when this environment is itself a venv) and installs into its own
+    site-packages, offline; ``wsreid``, ``pip`` and ``pytest`` run its python."""
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    outer = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    (site_packages / "_outer_environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in outer))
     for command, module in (("wsreid", "wsreid"), ("pip", "pip"), ("pytest", "pytest")):
         shim = venv / "bin" / command
         shim.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m {module} "$@"\n')
@@ -155,7 +160,7 @@ def workspace(tmp_path_factory, synth_tiny_root) -> Workspace:
     (cache / SynthConfig(size="tiny").cache_name()).symlink_to(synth_tiny_root, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WSREID_", "PIP_", "PYTEST_"))}
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", WSREID_CACHE=str(base / "cache"),
-               PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+               PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
     ws = Workspace(base / "work", env)
     ws.root.mkdir()
     for block in BLOCKS:

@@ -94,15 +94,15 @@ def wsreid_after_step(run: Any, epoch: int, step: int, losses: dict[str, float])
 
     Called:
         after every optimizer step (backward, optimizer and scheduler step, and the
-        global associations' ``after_step``); in every process, each with its own losses.
+        global associations' ``after_step``); in every process, with the same losses.
 
     Arguments:
         run: the :class:`wsreid.engine.run.Run` (see ``wsreid_run_start``).
         epoch: the current epoch, 1-based.
         step: optimizer steps done so far over the whole run, counting from 1 (this step
             included).
-        losses: ``"loss/<objective label>"`` -> that objective's weighted loss on this
-            process's shard of the batch (objectives that were skipped this step are
+        losses: ``"loss/<objective label>"`` -> that objective's weighted loss over the
+            global batch (all processes together; objectives skipped this step are
             absent), plus ``"loss/total"``, their sum; Python floats.
 
     Returns:

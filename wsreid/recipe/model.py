@@ -114,4 +114,9 @@ class RecipeBase(Strict):
                 seen[label] = section
         if not self.objectives:
             raise ValueError("objectives: at least one objective is needed")
+        if seen and self.train.batch_size < 2:
+            raise ValueError(
+                f"train.batch_size {self.train.batch_size}: associations relate pairs of a batch, "
+                "so a batch needs at least 2 pairs"
+            )
         return self

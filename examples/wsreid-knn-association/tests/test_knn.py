@@ -14,7 +14,7 @@ def test_knn_keeps_the_local_association_contract(params):
 
 
 def test_mutual_nearest_neighbours_by_hand():
-    # items 0, 1 and 2 look alike, item 3 does not; 2 is 0's second neighbour only
+    # 0 and 1 are each other's nearest; 2's nearest is 1, but 1's is 0; 3 is far from all
     image = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.6, 0.4], [-0.2, 1.0]])
     weights = knn_relation(image, image, k=1, mutual=True, min_similarity=0.5, relation_weight=0.1)
     expected = torch.tensor([[1.0, 0.1, 0.0, 0.0], [0.1, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
