@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from wsreid.distributed import Distributed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -83,7 +85,7 @@ def epoch_context(epoch: int, image, text=None, person_ids=None, calls=None) -> 
             calls.append(epoch)
         return ViewFeatures(image=image, text=image if text is None else text)
 
-    return EpochContext(epoch=epoch, num_epochs=30, dist=None, extract_train_features=extract, train_person_ids=person_ids)
+    return EpochContext(epoch=epoch, num_epochs=30, dist=Distributed(), extract_train_features=extract, train_person_ids=person_ids)
 
 
 def test_relation_keys_pseudo_labels_by_dataset_index():

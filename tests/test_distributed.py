@@ -80,3 +80,19 @@ def test_two_process_run_matches_one_process(make_recipe, tmp_path):
     # shift), so Adam turns float noise in them into lr-sized steps: they are left out.
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("k_proj.bias"))
     assert worst < 1e-5, worst
+
+
+def test_two_process_pseudo_labels_equal_one_process(make_recipe, tmp_path):
+    """Cluster pseudo-labels are computed once (first process) for the whole training set
+    and broadcast: every rank trains with the labels the 1-process run computes."""
+    recipe = make_recipe("baselines/cluster-pseudo-labels.yaml",
+                         {"train": {"epochs": 2, "batch_size": 16}, "eval": {"every": 2}})
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)])
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)])
+    la = load_file(str(one / "checkpoints" / "epoch-0002" / "components.safetensors"))
+    lb = load_file(str(two / "checkpoints" / "epoch-0002" / "components.safetensors"))
+    key = "global_associations/pseudo_labels/labels"
+    assert torch.equal(la[key], lb[key])
+    assert la[key].numel() == 292  # one label per training pair of synth-pedes tiny

@@ -89,8 +89,8 @@ class ClusterPseudoLabels(GlobalAssociation):
         return torch.cat([features.image, features.text], dim=1) / 2.0**0.5
 
     def epoch_start(self, ctx: EpochContext) -> None:
-        """Re-cluster the training set (every process computes the same labels from the same
-        features; the computation is deterministic)."""
+        """Re-cluster the training set: the first process clusters the (gathered, identical)
+        features once and broadcasts the labels, so every process holds the same labels."""
         if ctx.epoch < self.params.start_epoch:
             return
         started = time.perf_counter()
@@ -102,8 +102,14 @@ class ClusterPseudoLabels(GlobalAssociation):
                 f"cluster-pseudo-labels: feature extraction returned {n} rows for {self.context.num_train} training pairs"
             )
         p = self.params
-        distances = k_reciprocal_jaccard_sparse(x, p.k1, p.k2, max_distance=p.eps)
-        clusters = dbscan_sparse(distances, p.eps, p.min_samples)
+        dist = ctx.dist
+        if dist.is_main:
+            distances = k_reciprocal_jaccard_sparse(x, p.k1, p.k2, max_distance=p.eps)
+            clusters = dbscan_sparse(distances, p.eps, p.min_samples)
+        else:
+            clusters = np.zeros(n, dtype=np.int64)
+        shared = dist.broadcast(torch.from_numpy(np.asarray(clusters, dtype=np.int64)).to(dist.device), src=0)
+        clusters = shared.cpu().numpy()
         labels = pseudo_labels_from_clusters(clusters)
         self.labels = torch.from_numpy(labels)
 
