@@ -54,14 +54,16 @@ def _run(args, env=None, timeout=600):
     return proc
 
 
-def test_two_process_run_matches_one_process(make_recipe, tmp_path):
+def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins_path):
     """torchrun with 2 gloo processes == 1 process with the same global batch: the same
     relations and memory banks (gathered with their dataset indices), the same metrics."""
-    recipe = make_recipe("dgia.yaml", {"train": {"epochs": 2, "batch_size": 16}})
+    recipe = make_recipe("dgia.yaml", {"train": {"epochs": 2, "batch_size": 16}, "plugins": ["wsreid_test_hooks"]})
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)])
+    # the hook plugin checks after every step that both ranks hold identical memory banks
+    env = {"PYTHONPATH": test_plugins_path, "WSREID_TEST_CHECK_STATE": "1"}
+    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)], env)
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)])
+          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)], env)
     a = json.loads((one / "metrics.json").read_text())
     b = json.loads((two / "metrics.json").read_text())
     for key in a["test"]:

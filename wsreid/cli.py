@@ -110,6 +110,7 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted; {where}; resume with: wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir} "
               "--resume", file=sys.stderr)
         return 130
+    run.dist.shutdown()
     if run.dist.is_main:
         test = metrics["test"]
         label = "" if metrics["weakly_supervised"] else "  [NOT weakly supervised]"

@@ -36,6 +36,12 @@ class Distributed:
         if self.active:
             torch_dist.barrier()
 
+    def shutdown(self) -> None:
+        """Leave the process group cleanly (gloo may abort at interpreter exit otherwise)."""
+        if self.active:
+            torch_dist.barrier()
+            torch_dist.destroy_process_group()
+
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """Concatenate ``tensor`` (n_r x ...) from every rank in rank order, sizes may
         differ between ranks. No gradient."""

@@ -28,3 +28,20 @@ def wsreid_after_evaluation(run, split, epoch, metrics):
 @hookimpl
 def wsreid_run_end(run, metrics):
     CALLS.append(("run_end",))
+
+
+@hookimpl
+def wsreid_after_step(run, epoch, step, losses):
+    """With WSREID_TEST_CHECK_STATE=1: after every step, every process must hold the same
+    component state (memory banks, pseudo-labels) - checked with a collective on all ranks."""
+    if os.environ.get("WSREID_TEST_CHECK_STATE") != "1":
+        return
+    import torch
+
+    tensors = run.component_tensors()
+    checksum = torch.tensor([float(t.double().sum()) if t.is_floating_point() else float(t.sum())
+                             for _, t in sorted(tensors.items())] or [0.0], dtype=torch.float64)
+    every_rank = run.dist.gather(checksum.view(1, -1))
+    if not torch.equal(every_rank, every_rank[:1].expand_as(every_rank)):
+        raise RuntimeError(f"component state differs between processes after step {step}")
+    CALLS.append(("state_checked", step, every_rank.shape[0]))

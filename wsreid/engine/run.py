@@ -295,7 +295,7 @@ class Run:
             if not torch.isfinite(value.detach()).all():
                 last = ckpt.latest_checkpoint(self.run_dir)
                 raise TrainingError(
-                    f"objective {label!r} gave a non-finite loss ({float(value):.4g}) at epoch {ctx.epoch}, step {ctx.step + 1}",
+                    f"objective {label!r} gave a non-finite loss ({float(value.detach()):.4g}) at epoch {ctx.epoch}, step {ctx.step + 1}",
                     hint=f"the last good checkpoint {last} is intact" if last else "no checkpoint was written yet",
                 )
             losses[label] = c.weights.get(label, 1.0) * value
