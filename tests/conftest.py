@@ -27,14 +27,6 @@ TINY_OVERRIDES = {
 }
 
 
-# recipes/dgia.yaml waits 11 epochs before relations (warm-up of the from-scratch encoder);
-# short test runs use the paper's schedule: relations from epoch 1, memory loss from epoch 2.
-PAPER_START_EPOCHS = {
-    "global_associations": {"gsrc": {"start_epoch": 2}},
-    "objectives": {name: {"start_epoch": 1} for name in ("sdm_local", "sdm_global", "sdm_asymmetric")},
-}
-
-
 @pytest.fixture(scope="session")
 def synth_tiny_root(tmp_path_factory) -> Path:
     """synth-pedes 'tiny' generated once per test session (a few seconds)."""
@@ -57,8 +49,7 @@ def make_recipe(tmp_path, synth_tiny_root):
                 "data": {"name": "synth-pedes", "size": "tiny", "root": str(synth_tiny_root)}}
         for key, value in TINY_OVERRIDES.items():
             tree[key] = dict(value)
-        if base == "dgia.yaml":  # the paper's start epochs instead of the tiny model's warm-up
-            tree.update(PAPER_START_EPOCHS)
+        tree["init"] = None  # the tests' tiny encoder starts from random weights
         for key, value in (extra or {}).items():
             if isinstance(value, dict) and isinstance(tree.get(key), dict):
                 tree[key] = {**tree[key], **value}

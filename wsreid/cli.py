@@ -51,6 +51,9 @@ def load(recipe_path: str, overrides, disabled):
     modules = tree.get("plugins") or [] if isinstance(tree, dict) else []
     plugins = load_plugins(modules if isinstance(modules, list) else [], disabled=disabled)
     loaded = load_recipe(recipe_path, overrides, registry=plugins.registry)
+    from wsreid.engine.init import resolve_init_path
+
+    resolve_init_path(loaded)
     return loaded, plugins
 
 

@@ -40,6 +40,7 @@ from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
 from wsreid.engine.data import PairBatchSampler, TrainPairs, collate_pairs
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
+from wsreid.engine.init import prepare_init
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import RecipeError, TrainingError, UserError
@@ -159,7 +160,11 @@ class Run:
             raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
         ctx.train_captions = [p.caption for p in self.splits.train]
         ctx.num_train = len(self.splits.train)
+        init_weights = prepare_init(r.init, self.run_dir, is_main=self.dist.is_main, world_size=self.dist.world_size)
+        self.dist.barrier()
         encoder = build_component(self.plugins, "encoder", r.encoder, ctx, "encoder")
+        if init_weights is not None and not self.resume:
+            ckpt.load_model_weights(encoder, init_weights)
         ctx.encoder = encoder
         ctx.image_size = tuple(encoder.image_size)
         comps = Components(dataset, encoder, build_component(self.plugins, "pair_construction", r.pair_construction, ctx,

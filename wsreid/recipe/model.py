@@ -79,6 +79,23 @@ class EvalConfig(Strict):
     chunk_size: int = Field(4096, ge=1, description="queries per chunk when ranking")
 
 
+class InitConfig(Strict):
+    """Initialise the encoder from the final weights (and tokenizer) of another run - the
+    framework's analogue of loading a pretrained encoder. ``recipe`` is trained once and
+    cached under ``$WSREID_CACHE/init/`` (keyed by its resolved content); ``run`` uses an
+    existing run directory instead. Paths are relative to the file that names them."""
+
+    recipe: str | None = Field(None, description="recipe trained once (cached) whose encoder initialises this run")
+    run: str | None = Field(None, description="existing run directory whose encoder initialises this run")
+    checkpoint: Literal["last", "best"] = Field("last", description="which checkpoint of that run to load")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InitConfig":
+        if (self.recipe is None) == (self.run is None):
+            raise ValueError("init needs exactly one of 'recipe' or 'run'")
+        return self
+
+
 class ComponentSpec(Strict):
     """A component block before the registry types it: ``name`` plus parameters."""
 
@@ -101,6 +118,7 @@ class RecipeBase(Strict):
     local_associations: dict[str, Any] = Field(default_factory=dict, description="label -> local association component")
     global_associations: dict[str, Any] = Field(default_factory=dict, description="label -> global association component")
     objectives: dict[str, Any] = Field(..., description="label -> objective component (losses are summed, each times its weight)")
+    init: InitConfig | None = Field(None, description="initialise the encoder from another run's weights and tokenizer (see InitConfig)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation schedule")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="when and how to evaluate")
 

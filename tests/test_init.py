@@ -1,0 +1,48 @@
+"""Recipe key `init`: the encoder starts from another run's weights and tokenizer; an init
+recipe is trained once and cached."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from wsreid.cli import load, main
+from wsreid.engine.run import Run
+
+
+def test_init_recipe_is_trained_once_cached_and_loaded(make_recipe, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WSREID_CACHE", str(tmp_path / "cache"))
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}}, name="pretrain.yaml")
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}, "init": {"recipe": "pretrain.yaml"}},
+                         name="main.yaml")
+
+    assert main(["run", str(recipe), "--output-dir", str(tmp_path / "a")]) == 0
+    assert "training the initial encoder once" in capsys.readouterr().err
+    cached = list((tmp_path / "cache" / "init").iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("pretrain-") and (cached[0] / "metrics.json").exists()
+    assert filecmp.dircmp(cached[0] / "tokenizer", tmp_path / "a" / "tokenizer").diff_files == []
+    resolved = (tmp_path / "a" / "recipe.yaml").read_text()
+    assert str(tmp_path / "pretrain.yaml") in resolved  # made absolute: the resolved recipe reruns anywhere
+    stamp = (cached[0] / "metrics.json").stat().st_mtime_ns
+
+    # a second run reuses the cache, and its encoder starts from the cached weights
+    assert main(["run", str(recipe), "--output-dir", str(tmp_path / "b")]) == 0
+    assert "training the initial encoder" not in capsys.readouterr().err
+    assert (cached[0] / "metrics.json").stat().st_mtime_ns == stamp
+    loaded, plugins = load(str(recipe), [], [])
+    run = Run(loaded.recipe, plugins, tmp_path / "c")
+    run.setup()
+    weights = load_file(str(cached[0] / "checkpoints" / "epoch-0001" / "model.safetensors"))
+    state = run.encoder.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
+
+
+def test_init_run_that_does_not_exist_is_a_clear_error(make_recipe, tmp_path, capsys):
+    recipe = make_recipe("baselines/itc.yaml", {"init": {"recipe": None, "run": str(tmp_path / "nowhere")}})
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "init.run" in err and "nowhere" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
