@@ -242,6 +242,12 @@ def _build(recipe, plugins, run_dir: Path | None):
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     set_seed(recipe.train.seed)
+    if run_dir is None and recipe.init is not None:
+        # zero-shot of a recipe with `init`: the encoder as the run would start, i.e. the
+        # initial run's tokenizer (found in its directory) and weights (loaded by the caller)
+        from wsreid.engine.init import pretrained_run
+
+        run_dir = pretrained_run(recipe.init)
     ctx = BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device)
     splits = build_component(plugins, "dataset", recipe.data, ctx, "data").load()
     ctx.train_captions = [p.caption for p in splits.train]
@@ -286,6 +292,10 @@ def cmd_eval(args) -> int:
         raise UserError(f"dataset {splits.name!r} has no {args.split} split", hint="use --split test")
     if target.weights is not None:
         load_model_weights(encoder, target.weights)
+    elif recipe.init is not None:
+        from wsreid.engine.init import prepare_init
+
+        load_model_weights(encoder, prepare_init(recipe.init, Path("."), is_main=False, world_size=1))
     encoder.to(device).eval()
     dist = Distributed(None)
     dist.device = device
@@ -298,7 +308,9 @@ def cmd_eval(args) -> int:
         "split": args.split,
         "dataset": splits.name,
         "data": recipe.data.model_dump(mode="json"),
-        "weights": "encoder as loaded (zero-shot)" if target.weights is None else str(target.weights),
+        "weights": (str(target.weights) if target.weights is not None
+                    else f"initial encoder of init {recipe.init.recipe or recipe.init.run} (zero-shot)"
+                    if recipe.init is not None else "encoder as loaded (zero-shot)"),
         **retrieval_metrics((text @ image.T).cpu(), qids, gids, chunk_size=ev.chunk_size),
         "weakly_supervised": weakly,
     }
