@@ -24,6 +24,7 @@ def _write_recipe(path: Path, base: str, data_root: Path, seed: int, output_dir:
             "data": {"name": "synth-pedes", "size": "tiny", "seed": seed, "root": str(data_root)}}
     tree.update({k: dict(v) for k, v in TINY_OVERRIDES.items()})
     tree["train"].update(epochs=2, batch_size=64)
+    tree["init"] = None  # tiny random-init encoder, not the shipped recipes' pretrained one
     yaml = YAML()
     yaml.version = (1, 2)
     with path.open("w") as f:

@@ -149,7 +149,7 @@ def test_valid_recipe_is_typed_with_defaults(base, registry):
     assert loaded.source == base
     assert list(loaded.resolved) == [
         "output_dir", "plugins", "data", "encoder", "pair_construction",
-        "local_associations", "global_associations", "objectives", "train", "eval",
+        "local_associations", "global_associations", "objectives", "init", "train", "eval",
     ]
     assert list(loaded.resolved["objectives"]["sdm_global"]) == ["name", "weight", "temperature", "relation", "start_epoch"]
     assert loaded.resolved["local_associations"]["lrc"] == {"name": "lrc", "threshold": 0.6, "modalities": "both"}

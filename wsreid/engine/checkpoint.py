@@ -168,8 +168,13 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise TrainingError(f"checkpoint file {path} is corrupt or does not fit the model: {' '.join(str(exc).split())}",
-                            hint="check that the recipe matches the run that wrote it") from exc
+        text = " ".join(str(exc).split())
+        mismatches = text.count("size mismatch for ")
+        if mismatches:
+            first = text.split("size mismatch for ", 1)[1].split(". ", 1)[0]
+            text = f"{mismatches} parameters have other shapes, e.g. {first}"
+        raise TrainingError(f"checkpoint file {path} does not fit the model: {text}",
+                            hint="check that the recipe (encoder sizes) matches the run that wrote it") from exc
     if missing or unexpected:
         raise TrainingError(f"checkpoint file {path} does not fit the model ({len(missing)} missing, "
                             f"{len(unexpected)} unexpected keys, e.g. {(list(missing) + list(unexpected))[0]})",
