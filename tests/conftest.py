@@ -3,7 +3,6 @@ on top of the shipped recipes (so the tests run what users run, only smaller).""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Engine parts: sampler, learning-rate schedule, parameter groups, checkpoints."""
 
-import math
 
 import pytest
 import torch

@@ -4,7 +4,6 @@ recipe is trained once and cached."""
 from __future__ import annotations
 
 import filecmp
-import json
 
 import torch
 from safetensors.torch import load_file

@@ -11,13 +11,9 @@ One step (DESIGN.md "The flow of one run")::
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
-import math
-import platform
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,6 @@ from wsreid.api import (
     BASE_VIEW,
     Batch,
     BuildContext,
-    Component,
     DatasetSplits,
     EpochContext,
     StepContext,
@@ -38,6 +33,7 @@ from wsreid.api import (
 )
 from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
+from wsreid.engine.components import SECTIONS, Components, build_component, package_versions  # noqa: F401
 from wsreid.engine.data import PairBatchSampler, TrainPairs, collate_pairs
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
 from wsreid.engine.init import prepare_init
@@ -45,13 +41,6 @@ from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import RecipeError, TrainingError, UserError
 from wsreid.pluginmanager import Plugins
-
-SECTIONS = {
-    "local_associations": "local_association",
-    "global_associations": "global_association",
-    "objectives": "objective",
-}
-
 
 class EncodeViews(torch.nn.Module):
     """Wraps the encoder so that one forward call encodes every view (the unit DDP wraps).
@@ -67,58 +56,6 @@ class EncodeViews(torch.nn.Module):
         image = self.encoder.encode_image(images).float()
         text = self.encoder.encode_text(input_ids, attention_mask).float()
         return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
-
-
-@dataclass
-class Components:
-    dataset: Component
-    encoder: Any
-    pair_construction: Component
-    local_associations: dict[str, Component] = field(default_factory=dict)
-    global_associations: dict[str, Component] = field(default_factory=dict)
-    objectives: dict[str, Component] = field(default_factory=dict)
-    weights: dict[str, float] = field(default_factory=dict)
-    start_epochs: dict[str, int] = field(default_factory=dict)
-
-    def stateful(self) -> dict[str, Component]:
-        out = {f"pair_construction/{type(self.pair_construction).__name__}": self.pair_construction}
-        for section in SECTIONS:
-            for label, comp in getattr(self, section).items():
-                out[f"{section}/{label}"] = comp
-        return out
-
-    @property
-    def weakly_supervised(self) -> bool:
-        return all(type(c).weakly_supervised for c in [self.dataset, self.encoder, *self.stateful().values()])
-
-    def supervised_names(self) -> list[str]:
-        return [k for k, c in self.stateful().items() if not type(c).weakly_supervised]
-
-
-def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, where: str):
-    """Instantiate the registered component ``spec.name`` of ``kind`` with its params."""
-    entry = plugins.registry.get(kind, spec.name, where=where)
-    data = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec)
-    for common in ("name", "weight", "start_epoch"):
-        if common not in entry.params_model.model_fields:
-            data.pop(common, None)
-    params = entry.params_model.model_validate(data)
-    return entry.cls(params, context)
-
-
-def package_versions(plugins: Plugins) -> dict[str, Any]:
-    def version(name: str) -> str | None:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return None
-
-    pkgs = {n: version(n) for n in ("wsreid", "torch", "transformers", "accelerate", "pluggy", "pydantic", "tokenizers")}
-    comps = [
-        {"kind": e.kind, "name": e.name, "provider": e.provider, "distribution": e.distribution, "version": e.version}
-        for e in plugins.registry.entries()
-    ]
-    return {"python": platform.python_version(), "packages": pkgs, "components": comps}
 
 
 class Run:
