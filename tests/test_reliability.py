@@ -18,17 +18,21 @@ def _metrics(run_dir):
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(make_recipe, tmp_path):
-    recipe = make_recipe("dgia.yaml", {"train": {"epochs": 3}})
+    recipe = make_recipe("dgia.yaml", {"train": {"epochs": 4, "log_every": 1}})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full, cut = tmp_path / "full", tmp_path / "cut"
     subprocess.run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(full)],
                    check=True, capture_output=True, env=env, timeout=600)
+    # kill at a random logged step of epochs 2-3 (18 steps per epoch here), never at a boundary we chose
+    target = random.Random(os.getpid()).randint(20, 52)
     proc = subprocess.Popen([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(cut)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    steps = cut / "logs" / "steps.csv"
     deadline = time.time() + 300
-    while not (cut / "checkpoints" / "latest").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.5))  # somewhere in epoch 2 (or 3)
+    while proc.poll() is None and time.time() < deadline:
+        if steps.exists() and len(steps.read_text().splitlines()) - 1 >= target:
+            break
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (cut / "metrics.json").exists(), "the run finished before it could be killed"
