@@ -79,13 +79,16 @@ def evaluate_split(encoder: EncoderComponent, split: EvalSplit, batch_size: int,
 @torch.no_grad()
 def extract_train_features(encoder: EncoderComponent, records, batch_size: int, dist: Distributed,
                            num_workers: int = 0) -> ViewFeatures:
-    """Un-augmented features of every training pair (row = dataset index)."""
+    """Un-augmented features of every training pair (row = dataset index). Each distinct
+    image is encoded once; pairs sharing an image share its feature row."""
+    paths = sorted({r.image_path for r in records})
+    position = {p: i for i, p in enumerate(paths)}
     was_training = encoder.training
     encoder.eval()
     try:
         text = extract_text_features(encoder, [r.caption for r in records], batch_size, dist, "train text")
-        image = extract_image_features(encoder, [r.image_path for r in records], batch_size, dist, num_workers,
-                                       "train images")
+        unique = extract_image_features(encoder, paths, batch_size, dist, num_workers, "train images")
     finally:
         encoder.train(was_training)
-    return ViewFeatures(image=image, text=text)
+    rows = torch.tensor([position[r.image_path] for r in records], device=unique.device)
+    return ViewFeatures(image=unique[rows], text=text)
