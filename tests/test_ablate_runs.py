@@ -73,3 +73,36 @@ variants:
     err = capsys.readouterr().err
     assert "itc seed 1: resuming" in err and err.count("finished earlier, kept") == 3 and steps == []
     assert json.loads((runs[("itc", 1)] / "metrics.json").read_text())["test"] == metrics[("itc", 1)]["test"]
+
+
+def test_parallel_study_runs_each_training_in_its_own_process(make_recipe, tmp_path, capsys):
+    """``--jobs 2``: two `python -m wsreid run` children at once, their output in
+    OUTPUT_DIR/logs/, the table in study order; a second invocation reruns nothing."""
+    base = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "batch_size": 64}})
+    study = tmp_path / "study.yaml"
+    study.write_text("""\
+base: recipe.yaml
+seeds: [3]
+variants:
+  - label: lr small
+    overrides: {train.lr: 1.0e-5}
+  - label: lr large
+    overrides: {train.lr: 1.0e-3}
+  - label: broken
+    overrides: {train.epochs: 0}
+""")
+    out = tmp_path / "study"
+    assert main(["ablate", str(study), "--output-dir", str(out), "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    metrics = {v: json.loads((out / "runs" / v / "seed-3" / "metrics.json").read_text())
+               for v in ("lr_small", "lr_large")}
+    assert metrics["lr_small"]["test"] != metrics["lr_large"]["test"]
+    for slug in ("lr_small", "lr_large"):
+        log = (out / "logs" / f"{slug}-seed-3.log").read_text()
+        assert "R1" in log  # the child's own report went to its log, not to our stderr
+    assert "lr small seed 3: finished" in err and "broken seed 3: FAILED" in err
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["variant"] for r in rows] == ["lr small", "lr large", "broken"]
+    assert [r["status"] for r in rows][:2] == ["ok", "ok"]
+    assert main(["ablate", str(study), "--output-dir", str(out), "-j", "2"]) == 1
+    assert capsys.readouterr().err.count("finished earlier, kept") == 2

@@ -175,6 +175,13 @@ def test_a_finished_run_whose_recipe_changed_is_run_again(study_file, tmp_path):
     resolved = dump_resolved_yaml(load(str(loaded.base), run.overrides, [])[0])
     (run.run_dir / "recipe.yaml").write_text(resolved.replace("output_dir:", "output_dir: elsewhere #"))
     assert _decide(loaded, run, []) == "done"  # the same recipe (output_dir aside): kept
+    # A run made before an option existed: its recipe.yaml lacks the key; at its default
+    # value that is the same recipe, at another it is not.
+    assert "  sampler: random\n" in resolved
+    (run.run_dir / "recipe.yaml").write_text(resolved.replace("  sampler: random\n", ""))
+    assert _decide(loaded, run, []) == "done"
+    (run.run_dir / "recipe.yaml").write_text(resolved.replace("  sampler: random\n", "  sampler: identity\n"))
+    assert _decide(loaded, run, []) == "restart"
     (run.run_dir / "recipe.yaml").write_text(resolved.replace("seed: 0", "seed: 5"))
     assert _decide(loaded, run, []) == "restart"
     (run.run_dir / "metrics.json").unlink()

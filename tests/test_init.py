@@ -4,6 +4,7 @@ recipe is trained once and cached."""
 from __future__ import annotations
 
 import filecmp
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -36,7 +37,7 @@ def test_init_recipe_is_trained_once_cached_and_loaded(make_recipe, tmp_path, mo
     run.setup()
     weights = load_file(str(cached[0] / "checkpoints" / "epoch-0001" / "model.safetensors"))
     state = run.encoder.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in weights.items())
+    assert all(torch.equal(state[k].cpu(), v) for k, v in weights.items())
 
 
 def test_init_run_that_does_not_exist_is_a_clear_error(make_recipe, tmp_path, capsys):
@@ -45,3 +46,21 @@ def test_init_run_that_does_not_exist_is_a_clear_error(make_recipe, tmp_path, ca
     err = capsys.readouterr().err
     assert "init.run" in err and "nowhere" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_cache_key_covers_the_recipe_as_written_not_defaults_or_output_dir(tmp_path):
+    """Trained encoders stay valid when a new option arrives with a default (its value is
+    not in the written tree) and when only output_dir differs; any written change counts."""
+    from wsreid.cli import load
+    from wsreid.engine.init import cache_key
+
+    shipped = Path(__file__).resolve().parents[1] / "recipes" / "base" / "pretrain-tiny-clip-short.yaml"
+    loaded, _ = load(str(shipped), [], [])
+    key = cache_key(loaded.tree)
+    assert len(key) == 12 and int(key, 16) >= 0
+    assert cache_key({**loaded.tree, "output_dir": "elsewhere"}) == key
+    moved = tmp_path / "copy.yaml"  # the same recipe from another place: same key
+    moved.write_text(f"extends: {shipped}\noutput_dir: somewhere/else\n")
+    assert cache_key(load(str(moved), [], [])[0].tree) == key
+    assert cache_key(load(str(shipped), ["train.epochs=3"], [])[0].tree) != key
+    assert cache_key(load(str(shipped), ["train.lr=0.001"], [])[0].tree) != key

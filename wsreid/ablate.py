@@ -15,7 +15,7 @@ A study file (YAML 1.2; docs/ablations.md)::
 Each run is ``wsreid run BASE -o <shared> -o <variant> -o <command line -o> -o train.seed=S``
 into ``OUTPUT_DIR/runs/<label>/seed-<S>``, executed in this process through the same
 function as ``wsreid run`` (``--subprocess``: one ``python -m wsreid run`` per run, which
-isolates crashes and memory). Resumable: a run whose directory holds ``metrics.json`` is
+isolates crashes and memory; ``--jobs N``: N such processes at once). Resumable: a run whose directory holds ``metrics.json`` is
 not redone, an interrupted one is resumed from its last checkpoint (restarted when it has
 none), and a run whose recipe changed since is started again. A failing run (a user error
 or any exception) is recorded in the status column and the other runs go on. The outputs
@@ -203,11 +203,24 @@ def run_state(run_dir: Path) -> str:
     return STATE_NEW
 
 
-def _same_recipe(run_dir: Path, resolved_yaml: str) -> bool:
-    from wsreid.cli import _strip_output_dir
+def _same_recipe(run_dir: Path, resolved_yaml: str, disabled: list[str] = ()) -> bool:
+    """Whether the run was made with this recipe: its saved recipe.yaml, validated again
+    (so options added since, at their defaults, do not count as a change), resolves to the
+    same text as the planned run's, ``output_dir`` aside."""
+    from wsreid.cli import _strip_output_dir, load
+    from wsreid.recipe import dump_resolved_yaml
 
     saved = run_dir / "recipe.yaml"
-    return saved.exists() and _strip_output_dir(saved.read_text()) == _strip_output_dir(resolved_yaml)
+    if not saved.exists():
+        return False
+    wanted = _strip_output_dir(resolved_yaml)
+    if _strip_output_dir(saved.read_text()) == wanted:
+        return True
+    try:
+        again, _ = load(str(saved), [], list(disabled))
+    except Exception:  # a recipe that no longer validates is a changed recipe
+        return False
+    return _strip_output_dir(dump_resolved_yaml(again)) == wanted
 
 
 def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str]) -> str:
@@ -218,7 +231,7 @@ def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str]) -> str:
 
     state = run_state(run.run_dir)
     resolved, _ = load(str(loaded.base), run.overrides, disabled)
-    if state in (STATE_DONE, STATE_RESUME) and not _same_recipe(run.run_dir, dump_resolved_yaml(resolved)):
+    if state in (STATE_DONE, STATE_RESUME) and not _same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled):
         return STATE_RESTART
     return state
 
@@ -257,25 +270,43 @@ def execute_in_process(argv: list[str]) -> None:
         raise RuntimeError(f"wsreid run exited with code {code}")
 
 
-def execute_subprocess(argv: list[str]) -> None:
-    """Run ``python -m wsreid <argv>`` in a child process; its stderr is passed through and
-    its last ``error:`` line becomes the failure message."""
+def execute_subprocess(argv: list[str], *, log_file: Path | None = None,
+                       threads: int | None = None) -> None:
+    """Run ``python -m wsreid <argv>`` in a child process; its last ``error:`` line becomes
+    the failure message. Its stderr is passed through, or written to ``log_file`` (parallel
+    studies, whose progress bars would interleave). ``threads`` sets the child's
+    ``OMP_NUM_THREADS`` unless the environment already does."""
+    import os
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-m", "wsreid", *argv], stderr=subprocess.PIPE, text=True)
-    last_error = None
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        sys.stderr.write(line)
-        if line.startswith("error: "):
-            last_error = line[len("error: "):].strip()
-    code = proc.wait()
+    env = dict(os.environ)
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        sink = log_file.open("w")
+    else:
+        sink = None
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "wsreid", *argv], stderr=subprocess.PIPE, text=True,
+                                stdout=sink if sink is not None else None, env=env)
+        last_error = None
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            (sink or sys.stderr).write(line)
+            if line.startswith("error: "):
+                last_error = line[len("error: "):].strip()
+        code = proc.wait()
+    finally:
+        if sink is not None:
+            sink.close()
     if code == 130:
         raise KeyboardInterrupt
     if code == 2 and last_error:
         raise UserError(last_error)
     if code:
-        raise RuntimeError(last_error or f"wsreid run exited with code {code}")
+        where = f" (log: {log_file})" if log_file is not None else ""
+        raise RuntimeError((last_error or f"wsreid run exited with code {code}") + where)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -285,41 +316,94 @@ def _one_line(exc: BaseException) -> str:
 
 def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
               execute: Callable[[list[str]], None] = execute_in_process, dry_run: bool = False,
+              jobs: int = 1, log_dir: Path | None = None,
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> list[RunOutcome]:
     """Run (or, ``dry_run``, list) every planned run; never stops on a failing run.
-    A KeyboardInterrupt stops the study (the outcomes so far are kept on the exception as
-    ``outcomes``)."""
+
+    ``jobs > 1`` runs that many trainings at once, each in its own ``python -m wsreid run``
+    process with ``OMP_NUM_THREADS = cpus // jobs`` (unless set) and its output in
+    ``log_dir/<label>-seed-<S>.log``; ``execute`` is then not used. Outcomes keep the order
+    of ``runs`` either way. A KeyboardInterrupt stops the study (the outcomes so far are kept
+    on the exception as ``outcomes``)."""
     disabled = list(disabled)
-    outcomes: list[RunOutcome] = []
+    outcomes: dict[int, RunOutcome] = {}
+    pending: list[tuple[int, PlannedRun, str, str]] = []
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.label} seed {run.seed}"
         try:
             state = _decide(loaded, run, disabled)
-            if dry_run:
-                log(f"{head}: {state} -> {run.run_dir}\n    wsreid " + shlex.join(_argv(loaded, run, state, disabled)))
-                outcomes.append(RunOutcome(run, STATE_DONE if state == STATE_DONE else "planned"))
-                continue
-            if state == STATE_DONE:
-                log(f"{head}: finished earlier, kept ({run.run_dir})")
-                outcomes.append(RunOutcome(run, STATE_DONE))
-                continue
-            log(f"{head}: {'resuming' if state == STATE_RESUME else 'running'} -> {run.run_dir}")
-            execute(_argv(loaded, run, state, disabled))
-            outcomes.append(RunOutcome(run, "ran"))
         except KeyboardInterrupt as exc:
-            exc.outcomes = outcomes  # type: ignore[attr-defined]
+            exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
+            raise
+        except Exception as exc:  # an invalid variant must not stop the study
+            message = _one_line(exc)
+            log(f"{head}: FAILED: {message}")
+            outcomes[i] = RunOutcome(run, "failed", error=message)
+            continue
+        if dry_run:
+            log(f"{head}: {state} -> {run.run_dir}\n    wsreid " + shlex.join(_argv(loaded, run, state, disabled)))
+            outcomes[i] = RunOutcome(run, STATE_DONE if state == STATE_DONE else "planned")
+        elif state == STATE_DONE:
+            log(f"{head}: finished earlier, kept ({run.run_dir})")
+            outcomes[i] = RunOutcome(run, STATE_DONE)
+        else:
+            pending.append((i, run, state, head))
+
+    def one(item: tuple[int, PlannedRun, str, str]) -> RunOutcome:
+        i, run, state, head = item
+        argv = _argv(loaded, run, state, disabled)
+        log(f"{head}: {'resuming' if state == STATE_RESUME else 'running'} -> {run.run_dir}")
+        try:
+            if jobs > 1:
+                log_file = (log_dir or run.run_dir.parent) / f"{_slug(run.label)}-seed-{run.seed}.log"
+                execute_subprocess(argv, log_file=log_file, threads=_threads_per_job(jobs))
+            else:
+                execute(argv)
+        except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing run must not stop the study
             message = _one_line(exc)
             log(f"{head}: FAILED: {message}")
-            outcomes.append(RunOutcome(run, "failed", error=message))
-    for outcome in outcomes:
+            return RunOutcome(run, "failed", error=message)
+        log(f"{head}: finished")
+        return RunOutcome(run, "ran")
+
+    if jobs <= 1:
+        for item in pending:
+            try:
+                outcomes[item[0]] = one(item)
+            except KeyboardInterrupt as exc:
+                exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
+                raise
+    elif pending:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        futures = {pool.submit(one, item): item[0] for item in pending}
+        try:
+            for future, i in futures.items():
+                outcomes[i] = future.result()
+        except KeyboardInterrupt as exc:
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)  # children got the same SIGINT
+            exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
+            raise
+        pool.shutdown(wait=True)
+    ordered = [outcomes[k] for k in sorted(outcomes)]
+    for outcome in ordered:
         metrics_file = outcome.run.run_dir / "metrics.json"
         if outcome.status in (STATE_DONE, "ran") and metrics_file.exists():
             outcome.metrics = json.loads(metrics_file.read_text())
         elif outcome.status == "ran":
             outcome.status, outcome.error = "failed", "the run ended without metrics.json"
-    return outcomes
+    return ordered
+
+
+def _threads_per_job(jobs: int) -> int:
+    import os
+
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def collect_outcomes(runs: list[PlannedRun]) -> list[RunOutcome]:
@@ -347,6 +431,9 @@ def add_ablate_parser(sub, common: Callable[[argparse.ArgumentParser], None] | N
                    help="write the table, CSV and chart from the finished runs; run nothing")
     p.add_argument("--subprocess", action="store_true",
                    help="run each training in its own `python -m wsreid run` process (isolates crashes and memory)")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="run N trainings at once, each in its own process with cpus/N threads and its output "
+                        "in OUTPUT_DIR/logs/ (default 1: one after another)")
     if common is not None:
         common(p)
     else:  # pragma: no cover
@@ -368,11 +455,15 @@ def cmd_ablate(args) -> int:
     runs = plan_runs(loaded, output_dir, args.override)
     execute = execute_subprocess if args.subprocess else execute_in_process
     disabled = getattr(args, "disable_plugin", [])
+    jobs = getattr(args, "jobs", 1) or 1
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1", hint="give the number of trainings to run at once")
     try:
         if args.report_only:
             outcomes = collect_outcomes(runs)
         else:
-            outcomes = run_study(loaded, runs, disabled=disabled, execute=execute, dry_run=args.dry_run)
+            outcomes = run_study(loaded, runs, disabled=disabled, execute=execute, dry_run=args.dry_run,
+                                 jobs=jobs, log_dir=output_dir / "logs")
     except KeyboardInterrupt as exc:
         outcomes = getattr(exc, "outcomes", [])
         print(f"\ninterrupted after {len(outcomes)} of {len(runs)} runs; run the same command again to go on",

@@ -104,7 +104,7 @@ def mask_query_tokens(input_ids, attention_mask, ratio: float, mask_token_id: in
     out = input_ids.clone()
     if ratio <= 0.0:
         return out
-    special = torch.tensor(sorted(special_token_ids), dtype=input_ids.dtype)
+    special = torch.tensor(sorted(special_token_ids), dtype=input_ids.dtype, device=input_ids.device)
     word = attention_mask.bool() & ~torch.isin(input_ids, special)
     for b, index in enumerate(row_indices):
         positions = word[b].nonzero().flatten()
@@ -227,6 +227,8 @@ def _supervision(recipe, plugins, zero_shot: bool) -> tuple[bool, str | None]:
                     sections.append((kind, f"{section}.{label}", spec))
     supervised = [where for kind, where, spec in sections
                   if not plugins.registry.get(kind, spec.name, where=where).cls.weakly_supervised]
+    if not zero_shot:
+        supervised += recipe.train.true_identity_uses()
     if not supervised:
         return True, None
     return False, "NOT weakly supervised: trained with true identity labels via " + ", ".join(supervised)

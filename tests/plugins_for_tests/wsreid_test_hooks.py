@@ -40,7 +40,7 @@ def wsreid_after_step(run, epoch, step, losses):
 
     tensors = run.component_tensors()
     checksum = torch.tensor([float(t.double().sum()) if t.is_floating_point() else float(t.sum())
-                             for _, t in sorted(tensors.items())] or [0.0], dtype=torch.float64)
+                             for _, t in sorted(tensors.items())] or [0.0], dtype=torch.float64, device=run.dist.device)
     every_rank = run.dist.gather(checksum.view(1, -1))
     if not torch.equal(every_rank, every_rank[:1].expand_as(every_rank)):
         raise RuntimeError(f"component state differs between processes after step {step}")

@@ -27,6 +27,8 @@ class Components:
     objectives: dict[str, Component] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     start_epochs: dict[str, int] = field(default_factory=dict)
+    #: reasons besides components why the run reads true identities (e.g. the identity sampler)
+    supervised_settings: list[str] = field(default_factory=list)
 
     def stateful(self) -> dict[str, Component]:
         out = {f"pair_construction/{type(self.pair_construction).__name__}": self.pair_construction}
@@ -37,10 +39,12 @@ class Components:
 
     @property
     def weakly_supervised(self) -> bool:
-        return all(type(c).weakly_supervised for c in [self.dataset, self.encoder, *self.stateful().values()])
+        return not self.supervised_settings and all(
+            type(c).weakly_supervised for c in [self.dataset, self.encoder, *self.stateful().values()])
 
     def supervised_names(self) -> list[str]:
-        return [k for k, c in self.stateful().items() if not type(c).weakly_supervised]
+        """What reads true identities: non-weakly-supervised components, then settings."""
+        return [k for k, c in self.stateful().items() if not type(c).weakly_supervised] + self.supervised_settings
 
 
 def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, where: str):

@@ -1,9 +1,11 @@
-"""Tensors from records: image loading, tokenisation, the deterministic pair sampler.
+"""Tensors from records: image loading, tokenisation, the deterministic pair samplers.
 
 The sampler draws one permutation of the training pairs per epoch from (seed, epoch),
 cuts it into global batches and hands rank r its contiguous slice of every global batch,
 so the global batch of a step is the same whatever the number of processes, and a
-resumed run sees the same batches as an uninterrupted one.
+resumed run sees the same batches as an uninterrupted one. :class:`IdentityBatchSampler`
+(``train.sampler: identity``, NOT weakly supervised) keeps that contract with PK batches
+built from the true person ids.
 """
 
 from __future__ import annotations
@@ -118,3 +120,102 @@ class PairBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return self.steps_per_epoch() - self.skip
+
+
+class IdentityBatchSampler(PairBatchSampler):
+    """PK batches from the TRUE person ids: P = global_batch / K identities x K pairs each.
+
+    Reads ground-truth identities, so a run using it is NOT weakly supervised (the
+    supervised reference ``train.sampler: identity``). Same contract as
+    :class:`PairBatchSampler`: the global batches depend only on (seed, epoch), never on
+    the number of processes; rank r gets its contiguous slice of each, which is whole
+    groups because the per-rank size must be a multiple of K; ``set_epoch(epoch, skip)``
+    skips steps on resume.
+
+    One epoch, with N pairs, I identities of n_i pairs, m_i = ceil(n_i / K) groups each and
+    G = sum m_i groups:
+
+    1. every identity's pairs are shuffled and cut into m_i groups of K (G x K); the final
+       short group is filled with the identity's other pairs, taken in the same shuffled
+       order (so no pair repeats within a group); an identity with n_i < K pairs cycles
+       through its shuffled pairs to fill its one group (repeats only there);
+    2. identities are shuffled and their groups (at most S each, see below) listed in that
+       order; the first S * P groups fill an S x P grid column by column (group t goes to
+       batch t mod S), so an identity's groups, being consecutive and at most S, land in
+       different batches: every batch has P distinct identities; batches are then shuffled;
+    3. each batch is its P groups concatenated: S global batches of P * K pair indices.
+
+    S (``steps_per_epoch``) is the largest s with sum_i min(m_i, s) >= s * P (at most
+    G // P; less only when a few identities hold most of the groups): the same every epoch.
+    The groups left over (fewer than P unless identities are capped at S) are dropped.
+    """
+
+    def __init__(self, person_ids: Sequence[int], global_batch: int, instances: int, *, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        super().__init__(len(person_ids), global_batch, seed=seed, rank=rank, world_size=world_size, drop_last=True)
+        k = instances
+        if k < 1 or global_batch % k:
+            raise UserError(f"train.batch_size {global_batch} is not a multiple of train.instances_per_identity {k}",
+                            hint="a batch of the identity sampler is P identities x K pairs")
+        if (global_batch // world_size) % k:
+            raise UserError(
+                f"train.batch_size {global_batch} over {world_size} processes gives {global_batch // world_size} "
+                f"pairs per process, not a multiple of train.instances_per_identity {k}",
+                hint="each process must get whole identity groups: make batch_size / processes a multiple of K",
+            )
+        _, label, counts = np.unique(np.asarray(person_ids, dtype=np.int64), return_inverse=True, return_counts=True)
+        self.instances, self.identities = k, global_batch // k
+        self.label = torch.from_numpy(label.reshape(-1))            # N, identity 0..I-1 of every pair
+        self.counts = torch.from_numpy(counts)                      # I, pairs per identity
+        self.groups = (self.counts + k - 1) // k                    # I, groups per identity (m_i)
+        if len(counts) < self.identities:
+            raise UserError(
+                f"train.sampler identity: a batch of {global_batch} needs {self.identities} distinct identities "
+                f"x {k} pairs, but the training set has {len(counts)} identities",
+                hint="lower train.batch_size or raise train.instances_per_identity",
+            )
+        self.steps = self._max_steps()
+
+    def _max_steps(self) -> int:
+        """Largest s with sum_i min(m_i, s) >= s * P (the set of such s is 0..S: concave)."""
+        p, m = self.identities, self.groups
+        lo, hi = 0, int(m.sum()) // p
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if int(torch.clamp(m, max=mid).sum()) >= mid * p:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def steps_per_epoch(self) -> int:
+        return self.steps
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        k, p, s = self.instances, self.identities, self.steps
+        if s == 0:
+            return []
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        # 1. pairs sorted by identity, shuffled within it: N
+        perm = torch.randperm(self.num_items, generator=g)
+        by_identity = perm[torch.sort(self.label[perm], stable=True).indices]
+        first = torch.cumsum(self.counts, 0) - self.counts           # I, offset of each identity in by_identity
+        num_ids = len(self.counts)
+        slot_owner = torch.repeat_interleave(torch.arange(num_ids), self.groups * k)   # G*K
+        block_start = torch.cumsum(self.groups * k, 0) - self.groups * k               # I
+        within = torch.arange(len(slot_owner)) - block_start[slot_owner]               # slot within the identity
+        slots = by_identity[first[slot_owner] + within % self.counts[slot_owner]]      # G*K, cycles to fill
+        group_pairs = slots.view(-1, k)                                                # G x K
+        group_owner = torch.repeat_interleave(torch.arange(num_ids), self.groups)      # G
+        group_rank = torch.arange(len(group_owner)) - (torch.cumsum(self.groups, 0) - self.groups)[group_owner]
+        # 2. identities shuffled; each one's groups (at most S) consecutive; column-major S x P grid
+        id_order = torch.randperm(num_ids, generator=g)
+        position = torch.empty(num_ids, dtype=torch.long)
+        position[id_order] = torch.arange(num_ids)
+        keep = group_rank < s
+        kept = torch.nonzero(keep).view(-1)
+        listed = kept[torch.sort(position[group_owner[kept]] * (s + 1) + group_rank[kept]).indices][:s * p]
+        grid = listed.view(p, s).t()                                                   # S x P group ids
+        grid = grid[torch.randperm(s, generator=g)]
+        # 3. S x (P*K) pair indices
+        return group_pairs[grid].reshape(s, p * k).tolist()

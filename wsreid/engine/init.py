@@ -2,8 +2,11 @@
 of loading a pretrained encoder.
 
 ``init.recipe`` names a recipe that is trained once and cached under
-``$WSREID_CACHE/init/<recipe name>-<hash of its resolved text>/`` (written into a temporary
-directory and renamed when complete, so an interrupted pretraining leaves nothing behind);
+``$WSREID_CACHE/init/<recipe name>-<hash>/`` (written into a temporary directory and renamed
+when complete, so an interrupted pretraining leaves nothing behind). The hash covers the
+recipe as written (``extends`` merged, ``-o`` applied, ``output_dir`` left out) and not the
+defaults filled in by validation, so a new option whose default keeps the old behaviour
+does not invalidate trained encoders, and the key is the same on every machine;
 ``init.run`` names an existing run directory. The encoder of the new run gets that run's
 tokenizer (copied into ``<run_dir>/tokenizer`` before the encoder is built, where the
 ``clip`` plugin looks for it) and its weights.
@@ -12,6 +15,7 @@ tokenizer (copied into ``<run_dir>/tokenizer`` before the encoder is built, wher
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -22,6 +26,13 @@ from wsreid.errors import UserError
 
 def cache_root() -> Path:
     return Path(os.environ.get("WSREID_CACHE") or Path.home() / ".cache" / "wsreid")
+
+
+def cache_key(tree) -> str:
+    """12 hex digits identifying a recipe as written (the merged tree before defaults are
+    filled in), without its ``output_dir``."""
+    written = {k: v for k, v in dict(tree).items() if k != "output_dir"}
+    return hashlib.sha256(json.dumps(written, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def resolve_init_path(loaded) -> None:
@@ -64,7 +75,7 @@ def pretrained_run(init, *, world_size: int = 1) -> Path:
 
     loaded, plugins = load(init.recipe, [], [])
     text = dump_resolved_yaml(loaded)
-    key = hashlib.sha256(text.encode()).hexdigest()[:12]
+    key = cache_key(loaded.tree)
     target = cache_root() / "init" / f"{Path(init.recipe).stem}-{key}"
     if (target / "metrics.json").exists():
         return target

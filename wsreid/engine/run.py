@@ -34,7 +34,7 @@ from wsreid.api import (
 from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
 from wsreid.engine.components import SECTIONS, Components, build_component, package_versions  # noqa: F401
-from wsreid.engine.data import PairBatchSampler, TrainPairs, collate_pairs
+from wsreid.engine.data import IdentityBatchSampler, PairBatchSampler, TrainPairs, collate_pairs
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
 from wsreid.engine.init import prepare_init
 from wsreid.engine.logs import RunLogger, plot_curves
@@ -105,7 +105,8 @@ class Run:
         ctx.encoder = encoder
         ctx.image_size = tuple(encoder.image_size)
         comps = Components(dataset, encoder, build_component(self.plugins, "pair_construction", r.pair_construction, ctx,
-                                                             "pair_construction"))
+                                                             "pair_construction"),
+                           supervised_settings=r.train.true_identity_uses())
         for section, kind in SECTIONS.items():
             for label, spec in getattr(r, section).items():
                 if spec is None:
@@ -128,9 +129,14 @@ class Run:
         self.components = comps
         self.model = EncodeViews(encoder)
         self.train_data = TrainPairs(self.splits.train, encoder)
-        self.sampler = PairBatchSampler(len(self.train_data), r.train.batch_size, seed=r.train.seed,
-                                        rank=self.dist.rank, world_size=self.dist.world_size,
-                                        drop_last=r.train.drop_last)
+        if r.train.sampler == "identity":  # reads the TRUE person ids: comps.supervised_settings says so
+            self.sampler = IdentityBatchSampler([p.person_id for p in self.splits.train], r.train.batch_size,
+                                                r.train.instances_per_identity, seed=r.train.seed,
+                                                rank=self.dist.rank, world_size=self.dist.world_size)
+        else:
+            self.sampler = PairBatchSampler(len(self.train_data), r.train.batch_size, seed=r.train.seed,
+                                            rank=self.dist.rank, world_size=self.dist.world_size,
+                                            drop_last=r.train.drop_last)
         if self.sampler.steps_per_epoch() == 0:
             raise RecipeError(f"train.batch_size {r.train.batch_size} exceeds the {len(self.train_data)} training pairs",
                               hint="lower train.batch_size")

@@ -57,6 +57,15 @@ class TrainConfig(Strict):
     log_every: int = Field(10, ge=1, description="log losses every N steps")
     checkpoint_every: int = Field(1, ge=1, description="write a checkpoint every N epochs (and at the end)")
     drop_last: bool = Field(True, description="drop the last incomplete training batch")
+    sampler: Literal["random", "identity"] = Field(
+        "random",
+        description="training batches: 'random' (one shuffle of the pairs per epoch) or 'identity' (PK batches: "
+        "P = batch_size / K TRUE identities x K = instances_per_identity pairs each). 'identity' reads the true "
+        "person ids, so a run using it is NOT weakly supervised (supervised reference only)",
+    )
+    instances_per_identity: int = Field(
+        4, ge=2, description="K, pairs per identity in a batch of the 'identity' sampler (batch_size must be a multiple)"
+    )
 
     @field_validator("betas")
     @classmethod
@@ -64,6 +73,24 @@ class TrainConfig(Strict):
         if not all(0 <= b < 1 for b in v):
             raise ValueError("betas must lie in [0, 1)")
         return v
+
+    @model_validator(mode="after")
+    def _identity_batches(self) -> "TrainConfig":
+        if self.sampler == "identity":
+            k = self.instances_per_identity
+            if self.batch_size % k:
+                raise ValueError(
+                    f"train.sampler identity: train.batch_size {self.batch_size} is not a multiple of "
+                    f"train.instances_per_identity {k} (a batch is P identities x {k} pairs)"
+                )
+            if not self.drop_last:
+                raise ValueError("train.sampler identity always drops the last incomplete batch: "
+                                 "remove train.drop_last: false")
+        return self
+
+    def true_identity_uses(self) -> list[str]:
+        """Why this schedule reads true person ids (besides components): empty when it does not."""
+        return ["train.sampler: identity reads true person ids"] if self.sampler == "identity" else []
 
 
 class EvalConfig(Strict):

@@ -1,0 +1,142 @@
+"""Median training-step time of DGIA vs the ITC baseline, and the share of DGIA's step spent
+outside the encoders (relations, memory, targets, losses).
+
+    python benchmarks/step_time.py                      # tiny CPU encoder, synth-pedes small
+    python benchmarks/step_time.py --encoder vit-b16    # the paper's encoder shape, random init,
+                                                        # 384x128, memory banks of CUHK-PEDES size
+
+Both recipes are built as ``wsreid run`` builds them (recipes/baselines/itc.yaml and
+recipes/dgia.yaml), with no ``init`` (random weights; time does not depend on them). Steps
+are timed in epoch ``start_epoch`` of GSRC-FR, so every DGIA objective is active, with its
+memory banks pre-filled with random unit rows (``--memory-rows``, default: the training set).
+The same batches are reused (data loading is not timed). "Encoders only" replays DGIA's step
+with every relation and objective replaced by a trivial loss over the same features: the
+two encoder passes (base + asymmetric view) with their backward and the optimizer step.
+Outside share = 1 - encoders only / DGIA step. Medians over ``--steps`` steps after
+``--warmup``; on a GPU each step ends with a synchronisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+VIT_B16 = [
+    "encoder.embed_dim=512", "encoder.image_size=[384, 128]", "encoder.max_length=77",
+    "encoder.vision={hidden: 768, layers: 12, heads: 12, patch_size: 16}",
+    "encoder.text={hidden: 512, layers: 12, heads: 8}",
+]
+
+
+def build(recipe: str, overrides: list[str], workdir: Path):
+    from wsreid.cli import load
+    from wsreid.engine.run import Run
+    from wsreid.recipe import dump_resolved_yaml
+
+    loaded, plugins = load(str(REPO / recipe), ["init=null", *overrides], [])
+    run = Run(loaded.recipe, plugins, workdir, resolved_yaml=dump_resolved_yaml(loaded))
+    run.setup()
+    return run
+
+
+def fill_memory(run, batch, rows: int | None) -> int:
+    """One epoch-1 step allocates the GSRC-FR banks; then every bank is replaced by random
+    unit rows (all marked written). Returns the epoch in which every objective is active."""
+    from wsreid.api import StepContext
+
+    run.train_step(batch, StepContext(1, 0, 2, run.dist))
+    start = 1
+    for assoc in run.components.global_associations.values():
+        memory = getattr(assoc, "image_memory", None)
+        if memory is None:
+            continue
+        n, dim = rows or memory.shape[0], memory.shape[1]
+        device = memory.device
+        assoc.image_memory, assoc.text_memory = (
+            torch.nn.functional.normalize(torch.randn(n, dim, device=device), dim=1).to(memory.dtype) for _ in range(2))
+        assoc.written = torch.ones(n, dtype=torch.bool, device=device)
+        assoc.person_ids = torch.randint(0, max(n // 4, 1), (n,), device=device)
+        start = max(start, assoc.params.start_epoch)
+    return start
+
+
+def _batches(run, count: int):
+    out = []
+    for i, batch in enumerate(run.loader):
+        if i == count:
+            break
+        out.append(batch.to(run.dist.device))
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(run, batches, epoch: int, steps: int, warmup: int, encoders_only: bool = False) -> list[float]:
+    from wsreid.api import StepContext
+
+    times = []
+    device = run.dist.device
+    for i in range(warmup + steps):
+        batch = batches[i % len(batches)]
+        ctx = StepContext(epoch, i, epoch + 1, run.dist)
+        _sync(device)
+        t0 = time.perf_counter()
+        if encoders_only:
+            views = run.components.pair_construction.views(batch, run.encoder)
+            feats = run.encode(views)
+            loss = sum((f.image.sum() + f.text.sum()) * 1e-3 for f in feats.values())
+            run.optimizer.zero_grad(set_to_none=True)
+            run.accelerator.backward(loss)
+            run.optimizer.step()
+        else:
+            run.train_step(batch, ctx)
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--encoder", choices=["tiny", "vit-b16"], default="tiny")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--memory-rows", type=int, default=None, help="GSRC-FR bank rows (default: training pairs; "
+                    "vit-b16 default 68,126 = CUHK-PEDES training captions)")
+    args = ap.parse_args()
+    overrides = (VIT_B16 if args.encoder == "vit-b16" else []) + [f"train.batch_size={args.batch_size}"]
+    rows = args.memory_rows or (68126 if args.encoder == "vit-b16" else None)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, recipe in (("ITC", "recipes/baselines/itc.yaml"), ("DGIA", "recipes/dgia.yaml")):
+            run = build(recipe, overrides, Path(tmp) / name)
+            batches = _batches(run, 4)
+            epoch = fill_memory(run, batches[0], rows)
+            results[name] = time_steps(run, batches, epoch, args.steps, args.warmup)
+            if name == "DGIA":
+                results["DGIA encoders only"] = time_steps(run, batches, epoch, args.steps, args.warmup, encoders_only=True)
+            device = run.dist.device
+            del run
+    med = {k: statistics.median(v) for k, v in results.items()}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; encoder: {args.encoder}; batch {args.batch_size}; GSRC-FR memory rows: {rows or 'training pairs'}; "
+          f"median of {args.steps} steps")
+    for k, v in med.items():
+        print(f"  {k:<20} {v * 1000:9.1f} ms/step   ({1 / v:6.2f} steps/s)")
+    print(f"  DGIA / ITC step time: {med['DGIA'] / med['ITC']:.2f}x")
+    outside = 1 - med["DGIA encoders only"] / med["DGIA"]
+    print(f"  share of the DGIA step outside the encoders (relations, memory, targets, losses): {100 * outside:.1f} %")
+
+
+if __name__ == "__main__":
+    main()
