@@ -154,6 +154,30 @@ def test_dry_run_lists_runs_and_creates_nothing(study_file, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_seeds_option_runs_a_subset_and_the_table_covers_every_seed(study_file, tmp_path, capsys, monkeypatch):
+    import wsreid.ablate as ablate
+
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "out"), "--seeds", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "4 runs (0 finished); nothing was run" in captured.out
+    assert captured.err.count(": new -> ") == 4 and "seed-2" in captured.err and "seed-0" not in captured.err
+
+    def fake_run(argv):  # stands in for `wsreid run`: seed -> R1
+        out = Path(next(a for a in argv if a.startswith("output_dir=")).split("=", 1)[1].strip('"'))
+        seed = int(next(a for a in argv if a.startswith("train.seed=")).split("=")[1])
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(_metrics(10.0 + seed)))
+
+    monkeypatch.setattr(ablate, "execute_in_process", fake_run)
+    assert main(["ablate", str(study_file), "--output-dir", str(tmp_path / "out"), "--seeds", "0,7"]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((tmp_path / "out" / "results.csv").open())}
+    assert rows["A"]["runs_done"] == "2" and rows["A"]["runs_total"] == "4"  # study seeds 0-2 plus 7
+    assert float(rows["A"]["R1_mean"]) == pytest.approx(13.5)
+    assert sorted(p.name for p in (tmp_path / "out" / "runs" / "A").iterdir()) == ["seed-0", "seed-7"]
+    assert main(["ablate", str(study_file), "--seeds", "x"]) == 2
+    assert "--seeds x: expected comma-separated integers" in capsys.readouterr().err
+
+
 def test_shipped_dgia_study_plans_the_paper_rows():
     loaded = load_study(REPO / "recipes" / "ablations" / "dgia.yaml")
     assert loaded.labels[:9] == ["B", "B+LRC", "B+GSRC-FR", "B+LRC+GSRC-FR", "full", "B+LRC-I", "B+LRC-T",

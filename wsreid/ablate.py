@@ -400,6 +400,18 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     return ordered
 
 
+def _parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text}: expected comma-separated integers", hint="e.g. --seeds 0 or --seeds 0,1") from None
+    if not seeds:
+        raise UserError(f"--seeds {text!r}: no seed given", hint="e.g. --seeds 0 or --seeds 0,1")
+    return seeds
+
+
 def _threads_per_job(jobs: int) -> int:
     import os
 
@@ -431,6 +443,9 @@ def add_ablate_parser(sub, common: Callable[[argparse.ArgumentParser], None] | N
                    help="write the table, CSV and chart from the finished runs; run nothing")
     p.add_argument("--subprocess", action="store_true",
                    help="run each training in its own `python -m wsreid run` process (isolates crashes and memory)")
+    p.add_argument("--seeds", metavar="S[,S...]",
+                   help="run only these seeds (a comma-separated subset or replacement of the study's seeds); "
+                        "the table still covers the study's seeds, with the others shown as not run")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="run N trainings at once, each in its own process with cpus/N threads and its output "
                         "in OUTPUT_DIR/logs/ (default 1: one after another)")
@@ -453,6 +468,12 @@ def cmd_ablate(args) -> int:
         parse_override(text)  # fail before any run on a malformed override
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(loaded)
     runs = plan_runs(loaded, output_dir, args.override)
+    chosen = _parse_seeds(getattr(args, "seeds", None))
+    if chosen is not None:
+        extra = [s for s in chosen if s not in loaded.study.seeds]
+        if extra:  # seeds beyond the study's: plan them too (the table shows them as well)
+            loaded.study.seeds = list(loaded.study.seeds) + extra
+            runs = plan_runs(loaded, output_dir, args.override)
     execute = execute_subprocess if args.subprocess else execute_in_process
     disabled = getattr(args, "disable_plugin", [])
     jobs = getattr(args, "jobs", 1) or 1
@@ -462,15 +483,19 @@ def cmd_ablate(args) -> int:
         if args.report_only:
             outcomes = collect_outcomes(runs)
         else:
-            outcomes = run_study(loaded, runs, disabled=disabled, execute=execute, dry_run=args.dry_run,
+            selected = [r for r in runs if chosen is None or r.seed in chosen]
+            outcomes = run_study(loaded, selected, disabled=disabled, execute=execute, dry_run=args.dry_run,
                                  jobs=jobs, log_dir=output_dir / "logs")
+            if chosen is not None and not args.dry_run:  # the table covers every seed of the study
+                done = {(o.run.label, o.run.seed): o for o in outcomes}
+                outcomes = [done.get((r.label, r.seed)) or collect_outcomes([r])[0] for r in runs]
     except KeyboardInterrupt as exc:
         outcomes = getattr(exc, "outcomes", [])
         print(f"\ninterrupted after {len(outcomes)} of {len(runs)} runs; run the same command again to go on",
               file=sys.stderr)
         return 130
     if args.dry_run:
-        print(f"{len(runs)} runs ({sum(o.status == STATE_DONE for o in outcomes)} finished); nothing was run")
+        print(f"{len(outcomes)} runs ({sum(o.status == STATE_DONE for o in outcomes)} finished); nothing was run")
         return 0
     rows = aggregate(loaded, outcomes)
     paths = write_outputs(loaded, rows, output_dir)
