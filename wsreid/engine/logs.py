@@ -98,6 +98,14 @@ def read_csv(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+_RATE_WORDS = ("precision", "accuracy", "share", "items_with", "recall", "rate")
+
+
+def _is_rate(key: str) -> bool:
+    """Diagnostics logged in percent (precision, accuracy, shares) vs counts."""
+    return any(word in key.rsplit("/", 1)[-1] for word in _RATE_WORDS)
+
+
 def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     """Plot per-epoch losses, learning rate, validation metrics and diagnostics to PNG."""
     path = run_dir / "logs" / "epochs.csv"
@@ -114,7 +122,8 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     panels = {
         "losses": [k for k in keys if k.startswith("loss/")],
         "validation (%)": [k for k in keys if k.startswith("val/")],
-        "diagnostics": [k for k in keys if k.startswith("diag/")],
+        "diagnostics (%)": [k for k in keys if k.startswith("diag/") and _is_rate(k)],
+        "diagnostics (counts)": [k for k in keys if k.startswith("diag/") and not _is_rate(k)],
         "learning rate": [k for k in keys if k == "lr"],
     }
     panels = {t: ks for t, ks in panels.items() if ks}
@@ -124,6 +133,9 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
             ys = [r.get(k, math.nan) for r in rows]
             ax.plot(epochs, ys, marker=".", label=k.split("/", 1)[-1])
         ax.set_title(title)
+        values = [v for k in ks for v in (r.get(k, math.nan) for r in rows) if v == v]
+        if title.endswith("(counts)") and values and min(values) > 0 and max(values) / min(values) > 50:
+            ax.set_yscale("log")  # e.g. related pairs per batch (thousands) beside neighbours per item (a few)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
