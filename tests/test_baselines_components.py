@@ -94,8 +94,8 @@ def test_relation_keys_pseudo_labels_by_dataset_index():
     component.epoch_start(epoch_context(1, x, person_ids=truth))
     stats = component.diagnostics()
     assert stats["clusters"] == 3.0
-    assert stats["outlier_share"] == pytest.approx(2 / 26)
-    assert stats["pair_precision"] == 1.0 and stats["pair_recall"] == 1.0
+    assert stats["outlier_share"] == pytest.approx(100 * 2 / 26)  # diagnostics are in %
+    assert stats["pair_precision"] == 100.0 and stats["pair_recall"] == 100.0
     assert component.diagnostics() == {}  # reset after reading
 
     index = torch.tensor([25, 3, 17, 0, 9, 12, 21, 5])  # any loader order
@@ -145,10 +145,10 @@ def test_cluster_on_text_uses_text_features():
     noise = unit(torch.randn(26, 16, generator=torch.Generator().manual_seed(9)))
     on_text = build_cluster(26, cluster_on="text")
     on_text.epoch_start(epoch_context(1, noise, text=x, person_ids=truth))
-    assert on_text.diagnostics()["pair_recall"] == 1.0
+    assert on_text.diagnostics()["pair_recall"] == 100.0
     on_image = build_cluster(26, cluster_on="image")
     on_image.epoch_start(epoch_context(1, noise, text=x, person_ids=truth))
-    assert on_image.diagnostics()["pair_recall"] < 0.5
+    assert on_image.diagnostics()["pair_recall"] < 50.0
     # identical image and text features: the concatenation has the same cosines as either
     both = build_cluster(26, cluster_on="image+text")
     both.epoch_start(epoch_context(1, x, text=x))

@@ -116,12 +116,13 @@ class ClusterPseudoLabels(GlobalAssociation):
         outliers = clusters == NOISE
         stats = {
             "clusters": float(len(np.unique(clusters[~outliers]))),
-            "outlier_share": float(outliers.mean()) if n else 0.0,
+            "outlier_share": 100.0 * float(outliers.mean()) if n else 0.0,
             "cluster_seconds": time.perf_counter() - started,
         }
         if ctx.train_person_ids is not None:
             truth = ctx.train_person_ids.detach().to("cpu").numpy()
-            stats["pair_precision"], stats["pair_recall"] = pair_precision_recall(labels, truth)
+            precision, recall = pair_precision_recall(labels, truth)
+            stats["pair_precision"], stats["pair_recall"] = 100.0 * precision, 100.0 * recall
         self._diagnostics = stats
 
     # -- per step -----------------------------------------------------------------------
