@@ -182,7 +182,9 @@ def test_shipped_dgia_study_plans_the_paper_rows():
     loaded = load_study(REPO / "recipes" / "ablations" / "dgia.yaml")
     assert loaded.labels[:9] == ["B", "B+LRC", "B+GSRC-FR", "B+LRC+GSRC-FR", "full", "B+LRC-I", "B+LRC-T",
                                  "BFE+GSRC-T", "BFE+GSRC-IT"]
-    assert [v.overrides.get("pair_construction.mask_ratio") for v in loaded.study.variants[9:]] == [0.1, 0.2, 0.3, 0.4]
+    assert [v.overrides.get("pair_construction.mask_ratio") for v in loaded.study.variants[9:13]] == [0.1, 0.2, 0.3, 0.4]
+    control = loaded.study.variants[13]  # LRC relating every pair: label smoothing, no identity information
+    assert control.label == "B+LRC-all (control)" and control.overrides["local_associations.lrc.threshold_image"] == -1
     assert loaded.study.seeds == [0, 1, 2] and loaded.reference == "B"
 
 
