@@ -15,7 +15,7 @@ from wsreid.engine.run import Run
 
 
 def test_tiny_study_runs_tabulates_and_resumes(make_recipe, tmp_path, capsys, monkeypatch):
-    base = make_recipe("baselines/supervised.yaml", {"train": {"epochs": 1, "batch_size": 64}})
+    make_recipe("baselines/supervised.yaml", {"train": {"epochs": 1, "batch_size": 64}})
     study = tmp_path / "study.yaml"
     study.write_text("""\
 base: recipe.yaml
@@ -78,7 +78,7 @@ variants:
 def test_parallel_study_runs_each_training_in_its_own_process(make_recipe, tmp_path, capsys):
     """``--jobs 2``: two `python -m wsreid run` children at once, their output in
     OUTPUT_DIR/logs/, the table in study order; a second invocation reruns nothing."""
-    base = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "batch_size": 64}})
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "batch_size": 64}})
     study = tmp_path / "study.yaml"
     study.write_text("""\
 base: recipe.yaml

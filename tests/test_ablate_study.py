@@ -176,6 +176,8 @@ def test_seeds_option_runs_a_subset_and_the_table_covers_every_seed(study_file, 
     assert sorted(p.name for p in (tmp_path / "out" / "runs" / "A").iterdir()) == ["seed-0", "seed-7"]
     assert main(["ablate", str(study_file), "--seeds", "x"]) == 2
     assert "--seeds x: expected comma-separated integers" in capsys.readouterr().err
+    assert main(["ablate", str(study_file), "-j", "0"]) == 2
+    assert "--jobs 0: must be at least 1" in capsys.readouterr().err
 
 
 def test_shipped_dgia_study_plans_the_paper_rows():

@@ -4,6 +4,7 @@ recipe is trained once and cached."""
 from __future__ import annotations
 
 import filecmp
+import json
 from pathlib import Path
 
 import torch
@@ -38,6 +39,19 @@ def test_init_recipe_is_trained_once_cached_and_loaded(make_recipe, tmp_path, mo
     weights = load_file(str(cached[0] / "checkpoints" / "epoch-0001" / "model.safetensors"))
     state = run.encoder.state_dict()
     assert all(torch.equal(state[k].cpu(), v) for k, v in weights.items())
+
+    # zero-shot of the recipe evaluates that initial encoder: the metrics of the cached run
+    # itself (same data, its only epoch), without training anything
+    def evaluate(*args):
+        capsys.readouterr()
+        assert main(["eval", *map(str, args)]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    zero = evaluate("--zero-shot", "--recipe", recipe)
+    assert zero["weights"].startswith("initial encoder of init ") and "pretrain.yaml" in zero["weights"]
+    cached_run = evaluate(cached[0])
+    assert {k: zero[k] for k in ("R1", "mAP")} == {k: cached_run[k] for k in ("R1", "mAP")}
+    assert "training the initial encoder" not in capsys.readouterr().err
 
 
 def test_init_run_that_does_not_exist_is_a_clear_error(make_recipe, tmp_path, capsys):

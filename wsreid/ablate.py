@@ -384,8 +384,6 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
             for future, i in futures.items():
                 outcomes[i] = future.result()
         except KeyboardInterrupt as exc:
-            for future in futures:
-                future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)  # children got the same SIGINT
             exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise
@@ -476,7 +474,7 @@ def cmd_ablate(args) -> int:
             runs = plan_runs(loaded, output_dir, args.override)
     execute = execute_subprocess if args.subprocess else execute_in_process
     disabled = getattr(args, "disable_plugin", [])
-    jobs = getattr(args, "jobs", 1) or 1
+    jobs = getattr(args, "jobs", 1)
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1", hint="give the number of trainings to run at once")
     try:

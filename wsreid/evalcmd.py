@@ -244,12 +244,6 @@ def _build(recipe, plugins, run_dir: Path | None):
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     set_seed(recipe.train.seed)
-    if run_dir is None and recipe.init is not None:
-        # zero-shot of a recipe with `init`: the encoder as the run would start, i.e. the
-        # initial run's tokenizer (found in its directory) and weights (loaded by the caller)
-        from wsreid.engine.init import pretrained_run
-
-        run_dir = pretrained_run(recipe.init)
     ctx = BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device)
     splits = build_component(plugins, "dataset", recipe.data, ctx, "data").load()
     ctx.train_captions = [p.caption for p in splits.train]
@@ -288,16 +282,23 @@ def cmd_eval(args) -> int:
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded, plugins = _load(target.recipe, args.override, args.data, args.disable_plugin)
     recipe = loaded.recipe
-    splits, encoder, device = _build(recipe, plugins, target.run_dir)
+    init_source = None
+    if target.weights is None and recipe.init is not None:
+        # zero-shot of a recipe with `init`: the encoder as the run would start - the
+        # initial run's tokenizer (found in its directory) and its weights
+        from wsreid.engine.init import pretrained_run
+
+        init_source = pretrained_run(recipe.init)
+    splits, encoder, device = _build(recipe, plugins, target.run_dir or init_source)
     split = getattr(splits, args.split)
     if split is None:
         raise UserError(f"dataset {splits.name!r} has no {args.split} split", hint="use --split test")
     if target.weights is not None:
         load_model_weights(encoder, target.weights)
-    elif recipe.init is not None:
-        from wsreid.engine.init import prepare_init
+    elif init_source is not None:
+        from wsreid.engine.init import weights_of
 
-        load_model_weights(encoder, prepare_init(recipe.init, Path("."), is_main=False, world_size=1))
+        load_model_weights(encoder, weights_of(init_source, recipe.init.checkpoint))
     encoder.to(device).eval()
     dist = Distributed(None)
     dist.device = device

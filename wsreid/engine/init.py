@@ -52,7 +52,7 @@ def resolve_init_path(loaded) -> None:
         loaded.resolved.setdefault("init", {})[key] = absolute
 
 
-def _weights_of(run_dir: Path, checkpoint: str) -> Path:
+def weights_of(run_dir: Path, checkpoint: str) -> Path:
     from wsreid.engine.checkpoint import latest_checkpoint
 
     if checkpoint == "best" and (run_dir / "checkpoints" / "best" / "model.safetensors").exists():
@@ -114,4 +114,4 @@ def prepare_init(init, run_dir: Path, *, is_main: bool, world_size: int) -> Path
     if is_main and tokenizer.is_dir() and not (run_dir / "tokenizer").exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(tokenizer, run_dir / "tokenizer")
-    return _weights_of(source, init.checkpoint)
+    return weights_of(source, init.checkpoint)

@@ -109,7 +109,7 @@ class EvalConfig(Strict):
 class InitConfig(Strict):
     """Initialise the encoder from the final weights (and tokenizer) of another run - the
     framework's analogue of loading a pretrained encoder. ``recipe`` is trained once and
-    cached under ``$WSREID_CACHE/init/`` (keyed by its resolved content); ``run`` uses an
+    cached under ``$WSREID_CACHE/init/`` (keyed by its content as written); ``run`` uses an
     existing run directory instead. Paths are relative to the file that names them."""
 
     recipe: str | None = Field(None, description="recipe trained once (cached) whose encoder initialises this run")
