@@ -51,6 +51,10 @@ def test_init_recipe_is_trained_once_cached_and_loaded(make_recipe, tmp_path, mo
     assert zero["weights"].startswith("initial encoder of init ") and "pretrain.yaml" in zero["weights"]
     cached_run = evaluate(cached[0])
     assert {k: zero[k] for k in ("R1", "mAP")} == {k: cached_run[k] for k in ("R1", "mAP")}
+    # with --data the relative init path still resolves against the recipe file, not the
+    # working directory (here the data block is the recipe's own: the same numbers)
+    crossed = evaluate("--zero-shot", "--recipe", recipe, "--data", recipe)
+    assert {k: crossed[k] for k in ("R1", "mAP")} == {k: zero[k] for k in ("R1", "mAP")}
     assert "training the initial encoder" not in capsys.readouterr().err
 
 

@@ -202,7 +202,9 @@ def _load(recipe_path: str, overrides: list[str], data_recipe: str | None, disab
     from wsreid.pluginmanager import load_plugins
     from wsreid.recipe import apply_overrides, load_recipe, read_recipe_tree, recipe_plugin_modules
 
-    tree, _ = read_recipe_tree(recipe_path)
+    from wsreid.engine.init import resolve_init_path
+
+    tree, locations = read_recipe_tree(recipe_path)
     other, _ = read_recipe_tree(data_recipe)
     if not isinstance(other.get("data"), dict):
         raise UserError(f"--data {data_recipe}: the recipe has no data block", hint="pass a recipe with 'data:'")
@@ -210,9 +212,13 @@ def _load(recipe_path: str, overrides: list[str], data_recipe: str | None, disab
     modules = list(dict.fromkeys(recipe_plugin_modules(tree) + recipe_plugin_modules(other)))
     if modules:
         tree["plugins"] = modules
-    tree = apply_overrides(tree, overrides)
+    tree = apply_overrides(tree, overrides, locations)
     plugins = load_plugins(modules, disabled=disabled)
-    return load_recipe(tree, registry=plugins.registry), plugins
+    loaded = load_recipe(tree, registry=plugins.registry)
+    # relative init paths are relative to the recipe file that names them, as in `load`
+    loaded.locations = locations
+    resolve_init_path(loaded)
+    return loaded, plugins
 
 
 def _supervision(recipe, plugins, zero_shot: bool) -> tuple[bool, str | None]:
