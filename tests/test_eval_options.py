@@ -87,7 +87,13 @@ def test_query_mask_ratio_rows(trained, capsys):
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 3  # header, unmasked, one row per ratio
     assert table[1].startswith("| none | " + f"{result['R1']:.2f} |")
-    assert table[3] == "| 0.6 | " + " | ".join(f"{rows[2][k]:.2f}" for k in KEYS) + " |"
+    assert table[3] == ("| 0.6 | " + " | ".join(f"{rows[2][k]:.2f}" for k in KEYS)
+                        + f" | {rows[2]['top1_images']} | {rows[2]['top1_hub_share']:.1f} | {rows[2]['query_mean_cosine']:.3f} |")
+    # the hubness diagnostic: a count of gallery images and a share of the queries
+    assert (rows[0]["top1_images"], rows[0]["top1_hub_share"]) == (result["top1_images"], result["top1_hub_share"])
+    for row in [result] + rows:
+        assert 1 <= row["top1_images"] and 0 < row["top1_hub_share"] <= 100 and -1 <= row["query_mean_cosine"] <= 1
+    assert rows[0]["query_mean_cosine"] == pytest.approx(result["query_mean_cosine"])
 
 
 def test_mask_query_tokens_masks_a_share_of_word_tokens():

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsreid.evaluation import (
+    mean_pairwise_cosine,
     retrieval_counts,
     retrieval_metrics,
     retrieval_metrics_from_features,
     similarity_from_features,
+    top1_concentration,
 )
 
 KEYS = ("R1", "R5", "R10", "mAP", "mINP")
@@ -135,3 +138,21 @@ def test_properties(case):
     assert retrieval_metrics(sim[qperm], qids[qperm], gids) == pytest.approx(m, abs=1e-9)
     perfect = (qids[:, None] == gids[None, :]).double() + 0.001 * torch.rand(sim.shape, generator=gen, dtype=torch.float64)
     assert retrieval_metrics(perfect, qids, gids) == pytest.approx({k: 100.0 for k in KEYS})
+
+
+def test_top1_concentration_counts_first_results():
+    # 4 queries x 3 gallery items: first results 2, 2, 0, 2 (the tie in row 3 goes to index 0)
+    sim = torch.tensor([[0.1, 0.2, 0.9], [0.0, 0.5, 0.6], [0.7, 0.7, 0.1], [0.3, 0.2, 0.4]])
+    assert top1_concentration(sim) == {"top1_images": 2, "top1_hub_share": 75.0}
+    assert top1_concentration(torch.eye(5)) == {"top1_images": 5, "top1_hub_share": 20.0}
+    assert top1_concentration(torch.zeros(0, 3)) == {"top1_images": 0, "top1_hub_share": 0.0}
+
+
+def test_mean_pairwise_cosine_equals_the_explicit_mean():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(7, 5, generator=g)
+    n = F.normalize(f, dim=1)
+    explicit = ((n @ n.T).sum() - 7) / (7 * 6)
+    assert mean_pairwise_cosine(f) == pytest.approx(explicit.item(), abs=1e-6)
+    assert mean_pairwise_cosine(torch.ones(4, 3) * torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None]) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)

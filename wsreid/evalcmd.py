@@ -260,14 +260,18 @@ def _build(recipe, plugins, run_dir: Path | None):
 
 def evaluation_table(result: dict[str, Any]) -> str:
     """Markdown table of an evaluation result: the unmasked queries ("none"), then one row
-    per requested mask ratio."""
+    per requested mask ratio. The last three columns are diagnostics, not metrics: the
+    distinct images ranked first and the % of queries sent to the commonest of them
+    (:func:`wsreid.evaluation.top1_concentration`), and the mean cosine between two
+    queries' features (:func:`wsreid.evaluation.mean_pairwise_cosine`)."""
     tag = "" if result.get("weakly_supervised", True) else "  [NOT weakly supervised]"
     lines = [f"{result['dataset']} {result['split']}, weights: {result['weights']}{tag}", "",
-             "| query mask ratio | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 1) + "|"]
-    rows = [{"ratio": "none", **{k: result[k] for k in METRIC_KEYS}}] + [
-        {**r, "ratio": f"{r['ratio']:g}"} for r in result.get("query_mask", [])]
+             "| query mask ratio | " + " | ".join(METRIC_KEYS) + " | top-1 images | top-1 hub % | query cos |",
+             "|---" * (len(METRIC_KEYS) + 4) + "|"]
+    rows = [{"ratio": "none", **result}] + [{**r, "ratio": f"{r['ratio']:g}"} for r in result.get("query_mask", [])]
     for row in rows:
-        lines.append(f"| {row['ratio']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS) + " |")
+        lines.append(f"| {row['ratio']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS)
+                     + f" | {row['top1_images']} | {row['top1_hub_share']:.1f} | {row['query_mean_cosine']:.3f} |")
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines)
@@ -280,7 +284,7 @@ def cmd_eval(args) -> int:
     from wsreid.distributed import Distributed
     from wsreid.engine.checkpoint import load_model_weights
     from wsreid.engine.evaluate import extract_image_features, extract_text_features
-    from wsreid.evaluation import retrieval_metrics
+    from wsreid.evaluation import mean_pairwise_cosine, retrieval_metrics, top1_concentration
 
     ratios = parse_ratios(args.query_mask_ratio)
     if args.show < 0 or args.top_k < 1:
@@ -320,7 +324,9 @@ def cmd_eval(args) -> int:
         "weights": (str(target.weights) if target.weights is not None
                     else f"initial encoder of init {recipe.init.recipe or recipe.init.run} (zero-shot)"
                     if recipe.init is not None else "encoder as loaded (zero-shot)"),
-        **retrieval_metrics((text @ image.T).cpu(), qids, gids, chunk_size=ev.chunk_size),
+        **retrieval_metrics(clean := (text @ image.T).cpu(), qids, gids, chunk_size=ev.chunk_size),
+        **top1_concentration(clean),
+        "query_mean_cosine": mean_pairwise_cosine(text),
         "weakly_supervised": weakly,
     }
     if note:
@@ -329,8 +335,10 @@ def cmd_eval(args) -> int:
         result["query_mask"] = []
         for ratio in ratios:
             masked = masked_text_features(encoder, split.captions, ratio, args.mask_seed, ev.batch_size, device)
-            metrics = retrieval_metrics((masked @ image.T).cpu(), qids, gids, chunk_size=ev.chunk_size)
-            result["query_mask"].append({"ratio": ratio, **metrics})
+            similarity = (masked @ image.T).cpu()
+            metrics = retrieval_metrics(similarity, qids, gids, chunk_size=ev.chunk_size)
+            result["query_mask"].append({"ratio": ratio, **metrics, **top1_concentration(similarity),
+                                         "query_mean_cosine": mean_pairwise_cosine(masked)})
         result["mask_seed"] = args.mask_seed
     if args.show:
         from wsreid.showcase import write_retrieval_figure

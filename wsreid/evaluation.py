@@ -28,6 +28,8 @@ __all__ = [
     "retrieval_metrics",
     "retrieval_metrics_from_features",
     "retrieval_counts",
+    "top1_concentration",
+    "mean_pairwise_cosine",
     "similarity_from_features",
     "RetrievalCounts",
     "DEFAULT_CHUNK_ELEMENTS",
@@ -197,3 +199,31 @@ def retrieval_metrics_from_features(
     return _run(
         chunk, q, g, query_ids, gallery_ids, gallery.device, tuple(ranks), chunk_size, max_chunk_elements
     ).metrics()
+
+
+def top1_concentration(similarity: torch.Tensor) -> dict[str, float]:
+    """How spread the queries' first results are (a hubness diagnostic, not a metric of
+    the protocol): ``top1_images``, the number of distinct gallery items ranked first by
+    some query, and ``top1_hub_share``, the % of queries whose first result is the single
+    most frequent one. ``similarity``: Q x G. A healthy ranking spreads its first results
+    over many items; a model whose queries share a common offset sends most of them to
+    the same "hub" item.
+    """
+    if similarity.numel() == 0:
+        return {"top1_images": 0, "top1_hub_share": 0.0}
+    # ties go to the lowest gallery index, as in the stable ranking of the metrics
+    first = similarity.float().argmax(dim=1)
+    counts = torch.bincount(first, minlength=similarity.shape[1])
+    return {"top1_images": int((counts > 0).sum()), "top1_hub_share": 100.0 * counts.max().item() / similarity.shape[0]}
+
+
+def mean_pairwise_cosine(features: torch.Tensor) -> float:
+    """Mean cosine similarity over the ordered pairs of distinct rows of ``features``
+    (N x d; rows are L2-normalised here): near 1 when the features have collapsed to one
+    direction. O(N d): uses sum_{i != j} f_i . f_j = |sum_i f_i|^2 - N."""
+    n = features.shape[0]
+    if n < 2:
+        return float("nan")
+    f = F.normalize(features.float(), dim=1)
+    total = f.sum(dim=0)
+    return ((total @ total).item() - n) / (n * (n - 1))

@@ -1,0 +1,71 @@
+"""results/eval_protocols.py: every finished run of a study evaluated under degraded
+queries and on another dataset by `wsreid eval` processes, tabulated per variant; a second
+call reuses the saved evaluations."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from wsreid.cli import main as wsreid_main
+
+SCRIPT = Path(__file__).resolve().parents[1] / "results" / "eval_protocols.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("eval_protocols", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_runs_are_evaluated_tabulated_and_reused(make_recipe, tmp_path, monkeypatch, capsys):
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "batch_size": 16}})
+    study = tmp_path / "study.yaml"
+    study.write_text("base: recipe.yaml\nseeds: [0, 1]\nvariants:\n  - label: itc\n")
+    runs = tmp_path / "study"
+    assert wsreid_main(["ablate", str(study), "--output-dir", str(runs)]) == 0
+    # a variant added after the study ran: listed, with no numbers
+    study.write_text(study.read_text() + "  - label: later\n    overrides: {train.lr: 0.001}\n")
+
+    out = tmp_path / "protocols"
+    args = [str(study), "--runs", str(runs), "--out", str(out), "--ratios", "0.5",
+            "--data", str(tmp_path / "recipe.yaml"), "--figure", str(out / "fig.png")]
+    script = _script()
+    assert script.main(args) == 0
+
+    metrics = [json.loads((runs / "runs" / "itc" / f"seed-{s}" / "metrics.json").read_text())["test"] for s in (0, 1)]
+    saved = [json.loads((out / "runs" / "itc" / f"seed-{s}" / "degraded.json").read_text()) for s in (0, 1)]
+    assert [d["mAP"] for d in saved] == pytest.approx([m["mAP"] for m in metrics])  # the run's own checkpoint
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    itc = rows["itc"]
+    assert itc["runs_done"] == "2" and itc["runs_total"] == "2"
+    assert float(itc["clean_mAP_mean"]) == pytest.approx(statistics.fmean(m["mAP"] for m in metrics))
+    assert float(itc["clean_mAP_std"]) == pytest.approx(statistics.stdev(m["mAP"] for m in metrics))
+    masked = [d["query_mask"][0] for d in saved]
+    assert all(m["ratio"] == 0.5 for m in masked)
+    assert float(itc["mask0.5_mAP_mean"]) == pytest.approx(statistics.fmean(m["mAP"] for m in masked))
+    assert float(itc["mask0.5_mAP_mean"]) != pytest.approx(float(itc["clean_mAP_mean"]))
+    # the "other" dataset is the same data here: cross-dataset numbers equal the clean ones
+    assert float(itc["cross_mAP_mean"]) == pytest.approx(float(itc["clean_mAP_mean"]))
+    assert rows["later"]["runs_done"] == "0" and rows["later"]["clean_R1_mean"] == ""
+    md = (out / "results.md").read_text()
+    assert float(itc["mask0.5_top1_hub_share_mean"]) == pytest.approx(statistics.fmean(m["top1_hub_share"] for m in masked))
+    assert "| itc | 2/2 |" in md and "| later | 0/2 | - |" in md
+    assert (out / "fig.png").stat().st_size > 1000
+    assert "later seed 0: no finished run with weights" in capsys.readouterr().out
+
+    # second call: nothing is evaluated again
+    def no_process(*a, **k):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(subprocess, "run", no_process)
+    (out / "results.csv").unlink()
+    assert script.main(args) == 0
+    assert {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}["itc"] == itc
