@@ -187,6 +187,9 @@ def test_shipped_dgia_study_plans_the_paper_rows():
     assert [v.overrides.get("pair_construction.mask_ratio") for v in loaded.study.variants[9:13]] == [0.1, 0.2, 0.3, 0.4]
     control = loaded.study.variants[13]  # LRC relating every pair: label smoothing, no identity information
     assert control.label == "B+LRC-all (control)" and control.overrides["local_associations.lrc.threshold_image"] == -1
+    iasc = loaded.study.variants[14]  # full DGIA whose asymmetric view relates nothing but each pair
+    assert iasc.overrides == {"local_associations.lrc_asymmetric.threshold_image": 1.0,
+                              "local_associations.lrc_asymmetric.threshold_text": 1.0}
     assert loaded.study.seeds == [0, 1, 2] and loaded.reference == "B"
 
 
