@@ -84,10 +84,16 @@ def _mean_std(samples: list[float]) -> tuple[float, float | None]:
     return mean, (statistics.stdev(samples) if len(samples) > 1 else None)
 
 
-def _cell(samples: list[float], fmt: str = "{:.2f}") -> str:
-    if not samples:
+def _values(samples: list[dict[str, float]], key: str) -> list[float]:
+    """``key`` of every run of a variant that has it."""
+    return [s[key] for s in samples if key in s]
+
+
+def _cell(samples: list[dict[str, float]], key: str, fmt: str = "{:.2f}") -> str:
+    values = _values(samples, key)
+    if not values:
         return "-"
-    mean, std = _mean_std(samples)
+    mean, std = _mean_std(values)
     return fmt.format(mean) if std is None else f"{fmt.format(mean)} +- {fmt.format(std)}"
 
 
@@ -150,7 +156,7 @@ def _write_tables(out: Path, rows, ratios: list[float], args) -> None:
         for label, weakly, samples, done, total in rows:
             cells = []
             for k in keys:
-                vals = [s[k] for s in samples if k in s]
+                vals = _values(samples, k)
                 mean, std = _mean_std(vals) if vals else (None, None)
                 cells += ["" if mean is None else mean, "" if std is None else std]
             writer.writerow([label, weakly, done, total] + cells)
@@ -174,13 +180,15 @@ def _write_tables(out: Path, rows, ratios: list[float], args) -> None:
         "| variant | runs | clean | " + " | ".join(f"r={r:g}" for r in ratios) + " | mAP | hub % | query cos |",
         "|---|---|" + "---|" * (len(ratios) + 4),
     ]
+    last = f"mask{ratios[-1]:g}"
     for label, weakly, samples, done, total in rows:
-        col = lambda k, f="{:.2f}": _cell([s[k] for s in samples if k in s], f)  # noqa: E731
-        last = f"mask{ratios[-1]:g}"
-        hub = f"{col(f'{last}_top1_hub_share', '{:.1f}')} ({col('clean_top1_hub_share', '{:.1f}')})" if samples else "-"
-        cos = f"{col(f'{last}_query_mean_cosine', '{:.3f}')} ({col('clean_query_mean_cosine', '{:.3f}')})" if samples else "-"
-        lines.append(f"| {mark(label, weakly)} | {done}/{total} | {col('clean_R1')} | "
-                     + " | ".join(col(f"mask{r:g}_R1") for r in ratios) + f" | {col(f'{last}_mAP')} | {hub} | {cos} |")
+        hub = (f"{_cell(samples, f'{last}_top1_hub_share', '{:.1f}')} "
+               f"({_cell(samples, 'clean_top1_hub_share', '{:.1f}')})") if samples else "-"
+        cos = (f"{_cell(samples, f'{last}_query_mean_cosine', '{:.3f}')} "
+               f"({_cell(samples, 'clean_query_mean_cosine', '{:.3f}')})") if samples else "-"
+        lines.append(f"| {mark(label, weakly)} | {done}/{total} | {_cell(samples, 'clean_R1')} | "
+                     + " | ".join(_cell(samples, f"mask{r:g}_R1") for r in ratios)
+                     + f" | {_cell(samples, f'{last}_mAP')} | {hub} | {cos} |")
     lines += [
         "",
         f"## Cross-dataset: trained on the run's dataset, tested on the data block of `{args.data}`",
@@ -189,8 +197,8 @@ def _write_tables(out: Path, rows, ratios: list[float], args) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, weakly, samples, done, total in rows:
-        col = lambda k: _cell([s[k] for s in samples if k in s])  # noqa: E731
-        lines.append(f"| {mark(label, weakly)} | {done}/{total} | {col('clean_R1')} | " + " | ".join(col(f"cross_{m}") for m in METRICS) + " |")
+        lines.append(f"| {mark(label, weakly)} | {done}/{total} | {_cell(samples, 'clean_R1')} | "
+                     + " | ".join(_cell(samples, f"cross_{m}") for m in METRICS) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'results.md'} and {out / 'results.csv'}")
 
@@ -207,7 +215,7 @@ def _write_figure(path: Path, rows, ratios: list[float]) -> None:
         keys = ["clean_R1"] + [f"mask{r:g}_R1" for r in ratios]
         means, stds = [], []
         for k in keys:
-            vals = [s[k] for s in samples if k in s]
+            vals = _values(samples, k)
             mean, std = _mean_std(vals) if vals else (float("nan"), None)
             means.append(mean)
             stds.append(std or 0.0)

@@ -317,6 +317,13 @@ def cmd_eval(args) -> int:
     image = extract_image_features(encoder, split.image_paths, ev.batch_size, dist, recipe.train.num_workers)
     text = extract_text_features(encoder, split.captions, ev.batch_size, dist)
     weakly, note = _supervision(recipe, plugins, target.weights is None)
+
+    def scored(queries):
+        """Metrics and diagnostics of N x d query features against the gallery."""
+        similarity = (queries @ image.T).cpu()
+        return {**retrieval_metrics(similarity, qids, gids, chunk_size=ev.chunk_size),
+                **top1_concentration(similarity), "query_mean_cosine": mean_pairwise_cosine(queries)}
+
     result: dict[str, Any] = {
         "split": args.split,
         "dataset": splits.name,
@@ -324,9 +331,7 @@ def cmd_eval(args) -> int:
         "weights": (str(target.weights) if target.weights is not None
                     else f"initial encoder of init {recipe.init.recipe or recipe.init.run} (zero-shot)"
                     if recipe.init is not None else "encoder as loaded (zero-shot)"),
-        **retrieval_metrics(clean := (text @ image.T).cpu(), qids, gids, chunk_size=ev.chunk_size),
-        **top1_concentration(clean),
-        "query_mean_cosine": mean_pairwise_cosine(text),
+        **scored(text),
         "weakly_supervised": weakly,
     }
     if note:
@@ -335,10 +340,7 @@ def cmd_eval(args) -> int:
         result["query_mask"] = []
         for ratio in ratios:
             masked = masked_text_features(encoder, split.captions, ratio, args.mask_seed, ev.batch_size, device)
-            similarity = (masked @ image.T).cpu()
-            metrics = retrieval_metrics(similarity, qids, gids, chunk_size=ev.chunk_size)
-            result["query_mask"].append({"ratio": ratio, **metrics, **top1_concentration(similarity),
-                                         "query_mean_cosine": mean_pairwise_cosine(masked)})
+            result["query_mask"].append({"ratio": ratio, **scored(masked)})
         result["mask_seed"] = args.mask_seed
     if args.show:
         from wsreid.showcase import write_retrieval_figure
