@@ -47,6 +47,34 @@ def test_launch_check_passes_for_a_consistent_world(monkeypatch):
     check_launch(SimpleNamespace(num_processes=2))
 
 
+@pytest.mark.parametrize("left_group", [False, True])
+def test_entry_ends_a_process_that_left_a_group_without_finalization(monkeypatch, capsys, left_group):
+    """After a multi-process run the entry ends the process with os._exit (its output
+    flushed) so gloo's threads are never torn down during interpreter finalization;
+    any other command exits normally with main's code."""
+    import wsreid.cli as cli
+    import wsreid.distributed as dist_mod
+
+    class Ended(Exception):
+        pass
+
+    def fake_exit(code):
+        raise Ended(code)
+
+    def fake_main():
+        print("test: R1 12.50")
+        return 3
+
+    monkeypatch.setattr(cli, "main", fake_main)
+    monkeypatch.setattr(dist_mod, "_LEFT_PROCESS_GROUP", left_group)
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    expected = Ended if left_group else SystemExit
+    with pytest.raises(expected) as info:
+        cli.entry()
+    assert info.value.args[0] == 3 if left_group else info.value.code == 3
+    assert capsys.readouterr().out == "test: R1 12.50\n"
+
+
 def _run(args, env=None, timeout=600):
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run(args, capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -148,6 +148,20 @@ def test_cross_dataset_evaluation_reuses_the_runs_tokenizer(trained, other_root,
     assert without_run.tokenizer.get_vocab() != saved.get_vocab()
 
 
+def test_data_recipe_errors_cite_the_data_recipe(trained, capsys):
+    """With --data, a bad key of the borrowed data block is reported at its own file and
+    line (not at the run's recipe), and an override of it at the override."""
+    run_dir, _, work = trained
+    bad = work / "bad-data.yaml"
+    bad.write_text("%YAML 1.2\n---\ndata:\n  name: synth-pedes\n  size: huge\n")
+    assert main(["eval", str(run_dir), "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}:5: data.size") and len(err.splitlines()) == 1, err
+    assert main(["eval", str(run_dir), "--data", str(bad), "-o", "data.size=enormous"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "override -o data.size=enormous" in err and "bad-data.yaml" not in err, err
+
+
 def test_zero_shot_of_a_recipe_needs_no_run(trained, synth_tiny_root, capsys, tmp_path):
     run_dir, _, _ = trained
     recipe = _write_recipe(tmp_path / "zs.yaml", "baselines/itc.yaml", synth_tiny_root, 0, tmp_path / "zs-run")

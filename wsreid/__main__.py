@@ -1,5 +1,3 @@
-import sys
+from wsreid.cli import entry
 
-from wsreid.cli import main
-
-sys.exit(main())
+entry()

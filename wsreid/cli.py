@@ -42,18 +42,31 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                    help="override a recipe key, e.g. -o train.lr=2e-5 (repeatable; VALUE is YAML)")
 
 
-def load(recipe_path: str, overrides, disabled):
-    """Read a recipe, load the plugins it names, validate it. -> (loaded, plugins)."""
-    from wsreid.pluginmanager import load_plugins
-    from wsreid.recipe import load_recipe, read_recipe_tree
+def load(recipe_path: str, overrides, disabled, data_recipe: str | None = None):
+    """Read a recipe, load the plugins it names, validate it. -> (loaded, plugins).
 
-    tree, _ = read_recipe_tree(recipe_path, overrides)
-    modules = tree.get("plugins") or [] if isinstance(tree, dict) else []
-    plugins = load_plugins(modules if isinstance(modules, list) else [], disabled=disabled)
-    loaded = load_recipe(recipe_path, overrides, registry=plugins.registry)
+    ``data_recipe``: take the ``data`` block (and the plugins) of that recipe instead;
+    ``wsreid eval --data`` evaluates on another dataset this way. Overrides apply last;
+    errors cite the file and line each key came from."""
     from wsreid.engine.init import resolve_init_path
+    from wsreid.pluginmanager import load_plugins
+    from wsreid.recipe import apply_overrides, read_recipe_tree, recipe_plugin_modules, validate_tree
 
-    resolve_init_path(loaded)
+    tree, locations = read_recipe_tree(recipe_path)
+    if data_recipe is not None:
+        other, other_locations = read_recipe_tree(data_recipe)
+        if not isinstance(other.get("data"), dict):
+            raise UserError(f"--data {data_recipe}: the recipe has no data block", hint="pass a recipe with 'data:'")
+        tree["data"] = other["data"]
+        locations.replace_subtree(("data",), other_locations)
+        modules = list(dict.fromkeys(recipe_plugin_modules(tree, locations)
+                                     + recipe_plugin_modules(other, other_locations)))
+        if modules:
+            tree["plugins"] = modules
+    tree = apply_overrides(tree, overrides, locations)
+    plugins = load_plugins(recipe_plugin_modules(tree, locations), disabled=disabled)
+    loaded = validate_tree(tree, locations, plugins.registry, Path(recipe_path))
+    resolve_init_path(loaded)  # relative init paths: against the recipe file that names them
     return loaded, plugins
 
 
@@ -113,7 +126,7 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted; {where}; resume with: wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir} "
               "--resume", file=sys.stderr)
         return 130
-    run.dist.shutdown()
+    run.close()
     if run.dist.is_main:
         test = metrics["test"]
         label = "" if metrics["weakly_supervised"] else "  [NOT weakly supervised]"
@@ -228,5 +241,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """Console-script and ``python -m wsreid`` entry: :func:`main`, then exit.
+
+    A process that took part in a multi-process run has written and closed every file
+    when :func:`main` returns; it ends with ``os._exit`` so that gloo's threads are not
+    torn down during interpreter finalization (see :func:`wsreid.distributed.left_process_group`)."""
+    code = main()
+    from wsreid.distributed import left_process_group
+
+    if left_process_group():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

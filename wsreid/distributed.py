@@ -14,6 +14,19 @@ import torch.distributed as torch_dist
 from wsreid.errors import UserError
 
 
+_LEFT_PROCESS_GROUP = False
+
+
+def left_process_group() -> bool:
+    """True once this process has left a multi-process group via :meth:`Distributed.shutdown`.
+
+    Gloo's worker threads can still be torn down during interpreter finalization; a thread
+    that then needs the GIL ends the process with ``terminate called without an active
+    exception`` (SIGABRT) although the run finished. The console entry therefore ends such
+    a process with ``os._exit`` after flushing its output."""
+    return _LEFT_PROCESS_GROUP
+
+
 class Distributed:
     """Process-group facts and collectives. ``world_size``/``rank`` come from the
     Accelerator; every method also works without one (single process)."""
@@ -37,10 +50,16 @@ class Distributed:
             torch_dist.barrier()
 
     def shutdown(self) -> None:
-        """Leave the process group cleanly (gloo may abort at interpreter exit otherwise)."""
+        """Leave the process group cleanly (gloo may abort at interpreter exit otherwise).
+
+        Call it after every object that holds the group (the DDP-wrapped model) is
+        released; :func:`left_process_group` then tells the command-line entry to end the
+        process without interpreter finalization."""
+        global _LEFT_PROCESS_GROUP
         if self.active:
             torch_dist.barrier()
             torch_dist.destroy_process_group()
+            _LEFT_PROCESS_GROUP = True
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """Concatenate ``tensor`` (n_r x ...) from every rank in rank order, sizes may

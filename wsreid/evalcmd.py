@@ -193,34 +193,6 @@ def resolve_target(target: str | None, recipe: str | None, zero_shot: bool) -> E
     return EvalTarget(recipe, run_dir, weights)
 
 
-def _load(recipe_path: str, overrides: list[str], data_recipe: str | None, disabled: list[str]):
-    """The recipe (with ``data_recipe``'s data block when given) -> (loaded, plugins)."""
-    from wsreid.cli import load
-
-    if data_recipe is None:
-        return load(recipe_path, overrides, disabled)
-    from wsreid.pluginmanager import load_plugins
-    from wsreid.recipe import apply_overrides, load_recipe, read_recipe_tree, recipe_plugin_modules
-
-    from wsreid.engine.init import resolve_init_path
-
-    tree, locations = read_recipe_tree(recipe_path)
-    other, _ = read_recipe_tree(data_recipe)
-    if not isinstance(other.get("data"), dict):
-        raise UserError(f"--data {data_recipe}: the recipe has no data block", hint="pass a recipe with 'data:'")
-    tree["data"] = other["data"]
-    modules = list(dict.fromkeys(recipe_plugin_modules(tree) + recipe_plugin_modules(other)))
-    if modules:
-        tree["plugins"] = modules
-    tree = apply_overrides(tree, overrides, locations)
-    plugins = load_plugins(modules, disabled=disabled)
-    loaded = load_recipe(tree, registry=plugins.registry)
-    # relative init paths are relative to the recipe file that names them, as in `load`
-    loaded.locations = locations
-    resolve_init_path(loaded)
-    return loaded, plugins
-
-
 def _supervision(recipe, plugins, zero_shot: bool) -> tuple[bool, str | None]:
     """Whether the evaluated model was trained weakly supervised, and a note when not."""
     sections = [("dataset", "data", recipe.data), ("encoder", "encoder", recipe.encoder)]
@@ -281,6 +253,7 @@ def cmd_eval(args) -> int:
     """Evaluate and print the metrics (see the module docstring)."""
     import torch
 
+    from wsreid.cli import load
     from wsreid.distributed import Distributed
     from wsreid.engine.checkpoint import load_model_weights
     from wsreid.engine.evaluate import extract_image_features, extract_text_features
@@ -290,7 +263,7 @@ def cmd_eval(args) -> int:
     if args.show < 0 or args.top_k < 1:
         raise UserError("--show N needs N >= 0 and --top-k K needs K >= 1", hint="e.g. --show 8 --top-k 5")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
-    loaded, plugins = _load(target.recipe, args.override, args.data, args.disable_plugin)
+    loaded, plugins = load(target.recipe, args.override, args.disable_plugin, args.data)
     recipe = loaded.recipe
     init_source = None
     if target.weights is None and recipe.init is not None:

@@ -148,6 +148,16 @@ class Run:
         self.train_person_ids = torch.tensor([p.person_id for p in self.splits.train])
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
 
+    def close(self) -> None:
+        """Release the training objects (the DDP-wrapped model holds the process group),
+        then leave the process group. Called once training has returned."""
+        import gc
+
+        self.accelerator.free_memory()
+        self.model = self.optimizer = self.scheduler = self.loader = None
+        gc.collect()
+        self.dist.shutdown()
+
     @property
     def encoder(self):
         return self.components.encoder

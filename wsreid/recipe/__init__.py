@@ -10,6 +10,7 @@ from wsreid.recipe.loader import (
     read_recipe_tree,
     recipe_plugin_modules,
     resolved_recipe,
+    validate_tree,
 )
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.merge import apply_overrides, merge, parse_override
@@ -41,4 +42,5 @@ __all__ = [
     "recipe_reference_markdown",
     "resolved_recipe",
     "validate_recipe",
+    "validate_tree",
 ]

@@ -151,8 +151,15 @@ def load_recipe(
 
         plugins = load_plugins(recipe_plugin_modules(tree, locations))
         registry = plugins.registry
-    recipe = validate_recipe(tree, registry, locations)
     path = None if isinstance(source, Mapping) else Path(source)
+    return validate_tree(tree, locations, registry, path, plugins)
+
+
+def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry, path: Path | None = None,
+                  plugins: Any = None) -> LoadedRecipe:
+    """Validate a tree from :func:`read_recipe_tree` (possibly edited, with its locations
+    kept in step) -> :class:`LoadedRecipe`. Errors cite the file and line of each key."""
+    recipe = validate_recipe(tree, registry, locations)
     return LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins)
 
 

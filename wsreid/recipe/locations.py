@@ -103,6 +103,13 @@ class Locations:
             for i, v in enumerate(value):
                 self.set_subtree(path + (i,), v, location)
 
+    def replace_subtree(self, path: Path, other: "Locations") -> None:
+        """Forget where ``path`` and the keys below it came from; take ``other``'s entries
+        for them instead (a block copied from another recipe keeps its own file and lines)."""
+        n = len(path)
+        self._entries = {p: loc for p, loc in self._entries.items() if p[:n] != path}
+        self._entries.update({p: loc for p, loc in other._entries.items() if p[:n] == path})
+
     def prune(self, tree: Any) -> None:
         """Drop entries whose key no longer exists in ``tree`` (deleted or replaced)."""
         self._entries = {p: loc for p, loc in self._entries.items() if _exists(tree, p)}
