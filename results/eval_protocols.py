@@ -86,7 +86,7 @@ def _mean_std(samples: list[float]) -> tuple[float, float | None]:
 
 def _values(samples: list[dict[str, float]], key: str) -> list[float]:
     """``key`` of every run of a variant that has it."""
-    return [s[key] for s in samples if key in s]
+    return [s[key] for s in samples if s.get(key) is not None]
 
 
 def _cell(samples: list[dict[str, float]], key: str, fmt: str = "{:.2f}") -> str:

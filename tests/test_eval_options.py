@@ -122,6 +122,16 @@ def test_mask_query_tokens_masks_a_share_of_word_tokens():
             parse_ratios(bad)
 
 
+def test_table_shows_a_dash_where_no_query_pair_exists():
+    """A split with one caption has no pair of queries: the cosine is null, the table a dash."""
+    from wsreid.evalcmd import evaluation_table
+
+    result = {"dataset": "d", "split": "test", "weights": "w", "R1": 100.0, "R5": 100.0, "R10": 100.0,
+              "mAP": 100.0, "mINP": 100.0, "top1_images": 1, "top1_hub_share": 100.0, "query_mean_cosine": None}
+    assert evaluation_table(result).splitlines()[-1] == "| none | 100.00 | 100.00 | 100.00 | 100.00 | 100.00 | 1 | 100.0 | - |"
+    assert json.loads(json.dumps(result))["query_mean_cosine"] is None
+
+
 def test_cross_dataset_evaluation_reuses_the_runs_tokenizer(trained, other_root, capsys):
     run_dir, _, work = trained
     before = _snapshot(run_dir)

@@ -156,3 +156,4 @@ def test_mean_pairwise_cosine_equals_the_explicit_mean():
     assert mean_pairwise_cosine(f) == pytest.approx(explicit.item(), abs=1e-6)
     assert mean_pairwise_cosine(torch.ones(4, 3) * torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None]) == pytest.approx(1.0)
     assert mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)
+    assert mean_pairwise_cosine(torch.ones(1, 3)) is None  # no pair: JSON null, not NaN

@@ -230,6 +230,10 @@ def _build(recipe, plugins, run_dir: Path | None):
     return splits, encoder, device
 
 
+def _or_dash(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def evaluation_table(result: dict[str, Any]) -> str:
     """Markdown table of an evaluation result: the unmasked queries ("none"), then one row
     per requested mask ratio. The last three columns are diagnostics, not metrics: the
@@ -243,7 +247,7 @@ def evaluation_table(result: dict[str, Any]) -> str:
     rows = [{"ratio": "none", **result}] + [{**r, "ratio": f"{r['ratio']:g}"} for r in result.get("query_mask", [])]
     for row in rows:
         lines.append(f"| {row['ratio']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS)
-                     + f" | {row['top1_images']} | {row['top1_hub_share']:.1f} | {row['query_mean_cosine']:.3f} |")
+                     + f" | {row['top1_images']} | {row['top1_hub_share']:.1f} | {_or_dash(row['query_mean_cosine'], '.3f')} |")
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines)

@@ -217,13 +217,14 @@ def top1_concentration(similarity: torch.Tensor) -> dict[str, float]:
     return {"top1_images": int((counts > 0).sum()), "top1_hub_share": 100.0 * counts.max().item() / similarity.shape[0]}
 
 
-def mean_pairwise_cosine(features: torch.Tensor) -> float:
+def mean_pairwise_cosine(features: torch.Tensor) -> float | None:
     """Mean cosine similarity over the ordered pairs of distinct rows of ``features``
     (N x d; rows are L2-normalised here): near 1 when the features have collapsed to one
-    direction. O(N d): uses sum_{i != j} f_i . f_j = |sum_i f_i|^2 - N."""
+    direction. O(N d): uses sum_{i != j} f_i . f_j = |sum_i f_i|^2 - N. None (JSON null)
+    for fewer than two rows, where no pair exists."""
     n = features.shape[0]
     if n < 2:
-        return float("nan")
+        return None
     f = F.normalize(features.float(), dim=1)
     total = f.sum(dim=0)
     return ((total @ total).item() - n) / (n * (n - 1))
