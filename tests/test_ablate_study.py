@@ -154,6 +154,31 @@ def test_dry_run_lists_runs_and_creates_nothing(study_file, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_variant_option_runs_only_those_variants(study_file, tmp_path, capsys, monkeypatch):
+    import wsreid.ablate as ablate
+
+    out = tmp_path / "out"
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out), "--variant", "B+x",
+                 "--variant", "D", "--seeds", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count(": new -> ") == 2 and "B+x/seed-1" in captured.err and "D/seed-1" in captured.err
+
+    def fake_run(argv):
+        run_dir = Path(next(a for a in argv if a.startswith("output_dir=")).split("=", 1)[1].strip('"'))
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps(_metrics(20.0)))
+
+    monkeypatch.setattr(ablate, "execute_in_process", fake_run)
+    assert main(["ablate", str(study_file), "--output-dir", str(out), "--variant", "D"]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["D"]["runs_done"] == "3" and all(rows[v]["runs_done"] == "0" for v in ("A", "B+x", "C sup"))
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["D"]
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--variant", "B+y"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--variant 'B+y'" in err and "did you mean 'B+x'?" in err
+
+
 def test_seeds_option_runs_a_subset_and_the_table_covers_every_seed(study_file, tmp_path, capsys, monkeypatch):
     import wsreid.ablate as ablate
 

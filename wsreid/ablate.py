@@ -398,6 +398,21 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     return ordered
 
 
+def _check_variants(labels: list[str], loaded: LoadedStudy) -> set[str] | None:
+    """The ``--variant`` labels, each checked against the study's labels (None: all)."""
+    if not labels:
+        return None
+    known = [v.label for v in loaded.study.variants]
+    for label in labels:
+        if label not in known:
+            import difflib
+
+            close = difflib.get_close_matches(label, known, n=1)
+            raise UserError(f"--variant {label!r}: {loaded.path} has no variant with this label",
+                            hint=f"did you mean {close[0]!r}?" if close else "labels: " + "; ".join(known))
+    return set(labels)
+
+
 def _parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -444,6 +459,9 @@ def add_ablate_parser(sub, common: Callable[[argparse.ArgumentParser], None] | N
     p.add_argument("--seeds", metavar="S[,S...]",
                    help="run only these seeds (a comma-separated subset or replacement of the study's seeds); "
                         "the table still covers the study's seeds, with the others shown as not run")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL",
+                   help="run only this variant (its exact label; repeatable); the table still covers every "
+                        "variant, with the others as they stand")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="run N trainings at once, each in its own process with cpus/N threads and its output "
                         "in OUTPUT_DIR/logs/ (default 1: one after another)")
@@ -472,6 +490,7 @@ def cmd_ablate(args) -> int:
         if extra:  # seeds beyond the study's: plan them too (the table shows them as well)
             loaded.study.seeds = list(loaded.study.seeds) + extra
             runs = plan_runs(loaded, output_dir, args.override)
+    variants = _check_variants(getattr(args, "variant", []), loaded)
     execute = execute_subprocess if args.subprocess else execute_in_process
     disabled = getattr(args, "disable_plugin", [])
     jobs = getattr(args, "jobs", 1)
@@ -481,10 +500,11 @@ def cmd_ablate(args) -> int:
         if args.report_only:
             outcomes = collect_outcomes(runs)
         else:
-            selected = [r for r in runs if chosen is None or r.seed in chosen]
+            selected = [r for r in runs if (chosen is None or r.seed in chosen)
+                        and (variants is None or r.label in variants)]
             outcomes = run_study(loaded, selected, disabled=disabled, execute=execute, dry_run=args.dry_run,
                                  jobs=jobs, log_dir=output_dir / "logs")
-            if chosen is not None and not args.dry_run:  # the table covers every seed of the study
+            if len(selected) < len(runs) and not args.dry_run:  # the table covers every run of the study
                 done = {(o.run.label, o.run.seed): o for o in outcomes}
                 outcomes = [done.get((r.label, r.seed)) or collect_outcomes([r])[0] for r in runs]
     except KeyboardInterrupt as exc:
