@@ -171,7 +171,7 @@ def write_chart(path: Path, loaded: "LoadedStudy", rows: list[VariantRow]) -> No
                        rotation=30, ha="right")
     ax.set_ylabel("test, %")
     ax.set_title(loaded.study.title or loaded.path.stem)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # outside: never over a bar
     if any(row.weakly_supervised is False for row in rows):
         fig.text(0.01, 0.01, f"* {NOT_WEAK} (true identity labels)", fontsize=8)
     fig.tight_layout()
