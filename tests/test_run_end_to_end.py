@@ -92,6 +92,19 @@ def test_dgia_recipe_fills_memory_and_logs_diagnostics(make_recipe, tmp_path, te
     assert ("epoch_start", 2) in wsreid_test_hooks.CALLS
 
 
+def test_runs_in_one_process_may_differ_in_mixed_precision(make_recipe, tmp_path, capsys):
+    """accelerate's settings are process-wide singletons; a second run in the same process
+    (the init encoder's pretraining, in-process `wsreid ablate`) gets its own precision."""
+    from accelerate.state import AcceleratorState
+
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}})
+    assert main(["run", str(recipe), "--output-dir", str(tmp_path / "fp32")]) == 0
+    assert AcceleratorState().mixed_precision == "no"
+    assert main(["run", str(recipe), "--output-dir", str(tmp_path / "bf16"), "-o", "train.mixed_precision=bf16"]) == 0
+    assert AcceleratorState().mixed_precision == "bf16"
+    capsys.readouterr()
+
+
 def test_external_plugin_component_is_used_by_name(make_recipe, tmp_path, test_plugins_path):
     recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_external"], "train": {"epochs": 1},
                                                 "objectives": {"itc": None, "half": {"name": "half-itc", "factor": 0.25}}})

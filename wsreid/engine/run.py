@@ -78,6 +78,14 @@ class Run:
         if precision == "fp16" and not cuda:
             raise RecipeError("train.mixed_precision: fp16 needs a GPU and would be silently ignored on CPU",
                               hint="use 'bf16' or 'no' on CPU")
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            # accelerate keeps its settings in process-wide singletons: a run earlier in this
+            # process (the init encoder's pretraining, `wsreid ablate` in-process) would make
+            # another mixed_precision fail. Nothing is shared between runs, so start afresh.
+            from accelerate.state import AcceleratorState, GradientState
+
+            AcceleratorState._reset_state(reset_partial_state=True)
+            GradientState._reset_state()
         accelerator = Accelerator(cpu=not cuda, mixed_precision=precision)
         check_launch(accelerator)
         return accelerator
