@@ -4,6 +4,7 @@ outside the encoders (relations, memory, targets, losses).
     python benchmarks/step_time.py                      # tiny CPU encoder, synth-pedes small
     python benchmarks/step_time.py --encoder vit-b16    # the paper's encoder shape, random init,
                                                         # 384x128, memory banks of CUHK-PEDES size
+    python benchmarks/step_time.py --encoder vit-b16 --mixed-precision bf16   # (GPU)
 
 Both recipes are built as ``wsreid run`` builds them (recipes/baselines/itc.yaml and
 recipes/dgia.yaml), with no ``init`` (random weights; time does not depend on them). Steps
@@ -113,8 +114,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--memory-rows", type=int, default=None, help="GSRC-FR bank rows (default: training pairs; "
                     "vit-b16 default 68,126 = CUHK-PEDES training captions)")
+    ap.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no",
+                    help="train.mixed_precision of both recipes (fp16 needs a GPU)")
     args = ap.parse_args()
-    overrides = (VIT_B16 if args.encoder == "vit-b16" else []) + [f"train.batch_size={args.batch_size}"]
+    overrides = (VIT_B16 if args.encoder == "vit-b16" else []) + [f"train.batch_size={args.batch_size}",
+                                                                 f"train.mixed_precision={args.mixed_precision}"]
     rows = args.memory_rows or (68126 if args.encoder == "vit-b16" else None)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +133,8 @@ def main() -> None:
             del run
     med = {k: statistics.median(v) for k, v in results.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; encoder: {args.encoder}; batch {args.batch_size}; GSRC-FR memory rows: {rows or 'training pairs'}; "
+    print(f"device: {name}; encoder: {args.encoder}; batch {args.batch_size}; mixed precision: {args.mixed_precision}; "
+          f"GSRC-FR memory rows: {rows or 'training pairs'}; "
           f"median of {args.steps} steps")
     for k, v in med.items():
         print(f"  {k:<20} {v * 1000:9.1f} ms/step   ({1 / v:6.2f} steps/s)")
