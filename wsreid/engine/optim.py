@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and the warm-up + cosine schedule (METHOD.md section 4)."""
+"""Optimizer parameter groups and the warm-up + cosine schedule (docs/method.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,16 @@
-"""The training engine: one Accelerator, one run directory, components built by name.
+"""The training engine: :class:`Run`, one Accelerator, one run directory, components built
+by name. :func:`wsreid.engine.session.run_recipe` prepares the directory and calls it.
 
-One step (DESIGN.md "The flow of one run")::
+A run, in named phases (docs/architecture.md, "The flow of one run")::
+
+    Run.setup()            accelerator, seed, build_components(), build_training()
+    Run.train()            restore (--resume), then per epoch:
+        train_epoch(e)         global associations' epoch_start, then train_step per batch
+        evaluate_and_select(e) val / selection split, best checkpoint
+        save()                 checkpoint (every train.checkpoint_every epochs and the last)
+    Run.finish()           best weights back, final test evaluation, metrics.json
+
+One step, :meth:`Run.train_step` (docs/architecture.md, "The flow of one step")::
 
     views     = pair_construction.views(batch)          # {"base": ..., "asymmetric": ...}
     features  = encoder(views)                          # L2-normalised, per view
@@ -25,7 +35,6 @@ from wsreid.api import (
     BASE_VIEW,
     Batch,
     BuildContext,
-    DatasetSplits,
     EpochContext,
     StepContext,
     View,
@@ -33,10 +42,9 @@ from wsreid.api import (
 )
 from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
-from wsreid.engine.components import SECTIONS, Components, build_component, package_versions  # noqa: F401
+from wsreid.engine.components import SECTIONS, Components, build_component, build_encoder, load_dataset
 from wsreid.engine.data import IdentityBatchSampler, PairBatchSampler, TrainPairs, collate_pairs
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
-from wsreid.engine.init import prepare_init
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import RecipeError, TrainingError, UserError
@@ -59,18 +67,28 @@ class EncodeViews(torch.nn.Module):
 
 
 class Run:
-    """A training run of a validated recipe into ``run_dir``."""
+    """A training run of a validated recipe into ``run_dir``.
+
+    ``init_weights``: the weights file the encoder starts from (recipe key ``init``, found
+    by :func:`wsreid.engine.session.init_weights` before the run is built); not loaded on
+    ``resume``, whose checkpoint holds the encoder. Phases: :meth:`setup`
+    (:meth:`build_components`, :meth:`build_training`), :meth:`train` (per epoch
+    :meth:`train_epoch`, :meth:`evaluate_and_select`, :meth:`save`), :meth:`finish`.
+    Plugins' hooks receive this object (docs/hooks.md)."""
 
     def __init__(self, recipe, plugins: Plugins, run_dir: Path, *, resolved_yaml: str | None = None,
-                 resume: bool = False):
+                 resume: bool = False, init_weights: Path | None = None):
         self.recipe, self.plugins, self.run_dir = recipe, plugins, Path(run_dir)
-        self.resolved_yaml, self.resume = resolved_yaml, resume
+        self.resolved_yaml, self.resume, self.init_weights = resolved_yaml, resume, init_weights
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.step = 0
+        #: True once the first training step of this start is about to run
+        self.training_started = False
 
-    # ------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------ phase 1: build
     def _accelerator(self):
+        """A fresh Accelerator with the recipe's mixed precision, the launch checked."""
         from accelerate import Accelerator
 
         precision = self.recipe.train.mixed_precision
@@ -91,27 +109,31 @@ class Run:
         return accelerator
 
     def setup(self) -> None:
+        """Start the accelerator (the process group), seed, then build the components and
+        the training objects. Every process waits here until the main process has
+        prepared the run directory."""
         from accelerate.utils import set_seed
 
-        r = self.recipe
         self.accelerator = self._accelerator()
         self.dist = Distributed(self.accelerator)
         self.dist.barrier()  # the main process has prepared the run directory
-        set_seed(r.train.seed)
+        set_seed(self.recipe.train.seed)
+        self.build_components()
+        self.build_training()
+
+    def build_components(self) -> None:
+        """Build every component of the recipe by name, in recipe order: dataset (and its
+        splits), encoder (with the init weights), pair construction, local and global
+        associations, objectives -> ``self.components``, ``self.splits``."""
+        r = self.recipe
         ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device)
-        dataset = build_component(self.plugins, "dataset", r.data, ctx, "data")
-        self.splits: DatasetSplits = dataset.load()
+        dataset, self.splits = load_dataset(self.plugins, r, ctx)
         if not self.splits.train:
             raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
-        ctx.train_captions = [p.caption for p in self.splits.train]
-        ctx.num_train = len(self.splits.train)
-        init_weights = prepare_init(r.init, self.run_dir, is_main=self.dist.is_main, world_size=self.dist.world_size)
         self.dist.barrier()
-        encoder = build_component(self.plugins, "encoder", r.encoder, ctx, "encoder")
-        if init_weights is not None and not self.resume:
-            ckpt.load_model_weights(encoder, init_weights)
-        ctx.encoder = encoder
-        ctx.image_size = tuple(encoder.image_size)
+        encoder = build_encoder(self.plugins, r, ctx)
+        if self.init_weights is not None and not self.resume:
+            ckpt.load_model_weights(encoder, self.init_weights)
         comps = Components(dataset, encoder, build_component(self.plugins, "pair_construction", r.pair_construction, ctx,
                                                              "pair_construction"),
                            supervised_settings=r.train.true_identity_uses())
@@ -135,8 +157,14 @@ class Run:
                     hint=f"did you mean {close[0]!r}?" if close else f"labels: {', '.join(sorted(labels)) or 'none'}",
                 )
         self.components = comps
-        self.model = EncodeViews(encoder)
-        self.train_data = TrainPairs(self.splits.train, encoder)
+
+    def build_training(self) -> None:
+        """The training objects: the encoder wrapped for one forward over all views, the
+        training pairs and their sampler and loader, the optimizer (prepared by the
+        accelerator), the schedule and the logger."""
+        r = self.recipe
+        self.model = EncodeViews(self.encoder)
+        self.train_data = TrainPairs(self.splits.train, self.encoder)
         if r.train.sampler == "identity":  # reads the TRUE person ids: comps.supervised_settings says so
             self.sampler = IdentityBatchSampler([p.person_id for p in self.splits.train], r.train.batch_size,
                                                 r.train.instances_per_identity, seed=r.train.seed,
@@ -168,10 +196,12 @@ class Run:
 
     @property
     def encoder(self):
+        """The encoder component (unwrapped)."""
         return self.components.encoder
 
     # ------------------------------------------------------------------ state
     def component_tensors(self) -> dict[str, torch.Tensor]:
+        """The state of every stateful component, keyed ``<section>/<label>/<tensor>``."""
         out = {}
         for key, comp in self.components.stateful().items():
             for name, t in comp.state_tensors().items():
@@ -179,6 +209,8 @@ class Run:
         return out
 
     def restore(self) -> None:
+        """``--resume``: load the latest checkpoint (encoder, optimizer, schedule,
+        component state, RNG, history) and cut the logs back to it."""
         path = ckpt.latest_checkpoint(self.run_dir)
         if path is None:
             raise TrainingError(f"--resume: {self.run_dir} holds no checkpoint yet",
@@ -202,7 +234,9 @@ class Run:
         self.history = state.get("history", [])
         self.logger.truncate(self.epoch, self.step)
 
+    # ------------------------------------------------------------------ phase 4: save
     def save(self) -> None:
+        """Write a checkpoint of the current epoch (main process); all processes wait."""
         if self.dist.is_main:
             ckpt.save_checkpoint(
                 self.run_dir, epoch=self.epoch, model=self.encoder, optimizer=self.optimizer,
@@ -213,6 +247,8 @@ class Run:
 
     # ------------------------------------------------------------------ one step
     def encode(self, views: dict[str, View]) -> dict[str, ViewFeatures]:
+        """Encode every view in one forward call -> {view: ViewFeatures} (B x d each,
+        L2-normalised, float32; this process's rows)."""
         names = list(views)
         images = torch.cat([views[n].images for n in names])
         ids = torch.cat([views[n].input_ids for n in names])
@@ -239,6 +275,11 @@ class Run:
         return gathered, gbatch
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+        """One optimizer step on this process's ``batch`` (docs/architecture.md, "The flow
+        of one step"): views, encode, gather the global batch, relate (local, then global
+        associations), losses (weighted, summed), backward, step, then the global
+        associations' ``after_step`` with the detached gathered base features.
+        Returns {"loss/<label>": value, "loss/total": value}."""
         c = self.components
         views = c.pair_construction.views(batch, self.encoder)
         features, batch = self.global_batch(self.encode(views), batch)
@@ -285,8 +326,70 @@ class Run:
         out["loss/total"] = float(total.detach())
         return out
 
-    # ------------------------------------------------------------------ epochs
+    # ------------------------------------------------------------------ phase 2: train an epoch
+    def train(self) -> dict[str, Any]:
+        """Train every remaining epoch (restoring first on ``resume``), then
+        :meth:`finish`. Returns the final metrics (also written to metrics.json)."""
+        r = self.recipe
+        if self.resume:
+            self.restore()
+        hook = self.plugins.hook
+        hook.wsreid_run_start(run=self)
+        while self.epoch < r.train.epochs:
+            self.epoch += 1
+            logs = self.train_epoch(self.epoch)
+            record = self.evaluate_and_select(self.epoch, logs)
+            self.history.append(record)
+            self.logger.epoch(self.epoch, logs)
+            hook.wsreid_epoch_end(run=self, epoch=self.epoch, logs=logs)
+            if self.epoch % r.train.checkpoint_every == 0 or self.epoch == r.train.epochs:
+                self.save()
+        return self.finish()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch: the global associations' ``epoch_start``, the epoch-start hook, then
+        :meth:`train_step` over the loader. Returns the epoch's logs: mean losses, the
+        learning rate, seconds, and every component's diagnostics."""
+        r = self.recipe
+        num_epochs = r.train.epochs
+        hook = self.plugins.hook
+        ectx = EpochContext(epoch, num_epochs, self.dist,
+                            lambda: extract_train_features(self.encoder, self.splits.train, r.eval.batch_size,
+                                                           self.dist, r.train.num_workers),
+                            self.train_person_ids.to(self.dist.device))
+        for assoc in self.components.global_associations.values():
+            assoc.epoch_start(ectx)
+        hook.wsreid_epoch_start(run=self, epoch=epoch)
+        self.sampler.set_epoch(epoch)
+        self.training_started = True
+        sums: dict[str, float] = {}
+        count = 0
+        started = time.time()
+        bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
+        for batch in bar:
+            batch = batch.to(self.dist.device)
+            ctx = StepContext(epoch, self.step, num_epochs, self.dist)
+            values = self.train_step(batch, ctx)
+            self.step += 1
+            count += 1
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.step % r.train.log_every == 0:
+                self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{values['loss/total']:.3f}")
+            hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
+        logs: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
+        logs["lr"] = self.scheduler.get_last_lr()[0]
+        logs["seconds"] = time.time() - started
+        for label, comp in self.components.stateful().items():
+            for k, v in comp.diagnostics().items():
+                logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
+        return logs
+
+    # ------------------------------------------------------------------ phase 3: evaluate and select
     def evaluate(self, split_name: str) -> dict[str, float]:
+        """Retrieval metrics of the current encoder on ``split_name`` (val or test); calls
+        the after-evaluation hook."""
         split = getattr(self.splits, split_name)
         ev = self.recipe.eval
         metrics = evaluate_split(self.encoder, split, ev.batch_size, self.dist, ev.chunk_size,
@@ -295,76 +398,42 @@ class Run:
         return metrics
 
     def selection_split(self) -> str | None:
+        """The split the best epoch is selected on (``eval.select``), None for ``last``
+        or when the dataset lacks the validation split."""
         select = self.recipe.eval.select
         if select == "val":
             return "val" if self.splits.val is not None else None
         return "test" if select == "test" else None
 
-    def train(self) -> dict[str, Any]:
+    def evaluate_and_select(self, epoch: int, logs: dict[str, float]) -> dict[str, Any]:
+        """On evaluation epochs (every ``eval.every`` and the last): evaluate val and the
+        selection split, add their metrics to ``logs``, and save the encoder as the best
+        checkpoint when the selection split's R1 improved. Returns the epoch's history
+        record ``{"epoch": e, "<split>": metrics, ...}``."""
         r = self.recipe
-        if self.resume:
-            self.restore()
-        hook = self.plugins.hook
-        hook.wsreid_run_start(run=self)
-        num_epochs = r.train.epochs
         sel = self.selection_split()
-        while self.epoch < num_epochs:
-            self.epoch += 1
-            epoch = self.epoch
-            ectx = EpochContext(epoch, num_epochs, self.dist,
-                                lambda: extract_train_features(self.encoder, self.splits.train, r.eval.batch_size,
-                                                               self.dist, r.train.num_workers),
-                                self.train_person_ids.to(self.dist.device))
-            for assoc in self.components.global_associations.values():
-                assoc.epoch_start(ectx)
-            hook.wsreid_epoch_start(run=self, epoch=epoch)
-            self.sampler.set_epoch(epoch)
-            sums: dict[str, float] = {}
-            count = 0
-            started = time.time()
-            bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
-            for batch in bar:
-                batch = batch.to(self.dist.device)
-                ctx = StepContext(epoch, self.step, num_epochs, self.dist)
-                values = self.train_step(batch, ctx)
-                self.step += 1
-                count += 1
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if self.step % r.train.log_every == 0:
-                    self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
-                    bar.set_postfix(loss=f"{values['loss/total']:.3f}")
-                hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
-            logs: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
-            logs["lr"] = self.scheduler.get_last_lr()[0]
-            logs["seconds"] = time.time() - started
-            for label, comp in self.components.stateful().items():
-                for k, v in comp.diagnostics().items():
-                    logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
-            record: dict[str, Any] = {"epoch": epoch}
-            if epoch % r.eval.every == 0 or epoch == num_epochs:
-                for split_name in {"val", sel} - {None}:
-                    if getattr(self.splits, split_name, None) is None:
-                        continue
-                    record[split_name] = self.evaluate(split_name)
-                    for k, v in record[split_name].items():
-                        logs[f"{split_name}/{k}"] = v
-                if sel and sel in record and self._is_best(sel, record[sel]):
-                    if self.dist.is_main:
-                        ckpt.save_best(self.run_dir, self.encoder, {"epoch": epoch, "split": sel, **record[sel]})
-                    self.dist.barrier()
-            self.history.append(record)
-            self.logger.epoch(epoch, logs)
-            hook.wsreid_epoch_end(run=self, epoch=epoch, logs=logs)
-            if epoch % r.train.checkpoint_every == 0 or epoch == num_epochs:
-                self.save()
-        return self.finish()
+        record: dict[str, Any] = {"epoch": epoch}
+        if epoch % r.eval.every == 0 or epoch == r.train.epochs:
+            for split_name in {"val", sel} - {None}:
+                if getattr(self.splits, split_name, None) is None:
+                    continue
+                record[split_name] = self.evaluate(split_name)
+                for k, v in record[split_name].items():
+                    logs[f"{split_name}/{k}"] = v
+            if sel and sel in record and self._is_best(sel, record[sel]):
+                if self.dist.is_main:
+                    ckpt.save_best(self.run_dir, self.encoder, {"epoch": epoch, "split": sel, **record[sel]})
+                self.dist.barrier()
+        return record
 
     def _is_best(self, split: str, metrics: dict[str, float]) -> bool:
         previous = [h[split]["R1"] for h in self.history if split in h]
         return not previous or metrics["R1"] > max(previous)
 
+    # ------------------------------------------------------------------ the end
     def finish(self) -> dict[str, Any]:
+        """Load the selected (best) weights back, evaluate on test, write metrics.json and
+        the curves (main process), call the run-end hook. Returns the metrics."""
         sel = self.selection_split()
         best_epoch = self.epoch
         if sel:
@@ -399,12 +468,3 @@ class Run:
                 print(f"warning: could not plot curves: {exc}", file=sys.stderr)
         self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
         return metrics
-
-
-def write_run_files(run_dir: Path, resolved_yaml: str, plugins: Plugins) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(resolved_yaml)
-    (run_dir / "versions.json").write_text(json.dumps(package_versions(plugins), indent=1))
-    marker = run_dir / ".wsreid-run"
-    if not marker.exists():
-        marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
