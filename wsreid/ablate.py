@@ -175,6 +175,7 @@ def load_study(path: str | Path) -> LoadedStudy:
 
 
 def default_output_dir(loaded: LoadedStudy) -> Path:
+    """The study's ``output_dir``, else ``runs/ablations/<study file name>``."""
     return Path(loaded.study.output_dir or f"runs/ablations/{loaded.path.stem}")
 
 

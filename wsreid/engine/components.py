@@ -17,6 +17,9 @@ SECTIONS: dict[str, str] = {k.section: k.kind for k in labelled_kinds()}
 
 @dataclass
 class Components:
+    """The built components of a run, by recipe section, with the objectives' weights and
+    start epochs."""
+
     dataset: Component
     encoder: Any
     pair_construction: Component
@@ -29,6 +32,7 @@ class Components:
     supervised_settings: list[str] = field(default_factory=list)
 
     def stateful(self) -> dict[str, Component]:
+        """Components whose state a checkpoint holds, keyed ``<section>/<label>``."""
         out = {f"pair_construction/{type(self.pair_construction).__name__}": self.pair_construction}
         for section in SECTIONS:
             for label, comp in getattr(self, section).items():

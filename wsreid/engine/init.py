@@ -23,6 +23,7 @@ from pathlib import Path
 
 
 def cache_root() -> Path:
+    """``$WSREID_CACHE``, else ``~/.cache/wsreid``."""
     return Path(os.environ.get("WSREID_CACHE") or Path.home() / ".cache" / "wsreid")
 
 
