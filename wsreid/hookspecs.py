@@ -166,7 +166,8 @@ def wsreid_run_end(run: "Run", metrics: dict[str, Any]) -> None:
         run: the :class:`wsreid.engine.run.Run` (see ``wsreid_run_start``).
         metrics: the content of ``metrics.json``: ``"test"`` (metric -> value),
             ``"best_epoch"``, ``"selection"``, ``"weakly_supervised"``, ``"history"``
-            (one dict per epoch), ``"dataset"``, ``"seed"``, ``"epochs"`` and, for runs
+            (one dict per epoch), ``"dataset"``, ``"seed"``, ``"epochs"``,
+            ``"data_counts"`` (split -> ``ids`` / ``images`` / ``captions``) and, for runs
             that read true identities, ``"note"``.
 
     Returns:

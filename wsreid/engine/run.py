@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from wsreid.api import (
     BASE_VIEW,
     Batch,
     BuildContext,
+    Relation,
     EpochContext,
     StepContext,
     View,
@@ -47,7 +49,7 @@ from wsreid.engine.data import IdentityBatchSampler, PairBatchSampler, TrainPair
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
-from wsreid.errors import RecipeError, TrainingError, UserError
+from wsreid.errors import ComponentError, RecipeError, TrainingError, UserError
 from wsreid.pluginmanager import Plugins
 
 class EncodeViews(torch.nn.Module):
@@ -61,6 +63,7 @@ class EncodeViews(torch.nn.Module):
         self.encoder = encoder
 
     def forward(self, images, input_ids, attention_mask):
+        """-> (V*B x d image features, V*B x d text features), L2-normalised, float32."""
         image = self.encoder.encode_image(images).float()
         text = self.encoder.encode_text(input_ids, attention_mask).float()
         return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
@@ -85,6 +88,9 @@ class Run:
         self.step = 0
         #: True once the first training step of this start is about to run
         self.training_started = False
+        #: training pairs and evaluation splits: ids, images, captions (dataset_counts)
+        self.dataset_counts: dict[str, dict[str, int]] = {}
+        self._origins: dict[str, str] = {}
 
     # ------------------------------------------------------------------ phase 1: build
     def _accelerator(self):
@@ -124,24 +130,31 @@ class Run:
     def build_components(self) -> None:
         """Build every component of the recipe by name, in recipe order: dataset (and its
         splits), encoder (with the init weights), pair construction, local and global
-        associations, objectives -> ``self.components``, ``self.splits``."""
+        associations, objectives -> ``self.components``, ``self.splits``. A component
+        that fails here is reported in one line naming its recipe key and plugin."""
         r = self.recipe
         ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device)
-        dataset, self.splits = load_dataset(self.plugins, r, ctx)
+        with self.blame("data", "dataset", r.data.name, "building or loading it"):
+            dataset, self.splits = load_dataset(self.plugins, r, ctx)
         if not self.splits.train:
             raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
+        self.dataset_counts = dataset_counts(self.splits)
+        if self.dist.is_main:
+            print(format_dataset_counts(self.splits.name, self.dataset_counts), file=sys.stderr)
         self.dist.barrier()
-        encoder = build_encoder(self.plugins, r, ctx)
+        with self.blame("encoder", "encoder", r.encoder.name, "building it"):
+            encoder = build_encoder(self.plugins, r, ctx)
         if self.init_weights is not None and not self.resume:
             ckpt.load_model_weights(encoder, self.init_weights)
-        comps = Components(dataset, encoder, build_component(self.plugins, "pair_construction", r.pair_construction, ctx,
-                                                             "pair_construction"),
-                           supervised_settings=r.train.true_identity_uses())
+        with self.blame("pair_construction", "pair_construction", r.pair_construction.name, "building it"):
+            pairs = build_component(self.plugins, "pair_construction", r.pair_construction, ctx, "pair_construction")
+        comps = Components(dataset, encoder, pairs, supervised_settings=r.train.true_identity_uses())
         for section, kind in SECTIONS.items():
             for label, spec in getattr(r, section).items():
                 if spec is None:
                     continue
-                getattr(comps, section)[label] = build_component(self.plugins, kind, spec, ctx, f"{section}.{label}")
+                with self.blame(f"{section}.{label}", kind, spec.name, "building it"):
+                    getattr(comps, section)[label] = build_component(self.plugins, kind, spec, ctx, f"{section}.{label}")
                 if section == "objectives":
                     comps.weights[label] = float(getattr(spec, "weight", 1.0))
                     comps.start_epochs[label] = int(getattr(spec, "start_epoch", 1))
@@ -157,6 +170,43 @@ class Run:
                     hint=f"did you mean {close[0]!r}?" if close else f"labels: {', '.join(sorted(labels)) or 'none'}",
                 )
         self.components = comps
+
+    # ------------------------------------------------------------------ who failed
+    def origin(self, where: str) -> str:
+        """``"<recipe key> (<kind> '<name>' from plugin '<plugin>')"`` for a component's
+        recipe key (``data``, ``objectives.sdm``, ...), as error messages name it."""
+        return f"{where} ({self._origins.get(where, 'component')})"
+
+    @contextmanager
+    def blame(self, where: str, kind: str, name: str, doing: str):
+        """Turn an exception of a component (other than a UserError, which already says
+        what to do) into one line naming its recipe key, name and plugin."""
+        entry = self.plugins.registry.get(kind, name, where=where)
+        self._origins[where] = f"{kind} {name!r} from plugin {entry.provider!r}"
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as exc:
+            raise ComponentError(f"{self.origin(where)}: {doing} failed: {_one_line(exc)}",
+                                 hint=f"a fault of plugin {entry.provider!r}; fix it, or leave the component out; "
+                                      "--debug shows the traceback") from exc
+
+    @contextmanager
+    def hook_guard(self, name: str):
+        """Around a call of the lifecycle hook ``name``: an exception of a plugin's
+        implementation (other than a UserError) becomes one line naming the plugin and
+        the hook."""
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as exc:
+            plugin = _raising_plugin(getattr(self.plugins.hook, name), exc)
+            when = " before the first epoch" if not self.training_started else f" at epoch {self.epoch}"
+            raise ComponentError(f"plugin {plugin!r}: hook {name} failed{when}: {_one_line(exc)}",
+                                 hint=f"fix the plugin or disable it with --disable-plugin {plugin}; "
+                                      "--debug shows the traceback") from exc
 
     def build_training(self) -> None:
         """The training objects: the encoder wrapped for one forward over all views, the
@@ -291,6 +341,7 @@ class Run:
                                   f"{self.recipe.pair_construction.name!r}", hint=f"views: {', '.join(features)}")
             rel = assoc.relate(features, batch, ctx)
             if rel is not None:
+                self._check_relation(label, rel)
                 relations[label] = rel
         losses: dict[str, torch.Tensor] = {}
         for label, obj in c.objectives.items():
@@ -299,6 +350,10 @@ class Run:
             value = obj.loss(features, relations, batch, ctx)
             if value is None:
                 continue
+            if not torch.is_tensor(value) or value.numel() != 1:
+                got = f"a tensor of shape {list(value.shape)}" if torch.is_tensor(value) else f"a {type(value).__name__}"
+                raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned {got}, not a scalar tensor",
+                                     hint="reduce it to one value (e.g. loss.mean()), or return None to skip the step")
             if not torch.isfinite(value.detach()).all():
                 last = ckpt.latest_checkpoint(self.run_dir)
                 raise TrainingError(
@@ -326,6 +381,21 @@ class Run:
         out["loss/total"] = float(total.detach())
         return out
 
+    def _check_relation(self, label: str, rel: Relation) -> None:
+        """A relation's weights are Q x N over its N image and N text rows (Q <= N)."""
+        c = self.components
+        section = "local_associations" if label in c.local_associations else "global_associations"
+        if not isinstance(rel, Relation):
+            raise ComponentError(f"{self.origin(f'{section}.{label}')}: relate() returned a "
+                                 f"{type(rel).__name__}, not a Relation", hint="return a wsreid.api.Relation or None")
+        w, rows_image, rows_text = rel.weights, rel.image.shape[0], rel.text.shape[0]
+        if w.dim() != 2 or w.shape[1] != rows_image or rows_image != rows_text or w.shape[0] > rows_image:
+            shape = " x ".join(str(n) for n in w.shape)
+            raise ComponentError(
+                f"{self.origin(f'{section}.{label}')}: relate() returned a Relation whose weights are {shape} "
+                f"for {rows_image} image and {rows_text} text rows",
+                hint="weights must be Q x N: Q query rows (the first Q rows) by all N rows of image and text")
+
     # ------------------------------------------------------------------ phase 2: train an epoch
     def train(self) -> dict[str, Any]:
         """Train every remaining epoch (restoring first on ``resume``), then
@@ -333,15 +403,16 @@ class Run:
         r = self.recipe
         if self.resume:
             self.restore()
-        hook = self.plugins.hook
-        hook.wsreid_run_start(run=self)
+        with self.hook_guard("wsreid_run_start"):
+            self.plugins.hook.wsreid_run_start(run=self)
         while self.epoch < r.train.epochs:
             self.epoch += 1
             logs = self.train_epoch(self.epoch)
             record = self.evaluate_and_select(self.epoch, logs)
             self.history.append(record)
             self.logger.epoch(self.epoch, logs)
-            hook.wsreid_epoch_end(run=self, epoch=self.epoch, logs=logs)
+            with self.hook_guard("wsreid_epoch_end"):
+                self.plugins.hook.wsreid_epoch_end(run=self, epoch=self.epoch, logs=logs)
             if self.epoch % r.train.checkpoint_every == 0 or self.epoch == r.train.epochs:
                 self.save()
         return self.finish()
@@ -352,14 +423,16 @@ class Run:
         learning rate, seconds, and every component's diagnostics."""
         r = self.recipe
         num_epochs = r.train.epochs
-        hook = self.plugins.hook
         ectx = EpochContext(epoch, num_epochs, self.dist,
                             lambda: extract_train_features(self.encoder, self.splits.train, r.eval.batch_size,
                                                            self.dist, r.train.num_workers),
                             self.train_person_ids.to(self.dist.device))
-        for assoc in self.components.global_associations.values():
-            assoc.epoch_start(ectx)
-        hook.wsreid_epoch_start(run=self, epoch=epoch)
+        for label, assoc in self.components.global_associations.items():
+            with self.blame(f"global_associations.{label}", "global_association",
+                            self.recipe.global_associations[label].name, f"epoch_start() of epoch {epoch}"):
+                assoc.epoch_start(ectx)
+        with self.hook_guard("wsreid_epoch_start"):
+            self.plugins.hook.wsreid_epoch_start(run=self, epoch=epoch)
         self.sampler.set_epoch(epoch)
         self.training_started = True
         sums: dict[str, float] = {}
@@ -377,7 +450,8 @@ class Run:
             if self.step % r.train.log_every == 0:
                 self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
                 bar.set_postfix(loss=f"{values['loss/total']:.3f}")
-            hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
+            with self.hook_guard("wsreid_after_step"):
+                self.plugins.hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
         logs: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
         logs["lr"] = self.scheduler.get_last_lr()[0]
         logs["seconds"] = time.time() - started
@@ -394,7 +468,8 @@ class Run:
         ev = self.recipe.eval
         metrics = evaluate_split(self.encoder, split, ev.batch_size, self.dist, ev.chunk_size,
                                  self.recipe.train.num_workers)
-        self.plugins.hook.wsreid_after_evaluation(run=self, split=split_name, epoch=self.epoch, metrics=metrics)
+        with self.hook_guard("wsreid_after_evaluation"):
+            self.plugins.hook.wsreid_after_evaluation(run=self, split=split_name, epoch=self.epoch, metrics=metrics)
         return metrics
 
     def selection_split(self) -> str | None:
@@ -455,6 +530,7 @@ class Run:
             "dataset": self.splits.name,
             "seed": self.recipe.train.seed,
             "epochs": self.epoch,
+            "data_counts": self.dataset_counts,
         }
         if not comps.weakly_supervised:
             metrics["note"] = ("NOT weakly supervised: uses true identity labels via "
@@ -466,5 +542,47 @@ class Run:
                 plot_curves(self.run_dir)
             except Exception as exc:  # a plotting failure must not lose a finished run
                 print(f"warning: could not plot curves: {exc}", file=sys.stderr)
-        self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
+        with self.hook_guard("wsreid_run_end"):
+            self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
         return metrics
+
+
+def _one_line(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` on one line."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _raising_plugin(caller, exc: BaseException) -> str:
+    """The plugin whose implementation of the hook ``caller`` raised ``exc`` (the outermost
+    traceback frame running one of the implementations), or ``"?"``."""
+    codes = {impl.function.__code__: impl.plugin_name for impl in caller.get_hookimpls()
+             if hasattr(impl.function, "__code__")}
+    tb = exc.__traceback__
+    while tb is not None:
+        name = codes.get(tb.tb_frame.f_code)
+        if name is not None:
+            return name
+        tb = tb.tb_next
+    return "?"
+
+
+def dataset_counts(splits) -> dict[str, dict[str, int]]:
+    """Per split: distinct person ids, images and captions (train: of the training pairs;
+    val / test: gallery images and query captions)."""
+    train = splits.train
+    counts = {"train": {"ids": len({p.person_id for p in train}), "images": len({p.image_id for p in train}),
+                        "captions": len(train)}}
+    for name in ("val", "test"):
+        split = getattr(splits, name)
+        if split is not None:
+            counts[name] = {"ids": len(set(split.caption_person_ids) | set(split.image_person_ids)),
+                            "images": len(split.image_paths), "captions": len(split.captions)}
+    return counts
+
+
+def format_dataset_counts(name: str, counts: dict[str, dict[str, int]]) -> str:
+    """The lines ``wsreid run`` prints at start: one per split."""
+    lines = [f"dataset {name}:"]
+    for split, c in counts.items():
+        lines.append(f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions")
+    return "\n".join(lines)

@@ -65,12 +65,15 @@ def _launcher_rank() -> tuple[bool, int]:
 def resolved_yaml_for(loaded, run_dir: Path) -> str:
     """The resolved recipe a run into ``run_dir`` saves as recipe.yaml: its ``output_dir``
     is the directory the run actually uses."""
+    from dataclasses import replace
+
     from wsreid.recipe import dump_resolved_yaml
 
-    return dump_resolved_yaml(loaded)
+    return dump_resolved_yaml(replace(loaded, resolved={**loaded.resolved, "output_dir": str(run_dir)}))
 
 
-def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: RunMode | str = RunMode.NEW) -> RunResult:
+def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: RunMode | str = RunMode.NEW, *,
+               record_as: str | os.PathLike[str] | None = None) -> RunResult:
     """Train the loaded recipe (:func:`wsreid.recipe.load_recipe`) into ``output_dir``
     (default: the recipe's ``output_dir``).
 
@@ -79,11 +82,13 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     process prepares the directory; the others wait for it at the first barrier of
     :meth:`Run.setup`. Raises :class:`RunInterrupted` on Ctrl-C (the last checkpoint is
     kept) and :class:`~wsreid.errors.UserError` on a user mistake; a failure before the
-    first epoch removes the directory this call created."""
+    first epoch removes the directory this call created. ``record_as``: the ``output_dir``
+    written into the run's recipe.yaml when the directory is renamed afterwards (default:
+    the run directory)."""
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
     run_dir = Path(output_dir or recipe.output_dir)
-    resolved_yaml = resolved_yaml_for(loaded, run_dir)
+    resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
     if mode is RunMode.RESUME:
         check_resume_recipe(run_dir, resolved_yaml)
     main_process, world_size = _launcher_rank()
@@ -135,7 +140,7 @@ def initial_run(init, *, world_size: int = 1) -> Path:
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        run_recipe(loaded, tmp, RunMode.NEW)
+        run_recipe(loaded, tmp, RunMode.NEW, record_as=target)
         target.parent.mkdir(parents=True, exist_ok=True)
         if (target / "metrics.json").exists():  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)

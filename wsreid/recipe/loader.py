@@ -179,7 +179,7 @@ def load_recipe(
 
 
 #: Recipe keys holding a path that is resolved against the file that names it.
-RELATIVE_PATH_KEYS: tuple[tuple[str, str], ...] = (("init", "recipe"), ("init", "run"))
+RELATIVE_PATH_KEYS: tuple[tuple[str, str], ...] = (("init", "recipe"), ("init", "run"), ("data", "root"))
 
 
 def resolve_relative_paths(loaded: LoadedRecipe) -> None:
