@@ -20,9 +20,8 @@ FAULTS = {"plugins": ["wsreid_test_faults"]}
 
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
 
 
 def test_an_objective_returning_a_non_scalar_is_named(make_recipe, tmp_path, test_plugins_path, capsys):
@@ -111,12 +110,12 @@ def test_run_prints_and_records_the_dataset_counts_and_stores_resolved_paths(mak
     monkeypatch.chdir(elsewhere)
     out = tmp_path / "chosen"
     assert main(["run", str(recipe), "--output-dir", str(out)]) == 0
-    err = capsys.readouterr().err
+    printed = capsys.readouterr().out
     counts = json.loads((out / "metrics.json").read_text())["data_counts"]
     assert set(counts) == {"train", "val", "test"} and all(set(c) == {"ids", "images", "captions"}
                                                            for c in counts.values())
     for split, c in counts.items():
-        assert f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions" in err
+        assert f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions" in printed
     assert counts["train"]["captions"] >= counts["train"]["images"] >= counts["train"]["ids"] > 0
     saved = (out / "recipe.yaml").read_text()
     assert f"root: {synth_tiny_root}\n" in saved  # stored absolute

@@ -140,7 +140,7 @@ class Run:
             raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
         self.dataset_counts = dataset_counts(self.splits)
         if self.dist.is_main:
-            print(format_dataset_counts(self.splits.name, self.dataset_counts), file=sys.stderr)
+            print(format_dataset_counts(self.splits.name, self.dataset_counts), flush=True)
         self.dist.barrier()
         with self.blame("encoder", "encoder", r.encoder.name, "building it"):
             encoder = build_encoder(self.plugins, r, ctx)
