@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from wsreid.api import COMPONENT_KINDS
 from wsreid.cli.common import add_common
 from wsreid.errors import ExitCode
 
@@ -35,6 +34,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     """Print every registered component by kind, with its provider and parameters, then
     the plugins that failed to load or were disabled."""
+    from wsreid.api import COMPONENT_KINDS
     from wsreid.pluginmanager import load_plugins
 
     plugins = load_plugins(args.module, disabled=args.disable_plugin)

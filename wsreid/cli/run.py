@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wsreid.api import KINDS
 from wsreid.cli.common import add_common, add_recipe_args
 from wsreid.errors import ExitCode, UserError
 
@@ -60,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load and validate the recipe; print its components."""
+    from wsreid.api import KINDS
     from wsreid.recipe import load_recipe
 
     r = load_recipe(args.recipe, args.override, disabled=args.disable_plugin).recipe
