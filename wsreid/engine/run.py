@@ -203,7 +203,8 @@ class Run:
             raise
         except Exception as exc:
             plugin = _raising_plugin(getattr(self.plugins.hook, name), exc)
-            when = " before the first epoch" if not self.training_started else f" at epoch {self.epoch}"
+            fresh = not self.training_started and not self.resume
+            when = " before the first epoch" if fresh else f" at epoch {max(self.epoch, 1)}"
             raise ComponentError(f"plugin {plugin!r}: hook {name} failed{when}: {_one_line(exc)}",
                                  hint=f"fix the plugin or disable it with --disable-plugin {plugin}; "
                                       "--debug shows the traceback") from exc
