@@ -45,6 +45,7 @@ __all__ = [
     "LocalAssociation",
     "GlobalAssociation",
     "Objective",
+    "ParamsCheckError",
 ]
 
 COMPONENT_KINDS = (
@@ -65,6 +66,19 @@ class Params(BaseModel):
     on assignment. Plugin parameter models must derive from it."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ParamsCheckError(ValueError):
+    """Raised by :meth:`Component.check_params` for a parameter whose value is valid in
+    itself but does not fit the machine (a folder that does not exist, a missing file).
+
+    ``key``: the parameter's name (a dotted path for nested parameters, e.g.
+    ``"vision.patch_size"``), so the error cites the recipe line that sets it;
+    ``message``: what is wrong, in a few words; ``hint``: what to do (optional)."""
+
+    def __init__(self, key: str, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.key, self.message, self.hint = key, message, hint
 
 
 # --------------------------------------------------------------------------- data records
@@ -249,6 +263,16 @@ class Component:
         self.params = params
         self.context = context
 
+    @classmethod
+    def check_params(cls, params: Params) -> None:
+        """Check what the parameters name outside the recipe (files, folders).
+
+        Called by ``wsreid validate`` and before every run (so before anything is built
+        or written), in every process, with the validated ``params``; relative paths are
+        relative to the working directory. Raise :class:`ParamsCheckError` naming the
+        parameter; the error then cites the recipe file and line. The default checks
+        nothing."""
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}
 
@@ -309,9 +333,22 @@ class EncoderComponent(Component, torch.nn.Module):
 
 
 class PairConstruction(Component):
-    """``views(batch) -> {view name: View}``; must contain ``"base"``."""
+    """``views(batch) -> {view name: View}``; must contain ``"base"``.
+
+    ``view_names`` declares the views it produces (``("base",)`` by default); recipes are
+    checked against it, so an association or objective whose ``view`` names another view
+    is refused by ``wsreid validate``. Override :meth:`declared_views` when the views
+    depend on the parameters."""
 
     kind = "pair_construction"
+    #: names of the views that ``views()`` returns, ``"base"`` first
+    view_names: ClassVar[tuple[str, ...]] = (BASE_VIEW,)
+
+    @classmethod
+    def declared_views(cls, params: Params) -> tuple[str, ...]:
+        """The views produced with ``params`` (default: :attr:`view_names`). Called at
+        validation, before anything is built."""
+        return tuple(cls.view_names)
 
     def views(self, batch: Batch, encoder: EncoderComponent) -> dict[str, View]:  # pragma: no cover
         raise NotImplementedError

@@ -162,7 +162,7 @@ def cmd_schema(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from wsreid.pluginmanager import load_plugins
+    from wsreid.pluginmanager import load_plugins, print_settings_and_observers
 
     plugins = load_plugins(args.module, disabled=args.disable_plugin)
     for kind in ("dataset", "encoder", "pair_construction", "local_association", "global_association", "objective"):
@@ -176,6 +176,7 @@ def cmd_plugins(args) -> int:
             for fname, field in e.params_model.model_fields.items():
                 default = field.get_default(call_default_factory=True) if not field.is_required() else "<required>"
                 print(f"      {fname} = {default!r}")
+    print_settings_and_observers(plugins)
     for b in plugins.broken:
         print(f"broken: {b.describe()}")
     if plugins.disabled:

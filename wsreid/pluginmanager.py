@@ -36,7 +36,8 @@ from wsreid import hookspecs
 from wsreid.errors import PluginError
 from wsreid.registry import DuplicateComponentError, Registry
 
-__all__ = ["ENTRY_POINT_GROUP", "DISABLE_ENV", "BrokenPlugin", "Plugins", "disabled_from_env", "load_plugins"]
+__all__ = ["ENTRY_POINT_GROUP", "DISABLE_ENV", "BrokenPlugin", "Plugins", "disabled_from_env", "load_plugins",
+           "print_settings_and_observers"]
 
 ENTRY_POINT_GROUP = "wsreid"
 DISABLE_ENV = "WSREID_DISABLE_PLUGINS"
@@ -67,11 +68,48 @@ class Plugins:
     broken: list[BrokenPlugin] = field(default_factory=list)
     disabled: set[str] = field(default_factory=set)
     unmatched_disabled: set[str] = field(default_factory=set)
+    #: plugin name -> (distribution, version), both None for recipe modules and objects
+    providers: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def hook(self):
         """``manager.hook``: call lifecycle hooks as ``plugins.hook.wsreid_epoch_end(...)``."""
         return self.manager.hook
+
+    def observers(self) -> list[dict[str, object]]:
+        """Every plugin implementing a lifecycle hook (any hook but ``wsreid_register``):
+        ``{"plugin", "hooks", "distribution", "version"}``, by plugin name. They are
+        called in every run."""
+        hooks: dict[str, list[str]] = {}
+        for name in (n for n in hookspecs.__dict__ if n.startswith("wsreid_") and n != "wsreid_register"):
+            caller = getattr(self.manager.hook, name, None)
+            for impl in caller.get_hookimpls() if caller is not None else []:
+                hooks.setdefault(impl.plugin_name, []).append(name)
+        out = []
+        for plugin in sorted(hooks):
+            dist, version = self.providers.get(plugin, (None, None))
+            out.append({"plugin": plugin, "hooks": hooks[plugin], "distribution": dist, "version": version})
+        return out
+
+
+def print_settings_and_observers(plugins: Plugins) -> None:
+    """The part of ``wsreid plugins`` after the components: every declared settings block
+    (recipe key ``settings.<key>``, its fields and defaults) and every observer with the
+    hooks it implements."""
+    entries = plugins.registry.settings_entries()
+    print("settings:" if entries else "settings: none declared")
+    for e in entries:
+        print(f"  {e.key:<24} {e.provided_by} ({e.provider})")
+        if e.summary:
+            print(f"      {e.summary}")
+        for fname, fld in e.model.model_fields.items():
+            print(f"      {fname} = {fld.get_default(call_default_factory=True)!r}"
+                  + (f"  # {fld.description}" if fld.description else ""))
+    observers = plugins.observers()
+    print("observers:" if observers else "observers: none")
+    for o in observers:
+        who = f"{o['distribution']} {o['version'] or ''}".strip() if o["distribution"] else o["plugin"]
+        print(f"  {o['plugin']:<24} {who}: {', '.join(o['hooks'])}")
 
 
 def disabled_from_env() -> set[str]:
@@ -176,7 +214,7 @@ def load_plugins(
     if unmatched:
         print(f"warning: no plugin named {', '.join(sorted(unmatched))} to disable "
               "(use an entry-point or distribution name shown by 'wsreid plugins')", file=sys.stderr)
-    return Plugins(pm, registry, broken, disabled_set, unmatched)
+    return Plugins(pm, registry, broken, disabled_set, unmatched, dict(providers))
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:

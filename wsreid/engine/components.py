@@ -58,7 +58,10 @@ def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, wh
     return entry.cls(params, context)
 
 
-def package_versions(plugins: Plugins) -> dict[str, Any]:
+def package_versions(plugins: Plugins, resolved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance of a run (``versions.json``): Python and package versions, the
+    components the resolved recipe ``resolved`` uses (every registered one when None) and
+    the observers (plugins implementing lifecycle hooks), each with its distribution."""
     def version(name: str) -> str | None:
         try:
             return md.version(name)
@@ -66,8 +69,23 @@ def package_versions(plugins: Plugins) -> dict[str, Any]:
             return None
 
     pkgs = {n: version(n) for n in ("wsreid", "torch", "transformers", "accelerate", "pluggy", "pydantic", "tokenizers")}
+    used = used_components(resolved) if resolved is not None else None
     comps = [
         {"kind": e.kind, "name": e.name, "provider": e.provider, "distribution": e.distribution, "version": e.version}
         for e in plugins.registry.entries()
+        if used is None or (e.kind, e.name) in used
     ]
-    return {"python": platform.python_version(), "packages": pkgs, "components": comps}
+    return {"python": platform.python_version(), "packages": pkgs, "components": comps,
+            "observers": plugins.observers()}
+
+
+def used_components(resolved: dict[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of every component block of a resolved recipe."""
+    from wsreid.recipe.model import COMPONENT_SECTIONS
+
+    used = set()
+    for section, (kind, multi) in COMPONENT_SECTIONS.items():
+        value = resolved.get(section)
+        blocks = value.values() if multi and isinstance(value, dict) else [value]
+        used.update((kind, b["name"]) for b in blocks if isinstance(b, dict) and isinstance(b.get("name"), str))
+    return used

@@ -404,7 +404,10 @@ class Run:
 def write_run_files(run_dir: Path, resolved_yaml: str, plugins: Plugins) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(resolved_yaml)
-    (run_dir / "versions.json").write_text(json.dumps(package_versions(plugins), indent=1))
+    from wsreid.recipe.yamlio import parse_yaml_text
+
+    resolved, _ = parse_yaml_text(resolved_yaml, str(run_dir / "recipe.yaml"))
+    (run_dir / "versions.json").write_text(json.dumps(package_versions(plugins, resolved), indent=1))
     marker = run_dir / ".wsreid-run"
     if not marker.exists():
         marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
