@@ -211,3 +211,21 @@ def test_params_default_check_accepts_the_shipped_components():
 
     registry = load_plugins(distributions=["wsreid"], use_env=False).registry
     assert [(e.kind, e.name) for e in registry.entries() if invalid_default(e.params_model)] == []
+
+
+def test_recipe_plugin_with_an_invalid_default_is_refused_by_validate(tmp_path, capsys, monkeypatch):
+    (tmp_path / "five_plugin.py").write_text(
+        "from pydantic import Field\n"
+        "from wsreid import hookimpl\n"
+        "from wsreid.api import Objective, Params\n\n\n"
+        "class FiveLoss(Objective):\n"
+        "    class Params(Params):\n"
+        "        k: int = Field(\"five\", description=\"neighbours\")\n\n\n"
+        "@hookimpl\n"
+        "def wsreid_register(registry):\n"
+        "    registry.add(\"objective\", \"five\", FiveLoss)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message, _ = refused(tmp_path, capsys, f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\nplugins: [five_plugin]\n")
+    assert message == ("plugin 'five_plugin': objective 'five' (five_plugin.FiveLoss): the default 'five' of parameter "
+                       "'k' is invalid: Input should be a valid integer, unable to parse string as an integer (fix the "
+                       "default in its Params model; every default must satisfy its own field)")
