@@ -126,9 +126,19 @@ def test_real_dataset_components_load_and_check(tmp_path: Path) -> None:
     cls = load_plugins().registry.get("dataset", "cuhk-pedes").cls
     splits = cls(cls.Params(root=str(tmp_path)), BuildContext()).load()
     assert len(splits.train) == 4 and splits.test.caption_person_ids == [4, 4] and splits.val.image_person_ids == [3]
-    (tmp_path / "imgs" / "3.png").write_bytes(b"broken")
-    assert len(cls(cls.Params(root=str(tmp_path)), BuildContext()).load().train) == 4  # existence only
+    (tmp_path / "imgs" / "3.png").write_bytes(b"broken")  # the test split's image
+    assert len(cls(cls.Params(root=str(tmp_path), check_images="exists"), BuildContext()).load().train) == 4
+    with pytest.raises(DataError) as info:  # the default decodes the evaluation splits at load
+        cls(cls.Params(root=str(tmp_path)), BuildContext()).load()
+    assert str(info.value).startswith(f"image {tmp_path / 'imgs' / '3.png'} (reid_raw.json record 3, split test) "
+                                      "cannot be decoded (UnidentifiedImageError: ")
+    assert str(info.value).endswith("(replace the file with an intact copy or remove its record)")
     with pytest.raises(DataError, match=r"3\.png.*cannot be decoded"):
+        cls(cls.Params(root=str(tmp_path), check_images="decode"), BuildContext()).load()
+    (tmp_path / "imgs" / "3.png").write_bytes((tmp_path / "imgs" / "2.png").read_bytes())
+    (tmp_path / "imgs" / "0.png").write_bytes(b"broken")  # a training image: decoded only with 'decode'
+    assert len(cls(cls.Params(root=str(tmp_path)), BuildContext()).load().train) == 4
+    with pytest.raises(DataError, match=r"0\.png \(reid_raw.json record 0, split train\) cannot be decoded"):
         cls(cls.Params(root=str(tmp_path), check_images="decode"), BuildContext()).load()
     with pytest.raises(DataError, match="not a directory"):
         cls(cls.Params(root=str(tmp_path / "missing")), BuildContext()).load()

@@ -125,6 +125,24 @@ def test_invalid_json_names_line(tmp_path: Path, fmt: str) -> None:
     path.write_text(path.read_text()[:-40])  # truncated
     msg = _error(tmp_path, fmt)
     assert str(path) in msg and "invalid JSON at line 1" in msg
+    assert msg.endswith("(the file ends before the data is complete: it may be truncated; restore it from the "
+                        "original archive)")
+
+
+def test_invalid_json_hint_fits_the_mistake(tmp_path: Path) -> None:
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    path = tmp_path / "reid_raw.json"
+    path.write_text(json.dumps(records, indent=1)[:-2] + ",\n]")  # a trailing comma after the last record
+    lines = path.read_text().splitlines()
+    assert _error(tmp_path, "cuhk-pedes") == (
+        f"{path}: invalid JSON at line {len(lines)} column 1: Expecting value (remove the trailing comma before "
+        "the closing bracket (JSON allows none))")
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(records).encode())  # saved "as UTF-8 with BOM"
+    assert _error(tmp_path, "cuhk-pedes") == (
+        f"{path}: invalid JSON at line 1 column 1: Unexpected UTF-8 BOM (decode using utf-8-sig) (the file starts "
+        "with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM)")
+    path.write_text(json.dumps(records).replace('"split"', "'split'", 1))
+    assert _error(tmp_path, "cuhk-pedes").endswith("(JSON strings and keys need double quotes)")
 
 
 def test_top_level_must_be_a_list(tmp_path: Path) -> None:
@@ -279,4 +297,12 @@ def test_check_counts_identities_shared_between_splits(tmp_path: Path) -> None:
     records = make_dataset(tmp_path, "rstpreid")
     records[-1]["id"] = records[-3]["id"] = 1  # a test person reusing a train id
     _rewrite(tmp_path, "rstpreid", records)
-    assert check_dataset(tmp_path, "rstpreid", decode=False).shared_ids == 1
+    report = check_dataset(tmp_path, "rstpreid", decode=False)
+    assert report.shared_ids == 1 and report.shared_id_splits == {1: ("train", "test")}
+    assert format_report(report).splitlines()[-1] == "identities in more than one split: 1 (id 1 in train, test)"
+    records[-4]["id"] = 4  # and a val person in test too
+    _rewrite(tmp_path, "rstpreid", records)
+    report = check_dataset(tmp_path, "rstpreid", decode=False)
+    assert report.shared_id_splits == {1: ("train", "test"), 4: ("val", "test")}
+    assert format_report(report).splitlines()[-1] == (
+        "identities in more than one split: 2 (id 1 in train, test; id 4 in val, test)")

@@ -88,7 +88,9 @@ def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins
     recipe = make_recipe("dgia.yaml", {"train": {"epochs": 2, "batch_size": 16}, "plugins": ["wsreid_test_hooks"]})
     one, two = tmp_path / "one", tmp_path / "two"
     # the hook plugin checks after every step that both ranks hold identical memory banks
-    env = {"PYTHONPATH": test_plugins_path, "WSREID_TEST_CHECK_STATE": "1"}
+    # keep the caller's PYTHONPATH after the test plugins (a checkout's own plugins/ may be on it)
+    path = os.pathsep.join(p for p in (test_plugins_path, os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "WSREID_TEST_CHECK_STATE": "1"}
     _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)], env)
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
           "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)], env)

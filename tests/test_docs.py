@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from wsreid import hookspecs
+from wsreid import api
 from wsreid.docs import (
     GENERATED,
+    api_classes,
+    api_doc_problems,
+    api_methods,
+    components_reference_markdown,
     hook_doc_problems,
     hook_specifications,
     hooks_reference_markdown,
@@ -130,3 +135,44 @@ def test_docs_command_writes_then_checks(tmp_path, capsys):
     (tmp_path / "hooks.md").write_text("stale\n")
     assert main(["--out", str(tmp_path), "--check"]) == 1
     assert str(tmp_path / "hooks.md") in capsys.readouterr().err
+
+
+def test_component_api_is_documented():
+    assert api_doc_problems() == []
+
+
+def test_an_undocumented_component_method_is_reported(monkeypatch):
+    def relate(self, features, batch, ctx):
+        """Relate.
+
+        Called:
+            every step.
+
+        Arguments:
+            features: the features.
+            batch: the batch.
+
+        Returns:
+            a relation.
+        """
+
+    monkeypatch.setattr(api.LocalAssociation, "relate", relate)
+    monkeypatch.setattr(api.GlobalAssociation, "after_step", lambda self, features, batch, ctx: None)
+    monkeypatch.setattr(api.StepContext, "__doc__", "State.\n\nFields:\n    epoch: the epoch.\n    step: the step.\n")
+    assert api_doc_problems() == [
+        "LocalAssociation.relate: argument 'ctx' is not documented",
+        "GlobalAssociation.after_step: no docstring",
+        "StepContext: field 'num_epochs' is not documented",
+        "StepContext: field 'dist' is not documented",
+    ]
+
+
+def test_components_md_has_every_class_and_method():
+    text = components_reference_markdown()
+    assert re.findall(r"^### (\S+)$", text, flags=re.M) == list(api_classes())
+    methods = [f"{name}.{m}" for name, cls in api_classes().items() for m in api_methods(cls)]
+    assert re.findall(r"^#### `(\S+)`$", text, flags=re.M) == methods
+    for needle in ("#### `Objective.loss`", "or None to skip this step", "`weight`", "`start_epoch`",
+                   "GLOBAL batch", "load_state_tensors({})", "relates exactly as the original",
+                   "| `num_train` | `int \\| None` |", "Only two parameter names are cross-checked"):
+        assert needle in text, needle

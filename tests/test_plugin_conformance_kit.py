@@ -173,6 +173,16 @@ class GlobalNoise(PairConstruction):
         return {"base": View(noisy, batch.input_ids, batch.attention_mask)}
 
 
+class UndeclaredView(PairConstruction):
+    """Produces a 'masked' view without declaring it in view_names."""
+
+    Params = ViewParams
+
+    def views(self, batch, encoder):
+        base = View(batch.images, batch.input_ids, batch.attention_mask)
+        return {"base": base, "masked": View(batch.images.clone(), batch.input_ids, batch.attention_mask)}
+
+
 class ShortTokens(EncoderComponent):
     """Pads to the longest caption rather than to max_length; features mix the batch."""
 
@@ -217,6 +227,7 @@ FAKES = {
     ("global_association", "forgetful"): Forgetful, ("objective", "row-loss"): RowLoss,
     ("objective", "first-row"): FirstRowLoss, ("objective", "detached-loss"): DetachedLoss,
     ("pair_construction", "global-noise"): GlobalNoise, ("encoder", "short-tokens"): ShortTokens,
+    ("pair_construction", "undeclared-view"): UndeclaredView,
     ("dataset", "renumbered"): Renumbered,
 }  # fmt: skip
 
@@ -250,6 +261,8 @@ def test_a_conforming_component_passes(registry):
     ("objective", "first-row", None, "must not change when the batch is permuted"),
     ("objective", "detached-loss", None, "is not differentiable"),
     ("pair_construction", "global-noise", None, "of a permuted batch must be the permuted images"),
+    ("pair_construction", "undeclared-view", None, "views() returned ['base', 'masked'] but the class declares "
+                                                    "['base']; set view_names"),
     ("encoder", "short-tokens", None, "tokenize(): input_ids must be (4, 12) torch.long (padded to max_length)"),
     ("dataset", "renumbered", {"root": "{tmp}"}, "train[0].index is 1; indices must be 0..N-1 in order"),
 ])  # fmt: skip

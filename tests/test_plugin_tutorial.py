@@ -1,6 +1,7 @@
 """docs/plugins.md is executed, so it cannot drift: every file it shows equals the example
-package in examples/wsreid-knn-association, and every command it shows runs, in order, in
-a fresh virtual environment (on top of this one) where that package gets pip-installed.
+packages in examples/ (wsreid-knn-association, wsreid-memory-triplet), and every command it
+shows runs, in order, in a fresh virtual environment (on top of this one) where those
+packages get pip-installed.
 
 Fenced blocks of the tutorial are of two sorts: ``<lang> file=PATH`` (written to PATH) and
 ``console`` (``$ command`` lines, each followed by lines its output must contain; ``...``
@@ -23,8 +24,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "plugins.md"
-EXAMPLE = REPO / "examples" / "wsreid-knn-association"
-PREFIX = "wsreid-knn-association/"
+#: file prefix in the tutorial -> the example package it belongs to
+EXAMPLES = {f"{name}/": REPO / "examples" / name for name in ("wsreid-knn-association", "wsreid-memory-triplet")}
 IGNORED_PARTS = {"__pycache__", ".pytest_cache", "build", "dist", "runs"}
 COMMAND_TIMEOUT = 600
 
@@ -72,9 +73,9 @@ def output_contains(expected: str, output: str) -> bool:
     return any(re.search(pattern, " ".join(line.split())) for line in output.splitlines())
 
 
-def example_files() -> set[str]:
+def example_files(example: Path) -> set[str]:
     return {
-        str(p.relative_to(EXAMPLE)) for p in EXAMPLE.rglob("*")
+        str(p.relative_to(example)) for p in example.rglob("*")
         if p.is_file() and not IGNORED_PARTS & set(p.parts) and ".egg-info" not in str(p)
     }  # fmt: skip
 
@@ -92,18 +93,22 @@ def test_every_block_is_a_file_or_commands():
     assert sum(1 for b in BLOCKS if b.attrs.get("requires") == "ablate") == 1
 
 
-def test_tutorial_files_are_the_example_package():
-    shown = {}
+def test_tutorial_files_are_the_example_packages():
+    shown: dict[str, dict[str, Block]] = {prefix: {} for prefix in EXAMPLES}
     for block in BLOCKS:
         if "file" in block.attrs:
             path = block.attrs["file"]
-            assert path.startswith(PREFIX), f"{DOC.name}:{block.line}: files belong to the {PREFIX} package"
-            shown[path[len(PREFIX):]] = block
-    for rel, block in shown.items():
-        assert (EXAMPLE / rel).is_file(), f"{DOC.name}:{block.line}: examples/{PREFIX}{rel} does not exist"
-        assert block.text == (EXAMPLE / rel).read_text(encoding="utf-8"), (
-            f"{DOC.name}:{block.line}: differs from examples/{PREFIX}{rel}; copy the example file into the block")
-    assert example_files() - set(shown) == {"README.md"}, "every example file but README.md is shown in the tutorial"
+            prefix = next((p for p in EXAMPLES if path.startswith(p)), None)
+            assert prefix is not None, f"{DOC.name}:{block.line}: files belong to one of {sorted(EXAMPLES)}"
+            assert path[len(prefix):] not in shown[prefix], f"{DOC.name}:{block.line}: {path} is shown twice"
+            shown[prefix][path[len(prefix):]] = block
+    for prefix, example in EXAMPLES.items():
+        for rel, block in shown[prefix].items():
+            assert (example / rel).is_file(), f"{DOC.name}:{block.line}: examples/{prefix}{rel} does not exist"
+            assert block.text == (example / rel).read_text(encoding="utf-8"), (
+                f"{DOC.name}:{block.line}: differs from examples/{prefix}{rel}; copy the example file into the block")
+        assert example_files(example) - set(shown[prefix]) == {"README.md"}, (
+            f"every file of examples/{prefix} but README.md is shown in the tutorial")
 
 
 @dataclass
@@ -178,6 +183,28 @@ def test_tutorial_runs_from_nothing_to_a_trained_recipe(workspace):
             "distribution": "wsreid-knn-association", "version": "0.1.0"} in versions["components"]
     header = (run_dir / "logs" / "epochs.csv").read_text().splitlines()[0].split(",")
     assert "diag/local/relation_precision" in header and "loss/sdm_local" in header
+    assert {c["name"] for c in versions["components"]} == {"synth-pedes", "clip", "identity", "knn", "itc", "sdm"}
+
+
+def test_tutorial_memory_objective_and_observer_ran(workspace):
+    run_dir = workspace.root / "runs" / "memory-smoke"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 2
+    rows = [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows]
+    assert steps == list(range(1, len(rows) + 1)) and len(rows) >= 2  # settings.loss_log.every=1 from -o
+    assert "loss/triplet" not in rows[0] and rows[-1]["epoch"] == 2 and rows[-1]["loss/triplet"] >= 0
+    recipe = (run_dir / "recipe.yaml").read_text()
+    assert "settings:\n  loss_log:\n    every: 1\n    file: losses.jsonl\n" in recipe
+    versions = json.loads((run_dir / "versions.json").read_text())
+    assert {"kind": "global_association", "name": "mutual-knn-memory", "provider": "memory",
+            "distribution": "wsreid-memory-triplet", "version": "0.1.0"} in versions["components"]
+    assert {c["name"] for c in versions["components"]} == {"synth-pedes", "clip", "identity", "mutual-knn-memory",
+                                                           "itc", "sdm", "vse-triplet"}
+    assert versions["observers"] == [{"plugin": "memory", "hooks": ["wsreid_after_step"],
+                                      "distribution": "wsreid-memory-triplet", "version": "0.1.0"}]
+    header = (run_dir / "logs" / "epochs.csv").read_text().splitlines()[0].split(",")
+    assert "diag/memory/related_per_item" in header and "loss/triplet" in header
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if "requires" in b.attrs], ids=lambda b: f"line{b.line}")

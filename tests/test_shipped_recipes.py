@@ -1,5 +1,6 @@
-"""Every shipped recipe validates (the paper recipes too: they need data and weights to
-run, not to validate), and the paper recipes carry the paper's schedule."""
+"""Every shipped recipe validates (the paper recipes too: they need weights to run, not to
+validate; their dataset folder must exist, so here it is a stand-in holding only the
+annotation file), and the paper recipes carry the paper's schedule."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from wsreid.cli import main
-from wsreid.recipe import load_recipe
+from wsreid.data.readers import FORMATS
+from wsreid.recipe import load_recipe, read_recipe_tree
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMPLETE = sorted(p for p in RECIPES.rglob("*.yaml") if "base" not in p.parts and "ablations" not in p.parts)
@@ -21,15 +23,41 @@ def test_there_are_recipes_to_check():
 
 
 @pytest.mark.parametrize("path", COMPLETE, ids=lambda p: p.relative_to(RECIPES).as_posix())
-def test_recipe_validates(path, capsys):
-    assert main(["validate", str(path)]) == 0
+def test_recipe_validates(path, capsys, tmp_path):
+    assert main(["validate", str(path), *stand_in_dataset(path, tmp_path)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def stand_in_dataset(path: Path, tmp_path: Path) -> list[str]:
+    """``-o data.root=...`` naming a folder with the annotation file of the recipe's real
+    dataset (none for synth-pedes, generated on first use)."""
+    tree, _ = read_recipe_tree(path)
+    fmt = FORMATS.get(tree["data"]["name"])
+    if fmt is None:
+        return []
+    root = tmp_path / fmt.name
+    root.mkdir()
+    (root / fmt.annotation_files[0]).write_text("[]")
+    return ["-o", f"data.root={root}"]
+
+
+def test_paper_recipe_without_its_dataset_folder_is_refused(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # its data.root is relative to the recipe file, not to the working directory
+    path = RECIPES / "paper" / "cuhk-pedes-dgia.yaml"
+    expected_root = (RECIPES.parent / "data" / "CUHK-PEDES").resolve()
+    if expected_root.exists():
+        pytest.skip(f"{expected_root} exists in this checkout")
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path}:7: data.root: folder {expected_root} does not exist "
+        "(set it to the cuhk-pedes folder holding reid_raw.json and imgs/)\n")
 
 
 @pytest.mark.parametrize("dataset, epochs, select", [("cuhk-pedes", 40, "val"), ("icfg-pedes", 40, "last"),
                                                       ("rstpreid", 16, "val")])
-def test_paper_recipes_carry_the_paper_setting(dataset, epochs, select):
-    loaded = load_recipe(str(RECIPES / "paper" / f"{dataset}-dgia.yaml"), [])
+def test_paper_recipes_carry_the_paper_setting(dataset, epochs, select, tmp_path):
+    path = RECIPES / "paper" / f"{dataset}-dgia.yaml"
+    loaded = load_recipe(str(path), stand_in_dataset(path, tmp_path)[1:])
     r = loaded.recipe
     assert r.encoder.pretrained == "openai/clip-vit-base-patch16"
     assert tuple(r.encoder.image_size) == (384, 128) and r.encoder.max_length == 77

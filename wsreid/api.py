@@ -1,16 +1,35 @@
-"""The public API that plugins build on.
+"""The public API that plugins build on: component base classes and the types they receive.
 
-Data flow of one training step (see docs/architecture.md)::
+Component kinds: ``dataset``, ``encoder``, ``pair_construction``, ``local_association``,
+``global_association``, ``objective``. A plugin registers a class per component under a
+unique name (``registry.add(kind, name, cls)`` in its ``wsreid_register`` hook); the class
+declares a pydantic ``Params`` model (strict, derived from :class:`Params`) and is built
+as ``cls(params, context)``.
 
-    batch  --pair construction-->  views {"base": View, "asymmetric": View, ...}
-    views  --encoder-->            features {view: ViewFeatures}     (L2-normalised, B x d)
-    features --associations-->     relations {label: Relation}       (targets, no grad)
-    features, relations --objectives--> losses {label: scalar}
+What ``wsreid run`` calls, in this order, in EVERY process (with several processes each
+one runs the same calls; see docs/architecture.md)::
 
-Component kinds (hook points): ``dataset``, ``encoder``, ``pair_construction``,
-``local_association``, ``global_association``, ``objective``. A plugin registers a class
-per component under a unique name; the class declares a pydantic ``Params`` model (strict,
-derive from :class:`Params`) and is built as ``Component(params, context)``.
+    validation  Component.check_params(params)           each component class
+    set-up      dataset = Dataset(params, ctx); dataset.load()
+                encoder, pair construction, local associations, global associations,
+                objectives: Cls(params, ctx)
+                (--resume) component.load_state_tensors(saved)
+    each epoch  global_association.epoch_start(epoch_ctx)
+      each step views     = pair_construction.views(local batch, encoder)
+                features  = encoder on every view          {view: ViewFeatures}, B x d
+                (gathered: from here on, features and batch cover the GLOBAL batch)
+                relations = {label: association.relate(features, batch, step_ctx)}
+                            local associations first, then global ones; None = no relation
+                losses    = {label: weight * objective.loss(features, relations, batch, step_ctx)}
+                            skipped before start_epoch or when loss() returns None
+                backward, optimizer and scheduler step
+                global_association.after_step({"base": detached features}, batch, step_ctx)
+      epoch end component.diagnostics(); evaluation; (main process) state_tensors() into
+                the checkpoint
+
+Shapes: B is the global batch size (``train.batch_size``) in associations and objectives,
+this process's share of it in ``views``; d is the encoder's ``embed_dim``; N the number
+of training pairs (``BuildContext.num_train``).
 """
 
 from __future__ import annotations
@@ -21,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import torch
 from pydantic import BaseModel, ConfigDict
+
+from wsreid.errors import ParamsCheckError
 
 if TYPE_CHECKING:  # pragma: no cover
     from wsreid.distributed import Distributed
@@ -47,6 +68,7 @@ __all__ = [
     "LocalAssociation",
     "GlobalAssociation",
     "Objective",
+    "ParamsCheckError",
 ]
 
 
@@ -66,9 +88,17 @@ class Params(BaseModel):
 
 @dataclass(frozen=True)
 class PairRecord:
-    """One caption-level training pair. ``index`` is the stable dataset index (0..N-1) used
-    to key memory banks and pseudo-labels. ``person_id`` is for evaluation/diagnostics only;
-    no weakly supervised loss may read it."""
+    """One caption-level training pair, as a dataset component returns it.
+
+    Fields:
+        index: the stable dataset index, 0..N-1 in order; memory banks and pseudo-labels
+            are keyed by it (``Batch.index`` carries it into every step).
+        image_path: the image file.
+        caption: the caption text.
+        image_id: 0..M-1 per distinct image; pairs that share an image share it.
+        person_id: the true identity: for evaluation and diagnostics only, no weakly
+            supervised component may read it.
+    """
 
     index: int
     image_path: Path
@@ -79,7 +109,14 @@ class PairRecord:
 
 @dataclass
 class EvalSplit:
-    """An evaluation split: every caption is a query, every image is in the gallery."""
+    """An evaluation split: every caption is a query, every image is in the gallery.
+
+    Fields:
+        captions: the queries (Q strings).
+        caption_person_ids: the identity of each query (Q ints).
+        image_paths: the gallery (G image files, each once).
+        image_person_ids: the identity of each gallery image (G ints).
+    """
 
     captions: list[str]
     caption_person_ids: list[int]
@@ -95,8 +132,15 @@ class EvalSplit:
 
 @dataclass
 class DatasetSplits:
-    """What a dataset component loads: caption-level training pairs (indices 0..N-1 in
-    order), and evaluation splits. ``val`` is None where the dataset has none."""
+    """What a dataset component's ``load()`` returns.
+
+    Fields:
+        name: the dataset's name (recorded in ``metrics.json``).
+        train: the caption-level training pairs, ``train[i].index == i``.
+        test: the test split, evaluated once at the end of a run.
+        val: the validation split (checkpoint selection), None where the dataset has none.
+        root: the folder the dataset was read from, when there is one.
+    """
 
     name: str
     train: list[PairRecord]
@@ -112,8 +156,23 @@ class DatasetSplits:
 class Batch:
     """A training batch of B pairs, on the training device.
 
-    images: B x 3 x H x W float (normalised); input_ids, attention_mask: B x L long;
-    index: B long (dataset index); image_id, person_id: B long (person_id: diagnostics only).
+    ``pair_construction.views`` gets the batch of this process (B = its share of
+    ``train.batch_size``). Associations and objectives get the GLOBAL batch, gathered from
+    every process (B = ``train.batch_size``): there ``index``, ``image_id`` and
+    ``person_id`` cover the global batch, while ``images``, ``input_ids`` and
+    ``attention_mask`` are empty tensors when more than one process trains (the encoder
+    already ran; read features, not pixels). With one process both are the same batch.
+
+    Fields:
+        images: B x 3 x H x W float, normalised with the encoder's ``image_mean`` /
+            ``image_std``.
+        input_ids: B x L long, the captions tokenised by the encoder (padded to L =
+            ``encoder.max_length``).
+        attention_mask: B x L long, 1 for tokens, 0 for padding.
+        index: B long, the dataset index of each pair (``PairRecord.index``).
+        image_id: B long, the image of each pair (``PairRecord.image_id``).
+        person_id: B long, the true identity: diagnostics only, never for a weakly
+            supervised loss.
     """
 
     images: torch.Tensor
@@ -127,12 +186,30 @@ class Batch:
         return int(self.index.shape[0])
 
     def to(self, device: torch.device | str) -> "Batch":
+        """A copy of the batch on ``device``.
+
+        Called:
+            by the engine on each batch from the data loader; by components when needed.
+
+        Arguments:
+            device: the target device.
+
+        Returns:
+            a new :class:`Batch`.
+        """
         return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
 
 
 @dataclass
 class View:
-    """One view of the batch that the encoder sees (images B x 3 x H x W, tokens B x L)."""
+    """One view of the batch that the encoder sees; every view of a step has the same B,
+    H, W and L (views are encoded in one forward pass).
+
+    Fields:
+        images: B x 3 x H x W float, normalised.
+        input_ids: B x L long.
+        attention_mask: B x L long.
+    """
 
     images: torch.Tensor
     input_ids: torch.Tensor
@@ -141,7 +218,12 @@ class View:
 
 @dataclass
 class ViewFeatures:
-    """Encoder outputs for one view: L2-normalised image and text features, B x d each."""
+    """Encoder outputs for one view (``features[view]`` in associations and objectives).
+
+    Fields:
+        image: B x d float32, L2-normalised, with gradient (in ``after_step``: detached).
+        text: B x d float32, L2-normalised, with gradient (in ``after_step``: detached).
+    """
 
     image: torch.Tensor
     text: torch.Tensor
@@ -151,12 +233,21 @@ class ViewFeatures:
 class Relation:
     """Who is whom: the central data type that associations produce and objectives consume.
 
-    Rows ``0..Q-1`` of ``image``/``text`` are queries; all N rows are candidates.
-    ``weights`` (Q x N, no grad) holds R of docs/method.md: 1 on the diagonal (row i and
-    column i are the same pair), a value in (0, 1] for related pairs, exactly 0 for unrelated
-    ones. ``image``/``text`` (N x d, L2-normalised) are the features of the rows; the first
-    B are the batch (with gradient), further rows may come from memory (no gradient).
-    ``view`` names the view the batch rows come from.
+    Rows ``0..Q-1`` are queries, all N rows are candidates (B <= Q <= N): the first B rows
+    are the batch (features with gradient), further rows may come from a memory (no
+    gradient). The weights are R of docs/method.md (Eq. 7 in the batch, Eq. 13-14 over
+    the memory): the target of an objective such as SDM, so they carry no gradient.
+
+    Fields:
+        image: N x d, L2-normalised image features of the rows.
+        text: N x d, L2-normalised text features of the rows.
+        weights: Q x N float, no gradient: 1 on the diagonal (row i and column i are the
+            same pair), a value in (0, 1] for pairs believed to show the same person,
+            exactly 0 for the others.
+        view: the view the batch rows come from (``"base"`` by default).
+        stats: optional finite numbers about this step's relation (checked by the
+            conformance kit; the engine does not log them - report per-epoch values from
+            ``diagnostics`` instead).
     """
 
     image: torch.Tensor
@@ -179,13 +270,24 @@ class Relation:
 
 @dataclass
 class BuildContext:
-    """Handed to every component constructor.
+    """Handed to every component constructor as ``context`` (kept as ``self.context``).
 
-    ``run_dir``: the run's output directory (None for dry builds such as validation);
-    ``seed``: the run seed; ``num_train``: number of training pairs (N), known once the
-    dataset has been loaded (None when building the dataset itself); ``encoder``: the
-    built encoder (None while building dataset and encoder); ``train_captions``: the
-    training captions (for encoders that build a tokenizer from them).
+    Components are built in this order, each context field filled as soon as it is known:
+    dataset, encoder, pair construction, local associations, global associations,
+    objectives.
+
+    Fields:
+        run_dir: the run's output directory (None where nothing is written, e.g. in the
+            conformance kit).
+        seed: the run seed (``train.seed``); derive per-sample randomness from it.
+        num_train: N, the number of training pairs; None only while the dataset itself is
+            built. Size memory banks with it.
+        encoder: the built encoder (None while the dataset and the encoder are built).
+        train_captions: the training captions in index order (None while the dataset is
+            built), for encoders that build a tokenizer from them.
+        image_size: (H, W) of the encoder input (None before the encoder is built).
+        device: the training device of this process (also in ``ctx.dist.device``).
+        extras: free-form values for embedding applications; the engine leaves it empty.
     """
 
     run_dir: Path | None = None
@@ -200,8 +302,18 @@ class BuildContext:
 
 @dataclass
 class StepContext:
-    """State of the current step: ``epoch`` is 1-based, ``step`` counts optimizer steps
-    from 0 over the whole run. ``dist`` gathers across processes (identity on one)."""
+    """State of the current training step, handed to ``relate``, ``loss`` and
+    ``after_step``.
+
+    Fields:
+        epoch: the current epoch, 1-based (``1 .. num_epochs``).
+        step: optimizer steps done before this one over the whole run, from 0.
+        num_epochs: ``train.epochs``.
+        dist: the process group (:class:`wsreid.distributed.Distributed`): ``rank``,
+            ``world_size``, ``is_main``, ``device``, ``gather(t)`` (rows of every
+            process, no gradient), ``gather_with_grad(t)``, ``sum(x)``, ``barrier()``;
+            identity operations with one process.
+    """
 
     epoch: int
     step: int
@@ -211,10 +323,18 @@ class StepContext:
 
 @dataclass
 class EpochContext:
-    """Handed to global associations before each epoch.
+    """Handed to :meth:`GlobalAssociation.epoch_start` before each epoch.
 
-    ``extract_train_features()`` returns un-augmented features of the WHOLE training set
-    (N x d image, N x d text, L2-normalised, row = dataset index), identical on every rank.
+    Fields:
+        epoch: the epoch about to start, 1-based.
+        num_epochs: ``train.epochs``.
+        dist: the process group (see :class:`StepContext`).
+        extract_train_features: call it to get un-augmented features of the WHOLE training
+            set as :class:`ViewFeatures` (N x d image, N x d text, L2-normalised, no
+            gradient, row = dataset index), identical on every process. It encodes the
+            training set (costly): call it only in epochs that need it.
+        train_person_ids: N long, true identities for diagnostics only (e.g. the purity of
+            clusters); None where unknown.
     """
 
     epoch: int
@@ -228,10 +348,33 @@ class EpochContext:
 
 
 class Component:
-    """Base of every component. Subclasses set ``Params`` (a :class:`Params` model) and
-    implement their kind's methods. ``state_tensors``/``load_state_tensors`` hold state
-    that must survive a resume (memory banks, pseudo-labels); ``diagnostics`` returns
-    per-epoch statistics (may use identity ids; never feeds a loss) and resets them."""
+    """Base of every component.
+
+    A subclass sets ``Params`` (a :class:`Params` model) and implements its kind's
+    methods; a plugin registers it with ``registry.add(kind, name, cls)`` in its
+    ``wsreid_register`` hook (docs/hooks.md). A recipe block ``{name: <name>, ...}``
+    is validated by ``Params`` and the component is built as ``cls(params, context)`` in
+    every process; the methods below are called by the engine in every process too.
+
+    The framework adds recipe keys that the component does not see: ``name`` on every
+    block, and ``weight`` (factor of the loss, default 1) and ``start_epoch`` (first epoch
+    in which the loss counts, default 1) on objectives, unless ``Params`` declares them.
+    Only two parameter names are cross-checked against the rest of the recipe by
+    ``wsreid validate``: ``relation`` (an objective's: must be an association label) and
+    ``view`` (an association's or objective's: must be a view the pair construction
+    declares). Name other references differently and they are not checked.
+
+    Every ``Params`` default must satisfy its own field (a plugin with
+    ``k: int = Field("five")`` is refused when it registers).
+
+    Attributes:
+        Params: the parameter model (derives from :class:`Params`; the default has no
+            fields).
+        kind: the component kind, set by each base class.
+        weakly_supervised: False for components that read true identity labels
+            (supervised references); runs using one are labelled "not weakly supervised"
+            in every output.
+    """
 
     Params: ClassVar[type[Params]] = Params
     kind: ClassVar[str] = ""
@@ -240,39 +383,135 @@ class Component:
     weakly_supervised: ClassVar[bool] = True
 
     def __init__(self, params: Params, context: BuildContext):
+        """Build the component.
+
+        Called:
+            once per run in every process, in ``wsreid run`` set-up (after the dataset is
+            loaded for every kind but the dataset), and by the conformance kit.
+
+        Arguments:
+            params: the validated ``Params`` instance (kept as ``self.params``).
+            context: the :class:`BuildContext` (kept as ``self.context``).
+
+        Returns:
+            nothing. Raise :class:`wsreid.errors.UserError` for a problem the user can fix.
+        """
         self.params = params
         self.context = context
 
+    @classmethod
+    def check_params(cls, params: Params) -> None:
+        """Check what the parameters name outside the recipe (files, folders).
+
+        Called:
+            by ``wsreid validate`` and before every run, so before anything is built or
+            written, in every process. The recipe loader has made ``data.root`` and the
+            ``init`` paths absolute (relative to the recipe file that names them); other
+            relative paths are relative to the working directory.
+
+        Arguments:
+            params: the validated ``Params`` instance.
+
+        Returns:
+            nothing. Raise :class:`ParamsCheckError` naming the parameter; the error then
+            cites the recipe file and line. The default checks nothing.
+        """
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """State that must survive a resume (memory banks, pseudo-labels, step counters).
+
+        Called:
+            on the main process each time a checkpoint is written (every
+            ``train.checkpoint_every`` epochs and at the end).
+
+        Arguments:
+            (none)
+
+        Returns:
+            plain name (no ``/``) -> tensor; saved under ``<section>/<label>/<name>``.
+            The default returns ``{}`` (stateless).
+        """
         return {}
 
     def load_state_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_tensors` returned.
+
+        Called:
+            with ``--resume``, in every process, after every component is built and
+            before the first epoch; tensors are on the training device.
+
+        Arguments:
+            tensors: the saved name -> tensor mapping; ``{}`` when the checkpoint holds no
+                state for this component. The conformance kit calls
+                ``load_state_tensors({})`` on a fresh instance, which must work, and
+                requires an instance restored from ``state_tensors()`` to report the same
+                tensors and to relate exactly as the original.
+
+        Returns:
+            nothing. The default accepts only ``{}``.
+        """
         if tensors:
             raise ValueError(f"{type(self).__name__} has no state but got {sorted(tensors)}")
 
     def diagnostics(self) -> dict[str, float]:
+        """Statistics of the epoch that just ended (e.g. relation precision).
+
+        Called:
+            at the end of every epoch, in every process, before the evaluation.
+
+        Arguments:
+            (none)
+
+        Returns:
+            name -> finite number, logged as ``diag/<label>/<name>`` in
+            ``logs/epochs.csv``; reset the counters. May use true identities (they never
+            feed a loss). The default returns ``{}``.
+        """
         return {}
 
 
 class DatasetComponent(Component):
-    """``load()`` returns :class:`DatasetSplits` (raises wsreid.errors.DataError on bad input)."""
+    """A dataset: loads training pairs and evaluation splits.
+
+    Raise :class:`wsreid.errors.DataError` (one line: what, which file and record, what
+    to do) on bad input. Check the root folder in :meth:`Component.check_params` so that
+    ``wsreid validate`` finds a wrong path.
+    """
 
     kind = "dataset"
 
     def load(self) -> DatasetSplits:  # pragma: no cover - interface
+        """Load the dataset.
+
+        Called:
+            once per run in every process, first of all components (``context.num_train``
+            and ``context.encoder`` are None).
+
+        Arguments:
+            (none)
+
+        Returns:
+            :class:`DatasetSplits`: ``train[i].index == i``, test (and val) splits.
+        """
         raise NotImplementedError
 
 
 class EncoderComponent(Component, torch.nn.Module):
-    """An image and a text encoder with a shared embedding space.
+    """An image and a text encoder with a shared embedding space (a ``torch.nn.Module``
+    whose parameters the optimizer trains).
 
-    ``encode_image(images B x 3 x H x W) -> B x d`` and
-    ``encode_text(input_ids B x L, attention_mask B x L) -> B x d`` return raw (not yet
-    normalised) features; ``tokenize(texts) -> (input_ids, attention_mask)`` pads to
-    ``max_length``. ``image_size`` is (H, W); ``image_mean``/``image_std`` normalise pixels.
-    ``mask_token_id`` and ``special_token_ids`` serve text masking.
-    ``parameter_groups(lr, weight_decay)`` may override optimizer groups.
-    ``save_pretrained(dir)`` writes what is needed to rebuild it (e.g. a tokenizer).
+    Write what is needed to rebuild it (e.g. a tokenizer built from the captions) under
+    ``context.run_dir`` when it is built.
+
+    Attributes:
+        image_size: (H, W) input size in pixels.
+        image_mean: per-channel mean used to normalise pixels.
+        image_std: per-channel standard deviation used to normalise pixels.
+        max_length: L, the token sequence length ``tokenize`` pads to.
+        mask_token_id: the token that replaces masked words (text masking).
+        pad_token_id: the token at padded positions (attention mask 0).
+        special_token_ids: tokens that masking never replaces (start, end, padding, ...).
+        embed_dim: d, the width of the features.
     """
 
     kind = "encoder"
@@ -286,65 +525,236 @@ class EncoderComponent(Component, torch.nn.Module):
     embed_dim: int = 512
 
     def __init__(self, params: Params, context: BuildContext):
+        """Build the encoder; call it first from a subclass's ``__init__``.
+
+        Called:
+            once per run in every process, after the dataset is loaded (so
+            ``context.train_captions`` is known), before the other components.
+
+        Arguments:
+            params: the validated ``Params`` instance.
+            context: the :class:`BuildContext` (``context.encoder`` is None).
+
+        Returns:
+            nothing. Set the attributes above to the model's values here.
+        """
         torch.nn.Module.__init__(self)
         Component.__init__(self, params, context)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """Image features.
+
+        Called:
+            every training step in every process, on all views of this process's batch
+            at once (V*B images), and for evaluation and ``extract_train_features``.
+
+        Arguments:
+            images: n x 3 x H x W float, normalised.
+
+        Returns:
+            n x d raw features (the engine L2-normalises them, in float32).
+        """
         raise NotImplementedError
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """Text features.
+
+        Called:
+            like :meth:`encode_image`, on the tokens of every view.
+
+        Arguments:
+            input_ids: n x L long.
+            attention_mask: n x L long (1 = token, 0 = padding).
+
+        Returns:
+            n x d raw features (the engine L2-normalises them, in float32).
+        """
         raise NotImplementedError
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        """Tokenise captions.
+
+        Called:
+            once for all training captions after the encoder is built, and for the
+            evaluation queries; in every process.
+
+        Arguments:
+            texts: n captions.
+
+        Returns:
+            ``(input_ids, attention_mask)``, each n x L long, padded with
+            ``pad_token_id`` to L = ``max_length``.
+        """
         raise NotImplementedError
 
     def save_pretrained(self, directory: Path) -> None:
-        pass
+        """Write what is needed to rebuild this encoder outside a run.
+
+        Called:
+            by the conformance kit; the engine saves the weights itself.
+
+        Arguments:
+            directory: an existing folder to write into.
+
+        Returns:
+            nothing. The default writes nothing.
+        """
 
 
 class PairConstruction(Component):
-    """``views(batch) -> {view name: View}``; must contain ``"base"``."""
+    """Turns the batch into the views the encoder sees; must produce ``"base"``.
+
+    Declare the views in ``view_names``: recipes are checked against it (an association
+    or objective whose ``view`` names another view is refused by ``wsreid validate``),
+    and the conformance kit checks that ``views()`` returns exactly these. Override
+    :meth:`declared_views` when the views depend on the parameters.
+
+    Attributes:
+        view_names: names of the views ``views()`` returns, ``"base"`` first
+            (default ``("base",)``).
+    """
 
     kind = "pair_construction"
+    view_names: ClassVar[tuple[str, ...]] = (BASE_VIEW,)
+
+    @classmethod
+    def declared_views(cls, params: Params) -> tuple[str, ...]:
+        """The views produced with ``params``.
+
+        Called:
+            at validation, before anything is built.
+
+        Arguments:
+            params: the validated ``Params`` instance.
+
+        Returns:
+            view names; the default returns :attr:`view_names`.
+        """
+        return tuple(cls.view_names)
 
     def views(self, batch: Batch, encoder: EncoderComponent) -> dict[str, View]:  # pragma: no cover
+        """Build this step's views.
+
+        Called:
+            every training step, in every process, with this process's LOCAL batch
+            (before anything is gathered), before the encoder runs.
+
+        Arguments:
+            batch: this process's :class:`Batch` (images and tokens present); do not
+                change it in place.
+            encoder: the encoder (for ``image_mean``, ``mask_token_id``, ...).
+
+        Returns:
+            view name -> :class:`View`, all of the batch's size. Randomness per sample
+            should come from (``context.seed``, a step counter kept in the state,
+            ``batch.index``) so that runs are reproducible and resumable.
+        """
         raise NotImplementedError
 
 
 class LocalAssociation(Component):
-    """In-batch association. ``relate(features[view], batch, ctx) -> Relation``.
-    Its Params should carry ``view`` (which view's features it relates)."""
+    """In-batch association: relates the pairs of the batch from their features.
+
+    Give ``Params`` a ``view: str = "base"`` field to choose the view it relates (it is
+    checked against the pair construction's views).
+    """
 
     kind = "local_association"
 
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation | None:  # pragma: no cover
+        """Relate the pairs of this step's batch.
+
+        Called:
+            every training step in every process, after the encoder, with the GLOBAL batch
+            gathered from every process (each process computes the same relation); local
+            associations run before global ones.
+
+        Arguments:
+            features: view name -> :class:`ViewFeatures` of the global batch (B x d, with
+                gradient on this process's rows).
+            batch: the global :class:`Batch` (``index``, ``image_id``, ``person_id``; the
+                pixels and tokens are empty with several processes).
+            ctx: the :class:`StepContext`.
+
+        Returns:
+            a :class:`Relation` with Q = N = B (batch rows with their gradient; weights
+            without), or None for no relation this step (objectives reading it skip the
+            step). Objectives find it under this association's label.
+        """
         raise NotImplementedError
 
 
 class GlobalAssociation(Component):
-    """Association from state over the whole training set.
+    """Association from state over the whole training set (memory banks, clusters).
 
-    ``epoch_start(ctx)`` runs before each epoch (e.g. clustering); ``relate`` builds the
-    relation for the step (None = no relation this step, e.g. while filling memory);
-    ``after_step`` runs after the optimizer step with the detached features of the batch
-    (gathered from all processes, with their dataset indices in ``batch.index``).
+    Keep the state in tensors sized by ``context.num_train`` on ``context.device``,
+    return it from :meth:`state_tensors` so that a resumed run continues exactly, and
+    update it in :meth:`after_step` (memories) or :meth:`epoch_start` (clustering).
+    Give ``Params`` a ``view`` field to choose the view whose batch rows it relates.
     """
 
     kind = "global_association"
 
     def epoch_start(self, ctx: EpochContext) -> None:
-        pass
+        """Prepare the epoch (e.g. cluster the training set).
+
+        Called:
+            before every epoch in every process, before the ``wsreid_epoch_start`` hook.
+
+        Arguments:
+            ctx: the :class:`EpochContext`; ``ctx.extract_train_features()`` encodes the
+                whole training set.
+
+        Returns:
+            nothing. The default does nothing.
+        """
 
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation | None:  # pragma: no cover
+        """Relate this step's batch to the state (the batch rows first, memory rows after).
+
+        Called:
+            every training step in every process, after the local associations, with the
+            GLOBAL batch (as :meth:`LocalAssociation.relate`).
+
+        Arguments:
+            features: view name -> :class:`ViewFeatures` of the global batch (B x d, with
+                gradient on this process's rows).
+            batch: the global :class:`Batch`; ``batch.index`` keys the memory.
+            ctx: the :class:`StepContext`.
+
+        Returns:
+            a :class:`Relation` (Q = B queries, N >= B candidates: rows beyond B come from
+            memory, without gradient), or None for no relation this step (e.g. while the
+            memory fills); objectives reading it then skip the step.
+        """
         raise NotImplementedError
 
     def after_step(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> None:
-        pass
+        """Update the state with this step's features (e.g. a momentum memory).
+
+        Called:
+            after the optimizer and scheduler step of every training step, in every
+            process, with the same values everywhere.
+
+        Arguments:
+            features: ``{"base": ViewFeatures}`` only: the detached base-view features of
+                the global batch (B x d, L2-normalised, no gradient).
+            batch: the global :class:`Batch`; ``batch.index`` gives each row's dataset
+                index.
+            ctx: the :class:`StepContext` of the step just taken.
+
+        Returns:
+            nothing. The default does nothing.
+        """
 
 
 class Objective(Component):
-    """``loss(features, relations, batch, ctx) -> scalar tensor`` (or None to skip this
-    step, e.g. before a start epoch). ``relations`` maps association labels to relations."""
+    """A loss term. Its block in ``objectives:`` is labelled; the recipe adds ``weight``
+    and ``start_epoch``, which the engine applies (the loss itself is unweighted).
+
+    Give ``Params`` a ``relation: str`` field to consume an association's relation by
+    label (checked by ``wsreid validate``) and a ``view`` field to choose a view.
+    """
 
     kind = "objective"
 
@@ -355,6 +765,27 @@ class Objective(Component):
         batch: Batch,
         ctx: StepContext,
     ) -> torch.Tensor | None:  # pragma: no cover
+        """This step's loss.
+
+        Called:
+            every training step in every process, after every association, with the
+            GLOBAL batch; not called before the objective's ``start_epoch``. Each process
+            computes the loss of the whole global batch; the gradient reaches each
+            process's own rows.
+
+        Arguments:
+            features: view name -> :class:`ViewFeatures` of the global batch (B x d, with
+                gradient).
+            relations: association label -> :class:`Relation` for the associations that
+                produced one this step (a missing label means "none this step").
+            batch: the global :class:`Batch`.
+            ctx: the :class:`StepContext`.
+
+        Returns:
+            a finite scalar tensor (the engine multiplies it by ``weight``, logs it as
+            ``loss/<label>`` and adds it to the total), or None to skip this step (e.g.
+            when its relation is missing). A non-finite value stops the run.
+        """
         raise NotImplementedError
 
 

@@ -1,7 +1,8 @@
-"""Generated reference documents: docs/hooks.md (from the hook specifications) and
-docs/recipes.md (from the recipe schema and the shipped components).
+"""Generated reference documents: docs/hooks.md (from the hook specifications),
+docs/recipes.md (from the recipe schema and the shipped components) and
+docs/components.md (from the component API, :mod:`wsreid.api`).
 
-    python -m wsreid.docs            # rewrite both files under ./docs
+    python -m wsreid.docs            # rewrite the three files under ./docs
     python -m wsreid.docs --check    # exit 1 and name the files that are out of date
 
 Only the plugins shipped with wsreid are documented, whatever else is installed, and
@@ -28,6 +29,8 @@ __all__ = [
     "parse_hook_doc",
     "hooks_reference_markdown",
     "recipes_reference_markdown",
+    "components_reference_markdown",
+    "api_doc_problems",
     "shipped_registry",
     "main",
 ]
@@ -104,6 +107,12 @@ class HookDoc:
     summary: str
     sections: dict[str, str] = field(default_factory=dict)
     arguments: dict[str, str] = field(default_factory=dict)
+    #: item lists of the sections in :data:`ITEM_SECTIONS` (title -> name -> description)
+    items: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+#: Sections whose body is a list of ``name: description`` items.
+ITEM_SECTIONS = ("Arguments", "Fields", "Attributes")
 
 
 def parse_hook_doc(doc: str) -> HookDoc:
@@ -115,28 +124,32 @@ def parse_hook_doc(doc: str) -> HookDoc:
     """
     summary: list[str] = []
     sections: dict[str, list[str]] = {}
-    arguments: dict[str, list[str]] = {}
+    items: dict[str, dict[str, list[str]]] = {}
     current: list[str] = summary
+    title = ""
     argument: list[str] | None = None
     for raw in inspect.cleandoc(doc).splitlines():
         text = raw.strip()
         indent = len(raw) - len(raw.lstrip())
         if indent == 0 and re.fullmatch(r"[A-Z][A-Za-z ]*:", text):
-            current = sections.setdefault(text[:-1], [])
+            title = text[:-1]
+            current = sections.setdefault(title, [])
             argument = None
             continue
         current.append(text)
-        if current is sections.get("Arguments") and text:
+        if current is not summary and title in ITEM_SECTIONS and text:
             match = re.match(r"^(\w+):\s*(.*)$", text) if indent == 4 else None
             if match:
-                argument = arguments.setdefault(match.group(1), [])
+                argument = items.setdefault(title, {}).setdefault(match.group(1), [])
                 argument.append(match.group(2))
             elif argument is not None:
                 argument.append(text)
+    joined = {t: {name: _join(body) for name, body in entries.items()} for t, entries in items.items()}
     return HookDoc(
         _join(summary),
-        {title: _join(body) for title, body in sections.items()},
-        {name: _join(body) for name, body in arguments.items()},
+        {t: _join(body) for t, body in sections.items()},
+        joined.get("Arguments", {}),
+        joined,
     )
 
 
@@ -167,15 +180,17 @@ def _join(lines: list[str]) -> str:
     return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
-def _docstring_markdown(doc: str) -> str:
-    """A hook docstring as markdown: the summary, then each section under a bold title,
-    arguments as a list."""
+def _docstring_markdown(doc: str, skip: tuple[str, ...] = ()) -> str:
+    """A hook (or method) docstring as markdown: the summary, then each section under a
+    bold title, item sections as lists; sections named in ``skip`` are left out."""
     parsed = parse_hook_doc(doc)
     out = [parsed.summary, ""]
     for title, body in parsed.sections.items():
+        if title in skip:
+            continue
         out += [f"**{title}**", ""]
-        if title == "Arguments":
-            out += [f"- `{name}`: {text}" for name, text in parsed.arguments.items()]
+        if title in ITEM_SECTIONS and parsed.items.get(title):
+            out += [f"- `{name}`: {text}" for name, text in parsed.items[title].items()]
         else:
             out.append(body)
         out.append("")
@@ -198,10 +213,158 @@ def recipes_reference_markdown() -> str:
     return recipe_reference_markdown(shipped_registry())
 
 
+# --------------------------------------------------------------------------- component API
+
+#: The documented classes of :mod:`wsreid.api`, by section of docs/components.md.
+API_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Component base classes": ("Component", "DatasetComponent", "EncoderComponent", "PairConstruction",
+                               "LocalAssociation", "GlobalAssociation", "Objective"),
+    "What components receive": ("Batch", "ViewFeatures", "Relation", "BuildContext", "StepContext",
+                                "EpochContext"),
+    "Data records": ("PairRecord", "EvalSplit", "DatasetSplits", "View"),
+    "Parameters": ("Params", "ParamsCheckError"),
+}
+
+
+def api_classes() -> dict[str, type]:
+    """Every class of :data:`API_SECTIONS`, by name, in page order."""
+    from wsreid import api
+
+    return {name: getattr(api, name) for names in API_SECTIONS.values() for name in names}
+
+
+def api_methods(cls: type) -> dict[str, Callable]:
+    """The methods ``cls`` itself defines that a plugin implements or calls: public ones
+    (and ``__init__`` of components), in source order."""
+    from wsreid import api
+
+    out = []
+    for name, value in vars(cls).items():
+        if name.startswith("_") and not (name == "__init__" and issubclass(cls, api.Component)):
+            continue
+        func = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
+        if inspect.isfunction(func):
+            out.append((func.__code__.co_firstlineno, name, func))
+    return {name: func for _, name, func in sorted(out)}
+
+
+def _parameters(func: Callable) -> list[str]:
+    return [p for p in inspect.signature(func).parameters if p not in ("self", "cls")]
+
+
+def api_doc_problems() -> list[str]:
+    """What the component API's docstrings lack (empty when complete): every class a
+    summary; every method of :func:`api_methods` the sections ``Called:``,
+    ``Arguments:`` (exactly its parameters) and ``Returns:``; every dataclass each field
+    in ``Fields:``; every ``Attributes:`` entry an attribute of the class."""
+    import dataclasses
+
+    problems = []
+    for name, cls in api_classes().items():
+        parsed = parse_hook_doc(cls.__doc__ or "")
+        if not parsed.summary:
+            problems.append(f"{name}: no summary")
+        if dataclasses.is_dataclass(cls):
+            fields = [f.name for f in dataclasses.fields(cls)]
+            documented = parsed.items.get("Fields", {})
+            problems += [f"{name}: field {f!r} is not documented" for f in fields if not documented.get(f)]
+            problems += [f"{name}: documents field {f!r}, which it does not have" for f in documented if f not in fields]
+        for attribute in parsed.items.get("Attributes", {}):
+            if not hasattr(cls, attribute):
+                problems.append(f"{name}: documents attribute {attribute!r}, which it does not have")
+        for method, func in api_methods(cls).items():
+            where = f"{name}.{method}"
+            if not (func.__doc__ or "").strip():
+                problems.append(f"{where}: no docstring")
+                continue
+            doc = parse_hook_doc(func.__doc__)
+            problems += [f"{where}: no '{s}:' section" for s in REQUIRED_SECTIONS if not doc.sections.get(s)]
+            params = _parameters(func)
+            problems += [f"{where}: argument {p!r} is not documented" for p in params if p not in doc.arguments]
+            problems += [f"{where}: documents {a!r}, which is not an argument" for a in doc.arguments if a not in params]
+    return problems
+
+
+def _literal_blocks(doc: str) -> str:
+    """A module docstring as markdown: each ``::`` literal block becomes a fenced block
+    (``python`` when it looks like code)."""
+
+    def fence(match: re.Match) -> str:
+        body = inspect.cleandoc(match.group(1))
+        lang = "python" if re.search(r"^(from|import|def) ", body, flags=re.M) else ""
+        return f":\n\n```{lang}\n{body}\n```\n\n"
+
+    return re.sub(r"::\n\n((?:    .*\n|\n)+)", fence, inspect.cleandoc(doc) + "\n").rstrip()
+
+
+def _anchor(name: str) -> str:
+    return name.lower().replace(".", "").replace("_", "-")
+
+
+def _method_signature(func: Callable) -> str:
+    """``name(arg: type, ...) -> type`` without ``self`` / ``cls`` and quotes."""
+    params = [p for name, p in inspect.signature(func).parameters.items() if name not in ("self", "cls")]
+    signature = inspect.signature(func).replace(parameters=params)
+    return f"{func.__name__}{signature}".replace("'", "")
+
+
+def components_reference_markdown() -> str:
+    """docs/components.md: the component API of :mod:`wsreid.api` (every base class with
+    each method: signature, when and where it is called, arguments with shapes, what it
+    returns; every type a component receives with its fields), then the rules of the
+    conformance kit (:mod:`wsreid.testing`)."""
+    import dataclasses
+
+    from wsreid import api, testing
+
+    intro = _literal_blocks(api.__doc__ or "")
+    out = [
+        "# Component API reference",
+        "",
+        "Generated from `wsreid/api.py` (and the conformance kit's rules from `wsreid/testing/__init__.py`) "
+        "by `python -m wsreid.docs`; do not edit by hand. The tutorial is docs/plugins.md; hooks are in "
+        "docs/hooks.md; recipe keys of the shipped components in docs/recipes.md.",
+        "",
+        intro,
+        "",
+    ]
+    classes = api_classes()
+    for section, names in API_SECTIONS.items():
+        out += [f"- {section}: " + ", ".join(f"[`{n}`](#{_anchor(n)})" for n in names)]
+    out += ["- [Conformance kit](#conformance-kit)", ""]
+    for section, names in API_SECTIONS.items():
+        out += [f"## {section}", ""]
+        for name in names:
+            cls = classes[name]
+            parsed = parse_hook_doc(cls.__doc__ or "")
+            bases = [b.__name__ for b in cls.__bases__ if b.__module__ == api.__name__]
+            out += [f"### {name}", ""]
+            if getattr(cls, "kind", ""):
+                out += [f"Kind `{cls.kind}`" + (f"; derives from `{'`, `'.join(bases)}`." if bases else "."), ""]
+            elif bases:
+                out += [f"Derives from `{'`, `'.join(bases)}`.", ""]
+            out += [_docstring_markdown(cls.__doc__ or "", skip=("Fields",)), ""]
+            if dataclasses.is_dataclass(cls):
+                fields = parsed.items.get("Fields", {})
+                out += ["| field | type | description |", "|---|---|---|"]
+                for f in dataclasses.fields(cls):
+                    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+                    kind = kind.replace("|", "\\|")
+                    text = fields.get(f.name, "").replace("|", "\\|")
+                    out.append(f"| `{f.name}` | `{kind}` | {text} |")
+                out.append("")
+            for method, func in api_methods(cls).items():
+                out += [f"#### `{name}.{method}`", "", "```python", _method_signature(func), "```", ""]
+                out += [_docstring_markdown(func.__doc__ or ""), ""]
+    out += ["## Conformance kit", "", _literal_blocks(testing.__doc__ or ""), ""]
+    return _rst_to_markdown("\n".join(out).rstrip() + "\n")
+
+
 #: File name under the docs directory -> the function that generates it.
 GENERATED: dict[str, Callable[[], str]] = {
     "hooks.md": hooks_reference_markdown,
     "recipes.md": recipes_reference_markdown,
+    "components.md": components_reference_markdown,
 }
 
 

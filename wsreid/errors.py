@@ -20,6 +20,7 @@ __all__ = [
     "ComponentError",
     "TrainingError",
     "StudyError",
+    "ParamsCheckError",
 ]
 
 
@@ -74,3 +75,18 @@ class TrainingError(UserError):
 
 class StudyError(UserError):
     """An ablation study file is missing or invalid."""
+
+
+class ParamsCheckError(ValueError):
+    """Raised by :meth:`wsreid.api.Component.check_params` for a parameter
+    whose value is valid in itself but does not fit the machine (a folder that does not
+    exist, a missing file). Not a :class:`UserError` itself: ``wsreid validate`` turns it
+    into a :class:`RecipeError` that cites the recipe line setting the parameter.
+
+    ``key``: the parameter's name (a dotted path for nested parameters, e.g.
+    ``"vision.patch_size"``); ``message``: what is wrong, in a few words; ``hint``: what to
+    do (optional)."""
+
+    def __init__(self, key: str, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.key, self.message, self.hint = key, message, hint

@@ -41,7 +41,10 @@ def wsreid_register(registry: "Registry") -> None:
             of ``wsreid.api.COMPONENT_KINDS`` and ``cls`` subclasses that kind's base
             class in :mod:`wsreid.api` and declares a ``Params`` model deriving from
             :class:`wsreid.api.Params`. ``name`` is what recipes write; it must be
-            unique per kind across all installed plugins.
+            unique per kind across all installed plugins. A plugin with settings (e.g.
+            an observer) declares them with ``registry.add_settings(key, Model)``:
+            recipes then accept a validated block ``settings: {<key>: {...}}``, handed to
+            every lifecycle hook as ``run.recipe.settings[key]`` (docs/plugins.md).
 
     Returns:
         nothing. An exception raised here marks an installed plugin as broken (its
@@ -59,8 +62,10 @@ def wsreid_run_start(run: "Run") -> None:
         the checkpoint is restored), before the first epoch; in every process.
 
     Arguments:
-        run: the :class:`wsreid.engine.run.Run` (its phases: docs/architecture.md). Useful attributes: ``recipe`` (the
-            validated recipe), ``run_dir`` (:class:`pathlib.Path`), ``components``
+        run: the :class:`wsreid.engine.run.Run` (its phases: docs/architecture.md). Useful
+            attributes: ``recipe`` (the validated recipe; ``recipe.settings[key]`` is the
+            settings block a plugin declared with ``registry.add_settings``, defaults filled
+            in), ``run_dir`` (:class:`pathlib.Path`), ``components``
             (``dataset``, ``encoder``, ``pair_construction`` and the label -> component
             dicts ``local_associations``, ``global_associations``, ``objectives``),
             ``dist`` (``rank``, ``world_size``, ``is_main``), ``epoch`` (0, or the

@@ -67,11 +67,28 @@ class Plugins:
     broken: list[BrokenPlugin] = field(default_factory=list)
     disabled: set[str] = field(default_factory=set)
     unmatched_disabled: set[str] = field(default_factory=set)
+    #: plugin name -> (distribution, version), both None for recipe modules and objects
+    providers: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def hook(self):
         """``manager.hook``: call lifecycle hooks as ``plugins.hook.wsreid_epoch_end(...)``."""
         return self.manager.hook
+
+    def observers(self) -> list[dict[str, object]]:
+        """Every plugin implementing a lifecycle hook (any hook but ``wsreid_register``):
+        ``{"plugin", "hooks", "distribution", "version"}``, by plugin name. They are
+        called in every run."""
+        hooks: dict[str, list[str]] = {}
+        for name in (n for n in hookspecs.__dict__ if n.startswith("wsreid_") and n != "wsreid_register"):
+            caller = getattr(self.manager.hook, name, None)
+            for impl in caller.get_hookimpls() if caller is not None else []:
+                hooks.setdefault(impl.plugin_name, []).append(name)
+        out = []
+        for plugin in sorted(hooks):
+            dist, version = self.providers.get(plugin, (None, None))
+            out.append({"plugin": plugin, "hooks": hooks[plugin], "distribution": dist, "version": version})
+        return out
 
 
 def disabled_from_env() -> set[str]:
@@ -197,7 +214,7 @@ def load_plugins(
     if unmatched:
         print(f"warning: no plugin named {', '.join(sorted(unmatched))} to disable "
               "(use an entry-point or distribution name shown by 'wsreid plugins')", file=sys.stderr)
-    return Plugins(pm, registry, broken, disabled_set, unmatched)
+    return Plugins(pm, registry, broken, disabled_set, unmatched, dict(providers))
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:

@@ -11,16 +11,52 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Annotated, Iterator
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from wsreid.api import COMPONENT_KINDS, KINDS, Component, Params
 from wsreid.errors import DuplicateComponentError, PluginError, RecipeError
 
-__all__ = ["BASE_CLASSES", "DuplicateComponentError", "Entry", "Registry"]
+__all__ = ["BASE_CLASSES", "DuplicateComponentError", "Entry", "Registry", "SettingsEntry", "SETTINGS_KEY_PATTERN",
+           "invalid_default"]
+
+#: Keys of plugin settings blocks (``settings.<key>`` in recipes): lower-case identifiers.
+SETTINGS_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 #: kind -> the base class its components derive from (from :data:`wsreid.api.KINDS`)
 BASE_CLASSES: dict[str, type[Component]] = {k.kind: k.base for k in KINDS}
+
+
+def invalid_default(model: type[BaseModel], prefix: str = "") -> str | None:
+    """The first field of ``model`` (nested models included) whose default does not
+    validate against the field's own type and constraints, as one line; None when all do.
+    Pydantic does not validate defaults, so a wrong one would only fail when a recipe
+    leaves the field out."""
+    for fname, field in model.model_fields.items():
+        if field.is_required():
+            continue
+        try:
+            default = field.get_default(call_default_factory=True)
+        except Exception as exc:  # a default factory that raises
+            return f"the default of parameter '{prefix}{fname}' cannot be made ({type(exc).__name__}: {exc})"
+        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        try:
+            TypeAdapter(annotation).validate_python(default)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = "".join(f".{p}" for p in err["loc"])
+            message = " ".join(str(err["msg"]).split())
+            return f"the default {default!r} of parameter '{prefix}{fname}{where}' is invalid: {message}"
+        except Exception:  # an annotation TypeAdapter cannot handle: nothing to check here
+            continue
+        if isinstance(default, BaseModel):
+            nested = invalid_default(type(default), f"{prefix}{fname}.")
+            if nested is not None:
+                return nested
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,11 +85,33 @@ class Entry:
         return self.provider
 
 
+@dataclass(frozen=True)
+class SettingsEntry:
+    """A plugin's settings block: recipes write it as ``settings: {<key>: {...}}`` and it
+    is validated by ``model``; ``provider`` / ``distribution`` / ``version`` say who
+    declared it."""
+
+    key: str
+    model: type[Params]
+    provider: str
+    distribution: str | None = None
+    version: str | None = None
+    summary: str = ""
+
+    @property
+    def provided_by(self) -> str:
+        """``"<distribution> <version>"`` when installed, else the plugin name."""
+        if self.distribution:
+            return f"{self.distribution} {self.version or ''}".strip()
+        return self.provider
+
+
 class Registry:
     """Holds every component registered by plugins of one plugin manager."""
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in COMPONENT_KINDS}
+        self._settings: dict[str, SettingsEntry] = {}
         self._current_provider: tuple[str, str | None, str | None] = ("<unknown>", None, None)
         #: One line per plugin that is not available (failed to load, disabled); shown
         #: with every unknown-component error, since the missing name may be theirs.
@@ -90,6 +148,10 @@ class Registry:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} needs a Params model deriving from wsreid.api.Params")
         if "name" in params.model_fields:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r}: 'name' is reserved and cannot be a parameter")
+        problem = invalid_default(params)
+        if problem is not None:
+            raise PluginError(f"plugin {provider!r}: {kind} {name!r} ({cls.__module__}.{cls.__qualname__}): {problem}",
+                              hint="fix the default in its Params model; every default must satisfy its own field")
         existing = self._entries[kind].get(name)
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider
@@ -104,6 +166,48 @@ class Registry:
             kind, name, cls, provider, dist, version, summary if summary is not None else (doc[0] if doc else "")
         )
 
+    def add_settings(self, key: str, model: type[Params], *, summary: str | None = None) -> None:
+        """Declare the settings block of this plugin: recipes may write
+        ``settings: {<key>: {...}}``, validated by ``model`` (a :class:`wsreid.api.Params`
+        subclass: unknown keys and wrong values are one-line errors citing file and line;
+        every field needs a valid default, so a recipe may leave the block out).
+
+        The validated block, defaults filled in, is ``run.recipe.settings[key]`` in every
+        lifecycle hook; it is written to the run's ``recipe.yaml`` and shown by ``wsreid
+        plugins`` and ``wsreid schema``. ``key`` is a lower-case identifier (letters,
+        digits, ``_``), unique across plugins; ``summary`` defaults to the first line of
+        the model's docstring.
+        """
+        provider, dist, version = self._current_provider
+        if not (isinstance(key, str) and SETTINGS_KEY_PATTERN.match(key)):
+            raise PluginError(f"plugin {provider!r}: settings key {key!r} is not a lower-case identifier",
+                              hint="use letters a-z, digits and '_', starting with a letter")
+        if not (isinstance(model, type) and issubclass(model, Params)):
+            raise PluginError(f"plugin {provider!r}: settings {key!r} need a model deriving from wsreid.api.Params")
+        required = [n for n, f in model.model_fields.items() if f.is_required()]
+        if required:
+            raise PluginError(f"plugin {provider!r}: settings {key!r} ({model.__qualname__}): field "
+                              f"{required[0]!r} has no default", hint="give every settings field a default")
+        problem = invalid_default(model)
+        if problem is not None:
+            raise PluginError(f"plugin {provider!r}: settings {key!r} ({model.__module__}.{model.__qualname__}): "
+                              f"{problem}", hint="fix the default in the settings model")
+        existing = self._settings.get(key)
+        if existing is not None:
+            newcomer = f"{dist} {version or ''}".strip() if dist else provider
+            raise DuplicateComponentError(
+                f"settings {key!r} are declared twice: by {existing.provided_by} (plugin {existing.provider!r}) "
+                f"and by {newcomer} (plugin {provider!r})",
+                hint=f"disable one with --disable-plugin {existing.provider} or --disable-plugin {provider}",
+            )
+        doc = (model.__doc__ or "").strip().splitlines()
+        self._settings[key] = SettingsEntry(key, model, provider, dist, version,
+                                            summary if summary is not None else (doc[0] if doc else ""))
+
+    def settings_entries(self) -> list[SettingsEntry]:
+        """Every declared settings block, by key."""
+        return [self._settings[k] for k in sorted(self._settings)]
+
     def set_provider(self, provider: str, distribution: str | None = None, version: str | None = None) -> None:
         """Attribute the following ``add`` calls to plugin ``provider`` (and its
         distribution and version, when installed)."""
@@ -116,6 +220,8 @@ class Registry:
         for entries in self._entries.values():
             for name in [n for n, e in entries.items() if e.provider == provider]:
                 removed.append(entries.pop(name))
+        for key in [k for k, e in self._settings.items() if e.provider == provider]:
+            del self._settings[key]
         return removed
 
     # -- lookup --------------------------------------------------------------------

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from wsreid.api import BuildContext, EncoderComponent, Params
+from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
 from wsreid.errors import RecipeError
-from wsreid_clip.loading import load_pretrained, load_pretrained_tokenizer, random_clip_model
+from wsreid_clip.loading import load_pretrained, load_pretrained_tokenizer, looks_like_path, random_clip_model
 from wsreid_clip.tokenizer import TOKENIZER_DIRNAME, built_tokenizer_for_run, ensure_mask_token
 
 
@@ -143,6 +143,25 @@ class ClipEncoder(EncoderComponent):
     """
 
     Params = ClipParams
+
+    @classmethod
+    def check_params(cls, params: ClipParams) -> None:
+        """``pretrained`` written as a path (``./``, ``/``, ``~``, or with two ``/``)
+        must be a folder; a hub name such as ``openai/clip-vit-base-patch16`` is looked
+        up when the encoder is built."""
+        name = params.pretrained
+        if name is None:
+            return
+        path = Path(name).expanduser()
+        if path.is_dir():
+            return
+        if path.exists():
+            raise ParamsCheckError("pretrained", f"{name} is a file, not a model folder",
+                                   hint="name the folder written by save_pretrained (config.json + weights + tokenizer)")
+        if looks_like_path(name):
+            raise ParamsCheckError("pretrained", f"model folder {name} does not exist",
+                                   hint="name a folder holding a saved CLIPModel and its tokenizer, or a hub name "
+                                   "such as openai/clip-vit-base-patch16")
 
     def __init__(self, params: ClipParams, context: BuildContext):
         super().__init__(params, context)

@@ -63,7 +63,8 @@ def random_clip_model(
     return model
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` is written as a file path rather than a hub name (org/model)."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
@@ -85,7 +86,7 @@ def load_pretrained(name: str) -> tuple[Any, Path | None]:
                 f"clip encoder: cannot load a CLIP model from directory {path}: {exc}",
                 hint="the directory must hold a CLIPModel saved with save_pretrained (config.json + weights)",
             ) from None
-    if _looks_like_path(name) or path.exists():
+    if looks_like_path(name) or path.exists():
         raise RecipeError(
             f"clip encoder: pretrained directory {name!r} does not exist",
             hint="set encoder.pretrained to a directory holding a saved CLIPModel and its tokenizer",

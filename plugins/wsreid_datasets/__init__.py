@@ -11,15 +11,24 @@ Every component's ``load()`` returns :class:`wsreid.api.DatasetSplits` and raise
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from wsreid import hookimpl
-from wsreid.api import DatasetComponent, DatasetSplits, Params
-from wsreid.data import SynthConfig, check_dataset, ensure_synth, read_dataset
+from wsreid.api import DatasetComponent, DatasetSplits, Params, ParamsCheckError
+from wsreid.data import SynthConfig, ensure_synth, read_dataset
+from wsreid.data.readers import dataset_root_problem
 
 __all__ = ["SynthPedes", "CuhkPedes", "IcfgPedes", "RstpReid"]
+
+
+CHECK_IMAGES_DESCRIPTION = (
+    "at load: 'decode-eval' checks that every image exists and decodes the val and test images (an evaluation "
+    "split is otherwise read only when evaluated, after training); 'exists' only checks existence; 'decode' "
+    "decodes every image (slow; as 'wsreid data check'); 'none' skips image checks"
+)
 
 
 class SynthPedes(DatasetComponent):
@@ -32,6 +41,17 @@ class SynthPedes(DatasetComponent):
             "<cache> = $WSREID_CACHE or ~/.cache/wsreid. Generated there on first use, reused afterwards",
         )
         workers: int = Field(1, ge=1, le=64, description="processes that render images on first use (same output for any number)")
+        check_images: Literal["exists", "decode-eval", "decode", "none"] = Field(
+            "decode-eval", description=CHECK_IMAGES_DESCRIPTION,
+        )
+
+    @classmethod
+    def check_params(cls, params) -> None:
+        """A missing ``root`` is fine (the dataset is generated there on first use); an
+        existing one must be a folder."""
+        if params.root is not None and Path(params.root).expanduser().is_file():
+            raise ParamsCheckError("root", f"{params.root} is a file, not a folder",
+                                   hint="name a new or empty folder, or one written by synth-pedes")
 
     def load(self) -> DatasetSplits:
         p = self.params
@@ -40,7 +60,7 @@ class SynthPedes(DatasetComponent):
             print(f"synth-pedes {p.size}: {done}/{total} images", file=sys.stderr, flush=True)
 
         root = ensure_synth(p, p.root, workers=p.workers, progress=progress)
-        splits = read_dataset(root, "cuhk-pedes")
+        splits = read_dataset(root, "cuhk-pedes", check_images=p.check_images)
         splits.name = "synth-pedes"
         return splits
 
@@ -50,18 +70,19 @@ class _RealDataset(DatasetComponent):
 
     class Params(Params):
         root: str = Field(..., description="dataset directory holding the annotation file and imgs/")
-        check_images: Literal["exists", "decode", "none"] = Field(
-            "exists",
-            description="at load: check that every image exists (cheap), decode every image (slow; "
-            "same as 'wsreid data check'), or skip image checks",
+        check_images: Literal["exists", "decode-eval", "decode", "none"] = Field(
+            "decode-eval", description=CHECK_IMAGES_DESCRIPTION,
         )
 
+    @classmethod
+    def check_params(cls, params) -> None:
+        """``root`` exists and holds the annotation file of the format."""
+        problem = dataset_root_problem(params.root, cls.format_name)
+        if problem is not None:
+            raise ParamsCheckError("root", *problem)
+
     def load(self) -> DatasetSplits:
-        check = self.params.check_images
-        if check == "decode":
-            check_dataset(self.params.root, self.format_name)
-            check = "none"
-        return read_dataset(self.params.root, self.format_name, check_images=check)
+        return read_dataset(self.params.root, self.format_name, check_images=self.params.check_images)
 
 
 class CuhkPedes(_RealDataset):

@@ -60,6 +60,7 @@ class InformationAsymmetricPairs(PairConstruction):
     """
 
     Params = IascParams
+    view_names = ("base", "asymmetric")
 
     def __init__(self, params: IascParams, context: BuildContext):
         super().__init__(params, context)

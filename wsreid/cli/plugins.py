@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from wsreid.cli.common import add_common
 from wsreid.errors import ExitCode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wsreid.pluginmanager import Plugins
 
 
 def add_parsers(sub) -> None:
@@ -32,8 +36,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """Print every registered component by kind, with its provider and parameters, then
-    the plugins that failed to load or were disabled."""
+    """Print every registered component by kind, with its provider and parameters, the
+    declared settings blocks and the observers, then the plugins that failed to load or
+    were disabled."""
     from wsreid.api import COMPONENT_KINDS
     from wsreid.pluginmanager import load_plugins
 
@@ -49,8 +54,29 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             for fname, field in e.params_model.model_fields.items():
                 default = field.get_default(call_default_factory=True) if not field.is_required() else "<required>"
                 print(f"      {fname} = {default!r}")
+    print_settings_and_observers(plugins)
     for b in plugins.broken:
         print(f"broken: {b.describe()}")
     if plugins.disabled:
         print(f"disabled: {', '.join(sorted(plugins.disabled))}")
     return ExitCode.OK
+
+
+def print_settings_and_observers(plugins: "Plugins") -> None:
+    """The part of ``wsreid plugins`` after the components: every declared settings block
+    (recipe key ``settings.<key>``, its fields and defaults) and every observer with the
+    hooks it implements."""
+    entries = plugins.registry.settings_entries()
+    print("settings:" if entries else "settings: none declared")
+    for e in entries:
+        print(f"  {e.key:<24} {e.provided_by} ({e.provider})")
+        if e.summary:
+            print(f"      {e.summary}")
+        for fname, fld in e.model.model_fields.items():
+            print(f"      {fname} = {fld.get_default(call_default_factory=True)!r}"
+                  + (f"  # {fld.description}" if fld.description else ""))
+    observers = plugins.observers()
+    print("observers:" if observers else "observers: none")
+    for o in observers:
+        who = f"{o['distribution']} {o['version'] or ''}".strip() if o["distribution"] else o["plugin"]
+        print(f"  {o['plugin']:<24} {who}: {', '.join(o['hooks'])}")

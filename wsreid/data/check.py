@@ -6,12 +6,11 @@ image (the costly part the dataset components skip) and returns per-split statis
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from wsreid.data.images import load_image
+from wsreid.data.images import decode_images
 from wsreid.data.readers import FORMATS, ImageRecord, build_splits, read_records
 from wsreid.errors import DataError
 
@@ -41,6 +40,8 @@ class DatasetReport:
     decoded_images: int
     shared_ids: int
     image_sizes: dict[tuple[int, int], int]  # (width, height) -> number of images
+    #: person id -> the splits it appears in, for every id in more than one split
+    shared_id_splits: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def split_statistics(records: list[ImageRecord], splits: tuple[str, ...]) -> tuple[SplitStats, ...]:
@@ -86,40 +87,29 @@ def check_dataset(
     sizes: dict[tuple[int, int], int] = {}
     failures: list[str] = []
     if decode:
-        items = list(unique.values())
-
-        def decode_one(r: ImageRecord) -> tuple[int, int] | str:
-            try:
-                return load_image(r.image_path).size
-            except DataError as exc:
-                return f"{exc} [{path.name} record {r.record}]"
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for done, result in enumerate(pool.map(decode_one, items), 1):
-                if isinstance(result, str):
-                    failures.append(result)
-                else:
-                    sizes[result] = sizes.get(result, 0) + 1
-                if progress is not None and (done % 1000 == 0 or done == len(items)):
-                    progress(done, len(items))
+        items = [(r.image_path, f"{path.name} record {r.record}") for r in unique.values()]
+        sizes, failures = decode_images(items, workers=workers, progress=progress)
     if failures:
         more = f"; {len(failures) - 1} more image(s) fail too" if len(failures) > 1 else ""
         raise DataError(f"{failures[0]}{more}")
-    ids_by_split: dict[str, set[int]] = {}
-    for r in records:
-        ids_by_split.setdefault(r.split, set()).add(r.person_id)
-    all_ids: dict[int, int] = {}
-    for ids in ids_by_split.values():
-        for pid in ids:
-            all_ids[pid] = all_ids.get(pid, 0) + 1
+    splits_of_id: dict[int, list[str]] = {}
+    for split in FORMATS[fmt].splits:
+        for pid in sorted({r.person_id for r in records if r.split == split}):
+            splits_of_id.setdefault(pid, []).append(split)
+    shared = {pid: tuple(s) for pid, s in sorted(splits_of_id.items()) if len(s) > 1}
     return DatasetReport(
         format=fmt,
         annotation_file=path,
         splits=split_statistics(records, FORMATS[fmt].splits),
         decoded_images=len(unique) if decode else 0,
-        shared_ids=sum(1 for n in all_ids.values() if n > 1),
+        shared_ids=len(shared),
         image_sizes=dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
+        shared_id_splits=shared,
     )
+
+
+#: Shared identities named in :func:`format_report` (the rest are counted).
+SHARED_IDS_SHOWN = 10
 
 
 def format_report(report: DatasetReport) -> str:
@@ -133,5 +123,11 @@ def format_report(report: DatasetReport) -> str:
         lines.append(f"all {report.decoded_images} images decode; most common sizes (width x height): {common}")
     else:
         lines.append("images exist (not decoded)")
-    lines.append(f"identities in more than one split: {report.shared_ids}")
+    line = f"identities in more than one split: {report.shared_ids}"
+    if report.shared_id_splits:
+        shown = list(report.shared_id_splits.items())[:SHARED_IDS_SHOWN]
+        line += " (" + "; ".join(f"id {pid} in {', '.join(splits)}" for pid, splits in shown)
+        more = report.shared_ids - len(shown)
+        line += f"; {more} more)" if more > 0 else ")"
+    lines.append(line)
     return "\n".join(lines)

@@ -7,13 +7,15 @@ Images are returned as PIL images in RGB mode (``img.size == (width, height)``).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Callable, Sequence
 
 from PIL import Image
 
 from wsreid.errors import DataError
 
-__all__ = ["load_image", "resolve_image_path", "ExistenceIndex"]
+__all__ = ["load_image", "decode_images", "resolve_image_path", "ExistenceIndex"]
 
 
 def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Image.Image:
@@ -39,6 +41,36 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
             f"image {p}{loc} cannot be decoded ({reason})",
             hint="replace the file with an intact copy or remove its record",
         ) from None
+
+
+def decode_images(
+    items: Sequence[tuple[Path, str]],
+    *,
+    workers: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[tuple[int, int], int], list[str]]:
+    """Decode every image of ``items`` ((path, where) pairs; ``where`` names its record
+    in errors) with ``workers`` threads. Returns the image sizes ((width, height) ->
+    count) and one line per image that fails, in the order of ``items``.
+    ``progress(done, total)`` is called every 1000 images and at the end."""
+
+    def decode_one(item: tuple[Path, str]) -> tuple[int, int] | str:
+        try:
+            return load_image(item[0], where=item[1]).size
+        except DataError as exc:
+            return str(exc)
+
+    sizes: dict[tuple[int, int], int] = {}
+    failures: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done, result in enumerate(pool.map(decode_one, items), 1):
+            if isinstance(result, str):
+                failures.append(result)
+            else:
+                sizes[result] = sizes.get(result, 0) + 1
+            if progress is not None and (done % 1000 == 0 or done == len(items)):
+                progress(done, len(items))
+    return sizes, failures
 
 
 def resolve_image_path(image_dir: Path, relative: object, *, where: str) -> Path:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from wsreid.api import DatasetSplits, EvalSplit, PairRecord
-from wsreid.data.images import ExistenceIndex, resolve_image_path
+from wsreid.data.images import ExistenceIndex, decode_images, resolve_image_path
 from wsreid.errors import DataError
 
 __all__ = [
@@ -32,16 +32,23 @@ __all__ = [
     "FORMATS",
     "ImageRecord",
     "find_annotation_file",
+    "dataset_root_problem",
     "detect_format",
     "read_records",
     "build_splits",
     "read_dataset",
+    "decode_records",
     "read_cuhk_pedes",
     "read_icfg_pedes",
     "read_rstpreid",
 ]
 
 ImageCheck = Literal["exists", "none"]
+#: What :func:`read_dataset` checks of the images: ``exists`` (every image file exists),
+#: ``decode-eval`` (that, and every val/test image decodes: an evaluation split is read
+#: only when it is evaluated, so a broken file would otherwise surface after training),
+#: ``decode`` (every image decodes, as ``wsreid data check``), ``none``.
+DatasetImageCheck = Literal["exists", "decode-eval", "decode", "none"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,31 @@ def find_annotation_file(root: str | Path, fmt: str) -> Path:
     raise DataError(f"{spec.name} annotation file {root / spec.annotation_files[0]} not found", hint=f"expected {names} in {root}")
 
 
+def dataset_root_problem(root: str | Path, fmt: str) -> tuple[str, str] | None:
+    """What is wrong with ``root`` as the dataset folder of format ``fmt``, as (what, what
+    to do), or None when its annotation file is there. A root that holds the dataset
+    folder one level down (the parent folder was given) gets that folder suggested."""
+    spec = _format(fmt)
+    path = Path(root).expanduser()
+    names = " or ".join(spec.annotation_files)
+    if not path.exists():
+        return f"folder {root} does not exist", f"set it to the {spec.name} folder holding {names} and imgs/"
+    if not path.is_dir():
+        return f"{root} is a file, not a folder", f"set it to the {spec.name} folder holding {names} and imgs/"
+    if any((path / n).is_file() for n in spec.annotation_files):
+        return None
+    try:
+        inside = sorted(p for p in path.iterdir() if p.is_dir() and any((p / n).is_file() for n in spec.annotation_files))
+    except OSError:
+        inside = []
+    if inside:
+        found = next(n for n in spec.annotation_files if (inside[0] / n).is_file())
+        suggestion = (Path(root) / inside[0].name).as_posix()
+        return (f"{root} has no {names}",
+                f"did you mean the dataset folder inside it, {suggestion!r} (it holds {found})?")
+    return f"{root} has no {names}", f"set it to the {spec.name} folder holding {names} and imgs/"
+
+
 def detect_format(root: str | Path) -> str:
     """The format whose annotation file exists under ``root`` (DataError if none or several)."""
     root = Path(root).expanduser()
@@ -113,6 +145,24 @@ def detect_format(root: str | Path) -> str:
     raise DataError(f"{root} holds annotation files of several formats ({', '.join(found)})", hint="give --format")
 
 
+def json_error_hint(text: str, exc: json.JSONDecodeError) -> str:
+    """What to do about a JSON syntax error, from what is found where it happened: a
+    byte-order mark, a comma before a closing bracket, an end before the data is complete,
+    or else a generic pointer."""
+    if text.startswith("\ufeff"):
+        return "the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM"
+    before = text[: exc.pos].rstrip()
+    after = text[exc.pos :].lstrip()
+    if before.endswith(",") and after[:1] in ("]", "}"):
+        return "remove the trailing comma before the closing bracket (JSON allows none)"
+    unterminated = exc.msg.startswith("Unterminated string") and '"' not in text[exc.pos + 1 :]
+    if not after or unterminated:
+        return "the file ends before the data is complete: it may be truncated; restore it from the original archive"
+    if after[:1] == "'" or (exc.msg.startswith("Expecting property name") and after[:1] not in ("}", '"')):
+        return "JSON strings and keys need double quotes"
+    return "fix the JSON syntax at that position"
+
+
 def _load_json(path: Path) -> list:
     try:
         text = path.read_text(encoding="utf-8")
@@ -125,7 +175,7 @@ def _load_json(path: Path) -> list:
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            hint="the file may be truncated; restore it from the original archive",
+            hint=json_error_hint(text, exc),
         ) from None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of records, found a {type(data).__name__}")
@@ -251,11 +301,34 @@ def build_splits(name: str, path: Path, records: list[ImageRecord], *, has_val: 
     return DatasetSplits(name=name, train=train, test=test, val=val, root=path.parent)
 
 
-def read_dataset(root: str | Path, fmt: str, *, check_images: ImageCheck = "exists", name: str | None = None) -> DatasetSplits:
-    """Read a dataset in format ``fmt`` (a key of :data:`FORMATS`) from ``root``."""
+def read_dataset(root: str | Path, fmt: str, *, check_images: DatasetImageCheck = "exists", name: str | None = None,
+                 workers: int = 4) -> DatasetSplits:
+    """Read a dataset in format ``fmt`` (a key of :data:`FORMATS`) from ``root``.
+
+    ``check_images`` (:data:`DatasetImageCheck`): with ``decode-eval`` or ``decode`` the
+    images of the evaluation splits (or of every split) are decoded with ``workers``
+    threads, and the first that fails raises :class:`DataError` naming the file, its
+    record and how many more fail."""
     spec = _format(fmt)
-    path, records = read_records(root, fmt, check_images=check_images)
+    path, records = read_records(root, fmt, check_images="none" if check_images == "none" else "exists")
+    if check_images in ("decode-eval", "decode"):
+        decode_records(path, records, None if check_images == "decode" else ("val", "test"), workers=workers)
     return build_splits(name or spec.name, path, records, has_val="val" in spec.splits)
+
+
+def decode_records(path: Path, records: list[ImageRecord], splits: tuple[str, ...] | None, *, workers: int = 4) -> int:
+    """Decode the image of every record in ``splits`` (every split when None), each file
+    once; returns how many were decoded. Raises :class:`DataError` on the first failure."""
+    seen: dict[Path, ImageRecord] = {}
+    for r in records:
+        if splits is None or r.split in splits:
+            seen.setdefault(r.image_path, r)
+    items = [(r.image_path, f"{path.name} record {r.record}, split {r.split}") for r in seen.values()]
+    _, failures = decode_images(items, workers=workers)
+    if failures:
+        more = f"; {len(failures) - 1} more image(s) fail too" if len(failures) > 1 else ""
+        raise DataError(f"{failures[0]}{more}")
+    return len(items)
 
 
 def read_cuhk_pedes(root: str | Path, *, check_images: ImageCheck = "exists") -> DatasetSplits:

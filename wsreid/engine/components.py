@@ -7,7 +7,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsreid.api import BuildContext, Component, labelled_kinds
+from wsreid.api import KINDS, BuildContext, Component, labelled_kinds
 from wsreid.pluginmanager import Plugins
 
 #: labelled recipe section -> component kind (associations and objectives), from
@@ -111,9 +111,10 @@ def build_dataset_and_encoder(plugins: Plugins, recipe, context: BuildContext):
     return dataset, splits, build_encoder(plugins, recipe, context)
 
 
-def package_versions(plugins: Plugins) -> dict[str, Any]:
-    """Provenance written to a run's versions.json: Python, the main packages, and every
-    registered component with its plugin and distribution."""
+def package_versions(plugins: Plugins, resolved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance of a run (``versions.json``): Python and package versions, the
+    components the resolved recipe ``resolved`` uses (every registered one when None) and
+    the observers (plugins implementing lifecycle hooks), each with its distribution."""
     def version(name: str) -> str | None:
         try:
             return md.version(name)
@@ -121,8 +122,21 @@ def package_versions(plugins: Plugins) -> dict[str, Any]:
             return None
 
     pkgs = {n: version(n) for n in ("wsreid", "torch", "transformers", "accelerate", "pluggy", "pydantic", "tokenizers")}
+    used = used_components(resolved) if resolved is not None else None
     comps = [
         {"kind": e.kind, "name": e.name, "provider": e.provider, "distribution": e.distribution, "version": e.version}
         for e in plugins.registry.entries()
+        if used is None or (e.kind, e.name) in used
     ]
-    return {"python": platform.python_version(), "packages": pkgs, "components": comps}
+    return {"python": platform.python_version(), "packages": pkgs, "components": comps,
+            "observers": plugins.observers()}
+
+
+def used_components(resolved: dict[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of every component block of a resolved recipe."""
+    used = set()
+    for k in KINDS:
+        value = resolved.get(k.section)
+        blocks = value.values() if k.labelled and isinstance(value, dict) else [value]
+        used.update((k.kind, b["name"]) for b in blocks if isinstance(b, dict) and isinstance(b.get("name"), str))
+    return used

@@ -96,7 +96,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     run = None
     try:
         if main_process:
-            write_run_files(run_dir, resolved_yaml, package_versions(plugins))
+            write_run_files(run_dir, resolved_yaml, package_versions(plugins, loaded.resolved))
         weights = init_weights(recipe.init, run_dir, is_main=main_process, world_size=world_size)
         run = Run(recipe, plugins, run_dir, resolved_yaml=resolved_yaml, resume=mode is RunMode.RESUME,
                   init_weights=weights)

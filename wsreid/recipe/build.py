@@ -14,17 +14,20 @@ import typing
 import weakref
 from typing import Any, Annotated, Literal, Mapping, Union
 
+from pathlib import Path as FilePath
+
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from wsreid.api import Params
-from wsreid.errors import RecipeError
+from wsreid.errors import ParamsCheckError, RecipeError
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
 from wsreid.recipe.locations import dotted
-from wsreid.recipe.model import COMPONENT_SECTIONS, ComponentSpec, RecipeBase
+from wsreid.recipe.model import COMPONENT_SECTIONS, ComponentSpec, PluginSettings, RecipeBase
 from wsreid.registry import Entry, Registry
 
-__all__ = ["build_recipe_model", "component_model", "validate_recipe", "LABEL_PATTERN"]
+__all__ = ["build_recipe_model", "component_model", "validate_recipe", "check_references", "check_external_paths",
+           "LABEL_PATTERN"]
 
 #: Labels of associations and objectives: usable as dotted override keys and log names.
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -69,7 +72,8 @@ def build_recipe_model(registry: Registry) -> type[RecipeBase]:
     Its ``component_models`` class attribute maps kind -> name -> member model. The same
     registry with the same content gives the same class.
     """
-    signature = tuple((e.kind, e.name, e.cls) for e in registry.entries())
+    signature = tuple((e.kind, e.name, e.cls) for e in registry.entries()) + tuple(
+        ("settings", e.key, e.model) for e in registry.settings_entries())
     cached = _MODELS.get(registry)
     if cached is not None and cached[0] == signature:
         return cached[1]
@@ -92,6 +96,13 @@ def _build(registry: Registry) -> type[RecipeBase]:
         elif not base_field.is_required():
             kwargs["default"] = base_field.default
         fields[section] = (dict[str, block] if multi else block, Field(**kwargs))
+    settings_fields: dict[str, Any] = {
+        e.key: (e.model, Field(default_factory=e.model, description=f"{e.summary} (from {e.provided_by})".strip()))
+        for e in registry.settings_entries()
+    }
+    settings = create_model("Settings", __base__=PluginSettings, __module__=__name__,
+                            __doc__=PluginSettings.__doc__, **settings_fields)
+    fields["settings"] = (settings, Field(default_factory=settings, description=RecipeBase.model_fields["settings"].description))
     model = create_model("Recipe", __base__=RecipeBase, __module__=__name__, __doc__=RecipeBase.__doc__, **fields)
     model.component_models = members
     return model
@@ -106,7 +117,10 @@ def validate_recipe(
     locations: Locations | None = None,
     model: type[RecipeBase] | None = None,
 ) -> RecipeBase:
-    """Validate a merged recipe tree (no ``extends``) against the registry.
+    """Validate a merged recipe tree (no ``extends``) against the registry: types and
+    values, then the names that point elsewhere in the recipe (:func:`check_references`).
+    What the recipe names outside itself (folders, files) is checked by the recipe loader
+    once it has made relative paths absolute (:func:`check_external_paths`).
 
     Raises :class:`RecipeError` with one line for the first problem:
     ``<file>:<line>: <dotted.key>: <what is wrong> (<what to do>)``.
@@ -118,9 +132,103 @@ def validate_recipe(
     tree = dict(tree)
     _check_components(tree, registry, locations)
     try:
-        return model.model_validate(tree)
+        recipe = model.model_validate(tree)
     except ValidationError as exc:
         raise _one_line_error(exc, tree, locations, model) from exc
+    check_references(recipe, registry, locations)
+    return recipe
+
+
+# --------------------------------------------------------------------------- cross-checks
+
+
+def _component_blocks(recipe: RecipeBase) -> typing.Iterator[tuple[KeyPath, str, Any]]:
+    """(key path, kind, block) of every component block of a validated recipe."""
+    for section, (kind, multi) in COMPONENT_SECTIONS.items():
+        value = getattr(recipe, section)
+        if not multi:
+            yield (section,), kind, value
+            continue
+        for label, block in value.items():
+            if block is not None:
+                yield (section, label), kind, block
+
+
+def check_references(recipe: RecipeBase, registry: Registry, locations: Locations) -> None:
+    """Names that point elsewhere in the recipe: an objective's ``relation`` must be the
+    label of an association, and the ``view`` of an association or objective a view that
+    the pair construction declares (:meth:`wsreid.api.PairConstruction.declared_views`).
+    Only parameters named exactly ``relation`` and ``view`` (strings) are checked."""
+    labels = sorted(
+        label
+        for section in ("local_associations", "global_associations")
+        for label, block in getattr(recipe, section).items()
+        if block is not None
+    )
+    pairs = recipe.pair_construction
+    pair_cls = registry.get("pair_construction", pairs.name).cls
+    views = tuple(pair_cls.declared_views(pairs))
+    for path, kind, block in _component_blocks(recipe):
+        if kind == "objective":
+            wanted = getattr(block, "relation", None)
+            if isinstance(wanted, str) and wanted not in labels:
+                key = path + ("relation",)
+                close = difflib.get_close_matches(wanted, labels, n=1, cutoff=0.5)
+                if close:
+                    hint = f"did you mean {close[0]!r}?"
+                elif labels:
+                    hint = f"association labels: {', '.join(labels)}"
+                else:
+                    hint = "the recipe has no association; add one under local_associations or global_associations"
+                raise RecipeError(f"{locations.find(key)}: {dotted(key)}: no association is labelled {wanted!r}", hint=hint)
+        if kind in ("local_association", "global_association", "objective"):
+            view = getattr(block, "view", None)
+            if isinstance(view, str) and view not in views:
+                key = path + ("view",)
+                producers = [e.name for e in registry.entries("pair_construction") if view in e.cls.view_names]
+                hint = f"its views: {', '.join(views)}"
+                if producers:
+                    hint += f"; {view!r} comes from pair_construction {' or '.join(repr(p) for p in producers)}"
+                raise RecipeError(
+                    f"{locations.find(key)}: {dotted(key)}: pair construction {pairs.name!r} produces no view {view!r}",
+                    hint=hint,
+                )
+
+
+def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Locations,
+                         written: Mapping[KeyPath, str] | None = None) -> None:
+    """What the recipe names outside itself exists: every component's
+    :meth:`~wsreid.api.Component.check_params` (dataset folders, pretrained weights) and
+    the ``init`` recipe or run.
+
+    Called by the recipe loader after it made the recipe's relative paths absolute
+    (:func:`wsreid.recipe.loader.resolve_relative_paths`), so a path is checked where the
+    run will look for it; ``written`` maps a resolved key to its value as the recipe
+    wrote it, for the message."""
+    written = written or {}
+    for path, kind, block in _component_blocks(recipe):
+        cls = registry.get(kind, block.name).cls
+        try:
+            cls.check_params(block)
+        except ParamsCheckError as exc:
+            key = path + tuple(exc.key.split(".")) if exc.key else path
+            raise RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint) from None
+    init = recipe.init
+    if init is None:
+        return
+    for key, value in (("recipe", init.recipe), ("run", init.run)):
+        if value is None:
+            continue
+        where = locations.find(("init", key))
+        target = FilePath(value)
+        shown = written.get(("init", key), value)
+        if key == "recipe" and not target.is_file():
+            raise RecipeError(f"{where}: init.recipe: recipe file {shown!r} not found (looked for {target})",
+                              hint="the path is relative to the file that names it")
+        if key == "run" and not (target / "recipe.yaml").is_file():
+            what = "is not a wsreid run directory (no recipe.yaml)" if target.is_dir() else "does not exist"
+            raise RecipeError(f"{where}: init.run: {shown!r} {what} (looked for {target})",
+                              hint="name a run directory written by 'wsreid run'; the path is relative to the file that names it")
 
 
 def _check_components(tree: dict[str, Any], registry: Registry, locations: Locations) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from wsreid.errors import RecipeError
-from wsreid.recipe.build import validate_recipe
+from wsreid.recipe.build import check_external_paths, validate_recipe
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.merge import apply_overrides, merge
 from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
@@ -150,8 +150,9 @@ def load_recipe(
     block (and the plugins) of ``data_recipe`` when given (cross-dataset evaluation,
     ``wsreid eval --data``), applies ``overrides`` (``key=value``, last), loads the plugins
     (entry points plus the recipe's ``plugins:``, minus ``disabled``) unless a ``registry``
-    is given, validates, and makes relative paths absolute (:func:`resolve_relative_paths`).
-    The result carries the plugin set it loaded in ``plugins``. Raises a one-line
+    is given, validates, makes relative paths absolute (:func:`resolve_relative_paths`) and
+    checks that what the recipe names outside itself exists (:func:`validate_tree`). The
+    result carries the plugin set it loaded in ``plugins``. Raises a one-line
     :class:`RecipeError` citing the file and line of the offending key.
     """
     tree, locations = read_recipe_tree(source)
@@ -173,38 +174,51 @@ def load_recipe(
         plugins = load_plugins(recipe_plugin_modules(tree, locations), disabled=disabled)
         registry = plugins.registry
     path = None if isinstance(source, Mapping) else Path(source)
-    loaded = validate_tree(tree, locations, registry, path, plugins)
-    resolve_relative_paths(loaded)
-    return loaded
+    return validate_tree(tree, locations, registry, path, plugins)
 
 
 #: Recipe keys holding a path that is resolved against the file that names it.
 RELATIVE_PATH_KEYS: tuple[tuple[str, str], ...] = (("init", "recipe"), ("init", "run"), ("data", "root"))
 
 
-def resolve_relative_paths(loaded: LoadedRecipe) -> None:
+def resolve_relative_paths(loaded: LoadedRecipe) -> dict[tuple[str, str], str]:
     """Make the paths of :data:`RELATIVE_PATH_KEYS` absolute, relative to the recipe file
     that names them (to the working directory for ``-o`` overrides and recipes given as a
-    mapping), in the typed recipe and in its resolved tree, so that the resolved recipe a
-    run saves works from any directory."""
+    mapping; ``~`` is expanded), in the typed recipe and in its resolved tree, so that the
+    resolved recipe a run saves works from any directory. THE resolution of recipe paths:
+    ``wsreid validate``'s checks and the run both see its result. Returns the keys it
+    changed -> their value as written."""
+    written: dict[tuple[str, str], str] = {}
     for section, key in RELATIVE_PATH_KEYS:
         block = getattr(loaded.recipe, section, None)
         value = getattr(block, key, None) if block is not None else None
-        if value is None or Path(value).is_absolute():
+        if value is None:
             continue
-        where = loaded.locations.find((section, key)) if loaded.locations is not None else None
-        base = Path(where.source).parent if where is not None and where.line is not None else Path.cwd()
-        absolute = str((base / value).resolve())
-        setattr(block, key, absolute)
-        loaded.resolved.setdefault(section, {})[key] = absolute
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            where = loaded.locations.find((section, key)) if loaded.locations is not None else None
+            base = Path(where.source).parent if where is not None and where.line is not None else Path.cwd()
+            path = (base / path).resolve()
+        if str(path) == str(value):
+            continue
+        written[(section, key)] = str(value)
+        setattr(block, key, str(path))
+        loaded.resolved.setdefault(section, {})[key] = str(path)
+    return written
 
 
 def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry, path: Path | None = None,
                   plugins: Any = None) -> LoadedRecipe:
     """Validate a tree from :func:`read_recipe_tree` (possibly edited, with its locations
-    kept in step) -> :class:`LoadedRecipe`. Errors cite the file and line of each key."""
+    kept in step) -> :class:`LoadedRecipe`: :func:`~wsreid.recipe.build.validate_recipe`,
+    then :func:`resolve_relative_paths`, then
+    :func:`~wsreid.recipe.build.check_external_paths` on the resolved paths. Errors cite
+    the file and line of each key."""
     recipe = validate_recipe(tree, registry, locations)
-    return LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins)
+    loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins)
+    written = resolve_relative_paths(loaded)
+    check_external_paths(loaded.recipe, registry, locations or Locations(Location("<recipe>")), written)
+    return loaded
 
 
 def _block_first(block: dict[str, Any]) -> dict[str, Any]:

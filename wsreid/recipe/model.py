@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from wsreid.api import KINDS, Params
 
@@ -117,6 +117,19 @@ class InitConfig(Strict):
         return self
 
 
+class PluginSettings(Strict):
+    """The ``settings`` section: one block per plugin that declared settings
+    (``registry.add_settings(key, Model)``), each validated by that plugin's model, with
+    its defaults when the recipe leaves it out. ``settings[key]`` (or ``settings.key``)
+    is the validated block."""
+
+    def __getitem__(self, key: str) -> Params:
+        if key not in type(self).model_fields:
+            known = ", ".join(type(self).model_fields) or "none"
+            raise KeyError(f"no plugin declared settings {key!r} (declared: {known})")
+        return getattr(self, key)
+
+
 class ComponentSpec(Strict):
     """A component block before the registry types it: ``name`` plus parameters."""
 
@@ -142,6 +155,19 @@ class RecipeBase(Strict):
     init: InitConfig | None = Field(None, description="initialise the encoder from another run's weights and tokenizer (see InitConfig)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation schedule")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="when and how to evaluate")
+    settings: PluginSettings = Field(
+        default_factory=PluginSettings,
+        description="plugin settings: key -> block validated by the model that plugin declared "
+        "(listed by 'wsreid plugins'); handed to its hooks as run.recipe.settings[key]",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_settings(self, handler: Any) -> dict[str, Any]:
+        """Recipes of runs without settings stay as they were: no ``settings: {}``."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("settings") == {}:
+            del data["settings"]
+        return data
 
     @model_validator(mode="after")
     def _labels_unique(self) -> "RecipeBase":

@@ -118,7 +118,8 @@ def _field_table(model: type[BaseModel], skip: tuple[str, ...] = (), types_: dic
 _SECTION_TYPES = {
     section: ("mapping: label -> component block" if multi else "component block")
     for section, (_, multi) in COMPONENT_SECTIONS.items()
-} | {"train": "mapping (see `train`)", "eval": "mapping (see `eval`)"}
+} | {"train": "mapping (see `train`)", "eval": "mapping (see `eval`)",
+     "settings": "mapping: plugin key -> settings block (see `settings`)"}
 
 _SECTION_HELP = {
     "data": "the dataset: `data: {name: <dataset>, <parameters>}`",
@@ -160,6 +161,16 @@ def recipe_reference_markdown(registry: Registry) -> str:
     ]
     for title, section_model in (("train", TrainConfig), ("eval", EvalConfig)):
         out += [f"## `{title}`", "", (section_model.__doc__ or "").strip(), "", *_field_table(section_model), ""]
+    out += ["## `settings`", "", "Settings blocks of plugins (observers): `settings: {<key>: {<field>: <value>}}`. "
+            "A plugin declares its block with `registry.add_settings(key, Model)` (docs/plugins.md); every field "
+            "has a default, so a recipe may leave the block out. Its hooks read the validated block as "
+            "`run.recipe.settings[key]`.", ""]
+    settings = registry.settings_entries()
+    if not settings:
+        out += ["No plugin documented here declares settings.", ""]
+    for entry in settings:
+        out += [f"### settings `{entry.key}`", "", entry.summary, "", f"Provided by `{entry.provided_by}`.", "",
+                *_field_table(entry.model), ""]
     for section, (kind, _) in COMPONENT_SECTIONS.items():
         out += [f"## `{section}`", "", _SECTION_HELP[section] + ".", ""]
         default = RecipeBase.model_fields[section].get_default(call_default_factory=True)

@@ -7,6 +7,11 @@ Use it from a plugin's own test suite::
     def test_my_association_conforms():
         check_component("local_association", "knn", {"k": 2})
 
+One function per kind takes the same arguments: ``check_dataset``, ``check_encoder``,
+``check_pair_construction``, ``check_local_association``, ``check_global_association``,
+``check_objective`` (``name, params=None, registry=None``); ``check_relation(relation,
+batch_size, where)`` checks a single relation.
+
 Each check builds the component by name from a registry (by default the one filled by
 every installed plugin), runs it on small random inputs with a known structure and raises
 :class:`ConformanceError` (an ``AssertionError``, so pytest shows it as a failure) whose
@@ -14,15 +19,19 @@ message names the component and what breaks the contract:
 
 * every kind: a strict parameter model (unknown keys rejected at every level), each field
   described, values that survive a YAML 1.2 round trip, a recipe block and JSON schema;
-  ``state_tensors()`` round trips into a fresh instance; ``diagnostics()`` are numbers;
+  ``load_state_tensors({})`` works on a fresh instance (a resume from a checkpoint
+  without its state) and ``state_tensors()`` round trips into another fresh instance;
+  ``diagnostics()`` are finite numbers;
 * ``local_association`` / ``global_association``: relations as in
   :func:`check_relation` (Q x N weights in [0, 1] without gradient, 1 on the diagonal,
   exactly 0 where unrelated, batch rows with their gradient); permuting the batch permutes
   the relation; a global association is driven through epochs of ``epoch_start``,
-  ``relate`` and ``after_step``, and restored from its state relates as before;
+  ``relate`` and ``after_step``, and an instance restored from its ``state_tensors()``
+  relates exactly as the original (so keep everything ``relate`` reads in the state);
 * ``objective``: a finite, differentiable scalar, unchanged when the batch is permuted,
   for in-batch and memory-enlarged relations;
-* ``pair_construction``: views of agreeing sizes, per-sample randomness, exact resume;
+* ``pair_construction``: the views it declares (``view_names``), of agreeing sizes,
+  per-sample randomness, exact resume;
 * ``encoder``: tokenizer and feature shapes (B x embed_dim), gradient, equivariance,
   ``state_dict`` restore;
 * ``dataset``: indices, captions, files and evaluation splits (pass ``params`` with the

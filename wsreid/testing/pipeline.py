@@ -23,7 +23,8 @@ __all__ = ["check_dataset_entry", "check_encoder_entry", "check_pair_constructio
 
 def check_pair_construction_entry(entry: Entry, data: Mapping[str, Any] | None = None, *, batch_size: int = 8,
                                   seed: int = 0, encoder: EncoderComponent | None = None) -> None:
-    """Views including ``"base"``, each B x 3 x H x W images and B x L long tokens of one
+    """Views including ``"base"``, exactly those the class declares
+    (:meth:`~wsreid.api.PairConstruction.declared_views`), each B x 3 x H x W images and B x L long tokens of one
     H, W and L; the batch left unchanged; two fresh instances give permuted views for a
     permuted batch (randomness per sample, e.g. from seed, step and dataset index); an
     instance restored from ``state_tensors()`` continues exactly as the original."""
@@ -45,6 +46,11 @@ def check_pair_construction_entry(entry: Entry, data: Mapping[str, Any] | None =
     if not isinstance(views, dict) or "base" not in views:
         fail(s.where, f"views() must return a dict with a 'base' view, got {type(views).__name__} "
                       f"{sorted(views) if isinstance(views, dict) else ''}")
+    declared = tuple(entry.cls.declared_views(first.params))
+    if set(views) != set(declared):
+        fail(s.where, f"views() returned {sorted(views)} but the class declares {sorted(declared)}; set "
+                      "view_names (or override declared_views) to the views it produces: recipes are "
+                      "checked against it")
     b, _, h, w = batch.images.shape
     length = batch.input_ids.shape[1]
     for name, view in views.items():

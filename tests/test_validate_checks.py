@@ -1,0 +1,250 @@
+"""Mistakes that ``wsreid validate`` finds before any run starts: each is one line citing
+the recipe file and line, exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import Field
+
+from wsreid import hookimpl
+from wsreid.api import Objective, Params
+from wsreid.cli import main
+from wsreid.errors import PluginError
+from wsreid.pluginmanager import load_plugins
+from wsreid.recipe import load_recipe
+from wsreid.recipe.yamlio import display_path
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def validate(tmp_path: Path, capsys, text: str, name: str = "recipe.yaml") -> tuple[int, str, Path]:
+    path = tmp_path / name
+    path.write_text(text)
+    code = main(["validate", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.err, path
+
+
+def refused(tmp_path, capsys, text: str, name: str = "recipe.yaml") -> tuple[str, Path]:
+    code, err, path = validate(tmp_path, capsys, text, name)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err[len("error: "):].rstrip("\n"), path
+
+
+DGIA = f"extends: {RECIPES / 'dgia.yaml'}\n"
+
+
+# --------------------------------------------------------------------------- names inside the recipe
+
+
+def test_objective_relation_naming_no_association(tmp_path, capsys):
+    message, path = refused(tmp_path, capsys, DGIA + "objectives:\n  sdm_global: {name: sdm, relation: gsrc_typo}\n")
+    assert message == (f"{path}:3: objectives.sdm_global.relation: no association is labelled 'gsrc_typo' "
+                       "(did you mean 'gsrc'?)")
+
+
+def test_objective_relation_without_any_association(tmp_path, capsys):
+    text = (f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\n"
+            "objectives:\n  sdm:\n    name: sdm\n    relation: lrc\n")
+    message, path = refused(tmp_path, capsys, text)
+    assert message == (f"{path}:5: objectives.sdm.relation: no association is labelled 'lrc' (the recipe has no "
+                       "association; add one under local_associations or global_associations)")
+
+
+def test_association_view_the_pair_construction_does_not_produce(tmp_path, capsys):
+    text = DGIA + "pair_construction: null\n"  # back to the default, 'identity' (view 'base' only)
+    message, path = refused(tmp_path, capsys, text)
+    assert message == (f"{display_path(RECIPES / 'dgia.yaml')}:22: local_associations.lrc_asymmetric.view: pair construction "
+                       "'identity' produces no view 'asymmetric' (its views: base; 'asymmetric' comes from "
+                       "pair_construction 'iasc')")
+
+
+def test_objective_view_the_pair_construction_does_not_produce(tmp_path, capsys):
+    text = DGIA + "objectives:\n  itc: {name: itc, view: masked}\n"
+    message, path = refused(tmp_path, capsys, text)
+    assert message == (f"{path}:3: objectives.itc.view: pair construction 'iasc' produces no view 'masked' "
+                       "(its views: base, asymmetric)")
+
+
+def test_shipped_pair_constructions_declare_their_views():
+    registry = load_plugins(distributions=["wsreid"], use_env=False).registry
+    views = {e.name: e.cls.view_names for e in registry.entries("pair_construction")}
+    assert views == {"identity": ("base",), "iasc": ("base", "asymmetric")}
+
+
+# --------------------------------------------------------------------------- files and folders
+
+CUHK = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\ndata:\n  name: cuhk-pedes\n  root: {{root}}\n"
+
+
+def test_data_root_that_does_not_exist(tmp_path, capsys):
+    message, path = refused(tmp_path, capsys, CUHK.format(root=tmp_path / "CUHK-PEDES"))
+    assert message == (f"{path}:4: data.root: folder {tmp_path / 'CUHK-PEDES'} does not exist "
+                       "(set it to the cuhk-pedes folder holding reid_raw.json and imgs/)")
+
+
+def test_data_root_without_its_annotation_file(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    message, path = refused(tmp_path, capsys, CUHK.format(root=tmp_path / "empty"))
+    assert message == (f"{path}:4: data.root: {tmp_path / 'empty'} has no reid_raw.json "
+                       "(set it to the cuhk-pedes folder holding reid_raw.json and imgs/)")
+
+
+def test_data_root_at_the_parent_folder_suggests_the_dataset_folder(tmp_path, capsys):
+    (tmp_path / "data" / "CUHK-PEDES").mkdir(parents=True)
+    (tmp_path / "data" / "CUHK-PEDES" / "reid_raw.json").write_text("[]")
+    message, path = refused(tmp_path, capsys, CUHK.format(root=tmp_path / "data"))
+    assert message == (f"{path}:4: data.root: {tmp_path / 'data'} has no reid_raw.json (did you mean the dataset "
+                       f"folder inside it, '{(tmp_path / 'data' / 'CUHK-PEDES').as_posix()}' (it holds reid_raw.json)?)")
+
+
+def test_relative_data_root_is_checked_where_the_run_will_look_for_it(tmp_path, capsys, monkeypatch):
+    """One resolution for validate and run: a relative ``data.root`` is relative to the
+    recipe file that names it (here in another directory than the working one), one given
+    with ``-o`` to the working directory."""
+    dataset = tmp_path / "data" / "CUHK-PEDES"
+    dataset.mkdir(parents=True)
+    (dataset / "reid_raw.json").write_text("[]")
+    (tmp_path / "recipes").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, err, path = validate(tmp_path, capsys, CUHK.format(root="../data/CUHK-PEDES"), name="recipes/r.yaml")
+    assert (code, err) == (0, "")
+    loaded = load_recipe(path)
+    assert loaded.recipe.data.root == str(dataset) == loaded.resolved["data"]["root"]
+    # relative to the working directory it would exist, relative to the recipe it does not
+    (elsewhere / "data" / "CUHK-PEDES").mkdir(parents=True)
+    (elsewhere / "data" / "CUHK-PEDES" / "reid_raw.json").write_text("[]")
+    message, path = refused(tmp_path, capsys, CUHK.format(root="data/CUHK-PEDES"), name="recipes/r.yaml")
+    assert message == (f"{path}:4: data.root: folder {tmp_path / 'recipes' / 'data' / 'CUHK-PEDES'} does not exist "
+                       "(set it to the cuhk-pedes folder holding reid_raw.json and imgs/)")
+    # an override is relative to the working directory
+    assert main(["validate", str(path), "-o", "data.root=data/CUHK-PEDES"]) == 0
+    assert load_recipe(path, ["data.root=data/CUHK-PEDES"]).recipe.data.root == str(elsewhere / "data" / "CUHK-PEDES")
+
+
+def test_synth_pedes_root_that_does_not_exist_yet_is_fine(tmp_path, capsys):
+    text = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\ndata:\n  root: {tmp_path / 'generated-here'}\n"
+    code, err, _ = validate(tmp_path, capsys, text)
+    assert (code, err) == (0, "")
+    (tmp_path / "a-file").write_text("")
+    message, path = refused(tmp_path, capsys, text.replace("generated-here", "a-file"))
+    assert message == (f"{path}:3: data.root: {tmp_path / 'a-file'} is a file, not a folder "
+                       "(name a new or empty folder, or one written by synth-pedes)")
+
+
+PRETRAINED = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\ninit: null\nencoder:\n  name: clip\n  pretrained: {{name}}\n"
+
+
+def test_encoder_pretrained_folder_that_does_not_exist(tmp_path, capsys):
+    message, path = refused(tmp_path, capsys, PRETRAINED.format(name="./weights/clip-vit-b16"))
+    assert message == (f"{path}:5: encoder.pretrained: model folder ./weights/clip-vit-b16 does not exist (name a "
+                       "folder holding a saved CLIPModel and its tokenizer, or a hub name such as "
+                       "openai/clip-vit-base-patch16)")
+
+
+def test_encoder_pretrained_hub_name_or_existing_folder_is_fine(tmp_path, capsys):
+    code, err, _ = validate(tmp_path, capsys, PRETRAINED.format(name="openai/clip-vit-base-patch16"))
+    assert (code, err) == (0, "")
+    (tmp_path / "saved").mkdir()
+    code, err, _ = validate(tmp_path, capsys, PRETRAINED.format(name=tmp_path / "saved"))
+    assert (code, err) == (0, "")
+
+
+def test_init_recipe_or_run_that_does_not_exist(tmp_path, capsys):
+    base = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\ninit:\n"
+    message, path = refused(tmp_path, capsys, base + "  recipe: pretrain.yaml\n")
+    assert message == (f"{path}:3: init.recipe: recipe file 'pretrain.yaml' not found (looked for "
+                       f"{tmp_path / 'pretrain.yaml'}) (the path is relative to the file that names it)")
+    message, path = refused(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
+    assert message == (f"{path}:4: init.run: 'runs/old' does not exist (looked for {tmp_path / 'runs/old'}) "
+                       "(name a run directory written by 'wsreid run'; the path is relative to the file that names it)")
+    (tmp_path / "runs" / "old").mkdir(parents=True)
+    message, path = refused(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
+    assert "init.run: 'runs/old' is not a wsreid run directory (no recipe.yaml)" in message
+    (tmp_path / "runs" / "old" / "recipe.yaml").write_text("")
+    code, err, _ = validate(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
+    assert (code, err) == (0, "")
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+class FiveParams(Params):
+    k: int = Field("five", ge=1, description="neighbours")
+
+
+class FiveLoss(Objective):
+    """An objective whose default does not validate."""
+
+    Params = FiveParams
+
+
+class NestedParams(Params):
+    inner: FiveParams = Field(default_factory=FiveParams.model_construct, description="nested")
+
+
+class NestedLoss(Objective):
+    Params = NestedParams
+
+
+class RangeParams(Params):
+    margin: float = Field(-0.2, ge=0, description="margin")
+
+
+class RangeLoss(Objective):
+    Params = RangeParams
+
+
+def plugin_registering(cls):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def wsreid_register(registry):
+            registry.add("objective", "bad", cls)
+
+    return Plugin
+
+
+@pytest.mark.parametrize("cls, problem", [
+    (FiveLoss, "the default 'five' of parameter 'k' is invalid: Input should be a valid integer, unable to parse "
+               "string as an integer"),
+    (RangeLoss, "the default -0.2 of parameter 'margin' is invalid: Input should be greater than or equal to 0"),
+    (NestedLoss, "the default 'five' of parameter 'inner.k' is invalid: Input should be a valid integer, unable "
+                 "to parse string as an integer"),
+])
+def test_params_default_that_does_not_validate_is_refused_at_registration(cls, problem):
+    with pytest.raises(PluginError) as info:
+        load_plugins(entry_points=False, objects=[("badplugin", plugin_registering(cls))])
+    assert str(info.value) == (
+        f"plugin 'badplugin': objective 'bad' ({__name__}.{cls.__qualname__}): {problem} "
+        "(fix the default in its Params model; every default must satisfy its own field)")
+
+
+def test_params_default_check_accepts_the_shipped_components():
+    from wsreid.registry import invalid_default
+
+    registry = load_plugins(distributions=["wsreid"], use_env=False).registry
+    assert [(e.kind, e.name) for e in registry.entries() if invalid_default(e.params_model)] == []
+
+
+def test_recipe_plugin_with_an_invalid_default_is_refused_by_validate(tmp_path, capsys, monkeypatch):
+    (tmp_path / "five_plugin.py").write_text(
+        "from pydantic import Field\n"
+        "from wsreid import hookimpl\n"
+        "from wsreid.api import Objective, Params\n\n\n"
+        "class FiveLoss(Objective):\n"
+        "    class Params(Params):\n"
+        "        k: int = Field(\"five\", description=\"neighbours\")\n\n\n"
+        "@hookimpl\n"
+        "def wsreid_register(registry):\n"
+        "    registry.add(\"objective\", \"five\", FiveLoss)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message, _ = refused(tmp_path, capsys, f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\nplugins: [five_plugin]\n")
+    assert message == ("plugin 'five_plugin': objective 'five' (five_plugin.FiveLoss): the default 'five' of parameter "
+                       "'k' is invalid: Input should be a valid integer, unable to parse string as an integer (fix the "
+                       "default in its Params model; every default must satisfy its own field)")
