@@ -209,9 +209,66 @@ def bench_mining(args) -> None:
         del comp, bank_image, bank_text, ready
 
 
+# ============================================================================ 2. cluster
+
+
+def child_cluster(features_path: str, labels_path: str, search: str) -> None:
+    """One run of the cluster pseudo-label pipeline (k-reciprocal Jaccard + DBSCAN)."""
+    import faiss  # noqa: F401  (imported before the baseline memory reading)
+    import scipy.sparse  # noqa: F401
+
+    from wsreid_baselines.clustering import dbscan_sparse, k_reciprocal_jaccard_sparse, nearest_neighbours
+
+    x = np.load(features_path)
+    baseline = peak_rss_mib()
+    t0 = time.perf_counter()
+    ranks = nearest_neighbours(x, 31, search)
+    t1 = time.perf_counter()
+    graph = k_reciprocal_jaccard_sparse(x, 30, 6, max_distance=0.6, ranks=ranks)
+    labels = dbscan_sparse(graph, 0.6, 4)
+    t2 = time.perf_counter()
+    np.save(labels_path, labels)
+    peak = peak_rss_mib()
+    print(json.dumps({"seconds": t2 - t0, "knn": t1 - t0, "rest": t2 - t1, "peak_mib": peak,
+                      "added_mib": peak - baseline}))
+
+
+def bench_cluster(args) -> None:
+    sys.path.insert(0, str(HERE))
+    from cluster_scaling import synthetic_features
+
+    from wsreid_baselines.pseudo_labels import pair_precision_recall, pseudo_labels_from_clusters
+
+    n = args.cluster_rows
+    print(f"\n== cluster pseudo-labels: N={n}, d=512, k1=30, k2=6, eps=0.6, min_samples=4, "
+          f"{args.threads} threads (fresh process per run; peak = whole-process max RSS)")
+    x, person = synthetic_features(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.npy"
+        np.save(path, x)
+        out, labels = {}, {}
+        for search, reps in (("exact", args.cluster_exact_repeats), ("bf16", 3)):
+            runs = [run_child(["cluster", str(path), str(Path(tmp) / f"{search}.npy"), search]) for _ in range(reps)]
+            out[search] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            labels[search] = pseudo_labels_from_clusters(np.load(Path(tmp) / f"{search}.npy"))
+            m = out[search]
+            p, r = pair_precision_recall(labels[search], person)
+            m["P"], m["R"] = 100 * p, 100 * r
+            print(f"  {search:>5} kNN: {m['seconds']:6.2f} s (kNN {m['knn']:.2f} s, Jaccard+DBSCAN {m['rest']:.2f} s), "
+                  f"peak {m['peak_mib']:.0f} MiB (+{m['added_mib']:.0f} MiB for the pipeline), "
+                  f"pair precision/recall vs identities {m['P']:.2f}/{m['R']:.2f} (median of {reps})", flush=True)
+    ap, ar = pair_precision_recall(labels["bf16"], labels["exact"])
+    e, b = out["exact"], out["bf16"]
+    print(f"  agreement bf16 vs exact labels: pair precision {100 * ap:.2f}, recall {100 * ar:.2f}; "
+          f"identical: {bool(np.array_equal(labels['bf16'], labels['exact']))}")
+    row("cluster pseudo-labels, bf16 kNN (cpu)", f"N={n:,}", f"{b['seconds']:.1f} s, {b['peak_mib']:.0f} MiB peak",
+        f"exact kNN {e['seconds']:.1f} s, {e['peak_mib']:.0f} MiB ({e['seconds'] / b['seconds']:.1f}x); P/R vs ids "
+        f"{b['P']:.2f}/{b['R']:.2f} vs exact {e['P']:.2f}/{e['R']:.2f}; agreement P/R {100 * ap:.2f}/{100 * ar:.2f}")
+
+
 # ============================================================================ main
 
-SECTIONS = {"mining": bench_mining}
+SECTIONS = {"mining": bench_mining, "cluster": bench_cluster}
 
 
 def main() -> None:
@@ -222,6 +279,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per fast measurement (medians)")
     parser.add_argument("--mining-rows", type=int, nargs="+", default=[4096, 68126, 200000])
     parser.add_argument("--scoring-dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--cluster-rows", type=int, default=40000)
+    parser.add_argument("--cluster-exact-repeats", type=int, default=1, help="runs of the slow exact-kNN pipeline")
     parser.add_argument("--large", action="store_true", help="add the large sizes (100k x 100k evaluation)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,7 +301,7 @@ def main() -> None:
         print("| " + " | ".join(r) + " |")
 
 
-CHILDREN: dict = {}
+CHILDREN: dict = {"cluster": child_cluster}
 
 if __name__ == "__main__":
     main()
