@@ -266,9 +266,92 @@ def bench_cluster(args) -> None:
         f"{b['P']:.2f}/{b['R']:.2f} vs exact {e['P']:.2f}/{e['R']:.2f}; agreement P/R {100 * ap:.2f}/{100 * ar:.2f}")
 
 
+# ============================================================================ 3. evaluation
+
+
+def field_evaluation(text: torch.Tensor, image: torch.Tensor, qids: torch.Tensor, gids: torch.Tensor) -> dict:
+    """The field's usual evaluation: the full Q x G similarity matrix, a full argsort of
+    it, the relevance of every rank, cumulative sums for AP and INP."""
+    sim = F.normalize(text, dim=1) @ F.normalize(image, dim=1).t()
+    order = torch.argsort(sim, dim=1, descending=True, stable=True)
+    del sim
+    matches = gids[order] == qids[:, None]
+    del order
+    num_rel = matches.sum(dim=1)
+    scored = num_rel > 0
+    matches, num_rel = matches[scored], num_rel[scored]
+    cum = matches.cumsum(dim=1, dtype=torch.int32)
+    out = {f"R{k}": 100.0 * float((cum[:, k - 1] > 0).float().mean()) for k in (1, 5, 10)}
+    positions = torch.arange(1, matches.shape[1] + 1, dtype=torch.float32)
+    ap = ((cum.float() / positions) * matches).sum(dim=1) / num_rel
+    last = matches.shape[1] - 1 - matches.flip(1).int().argmax(dim=1)
+    out["mAP"] = 100.0 * float(ap.mean())
+    out["mINP"] = 100.0 * float((num_rel / (last + 1).float()).mean())
+    return out
+
+
+def eval_data(n: int, d: int = 512, per_id: int = 20, seed: int = 0):
+    """n captions and n images of n / per_id identities (ICFG-PEDES: 19,848 of 1,000)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.arange(n) // per_id
+    centres = torch.randn(n // per_id + 1, d, generator=g)
+    image = centres[ids] + 3.0 * torch.randn(n, d, generator=g)
+    text = centres[ids] + 3.0 * torch.randn(n, d, generator=g)
+    return text, image, ids, ids[torch.randperm(n, generator=g)], image[torch.randperm(n, generator=g)]
+
+
+def child_evaluation(method: str, n: str, device: str) -> None:
+    from wsreid.evaluation import retrieval_metrics_from_features
+
+    n = int(n)
+    text, image, qids, _, _ = eval_data(n)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    image, gids = image[perm], qids[perm]
+    dev = torch.device(device)
+    text, image, qids, gids = text.to(dev), image.to(dev), qids.to(dev), gids.to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    baseline = peak_rss_mib()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    t = time.perf_counter()
+    if method == "ours":
+        metrics = retrieval_metrics_from_features(text, image, qids, gids)
+    else:
+        metrics = field_evaluation(text, image, qids, gids)
+    sync()
+    seconds = time.perf_counter() - t
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else peak_rss_mib() - baseline
+    print(json.dumps({"seconds": seconds, "added_mib": peak, "metrics": metrics}))
+
+
+def bench_evaluation(args) -> None:
+    sizes = [19848] + ([100000] if args.large else [])
+    print(f"\n== evaluation: Q = G, d=512, 20 images per identity, device={args.device} (fresh process per run; "
+          "memory = peak above the loaded features)")
+    for n in sizes:
+        ours = [run_child(["evaluation", "ours", str(n), args.device]) for _ in range(args.eval_repeats)]
+        om = {k: statistics.median(r[k] for r in ours) for k in ("seconds", "added_mib")}
+        dense_bytes = n * n * (4 + 8 + 1 + 4 + 4)
+        if n * n <= args.field_max_cells:
+            field = [run_child(["evaluation", "field", str(n), args.device]) for _ in range(args.eval_repeats)]
+            fm = {k: statistics.median(r[k] for r in field) for k in ("seconds", "added_mib")}
+            diff = max(abs(ours[0]["metrics"][k] - field[0]["metrics"][k]) for k in field[0]["metrics"])
+            ref = (f"full sim + argsort {fm['seconds']:.1f} s, {fm['added_mib']:.0f} MiB "
+                   f"({fm['seconds'] / om['seconds']:.1f}x time, {fm['added_mib'] / max(om['added_mib'], 1):.0f}x memory); "
+                   f"max metric difference {diff:.1e}")
+        else:
+            ref = (f"full sim + argsort not run: needs ~{dense_bytes / 2**30:.0f} GiB "
+                   f"(similarity, int64 order, matches, cumsum), more than this machine has")
+        m = ours[0]["metrics"]
+        print(f"  {n} x {n}: ours {om['seconds']:.2f} s, +{om['added_mib']:.0f} MiB; metrics "
+              + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) + f" | {ref}", flush=True)
+        row(f"evaluation ({args.device})", f"{n:,} x {n:,}", f"{om['seconds']:.1f} s, +{om['added_mib']:.0f} MiB", ref)
+
+
 # ============================================================================ main
 
-SECTIONS = {"mining": bench_mining, "cluster": bench_cluster}
+SECTIONS = {"mining": bench_mining, "cluster": bench_cluster, "evaluation": bench_evaluation}
 
 
 def main() -> None:
@@ -281,6 +364,9 @@ def main() -> None:
     parser.add_argument("--scoring-dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--cluster-rows", type=int, default=40000)
     parser.add_argument("--cluster-exact-repeats", type=int, default=1, help="runs of the slow exact-kNN pipeline")
+    parser.add_argument("--eval-repeats", type=int, default=1)
+    parser.add_argument("--field-max-cells", type=float, default=4.1e8,
+                        help="largest Q x G the full-matrix reference is run at (memory)")
     parser.add_argument("--large", action="store_true", help="add the large sizes (100k x 100k evaluation)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,7 +387,7 @@ def main() -> None:
         print("| " + " | ".join(r) + " |")
 
 
-CHILDREN: dict = {"cluster": child_cluster}
+CHILDREN: dict = {"cluster": child_cluster, "evaluation": child_evaluation}
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Upper bound on ``chunk x G`` elements ranked at once (about 22 bytes each at peak).
-DEFAULT_CHUNK_ELEMENTS = 1 << 25
+DEFAULT_CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass
@@ -112,18 +112,18 @@ def _chunk_counts(sim: torch.Tensor, qids: torch.Tensor, gids: torch.Tensor, ran
     top_rel = torch.topk(sim.masked_fill(~relevant, float("-inf")), m, dim=1).values  # c x m, descending
     del relevant
     thresholds = top_rel.flip(1).contiguous()  # ascending; missing slots (-inf) first
-    below = torch.searchsorted(thresholds, sim, out_int32=True)  # thresholds < score
-    below_or_equal = torch.searchsorted(thresholds, sim, right=True, out_int32=True)
-    equal = (below_or_equal - below).sum(dim=1)  # each relevant item equals its own score once
-    del below_or_equal
+    below = torch.searchsorted(thresholds, sim, out_int32=True).long()  # thresholds < score
     offsets = (torch.arange(c, device=sim.device, dtype=torch.long) * (m + 1))[:, None]
-    histogram = torch.bincount((below.long() + offsets).view(-1), minlength=c * (m + 1)).view(c, m + 1)
+    histogram = torch.bincount((below + offsets).view(-1), minlength=c * (m + 1)).view(c, m + 1)
+    # ties: the first threshold >= a score equals it; each relevant item equals its own once
+    equal = (torch.gather(thresholds, 1, below.clamp_(max=m - 1)) == sim).sum(dim=1)
     del below
     # items above the threshold at ascending slot p: those with more than p thresholds below them
     above = histogram.flip(1).cumsum(dim=1).flip(1)[:, 1:]  # c x m
     rank = (1 + above).flip(1)  # descending relevant scores -> ascending ranks
     total = _counts_from_relevant_ranks(rank, num_rel, ranks)
-    tied = (equal != num_rel) & (num_rel > 0)
+    repeated = ((thresholds[:, 1:] == thresholds[:, :-1]) & (thresholds[:, 1:] > float("-inf"))).any(dim=1)
+    tied = ((equal != num_rel) | repeated) & (num_rel > 0)  # two relevant items may tie each other
     if bool(tied.any()):  # exact ties with a relevant score: rank those queries by sorting
         rows = tied.nonzero().squeeze(1)
         untied = ~tied
