@@ -349,9 +349,88 @@ def bench_evaluation(args) -> None:
         row(f"evaluation ({args.device})", f"{n:,} x {n:,}", f"{om['seconds']:.1f} s, +{om['added_mib']:.0f} MiB", ref)
 
 
+# ============================================================================ 4. data
+
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+def pedestrian_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """JPEGs of pedestrian-like sizes (CUHK-/ICFG-PEDES crops: ~50-200 px wide, 2-3x as
+    tall), smooth shapes over a gradient plus sensor-like noise, quality 90."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        w = int(rng.integers(50, 200))
+        h = int(w * rng.uniform(2.0, 3.0))
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([(yy * rng.uniform(0.2, 1.0) + xx * rng.uniform(0, 1)) % 256 for _ in range(3)], -1)
+        img = Image.fromarray(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+        for _ in range(6):
+            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            draw.ellipse([x0, y0, x0 + int(rng.integers(5, w)), y0 + int(rng.integers(5, h // 2))],
+                         fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        path = folder / f"p{i:04d}.jpg"
+        img.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def bench_data(args) -> None:
+    from PIL import Image
+
+    from wsreid.data.images import load_image
+    from wsreid.engine.data import image_to_tensor
+    from wsreid_dgia.augment import IMAGE_UNIFORMS, augment_images, sample_uniforms
+
+    size = (384, 128)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a DataLoader worker runs torch single-threaded
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = pedestrian_jpegs(Path(tmp), args.data_images)
+        print(f"\n== data pipeline, one worker (1 thread): {len(paths)} JPEGs of pedestrian sizes -> 384 x 128, "
+              f"bicubic; base + asymmetric (IASC) view")
+
+        def decode_resize():
+            for p in paths:
+                with Image.open(p) as im:
+                    im.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
+
+        def recipe_item():  # what a training worker does per pair
+            for p in paths:
+                image_to_tensor(load_image(p), size, CLIP_MEAN, CLIP_STD)
+
+        batch = torch.stack([image_to_tensor(load_image(p), size, CLIP_MEAN, CLIP_STD) for p in paths[:64]])
+        index = list(range(64))
+
+        def asymmetric_view():  # IASC image operator on a batch of 64 (Eq. 19), on the CPU
+            u = sample_uniforms(0, 1, index, IMAGE_UNIFORMS, 1)
+            augment_images(batch, u, CLIP_MEAN, CLIP_STD)
+
+        t = side_by_side({"decode": decode_resize, "recipe": recipe_item, "asym": asymmetric_view}, args.data_repeats)
+    torch.set_num_threads(threads)
+    n = len(paths)
+    dec, rec = n / t["decode"], n / t["recipe"]
+    asym_per_image = t["asym"] / 64
+    both = 1.0 / (1.0 / rec + asym_per_image)
+    step, batch_size = 0.114, 64
+    need = batch_size / step
+    print(f"  PIL decode + resize alone {dec:7.1f} img/s | recipe item (decode, resize, tensor, normalise) {rec:7.1f} img/s "
+          f"({rec / dec:.2f}x) | IASC asymmetric view {64 / t['asym']:7.1f} img/s (batch of 64, CPU)")
+    print(f"  a 114 ms DGIA step (ViT-B/16 bf16 H200, batch 64) consumes {need:.0f} img/s: "
+          f"{need / rec:.1f} workers for the base view (the asymmetric view is made on the device from it), "
+          f"{need / both:.1f} if the asymmetric view were made in the workers too", flush=True)
+    row("data: recipe worker item (cpu, 1 thread)", "JPEG -> 384 x 128", f"{rec:.0f} img/s/worker",
+        f"PIL decode+resize {dec:.0f} img/s ({rec / dec:.2f}x); 114 ms step needs {need:.0f} img/s = "
+        f"{int(np.ceil(need / rec))} workers")
+
+
 # ============================================================================ main
 
-SECTIONS = {"mining": bench_mining, "cluster": bench_cluster, "evaluation": bench_evaluation}
+SECTIONS = {"mining": bench_mining, "cluster": bench_cluster, "evaluation": bench_evaluation, "data": bench_data}
 
 
 def main() -> None:
@@ -367,6 +446,8 @@ def main() -> None:
     parser.add_argument("--eval-repeats", type=int, default=1)
     parser.add_argument("--field-max-cells", type=float, default=4.1e8,
                         help="largest Q x G the full-matrix reference is run at (memory)")
+    parser.add_argument("--data-images", type=int, default=200)
+    parser.add_argument("--data-repeats", type=int, default=7)
     parser.add_argument("--large", action="store_true", help="add the large sizes (100k x 100k evaluation)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
