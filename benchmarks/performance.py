@@ -247,7 +247,7 @@ def bench_cluster(args) -> None:
         path = Path(tmp) / "x.npy"
         np.save(path, x)
         out, labels = {}, {}
-        for search, reps in (("exact", args.cluster_exact_repeats), ("bf16", 3)):
+        for search, reps in (("exact", args.cluster_exact_repeats), ("bf16", args.cluster_repeats)):
             runs = [run_child(["cluster", str(path), str(Path(tmp) / f"{search}.npy"), search]) for _ in range(reps)]
             out[search] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             labels[search] = pseudo_labels_from_clusters(np.load(Path(tmp) / f"{search}.npy"))
@@ -428,9 +428,128 @@ def bench_data(args) -> None:
         f"{int(np.ceil(need / rec))} workers")
 
 
+# ============================================================================ 5. overhead
+
+
+def hand_written_dgia(model, optimizer, scheduler, encoder, params: dict, banks: dict, seed: int):
+    """A hand-written DGIA training step (no engine, no components): IASC views, one
+    encoder pass over both views, ITC + SDM against LRC (base and asymmetric view) and
+    GSRC-FR relations, backward, optimizer and scheduler step, memory update. ``params``:
+    the recipe's values; ``banks``: image/text fp16 banks and their normalised copy."""
+    from wsreid.losses import bidirectional_sdm_loss, itc_loss
+    from wsreid_dgia.augment import IMAGE_UNIFORMS, augment_images, mask_tokens, sample_uniforms
+    from wsreid_dgia.functional import (
+        enlarged_features, group_relation, lrc_relation, mine_neighbours, momentum_update, neighbour_weights,
+    )
+
+    iasc, lrc, lrc_a, gsrc, itc, sdm = (params[k] for k in ("iasc", "lrc", "lrc_asym", "gsrc", "itc", "sdm"))
+    state = {"step": 0}
+
+    def step(batch, epoch: int) -> float:
+        index = batch.index.tolist()
+        u = sample_uniforms(seed, state["step"], index, IMAGE_UNIFORMS, 1, batch.images.device)
+        asym_images = augment_images(batch.images, u, encoder.image_mean, encoder.image_std, flip_prob=iasc.flip_prob,
+                                     pad=iasc.pad, erase_prob=iasc.erase_prob, erase_area=iasc.erase_area,
+                                     erase_aspect=iasc.erase_aspect,
+                                     erase_fill=encoder.image_mean if iasc.erase_value == "code" else None)
+        u = sample_uniforms(seed, state["step"], index, batch.input_ids.shape[1], 2, batch.input_ids.device)
+        asym_ids, _ = mask_tokens(batch.input_ids, batch.attention_mask, u, encoder.mask_token_id,
+                                  encoder.special_token_ids, encoder.pad_token_id, iasc.mask_ratio)
+        state["step"] += 1
+        b = batch.images.shape[0]
+        image, text = model(torch.cat([batch.images, asym_images]), torch.cat([batch.input_ids, asym_ids]),
+                            torch.cat([batch.attention_mask, batch.attention_mask]))
+        vb, va, tb, ta = image[:b], image[b:], text[:b], text[b:]
+        total = itc_loss(vb, tb, itc.temperature, itc.reduction)
+        for (v, t), q in (((vb, tb), lrc), ((va, ta), lrc_a)):
+            w = lrc_relation(v, t, q.threshold_image, q.threshold_text, q.relation_weight, q.modalities)
+            total = total + bidirectional_sdm_loss(v, t, w, sdm.temperature, sdm.eps)
+        idx = batch.index.long()
+        if epoch >= gsrc.start_epoch:
+            nb = mine_neighbours(vb, tb, banks["image"], banks["text"], k=gsrc.top_k, threshold=gsrc.threshold,
+                                 scoring=banks["scoring"])
+            weights = neighbour_weights(nb.similarity, nb.valid, gsrc.gamma)
+            _, relation = group_relation(nb.valid, weights, gsrc.query_rows)
+            big_v, big_t = enlarged_features(vb, tb, banks["image"], banks["text"], nb)
+            total = total + bidirectional_sdm_loss(big_v, big_t, relation, sdm.temperature, sdm.eps)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            momentum_update(banks["image"], idx, vb.detach(), gsrc.momentum)
+            momentum_update(banks["text"], idx, tb.detach(), gsrc.momentum)
+            banks["scoring"][idx] = F.normalize(banks["image"][idx].float(), dim=1)
+        return float(total.detach())
+
+    return step
+
+
+def bench_overhead(args) -> None:
+    import copy
+
+    sys.path.insert(0, str(HERE))
+    from step_time import build
+
+    from wsreid.api import StepContext
+
+    print(f"\n== framework overhead: recipes/dgia.yaml (tiny CLIP, synth-pedes), batch {args.overhead_batch}, "
+          f"{torch.get_num_threads()} threads, epoch 2 (every DGIA loss active), {args.overhead_steps} steps each, interleaved")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = build("recipes/dgia.yaml", [f"train.batch_size={args.overhead_batch}"], Path(tmp))
+        batches = []
+        for i, batch in enumerate(run.loader):
+            if i == 4:
+                break
+            batches.append(batch.to(run.dist.device))
+        run.train_step(batches[0], StepContext(1, 0, 2, run.dist))  # allocates the banks
+        c = run.components
+        gsrc = c.global_associations["gsrc"]
+        n = gsrc.image_memory.shape[0]
+        g = torch.Generator().manual_seed(0)
+        state = {"image_memory": F.normalize(torch.randn(n, 512 if gsrc.image_memory.shape[1] == 512 else
+                                                         gsrc.image_memory.shape[1], generator=g), dim=1).half(),
+                 "text_memory": F.normalize(torch.randn(n, gsrc.image_memory.shape[1], generator=g), dim=1).half(),
+                 "written": torch.ones(n, dtype=torch.bool), "person_ids": torch.arange(n)}
+        gsrc.load_state_tensors(state)
+        # the hand-written loop gets its own copy of the same model, optimizer and scheduler
+        model, optimizer, scheduler = copy.deepcopy((run.model, run.optimizer, run.scheduler))
+        banks = {"image": state["image_memory"].clone(), "text": state["text_memory"].clone()}
+        banks["scoring"] = F.normalize(banks["image"].float(), dim=1)
+        obj = c.objectives
+        params = {"iasc": c.pair_construction.params, "lrc": c.local_associations["lrc"].params,
+                  "lrc_asym": c.local_associations["lrc_asymmetric"].params, "gsrc": gsrc.params,
+                  "itc": obj["itc"].params, "sdm": obj["sdm_local"].params}
+        c.pair_construction.step = 0
+        hand = hand_written_dgia(model, optimizer, scheduler, run.encoder, params, banks, c.pair_construction.context.seed)
+        engine_loss = run.train_step(batches[0], StepContext(2, 0, 3, run.dist))["loss/total"]
+        hand_loss = hand(batches[0], 2)
+        print(f"  first step from the same state: engine loss {engine_loss:.6f}, hand-written {hand_loss:.6f}")
+        times = {"engine": [], "hand": []}
+        for i in range(args.overhead_steps + 3):
+            batch = batches[i % len(batches)]
+            for name in ("engine", "hand") if i % 2 == 0 else ("hand", "engine"):
+                t = time.perf_counter()
+                if name == "engine":
+                    run.train_step(batch, StepContext(2, i + 1, 3, run.dist))
+                else:
+                    hand(batch, 2)
+                if i >= 3:
+                    times[name].append(time.perf_counter() - t)
+        del run
+    e, h = statistics.median(times["engine"]), statistics.median(times["hand"])
+    print(f"  engine train_step {e * 1e3:.1f} ms | hand-written loop {h * 1e3:.1f} ms | engine / hand {e / h:.3f} "
+          f"(medians of {len(times['engine'])})", flush=True)
+    row("framework overhead: DGIA step (cpu, tiny CLIP)", f"batch {args.overhead_batch}", f"engine {e * 1e3:.1f} ms",
+        f"hand-written loop {h * 1e3:.1f} ms; engine / hand {e / h:.3f}; first-step losses {engine_loss:.5f} / {hand_loss:.5f}")
+
+
 # ============================================================================ main
 
-SECTIONS = {"mining": bench_mining, "cluster": bench_cluster, "evaluation": bench_evaluation, "data": bench_data}
+SECTIONS = {
+    "mining": bench_mining, "cluster": bench_cluster, "evaluation": bench_evaluation, "data": bench_data,
+    "overhead": bench_overhead,
+}
 
 
 def main() -> None:
@@ -438,16 +557,19 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU rows: mining, evaluation)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs per fast measurement (medians)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs per fast measurement (medians)")
     parser.add_argument("--mining-rows", type=int, nargs="+", default=[4096, 68126, 200000])
     parser.add_argument("--scoring-dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--cluster-rows", type=int, default=40000)
+    parser.add_argument("--cluster-repeats", type=int, default=1, help="runs of the bf16-kNN pipeline")
     parser.add_argument("--cluster-exact-repeats", type=int, default=1, help="runs of the slow exact-kNN pipeline")
     parser.add_argument("--eval-repeats", type=int, default=1)
     parser.add_argument("--field-max-cells", type=float, default=4.1e8,
                         help="largest Q x G the full-matrix reference is run at (memory)")
     parser.add_argument("--data-images", type=int, default=200)
-    parser.add_argument("--data-repeats", type=int, default=7)
+    parser.add_argument("--data-repeats", type=int, default=5)
+    parser.add_argument("--overhead-steps", type=int, default=20)
+    parser.add_argument("--overhead-batch", type=int, default=64)
     parser.add_argument("--large", action="store_true", help="add the large sizes (100k x 100k evaluation)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
