@@ -30,6 +30,10 @@ __all__ = [
 ]
 
 Modalities = Literal["image+text", "image", "text"]
+
+#: Extra candidates taken from a low-precision scoring copy before the exact re-scoring:
+#: a true neighbour is missed only if rounding ranks it behind this many more rows.
+RESCORE_MARGIN = 16
 Anchor = Literal["image", "text", "both"]
 QueryRows = Literal["all", "batch"]
 SelfMatch = Literal["skip_first_rank", "skip_own_index"]
@@ -203,7 +207,11 @@ def mine_neighbours(
     (None: all). ``scoring``: optional ready-for-scoring copy of the ranking bank
     (``memory_text`` for ``anchor="text"``, else ``memory_image``), N x d with L2-normalised
     rows (:func:`scoring_rows`); when given, the bank is scored as it is instead of being
-    normalised and up-cast chunk by chunk on every call.
+    normalised and up-cast chunk by chunk on every call. A copy in a low precision
+    (bfloat16, float16: fast on GPUs and on CPUs with matrix units) only proposes the best
+    ``k + 1 + RESCORE_MARGIN`` rows; they are re-scored in float32 from the stored rows, so
+    the result is that of float32 scoring unless rounding ranks a true neighbour behind
+    ``RESCORE_MARGIN`` others.
     """
     with torch.no_grad():
         if anchor not in ("image", "text", "both"):
@@ -211,21 +219,35 @@ def mine_neighbours(
         by_text = anchor == "text"
         query = F.normalize((text if by_text else image).detach().float(), dim=1)
         memory = memory_text if by_text else memory_image
+        stored = memory
         ready = scoring is not None
         if ready:
             if scoring.shape != memory.shape:
                 raise ValueError(f"scoring copy has shape {tuple(scoring.shape)}, the bank {tuple(memory.shape)}")
             memory = scoring
         if self_match == "skip_first_rank":
-            values, index = _topk_over_memory(query, memory, k + 1, usable, None, chunk_rows, ready)
-            values, index = values[:, 1:], index[:, 1:]
+            slots, own = k + 1, None
         elif self_match == "skip_own_index":
             if batch_index is None:
                 raise ValueError("self_match='skip_own_index' needs batch_index")
-            own = batch_index.to(query.device).long()
-            values, index = _topk_over_memory(query, memory, k, usable, own, chunk_rows, ready)
+            slots, own = k, batch_index.to(query.device).long()
         else:
             raise ValueError(f"unknown self_match {self_match!r}")
+        if ready and scoring.dtype != torch.float32:
+            # low-precision candidates, re-scored exactly (float32 from the stored rows)
+            values, index = _topk_over_memory(query, memory, slots + RESCORE_MARGIN, usable, own, chunk_rows, True)
+            rows = F.normalize(stored[index.clamp(max=stored.shape[0] - 1)].float(), dim=2)
+            exact = torch.einsum("bd,bcd->bc", query, rows).masked_fill(values == float("-inf"), float("-inf"))
+            values, order = torch.topk(exact, min(slots, exact.shape[1]), dim=1)
+            index = torch.gather(index, 1, order)
+            if values.shape[1] < slots:
+                pad = slots - values.shape[1]
+                values = torch.cat([values, values.new_full((values.shape[0], pad), float("-inf"))], 1)
+                index = torch.cat([index, index.new_zeros((index.shape[0], pad))], 1)
+        else:
+            values, index = _topk_over_memory(query, memory, slots, usable, own, chunk_rows, ready)
+        if self_match == "skip_first_rank":
+            values, index = values[:, 1:], index[:, 1:]
         valid = values > threshold
         if anchor == "both":
             t = F.normalize(text.detach().float(), dim=1)
@@ -283,11 +305,12 @@ def enlarged_features(
     text, B1 x d, L2-normalised, in the row order of :func:`group_relation`. Batch rows keep
     their gradient; memory rows are constants in the batch features' dtype."""
     rows = neighbours.index[neighbours.valid]  # row-major order, as group_relation
-    img = F.normalize(image, dim=1)
-    txt = F.normalize(text, dim=1)
-    mem_img = F.normalize(memory_image[rows].float(), dim=1).to(img.dtype)
-    mem_txt = F.normalize(memory_text[rows].float(), dim=1).to(txt.dtype)
-    return torch.cat([img, mem_img]), torch.cat([txt, mem_txt])
+    if image.shape != text.shape or image.dtype != text.dtype:
+        img, txt = F.normalize(image, dim=1), F.normalize(text, dim=1)
+    else:  # both modalities in one pass (a step runs many such small operations)
+        img, txt = F.normalize(torch.stack([image, text]), dim=2).unbind(0)
+    memory = F.normalize(torch.stack([memory_image[rows], memory_text[rows]]).float(), dim=2)
+    return torch.cat([img, memory[0].to(img.dtype)]), torch.cat([txt, memory[1].to(txt.dtype)])
 
 
 def gsrc_loss(

@@ -24,6 +24,15 @@ from wsreid_dgia.functional import (
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def _cpu_has_bf16_matrix_units() -> bool:
+    """True on CPUs with AMX tiles (bfloat16 matrix products several times faster than fp32)."""
+    check = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except Exception:  # noqa: BLE001 - a capability probe must never break a run
+        return False
+
+
 class GsrcParams(Params):
     """Parameters of GSRC-FR; defaults as in the authors' code."""
 
@@ -50,10 +59,10 @@ class GsrcParams(Params):
         "base", description="view whose batch features are related to memory (memory always stores the base view)"
     )
     mining_chunk_rows: int = Field(65536, ge=1, description="memory rows scored at once during neighbour mining")
-    scoring_dtype: Literal["fp32", "fp16", "bf16"] = Field(
-        "fp32",
-        description="precision of the normalised scoring copy of the ranking bank that mining reads "
-        "(fp32: the similarities of the stored rows exactly; fp16/bf16 halve its size and suit GPUs)",
+    scoring_dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto",
+        description="precision of the normalised scoring copy of the ranking bank that mining reads; fp16/bf16 "
+        "candidates are re-scored in fp32 from the stored rows. auto: bf16 on GPUs and on CPUs with AMX, else fp32",
     )
 
 
@@ -100,14 +109,22 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = torch.zeros(n, dim, dtype=dtype, device=device)
         self.written = torch.zeros(n, dtype=torch.bool, device=device)
         self.person_ids = torch.full((n,), -1, dtype=torch.long, device=device)
-        self._scoring = torch.zeros(n, dim, dtype=_DTYPES[self.params.scoring_dtype], device=device)
+        self._scoring = torch.zeros(n, dim, dtype=self._scoring_dtype(device), device=device)
         self._all_written = False
+
+    def _scoring_dtype(self, device: torch.device) -> torch.dtype:
+        name = self.params.scoring_dtype
+        if name == "auto":
+            fast_bf16 = device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16_matrix_units())
+            name = "bf16" if fast_bf16 else "fp32"
+        return _DTYPES[name]
 
     def _ranking_memory(self) -> torch.Tensor:
         return self.text_memory if self.params.anchor == "text" else self.image_memory
 
     def _rebuild_scoring(self) -> None:
-        self._scoring = scoring_rows(self._ranking_memory(), _DTYPES[self.params.scoring_dtype])
+        memory = self._ranking_memory()
+        self._scoring = scoring_rows(memory, self._scoring_dtype(memory.device))
         self._all_written = bool(self.written.all())
 
     def _to(self, device: torch.device) -> None:
@@ -184,8 +201,9 @@ class GlobalRelationConstruction(GlobalAssociation):
         _, relation = group_relation(nb.valid, weights, p.query_rows)
         image, text = enlarged_features(feats.image, feats.text, self.image_memory, self.text_memory, nb)
         count = nb.count
-        self._record(nb.index, nb.valid, count, batch)
-        stats = {"neighbours": float(count.sum()), "items_with_neighbours": float((count > 0).sum())}
+        links, with_neighbours = int(count.sum()), int((count > 0).sum())
+        self._record(nb.index, nb.valid, count.numel(), with_neighbours, links, batch)
+        stats = {"neighbours": float(links), "items_with_neighbours": float(with_neighbours)}
         return Relation(image=image, text=text, weights=relation, view=p.view, stats=stats)
 
     # -- diagnostics -------------------------------------------------------------------
@@ -195,11 +213,13 @@ class GlobalRelationConstruction(GlobalAssociation):
         self._links = 0
         self._correct_links = 0
 
-    def _record(self, index: torch.Tensor, valid: torch.Tensor, count: torch.Tensor, batch: Batch) -> None:
-        self._items += int(count.numel())
-        self._with_neighbours += int((count > 0).sum())
-        self._links += int(count.sum())
-        if batch.person_id.numel() == count.numel():
+    def _record(
+        self, index: torch.Tensor, valid: torch.Tensor, items: int, with_neighbours: int, links: int, batch: Batch
+    ) -> None:
+        self._items += items
+        self._with_neighbours += with_neighbours
+        self._links += links
+        if links and batch.person_id.numel() == items:
             anchor_pid = batch.person_id.to(index.device).long()[:, None]
             same = (self.person_ids[index] == anchor_pid) & valid
             self._correct_links += int(same.sum())
