@@ -494,7 +494,7 @@ def hand_written_dgia(model, optimizer, scheduler, encoder, params: dict, banks:
         with torch.no_grad():
             momentum_update(banks["image"], idx, vb.detach(), gsrc.momentum)
             momentum_update(banks["text"], idx, tb.detach(), gsrc.momentum)
-            banks["scoring"][idx] = F.normalize(banks["image"][idx].float(), dim=1)
+            banks["scoring"][idx] = F.normalize(banks["image"][idx].float(), dim=1).to(banks["scoring"].dtype)
         return float(total.detach())
 
     return step
@@ -530,7 +530,9 @@ def bench_overhead(args) -> None:
         # the hand-written loop gets its own copy of the same model, optimizer and scheduler
         model, optimizer, scheduler = copy.deepcopy((run.model, run.optimizer, run.scheduler))
         banks = {"image": state["image_memory"].clone(), "text": state["text_memory"].clone()}
-        banks["scoring"] = F.normalize(banks["image"].float(), dim=1)
+        from wsreid_dgia.functional import scoring_rows
+
+        banks["scoring"] = scoring_rows(banks["image"], gsrc._scoring.dtype)  # the component's precision
         obj = c.objectives
         params = {"iasc": c.pair_construction.params, "lrc": c.local_associations["lrc"].params,
                   "lrc_asym": c.local_associations["lrc_asymmetric"].params, "gsrc": gsrc.params,
