@@ -20,6 +20,7 @@ Outside share = 1 - encoders only / DGIA step. Medians over ``--steps`` steps af
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -59,11 +60,13 @@ def fill_memory(run, batch, rows: int | None) -> int:
         if memory is None:
             continue
         n, dim = rows or memory.shape[0], memory.shape[1]
-        device = memory.device
-        assoc.image_memory, assoc.text_memory = (
-            torch.nn.functional.normalize(torch.randn(n, dim, device=device), dim=1).to(memory.dtype) for _ in range(2))
-        assoc.written = torch.ones(n, dtype=torch.bool, device=device)
-        assoc.person_ids = torch.randint(0, max(n // 4, 1), (n,), device=device)
+        banks = [torch.nn.functional.normalize(torch.randn(n, dim), dim=1) for _ in range(2)]
+        if rows:  # a bank of another size than the training set
+            assoc.context = dataclasses.replace(assoc.context, num_train=n)
+        assoc.load_state_tensors({  # the public way in: derived state (the scoring copy) follows
+            "image_memory": banks[0], "text_memory": banks[1],
+            "written": torch.ones(n, dtype=torch.bool), "person_ids": torch.randint(0, max(n // 4, 1), (n,)),
+        })  # fmt: skip
         start = max(start, assoc.params.start_epoch)
     return start
 

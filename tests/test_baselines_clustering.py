@@ -134,6 +134,21 @@ def test_knn_ties_come_out_in_index_order():
     assert ranks[3].tolist() == [1, 3, 0, 2, 4]
 
 
+@pytest.mark.parametrize("search", ["exact", "bf16"])
+def test_knn_over_repeated_rows_matches_brute_force(search):
+    # caption-level rows: every image row appears 1-3 times, bit-identical, in shuffled order
+    base = clustered_features(90, clusters=12, seed=5)
+    repeat = np.random.default_rng(6).integers(1, 4, size=90)
+    x = np.repeat(base, repeat, axis=0)[np.random.default_rng(7).permutation(int(repeat.sum()))]
+    k = 9
+    sims = x.astype(np.float64) @ x.T.astype(np.float64)
+    want = np.lexsort((np.broadcast_to(np.arange(len(x)), sims.shape), -np.round(sims, 9)), axis=1)[:, :k]
+    got = nearest_neighbours(x, k, search=search)
+    assert got.shape == (len(x), k) and np.array_equal(got, want)
+    with pytest.raises(ValueError, match="kNN search"):
+        nearest_neighbours(x, k, search="hnsw")
+
+
 def test_jaccard_hand_computed_two_pairs():
     # two tight pairs far apart: with k1 = 1, k2 = 1 R*(i) = {i, partner}; V = softmax(2 s)
     a = np.array([1.0, 0.0, 0.0])

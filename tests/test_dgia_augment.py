@@ -10,6 +10,9 @@ import torch
 
 from wsreid.api import Batch, BuildContext
 from wsreid.errors import TrainingError
+import math
+
+import wsreid_dgia.augment as augment
 from wsreid_dgia.augment import IMAGE_UNIFORMS, augment_images, mask_tokens, sample_uniforms
 from wsreid_dgia.pairs import InformationAsymmetricPairs
 
@@ -169,3 +172,75 @@ def test_iasc_state_resume_and_params():
     for bad in ({"mask_ratio": 0.0}, {"mask_ratio": 1.0}, {"erase_area": (0.4, 0.1)}, {"colour": 1}):
         with pytest.raises(Exception):
             InformationAsymmetricPairs.Params(**bad)
+
+
+# ----------------------------------------------------------------------------- per-sample = vectorised
+
+
+def vectorised_reference(
+    images: torch.Tensor,
+    uniforms: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    flip_prob: float = 0.5,
+    pad: int = 10,
+    erase_prob: float = 0.5,
+    erase_area: tuple[float, float] = (0.02, 0.4),
+    erase_aspect: tuple[float, float] = (0.3, 3.3),
+    erase_fill: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """The batch-vectorised formulation (one gather over padded images): the same operator."""
+    b, c, h, w = images.shape
+    if uniforms.shape != (b, augment.IMAGE_UNIFORMS):
+        raise ValueError(f"augment_images needs uniforms of shape {(b, augment.IMAGE_UNIFORMS)}, got {tuple(uniforms.shape)}")
+    dev, dtype = images.device, images.dtype
+    u = uniforms.to(dev, torch.float64)
+
+    flip = u[:, 0] < flip_prob
+    out = torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+    if pad > 0:
+        black = (-torch.tensor(mean, dtype=torch.float64) / torch.tensor(std, dtype=torch.float64)).to(dev, dtype)
+        padded = black[None, :, None, None].expand(b, c, h + 2 * pad, w + 2 * pad).clone()
+        padded[:, :, pad : pad + h, pad : pad + w] = out
+        top = torch.clamp((u[:, 1] * (2 * pad + 1)).long(), max=2 * pad)
+        left = torch.clamp((u[:, 2] * (2 * pad + 1)).long(), max=2 * pad)
+        rows = top[:, None] + torch.arange(h, device=dev)  # B x H
+        cols = left[:, None] + torch.arange(w, device=dev)  # B x W
+        batch_idx = torch.arange(b, device=dev)[:, None, None]
+        out = padded[batch_idx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # B x C x H x W
+
+    attempts = u[:, 4:].reshape(b, augment.ERASE_ATTEMPTS, 4)
+    area = h * w * (erase_area[0] + attempts[..., 0] * (erase_area[1] - erase_area[0]))
+    log_lo, log_hi = math.log(erase_aspect[0]), math.log(erase_aspect[1])
+    aspect = torch.exp(log_lo + attempts[..., 1] * (log_hi - log_lo))
+    eh = torch.round(torch.sqrt(area * aspect)).long()  # B x attempts
+    ew = torch.round(torch.sqrt(area / aspect)).long()
+    fits = (eh < h) & (ew < w)
+    first = torch.argmax(fits.int(), dim=1)  # first fitting attempt (0 if none)
+    pick = lambda t: t.gather(1, first[:, None]).squeeze(1)  # noqa: E731
+    eh, ew = pick(eh), pick(ew)
+    top = torch.clamp((pick(attempts[..., 2]) * (h - eh + 1)).long(), max=h - 1)
+    left = torch.clamp((pick(attempts[..., 3]) * (w - ew + 1)).long(), max=w - 1)
+    erase = (u[:, 3] < erase_prob) & fits.any(dim=1)
+    ys = torch.arange(h, device=dev)[None, :]
+    xs = torch.arange(w, device=dev)[None, :]
+    in_rows = (ys >= top[:, None]) & (ys < (top + eh)[:, None])  # B x H
+    in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])  # B x W
+    region = erase[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # B x H x W
+    fill = torch.zeros(c, dtype=dtype, device=dev) if erase_fill is None else torch.tensor(erase_fill, dtype=dtype, device=dev)
+    return torch.where(region[:, None], fill[None, :, None, None].expand(b, c, h, w), out)
+
+
+
+@pytest.mark.parametrize("pad,h,w", [(10, 24, 12), (3, 9, 6), (8, 5, 4), (0, 7, 5)])
+def test_per_sample_operator_equals_batch_vectorised_formulation(pad, h, w):
+    g = torch.Generator().manual_seed(pad + h)
+    images = torch.randn(16, 3, h, w, generator=g)
+    u = torch.rand(16, augment.IMAGE_UNIFORMS, generator=g, dtype=torch.float64)
+    mean, std = (0.4, 0.5, 0.3), (0.2, 0.3, 0.25)
+    for fill in (None, (0.5, -1.0, 2.0)):
+        got = augment.augment_images(images, u, mean, std, pad=pad, erase_fill=fill)
+        want = vectorised_reference(images, u, mean, std, pad=pad, erase_fill=fill)
+        assert torch.equal(got, want)

@@ -130,6 +130,36 @@ def test_unwritten_rows_are_never_mined_and_are_filled_later():
     assert torch.allclose(comp.image_memory[idx], F.normalize(image[idx], dim=1))  # filled, not mixed with zeros
 
 
+@pytest.mark.parametrize("memory_dtype", ["fp16", "fp32"])
+@pytest.mark.parametrize("anchor", ["image", "text"])
+def test_scoring_copy_follows_updates_and_resume_on_raw_features(memory_dtype, anchor):
+    # raw (un-normalised) features of varying norm; the ranking bank changes by momentum
+    image, labels = clustered(24, 8, 7)
+    image = image * torch.linspace(0.5, 4.0, 24)[:, None]
+    text = image + 0.1 * torch.randn(24, 8, generator=torch.Generator().manual_seed(8))
+    comp = gsrc(memory_dtype=memory_dtype, anchor=anchor)
+    fill(comp, image, text, labels)
+    for step, idx in enumerate([torch.tensor([2, 5, 11, 19]), torch.tensor([0, 5, 7, 23])]):
+        f = feats(image[idx] * 1.3 + 0.2 * randn_like(idx, 8, step), text[idx])
+        rel = comp.relate(f, make_batch(idx, labels[idx]), ctx(2))
+        nb = mine_neighbours(f["base"].image, f["base"].text, comp.image_memory, comp.text_memory, anchor=anchor)
+        assert rel.image.shape[0] == 4 + int(nb.count.sum())  # same neighbours as normalising the bank now
+        memory = comp.text_memory if anchor == "text" else comp.image_memory
+        want = torch.cat([F.normalize(f["base"].image, dim=1), F.normalize(comp.image_memory[nb.index[nb.valid]].float(), dim=1)])
+        assert torch.allclose(rel.image, want, atol=1e-6) and memory.dtype == comp.image_memory.dtype
+        comp.after_step(f, make_batch(idx, labels[idx]), ctx(2))
+    resumed = gsrc(memory_dtype=memory_dtype, anchor=anchor)
+    resumed.load_state_tensors({k: v.clone() for k, v in comp.state_tensors().items()})
+    idx = torch.tensor([1, 5, 9])
+    a = comp.relate(feats(image[idx], text[idx]), make_batch(idx), ctx(3))
+    b = resumed.relate(feats(image[idx], text[idx]), make_batch(idx), ctx(3))
+    assert torch.equal(a.weights, b.weights) and torch.equal(a.image, b.image) and a.image.shape[0] > 3
+
+
+def randn_like(idx, d, seed):
+    return torch.randn(idx.numel(), d, generator=torch.Generator().manual_seed(100 + seed))
+
+
 def test_relation_accuracy_diagnostics_hand_case():
     # memory rows: 0 and 1 close to anchor direction e0, row 2 close to e1; rows 0, 1 persons 7, 8
     memory = torch.tensor([[1.0, 0.0], [1.0, 0.05], [0.98, 0.1], [0.0, 1.0], [0.05, 1.0], [0.1, 0.98]])

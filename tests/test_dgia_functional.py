@@ -22,6 +22,7 @@ from wsreid_dgia.functional import (
     momentum_update,
     neighbour_weights,
     related_offdiagonal_pairs,
+    scoring_rows,
 )
 
 
@@ -144,6 +145,31 @@ def test_mining_own_index_unwritten_rows_text_anchor_and_both():
     for i, row in enumerate(brute_neighbours(image, memory_image, 3, 0.7)):
         kept = [j for j, _ in row if float(tm[j] @ ti[i]) > 0.7]
         assert [j for j, _ in as_lists(nb_both)[i]] == kept
+
+
+@pytest.mark.parametrize("bank_dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("self_match", ["skip_first_rank", "skip_own_index"])
+@pytest.mark.parametrize("chunk_rows", [7, 1000])
+@pytest.mark.parametrize("scoring_dtype", [torch.float32, torch.bfloat16])
+def test_mining_over_a_ready_scoring_copy_equals_normalising_on_the_fly(bank_dtype, self_match, chunk_rows, scoring_dtype):
+    # raw rows of very different norms (a bank of un-normalised features), zero rows unwritten
+    scale = torch.linspace(0.2, 9.0, 41)[:, None]
+    memory = (clustered(41, 8, 11, groups=4, noise=0.3) * scale).to(bank_dtype)
+    memory[5] = 0
+    usable = torch.ones(41, dtype=torch.bool)
+    usable[5] = False
+    own = torch.tensor([0, 9, 17, 33])
+    image = memory[own].float() + 0.05 * randn(4, 8, seed=12)
+    ready = scoring_rows(memory, scoring_dtype, chunk_rows=6)  # bf16: candidates re-scored in fp32
+    assert ready.dtype == scoring_dtype and torch.allclose(ready.float().norm(dim=1)[usable], torch.ones(40), atol=1e-2)
+    assert torch.equal(ready[5], torch.zeros(8))
+    args = dict(k=3, threshold=0.7, self_match=self_match, batch_index=own, usable=usable, chunk_rows=chunk_rows)
+    slow = mine_neighbours(image, image, memory, memory, **args)
+    fast = mine_neighbours(image, image, memory, memory, scoring=ready, **args)
+    assert torch.equal(fast.index, slow.index) and torch.equal(fast.valid, slow.valid)
+    assert torch.allclose(fast.similarity, slow.similarity, atol=1e-6) and int(fast.count.sum()) > 0
+    with pytest.raises(ValueError, match="scoring copy"):
+        mine_neighbours(image, image, memory, memory, scoring=ready[:40])
 
 
 def test_fewer_memory_rows_than_k():

@@ -157,3 +157,32 @@ def test_mean_pairwise_cosine_equals_the_explicit_mean():
     assert mean_pairwise_cosine(torch.ones(4, 3) * torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None]) == pytest.approx(1.0)
     assert mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)
     assert mean_pairwise_cosine(torch.ones(1, 3)) is None  # no pair: JSON null, not NaN
+
+
+@pytest.mark.parametrize("levels", [None, 7])
+def test_rank_counting_equals_full_sort(levels):
+    # relevant ranks counted without sorting vs a full stable argsort, with and without ties
+    from wsreid.evaluation import _chunk_counts, _chunk_counts_sorted
+
+    g = torch.Generator().manual_seed(3)
+    sim = torch.rand(40, 300, generator=g)
+    if levels is not None:
+        sim = (sim * levels).round() / levels  # many exact ties
+    qids = torch.randint(0, 30, (40,), generator=g)
+    gids = torch.randint(0, 30, (300,), generator=g)
+    gids[:5] = 99  # an identity no query has
+    fast = _chunk_counts(sim, qids, gids, (1, 5, 10)).metrics()
+    slow = _chunk_counts_sorted(sim, qids, gids, (1, 5, 10)).metrics()
+    assert fast.keys() == slow.keys()
+    for key in fast:
+        assert fast[key] == pytest.approx(slow[key], abs=1e-9), key
+
+
+def test_relevant_items_tied_with_each_other_rank_in_gallery_order():
+    from wsreid.evaluation import _chunk_counts, _chunk_counts_sorted
+
+    sim = torch.tensor([[0.9, 0.5, 0.5, 0.1, 0.7]])  # relevant items 1 and 2 tie: ranks 3 and 4
+    qids, gids = torch.tensor([4]), torch.tensor([0, 4, 4, 1, 2])
+    counts = _chunk_counts(sim, qids, gids, (1, 5))
+    assert counts.sum_ap == pytest.approx((1 / 3 + 2 / 4) / 2) and counts.sum_inp == pytest.approx(2 / 4)
+    assert counts.metrics() == _chunk_counts_sorted(sim, qids, gids, (1, 5)).metrics()

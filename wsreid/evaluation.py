@@ -9,7 +9,8 @@ their identity ids are equal. All metrics are in percent:
 - ``mINP``: mean over queries of (number of relevant items) / (rank of the last one).
 
 Ranking is done in chunks of queries, so memory grows with ``chunk x G`` and never with
-``Q x G``: :func:`retrieval_metrics_from_features` computes each chunk's similarities on
+``Q x G``, and without sorting the gallery: only the ranks of the relevant items are
+needed, and each is one plus the number of items scoring higher (see ``_chunk_counts``); :func:`retrieval_metrics_from_features` computes each chunk's similarities on
 the fly, so even a 100k x 100k evaluation needs only the features plus one chunk.
 Ties are broken by gallery order (stable sort). Queries without any relevant gallery item
 are left out of every metric (as common re-identification evaluation code does); the
@@ -35,8 +36,8 @@ __all__ = [
     "DEFAULT_CHUNK_ELEMENTS",
 ]
 
-#: Upper bound on ``chunk x G`` elements ranked at once (about 14 bytes each at peak).
-DEFAULT_CHUNK_ELEMENTS = 1 << 26
+#: Upper bound on ``chunk x G`` elements ranked at once (about 22 bytes each at peak).
+DEFAULT_CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass
@@ -72,8 +73,69 @@ def similarity_from_features(text_feats: torch.Tensor, image_feats: torch.Tensor
     return F.normalize(text_feats.float(), dim=1) @ F.normalize(image_feats.float(), dim=1).t()
 
 
+def _counts_from_relevant_ranks(
+    rank: torch.Tensor, num_rel: torch.Tensor, ranks: tuple[int, ...]
+) -> RetrievalCounts:
+    """Counts from the 1-based ranks of each query's relevant items: ``rank`` c x m, row i
+    ascending in its first ``num_rel[i]`` columns (the rest ignored)."""
+    scored = num_rel > 0
+    rank, n_rel = rank[scored].double(), num_rel[scored]
+    ordinal = torch.arange(1, rank.shape[1] + 1, dtype=torch.float64, device=rank.device)
+    inside = ordinal[None, :] <= n_rel[:, None]
+    ap = ((ordinal[None, :] / rank) * inside).sum(dim=1) / n_rel.double()
+    first_rank = rank[:, 0]
+    last_rank = torch.gather(rank, 1, (n_rel - 1)[:, None]).squeeze(1)
+    counts = RetrievalCounts(ranks=ranks, num_queries=int(scored.sum()))
+    counts.hits = {k: int((first_rank <= k).sum()) for k in ranks}
+    counts.sum_ap = float(ap.sum())
+    counts.sum_inp = float((n_rel.double() / last_rank).sum())
+    return counts
+
+
 def _chunk_counts(sim: torch.Tensor, qids: torch.Tensor, gids: torch.Tensor, ranks: tuple[int, ...]) -> RetrievalCounts:
-    """Counts for one chunk: ``sim`` c x G, ``qids`` c, ``gids`` G (same device)."""
+    """Counts for one chunk: ``sim`` c x G, ``qids`` c, ``gids`` G (same device).
+
+    No sort of the gallery: a relevant item's rank is 1 + the number of items scoring
+    strictly higher (ties by gallery order, see below). The relevant scores of each query
+    (m at most) are taken with ``topk``; one ``searchsorted`` of every score among them and
+    a histogram give, for every relevant score, the items above it - O(G log m) per query
+    instead of a full O(G log G) argsort. Queries where some item ties a relevant score
+    (beyond the item itself) are ranked by :func:`_chunk_counts_sorted`, which breaks ties
+    by gallery order; the two agree exactly otherwise.
+    """
+    relevant = qids[:, None] == gids[None, :]  # c x G bool
+    num_rel = relevant.sum(dim=1)  # c
+    m = int(num_rel.max()) if num_rel.numel() else 0
+    if m == 0:
+        return RetrievalCounts(ranks=ranks)
+    c = sim.shape[0]
+    top_rel = torch.topk(sim.masked_fill(~relevant, float("-inf")), m, dim=1).values  # c x m, descending
+    del relevant
+    thresholds = top_rel.flip(1).contiguous()  # ascending; missing slots (-inf) first
+    below = torch.searchsorted(thresholds, sim, out_int32=True).long()  # thresholds < score
+    offsets = (torch.arange(c, device=sim.device, dtype=torch.long) * (m + 1))[:, None]
+    histogram = torch.bincount((below + offsets).view(-1), minlength=c * (m + 1)).view(c, m + 1)
+    # ties: the first threshold >= a score equals it; each relevant item equals its own once
+    equal = (torch.gather(thresholds, 1, below.clamp_(max=m - 1)) == sim).sum(dim=1)
+    del below
+    # items above the threshold at ascending slot p: those with more than p thresholds below them
+    above = histogram.flip(1).cumsum(dim=1).flip(1)[:, 1:]  # c x m
+    rank = (1 + above).flip(1)  # descending relevant scores -> ascending ranks
+    total = _counts_from_relevant_ranks(rank, num_rel, ranks)
+    repeated = ((thresholds[:, 1:] == thresholds[:, :-1]) & (thresholds[:, 1:] > float("-inf"))).any(dim=1)
+    tied = ((equal != num_rel) | repeated) & (num_rel > 0)  # two relevant items may tie each other
+    if bool(tied.any()):  # exact ties with a relevant score: rank those queries by sorting
+        rows = tied.nonzero().squeeze(1)
+        untied = ~tied
+        total = _counts_from_relevant_ranks(rank[untied], num_rel[untied], ranks)
+        total.add(_chunk_counts_sorted(sim[rows], qids[rows], gids, ranks))
+    return total
+
+
+def _chunk_counts_sorted(
+    sim: torch.Tensor, qids: torch.Tensor, gids: torch.Tensor, ranks: tuple[int, ...]
+) -> RetrievalCounts:
+    """Counts for one chunk by a full stable argsort of every query's scores."""
     relevant = qids[:, None] == gids[None, :]  # c x G bool
     order = torch.argsort(sim, dim=1, descending=True, stable=True)  # c x G
     matches = torch.gather(relevant, 1, order)  # c x G bool, in rank order

@@ -4,7 +4,9 @@ The cluster pseudo-label baseline re-clusters the whole training set before each
 A dense N x N distance matrix is out of the question at N = 68k (CUHK-PEDES pairs), so
 everything here works on sparse neighbour graphs whose size grows linearly with N:
 
-1. exact k nearest neighbours by inner product (faiss ``IndexFlatIP``),
+1. k nearest neighbours by inner product: exact (faiss ``IndexFlatIP``) or bfloat16
+   candidates re-scored in float32; bit-identical rows (an image's features repeated
+   once per caption) are searched once,
 2. k-reciprocal sets as mutual kNN (a sparse ``F .* F^T``), their expansion,
 3. the encoding V (softmax weights over each expanded set) and local query expansion,
 4. the Jaccard distance between rows of V, computed only for pairs whose supports
@@ -39,6 +41,8 @@ NOISE = -1
 # Upper bound on the number of (row, candidate) products held at once while computing the
 # Jaccard overlaps; bounds peak memory at roughly 30 bytes per product.
 _PRODUCTS_PER_BLOCK = 2_000_000
+# Upper bound on the cells of the dense (rows x N) block that sums the overlaps of a block.
+_CELLS_PER_BLOCK = 8_000_000
 
 
 def _as_float32(features) -> np.ndarray:
@@ -51,22 +55,87 @@ def _as_float32(features) -> np.ndarray:
     return array
 
 
-def nearest_neighbours(features, k: int) -> np.ndarray:
-    """Exact kNN by inner product: N x min(k, N) int64 indices, nearest first.
+def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bit-identical rows of ``x`` grouped: (first index of each distinct row, ascending;
+    N inverse map row -> distinct row). Caption-level training sets repeat every image's
+    features once per caption, so the image features hold each row about twice."""
+    keys = np.ascontiguousarray(x).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # number distinct rows by first occurrence
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()]
 
-    Each row is re-sorted by (-similarity, index) so that ties come out in index order;
-    the query itself has similarity 1 and is normally in the first column.
+
+def _knn_blocks(x: np.ndarray, k: int, search: str, block_rows: int = 2048) -> np.ndarray:
+    """k nearest rows of every row of ``x`` by inner product, (-similarity, index) order.
+
+    ``search="exact"``: faiss ``IndexFlatIP`` (float32). ``"bf16"``: candidates from a
+    bfloat16 matrix product (the CPU's AMX / tensor-core path) - the best ``k + 8`` per
+    row - re-scored exactly in float32 and re-sorted; a true neighbour is lost only when
+    bfloat16 rounding moves it behind ``k + 8`` others.
     """
-    import faiss
+    n = x.shape[0]
+    if search == "exact":
+        import faiss
 
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        sims, ids = index.search(x, k)
+    elif search == "bf16":
+        import torch
+
+        full = torch.from_numpy(x)
+        low = full.to(torch.bfloat16)
+        candidates = min(n, k + 8)
+        ids = np.empty((n, candidates), dtype=np.int64)
+        sims = np.empty((n, candidates), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, n, block_rows):
+                stop = min(n, start + block_rows)
+                _, cand = torch.topk(low[start:stop] @ low.t(), candidates, dim=1)
+                exact = torch.einsum("bd,bcd->bc", full[start:stop], full[cand])
+                ids[start:stop], sims[start:stop] = cand.numpy(), exact.numpy()
+    else:
+        raise ValueError(f"unknown kNN search {search!r} (exact or bf16)")
+    order = np.lexsort((ids, -sims), axis=1)[:, :k]
+    return np.take_along_axis(ids, order, axis=1).astype(np.int64)
+
+
+def nearest_neighbours(features, k: int, search: str = "exact") -> np.ndarray:
+    """kNN by inner product: N x min(k, N) int64 indices, nearest first.
+
+    Each row is ordered by (-similarity, index), so ties come out in index order; the
+    query itself has similarity 1 and is normally in the first column (after any
+    bit-identical copy of it with a lower index). Bit-identical rows are searched once and
+    their lists expanded (exact: copies have equal similarities to everything).
+    ``search``: ``"exact"`` (faiss flat float32 search) or ``"bf16"`` (bfloat16 candidates
+    re-scored in float32, see :func:`_knn_blocks`; much faster on CPUs with AMX).
+    """
     x = _as_float32(features)
     n = x.shape[0]
     k = min(k, n)
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    sims, ids = index.search(x, k)
-    order = np.lexsort((ids, -sims), axis=1)
-    return np.take_along_axis(ids, order, axis=1).astype(np.int64)
+    first, inverse = _unique_rows(x)
+    u = len(first)
+    if u == n:
+        return _knn_blocks(x, k, search)
+    unique_ranks = _knn_blocks(np.ascontiguousarray(x[first]), min(k, u), search)  # U x ku
+    # members of every distinct row, ascending: CSR over distinct rows
+    members = np.argsort(inverse, kind="stable")
+    sizes = np.bincount(inverse, minlength=u)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # expand each distinct row's list into original rows, keep the first k per list
+    counts = sizes[unique_ranks]  # U x ku
+    total = counts.sum(axis=1)
+    flat_counts = counts.ravel()
+    offsets = np.repeat(starts[unique_ranks.ravel()] - (np.cumsum(flat_counts) - flat_counts), flat_counts)
+    expanded = members[offsets + np.arange(int(flat_counts.sum()))]
+    row_of = np.repeat(np.arange(u), total)
+    position = np.arange(len(expanded)) - np.repeat(np.cumsum(total) - total, total)
+    keep = position < k
+    lists = np.empty((u, k), dtype=np.int64)
+    lists[row_of[keep], position[keep]] = expanded[keep]
+    return lists[inverse]
 
 
 def _indicator(rows: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
@@ -84,27 +153,29 @@ def _knn_graph(ranks: np.ndarray, k: int) -> sp.csr_matrix:
     return _indicator(np.repeat(np.arange(n), top.shape[1]), top.ravel(), n)
 
 
-def _row_dot_products(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def _row_dot_products(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = 8192) -> np.ndarray:
     """<x[rows[p]], x[cols[p]]> for every p, in float64, chunked to bound memory."""
+    x = x.astype(np.float64)
     out = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), chunk):
         stop = start + chunk
-        a = x[rows[start:stop]].astype(np.float64)
-        b = x[cols[start:stop]].astype(np.float64)
-        out[start:stop] = np.einsum("pd,pd->p", a, b)
+        out[start:stop] = np.einsum("pd,pd->p", x[rows[start:stop]], x[cols[start:stop]])
     return out
 
 
-def k_reciprocal_encoding(features, k1: int, k2: int, ranks: np.ndarray | None = None) -> sp.csr_matrix:
+def k_reciprocal_encoding(
+    features, k1: int, k2: int, ranks: np.ndarray | None = None, search: str = "exact"
+) -> sp.csr_matrix:
     """The k-reciprocal encoding after local query expansion, V' (N x N CSR, rows sum to 1).
 
     ``features``: N x d, L2-normalised. ``ranks``: optional precomputed kNN lists
-    (N x >= max(k1 + 1, k2), as from :func:`nearest_neighbours`).
+    (N x >= max(k1 + 1, k2), as from :func:`nearest_neighbours`); ``search``: the
+    kNN search used when ``ranks`` is None.
     """
     x = _as_float32(features)
     n = x.shape[0]
     if ranks is None:
-        ranks = nearest_neighbours(x, max(k1 + 1, k2))
+        ranks = nearest_neighbours(x, max(k1 + 1, k2), search)
     if ranks.shape[0] != n or ranks.shape[1] < min(max(k1 + 1, k2), n):
         raise ValueError(f"ranks must be {n} x >= {min(max(k1 + 1, k2), n)}, got {ranks.shape}")
     half = int(np.around(k1 / 2))
@@ -144,11 +215,15 @@ def k_reciprocal_encoding(features, k1: int, k2: int, ranks: np.ndarray | None =
     return encoding
 
 
-def _overlap_block(encoding: sp.csr_matrix, by_column: sp.csc_matrix, start: int, stop: int) -> sp.csr_matrix:
-    """m[i, k] = sum_j min(V'[i, j], V'[k, j]) for rows i in [start, stop), all k that overlap.
+def _overlap_block(encoding: sp.csr_matrix, by_column: sp.csc_matrix, start: int, stop: int, m_min: float):
+    """Pairs (i, k) with i in [start, stop) whose overlap m[i, k] = sum_j min(V'[i, j], V'[k, j])
+    is positive and at least ``m_min``: (rows, cols, m) arrays.
 
-    Every stored V'[i, j] is paired with every stored V'[k, j] of the same column j.
+    Every stored V'[i, j] is paired with every stored V'[k, j] of the same column j; the
+    products are summed per (i, k) by ``np.bincount`` into a dense (stop - start) x N block
+    (no sort), so a block is sized to hold a few million cells.
     """
+    n = encoding.shape[1]
     block = encoding[start:stop].tocoo()
     col_start = by_column.indptr[block.col]
     counts = by_column.indptr[block.col + 1] - col_start
@@ -156,14 +231,19 @@ def _overlap_block(encoding: sp.csr_matrix, by_column: sp.csc_matrix, start: int
     offsets = np.repeat(col_start - (np.cumsum(counts) - counts), counts) + np.arange(total)
     partner = by_column.indices[offsets]
     mins = np.minimum(np.repeat(block.data, counts), by_column.data[offsets])
-    rows = np.repeat(block.row, counts)
-    overlap = sp.csr_matrix((mins, (rows, partner)), shape=(stop - start, encoding.shape[1]))
-    overlap.sum_duplicates()
-    return overlap
+    cell = np.repeat(block.row.astype(np.int64) * n, counts) + partner
+    sums = np.bincount(cell, weights=mins, minlength=(stop - start) * n)
+    kept = np.flatnonzero(sums >= m_min - 1e-12) if m_min > 1e-12 else np.flatnonzero(sums > 0)
+    return kept // n + start, kept % n, sums[kept]
 
 
 def k_reciprocal_jaccard_sparse(
-    features, k1: int = 30, k2: int = 6, max_distance: float = 1.0, ranks: np.ndarray | None = None
+    features,
+    k1: int = 30,
+    k2: int = 6,
+    max_distance: float = 1.0,
+    ranks: np.ndarray | None = None,
+    search: str = "exact",
 ) -> sp.csr_matrix:
     """k-reciprocal Jaccard distances of N L2-normalised features, as a sparse graph.
 
@@ -174,6 +254,8 @@ def k_reciprocal_jaccard_sparse(
             distance is below 1; pass DBSCAN's eps to keep only what clustering needs).
         ranks: optional precomputed kNN lists (:func:`nearest_neighbours` with
             k >= max(k1 + 1, k2)); computed when None.
+        search: kNN search when ``ranks`` is None: ``"exact"`` or ``"bf16"``
+            (see :func:`nearest_neighbours`).
 
     Returns:
         N x N symmetric CSR float64 matrix; entry (i, k), i != k, is the Jaccard distance
@@ -183,7 +265,7 @@ def k_reciprocal_jaccard_sparse(
     """
     if k1 < 1 or k2 < 1:
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
-    encoding = k_reciprocal_encoding(features, k1, k2, ranks)
+    encoding = k_reciprocal_encoding(features, k1, k2, ranks, search)
     n = encoding.shape[0]
     by_column = encoding.tocsc()
     col_nnz = np.diff(by_column.indptr)
@@ -194,13 +276,14 @@ def k_reciprocal_jaccard_sparse(
     m_min = 2.0 * (1.0 - max_distance) / (2.0 - max_distance)
     pieces = []
     start = 0
+    rows_per_block = max(1, _CELLS_PER_BLOCK // max(n, 1))
     while start < n:
         limit = cumulative[start] + _PRODUCTS_PER_BLOCK
         stop = max(start + 1, int(np.searchsorted(cumulative, limit, side="right")) - 1)
-        stop = min(stop, n)
-        overlap = _overlap_block(encoding, by_column, start, stop).tocoo()
-        keep = (overlap.row + start != overlap.col) & (overlap.data >= m_min - 1e-12)
-        pieces.append((overlap.row[keep] + start, overlap.col[keep], overlap.data[keep]))
+        stop = min(stop, n, start + rows_per_block)
+        rows, cols, sums = _overlap_block(encoding, by_column, start, stop, m_min)
+        keep = rows != cols
+        pieces.append((rows[keep], cols[keep], sums[keep]))
         start = stop
     rows = np.concatenate([p[0] for p in pieces])
     cols = np.concatenate([p[1] for p in pieces])

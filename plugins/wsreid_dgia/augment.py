@@ -86,21 +86,15 @@ def augment_images(
     if uniforms.shape != (b, IMAGE_UNIFORMS):
         raise ValueError(f"augment_images needs uniforms of shape {(b, IMAGE_UNIFORMS)}, got {tuple(uniforms.shape)}")
     dev, dtype = images.device, images.dtype
-    u = uniforms.to(dev, torch.float64)
-
-    flip = u[:, 0] < flip_prob
-    out = torch.where(flip[:, None, None, None], images.flip(-1), images)
-
+    # the per-sample parameters are a few numbers: derived on the CPU in float64, then the
+    # pixels are moved once per sample (slice copies, no gather over the whole batch)
+    u = uniforms.detach().to("cpu", torch.float64)
+    flip = (u[:, 0] < flip_prob).tolist()
     if pad > 0:
-        black = (-torch.tensor(mean, dtype=torch.float64) / torch.tensor(std, dtype=torch.float64)).to(dev, dtype)
-        padded = black[None, :, None, None].expand(b, c, h + 2 * pad, w + 2 * pad).clone()
-        padded[:, :, pad : pad + h, pad : pad + w] = out
-        top = torch.clamp((u[:, 1] * (2 * pad + 1)).long(), max=2 * pad)
-        left = torch.clamp((u[:, 2] * (2 * pad + 1)).long(), max=2 * pad)
-        rows = top[:, None] + torch.arange(h, device=dev)  # B x H
-        cols = left[:, None] + torch.arange(w, device=dev)  # B x W
-        batch_idx = torch.arange(b, device=dev)[:, None, None]
-        out = padded[batch_idx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # B x C x H x W
+        top = torch.clamp((u[:, 1] * (2 * pad + 1)).long(), max=2 * pad) - pad  # crop offset - pad
+        left = torch.clamp((u[:, 2] * (2 * pad + 1)).long(), max=2 * pad) - pad
+    else:
+        top = left = torch.zeros(b, dtype=torch.long)
 
     attempts = u[:, 4:].reshape(b, ERASE_ATTEMPTS, 4)
     area = h * w * (erase_area[0] + attempts[..., 0] * (erase_area[1] - erase_area[0]))
@@ -112,16 +106,28 @@ def augment_images(
     first = torch.argmax(fits.int(), dim=1)  # first fitting attempt (0 if none)
     pick = lambda t: t.gather(1, first[:, None]).squeeze(1)  # noqa: E731
     eh, ew = pick(eh), pick(ew)
-    top = torch.clamp((pick(attempts[..., 2]) * (h - eh + 1)).long(), max=h - 1)
-    left = torch.clamp((pick(attempts[..., 3]) * (w - ew + 1)).long(), max=w - 1)
-    erase = (u[:, 3] < erase_prob) & fits.any(dim=1)
-    ys = torch.arange(h, device=dev)[None, :]
-    xs = torch.arange(w, device=dev)[None, :]
-    in_rows = (ys >= top[:, None]) & (ys < (top + eh)[:, None])  # B x H
-    in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])  # B x W
-    region = erase[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # B x H x W
+    e_top = torch.clamp((pick(attempts[..., 2]) * (h - eh + 1)).long(), max=h - 1)
+    e_left = torch.clamp((pick(attempts[..., 3]) * (w - ew + 1)).long(), max=w - 1)
+    erase = ((u[:, 3] < erase_prob) & fits.any(dim=1)).tolist()
+
+    black = (-torch.tensor(mean, dtype=torch.float64) / torch.tensor(std, dtype=torch.float64)).to(dev, dtype)
     fill = torch.zeros(c, dtype=dtype, device=dev) if erase_fill is None else torch.tensor(erase_fill, dtype=dtype, device=dev)
-    return torch.where(region[:, None], fill[None, :, None, None].expand(b, c, h, w), out)
+    out = torch.empty_like(images)
+    for i, (dy, dx, t, l, hh, ww) in enumerate(
+        zip(top.tolist(), left.tolist(), e_top.tolist(), e_left.tolist(), eh.tolist(), ew.tolist())
+    ):
+        src = images[i].flip(-1) if flip[i] else images[i]
+        # out[y, x] = padded[y + top, x + left] = image[y + dy, x + dx], black outside the image
+        if dy or dx:
+            out[i] = black[:, None, None]
+            y0, y1, x0, x1 = max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
+            if y1 > y0 and x1 > x0:  # a shift beyond the image size leaves it all black
+                out[i, :, y0:y1, x0:x1] = src[:, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+        else:
+            out[i] = src
+        if erase[i]:
+            out[i, :, t : t + hh, l : l + ww] = fill[:, None, None]
+    return out
 
 
 def mask_tokens(

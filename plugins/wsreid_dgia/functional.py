@@ -20,6 +20,7 @@ __all__ = [
     "lrc_loss",
     "related_offdiagonal_pairs",
     "Neighbours",
+    "scoring_rows",
     "mine_neighbours",
     "neighbour_weights",
     "group_relation",
@@ -29,6 +30,10 @@ __all__ = [
 ]
 
 Modalities = Literal["image+text", "image", "text"]
+
+#: Extra candidates taken from a low-precision scoring copy before the exact re-scoring:
+#: a true neighbour is missed only if rounding ranks it behind this many more rows.
+RESCORE_MARGIN = 16
 Anchor = Literal["image", "text", "both"]
 QueryRows = Literal["all", "batch"]
 SelfMatch = Literal["skip_first_rank", "skip_own_index"]
@@ -110,6 +115,22 @@ class Neighbours:
         return self.valid.sum(dim=1)
 
 
+def scoring_rows(memory: torch.Tensor, dtype: torch.dtype = torch.float32, chunk_rows: int = 65536) -> torch.Tensor:
+    """A copy of ``memory`` (N x d, any dtype, rows raw or normalised) ready for scoring:
+    every row L2-normalised (all-zero rows stay zero), N x d in ``dtype``.
+
+    Computed chunk by chunk in float32, so no float32 copy of the whole bank is made
+    when ``dtype`` is narrower. Row r equals ``F.normalize(memory[r:r+1].float())`` cast to
+    ``dtype``, so scoring against it gives the same similarities as normalising on the fly.
+    """
+    with torch.no_grad():
+        out = torch.empty(memory.shape, dtype=dtype, device=memory.device)
+        for start in range(0, memory.shape[0], chunk_rows):
+            stop = min(memory.shape[0], start + chunk_rows)
+            out[start:stop] = F.normalize(memory[start:stop].float(), dim=1)
+        return out
+
+
 def _topk_over_memory(
     anchors: torch.Tensor,
     memory: torch.Tensor,
@@ -117,26 +138,41 @@ def _topk_over_memory(
     usable: torch.Tensor | None,
     exclude: torch.Tensor | None,
     chunk_rows: int,
+    normalised: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` cosine similarities of ``anchors`` (B x d, normalised) against the rows of
-    ``memory`` (N x d, any dtype), keeping a running top-k over chunks of rows.
-    ``usable``: N bool (rows never written are skipped); ``exclude``: B rows to skip per
-    anchor. Returns values B x k (``-inf`` where fewer rows exist) and indices B x k."""
+    """Top-``k`` cosine similarities of ``anchors`` (B x d, normalised, float32) against the
+    rows of ``memory`` (N x d), keeping a running top-k over chunks of rows.
+
+    ``normalised``: the rows of ``memory`` are already L2-normalised (a :func:`scoring_rows`
+    copy): they are scored as they are, in their own dtype, with no per-step copy;
+    otherwise every chunk is normalised in float32 first. ``usable``: N bool (rows never
+    written are skipped; None when all are usable); ``exclude``: B rows to skip, one per
+    anchor. Returns float32 values B x k (``-inf`` where fewer rows exist) and indices B x k.
+    """
     b, n = anchors.shape[0], memory.shape[0]
-    best_v = anchors.new_full((b, 0), float("-inf"))
-    best_i = torch.zeros(b, 0, dtype=torch.long, device=anchors.device)
+    if normalised and anchors.dtype != memory.dtype:
+        anchors = anchors.to(memory.dtype)
+    best_v = best_i = None
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
-        rows = F.normalize(memory[start:stop].float(), dim=1)
-        sim = anchors @ rows.t()  # B x c
+        rows = memory[start:stop] if normalised else F.normalize(memory[start:stop].float(), dim=1)
+        sim = anchors @ rows.t()  # B x c, a fresh tensor: masked in place
         if usable is not None:
-            sim = sim.masked_fill(~usable[start:stop][None, :], float("-inf"))
+            sim.masked_fill_(~usable[start:stop][None, :], float("-inf"))
         if exclude is not None:
-            cols = torch.arange(start, stop, device=anchors.device)
-            sim = sim.masked_fill(exclude[:, None] == cols[None, :], float("-inf"))
+            local = exclude - start
+            inside = ((local >= 0) & (local < stop - start)).nonzero().squeeze(1)
+            sim[inside, local[inside]] = float("-inf")
         v, i = torch.topk(sim, min(k, stop - start), dim=1)
+        v = v.float()
+        if best_v is None:
+            best_v, best_i = v, i
+            continue
         best_v, order = torch.topk(torch.cat([best_v, v], 1), min(k, best_v.shape[1] + v.shape[1]), dim=1)
         best_i = torch.gather(torch.cat([best_i, i + start], 1), 1, order)
+    if best_v is None:
+        best_v = anchors.new_full((b, 0), float("-inf"), dtype=torch.float32)
+        best_i = torch.zeros(b, 0, dtype=torch.long, device=anchors.device)
     if best_v.shape[1] < k:  # fewer memory rows than k
         pad = k - best_v.shape[1]
         best_v = torch.cat([best_v, best_v.new_full((b, pad), float("-inf"))], 1)
@@ -156,6 +192,7 @@ def mine_neighbours(
     batch_index: torch.Tensor | None = None,
     usable: torch.Tensor | None = None,
     chunk_rows: int = 65536,
+    scoring: torch.Tensor | None = None,
 ) -> Neighbours:
     """Neighbour mining of GSRC (Eq. 11-12), vectorised: one running top-k over chunks.
 
@@ -166,7 +203,15 @@ def mine_neighbours(
     drops rank 1 (assumed to be the sample itself, as the authors' code does) and keeps
     ranks 2..k+1; ``"skip_own_index"`` removes row ``batch_index[i]`` and keeps ranks 1..k.
     A slot is valid when its similarity exceeds ``threshold``. ``similarity`` holds the
-    ranking similarity (image for ``"both"``). ``usable``: N bool mask of written rows.
+    ranking similarity (image for ``"both"``). ``usable``: N bool mask of written rows
+    (None: all). ``scoring``: optional ready-for-scoring copy of the ranking bank
+    (``memory_text`` for ``anchor="text"``, else ``memory_image``), N x d with L2-normalised
+    rows (:func:`scoring_rows`); when given, the bank is scored as it is instead of being
+    normalised and up-cast chunk by chunk on every call. A copy in a low precision
+    (bfloat16, float16: fast on GPUs and on CPUs with matrix units) only proposes the best
+    ``k + 1 + RESCORE_MARGIN`` rows; they are re-scored in float32 from the stored rows, so
+    the result is that of float32 scoring unless rounding ranks a true neighbour behind
+    ``RESCORE_MARGIN`` others.
     """
     with torch.no_grad():
         if anchor not in ("image", "text", "both"):
@@ -174,15 +219,35 @@ def mine_neighbours(
         by_text = anchor == "text"
         query = F.normalize((text if by_text else image).detach().float(), dim=1)
         memory = memory_text if by_text else memory_image
+        stored = memory
+        ready = scoring is not None
+        if ready:
+            if scoring.shape != memory.shape:
+                raise ValueError(f"scoring copy has shape {tuple(scoring.shape)}, the bank {tuple(memory.shape)}")
+            memory = scoring
         if self_match == "skip_first_rank":
-            values, index = _topk_over_memory(query, memory, k + 1, usable, None, chunk_rows)
-            values, index = values[:, 1:], index[:, 1:]
+            slots, own = k + 1, None
         elif self_match == "skip_own_index":
             if batch_index is None:
                 raise ValueError("self_match='skip_own_index' needs batch_index")
-            values, index = _topk_over_memory(query, memory, k, usable, batch_index.to(query.device), chunk_rows)
+            slots, own = k, batch_index.to(query.device).long()
         else:
             raise ValueError(f"unknown self_match {self_match!r}")
+        if ready and scoring.dtype != torch.float32:
+            # low-precision candidates, re-scored exactly (float32 from the stored rows)
+            values, index = _topk_over_memory(query, memory, slots + RESCORE_MARGIN, usable, own, chunk_rows, True)
+            rows = F.normalize(stored[index.clamp(max=stored.shape[0] - 1)].float(), dim=2)
+            exact = torch.einsum("bd,bcd->bc", query, rows).masked_fill(values == float("-inf"), float("-inf"))
+            values, order = torch.topk(exact, min(slots, exact.shape[1]), dim=1)
+            index = torch.gather(index, 1, order)
+            if values.shape[1] < slots:
+                pad = slots - values.shape[1]
+                values = torch.cat([values, values.new_full((values.shape[0], pad), float("-inf"))], 1)
+                index = torch.cat([index, index.new_zeros((index.shape[0], pad))], 1)
+        else:
+            values, index = _topk_over_memory(query, memory, slots, usable, own, chunk_rows, ready)
+        if self_match == "skip_first_rank":
+            values, index = values[:, 1:], index[:, 1:]
         valid = values > threshold
         if anchor == "both":
             t = F.normalize(text.detach().float(), dim=1)
@@ -240,11 +305,12 @@ def enlarged_features(
     text, B1 x d, L2-normalised, in the row order of :func:`group_relation`. Batch rows keep
     their gradient; memory rows are constants in the batch features' dtype."""
     rows = neighbours.index[neighbours.valid]  # row-major order, as group_relation
-    img = F.normalize(image, dim=1)
-    txt = F.normalize(text, dim=1)
-    mem_img = F.normalize(memory_image[rows].float(), dim=1).to(img.dtype)
-    mem_txt = F.normalize(memory_text[rows].float(), dim=1).to(txt.dtype)
-    return torch.cat([img, mem_img]), torch.cat([txt, mem_txt])
+    if image.shape != text.shape or image.dtype != text.dtype:
+        img, txt = F.normalize(image, dim=1), F.normalize(text, dim=1)
+    else:  # both modalities in one pass (a step runs many such small operations)
+        img, txt = F.normalize(torch.stack([image, text]), dim=2).unbind(0)
+    memory = F.normalize(torch.stack([memory_image[rows], memory_text[rows]]).float(), dim=2)
+    return torch.cat([img, memory[0].to(img.dtype)]), torch.cat([txt, memory[1].to(txt.dtype)])
 
 
 def gsrc_loss(

@@ -6,14 +6,31 @@ from __future__ import annotations
 from typing import Literal, Mapping
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from wsreid.api import BASE_VIEW, Batch, BuildContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
 
-from wsreid_dgia.functional import enlarged_features, group_relation, mine_neighbours, momentum_update, neighbour_weights
+from wsreid_dgia.functional import (
+    enlarged_features,
+    group_relation,
+    mine_neighbours,
+    momentum_update,
+    neighbour_weights,
+    scoring_rows,
+)
 
-_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+_DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _cpu_has_bf16_matrix_units() -> bool:
+    """True on CPUs with AMX tiles (bfloat16 matrix products several times faster than fp32)."""
+    check = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except Exception:  # noqa: BLE001 - a capability probe must never break a run
+        return False
 
 
 class GsrcParams(Params):
@@ -42,6 +59,11 @@ class GsrcParams(Params):
         "base", description="view whose batch features are related to memory (memory always stores the base view)"
     )
     mining_chunk_rows: int = Field(65536, ge=1, description="memory rows scored at once during neighbour mining")
+    scoring_dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto",
+        description="precision of the normalised scoring copy of the ranking bank that mining reads; fp16/bf16 "
+        "candidates are re-scored in fp32 from the stored rows. auto: bf16 on GPUs and on CPUs with AMX, else fp32",
+    )
 
 
 class GlobalRelationConstruction(GlobalAssociation):
@@ -57,6 +79,12 @@ class GlobalRelationConstruction(GlobalAssociation):
     ``person_ids`` (N, diagnostics only). Diagnostics per epoch: ``relation_accuracy``
     (% of neighbour links whose person id equals the anchor's, paper Fig. 4),
     ``neighbours_per_item`` and ``items_with_neighbours`` (%).
+
+    Mining reads a ready-for-scoring copy of the ranking bank (the image bank, the text
+    bank for ``anchor: text``): its rows L2-normalised in ``scoring_dtype``, refreshed for
+    the rows each ``after_step`` writes and rebuilt on ``load_state_tensors``, so no step
+    re-normalises or up-casts the whole bank. The stored rows stay as written (raw or
+    normalised features alike); the copy is derived state and is not checkpointed.
     """
 
     Params = GsrcParams
@@ -67,6 +95,8 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory: torch.Tensor | None = None
         self.written: torch.Tensor | None = None
         self.person_ids: torch.Tensor | None = None
+        self._scoring: torch.Tensor | None = None  # N x d normalised copy of the ranking bank
+        self._all_written = False
         self._reset_diagnostics()
 
     # -- memory ------------------------------------------------------------------------
@@ -79,6 +109,23 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = torch.zeros(n, dim, dtype=dtype, device=device)
         self.written = torch.zeros(n, dtype=torch.bool, device=device)
         self.person_ids = torch.full((n,), -1, dtype=torch.long, device=device)
+        self._scoring = torch.zeros(n, dim, dtype=self._scoring_dtype(device), device=device)
+        self._all_written = False
+
+    def _scoring_dtype(self, device: torch.device) -> torch.dtype:
+        name = self.params.scoring_dtype
+        if name == "auto":
+            fast_bf16 = device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16_matrix_units())
+            name = "bf16" if fast_bf16 else "fp32"
+        return _DTYPES[name]
+
+    def _ranking_memory(self) -> torch.Tensor:
+        return self.text_memory if self.params.anchor == "text" else self.image_memory
+
+    def _rebuild_scoring(self) -> None:
+        memory = self._ranking_memory()
+        self._scoring = scoring_rows(memory, self._scoring_dtype(memory.device))
+        self._all_written = bool(self.written.all())
 
     def _to(self, device: torch.device) -> None:
         if self.image_memory is not None and self.image_memory.device != device:
@@ -86,6 +133,7 @@ class GlobalRelationConstruction(GlobalAssociation):
             self.text_memory = self.text_memory.to(device)
             self.written = self.written.to(device)
             self.person_ids = self.person_ids.to(device)
+            self._scoring = self._scoring.to(device)
 
     def after_step(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> None:
         feats = features[BASE_VIEW]  # memory always holds un-augmented features
@@ -100,6 +148,8 @@ class GlobalRelationConstruction(GlobalAssociation):
         momentum_update(self.image_memory, index, feats.image, self.params.momentum, overwrite)
         momentum_update(self.text_memory, index, feats.text, self.params.momentum, overwrite)
         self.written[index] = True
+        with torch.no_grad():  # keep the scoring copy of the written rows current
+            self._scoring[index] = F.normalize(self._ranking_memory()[index].float(), dim=1).to(self._scoring.dtype)
         if batch.person_id.numel() == index.numel():
             self.person_ids[index] = batch.person_id.to(index.device).long()
 
@@ -129,6 +179,7 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = tensors["text_memory"].to(device, dtype).clone()
         self.written = tensors["written"].to(device, torch.bool).clone()
         self.person_ids = tensors["person_ids"].to(device, torch.long).clone()
+        self._rebuild_scoring()
 
     # -- relation ----------------------------------------------------------------------
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation | None:
@@ -138,17 +189,21 @@ class GlobalRelationConstruction(GlobalAssociation):
         feats = features[p.view]
         self._to(feats.image.device)
         index = batch.index.to(feats.image.device).long()
+        if not self._all_written:  # once every row is written the mask is dropped
+            self._all_written = bool(self.written.all())
         nb = mine_neighbours(
             feats.image, feats.text, self.image_memory, self.text_memory,
             k=p.top_k, threshold=p.threshold, anchor=p.anchor, self_match=p.self_match,
-            batch_index=index, usable=self.written, chunk_rows=p.mining_chunk_rows,
+            batch_index=index, usable=None if self._all_written else self.written,
+            chunk_rows=p.mining_chunk_rows, scoring=self._scoring,
         )  # fmt: skip
         weights = neighbour_weights(nb.similarity, nb.valid, p.gamma)
         _, relation = group_relation(nb.valid, weights, p.query_rows)
         image, text = enlarged_features(feats.image, feats.text, self.image_memory, self.text_memory, nb)
         count = nb.count
-        self._record(nb.index, nb.valid, count, batch)
-        stats = {"neighbours": float(count.sum()), "items_with_neighbours": float((count > 0).sum())}
+        links, with_neighbours = int(count.sum()), int((count > 0).sum())
+        self._record(nb.index, nb.valid, count.numel(), with_neighbours, links, batch)
+        stats = {"neighbours": float(links), "items_with_neighbours": float(with_neighbours)}
         return Relation(image=image, text=text, weights=relation, view=p.view, stats=stats)
 
     # -- diagnostics -------------------------------------------------------------------
@@ -158,11 +213,13 @@ class GlobalRelationConstruction(GlobalAssociation):
         self._links = 0
         self._correct_links = 0
 
-    def _record(self, index: torch.Tensor, valid: torch.Tensor, count: torch.Tensor, batch: Batch) -> None:
-        self._items += int(count.numel())
-        self._with_neighbours += int((count > 0).sum())
-        self._links += int(count.sum())
-        if batch.person_id.numel() == count.numel():
+    def _record(
+        self, index: torch.Tensor, valid: torch.Tensor, items: int, with_neighbours: int, links: int, batch: Batch
+    ) -> None:
+        self._items += items
+        self._with_neighbours += with_neighbours
+        self._links += links
+        if links and batch.person_id.numel() == items:
             anchor_pid = batch.person_id.to(index.device).long()[:, None]
             same = (self.person_ids[index] == anchor_pid) & valid
             self._correct_links += int(same.sum())

@@ -10,6 +10,7 @@ built from the true person ids.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -22,16 +23,27 @@ from wsreid.data.images import load_image
 from wsreid.errors import UserError
 
 
+@lru_cache(maxsize=8)
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), 3 x 1 x 1 each: ``(x / 255 - mean) / std == x * scale - shift``."""
+    m = torch.tensor(mean, dtype=torch.float64).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
+    return (1.0 / (255.0 * s)).float(), (m / s).float()
+
+
 def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std) -> torch.Tensor:
-    """PIL image -> 3 x H x W float tensor, resized (bicubic) and normalised."""
+    """PIL image -> 3 x H x W float tensor, resized (bicubic) and normalised:
+    ``(x / 255 - mean) / std`` per channel, computed from the uint8 pixels in one pass each
+    for the layout change, the conversion and the affine map (no float64/float32 copies of
+    the H x W x 3 array, no per-call constants)."""
     h, w = size
     if image.size != (w, h):
         image = image.resize((w, h), Image.BICUBIC)
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (tensor - mean_t) / std_t
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()  # 3 x H x W uint8
+    scale, shift = _normalisation(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    return pixels.float().mul_(scale).sub_(shift)
 
 
 class ImageFiles(torch.utils.data.Dataset):
