@@ -9,6 +9,7 @@
     wsreid schema
     wsreid plugins
     wsreid data synth|check ...
+    wsreid convert-weights IN.pt OUT_DIR [--tokenizer BPE_FILE]   (wsreid_clip.convert)
 
 User errors print one line ``error: ...`` and exit with code 2 (``--debug`` shows the
 traceback).
@@ -210,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON schema of recipes")
     _common(p)
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("convert-weights", help="write an OpenAI CLIP checkpoint file as a transformers model folder")
+    p.add_argument("source", metavar="IN.pt", help="OpenAI checkpoint (TorchScript archive or state dict)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="new folder for config, safetensors and tokenizer")
+    p.add_argument("--tokenizer", metavar="BPE_FILE", help="OpenAI's bpe_simple_vocab_16e6.txt.gz, saved as the tokenizer")
+    _common(p)
+    p.set_defaults(func=lambda a: print(__import__("wsreid_clip.convert", fromlist=["x"]).convert_openai_checkpoint(
+        a.source, a.out_dir, a.tokenizer)))
 
     p = sub.add_parser("plugins", help="list registered components")
     p.add_argument("--module", action="append", default=[], help="also load this plugin module")
