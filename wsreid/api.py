@@ -147,10 +147,16 @@ class View:
 
 @dataclass
 class ViewFeatures:
-    """Encoder outputs for one view: L2-normalised image and text features, B x d each."""
+    """Encoder outputs for one view: L2-normalised image and text features, B x d each.
+
+    ``image_raw``/``text_raw`` (B x d float32, no normalisation; None where not
+    available) are the same features as the encoder returned them - e.g. for memory banks
+    that store raw features as the authors' code does."""
 
     image: torch.Tensor
     text: torch.Tensor
+    image_raw: torch.Tensor | None = None
+    text_raw: torch.Tensor | None = None
 
 
 @dataclass

@@ -62,9 +62,11 @@ _STORAGE_DTYPES = {
 
 
 def is_openai_checkpoint_file(name: str | Path) -> bool:
-    """True when ``name`` is an existing file (not a directory): an OpenAI checkpoint."""
+    """True when ``name`` names a weights file rather than a model directory or hub name:
+    an existing file, or a name ending in ``.pt`` / ``.pth`` (reading a missing one then
+    fails with "does not exist")."""
     path = Path(name).expanduser()
-    return path.is_file()
+    return path.is_file() or (path.suffix in (".pt", ".pth") and not path.is_dir())
 
 
 # --------------------------------------------------------------------------- reading

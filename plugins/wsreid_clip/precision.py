@@ -41,7 +41,8 @@ class CastingLinear(nn.Linear):
 
 
 class CastingConv2d(nn.Conv2d):
-    """Conv2d whose input is cast to the weight dtype."""
+    """Conv2d whose input is cast to the weight dtype (the convolution kernel itself is kept:
+    computing the patch embedding as unfold + matrix product rounds differently in float16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x.to(self.weight.dtype), self.weight, self.bias)
