@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="new folder for config, safetensors and tokenizer")
     p.add_argument("--tokenizer", metavar="BPE_FILE", help="OpenAI's bpe_simple_vocab_16e6.txt.gz, saved as the tokenizer")
     _common(p)
-    p.set_defaults(func=lambda a: print(__import__("wsreid_clip.convert", fromlist=["x"]).convert_openai_checkpoint(
-        a.source, a.out_dir, a.tokenizer)))
+    from wsreid_clip.convert import cmd_convert_weights  # the shipped clip plugin's library function
+
+    p.set_defaults(func=cmd_convert_weights)
 
     p = sub.add_parser("plugins", help="list registered components")
     p.add_argument("--module", action="append", default=[], help="also load this plugin module")

@@ -13,13 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from wsreid.errors import UserError
-from wsreid_clip.bpe import bpe_tokenizer
-from wsreid_clip.openai import clip_from_openai_state, read_openai_state
 
-__all__ = ["convert_openai_checkpoint"]
+__all__ = ["convert_openai_checkpoint", "cmd_convert_weights"]
+
+
+def cmd_convert_weights(args) -> int:
+    """``wsreid convert-weights IN.pt OUT_DIR [--tokenizer BPE_FILE]``; prints OUT_DIR."""
+    print(convert_openai_checkpoint(args.source, args.out_dir, args.tokenizer))
+    return 0
 
 
 def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer: str | Path | None = None) -> Path:
@@ -27,6 +29,11 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     ``out_dir`` (which must not exist or be empty); with ``tokenizer`` (a BPE merges file)
     the tokenizer too. Written beside ``out_dir`` and renamed into place, so a failure leaves
     nothing half-written. Returns ``out_dir``. Errors are one-line :class:`UserError`."""
+    import torch
+
+    from wsreid_clip.bpe import bpe_tokenizer
+    from wsreid_clip.openai import clip_from_openai_state, read_openai_state
+
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"convert-weights: output {out_dir} already exists and is not an empty directory",
