@@ -65,7 +65,9 @@ class RecordedViews(PairConstruction):
             raise RecipeError(f"pair_construction: {self.params.file} holds no views for dataset index {exc.args[0]}") from None
 
     @staticmethod
-    def _attention(ids: torch.Tensor, end_id: int) -> torch.Tensor:
+    def _attention(ids: torch.Tensor, end_id: int | None, pad_id: int | None) -> torch.Tensor:
+        if end_id is None:  # an encoder without an end token: every non-padding position
+            return (ids != pad_id).long() if pad_id is not None else torch.ones_like(ids)
         is_end = ids == end_id
         last = torch.where(is_end.any(1), is_end.int().argmax(1), torch.full_like(ids[:, 0], ids.shape[1] - 1))
         return (torch.arange(ids.shape[1], device=ids.device)[None, :] <= last[:, None]).long()
@@ -73,13 +75,20 @@ class RecordedViews(PairConstruction):
     def views(self, batch: Batch, encoder: EncoderComponent) -> dict[str, View]:
         rows = self._rows(batch)
         device = batch.images.device
+        if self.images.shape[1:] != batch.images.shape[1:] or self.ids.shape[1] != batch.input_ids.shape[1]:
+            raise RecipeError(
+                f"pair_construction: {self.params.file} holds images {tuple(self.images.shape[1:])} and "
+                f"{self.ids.shape[1]} tokens, the batch {tuple(batch.images.shape[1:])} and {batch.input_ids.shape[1]}",
+                hint="record the views at the encoder's image_size and max_length",
+            )
+        end, pad = getattr(encoder, "end_token_id", None), getattr(encoder, "pad_token_id", None)
         ids = self.ids[rows].to(device)
         base_ids, base_mask = batch.input_ids, batch.attention_mask
         if self.base_ids is not None:
             base_ids = self.base_ids[rows].to(device)
-            base_mask = self._attention(base_ids, encoder.end_token_id)
+            base_mask = self._attention(base_ids, end, pad)
         return {
             "base": View(images=batch.images, input_ids=base_ids, attention_mask=base_mask),
             "asymmetric": View(images=self.images[rows].to(device, batch.images.dtype), input_ids=ids,
-                               attention_mask=self._attention(ids, encoder.end_token_id)),
+                               attention_mask=self._attention(ids, end, pad)),
         }
