@@ -217,9 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="new folder for config, safetensors and tokenizer")
     p.add_argument("--tokenizer", metavar="BPE_FILE", help="OpenAI's bpe_simple_vocab_16e6.txt.gz, saved as the tokenizer")
     _common(p)
-    from wsreid_clip.convert import cmd_convert_weights  # the shipped clip plugin's library function
-
-    p.set_defaults(func=cmd_convert_weights)
+    # the shipped clip plugin's library function, imported when the command runs
+    p.set_defaults(func=lambda args: __import__("wsreid_clip.convert", fromlist=["_"]).cmd_convert_weights(args))
 
     p = sub.add_parser("plugins", help="list registered components")
     p.add_argument("--module", action="append", default=[], help="also load this plugin module")
