@@ -121,8 +121,8 @@ class Spy:
 
 
 def build_run(case: Path, variant: str, tmp: Path, monkeypatch):
-    from wsreid.cli import load
     from wsreid.engine.run import Run
+    from wsreid.recipe import load_recipe
 
     inputs = np.load(case / "inputs.npz")
     data_root = tmp / "CUHK-PEDES"
@@ -141,8 +141,8 @@ def build_run(case: Path, variant: str, tmp: Path, monkeypatch):
     ]
     if variant == "fp32":
         overrides += ["encoder.weights_dtype=fp32", "global_associations.gsrc.memory_dtype=fp32"]
-    loaded, plugins = load(str(PROFILE), overrides, [])
-    run = Run(loaded.recipe, plugins, tmp / f"run-{variant}")
+    loaded = load_recipe(str(PROFILE), overrides)
+    run = Run(loaded.recipe, loaded.plugins, tmp / f"run-{variant}")
     run.setup()
     return run, inputs
 

@@ -15,13 +15,7 @@ from pathlib import Path
 
 from wsreid.errors import UserError
 
-__all__ = ["convert_openai_checkpoint", "cmd_convert_weights"]
-
-
-def cmd_convert_weights(args) -> int:
-    """``wsreid convert-weights IN.pt OUT_DIR [--tokenizer BPE_FILE]``; prints OUT_DIR."""
-    print(convert_openai_checkpoint(args.source, args.out_dir, args.tokenizer))
-    return 0
+__all__ = ["convert_openai_checkpoint"]
 
 
 def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer: str | Path | None = None) -> Path:
@@ -35,6 +29,9 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     from wsreid_clip.openai import clip_from_openai_state, read_openai_state
 
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
+    if not source.is_file():
+        raise UserError(f"convert-weights: checkpoint file {source} does not exist",
+                        hint="pass OpenAI's ViT-B-16.pt or a fork's state dict file")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"convert-weights: output {out_dir} already exists and is not an empty directory",
                         hint="choose a new output directory")

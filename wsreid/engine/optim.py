@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and the warm-up + cosine schedule (METHOD.md section 4)."""
+"""Optimizer parameter groups and the warm-up + cosine schedule (docs/method.md)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def parameter_groups(named_parameters, train: TrainConfig) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW (``train.optimizer``) over the parameter groups of ``model``
+    (:func:`parameter_groups`)."""
     groups = parameter_groups(model.named_parameters(), train)
     for g in groups:
         g.pop("names")
@@ -62,8 +64,9 @@ def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
 
 
 def build_scheduler(optimizer, steps_per_epoch: int, train: TrainConfig):
-    """Per-step LambdaLR; with ``train.lr_schedule_unit: epoch`` the factor of step s is that
-    of epoch s // steps_per_epoch (constant within an epoch)."""
+    """The warm-up + cosine schedule (:func:`lr_factor`) as a LambdaLR stepped once per step; with
+    ``train.lr_schedule_unit: epoch`` the factor of step s is that of epoch s // steps_per_epoch
+    (constant within an epoch, as the authors' code steps it)."""
     if train.lr_schedule_unit == "epoch":
         per_epoch = max(steps_per_epoch, 1)
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step // per_epoch, 1, train))
