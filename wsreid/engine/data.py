@@ -22,11 +22,12 @@ from wsreid.data.images import load_image
 from wsreid.errors import UserError
 
 
-def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std) -> torch.Tensor:
-    """PIL image -> 3 x H x W float tensor, resized (bicubic) and normalised."""
+def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std, interpolation: str = "bicubic") -> torch.Tensor:
+    """PIL image -> 3 x H x W float tensor, resized (PIL ``interpolation``: 'bicubic' or
+    'bilinear') and normalised."""
     h, w = size
     if image.size != (w, h):
-        image = image.resize((w, h), Image.BICUBIC)
+        image = image.resize((w, h), Image.BILINEAR if interpolation == "bilinear" else Image.BICUBIC)
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array).permute(2, 0, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
@@ -41,12 +42,13 @@ class ImageFiles(torch.utils.data.Dataset):
         self.paths = list(paths)
         self.size = tuple(encoder.image_size)
         self.mean, self.std = encoder.image_mean, encoder.image_std
+        self.interpolation = getattr(encoder, "image_interpolation", "bicubic")
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
-        return i, image_to_tensor(load_image(self.paths[i]), self.size, self.mean, self.std)
+        return i, image_to_tensor(load_image(self.paths[i]), self.size, self.mean, self.std, self.interpolation)
 
 
 class TrainPairs(torch.utils.data.Dataset):
