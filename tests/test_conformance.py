@@ -34,6 +34,7 @@ CASES = [
     ("objective", "triplet", {"relation": "gsrc", "positive": "hardest"}),
     ("pair_construction", "identity", None),
     ("pair_construction", "iasc", {"augment_base": True}),
+    ("pair_construction", "recorded-views", {"file": "{views}", "base_ids_key": "base_ids"}),
     ("encoder", "clip", TINY_CLIP),
     ("dataset", "synth-pedes", {"size": "tiny", "root": "{root}"}),
     ("dataset", "cuhk-pedes", {"root": "{root}", "check_images": "decode"}),
@@ -70,6 +71,14 @@ def test_shipped_component_conforms(kind, name, params, registry, request):
     if kind == "dataset":
         roots = request.getfixturevalue("dataset_roots")
         params = {k: v.format(**roots) if isinstance(v, str) else v for k, v in params.items()}
+    if name == "recorded-views":  # views recorded for the kit's batch: indices 10.., 32 x 16 images, 12 tokens
+        import numpy as np
+
+        path = request.getfixturevalue("tmp_path") / "views.npz"
+        gen = np.random.default_rng(0)
+        np.savez(path, dataset_index=np.arange(200), images_aug=gen.standard_normal((200, 3, 32, 16)).astype("float32"),
+                 mlm_ids=gen.integers(5, 60, (200, 12)), base_ids=gen.integers(5, 60, (200, 12)))
+        params = {**params, "file": str(path)}
     check_component(kind, name, params, registry)
 
 

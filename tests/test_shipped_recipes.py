@@ -11,6 +11,7 @@ import pytest
 from wsreid.cli import main
 from wsreid.data.readers import FORMATS
 from wsreid.recipe import load_recipe, read_recipe_tree
+from wsreid.recipe.yamlio import display_path
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMPLETE = sorted(p for p in RECIPES.rglob("*.yaml") if "base" not in p.parts and "ablations" not in p.parts)
@@ -24,8 +25,30 @@ def test_there_are_recipes_to_check():
 
 @pytest.mark.parametrize("path", COMPLETE, ids=lambda p: p.relative_to(RECIPES).as_posix())
 def test_recipe_validates(path, capsys, tmp_path):
-    assert main(["validate", str(path), *stand_in_dataset(path, tmp_path)]) == 0
+    assert main(["validate", str(path), *stand_in_dataset(path, tmp_path), *stand_in_weights(path, tmp_path)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def stand_in_weights(path: Path, tmp_path: Path) -> list[str]:
+    """``-o`` naming stand-in files for a recipe whose encoder reads OpenAI's checkpoint and
+    BPE files (the reference profiles): validation checks that they exist, the encoder reads
+    them only when it is built."""
+    tree, _ = read_recipe_tree(path)
+    encoder = tree.get("encoder") or {}
+    overrides = []
+    for key, name in (("pretrained", "ViT-B-16.pt"), ("tokenizer", "bpe_simple_vocab_16e6.txt.gz")):
+        if str(encoder.get(key, "")).endswith((".pt", ".gz")):
+            (tmp_path / name).write_bytes(b"")
+            overrides += ["-o", f"encoder.{key}={tmp_path / name}"]
+    return overrides
+
+
+def test_reference_profile_names_the_files_it_needs(capsys, tmp_path):
+    path = RECIPES / "paper" / "reference" / "cuhk-pedes-dgia.yaml"
+    assert main(["validate", str(path), *stand_in_dataset(path, tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {display_path(path)}:12: encoder.tokenizer: BPE file bpe_simple_vocab_16e6.txt.gz does not exist (name OpenAI's "
+        "bpe_simple_vocab_16e6.txt.gz (shipped with the CLIP, IRRA and DGCMIA repositories))\n")
 
 
 def stand_in_dataset(path: Path, tmp_path: Path) -> list[str]:

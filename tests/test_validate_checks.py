@@ -59,7 +59,7 @@ def test_association_view_the_pair_construction_does_not_produce(tmp_path, capsy
     message, path = refused(tmp_path, capsys, text)
     assert message == (f"{display_path(RECIPES / 'dgia.yaml')}:22: local_associations.lrc_asymmetric.view: pair construction "
                        "'identity' produces no view 'asymmetric' (its views: base; 'asymmetric' comes from "
-                       "pair_construction 'iasc')")
+                       "pair_construction 'iasc' or 'recorded-views')")
 
 
 def test_objective_view_the_pair_construction_does_not_produce(tmp_path, capsys):
@@ -72,7 +72,8 @@ def test_objective_view_the_pair_construction_does_not_produce(tmp_path, capsys)
 def test_shipped_pair_constructions_declare_their_views():
     registry = load_plugins(distributions=["wsreid"], use_env=False).registry
     views = {e.name: e.cls.view_names for e in registry.entries("pair_construction")}
-    assert views == {"identity": ("base",), "iasc": ("base", "asymmetric")}
+    assert views == {"identity": ("base",), "iasc": ("base", "asymmetric"),
+                     "recorded-views": ("base", "asymmetric")}
 
 
 # --------------------------------------------------------------------------- files and folders
@@ -143,8 +144,19 @@ PRETRAINED = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\ninit: null\nencode
 def test_encoder_pretrained_folder_that_does_not_exist(tmp_path, capsys):
     message, path = refused(tmp_path, capsys, PRETRAINED.format(name="./weights/clip-vit-b16"))
     assert message == (f"{path}:5: encoder.pretrained: model folder ./weights/clip-vit-b16 does not exist (name a "
-                       "folder holding a saved CLIPModel and its tokenizer, or a hub name such as "
-                       "openai/clip-vit-base-patch16)")
+                       "folder holding a saved CLIPModel and its tokenizer, an OpenAI checkpoint file, or a hub "
+                       "name such as openai/clip-vit-base-patch16)")
+
+
+def test_encoder_pretrained_weights_file_or_bpe_file_that_does_not_exist(tmp_path, capsys):
+    message, path = refused(tmp_path, capsys, PRETRAINED.format(name="./weights/ViT-B-16.pt"))
+    assert message == (f"{path}:5: encoder.pretrained: weights file ./weights/ViT-B-16.pt does not exist (name "
+                       "OpenAI's ViT-B-16.pt (or a fork's state-dict file), or a model folder)")
+    (tmp_path / "ViT-B-16.pt").write_bytes(b"")  # existence is checked here; the content when the encoder is built
+    text = PRETRAINED.format(name=tmp_path / "ViT-B-16.pt") + "  tokenizer: ./bpe_simple_vocab_16e6.txt.gz\n"
+    message, path = refused(tmp_path, capsys, text)
+    assert message == (f"{path}:6: encoder.tokenizer: BPE file ./bpe_simple_vocab_16e6.txt.gz does not exist (name "
+                       "OpenAI's bpe_simple_vocab_16e6.txt.gz (shipped with the CLIP, IRRA and DGCMIA repositories))")
 
 
 def test_encoder_pretrained_hub_name_or_existing_folder_is_fine(tmp_path, capsys):

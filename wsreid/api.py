@@ -223,10 +223,16 @@ class ViewFeatures:
     Fields:
         image: B x d float32, L2-normalised, with gradient (in ``after_step``: detached).
         text: B x d float32, L2-normalised, with gradient (in ``after_step``: detached).
+        image_raw: B x d float32 as the encoder returned it (no normalisation), or None
+            where not available - e.g. for memory banks that store raw features as the
+            authors' code does (docs/method.md).
+        text_raw: the same for the text features.
     """
 
     image: torch.Tensor
     text: torch.Tensor
+    image_raw: torch.Tensor | None = None
+    text_raw: torch.Tensor | None = None
 
 
 @dataclass

@@ -45,13 +45,15 @@ def relation_targets(weights: torch.Tensor) -> torch.Tensor:
     """Target distributions from a relation matrix (docs/method.md; paper Eq. 7 and 15).
 
     ``weights``: Q x N relation ``R`` (1 on the diagonal, (0, 1] related, 0 unrelated).
-    Returns Q x N ``q`` (float32, or float64 for float64 weights) where ``q[i]`` is the softmax of row ``i`` over its related
+    Returns Q x N ``q`` (float32; float64 for float64 weights, float16 for float16 weights,
+    as the authors' code builds the GSRC target) where ``q[i]`` is the softmax of row ``i`` over its related
     entries only, the ``R`` values used as logits; unrelated entries are exactly 0. Example:
     ``R[i] = [1, 0.1, 0.1, 0]`` gives ``q[i,0] = e / (e + 2 e^0.1)`` and ``q[i,3] = 0``.
     Every row must hold at least one related entry (the diagonal does). No gradient.
     """
     with torch.no_grad():
-        w = _as_float(weights.detach())
+        w = weights.detach()
+        w = w if w.dtype == torch.float16 else _as_float(w)
         logits = w.masked_fill(w <= 0, float("-inf"))
         return torch.softmax(logits, dim=1)
 
@@ -68,7 +70,8 @@ def sdm_loss(
     ``query_feats``: Q x d, ``candidate_feats``: N x d (L2-normalised), ``weights``: Q x N
     relation. With ``p_i = softmax_j(s(x_i, y_j) / tau)`` and ``q = relation_targets(R)``
     returns ``mean_i sum_j p_ij (log p_ij - log(q_ij + eps))`` (KL(p || q), prediction
-    first), a scalar.
+    first), a scalar. Float16 ``weights`` give a float16 target and ``log(q + eps)`` (the
+    authors' GSRC loss); the rest is float32.
     """
     if query_feats.shape[0] != weights.shape[0] or candidate_feats.shape[0] != weights.shape[1]:
         raise ValueError(
@@ -79,7 +82,9 @@ def sdm_loss(
     logits = _as_float(query_feats) @ _as_float(candidate_feats).t() / temperature
     log_p = F.log_softmax(logits, dim=1)
     p = log_p.exp()
-    return (p * (log_p - torch.log(targets + eps))).sum(dim=1).mean()
+    log_q = torch.log(targets + eps)
+    log_q = log_q.float() if log_q.dtype == torch.float16 else log_q
+    return (p * (log_p - log_q)).sum(dim=1).mean()
 
 
 def bidirectional_sdm_loss(

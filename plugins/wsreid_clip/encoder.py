@@ -21,7 +21,15 @@ from pydantic import Field, model_validator
 
 from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
 from wsreid.errors import RecipeError
+from wsreid_clip.bpe import bpe_tokenizer
 from wsreid_clip.loading import load_pretrained, load_pretrained_tokenizer, looks_like_path, random_clip_model
+from wsreid_clip.openai import (
+    clip_from_openai_state,
+    is_openai_checkpoint_file,
+    read_openai_state,
+    resize_vision_position_table,
+)
+from wsreid_clip.precision import convert_weights_fp16, install_position_table, position_grid
 from wsreid_clip.tokenizer import TOKENIZER_DIRNAME, built_tokenizer_for_run, ensure_mask_token
 
 
@@ -64,14 +72,40 @@ class ClipParams(Params):
 
     pretrained: str | None = Field(
         None,
-        description="hub name (e.g. openai/clip-vit-base-patch16, must be in the local cache when offline) or a "
-        "local directory with a saved CLIPModel and tokenizer; None = random initialisation from the sizes below",
+        description="hub name (e.g. openai/clip-vit-base-patch16, must be in the local cache when offline), a "
+        "local directory with a saved CLIPModel and tokenizer, or an OpenAI checkpoint file (ViT-B-16.pt: "
+        "TorchScript archive or state dict, fp16 or fp32; needs tokenizer: <BPE file>); None = random "
+        "initialisation from the sizes below",
     )
-    tokenizer: Literal["pretrained", "build"] | None = Field(
+    tokenizer: str | None = Field(
         None,
         description="'pretrained': the tokenizer saved with the model; 'build': a word-level vocabulary built "
-        "from the training captions (kept in <run_dir>/tokenizer); None = 'pretrained' with pretrained weights, "
-        "else 'build'",
+        "from the training captions (kept in <run_dir>/tokenizer); a path to OpenAI's BPE merges file "
+        "(bpe_simple_vocab_16e6.txt.gz): CLIP's tokenizer built offline (start 49406, end 49407, zero padding); "
+        "None = 'pretrained' with pretrained weights, else 'build'",
+    )
+    mask_token: Literal["added", "last_merge"] = Field(
+        "added",
+        description="mask token of the asymmetric view with a pretrained vocabulary: 'added' appends <|mask|> "
+        "(its embedding row starts as the mean row); 'last_merge' gives the BPE file's last merge id to <|mask|> "
+        "(49405 with OpenAI's file, a pretrained row: the authors' code; needs tokenizer: <BPE file>)",
+    )
+    weights_dtype: Literal["fp32", "fp16"] = Field(
+        "fp32",
+        description="'fp16': the authors' convert_weights - Linear/Conv/attention weights and biases and both "
+        "projections held and trained in float16 (LayerNorm, embeddings, class embedding stay float32), encoders "
+        "computing in float16; 'fp32': every weight float32 (train.mixed_precision is autocast, another thing)",
+    )
+    position_table: Literal["interpolate", "resize_once"] = Field(
+        "interpolate",
+        description="vision position table for a non-square image: 'interpolate' keeps the pretrained square "
+        "table and interpolates it bicubically at every forward; 'resize_once' resizes it once at load to the "
+        "patch grid (bilinear, in the stored dtype; 14x14 -> 24x8) and trains the resized table (authors' code)",
+    )
+    image_resize: Literal["bicubic", "bilinear"] = Field(
+        "bicubic",
+        description="interpolation when images are resized to image_size: PIL bicubic, or bilinear (torchvision's "
+        "Resize as the authors' code uses it)",
     )
     min_frequency: int = Field(1, ge=1, description="'build': words seen fewer times map to the unknown token")
     max_vocab: int | None = Field(None, ge=6, description="'build': vocabulary bound including 5 special tokens")
@@ -92,6 +126,10 @@ class ClipParams(Params):
                 "tokenizer 'build' cannot be combined with pretrained weights (their token embedding "
                 "belongs to the pretrained vocabulary); use tokenizer: pretrained"
             )
+        if self.tokenizer_source == "bpe" and self.pretrained is None:
+            raise ValueError("tokenizer: <BPE file> needs pretrained weights (the BPE ids index their token embedding)")
+        if self.mask_token == "last_merge" and self.tokenizer_source != "bpe":
+            raise ValueError("mask_token 'last_merge' needs tokenizer: <path to the BPE merges file>")
         if self.pretrained is None:
             h, w = self.image_size
             if h % self.vision.patch_size or w % self.vision.patch_size:
@@ -100,8 +138,12 @@ class ClipParams(Params):
 
     @property
     def tokenizer_source(self) -> str:
-        """'pretrained' or 'build', with the default resolved."""
-        return self.tokenizer or ("pretrained" if self.pretrained else "build")
+        """'pretrained', 'build' or 'bpe' (a BPE merges file), with the default resolved."""
+        if self.tokenizer in ("pretrained", "build"):
+            return self.tokenizer
+        if self.tokenizer is not None:
+            return "bpe"
+        return "pretrained" if self.pretrained else "build"
 
 
 def end_token_features(
@@ -147,31 +189,39 @@ class ClipEncoder(EncoderComponent):
     @classmethod
     def check_params(cls, params: ClipParams) -> None:
         """``pretrained`` written as a path (``./``, ``/``, ``~``, or with two ``/``)
-        must be a folder; a hub name such as ``openai/clip-vit-base-patch16`` is looked
-        up when the encoder is built."""
+        must be a model folder or an OpenAI checkpoint file (``.pt`` / ``.pth``); a hub
+        name such as ``openai/clip-vit-base-patch16`` is looked up when the encoder is
+        built. ``tokenizer`` naming a BPE file must exist."""
+        tokenizer = params.tokenizer
+        if tokenizer not in (None, "pretrained", "build") and not Path(tokenizer).expanduser().is_file():
+            raise ParamsCheckError("tokenizer", f"BPE file {tokenizer} does not exist",
+                                   hint="name OpenAI's bpe_simple_vocab_16e6.txt.gz (shipped with the CLIP, IRRA "
+                                   "and DGCMIA repositories)")
         name = params.pretrained
         if name is None:
             return
         path = Path(name).expanduser()
-        if path.is_dir():
-            return
-        if path.exists():
-            raise ParamsCheckError("pretrained", f"{name} is a file, not a model folder",
-                                   hint="name the folder written by save_pretrained (config.json + weights + tokenizer)")
+        if path.is_dir() or path.is_file():
+            return  # a model folder, or a weights file (read, and checked, when the encoder is built)
+        if is_openai_checkpoint_file(name):
+            raise ParamsCheckError("pretrained", f"weights file {name} does not exist",
+                                   hint="name OpenAI's ViT-B-16.pt (or a fork's state-dict file), or a model folder")
         if looks_like_path(name):
             raise ParamsCheckError("pretrained", f"model folder {name} does not exist",
-                                   hint="name a folder holding a saved CLIPModel and its tokenizer, or a hub name "
-                                   "such as openai/clip-vit-base-patch16")
+                                   hint="name a folder holding a saved CLIPModel and its tokenizer, an OpenAI "
+                                   "checkpoint file, or a hub name such as openai/clip-vit-base-patch16")
 
     def __init__(self, params: ClipParams, context: BuildContext):
         super().__init__(params, context)
         self.mask_token_added = False
+        openai_state = None
         if params.pretrained is not None:
-            clip, local_dir = load_pretrained(params.pretrained)
-            tokenizer = load_pretrained_tokenizer(params.pretrained, local_dir)
-            self.mask_token_added = ensure_mask_token(tokenizer)
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token  # CLIP's own choice; padding sits after the end token
+            if is_openai_checkpoint_file(params.pretrained):
+                openai_state = read_openai_state(params.pretrained)
+                clip, local_dir = None, None
+            else:
+                clip, local_dir = load_pretrained(params.pretrained)
+            tokenizer, self.mask_token_added = self._pretrained_tokenizer(params, local_dir)
         else:
             tokenizer = built_tokenizer_for_run(
                 context.run_dir,
@@ -201,6 +251,8 @@ class ClipEncoder(EncoderComponent):
                 seed=context.seed,
             )
         else:
+            if openai_state is not None:
+                clip = clip_from_openai_state(openai_state, params.pretrained, seed=context.seed)
             _resize_token_embedding(clip, len(tokenizer))
             text_config = clip.config.text_config
             text_config.eos_token_id, text_config.bos_token_id = ids["end"], ids["start"]
@@ -208,6 +260,11 @@ class ClipEncoder(EncoderComponent):
             clip.text_model.eos_token_id = ids["end"]
             self._check_pretrained_fits(clip, params)
         clip.logit_scale.requires_grad_(False)
+        self.image_interpolation = params.image_resize
+        if params.position_table == "resize_once":
+            self._install_resized_position_table(clip, params, openai_state)
+        if params.weights_dtype == "fp16":
+            convert_weights_fp16(clip)
         self.clip = clip
 
         self.image_size = (int(params.image_size[0]), int(params.image_size[1]))
@@ -216,6 +273,35 @@ class ClipEncoder(EncoderComponent):
         self._position_grid_size = int(clip.config.vision_config.image_size)
 
     # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _pretrained_tokenizer(params: ClipParams, local_dir: Path | None) -> tuple[Any, bool]:
+        """(tokenizer, whether a mask token was added) for pretrained weights: built from a
+        BPE merges file, or the one saved with the model given a mask and a padding token."""
+        if params.tokenizer_source == "bpe":
+            tokenizer = bpe_tokenizer(params.tokenizer, mask=params.mask_token, max_length=params.max_length)
+            return tokenizer, params.mask_token == "added"
+        if is_openai_checkpoint_file(params.pretrained):
+            raise RecipeError(
+                f"clip encoder: {params.pretrained} is an OpenAI checkpoint file, which carries no tokenizer",
+                hint="set encoder.tokenizer to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz",
+            )
+        tokenizer = load_pretrained_tokenizer(params.pretrained, local_dir)
+        added = ensure_mask_token(tokenizer)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token  # CLIP's own choice; padding sits after the end token
+        return tokenizer, added
+
+    def _install_resized_position_table(self, clip: Any, params: ClipParams, openai_state: dict | None) -> None:
+        """position_table 'resize_once': the table resized to the patch grid becomes the trained one."""
+        patch = clip.config.vision_config.patch_size
+        grid = position_grid(params.image_size, patch)
+        if openai_state is not None:  # the table as stored in the file, resized in its dtype (float16 for OpenAI's)
+            stored = openai_state["visual.positional_embedding"]
+        else:
+            stored = clip.vision_model.embeddings.position_embedding.weight.detach()
+        table = resize_vision_position_table(stored, grid)
+        install_position_table(clip, table.float())
+
     @staticmethod
     def _special_ids(tokenizer: Any) -> dict[str, int | None]:
         """start/end/pad/mask/unk ids (start and unk may be None for a pretrained tokenizer)."""

@@ -2,7 +2,9 @@
 
 - ``local_association: lrc`` - LRC, in-batch relations (docs/method.md);
 - ``global_association: gsrc-fr`` - GSRC-FR, memory banks and neighbour mining (3.4);
-- ``pair_construction: iasc`` - information-asymmetric pairs (3.5).
+- ``pair_construction: iasc`` - information-asymmetric pairs (3.5);
+- ``pair_construction: recorded-views`` - the asymmetric views read from a recording
+  (step-by-step reproduction of another implementation).
 
 The losses are the standard ``itc`` and ``sdm`` objectives (plugin ``wsreid_standard``):
 ``L_rc_b``, ``L_rc_g`` and ``L_rc_h`` are ``sdm`` objectives pointed at the labels of an
@@ -17,8 +19,9 @@ from wsreid import hookimpl
 from wsreid_dgia.local import LocalRelationConstruction
 from wsreid_dgia.memory import GlobalRelationConstruction
 from wsreid_dgia.pairs import InformationAsymmetricPairs
+from wsreid_dgia.recorded import RecordedViews
 
-__all__ = ["LocalRelationConstruction", "GlobalRelationConstruction", "InformationAsymmetricPairs"]
+__all__ = ["LocalRelationConstruction", "GlobalRelationConstruction", "InformationAsymmetricPairs", "RecordedViews"]
 
 
 @hookimpl
@@ -26,3 +29,4 @@ def wsreid_register(registry) -> None:
     registry.add("local_association", "lrc", LocalRelationConstruction)
     registry.add("global_association", "gsrc-fr", GlobalRelationConstruction)
     registry.add("pair_construction", "iasc", InformationAsymmetricPairs)
+    registry.add("pair_construction", "recorded-views", RecordedViews)

@@ -138,13 +138,16 @@ def mask_tokens(
     special_token_ids: Iterable[int] = (),
     pad_token_id: int | None = None,
     ratio: float = 0.5,
+    mode: str = "at_least_one",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Text operator ``A_t``: B x L ids -> (masked ids B x L, masked positions B x L bool).
 
     A word token is a position with ``attention_mask`` set whose id is neither padding nor
-    special. Each is replaced by ``mask_token_id`` when its uniform is below ``ratio``;
-    a caption with word tokens but none drawn gets its token with the smallest uniform
-    masked, so at least one is always masked. ``uniforms``: B x L.
+    special. Each is replaced by ``mask_token_id`` when its uniform is below ``ratio``.
+    ``mode="at_least_one"`` (the paper's text): a caption with word tokens but none drawn
+    gets its token with the smallest uniform masked. ``mode="first_always"`` (the authors'
+    code): the first word token is always masked, the others with ``ratio``.
+    ``uniforms``: B x L.
     """
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"mask ratio must lie in (0, 1), got {ratio}")
@@ -156,7 +159,14 @@ def mask_tokens(
     if special:
         word &= ~torch.isin(input_ids, torch.tensor(special, dtype=input_ids.dtype, device=input_ids.device))
     masked = word & (u < ratio)
-    lacking = word.any(dim=1) & ~masked.any(dim=1)
-    forced = torch.argmin(u.masked_fill(~word, float("inf")), dim=1)
-    masked[lacking, forced[lacking]] = True
+    if mode == "first_always":
+        has_word = word.any(dim=1)
+        first = torch.argmax(word.int(), dim=1)
+        masked[has_word, first[has_word]] = True
+    elif mode == "at_least_one":
+        lacking = word.any(dim=1) & ~masked.any(dim=1)
+        forced = torch.argmin(u.masked_fill(~word, float("inf")), dim=1)
+        masked[lacking, forced[lacking]] = True
+    else:
+        raise ValueError(f"unknown mask mode {mode!r} (use 'at_least_one' or 'first_always')")
     return input_ids.masked_fill(masked, mask_token_id), masked

@@ -64,6 +64,16 @@ class GsrcParams(Params):
         description="precision of the normalised scoring copy of the ranking bank that mining reads; fp16/bf16 "
         "candidates are re-scored in fp32 from the stored rows. auto: bf16 on GPUs and on CPUs with AMX, else fp32",
     )
+    memory_features: Literal["normalised", "raw"] = Field(
+        "normalised",
+        description="what the banks store: L2-normalised features, or the raw features as the encoder returns "
+        "them (authors' code); mining and the loss normalise rows either way, the momentum update mixes what is stored",
+    )
+    relation_dtype: Literal["fp32", "fp16"] = Field(
+        "fp32",
+        description="precision of the enlarged batch's relation matrix and of its SDM target (softmax and log): "
+        "float32, or float16 as the authors' code builds it",
+    )
 
 
 class GlobalRelationConstruction(GlobalAssociation):
@@ -137,6 +147,10 @@ class GlobalRelationConstruction(GlobalAssociation):
 
     def after_step(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> None:
         feats = features[BASE_VIEW]  # memory always holds un-augmented features
+        if self.params.memory_features == "raw":
+            if feats.image_raw is None or feats.text_raw is None:
+                raise TrainingError("gsrc-fr memory_features 'raw': the engine passed no raw features")
+            feats = ViewFeatures(feats.image_raw, feats.text_raw)
         if self.image_memory is None:
             self._allocate(feats.image.shape[1], feats.image.device)
         self._to(feats.image.device)
@@ -199,6 +213,8 @@ class GlobalRelationConstruction(GlobalAssociation):
         )  # fmt: skip
         weights = neighbour_weights(nb.similarity, nb.valid, p.gamma)
         _, relation = group_relation(nb.valid, weights, p.query_rows)
+        if p.relation_dtype == "fp16":  # the SDM then builds its target in float16 too
+            relation = relation.half()
         image, text = enlarged_features(feats.image, feats.text, self.image_memory, self.text_memory, nb)
         count = nb.count
         links, with_neighbours = int(count.sum()), int((count > 0).sum())

@@ -19,6 +19,11 @@ class IascParams(Params):
     """Parameters of the asymmetric view; defaults as in the authors' code."""
 
     mask_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="r: probability that a word token is masked (Eq. 20)")
+    mask_mode: Literal["at_least_one", "first_always"] = Field(
+        "at_least_one",
+        description="'at_least_one': each word token with r, one forced when none is drawn (paper text); "
+        "'first_always': the first word token always, the others with r (authors' code)",
+    )
     augment_base: bool = Field(
         False, description="also augment the base view's images (paper text); the code leaves them un-augmented"
     )
@@ -85,7 +90,7 @@ class InformationAsymmetricPairs(PairConstruction):
         u = sample_uniforms(self.context.seed, self.step, index, batch.input_ids.shape[1], _TEXT_STREAM, batch.input_ids.device)
         ids, _ = mask_tokens(
             batch.input_ids, batch.attention_mask, u, encoder.mask_token_id,
-            encoder.special_token_ids, encoder.pad_token_id, p.mask_ratio,
+            encoder.special_token_ids, encoder.pad_token_id, p.mask_ratio, p.mask_mode,
         )  # fmt: skip
         self.step += 1
         return {

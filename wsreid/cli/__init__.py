@@ -10,12 +10,13 @@ print. Nothing outside this package imports it (tests/test_layering.py).
     wsreid schema
     wsreid plugins
     wsreid data synth|check ...
+    wsreid convert-weights IN.pt OUT_DIR [--tokenizer BPE_FILE]
 
 One module per command group: :mod:`wsreid.cli.run` (run, validate), :mod:`wsreid.cli.eval`,
 :mod:`wsreid.cli.ablate`, :mod:`wsreid.cli.plugins` (plugins, schema),
-:mod:`wsreid.cli.data`. User errors print one line ``error: ...`` and exit with
-:attr:`~wsreid.errors.ExitCode.USER_ERROR` (2); ``--debug`` (before or after the command)
-shows the traceback.
+:mod:`wsreid.cli.data`, :mod:`wsreid.cli.convert` (convert-weights). User errors print one
+line ``error: ...`` and exit with :attr:`~wsreid.errors.ExitCode.USER_ERROR` (2);
+``--debug`` (before or after the command) shows the traceback.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import argparse
 import os
 import sys
 
-from wsreid.cli import ablate, data, eval, plugins, run
+from wsreid.cli import ablate, convert, data, eval, plugins, run
 from wsreid.cli.common import add_debug
 from wsreid.errors import ExitCode, UserError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_parsers(sub)
     plugins.add_parsers(sub)
     data.add_data_parser(sub)
+    convert.add_parsers(sub)
     return parser
 
 

@@ -31,14 +31,15 @@ def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[tor
     return (1.0 / (255.0 * s)).float(), (m / s).float()
 
 
-def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std) -> torch.Tensor:
-    """PIL image -> 3 x H x W float tensor, resized (bicubic) and normalised:
+def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std, interpolation: str = "bicubic") -> torch.Tensor:
+    """PIL image -> 3 x H x W float tensor, resized (PIL ``interpolation``: 'bicubic' or
+    'bilinear') and normalised:
     ``(x / 255 - mean) / std`` per channel, computed from the uint8 pixels in one pass each
     for the layout change, the conversion and the affine map (no float64/float32 copies of
     the H x W x 3 array, no per-call constants)."""
     h, w = size
     if image.size != (w, h):
-        image = image.resize((w, h), Image.BICUBIC)
+        image = image.resize((w, h), Image.BILINEAR if interpolation == "bilinear" else Image.BICUBIC)
     if image.mode != "RGB":
         image = image.convert("RGB")
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()  # 3 x H x W uint8
@@ -53,12 +54,13 @@ class ImageFiles(torch.utils.data.Dataset):
         self.paths = list(paths)
         self.size = tuple(encoder.image_size)
         self.mean, self.std = encoder.image_mean, encoder.image_std
+        self.interpolation = getattr(encoder, "image_interpolation", "bicubic")
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
-        return i, image_to_tensor(load_image(self.paths[i]), self.size, self.mean, self.std)
+        return i, image_to_tensor(load_image(self.paths[i]), self.size, self.mean, self.std, self.interpolation)
 
 
 class TrainPairs(torch.utils.data.Dataset):

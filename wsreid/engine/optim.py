@@ -64,5 +64,10 @@ def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
 
 
 def build_scheduler(optimizer, steps_per_epoch: int, train: TrainConfig):
-    """The per-step warm-up + cosine schedule (:func:`lr_factor`)."""
+    """The warm-up + cosine schedule (:func:`lr_factor`) as a LambdaLR stepped once per step; with
+    ``train.lr_schedule_unit: epoch`` the factor of step s is that of epoch s // steps_per_epoch
+    (constant within an epoch, as the authors' code steps it)."""
+    if train.lr_schedule_unit == "epoch":
+        per_epoch = max(steps_per_epoch, 1)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step // per_epoch, 1, train))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, train))

@@ -55,18 +55,28 @@ from wsreid.pluginmanager import Plugins
 class EncodeViews(torch.nn.Module):
     """Wraps the encoder so that one forward call encodes every view (the unit DDP wraps).
 
-    images: V*B x 3 x H x W, input_ids/attention_mask: V*B x L -> two V*B x d tensors,
-    L2-normalised, in float32."""
+    images: V*B x 3 x H x W, input_ids/attention_mask: V*B x L -> four V*B x d float32
+    tensors: image and text L2-normalised, then image and text as the encoder returned them.
+    ``sizes`` (rows per view) encodes each view in its own pass (``train.encode_views:
+    separately``); None encodes all rows at once."""
 
     def __init__(self, encoder):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, images, input_ids, attention_mask):
-        """-> (V*B x d image features, V*B x d text features), L2-normalised, float32."""
+    def forward(self, images, input_ids, attention_mask, sizes=None):
+        """-> (image features, text features, raw image features, raw text features), each
+        V*B x d float32; the first two L2-normalised. ``sizes`` (rows per view) encodes each
+        view in its own encoder call (``train.encode_views: separately``)."""
+        if sizes is not None:
+            parts = zip(images.split(sizes), input_ids.split(sizes), attention_mask.split(sizes))
+            encoded = [(self.encoder.encode_image(i), self.encoder.encode_text(t, m)) for i, t, m in parts]
+            image = torch.cat([e[0] for e in encoded]).float()
+            text = torch.cat([e[1] for e in encoded]).float()
+            return F.normalize(image, dim=-1), F.normalize(text, dim=-1), image, text
         image = self.encoder.encode_image(images).float()
         text = self.encoder.encode_text(input_ids, attention_mask).float()
-        return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+        return F.normalize(image, dim=-1), F.normalize(text, dim=-1), image, text
 
 
 class Run:
@@ -304,10 +314,12 @@ class Run:
         images = torch.cat([views[n].images for n in names])
         ids = torch.cat([views[n].input_ids for n in names])
         mask = torch.cat([views[n].attention_mask for n in names])
-        with self.accelerator.autocast():
-            image, text = self.model(images, ids, mask)
         sizes = [views[n].images.shape[0] for n in names]
-        return {n: ViewFeatures(i, t) for n, i, t in zip(names, image.split(sizes), text.split(sizes))}
+        with self.accelerator.autocast():
+            separately = sizes if self.recipe.train.encode_views == "separately" else None
+            image, text, image_raw, text_raw = self.model(images, ids, mask, separately)
+        parts = zip(names, image.split(sizes), text.split(sizes), image_raw.split(sizes), text_raw.split(sizes))
+        return {n: ViewFeatures(i, t, ri, rt) for n, i, t, ri, rt in parts}
 
     def global_batch(self, features: dict[str, ViewFeatures], batch: Batch) -> tuple[dict[str, ViewFeatures], Batch]:
         """Features and indices of the whole global batch on every process.
@@ -318,7 +330,8 @@ class Run:
         empty image/token tensors (the encoder already ran). Identity on one process."""
         if self.dist.world_size == 1:
             return features, batch
-        gathered = {v: ViewFeatures(self.dist.gather_with_grad(f.image), self.dist.gather_with_grad(f.text))
+        gathered = {v: ViewFeatures(self.dist.gather_with_grad(f.image), self.dist.gather_with_grad(f.text),
+                                    self.dist.gather(f.image_raw.detach()), self.dist.gather(f.text_raw.detach()))
                     for v, f in features.items()}
         empty = torch.zeros(0, device=batch.index.device)
         gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index),
@@ -375,7 +388,8 @@ class Run:
         self.scheduler.step()
         if c.global_associations:
             base = features[BASE_VIEW]
-            detached = {BASE_VIEW: ViewFeatures(base.image.detach(), base.text.detach())}
+            detached = {BASE_VIEW: ViewFeatures(base.image.detach(), base.text.detach(),
+                                                base.image_raw.detach(), base.text_raw.detach())}
             for assoc in c.global_associations.values():
                 assoc.after_step(detached, batch, ctx)
         out = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}

@@ -45,6 +45,16 @@ class TrainConfig(Strict):
     warmup_epochs: float = Field(5, ge=0, description="linear warm-up length in epochs")
     warmup_factor: float = Field(0.1, gt=0, le=1, description="warm-up starts at warmup_factor * lr")
     min_lr_factor: float = Field(0.0, ge=0, le=1, description="cosine decays to min_lr_factor * lr")
+    encode_views: Literal["together", "separately"] = Field(
+        "together",
+        description="encoder passes per step: one over every view's rows, or one per view as the authors' code "
+        "does (the same values; in float16 the weights' gradients are then summed per pass, as theirs are)",
+    )
+    lr_schedule_unit: Literal["step", "epoch"] = Field(
+        "step",
+        description="granularity of warm-up and cosine decay: every optimizer step, or once per epoch (the lr "
+        "stays constant within an epoch, as the authors' code steps its scheduler)",
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="autocast precision (fp16 needs a GPU)")
     grad_clip: float | None = Field(None, gt=0, description="clip gradient norm (none by default)")
     num_workers: int = Field(0, ge=0, description="data loader workers")
