@@ -40,7 +40,7 @@ def build(recipe: str, overrides: list[str], workdir: Path):
     from wsreid.engine.run import Run
     from wsreid.recipe import dump_resolved_yaml
 
-    loaded, plugins = load(str(REPO / recipe), ["init=null", *overrides], [])
+    loaded, plugins = load(str(REPO / recipe), ["init=null", "encoder.pretrained=null", *overrides], [])
     run = Run(loaded.recipe, plugins, workdir, resolved_yaml=dump_resolved_yaml(loaded))
     run.setup()
     return run
