@@ -36,11 +36,12 @@ VIT_B16 = [
 
 
 def build(recipe: str, overrides: list[str], workdir: Path):
-    from wsreid.cli import load
+    from wsreid.recipe import load_recipe
     from wsreid.engine.run import Run
     from wsreid.recipe import dump_resolved_yaml
 
-    loaded, plugins = load(str(REPO / recipe), ["init=null", "encoder.pretrained=null", *overrides], [])
+    loaded = load_recipe(str(REPO / recipe), ["init=null", "encoder.pretrained=null", *overrides])
+    plugins = loaded.plugins
     run = Run(loaded.recipe, plugins, workdir, resolved_yaml=dump_resolved_yaml(loaded))
     run.setup()
     return run

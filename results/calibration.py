@@ -47,12 +47,12 @@ def _mean(values: list[float]) -> str:
 
 
 def base_rate() -> float:
-    from wsreid.cli import load
-    from wsreid.engine.run import build_component
     from wsreid.api import BuildContext
+    from wsreid.engine.components import build_component
+    from wsreid.recipe import load_recipe
 
-    loaded, plugins = load(str(REPO / "recipes" / "dgia.yaml"), [], [])
-    splits = build_component(plugins, "dataset", loaded.recipe.data, BuildContext(run_dir=None, seed=0, device="cpu"), "data").load()
+    loaded = load_recipe(str(REPO / "recipes" / "dgia.yaml"))
+    splits = build_component(loaded.plugins, "dataset", loaded.recipe.data, BuildContext(run_dir=None, seed=0, device="cpu"), "data").load()
     counts = Counter(p.person_id for p in splits.train)
     n = sum(counts.values())
     return sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))

@@ -27,13 +27,13 @@ def main() -> int:
     parser.add_argument("--percentile", type=float, default=99.0)
     parser.add_argument("--also", default="90,95,97,98", help="other percentiles to report the joint share of")
     args = parser.parse_args()
-    from wsreid.cli import load
     from wsreid.distributed import Distributed
     from wsreid.engine.evaluate import extract_train_features
-    from wsreid.evalcmd import _build
+    from wsreid.engine.offline_eval import build_for_evaluation
+    from wsreid.recipe import load_recipe
 
-    loaded, plugins = load(args.recipe, [], [])
-    splits, encoder, device = _build(loaded.recipe, plugins, None)
+    loaded = load_recipe(args.recipe)
+    splits, encoder, device = build_for_evaluation(loaded.recipe, loaded.plugins, None)
     dist = Distributed(None)
     dist.device = device
     features = extract_train_features(encoder, splits.train, 256, dist)

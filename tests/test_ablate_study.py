@@ -119,8 +119,8 @@ def test_failing_runs_are_reported_and_the_others_run(study_file, tmp_path):
     runs = plan_runs(loaded, tmp_path / "out")
     called = []
 
-    def fake_execute(argv):  # stands in for `wsreid run`: writes metrics.json or crashes
-        out = Path(next(a for a in argv if a.startswith("output_dir=")).split("=", 1)[1].strip('"'))
+    def fake_execute(study, run, state, disabled):  # stands in for `wsreid run`: writes metrics.json or crashes
+        out = run.run_dir
         called.append(out.parent.name)
         if out.parent.name == "C_sup":
             raise RuntimeError("CUDA out of memory\nwhile allocating")
@@ -163,8 +163,8 @@ def test_variant_option_runs_only_those_variants(study_file, tmp_path, capsys, m
     captured = capsys.readouterr()
     assert captured.err.count(": new -> ") == 2 and "B+x/seed-1" in captured.err and "D/seed-1" in captured.err
 
-    def fake_run(argv):
-        run_dir = Path(next(a for a in argv if a.startswith("output_dir=")).split("=", 1)[1].strip('"'))
+    def fake_run(study, run, state, disabled):
+        run_dir = run.run_dir
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.json").write_text(json.dumps(_metrics(20.0)))
 
@@ -187,9 +187,8 @@ def test_seeds_option_runs_a_subset_and_the_table_covers_every_seed(study_file, 
     assert "4 runs (0 finished); nothing was run" in captured.out
     assert captured.err.count(": new -> ") == 4 and "seed-2" in captured.err and "seed-0" not in captured.err
 
-    def fake_run(argv):  # stands in for `wsreid run`: seed -> R1
-        out = Path(next(a for a in argv if a.startswith("output_dir=")).split("=", 1)[1].strip('"'))
-        seed = int(next(a for a in argv if a.startswith("train.seed=")).split("=")[1])
+    def fake_run(study, run, state, disabled):  # stands in for `wsreid run`: seed -> R1
+        out, seed = run.run_dir, run.seed
         out.mkdir(parents=True)
         (out / "metrics.json").write_text(json.dumps(_metrics(10.0 + seed)))
 
@@ -220,7 +219,7 @@ def test_shipped_dgia_study_plans_the_paper_rows():
 
 def test_a_finished_run_whose_recipe_changed_is_run_again(study_file, tmp_path):
     from wsreid.ablate import _decide
-    from wsreid.cli import load
+    from wsreid.recipe import load_recipe
     from wsreid.recipe import dump_resolved_yaml
 
     loaded = load_study(study_file)
@@ -228,7 +227,7 @@ def test_a_finished_run_whose_recipe_changed_is_run_again(study_file, tmp_path):
     run.run_dir.mkdir(parents=True)
     (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(10.0)))
     (run.run_dir / ".wsreid-run").write_text("{}")
-    resolved = dump_resolved_yaml(load(str(loaded.base), run.overrides, [])[0])
+    resolved = dump_resolved_yaml(load_recipe(str(loaded.base), run.overrides))
     (run.run_dir / "recipe.yaml").write_text(resolved.replace("output_dir:", "output_dir: elsewhere #"))
     assert _decide(loaded, run, []) == "done"  # the same recipe (output_dir aside): kept
     # A run made before an option existed: its recipe.yaml lacks the key; at its default

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from conftest import RECIPES
-from wsreid.cli import load, main
+from wsreid.cli import main
+from wsreid.recipe import load_recipe
 
 
 @pytest.mark.parametrize("name", ["itc.yaml", "cluster-pseudo-labels.yaml", "supervised.yaml"])
@@ -19,7 +20,7 @@ def test_baseline_recipe_validates(name, capsys):
 
 
 def test_cluster_pseudo_label_recipe_settings():
-    r = load(str(RECIPES / "baselines" / "cluster-pseudo-labels.yaml"), [], [])[0].recipe
+    r = load_recipe(str(RECIPES / "baselines" / "cluster-pseudo-labels.yaml"), []).recipe
     g = r.global_associations["pseudo_labels"]
     assert (g.name, g.k1, g.k2, g.eps, g.min_samples, g.cluster_on) == ("cluster-pseudo-labels", 30, 6, 0.6, 4, "image")
     t = r.objectives["triplet"]
@@ -41,12 +42,14 @@ def test_cluster_pseudo_label_baseline_trains_all_losses(make_recipe, tmp_path):
 
 
 def test_supervised_bound_is_marked_not_weakly_supervised():
-    from wsreid.evalcmd import _supervision
+    from wsreid.engine.offline_eval import supervision as _supervision
 
-    loaded, plugins = load(str(RECIPES / "baselines" / "supervised.yaml"), [], [])
+    loaded = load_recipe(str(RECIPES / "baselines" / "supervised.yaml"), [])
+    plugins = loaded.plugins
     weakly, note = _supervision(loaded.recipe, plugins, zero_shot=False)
     assert weakly is False and note == ("NOT weakly supervised: trained with true identity labels via "
                                         "local_associations.true_identity")
     assert _supervision(loaded.recipe, plugins, zero_shot=True) == (True, None)  # no training: nothing learned
-    loaded, plugins = load(str(RECIPES / "baselines" / "itc.yaml"), [], [])
+    loaded = load_recipe(str(RECIPES / "baselines" / "itc.yaml"), [])
+    plugins = loaded.plugins
     assert _supervision(loaded.recipe, plugins, zero_shot=False) == (True, None)

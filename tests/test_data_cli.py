@@ -11,7 +11,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from wsreid.api import BuildContext
-from wsreid.data.cli import add_data_parser
+from wsreid.cli.data import add_data_parser
 from wsreid.data.synth.generate import GENERATOR_VERSION, PRESETS, SynthPreset
 from wsreid.errors import DataError
 from wsreid.pluginmanager import load_plugins

@@ -13,7 +13,7 @@ from ruamel.yaml import YAML
 
 from conftest import RECIPES, TINY_OVERRIDES
 from wsreid.cli import main
-from wsreid.evalcmd import mask_query_tokens, parse_ratios
+from wsreid.query_masking import mask_query_tokens, parse_ratios
 from wsreid.errors import UserError
 
 KEYS = ("R1", "R5", "R10", "mAP", "mINP")
@@ -124,7 +124,7 @@ def test_mask_query_tokens_masks_a_share_of_word_tokens():
 
 def test_table_shows_a_dash_where_no_query_pair_exists():
     """A split with one caption has no pair of queries: the cosine is null, the table a dash."""
-    from wsreid.evalcmd import evaluation_table
+    from wsreid.engine.offline_eval import evaluation_table
 
     result = {"dataset": "d", "split": "test", "weights": "w", "R1": 100.0, "R5": 100.0, "R10": 100.0,
               "mAP": 100.0, "mINP": 100.0, "top1_images": 1, "top1_hub_share": 100.0, "query_mean_cosine": None}
@@ -145,10 +145,11 @@ def test_cross_dataset_evaluation_reuses_the_runs_tokenizer(trained, other_root,
     assert _snapshot(run_dir) == before and not (work / "unused").exists()
 
     # The encoder gets the run's saved vocabulary, not one built from the other captions.
-    from wsreid.cli import load
-    from wsreid.evalcmd import _build
+    from wsreid.recipe import load_recipe
+    from wsreid.engine.offline_eval import build_for_evaluation as _build
 
-    loaded, plugins = load(str(run_dir / "recipe.yaml"), [f"data.root={other_root}", "data.seed=1"], [])
+    loaded = load_recipe(str(run_dir / "recipe.yaml"), [f"data.root={other_root}", "data.seed=1"])
+    plugins = loaded.plugins
     _, with_run, _ = _build(loaded.recipe, plugins, run_dir)
     _, without_run, _ = _build(loaded.recipe, plugins, None)
     from transformers import PreTrainedTokenizerFast

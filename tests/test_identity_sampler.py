@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from conftest import RECIPES
-from wsreid.cli import load, main
+from wsreid.cli import main
+from wsreid.recipe import load_recipe
 from wsreid.engine.data import IdentityBatchSampler
 from wsreid.errors import UserError
 from wsreid.recipe.model import TrainConfig
@@ -148,15 +149,17 @@ def test_recipe_validation_names_the_problem(capsys):
 
 
 def test_pk_recipe_settings_and_supervision_note():
-    from wsreid.evalcmd import _supervision
+    from wsreid.engine.offline_eval import supervision as _supervision
 
-    loaded, plugins = load(str(RECIPES / "baselines" / "supervised-pk.yaml"), [], [])
+    loaded = load_recipe(str(RECIPES / "baselines" / "supervised-pk.yaml"), [])
+    plugins = loaded.plugins
     t = loaded.recipe.train
     assert (t.sampler, t.instances_per_identity, t.batch_size % t.instances_per_identity) == ("identity", 4, 0)
     assert _supervision(loaded.recipe, plugins, zero_shot=False) == (
         False, "NOT weakly supervised: trained with true identity labels via local_associations.true_identity, "
                "train.sampler: identity reads true person ids")
-    loaded, plugins = load(str(RECIPES / "baselines" / "itc.yaml"), ["train.sampler=identity"], [])
+    loaded = load_recipe(str(RECIPES / "baselines" / "itc.yaml"), ["train.sampler=identity"])
+    plugins = loaded.plugins
     assert _supervision(loaded.recipe, plugins, zero_shot=False)[0] is False
     assert _supervision(loaded.recipe, plugins, zero_shot=True) == (True, None)
 
@@ -172,7 +175,8 @@ def test_identity_sampler_run_is_not_weakly_supervised(make_recipe, tmp_path, ca
     from wsreid.api import BuildContext
     from wsreid.engine.components import build_component
 
-    loaded, plugins = load(str(recipe), [], [])
+    loaded = load_recipe(str(recipe), [])
+    plugins = loaded.plugins
     train = build_component(plugins, "dataset", loaded.recipe.data, BuildContext(run_dir=tmp_path, seed=0),
                             "data").load().train
     steps = IdentityBatchSampler([r.person_id for r in train], 16, 4, seed=0).steps_per_epoch()

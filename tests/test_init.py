@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from wsreid.cli import load, main
+from wsreid.cli import main
+from wsreid.recipe import load_recipe
 from wsreid.engine.run import Run
 
 
@@ -33,8 +34,11 @@ def test_init_recipe_is_trained_once_cached_and_loaded(make_recipe, tmp_path, mo
     assert main(["run", str(recipe), "--output-dir", str(tmp_path / "b")]) == 0
     assert "training the initial encoder" not in capsys.readouterr().err
     assert (cached[0] / "metrics.json").stat().st_mtime_ns == stamp
-    loaded, plugins = load(str(recipe), [], [])
-    run = Run(loaded.recipe, plugins, tmp_path / "c")
+    loaded = load_recipe(str(recipe), [])
+    plugins = loaded.plugins
+    from wsreid.engine.session import init_weights
+
+    run = Run(loaded.recipe, plugins, tmp_path / "c", init_weights=init_weights(loaded.recipe.init, tmp_path / "c"))
     run.setup()
     weights = load_file(str(cached[0] / "checkpoints" / "epoch-0001" / "model.safetensors"))
     state = run.encoder.state_dict()
@@ -69,16 +73,16 @@ def test_init_run_that_does_not_exist_is_a_clear_error(make_recipe, tmp_path, ca
 def test_cache_key_covers_the_recipe_as_written_not_defaults_or_output_dir(tmp_path):
     """Trained encoders stay valid when a new option arrives with a default (its value is
     not in the written tree) and when only output_dir differs; any written change counts."""
-    from wsreid.cli import load
+    from wsreid.recipe import load_recipe
     from wsreid.engine.init import cache_key
 
     shipped = Path(__file__).resolve().parents[1] / "recipes" / "base" / "pretrain-tiny-clip-short.yaml"
-    loaded, _ = load(str(shipped), [], [])
+    loaded = load_recipe(str(shipped), [])
     key = cache_key(loaded.tree)
     assert len(key) == 12 and int(key, 16) >= 0
     assert cache_key({**loaded.tree, "output_dir": "elsewhere"}) == key
     moved = tmp_path / "copy.yaml"  # the same recipe from another place: same key
     moved.write_text(f"extends: {shipped}\noutput_dir: somewhere/else\n")
-    assert cache_key(load(str(moved), [], [])[0].tree) == key
-    assert cache_key(load(str(shipped), ["train.epochs=3"], [])[0].tree) != key
-    assert cache_key(load(str(shipped), ["train.lr=0.001"], [])[0].tree) != key
+    assert cache_key(load_recipe(str(moved), []).tree) == key
+    assert cache_key(load_recipe(str(shipped), ["train.epochs=3"]).tree) != key
+    assert cache_key(load_recipe(str(shipped), ["train.lr=0.001"]).tree) != key

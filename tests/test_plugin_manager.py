@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -77,7 +78,9 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_works(site, make
     site("fake-broken", "0.1", {"broken": "fakeplug_broken"}, {"fakeplug_broken": "import no_such_dependency_xyz\n"})
     plugins = load_plugins()
     assert [(b.name, b.distribution) for b in plugins.broken] == [("broken", "fake-broken")]
-    assert plugins.broken[0].error == "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"
+    broken_file = next(p for p in map(Path, sys.path) if (p / "fakeplug_broken.py").exists()) / "fakeplug_broken.py"
+    assert plugins.broken[0].error == ("ModuleNotFoundError: No module named 'no_such_dependency_xyz' "
+                                       f"(at {broken_file}:1)")  # the file and line that failed
     assert "warning: plugin 'broken' from distribution 'fake-broken' failed to load" in capsys.readouterr().err
     assert plugins.registry.get("objective", "itc").distribution == "wsreid"
 

@@ -27,7 +27,7 @@ def _shipped() -> Path:
 
 def test_shipped_encoder_is_small_complete_and_the_default(tmp_path) -> None:
     from wsreid.data.synth.web_captions import lexicon_captions
-    from wsreid.cli import load
+    from wsreid.recipe import load_recipe
     from wsreid_clip.tokenizer import load_tokenizer
 
     directory = _shipped()
@@ -41,7 +41,7 @@ def test_shipped_encoder_is_small_complete_and_the_default(tmp_path) -> None:
     unknown = [w for w in words if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
     assert unknown == []
     for recipe in ("dgia.yaml", "baselines/itc.yaml", "baselines/cluster-pseudo-labels.yaml"):
-        assert load(str(REPO / "recipes" / recipe), [], [])[0].recipe.encoder.pretrained == NAME
+        assert load_recipe(str(REPO / "recipes" / recipe)).recipe.encoder.pretrained == NAME
 
 
 def test_recorded_zero_shot_is_reproduced(synth_tiny_root, capsys) -> None:

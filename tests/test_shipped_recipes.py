@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wsreid.cli import load, main
+from wsreid.cli import main
+from wsreid.recipe import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMPLETE = sorted(p for p in RECIPES.rglob("*.yaml") if "base" not in p.parts and "ablations" not in p.parts)
@@ -28,7 +29,7 @@ def test_recipe_validates(path, capsys):
 @pytest.mark.parametrize("dataset, epochs, select", [("cuhk-pedes", 40, "val"), ("icfg-pedes", 40, "last"),
                                                       ("rstpreid", 16, "val")])
 def test_paper_recipes_carry_the_paper_setting(dataset, epochs, select):
-    loaded, _ = load(str(RECIPES / "paper" / f"{dataset}-dgia.yaml"), [], [])
+    loaded = load_recipe(str(RECIPES / "paper" / f"{dataset}-dgia.yaml"), [])
     r = loaded.recipe
     assert r.encoder.pretrained == "openai/clip-vit-base-patch16"
     assert tuple(r.encoder.image_size) == (384, 128) and r.encoder.max_length == 77

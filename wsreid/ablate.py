@@ -1,4 +1,5 @@
-"""``wsreid ablate STUDY.yaml``: run every variant x seed of a study, then tabulate.
+"""Ablation studies (the library behind ``wsreid ablate STUDY.yaml``): run every variant x
+seed of a study, then tabulate.
 
 A study file (YAML 1.2; docs/ablations.md)::
 
@@ -14,7 +15,7 @@ A study file (YAML 1.2; docs/ablations.md)::
 
 Each run is ``wsreid run BASE -o <shared> -o <variant> -o <command line -o> -o train.seed=S``
 into ``OUTPUT_DIR/runs/<label>/seed-<S>``, executed in this process through the same
-function as ``wsreid run`` (``--subprocess``: one ``python -m wsreid run`` per run, which
+function as ``wsreid run`` (:func:`wsreid.engine.session.run_recipe`; ``--subprocess``: one ``python -m wsreid run`` per run, which
 isolates crashes and memory; ``--jobs N``: N such processes at once). Resumable: a run whose directory holds ``metrics.json`` is
 not redone, an interrupted one is resumed from its last checkpoint (restarted when it has
 none), and a run whose recipe changed since is started again. A failing run (a user error
@@ -24,7 +25,6 @@ or any exception) is recorded in the status column and the other runs go on. The
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shlex
@@ -35,7 +35,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from wsreid.errors import UserError
+from wsreid.engine.rundir import RunMode, RunState, same_recipe
+from wsreid.errors import StudyError, UserError
 
 __all__ = [
     "StudyError",
@@ -49,16 +50,15 @@ __all__ = [
     "run_state",
     "run_study",
     "collect_outcomes",
-    "add_ablate_parser",
-    "cmd_ablate",
+    "execute_in_process",
+    "execute_subprocess",
+    "StudyReport",
+    "ablation_study",
 ]
 
 METRICS = ["R1", "R5", "R10", "mAP", "mINP"]
-STATE_DONE, STATE_RESUME, STATE_RESTART, STATE_NEW = "done", "resume", "restart", "new"
-
-
-class StudyError(UserError):
-    """A study file is missing or invalid."""
+STATE_DONE, STATE_RESUME, STATE_RESTART, STATE_NEW = (RunState.DONE.value, RunState.RESUME.value,
+                                                      RunState.RESTART.value, RunState.NEW.value)
 
 
 class _Strict(BaseModel):
@@ -175,6 +175,7 @@ def load_study(path: str | Path) -> LoadedStudy:
 
 
 def default_output_dir(loaded: LoadedStudy) -> Path:
+    """The study's ``output_dir``, else ``runs/ablations/<study file name>``."""
     return Path(loaded.study.output_dir or f"runs/ablations/{loaded.path.stem}")
 
 
@@ -193,45 +194,20 @@ def plan_runs(loaded: LoadedStudy, output_dir: Path, cli_overrides: list[str] = 
 
 def run_state(run_dir: Path) -> str:
     """``done`` (metrics.json present), ``resume`` (a wsreid run with a checkpoint),
-    ``restart`` (a wsreid run without one) or ``new``."""
-    from wsreid.cli import RUN_MARKER
+    ``restart`` (a wsreid run without one) or ``new`` (:func:`wsreid.engine.rundir.run_state`)."""
+    from wsreid.engine.rundir import run_state as state_of
 
-    if (run_dir / "metrics.json").exists():
-        return STATE_DONE
-    if (run_dir / RUN_MARKER).exists():
-        return STATE_RESUME if (run_dir / "checkpoints" / "latest").exists() else STATE_RESTART
-    return STATE_NEW
-
-
-def _same_recipe(run_dir: Path, resolved_yaml: str, disabled: list[str] = ()) -> bool:
-    """Whether the run was made with this recipe: its saved recipe.yaml, validated again
-    (so options added since, at their defaults, do not count as a change), resolves to the
-    same text as the planned run's, ``output_dir`` aside."""
-    from wsreid.cli import _strip_output_dir, load
-    from wsreid.recipe import dump_resolved_yaml
-
-    saved = run_dir / "recipe.yaml"
-    if not saved.exists():
-        return False
-    wanted = _strip_output_dir(resolved_yaml)
-    if _strip_output_dir(saved.read_text()) == wanted:
-        return True
-    try:
-        again, _ = load(str(saved), [], list(disabled))
-    except Exception:  # a recipe that no longer validates is a changed recipe
-        return False
-    return _strip_output_dir(dump_resolved_yaml(again)) == wanted
+    return state_of(run_dir).value
 
 
 def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str]) -> str:
     """The state of ``run``, with ``restart`` for a run whose recipe has changed since.
     Loading the recipe here also reports an invalid variant before anything runs."""
-    from wsreid.cli import load
-    from wsreid.recipe import dump_resolved_yaml
+    from wsreid.recipe import dump_resolved_yaml, load_recipe
 
     state = run_state(run.run_dir)
-    resolved, _ = load(str(loaded.base), run.overrides, disabled)
-    if state in (STATE_DONE, STATE_RESUME) and not _same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled):
+    resolved = load_recipe(loaded.base, run.overrides, disabled=disabled)
+    if state in (STATE_DONE, STATE_RESUME) and not same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled):
         return STATE_RESTART
     return state
 
@@ -246,15 +222,25 @@ def _argv(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str])
     return argv
 
 
-def execute_in_process(argv: list[str]) -> None:
-    """Run ``wsreid <argv>`` through the ``wsreid run`` function; raises on failure."""
+#: the run mode for a run in each state (a finished run is not run again)
+_MODES = {STATE_NEW: RunMode.NEW, STATE_RESUME: RunMode.RESUME, STATE_RESTART: RunMode.OVERWRITE}
+
+
+def execute_in_process(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str]) -> None:
+    """Run one planned run in this process through
+    :func:`wsreid.engine.session.run_recipe`, the function behind ``wsreid run``; raises on
+    failure (a ``RunInterrupted`` on Ctrl-C, after printing where to resume)."""
     import gc
 
-    from wsreid.cli import build_parser
+    from wsreid.engine.session import RunInterrupted, run_recipe
+    from wsreid.recipe import load_recipe
 
-    args = build_parser().parse_args(argv)
     try:
-        code = args.func(args)
+        recipe = load_recipe(loaded.base, run.overrides, disabled=disabled)
+        run_recipe(recipe, None, _MODES[state])
+    except RunInterrupted as exc:
+        print(f"\n{exc.message}", file=sys.stderr)
+        raise
     finally:
         gc.collect()
         try:
@@ -264,10 +250,6 @@ def execute_in_process(argv: list[str]) -> None:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
-    if code == 130:
-        raise KeyboardInterrupt
-    if code:
-        raise RuntimeError(f"wsreid run exited with code {code}")
 
 
 def execute_subprocess(argv: list[str], *, log_file: Path | None = None,
@@ -315,7 +297,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
-              execute: Callable[[list[str]], None] = execute_in_process, dry_run: bool = False,
+              execute: Callable[..., None] | None = None, dry_run: bool = False,
               jobs: int = 1, log_dir: Path | None = None,
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> list[RunOutcome]:
     """Run (or, ``dry_run``, list) every planned run; never stops on a failing run.
@@ -323,9 +305,11 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     ``jobs > 1`` runs that many trainings at once, each in its own ``python -m wsreid run``
     process with ``OMP_NUM_THREADS = cpus // jobs`` (unless set) and its output in
     ``log_dir/<label>-seed-<S>.log``; ``execute`` is then not used. Outcomes keep the order
-    of ``runs`` either way. A KeyboardInterrupt stops the study (the outcomes so far are kept
-    on the exception as ``outcomes``)."""
+    of ``runs`` either way. ``execute(loaded, run, state, disabled)`` runs one training in
+    this process (default :func:`execute_in_process`). A KeyboardInterrupt stops the study
+    (the outcomes so far are kept on the exception as ``outcomes``)."""
     disabled = list(disabled)
+    execute = execute or execute_in_process
     outcomes: dict[int, RunOutcome] = {}
     pending: list[tuple[int, PlannedRun, str, str]] = []
     for i, run in enumerate(runs, 1):
@@ -358,7 +342,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
                 log_file = (log_dir or run.run_dir.parent) / f"{_slug(run.label)}-seed-{run.seed}.log"
                 execute_subprocess(argv, log_file=log_file, threads=_threads_per_job(jobs))
             else:
-                execute(argv)
+                execute(loaded, run, state, disabled)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing run must not stop the study
@@ -444,79 +428,71 @@ def collect_outcomes(runs: list[PlannedRun]) -> list[RunOutcome]:
     return outcomes
 
 
-def add_ablate_parser(sub, common: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
-    """Register ``wsreid ablate`` on the CLI's subparsers (``common`` adds shared options)."""
-    p = sub.add_parser("ablate", help="run an ablation study (variants x seeds) and tabulate it")
-    p.add_argument("study", help="study YAML file (docs/ablations.md)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key in every run, after the study's own overrides (repeatable)")
-    p.add_argument("--output-dir", help="study directory (default: the study's output_dir)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
-    p.add_argument("--report-only", action="store_true",
-                   help="write the table, CSV and chart from the finished runs; run nothing")
-    p.add_argument("--subprocess", action="store_true",
-                   help="run each training in its own `python -m wsreid run` process (isolates crashes and memory)")
-    p.add_argument("--seeds", metavar="S[,S...]",
-                   help="run only these seeds (a comma-separated subset or replacement of the study's seeds); "
-                        "the table still covers the study's seeds, with the others shown as not run")
-    p.add_argument("--variant", action="append", default=[], metavar="LABEL",
-                   help="run only this variant (its exact label; repeatable); the table still covers every "
-                        "variant, with the others as they stand")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="run N trainings at once, each in its own process with cpus/N threads and its output "
-                        "in OUTPUT_DIR/logs/ (default 1: one after another)")
-    if common is not None:
-        common(p)
-    else:  # pragma: no cover
-        p.add_argument("--debug", action="store_true")
-        p.add_argument("--disable-plugin", action="append", default=[])
-    p.set_defaults(func=cmd_ablate)
+@dataclass
+class StudyReport:
+    """What :func:`ablation_study` did: the outcomes (every run of the study, in order),
+    the output paths (``md``, ``csv``, ``png``; empty on a dry run) and whether nothing
+    was run (``dry_run``)."""
+
+    outcomes: list[RunOutcome]
+    paths: dict[str, Path]
+    dry_run: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """Whether some run of the study failed."""
+        return any(o.status == "failed" for o in self.outcomes)
 
 
-def cmd_ablate(args) -> int:
-    """Run the study and write the table, CSV and chart; 0 when every run finished, 1 when
-    some failed, 130 when interrupted."""
+def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, overrides: list[str] = (),
+                   seeds: str | None = None, variants: list[str] = (), subprocess: bool = False, jobs: int = 1,
+                   disabled: list[str] = (), dry_run: bool = False, report_only: bool = False,
+                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> StudyReport:
+    """Run (or continue) an ablation study and write its table, CSV and chart
+    (:mod:`wsreid.ablate_table`). ``seeds`` ("0,1") and ``variants`` (exact labels) select
+    the runs to do now; the table still covers every run of the study. ``report_only``:
+    run nothing, tabulate the finished runs. ``subprocess``: each run in its own
+    ``python -m wsreid run`` process. A KeyboardInterrupt carries the outcomes so far as
+    ``outcomes``."""
     from wsreid.ablate_table import aggregate, write_outputs
     from wsreid.recipe import parse_override
 
-    loaded = load_study(args.study)
-    for text in args.override:
+    loaded = load_study(study)
+    overrides = list(overrides)
+    for text in overrides:
         parse_override(text)  # fail before any run on a malformed override
-    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(loaded)
-    runs = plan_runs(loaded, output_dir, args.override)
-    chosen = _parse_seeds(getattr(args, "seeds", None))
+    output_dir = Path(output_dir) if output_dir else default_output_dir(loaded)
+    runs = plan_runs(loaded, output_dir, overrides)
+    chosen = _parse_seeds(seeds)
     if chosen is not None:
         extra = [s for s in chosen if s not in loaded.study.seeds]
         if extra:  # seeds beyond the study's: plan them too (the table shows them as well)
             loaded.study.seeds = list(loaded.study.seeds) + extra
-            runs = plan_runs(loaded, output_dir, args.override)
-    variants = _check_variants(getattr(args, "variant", []), loaded)
-    execute = execute_subprocess if args.subprocess else execute_in_process
-    disabled = getattr(args, "disable_plugin", [])
-    jobs = getattr(args, "jobs", 1)
+            runs = plan_runs(loaded, output_dir, overrides)
+    wanted = _check_variants(list(variants), loaded)
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1", hint="give the number of trainings to run at once")
-    try:
-        if args.report_only:
-            outcomes = collect_outcomes(runs)
-        else:
-            selected = [r for r in runs if (chosen is None or r.seed in chosen)
-                        and (variants is None or r.label in variants)]
-            outcomes = run_study(loaded, selected, disabled=disabled, execute=execute, dry_run=args.dry_run,
-                                 jobs=jobs, log_dir=output_dir / "logs")
-            if len(selected) < len(runs) and not args.dry_run:  # the table covers every run of the study
-                done = {(o.run.label, o.run.seed): o for o in outcomes}
-                outcomes = [done.get((r.label, r.seed)) or collect_outcomes([r])[0] for r in runs]
-    except KeyboardInterrupt as exc:
-        outcomes = getattr(exc, "outcomes", [])
-        print(f"\ninterrupted after {len(outcomes)} of {len(runs)} runs; run the same command again to go on",
-              file=sys.stderr)
-        return 130
-    if args.dry_run:
-        print(f"{len(outcomes)} runs ({sum(o.status == STATE_DONE for o in outcomes)} finished); nothing was run")
-        return 0
+    if report_only:
+        outcomes = collect_outcomes(runs)
+    else:
+        selected = [r for r in runs if (chosen is None or r.seed in chosen)
+                    and (wanted is None or r.label in wanted)]
+        try:
+            outcomes = run_study(loaded, selected, disabled=list(disabled),
+                                 execute=_execute_in_subprocess if subprocess else None, dry_run=dry_run,
+                                 jobs=jobs, log_dir=output_dir / "logs", log=log)
+        except KeyboardInterrupt as exc:
+            exc.total = len(runs)  # type: ignore[attr-defined]
+            raise
+        if len(selected) < len(runs) and not dry_run:  # the table covers every run of the study
+            done = {(o.run.label, o.run.seed): o for o in outcomes}
+            outcomes = [done.get((r.label, r.seed)) or collect_outcomes([r])[0] for r in runs]
+    if dry_run:
+        return StudyReport(outcomes, {}, dry_run=True)
     rows = aggregate(loaded, outcomes)
-    paths = write_outputs(loaded, rows, output_dir)
-    print(paths["md"].read_text())
-    print("written: " + ", ".join(str(p) for p in paths.values()))
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    return StudyReport(outcomes, write_outputs(loaded, rows, output_dir))
+
+
+def _execute_in_subprocess(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str]) -> None:
+    """``--subprocess``: one ``python -m wsreid run`` per run, one after another."""
+    execute_subprocess(_argv(loaded, run, state, disabled))

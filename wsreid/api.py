@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "COMPONENT_KINDS",
+    "KINDS",
+    "ComponentKind",
     "Params",
     "PairRecord",
     "EvalSplit",
@@ -47,14 +49,6 @@ __all__ = [
     "Objective",
 ]
 
-COMPONENT_KINDS = (
-    "dataset",
-    "encoder",
-    "pair_construction",
-    "local_association",
-    "global_association",
-    "objective",
-)
 
 BASE_VIEW = "base"
 ASYMMETRIC_VIEW = "asymmetric"
@@ -158,7 +152,7 @@ class Relation:
     """Who is whom: the central data type that associations produce and objectives consume.
 
     Rows ``0..Q-1`` of ``image``/``text`` are queries; all N rows are candidates.
-    ``weights`` (Q x N, no grad) holds R of METHOD.md 3.2: 1 on the diagonal (row i and
+    ``weights`` (Q x N, no grad) holds R of docs/method.md: 1 on the diagonal (row i and
     column i are the same pair), a value in (0, 1] for related pairs, exactly 0 for unrelated
     ones. ``image``/``text`` (N x d, L2-normalised) are the features of the rows; the first
     B are the batch (with gradient), further rows may come from memory (no gradient).
@@ -362,3 +356,38 @@ class Objective(Component):
         ctx: StepContext,
     ) -> torch.Tensor | None:  # pragma: no cover
         raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- the kinds
+
+
+@dataclass(frozen=True)
+class ComponentKind:
+    """One kind of component: its name, the recipe section that configures it, whether that
+    section maps labels to blocks (several components) or holds one block, and the base
+    class every component of the kind derives from."""
+
+    kind: str
+    section: str
+    labelled: bool
+    base: type[Component]
+
+
+#: THE table of component kinds, in recipe order. The registry's base classes, the recipe
+#: sections, the engine's component sets and ``wsreid plugins`` all derive from it.
+KINDS: tuple[ComponentKind, ...] = (
+    ComponentKind("dataset", "data", False, DatasetComponent),
+    ComponentKind("encoder", "encoder", False, EncoderComponent),
+    ComponentKind("pair_construction", "pair_construction", False, PairConstruction),
+    ComponentKind("local_association", "local_associations", True, LocalAssociation),
+    ComponentKind("global_association", "global_associations", True, GlobalAssociation),
+    ComponentKind("objective", "objectives", True, Objective),
+)
+
+#: The kind names, in recipe order.
+COMPONENT_KINDS: tuple[str, ...] = tuple(k.kind for k in KINDS)
+
+
+def labelled_kinds() -> tuple[ComponentKind, ...]:
+    """The kinds configured as ``section: {label: block}`` (associations, objectives)."""
+    return tuple(k for k in KINDS if k.labelled)

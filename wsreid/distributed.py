@@ -39,13 +39,16 @@ class Distributed:
 
     @property
     def is_main(self) -> bool:
+        """Whether this is the first process (the one that writes files)."""
         return self.rank == 0
 
     @property
     def active(self) -> bool:
+        """Whether a process group of more than one process is running."""
         return self.world_size > 1 and torch_dist.is_available() and torch_dist.is_initialized()
 
     def barrier(self) -> None:
+        """Wait for every process (no-op on one)."""
         if self.active:
             torch_dist.barrier()
 
@@ -91,11 +94,13 @@ class Distributed:
         return torch.cat(parts)
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+        """``tensor`` of process ``src`` on every process (in place)."""
         if self.active:
             torch_dist.broadcast(tensor, src)
         return tensor
 
     def sum(self, value: float) -> float:
+        """The sum of ``value`` over processes."""
         if not self.active:
             return value
         t = torch.tensor([value], dtype=torch.float64, device=self.device)

@@ -1,4 +1,4 @@
-"""Retrieval metrics of the text-to-image protocol (METHOD.md section 1).
+"""Retrieval metrics of the text-to-image protocol (docs/method.md).
 
 Queries are captions, the gallery is images; a gallery item is relevant to a query when
 their identity ids are equal. All metrics are in percent:
@@ -164,7 +164,7 @@ def retrieval_metrics(
     chunk_size: int | None = None,
     max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> dict[str, float]:
-    """R@K, mAP and mINP in percent (METHOD.md section 1) as plain floats.
+    """R@K, mAP and mINP in percent (docs/method.md) as plain floats.
 
     ``similarity``: Q x G (query = text, gallery = image; higher = more similar);
     ``query_ids``: Q and ``gallery_ids``: G integer identity ids. Returns

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only: no import cycle at run time
+    from wsreid.engine.run import Run
     from wsreid.registry import Registry
 
 hookspec = pluggy.HookspecMarker("wsreid")
@@ -50,7 +51,7 @@ def wsreid_register(registry: "Registry") -> None:
 
 
 @hookspec
-def wsreid_run_start(run: Any) -> None:
+def wsreid_run_start(run: "Run") -> None:
     """A training run starts.
 
     Called:
@@ -58,7 +59,7 @@ def wsreid_run_start(run: Any) -> None:
         the checkpoint is restored), before the first epoch; in every process.
 
     Arguments:
-        run: the :class:`wsreid.engine.run.Run`. Useful attributes: ``recipe`` (the
+        run: the :class:`wsreid.engine.run.Run` (its phases: docs/architecture.md). Useful attributes: ``recipe`` (the
             validated recipe), ``run_dir`` (:class:`pathlib.Path`), ``components``
             (``dataset``, ``encoder``, ``pair_construction`` and the label -> component
             dicts ``local_associations``, ``global_associations``, ``objectives``),
@@ -71,7 +72,7 @@ def wsreid_run_start(run: Any) -> None:
 
 
 @hookspec
-def wsreid_epoch_start(run: Any, epoch: int) -> None:
+def wsreid_epoch_start(run: "Run", epoch: int) -> None:
     """An epoch starts.
 
     Called:
@@ -89,7 +90,7 @@ def wsreid_epoch_start(run: Any, epoch: int) -> None:
 
 
 @hookspec
-def wsreid_after_step(run: Any, epoch: int, step: int, losses: dict[str, float]) -> None:
+def wsreid_after_step(run: "Run", epoch: int, step: int, losses: dict[str, float]) -> None:
     """An optimizer step finished.
 
     Called:
@@ -111,7 +112,7 @@ def wsreid_after_step(run: Any, epoch: int, step: int, losses: dict[str, float])
 
 
 @hookspec
-def wsreid_epoch_end(run: Any, epoch: int, logs: dict[str, float]) -> None:
+def wsreid_epoch_end(run: "Run", epoch: int, logs: dict[str, float]) -> None:
     """An epoch ended.
 
     Called:
@@ -132,7 +133,7 @@ def wsreid_epoch_end(run: Any, epoch: int, logs: dict[str, float]) -> None:
 
 
 @hookspec
-def wsreid_after_evaluation(run: Any, split: str, epoch: int, metrics: dict[str, float]) -> None:
+def wsreid_after_evaluation(run: "Run", split: str, epoch: int, metrics: dict[str, float]) -> None:
     """A split was evaluated.
 
     Called:
@@ -154,7 +155,7 @@ def wsreid_after_evaluation(run: Any, split: str, epoch: int, metrics: dict[str,
 
 
 @hookspec
-def wsreid_run_end(run: Any, metrics: dict[str, Any]) -> None:
+def wsreid_run_end(run: "Run", metrics: dict[str, Any]) -> None:
     """A training run finished.
 
     Called:
@@ -165,7 +166,8 @@ def wsreid_run_end(run: Any, metrics: dict[str, Any]) -> None:
         run: the :class:`wsreid.engine.run.Run` (see ``wsreid_run_start``).
         metrics: the content of ``metrics.json``: ``"test"`` (metric -> value),
             ``"best_epoch"``, ``"selection"``, ``"weakly_supervised"``, ``"history"``
-            (one dict per epoch), ``"dataset"``, ``"seed"``, ``"epochs"`` and, for runs
+            (one dict per epoch), ``"dataset"``, ``"seed"``, ``"epochs"``,
+            ``"data_counts"`` (split -> ``ids`` / ``images`` / ``captions``) and, for runs
             that read true identities, ``"note"``.
 
     Returns:

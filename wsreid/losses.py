@@ -1,4 +1,4 @@
-"""Shared loss math: pure functions on tensors (METHOD.md section 3).
+"""Shared loss math: pure functions on tensors (docs/method.md).
 
 Every function takes L2-normalised features (rows are items, d columns) and returns a
 scalar tensor. Inputs in half precision are promoted to float32, as the reference
@@ -42,7 +42,7 @@ def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def relation_targets(weights: torch.Tensor) -> torch.Tensor:
-    """Target distributions from a relation matrix (METHOD.md 3.2; paper Eq. 7 and 15).
+    """Target distributions from a relation matrix (docs/method.md; paper Eq. 7 and 15).
 
     ``weights``: Q x N relation ``R`` (1 on the diagonal, (0, 1] related, 0 unrelated).
     Returns Q x N ``q`` (float32, or float64 for float64 weights) where ``q[i]`` is the softmax of row ``i`` over its related
@@ -63,7 +63,7 @@ def sdm_loss(
     temperature: float = 0.02,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """Similarity distribution matching in one direction (METHOD.md 3.2; Eq. 8-9).
+    """Similarity distribution matching in one direction (docs/method.md; Eq. 8-9).
 
     ``query_feats``: Q x d, ``candidate_feats``: N x d (L2-normalised), ``weights``: Q x N
     relation. With ``p_i = softmax_j(s(x_i, y_j) / tau)`` and ``q = relation_targets(R)``
@@ -89,7 +89,7 @@ def bidirectional_sdm_loss(
     temperature: float = 0.02,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """SDM in both directions, summed (METHOD.md 3.2-3.4; Eq. 10 and 16-18).
+    """SDM in both directions, summed (docs/method.md; Eq. 10 and 16-18).
 
     ``image``, ``text``: N x d L2-normalised features, row ``r`` of each belongs to the same
     pair; ``weights``: Q x N relation whose rows are the first Q rows (the queries).
@@ -106,7 +106,7 @@ def itc_loss(
     temperature: float = 0.02,
     reduction: ItcReduction = "mean_of_directions",
 ) -> torch.Tensor:
-    """Image-text contrastive InfoNCE loss (METHOD.md 3.1; Eq. 1-2).
+    """Image-text contrastive InfoNCE loss (docs/method.md; Eq. 1-2).
 
     ``image``, ``text``: B x d L2-normalised, row ``i`` of each is pair ``i`` (its only
     positive). ``L_v2t = -mean_i log softmax_j(s(v_i, t_j) / tau)[i]`` and ``L_t2v`` likewise.

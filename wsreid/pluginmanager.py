@@ -89,6 +89,27 @@ def _error_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+def _import_error_line(exc: BaseException) -> str:
+    """:func:`_error_line` and where the plugin's code raised it: ``at FILE:LINE`` (the
+    innermost frame outside the import machinery; a SyntaxError's own file and line)."""
+    return f"{_error_line(exc)} (at {error_location(exc)})" if error_location(exc) else _error_line(exc)
+
+
+def error_location(exc: BaseException) -> str | None:
+    """``FILE:LINE`` where ``exc`` was raised, skipping the import machinery; a
+    SyntaxError's file and line. None when unknown."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    where = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<frozen") and "importlib" not in filename:
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
 def load_plugins(
     modules: Iterable[str] = (),
     *,
@@ -131,7 +152,7 @@ def load_plugins(
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party package must not take the rest down
-                broken.append(BrokenPlugin(ep.name, dist, _error_line(exc)))
+                broken.append(BrokenPlugin(ep.name, dist, _import_error_line(exc)))
                 continue
             if pm.is_registered(plugin):
                 continue  # the same module under a second entry-point name
@@ -149,7 +170,7 @@ def load_plugins(
             plugin = importlib.import_module(modname)
         except Exception as exc:
             raise PluginError(
-                f"plugin module {modname!r} (recipe 'plugins:') failed to import: {_error_line(exc)}",
+                f"plugin module {modname!r} (recipe 'plugins:') failed to import: {_import_error_line(exc)}",
                 hint="check that it is installed or on PYTHONPATH",
             ) from exc
         if pm.is_registered(plugin):

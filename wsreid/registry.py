@@ -14,33 +14,13 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Iterator
 
-from wsreid.api import (
-    COMPONENT_KINDS,
-    Component,
-    DatasetComponent,
-    EncoderComponent,
-    GlobalAssociation,
-    LocalAssociation,
-    Objective,
-    PairConstruction,
-    Params,
-)
-from wsreid.errors import PluginError, RecipeError
+from wsreid.api import COMPONENT_KINDS, KINDS, Component, Params
+from wsreid.errors import DuplicateComponentError, PluginError, RecipeError
 
 __all__ = ["BASE_CLASSES", "DuplicateComponentError", "Entry", "Registry"]
 
-BASE_CLASSES: dict[str, type[Component]] = {
-    "dataset": DatasetComponent,
-    "encoder": EncoderComponent,
-    "pair_construction": PairConstruction,
-    "local_association": LocalAssociation,
-    "global_association": GlobalAssociation,
-    "objective": Objective,
-}
-
-
-class DuplicateComponentError(PluginError):
-    """Two plugins registered the same kind and name (the message names both providers)."""
+#: kind -> the base class its components derive from (from :data:`wsreid.api.KINDS`)
+BASE_CLASSES: dict[str, type[Component]] = {k.kind: k.base for k in KINDS}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Baselines shipped beside DGIA (METHOD.md 6).
+"""Baselines shipped beside DGIA (docs/ablations.md).
 
 * ``global_association`` ``cluster-pseudo-labels``: k-reciprocal Jaccard + DBSCAN pseudo
   identities per dataset index (ICPG / CMMT family);

@@ -1,4 +1,4 @@
-"""Sparse k-reciprocal Jaccard distance and sparse DBSCAN (METHOD.md section 6).
+"""Sparse k-reciprocal Jaccard distance and sparse DBSCAN (docs/ablations.md).
 
 The cluster pseudo-label baseline re-clusters the whole training set before each epoch.
 A dense N x N distance matrix is out of the question at N = 68k (CUHK-PEDES pairs), so

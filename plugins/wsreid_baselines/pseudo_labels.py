@@ -1,11 +1,11 @@
-"""Global association ``cluster-pseudo-labels``: the ICPG / CMMT baseline (METHOD.md 6).
+"""Global association ``cluster-pseudo-labels``: the ICPG / CMMT baseline (docs/ablations.md).
 
 Before each epoch the whole training set is encoded without augmentation, the image
 features are clustered (k-reciprocal Jaccard distance + DBSCAN, see ``clustering.py``) and
 every dataset index gets a pseudo identity; a text inherits the label of its image (same
 index). DBSCAN outliers get a label of their own, so they relate only to themselves.
 Labels are stored BY DATASET INDEX and looked up through ``batch.index``, never by loader
-order (the bug METHOD.md 6 warns about).
+order (a known pitfall of this family).
 """
 
 from __future__ import annotations
@@ -59,19 +59,19 @@ class ClusterPseudoLabels(GlobalAssociation):
     """Cluster pseudo labels (k-reciprocal Jaccard + DBSCAN on image features), by dataset index.
 
     ``relate`` returns the batch relation R with R_ij = 1 when items i and j share a pseudo
-    label (the diagonal always), 0 otherwise; pair it with the ``sdm`` objective (METHOD.md
-    3.2) and ``triplet``. Returns None before ``start_epoch``.
+    label (the diagonal always), 0 otherwise; pair it with the ``sdm`` objective (docs/method.md)
+    and ``triplet``. Returns None before ``start_epoch``.
     """
 
     class Params(Params):
-        k1: int = Field(30, ge=1, description="k of the k-reciprocal sets (METHOD.md 6: 30)")
+        k1: int = Field(30, ge=1, description="k of the k-reciprocal sets (the family uses 30)")
         k2: int = Field(6, ge=1, description="neighbours averaged in local query expansion (6; 1 = none)")
         eps: float = Field(0.6, gt=0.0, le=1.0, description="DBSCAN radius on the Jaccard distance")
         min_samples: int = Field(4, ge=1, description="DBSCAN: neighbours (self included) that make a core point")
         start_epoch: int = Field(1, ge=1, description="first epoch (1-based) that clusters and relates")
         cluster_on: Literal["image", "text", "image+text"] = Field(
             "image",
-            description="features clustered: image (METHOD.md 6), text, or both (concatenated, cos = mean of the two)",
+            description="features clustered: image (as the family does), text, or both (concatenated, cos = mean of the two)",
         )
         view: str = Field("base", description="view whose batch features the relation carries")
 

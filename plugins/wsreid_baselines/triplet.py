@@ -1,4 +1,4 @@
-"""Objective ``triplet``: cross-modal hardest-negative triplet loss over a relation (METHOD.md 6).
+"""Objective ``triplet``: cross-modal hardest-negative triplet loss over a relation (docs/ablations.md).
 
 For the relation's Q query rows and N candidate columns, with s = cosine similarity:
 
@@ -60,7 +60,7 @@ def hardest_negative_triplet(
 
 
 class Triplet(Objective):
-    """Hardest-negative triplet loss in both directions over a relation (METHOD.md 6).
+    """Hardest-negative triplet loss in both directions over a relation (docs/ablations.md).
 
     Reads ``relations[relation]`` (e.g. the cluster pseudo labels); returns None before
     ``start_epoch`` or when that relation is absent this step.

@@ -1,4 +1,4 @@
-"""Local association ``true-identity``: the supervised upper bound (METHOD.md 6).
+"""Local association ``true-identity``: the supervised upper bound (docs/ablations.md).
 
 NOT weakly supervised: it reads the true person identities of the batch
 (``batch.person_id``), which a weakly supervised method must never see. Runs that use it

@@ -1,4 +1,4 @@
-"""The ``clip`` encoder: a CLIP image encoder and text Transformer (METHOD.md section 2).
+"""The ``clip`` encoder: a CLIP image encoder and text Transformer (docs/method.md).
 
 Image feature = the vision CLS token after the post layer norm and the visual projection;
 text feature = the hidden state at the first end-of-text token after the final layer norm

@@ -55,7 +55,7 @@ def export_run(run_dir: Path, out_dir: Path, *, checkpoint: str = "last") -> Pat
     from ruamel.yaml import YAML
 
     from wsreid.data.synth.web_captions import lexicon_captions
-    from wsreid.engine.init import weights_of
+    from wsreid.engine.rundir import weights_of
     from wsreid_clip.encoder import ClipEncoder, ClipParams, _resize_token_embedding
     from wsreid_clip.loading import random_clip_model
     from wsreid_clip.tokenizer import TOKENIZER_DIRNAME, load_tokenizer

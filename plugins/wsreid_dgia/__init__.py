@@ -1,6 +1,6 @@
 """DGIA (Dual-Granularity Cross-Modal Identity Association) as wsreid components.
 
-- ``local_association: lrc`` - LRC, in-batch relations (METHOD.md 3.3);
+- ``local_association: lrc`` - LRC, in-batch relations (docs/method.md);
 - ``global_association: gsrc-fr`` - GSRC-FR, memory banks and neighbour mining (3.4);
 - ``pair_construction: iasc`` - information-asymmetric pairs (3.5).
 

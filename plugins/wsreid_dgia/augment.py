@@ -1,4 +1,4 @@
-"""Information-reducing operators of IASC-CL (METHOD.md 3.5; Eq. 19-20).
+"""Information-reducing operators of IASC-CL (docs/method.md; Eq. 19-20).
 
 Both operators work on whole batches on the batch's device and take their randomness as
 a tensor of uniforms in [0, 1) (B x :data:`IMAGE_UNIFORMS` for images, B x L for text), so

@@ -1,4 +1,4 @@
-"""DGIA's relation math as pure tensor functions (METHOD.md 3.3-3.4).
+"""DGIA's relation math as pure tensor functions (docs/method.md).
 
 Features may be raw or L2-normalised: every similarity here normalises rows first. Relation
 matrices follow :class:`wsreid.api.Relation`: 1 on the diagonal, a weight in (0, 1] for

@@ -1,4 +1,4 @@
-"""Local association ``lrc``: in-batch cross-modal relations (METHOD.md 3.3; Eq. 3-10).
+"""Local association ``lrc``: in-batch cross-modal relations (docs/method.md; Eq. 3-10).
 
 With ``view: base`` its relation feeds ``L_rc_b``; with ``view: asymmetric`` (the
 information-asymmetric pairs of the ``iasc`` pair construction) it feeds the consistency

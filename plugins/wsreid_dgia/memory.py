@@ -1,5 +1,5 @@
 """Global association ``gsrc-fr``: memory banks, neighbour mining and the enlarged batch
-(METHOD.md 3.4; Eq. 11-18)."""
+(docs/method.md; Eq. 11-18)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pair construction ``iasc``: information-asymmetric pairs (METHOD.md 3.5; Eq. 19-20)."""
+"""Pair construction ``iasc``: information-asymmetric pairs (docs/method.md; Eq. 19-20)."""
 
 from __future__ import annotations
 

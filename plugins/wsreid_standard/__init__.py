@@ -1,9 +1,9 @@
 """The framework's standard components, written as any plugin would be.
 
 - ``pair_construction: identity`` - the batch as it is, one view ``base``;
-- ``objective: itc`` - image-text contrastive loss (METHOD.md 3.1);
+- ``objective: itc`` - image-text contrastive loss (docs/method.md);
 - ``objective: sdm`` - similarity distribution matching against an association's
-  relation (METHOD.md 3.2), both directions summed.
+  relation (docs/method.md), both directions summed.
 """
 
 from __future__ import annotations

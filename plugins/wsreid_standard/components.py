@@ -60,7 +60,7 @@ class SdmParams(Params):
 
 
 class SdmObjective(Objective):
-    """SDM against the relation named by ``relation`` (METHOD.md 3.2; Eq. 8-10, 16-18, 21).
+    """SDM against the relation named by ``relation`` (docs/method.md; Eq. 8-10, 16-18, 21).
 
     For a Relation with N rows and Q x N weights: ``sdm(text[:Q] -> image[:N]) +
     sdm(image[:Q] -> text[:N])``, targets from the weights (softmax over related entries,

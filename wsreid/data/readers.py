@@ -1,6 +1,6 @@
 """Readers of the real text-person datasets into wsreid's record model.
 
-Formats (METHOD.md section 7); in every format images live under ``ROOT/imgs/`` and the
+Formats (docs/datasets.md); in every format images live under ``ROOT/imgs/`` and the
 annotation file is a JSON list of records, one per image:
 
 - ``cuhk-pedes``: ``ROOT/reid_raw.json``; record keys ``split`` (train|val|test),

@@ -60,6 +60,7 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """The RNG states (torch, numpy, CUDA, python) as tensors plus JSON-able metadata."""
     np_state = np.random.get_state()
     tensors = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np_state[1].astype(np.int64))}
     if torch.cuda.is_available():
@@ -71,6 +72,7 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Restore the RNG states saved by :func:`rng_state`."""
     torch.set_rng_state(tensors["torch"])
     name, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((name, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -144,6 +146,7 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint directory of ``run_dir`` (None when there is none)."""
     pointer = run_dir / "checkpoints" / "latest"
     if not pointer.exists():
         return None
@@ -163,6 +166,8 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_model_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a ``model.safetensors`` file into ``model``; a missing or corrupt file is a
+    :class:`TrainingError`."""
     if not path.exists():
         raise TrainingError(f"checkpoint file {path} is missing", hint="the checkpoint is incomplete")
     try:

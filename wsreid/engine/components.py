@@ -7,18 +7,19 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsreid.api import BuildContext, Component
+from wsreid.api import BuildContext, Component, labelled_kinds
 from wsreid.pluginmanager import Plugins
 
-SECTIONS = {
-    "local_associations": "local_association",
-    "global_associations": "global_association",
-    "objectives": "objective",
-}
+#: labelled recipe section -> component kind (associations and objectives), from
+#: :data:`wsreid.api.KINDS`
+SECTIONS: dict[str, str] = {k.section: k.kind for k in labelled_kinds()}
 
 
 @dataclass
 class Components:
+    """The built components of a run, by recipe section, with the objectives' weights and
+    start epochs."""
+
     dataset: Component
     encoder: Any
     pair_construction: Component
@@ -31,6 +32,7 @@ class Components:
     supervised_settings: list[str] = field(default_factory=list)
 
     def stateful(self) -> dict[str, Component]:
+        """Components whose state a checkpoint holds, keyed ``<section>/<label>``."""
         out = {f"pair_construction/{type(self.pair_construction).__name__}": self.pair_construction}
         for section in SECTIONS:
             for label, comp in getattr(self, section).items():
@@ -39,12 +41,36 @@ class Components:
 
     @property
     def weakly_supervised(self) -> bool:
-        return not self.supervised_settings and all(
-            type(c).weakly_supervised for c in [self.dataset, self.encoder, *self.stateful().values()])
+        """Whether nothing in the run reads true identity labels."""
+        return not self.supervised_settings and not identity_readers(
+            [("dataset", type(self.dataset)), ("encoder", type(self.encoder))]
+            + [(k, type(c)) for k, c in self.stateful().items()])
 
     def supervised_names(self) -> list[str]:
         """What reads true identities: non-weakly-supervised components, then settings."""
-        return [k for k, c in self.stateful().items() if not type(c).weakly_supervised] + self.supervised_settings
+        return identity_readers([(k, type(c)) for k, c in self.stateful().items()]) + self.supervised_settings
+
+
+def identity_readers(parts) -> list[str]:
+    """The names of ``(name, component class)`` pairs whose class reads true identity
+    labels (``weakly_supervised = False``): the one weak-supervision check of the engine
+    and of ``wsreid eval``."""
+    return [name for name, cls in parts if not cls.weakly_supervised]
+
+
+def recipe_identity_readers(recipe, registry, *, trained: bool = True) -> list[str]:
+    """What reads true identity labels in a recipe, by recipe key: its dataset and encoder
+    and, for a trained model (``trained``), every association and objective and the
+    training settings (``train.true_identity_uses``)."""
+    parts = [("data", registry.get("dataset", recipe.data.name, where="data").cls),
+             ("encoder", registry.get("encoder", recipe.encoder.name, where="encoder").cls)]
+    if trained:
+        for section, kind in SECTIONS.items():
+            for label, spec in getattr(recipe, section).items():
+                if spec is not None:
+                    where = f"{section}.{label}"
+                    parts.append((where, registry.get(kind, spec.name, where=where).cls))
+    return identity_readers(parts) + (recipe.train.true_identity_uses() if trained else [])
 
 
 def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, where: str):
@@ -58,7 +84,36 @@ def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, wh
     return entry.cls(params, context)
 
 
+def load_dataset(plugins: Plugins, recipe, context: BuildContext):
+    """Build the recipe's dataset and load it -> (dataset component, DatasetSplits);
+    fills ``context.train_captions`` and ``context.num_train`` for the components built
+    after it."""
+    dataset = build_component(plugins, "dataset", recipe.data, context, "data")
+    splits = dataset.load()
+    context.train_captions = [p.caption for p in splits.train]
+    context.num_train = len(splits.train)
+    return dataset, splits
+
+
+def build_encoder(plugins: Plugins, recipe, context: BuildContext):
+    """Build the recipe's encoder (after :func:`load_dataset`); fills ``context.encoder``
+    and ``context.image_size``."""
+    encoder = build_component(plugins, "encoder", recipe.encoder, context, "encoder")
+    context.encoder = encoder
+    context.image_size = tuple(encoder.image_size)
+    return encoder
+
+
+def build_dataset_and_encoder(plugins: Plugins, recipe, context: BuildContext):
+    """Dataset splits and encoder, built as a run builds them (same order, so with the
+    same seed the same random draws) -> (dataset, splits, encoder)."""
+    dataset, splits = load_dataset(plugins, recipe, context)
+    return dataset, splits, build_encoder(plugins, recipe, context)
+
+
 def package_versions(plugins: Plugins) -> dict[str, Any]:
+    """Provenance written to a run's versions.json: Python, the main packages, and every
+    registered component with its plugin and distribution."""
     def version(name: str) -> str | None:
         try:
             return md.version(name)

@@ -73,6 +73,7 @@ class TrainPairs(torch.utils.data.Dataset):
 
 
 def collate_pairs(items) -> Batch:
+    """Stack :class:`TrainPairs` items into one :class:`~wsreid.api.Batch` (B rows)."""
     images, ids, masks, index, image_id, person_id = zip(*items)
     return Batch(
         images=torch.stack(images),
@@ -102,13 +103,16 @@ class PairBatchSampler(torch.utils.data.Sampler):
         self.epoch, self.skip = 1, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Draw the batches of ``epoch`` next (skipping its first ``skip``)."""
         self.epoch, self.skip = epoch, skip
 
     def steps_per_epoch(self) -> int:
+        """Optimizer steps (global batches) per epoch."""
         full, rest = divmod(self.num_items, self.global_batch)
         return full if (self.drop_last or rest < self.world_size) else full + 1
 
     def global_batches(self, epoch: int) -> list[list[int]]:
+        """Every global batch of ``epoch`` (dataset indices), from (seed, epoch) alone."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(self.num_items, generator=g).tolist()
         return [order[i * self.global_batch:(i + 1) * self.global_batch] for i in range(self.steps_per_epoch())]
@@ -189,9 +193,11 @@ class IdentityBatchSampler(PairBatchSampler):
         return lo
 
     def steps_per_epoch(self) -> int:
+        """Optimizer steps (global batches) per epoch."""
         return self.steps
 
     def global_batches(self, epoch: int) -> list[list[int]]:
+        """Every global batch of ``epoch`` (dataset indices): P identities x K pairs."""
         k, p, s = self.instances, self.identities, self.steps
         if s == 0:
             return []

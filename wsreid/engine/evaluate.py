@@ -1,4 +1,4 @@
-"""Feature extraction and retrieval evaluation (METHOD.md section 1)."""
+"""Feature extraction and retrieval evaluation (docs/method.md)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 
 class RunLogger:
+    """Step and epoch logs of a run: ``logs/steps.csv``, ``logs/epochs.csv`` and
+    TensorBoard events (main process only; a no-op elsewhere)."""
+
     def __init__(self, run_dir: Path, enabled: bool = True):
         self.dir = run_dir / "logs"
         self.enabled = enabled
@@ -51,6 +54,7 @@ class RunLogger:
             w.writerow(row)
 
     def step(self, step: int, epoch: int, values: dict[str, float]) -> None:
+        """Log one training step's values."""
         if not self.enabled:
             return
         self._append("steps.csv", {"step": step, "epoch": epoch, **values})
@@ -59,6 +63,7 @@ class RunLogger:
                 self._tb.add_scalar(f"train/{k}", v, step)
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
+        """Log one epoch's values (losses, lr, evaluation, diagnostics)."""
         if not self.enabled:
             return
         self._append("epochs.csv", {"epoch": epoch, **values})
@@ -86,11 +91,13 @@ class RunLogger:
                 w.writerows(rows)
 
     def close(self) -> None:
+        """Close the TensorBoard writer."""
         if self._tb:
             self._tb.close()
 
 
 def read_csv(path: Path) -> list[dict[str, float]]:
+    """Rows of a log CSV file as dicts of floats."""
     rows = []
     with path.open() as f:
         for r in csv.DictReader(f):

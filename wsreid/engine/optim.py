@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and the warm-up + cosine schedule (METHOD.md section 4)."""
+"""Optimizer parameter groups and the warm-up + cosine schedule (docs/method.md)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def parameter_groups(named_parameters, train: TrainConfig) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW (``train.optimizer``) over the parameter groups of ``model``
+    (:func:`parameter_groups`)."""
     groups = parameter_groups(model.named_parameters(), train)
     for g in groups:
         g.pop("names")
@@ -62,4 +64,5 @@ def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
 
 
 def build_scheduler(optimizer, steps_per_epoch: int, train: TrainConfig):
+    """The per-step warm-up + cosine schedule (:func:`lr_factor`)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps_per_epoch, train))

@@ -1,6 +1,16 @@
-"""The training engine: one Accelerator, one run directory, components built by name.
+"""The training engine: :class:`Run`, one Accelerator, one run directory, components built
+by name. :func:`wsreid.engine.session.run_recipe` prepares the directory and calls it.
 
-One step (DESIGN.md "The flow of one run")::
+A run, in named phases (docs/architecture.md, "The flow of one run")::
+
+    Run.setup()            accelerator, seed, build_components(), build_training()
+    Run.train()            restore (--resume), then per epoch:
+        train_epoch(e)         global associations' epoch_start, then train_step per batch
+        evaluate_and_select(e) val / selection split, best checkpoint
+        save()                 checkpoint (every train.checkpoint_every epochs and the last)
+    Run.finish()           best weights back, final test evaluation, metrics.json
+
+One step, :meth:`Run.train_step` (docs/architecture.md, "The flow of one step")::
 
     views     = pair_construction.views(batch)          # {"base": ..., "asymmetric": ...}
     features  = encoder(views)                          # L2-normalised, per view
@@ -14,6 +24,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +36,7 @@ from wsreid.api import (
     BASE_VIEW,
     Batch,
     BuildContext,
-    DatasetSplits,
+    Relation,
     EpochContext,
     StepContext,
     View,
@@ -33,13 +44,12 @@ from wsreid.api import (
 )
 from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
-from wsreid.engine.components import SECTIONS, Components, build_component, package_versions  # noqa: F401
+from wsreid.engine.components import SECTIONS, Components, build_component, build_encoder, load_dataset
 from wsreid.engine.data import IdentityBatchSampler, PairBatchSampler, TrainPairs, collate_pairs
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
-from wsreid.engine.init import prepare_init
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
-from wsreid.errors import RecipeError, TrainingError, UserError
+from wsreid.errors import ComponentError, RecipeError, TrainingError, UserError
 from wsreid.pluginmanager import Plugins
 
 class EncodeViews(torch.nn.Module):
@@ -53,24 +63,38 @@ class EncodeViews(torch.nn.Module):
         self.encoder = encoder
 
     def forward(self, images, input_ids, attention_mask):
+        """-> (V*B x d image features, V*B x d text features), L2-normalised, float32."""
         image = self.encoder.encode_image(images).float()
         text = self.encoder.encode_text(input_ids, attention_mask).float()
         return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
 
 
 class Run:
-    """A training run of a validated recipe into ``run_dir``."""
+    """A training run of a validated recipe into ``run_dir``.
+
+    ``init_weights``: the weights file the encoder starts from (recipe key ``init``, found
+    by :func:`wsreid.engine.session.init_weights` before the run is built); not loaded on
+    ``resume``, whose checkpoint holds the encoder. Phases: :meth:`setup`
+    (:meth:`build_components`, :meth:`build_training`), :meth:`train` (per epoch
+    :meth:`train_epoch`, :meth:`evaluate_and_select`, :meth:`save`), :meth:`finish`.
+    Plugins' hooks receive this object (docs/hooks.md)."""
 
     def __init__(self, recipe, plugins: Plugins, run_dir: Path, *, resolved_yaml: str | None = None,
-                 resume: bool = False):
+                 resume: bool = False, init_weights: Path | None = None):
         self.recipe, self.plugins, self.run_dir = recipe, plugins, Path(run_dir)
-        self.resolved_yaml, self.resume = resolved_yaml, resume
+        self.resolved_yaml, self.resume, self.init_weights = resolved_yaml, resume, init_weights
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.step = 0
+        #: True once the first training step of this start is about to run
+        self.training_started = False
+        #: training pairs and evaluation splits: ids, images, captions (dataset_counts)
+        self.dataset_counts: dict[str, dict[str, int]] = {}
+        self._origins: dict[str, str] = {}
 
-    # ------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------ phase 1: build
     def _accelerator(self):
+        """A fresh Accelerator with the recipe's mixed precision, the launch checked."""
         from accelerate import Accelerator
 
         precision = self.recipe.train.mixed_precision
@@ -91,35 +115,46 @@ class Run:
         return accelerator
 
     def setup(self) -> None:
+        """Start the accelerator (the process group), seed, then build the components and
+        the training objects. Every process waits here until the main process has
+        prepared the run directory."""
         from accelerate.utils import set_seed
 
-        r = self.recipe
         self.accelerator = self._accelerator()
         self.dist = Distributed(self.accelerator)
         self.dist.barrier()  # the main process has prepared the run directory
-        set_seed(r.train.seed)
+        set_seed(self.recipe.train.seed)
+        self.build_components()
+        self.build_training()
+
+    def build_components(self) -> None:
+        """Build every component of the recipe by name, in recipe order: dataset (and its
+        splits), encoder (with the init weights), pair construction, local and global
+        associations, objectives -> ``self.components``, ``self.splits``. A component
+        that fails here is reported in one line naming its recipe key and plugin."""
+        r = self.recipe
         ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device)
-        dataset = build_component(self.plugins, "dataset", r.data, ctx, "data")
-        self.splits: DatasetSplits = dataset.load()
+        with self.blame("data", "dataset", r.data.name, "building or loading it"):
+            dataset, self.splits = load_dataset(self.plugins, r, ctx)
         if not self.splits.train:
             raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
-        ctx.train_captions = [p.caption for p in self.splits.train]
-        ctx.num_train = len(self.splits.train)
-        init_weights = prepare_init(r.init, self.run_dir, is_main=self.dist.is_main, world_size=self.dist.world_size)
+        self.dataset_counts = dataset_counts(self.splits)
+        if self.dist.is_main:
+            print(format_dataset_counts(self.splits.name, self.dataset_counts), flush=True)
         self.dist.barrier()
-        encoder = build_component(self.plugins, "encoder", r.encoder, ctx, "encoder")
-        if init_weights is not None and not self.resume:
-            ckpt.load_model_weights(encoder, init_weights)
-        ctx.encoder = encoder
-        ctx.image_size = tuple(encoder.image_size)
-        comps = Components(dataset, encoder, build_component(self.plugins, "pair_construction", r.pair_construction, ctx,
-                                                             "pair_construction"),
-                           supervised_settings=r.train.true_identity_uses())
+        with self.blame("encoder", "encoder", r.encoder.name, "building it"):
+            encoder = build_encoder(self.plugins, r, ctx)
+        if self.init_weights is not None and not self.resume:
+            ckpt.load_model_weights(encoder, self.init_weights)
+        with self.blame("pair_construction", "pair_construction", r.pair_construction.name, "building it"):
+            pairs = build_component(self.plugins, "pair_construction", r.pair_construction, ctx, "pair_construction")
+        comps = Components(dataset, encoder, pairs, supervised_settings=r.train.true_identity_uses())
         for section, kind in SECTIONS.items():
             for label, spec in getattr(r, section).items():
                 if spec is None:
                     continue
-                getattr(comps, section)[label] = build_component(self.plugins, kind, spec, ctx, f"{section}.{label}")
+                with self.blame(f"{section}.{label}", kind, spec.name, "building it"):
+                    getattr(comps, section)[label] = build_component(self.plugins, kind, spec, ctx, f"{section}.{label}")
                 if section == "objectives":
                     comps.weights[label] = float(getattr(spec, "weight", 1.0))
                     comps.start_epochs[label] = int(getattr(spec, "start_epoch", 1))
@@ -135,8 +170,52 @@ class Run:
                     hint=f"did you mean {close[0]!r}?" if close else f"labels: {', '.join(sorted(labels)) or 'none'}",
                 )
         self.components = comps
-        self.model = EncodeViews(encoder)
-        self.train_data = TrainPairs(self.splits.train, encoder)
+
+    # ------------------------------------------------------------------ who failed
+    def origin(self, where: str) -> str:
+        """``"<recipe key> (<kind> '<name>' from plugin '<plugin>')"`` for a component's
+        recipe key (``data``, ``objectives.sdm``, ...), as error messages name it."""
+        return f"{where} ({self._origins.get(where, 'component')})"
+
+    @contextmanager
+    def blame(self, where: str, kind: str, name: str, doing: str):
+        """Turn an exception of a component (other than a UserError, which already says
+        what to do) into one line naming its recipe key, name and plugin."""
+        entry = self.plugins.registry.get(kind, name, where=where)
+        self._origins[where] = f"{kind} {name!r} from plugin {entry.provider!r}"
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as exc:
+            raise ComponentError(f"{self.origin(where)}: {doing} failed: {_one_line(exc)}",
+                                 hint=f"a fault of plugin {entry.provider!r}; fix it, or leave the component out; "
+                                      "--debug shows the traceback") from exc
+
+    @contextmanager
+    def hook_guard(self, name: str):
+        """Around a call of the lifecycle hook ``name``: an exception of a plugin's
+        implementation (other than a UserError) becomes one line naming the plugin and
+        the hook."""
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as exc:
+            plugin = _raising_plugin(getattr(self.plugins.hook, name), exc)
+            fresh = not self.training_started and not self.resume
+            when = " before the first epoch" if fresh else f" at epoch {max(self.epoch, 1)}"
+            raise ComponentError(f"plugin {plugin!r}: hook {name} failed{when}: {_one_line(exc)}",
+                                 hint=f"fix the plugin or disable it with --disable-plugin {plugin}; "
+                                      "--debug shows the traceback") from exc
+
+    def build_training(self) -> None:
+        """The training objects: the encoder wrapped for one forward over all views, the
+        training pairs and their sampler and loader, the optimizer (prepared by the
+        accelerator), the schedule and the logger."""
+        r = self.recipe
+        self.model = EncodeViews(self.encoder)
+        self.train_data = TrainPairs(self.splits.train, self.encoder)
         if r.train.sampler == "identity":  # reads the TRUE person ids: comps.supervised_settings says so
             self.sampler = IdentityBatchSampler([p.person_id for p in self.splits.train], r.train.batch_size,
                                                 r.train.instances_per_identity, seed=r.train.seed,
@@ -168,10 +247,12 @@ class Run:
 
     @property
     def encoder(self):
+        """The encoder component (unwrapped)."""
         return self.components.encoder
 
     # ------------------------------------------------------------------ state
     def component_tensors(self) -> dict[str, torch.Tensor]:
+        """The state of every stateful component, keyed ``<section>/<label>/<tensor>``."""
         out = {}
         for key, comp in self.components.stateful().items():
             for name, t in comp.state_tensors().items():
@@ -179,6 +260,8 @@ class Run:
         return out
 
     def restore(self) -> None:
+        """``--resume``: load the latest checkpoint (encoder, optimizer, schedule,
+        component state, RNG, history) and cut the logs back to it."""
         path = ckpt.latest_checkpoint(self.run_dir)
         if path is None:
             raise TrainingError(f"--resume: {self.run_dir} holds no checkpoint yet",
@@ -202,7 +285,9 @@ class Run:
         self.history = state.get("history", [])
         self.logger.truncate(self.epoch, self.step)
 
+    # ------------------------------------------------------------------ phase 4: save
     def save(self) -> None:
+        """Write a checkpoint of the current epoch (main process); all processes wait."""
         if self.dist.is_main:
             ckpt.save_checkpoint(
                 self.run_dir, epoch=self.epoch, model=self.encoder, optimizer=self.optimizer,
@@ -213,6 +298,8 @@ class Run:
 
     # ------------------------------------------------------------------ one step
     def encode(self, views: dict[str, View]) -> dict[str, ViewFeatures]:
+        """Encode every view in one forward call -> {view: ViewFeatures} (B x d each,
+        L2-normalised, float32; this process's rows)."""
         names = list(views)
         images = torch.cat([views[n].images for n in names])
         ids = torch.cat([views[n].input_ids for n in names])
@@ -239,6 +326,11 @@ class Run:
         return gathered, gbatch
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+        """One optimizer step on this process's ``batch`` (docs/architecture.md, "The flow
+        of one step"): views, encode, gather the global batch, relate (local, then global
+        associations), losses (weighted, summed), backward, step, then the global
+        associations' ``after_step`` with the detached gathered base features.
+        Returns {"loss/<label>": value, "loss/total": value}."""
         c = self.components
         views = c.pair_construction.views(batch, self.encoder)
         features, batch = self.global_batch(self.encode(views), batch)
@@ -250,6 +342,7 @@ class Run:
                                   f"{self.recipe.pair_construction.name!r}", hint=f"views: {', '.join(features)}")
             rel = assoc.relate(features, batch, ctx)
             if rel is not None:
+                self._check_relation(label, rel)
                 relations[label] = rel
         losses: dict[str, torch.Tensor] = {}
         for label, obj in c.objectives.items():
@@ -258,6 +351,10 @@ class Run:
             value = obj.loss(features, relations, batch, ctx)
             if value is None:
                 continue
+            if not torch.is_tensor(value) or value.numel() != 1:
+                got = f"a tensor of shape {list(value.shape)}" if torch.is_tensor(value) else f"a {type(value).__name__}"
+                raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned {got}, not a scalar tensor",
+                                     hint="reduce it to one value (e.g. loss.mean()), or return None to skip the step")
             if not torch.isfinite(value.detach()).all():
                 last = ckpt.latest_checkpoint(self.run_dir)
                 raise TrainingError(
@@ -285,86 +382,134 @@ class Run:
         out["loss/total"] = float(total.detach())
         return out
 
-    # ------------------------------------------------------------------ epochs
+    def _check_relation(self, label: str, rel: Relation) -> None:
+        """A relation's weights are Q x N over its N image and N text rows (Q <= N)."""
+        c = self.components
+        section = "local_associations" if label in c.local_associations else "global_associations"
+        if not isinstance(rel, Relation):
+            raise ComponentError(f"{self.origin(f'{section}.{label}')}: relate() returned a "
+                                 f"{type(rel).__name__}, not a Relation", hint="return a wsreid.api.Relation or None")
+        w, rows_image, rows_text = rel.weights, rel.image.shape[0], rel.text.shape[0]
+        if w.dim() != 2 or w.shape[1] != rows_image or rows_image != rows_text or w.shape[0] > rows_image:
+            shape = " x ".join(str(n) for n in w.shape)
+            raise ComponentError(
+                f"{self.origin(f'{section}.{label}')}: relate() returned a Relation whose weights are {shape} "
+                f"for {rows_image} image and {rows_text} text rows",
+                hint="weights must be Q x N: Q query rows (the first Q rows) by all N rows of image and text")
+
+    # ------------------------------------------------------------------ phase 2: train an epoch
+    def train(self) -> dict[str, Any]:
+        """Train every remaining epoch (restoring first on ``resume``), then
+        :meth:`finish`. Returns the final metrics (also written to metrics.json)."""
+        r = self.recipe
+        if self.resume:
+            self.restore()
+        with self.hook_guard("wsreid_run_start"):
+            self.plugins.hook.wsreid_run_start(run=self)
+        while self.epoch < r.train.epochs:
+            self.epoch += 1
+            logs = self.train_epoch(self.epoch)
+            record = self.evaluate_and_select(self.epoch, logs)
+            self.history.append(record)
+            self.logger.epoch(self.epoch, logs)
+            with self.hook_guard("wsreid_epoch_end"):
+                self.plugins.hook.wsreid_epoch_end(run=self, epoch=self.epoch, logs=logs)
+            if self.epoch % r.train.checkpoint_every == 0 or self.epoch == r.train.epochs:
+                self.save()
+        return self.finish()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch: the global associations' ``epoch_start``, the epoch-start hook, then
+        :meth:`train_step` over the loader. Returns the epoch's logs: mean losses, the
+        learning rate, seconds, and every component's diagnostics."""
+        r = self.recipe
+        num_epochs = r.train.epochs
+        ectx = EpochContext(epoch, num_epochs, self.dist,
+                            lambda: extract_train_features(self.encoder, self.splits.train, r.eval.batch_size,
+                                                           self.dist, r.train.num_workers),
+                            self.train_person_ids.to(self.dist.device))
+        for label, assoc in self.components.global_associations.items():
+            with self.blame(f"global_associations.{label}", "global_association",
+                            self.recipe.global_associations[label].name, f"epoch_start() of epoch {epoch}"):
+                assoc.epoch_start(ectx)
+        with self.hook_guard("wsreid_epoch_start"):
+            self.plugins.hook.wsreid_epoch_start(run=self, epoch=epoch)
+        self.sampler.set_epoch(epoch)
+        self.training_started = True
+        sums: dict[str, float] = {}
+        count = 0
+        started = time.time()
+        bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
+        for batch in bar:
+            batch = batch.to(self.dist.device)
+            ctx = StepContext(epoch, self.step, num_epochs, self.dist)
+            values = self.train_step(batch, ctx)
+            self.step += 1
+            count += 1
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.step % r.train.log_every == 0:
+                self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{values['loss/total']:.3f}")
+            with self.hook_guard("wsreid_after_step"):
+                self.plugins.hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
+        logs: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
+        logs["lr"] = self.scheduler.get_last_lr()[0]
+        logs["seconds"] = time.time() - started
+        for label, comp in self.components.stateful().items():
+            for k, v in comp.diagnostics().items():
+                logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
+        return logs
+
+    # ------------------------------------------------------------------ phase 3: evaluate and select
     def evaluate(self, split_name: str) -> dict[str, float]:
+        """Retrieval metrics of the current encoder on ``split_name`` (val or test); calls
+        the after-evaluation hook."""
         split = getattr(self.splits, split_name)
         ev = self.recipe.eval
         metrics = evaluate_split(self.encoder, split, ev.batch_size, self.dist, ev.chunk_size,
                                  self.recipe.train.num_workers)
-        self.plugins.hook.wsreid_after_evaluation(run=self, split=split_name, epoch=self.epoch, metrics=metrics)
+        with self.hook_guard("wsreid_after_evaluation"):
+            self.plugins.hook.wsreid_after_evaluation(run=self, split=split_name, epoch=self.epoch, metrics=metrics)
         return metrics
 
     def selection_split(self) -> str | None:
+        """The split the best epoch is selected on (``eval.select``), None for ``last``
+        or when the dataset lacks the validation split."""
         select = self.recipe.eval.select
         if select == "val":
             return "val" if self.splits.val is not None else None
         return "test" if select == "test" else None
 
-    def train(self) -> dict[str, Any]:
+    def evaluate_and_select(self, epoch: int, logs: dict[str, float]) -> dict[str, Any]:
+        """On evaluation epochs (every ``eval.every`` and the last): evaluate val and the
+        selection split, add their metrics to ``logs``, and save the encoder as the best
+        checkpoint when the selection split's R1 improved. Returns the epoch's history
+        record ``{"epoch": e, "<split>": metrics, ...}``."""
         r = self.recipe
-        if self.resume:
-            self.restore()
-        hook = self.plugins.hook
-        hook.wsreid_run_start(run=self)
-        num_epochs = r.train.epochs
         sel = self.selection_split()
-        while self.epoch < num_epochs:
-            self.epoch += 1
-            epoch = self.epoch
-            ectx = EpochContext(epoch, num_epochs, self.dist,
-                                lambda: extract_train_features(self.encoder, self.splits.train, r.eval.batch_size,
-                                                               self.dist, r.train.num_workers),
-                                self.train_person_ids.to(self.dist.device))
-            for assoc in self.components.global_associations.values():
-                assoc.epoch_start(ectx)
-            hook.wsreid_epoch_start(run=self, epoch=epoch)
-            self.sampler.set_epoch(epoch)
-            sums: dict[str, float] = {}
-            count = 0
-            started = time.time()
-            bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
-            for batch in bar:
-                batch = batch.to(self.dist.device)
-                ctx = StepContext(epoch, self.step, num_epochs, self.dist)
-                values = self.train_step(batch, ctx)
-                self.step += 1
-                count += 1
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if self.step % r.train.log_every == 0:
-                    self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
-                    bar.set_postfix(loss=f"{values['loss/total']:.3f}")
-                hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
-            logs: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
-            logs["lr"] = self.scheduler.get_last_lr()[0]
-            logs["seconds"] = time.time() - started
-            for label, comp in self.components.stateful().items():
-                for k, v in comp.diagnostics().items():
-                    logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
-            record: dict[str, Any] = {"epoch": epoch}
-            if epoch % r.eval.every == 0 or epoch == num_epochs:
-                for split_name in {"val", sel} - {None}:
-                    if getattr(self.splits, split_name, None) is None:
-                        continue
-                    record[split_name] = self.evaluate(split_name)
-                    for k, v in record[split_name].items():
-                        logs[f"{split_name}/{k}"] = v
-                if sel and sel in record and self._is_best(sel, record[sel]):
-                    if self.dist.is_main:
-                        ckpt.save_best(self.run_dir, self.encoder, {"epoch": epoch, "split": sel, **record[sel]})
-                    self.dist.barrier()
-            self.history.append(record)
-            self.logger.epoch(epoch, logs)
-            hook.wsreid_epoch_end(run=self, epoch=epoch, logs=logs)
-            if epoch % r.train.checkpoint_every == 0 or epoch == num_epochs:
-                self.save()
-        return self.finish()
+        record: dict[str, Any] = {"epoch": epoch}
+        if epoch % r.eval.every == 0 or epoch == r.train.epochs:
+            for split_name in {"val", sel} - {None}:
+                if getattr(self.splits, split_name, None) is None:
+                    continue
+                record[split_name] = self.evaluate(split_name)
+                for k, v in record[split_name].items():
+                    logs[f"{split_name}/{k}"] = v
+            if sel and sel in record and self._is_best(sel, record[sel]):
+                if self.dist.is_main:
+                    ckpt.save_best(self.run_dir, self.encoder, {"epoch": epoch, "split": sel, **record[sel]})
+                self.dist.barrier()
+        return record
 
     def _is_best(self, split: str, metrics: dict[str, float]) -> bool:
         previous = [h[split]["R1"] for h in self.history if split in h]
         return not previous or metrics["R1"] > max(previous)
 
+    # ------------------------------------------------------------------ the end
     def finish(self) -> dict[str, Any]:
+        """Load the selected (best) weights back, evaluate on test, write metrics.json and
+        the curves (main process), call the run-end hook. Returns the metrics."""
         sel = self.selection_split()
         best_epoch = self.epoch
         if sel:
@@ -386,6 +531,7 @@ class Run:
             "dataset": self.splits.name,
             "seed": self.recipe.train.seed,
             "epochs": self.epoch,
+            "data_counts": self.dataset_counts,
         }
         if not comps.weakly_supervised:
             metrics["note"] = ("NOT weakly supervised: uses true identity labels via "
@@ -397,14 +543,47 @@ class Run:
                 plot_curves(self.run_dir)
             except Exception as exc:  # a plotting failure must not lose a finished run
                 print(f"warning: could not plot curves: {exc}", file=sys.stderr)
-        self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
+        with self.hook_guard("wsreid_run_end"):
+            self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
         return metrics
 
 
-def write_run_files(run_dir: Path, resolved_yaml: str, plugins: Plugins) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(resolved_yaml)
-    (run_dir / "versions.json").write_text(json.dumps(package_versions(plugins), indent=1))
-    marker = run_dir / ".wsreid-run"
-    if not marker.exists():
-        marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+def _one_line(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` on one line."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _raising_plugin(caller, exc: BaseException) -> str:
+    """The plugin whose implementation of the hook ``caller`` raised ``exc`` (the outermost
+    traceback frame running one of the implementations), or ``"?"``."""
+    codes = {impl.function.__code__: impl.plugin_name for impl in caller.get_hookimpls()
+             if hasattr(impl.function, "__code__")}
+    tb = exc.__traceback__
+    while tb is not None:
+        name = codes.get(tb.tb_frame.f_code)
+        if name is not None:
+            return name
+        tb = tb.tb_next
+    return "?"
+
+
+def dataset_counts(splits) -> dict[str, dict[str, int]]:
+    """Per split: distinct person ids, images and captions (train: of the training pairs;
+    val / test: gallery images and query captions)."""
+    train = splits.train
+    counts = {"train": {"ids": len({p.person_id for p in train}), "images": len({p.image_id for p in train}),
+                        "captions": len(train)}}
+    for name in ("val", "test"):
+        split = getattr(splits, name)
+        if split is not None:
+            counts[name] = {"ids": len(set(split.caption_person_ids) | set(split.image_person_ids)),
+                            "images": len(split.image_paths), "captions": len(split.captions)}
+    return counts
+
+
+def format_dataset_counts(name: str, counts: dict[str, dict[str, int]]) -> str:
+    """The lines ``wsreid run`` prints at start: one per split."""
+    lines = [f"dataset {name}:"]
+    for split, c in counts.items():
+        lines.append(f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions")
+    return "\n".join(lines)

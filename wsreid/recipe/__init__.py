@@ -9,6 +9,7 @@ from wsreid.recipe.loader import (
     load_recipe,
     read_recipe_tree,
     recipe_plugin_modules,
+    resolve_relative_paths,
     resolved_recipe,
     validate_tree,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "recipe_json_schema",
     "recipe_plugin_modules",
     "recipe_reference_markdown",
+    "resolve_relative_paths",
     "resolved_recipe",
     "validate_recipe",
     "validate_tree",

@@ -8,7 +8,8 @@ Two steps, because the registry a recipe is validated against depends on the rec
     plugins = load_plugins(recipe_plugin_modules(tree, locations))
     loaded = load_recipe(path, overrides, registry=plugins.registry)
 
-``load_recipe(path)`` without a registry does all three.
+:func:`load_recipe` without a registry does all three, and is the one loader every
+command, the engine and the tests use.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "read_recipe_tree",
     "recipe_plugin_modules",
     "load_recipe",
+    "resolve_relative_paths",
     "resolved_recipe",
     "dump_resolved_yaml",
 ]
@@ -138,21 +140,63 @@ def load_recipe(
     source: RecipeSource,
     overrides: Iterable[str] = (),
     registry: Registry | None = None,
+    *,
+    disabled: Iterable[str] = (),
+    data_recipe: str | os.PathLike[str] | None = None,
 ) -> LoadedRecipe:
-    """Read, merge, override and validate a recipe.
+    """THE recipe loader, used by every command, the engine and the tests.
 
-    Without ``registry``, plugins are loaded (entry points plus the recipe's ``plugins:``)
-    and kept on the result. Raises :class:`RecipeError` with one line on any problem.
+    Reads ``source`` (a file, or a mapping), resolves ``extends``, takes the ``data``
+    block (and the plugins) of ``data_recipe`` when given (cross-dataset evaluation,
+    ``wsreid eval --data``), applies ``overrides`` (``key=value``, last), loads the plugins
+    (entry points plus the recipe's ``plugins:``, minus ``disabled``) unless a ``registry``
+    is given, validates, and makes relative paths absolute (:func:`resolve_relative_paths`).
+    The result carries the plugin set it loaded in ``plugins``. Raises a one-line
+    :class:`RecipeError` citing the file and line of the offending key.
     """
-    tree, locations = read_recipe_tree(source, overrides)
+    tree, locations = read_recipe_tree(source)
+    if data_recipe is not None:
+        other, other_locations = read_recipe_tree(data_recipe)
+        if not isinstance(other.get("data"), dict):
+            raise RecipeError(f"--data {data_recipe}: the recipe has no data block", hint="pass a recipe with 'data:'")
+        tree["data"] = other["data"]
+        locations.replace_subtree(("data",), other_locations)
+        modules = list(dict.fromkeys(recipe_plugin_modules(tree, locations)
+                                     + recipe_plugin_modules(other, other_locations)))
+        if modules:
+            tree["plugins"] = modules
+    tree = apply_overrides(tree, overrides, locations)
     plugins = None
     if registry is None:
         from wsreid.pluginmanager import load_plugins
 
-        plugins = load_plugins(recipe_plugin_modules(tree, locations))
+        plugins = load_plugins(recipe_plugin_modules(tree, locations), disabled=disabled)
         registry = plugins.registry
     path = None if isinstance(source, Mapping) else Path(source)
-    return validate_tree(tree, locations, registry, path, plugins)
+    loaded = validate_tree(tree, locations, registry, path, plugins)
+    resolve_relative_paths(loaded)
+    return loaded
+
+
+#: Recipe keys holding a path that is resolved against the file that names it.
+RELATIVE_PATH_KEYS: tuple[tuple[str, str], ...] = (("init", "recipe"), ("init", "run"), ("data", "root"))
+
+
+def resolve_relative_paths(loaded: LoadedRecipe) -> None:
+    """Make the paths of :data:`RELATIVE_PATH_KEYS` absolute, relative to the recipe file
+    that names them (to the working directory for ``-o`` overrides and recipes given as a
+    mapping), in the typed recipe and in its resolved tree, so that the resolved recipe a
+    run saves works from any directory."""
+    for section, key in RELATIVE_PATH_KEYS:
+        block = getattr(loaded.recipe, section, None)
+        value = getattr(block, key, None) if block is not None else None
+        if value is None or Path(value).is_absolute():
+            continue
+        where = loaded.locations.find((section, key)) if loaded.locations is not None else None
+        base = Path(where.source).parent if where is not None and where.line is not None else Path.cwd()
+        absolute = str((base / value).resolve())
+        setattr(block, key, absolute)
+        loaded.resolved.setdefault(section, {})[key] = absolute
 
 
 def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry, path: Path | None = None,

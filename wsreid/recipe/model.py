@@ -12,19 +12,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wsreid.api import Params
+from wsreid.api import KINDS, Params
 
 
 #: Recipe sections holding components: section -> (component kind, whether the section is
-#: a mapping label -> component block rather than a single block).
-COMPONENT_SECTIONS: dict[str, tuple[str, bool]] = {
-    "data": ("dataset", False),
-    "encoder": ("encoder", False),
-    "pair_construction": ("pair_construction", False),
-    "local_associations": ("local_association", True),
-    "global_associations": ("global_association", True),
-    "objectives": ("objective", True),
-}
+#: a mapping label -> component block rather than a single block). Derived from
+#: :data:`wsreid.api.KINDS`.
+COMPONENT_SECTIONS: dict[str, tuple[str, bool]] = {k.section: (k.kind, k.labelled) for k in KINDS}
 
 
 class Strict(Params):
@@ -32,7 +26,7 @@ class Strict(Params):
 
 
 class TrainConfig(Strict):
-    """Optimisation schedule (METHOD.md section 4)."""
+    """Optimisation schedule (docs/method.md)."""
 
     epochs: int = Field(30, ge=1, description="number of training epochs")
     batch_size: int = Field(64, ge=1, description="global batch size (pairs per optimizer step, all processes together)")
@@ -94,7 +88,7 @@ class TrainConfig(Strict):
 
 
 class EvalConfig(Strict):
-    """When and how to evaluate (METHOD.md section 1)."""
+    """When and how to evaluate (docs/method.md)."""
 
     every: int = Field(1, ge=1, description="evaluate on the validation split every N epochs (and at the last)")
     batch_size: int = Field(256, ge=1, description="feature extraction batch size")

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from wsreid.data.check import check_dataset, format_report, split_statistics
 from wsreid.data.readers import FORMATS, detect_format, read_records
 from wsreid.data.synth import PRESETS, SynthConfig, ensure_synth, write_contact_sheet
+from wsreid.cli.common import add_debug
 from wsreid.errors import DataError
 
 __all__ = ["add_data_parser", "run_synth", "run_check"]
@@ -37,6 +38,7 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     synth.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH", help="contact sheet PNG (default: OUT/contact_sheet.png)")
     synth.add_argument("--no-contact-sheet", action="store_true", help="do not write a contact sheet")
     synth.add_argument("--workers", type=int, default=1, help="rendering processes (same output for any number)")
+    add_debug(synth, default=argparse.SUPPRESS)
     synth.set_defaults(func=run_synth)
 
     check = sub.add_parser("check", help="validate a dataset (decodes every image) and print its statistics")
@@ -44,6 +46,7 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     check.add_argument("--format", choices=list(FORMATS), default=None, help="annotation format (default: detected from the file name)")
     check.add_argument("--no-decode", action="store_true", help="only check that images exist")
     check.add_argument("--workers", type=int, default=4, help="decoding threads (default: 4)")
+    add_debug(check, default=argparse.SUPPRESS)
     check.set_defaults(func=run_check)
 
 

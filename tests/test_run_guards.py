@@ -1,0 +1,127 @@
+"""Mistakes the engine catches while it runs a recipe: each gives one line naming the
+component's recipe label (or the hook) and its plugin, exit code 2, no traceback, and a
+failure before the first epoch leaves no run directory behind. Also: ``--debug`` with every
+command, a closed output pipe, dataset counts, paths stored resolved."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsreid.cli import main
+
+FAULTS = {"plugins": ["wsreid_test_faults"]}
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def test_an_objective_returning_a_non_scalar_is_named(make_recipe, tmp_path, test_plugins_path, capsys):
+    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "objectives": {"mine": {"name": "per-pair-loss"}}})
+    assert main(["run", str(recipe)]) == 2
+    line = _one_error_line(capsys)
+    assert ("objectives.mine (objective 'per-pair-loss' from plugin 'wsreid_test_faults'): "
+            "loss() returned a tensor of shape [16], not a scalar tensor") in line
+    assert "loss.mean()" in line
+
+
+def test_a_relation_whose_weights_do_not_match_its_rows_is_named(make_recipe, test_plugins_path, capsys):
+    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"near": {"name": "short-relation"}},
+                                                "objectives": {"itc": {"name": "itc"},
+                                                               "sdm": {"name": "sdm", "relation": "near"}}})
+    assert main(["run", str(recipe)]) == 2
+    line = _one_error_line(capsys)
+    assert ("local_associations.near (local_association 'short-relation' from plugin 'wsreid_test_faults'): "
+            "relate() returned a Relation whose weights are 16 x 17 for 16 image and 16 text rows") in line
+    assert "weights must be Q x N" in line
+
+
+def test_a_hook_failing_before_the_first_epoch_names_plugin_and_hook_and_leaves_no_directory(
+        make_recipe, tmp_path, test_plugins_path, capsys, monkeypatch):
+    monkeypatch.setenv("WSREID_TEST_FAIL_HOOK", "run_start")
+    recipe = make_recipe("baselines/itc.yaml", FAULTS)
+    assert main(["run", str(recipe)]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("error: plugin 'wsreid_test_faults': hook wsreid_run_start failed before the first "
+                           "epoch: ValueError: the observer's output folder is not writable")
+    assert "--disable-plugin wsreid_test_faults" in line
+    assert not (tmp_path / "run").exists()  # recipe.yaml, versions.json, logs/, tokenizer/: all gone
+
+
+def test_a_component_failing_while_built_is_named_and_leaves_no_directory(make_recipe, tmp_path, test_plugins_path,
+                                                                           capsys):
+    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"mine": {"name": "fails-to-build"}}})
+    assert main(["run", str(recipe)]) == 2
+    line = _one_error_line(capsys)
+    assert ("local_associations.mine (local_association 'fails-to-build' from plugin 'wsreid_test_faults'): "
+            "building it failed: ZeroDivisionError: division by zero") in line
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(Exception, match="division by zero"):  # --debug: the traceback instead
+        main(["--debug", "run", str(recipe)])
+
+
+@pytest.mark.parametrize("argv", [["--debug", "plugins"], ["plugins", "--debug"], ["--debug", "schema"],
+                                  ["--debug", "data", "check", "/nonexistent/x"]])
+def test_debug_is_accepted_before_and_after_every_command(argv, capsys):
+    if argv[-2:] == ["check", "/nonexistent/x"]:
+        from wsreid.errors import UserError
+
+        with pytest.raises(UserError):  # --debug re-raises instead of printing one line
+            main(argv)
+    else:
+        assert main(argv) == 0
+        assert capsys.readouterr().out
+
+
+def test_a_plugin_that_fails_to_import_shows_its_file_and_line(make_recipe, test_plugins_path, capsys):
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_broken"]})
+    assert main(["validate", str(recipe)]) == 2
+    line = _one_error_line(capsys)
+    broken = Path(test_plugins_path) / "wsreid_test_broken.py"
+    assert f"(at {broken}:3)" in line and "nonexistent_dependency" in line
+
+
+@pytest.mark.parametrize("command", [["plugins"], ["schema"]])
+def test_a_closed_output_pipe_ends_quietly(command):
+    proc = subprocess.Popen([sys.executable, "-m", "wsreid", *command], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc.stdout.close()  # the reader (`| head`) is gone before the first write
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0
+    assert "BrokenPipeError" not in err and "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_run_prints_and_records_the_dataset_counts_and_stores_resolved_paths(make_recipe, tmp_path, capsys,
+                                                                             synth_tiny_root, monkeypatch):
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}})
+    # a relative data.root, written relative to the recipe file
+    text = recipe.read_text().replace(str(synth_tiny_root), os.path.relpath(synth_tiny_root, recipe.parent))
+    recipe.write_text(text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "chosen"
+    assert main(["run", str(recipe), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    counts = json.loads((out / "metrics.json").read_text())["data_counts"]
+    assert set(counts) == {"train", "val", "test"} and all(set(c) == {"ids", "images", "captions"}
+                                                           for c in counts.values())
+    for split, c in counts.items():
+        assert f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions" in printed
+    assert counts["train"]["captions"] >= counts["train"]["images"] >= counts["train"]["ids"] > 0
+    saved = (out / "recipe.yaml").read_text()
+    assert f"root: {synth_tiny_root}\n" in saved  # stored absolute
+    assert f"output_dir: {out}\n" in saved  # the directory the run used, not the recipe's
+    # the saved recipe evaluates from another directory
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["data"]["root"] == str(synth_tiny_root) and 0 <= result["R1"] <= 100

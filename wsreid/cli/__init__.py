@@ -1,0 +1,96 @@
+"""The ``wsreid`` command line: commands that parse their arguments, call the library and
+print. Nothing outside this package imports it (tests/test_layering.py).
+
+    wsreid run RECIPE [-o key=value ...] [--output-dir DIR] [--resume | --overwrite]
+    wsreid eval RUN_DIR_OR_CHECKPOINT [--recipe RECIPE] [--split test|val] [--data RECIPE]
+                [--query-mask-ratio R,...] [--show N]
+    wsreid eval --zero-shot --recipe RECIPE
+    wsreid ablate STUDY.yaml [-o key=value ...] [--dry-run]
+    wsreid validate RECIPE [-o key=value ...]
+    wsreid schema
+    wsreid plugins
+    wsreid data synth|check ...
+
+One module per command group: :mod:`wsreid.cli.run` (run, validate), :mod:`wsreid.cli.eval`,
+:mod:`wsreid.cli.ablate`, :mod:`wsreid.cli.plugins` (plugins, schema),
+:mod:`wsreid.cli.data`. User errors print one line ``error: ...`` and exit with
+:attr:`~wsreid.errors.ExitCode.USER_ERROR` (2); ``--debug`` (before or after the command)
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from wsreid.cli import ablate, data, eval, plugins, run
+from wsreid.cli.common import add_debug
+from wsreid.errors import ExitCode, UserError
+
+__all__ = ["build_parser", "main", "entry"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command; each leaf sets ``func(args) -> exit code``."""
+    parser = argparse.ArgumentParser(prog="wsreid", description="Weakly-supervised text-to-person re-identification")
+    add_debug(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run.add_parsers(sub)
+    eval.add_parsers(sub)
+    ablate.add_parsers(sub)
+    plugins.add_parsers(sub)
+    data.add_data_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code.
+    A :class:`~wsreid.errors.UserError` becomes one line on stderr (``--debug``: the
+    traceback); a closed output pipe (``wsreid plugins | head``) ends quietly."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("WSREID_DEBUG") == "1"
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        _quiet_closed_pipe()
+        return ExitCode.OK
+
+
+def _quiet_closed_pipe() -> None:
+    """The reader of our output went away: point stdout at /dev/null so that the flush at
+    interpreter exit does not raise again (the Python documentation's recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a descriptor
+        pass
+
+
+def entry() -> None:
+    """Console-script and ``python -m wsreid`` entry: :func:`main`, then exit.
+
+    A process that took part in a multi-process run has written and closed every file
+    when :func:`main` returns; it ends with ``os._exit`` so that gloo's threads are not
+    torn down during interpreter finalization (see :func:`wsreid.distributed.left_process_group`)."""
+    code = main()
+    from wsreid.distributed import left_process_group
+
+    if left_process_group():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_closed_pipe()
+    sys.exit(code)

@@ -1,0 +1,58 @@
+"""``wsreid ablate STUDY.yaml``: run an ablation study and print its table
+(:func:`wsreid.ablate.ablation_study`; docs/ablations.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wsreid.cli.common import add_common, add_overrides
+from wsreid.errors import ExitCode
+
+
+def add_parsers(sub) -> None:
+    """Register ``ablate``."""
+    p = sub.add_parser("ablate", help="run an ablation study (variants x seeds) and tabulate it")
+    p.add_argument("study", help="study YAML file (docs/ablations.md)")
+    add_overrides(p, "override a recipe key in every run, after the study's own overrides (repeatable)")
+    p.add_argument("--output-dir", help="study directory (default: the study's output_dir)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the table, CSV and chart from the finished runs; run nothing")
+    p.add_argument("--subprocess", action="store_true",
+                   help="run each training in its own `python -m wsreid run` process (isolates crashes and memory)")
+    p.add_argument("--seeds", metavar="S[,S...]",
+                   help="run only these seeds (a comma-separated subset or replacement of the study's seeds); "
+                        "the table still covers the study's seeds, with the others shown as not run")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL",
+                   help="run only this variant (its exact label; repeatable); the table still covers every "
+                        "variant, with the others as they stand")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="run N trainings at once, each in its own process with cpus/N threads and its output "
+                        "in OUTPUT_DIR/logs/ (default 1: one after another)")
+    add_common(p)
+    p.set_defaults(func=cmd_ablate)
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """Run the study and print the table; 0 when every run finished, 1 when some failed,
+    130 when interrupted."""
+    from wsreid.ablate import STATE_DONE, ablation_study
+
+    try:
+        report = ablation_study(args.study, output_dir=args.output_dir, overrides=args.override, seeds=args.seeds,
+                                variants=args.variant, subprocess=args.subprocess, jobs=args.jobs,
+                                disabled=args.disable_plugin, dry_run=args.dry_run, report_only=args.report_only)
+    except KeyboardInterrupt as exc:
+        outcomes = getattr(exc, "outcomes", None)
+        if outcomes is None:
+            raise
+        print(f"\ninterrupted after {len(outcomes)} of {getattr(exc, 'total', len(outcomes))} runs; run the same command again to go on", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    if report.dry_run:
+        done = sum(o.status == STATE_DONE for o in report.outcomes)
+        print(f"{len(report.outcomes)} runs ({done} finished); nothing was run")
+        return ExitCode.OK
+    print(report.paths["md"].read_text())
+    print("written: " + ", ".join(str(p) for p in report.paths.values()))
+    return ExitCode.RUNS_FAILED if report.failed else ExitCode.OK

@@ -1,0 +1,77 @@
+"""``wsreid run`` and ``wsreid validate``: parse, load the recipe, call the engine, print."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wsreid.cli.common import add_common, add_recipe_args
+from wsreid.errors import ExitCode, UserError
+
+
+def add_parsers(sub) -> None:
+    """Register ``run`` and ``validate``."""
+    p = sub.add_parser("run", help="train a recipe")
+    add_recipe_args(p)
+    p.add_argument("--output-dir", help="run directory (default: the recipe's output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in the output directory")
+    add_common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a recipe without running it")
+    add_recipe_args(p)
+    add_common(p)
+    p.set_defaults(func=cmd_validate)
+
+
+def run_mode(args: argparse.Namespace):
+    """``--resume`` / ``--overwrite`` -> a RunMode."""
+    from wsreid.engine.rundir import RunMode
+
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite exclude each other", hint="choose one")
+    return RunMode.RESUME if args.resume else RunMode.OVERWRITE if args.overwrite else RunMode.NEW
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Train the recipe (:func:`wsreid.engine.session.run_recipe`) and print the test
+    metrics of the selected epoch."""
+    from wsreid.engine.session import RunInterrupted, run_recipe
+    from wsreid.recipe import load_recipe
+
+    mode = run_mode(args)
+    loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
+    try:
+        result = run_recipe(loaded, args.output_dir, mode)
+    except RunInterrupted as exc:
+        print(f"\n{exc.message}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    if result.is_main:
+        metrics = result.metrics
+        test = metrics["test"]
+        label = "" if metrics["weakly_supervised"] else "  [NOT weakly supervised]"
+        print(f"test ({metrics['selection']}, epoch {metrics['best_epoch']}): "
+              + "  ".join(f"{k} {v:.2f}" for k, v in test.items()) + label)
+        print(f"run directory: {result.run_dir}")
+    return ExitCode.OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Load and validate the recipe; print its components."""
+    from wsreid.api import KINDS
+    from wsreid.recipe import load_recipe
+
+    r = load_recipe(args.recipe, args.override, disabled=args.disable_plugin).recipe
+    short = {"pair_construction": "pairs"}
+    comps = []
+    for kind in KINDS:
+        block = getattr(r, kind.section)
+        if not kind.labelled:
+            comps.append(f"{short.get(kind.section, kind.section)}={block.name}")
+            continue
+        for label, spec in block.items():
+            if spec is not None:
+                comps.append(f"{label}={spec.name}")
+    print(f"{args.recipe}: valid ({', '.join(comps)})")
+    return ExitCode.OK

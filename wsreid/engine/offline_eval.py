@@ -1,0 +1,198 @@
+"""Evaluation of a trained run, a checkpoint or (zero-shot) a recipe's encoder: the library
+behind ``wsreid eval``.
+
+    wsreid eval RUN_DIR                              # the run's selected checkpoint
+    wsreid eval RUN_DIR --data OTHER_RECIPE          # cross-dataset: OTHER_RECIPE's data block
+    wsreid eval RUN_DIR -o data.name=rstpreid -o data.root=DIR      # the same with overrides
+    wsreid eval RUN_DIR --query-mask-ratio 0.1,0.3,0.5              # degraded queries
+    wsreid eval RUN_DIR --show 8 --figure top5.png                  # a retrieval figure
+    wsreid eval --zero-shot --recipe RECIPE          # the encoder as loaded, no run needed
+
+Evaluation only reads: nothing is written into the run directory (the run's saved
+tokenizer, ``RUN_DIR/tokenizer``, is reused by the ``clip`` encoder), and a zero-shot
+evaluation of a recipe creates no run directory. It runs in one process (on the GPU when
+there is one). The result is printed as JSON (``--format table``: a Markdown table); the
+metrics keys (R1, R5, R10, mAP, mINP) sit at the top level.
+Degraded queries: :mod:`wsreid.query_masking`. Cross-dataset evaluation: the recipe is
+loaded with another recipe's data block (:func:`wsreid.recipe.load_recipe`, ``data_recipe``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsreid.engine.components import build_dataset_and_encoder, recipe_identity_readers
+from wsreid.engine.rundir import run_weights, weights_of
+from wsreid.errors import UserError
+from wsreid.query_masking import masked_text_features
+
+__all__ = ["EvalTarget", "resolve_target", "supervision", "build_for_evaluation", "evaluate_target",
+           "evaluation_table", "METRIC_KEYS"]
+
+METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class EvalTarget:
+    """What to evaluate: the recipe file, the run directory (None: none), the weights file
+    (None: the encoder as loaded)."""
+
+    recipe: str
+    run_dir: Path | None
+    weights: Path | None
+
+
+def resolve_target(target: str | None, recipe: str | None, zero_shot: bool) -> EvalTarget:
+    """Interpret the command line: a run directory, a checkpoint, or a recipe."""
+    if target is None or Path(target).suffix in RECIPE_SUFFIXES:
+        if target is not None and recipe is not None:
+            raise UserError(f"{target} is a recipe and --recipe names another one", hint="give the recipe once")
+        recipe = recipe or target
+        if recipe is None:
+            raise UserError("wsreid eval: nothing to evaluate",
+                            hint="pass a run directory, or --zero-shot --recipe RECIPE")
+        if not zero_shot:
+            raise UserError(f"{recipe}: a recipe holds no trained weights",
+                            hint="pass --zero-shot to evaluate the encoder as loaded, or pass a run directory")
+        return EvalTarget(recipe, None, None)
+    path = Path(target)
+    if path.is_dir() and (path / "recipe.yaml").exists():
+        run_dir, weights = path, None
+    elif path.is_dir() and (path / "model.safetensors").exists():
+        weights = path / "model.safetensors"
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+    elif path.suffix == ".safetensors" and path.exists():
+        weights, run_dir = path, None
+    else:
+        raise UserError(f"{target} is neither a run directory nor a checkpoint",
+                        hint="pass a run directory (holding recipe.yaml), a checkpoint directory or .safetensors file")
+    recipe = recipe or (str(run_dir / "recipe.yaml") if run_dir else None)
+    if recipe is None:
+        raise UserError(f"{target}: cannot find the recipe of this checkpoint", hint="pass --recipe RECIPE")
+    if zero_shot:
+        weights = None
+    elif weights is None:
+        weights = run_weights(run_dir)
+        if weights is None:
+            raise UserError(f"{run_dir} holds no checkpoint", hint="train it first, or pass --zero-shot")
+    return EvalTarget(recipe, run_dir, weights)
+
+
+def supervision(recipe, plugins, zero_shot: bool) -> tuple[bool, str | None]:
+    """Whether the evaluated model was trained weakly supervised, and a note when not
+    (:func:`wsreid.engine.components.recipe_identity_readers`)."""
+    supervised = recipe_identity_readers(recipe, plugins.registry, trained=not zero_shot)
+    if not supervised:
+        return True, None
+    return False, "NOT weakly supervised: trained with true identity labels via " + ", ".join(supervised)
+
+
+def build_for_evaluation(recipe, plugins, run_dir: Path | None):
+    """Dataset splits and encoder, built as a run builds them (same seed, same order,
+    :func:`wsreid.engine.components.build_dataset_and_encoder`) -> (splits, encoder, device)."""
+    import torch
+    from accelerate.utils import set_seed
+
+    from wsreid.api import BuildContext
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    set_seed(recipe.train.seed)
+    ctx = BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device)
+    _, splits, encoder = build_dataset_and_encoder(plugins, recipe, ctx)
+    return splits, encoder, device
+
+
+def _or_dash(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def evaluation_table(result: dict[str, Any]) -> str:
+    """Markdown table of an evaluation result: the unmasked queries ("none"), then one row
+    per requested mask ratio. The last three columns are diagnostics, not metrics: the
+    distinct images ranked first and the % of queries sent to the commonest of them
+    (:func:`wsreid.evaluation.top1_concentration`), and the mean cosine between two
+    queries' features (:func:`wsreid.evaluation.mean_pairwise_cosine`)."""
+    tag = "" if result.get("weakly_supervised", True) else "  [NOT weakly supervised]"
+    lines = [f"{result['dataset']} {result['split']}, weights: {result['weights']}{tag}", "",
+             "| query mask ratio | " + " | ".join(METRIC_KEYS) + " | top-1 images | top-1 hub % | query cos |",
+             "|---" * (len(METRIC_KEYS) + 4) + "|"]
+    rows = [{"ratio": "none", **result}] + [{**r, "ratio": f"{r['ratio']:g}"} for r in result.get("query_mask", [])]
+    for row in rows:
+        lines.append(f"| {row['ratio']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS)
+                     + f" | {row['top1_images']} | {row['top1_hub_share']:.1f} | {_or_dash(row['query_mean_cosine'], '.3f')} |")
+    if result.get("note"):
+        lines += ["", result["note"]]
+    return "\n".join(lines)
+
+
+def evaluate_target(loaded, target: EvalTarget, *, split: str = "test", ratios: list[float] = (),
+                    mask_seed: int = 0, show: int = 0, top_k: int = 5, figure: str = "retrieval.png") -> dict[str, Any]:
+    """Evaluate ``target`` with the loaded recipe (its data block possibly another
+    recipe's: cross-dataset, ``load_recipe(..., data_recipe=...)``) -> the result printed by
+    ``wsreid eval``: the metrics at the top level, diagnostics, ``query_mask`` rows for each
+    of ``ratios`` (:mod:`wsreid.query_masking`) and, with ``show``, a retrieval figure."""
+    import torch
+
+    from wsreid.distributed import Distributed
+    from wsreid.engine.checkpoint import load_model_weights
+    from wsreid.engine.evaluate import extract_image_features, extract_text_features
+    from wsreid.evaluation import mean_pairwise_cosine, retrieval_metrics, top1_concentration
+
+    recipe, plugins = loaded.recipe, loaded.plugins
+    init_source = None
+    if target.weights is None and recipe.init is not None:
+        # zero-shot of a recipe with `init`: the encoder as the run would start - the
+        # initial run's tokenizer (found in its directory) and its weights
+        from wsreid.engine.session import initial_run
+
+        init_source = initial_run(recipe.init)
+    splits, encoder, device = build_for_evaluation(recipe, plugins, target.run_dir or init_source)
+    split_name = split
+    split = getattr(splits, split_name)
+    if split is None:
+        raise UserError(f"dataset {splits.name!r} has no {split_name} split", hint="use --split test")
+    if target.weights is not None:
+        load_model_weights(encoder, target.weights)
+    elif init_source is not None:
+        load_model_weights(encoder, weights_of(init_source, recipe.init.checkpoint))
+    encoder.to(device).eval()
+    dist = Distributed(None)
+    dist.device = device
+    ev = recipe.eval
+    qids, gids = torch.tensor(split.caption_person_ids), torch.tensor(split.image_person_ids)
+    image = extract_image_features(encoder, split.image_paths, ev.batch_size, dist, recipe.train.num_workers)
+    text = extract_text_features(encoder, split.captions, ev.batch_size, dist)
+    weakly, note = supervision(recipe, plugins, target.weights is None)
+
+    def scored(queries):
+        """Metrics and diagnostics of N x d query features against the gallery."""
+        similarity = (queries @ image.T).cpu()
+        return {**retrieval_metrics(similarity, qids, gids, chunk_size=ev.chunk_size),
+                **top1_concentration(similarity), "query_mean_cosine": mean_pairwise_cosine(queries)}
+
+    result: dict[str, Any] = {
+        "split": split_name,
+        "dataset": splits.name,
+        "data": recipe.data.model_dump(mode="json"),
+        "weights": (str(target.weights) if target.weights is not None
+                    else f"initial encoder of init {recipe.init.recipe or recipe.init.run} (zero-shot)"
+                    if recipe.init is not None else "encoder as loaded (zero-shot)"),
+        **scored(text),
+        "weakly_supervised": weakly,
+    }
+    if note:
+        result["note"] = note
+    if ratios:
+        result["query_mask"] = []
+        for ratio in ratios:
+            masked = masked_text_features(encoder, split.captions, ratio, mask_seed, ev.batch_size, device)
+            result["query_mask"].append({"ratio": ratio, **scored(masked)})
+        result["mask_seed"] = mask_seed
+    if show:
+        from wsreid.showcase import write_retrieval_figure
+
+        result["figure"] = str(write_retrieval_figure(figure, text, image, split, show, top_k))
+    return result

@@ -1,0 +1,159 @@
+"""The run directory: what marks one, when it may be (re)used, what it holds.
+
+A run directory holds ``recipe.yaml`` (the resolved recipe), ``versions.json``, the marker
+file :data:`RUN_MARKER`, ``logs/``, ``checkpoints/`` and, once finished, ``metrics.json``
+(docs/architecture.md, "A run directory"). The rules, in one place:
+
+* a new run needs an empty or missing directory (:func:`prepare_run_dir`);
+* :attr:`RunMode.OVERWRITE` replaces a wsreid run (never a foreign directory);
+* :attr:`RunMode.RESUME` continues a wsreid run, with the recipe it was started with
+  (:func:`check_resume_recipe`; ``output_dir`` aside);
+* the weights of a run are its best checkpoint, else its latest (:func:`run_weights`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Iterable
+
+from wsreid.errors import TrainingError, UserError
+
+__all__ = [
+    "RUN_MARKER",
+    "RunMode",
+    "RunState",
+    "prepare_run_dir",
+    "strip_output_dir",
+    "check_resume_recipe",
+    "same_recipe",
+    "run_state",
+    "run_weights",
+    "weights_of",
+    "write_run_files",
+]
+
+#: The file that marks a directory as a wsreid run directory.
+RUN_MARKER = ".wsreid-run"
+
+
+class RunMode(str, Enum):
+    """How a run treats its output directory: ``new`` (it must be empty or missing),
+    ``resume`` (continue the run in it), ``overwrite`` (replace the run in it)."""
+
+    NEW = "new"
+    RESUME = "resume"
+    OVERWRITE = "overwrite"
+
+
+class RunState(str, Enum):
+    """What a run directory holds, as :func:`run_state` reads it."""
+
+    DONE = "done"  # metrics.json present
+    RESUME = "resume"  # a wsreid run with a checkpoint
+    RESTART = "restart"  # a wsreid run without one
+    NEW = "new"  # not a wsreid run (missing or foreign)
+
+
+def prepare_run_dir(run_dir: Path, mode: RunMode) -> bool:
+    """Check (and, for ``overwrite``, empty) the output directory for ``mode``; returns
+    True when the run about to start creates the directory (so that a failure before the
+    first epoch can remove it). Raises a :class:`UserError` that says which option to use."""
+    mode = RunMode(mode)
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if mode is RunMode.RESUME:
+        if not (run_dir / RUN_MARKER).exists():
+            raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
+        return False
+    if exists:
+        if not (run_dir / RUN_MARKER).exists():
+            raise UserError(f"output directory {run_dir} exists and is not a wsreid run",
+                            hint="choose another --output-dir; wsreid never deletes foreign directories")
+        if mode is not RunMode.OVERWRITE:
+            raise UserError(f"output directory {run_dir} already holds a run",
+                            hint="pass --resume to continue it or --overwrite to start it again")
+        shutil.rmtree(run_dir)
+    return True
+
+
+def strip_output_dir(text: str) -> str:
+    """A resolved recipe's text without its ``output_dir`` line (where a run is written
+    does not make it another recipe)."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("output_dir:"))
+
+
+def check_resume_recipe(run_dir: Path, resolved_yaml: str) -> None:
+    """``--resume`` continues a run only with the recipe it was started with."""
+    saved = run_dir / "recipe.yaml"
+    if saved.exists() and strip_output_dir(saved.read_text()) != strip_output_dir(resolved_yaml):
+        raise UserError(f"--resume: the recipe differs from {saved}",
+                        hint=f"resume with `wsreid run {saved} --output-dir {run_dir} --resume`")
+
+
+def same_recipe(run_dir: Path, resolved_yaml: str, disabled: Iterable[str] = ()) -> bool:
+    """Whether the run in ``run_dir`` was made with this recipe: its saved recipe.yaml,
+    validated again (so options added since, at their defaults, do not count as a change),
+    resolves to the same text as ``resolved_yaml``, ``output_dir`` aside."""
+    from wsreid.recipe import dump_resolved_yaml, load_recipe
+
+    saved = run_dir / "recipe.yaml"
+    if not saved.exists():
+        return False
+    wanted = strip_output_dir(resolved_yaml)
+    if strip_output_dir(saved.read_text()) == wanted:
+        return True
+    try:
+        again = load_recipe(saved, disabled=list(disabled))
+    except Exception:  # a recipe that no longer validates is a changed recipe
+        return False
+    return strip_output_dir(dump_resolved_yaml(again)) == wanted
+
+
+def run_state(run_dir: Path) -> RunState:
+    """``done`` (metrics.json present), ``resume`` (a wsreid run with a checkpoint),
+    ``restart`` (a wsreid run without one) or ``new``."""
+    if (run_dir / "metrics.json").exists():
+        return RunState.DONE
+    if (run_dir / RUN_MARKER).exists():
+        return RunState.RESUME if (run_dir / "checkpoints" / "latest").exists() else RunState.RESTART
+    return RunState.NEW
+
+
+def run_weights(run_dir: Path) -> Path | None:
+    """The weights a finished (or interrupted) run stands for: its best checkpoint, else
+    its latest one; None when it holds none."""
+    from wsreid.engine.checkpoint import latest_checkpoint
+
+    best = run_dir / "checkpoints" / "best" / "model.safetensors"
+    if best.exists():
+        return best
+    last = latest_checkpoint(run_dir)
+    return last / "model.safetensors" if last else None
+
+
+def weights_of(run_dir: Path, checkpoint: str) -> Path:
+    """The weights of ``run_dir`` named by ``checkpoint`` (``best``: the best, else the
+    latest; ``latest``: the latest). Raises a :class:`TrainingError` when there are none."""
+    from wsreid.engine.checkpoint import latest_checkpoint
+
+    if checkpoint == "best":
+        found = run_weights(run_dir)
+    else:
+        last = latest_checkpoint(run_dir)
+        found = last / "model.safetensors" if last else None
+    if found is None:
+        raise TrainingError(f"init: {run_dir} holds no checkpoint", hint="train it first or name another run")
+    return found
+
+
+def write_run_files(run_dir: Path, resolved_yaml: str, versions: dict) -> None:
+    """Create the run directory with its recipe.yaml, versions.json and marker."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(resolved_yaml)
+    (run_dir / "versions.json").write_text(json.dumps(versions, indent=1))
+    marker = run_dir / RUN_MARKER
+    if not marker.exists():
+        marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))

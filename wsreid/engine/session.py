@@ -1,0 +1,165 @@
+"""Running a recipe: the one function behind ``wsreid run``, ``wsreid ablate`` (in-process)
+and the initial-encoder pretraining (recipe key ``init``).
+
+A newcomer follows a run through four modules::
+
+    wsreid/cli/run.py       parse the command line, load the recipe, print the result
+    wsreid/engine/session.py  run_recipe(): run directory, init weights, Run, close
+    wsreid/engine/run.py    Run: build components, train epochs, evaluate and select, save
+                            Run.train_step(): one step (views, encode, relate, loss, step)
+
+:func:`run_recipe` prepares the run directory (:mod:`wsreid.engine.rundir`), writes the
+resolved recipe, resolves the initial weights (training the initial run once when needed,
+:func:`initial_run`), builds :class:`~wsreid.engine.run.Run` and trains it. A failure
+before the first epoch removes the directory this start created.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsreid.engine.components import package_versions
+from wsreid.engine.init import copy_tokenizer, init_cache_dir
+from wsreid.engine.run import Run
+from wsreid.engine.rundir import (
+    RunMode,
+    check_resume_recipe,
+    prepare_run_dir,
+    weights_of,
+    write_run_files,
+)
+from wsreid.errors import UserError
+
+__all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_weights", "resolved_yaml_for"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C; ``message`` says where to resume from (one line)."""
+
+    def __init__(self, run_dir: Path, message: str):
+        super().__init__(message)
+        self.run_dir, self.message = run_dir, message
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_recipe` returns: the run directory, the final metrics (as written
+    to ``metrics.json``) and whether this process is the main one (the one that prints)."""
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(repr=False)
+    is_main: bool
+
+
+def _launcher_rank() -> tuple[bool, int]:
+    """(is this the main process, world size), as the launcher (torchrun / accelerate
+    launch) set them; one process when there is no launcher."""
+    return os.environ.get("RANK", "0") == "0", int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def resolved_yaml_for(loaded, run_dir: Path) -> str:
+    """The resolved recipe a run into ``run_dir`` saves as recipe.yaml: its ``output_dir``
+    is the directory the run actually uses."""
+    from dataclasses import replace
+
+    from wsreid.recipe import dump_resolved_yaml
+
+    return dump_resolved_yaml(replace(loaded, resolved={**loaded.resolved, "output_dir": str(run_dir)}))
+
+
+def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: RunMode | str = RunMode.NEW, *,
+               record_as: str | os.PathLike[str] | None = None) -> RunResult:
+    """Train the loaded recipe (:func:`wsreid.recipe.load_recipe`) into ``output_dir``
+    (default: the recipe's ``output_dir``).
+
+    ``mode``: ``new`` (the directory must be empty or missing), ``resume`` or ``overwrite``
+    (:class:`~wsreid.engine.rundir.RunMode`). Under a multi-process launcher only the first
+    process prepares the directory; the others wait for it at the first barrier of
+    :meth:`Run.setup`. Raises :class:`RunInterrupted` on Ctrl-C (the last checkpoint is
+    kept) and :class:`~wsreid.errors.UserError` on a user mistake; a failure before the
+    first epoch removes the directory this call created. ``record_as``: the ``output_dir``
+    written into the run's recipe.yaml when the directory is renamed afterwards (default:
+    the run directory)."""
+    mode = RunMode(mode)
+    recipe, plugins = loaded.recipe, loaded.plugins
+    run_dir = Path(output_dir or recipe.output_dir)
+    resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
+    if mode is RunMode.RESUME:
+        check_resume_recipe(run_dir, resolved_yaml)
+    main_process, world_size = _launcher_rank()
+    created = prepare_run_dir(run_dir, mode) if main_process else False
+    run = None
+    try:
+        if main_process:
+            write_run_files(run_dir, resolved_yaml, package_versions(plugins))
+        weights = init_weights(recipe.init, run_dir, is_main=main_process, world_size=world_size)
+        run = Run(recipe, plugins, run_dir, resolved_yaml=resolved_yaml, resume=mode is RunMode.RESUME,
+                  init_weights=weights)
+        run.setup()
+        metrics = run.train()
+    except BaseException as exc:
+        removed = created and (run is None or not run.training_started)
+        if removed:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing of this start is worth keeping
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted) and not removed:
+            from wsreid.engine.checkpoint import latest_checkpoint
+
+            last = latest_checkpoint(run_dir)
+            where = f"last complete checkpoint: {last.name}" if last else "no checkpoint was written yet"
+            raise RunInterrupted(run_dir, f"interrupted; {where}; resume with: wsreid run {run_dir / 'recipe.yaml'} "
+                                          f"--output-dir {run_dir} --resume") from None
+        raise
+    run.close()
+    return RunResult(run_dir, metrics, run.dist.is_main)
+
+
+def initial_run(init, *, world_size: int = 1) -> Path:
+    """The run directory whose encoder initialises a run with this ``init`` block:
+    ``init.run``, or the cached run of ``init.recipe``, trained first (in this process,
+    through :func:`run_recipe`) when the cache does not hold it yet."""
+    if init.run is not None:
+        run_dir = Path(init.run)
+        if not (run_dir / "recipe.yaml").exists():
+            raise UserError(f"init.run: {run_dir} is not a wsreid run directory", hint="name a run directory")
+        return run_dir
+    from wsreid.recipe import load_recipe
+
+    loaded = load_recipe(init.recipe)
+    target = init_cache_dir(loaded)
+    if (target / "metrics.json").exists():
+        return target
+    if world_size > 1:
+        raise UserError(f"init: the encoder of {init.recipe} is not trained yet",
+                        hint=f"train it once in a single process: wsreid run {init.recipe} (it is cached in {target})")
+    print(f"init: training the initial encoder once: {init.recipe} -> {target}", file=sys.stderr)
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        run_recipe(loaded, tmp, RunMode.NEW, record_as=target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (target / "metrics.json").exists():  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def init_weights(init, run_dir: Path | None, *, is_main: bool = True, world_size: int = 1) -> Path | None:
+    """The weights file the encoder of a run with this ``init`` block starts from (None
+    without ``init``); the main process first copies the initial run's tokenizer into
+    ``run_dir`` (:func:`wsreid.engine.init.copy_tokenizer`)."""
+    if init is None:
+        return None
+    source = initial_run(init, world_size=world_size)
+    if is_main and run_dir is not None:
+        copy_tokenizer(source, run_dir)
+    return weights_of(source, init.checkpoint)
