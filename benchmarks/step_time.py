@@ -41,7 +41,7 @@ def build(recipe: str, overrides: list[str], workdir: Path):
     from wsreid.engine.run import Run
     from wsreid.recipe import dump_resolved_yaml
 
-    loaded = load_recipe(str(REPO / recipe), ["init=null", *overrides])
+    loaded = load_recipe(str(REPO / recipe), ["init=null", "encoder.pretrained=null", *overrides])
     plugins = loaded.plugins
     run = Run(loaded.recipe, plugins, workdir, resolved_yaml=dump_resolved_yaml(loaded))
     run.setup()

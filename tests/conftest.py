@@ -15,6 +15,7 @@ RECIPES = REPO / "recipes"
 TINY_OVERRIDES = {
     "encoder": {
         "name": "clip",
+        "pretrained": None,  # the shipped synth encoder is not this tiny size: random weights
         "embed_dim": 32,
         "vision": {"hidden": 32, "layers": 1, "heads": 2, "patch_size": 8},
         "text": {"hidden": 32, "layers": 1, "heads": 2},

@@ -24,8 +24,8 @@ def test_cluster_pseudo_label_recipe_settings():
     g = r.global_associations["pseudo_labels"]
     assert (g.name, g.k1, g.k2, g.eps, g.min_samples, g.cluster_on) == ("cluster-pseudo-labels", 30, 6, 0.6, 4, "image")
     t = r.objectives["triplet"]
-    assert (t.name, t.relation, t.margin, t.start_epoch) == ("triplet", "pseudo_labels", 0.3, 10)
-    assert r.train.epochs == 20 and r.objectives["sdm_pseudo"].relation == "pseudo_labels"
+    assert (t.name, t.relation, t.margin, t.start_epoch) == ("triplet", "pseudo_labels", 0.3, 4)
+    assert r.train.epochs == 8 and r.objectives["sdm_pseudo"].relation == "pseudo_labels"
     assert r.objectives["itc"].name == "itc"
 
 

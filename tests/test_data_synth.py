@@ -287,3 +287,30 @@ def test_ensure_synth_caches_and_refuses_foreign_directories(tmp_path: Path, mon
     assert SynthConfig(size="tiny", caption_noise=0.1).cache_name() != SynthConfig(size="tiny", caption_noise=0.2).cache_name()
     with pytest.raises(ValueError):
         SynthConfig(min_mentions=5, max_mentions=3)
+
+
+def test_web_style_is_another_domain_of_the_same_people() -> None:
+    """style=web: same identities and scenes as pedes for a seed (only the caption writer
+    and the renderer change), deterministic, alt-text captions with another vocabulary that
+    mention only visible items, and a plain backdrop instead of the street; the default
+    configuration (and so its cache name) is unchanged."""
+    from wsreid.data.synth.web_captions import lexicon_captions
+
+    assert SynthConfig().cache_name() == f"small-seed0-v{gen.GENERATOR_VERSION}"
+    assert SynthConfig(style="web").cache_name() != SynthConfig().cache_name()
+    pedes, web = plan_dataset(SynthConfig(seed=3), SynthPreset(30, 2, 2)), plan_dataset(SynthConfig(seed=3, style="web"), SynthPreset(30, 2, 2))
+    assert [(im.identity.key(), im.scene) for im in pedes.images] == [(im.identity.key(), im.scene) for im in web.images]
+    again = plan_dataset(SynthConfig(seed=3, style="web"), SynthPreset(30, 2, 2))
+    assert [c.text for im in again.images for c in im.captions] == [c.text for im in web.images for c in im.captions]
+    assert all(set(c.mentions) <= im.visible for im in web.images for c in im.captions)
+    words = lambda plan: {w for im in plan.images for c in im.captions for w in re.findall(r"[a-z]+", c.text.lower())}  # noqa: E731
+    shared = words(pedes) & words(web)
+    assert {"black", "jeans"} & shared and len(shared) < 0.4 * len(words(web))  # another vocabulary, partly shared
+    assert not any(c.text.endswith(".") for im in web.images for c in im.captions)  # no sentences
+    ident, scene = _person(), _scene("front")
+    street, studio = render_image(ident, scene, clutter=6), render_image(ident, scene, clutter=6, style="web")
+    assert np.array_equal(np.asarray(studio), np.asarray(render_image(ident, scene, clutter=6, style="web")))
+    corner = lambda im: np.asarray(im)[:20, :6].astype(float)  # noqa: E731 - background only
+    assert corner(studio).mean() > 120 and not np.array_equal(corner(street), corner(studio))
+    lexicon = {w for t in lexicon_captions() for w in re.findall(r"[a-z]+", t.lower())}
+    assert words(pedes) | words(web) <= lexicon

@@ -63,13 +63,27 @@ def random_clip_model(
     return model
 
 
+#: Directory of the encoders shipped with the package (one sub-directory per model, each a
+#: saved ``CLIPModel`` with its tokenizer and a ``wsreid.json`` telling how it was made).
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def shipped_models() -> dict[str, Path]:
+    """Name -> directory of every encoder shipped in :data:`SHIPPED_DIR` (``encoder.pretrained:
+    NAME`` loads one, e.g. ``synth-web-tiny-clip``)."""
+    if not SHIPPED_DIR.is_dir():
+        return {}
+    return {d.name: d for d in sorted(SHIPPED_DIR.iterdir()) if (d / "config.json").is_file()}
+
+
 def looks_like_path(name: str) -> bool:
     """Whether ``name`` is written as a file path rather than a hub name (org/model)."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def load_pretrained(name: str) -> tuple[Any, Path | None]:
-    """Load a pretrained ``CLIPModel`` (float32) from a local directory or a hub name.
+    """Load a pretrained ``CLIPModel`` (float32): a model shipped with the package (by its
+    name, :func:`shipped_models`), a local directory or a hub name.
 
     Returns the model and the local directory it came from (None for a hub name). A hub
     name is looked up in the local cache first; only when it is missing there is the hub
@@ -77,7 +91,7 @@ def load_pretrained(name: str) -> tuple[Any, Path | None]:
     """
     from transformers import CLIPModel
 
-    path = Path(name).expanduser()
+    path = shipped_models().get(name) or Path(name).expanduser()
     if path.is_dir():
         try:
             return CLIPModel.from_pretrained(str(path), dtype=torch.float32, local_files_only=True), path

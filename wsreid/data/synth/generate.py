@@ -34,6 +34,7 @@ from wsreid.data.synth.attributes import Identity, mutate_identity, sample_ident
 from wsreid.data.synth.captions import Caption, make_caption
 from wsreid.data.synth.render import render_image
 from wsreid.data.synth.scene import Scene, Variation, sample_scene
+from wsreid.data.synth.web_captions import make_web_caption
 from wsreid.errors import DataError
 
 __all__ = [
@@ -103,6 +104,12 @@ class SynthConfig(Params):
     clutter: int = Field(6, ge=0, le=30, description="at most this many background objects per image")
     lighting: float = Field(0.25, ge=0, le=0.6, description="brightness variation (+-); colour cast is 0.4 times this")
     pixel_noise: float = Field(6.0, ge=0, le=40, description="largest pixel noise standard deviation (0-255 scale)")
+    style: Literal["pedes", "web"] = Field(
+        "pedes",
+        description="pedes: street scenes and CUHK-PEDES-like sentences (the benchmark); web: studio backdrops, "
+        "saturated flat colours and alt-text-like noun-phrase captions with another vocabulary (the pretraining "
+        "pool of the shipped initial encoder; docs/datasets.md)",
+    )
 
     @model_validator(mode="after")
     def _mentions_ordered(self) -> "SynthConfig":
@@ -205,17 +212,18 @@ def plan_dataset(config: SynthConfig, preset: SynthPreset | None = None) -> Synt
                 irng = np.random.default_rng([config.seed, GENERATOR_VERSION, 1, ident.person_id, k])
                 scene = sample_scene(irng, config.variation(), has_suitcase=ident.attrs["bag_type"] == "suitcase")
                 visible = visible_slots(ident.attrs, scene.view, shoes_hidden=scene.shoes_hidden)
+                write = make_web_caption if config.style == "web" else make_caption
                 captions = tuple(
-                    make_caption(ident.attrs, visible, irng, min_mentions=config.min_mentions, max_mentions=config.max_mentions, noise=config.caption_noise)
+                    write(ident.attrs, visible, irng, min_mentions=config.min_mentions, max_mentions=config.max_mentions, noise=config.caption_noise)
                     for _ in range(config.captions_per_image)
                 )
                 images.append(PlannedImage(split, ident, k, scene, captions, visible, f"{split}/{ident.person_id:05d}_{k}.{ext}"))
     return SynthPlan(config, preset, identities, images)
 
 
-def _write_image(job: tuple[Identity, Scene, int, int, str, str]) -> None:
-    ident, scene, height, width, clutter, path = job
-    img = render_image(ident, scene, height=height, width=width, clutter=clutter)
+def _write_image(job: tuple[Identity, Scene, int, int, int, str, str]) -> None:
+    ident, scene, height, width, clutter, style, path = job
+    img = render_image(ident, scene, height=height, width=width, clutter=clutter, style=style)
     if path.endswith(".jpg"):
         img.save(path, quality=92)
     else:
@@ -241,7 +249,7 @@ def _write_files(plan: SynthPlan, out: Path, workers: int, progress: Callable[[i
     cfg = plan.config
     for split in SPLITS:
         (out / "imgs" / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(im.identity, im.scene, cfg.image_height, cfg.image_width, cfg.clutter, str(out / "imgs" / im.file_path)) for im in plan.images]
+    jobs = [(im.identity, im.scene, cfg.image_height, cfg.image_width, cfg.clutter, cfg.style, str(out / "imgs" / im.file_path)) for im in plan.images]
     total = len(jobs)
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -1,0 +1,109 @@
+"""The calibration criteria a-d of the embedded default (docs/results.md, "Calibration of
+the shipped initial encoder"), read from a headline study and its degraded-query evaluation:
+
+    python results/calibration.py --study runs/ablations/headline \\
+        [--eval results/synth-small/headline-eval] [--zero-shot ZERO_SHOT.json]
+
+a. zero-shot R@1 at least 8 below ITC (mean over seeds);
+b. supervised PK at least 4 above ITC on R@1 and mAP (means);
+c. DGIA's LRC relates under 25 % of a batch's pairs at epoch 1 with precision at least 10x
+   the base rate of same-person pairs in a random batch; GSRC-FR neighbour accuracy at
+   epoch 2 at least 40 % (``logs/epochs.csv``, per seed);
+d. at query mask ratio 0.5 no model sends more than 20 % of the queries to one image
+   (``top1_hub_share`` of results/eval_protocols.py's ``degraded.json``, per run).
+
+``--zero-shot`` is the JSON of ``wsreid eval --zero-shot --recipe recipes/dgia.yaml
+--format json --query-mask-ratio 0.5`` (default: the metrics recorded with the shipped
+encoder). The base rate is computed from the training split of the default recipe's
+dataset: sum over identities of n(n-1) / (N(N-1)), n = pairs of the identity, N = pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ITC, PK, DGIA = "ITC_B", "supervised_PK_true_identities", "DGIA"
+
+
+def _seeds(study: Path, variant: str) -> dict[int, Path]:
+    root = study / "runs" / variant
+    return {int(d.name.split("-")[1]): d for d in sorted(root.glob("seed-*")) if (d / "metrics.json").exists()}
+
+
+def _test(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())["test"]
+
+
+def _mean(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.mean(values):.2f}" + (f" +- {statistics.stdev(values):.2f}" if len(values) > 1 else "") + f" (n={len(values)})"
+
+
+def base_rate() -> float:
+    from wsreid.api import BuildContext
+    from wsreid.engine.components import build_component
+    from wsreid.recipe import load_recipe
+
+    loaded = load_recipe(str(REPO / "recipes" / "dgia.yaml"))
+    splits = build_component(loaded.plugins, "dataset", loaded.recipe.data, BuildContext(run_dir=None, seed=0, device="cpu"), "data").load()
+    counts = Counter(p.person_id for p in splits.train)
+    n = sum(counts.values())
+    return sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", type=Path, required=True)
+    parser.add_argument("--eval", type=Path, default=None, help="results/eval_protocols.py output directory (criterion d)")
+    parser.add_argument("--zero-shot", type=Path, default=None)
+    args = parser.parse_args()
+    if args.zero_shot:
+        zero = json.loads(args.zero_shot.read_text())
+        zero_hub = next((r["top1_hub_share"] for r in zero.get("query_mask", []) if abs(r["ratio"] - 0.5) < 1e-9), None)
+    else:
+        from wsreid_clip.loading import shipped_models
+
+        zero = json.loads((shipped_models()["synth-web-tiny-clip"] / "wsreid.json").read_text())["zero_shot"]["small"]
+        zero_hub = None
+    itc, pk, dgia = (_seeds(args.study, v) for v in (ITC, PK, DGIA))
+    itc_r1 = [_test(r)["R1"] for r in itc.values()]
+    itc_map = [_test(r)["mAP"] for r in itc.values()]
+    pk_r1 = [_test(r)["R1"] for r in pk.values()]
+    pk_map = [_test(r)["mAP"] for r in pk.values()]
+    rate = base_rate()
+    print(f"a. zero-shot R@1 {zero['R1']:.2f}; ITC R@1 {_mean(itc_r1)}"
+          + (f"; ITC - zero-shot = {statistics.mean(itc_r1) - zero['R1']:+.2f} (need >= +8)" if itc_r1 else ""))
+    if itc_r1 and pk_r1:
+        print(f"b. supervised PK R@1 {_mean(pk_r1)}, mAP {_mean(pk_map)}; ITC mAP {_mean(itc_map)}; "
+              f"PK - ITC = {statistics.mean(pk_r1) - statistics.mean(itc_r1):+.2f} R@1, "
+              f"{statistics.mean(pk_map) - statistics.mean(itc_map):+.2f} mAP (need >= +4 both)")
+    print(f"c. base rate of same-person pairs in a random batch: {100 * rate:.3f} % (10x = {1000 * rate:.2f} %)")
+    for seed, run in dgia.items():
+        rows = list(csv.DictReader((run / "logs" / "epochs.csv").open()))
+        e1, e2 = rows[0], rows[1] if len(rows) > 1 else {}
+        pairs = float(e1["diag/lrc/related_pairs_per_batch"])
+        precision = float(e1["diag/lrc/relation_precision"])
+        accuracy = e2.get("diag/gsrc/relation_accuracy") or "nan"
+        print(f"   DGIA seed {seed}: epoch 1 LRC relates {pairs:.0f} of 4,032 pairs ({100 * pairs / 4032:.1f} %, need < 25 %), "
+              f"precision {precision:.2f} % ({precision / (100 * rate):.1f}x the base rate, need >= 10x); "
+              f"GSRC-FR accuracy at epoch 2 {float(accuracy):.1f} % (need >= 40 %)")
+    if args.eval is not None or zero_hub is not None:
+        print("d. top-1 hub share at query mask ratio 0.5 (need <= 20 %):")
+        if zero_hub is not None:
+            print(f"   zero-shot: {zero_hub:.1f} %")
+        for path in sorted((args.eval / "runs").glob("*/seed-*/degraded.json")) if args.eval else []:
+            result = json.loads(path.read_text())
+            hub = next(r["top1_hub_share"] for r in result["query_mask"] if abs(r["ratio"] - 0.5) < 1e-9)
+            print(f"   {path.parent.parent.name} {path.parent.name}: {hub:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

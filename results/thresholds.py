@@ -1,0 +1,64 @@
+"""The calibration rule of the association thresholds of the embedded default (a deviation
+from the paper, docs/method.md "Thresholds on the embedded benchmark"): each threshold is
+the 99th percentile of the initial encoder's cosine similarities between distinct
+training items of one modality (image-image for LRC's th and GSRC-FR's th_g, text-text for
+LRC's text th), measured once with the encoder as loaded - no labels are used.
+
+    python results/thresholds.py [--recipe recipes/dgia.yaml] [--percentile 99]
+
+Prints the percentiles and the share of distinct pairs that the paper's 0.7 relates, per
+modality and for both together (LRC relates a pair when both cosines exceed their
+thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", default=str(REPO / "recipes" / "dgia.yaml"))
+    parser.add_argument("--percentile", type=float, default=99.0)
+    parser.add_argument("--also", default="90,95,97,98", help="other percentiles to report the joint share of")
+    args = parser.parse_args()
+    from wsreid.distributed import Distributed
+    from wsreid.engine.evaluate import extract_train_features
+    from wsreid.engine.offline_eval import build_for_evaluation
+    from wsreid.recipe import load_recipe
+
+    loaded = load_recipe(args.recipe)
+    splits, encoder, device = build_for_evaluation(loaded.recipe, loaded.plugins, None)
+    dist = Distributed(None)
+    dist.device = device
+    features = extract_train_features(encoder, splits.train, 256, dist)
+    image = torch.nn.functional.normalize(features.image.float(), dim=1)
+    text = torch.nn.functional.normalize(features.text.float(), dim=1)
+    off = ~torch.eye(len(image), dtype=torch.bool)
+    image_cos, text_cos = (image @ image.T)[off], (text @ text.T)[off]
+    q = args.percentile / 100
+    sample = torch.randperm(len(image_cos), generator=torch.Generator().manual_seed(0))[:4_000_000]
+    th_image = float(torch.quantile(image_cos[sample], q))
+    th_text = float(torch.quantile(text_cos[sample], q))
+    print(f"training items: {len(image)} (distinct pairs {int(off.sum()):,})")
+    print(f"image-image cosine: mean {image_cos.mean():.3f}, share > 0.7 {100 * (image_cos > 0.7).float().mean():.1f} %, "
+          f"{args.percentile:g}th percentile {th_image:.3f}")
+    print(f"text-text cosine:   mean {text_cos.mean():.3f}, share > 0.7 {100 * (text_cos > 0.7).float().mean():.1f} %, "
+          f"{args.percentile:g}th percentile {th_text:.3f}")
+    both_paper = ((image_cos > 0.7) & (text_cos > 0.7)).float().mean()
+    both_rule = ((image_cos > th_image) & (text_cos > th_text)).float().mean()
+    print(f"pairs related by both: at 0.7 {100 * both_paper:.2f} %; at the percentiles {100 * both_rule:.3f} %")
+    for other in [float(x) for x in args.also.split(",") if x]:
+        ti, tt = (float(torch.quantile(c[sample], other / 100)) for c in (image_cos, text_cos))
+        share = ((image_cos > ti) & (text_cos > tt)).float().mean()
+        print(f"  {other:g}th percentiles: image {ti:.3f}, text {tt:.3f}, pairs related by both {100 * share:.3f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
