@@ -473,7 +473,7 @@ def hand_written_dgia(model, optimizer, scheduler, encoder, params: dict, banks:
         state["step"] += 1
         b = batch.images.shape[0]
         image, text = model(torch.cat([batch.images, asym_images]), torch.cat([batch.input_ids, asym_ids]),
-                            torch.cat([batch.attention_mask, batch.attention_mask]))
+                            torch.cat([batch.attention_mask, batch.attention_mask]))[:2]  # normalised; raw follow
         vb, va, tb, ta = image[:b], image[b:], text[:b], text[b:]
         total = itc_loss(vb, tb, itc.temperature, itc.reduction)
         for (v, t), q in (((vb, tb), lrc), ((va, ta), lrc_a)):
