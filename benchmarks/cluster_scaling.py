@@ -1,4 +1,4 @@
-"""Scaling of the cluster pseudo-label pipeline (k-reciprocal Jaccard + DBSCAN, METHOD.md 6).
+"""Scaling of the cluster pseudo-label pipeline (k-reciprocal Jaccard + DBSCAN, docs/method.md).
 
 Times and peak memory of the sparse pipeline of ``wsreid_baselines.clustering`` on
 synthetic clustered features, beside a dense pipeline written the way the public code of

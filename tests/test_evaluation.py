@@ -21,7 +21,7 @@ KEYS = ("R1", "R5", "R10", "mAP", "mINP")
 
 
 def reference_metrics(sim, qids, gids, ranks=(1, 5, 10)):
-    """METHOD.md section 1 written plainly: sort each row, walk down the ranking."""
+    """docs/method.md written plainly: sort each row, walk down the ranking."""
     hits = {k: 0 for k in ranks}
     ap_sum = inp_sum = 0.0
     scored = 0

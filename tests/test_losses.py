@@ -32,7 +32,7 @@ def random_relation(q: int, n: int, seed: int) -> torch.Tensor:
 
 
 def brute_sdm(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, tau: float, eps: float) -> float:
-    """Plain-Python reference of METHOD.md 3.2 (one direction)."""
+    """Plain-Python reference of docs/method.md (one direction)."""
     total = 0.0
     for i in range(w.shape[0]):
         logits = [float(x[i] @ y[j]) / tau for j in range(y.shape[0])]
@@ -50,7 +50,7 @@ def brute_sdm(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, tau: float, eps
 
 
 def test_relation_targets_hand_computed_example():
-    # METHOD.md 3.2: R_ii = 1 and k = 2 related items at 0.1 -> q_ii = e / (e + 2 e^0.1)
+    # docs/method.md: R_ii = 1 and k = 2 related items at 0.1 -> q_ii = e / (e + 2 e^0.1)
     q = relation_targets(torch.tensor([[1.0, 0.1, 0.1, 0.0]]))
     z = math.e + 2 * math.exp(0.1)
     assert q[0, 0].item() == pytest.approx(math.e / z, rel=1e-6)
