@@ -11,6 +11,39 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 
+
+def _hide_ambient_plugin_distributions() -> None:
+    """The suite tests this project, not the environment it runs in: wsreid entry points
+    of other distributions already installed when the session starts (a developer's own
+    plugin packages, a stale editable install whose folder is gone) are hidden from the
+    plugin manager. Distributions the tests install themselves (dist-info folders under
+    a test's tmp_path) are seen as usual."""
+    import importlib.metadata as md
+
+    from wsreid.pluginmanager import ENTRY_POINT_GROUP
+
+    def where(ep) -> tuple[str, str] | None:
+        if ep.dist is None:
+            return None
+        return ep.dist.name.lower().replace("_", "-"), str(ep.dist.locate_file(""))
+
+    ambient = {where(ep) for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
+    ambient = {w for w in ambient if w is not None and w[0] != "wsreid"}
+    if not ambient:
+        return
+    real_entry_points = md.entry_points
+
+    def entry_points(**selection):
+        found = real_entry_points(**selection)
+        if selection.get("group") != ENTRY_POINT_GROUP:
+            return found
+        return md.EntryPoints(ep for ep in found if where(ep) not in ambient)
+
+    md.entry_points = entry_points
+
+
+_hide_ambient_plugin_distributions()
+
 # Tiny encoder and schedule: keeps an end-to-end run at a few seconds on 2 cores.
 TINY_OVERRIDES = {
     "encoder": {
