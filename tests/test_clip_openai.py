@@ -287,3 +287,91 @@ def test_convert_weights_command(files, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "already exists" in err[0] and "none.pt does not exist" in err[1]
     assert not (tmp_path / "o2").exists()
+
+
+class _OpenAIBlock(torch.nn.Module):
+    """The published CLIP residual block in float16 as the authors run it: LayerNorm in
+    float32, ``nn.MultiheadAttention`` asked for its attention weights, quick GELU."""
+
+    def __init__(self, state: dict[str, torch.Tensor], prefix: str, mask: torch.Tensor | None):
+        super().__init__()
+        width = state[prefix + "ln_1.weight"].shape[0]
+        self.attn = torch.nn.MultiheadAttention(width, width // 64)
+        self.ln_1, self.ln_2 = torch.nn.LayerNorm(width), torch.nn.LayerNorm(width)
+        self.c_fc, self.c_proj = torch.nn.Linear(width, 4 * width), torch.nn.Linear(4 * width, width)
+        tensors = {"attn.in_proj_weight": self.attn.in_proj_weight, "attn.in_proj_bias": self.attn.in_proj_bias,
+                   "attn.out_proj.weight": self.attn.out_proj.weight, "attn.out_proj.bias": self.attn.out_proj.bias,
+                   "ln_1.weight": self.ln_1.weight, "ln_1.bias": self.ln_1.bias,
+                   "ln_2.weight": self.ln_2.weight, "ln_2.bias": self.ln_2.bias,
+                   "mlp.c_fc.weight": self.c_fc.weight, "mlp.c_fc.bias": self.c_fc.bias,
+                   "mlp.c_proj.weight": self.c_proj.weight, "mlp.c_proj.bias": self.c_proj.bias}
+        for name, param in tensors.items():
+            param.data = state[prefix + name].to(torch.float32 if name.startswith("ln") else torch.float16)
+        self.mask = mask
+
+    def _ln(self, norm, x):
+        return norm(x.float()).to(x.dtype)
+
+    def forward(self, x):
+        h = self._ln(self.ln_1, x)
+        mask = None if self.mask is None else self.mask.to(x.dtype)
+        x = x + self.attn(h, h, h, need_weights=True, attn_mask=mask)[0]
+        h = self.c_fc(self._ln(self.ln_2, x))
+        return x + self.c_proj(h * torch.sigmoid(1.702 * h))
+
+
+def test_fp16_encoders_compute_as_the_authors_model_bit_for_bit(tmp_path):
+    """With float16 weights the encoders round as the authors' model does (sequence-first
+    blocks, packed attention projection, float16 softmax of nn.MultiheadAttention): the same
+    features and the same float16 gradients, bit for bit, on the same kernels."""
+    state = tiny_openai_state(width=128, layers=2, embed=32, grid=4, patch=8, context=16)
+    torch.save(state, tmp_path / "state.pt")
+    write_merges(tmp_path / "small.txt.gz", SMALL_MERGES)
+    enc = ClipEncoder(ClipParams(pretrained=str(tmp_path / "state.pt"), tokenizer=str(tmp_path / "small.txt.gz"),
+                                 image_size=(48, 16), max_length=16, weights_dtype="fp16", position_table="resize_once"),
+                      CTX)
+    table = enc.clip.vision_model.embeddings.position_embedding.weight.detach()
+    causal = torch.full((16, 16), float("-inf")).triu(1)
+    vis = torch.nn.Sequential(*[_OpenAIBlock(state, f"visual.transformer.resblocks.{i}.", None) for i in range(2)])
+    txt = torch.nn.Sequential(*[_OpenAIBlock(state, f"transformer.resblocks.{i}.", causal) for i in range(2)])
+
+    def ln(x, name):
+        return torch.nn.functional.layer_norm(x.float(), x.shape[-1:], state[name + ".weight"].float(),
+                                              state[name + ".bias"].float()).to(x.dtype)
+
+    def reference_image(images):
+        x = torch.nn.functional.conv2d(images.half(), state["visual.conv1.weight"], stride=8)
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = state["visual.class_embedding"].float().half() + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype)
+        x = torch.cat([cls, x], dim=1) + table.half()
+        x = vis(ln(x, "visual.ln_pre").permute(1, 0, 2)).permute(1, 0, 2)
+        return (ln(x, "visual.ln_post") @ state["visual.proj"])[:, 0]
+
+    def reference_text(ids):
+        x = state["token_embedding.weight"].float()[ids].half() + state["positional_embedding"].float().half()
+        x = txt(x.permute(1, 0, 2)).permute(1, 0, 2)
+        x = ln(x, "ln_final") @ state["text_projection"]
+        return x[torch.arange(x.shape[0]), ids.argmax(-1)]
+
+    images = torch.randn(3, 3, 48, 16, generator=torch.Generator().manual_seed(1))
+    ids, mask = enc.tokenize(["hello a man", "red", "a red man !!"])
+    got_image, got_text = enc.encode_image(images), enc.encode_text(ids, mask)
+    want_image, want_text = reference_image(images), reference_text(ids)
+    assert got_image.dtype == got_text.dtype == torch.float16
+    assert torch.equal(got_image, want_image) and torch.equal(got_text, want_text)
+
+    upstream = torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(2)) * 1e-2
+    for feats in ((got_image, got_text), (want_image, want_text)):
+        (feats[0].float() * upstream[0]).sum().add((feats[1].float() * upstream[1]).sum()).backward()
+    ours = openai_state_from_clip({k: p.grad for k, p in enc.clip.named_parameters() if p.grad is not None})
+    compared = 0
+    for tower, blocks in (("visual.transformer.resblocks.", vis), ("transformer.resblocks.", txt)):
+        for i, block in enumerate(blocks):
+            for name, param in {"attn.in_proj_weight": block.attn.in_proj_weight, "attn.in_proj_bias": block.attn.in_proj_bias,
+                                "attn.out_proj.bias": block.attn.out_proj.bias, "mlp.c_fc.weight": block.c_fc.weight,
+                                "mlp.c_proj.bias": block.c_proj.bias, "ln_1.weight": block.ln_1.weight}.items():
+                key = f"{tower}{i}.{name}"
+                assert ours[key].dtype == param.grad.dtype, key
+                assert torch.equal(ours[key], param.grad), key
+                compared += 1
+    assert compared == 24

@@ -371,11 +371,14 @@ def run_case(case: Path, variant: str, tmp: Path, monkeypatch) -> tuple[Checks, 
 #: |g| < 0.008, where the update lr m / (sqrt(v) + eps) then jumps by a large factor. A
 #: tensor whose change is dominated (> 50 % of its squared delta) by elements with such a
 #: subnormal v moves by an amount that hinges on the last bits of a few small, cancelling
-#: gradient sums, which only bit-identical float16 kernels reproduce (the golden README:
-#: "some Adam updates round one ulp apart"). For those tensors ``delta_l2`` is held to this
-#: relative bound when it misses the README criterion, at that step and (the difference stays
-#: in the parameter) at later steps; the test prints which tensors did.
-FP16_SUBNORMAL_ALLOWANCE = 0.3
+#: gradient sums. The encoders compute as the authors' model does (bit for bit on the same
+#: kernels, tests/test_clip_openai.py), but the losses share one float32 copy of the features
+#: where the authors cast and normalise per loss, and float16 matrix products round
+#: differently on CPUs with AVX512-FP16 / AMX than on the recording's (docs/method.md, "Why
+#: not bit for bit"). For those tensors ``delta_l2`` is held to this relative bound when it
+#: misses the README criterion, at that step and (the difference stays in the parameter) at
+#: later steps; the test prints which tensors did (measured: at most 11.5 % apart).
+FP16_SUBNORMAL_ALLOWANCE = 0.15
 
 
 def subnormal_state_share(optimizer, params: list, initial_hf: dict) -> float:

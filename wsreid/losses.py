@@ -31,6 +31,13 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def _logit_scale(temperature: float) -> float:
+    """``1 / tau``, the factor the query features are scaled by before the similarity
+    product (50 for tau = 0.02); scaling first, then the product, is the authors' order of
+    operations, so their float rounding is reproduced."""
+    return 1.0 / temperature
+
+
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of every row of ``a`` (P x d) with every row of ``b`` (M x d): P x M.
 
@@ -79,9 +86,9 @@ def sdm_loss(
             f"x candidates {candidate_feats.shape[0]}"
         )
     targets = relation_targets(weights)
-    logits = _as_float(query_feats) @ _as_float(candidate_feats).t() / temperature
+    logits = (_logit_scale(temperature) * _as_float(query_feats)) @ _as_float(candidate_feats).t()
     log_p = F.log_softmax(logits, dim=1)
-    p = log_p.exp()
+    p = torch.softmax(logits, dim=1)
     log_q = torch.log(targets + eps)
     log_q = log_q.float() if log_q.dtype == torch.float16 else log_q
     return (p * (log_p - log_q)).sum(dim=1).mean()
@@ -120,7 +127,7 @@ def itc_loss(
     """
     if image.shape != text.shape:
         raise ValueError(f"itc_loss: image {tuple(image.shape)} and text {tuple(text.shape)} differ in shape")
-    logits = _as_float(image) @ _as_float(text).t() / temperature
+    logits = (_logit_scale(temperature) * _as_float(image)) @ _as_float(text).t()
     labels = torch.arange(logits.shape[0], device=logits.device)
     total = F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)
     if reduction == "mean_of_directions":

@@ -29,7 +29,13 @@ from wsreid_clip.openai import (
     read_openai_state,
     resize_vision_position_table,
 )
-from wsreid_clip.precision import convert_weights_fp16, install_position_table, position_grid
+from wsreid_clip.precision import (
+    convert_weights_fp16,
+    encode_image_sequence_first,
+    encode_text_sequence_first,
+    install_position_table,
+    position_grid,
+)
 from wsreid_clip.tokenizer import TOKENIZER_DIRNAME, built_tokenizer_for_run, ensure_mask_token
 
 
@@ -94,7 +100,9 @@ class ClipParams(Params):
         "fp32",
         description="'fp16': the authors' convert_weights - Linear/Conv/attention weights and biases and both "
         "projections held and trained in float16 (LayerNorm, embeddings, class embedding stay float32), encoders "
-        "computing in float16; 'fp32': every weight float32 (train.mixed_precision is autocast, another thing)",
+        "computing in float16 with the authors' operations (sequence-first blocks, packed attention projection, "
+        "float16 softmax of nn.MultiheadAttention); 'fp32': every weight float32 (train.mixed_precision is "
+        "autocast, another thing)",
     )
     position_table: Literal["interpolate", "resize_once"] = Field(
         "interpolate",
@@ -151,11 +159,17 @@ def end_token_features(
 ) -> torch.Tensor:
     """Hidden state at the first end token of each row (B x L x D -> B x D); a row without
     one (never produced by ``tokenize``) falls back to its last attended position."""
+    position = end_token_positions(input_ids, attention_mask, end_token_id)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), position]
+
+
+def end_token_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, end_token_id: int) -> torch.Tensor:
+    """Position (B,) of the first end token of each row B x L; a row without one falls back
+    to its last attended position."""
     is_end = input_ids == end_token_id
     first_end = is_end.int().argmax(dim=1)
     last_attended = (attention_mask.long().sum(dim=1) - 1).clamp(min=0)
-    position = torch.where(is_end.any(dim=1), first_end, last_attended)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), position]
+    return torch.where(is_end.any(dim=1), first_end, last_attended)
 
 
 def _resize_token_embedding(model: Any, vocab_size: int) -> int:
@@ -263,7 +277,8 @@ class ClipEncoder(EncoderComponent):
         self.image_interpolation = params.image_resize
         if params.position_table == "resize_once":
             self._install_resized_position_table(clip, params, openai_state)
-        if params.weights_dtype == "fp16":
+        self.authors_arithmetic = params.weights_dtype == "fp16"
+        if self.authors_arithmetic:
             convert_weights_fp16(clip)
         self.clip = clip
 
@@ -339,11 +354,16 @@ class ClipEncoder(EncoderComponent):
         whenever the input is not the table's square size."""
         height, width = images.shape[-2:]
         square = height == width == self._position_grid_size
+        if self.authors_arithmetic:
+            return encode_image_sequence_first(self.clip, images)
         out = self.clip.vision_model(pixel_values=images, interpolate_pos_encoding=not square)
         return self.clip.visual_projection(out.pooler_output)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids and attention mask B x L (right padded) -> B x d, pooled at the first end token."""
+        if self.authors_arithmetic:
+            positions = end_token_positions(input_ids, attention_mask, self.end_token_id)
+            return encode_text_sequence_first(self.clip, input_ids, positions)
         hidden = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = end_token_features(hidden, input_ids, attention_mask, self.end_token_id)
         return self.clip.text_projection(pooled)
