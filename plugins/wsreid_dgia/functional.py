@@ -34,6 +34,8 @@ Modalities = Literal["image+text", "image", "text"]
 #: Extra candidates taken from a low-precision scoring copy before the exact re-scoring:
 #: a true neighbour is missed only if rounding ranks it behind this many more rows.
 RESCORE_MARGIN = 16
+#: Largest chunk of a low-precision scoring copy scored as chunk x B (see _topk_over_memory).
+_TRANSPOSED_MAX_ROWS = 8192
 Anchor = Literal["image", "text", "both"]
 QueryRows = Literal["all", "batch"]
 SelfMatch = Literal["skip_first_rank", "skip_own_index"]
@@ -156,7 +158,7 @@ def _topk_over_memory(
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
         rows = memory[start:stop] if normalised else F.normalize(memory[start:stop].float(), dim=1)
-        if rows.dtype == torch.float32:
+        if rows.dtype == torch.float32 or stop - start > _TRANSPOSED_MAX_ROWS:
             sim = anchors @ rows.t()  # B x c, a fresh tensor: masked in place
             if usable is not None:
                 sim.masked_fill_(~usable[start:stop][None, :], float("-inf"))
@@ -165,8 +167,9 @@ def _topk_over_memory(
                 inside = ((local >= 0) & (local < stop - start)).nonzero().squeeze(1)
                 sim[inside, local[inside]] = float("-inf")
             v, i = torch.topk(sim, min(k, stop - start), dim=1)
-        else:  # low-precision candidates, scored as c x B: the chunk as the left operand is
-            # about 2x faster on CPUs for B << c, and top-k runs over that layout directly
+        else:  # a small chunk of low-precision candidates, scored as c x B: the chunk as the
+            # left operand is about 2x faster on CPUs for B << c, and while the c x B product
+            # stays in cache top-k runs over that layout directly
             sim = rows @ anchors.t()
             if usable is not None:
                 sim.masked_fill_(~usable[start:stop][:, None], float("-inf"))
