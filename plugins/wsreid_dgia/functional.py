@@ -329,8 +329,8 @@ def enlarged_features(
         # one normalisation over [batch images; memory images; batch texts; memory texts]
         # (few operations: a step runs many such small ones); rows are normalised alike
         n1 = image.shape[0] + rows.numel()
-        both = torch.cat([image, memory_image.index_select(0, rows), text, memory_text.index_select(0, rows)])
-        both = F.normalize(both.float(), dim=1)
+        memory = (memory_image.index_select(0, rows).float(), memory_text.index_select(0, rows).float())
+        both = F.normalize(torch.cat([image, memory[0], text, memory[1]]), dim=1)
         return both[:n1], both[n1:]
     if image.shape != text.shape or image.dtype != text.dtype:
         img, txt = F.normalize(image, dim=1), F.normalize(text, dim=1)
