@@ -399,8 +399,11 @@ def bench_evaluation(args) -> None:
                    f"({fm['seconds'] / om['seconds']:.1f}x time, {fm['added_mib'] / max(om['added_mib'], 1):.0f}x memory); "
                    f"max metric difference {diff:.1e}")
         else:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            why = (f"more than this machine's {memory / 2**30:.0f} GiB" if dense_bytes > memory
+                   else "over --field-max-cells")
             ref = (f"full sim + argsort not run: needs ~{dense_bytes / 2**30:.0f} GiB (the fp32 similarity alone "
-                   f"{n * n * 4 / 2**30:.0f} GiB; + int64 order, matches, cumsum), more than this machine has")
+                   f"{n * n * 4 / 2**30:.0f} GiB; + int64 order, matches, cumsum), {why}")
         m = ours[0]["metrics"]
         print(f"  {n} x {n}: ours {om['seconds']:.2f} s, +{om['added_mib']:.0f} MiB; metrics "
               + ", ".join(f"{k} {v:.4f}" for k, v in m.items()) + f" | {ref}", flush=True)
