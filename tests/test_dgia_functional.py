@@ -151,23 +151,29 @@ def test_mining_own_index_unwritten_rows_text_anchor_and_both():
 @pytest.mark.parametrize("self_match", ["skip_first_rank", "skip_own_index"])
 @pytest.mark.parametrize("chunk_rows", [7, 1000])
 @pytest.mark.parametrize("scoring_dtype", [torch.float32, torch.bfloat16])
-def test_mining_over_a_ready_scoring_copy_equals_normalising_on_the_fly(bank_dtype, self_match, chunk_rows, scoring_dtype):
+@pytest.mark.parametrize("transposed_max_rows", [0, 8192])  # low-precision chunks scored as B x c, or as c x B
+def test_mining_over_a_ready_scoring_copy_equals_normalising_on_the_fly(
+    bank_dtype, self_match, chunk_rows, scoring_dtype, transposed_max_rows, monkeypatch
+):
+    monkeypatch.setattr("wsreid_dgia.functional._TRANSPOSED_MAX_ROWS", transposed_max_rows)
     # raw rows of very different norms (a bank of un-normalised features), zero rows unwritten
     scale = torch.linspace(0.2, 9.0, 41)[:, None]
     memory = (clustered(41, 8, 11, groups=4, noise=0.3) * scale).to(bank_dtype)
     memory[5] = 0
-    usable = torch.ones(41, dtype=torch.bool)
-    usable[5] = False
     own = torch.tensor([0, 9, 17, 33])
+    memory[6] = memory[9]  # an unusable row that would be the best neighbour of anchor 9
+    usable = torch.ones(41, dtype=torch.bool)
+    usable[[5, 6]] = False
     image = memory[own].float() + 0.05 * randn(4, 8, seed=12)
     ready = scoring_rows(memory, scoring_dtype, chunk_rows=6)  # bf16: candidates re-scored in fp32
-    assert ready.dtype == scoring_dtype and torch.allclose(ready.float().norm(dim=1)[usable], torch.ones(40), atol=1e-2)
+    assert ready.dtype == scoring_dtype and torch.allclose(ready.float().norm(dim=1)[usable], torch.ones(39), atol=1e-2)
     assert torch.equal(ready[5], torch.zeros(8))
     args = dict(k=3, threshold=0.7, self_match=self_match, batch_index=own, usable=usable, chunk_rows=chunk_rows)
     slow = mine_neighbours(image, image, memory, memory, **args)
     fast = mine_neighbours(image, image, memory, memory, scoring=ready, **args)
     assert torch.equal(fast.index, slow.index) and torch.equal(fast.valid, slow.valid)
     assert torch.allclose(fast.similarity, slow.similarity, atol=1e-6) and int(fast.count.sum()) > 0
+    assert not (fast.index[fast.valid] == 6).any()
     with pytest.raises(ValueError, match="scoring copy"):
         mine_neighbours(image, image, memory, memory, scoring=ready[:40])
 

@@ -40,9 +40,11 @@ NOISE = -1
 
 # Upper bound on the number of (row, candidate) products held at once while computing the
 # Jaccard overlaps; bounds peak memory at roughly 30 bytes per product.
-_PRODUCTS_PER_BLOCK = 2_000_000
+_PRODUCTS_PER_BLOCK = 500_000
 # Upper bound on the cells of the dense (rows x N) block that sums the overlaps of a block.
-_CELLS_PER_BLOCK = 8_000_000
+# Small enough that the allocator reuses the block's memory instead of mapping (and
+# page-faulting) fresh pages for every block, which cost more than the sums themselves.
+_CELLS_PER_BLOCK = 1_000_000
 
 
 def _as_float32(features) -> np.ndarray:
@@ -67,13 +69,14 @@ def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order], rank[inverse.ravel()]
 
 
-def _knn_blocks(x: np.ndarray, k: int, search: str, block_rows: int = 2048) -> np.ndarray:
+def _knn_blocks(x: np.ndarray, k: int, search: str, block_rows: int = 512) -> np.ndarray:
     """k nearest rows of every row of ``x`` by inner product, (-similarity, index) order.
 
     ``search="exact"``: faiss ``IndexFlatIP`` (float32). ``"bf16"``: candidates from a
     bfloat16 matrix product (the CPU's AMX / tensor-core path) - the best ``k + 8`` per
     row - re-scored exactly in float32 and re-sorted; a true neighbour is lost only when
-    bfloat16 rounding moves it behind ``k + 8`` others.
+    bfloat16 rounding moves it behind ``k + 8`` others. Blocks of ``block_rows`` rows reuse
+    their buffers (fresh buffers of this size cost more in page faults than in arithmetic).
     """
     n = x.shape[0]
     if search == "exact":
@@ -90,11 +93,15 @@ def _knn_blocks(x: np.ndarray, k: int, search: str, block_rows: int = 2048) -> n
         candidates = min(n, k + 8)
         ids = np.empty((n, candidates), dtype=np.int64)
         sims = np.empty((n, candidates), dtype=np.float32)
+        products = torch.empty(min(n, block_rows), n, dtype=torch.bfloat16)
+        gathered = torch.empty(min(n, block_rows) * candidates, x.shape[1], dtype=full.dtype)
         with torch.no_grad():
             for start in range(0, n, block_rows):
                 stop = min(n, start + block_rows)
-                _, cand = torch.topk(low[start:stop] @ low.t(), candidates, dim=1)
-                exact = torch.einsum("bd,bcd->bc", full[start:stop], full[cand])
+                sim = torch.matmul(low[start:stop], low.t(), out=products[: stop - start])
+                _, cand = torch.topk(sim, candidates, dim=1)
+                rows = torch.index_select(full, 0, cand.reshape(-1), out=gathered[: cand.numel()])
+                exact = torch.einsum("bd,bcd->bc", full[start:stop], rows.view(stop - start, candidates, -1))
                 ids[start:stop], sims[start:stop] = cand.numpy(), exact.numpy()
     else:
         raise ValueError(f"unknown kNN search {search!r} (exact or bf16)")
@@ -154,12 +161,14 @@ def _knn_graph(ranks: np.ndarray, k: int) -> sp.csr_matrix:
 
 
 def _row_dot_products(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """<x[rows[p]], x[cols[p]]> for every p, in float64, chunked to bound memory."""
-    x = x.astype(np.float64)
+    """<x[rows[p]], x[cols[p]]> for every p, in float64, chunked to bound memory.
+
+    The float32 rows are gathered as they are (half the bytes of a float64 copy) and
+    multiplied in float64: the same products and sums as on float64 copies."""
     out = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), chunk):
         stop = start + chunk
-        out[start:stop] = np.einsum("pd,pd->p", x[rows[start:stop]], x[cols[start:stop]])
+        out[start:stop] = np.einsum("pd,pd->p", x[rows[start:stop]], x[cols[start:stop]], dtype=np.float64)
     return out
 
 
@@ -215,26 +224,34 @@ def k_reciprocal_encoding(
     return encoding
 
 
-def _overlap_block(encoding: sp.csr_matrix, by_column: sp.csc_matrix, start: int, stop: int, m_min: float):
-    """Pairs (i, k) with i in [start, stop) whose overlap m[i, k] = sum_j min(V'[i, j], V'[k, j])
-    is positive and at least ``m_min``: (rows, cols, m) arrays.
+def _overlap_block(
+    encoding: sp.csr_matrix, by_column: sp.csc_matrix, column_position: np.ndarray, start: int, stop: int, m_min: float
+):
+    """Pairs (i, k), i in [start, stop) and k > i, whose overlap m[i, k] = sum_j min(V'[i, j],
+    V'[k, j]) is positive and at least ``m_min``: (rows, cols, m) arrays.
 
-    Every stored V'[i, j] is paired with every stored V'[k, j] of the same column j; the
-    products are summed per (i, k) by ``np.bincount`` into a dense (stop - start) x N block
-    (no sort), so a block is sized to hold a few million cells.
+    Every stored V'[i, j] is paired with the stored V'[k, j], k > i, of the same column j
+    (the entries after it in the column-sorted copy ``by_column``; ``column_position``
+    maps each stored entry of ``encoding`` to its place there). The products are summed per
+    (i, k) by ``np.bincount`` into a dense (stop - start) x (N - start) block (no sort), in
+    the order of i's columns - the order in which m[k, i] would be summed from k's side,
+    so computing each pair once loses nothing. A block is sized to hold a few million cells.
     """
     n = encoding.shape[1]
-    block = encoding[start:stop].tocoo()
-    col_start = by_column.indptr[block.col]
-    counts = by_column.indptr[block.col + 1] - col_start
+    width = n - start
+    lo, hi = encoding.indptr[start], encoding.indptr[stop]
+    cols = encoding.indices[lo:hi]
+    local_row = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(encoding.indptr[start : stop + 1]))
+    first_partner = column_position[lo:hi] + 1
+    counts = by_column.indptr[cols + 1] - first_partner
     total = int(counts.sum())
-    offsets = np.repeat(col_start - (np.cumsum(counts) - counts), counts) + np.arange(total)
+    offsets = np.repeat(first_partner - (np.cumsum(counts) - counts), counts) + np.arange(total)
     partner = by_column.indices[offsets]
-    mins = np.minimum(np.repeat(block.data, counts), by_column.data[offsets])
-    cell = np.repeat(block.row.astype(np.int64) * n, counts) + partner
-    sums = np.bincount(cell, weights=mins, minlength=(stop - start) * n)
+    mins = np.minimum(np.repeat(encoding.data[lo:hi], counts), by_column.data[offsets])
+    cell = np.repeat(local_row * width - start, counts) + partner
+    sums = np.bincount(cell, weights=mins, minlength=(stop - start) * width)
     kept = np.flatnonzero(sums >= m_min - 1e-12) if m_min > 1e-12 else np.flatnonzero(sums > 0)
-    return kept // n + start, kept % n, sums[kept]
+    return kept // width + start, kept % width + start, sums[kept]
 
 
 def k_reciprocal_jaccard_sparse(
@@ -267,31 +284,35 @@ def k_reciprocal_jaccard_sparse(
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
     encoding = k_reciprocal_encoding(features, k1, k2, ranks, search)
     n = encoding.shape[0]
-    by_column = encoding.tocsc()
-    col_nnz = np.diff(by_column.indptr)
-    products_per_row = np.bincount(encoding.tocoo().row, weights=col_nnz[encoding.indices], minlength=n)
-    cumulative = np.concatenate([[0.0], np.cumsum(products_per_row)])
+    by_column = encoding.tocsc()  # rows ascending within every column
+    by_column.sort_indices()
+    # where every stored entry of the CSR encoding sits in by_column (stable: rows ascending)
+    column_position = np.empty(encoding.nnz, dtype=np.int64)
+    column_position[np.argsort(encoding.indices, kind="stable")] = np.arange(encoding.nnz)
+    # products of row i: for each of its entries (i, j), the entries (k, j) with k > i
+    later = by_column.indptr[encoding.indices + 1] - column_position - 1
+    products_per_row = np.bincount(np.repeat(np.arange(n), np.diff(encoding.indptr)), weights=later, minlength=n)
+    cumulative = np.concatenate([[0.0], np.cumsum(products_per_row, dtype=np.float64)])
 
     # m >= m_min  <=>  1 - m / (2 - m) <= max_distance
     m_min = 2.0 * (1.0 - max_distance) / (2.0 - max_distance)
     pieces = []
     start = 0
-    rows_per_block = max(1, _CELLS_PER_BLOCK // max(n, 1))
     while start < n:
         limit = cumulative[start] + _PRODUCTS_PER_BLOCK
         stop = max(start + 1, int(np.searchsorted(cumulative, limit, side="right")) - 1)
-        stop = min(stop, n, start + rows_per_block)
-        rows, cols, sums = _overlap_block(encoding, by_column, start, stop, m_min)
-        keep = rows != cols
-        pieces.append((rows[keep], cols[keep], sums[keep]))
+        stop = min(stop, n, start + max(1, _CELLS_PER_BLOCK // (n - start)))
+        pieces.append(_overlap_block(encoding, by_column, column_position, start, stop, m_min))
         start = stop
     rows = np.concatenate([p[0] for p in pieces])
     cols = np.concatenate([p[1] for p in pieces])
     overlaps = np.concatenate([p[2] for p in pieces])
 
-    # Exact symmetry: the two summation orders of (i, k) and (k, i) may differ in the last bit.
-    overlap = sp.csr_matrix((overlaps, (rows, cols)), shape=(n, n))
-    overlap = overlap.maximum(overlap.T).tocsr()
+    # each pair was summed once (i < k); m is symmetric, so both (i, k) and (k, i) get it
+    overlap = sp.csr_matrix(
+        (np.concatenate([overlaps, overlaps]), (np.concatenate([rows, cols]), np.concatenate([cols, rows]))),
+        shape=(n, n),
+    )
     overlap.sort_indices()
     m = np.minimum(overlap.data, 1.0)
     distances = np.maximum(1.0 - m / (2.0 - m), 0.0)
