@@ -398,7 +398,7 @@ def bench_data(args) -> None:
     from PIL import Image
 
     from wsreid.data.images import load_image
-    from wsreid.engine.data import image_to_tensor
+    from wsreid.engine.data import image_pixels, image_to_tensor, normalise_pixels
     from wsreid_dgia.augment import IMAGE_UNIFORMS, augment_images, sample_uniforms
 
     size = (384, 128)
@@ -409,38 +409,46 @@ def bench_data(args) -> None:
         print(f"\n== data pipeline, one worker (1 thread): {len(paths)} JPEGs of pedestrian sizes -> 384 x 128, "
               f"bicubic; base + asymmetric (IASC) view")
 
-        def decode_resize():
+        def decode_resize():  # the usual loader: open, convert to RGB, resize
             for p in paths:
                 with Image.open(p) as im:
                     im.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
 
-        def recipe_item():  # what a training worker does per pair
+        def recipe_item():  # what a training worker does per pair (TrainPairs, image not yet decoded)
+            for p in paths:
+                image_pixels(load_image(p), size)
+
+        def normalised_item():  # the same, normalised in the worker (as evaluation's ImageFiles does)
             for p in paths:
                 image_to_tensor(load_image(p), size, CLIP_MEAN, CLIP_STD)
 
-        batch = torch.stack([image_to_tensor(load_image(p), size, CLIP_MEAN, CLIP_STD) for p in paths[:64]])
+        pixels = torch.stack([image_pixels(load_image(p), size) for p in paths[:64]])  # 64 x H x W x 3 uint8
+        batch = normalise_pixels(pixels, CLIP_MEAN, CLIP_STD)
         index = list(range(64))
+
+        def normalise():  # DeviceBatches on a batch of 64, here on the CPU
+            normalise_pixels(pixels, CLIP_MEAN, CLIP_STD)
 
         def asymmetric_view():  # IASC image operator on a batch of 64 (Eq. 19), on the CPU
             u = sample_uniforms(0, 1, index, IMAGE_UNIFORMS, 1)
             augment_images(batch, u, CLIP_MEAN, CLIP_STD)
 
-        t = side_by_side({"decode": decode_resize, "recipe": recipe_item, "asym": asymmetric_view}, args.data_repeats)
+        t = side_by_side({"decode": decode_resize, "recipe": recipe_item, "normalised": normalised_item,
+                          "normalise": normalise, "asym": asymmetric_view}, args.data_repeats)
     torch.set_num_threads(threads)
     n = len(paths)
-    dec, rec = n / t["decode"], n / t["recipe"]
-    asym_per_image = t["asym"] / 64
-    both = 1.0 / (1.0 / rec + asym_per_image)
+    dec, rec, nrm = n / t["decode"], n / t["recipe"], n / t["normalised"]
     step, batch_size = 0.114, 64
     need = batch_size / step
-    print(f"  PIL decode + resize alone {dec:7.1f} img/s | recipe item (decode, resize, tensor, normalise) {rec:7.1f} img/s "
-          f"({rec / dec:.2f}x) | IASC asymmetric view {64 / t['asym']:7.1f} img/s (batch of 64, CPU)")
-    print(f"  a 114 ms DGIA step (ViT-B/16 bf16 H200, batch 64) consumes {need:.0f} img/s: "
-          f"{need / rec:.1f} workers for the base view (the asymmetric view is made on the device from it), "
-          f"{need / both:.1f} if the asymmetric view were made in the workers too", flush=True)
+    print(f"  PIL decode + convert + resize alone {dec:7.1f} img/s | recipe worker item (decode, resize, uint8 pixels) "
+          f"{rec:7.1f} img/s ({rec / dec:.2f}x) | normalised in the worker too {nrm:7.1f} img/s ({nrm / dec:.2f}x)")
+    print(f"  on the training device (here the CPU, 1 thread), per batch of 64: normalisation {64 / t['normalise']:7.1f} "
+          f"img/s, IASC asymmetric view {64 / t['asym']:7.1f} img/s")
+    print(f"  a 114 ms DGIA step (ViT-B/16 bf16 H200, batch 64) consumes {need:.0f} img/s: {need / rec:.1f} workers "
+          f"(normalisation and the asymmetric view are made on the device from the uint8 batch)", flush=True)
     row("data: recipe worker item (cpu, 1 thread)", "JPEG -> 384 x 128", f"{rec:.0f} img/s/worker",
-        f"PIL decode+resize {dec:.0f} img/s ({rec / dec:.2f}x); 114 ms step needs {need:.0f} img/s = "
-        f"{int(np.ceil(need / rec))} workers")
+        f"PIL decode+resize {dec:.0f} img/s ({rec / dec:.2f}x); normalising in the worker {nrm:.0f} img/s "
+        f"({nrm / dec:.2f}x); 114 ms step needs {need:.0f} img/s = {int(np.ceil(need / rec))} workers")
 
 
 # ============================================================================ 5. overhead

@@ -10,6 +10,7 @@ built from the true person ids.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -33,22 +34,27 @@ def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[tor
 
 
 def image_pixels(image: Image.Image, size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:
-    """PIL image -> 3 x H x W uint8 tensor, resized to ``size`` = (H, W) with PIL
-    ``interpolation`` ('bicubic' or 'bilinear') and converted to RGB."""
+    """PIL image -> H x W x 3 uint8 tensor (the decoder's layout, no copy beyond PIL's
+    export), resized to ``size`` = (H, W) with PIL ``interpolation`` ('bicubic' or
+    'bilinear') and converted to RGB."""
     h, w = size
     if image.size != (w, h):
         image = image.resize((w, h), Image.BILINEAR if interpolation == "bilinear" else Image.BICUBIC)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(image))
 
 
 def normalise_pixels(pixels: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 pixels, ... x 3 x H x W -> float32 ``(x / 255 - mean) / std`` per channel,
-    one pass each for the conversion and the affine map (no float64 copies, no per-call
-    constants). Elementwise, so a batch gives the same values as its images one by one."""
+    """uint8 pixels, ... x H x W x 3 (:func:`image_pixels`, or a batch of them) ->
+    float32 ... x 3 x H x W (contiguous), ``(x / 255 - mean) / std`` per channel: one pass
+    for the layout change and the conversion, one each for the affine map's product and
+    difference (no float64 copies, no per-call constants). Elementwise, so the values do
+    not depend on where (worker, main process, GPU) or on how many images at once."""
     scale, shift = _normalisation(tuple(float(v) for v in mean), tuple(float(v) for v in std))
-    return pixels.float().mul_(scale).sub_(shift)
+    scale, shift = scale.to(pixels.device), shift.to(pixels.device)
+    x = pixels.movedim(-1, -3).to(torch.float32, memory_format=torch.contiguous_format)
+    return x.mul_(scale).sub_(shift)
 
 
 def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std, interpolation: str = "bicubic") -> torch.Tensor:
@@ -62,7 +68,7 @@ IMAGE_CACHE_ENV = "WSREID_IMAGE_CACHE_MB"
 
 
 class DecodedImages:
-    """The decoded, resized images of this process: uint8 3 x H x W tensors, so that an
+    """The decoded, resized images of this process: uint8 H x W x 3 tensors, so that an
     image file is decoded once per run rather than once per epoch and evaluation.
 
     Keyed by the file (path, size on disk, modification time) and the target size and
@@ -92,7 +98,7 @@ class DecodedImages:
         return self._budget
 
     def pixels(self, path: str | os.PathLike[str], size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:
-        """3 x H x W uint8 pixels of the image file ``path`` resized to ``size`` (shared:
+        """H x W x 3 uint8 pixels of the image file ``path`` resized to ``size`` (shared:
         do not write into the tensor)."""
         try:
             st = os.stat(path)
@@ -137,7 +143,9 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 class TrainPairs(torch.utils.data.Dataset):
-    """Caption-level pairs with pre-tokenised captions. Item = one pair's tensors."""
+    """Caption-level pairs with pre-tokenised captions. Item = one pair's tensors, the
+    image as uint8 H x W x 3 pixels (:func:`image_pixels`): a loader worker decodes and
+    resizes only; :class:`DeviceBatches` normalises whole batches on the training device."""
 
     def __init__(self, records: Sequence[PairRecord], encoder: EncoderComponent):
         self.records = list(records)
@@ -155,12 +163,15 @@ class TrainPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         r = self.records[i]
-        _, image = self.images[i]
-        return image, self.input_ids[i], self.attention_mask[i], r.index, r.image_id, r.person_id
+        files = self.images
+        pixels = DECODED_IMAGES.pixels(files.paths[i], files.size, files.interpolation)
+        return pixels, self.input_ids[i], self.attention_mask[i], r.index, r.image_id, r.person_id
 
 
 def collate_pairs(items) -> Batch:
-    """Stack :class:`TrainPairs` items into one :class:`~wsreid.api.Batch` (B rows)."""
+    """Stack :class:`TrainPairs` items into one :class:`~wsreid.api.Batch` (B rows) whose
+    ``images`` are still uint8 pixels, B x H x W x 3 (:func:`normalise_batch` makes them
+    the B x 3 x H x W float images components see)."""
     images, ids, masks, index, image_id, person_id = zip(*items)
     return Batch(
         images=torch.stack(images),
@@ -170,6 +181,32 @@ def collate_pairs(items) -> Batch:
         image_id=torch.tensor(image_id, dtype=torch.long),
         person_id=torch.tensor(person_id, dtype=torch.long),
     )
+
+
+def normalise_batch(batch: Batch, mean, std) -> Batch:
+    """``batch`` with uint8 B x H x W x 3 pixels turned into normalised B x 3 x H x W float
+    images (:func:`normalise_pixels`) where they are; a batch of float images is returned
+    as it is."""
+    if batch.images.dtype != torch.uint8:
+        return batch
+    return dataclasses.replace(batch, images=normalise_pixels(batch.images, mean, std))
+
+
+class DeviceBatches:
+    """The training loader as the engine iterates it: the batches of ``loader`` (uint8
+    pixels, :func:`collate_pairs`) moved to ``device`` and normalised there
+    (:func:`normalise_batch`) - on a GPU the float conversion costs the workers nothing,
+    and what crosses from the workers is a quarter of the float images."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device, mean, std):
+        self.loader, self.device, self.mean, self.std = loader, device, mean, std
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield normalise_batch(batch.to(self.device), self.mean, self.std)
 
 
 class PairBatchSampler(torch.utils.data.Sampler):
