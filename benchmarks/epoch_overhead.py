@@ -5,6 +5,7 @@ the training steps alone over batches already in memory.
     python benchmarks/epoch_overhead.py                      # recipes/dgia.yaml and the ITC baseline
     python benchmarks/epoch_overhead.py --recipe recipes/dgia.yaml --rounds 3
     python benchmarks/epoch_overhead.py --steps 20          # the last 20 steps of each epoch (quicker)
+    python benchmarks/epoch_overhead.py --loader-epochs 4   # the loader alone, whole epochs 1-4
 
 Each recipe is built as ``wsreid run`` builds it (the shipped encoder, synth-pedes from
 ``WSREID_CACHE``, generated first if missing). Then, ``--rounds`` times in turn: one pass of
@@ -91,13 +92,38 @@ def measure(recipe: str, rounds: int, steps: int | None = None) -> dict:
             "cpu": {k: full * statistics.median(v) for k, v in cpu.items()}}
 
 
+def loader_epochs(recipe: str, epochs: int) -> list[tuple[float, float]]:
+    """(CPU seconds, wall seconds) of whole passes of the training loader alone, epochs
+    1..``epochs`` (the first decodes every image; later ones read what the process kept)."""
+    with tempfile.TemporaryDirectory(prefix="wsreid-epoch-") as tmp:
+        run = build(recipe, Path(tmp))
+        out = []
+        for epoch in range(1, epochs + 1):
+            run.sampler.set_epoch(epoch)
+            c, t = time.process_time(), time.perf_counter()
+            for _ in run.loader:
+                pass
+            out.append((time.process_time() - c, time.perf_counter() - t))
+        run.close()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", action="append", help="recipe (repeatable; default: DGIA and ITC)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (loader, steps, epoch); medians")
     parser.add_argument("--steps", type=int, default=None, help="time only the last STEPS steps of each epoch, "
                         "scaled to the whole epoch (default: all)")
+    parser.add_argument("--loader-epochs", type=int, default=0, help="instead: time the loader alone over this "
+                        "many whole epochs")
     args = parser.parse_args()
+    if args.loader_epochs:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
+        for recipe in args.recipe or DEFAULT_RECIPES:
+            times = loader_epochs(recipe, args.loader_epochs)
+            print(f"{recipe}: loader alone, CPU s per epoch " + " / ".join(f"{c:.2f}" for c, _ in times)
+                  + "; wall s " + " / ".join(f"{w:.2f}" for _, w in times), flush=True)
+        return 0
     load0 = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load0:.2f}")
     print("| recipe | epoch | steps alone | per step | overhead (epoch - steps) | loader alone | CPU s: epoch / steps / loader | setup | load avg |")
