@@ -13,8 +13,8 @@ ratios between implementations timed in the same run:
   kNN), time, peak memory and pair precision/recall against the synthetic identities.
 * ``evaluation``: ``wsreid.evaluation`` vs the field's usual code (full similarity matrix,
   full argsort) at ICFG-PEDES size (19,848 x 19,848) and, by flag, 100k x 100k.
-* ``data``: images/s per worker of the recipes' training transform on JPEGs vs PIL decode
-  + resize alone, and the workers a 114 ms DGIA step needs.
+* ``data``: images/s per worker (per CPU second of its thread) of the recipes' training
+  loader item on JPEGs vs PIL decode + resize alone, and the workers a 114 ms DGIA step needs.
 * ``overhead``: the engine's DGIA step vs a hand-written loop over the same model, batches
   and losses (tiny CLIP, 2 threads).
 
@@ -440,11 +440,28 @@ def pedestrian_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
+def side_by_side_cpu(fns: dict, repeats: int) -> tuple[dict, dict]:
+    """(median wall seconds, median CPU seconds of this thread) of each function, runs
+    interleaved round-robin. A worker is one thread: its CPU time is what an image costs
+    it, and moves much less with load from other processes than the wall clock does."""
+    for fn in fns.values():  # warm-up
+        fn()
+    wall: dict = {name: [] for name in fns}
+    cpu: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t, c = time.perf_counter(), time.thread_time()
+            fn()
+            cpu[name].append(time.thread_time() - c)
+            wall[name].append(time.perf_counter() - t)
+    return ({n: statistics.median(v) for n, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()})
+
+
 def bench_data(args) -> None:
     from PIL import Image
 
     from wsreid.data.images import load_image
-    from wsreid.engine.data import image_to_tensor
+    from wsreid.engine.data import image_pixels, image_to_tensor, normalise_pixels
     from wsreid_dgia.augment import IMAGE_UNIFORMS, augment_images, sample_uniforms
 
     size = (384, 128)
@@ -455,38 +472,65 @@ def bench_data(args) -> None:
         print(f"\n== data pipeline, one worker (1 thread): {len(paths)} JPEGs of pedestrian sizes -> 384 x 128, "
               f"bicubic; base + asymmetric (IASC) view")
 
-        def decode_resize():
+        def decode_resize():  # the usual loader: open, convert to RGB, resize
             for p in paths:
                 with Image.open(p) as im:
                     im.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
 
-        def recipe_item():  # what a training worker does per pair
+        def decode_resize_export():  # the same, pixels exported to an array (what any tensor pipeline needs)
+            for p in paths:
+                with Image.open(p) as im:
+                    np.asarray(im.convert("RGB").resize((size[1], size[0]), Image.BICUBIC))
+
+        resized = [Image.open(p).convert("RGB").resize((size[1], size[0]), Image.BICUBIC) for p in paths]
+
+        def export():  # PIL image -> array alone
+            for im in resized:
+                np.asarray(im)
+
+        def recipe_item():  # what a training worker does per pair (TrainPairs, image not yet decoded)
+            for p in paths:
+                image_pixels(load_image(p), size)
+
+        def normalised_item():  # the same, normalised in the worker (as evaluation's ImageFiles does)
             for p in paths:
                 image_to_tensor(load_image(p), size, CLIP_MEAN, CLIP_STD)
 
-        batch = torch.stack([image_to_tensor(load_image(p), size, CLIP_MEAN, CLIP_STD) for p in paths[:64]])
+        pixels = torch.stack([image_pixels(load_image(p), size) for p in paths[:64]])  # 64 x H x W x 3 uint8
+        batch = normalise_pixels(pixels, CLIP_MEAN, CLIP_STD)
         index = list(range(64))
+
+        def normalise():  # DeviceBatches on a batch of 64, here on the CPU
+            normalise_pixels(pixels, CLIP_MEAN, CLIP_STD)
 
         def asymmetric_view():  # IASC image operator on a batch of 64 (Eq. 19), on the CPU
             u = sample_uniforms(0, 1, index, IMAGE_UNIFORMS, 1)
             augment_images(batch, u, CLIP_MEAN, CLIP_STD)
 
-        t = side_by_side({"decode": decode_resize, "recipe": recipe_item, "asym": asymmetric_view}, args.data_repeats)
+        wall, t = side_by_side_cpu({"decode": decode_resize, "export": export, "decode_export": decode_resize_export,
+                                    "recipe": recipe_item, "normalised": normalised_item, "normalise": normalise,
+                                    "asym": asymmetric_view}, args.data_repeats)
     torch.set_num_threads(threads)
     n = len(paths)
-    dec, rec = n / t["decode"], n / t["recipe"]
-    asym_per_image = t["asym"] / 64
-    both = 1.0 / (1.0 / rec + asym_per_image)
+    dec, rec, nrm, dex = n / t["decode"], n / t["recipe"], n / t["normalised"], n / t["decode_export"]
     step, batch_size = 0.114, 64
     need = batch_size / step
-    print(f"  PIL decode + resize alone {dec:7.1f} img/s | recipe item (decode, resize, tensor, normalise) {rec:7.1f} img/s "
-          f"({rec / dec:.2f}x) | IASC asymmetric view {64 / t['asym']:7.1f} img/s (batch of 64, CPU)")
-    print(f"  a 114 ms DGIA step (ViT-B/16 bf16 H200, batch 64) consumes {need:.0f} img/s: "
-          f"{need / rec:.1f} workers for the base view (the asymmetric view is made on the device from it), "
-          f"{need / both:.1f} if the asymmetric view were made in the workers too", flush=True)
+    print(f"  per CPU second of the worker thread: PIL decode + convert + resize alone {dec:7.1f} img/s | recipe worker "
+          f"item (decode, resize, uint8 pixels) {rec:7.1f} img/s ({rec / dec:.2f}x) | normalised in the worker too "
+          f"{nrm:7.1f} img/s ({nrm / dec:.2f}x)")
+    print(f"  PIL decode + convert + resize + export to an array {dex:7.1f} img/s (recipe item {rec / dex:.2f}x of it); "
+          f"the export alone (PIL -> array, a copy of 384 x 128 x 3 bytes) {1e6 * t['export'] / n:.0f} us/img, "
+          f"{100 * t['export'] / t['recipe']:.0f} % of the recipe item")
+    print(f"  wall clock (moves with the machine's load): {n / wall['decode']:7.1f} | {n / wall['recipe']:7.1f} "
+          f"({wall['decode'] / wall['recipe']:.2f}x) | {n / wall['normalised']:7.1f} img/s "
+          f"({wall['decode'] / wall['normalised']:.2f}x)")
+    print(f"  on the training device (here the CPU, 1 thread), per batch of 64: normalisation {64 / t['normalise']:7.1f} "
+          f"img/s, IASC asymmetric view {64 / t['asym']:7.1f} img/s")
+    print(f"  a 114 ms DGIA step (ViT-B/16 bf16 H200, batch 64) consumes {need:.0f} img/s: {need / rec:.1f} workers "
+          f"(normalisation and the asymmetric view are made on the device from the uint8 batch)", flush=True)
     row("data: recipe worker item (cpu, 1 thread)", "JPEG -> 384 x 128", f"{rec:.0f} img/s/worker",
-        f"PIL decode+resize {dec:.0f} img/s ({rec / dec:.2f}x); 114 ms step needs {need:.0f} img/s = "
-        f"{int(np.ceil(need / rec))} workers")
+        f"PIL decode+resize {dec:.0f} img/s ({rec / dec:.2f}x), + export to an array {dex:.0f} img/s ({rec / dex:.2f}x); "
+        f"normalising in the worker {nrm:.0f} img/s ({nrm / dec:.2f}x); 114 ms step needs {need:.0f} img/s = {int(np.ceil(need / rec))} workers (CPU time)")
 
 
 # ============================================================================ 5. overhead

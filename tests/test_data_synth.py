@@ -249,7 +249,7 @@ def test_generation_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(gen, "_write_image", failing)
     with pytest.raises(KeyboardInterrupt):
-        generate_synth(SynthConfig(size="tiny"), tmp_path / "out", preset=MICRO)
+        generate_synth(SynthConfig(size="tiny"), tmp_path / "out", preset=MICRO, workers=1)  # in this process
     assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary directory
 
 

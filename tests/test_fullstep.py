@@ -202,7 +202,7 @@ class Checks:
 
 def run_case(case: Path, variant: str, tmp: Path, monkeypatch) -> tuple[Checks, dict]:
     from wsreid.api import StepContext
-    from wsreid.engine.data import collate_pairs
+    from wsreid.engine.data import collate_pairs, normalise_pixels
 
     expected = json.loads((case / "expected.json").read_text())
     exp = expected["variants"][variant]
@@ -245,7 +245,7 @@ def run_case(case: Path, variant: str, tmp: Path, monkeypatch) -> tuple[Checks, 
 
     # ---- the base images the data pipeline produces are the recorded ones
     all_items = [run.train_data[i] for i in range(len(run.train_data))]
-    images = torch.stack([it[0] for it in all_items])
+    images = normalise_pixels(torch.stack([it[0] for it in all_items]), enc.image_mean, enc.image_std)
     c.close(images.numpy(), inputs["images"], abs_tol=1e-6, what="base images from the data loader")
 
     spy = Spy(run, monkeypatch)

@@ -40,7 +40,8 @@ class SynthPedes(DatasetComponent):
             description="dataset directory; default <cache>/synth-pedes/<size>-seed<seed>-v<version> with "
             "<cache> = $WSREID_CACHE or ~/.cache/wsreid. Generated there on first use, reused afterwards",
         )
-        workers: int = Field(1, ge=1, le=64, description="processes that render images on first use (same output for any number)")
+        workers: int | None = Field(None, ge=1, le=64, description="processes that render images on first use (same output "
+                                    "for any number; default: one per CPU core, at most 8)")
         check_images: Literal["exists", "decode-eval", "decode", "none"] = Field(
             "decode-eval", description=CHECK_IMAGES_DESCRIPTION,
         )

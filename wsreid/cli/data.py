@@ -37,7 +37,8 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     synth.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="other generator setting, e.g. caption_noise=0.1 (repeatable)")
     synth.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH", help="contact sheet PNG (default: OUT/contact_sheet.png)")
     synth.add_argument("--no-contact-sheet", action="store_true", help="do not write a contact sheet")
-    synth.add_argument("--workers", type=int, default=1, help="rendering processes (same output for any number)")
+    synth.add_argument("--workers", type=int, default=None,
+                       help="rendering processes (same output for any number; default: one per CPU core, at most 8)")
     add_debug(synth, default=argparse.SUPPRESS)
     synth.set_defaults(func=run_synth)
 
@@ -76,7 +77,8 @@ def run_synth(args: argparse.Namespace) -> int:
         print(f"  {done}/{total} images", file=sys.stderr, flush=True)
 
     fresh = not (args.out / "synth_meta.json").is_file()
-    root = ensure_synth(config, args.out, workers=max(1, args.workers), progress=progress)
+    root = ensure_synth(config, args.out, workers=None if args.workers is None else max(1, args.workers),
+                        progress=progress)
     took = time.perf_counter() - start
     print(f"synth-pedes {config.size} (seed {config.seed}) " + (f"generated in {took:.1f} s" if fresh else "already present") + f": {root}")
     path, records = read_records(root, "cuhk-pedes", check_images="none")

@@ -27,9 +27,15 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
     p = Path(path)
     loc = f" ({where})" if where else ""
     try:
-        with Image.open(p) as img:
-            img.load()
-            return img.convert("RGB")
+        img = Image.open(p)
+        try:
+            img.load()  # a single-frame file opened by name is closed once loaded
+        except BaseException:
+            img.close()
+            raise
+        # an RGB file (JPEG, PNG) is returned as decoded, convert() would copy it; the file
+        # of a multi-frame image stays open after load() and is closed by _converted
+        return img if img.mode == "RGB" and getattr(img, "fp", None) is None else _converted(img)
     except FileNotFoundError:
         raise DataError(
             f"image {p}{loc} does not exist",
@@ -41,6 +47,12 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
             f"image {p}{loc} cannot be decoded ({reason})",
             hint="replace the file with an intact copy or remove its record",
         ) from None
+
+
+def _converted(img: Image.Image) -> Image.Image:
+    """``img`` converted to RGB, its file closed."""
+    with img:
+        return img.convert("RGB")
 
 
 def decode_images(

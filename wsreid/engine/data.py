@@ -10,6 +10,8 @@ built from the true person ids.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -31,24 +33,100 @@ def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[tor
     return (1.0 / (255.0 * s)).float(), (m / s).float()
 
 
-def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std, interpolation: str = "bicubic") -> torch.Tensor:
-    """PIL image -> 3 x H x W float tensor, resized (PIL ``interpolation``: 'bicubic' or
-    'bilinear') and normalised:
-    ``(x / 255 - mean) / std`` per channel, computed from the uint8 pixels in one pass each
-    for the layout change, the conversion and the affine map (no float64/float32 copies of
-    the H x W x 3 array, no per-call constants)."""
+def image_pixels(image: Image.Image, size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:
+    """PIL image -> H x W x 3 uint8 tensor (the decoder's layout, no copy beyond PIL's
+    export), resized to ``size`` = (H, W) with PIL ``interpolation`` ('bicubic' or
+    'bilinear') and converted to RGB."""
     h, w = size
     if image.size != (w, h):
         image = image.resize((w, h), Image.BILINEAR if interpolation == "bilinear" else Image.BICUBIC)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()  # 3 x H x W uint8
+    return torch.from_numpy(np.array(image))
+
+
+def normalise_pixels(pixels: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 pixels, ... x H x W x 3 (:func:`image_pixels`, or a batch of them) ->
+    float32 ... x 3 x H x W (contiguous), ``(x / 255 - mean) / std`` per channel: one pass
+    for the layout change and the conversion, one each for the affine map's product and
+    difference (no float64 copies, no per-call constants). Elementwise, so the values do
+    not depend on where (worker, main process, GPU) or on how many images at once."""
     scale, shift = _normalisation(tuple(float(v) for v in mean), tuple(float(v) for v in std))
-    return pixels.float().mul_(scale).sub_(shift)
+    scale, shift = scale.to(pixels.device), shift.to(pixels.device)
+    x = pixels.movedim(-1, -3).to(torch.float32, memory_format=torch.contiguous_format)
+    return x.mul_(scale).sub_(shift)
+
+
+def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std, interpolation: str = "bicubic") -> torch.Tensor:
+    """PIL image -> 3 x H x W float tensor, resized (:func:`image_pixels`) and normalised
+    (:func:`normalise_pixels`)."""
+    return normalise_pixels(image_pixels(image, size, interpolation), mean, std)
+
+
+#: Environment variable: MiB of decoded images a process keeps (default 1024; 0 = none).
+IMAGE_CACHE_ENV = "WSREID_IMAGE_CACHE_MB"
+
+
+class DecodedImages:
+    """The decoded, resized images of this process: uint8 H x W x 3 tensors, so that an
+    image file is decoded once per run rather than once per epoch and evaluation.
+
+    Keyed by the file (path, size on disk, modification time) and the target size and
+    interpolation, so a rewritten file is decoded again. At most ``budget`` bytes are
+    kept (the first images seen; none is evicted). Only the main process adds images: in a
+    DataLoader worker, whose memory is gone at the end of the epoch, lookups still hit
+    what the main process held when the worker started, and misses are decoded and not
+    kept. The values are exactly those of decoding each time (:func:`image_pixels`).
+    """
+
+    def __init__(self, budget: int | None = None):
+        self._budget = budget
+        self.items: dict[tuple, torch.Tensor] = {}
+        self.used = 0
+
+    @property
+    def budget(self) -> int:
+        """Bytes the cache may hold: the constructor's, else ``WSREID_IMAGE_CACHE_MB``."""
+        if self._budget is None:
+            raw = os.environ.get(IMAGE_CACHE_ENV, "1024")
+            try:
+                mib = float(raw)
+            except ValueError:
+                raise UserError(f"{IMAGE_CACHE_ENV}={raw!r} is not a number of MiB",
+                                hint=f"set {IMAGE_CACHE_ENV} to e.g. 1024, or 0 to decode images every time") from None
+            self._budget = max(0, int(mib * 2**20))
+        return self._budget
+
+    def pixels(self, path: str | os.PathLike[str], size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:
+        """H x W x 3 uint8 pixels of the image file ``path`` resized to ``size`` (shared:
+        do not write into the tensor)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return image_pixels(load_image(path), size, interpolation)  # load_image says what is wrong
+        key = (os.fspath(path), st.st_size, st.st_mtime_ns, tuple(size), interpolation)
+        hit = self.items.get(key)
+        if hit is not None:
+            return hit
+        pixels = image_pixels(load_image(path), size, interpolation)
+        if self.used + pixels.nbytes <= self.budget and torch.utils.data.get_worker_info() is None:
+            self.items[key] = pixels
+            self.used += pixels.nbytes
+        return pixels
+
+    def clear(self) -> None:
+        """Forget every image."""
+        self.items.clear()
+        self.used = 0
+
+
+#: The process's store of decoded images (:class:`ImageFiles` reads through it).
+DECODED_IMAGES = DecodedImages()
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Index -> (position, normalised image tensor) for a list of image paths."""
+    """Index -> (position, normalised image tensor) for a list of image paths. Images are
+    decoded once per process (:data:`DECODED_IMAGES`) and normalised per item."""
 
     def __init__(self, paths: Sequence[Path], encoder: EncoderComponent):
         self.paths = list(paths)
@@ -60,11 +138,14 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
-        return i, image_to_tensor(load_image(self.paths[i]), self.size, self.mean, self.std, self.interpolation)
+        pixels = DECODED_IMAGES.pixels(self.paths[i], self.size, self.interpolation)
+        return i, normalise_pixels(pixels, self.mean, self.std)
 
 
 class TrainPairs(torch.utils.data.Dataset):
-    """Caption-level pairs with pre-tokenised captions. Item = one pair's tensors."""
+    """Caption-level pairs with pre-tokenised captions. Item = one pair's tensors, the
+    image as uint8 H x W x 3 pixels (:func:`image_pixels`): a loader worker decodes and
+    resizes only; :class:`DeviceBatches` normalises whole batches on the training device."""
 
     def __init__(self, records: Sequence[PairRecord], encoder: EncoderComponent):
         self.records = list(records)
@@ -82,12 +163,15 @@ class TrainPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         r = self.records[i]
-        _, image = self.images[i]
-        return image, self.input_ids[i], self.attention_mask[i], r.index, r.image_id, r.person_id
+        files = self.images
+        pixels = DECODED_IMAGES.pixels(files.paths[i], files.size, files.interpolation)
+        return pixels, self.input_ids[i], self.attention_mask[i], r.index, r.image_id, r.person_id
 
 
 def collate_pairs(items) -> Batch:
-    """Stack :class:`TrainPairs` items into one :class:`~wsreid.api.Batch` (B rows)."""
+    """Stack :class:`TrainPairs` items into one :class:`~wsreid.api.Batch` (B rows) whose
+    ``images`` are still uint8 pixels, B x H x W x 3 (:func:`normalise_batch` makes them
+    the B x 3 x H x W float images components see)."""
     images, ids, masks, index, image_id, person_id = zip(*items)
     return Batch(
         images=torch.stack(images),
@@ -97,6 +181,32 @@ def collate_pairs(items) -> Batch:
         image_id=torch.tensor(image_id, dtype=torch.long),
         person_id=torch.tensor(person_id, dtype=torch.long),
     )
+
+
+def normalise_batch(batch: Batch, mean, std) -> Batch:
+    """``batch`` with uint8 B x H x W x 3 pixels turned into normalised B x 3 x H x W float
+    images (:func:`normalise_pixels`) where they are; a batch of float images is returned
+    as it is."""
+    if batch.images.dtype != torch.uint8:
+        return batch
+    return dataclasses.replace(batch, images=normalise_pixels(batch.images, mean, std))
+
+
+class DeviceBatches:
+    """The training loader as the engine iterates it: the batches of ``loader`` (uint8
+    pixels, :func:`collate_pairs`) moved to ``device`` and normalised there
+    (:func:`normalise_batch`) - on a GPU the float conversion costs the workers nothing,
+    and what crosses from the workers is a quarter of the float images."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device, mean, std):
+        self.loader, self.device, self.mean, self.std = loader, device, mean, std
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield normalise_batch(batch.to(self.device), self.mean, self.std)
 
 
 class PairBatchSampler(torch.utils.data.Sampler):

@@ -45,7 +45,14 @@ from wsreid.api import (
 from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
 from wsreid.engine.components import SECTIONS, Components, build_component, build_encoder, load_dataset
-from wsreid.engine.data import IdentityBatchSampler, PairBatchSampler, TrainPairs, collate_pairs
+from wsreid.engine.data import (
+    DeviceBatches,
+    IdentityBatchSampler,
+    PairBatchSampler,
+    TrainPairs,
+    collate_pairs,
+    normalise_batch,
+)
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
@@ -237,8 +244,11 @@ class Run:
         if self.sampler.steps_per_epoch() == 0:
             raise RecipeError(f"train.batch_size {r.train.batch_size} exceeds the {len(self.train_data)} training pairs",
                               hint="lower train.batch_size")
-        self.loader = torch.utils.data.DataLoader(self.train_data, batch_sampler=self.sampler,
-                                                  collate_fn=collate_pairs, num_workers=r.train.num_workers)
+        # workers decode and resize (uint8 pixels); images are normalised on the device
+        self.loader = DeviceBatches(
+            torch.utils.data.DataLoader(self.train_data, batch_sampler=self.sampler, collate_fn=collate_pairs,
+                                        num_workers=r.train.num_workers),
+            self.dist.device, self.encoder.image_mean, self.encoder.image_std)
         optimizer = build_optimizer(self.model, r.train)
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.scheduler = build_scheduler(self.optimizer, self.sampler.steps_per_epoch(), r.train)
@@ -343,8 +353,11 @@ class Run:
         of one step"): views, encode, gather the global batch, relate (local, then global
         associations), losses (weighted, summed), backward, step, then the global
         associations' ``after_step`` with the detached gathered base features.
+        ``batch.images``: normalised float images, or the uint8 pixels of
+        :func:`~wsreid.engine.data.collate_pairs` (normalised here first).
         Returns {"loss/<label>": value, "loss/total": value}."""
         c = self.components
+        batch = normalise_batch(batch, self.encoder.image_mean, self.encoder.image_std)  # uint8 from collate_pairs
         views = c.pair_construction.views(batch, self.encoder)
         features, batch = self.global_batch(self.encode(views), batch)
         relations = {}
