@@ -21,6 +21,10 @@ from wsreid_dgia.functional import (
     scoring_rows,
 )
 
+#: ``scoring_dtype: auto`` picks bf16 for banks of at least this many rows (where the low-precision
+#: product saves more than the float32 re-scoring of its candidates costs; measured on CPU in
+#: docs/performance.md).
+AUTO_BF16_MIN_ROWS = 16384
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -62,7 +66,8 @@ class GsrcParams(Params):
     scoring_dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         "auto",
         description="precision of the normalised scoring copy of the ranking bank that mining reads; fp16/bf16 "
-        "candidates are re-scored in fp32 from the stored rows. auto: bf16 on GPUs and on CPUs with AMX, else fp32",
+        "candidates are re-scored in fp32 from the stored rows. auto: bf16 on GPUs and on CPUs with AMX for banks "
+        "of at least 16,384 rows (below that the re-scoring pass costs more than the bf16 product saves), else fp32",
     )
     memory_features: Literal["normalised", "raw"] = Field(
         "normalised",
@@ -119,14 +124,14 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = torch.zeros(n, dim, dtype=dtype, device=device)
         self.written = torch.zeros(n, dtype=torch.bool, device=device)
         self.person_ids = torch.full((n,), -1, dtype=torch.long, device=device)
-        self._scoring = torch.zeros(n, dim, dtype=self._scoring_dtype(device), device=device)
+        self._scoring = torch.zeros(n, dim, dtype=self._scoring_dtype(device, n), device=device)
         self._all_written = False
 
-    def _scoring_dtype(self, device: torch.device) -> torch.dtype:
+    def _scoring_dtype(self, device: torch.device, rows: int) -> torch.dtype:
         name = self.params.scoring_dtype
         if name == "auto":
             fast_bf16 = device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16_matrix_units())
-            name = "bf16" if fast_bf16 else "fp32"
+            name = "bf16" if fast_bf16 and rows >= AUTO_BF16_MIN_ROWS else "fp32"
         return _DTYPES[name]
 
     def _ranking_memory(self) -> torch.Tensor:
@@ -134,7 +139,7 @@ class GlobalRelationConstruction(GlobalAssociation):
 
     def _rebuild_scoring(self) -> None:
         memory = self._ranking_memory()
-        self._scoring = scoring_rows(memory, self._scoring_dtype(memory.device))
+        self._scoring = scoring_rows(memory, self._scoring_dtype(memory.device, memory.shape[0]))
         self._all_written = bool(self.written.all())
 
     def _to(self, device: torch.device) -> None:
