@@ -60,25 +60,10 @@ def row(measurement: str, size: str, ours: str, reference: str) -> None:
     print(f"  | {measurement} | {size} | {ours} | {reference} |", flush=True)
 
 
-def timed(fn, repeats: int, warmup: int = 1, sync=None) -> float:
-    """Median wall seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if sync:
-            sync()
-        t = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def side_by_side(fns: dict, repeats: int, sync=None, slow: dict | None = None) -> dict:
-    """Median seconds of each function, runs interleaved round-robin so that load from
-    elsewhere falls on all of them alike. ``slow``: name -> fewer repeats for that one."""
+def _interleaved(fns: dict, repeats: int, sync=None, slow: dict | None = None) -> dict:
+    """name -> list of (wall seconds, CPU seconds of this thread) per run of each function,
+    after one warm-up run each; runs interleaved round-robin so that load from elsewhere
+    falls on all of them alike. ``slow``: name -> fewer repeats for that one."""
     for fn in fns.values():  # warm-up
         fn()
     times: dict = {name: [] for name in fns}
@@ -88,12 +73,17 @@ def side_by_side(fns: dict, repeats: int, sync=None, slow: dict | None = None) -
                 continue
             if sync:
                 sync()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             fn()
             if sync:
                 sync()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(v) for name, v in times.items()}
+            times[name].append((time.perf_counter() - t, time.thread_time() - c))
+    return times
+
+
+def side_by_side(fns: dict, repeats: int, sync=None, slow: dict | None = None) -> dict:
+    """Median wall seconds of each function, runs interleaved (:func:`_interleaved`)."""
+    return {name: statistics.median(w for w, _ in v) for name, v in _interleaved(fns, repeats, sync, slow).items()}
 
 
 def run_child(args: list[str]) -> dict:
@@ -442,19 +432,11 @@ def pedestrian_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 def side_by_side_cpu(fns: dict, repeats: int) -> tuple[dict, dict]:
     """(median wall seconds, median CPU seconds of this thread) of each function, runs
-    interleaved round-robin. A worker is one thread: its CPU time is what an image costs
-    it, and moves much less with load from other processes than the wall clock does."""
-    for fn in fns.values():  # warm-up
-        fn()
-    wall: dict = {name: [] for name in fns}
-    cpu: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t, c = time.perf_counter(), time.thread_time()
-            fn()
-            cpu[name].append(time.thread_time() - c)
-            wall[name].append(time.perf_counter() - t)
-    return ({n: statistics.median(v) for n, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()})
+    interleaved (:func:`_interleaved`). A worker is one thread: its CPU time is what an image
+    costs it, and moves much less with load from other processes than the wall clock does."""
+    times = _interleaved(fns, repeats)
+    return ({n: statistics.median(w for w, _ in v) for n, v in times.items()},
+            {n: statistics.median(c for _, c in v) for n, v in times.items()})
 
 
 def bench_data(args) -> None:
