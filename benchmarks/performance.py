@@ -480,7 +480,7 @@ def bench_data(args) -> None:
 
         pixels = torch.stack([image_pixels(load_image(p), size) for p in paths[:64]])  # 64 x H x W x 3 uint8
         batch = normalise_pixels(pixels, CLIP_MEAN, CLIP_STD)
-        index = list(range(64))
+        index = list(range(pixels.shape[0]))  # fewer when --data-images is below 64
 
         def normalise():  # DeviceBatches on a batch of 64, here on the CPU
             normalise_pixels(pixels, CLIP_MEAN, CLIP_STD)
@@ -506,8 +506,8 @@ def bench_data(args) -> None:
     print(f"  wall clock (moves with the machine's load): {n / wall['decode']:7.1f} | {n / wall['recipe']:7.1f} "
           f"({wall['decode'] / wall['recipe']:.2f}x) | {n / wall['normalised']:7.1f} img/s "
           f"({wall['decode'] / wall['normalised']:.2f}x)")
-    print(f"  on the training device (here the CPU, 1 thread), per batch of 64: normalisation {64 / t['normalise']:7.1f} "
-          f"img/s, IASC asymmetric view {64 / t['asym']:7.1f} img/s")
+    print(f"  on the training device (here the CPU, 1 thread), per batch of {len(index)}: normalisation {len(index) / t['normalise']:7.1f} "
+          f"img/s, IASC asymmetric view {len(index) / t['asym']:7.1f} img/s")
     print(f"  a 114 ms DGIA step (ViT-B/16 bf16 H200, batch 64) consumes {need:.0f} img/s: {need / rec:.1f} workers "
           f"(normalisation and the asymmetric view are made on the device from the uint8 batch)", flush=True)
     row("data: recipe worker item (cpu, 1 thread)", "JPEG -> 384 x 128", f"{rec:.0f} img/s/worker",
