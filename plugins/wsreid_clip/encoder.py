@@ -351,11 +351,12 @@ class ClipEncoder(EncoderComponent):
         """Images B x 3 x H x W (normalised, H and W multiples of the patch size) -> B x d.
 
         The square position table is interpolated (bicubic) to the H/patch x W/patch grid
-        whenever the input is not the table's square size."""
-        height, width = images.shape[-2:]
-        square = height == width == self._position_grid_size
+        whenever the input is not the table's square size. With ``weights_dtype: fp16`` the
+        authors' operation order is used (:func:`~wsreid_clip.precision.encode_image_sequence_first`)."""
         if self.authors_arithmetic:
             return encode_image_sequence_first(self.clip, images)
+        height, width = images.shape[-2:]
+        square = height == width == self._position_grid_size
         out = self.clip.vision_model(pixel_values=images, interpolate_pos_encoding=not square)
         return self.clip.visual_projection(out.pooler_output)
 
