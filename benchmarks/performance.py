@@ -177,6 +177,7 @@ def bench_mining(args) -> None:
         batch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=index, image_id=index, person_id=index // 4)
         feats = {"base": ViewFeatures(image, text)}
         step = StepContext(epoch=2, step=0, num_epochs=3, dist=None)
+        scoring = str(comp._scoring.dtype).replace("torch.", "")  # what scoring_dtype resolved to
 
         def ours():
             return comp.relate(feats, batch, step)
@@ -205,8 +206,8 @@ def bench_mining(args) -> None:
                          slow={"authors": max(3, reps // 3)})
         print(f"  N={n:>7}: relate {t['ours'] * 1e3:8.2f} ms | matmul+top-k {t['anchor'] * 1e3:8.2f} ms | "
               f"former (re-normalising) {t['former'] * 1e3:8.2f} ms | authors {t['authors'] * 1e3:8.2f} ms | "
-              f"neighbours {rel.image.shape[0] - b} | same relation as authors: {same}", flush=True)
-        size = f"N={n:,}, B=64"
+              f"neighbours {rel.image.shape[0] - b} | same relation as authors: {same} | scoring copy {scoring}", flush=True)
+        size = f"N={n:,}, B=64, {scoring} scoring"
         row(f"GSRC-FR mining ({device.type})", size, f"{t['ours'] * 1e3:.1f} ms",
             f"matmul+top-k {t['anchor'] * 1e3:.1f} ms (x{t['ours'] / t['anchor']:.2f}); authors "
             f"{t['authors'] * 1e3:.1f} ms ({t['authors'] / t['ours']:.1f}x slower); former "

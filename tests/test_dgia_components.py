@@ -132,12 +132,13 @@ def test_unwritten_rows_are_never_mined_and_are_filled_later():
 
 @pytest.mark.parametrize("memory_dtype", ["fp16", "fp32"])
 @pytest.mark.parametrize("anchor", ["image", "text"])
-def test_scoring_copy_follows_updates_and_resume_on_raw_features(memory_dtype, anchor):
+@pytest.mark.parametrize("scoring_dtype", ["auto", "bf16"])  # bf16: candidates re-scored with the kept row norms
+def test_scoring_copy_follows_updates_and_resume_on_raw_features(memory_dtype, anchor, scoring_dtype):
     # raw (un-normalised) features of varying norm; the ranking bank changes by momentum
     image, labels = clustered(24, 8, 7)
     image = image * torch.linspace(0.5, 4.0, 24)[:, None]
     text = image + 0.1 * torch.randn(24, 8, generator=torch.Generator().manual_seed(8))
-    comp = gsrc(memory_dtype=memory_dtype, anchor=anchor)
+    comp = gsrc(memory_dtype=memory_dtype, anchor=anchor, scoring_dtype=scoring_dtype)
     fill(comp, image, text, labels)
     for step, idx in enumerate([torch.tensor([2, 5, 11, 19]), torch.tensor([0, 5, 7, 23])]):
         f = feats(image[idx] * 1.3 + 0.2 * randn_like(idx, 8, step), text[idx])
@@ -148,7 +149,9 @@ def test_scoring_copy_follows_updates_and_resume_on_raw_features(memory_dtype, a
         want = torch.cat([F.normalize(f["base"].image, dim=1), F.normalize(comp.image_memory[nb.index[nb.valid]].float(), dim=1)])
         assert torch.allclose(rel.image, want, atol=1e-6) and memory.dtype == comp.image_memory.dtype
         comp.after_step(f, make_batch(idx, labels[idx]), ctx(2))
-    resumed = gsrc(memory_dtype=memory_dtype, anchor=anchor)
+        if scoring_dtype == "bf16":  # the kept norms are those of the stored rows, bit for bit
+            assert torch.equal(comp._norms, torch.linalg.vector_norm(memory.float(), dim=1))
+    resumed = gsrc(memory_dtype=memory_dtype, anchor=anchor, scoring_dtype=scoring_dtype)
     resumed.load_state_tensors({k: v.clone() for k, v in comp.state_tensors().items()})
     idx = torch.tensor([1, 5, 9])
     a = comp.relate(feats(image[idx], text[idx]), make_batch(idx), ctx(3))

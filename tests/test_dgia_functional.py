@@ -22,6 +22,7 @@ from wsreid_dgia.functional import (
     momentum_update,
     neighbour_weights,
     related_offdiagonal_pairs,
+    row_norms,
     scoring_rows,
 )
 
@@ -172,6 +173,8 @@ def test_mining_over_a_ready_scoring_copy_equals_normalising_on_the_fly(
     slow = mine_neighbours(image, image, memory, memory, **args)
     fast = mine_neighbours(image, image, memory, memory, scoring=ready, **args)
     assert torch.equal(fast.index, slow.index) and torch.equal(fast.valid, slow.valid)
+    kept_norms = mine_neighbours(image, image, memory, memory, scoring=ready, scoring_norms=row_norms(memory, 6), **args)
+    assert torch.equal(kept_norms.index, fast.index) and torch.equal(kept_norms.similarity, fast.similarity)
     assert torch.allclose(fast.similarity, slow.similarity, atol=1e-6) and int(fast.count.sum()) > 0
     assert not (fast.index[fast.valid] == 6).any()
     with pytest.raises(ValueError, match="scoring copy"):

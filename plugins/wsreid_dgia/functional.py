@@ -21,6 +21,7 @@ __all__ = [
     "related_offdiagonal_pairs",
     "Neighbours",
     "scoring_rows",
+    "row_norms",
     "mine_neighbours",
     "neighbour_weights",
     "group_relation",
@@ -133,6 +134,17 @@ def scoring_rows(memory: torch.Tensor, dtype: torch.dtype = torch.float32, chunk
         return out
 
 
+def row_norms(memory: torch.Tensor, chunk_rows: int = 65536) -> torch.Tensor:
+    """Float32 L2 norms of the rows of ``memory`` (N x d, any dtype), N, computed chunk by
+    chunk: entry r equals ``torch.linalg.vector_norm(memory[r].float())``."""
+    with torch.no_grad():
+        out = torch.empty(memory.shape[0], dtype=torch.float32, device=memory.device)
+        for start in range(0, memory.shape[0], chunk_rows):
+            stop = min(memory.shape[0], start + chunk_rows)
+            out[start:stop] = torch.linalg.vector_norm(memory[start:stop].float(), dim=1)
+        return out
+
+
 def _topk_over_memory(
     anchors: torch.Tensor,
     memory: torch.Tensor,
@@ -208,6 +220,7 @@ def mine_neighbours(
     usable: torch.Tensor | None = None,
     chunk_rows: int = 65536,
     scoring: torch.Tensor | None = None,
+    scoring_norms: torch.Tensor | None = None,
 ) -> Neighbours:
     """Neighbour mining of GSRC (Eq. 11-12), vectorised: one running top-k over chunks.
 
@@ -226,7 +239,9 @@ def mine_neighbours(
     (bfloat16, float16: fast on GPUs and on CPUs with matrix units) only proposes the best
     ``k + 1 + RESCORE_MARGIN`` rows; they are re-scored in float32 from the stored rows, so
     the result is that of float32 scoring unless rounding ranks a true neighbour behind
-    ``RESCORE_MARGIN`` others.
+    ``RESCORE_MARGIN`` others. ``scoring_norms``: optional N float32 norms of the stored
+    ranking rows (``torch.linalg.vector_norm(row.float())``, kept current with the scoring
+    copy); the re-scoring then divides by them instead of measuring the gathered rows.
     """
     with torch.no_grad():
         if anchor not in ("image", "text", "both"):
@@ -254,9 +269,14 @@ def mine_neighbours(
             b, c = index.shape
             # cos = <q, x> / max(|x|, eps): the float32 similarity of F.normalize(x), without
             # writing a normalised copy of the B x c x d candidate rows
-            rows = stored.index_select(0, index.reshape(-1)).view(b, c, -1).float()
-            dots = torch.bmm(rows, query.unsqueeze(2)).squeeze(2)
-            exact = dots.div_(torch.linalg.vector_norm(rows, dim=2).clamp_min_(1e-12))
+            flat = index.reshape(-1)
+            rows = stored.index_select(0, flat).view(b, c, -1).float()
+            dots = torch.bmm(query.unsqueeze(1), rows.transpose(1, 2)).squeeze(1)  # 1 x d @ d x c: ~3x faster on CPU than c x d @ d x 1
+            if scoring_norms is None:
+                norms = torch.linalg.vector_norm(rows, dim=2)
+            else:
+                norms = scoring_norms.index_select(0, flat).view(b, c)
+            exact = dots.div_(norms.clamp_min_(1e-12))
             exact.masked_fill_(values == float("-inf"), float("-inf"))
             values, order = torch.topk(exact, min(slots, c), dim=1)
             index = torch.gather(index, 1, order)

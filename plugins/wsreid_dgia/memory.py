@@ -18,13 +18,15 @@ from wsreid_dgia.functional import (
     mine_neighbours,
     momentum_update,
     neighbour_weights,
+    row_norms,
     scoring_rows,
 )
 
-#: ``scoring_dtype: auto`` picks bf16 for banks of at least this many rows (where the low-precision
-#: product saves more than the float32 re-scoring of its candidates costs; measured on CPU in
-#: docs/performance.md).
-AUTO_BF16_MIN_ROWS = 16384
+#: ``scoring_dtype: auto`` picks bf16 for banks of at least this many rows, on a CPU with AMX
+#: (where the bf16 product saves more than the float32 re-scoring of its candidates costs:
+#: measured in docs/performance.md, "Mining: which scoring precision") and on a GPU (not
+#: measured there: the earlier CPU crossover is kept).
+AUTO_BF16_MIN_ROWS = {"cpu": 2048, "cuda": 16384}
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -66,8 +68,9 @@ class GsrcParams(Params):
     scoring_dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         "auto",
         description="precision of the normalised scoring copy of the ranking bank that mining reads; fp16/bf16 "
-        "candidates are re-scored in fp32 from the stored rows. auto: bf16 on GPUs and on CPUs with AMX for banks "
-        "of at least 16,384 rows (below that the re-scoring pass costs more than the bf16 product saves), else fp32",
+        "candidates are re-scored in fp32 from the stored rows. auto: bf16 on CPUs with AMX for banks "
+        "of at least 2,048 rows and on GPUs from 16,384 rows (below that the re-scoring pass costs more than the bf16 "
+        "product saves), else fp32",
     )
     memory_features: Literal["normalised", "raw"] = Field(
         "normalised",
@@ -111,6 +114,7 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.written: torch.Tensor | None = None
         self.person_ids: torch.Tensor | None = None
         self._scoring: torch.Tensor | None = None  # N x d normalised copy of the ranking bank
+        self._norms: torch.Tensor | None = None  # N float32 norms of the stored ranking rows (low-precision scoring)
         self._all_written = False
         self._reset_diagnostics()
 
@@ -125,13 +129,14 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.written = torch.zeros(n, dtype=torch.bool, device=device)
         self.person_ids = torch.full((n,), -1, dtype=torch.long, device=device)
         self._scoring = torch.zeros(n, dim, dtype=self._scoring_dtype(device, n), device=device)
+        self._norms = None if self._scoring.dtype == torch.float32 else torch.zeros(n, device=device)
         self._all_written = False
 
     def _scoring_dtype(self, device: torch.device, rows: int) -> torch.dtype:
         name = self.params.scoring_dtype
         if name == "auto":
             fast_bf16 = device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16_matrix_units())
-            name = "bf16" if fast_bf16 and rows >= AUTO_BF16_MIN_ROWS else "fp32"
+            name = "bf16" if fast_bf16 and rows >= AUTO_BF16_MIN_ROWS.get(device.type, 16384) else "fp32"
         return _DTYPES[name]
 
     def _ranking_memory(self) -> torch.Tensor:
@@ -140,6 +145,7 @@ class GlobalRelationConstruction(GlobalAssociation):
     def _rebuild_scoring(self) -> None:
         memory = self._ranking_memory()
         self._scoring = scoring_rows(memory, self._scoring_dtype(memory.device, memory.shape[0]))
+        self._norms = None if self._scoring.dtype == torch.float32 else row_norms(memory)
         self._all_written = bool(self.written.all())
 
     def _to(self, device: torch.device) -> None:
@@ -149,6 +155,8 @@ class GlobalRelationConstruction(GlobalAssociation):
             self.written = self.written.to(device)
             self.person_ids = self.person_ids.to(device)
             self._scoring = self._scoring.to(device)
+            if self._norms is not None:
+                self._norms = self._norms.to(device)
 
     def after_step(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> None:
         feats = features[BASE_VIEW]  # memory always holds un-augmented features
@@ -168,7 +176,10 @@ class GlobalRelationConstruction(GlobalAssociation):
         momentum_update(self.text_memory, index, feats.text, self.params.momentum, overwrite)
         self.written[index] = True
         with torch.no_grad():  # keep the scoring copy of the written rows current
-            self._scoring[index] = F.normalize(self._ranking_memory()[index].float(), dim=1).to(self._scoring.dtype)
+            rows = self._ranking_memory()[index].float()
+            self._scoring[index] = F.normalize(rows, dim=1).to(self._scoring.dtype)
+            if self._norms is not None:
+                self._norms[index] = torch.linalg.vector_norm(rows, dim=1)
         if batch.person_id.numel() == index.numel():
             self.person_ids[index] = batch.person_id.to(index.device).long()
 
@@ -214,7 +225,7 @@ class GlobalRelationConstruction(GlobalAssociation):
             feats.image, feats.text, self.image_memory, self.text_memory,
             k=p.top_k, threshold=p.threshold, anchor=p.anchor, self_match=p.self_match,
             batch_index=index, usable=None if self._all_written else self.written,
-            chunk_rows=p.mining_chunk_rows, scoring=self._scoring,
+            chunk_rows=p.mining_chunk_rows, scoring=self._scoring, scoring_norms=self._norms,
         )  # fmt: skip
         weights = neighbour_weights(nb.similarity, nb.valid, p.gamma)
         _, relation = group_relation(nb.valid, weights, p.query_rows)
