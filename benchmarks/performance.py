@@ -555,7 +555,7 @@ def hand_written_dgia(model, optimizer, scheduler, encoder, params: dict, banks:
         idx = batch.index.long()
         if epoch >= gsrc.start_epoch:
             nb = mine_neighbours(vb, tb, banks["image"], banks["text"], k=gsrc.top_k, threshold=gsrc.threshold,
-                                 scoring=banks["scoring"])
+                                 scoring=banks["scoring"], scoring_norms=banks["norms"])
             weights = neighbour_weights(nb.similarity, nb.valid, gsrc.gamma)
             _, relation = group_relation(nb.valid, weights, gsrc.query_rows)
             big_v, big_t = enlarged_features(vb, tb, banks["image"], banks["text"], nb)
@@ -567,7 +567,10 @@ def hand_written_dgia(model, optimizer, scheduler, encoder, params: dict, banks:
         with torch.no_grad():
             momentum_update(banks["image"], idx, vb.detach(), gsrc.momentum)
             momentum_update(banks["text"], idx, tb.detach(), gsrc.momentum)
-            banks["scoring"][idx] = F.normalize(banks["image"][idx].float(), dim=1).to(banks["scoring"].dtype)
+            rows = banks["image"][idx].float()
+            banks["scoring"][idx] = F.normalize(rows, dim=1).to(banks["scoring"].dtype)
+            if banks["norms"] is not None:
+                banks["norms"][idx] = torch.linalg.vector_norm(rows, dim=1)
         return float(total.detach())
 
     return step
@@ -603,9 +606,10 @@ def bench_overhead(args) -> None:
         # the hand-written loop gets its own copy of the same model, optimizer and scheduler
         model, optimizer, scheduler = copy.deepcopy((run.model, run.optimizer, run.scheduler))
         banks = {"image": state["image_memory"].clone(), "text": state["text_memory"].clone()}
-        from wsreid_dgia.functional import scoring_rows
+        from wsreid_dgia.functional import row_norms, scoring_rows
 
         banks["scoring"] = scoring_rows(banks["image"], gsrc._scoring.dtype)  # the component's precision
+        banks["norms"] = None if gsrc._norms is None else row_norms(banks["image"])
         obj = c.objectives
         params = {"iasc": c.pair_construction.params, "lrc": c.local_associations["lrc"].params,
                   "lrc_asym": c.local_associations["lrc_asymmetric"].params, "gsrc": gsrc.params,
@@ -615,7 +619,7 @@ def bench_overhead(args) -> None:
         engine_loss = run.train_step(batches[0], StepContext(2, 0, 3, run.dist))["loss/total"]
         hand_loss = hand(batches[0], 2)
         print(f"  first step from the same state: engine loss {engine_loss:.6f}, hand-written {hand_loss:.6f}")
-        times = {"engine": [], "hand": []}
+        times = {"engine": [], "hand": []}  # one engine and one hand-written step per round, alternating order
         for i in range(args.overhead_steps + 3):
             batch = batches[i % len(batches)]
             for name in ("engine", "hand") if i % 2 == 0 else ("hand", "engine"):
@@ -628,10 +632,15 @@ def bench_overhead(args) -> None:
                     times[name].append(time.perf_counter() - t)
         del run
     e, h = statistics.median(times["engine"]), statistics.median(times["hand"])
-    print(f"  engine train_step {e * 1e3:.1f} ms | hand-written loop {h * 1e3:.1f} ms | engine / hand {e / h:.3f} "
-          f"(medians of {len(times['engine'])})", flush=True)
+    # the ratio of the two steps of each round (same batch, adjacent in time), so that the machine's
+    # slow drifts (other jobs, frequency) cancel; its median and quartiles over the rounds
+    ratios = sorted(a / b for a, b in zip(times["engine"], times["hand"]))
+    q1, med, q3 = statistics.quantiles(ratios, n=4)
+    print(f"  engine train_step {e * 1e3:.1f} ms | hand-written loop {h * 1e3:.1f} ms | engine / hand per round: median "
+          f"{med:.3f} (quartiles {q1:.3f}-{q3:.3f}; {len(ratios)} rounds); ratio of the medians {e / h:.3f}", flush=True)
     row("framework overhead: DGIA step (cpu, tiny CLIP)", f"batch {args.overhead_batch}", f"engine {e * 1e3:.1f} ms",
-        f"hand-written loop {h * 1e3:.1f} ms; engine / hand {e / h:.3f}; first-step losses {engine_loss:.5f} / {hand_loss:.5f}")
+        f"hand-written loop {h * 1e3:.1f} ms; engine / hand {med:.3f} (median of {len(ratios)} paired rounds, quartiles "
+        f"{q1:.3f}-{q3:.3f}); first-step losses {engine_loss:.5f} / {hand_loss:.5f}")
 
 
 # ============================================================================ main
@@ -660,7 +669,7 @@ def main() -> None:
                         help="largest Q x G the full-matrix reference is run at (memory)")
     parser.add_argument("--data-images", type=int, default=200)
     parser.add_argument("--data-repeats", type=int, default=5)
-    parser.add_argument("--overhead-steps", type=int, default=20)
+    parser.add_argument("--overhead-steps", type=int, default=60, help="paired rounds (one engine, one hand-written step)")
     parser.add_argument("--overhead-batch", type=int, default=64)
     parser.add_argument("--large", action="store_true", help="add the large sizes (100k x 100k evaluation)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
