@@ -201,7 +201,8 @@ def bench_mining(args) -> None:
         same = rel.weights.shape == ref_rel.shape
         same = same and torch.allclose(rel.weights.cpu(), ref_rel.cpu(), atol=1e-5)
         same = same and torch.allclose(rel.image.cpu(), ref_img.cpu(), atol=1e-3)
-        reps = args.repeats if n <= 100_000 else max(3, args.repeats // 2)
+        # a few-millisecond call is noisier than a 50 ms one: small banks get 5x the repeats
+        reps = 5 * args.repeats if n <= 16_384 else args.repeats if n <= 100_000 else max(3, args.repeats // 2)
         t = side_by_side({"ours": ours, "anchor": anchor, "former": former, "authors": authors}, reps, sync,
                          slow={"authors": max(3, reps // 3)})
         print(f"  N={n:>7}: relate {t['ours'] * 1e3:8.2f} ms | matmul+top-k {t['anchor'] * 1e3:8.2f} ms | "

@@ -26,7 +26,7 @@ from wsreid_dgia.functional import (
 #: (where the bf16 product saves more than the float32 re-scoring of its candidates costs:
 #: measured in docs/performance.md, "Mining: which scoring precision") and on a GPU (not
 #: measured there: the earlier CPU crossover is kept).
-AUTO_BF16_MIN_ROWS = {"cpu": 2048, "cuda": 16384}
+AUTO_BF16_MIN_ROWS = {"cpu": 4096, "cuda": 16384}
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -69,7 +69,7 @@ class GsrcParams(Params):
         "auto",
         description="precision of the normalised scoring copy of the ranking bank that mining reads; fp16/bf16 "
         "candidates are re-scored in fp32 from the stored rows. auto: bf16 on CPUs with AMX for banks "
-        "of at least 2,048 rows and on GPUs from 16,384 rows (below that the re-scoring pass costs more than the bf16 "
+        "of at least 4,096 rows and on GPUs from 16,384 rows (below that the re-scoring pass costs more than the bf16 "
         "product saves), else fp32",
     )
     memory_features: Literal["normalised", "raw"] = Field(
