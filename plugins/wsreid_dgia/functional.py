@@ -347,10 +347,15 @@ def enlarged_features(
     rows = neighbours.index[neighbours.valid]  # row-major order, as group_relation
     if image.dtype == text.dtype == torch.float32 and image.shape == text.shape:
         # one normalisation over [batch images; memory images; batch texts; memory texts]
-        # (few operations: a step runs many such small ones); rows are normalised alike
-        n1 = image.shape[0] + rows.numel()
-        memory = (memory_image.index_select(0, rows).float(), memory_text.index_select(0, rows).float())
-        both = F.normalize(torch.cat([image, memory[0], text, memory[1]]), dim=1)
+        # (few operations: a step runs many such small ones); rows are normalised alike.
+        # The memory rows are converted while copied into place (no float copy, no cat).
+        b, n1 = image.shape[0], image.shape[0] + rows.numel()
+        stacked = image.new_empty((2 * n1, image.shape[1]))
+        stacked[:b] = image
+        stacked[b:n1] = memory_image.index_select(0, rows)
+        stacked[n1 : n1 + b] = text
+        stacked[n1 + b :] = memory_text.index_select(0, rows)
+        both = F.normalize(stacked, dim=1)
         return both[:n1], both[n1:]
     if image.shape != text.shape or image.dtype != text.dtype:
         img, txt = F.normalize(image, dim=1), F.normalize(text, dim=1)

@@ -96,7 +96,8 @@ class GlobalRelationConstruction(GlobalAssociation):
     from then on). State: ``image_memory``, ``text_memory`` (N x d), ``written`` (N bool),
     ``person_ids`` (N, diagnostics only). Diagnostics per epoch: ``relation_accuracy``
     (% of neighbour links whose person id equals the anchor's, paper Fig. 4),
-    ``neighbours_per_item`` and ``items_with_neighbours`` (%).
+    ``neighbours_per_item`` and ``items_with_neighbours`` (%), counted from the kept mining
+    results when asked (not per step); ``Relation.stats``: ``neighbours`` (this step).
 
     Mining reads a ready-for-scoring copy of the ranking bank (the image bank, the text
     bank for ``anchor: text``): its rows L2-normalised in ``scoring_dtype``, refreshed for
@@ -232,31 +233,44 @@ class GlobalRelationConstruction(GlobalAssociation):
         if p.relation_dtype == "fp16":  # the SDM then builds its target in float16 too
             relation = relation.half()
         image, text = enlarged_features(feats.image, feats.text, self.image_memory, self.text_memory, nb)
-        count = nb.count
-        links, with_neighbours = int(count.sum()), int((count > 0).sum())
-        self._record(nb.index, nb.valid, count.numel(), with_neighbours, links, batch)
-        stats = {"neighbours": float(links), "items_with_neighbours": float(with_neighbours)}
-        return Relation(image=image, text=text, weights=relation, view=p.view, stats=stats)
+        self._record(nb.index, nb.valid, batch)
+        # the enlarged batch holds the B batch rows, then one row per neighbour
+        return Relation(image=image, text=text, weights=relation, view=p.view,
+                        stats={"neighbours": float(image.shape[0] - index.numel())})
 
     # -- diagnostics -------------------------------------------------------------------
+    #: steps whose mining results are kept before they are counted (counting once per
+    #: epoch, not per step, saves a step about ten small tensor operations)
+    _PENDING_STEPS = 256
+
     def _reset_diagnostics(self) -> None:
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self._items = 0
         self._with_neighbours = 0
         self._links = 0
         self._correct_links = 0
 
-    def _record(
-        self, index: torch.Tensor, valid: torch.Tensor, items: int, with_neighbours: int, links: int, batch: Batch
-    ) -> None:
-        self._items += items
-        self._with_neighbours += with_neighbours
-        self._links += links
-        if links and batch.person_id.numel() == items:
-            anchor_pid = batch.person_id.to(index.device).long()[:, None]
-            same = (self.person_ids[index] == anchor_pid) & valid
-            self._correct_links += int(same.sum())
+    def _record(self, index: torch.Tensor, valid: torch.Tensor, batch: Batch) -> None:
+        """Keep one step's mining (B x k neighbour rows, valid slots, the anchors' person ids
+        when the batch has them); counted by :meth:`_count_pending`."""
+        anchor_pid = batch.person_id if batch.person_id.numel() == valid.shape[0] else None
+        self._pending.append((index, valid, anchor_pid))
+        if len(self._pending) >= self._PENDING_STEPS:
+            self._count_pending()
+
+    def _count_pending(self) -> None:
+        for index, valid, anchor_pid in self._pending:
+            self._items += valid.shape[0]
+            self._with_neighbours += int(valid.any(dim=1).sum())
+            links = int(valid.sum())
+            self._links += links
+            if links and anchor_pid is not None:
+                same = (self.person_ids[index] == anchor_pid.to(index.device).long()[:, None]) & valid
+                self._correct_links += int(same.sum())
+        self._pending = []
 
     def diagnostics(self) -> dict[str, float]:
+        self._count_pending()
         out: dict[str, float] = {}
         if self._items:
             out["neighbours_per_item"] = self._links / self._items
