@@ -108,6 +108,11 @@ def test_report_aggregates_fabricated_metrics(study_file, tmp_path, capsys):
     assert "| A (reference) | 3/3 | 20.00 ± 10.00 |" in md
     assert "| C sup [NOT weakly supervised] | 3/3 |" in md
     assert "| D | 1/3 | 7.00 (-13.00) |" in md
+    # paired by seed: B+x - A per seed = +2, +2, +5; D has only seed 0 (7 - 10)
+    assert float(b["R1_paired_delta"]) == pytest.approx(3.0) and float(b["R1_paired_std"]) == pytest.approx(statistics.stdev([2, 2, 5]))
+    assert float(d["R1_paired_delta"]) == pytest.approx(-3.0) and d["R1_paired_std"] == "" and a["R1_paired_delta"] == ""
+    assert "| B+x | 0, 1, 2 | +3.00 ± 1.73 [+2.00 / +2.00 / +5.00] |" in md
+    assert "| D | 0 | -3.00 [-3.00] |" in md
     assert (tmp_path / "out" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert md in capsys.readouterr().out
 

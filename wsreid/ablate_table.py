@@ -3,7 +3,10 @@
 ``results.md`` (Markdown), ``results.csv`` (one column per number) and ``results.png``
 (grouped bars with std error bars) in the study directory. Per metric: the mean over the
 seeds whose run finished, the sample standard deviation (n - 1 in the denominator; none
-for a single run) and the delta of the mean to the reference variant's mean. A variant
+for a single run) and the delta of the mean to the reference variant's mean. Beside them,
+the deltas paired by seed: variant minus reference on the same seed (the same
+initialisation and, until the methods diverge, the same batches), their mean and sample
+std and the per-seed values - seed-to-seed variation common to both cancels. A variant
 that used true identity labels (``weakly_supervised: false`` in a run's metrics.json) is
 marked "NOT weakly supervised" in every output.
 """
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from wsreid.ablate import LoadedStudy, RunOutcome
 
-__all__ = ["VariantRow", "aggregate", "markdown_table", "write_csv", "write_chart", "write_outputs"]
+__all__ = ["VariantRow", "aggregate", "paired_summary", "markdown_table", "write_csv", "write_chart", "write_outputs"]
 
 NOT_WEAK = "NOT weakly supervised"
 
@@ -37,6 +40,8 @@ class VariantRow:
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float | None] = field(default_factory=dict)
     delta: dict[str, float | None] = field(default_factory=dict)
+    #: metric -> [(seed, variant - reference on that seed)] over the seeds both finished
+    paired: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     status: str = "ok"
     weakly_supervised: bool | None = None
     note: str | None = None
@@ -59,9 +64,11 @@ def aggregate(loaded: "LoadedStudy", outcomes: list["RunOutcome"]) -> list[Varia
     """One :class:`VariantRow` per variant, in study order, from the runs' metrics.json."""
     metrics = loaded.study.metrics
     rows = []
+    by_seed: dict[str, dict[int, dict]] = {}
     for variant in loaded.study.variants:
         own = [o for o in outcomes if o.run.label == variant.label]
         finished = [o.metrics for o in own if o.metrics is not None]
+        by_seed[variant.label] = {o.run.seed: o.metrics for o in own if o.metrics is not None}
         row = VariantRow(variant.label, len(own), len(finished), status=_status(own), note=variant.note,
                          is_reference=variant.label == loaded.reference)
         if finished:
@@ -80,7 +87,23 @@ def aggregate(loaded: "LoadedStudy", outcomes: list["RunOutcome"]) -> list[Varia
         for name in metrics:
             ok = name in row.mean and name in reference.mean
             row.delta[name] = row.mean[name] - reference.mean[name] if ok else None
+            ref_runs, own_runs = by_seed[reference.label], by_seed[row.label]
+            row.paired[name] = [
+                (seed, float(own_runs[seed]["test"][name]) - float(ref_runs[seed]["test"][name]))
+                for seed in sorted(set(own_runs) & set(ref_runs))
+                if name in own_runs[seed].get("test", {}) and name in ref_runs[seed].get("test", {})
+            ]
     return rows
+
+
+def paired_summary(row: VariantRow, name: str) -> tuple[float, float | None, list[tuple[int, float]]] | None:
+    """(mean, sample std or None, per-seed deltas) of ``row``'s paired deltas for metric
+    ``name``; None for the reference or when no seed finished for both."""
+    deltas = row.paired.get(name) or []
+    if row.is_reference or not deltas:
+        return None
+    values = [d for _, d in deltas]
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None), deltas
 
 
 def _label(row: VariantRow) -> str:
@@ -118,6 +141,28 @@ def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow]) -> str:
         cells = [_label(row), f"{row.runs_done}/{row.runs_total}", *(_cell(row, m) for m in metrics),
                  row.status.replace("|", "\\|")]
         lines.append("| " + " | ".join(cells) + " |")
+    paired_rows = [row for row in rows if any(paired_summary(row, m) for m in metrics)]
+    if paired_rows:
+        lines += [
+            "",
+            f"Paired by seed: variant minus `{loaded.reference}` on the same seed, mean ± sample std "
+            "[per seed, in seed order].",
+            "",
+            "| variant | seeds | " + " | ".join(metrics) + " |",
+            "|---|---|" + "---|" * len(metrics),
+        ]
+        for row in paired_rows:
+            cells = []
+            for name in metrics:
+                summary = paired_summary(row, name)
+                if summary is None:
+                    cells.append("-")
+                    continue
+                mean, std, deltas = summary
+                head = f"{mean:+.2f} ± {std:.2f}" if std is not None else f"{mean:+.2f}"
+                cells.append(head + " [" + " / ".join(f"{d:+.2f}" for _, d in deltas) + "]")
+            seeds_used = ", ".join(str(s) for s, _ in next(row.paired[m] for m in metrics if row.paired.get(m)))
+            lines.append("| " + " | ".join([_label(row), seeds_used, *cells]) + " |")
     notes = [f"- {row.label}: {row.note}" for row in rows if row.note]
     if notes:
         lines += ["", "Notes:", *notes]
@@ -125,11 +170,12 @@ def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow]) -> str:
 
 
 def write_csv(path: Path, loaded: "LoadedStudy", rows: list[VariantRow]) -> None:
-    """``results.csv``: label, status, runs, weakly_supervised, then mean/std/delta per metric."""
+    """``results.csv``: label, status, runs, weakly_supervised, then per metric mean, std,
+    delta of the means, and the mean and std of the deltas paired by seed."""
     metrics = loaded.study.metrics
     header = ["variant", "reference", "status", "runs_done", "runs_total", "weakly_supervised"]
     for name in metrics:
-        header += [f"{name}_mean", f"{name}_std", f"{name}_delta"]
+        header += [f"{name}_mean", f"{name}_std", f"{name}_delta", f"{name}_paired_delta", f"{name}_paired_std"]
     header.append("note")
 
     def num(value: float | None) -> str:
@@ -142,7 +188,9 @@ def write_csv(path: Path, loaded: "LoadedStudy", rows: list[VariantRow]) -> None
             ws = "" if row.weakly_supervised is None else str(row.weakly_supervised).lower()
             line = [row.label, str(row.is_reference).lower(), row.status, row.runs_done, row.runs_total, ws]
             for name in metrics:
-                line += [num(row.mean.get(name)), num(row.std.get(name)), num(row.delta.get(name))]
+                summary = paired_summary(row, name)
+                paired = (None, None) if summary is None else summary[:2]
+                line += [num(row.mean.get(name)), num(row.std.get(name)), num(row.delta.get(name)), *map(num, paired)]
             line.append(row.note or "")
             writer.writerow(line)
 
