@@ -38,12 +38,14 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPES = ("recipes/dgia.yaml", "recipes/baselines/itc.yaml")
 
 
-def build(recipe: str, workdir: Path):
+def build(recipe: str, workdir: Path, overrides: list[str] = ()):
+    """The recipe (relative to the repository, or absolute) built as ``wsreid run`` builds
+    it, initial weights included; ``overrides``: KEY=VALUE strings."""
     from wsreid.engine.run import Run
     from wsreid.engine.session import init_weights
     from wsreid.recipe import dump_resolved_yaml, load_recipe
 
-    loaded = load_recipe(str(REPO / recipe), [])
+    loaded = load_recipe(str(REPO / recipe), list(overrides))
     weights = init_weights(loaded.recipe.init, workdir)
     run = Run(loaded.recipe, loaded.plugins, workdir, resolved_yaml=dump_resolved_yaml(loaded), init_weights=weights)
     run.setup()

@@ -27,13 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def training_image_features(recipe: str, overrides: list[str]) -> torch.Tensor:
     """N x d image features of every training pair the loader yields, as an fp16 bank."""
-    from wsreid.engine.run import Run
-    from wsreid.recipe import dump_resolved_yaml, load_recipe
+    from epoch_overhead import build  # the recipe built as `wsreid run` builds it
 
-    loaded = load_recipe(recipe, overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(loaded.recipe, loaded.plugins, Path(tmp), resolved_yaml=dump_resolved_yaml(loaded))
-        run.setup()
+        run = build(recipe, Path(tmp), overrides)
         run.model.eval()
         rows: dict[int, torch.Tensor] = {}
         with torch.no_grad():
@@ -41,6 +38,7 @@ def training_image_features(recipe: str, overrides: list[str]) -> torch.Tensor:
                 b = batch.to(run.dist.device)
                 image = run.model(b.images, b.input_ids, b.attention_mask)[0]
                 rows.update(zip(b.index.tolist(), image.cpu()))
+        run.close()
     return torch.stack([rows[i] for i in sorted(rows)]).half()
 
 

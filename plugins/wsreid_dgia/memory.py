@@ -137,7 +137,7 @@ class GlobalRelationConstruction(GlobalAssociation):
         name = self.params.scoring_dtype
         if name == "auto":
             fast_bf16 = device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16_matrix_units())
-            name = "bf16" if fast_bf16 and rows >= AUTO_BF16_MIN_ROWS.get(device.type, 16384) else "fp32"
+            name = "bf16" if fast_bf16 and rows >= AUTO_BF16_MIN_ROWS[device.type] else "fp32"  # cpu or cuda
         return _DTYPES[name]
 
     def _ranking_memory(self) -> torch.Tensor:
@@ -178,9 +178,10 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.written[index] = True
         with torch.no_grad():  # keep the scoring copy of the written rows current
             rows = self._ranking_memory()[index].float()
-            self._scoring[index] = F.normalize(rows, dim=1).to(self._scoring.dtype)
+            norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)  # once, for both: F.normalize's values
+            self._scoring[index] = (rows / norms.clamp_min(1e-12)).to(self._scoring.dtype)
             if self._norms is not None:
-                self._norms[index] = torch.linalg.vector_norm(rows, dim=1)
+                self._norms[index] = norms.squeeze(1)
         if batch.person_id.numel() == index.numel():
             self.person_ids[index] = batch.person_id.to(index.device).long()
 
