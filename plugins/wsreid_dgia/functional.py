@@ -277,7 +277,8 @@ def mine_neighbours(
             else:
                 norms = scoring_norms.index_select(0, flat).view(b, c)
             exact = dots.div_(norms.clamp_min_(1e-12))
-            exact.masked_fill_(values == float("-inf"), float("-inf"))
+            if usable is not None or own is not None or memory.shape[0] < c:  # masked or missing candidates
+                exact.masked_fill_(values == float("-inf"), float("-inf"))
             values, order = torch.topk(exact, min(slots, c), dim=1)
             index = torch.gather(index, 1, order)
             if values.shape[1] < slots:
@@ -294,7 +295,7 @@ def mine_neighbours(
             rows = F.normalize(memory_text[index.reshape(-1)].float(), dim=1).reshape(*index.shape, -1)
             text_sim = torch.einsum("bd,bkd->bk", t, rows)
             valid &= text_sim > threshold
-        return Neighbours(index=index, similarity=values.masked_fill(~valid, 0.0), valid=valid)
+        return Neighbours(index=index, similarity=torch.where(valid, values, 0.0), valid=valid)
 
 
 def neighbour_weights(similarity: torch.Tensor, valid: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
@@ -302,10 +303,9 @@ def neighbour_weights(similarity: torch.Tensor, valid: torch.Tensor, gamma: floa
     over each anchor's valid neighbours (the leading 1 stands for the anchor itself); 0 on
     invalid slots. A more similar neighbour gets a LOWER weight."""
     with torch.no_grad():
-        logits = gamma * similarity.float().masked_fill(~valid, float("-inf"))
-        own = logits.new_full((logits.shape[0], 1), gamma * 1.0)
-        probs = torch.softmax(torch.cat([own, logits], dim=1), dim=1)[:, 1:]
-        return (1.0 - probs) * valid
+        logits = torch.where(valid, gamma * similarity.float(), float("-inf"))
+        probs = torch.softmax(F.pad(logits, (1, 0), value=gamma * 1.0), dim=1)  # the anchor's own logit first
+        return (1.0 - probs[:, 1:]) * valid
 
 
 def group_relation(
@@ -325,7 +325,7 @@ def group_relation(
         anchor_of, slot = valid.nonzero(as_tuple=True)  # row-major: anchor by anchor, best first
         group = torch.cat([torch.arange(b, device=valid.device), anchor_of])
         relation = (group[:, None] == group[None, :]).float()
-        columns = b + torch.arange(anchor_of.numel(), device=valid.device)
+        columns = torch.arange(b, b + anchor_of.numel(), device=valid.device)
         relation[anchor_of, columns] = weights[anchor_of, slot].float()
         if query_rows == "batch":
             relation = relation[:b]
