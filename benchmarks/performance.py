@@ -8,7 +8,8 @@ ratios between implementations timed in the same run:
   matrix, then per anchor a full argsort and a Python loop over ranks 2..k+1), the
   component's ``relate`` (mining over its ready scoring copy, weights, relation, enlarged
   batch), the same functions normalising the bank on every call (the former path), and the
-  physical anchor: one fp32 matmul + top-k over an already normalised bank.
+  physical anchor: one fp32 matmul + top-k over an already normalised bank. The ratio to
+  the anchor is also given paired: the two back to back per round, median and quartiles.
 * ``cluster``: the cluster pseudo-label pipeline at 40k features (exact and approximate
   kNN), time, peak memory and pair precision/recall against the synthetic identities.
 * ``evaluation``: ``wsreid.evaluation`` vs the field's usual code (full similarity matrix,
