@@ -87,23 +87,28 @@ def side_by_side(fns: dict, repeats: int, sync=None, slow: dict | None = None) -
     return {name: statistics.median(w for w, _ in v) for name, v in _interleaved(fns, repeats, sync, slow).items()}
 
 
-def paired_ratio(fn, reference, rounds: int, sync=None) -> tuple[float, float, float]:
-    """Quartiles (q1, median, q3) over ``rounds`` of the ratio ``fn`` / ``reference`` wall time,
-    the two run back to back in each round, in alternating order, after one warm-up each."""
-    fn(), reference()
-    ratios = []
-    for i in range(rounds):
-        pair = {}
+def paired_rounds(fn, reference, rounds: int, warmup: int = 1, sync=None) -> tuple[list[float], list[float]]:
+    """Wall seconds of ``fn(i)`` and ``reference(i)`` in each round ``i``, the two back to back,
+    their order alternating from round to round; the first ``warmup`` rounds are run and
+    not kept. Returns the kept times of ``fn`` and of ``reference``, round by round."""
+    times: dict[str, list[float]] = {"fn": [], "ref": []}
+    for i in range(warmup + rounds):
         for name, f in (("fn", fn), ("ref", reference)) if i % 2 == 0 else (("ref", reference), ("fn", fn)):
             if sync:
                 sync()
             t = time.perf_counter()
-            f()
+            f(i)
             if sync:
                 sync()
-            pair[name] = time.perf_counter() - t
-        ratios.append(pair["fn"] / pair["ref"])
-    q1, med, q3 = statistics.quantiles(ratios, n=4)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t)
+    return times["fn"], times["ref"]
+
+
+def ratio_quartiles(fn_times: list[float], ref_times: list[float]) -> tuple[float, float, float]:
+    """Quartiles (q1, median, q3) of the per-round ratio of two :func:`paired_rounds` series:
+    the two calls of a round are adjacent in time, so the machine's slow drifts cancel."""
+    q1, med, q3 = statistics.quantiles([a / b for a, b in zip(fn_times, ref_times)], n=4)
     return q1, med, q3
 
 
@@ -230,7 +235,7 @@ def bench_mining(args) -> None:
         # round back to back (their order alternating), the ratio per round, its median and quartiles.
         # In the four-way run above each call follows a different one (ours follows the authors'
         # algorithm, which sweeps the caches), which moves a few-millisecond ratio by up to 0.3.
-        q1, med, q3 = paired_ratio(ours, anchor, max(reps, 15), sync)
+        q1, med, q3 = ratio_quartiles(*paired_rounds(lambda i: ours(), lambda i: anchor(), max(reps, 15), sync=sync))
         print(f"  N={n:>7}: relate {t['ours'] * 1e3:8.2f} ms | matmul+top-k {t['anchor'] * 1e3:8.2f} ms | "
               f"former (re-normalising) {t['former'] * 1e3:8.2f} ms | authors {t['authors'] * 1e3:8.2f} ms | "
               f"relate / matmul+top-k paired: median {med:.2f} (quartiles {q1:.2f}-{q3:.2f}) | "
@@ -647,27 +652,23 @@ def bench_overhead(args) -> None:
         engine_loss = run.train_step(batches[0], StepContext(2, 0, 3, run.dist))["loss/total"]
         hand_loss = hand(batches[0], 2)
         print(f"  first step from the same state: engine loss {engine_loss:.6f}, hand-written {hand_loss:.6f}")
-        times = {"engine": [], "hand": []}  # one engine and one hand-written step per round, alternating order
-        for i in range(args.overhead_steps + 3):
-            batch = batches[i % len(batches)]
-            for name in ("engine", "hand") if i % 2 == 0 else ("hand", "engine"):
-                t = time.perf_counter()
-                if name == "engine":
-                    run.train_step(batch, StepContext(2, i + 1, 3, run.dist))
-                else:
-                    hand(batch, 2)
-                if i >= 3:
-                    times[name].append(time.perf_counter() - t)
+
+        def engine_step(i: int) -> None:
+            run.train_step(batches[i % len(batches)], StepContext(2, i + 1, 3, run.dist))
+
+        def hand_step(i: int) -> None:
+            hand(batches[i % len(batches)], 2)
+
+        # one engine and one hand-written step per round on the same batch, alternating order
+        engine_times, hand_times = paired_rounds(engine_step, hand_step, args.overhead_steps, warmup=3)
         del run
-    e, h = statistics.median(times["engine"]), statistics.median(times["hand"])
-    # the ratio of the two steps of each round (same batch, adjacent in time), so that the machine's
-    # slow drifts (other jobs, frequency) cancel; its median and quartiles over the rounds
-    ratios = sorted(a / b for a, b in zip(times["engine"], times["hand"]))
-    q1, med, q3 = statistics.quantiles(ratios, n=4)
+    e, h = statistics.median(engine_times), statistics.median(hand_times)
+    q1, med, q3 = ratio_quartiles(engine_times, hand_times)
+    rounds = len(engine_times)
     print(f"  engine train_step {e * 1e3:.1f} ms | hand-written loop {h * 1e3:.1f} ms | engine / hand per round: median "
-          f"{med:.3f} (quartiles {q1:.3f}-{q3:.3f}; {len(ratios)} rounds); ratio of the medians {e / h:.3f}", flush=True)
+          f"{med:.3f} (quartiles {q1:.3f}-{q3:.3f}; {rounds} rounds); ratio of the medians {e / h:.3f}", flush=True)
     row("framework overhead: DGIA step (cpu, tiny CLIP)", f"batch {args.overhead_batch}", f"engine {e * 1e3:.1f} ms",
-        f"hand-written loop {h * 1e3:.1f} ms; engine / hand {med:.3f} (median of {len(ratios)} paired rounds, quartiles "
+        f"hand-written loop {h * 1e3:.1f} ms; engine / hand {med:.3f} (median of {rounds} paired rounds, quartiles "
         f"{q1:.3f}-{q3:.3f}); first-step losses {engine_loss:.5f} / {hand_loss:.5f}")
 
 
