@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from wsreid.losses import bidirectional_sdm_loss, relation_targets
 from wsreid_dgia.functional import (
+    _proposal_error_bound,
     enlarged_features,
     group_relation,
     gsrc_loss,
@@ -179,6 +180,41 @@ def test_mining_over_a_ready_scoring_copy_equals_normalising_on_the_fly(
     assert not (fast.index[fast.valid] == 6).any()
     with pytest.raises(ValueError, match="scoring copy"):
         mine_neighbours(image, image, memory, memory, scoring=ready[:40])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    d=st.integers(2, 96),
+    spread=st.floats(0.0, 2.0),
+    scale=st.floats(0.01, 50.0),
+    dtype=st.sampled_from([torch.bfloat16, torch.float16]),
+    seed=st.integers(0, 10_000),
+)
+def test_low_precision_proposals_lie_within_the_error_bound(d, spread, scale, dtype, seed):
+    # the pruned re-scoring is exact only if every proposal is within the bound of its float32
+    # cosine: rows from a narrow cone (spread 0) to scattered, at any raw scale
+    g = torch.Generator().manual_seed(seed)
+    memory = (torch.randn(1, d, generator=g) + spread * torch.randn(60, d, generator=g)) * scale
+    query = F.normalize(memory[:7] + 0.1 * spread * torch.randn(7, d, generator=g), dim=1)
+    proposals = (query.to(dtype) @ scoring_rows(memory, dtype).t()).float()  # as _topk_over_memory scores
+    exact = query @ F.normalize(memory, dim=1).t()
+    assert float((proposals - exact).abs().max()) <= _proposal_error_bound(dtype)
+
+
+# a narrow cone (near ties, little pruned) to tight groups; at 0.2 and 0.5 a bound of 0 or
+# 2^-10 instead of 4 x 2^-8 prunes a true neighbour
+@pytest.mark.parametrize("noise", [0.05, 0.2, 0.5, 1.0])
+def test_pruned_rescoring_equals_float32_scoring(noise):
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(40, 32, generator=g) + 3.0 * torch.randn(1, 32, generator=g)
+    memory = (centres.repeat_interleave(5, 0) + noise * torch.randn(200, 32, generator=g)).half()
+    own = torch.arange(0, 200, 13)
+    image = memory[own].float() + 0.02 * torch.randn(own.numel(), 32, generator=g)
+    exact = mine_neighbours(image, image, memory, memory, k=3, threshold=0.7, scoring=scoring_rows(memory))
+    fast = mine_neighbours(image, image, memory, memory, k=3, threshold=0.7,
+                           scoring=scoring_rows(memory, torch.bfloat16), scoring_norms=row_norms(memory))  # fmt: skip
+    assert torch.allclose(fast.similarity, exact.similarity, atol=1e-6) and torch.equal(fast.valid, exact.valid)
+    assert torch.equal(fast.index[fast.valid], exact.index[exact.valid])
 
 
 def test_fewer_memory_rows_than_k():

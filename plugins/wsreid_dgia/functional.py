@@ -145,6 +145,16 @@ def row_norms(memory: torch.Tensor, chunk_rows: int = 65536) -> torch.Tensor:
         return out
 
 
+def _proposal_error_bound(dtype: torch.dtype) -> float:
+    """A bound on |proposal - float32 cosine| when a normalised float32 query and a
+    :func:`scoring_rows` copy in ``dtype`` are multiplied in ``dtype`` (float32 accumulation,
+    the product rounded to ``dtype``): rounding the query and the row each moves the dot
+    product by at most u (u = 2^-8 for bfloat16, 2^-11 for float16; unit rows), rounding the
+    product by u |s| <= u (1 + 2u); 4u covers these and the float32 accumulation."""
+    u = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}[dtype]
+    return 4.0 * u
+
+
 def _topk_over_memory(
     anchors: torch.Tensor,
     memory: torch.Tensor,
@@ -237,9 +247,10 @@ def mine_neighbours(
     rows (:func:`scoring_rows`); when given, the bank is scored as it is instead of being
     normalised and up-cast chunk by chunk on every call. A copy in a low precision
     (bfloat16, float16: fast on GPUs and on CPUs with matrix units) only proposes the best
-    ``k + 1 + RESCORE_MARGIN`` rows; they are re-scored in float32 from the stored rows, so
-    the result is that of float32 scoring unless rounding ranks a true neighbour behind
-    ``RESCORE_MARGIN`` others. ``scoring_norms``: optional N float32 norms of the stored
+    ``k + 1 + RESCORE_MARGIN`` rows; those that can still reach the top ``k + 1`` (proposed
+    within twice the rounding bound of the ``(k+1)``-th proposal) are re-scored in float32
+    from the stored rows, so the result is that of float32 scoring unless rounding ranks a
+    true neighbour behind ``RESCORE_MARGIN`` others. ``scoring_norms``: optional N float32 norms of the stored
     ranking rows (``torch.linalg.vector_norm(row.float())``, kept current with the scoring
     copy); the re-scoring then divides by them instead of measuring the gathered rows.
     """
@@ -267,18 +278,25 @@ def mine_neighbours(
             # low-precision candidates, re-scored exactly (float32 from the stored rows)
             values, index = _topk_over_memory(query, memory, slots + RESCORE_MARGIN, usable, own, chunk_rows, True)
             b, c = index.shape
+            # Only candidates that can still reach the exact top-`slots` are re-scored: every
+            # proposal is within delta of its float32 cosine, so the best `slots` proposals
+            # score at least p_slots - delta exactly and a candidate proposed below
+            # p_slots - 2 delta cannot beat them. Separated features leave about `slots`
+            # candidates per anchor; in a narrow cone nearly all of them stay.
+            delta = _proposal_error_bound(memory.dtype)
+            keep = (values >= values[:, slots - 1 : slots] - 2.0 * delta) & (values > float("-inf"))
+            anchor_of, slot = keep.nonzero(as_tuple=True)  # row-major: anchor by anchor
+            flat = index[anchor_of, slot]
             # cos = <q, x> / max(|x|, eps): the float32 similarity of F.normalize(x), without
-            # writing a normalised copy of the B x c x d candidate rows
-            flat = index.reshape(-1)
-            rows = stored.index_select(0, flat).view(b, c, -1).float()
-            dots = torch.bmm(query.unsqueeze(1), rows.transpose(1, 2)).squeeze(1)  # 1 x d @ d x c: ~3x faster on CPU than c x d @ d x 1
+            # writing a normalised copy of the candidate rows
+            rows = stored.index_select(0, flat).float()
+            dots = torch.linalg.vecdot(query.index_select(0, anchor_of), rows)
             if scoring_norms is None:
-                norms = torch.linalg.vector_norm(rows, dim=2)
+                norms = torch.linalg.vector_norm(rows, dim=1)
             else:
-                norms = scoring_norms.index_select(0, flat).view(b, c)
-            exact = dots.div_(norms.clamp_min_(1e-12))
-            if usable is not None or own is not None or memory.shape[0] < c:  # masked or missing candidates
-                exact.masked_fill_(values == float("-inf"), float("-inf"))
+                norms = scoring_norms.index_select(0, flat)
+            exact = values.new_full((b, c), float("-inf"))  # not re-scored, masked or missing: -inf
+            exact[anchor_of, slot] = dots.div_(norms.clamp_min_(1e-12))
             values, order = torch.topk(exact, min(slots, c), dim=1)
             index = torch.gather(index, 1, order)
             if values.shape[1] < slots:
@@ -303,7 +321,8 @@ def neighbour_weights(similarity: torch.Tensor, valid: torch.Tensor, gamma: floa
     over each anchor's valid neighbours (the leading 1 stands for the anchor itself); 0 on
     invalid slots. A more similar neighbour gets a LOWER weight."""
     with torch.no_grad():
-        logits = torch.where(valid, gamma * similarity.float(), float("-inf"))
+        scaled = similarity.float() if gamma == 1.0 else gamma * similarity.float()
+        logits = torch.where(valid, scaled, float("-inf"))
         probs = torch.softmax(F.pad(logits, (1, 0), value=gamma * 1.0), dim=1)  # the anchor's own logit first
         return (1.0 - probs[:, 1:]) * valid
 
@@ -325,8 +344,9 @@ def group_relation(
         anchor_of, slot = valid.nonzero(as_tuple=True)  # row-major: anchor by anchor, best first
         group = torch.cat([torch.arange(b, device=valid.device), anchor_of])
         relation = (group[:, None] == group[None, :]).float()
-        columns = torch.arange(b, b + anchor_of.numel(), device=valid.device)
-        relation[anchor_of, columns] = weights[anchor_of, slot].float()
+        # an anchor row's neighbour columns hold 1 exactly at its own neighbours: scaled by
+        # their weights (column j is neighbour j, anchor by anchor)
+        relation[:b, b:].mul_(weights[anchor_of, slot].float())
         if query_rows == "batch":
             relation = relation[:b]
         elif query_rows != "all":
