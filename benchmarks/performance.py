@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -63,13 +64,20 @@ def row(measurement: str, size: str, ours: str, reference: str) -> None:
 
 def _interleaved(fns: dict, repeats: int, sync=None, slow: dict | None = None) -> dict:
     """name -> list of (wall seconds, CPU seconds of this thread) per run of each function,
-    after one warm-up run each; runs interleaved round-robin so that load from elsewhere
-    falls on all of them alike. ``slow``: name -> fewer repeats for that one."""
+    after one warm-up run each; runs interleaved in rounds so that load from elsewhere
+    falls on all of them alike, each round in a new random order (seeded) so that no
+    function always follows the same one - what runs just before a call (a cache-sweeping
+    algorithm, a short one) moves a few-millisecond call by up to a fifth. ``slow``:
+    name -> fewer repeats for that one."""
     for fn in fns.values():  # warm-up
         fn()
     times: dict = {name: [] for name in fns}
+    order = random.Random(0)
     for rep in range(repeats):
-        for name, fn in fns.items():
+        names = list(fns)
+        order.shuffle(names)
+        for name in names:
+            fn = fns[name]
             if slow and rep >= slow.get(name, repeats):
                 continue
             if sync:
@@ -233,8 +241,8 @@ def bench_mining(args) -> None:
                          slow={"authors": max(3, reps // 3)})
         # the target ratio, ours / anchor, also as the overhead is measured: the two calls of one
         # round back to back (their order alternating), the ratio per round, its median and quartiles.
-        # In the four-way run above each call follows a different one (ours follows the authors'
-        # algorithm, which sweeps the caches), which moves a few-millisecond ratio by up to 0.3.
+        # In the four-way run above a call follows any of the other three (the authors' algorithm
+        # sweeps the caches), which moves a few-millisecond call by up to a fifth.
         q1, med, q3 = ratio_quartiles(*paired_rounds(lambda i: ours(), lambda i: anchor(), max(reps, 15), sync=sync))
         print(f"  N={n:>7}: relate {t['ours'] * 1e3:8.2f} ms | matmul+top-k {t['anchor'] * 1e3:8.2f} ms | "
               f"former (re-normalising) {t['former'] * 1e3:8.2f} ms | authors {t['authors'] * 1e3:8.2f} ms | "
