@@ -38,10 +38,10 @@ def caption_ceiling(root: Path, split: str = "test") -> tuple[int, float, float]
     captions = 0
     for image in images:
         own = attributes[image["id"]]
+        same = person == image["id"]
         for mentioned in image["mentions"]:
             match = np.array([all(attributes[q][s] == own[s] for s in mentioned) for q in person])
             seen = match & np.array([set(mentioned) <= v for v in visible])
-            same = person == image["id"]
             hit += (match & same).sum() / match.sum()
             if seen.any():
                 hit_visible += (seen & same).sum() / seen.sum()

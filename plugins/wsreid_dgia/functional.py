@@ -250,9 +250,10 @@ def mine_neighbours(
     ``k + 1 + RESCORE_MARGIN`` rows; those that can still reach the top ``k + 1`` (proposed
     within twice the rounding bound of the ``(k+1)``-th proposal) are re-scored in float32
     from the stored rows, so the result is that of float32 scoring unless rounding ranks a
-    true neighbour behind ``RESCORE_MARGIN`` others. ``scoring_norms``: optional N float32 norms of the stored
-    ranking rows (``torch.linalg.vector_norm(row.float())``, kept current with the scoring
-    copy); the re-scoring then divides by them instead of measuring the gathered rows.
+    true neighbour behind ``RESCORE_MARGIN`` others. ``scoring_norms``: optional N float32
+    norms of the stored ranking rows (``torch.linalg.vector_norm(row.float())``, kept
+    current with the scoring copy); the re-scoring then divides by them instead of
+    measuring the gathered rows.
     """
     with torch.no_grad():
         if anchor not in ("image", "text", "both"):
