@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,9 @@ def main() -> int:
 
         data = load_recipe(args.recipe, args.override).recipe.data
         root = Path(ensure_synth(data, data.root, workers=data.workers))
+    if not (root / "synth_attributes.json").is_file():
+        print(f"error: {root} holds no synth_attributes.json; give --dataset a synth-pedes directory", file=sys.stderr)
+        return 2
     captions, ceiling, ceiling_visible = caption_ceiling(root, args.split)
     print(f"{root} ({args.split}): {captions} captions; attribute oracle R@1 {ceiling:.1f} % "
           f"(mentioned facts also visible in the gallery image: {ceiling_visible:.1f} %)")

@@ -52,3 +52,12 @@ def test_generated_dataset_is_far_from_chance(synth_tiny_root):
     assert captions == sum(len(im["mentions"]) for im in tests) > 0
     people = len({im["id"] for im in tests})
     assert 100.0 / people < ceiling <= 100.0 and 0.0 < visible <= 100.0
+
+
+def test_a_folder_without_attributes_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dataset", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: {tmp_path} holds no synth_attributes.json; give --dataset a synth-pedes directory"
