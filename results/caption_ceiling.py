@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -60,10 +61,17 @@ def main() -> int:
     root = args.dataset
     if root is None:
         from wsreid.data.synth.generate import ensure_synth
+        from wsreid.errors import UserError
         from wsreid.recipe import load_recipe
 
-        data = load_recipe(args.recipe, args.override).recipe.data
-        root = Path(ensure_synth(data, data.root, workers=data.workers))
+        try:
+            data = load_recipe(args.recipe, args.override).recipe.data
+            root = Path(ensure_synth(data, data.root, workers=data.workers))
+        except UserError as exc:  # a bad recipe, override or dataset: one line, exit 2
+            if os.environ.get("WSREID_DEBUG") == "1":
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if not (root / "synth_attributes.json").is_file():
         print(f"error: {root} holds no synth_attributes.json; give --dataset a synth-pedes directory", file=sys.stderr)
         return 2

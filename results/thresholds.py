@@ -4,7 +4,10 @@ a percentile p (97 for recipes/dgia.yaml) of the initial encoder's cosine simila
 between distinct training items of one modality (image-image for LRC's th and GSRC-FR's th_g, text-text for
 LRC's text th), measured once with the encoder as loaded - no labels are used.
 
-    python results/thresholds.py [--recipe recipes/dgia.yaml] [--percentile 97]
+    python results/thresholds.py [--recipe recipes/dgia.yaml] [--percentile 97] [-o KEY=VALUE ...]
+
+``-o`` overrides the recipe as ``wsreid run -o`` does (e.g. the image size of a probe:
+``-o data.image_height=256 -o data.image_width=128 -o 'encoder.image_size=[256,128]'``).
 
 Prints the percentiles and the share of distinct pairs that the paper's 0.7 relates, per
 modality and for both together (LRC relates a pair when both cosines exceed their
@@ -14,6 +17,8 @@ thresholds).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -26,14 +31,23 @@ def main() -> int:
     parser.add_argument("--recipe", default=str(REPO / "recipes" / "dgia.yaml"))
     parser.add_argument("--percentile", type=float, default=97.0)
     parser.add_argument("--also", default="90,95,98,99", help="other percentiles to report the joint share of")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override, as in `wsreid run -o` (repeatable)")
     args = parser.parse_args()
     from wsreid.distributed import Distributed
     from wsreid.engine.evaluate import extract_train_features
     from wsreid.engine.offline_eval import build_for_evaluation
+    from wsreid.errors import UserError
     from wsreid.recipe import load_recipe
 
-    loaded = load_recipe(args.recipe)
-    splits, encoder, device = build_for_evaluation(loaded.recipe, loaded.plugins, None)
+    try:
+        loaded = load_recipe(args.recipe, args.override)
+        splits, encoder, device = build_for_evaluation(loaded.recipe, loaded.plugins, None)
+    except UserError as exc:  # a bad recipe, override, dataset or encoder: one line, exit 2
+        if os.environ.get("WSREID_DEBUG") == "1":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     dist = Distributed(None)
     dist.device = device
     features = extract_train_features(encoder, splits.train, 256, dist)
