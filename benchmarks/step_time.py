@@ -5,6 +5,14 @@ outside the encoders (relations, memory, targets, losses).
     python benchmarks/step_time.py --encoder vit-b16    # the paper's encoder shape, random init,
                                                         # 384x128, memory banks of CUHK-PEDES size
     python benchmarks/step_time.py --encoder vit-b16 --mixed-precision bf16   # (GPU)
+    python benchmarks/step_time.py --image-size 256 128 --flops   # a finer patch grid, against the machine
+
+``--image-size H W`` renders the benchmark and encodes it at H x W (the tiny encoder's
+position table is interpolated). ``--flops`` also counts the floating-point operations of
+one step of each recipe (matrix products, convolutions and attention, forward and backward:
+``torch.utils.flop_counter``) and prints the rate each step achieves next to the rate of a
+large float32 matrix product on the same threads - the machine's practical ceiling - and
+the shortest time 8 epochs of the default schedule could take at that ceiling.
 
 Both recipes are built as ``wsreid run`` builds them (recipes/baselines/itc.yaml and
 recipes/dgia.yaml), with no ``init`` (random weights; time does not depend on them). Steps
@@ -110,6 +118,32 @@ def time_steps(run, batches, epoch: int, steps: int, warmup: int, encoders_only:
     return times
 
 
+def step_flops(run, batch, epoch: int) -> int:
+    """Floating-point operations of one training step (forward, backward; the optimizer's
+    elementwise update is not counted), by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from wsreid.api import StepContext
+
+    with FlopCounterMode(display=False) as counter:
+        run.train_step(batch, StepContext(epoch, 0, epoch + 1, run.dist))
+    return counter.get_total_flops()
+
+
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """Median float32 FLOP/s of an n x n x n matrix product: the practical ceiling."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    times = []
+    for i in range(repeats + 2):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--encoder", choices=["tiny", "vit-b16"], default="tiny")
@@ -120,9 +154,16 @@ def main() -> None:
                     "vit-b16 default 68,126 = CUHK-PEDES training captions)")
     ap.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no",
                     help="train.mixed_precision of both recipes (fp16 needs a GPU)")
+    ap.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                    help="render and encode the benchmark at H x W (default: the recipe's)")
+    ap.add_argument("--flops", action="store_true", help="count each step's FLOPs and compare with a large matmul")
     args = ap.parse_args()
     overrides = (VIT_B16 if args.encoder == "vit-b16" else []) + [f"train.batch_size={args.batch_size}",
                                                                  f"train.mixed_precision={args.mixed_precision}"]
+    if args.image_size:
+        h, w = args.image_size
+        overrides += [f"data.image_height={h}", f"data.image_width={w}", f"encoder.image_size=[{h}, {w}]"]
+    flops, steps_per_epoch = {}, {}
     rows = args.memory_rows or (68126 if args.encoder == "vit-b16" else None)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,13 +172,18 @@ def main() -> None:
             batches = _batches(run, 4)
             epoch = fill_memory(run, batches[0], rows)
             results[name] = time_steps(run, batches, epoch, args.steps, args.warmup)
+            steps_per_epoch[name] = len(run.loader)
+            if args.flops:
+                flops[name] = step_flops(run, batches[0], epoch)
             if name == "DGIA":
                 results["DGIA encoders only"] = time_steps(run, batches, epoch, args.steps, args.warmup, encoders_only=True)
             device = run.dist.device
             del run
     med = {k: statistics.median(v) for k, v in results.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; encoder: {args.encoder}; batch {args.batch_size}; mixed precision: {args.mixed_precision}; "
+    size = "x".join(map(str, args.image_size)) if args.image_size else "the recipe's"
+    print(f"device: {name}; encoder: {args.encoder}; images {size}; batch {args.batch_size}; "
+          f"mixed precision: {args.mixed_precision}; "
           f"GSRC-FR memory rows: {rows or 'training pairs'}; "
           f"median of {args.steps} steps")
     for k, v in med.items():
@@ -145,6 +191,14 @@ def main() -> None:
     print(f"  DGIA / ITC step time: {med['DGIA'] / med['ITC']:.2f}x")
     outside = 1 - med["DGIA encoders only"] / med["DGIA"]
     print(f"  share of the DGIA step outside the encoders (relations, memory, targets, losses): {100 * outside:.1f} %")
+    if flops:
+        ceiling = matmul_rate(device)
+        print(f"  float32 2048^3 matrix product: {ceiling / 1e9:.0f} GFLOP/s (the ceiling below)")
+        for k, f in flops.items():
+            epochs8 = 8 * steps_per_epoch[k] * f / ceiling
+            print(f"  {k:<5} {f / 1e9:7.2f} GFLOP/step, {f / med[k] / 1e9:6.1f} GFLOP/s = {100 * f / med[k] / ceiling:5.1f} % "
+                  f"of the ceiling; 8 epochs of {steps_per_epoch[k]} steps: {8 * steps_per_epoch[k] * med[k]:6.1f} s "
+                  f"at this rate, >= {epochs8:6.1f} s at the ceiling")
 
 
 if __name__ == "__main__":
