@@ -12,7 +12,7 @@ position table is interpolated). ``--flops`` also counts the floating-point oper
 one step of each recipe (matrix products, convolutions and attention, forward and backward:
 ``torch.utils.flop_counter``) and prints the rate each step achieves next to the rate of a
 large float32 matrix product on the same threads - the machine's practical ceiling - and
-the shortest time 8 epochs of the default schedule could take at that ceiling.
+the shortest time the recipe's epochs (8 for both defaults) could take at that ceiling.
 
 Both recipes are built as ``wsreid run`` builds them (recipes/baselines/itc.yaml and
 recipes/dgia.yaml), with no ``init`` (random weights; time does not depend on them). Steps
@@ -163,7 +163,7 @@ def main() -> None:
     if args.image_size:
         h, w = args.image_size
         overrides += [f"data.image_height={h}", f"data.image_width={w}", f"encoder.image_size=[{h}, {w}]"]
-    flops, steps_per_epoch = {}, {}
+    flops, epoch_steps = {}, {}
     rows = args.memory_rows or (68126 if args.encoder == "vit-b16" else None)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +172,7 @@ def main() -> None:
             batches = _batches(run, 4)
             epoch = fill_memory(run, batches[0], rows)
             results[name] = time_steps(run, batches, epoch, args.steps, args.warmup)
-            steps_per_epoch[name] = len(run.loader)
+            epoch_steps[name] = (run.recipe.train.epochs, len(run.loader))
             if args.flops:
                 flops[name] = step_flops(run, batches[0], epoch)
             if name == "DGIA":
@@ -195,10 +195,10 @@ def main() -> None:
         ceiling = matmul_rate(device)
         print(f"  float32 2048^3 matrix product: {ceiling / 1e9:.0f} GFLOP/s (the ceiling below)")
         for k, f in flops.items():
-            epochs8 = 8 * steps_per_epoch[k] * f / ceiling
+            epochs, steps = epoch_steps[k]
             print(f"  {k:<5} {f / 1e9:7.2f} GFLOP/step, {f / med[k] / 1e9:6.1f} GFLOP/s = {100 * f / med[k] / ceiling:5.1f} % "
-                  f"of the ceiling; 8 epochs of {steps_per_epoch[k]} steps: {8 * steps_per_epoch[k] * med[k]:6.1f} s "
-                  f"at this rate, >= {epochs8:6.1f} s at the ceiling")
+                  f"of the ceiling; {epochs} epochs of {steps} steps: {epochs * steps * med[k]:6.1f} s "
+                  f"at this rate, >= {epochs * steps * f / ceiling:6.1f} s at the ceiling")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,20 +59,14 @@ def main() -> int:
     root = args.dataset
     if root is None:
         from wsreid.data.synth.generate import ensure_synth
-        from wsreid.errors import UserError
         from wsreid.recipe import load_recipe
 
-        try:
-            data = load_recipe(args.recipe, args.override).recipe.data
-            root = Path(ensure_synth(data, data.root, workers=data.workers))
-        except UserError as exc:  # a bad recipe, override or dataset: one line, exit 2
-            if os.environ.get("WSREID_DEBUG") == "1":
-                raise
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        data = load_recipe(args.recipe, args.override).recipe.data
+        root = Path(ensure_synth(data, data.root, workers=data.workers))
     if not (root / "synth_attributes.json").is_file():
-        print(f"error: {root} holds no synth_attributes.json; give --dataset a synth-pedes directory", file=sys.stderr)
-        return 2
+        from wsreid.errors import DataError
+
+        raise DataError(f"{root} holds no synth_attributes.json; give --dataset a synth-pedes directory")
     captions, ceiling, ceiling_visible = caption_ceiling(root, args.split)
     print(f"{root} ({args.split}): {captions} captions; attribute oracle R@1 {ceiling:.1f} % "
           f"(mentioned facts also visible in the gallery image: {ceiling_visible:.1f} %)")
@@ -82,4 +74,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from wsreid.errors import report_user_errors  # a bad recipe, override or dataset: one line, exit 2
+
+    raise SystemExit(report_user_errors(main))

@@ -17,8 +17,6 @@ thresholds).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import torch
@@ -37,17 +35,10 @@ def main() -> int:
     from wsreid.distributed import Distributed
     from wsreid.engine.evaluate import extract_train_features
     from wsreid.engine.offline_eval import build_for_evaluation
-    from wsreid.errors import UserError
     from wsreid.recipe import load_recipe
 
-    try:
-        loaded = load_recipe(args.recipe, args.override)
-        splits, encoder, device = build_for_evaluation(loaded.recipe, loaded.plugins, None)
-    except UserError as exc:  # a bad recipe, override, dataset or encoder: one line, exit 2
-        if os.environ.get("WSREID_DEBUG") == "1":
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    loaded = load_recipe(args.recipe, args.override)
+    splits, encoder, device = build_for_evaluation(loaded.recipe, loaded.plugins, None)
     dist = Distributed(None)
     dist.device = device
     features = extract_train_features(encoder, splits.train, 256, dist)
@@ -75,4 +66,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from wsreid.errors import report_user_errors  # a bad recipe, override, dataset or encoder: one line, exit 2
+
+    raise SystemExit(report_user_errors(main))

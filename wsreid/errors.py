@@ -8,7 +8,10 @@ defined here. The command line prints ``error: <message>`` on one line and exits
 
 from __future__ import annotations
 
+import os
+import sys
 from enum import IntEnum
+from typing import Callable
 
 __all__ = [
     "ExitCode",
@@ -21,7 +24,13 @@ __all__ = [
     "TrainingError",
     "StudyError",
     "ParamsCheckError",
+    "DEBUG_ENV",
+    "debug_requested",
+    "report_user_errors",
 ]
+
+#: Environment variable: ``1`` shows the traceback of a :class:`UserError` instead of its line.
+DEBUG_ENV = "WSREID_DEBUG"
 
 
 class ExitCode(IntEnum):
@@ -90,3 +99,21 @@ class ParamsCheckError(ValueError):
     def __init__(self, key: str, message: str, hint: str | None = None):
         super().__init__(message)
         self.key, self.message, self.hint = key, message, hint
+
+
+def debug_requested() -> bool:
+    """Whether ``WSREID_DEBUG=1`` asks for tracebacks instead of one-line errors."""
+    return os.environ.get(DEBUG_ENV) == "1"
+
+
+def report_user_errors(main: Callable[[], int]) -> int:
+    """Run ``main`` (a script's entry point) and return its exit code; a :class:`UserError`
+    it raises becomes ``error: <message>`` on stderr and :attr:`ExitCode.USER_ERROR`, as on
+    the command line (``WSREID_DEBUG=1``: the traceback instead)."""
+    try:
+        return main()
+    except UserError as exc:
+        if debug_requested():
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code

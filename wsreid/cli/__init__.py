@@ -27,7 +27,7 @@ import sys
 
 from wsreid.cli import ablate, convert, data, eval, plugins, run
 from wsreid.cli.common import add_debug
-from wsreid.errors import ExitCode, UserError
+from wsreid.errors import ExitCode, UserError, debug_requested
 
 __all__ = ["build_parser", "main", "entry"]
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     traceback); a closed output pipe (``wsreid plugins | head``) ends quietly."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False) or os.environ.get("WSREID_DEBUG") == "1"
+    debug = getattr(args, "debug", False) or debug_requested()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
