@@ -129,6 +129,10 @@ def test_caption_noise_share_and_wording_variety() -> None:
     # two captions of one image are different texts, often sharing little
     pairs = [(im.captions[0].text, im.captions[1].text) for im in plan.images]
     assert sum(a != b for a, b in pairs) == len(pairs)
+    # the opener "A young {subject}" never doubles a subject that already says "young"
+    texts = [c.text for c in caps]
+    assert not any("young young" in t.lower() for t in texts)
+    assert any(t.startswith("A young man") or t.startswith("A young woman") for t in texts)
     jaccard = [len(set(a.split()) & set(b.split())) / len(set(a.split()) | set(b.split())) for a, b in pairs]
     assert np.mean(jaccard) < 0.5
     # silent (noise-free) captions never carry a colour word that no mentioned item has

@@ -202,7 +202,7 @@ def make_caption(
     bag_np = b.phrase("bag", visible) if "bag" in chosen else None
 
     sentences: list[str] = []
-    opener = _choice(rng, OPENERS).format(s=subject)
+    opener = _choice(rng, OPENERS).format(s=subject).replace("young young", "young")
     shape = rng.randrange(3)
     first = opener
     if shape == 0 and hair:  # "A woman with long hair is wearing X and Y."
