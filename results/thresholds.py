@@ -1,8 +1,13 @@
-"""The calibration rule of the association thresholds of the embedded default (a deviation
-from the paper, docs/method.md "Thresholds on the embedded benchmark"): each threshold is
-a percentile p (97 for recipes/dgia.yaml) of the initial encoder's cosine similarities
-between distinct training items of one modality (image-image for LRC's th and GSRC-FR's th_g, text-text for
-LRC's text th), measured once with the encoder as loaded - no labels are used.
+"""The calibration rules of the association thresholds of the embedded default (a deviation
+from the paper, docs/method.md "Deviation from the paper on the embedded benchmark"), measured
+once on the initial encoder's cosine similarities between distinct training items, the
+encoder as loaded - no labels are used:
+
+- LRC's thresholds: the p-th percentile (p = 97) of the image-image cosines (th_image) and
+  of the text-text cosines (th_text);
+- GSRC-FR's th_g: the cosine above which an item has on average k + 1 of the N - 1 other
+  bank rows (k = the recipe's gsrc top_k, N training items; image-image cosines, the image
+  anchor), i.e. the 100 (1 - (k + 1) / (N - 1))-th percentile.
 
     python results/thresholds.py [--recipe recipes/dgia.yaml] [--percentile 97] [-o KEY=VALUE ...]
 
@@ -58,6 +63,12 @@ def main() -> int:
     both_paper = ((image_cos > 0.7) & (text_cos > 0.7)).float().mean()
     both_rule = ((image_cos > th_image) & (text_cos > th_text)).float().mean()
     print(f"pairs related by both: at 0.7 {100 * both_paper:.2f} %; at the percentiles {100 * both_rule:.3f} %")
+    gsrc = (loaded.recipe.global_associations or {}).get("gsrc")
+    top_k = getattr(gsrc, "top_k", 3)
+    p_g = 100 * (1 - (top_k + 1) / (len(image) - 1))
+    th_g = float(torch.quantile(image_cos[sample], p_g / 100))
+    print(f"GSRC-FR th_g (on average k + 1 = {top_k + 1} of the {len(image) - 1:,} other bank rows above it): "
+          f"{p_g:.4f}th percentile of the image-image cosines, {th_g:.3f}")
     for other in [float(x) for x in args.also.split(",") if x]:
         ti, tt = (float(torch.quantile(c[sample], other / 100)) for c in (image_cos, text_cos))
         share = ((image_cos > ti) & (text_cos > tt)).float().mean()
