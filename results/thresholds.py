@@ -1,7 +1,8 @@
-"""The calibration rules of the association thresholds of the embedded default (a deviation
-from the paper, docs/method.md "Deviation from the paper on the embedded benchmark"), measured
-once on the initial encoder's cosine similarities between distinct training items, the
-encoder as loaded - no labels are used:
+"""The calibration rules of the association thresholds for an initial encoder whose features
+of the benchmark lie in too narrow a cone for the paper's 0.7 (a deviation from the paper,
+used by recipes/profiles/web-init-4ep.yaml; docs/method.md "Thresholds on the embedded
+benchmark"), measured once on the initial encoder's cosine similarities between distinct
+training items, the encoder as loaded - no labels are used:
 
 - LRC's thresholds: the p-th percentile (p = 97) of the image-image cosines (th_image) and
   of the text-text cosines (th_text);
