@@ -43,6 +43,11 @@ def _test(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())["test"]
 
 
+def _metric(runs: dict[int, Path], key: str) -> list[float]:
+    """Test metric ``key`` of each run, in seed order."""
+    return [_test(run)[key] for run in runs.values()]
+
+
 def _mean(values: list[float]) -> str:
     if not values:
         return "-"
@@ -75,11 +80,9 @@ def main() -> int:
 
         zero = json.loads((shipped_models()["synth-web-tiny-clip"] / "wsreid.json").read_text())["zero_shot"]["small"]
         zero_hub = None
-    itc, pk, dgia = (_seeds(args.study, v) for v in (ITC, PK, DGIA))
-    itc_r1 = [_test(r)["R1"] for r in itc.values()]
-    itc_map = [_test(r)["mAP"] for r in itc.values()]
-    pk_r1 = [_test(r)["R1"] for r in pk.values()]
-    pk_map = [_test(r)["mAP"] for r in pk.values()]
+    itc, pk, oracle, dgia = (_seeds(args.study, v) for v in (ITC, PK, ORACLE, DGIA))
+    itc_r1, itc_map = _metric(itc, "R1"), _metric(itc, "mAP")
+    pk_r1, pk_map = _metric(pk, "R1"), _metric(pk, "mAP")
     rate = base_rate()
     print(f"a. zero-shot R@1 {zero['R1']:.2f}; ITC R@1 {_mean(itc_r1)}"
           + (f"; ITC - zero-shot = {statistics.mean(itc_r1) - zero['R1']:+.2f} (need >= +8)" if itc_r1 else ""))
@@ -87,9 +90,8 @@ def main() -> int:
         print(f"b. supervised PK R@1 {_mean(pk_r1)}, mAP {_mean(pk_map)}; ITC mAP {_mean(itc_map)}; "
               f"PK - ITC = {statistics.mean(pk_r1) - statistics.mean(itc_r1):+.2f} R@1, "
               f"{statistics.mean(pk_map) - statistics.mean(itc_map):+.2f} mAP (need >= +4 both)")
-    oracle = _seeds(args.study, ORACLE)
     if itc_r1 and oracle:
-        o_r1, o_map = [_test(r)["R1"] for r in oracle.values()], [_test(r)["mAP"] for r in oracle.values()]
+        o_r1, o_map = _metric(oracle, "R1"), _metric(oracle, "mAP")
         print(f"   (beside b) DGIA with true identities R@1 {_mean(o_r1)}, mAP {_mean(o_map)}; minus ITC = "
               f"{statistics.mean(o_r1) - statistics.mean(itc_r1):+.2f} R@1, {statistics.mean(o_map) - statistics.mean(itc_map):+.2f} mAP")
     print(f"c. base rate of same-person pairs in a random batch: {100 * rate:.3f} % (10x = {1000 * rate:.2f} %)")
