@@ -250,3 +250,30 @@ def test_a_finished_run_whose_recipe_changed_is_run_again(study_file, tmp_path):
     (run.run_dir / "checkpoints").mkdir()
     (run.run_dir / "checkpoints" / "latest").write_text("epoch-0001")
     assert _decide(loaded, run, []) == "resume"
+
+
+def test_progress_lines_reach_stderr_one_write_each(study_file, tmp_path, monkeypatch):
+    """`-j N` logs from N threads: a line written as text then newline (two writes) can be
+    split by another thread's line, so each line must go out in one write."""
+    _write(study_file, study_file.read_text().replace("seeds: [0, 1, 2]", "seeds: [0]"))
+    loaded = load_study(study_file)
+    runs = plan_runs(loaded, tmp_path / "out")
+
+    def fake_execute(study, run, state, disabled):
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(10.0)))
+
+    writes = []
+
+    class Recorder:
+        def write(self, text):
+            writes.append(text)
+            return len(text)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stderr", Recorder())
+    run_study(loaded, runs, execute=fake_execute)
+    assert len(writes) == 2 * len(runs)  # "running ->" and "finished" per run
+    assert all(w.endswith("\n") and w.count("\n") == 1 for w in writes), writes

@@ -296,10 +296,17 @@ def _one_line(exc: BaseException) -> str:
     return text if isinstance(exc, UserError) else f"{type(exc).__name__}: {text}"
 
 
+def _log_line(line: str) -> None:
+    """One progress line on stderr in a single write: ``-j N`` logs from N threads, and
+    ``print``'s separate writes of the text and the newline could interleave."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
               execute: Callable[..., None] | None = None, dry_run: bool = False,
               jobs: int = 1, log_dir: Path | None = None,
-              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> list[RunOutcome]:
+              log: Callable[[str], None] = _log_line) -> list[RunOutcome]:
     """Run (or, ``dry_run``, list) every planned run; never stops on a failing run.
 
     ``jobs > 1`` runs that many trainings at once, each in its own ``python -m wsreid run``
@@ -447,7 +454,7 @@ class StudyReport:
 def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, overrides: list[str] = (),
                    seeds: str | None = None, variants: list[str] = (), subprocess: bool = False, jobs: int = 1,
                    disabled: list[str] = (), dry_run: bool = False, report_only: bool = False,
-                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> StudyReport:
+                   log: Callable[[str], None] = _log_line) -> StudyReport:
     """Run (or continue) an ablation study and write its table, CSV and chart
     (:mod:`wsreid.ablate_table`). ``seeds`` ("0,1") and ``variants`` (exact labels) select
     the runs to do now; the table still covers every run of the study. ``report_only``:
