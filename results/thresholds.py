@@ -64,12 +64,15 @@ def main() -> int:
     both_paper = ((image_cos > 0.7) & (text_cos > 0.7)).float().mean()
     both_rule = ((image_cos > th_image) & (text_cos > th_text)).float().mean()
     print(f"pairs related by both: at 0.7 {100 * both_paper:.2f} %; at the percentiles {100 * both_rule:.3f} %")
-    gsrc = (loaded.recipe.global_associations or {}).get("gsrc")
-    top_k = getattr(gsrc, "top_k", 3)
-    p_g = 100 * (1 - (top_k + 1) / (len(image) - 1))
-    th_g = float(torch.quantile(image_cos[sample], p_g / 100))
-    print(f"GSRC-FR th_g (on average k + 1 = {top_k + 1} of the {len(image) - 1:,} other bank rows above it): "
-          f"{p_g:.4f}th percentile of the image-image cosines, {th_g:.3f}")
+    mining = [g for g in (loaded.recipe.global_associations or {}).values() if hasattr(g, "top_k")]
+    if not mining:
+        print("GSRC-FR th_g: the recipe has no global association with a top_k (nothing to calibrate)")
+    for gsrc in mining:
+        top_k = gsrc.top_k
+        p_g = 100 * (1 - (top_k + 1) / (len(image) - 1))
+        th_g = float(torch.quantile(image_cos[sample], p_g / 100))
+        print(f"GSRC-FR th_g (on average k + 1 = {top_k + 1} of the {len(image) - 1:,} other bank rows above it): "
+              f"{p_g:.4f}th percentile of the image-image cosines, {th_g:.3f}")
     for other in [float(x) for x in args.also.split(",") if x]:
         ti, tt = (float(torch.quantile(c[sample], other / 100)) for c in (image_cos, text_cos))
         share = ((image_cos > ti) & (text_cos > tt)).float().mean()
