@@ -279,8 +279,15 @@ def run_case(case: Path, variant: str, tmp: Path, monkeypatch) -> tuple[Checks, 
             elif number == 0:
                 c.close(value, want, rel_tol=1e-3, what=f"step {number} {key}")
             else:
-                c.check(abs(value - want) * 10 <= abs(value - want_other[key]),
-                        f"step {number} {key}: {value:.6f} not 10x closer to fp16 {want:.6f} than to fp32 {want_other[key]:.6f}")
+                # 10x closer to the fp16 value than to the fp32 one, or within the golden README's
+                # allowance for other float16 kernels (losses within about 1e-4 relative): where the
+                # two recorded variants differ by little (cons_loss at step 2: 2.1e-4), CPUs whose
+                # float16 products round otherwise than the recording's (AVX2: 8.4e-5 from the fp16
+                # value, 3.5x closer) cannot meet the ratio; a float32 path stays outside 1e-4 there
+                close_to_fp16 = abs(value - want) <= 1e-4 * abs(want)
+                c.check(abs(value - want) * 10 <= abs(value - want_other[key]) or close_to_fp16,
+                        f"step {number} {key}: {value:.6f} neither 10x closer to fp16 {want:.6f} than to fp32 "
+                        f"{want_other[key]:.6f} nor within 1e-4 of it")
         tol_total = (1e-5 if number == 0 else 1e-4) if variant == "fp32" else 1e-3 if number == 0 else None
         if tol_total is not None:
             c.close(values["loss/total"], step["total_loss"], rel_tol=tol_total, what=f"step {number} total")
