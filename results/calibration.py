@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import statistics
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,11 +58,11 @@ def base_rate() -> float:
     from wsreid.engine.components import build_component
     from wsreid.recipe import load_recipe
 
+    from wsreid.data import same_identity_pair_rate
+
     loaded = load_recipe(str(REPO / "recipes" / "dgia.yaml"))
     splits = build_component(loaded.plugins, "dataset", loaded.recipe.data, BuildContext(run_dir=None, seed=0, device="cpu"), "data").load()
-    counts = Counter(p.person_id for p in splits.train)
-    n = sum(counts.values())
-    return sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))
+    return same_identity_pair_rate(p.person_id for p in splits.train)
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ from wsreid.data import (
     read_dataset,
     read_icfg_pedes,
     read_rstpreid,
+    same_identity_pair_rate,
 )
 from wsreid.data.readers import detect_format
 from wsreid.errors import DataError, UserError
@@ -306,3 +307,22 @@ def test_check_counts_identities_shared_between_splits(tmp_path: Path) -> None:
     assert report.shared_id_splits == {1: ("train", "test"), 4: ("val", "test")}
     assert format_report(report).splitlines()[-1] == (
         "identities in more than one split: 2 (id 1 in train, test; id 4 in val, test)")
+
+
+def test_same_identity_pair_rate_counts_ordered_distinct_pairs():
+    # persons a (3 items), b (2), c (1): same-person ordered pairs 3*2 + 2*1 = 8 of 6*5 = 30
+    assert same_identity_pair_rate(["a", "b", "a", "c", "b", "a"]) == pytest.approx(8 / 30)
+    assert same_identity_pair_rate([7, 8, 9]) == 0.0
+    assert same_identity_pair_rate(iter([1, 1])) == 1.0
+    with pytest.raises(ValueError, match="at least 2 items"):
+        same_identity_pair_rate([1])
+
+
+def test_same_identity_pair_rate_matches_the_pair_mask():
+    # the value the threshold and calibration scripts read: mean of the off-diagonal mask
+    import torch
+
+    ids = torch.randint(0, 9, (41,), generator=torch.Generator().manual_seed(3))
+    same = ids[:, None] == ids[None, :]
+    off = ~torch.eye(len(ids), dtype=torch.bool)
+    assert same_identity_pair_rate(ids.tolist()) == pytest.approx(float(same[off].float().mean()), abs=1e-7)

@@ -6,11 +6,19 @@ Public API::
     read_dataset(root, format) / read_cuhk_pedes / read_icfg_pedes / read_rstpreid
         -> wsreid.api.DatasetSplits
     check_dataset(root, format) -> DatasetReport (decodes every image)
+    same_identity_pair_rate(person_ids) -> share of distinct item pairs showing one person
     SynthConfig, PRESETS, GENERATOR_VERSION, generate_synth, ensure_synth, plan_dataset
     write_contact_sheet(root, out_png)
 """
 
-from wsreid.data.check import DatasetReport, SplitStats, check_dataset, format_report, split_statistics
+from wsreid.data.check import (
+    DatasetReport,
+    SplitStats,
+    check_dataset,
+    format_report,
+    same_identity_pair_rate,
+    split_statistics,
+)
 from wsreid.data.images import load_image
 from wsreid.data.readers import (
     FORMATS,
@@ -45,6 +53,7 @@ __all__ = [
     "check_dataset",
     "format_report",
     "split_statistics",
+    "same_identity_pair_rate",
     "DatasetReport",
     "SplitStats",
     "GENERATOR_VERSION",

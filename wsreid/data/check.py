@@ -6,15 +6,16 @@ image (the costly part the dataset components skip) and returns per-split statis
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable, Iterable
 
 from wsreid.data.images import decode_images
 from wsreid.data.readers import FORMATS, ImageRecord, build_splits, read_records
 from wsreid.errors import DataError
 
-__all__ = ["SplitStats", "DatasetReport", "split_statistics", "check_dataset", "format_report"]
+__all__ = ["SplitStats", "DatasetReport", "split_statistics", "same_identity_pair_rate", "check_dataset", "format_report"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,19 @@ def split_statistics(records: list[ImageRecord], splits: tuple[str, ...]) -> tup
             )
         )
     return tuple(out)
+
+
+def same_identity_pair_rate(person_ids: Iterable[Hashable]) -> float:
+    """Share of the ordered pairs of distinct items (``i != j``) that show one person: the
+    precision a relation picking pairs at random would have (the "base rate" against which
+    docs/results.md reads LRC's relation precision). Items are image-caption pairs, one
+    identity label each; with ``n`` items and ``c_p`` items of person ``p`` it is
+    ``sum_p c_p (c_p - 1) / (n (n - 1))``. Raises ``ValueError`` for fewer than 2 items."""
+    counts = Counter(person_ids)
+    n = sum(counts.values())
+    if n < 2:
+        raise ValueError(f"same_identity_pair_rate needs at least 2 items, got {n}")
+    return sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))
 
 
 def check_dataset(
