@@ -293,6 +293,32 @@ def test_ensure_synth_caches_and_refuses_foreign_directories(tmp_path: Path, mon
         SynthConfig(min_mentions=5, max_mentions=3)
 
 
+def test_training_set_of_more_people_with_fewer_images_each(tmp_path: Path) -> None:
+    """train_ids and train_images_per_id reshape only the training split: 1,000 people with
+    mostly 2 images instead of 600 with 3.55 on average (about the same number of images);
+    val and test keep their identity counts and the preset's image distribution. Left
+    unset they are absent from the metadata, so datasets made before they existed match."""
+    default = SynthConfig()
+    wide = SynthConfig(train_ids=1000, train_images_per_id=[0.85, 0.15])
+    assert "train_ids" not in default.generator_config() and default.cache_name() == f"small-seed0-v{gen.GENERATOR_VERSION}"
+    assert wide.cache_name().startswith(default.cache_name() + "-") and wide.cache_name() != SynthConfig(train_ids=1000).cache_name()
+    plan, base = gen._counts(plan_dataset(wide)), gen._counts(plan_dataset(default))
+    assert plan["train"]["ids"] == 1000 and base["train"]["ids"] == 600
+    assert 2000 <= plan["train"]["images"] <= 2300 and abs(plan["train"]["images"] - base["train"]["images"]) < 100
+    per_id = [i.num_images for i in plan_dataset(wide).identities["train"]]
+    assert set(per_id) == {2, 3} and 0.8 < per_id.count(2) / len(per_id) < 0.9
+    for split in ("val", "test"):
+        assert plan[split]["ids"] == base[split]["ids"]
+        assert 3.0 < plan[split]["images"] / plan[split]["ids"] < 4.1  # the preset's mean 3.55
+    tiny = SynthConfig(size="tiny", train_ids=6, train_images_per_id=[1.0])
+    root = generate_synth(tiny, tmp_path / "d", preset=SynthPreset(6, 2, 2))
+    meta = json.loads((root / gen.META_FILE).read_text())
+    assert meta["config"]["train_images_per_id"] == [1.0] and meta["counts"]["train"] == {"ids": 6, "images": 12, "captions": 24}
+    for bad in ([0.5, 0.4], [1.2, -0.2]):
+        with pytest.raises(ValueError, match="summing to 1"):
+            SynthConfig(train_images_per_id=bad)
+
+
 def test_web_style_is_another_domain_of_the_same_people() -> None:
     """style=web: same identities and scenes as pedes for a seed (only the caption writer
     and the renderer change), deterministic, alt-text captions with another vocabulary that

@@ -20,6 +20,7 @@ from wsreid.data.readers import FORMATS, detect_format, read_records
 from wsreid.data.synth import PRESETS, SynthConfig, ensure_synth, write_contact_sheet
 from wsreid.cli.common import add_debug
 from wsreid.errors import DataError
+from wsreid.recipe.yamlio import parse_flow_value
 
 __all__ = ["add_data_parser", "run_synth", "run_check"]
 
@@ -34,7 +35,7 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     synth.add_argument("--out", type=Path, required=True, help="output directory (must be new or empty; an identical dataset is reused)")
     synth.add_argument("--size", choices=list(PRESETS), default="small", help="preset (default: small)")
     synth.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
-    synth.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="other generator setting, e.g. caption_noise=0.1 (repeatable)")
+    synth.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="other generator setting, e.g. caption_noise=0.1 or train_images_per_id=[0.85,0.15] (repeatable)")
     synth.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH", help="contact sheet PNG (default: OUT/contact_sheet.png)")
     synth.add_argument("--no-contact-sheet", action="store_true", help="do not write a contact sheet")
     synth.add_argument("--workers", type=int, default=None,
@@ -59,7 +60,8 @@ def _synth_config(args: argparse.Namespace) -> SynthConfig:
         if not sep or key not in SynthConfig.model_fields:
             known = ", ".join(k for k in SynthConfig.model_fields if k not in ("size", "seed"))
             raise DataError(f"--set {item!r}: unknown synth-pedes setting", hint=f"settings are: {known}")
-        values[key] = value.strip()
+        value = value.strip()
+        values[key] = parse_flow_value(value, f"--set {item}") if value.startswith("[") else value
     try:
         return SynthConfig.model_validate(values)
     except ValidationError as exc:

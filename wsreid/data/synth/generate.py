@@ -22,7 +22,7 @@ import re
 import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -63,6 +63,8 @@ META_FILE = "synth_meta.json"
 ATTRIBUTES_FILE = "synth_attributes.json"
 SPLITS = ("train", "val", "test")
 MAX_FAMILY = 4  # an original and at most three near-duplicates
+#: settings recorded in a dataset's metadata only when set (None keeps the preset's)
+OPTIONAL_SETTINGS = ("train_ids", "train_images_per_id")
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,17 @@ class SynthConfig(Params):
         "medium (3000/500/1000), cuhk (11003/1000/1000 ids, ~34k training images, scaling benchmarks)",
     )
     seed: int = Field(0, ge=0, description="dataset seed (independent of the training seed)")
+    train_ids: int | None = Field(
+        None, ge=1, le=100_000,
+        description="training identities (default: the preset's); with train_images_per_id, a training set of "
+        "more people with fewer images each (val/test keep their sizes but hold other people: one random stream "
+        "draws every split)",
+    )  # fmt: skip
+    train_images_per_id: tuple[float, ...] | None = Field(
+        None, min_length=1, max_length=12,
+        description="probabilities of 2, 3, 4, ... images per training identity, summing to 1 (default: the "
+        "preset's, mean 3.55; val and test keep the preset's)",
+    )  # fmt: skip
     image_height: int = Field(128, ge=32, le=1024, description="image height in pixels")
     image_width: int = Field(64, ge=16, le=512, description="image width in pixels")
     image_format: Literal["png", "jpg"] = Field("png", description="image file format (png is lossless, jpg smaller)")
@@ -120,18 +133,30 @@ class SynthConfig(Params):
     def _mentions_ordered(self) -> "SynthConfig":
         if self.max_mentions < self.min_mentions:
             raise ValueError("max_mentions must be at least min_mentions")
+        probs = self.train_images_per_id
+        if probs is not None and (min(probs) < 0 or abs(sum(probs) - 1.0) > 1e-6):
+            raise ValueError(f"train_images_per_id {list(probs)} must be probabilities (of 2, 3, ... images) summing to 1")
         return self
+
+    def preset(self) -> SynthPreset:
+        """The size preset, with ``train_ids`` applied if set."""
+        base = PRESETS[self.size]
+        return base if self.train_ids is None else replace(base, train_ids=self.train_ids)
 
     def generator_config(self) -> dict:
         """The fields that determine the output (subclasses may add others, e.g. a root)."""
-        return {name: getattr(self, name) for name in SynthConfig.model_fields}
+        values = {name: getattr(self, name) for name in SynthConfig.model_fields}
+        for name in OPTIONAL_SETTINGS:  # left out at their default: datasets generated before they existed still match
+            if values[name] is None:
+                del values[name]
+        return values
 
     def cache_name(self) -> str:
         """Directory name in the cache: ``<size>-seed<seed>-v<version>`` plus a short hash
         of the other settings when they differ from the defaults."""
         name = f"{self.size}-seed{self.seed}-v{GENERATOR_VERSION}"
         defaults = SynthConfig().generator_config()
-        changed = {k: v for k, v in self.generator_config().items() if k not in ("size", "seed") and v != defaults[k]}
+        changed = {k: v for k, v in self.generator_config().items() if k not in ("size", "seed") and v != defaults.get(k)}
         if changed:
             name += "-" + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
         return name
@@ -163,11 +188,11 @@ class SynthPlan:
     images: list[PlannedImage]
 
 
-def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: SynthConfig, preset: SynthPreset, seen: set) -> list[Identity]:
+def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: SynthConfig, images_per_id: tuple[float, ...], seen: set) -> list[Identity]:
     out: list[Identity] = []
     family_size: dict[int, int] = {}
     open_: list[Identity] = []  # identities whose family can still grow
-    cumulative = np.cumsum(np.asarray(preset.images_per_id, dtype=float))
+    cumulative = np.cumsum(np.asarray(images_per_id, dtype=float))
     attempts = 0
     while len(out) < n:
         attempts += 1
@@ -201,13 +226,14 @@ def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: S
 def plan_dataset(config: SynthConfig, preset: SynthPreset | None = None) -> SynthPlan:
     """Sample identities, scenes and captions (cheap: no pixels). Person ids are 1-based:
     train first, then val, then test; identities never repeat across splits."""
-    preset = preset or PRESETS[config.size]
+    preset = preset or config.preset()
     rng = np.random.default_rng([config.seed, RNG_STREAM, 0])
     seen: set = set()
     identities: dict[str, list[Identity]] = {}
     next_id = 1
     for split, n in zip(SPLITS, (preset.train_ids, preset.val_ids, preset.test_ids)):
-        identities[split] = _split_identities(n, next_id, rng, config, preset, seen)
+        probs = config.train_images_per_id if split == "train" and config.train_images_per_id else preset.images_per_id
+        identities[split] = _split_identities(n, next_id, rng, config, tuple(probs), seen)
         next_id += n
     images: list[PlannedImage] = []
     ext = config.image_format
@@ -373,7 +399,7 @@ def ensure_synth(
     ``root`` defaults to ``<cache>/synth-pedes/<config.cache_name()>``. A ``root`` that
     holds a synth-pedes dataset of other settings, or anything else, is an error.
     """
-    preset = PRESETS[config.size]
+    preset = config.preset()
     path = Path(root).expanduser() if root is not None else default_cache_dir() / "synth-pedes" / config.cache_name()
     state = _matches(path, config, preset)
     if state:
