@@ -98,9 +98,9 @@ class SynthConfig(Params):
     seed: int = Field(0, ge=0, description="dataset seed (independent of the training seed)")
     train_ids: int | None = Field(
         None, ge=1, le=100_000,
-        description="training identities (default: the preset's); with train_images_per_id, a training set of "
-        "more people with fewer images each (val/test keep their sizes but hold other people: one random stream "
-        "draws every split)",
+        description="training identities (default: the preset's); with train_images_per_id it reshapes the "
+        "training set, e.g. more people with fewer images each (val/test keep their sizes but hold other people: "
+        "one random stream draws every split)",
     )  # fmt: skip
     train_images_per_id: tuple[float, ...] | None = Field(
         None, min_length=1, max_length=12,
