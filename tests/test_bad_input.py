@@ -17,6 +17,10 @@ CASES = {
     "batch of one": (["-o", "train.batch_size=1"], "a batch needs at least 2 pairs"),
     "missing dataset root": (["-o", "data={name: cuhk-pedes, root: /nonexistent/cuhk}"], "/nonexistent/cuhk"),
     "bad override syntax": (["-o", "train.lr"], "train.lr"),
+    "training images per id not a distribution": (
+        ["-o", "data.train_images_per_id=[0.5, 0.4]"],
+        "data: train_images_per_id [0.5, 0.4] must be probabilities (of 2, 3, ... images) summing to 1",
+    ),
     "broken plugin module": (["-o", "plugins=[wsreid_test_broken]"], "plugin module 'wsreid_test_broken'"),
 }
 

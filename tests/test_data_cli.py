@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from wsreid.api import BuildContext
 from wsreid.cli.data import add_data_parser
 from wsreid.data.synth.generate import GENERATOR_VERSION, PRESETS, SynthPreset
-from wsreid.errors import DataError
+from wsreid.errors import DataError, RecipeError
 from wsreid.pluginmanager import load_plugins
 
 MICRO = SynthPreset(4, 2, 3)
@@ -50,10 +50,24 @@ def test_data_synth_generates_reuses_and_draws_contact_sheet(tmp_path: Path, mic
     assert custom.is_file() and not (tmp_path / "other" / "contact_sheet.png").exists()
 
 
-@pytest.mark.parametrize("setting, message", [("bogus=1", "unknown synth-pedes setting"), ("caption_noise=2", "caption_noise"), ("clutter", "unknown")])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("bogus=1", "unknown synth-pedes setting"),
+        ("caption_noise=2", "caption_noise"),
+        ("clutter", "unknown"),
+        ("train_images_per_id=[0.5]", r"^synth-pedes settings: train_images_per_id \[0\.5\] must be probabilities \(of 2, 3, \.\.\. images\) summing to 1$"),
+    ],
+)
 def test_data_synth_rejects_bad_settings(tmp_path: Path, setting: str, message: str) -> None:
     with pytest.raises(DataError, match=message) as info:
         _run(["data", "synth", "--out", str(tmp_path / "x"), "--set", setting])
+    assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
+
+
+def test_data_synth_rejects_a_malformed_list_setting(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"^--set train_images_per_id=\[0\.5:1: invalid YAML") as info:
+        _run(["data", "synth", "--out", str(tmp_path / "x"), "--set", "train_images_per_id=[0.5"])
     assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
 
 

@@ -9,6 +9,7 @@ each leaf sets ``func(args) -> int`` (exit code). Errors are raised as
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -66,8 +67,9 @@ def _synth_config(args: argparse.Namespace) -> SynthConfig:
         return SynthConfig.model_validate(values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise DataError(f"synth-pedes setting {where}: {err['msg']}") from None
+        where = " " + ".".join(str(p) for p in err["loc"]) if err["loc"] else "s"  # a model check names no one field
+        message = re.sub(r"^Value error, ", "", err["msg"])
+        raise DataError(f"synth-pedes setting{where}: {message}") from None
 
 
 def run_synth(args: argparse.Namespace) -> int:

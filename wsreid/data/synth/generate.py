@@ -133,6 +133,10 @@ class SynthConfig(Params):
     def _mentions_ordered(self) -> "SynthConfig":
         if self.max_mentions < self.min_mentions:
             raise ValueError("max_mentions must be at least min_mentions")
+        return self
+
+    @model_validator(mode="after")
+    def _train_images_per_id_is_a_distribution(self) -> "SynthConfig":
         probs = self.train_images_per_id
         if probs is not None and (min(probs) < 0 or abs(sum(probs) - 1.0) > 1e-6):
             raise ValueError(f"train_images_per_id {list(probs)} must be probabilities (of 2, 3, ... images) summing to 1")
