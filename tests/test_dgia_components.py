@@ -45,7 +45,8 @@ def test_lrc_relation_stats_and_precision_diagnostics():
     assert torch.allclose(rel.weights, lrc_relation(HAND_IMAGE, HAND_TEXT))
     assert rel.stats == {"related_pairs": 2.0}
     comp.relate(f, make_batch([0, 1, 2, 3], [5, 6, 6, 7]), ctx(1))  # the related pair is wrong here
-    assert comp.diagnostics() == {"related_pairs_per_batch": 2.0, "relation_precision": 50.0}
+    assert comp.diagnostics() == {"related_pairs_per_batch": 2.0, "related_share": pytest.approx(100 * 4 / 24),
+                                  "relation_precision": 50.0}  # 4 of 2 x 12 ordered pairs related
     assert comp.diagnostics() == {}
 
 

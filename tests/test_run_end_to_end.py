@@ -92,6 +92,25 @@ def test_dgia_recipe_fills_memory_and_logs_diagnostics(make_recipe, tmp_path, te
     assert ("epoch_start", 2) in wsreid_test_hooks.CALLS
 
 
+def test_lrc_relating_every_pair_is_warned_once(make_recipe, tmp_path, capsys):
+    """Thresholds of -1 relate every pair of every batch: the base view's LRC warns once, at
+    epoch 1 (not again at epoch 2), and logs a related share of 100 %; the asymmetric
+    view's LRC, at thresholds of 1.0, relates nothing and stays silent."""
+    recipe = make_recipe("dgia.yaml", {"local_associations": {
+        "lrc": {"name": "lrc", "modalities": "image+text", "threshold_image": -1.0, "threshold_text": -1.0},
+        "lrc_asymmetric": {"name": "lrc", "view": "asymmetric", "threshold_image": 1.0, "threshold_text": 1.0}}})
+    assert main(["run", str(recipe)]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: epoch 1: lrc (view base, thresholds -1.0 / -1.0) related 100.0 % of each batch's pairs: it no "
+        "longer selects neighbours and its objective only smooths the labels; a lower train.lr or higher "
+        "thresholds keep it selective (docs/results.md, \"The default: the learning rate\")"], err
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "epochs.csv").open()))
+    assert [float(r["diag/lrc/related_share"]) for r in rows] == [100.0] * len(rows)
+    assert [float(r["diag/lrc_asymmetric/related_share"]) for r in rows] == [0.0] * len(rows)
+
+
 def test_runs_in_one_process_may_differ_in_mixed_precision(make_recipe, tmp_path, capsys):
     """accelerate's settings are process-wide singletons; a second run in the same process
     (the init encoder's pretraining, in-process `wsreid ablate`) gets its own precision."""

@@ -8,6 +8,7 @@ this association's label.
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 from pydantic import Field
@@ -15,6 +16,14 @@ from pydantic import Field
 from wsreid.api import Batch, BuildContext, LocalAssociation, Params, Relation, StepContext, ViewFeatures
 
 from wsreid_dgia.functional import lrc_relation
+
+
+#: ``related_share`` (%) at or above which LRC has stopped selecting neighbours: nearly every
+#: pair of a batch counts as one person, so its SDM term only smooths the ITC labels. The
+#: component prints one warning line (main process, once per run) the first epoch that
+#: reaches it (docs/results.md, "The default: the learning rate": the runaway of the 0.7
+#: thresholds at lr 3e-4 and 4e-4).
+RUNAWAY_SHARE = 90.0
 
 
 class LrcParams(Params):
@@ -37,8 +46,10 @@ class LocalRelationConstruction(LocalAssociation):
 
     ``relate`` returns a Relation over the view's B batch rows with B x B weights
     ``R = I + lambda (A_v * A_t - I)``. Stats: ``related_pairs`` (ordered off-diagonal
-    pairs). Diagnostics per epoch (identity ids, never a loss): ``related_pairs_per_batch``
-    and ``relation_precision`` (% of related pairs that are truly the same person).
+    pairs). Diagnostics per epoch (identity ids, never a loss): ``related_pairs_per_batch``,
+    ``related_share`` (% of the batches' ordered off-diagonal pairs that are related; near
+    100 the thresholds have stopped selecting - see :data:`RUNAWAY_SHARE`) and
+    ``relation_precision`` (% of related pairs that are truly the same person).
     """
 
     Params = LrcParams
@@ -46,14 +57,20 @@ class LocalRelationConstruction(LocalAssociation):
     def __init__(self, params: LrcParams, context: BuildContext):
         super().__init__(params, context)
         self._reset()
+        self._epoch = 0
+        self._is_main = True
+        self._runaway_warned = False
 
     def _reset(self) -> None:
         self._batches = 0
         self._related = 0
+        self._pairs = 0
         self._correct = 0
 
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation:
         p = self.params
+        self._epoch = ctx.epoch
+        self._is_main = ctx.dist is None or ctx.dist.is_main
         feats = features[p.view]
         weights = lrc_relation(
             feats.image, feats.text, p.threshold_image, p.threshold_text, p.relation_weight, p.modalities
@@ -65,13 +82,28 @@ class LocalRelationConstruction(LocalAssociation):
             pid = batch.person_id.to(weights.device)
             self._correct += int((related & (pid[:, None] == pid[None, :])).sum())
         self._related += count
+        self._pairs += weights.shape[0] * (weights.shape[0] - 1)
         self._batches += 1
         return Relation(image=feats.image, text=feats.text, weights=weights, view=p.view, stats={"related_pairs": float(count)})
+
+    def _warn_runaway(self, share: float) -> None:
+        self._runaway_warned = True
+        if self._is_main:
+            p = self.params
+            print(f"warning: epoch {self._epoch}: lrc (view {p.view}, thresholds {p.threshold_image} / "
+                  f"{p.threshold_text}) related {share:.1f} % of each batch's pairs: it no longer selects "
+                  "neighbours and its objective only smooths the labels; a lower train.lr or higher thresholds "
+                  "keep it selective (docs/results.md, \"The default: the learning rate\")",
+                  file=sys.stderr, flush=True)
 
     def diagnostics(self) -> dict[str, float]:
         out: dict[str, float] = {}
         if self._batches:
             out["related_pairs_per_batch"] = self._related / self._batches
+        if self._pairs:
+            out["related_share"] = 100.0 * self._related / self._pairs
+            if out["related_share"] >= RUNAWAY_SHARE and not self._runaway_warned:
+                self._warn_runaway(out["related_share"])
         if self._related:
             out["relation_precision"] = 100.0 * self._correct / self._related
         self._reset()
