@@ -92,23 +92,47 @@ def test_dgia_recipe_fills_memory_and_logs_diagnostics(make_recipe, tmp_path, te
     assert ("epoch_start", 2) in wsreid_test_hooks.CALLS
 
 
-def test_lrc_relating_every_pair_is_warned_once(make_recipe, tmp_path, capsys):
+def test_lrc_relating_every_pair_is_warned_once(make_recipe, tmp_path, capsys, monkeypatch, test_plugins_path):
     """Thresholds of -1 relate every pair of every batch: the base view's LRC warns once, at
-    epoch 1 (not again at epoch 2), and logs a related share of 100 %; the asymmetric
-    view's LRC, at thresholds of 1.0, relates nothing and stays silent."""
-    recipe = make_recipe("dgia.yaml", {"local_associations": {
+    epoch 1, and logs a related share of 100 %; the asymmetric view's LRC, at thresholds of
+    1.0, relates nothing and stays silent. The run is cut during epoch 2 and resumed: the
+    checkpoint remembers the warning, so the resumed epoch 2 does not print it again."""
+    recipe = make_recipe("dgia.yaml", {"plugins": ["wsreid_test_hooks"], "local_associations": {
         "lrc": {"name": "lrc", "modalities": "image+text", "threshold_image": -1.0, "threshold_text": -1.0},
         "lrc_asymmetric": {"name": "lrc", "view": "asymmetric", "threshold_image": 1.0, "threshold_text": 1.0}}})
-    assert main(["run", str(recipe)]) == 0
+    monkeypatch.setenv("WSREID_TEST_INTERRUPT_AT", "2")
+    assert main(["run", str(recipe)]) == 130
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert warnings == [
         "warning: epoch 1: lrc (view base, thresholds -1.0 / -1.0) related 100.0 % of each batch's pairs: it no "
-        "longer selects neighbours and its objective only smooths the labels; a lower train.lr or higher "
-        "thresholds keep it selective (docs/results.md, \"The default: the learning rate\")"], err
+        "longer selects neighbours and its objective only smooths the labels; a lower train.lr, higher "
+        "thresholds or a threshold_percentile keep it selective (docs/results.md, \"The default: the learning "
+        "rate\")"], err
+    monkeypatch.delenv("WSREID_TEST_INTERRUPT_AT")
+    assert main(["run", str(recipe), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert not [line for line in err.splitlines() if line.startswith("warning:")], err
     rows = list(csv.DictReader((tmp_path / "run" / "logs" / "epochs.csv").open()))
-    assert [float(r["diag/lrc/related_share"]) for r in rows] == [100.0] * len(rows)
-    assert [float(r["diag/lrc_asymmetric/related_share"]) for r in rows] == [0.0] * len(rows)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert [float(r["diag/lrc/related_share"]) for r in rows] == [100.0, 100.0]
+    assert [float(r["diag/lrc_asymmetric/related_share"]) for r in rows] == [0.0, 0.0]
+
+
+def test_lrc_threshold_percentile_caps_the_related_share(make_recipe, tmp_path):
+    """The same thresholds of -1 with ``threshold_percentile: 90``: the applied thresholds
+    follow the batch (logged, above -1) and LRC relates at most 10 % of a batch's pairs in
+    every epoch, not 100 %."""
+    recipe = make_recipe("dgia.yaml", {"local_associations": {
+        "lrc": {"name": "lrc", "modalities": "image+text", "threshold_image": -1.0, "threshold_text": -1.0,
+                "threshold_percentile": 90}}})
+    assert main(["run", str(recipe)]) == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "epochs.csv").open()))
+    shares = [float(r["diag/lrc/related_share"]) for r in rows]
+    assert len(shares) == 2 and all(0.0 < s <= 10.0 for s in shares), shares
+    assert all(-1.0 < float(r["diag/lrc/threshold_image"]) <= 1.0 for r in rows)
+    assert all(-1.0 < float(r["diag/lrc/threshold_text"]) <= 1.0 for r in rows)
+    assert "diag/lrc_asymmetric/threshold_image" not in rows[0]  # the fixed-threshold component logs none
 
 
 def test_runs_in_one_process_may_differ_in_mixed_precision(make_recipe, tmp_path, capsys):

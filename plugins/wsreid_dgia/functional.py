@@ -17,6 +17,7 @@ from wsreid.losses import bidirectional_sdm_loss, cosine_similarity_matrix
 
 __all__ = [
     "lrc_relation",
+    "effective_threshold",
     "lrc_loss",
     "related_offdiagonal_pairs",
     "Neighbours",
@@ -52,25 +53,46 @@ def lrc_relation(
     threshold_text: float = 0.7,
     relation_weight: float = 0.1,
     modalities: Modalities = "image+text",
+    threshold_percentile: float | None = None,
 ) -> torch.Tensor:
     """In-batch relation of LRC (Eq. 3-7), B x B float32, symmetric, no gradient.
 
     ``image``, ``text``: B x d. ``A_v = [cos(v_i, v_j) > th_v]``, ``A_t`` likewise;
     ``A = A_v * A_t`` (``modalities="image"``: ``A_v`` only, LRC-I; ``"text"``: ``A_t``
     only, LRC-T); ``R = I + lambda (A - I)``: 1 on the diagonal, ``lambda`` on related pairs.
+
+    ``threshold_percentile`` (not in the paper; ``None`` keeps its fixed thresholds): each
+    modality's threshold becomes ``max(th, P)``, ``P`` the batch's ``threshold_percentile``-th
+    percentile of that modality's off-diagonal cosines (:func:`effective_threshold`), so at
+    most ``100 - threshold_percentile`` % of the pairs pass either test however close the
+    features draw together.
     """
     with torch.no_grad():
         b = image.shape[0]
         related = torch.ones(b, b, dtype=torch.bool, device=image.device)
         if modalities in ("image+text", "image"):
-            related &= cosine_similarity_matrix(image.detach(), image.detach()) > threshold_image
+            sim = cosine_similarity_matrix(image.detach(), image.detach())
+            related &= sim > effective_threshold(sim, threshold_image, threshold_percentile)
         if modalities in ("image+text", "text"):
-            related &= cosine_similarity_matrix(text.detach(), text.detach()) > threshold_text
+            sim = cosine_similarity_matrix(text.detach(), text.detach())
+            related &= sim > effective_threshold(sim, threshold_text, threshold_percentile)
         if modalities not in ("image+text", "image", "text"):
             raise ValueError(f"unknown modalities {modalities!r}")
         weights = related.float() * relation_weight
         weights.fill_diagonal_(1.0)
         return weights
+
+
+def effective_threshold(sim: torch.Tensor, threshold: float, percentile: float | None) -> torch.Tensor | float:
+    """The threshold LRC applies to a B x B cosine matrix ``sim``: ``threshold`` itself when
+    ``percentile`` is None, else ``max(threshold, q)`` with ``q`` the ``percentile``-th
+    percentile (linear interpolation) of the B (B - 1) off-diagonal entries - a 0-dim tensor
+    on ``sim``'s device. A batch of one row has no off-diagonal entry: ``threshold``."""
+    b = sim.shape[0]
+    if percentile is None or b < 2:
+        return threshold
+    off = sim.masked_select(~torch.eye(b, dtype=torch.bool, device=sim.device)).float()
+    return torch.clamp(torch.quantile(off, percentile / 100.0), min=threshold)
 
 
 def related_offdiagonal_pairs(weights: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,18 @@ this association's label.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Literal
+
+import torch
 
 from pydantic import Field
 
 from wsreid.api import Batch, BuildContext, LocalAssociation, Params, Relation, StepContext, ViewFeatures
+from wsreid.errors import TrainingError
 
-from wsreid_dgia.functional import lrc_relation
+from wsreid.losses import cosine_similarity_matrix
+from wsreid_dgia.functional import effective_threshold, lrc_relation
 
 
 #: ``related_share`` (%) at or above which LRC has stopped selecting neighbours: nearly every
@@ -39,6 +44,13 @@ class LrcParams(Params):
         description="which agreement makes a pair related: both modalities (LRC), image only (LRC-I) or text only (LRC-T)",
     )
     view: str = Field("base", description="view whose features are related: 'base' (L_rc_b) or 'asymmetric' (L_rc_h)")
+    threshold_percentile: float | None = Field(
+        None,
+        gt=0.0,
+        lt=100.0,
+        description="not in the paper: raise each modality's threshold, per batch, to this percentile of the "
+        "batch's off-diagonal cosines (at most 100 - p % of the pairs pass each test); null keeps the fixed thresholds",
+    )
 
 
 class LocalRelationConstruction(LocalAssociation):
@@ -49,7 +61,12 @@ class LocalRelationConstruction(LocalAssociation):
     pairs). Diagnostics per epoch (identity ids, never a loss): ``related_pairs_per_batch``,
     ``related_share`` (% of the batches' ordered off-diagonal pairs that are related; near
     100 the thresholds have stopped selecting - see :data:`RUNAWAY_SHARE`) and
-    ``relation_precision`` (% of related pairs that are truly the same person).
+    ``relation_precision`` (% of related pairs that are truly the same person); with
+    ``threshold_percentile`` also ``threshold_image`` and ``threshold_text``, the mean
+    thresholds applied (each at least the fixed one).
+
+    State (checkpoints): whether the runaway warning was printed, so a resumed run does not
+    print it again.
     """
 
     Params = LrcParams
@@ -66,15 +83,32 @@ class LocalRelationConstruction(LocalAssociation):
         self._related = 0
         self._pairs = 0
         self._correct = 0
+        self._threshold_sums = [0.0, 0.0]
+
+    def _thresholds(self, feats: ViewFeatures) -> tuple[float, float]:
+        """(image, text) thresholds for this batch: the fixed ones, or raised to the batch
+        percentile (:func:`wsreid_dgia.functional.effective_threshold`)."""
+        p = self.params
+        if p.threshold_percentile is None:
+            return p.threshold_image, p.threshold_text
+        with torch.no_grad():
+            out = []
+            for x, fixed, used in ((feats.image, p.threshold_image, p.modalities != "text"),
+                                   (feats.text, p.threshold_text, p.modalities != "image")):  # fmt: skip
+                x = x.detach()
+                out.append(float(effective_threshold(cosine_similarity_matrix(x, x), fixed, p.threshold_percentile))
+                           if used else fixed)  # fmt: skip
+        self._threshold_sums[0] += out[0]
+        self._threshold_sums[1] += out[1]
+        return out[0], out[1]
 
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation:
         p = self.params
         self._epoch = ctx.epoch
         self._is_main = ctx.dist is None or ctx.dist.is_main
         feats = features[p.view]
-        weights = lrc_relation(
-            feats.image, feats.text, p.threshold_image, p.threshold_text, p.relation_weight, p.modalities
-        )
+        threshold_image, threshold_text = self._thresholds(feats)
+        weights = lrc_relation(feats.image, feats.text, threshold_image, threshold_text, p.relation_weight, p.modalities)
         related = weights > 0
         related.fill_diagonal_(False)
         count = int(related.sum())
@@ -92,8 +126,8 @@ class LocalRelationConstruction(LocalAssociation):
             p = self.params
             print(f"warning: epoch {self._epoch}: lrc (view {p.view}, thresholds {p.threshold_image} / "
                   f"{p.threshold_text}) related {share:.1f} % of each batch's pairs: it no longer selects "
-                  "neighbours and its objective only smooths the labels; a lower train.lr or higher thresholds "
-                  "keep it selective (docs/results.md, \"The default: the learning rate\")",
+                  "neighbours and its objective only smooths the labels; a lower train.lr, higher thresholds or a "
+                  "threshold_percentile keep it selective (docs/results.md, \"The default: the learning rate\")",
                   file=sys.stderr, flush=True)
 
     def diagnostics(self) -> dict[str, float]:
@@ -106,5 +140,18 @@ class LocalRelationConstruction(LocalAssociation):
                 self._warn_runaway(out["related_share"])
         if self._related:
             out["relation_precision"] = 100.0 * self._correct / self._related
+        if self.params.threshold_percentile is not None and self._batches:
+            out["threshold_image"] = self._threshold_sums[0] / self._batches
+            out["threshold_text"] = self._threshold_sums[1] / self._batches
         self._reset()
         return out
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"runaway_warned": torch.tensor([int(self._runaway_warned)], dtype=torch.long)}
+
+    def load_state_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        if not tensors:  # a fresh run, or a checkpoint written before this state existed
+            return
+        if set(tensors) != {"runaway_warned"}:
+            raise TrainingError(f"lrc state holds {sorted(tensors)}, expected ['runaway_warned']")
+        self._runaway_warned = bool(int(tensors["runaway_warned"].reshape(-1)[0]))
