@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from wsreid.api import Batch, BuildContext, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
+from wsreid.losses import cosine_similarity_matrix
 from wsreid.pluginmanager import load_plugins
 from wsreid_dgia import GlobalRelationConstruction, LocalRelationConstruction
 from wsreid_dgia.functional import gsrc_loss, lrc_relation, mine_neighbours
@@ -48,6 +49,37 @@ def test_lrc_relation_stats_and_precision_diagnostics():
     assert comp.diagnostics() == {"related_pairs_per_batch": 2.0, "related_share": pytest.approx(100 * 4 / 24),
                                   "relation_precision": 50.0}  # 4 of 2 x 12 ordered pairs related
     assert comp.diagnostics() == {}
+
+
+def test_lrc_threshold_percentile_relates_as_the_functional_and_logs_its_thresholds():
+    params = LocalRelationConstruction.Params(threshold_image=-1.0, threshold_text=0.9, threshold_percentile=50.0)
+    comp = LocalRelationConstruction(params, BuildContext())
+    f = feats(HAND_IMAGE, HAND_TEXT)
+    rel = comp.relate(f, make_batch([0, 1, 2, 3], [5, 5, 6, 7]), ctx(1))
+    assert torch.equal(rel.weights, lrc_relation(HAND_IMAGE, HAND_TEXT, -1.0, 0.9, threshold_percentile=50.0))
+    image_cos = cosine_similarity_matrix(HAND_IMAGE, HAND_IMAGE)[~torch.eye(4, dtype=torch.bool)]
+    median = float(torch.quantile(image_cos, 0.5))
+    assert -1.0 < median < 0.9  # the percentile binds on images; on texts the fixed 0.9 stays above it
+    assert float(torch.quantile(cosine_similarity_matrix(HAND_TEXT, HAND_TEXT)[~torch.eye(4, dtype=torch.bool)], 0.5)) < 0.9
+    diag = comp.diagnostics()
+    assert diag["threshold_image"] == pytest.approx(median) and diag["threshold_text"] == 0.9
+    assert diag["related_share"] == pytest.approx(100 * rel.stats["related_pairs"] / 12)
+    assert "threshold_image" not in LocalRelationConstruction(LocalRelationConstruction.Params(), BuildContext()).diagnostics()
+
+
+def test_lrc_state_remembers_the_runaway_warning(capsys):
+    comp = LocalRelationConstruction(LocalRelationConstruction.Params(threshold_image=-1.0, threshold_text=-1.0), BuildContext())
+    assert comp.state_tensors() == {"runaway_warned": torch.tensor([0])}
+    comp.relate(feats(HAND_IMAGE, HAND_TEXT), make_batch(range(4)), ctx(3))
+    assert comp.diagnostics()["related_share"] == 100.0
+    assert capsys.readouterr().err.startswith("warning: epoch 3: lrc (view base, thresholds -1.0 / -1.0) related 100.0 %")
+    restored = LocalRelationConstruction(comp.params, BuildContext())
+    restored.load_state_tensors(comp.state_tensors())
+    restored.relate(feats(HAND_IMAGE, HAND_TEXT), make_batch(range(4)), ctx(4))
+    assert restored.diagnostics()["related_share"] == 100.0 and capsys.readouterr().err == ""
+    restored.load_state_tensors({})  # a checkpoint from before this state: nothing to restore
+    with pytest.raises(TrainingError, match="expected \\['runaway_warned'\\]"):
+        restored.load_state_tensors({"step": torch.tensor([1])})
 
 
 def test_lrc_reads_its_view():

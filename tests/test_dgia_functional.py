@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsreid.losses import bidirectional_sdm_loss, relation_targets
+from wsreid.losses import cosine_similarity_matrix
 from wsreid_dgia.functional import (
     _proposal_error_bound,
+    effective_threshold,
     enlarged_features,
     group_relation,
     gsrc_loss,
@@ -71,6 +73,37 @@ def test_lrc_relation_is_symmetric_with_unit_diagonal(n, seed, lam):
     assert torch.all((off == 0) | torch.isclose(off, torch.tensor(lam)))
     t = relation_targets(r)
     assert torch.allclose(t.sum(1), torch.ones(n)) and torch.equal(t == 0, r == 0)
+
+
+def test_effective_threshold_hand_case():
+    # off-diagonal cosines of a 3 x 3 matrix: 0.2, 0.5, 0.9 (each twice)
+    sim = torch.tensor([[1.0, 0.2, 0.5], [0.2, 1.0, 0.9], [0.5, 0.9, 1.0]])
+    assert effective_threshold(sim, 0.7, None) == 0.7
+    assert effective_threshold(sim, 0.3, 50.0) == pytest.approx(0.5)  # median of [.2 .2 .5 .5 .9 .9]
+    assert effective_threshold(sim, 0.7, 50.0) == 0.7  # never below the fixed one
+    assert effective_threshold(sim, -1.0, 70.0) == pytest.approx(0.7)  # position 0.7 x 5 = 3.5: between .5 and .9
+    assert effective_threshold(sim[:1, :1], 0.7, 50.0) == 0.7  # no pair: the fixed threshold
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 24), seed=st.integers(0, 10_000), pct=st.floats(50.0, 99.0), th=st.floats(-1.0, 0.9))
+def test_lrc_relation_percentile_caps_the_share_and_never_relates_more(n, seed, pct, th):
+    """With ``threshold_percentile`` each test passes at most (100 - p) % of the ordered
+    off-diagonal pairs (strict ``>`` over a percentile), the related pairs are a subset of
+    those at the fixed threshold, and the result equals the fixed-threshold relation at the
+    thresholds ``effective_threshold`` returns."""
+    image, text = clustered(n, 6, seed, noise=0.1), clustered(n, 6, seed + 1, groups=2, noise=0.1)
+    fixed = lrc_relation(image, text, th, th)
+    capped = lrc_relation(image, text, th, th, threshold_percentile=pct)
+    pairs = n * (n - 1)
+    for modalities, x in (("image", image), ("text", text)):
+        alone = lrc_relation(image, text, th, th, modalities=modalities, threshold_percentile=pct)
+        assert int(related_offdiagonal_pairs(alone)) <= math.floor((100.0 - pct) / 100.0 * pairs + 1e-6) + 1
+    assert torch.all((capped > 0) <= (fixed > 0))
+    ti = effective_threshold(cosine_similarity_matrix(image, image), th, pct)
+    tt = effective_threshold(cosine_similarity_matrix(text, text), th, pct)
+    assert ti >= th and tt >= th
+    assert torch.equal(capped, lrc_relation(image, text, ti, tt))
 
 
 def test_lrc_loss_equals_sdm_against_its_relation_and_is_permutation_invariant():

@@ -83,16 +83,16 @@ def lrc_relation(
         return weights
 
 
-def effective_threshold(sim: torch.Tensor, threshold: float, percentile: float | None) -> torch.Tensor | float:
+def effective_threshold(sim: torch.Tensor, threshold: float, percentile: float | None) -> float:
     """The threshold LRC applies to a B x B cosine matrix ``sim``: ``threshold`` itself when
     ``percentile`` is None, else ``max(threshold, q)`` with ``q`` the ``percentile``-th
-    percentile (linear interpolation) of the B (B - 1) off-diagonal entries - a 0-dim tensor
-    on ``sim``'s device. A batch of one row has no off-diagonal entry: ``threshold``."""
+    percentile (linear interpolation) of the B (B - 1) off-diagonal entries (one host sync).
+    A batch of one row has no off-diagonal entry: ``threshold``."""
     b = sim.shape[0]
     if percentile is None or b < 2:
         return threshold
     off = sim.masked_select(~torch.eye(b, dtype=torch.bool, device=sim.device)).float()
-    return torch.clamp(torch.quantile(off, percentile / 100.0), min=threshold)
+    return max(threshold, float(torch.quantile(off, percentile / 100.0)))
 
 
 def related_offdiagonal_pairs(weights: torch.Tensor) -> torch.Tensor:

@@ -96,7 +96,7 @@ class LocalRelationConstruction(LocalAssociation):
             for x, fixed, used in ((feats.image, p.threshold_image, p.modalities != "text"),
                                    (feats.text, p.threshold_text, p.modalities != "image")):  # fmt: skip
                 x = x.detach()
-                out.append(float(effective_threshold(cosine_similarity_matrix(x, x), fixed, p.threshold_percentile))
+                out.append(effective_threshold(cosine_similarity_matrix(x, x), fixed, p.threshold_percentile)
                            if used else fixed)  # fmt: skip
         self._threshold_sums[0] += out[0]
         self._threshold_sums[1] += out[1]
