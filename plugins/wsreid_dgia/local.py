@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
-
 from pydantic import Field
 
 from wsreid.api import Batch, BuildContext, LocalAssociation, Params, Relation, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
-
 from wsreid.losses import cosine_similarity_matrix
+
 from wsreid_dgia.functional import effective_threshold, lrc_relation
 
 
