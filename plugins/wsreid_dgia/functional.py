@@ -17,6 +17,7 @@ from wsreid.losses import bidirectional_sdm_loss, cosine_similarity_matrix
 
 __all__ = [
     "lrc_relation",
+    "lrc_relation_and_thresholds",
     "effective_threshold",
     "lrc_loss",
     "related_offdiagonal_pairs",
@@ -65,22 +66,41 @@ def lrc_relation(
     modality's threshold becomes ``max(th, P)``, ``P`` the batch's ``threshold_percentile``-th
     percentile of that modality's off-diagonal cosines (:func:`effective_threshold`), so at
     most ``100 - threshold_percentile`` % of the pairs pass either test however close the
-    features draw together.
+    features draw together. :func:`lrc_relation_and_thresholds` also returns the thresholds.
     """
+    return lrc_relation_and_thresholds(
+        image, text, threshold_image, threshold_text, relation_weight, modalities, threshold_percentile
+    )[0]
+
+
+def lrc_relation_and_thresholds(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    threshold_image: float = 0.7,
+    threshold_text: float = 0.7,
+    relation_weight: float = 0.1,
+    modalities: Modalities = "image+text",
+    threshold_percentile: float | None = None,
+) -> tuple[torch.Tensor, float, float]:
+    """:func:`lrc_relation` and the (image, text) thresholds it applied - the fixed ones, or
+    raised to the batch percentile; a modality that ``modalities`` leaves out keeps its
+    fixed threshold."""
     with torch.no_grad():
         b = image.shape[0]
         related = torch.ones(b, b, dtype=torch.bool, device=image.device)
         if modalities in ("image+text", "image"):
             sim = cosine_similarity_matrix(image.detach(), image.detach())
-            related &= sim > effective_threshold(sim, threshold_image, threshold_percentile)
+            threshold_image = effective_threshold(sim, threshold_image, threshold_percentile)
+            related &= sim > threshold_image
         if modalities in ("image+text", "text"):
             sim = cosine_similarity_matrix(text.detach(), text.detach())
-            related &= sim > effective_threshold(sim, threshold_text, threshold_percentile)
+            threshold_text = effective_threshold(sim, threshold_text, threshold_percentile)
+            related &= sim > threshold_text
         if modalities not in ("image+text", "image", "text"):
             raise ValueError(f"unknown modalities {modalities!r}")
         weights = related.float() * relation_weight
         weights.fill_diagonal_(1.0)
-        return weights
+        return weights, threshold_image, threshold_text
 
 
 def effective_threshold(sim: torch.Tensor, threshold: float, percentile: float | None) -> float:

@@ -17,9 +17,8 @@ from pydantic import Field
 
 from wsreid.api import Batch, BuildContext, LocalAssociation, Params, Relation, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
-from wsreid.losses import cosine_similarity_matrix
 
-from wsreid_dgia.functional import effective_threshold, lrc_relation
+from wsreid_dgia.functional import lrc_relation_and_thresholds
 
 
 #: ``related_share`` (%) at or above which LRC has stopped selecting neighbours: nearly every
@@ -84,30 +83,17 @@ class LocalRelationConstruction(LocalAssociation):
         self._correct = 0
         self._threshold_sums = [0.0, 0.0]
 
-    def _thresholds(self, feats: ViewFeatures) -> tuple[float, float]:
-        """(image, text) thresholds for this batch: the fixed ones, or raised to the batch
-        percentile (:func:`wsreid_dgia.functional.effective_threshold`)."""
-        p = self.params
-        if p.threshold_percentile is None:
-            return p.threshold_image, p.threshold_text
-        with torch.no_grad():
-            out = []
-            for x, fixed, used in ((feats.image, p.threshold_image, p.modalities != "text"),
-                                   (feats.text, p.threshold_text, p.modalities != "image")):  # fmt: skip
-                x = x.detach()
-                out.append(effective_threshold(cosine_similarity_matrix(x, x), fixed, p.threshold_percentile)
-                           if used else fixed)  # fmt: skip
-        self._threshold_sums[0] += out[0]
-        self._threshold_sums[1] += out[1]
-        return out[0], out[1]
-
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation:
         p = self.params
         self._epoch = ctx.epoch
         self._is_main = ctx.dist is None or ctx.dist.is_main
         feats = features[p.view]
-        threshold_image, threshold_text = self._thresholds(feats)
-        weights = lrc_relation(feats.image, feats.text, threshold_image, threshold_text, p.relation_weight, p.modalities)
+        weights, threshold_image, threshold_text = lrc_relation_and_thresholds(
+            feats.image, feats.text, p.threshold_image, p.threshold_text, p.relation_weight, p.modalities,
+            p.threshold_percentile,
+        )  # fmt: skip
+        self._threshold_sums[0] += threshold_image
+        self._threshold_sums[1] += threshold_text
         related = weights > 0
         related.fill_diagonal_(False)
         count = int(related.sum())
