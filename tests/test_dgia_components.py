@@ -3,11 +3,14 @@ state round trip, diagnostics, registration."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from wsreid.api import Batch, BuildContext, StepContext, ViewFeatures
+from wsreid.cli import main
 from wsreid.errors import TrainingError
 from wsreid.losses import cosine_similarity_matrix
 from wsreid.pluginmanager import load_plugins
@@ -259,3 +262,13 @@ def test_components_are_registered_by_name():
         if entry.provider in ("dgia", "standard"):
             for fname, field in entry.params_model.model_fields.items():
                 assert field.description, f"{entry.kind} {entry.name}.{fname} lacks a description"
+
+
+@pytest.mark.parametrize(("value", "bound"), [("100", "less than 100"), ("0", "greater than 0")])
+def test_lrc_threshold_percentile_out_of_range_is_one_line(value, bound, capsys):
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "dgia.yaml"
+    key = "local_associations.lrc.threshold_percentile"
+    assert main(["validate", str(recipe), "-o", f"{key}={value}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: override -o {key}={value}: {key}: input should be {bound} (got {value})"]
+    assert captured.out == ""
