@@ -32,6 +32,8 @@ CASES = [
     ("objective", "itc", {"reduction": "sum"}),
     ("objective", "sdm", {"relation": "lrc", "weight": 0.5}),
     ("objective", "triplet", {"relation": "gsrc", "positive": "hardest"}),
+    ("objective", "identity-classification", None),
+    ("objective", "identity-classification", {"features": "normalized"}),
     ("pair_construction", "identity", None),
     ("pair_construction", "iasc", {"augment_base": True}),
     ("pair_construction", "recorded-views", {"file": "{views}", "base_ids_key": "base_ids"}),

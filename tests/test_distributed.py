@@ -128,3 +128,34 @@ def test_two_process_pseudo_labels_equal_one_process(make_recipe, tmp_path):
     key = "global_associations/pseudo_labels/labels"
     assert torch.equal(la[key], lb[key])
     assert la[key].numel() == 292  # one label per training pair of synth-pedes tiny
+
+
+def test_two_process_trainable_classifier_matches_one_process(make_recipe, tmp_path, test_plugins_path):
+    """A trainable component (the ID loss's classifier) stays outside DDP: every process
+    starts from the same values, applies the gradient of the global batch once (not
+    world_size times) and holds the same values after every step (checked by the hook
+    plugin); the trained classifier equals the 1-process run's."""
+    recipe = make_recipe("baselines/itc.yaml", {
+        "train": {"epochs": 2, "batch_size": 16, "lr_factors": {"objectives.id.*": 2000.0}, "eps": 1.0},
+        "objectives": {"id": {"name": "identity-classification"}}, "plugins": ["wsreid_test_hooks"],
+        "eval": {"every": 2}})
+    one, two = tmp_path / "one", tmp_path / "two"
+    path = os.pathsep.join(p for p in (test_plugins_path, os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "WSREID_TEST_CHECK_STATE": "1"}
+    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)], env)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)], env)
+    ca = load_file(str(one / "checkpoints" / "epoch-0002" / "components.safetensors"))
+    cb = load_file(str(two / "checkpoints" / "epoch-0002" / "components.safetensors"))
+    key = "objectives/id/module.classifier.weight"
+    start = float(ca[key].std())
+    assert start > 0.002  # trained away from its N(0, 0.001) start
+    # Adam with eps 1 steps about lr x gradient (the classifier at 2000 x lr to move it), so a
+    # gradient applied world_size times would show
+    torch.testing.assert_close(cb[key], ca[key], atol=2e-4, rtol=0)
+    torch.testing.assert_close(cb["objectives/id/module.classifier.bias"], ca["objectives/id/module.classifier.bias"],
+                               atol=2e-4, rtol=0)
+    wa = load_file(str(one / "checkpoints" / "epoch-0002" / "model.safetensors"))
+    wb = load_file(str(two / "checkpoints" / "epoch-0002" / "model.safetensors"))
+    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("k_proj.bias"))
+    assert worst < 1e-5, worst

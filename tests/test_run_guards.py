@@ -33,6 +33,17 @@ def test_an_objective_returning_a_non_scalar_is_named(make_recipe, tmp_path, tes
     assert "loss.mean()" in line
 
 
+def test_a_trainable_objective_using_the_reserved_state_prefix_is_named_before_training(
+        make_recipe, tmp_path, test_plugins_path, capsys):
+    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "objectives": {"mine": {"name": "reserved-state-name"}}})
+    assert main(["run", str(recipe)]) == 2
+    assert not (tmp_path / "run").exists()  # refused before the first epoch: no run directory left
+    line = _one_error_line(capsys)
+    assert ("objectives.mine (objective 'reserved-state-name' from plugin 'wsreid_test_faults'): state_tensors() "
+            "names 'module.steps', but the prefix 'module.' is reserved for the module's own tensors") in line
+    assert "rename that state tensor" in line
+
+
 def test_a_relation_whose_weights_do_not_match_its_rows_is_named(make_recipe, test_plugins_path, capsys):
     recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"near": {"name": "short-relation"}},
                                                 "objectives": {"itc": {"name": "itc"},

@@ -223,9 +223,10 @@ class ViewFeatures:
     Fields:
         image: B x d float32, L2-normalised, with gradient (in ``after_step``: detached).
         text: B x d float32, L2-normalised, with gradient (in ``after_step``: detached).
-        image_raw: B x d float32 as the encoder returned it (no normalisation), or None
-            where not available - e.g. for memory banks that store raw features as the
-            authors' code does (docs/method.md).
+        image_raw: B x d float32 as the encoder returned it (no normalisation), with
+            gradient like ``image``, or None where not available - e.g. for memory banks
+            that store raw features as the authors' code does (docs/method.md), or a loss
+            on unnormalised features (the ID loss).
         text_raw: the same for the text features.
     """
 
@@ -291,6 +292,10 @@ class BuildContext:
         encoder: the built encoder (None while the dataset and the encoder are built).
         train_captions: the training captions in index order (None while the dataset is
             built), for encoders that build a tokenizer from them.
+        train_person_ids: the TRUE identity of every training pair in index order (None
+            while the dataset is built). Only for components with ``weakly_supervised =
+            False`` (supervised references, e.g. an identity classifier sizing its output
+            layer); a weakly supervised component must not read it.
         image_size: (H, W) of the encoder input (None before the encoder is built).
         device: the training device of this process (also in ``ctx.dist.device``).
         extras: free-form values for embedding applications; the engine leaves it empty.
@@ -301,6 +306,7 @@ class BuildContext:
     num_train: int | None = None
     encoder: "EncoderComponent | None" = None
     train_captions: list[str] | None = None
+    train_person_ids: tuple[int, ...] | None = None
     image_size: tuple[int, int] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     extras: dict[str, Any] = field(default_factory=dict)
@@ -372,6 +378,18 @@ class Component:
 
     Every ``Params`` default must satisfy its own field (a plugin with
     ``k: int = Field("five")`` is refused when it registers).
+
+    **Trainable components.** An association or objective that also derives from
+    ``torch.nn.Module`` (call ``torch.nn.Module.__init__(self)`` first in ``__init__``)
+    has its parameters trained with the encoder's, by the same optimizer and schedule:
+    e.g. a classifier head over the features. The engine moves it to the training device
+    (float32), names its parameters ``<section>.<label>.<name>`` (``train.lr_factors``
+    globs match these names, e.g. ``objectives.id.*``), keeps it out of the encoder's
+    DDP wrapper (every process computes the same global-batch loss, so its gradient is
+    the same everywhere) and saves its ``state_dict()`` in every checkpoint, so a resumed
+    run continues with it; it is not part of the trained model (``best/``), which is the
+    encoder alone. Its ``state_tensors`` names must not start with ``module.`` (that
+    prefix holds the module's own tensors in the checkpoint).
 
     Attributes:
         Params: the parameter model (derives from :class:`Params`; the default has no

@@ -45,11 +45,32 @@ class FailsToBuild(LocalAssociation):
         raise ZeroDivisionError("division by zero")
 
 
+class ScaledItc(Objective, torch.nn.Module):
+    """A trainable objective (ITC at a learned temperature) whose state_tensors() uses the
+    name prefix the engine reserves for a trainable component's own tensors."""
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params, context):
+        torch.nn.Module.__init__(self)
+        Objective.__init__(self, params, context)
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+
+    def loss(self, features, relations, batch, ctx):
+        base = features["base"]
+        return itc_loss(base.image, base.text) * self.log_scale.exp()
+
+    def state_tensors(self):
+        return {"module.steps": torch.zeros(1)}
+
+
 @hookimpl
 def wsreid_register(registry):
     registry.add("objective", "per-pair-loss", PerPairLoss)
     registry.add("local_association", "short-relation", ShortRelation)
     registry.add("local_association", "fails-to-build", FailsToBuild)
+    registry.add("objective", "reserved-state-name", ScaledItc)
 
 
 @hookimpl

@@ -5,7 +5,8 @@ Layout of ``RUN/checkpoints/``::
     epoch-0003/          one directory per checkpoint (only the newest is kept)
         model.safetensors       encoder weights
         optimizer.safetensors   optimizer tensors (state/<param id>/<key>)
-        components.safetensors  component state (<section>/<label>/<key>): memory banks, pseudo-labels
+        components.safetensors  component state (<section>/<label>/<key>): memory banks, pseudo-labels,
+                                and the module tensors of trainable components (<section>/<label>/module.<name>)
         rng.safetensors         RNG states (torch, numpy)
         state.json              epoch, step, scheduler, param groups, python RNG, metric history
     latest               name of the newest complete checkpoint directory

@@ -7,6 +7,8 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from wsreid.api import KINDS, BuildContext, Component, labelled_kinds
 from wsreid.pluginmanager import Plugins
 
@@ -38,6 +40,20 @@ class Components:
             for label, comp in getattr(self, section).items():
                 out[f"{section}/{label}"] = comp
         return out
+
+    def trainable(self) -> dict[str, torch.nn.Module]:
+        """Associations and objectives that are torch modules (their parameters are
+        trained with the encoder's), keyed ``<section>.<label>`` as their parameters are
+        named."""
+        return {f"{section}.{label}": comp
+                for section in SECTIONS for label, comp in getattr(self, section).items()
+                if isinstance(comp, torch.nn.Module)}
+
+    def named_trainable_parameters(self):
+        """``(<section>.<label>.<name>, parameter)`` of every trainable component."""
+        for prefix, module in self.trainable().items():
+            for name, param in module.named_parameters():
+                yield f"{prefix}.{name}", param
 
     @property
     def weakly_supervised(self) -> bool:
@@ -86,12 +102,13 @@ def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, wh
 
 def load_dataset(plugins: Plugins, recipe, context: BuildContext):
     """Build the recipe's dataset and load it -> (dataset component, DatasetSplits);
-    fills ``context.train_captions`` and ``context.num_train`` for the components built
-    after it."""
+    fills ``context.train_captions``, ``context.num_train`` and ``context.train_person_ids``
+    for the components built after it."""
     dataset = build_component(plugins, "dataset", recipe.data, context, "data")
     splits = dataset.load()
     context.train_captions = [p.caption for p in splits.train]
     context.num_train = len(splits.train)
+    context.train_person_ids = tuple(p.person_id for p in splits.train)
     return dataset, splits
 
 

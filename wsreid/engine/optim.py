@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 
 import torch
@@ -40,10 +41,11 @@ def parameter_groups(named_parameters, train: TrainConfig) -> list[dict]:
     ]
 
 
-def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or AdamW (``train.optimizer``) over the parameter groups of ``model``
-    (:func:`parameter_groups`)."""
-    groups = parameter_groups(model.named_parameters(), train)
+def build_optimizer(model: torch.nn.Module, train: TrainConfig, extra_named_parameters=()) -> torch.optim.Optimizer:
+    """Adam or AdamW (``train.optimizer``) over the parameter groups (:func:`parameter_groups`)
+    of ``model`` and of ``extra_named_parameters`` (``(name, parameter)`` pairs, e.g. the
+    parameters of trainable components, named ``<section>.<label>.<name>``)."""
+    groups = parameter_groups(itertools.chain(model.named_parameters(), extra_named_parameters), train)
     for g in groups:
         g.pop("names")
     cls = torch.optim.Adam if train.optimizer == "adam" else torch.optim.AdamW

@@ -59,6 +59,11 @@ from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import ComponentError, RecipeError, TrainingError, UserError
 from wsreid.pluginmanager import Plugins
 
+#: checkpoint tensor names ``<section>/<label>/module.<name>`` hold a trainable component's
+#: ``state_dict()`` (docs/plugins.md, "Trainable components")
+MODULE_PREFIX = "module."
+
+
 class EncodeViews(torch.nn.Module):
     """Wraps the encoder so that one forward call encodes every view (the unit DDP wraps).
 
@@ -187,6 +192,9 @@ class Run:
                     hint=f"did you mean {close[0]!r}?" if close else f"labels: {', '.join(sorted(labels)) or 'none'}",
                 )
         self.components = comps
+        for prefix, module in comps.trainable().items():
+            module.float().to(self.dist.device)
+            self._check_state_names(prefix.replace(".", "/", 1), module.state_tensors())  # before any epoch
 
     # ------------------------------------------------------------------ who failed
     def origin(self, where: str) -> str:
@@ -249,7 +257,13 @@ class Run:
             torch.utils.data.DataLoader(self.train_data, batch_sampler=self.sampler, collate_fn=collate_pairs,
                                         num_workers=r.train.num_workers),
             self.dist.device, self.encoder.image_mean, self.encoder.image_std)
-        optimizer = build_optimizer(self.model, r.train)
+        # trainable components stay outside DDP: each process computes the same global-batch
+        # loss, so their gradients agree without a reduction (train_step scales them)
+        if self.dist.world_size > 1:  # start every process from the first one's values, as DDP does
+            with torch.no_grad():
+                for _, param in self.components.named_trainable_parameters():
+                    param.copy_(self.dist.broadcast(param.detach().clone()))
+        optimizer = build_optimizer(self.model, r.train, self.components.named_trainable_parameters())
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.scheduler = build_scheduler(self.optimizer, self.sampler.steps_per_epoch(), r.train)
         self.train_person_ids = torch.tensor([p.person_id for p in self.splits.train])
@@ -275,9 +289,23 @@ class Run:
         """The state of every stateful component, keyed ``<section>/<label>/<tensor>``."""
         out = {}
         for key, comp in self.components.stateful().items():
-            for name, t in comp.state_tensors().items():
+            tensors = comp.state_tensors()
+            for name, t in tensors.items():
                 out[f"{key}/{name}"] = t
+            if isinstance(comp, torch.nn.Module):  # a trainable component: its parameters and buffers
+                self._check_state_names(key, tensors)
+                for name, t in comp.state_dict().items():
+                    out[f"{key}/{MODULE_PREFIX}{name}"] = t.detach()
         return out
+
+    def _check_state_names(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        """A trainable component's own state names must not use the prefix of its module
+        tensors (they would be read back as module tensors)."""
+        for name in tensors:
+            if name.startswith(MODULE_PREFIX):
+                raise ComponentError(f"{self.origin(key.replace('/', '.'))}: state_tensors() names {name!r}, "
+                                     f"but the prefix {MODULE_PREFIX!r} is reserved for the module's own tensors",
+                                     hint="rename that state tensor")
 
     def restore(self) -> None:
         """``--resume``: load the latest checkpoint (encoder, optimizer, schedule,
@@ -296,7 +324,16 @@ class Run:
             key, tname = name.rsplit("/", 1)
             per_comp.setdefault(key, {})[tname] = t.to(self.dist.device)
         for key, comp in self.components.stateful().items():
-            comp.load_state_tensors(per_comp.pop(key, {}))
+            tensors = per_comp.pop(key, {})
+            if isinstance(comp, torch.nn.Module):
+                module_state = {n[len(MODULE_PREFIX):]: t for n, t in tensors.items() if n.startswith(MODULE_PREFIX)}
+                try:
+                    comp.load_state_dict(module_state)
+                except RuntimeError as exc:
+                    raise TrainingError(f"checkpoint {path}: the saved tensors of {key} do not fit its module "
+                                        f"({_one_line(exc)})", hint="resume with the recipe the run was started with") from exc
+            tensors = {n: t for n, t in tensors.items() if not n.startswith(MODULE_PREFIX)}
+            comp.load_state_tensors(tensors)
         if per_comp:
             raise TrainingError(f"checkpoint {path} holds state for components not in the recipe: {sorted(per_comp)}",
                                 hint="resume with the recipe the run was started with")
@@ -335,13 +372,12 @@ class Run:
         """Features and indices of the whole global batch on every process.
 
         Relations and losses are computed over the global batch (as one process would):
-        features are gathered with :meth:`Distributed.gather_with_grad` (this rank's rows
-        keep their gradient), dataset indices and ids without. The gathered Batch carries
+        features (normalised and raw) are gathered with :meth:`Distributed.gather_with_grad`
+        (this rank's rows keep their gradient), dataset indices and ids without. The gathered Batch carries
         empty image/token tensors (the encoder already ran). Identity on one process."""
         if self.dist.world_size == 1:
             return features, batch
-        gathered = {v: ViewFeatures(self.dist.gather_with_grad(f.image), self.dist.gather_with_grad(f.text),
-                                    self.dist.gather(f.image_raw.detach()), self.dist.gather(f.text_raw.detach()))
+        gathered = {v: ViewFeatures(*(self.dist.gather_with_grad(t) for t in (f.image, f.text, f.image_raw, f.text_raw)))
                     for v, f in features.items()}
         empty = torch.zeros(0, device=batch.index.device)
         gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index),
@@ -395,8 +431,12 @@ class Run:
         # Every process computes the loss of the global batch; its gradient reaches only this
         # rank's rows. DDP averages over ranks, so scale by the world size to get the sum.
         self.accelerator.backward(total * self.dist.world_size)
+        trainable = [p for _, p in c.named_trainable_parameters() if p.grad is not None]
+        if self.dist.world_size > 1:  # outside DDP: each process holds world_size x the global gradient
+            for param in trainable:
+                param.grad.div_(self.dist.world_size)
         if self.recipe.train.grad_clip:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.train.grad_clip)
+            self.accelerator.clip_grad_norm_([*self.model.parameters(), *trainable], self.recipe.train.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         if c.global_associations:

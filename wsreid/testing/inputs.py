@@ -42,6 +42,8 @@ CAPTIONS = [
 #: Token ids of :class:`StubEncoder` and :func:`random_batch` (as the built CLIP tokenizer).
 PAD, UNK, MASK, START, END = 0, 1, 2, 3, 4
 VOCAB = 64
+#: Norm of the raw (unnormalised) features of :func:`grouped_features`.
+RAW_NORM = 3.0
 
 
 class StubEncoder(EncoderComponent):
@@ -90,16 +92,22 @@ def grouped_features(
     requires_grad: bool = True,
 ) -> dict[str, ViewFeatures]:
     """L2-normalised features (B x dim per modality) for the persons in ``person_ids`` (B),
-    one :class:`ViewFeatures` per view. Leaf tensors, with gradient when ``requires_grad``
-    (so a check can see what carries gradient)."""
+    one :class:`ViewFeatures` per view, with raw features (``image_raw``, ``text_raw``: the
+    same directions at norm ``RAW_NORM``, as an encoder returns them unnormalised). Leaf
+    tensors, all four, with gradient when ``requires_grad`` (so a check can see what
+    carries gradient)."""
     groups = int(person_ids.max()) + 1 if person_ids.numel() else 1
     image_c, text_c = group_centres(groups, dim, centre_seed)
     gen = _generator(seed)
     out = {}
+
+    def leaf(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().requires_grad_(requires_grad)
+
     for view in views:
         image = F.normalize(image_c[person_ids] + noise * torch.randn(len(person_ids), dim, generator=gen), dim=1)
         text = F.normalize(text_c[person_ids] + noise * torch.randn(len(person_ids), dim, generator=gen), dim=1)
-        out[view] = ViewFeatures(image.detach().requires_grad_(requires_grad), text.detach().requires_grad_(requires_grad))
+        out[view] = ViewFeatures(leaf(image), leaf(text), leaf(RAW_NORM * image), leaf(RAW_NORM * text))
     return out
 
 
@@ -155,11 +163,10 @@ def permute_batch(batch: Batch, perm: torch.Tensor) -> Batch:
 def permute_features(features: dict[str, ViewFeatures], perm: torch.Tensor) -> dict[str, ViewFeatures]:
     """Every view's rows reordered by ``perm``, as new leaf tensors with the same
     ``requires_grad``."""
-    return {
-        v: ViewFeatures(f.image.detach()[perm].requires_grad_(f.image.requires_grad),
-                        f.text.detach()[perm].requires_grad_(f.text.requires_grad))
-        for v, f in features.items()
-    }  # fmt: skip
+    def rows(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.detach()[perm].requires_grad_(t.requires_grad)
+
+    return {v: ViewFeatures(rows(f.image), rows(f.text), rows(f.image_raw), rows(f.text_raw)) for v, f in features.items()}
 
 
 def permute_relation(relation: Relation, perm: torch.Tensor, features: ViewFeatures | None = None) -> Relation:

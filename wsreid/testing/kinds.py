@@ -22,6 +22,7 @@ from wsreid.testing.contracts import (
     fail,
 )
 from wsreid.testing.inputs import (
+    StubEncoder,
     group_relation,
     grouped_features,
     permute_batch,
@@ -206,8 +207,14 @@ def check_objective_entry(entry: Entry, data: Mapping[str, Any] | None = None, *
     start = (data or {}).get("start_epoch", getattr(s.params, "start_epoch", 1))
     epoch = max(1, int(start) if isinstance(start, int) else 1)
     ctx = step_context(epoch, 0, epoch)
-    comp = s.build(BuildContext(seed=seed, num_train=200))
     person = persons(batch_size, 2, seed)
+
+    def context() -> BuildContext:
+        # training identities for supervised references (an identity classifier sizes its layer with them)
+        return BuildContext(seed=seed, num_train=200, encoder=StubEncoder(embed_dim=dim),
+                            train_person_ids=tuple(range(batch_size)))
+
+    comp = s.build(context())
     batch = random_batch(person, torch.arange(batch_size), seed=seed)
     perm = permutation(batch_size, seed)
     for extra in (0, memory_rows):
@@ -219,7 +226,7 @@ def check_objective_entry(entry: Entry, data: Mapping[str, Any] | None = None, *
                             weights=group_relation(person, 0.5, memory_person), view=view)
         what = f"given relation {label!r} ({batch_size} x {batch_size + extra})"
         loss = _loss(s, comp, features, {label: relation}, batch, ctx, what)
-        leaves = [t for f in features.values() for t in (f.image, f.text)]
+        leaves = [t for f in features.values() for t in (f.image, f.text, f.image_raw, f.text_raw)]
         grads = torch.autograd.grad(loss, leaves, allow_unused=True, retain_graph=True)
         present = [g for g in grads if g is not None]
         if not present or all(float(g.abs().sum()) == 0 for g in present):
@@ -231,8 +238,28 @@ def check_objective_entry(entry: Entry, data: Mapping[str, Any] | None = None, *
         permuted = _loss(s, comp, permuted_features, {label: permuted_relation}, permute_batch(batch, perm), ctx, what)
         assert_close(permuted, loss, s.where, f"the loss {what} must not change when the batch is permuted",
                      atol=1e-5, rtol=1e-4)
+        if isinstance(comp, torch.nn.Module):
+            check_trainable(s, comp, loss, context, lambda c: _loss(s, c, features, {label: relation}, batch, ctx, what))
     check_diagnostics(comp, s.where)
-    check_state_round_trip(comp, lambda: s.build(BuildContext(seed=seed, num_train=200)), s.where)
+    check_state_round_trip(comp, lambda: s.build(context()), s.where)
+
+
+def check_trainable(s: Subject, comp: torch.nn.Module, loss: torch.Tensor, build_context, loss_of) -> None:
+    """A trainable component (a ``torch.nn.Module``): the loss reaches its parameters with
+    finite gradients, and a fresh instance given its ``state_dict()`` computes the same loss
+    (the checkpoint of a run holds that state)."""
+    params = [p for p in comp.parameters() if p.requires_grad]
+    if not params:
+        fail(s.where, "is a torch.nn.Module without trainable parameters; derive from torch.nn.Module only to train some")
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    if all(g is None or float(g.abs().sum()) == 0 for g in grads):
+        fail(s.where, "the loss has no gradient with respect to the component's own parameters")
+    if not all(torch.isfinite(g).all() for g in grads if g is not None):
+        fail(s.where, "the loss has non-finite gradients with respect to the component's own parameters")
+    fresh = s.build(build_context())
+    fresh.load_state_dict(comp.state_dict())
+    assert_close(loss_of(fresh), loss, s.where, "a fresh instance loaded with state_dict() must give the same loss",
+                 atol=1e-6)
 
 
 def _loss(s: Subject, comp: Any, features: dict, relations: dict, batch: Batch, ctx: Any, what: str) -> torch.Tensor:
