@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from wsreid.engine import checkpoint as ckpt
 from wsreid.engine.data import PairBatchSampler
 from wsreid.engine.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
-from wsreid.errors import TrainingError, UserError
+from wsreid.errors import RecipeError, TrainingError, UserError
 from wsreid.recipe.model import TrainConfig
 
 
@@ -62,6 +62,18 @@ def test_parameter_groups_bias_factor_and_decay():
     assert groups[(2e-3, 0.0)] == ["0.bias"]
     assert groups[(5e-3, 4e-5)] == ["1.weight"]
     assert groups[(1e-2, 0.0)] == ["1.bias"]
+
+
+def test_an_lr_factor_glob_matching_no_parameter_is_refused():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4))
+    extra = [("objectives.id.classifier.weight", torch.nn.Parameter(torch.zeros(2, 4)))]
+    ok = TrainConfig(lr=1e-3, lr_factors={"objectives.id.*": 5.0})
+    groups = build_optimizer(model, ok, extra).param_groups
+    assert sorted(g["lr"] for g in groups) == pytest.approx([1e-3, 2e-3, 5e-3])
+    typo = TrainConfig(lr=1e-3, lr_factors={"objective.id.*": 5.0})
+    with pytest.raises(RecipeError, match=r"train.lr_factors: 'objective.id.\*' matches no parameter of this run") as info:
+        build_optimizer(model, typo, extra)
+    assert "(did you mean 'objectives.id.*'? parameter names start with: 0.bias, 0.weight, objectives.id.*)" in str(info.value)
 
 
 def test_scheduler_sets_group_lrs():

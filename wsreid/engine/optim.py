@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from wsreid.errors import RecipeError
 from wsreid.recipe.model import TrainConfig
 
 
@@ -16,8 +17,11 @@ def parameter_groups(named_parameters, train: TrainConfig) -> list[dict]:
 
     Biases get ``lr * bias_lr_factor`` and ``bias_weight_decay``; other parameters ``lr``
     and ``weight_decay``; ``lr_factors`` (glob -> factor, first match wins) multiplies on
-    top; a factor of 0 freezes the parameter (it is left out of the optimizer).
+    top; a factor of 0 freezes the parameter (it is left out of the optimizer). A glob that
+    matches no parameter is a RecipeError (:func:`check_lr_factors`).
     """
+    named_parameters = list(named_parameters)
+    check_lr_factors(train.lr_factors, [name for name, _ in named_parameters])
     groups: dict[tuple[float, float], list] = {}
     names: dict[tuple[float, float], list[str]] = {}
     for name, param in named_parameters:
@@ -39,6 +43,22 @@ def parameter_groups(named_parameters, train: TrainConfig) -> list[dict]:
         {"params": params, "lr": lr, "initial_lr": lr, "weight_decay": wd, "names": names[(lr, wd)]}
         for (lr, wd), params in groups.items()
     ]
+
+
+def check_lr_factors(lr_factors: dict[str, float], names: list[str]) -> None:
+    """Every ``train.lr_factors`` glob must match a parameter name, else a RecipeError names
+    it (a mistyped pattern would otherwise change nothing, silently)."""
+    for pattern in lr_factors:
+        if any(fnmatch.fnmatch(name, pattern) for name in names):
+            continue
+        import difflib
+
+        prefixes = sorted({".".join(n.split(".")[:2]) + ".*" if n.count(".") > 1 else n for n in names})
+        close = difflib.get_close_matches(pattern, prefixes + names, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise RecipeError(f"train.lr_factors: {pattern!r} matches no parameter of this run",
+                          hint=f"{hint}parameter names start with: {', '.join(prefixes[:8])}"
+                               + (" ..." if len(prefixes) > 8 else ""))
 
 
 def build_optimizer(model: torch.nn.Module, train: TrainConfig, extra_named_parameters=()) -> torch.optim.Optimizer:

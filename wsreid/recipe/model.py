@@ -37,7 +37,9 @@ class TrainConfig(Strict):
     bias_weight_decay: float = Field(0.0, ge=0, description="weight decay of biases")
     lr_factors: dict[str, float] = Field(
         default_factory=dict,
-        description="extra learning-rate factors by parameter-name glob, e.g. {'*logit_scale*': 0}",
+        description="extra learning-rate factors by parameter-name glob (names start with 'encoder.' or, for "
+        "trainable components, '<section>.<label>.'), e.g. {'objectives.id.*': 5}; 0 freezes; a glob that matches "
+        "no parameter stops the run before training",
     )
     optimizer: Literal["adam", "adamw"] = Field("adam", description="optimizer")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
