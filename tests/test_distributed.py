@@ -3,6 +3,7 @@ must match the 1-process run with the same global batch."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -84,8 +85,11 @@ def _run(args, env=None, timeout=600):
 
 def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins_path):
     """torchrun with 2 gloo processes == 1 process with the same global batch: the same
-    relations and memory banks (gathered with their dataset indices), the same metrics."""
-    recipe = make_recipe("dgia.yaml", {"train": {"epochs": 2, "batch_size": 16}, "plugins": ["wsreid_test_hooks"]})
+    relations and memory banks (gathered with their dataset indices), the same metrics.
+    The asymmetric view's LRC takes its thresholds from the batch (p90): the percentile
+    is taken over the global batch, so both runs apply the same thresholds."""
+    recipe = make_recipe("dgia.yaml", {"train": {"epochs": 2, "batch_size": 16}, "plugins": ["wsreid_test_hooks"],
+                                       "local_associations": {"lrc_asymmetric": {"threshold_percentile": 90}}})
     one, two = tmp_path / "one", tmp_path / "two"
     # the hook plugin checks after every step that both ranks hold identical memory banks
     # keep the caller's PYTHONPATH after the test plugins (a checkout's own plugins/ may be on it)
@@ -112,6 +116,11 @@ def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins
     # shift), so Adam turns float noise in them into lr-sized steps: they are left out.
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("k_proj.bias"))
     assert worst < 1e-5, worst
+    ea = list(csv.DictReader((one / "logs" / "epochs.csv").open()))
+    eb = list(csv.DictReader((two / "logs" / "epochs.csv").open()))
+    for key in ("diag/lrc_asymmetric/threshold_image", "diag/lrc_asymmetric/threshold_text",
+                "diag/lrc_asymmetric/related_pairs_per_batch", "diag/lrc/related_pairs_per_batch"):
+        assert [float(r[key]) for r in eb] == pytest.approx([float(r[key]) for r in ea], abs=1e-4), key
 
 
 def test_two_process_pseudo_labels_equal_one_process(make_recipe, tmp_path):
