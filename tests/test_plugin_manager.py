@@ -123,6 +123,37 @@ def test_plugins_command_shows_kind_distribution_version_and_parameters(site, ca
     assert "itc wsreid 0.1.0 (standard)" in objectives and "temperature = 0.02" in objectives
     assert "relation = '<required>'" in objectives
     assert "true-identity wsreid 0.1.0 (baselines) [NOT weakly supervised]" in lines
+    assert "identity-classification wsreid 0.1.0 (baselines) [NOT weakly supervised] [trainable]" in lines
+
+
+def test_a_pair_construction_that_is_a_torch_module_is_refused_at_registration(site):
+    """Only associations and objectives are trained with the encoder: a module registered
+    as pair construction would silently never be trained, so its plugin is broken."""
+    source = '''
+    import torch
+    from wsreid import hookimpl
+    from wsreid.api import PairConstruction, View
+
+
+    class LearnedPairs(PairConstruction, torch.nn.Module):
+        """A pair construction with a parameter."""
+
+        def views(self, batch, encoder):
+            return {"base": View(batch.images, batch.input_ids, batch.attention_mask)}
+
+
+    @hookimpl
+    def wsreid_register(registry):
+        registry.add("pair_construction", "learned-pairs", LearnedPairs)
+    '''
+    site("fake-learned", "0.1", {"learned": "fakeplug_learned"}, {"fakeplug_learned": source})
+    plugins = load_plugins()
+    [broken] = [b for b in plugins.broken if b.name == "learned"]
+    assert broken.error == ("while registering components: PluginError: plugin 'learned': pair_construction "
+                            "'learned-pairs' is a torch.nn.Module, but only associations and objectives are trained "
+                            "with the encoder (a module here would never be trained) (make it an objective or "
+                            "association, or keep the tensors as plain state)")
+    assert ("pair_construction", "learned-pairs") not in plugins.registry
 
 
 def test_disable_from_the_command_line_or_the_environment(site, monkeypatch, capsys):

@@ -389,7 +389,9 @@ class Component:
     the same everywhere) and saves its ``state_dict()`` in every checkpoint, so a resumed
     run continues with it; it is not part of the trained model (``best/``), which is the
     encoder alone. Its ``state_tensors`` names must not start with ``module.`` (that
-    prefix holds the module's own tensors in the checkpoint).
+    prefix holds the module's own tensors in the checkpoint). A dataset or pair
+    construction that is a ``torch.nn.Module`` is refused when it registers: nothing would
+    train it.
 
     Attributes:
         Params: the parameter model (derives from :class:`Params`; the default has no

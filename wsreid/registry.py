@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Iterator
 
+import torch
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from wsreid.api import COMPONENT_KINDS, KINDS, Component, Params
@@ -28,6 +29,9 @@ SETTINGS_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 #: kind -> the base class its components derive from (from :data:`wsreid.api.KINDS`)
 BASE_CLASSES: dict[str, type[Component]] = {k.kind: k.base for k in KINDS}
+#: kinds whose components may not be torch modules: only the encoder and the labelled kinds
+#: (associations, objectives) have their parameters trained (docs/plugins.md)
+UNTRAINED_KINDS: frozenset[str] = frozenset({"dataset", "pair_construction"})
 
 
 def invalid_default(model: type[BaseModel], prefix: str = "") -> str | None:
@@ -143,6 +147,10 @@ class Registry:
         base = BASE_CLASSES[kind]
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} must subclass wsreid.api.{base.__name__}")
+        if kind in UNTRAINED_KINDS and issubclass(cls, torch.nn.Module):
+            raise PluginError(f"plugin {provider!r}: {kind} {name!r} is a torch.nn.Module, but only associations and "
+                              "objectives are trained with the encoder (a module here would never be trained)",
+                              hint="make it an objective or association, or keep the tensors as plain state")
         params = getattr(cls, "Params", None)
         if not (isinstance(params, type) and issubclass(params, Params)):
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} needs a Params model deriving from wsreid.api.Params")

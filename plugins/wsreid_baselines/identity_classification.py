@@ -40,8 +40,10 @@ def identity_cross_entropy(image: torch.Tensor, text: torch.Tensor, labels: torc
 
 
 class IdentityClassification(Objective, torch.nn.Module):
-    """ID loss: a shared linear classifier over the true training identities (supervised
-    reference, NOT weakly supervised: reads person ids). A trainable component."""
+    """ID loss: one classifier of images and captions into the true training identities.
+
+    A supervised reference (NOT weakly supervised: reads person ids) and a trainable
+    component: the linear layer is trained with the encoder."""
 
     weakly_supervised = False
 

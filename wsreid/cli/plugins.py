@@ -39,6 +39,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     """Print every registered component by kind, with its provider and parameters, the
     declared settings blocks and the observers, then the plugins that failed to load or
     were disabled."""
+    import torch
+
     from wsreid.api import COMPONENT_KINDS
     from wsreid.pluginmanager import load_plugins
 
@@ -48,6 +50,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{kind}:")
         for e in entries:
             flag = "" if e.cls.weakly_supervised else "  [NOT weakly supervised]"
+            if e.kind != "encoder" and issubclass(e.cls, torch.nn.Module):
+                flag += "  [trainable]"  # its parameters are trained with the encoder's
             print(f"  {e.name:<24} {e.provided_by} ({e.provider}){flag}")
             if e.summary:
                 print(f"      {e.summary}")
