@@ -60,7 +60,7 @@ from wsreid.errors import ComponentError, RecipeError, TrainingError, UserError
 from wsreid.pluginmanager import Plugins
 
 #: checkpoint tensor names ``<section>/<label>/module.<name>`` hold a trainable component's
-#: ``state_dict()`` (docs/plugins.md, "Trainable components")
+#: ``state_dict()`` (docs/plugins.md, "A trainable objective")
 MODULE_PREFIX = "module."
 
 
