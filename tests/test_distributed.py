@@ -83,6 +83,31 @@ def _run(args, env=None, timeout=600):
     return proc
 
 
+def _one_and_two_processes(recipe, tmp_path, port, plugins_path=None):
+    """Run ``recipe`` in one process and with torchrun in two -> (run dir one, run dir two).
+    With ``plugins_path`` (the test plugins) the hook plugin checks after every step that
+    both ranks hold identical component state."""
+    env = None
+    if plugins_path is not None:
+        # keep the caller's PYTHONPATH after the test plugins (a checkout's own plugins/ may be on it)
+        path = os.pathsep.join(p for p in (plugins_path, os.environ.get("PYTHONPATH", "")) if p)
+        env = {"PYTHONPATH": path, "WSREID_TEST_CHECK_STATE": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)], env)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)], env)
+    return one, two
+
+
+def _worst_weight_difference(one, two) -> float:
+    """Largest absolute difference between the encoder weights of two runs at epoch 2.
+    Attention key biases have an exactly zero true gradient (softmax ignores a constant
+    shift), so Adam turns float noise in them into lr-sized steps: they are left out."""
+    wa = load_file(str(one / "checkpoints" / "epoch-0002" / "model.safetensors"))
+    wb = load_file(str(two / "checkpoints" / "epoch-0002" / "model.safetensors"))
+    return max(float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("k_proj.bias"))
+
+
 def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins_path):
     """torchrun with 2 gloo processes == 1 process with the same global batch: the same
     relations and memory banks (gathered with their dataset indices), the same metrics.
@@ -90,14 +115,7 @@ def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins
     is taken over the global batch, so both runs apply the same thresholds."""
     recipe = make_recipe("dgia.yaml", {"train": {"epochs": 2, "batch_size": 16}, "plugins": ["wsreid_test_hooks"],
                                        "local_associations": {"lrc_asymmetric": {"threshold_percentile": 90}}})
-    one, two = tmp_path / "one", tmp_path / "two"
-    # the hook plugin checks after every step that both ranks hold identical memory banks
-    # keep the caller's PYTHONPATH after the test plugins (a checkout's own plugins/ may be on it)
-    path = os.pathsep.join(p for p in (test_plugins_path, os.environ.get("PYTHONPATH", "")) if p)
-    env = {"PYTHONPATH": path, "WSREID_TEST_CHECK_STATE": "1"}
-    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)], env)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)], env)
+    one, two = _one_and_two_processes(recipe, tmp_path, 29517, test_plugins_path)  # memory banks checked each step
     a = json.loads((one / "metrics.json").read_text())
     b = json.loads((two / "metrics.json").read_text())
     for key in a["test"]:
@@ -110,11 +128,7 @@ def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins
             torch.testing.assert_close(cb[key].float(), ca[key].float(), atol=2e-3, rtol=0), key
         else:
             assert torch.equal(ca[key], cb[key]), key
-    wa = load_file(str(one / "checkpoints" / "epoch-0002" / "model.safetensors"))
-    wb = load_file(str(two / "checkpoints" / "epoch-0002" / "model.safetensors"))
-    # Attention key biases have an exactly zero true gradient (softmax ignores a constant
-    # shift), so Adam turns float noise in them into lr-sized steps: they are left out.
-    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("k_proj.bias"))
+    worst = _worst_weight_difference(one, two)
     assert worst < 1e-5, worst
     ea = list(csv.DictReader((one / "logs" / "epochs.csv").open()))
     eb = list(csv.DictReader((two / "logs" / "epochs.csv").open()))
@@ -128,10 +142,7 @@ def test_two_process_pseudo_labels_equal_one_process(make_recipe, tmp_path):
     and broadcast: every rank trains with the labels the 1-process run computes."""
     recipe = make_recipe("baselines/cluster-pseudo-labels.yaml",
                          {"train": {"epochs": 2, "batch_size": 16}, "eval": {"every": 2}})
-    one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)])
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
-          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)])
+    one, two = _one_and_two_processes(recipe, tmp_path, 29518)
     la = load_file(str(one / "checkpoints" / "epoch-0002" / "components.safetensors"))
     lb = load_file(str(two / "checkpoints" / "epoch-0002" / "components.safetensors"))
     key = "global_associations/pseudo_labels/labels"
@@ -148,12 +159,7 @@ def test_two_process_trainable_classifier_matches_one_process(make_recipe, tmp_p
         "train": {"epochs": 2, "batch_size": 16, "lr_factors": {"objectives.id.*": 2000.0}, "eps": 1.0},
         "objectives": {"id": {"name": "identity-classification"}}, "plugins": ["wsreid_test_hooks"],
         "eval": {"every": 2}})
-    one, two = tmp_path / "one", tmp_path / "two"
-    path = os.pathsep.join(p for p in (test_plugins_path, os.environ.get("PYTHONPATH", "")) if p)
-    env = {"PYTHONPATH": path, "WSREID_TEST_CHECK_STATE": "1"}
-    _run([sys.executable, "-m", "wsreid", "run", str(recipe), "--output-dir", str(one)], env)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
-          "-m", "wsreid", "run", str(recipe), "--output-dir", str(two)], env)
+    one, two = _one_and_two_processes(recipe, tmp_path, 29519, test_plugins_path)  # classifier checked each step
     ca = load_file(str(one / "checkpoints" / "epoch-0002" / "components.safetensors"))
     cb = load_file(str(two / "checkpoints" / "epoch-0002" / "components.safetensors"))
     key = "objectives/id/module.classifier.weight"
@@ -164,7 +170,5 @@ def test_two_process_trainable_classifier_matches_one_process(make_recipe, tmp_p
     torch.testing.assert_close(cb[key], ca[key], atol=2e-4, rtol=0)
     torch.testing.assert_close(cb["objectives/id/module.classifier.bias"], ca["objectives/id/module.classifier.bias"],
                                atol=2e-4, rtol=0)
-    wa = load_file(str(one / "checkpoints" / "epoch-0002" / "model.safetensors"))
-    wb = load_file(str(two / "checkpoints" / "epoch-0002" / "model.safetensors"))
-    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("k_proj.bias"))
+    worst = _worst_weight_difference(one, two)
     assert worst < 1e-5, worst
