@@ -277,3 +277,19 @@ def test_progress_lines_reach_stderr_one_write_each(study_file, tmp_path, monkey
     run_study(loaded, runs, execute=fake_execute)
     assert len(writes) == 2 * len(runs)  # "running ->" and "finished" per run
     assert all(w.endswith("\n") and w.count("\n") == 1 for w in writes), writes
+
+
+@pytest.mark.parametrize("study", sorted((REPO / "recipes" / "ablations").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_variant_of_a_shipped_study_is_a_valid_recipe(study):
+    """A variant whose overrides do not make a valid recipe (a parameter on a removed block,
+    a pair-construction parameter the new pair construction lacks) would fail only when its
+    turn comes in a study of hours: every shipped study's variants validate now."""
+    from wsreid.pluginmanager import load_plugins
+    from wsreid.recipe import load_recipe
+
+    registry = load_plugins().registry
+    loaded = load_study(study)
+    first_seed = [r for r in plan_runs(loaded, REPO / "runs" / "unused") if r.seed == loaded.study.seeds[0]]
+    assert [r.label for r in first_seed] == loaded.labels
+    for run in first_seed:
+        load_recipe(str(loaded.base), run.overrides, registry=registry)  # raises RecipeError naming file and line
