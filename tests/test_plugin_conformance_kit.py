@@ -163,6 +163,46 @@ class DetachedLoss(Objective):
         return itc_loss(features["base"].image, features["base"].text).detach()
 
 
+class TrainableFake(Objective, torch.nn.Module):
+    """Base of the trainable fakes: a torch module whose ``add_state`` makes its tensors;
+    the loss is ITC."""
+
+    Params = ViewParams
+
+    def __init__(self, params, context):
+        torch.nn.Module.__init__(self)
+        Objective.__init__(self, params, context)
+        self.add_state()
+
+    def add_state(self):
+        pass
+
+    def loss(self, features, relations, batch, ctx):
+        return itc_loss(features["base"].image, features["base"].text)
+
+
+class UnusedHead(TrainableFake):
+    """A trainable objective whose loss never reaches its layer."""
+
+    def add_state(self):
+        self.head = torch.nn.Linear(2, 2)
+
+
+class EmptyModule(TrainableFake):
+    """A torch module with nothing to train."""
+
+
+class UnsavedScale(TrainableFake):
+    """A trainable temperature, plus a random offset kept outside its state_dict()."""
+
+    def add_state(self):
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+        self.offset = float(torch.rand(()))
+
+    def loss(self, features, relations, batch, ctx):
+        return super().loss(features, relations, batch, ctx) * self.log_scale.exp() + self.offset
+
+
 class GlobalNoise(PairConstruction):
     """Adds noise from the global generator: views depend on batch order."""
 
@@ -226,6 +266,8 @@ FAKES = {
     ("local_association", "undocumented"): Undocumented, ("local_association", "doubling"): Doubling,
     ("global_association", "forgetful"): Forgetful, ("objective", "row-loss"): RowLoss,
     ("objective", "first-row"): FirstRowLoss, ("objective", "detached-loss"): DetachedLoss,
+    ("objective", "unused-head"): UnusedHead, ("objective", "empty-module"): EmptyModule,
+    ("objective", "unsaved-scale"): UnsavedScale,
     ("pair_construction", "global-noise"): GlobalNoise, ("encoder", "short-tokens"): ShortTokens,
     ("pair_construction", "undeclared-view"): UndeclaredView,
     ("dataset", "renumbered"): Renumbered,
@@ -260,6 +302,9 @@ def test_a_conforming_component_passes(registry):
     ("objective", "row-loss", None, "must return a floating scalar tensor"),
     ("objective", "first-row", None, "must not change when the batch is permuted"),
     ("objective", "detached-loss", None, "is not differentiable"),
+    ("objective", "unused-head", None, "the loss has no gradient with respect to the component's own parameters"),
+    ("objective", "empty-module", None, "is a torch.nn.Module without trainable parameters"),
+    ("objective", "unsaved-scale", None, "a fresh instance loaded with state_dict() must give the same loss"),
     ("pair_construction", "global-noise", None, "of a permuted batch must be the permuted images"),
     ("pair_construction", "undeclared-view", None, "views() returned ['base', 'masked'] but the class declares "
                                                     "['base']; set view_names"),

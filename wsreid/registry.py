@@ -31,7 +31,7 @@ SETTINGS_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 BASE_CLASSES: dict[str, type[Component]] = {k.kind: k.base for k in KINDS}
 #: kinds whose components may not be torch modules: only the encoder and the labelled kinds
 #: (associations, objectives) have their parameters trained (docs/plugins.md)
-UNTRAINED_KINDS: frozenset[str] = frozenset({"dataset", "pair_construction"})
+UNTRAINED_KINDS: frozenset[str] = frozenset(k.kind for k in KINDS if not k.labelled and k.kind != "encoder")
 
 
 def invalid_default(model: type[BaseModel], prefix: str = "") -> str | None:

@@ -93,7 +93,7 @@ class IdentityClassification(Objective, torch.nn.Module):
         else:
             image, text = feats.image, feats.text
         labels = self.classes(batch.person_id.to(image.device))
-        loss, image_logits, text_logits = identity_cross_entropy(image.float(), text.float(), labels, self.classifier)
+        loss, image_logits, text_logits = identity_cross_entropy(image, text, labels, self.classifier)
         with torch.no_grad():
             self._correct += torch.stack([(image_logits.argmax(1) == labels).sum(),
                                           (text_logits.argmax(1) == labels).sum()]).cpu()

@@ -42,18 +42,16 @@ class Components:
         return out
 
     def trainable(self) -> dict[str, torch.nn.Module]:
-        """Associations and objectives that are torch modules (their parameters are
-        trained with the encoder's), keyed ``<section>.<label>`` as their parameters are
-        named."""
-        return {f"{section}.{label}": comp
-                for section in SECTIONS for label, comp in getattr(self, section).items()
-                if isinstance(comp, torch.nn.Module)}
+        """The stateful components that are torch modules (associations and objectives; the
+        registry refuses a module of another kind): their parameters are trained with the
+        encoder's. Keyed ``<section>/<label>`` as :meth:`stateful`."""
+        return {key: comp for key, comp in self.stateful().items() if isinstance(comp, torch.nn.Module)}
 
     def named_trainable_parameters(self):
         """``(<section>.<label>.<name>, parameter)`` of every trainable component."""
-        for prefix, module in self.trainable().items():
+        for key, module in self.trainable().items():
             for name, param in module.named_parameters():
-                yield f"{prefix}.{name}", param
+                yield f"{key.replace('/', '.')}.{name}", param
 
     @property
     def weakly_supervised(self) -> bool:

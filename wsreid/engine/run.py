@@ -192,9 +192,9 @@ class Run:
                     hint=f"did you mean {close[0]!r}?" if close else f"labels: {', '.join(sorted(labels)) or 'none'}",
                 )
         self.components = comps
-        for prefix, module in comps.trainable().items():
+        for key, module in comps.trainable().items():
             module.float().to(self.dist.device)
-            self._check_state_names(prefix.replace(".", "/", 1), module.state_tensors())  # before any epoch
+            self._check_state_names(key, module.state_tensors())  # before any epoch
 
     # ------------------------------------------------------------------ who failed
     def origin(self, where: str) -> str:

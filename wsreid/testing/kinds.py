@@ -227,12 +227,7 @@ def check_objective_entry(entry: Entry, data: Mapping[str, Any] | None = None, *
         what = f"given relation {label!r} ({batch_size} x {batch_size + extra})"
         loss = _loss(s, comp, features, {label: relation}, batch, ctx, what)
         leaves = [t for f in features.values() for t in (f.image, f.text, f.image_raw, f.text_raw)]
-        grads = torch.autograd.grad(loss, leaves, allow_unused=True, retain_graph=True)
-        present = [g for g in grads if g is not None]
-        if not present or all(float(g.abs().sum()) == 0 for g in present):
-            fail(s.where, f"the loss {what} has no gradient with respect to the features")
-        if not all(torch.isfinite(g).all() for g in present):
-            fail(s.where, f"the loss {what} has non-finite gradients")
+        check_gradients(s, loss, leaves, f"the loss {what}", "the features")
         permuted_features = permute_features(features, perm)
         permuted_relation = permute_relation(relation, perm, permuted_features[view])
         permuted = _loss(s, comp, permuted_features, {label: permuted_relation}, permute_batch(batch, perm), ctx, what)
@@ -244,6 +239,17 @@ def check_objective_entry(entry: Entry, data: Mapping[str, Any] | None = None, *
     check_state_round_trip(comp, lambda: s.build(context()), s.where)
 
 
+def check_gradients(s: Subject, loss: torch.Tensor, tensors: list, loss_name: str, wrt: str) -> None:
+    """``loss`` has a non-zero, finite gradient with respect to some of ``tensors`` (tensors
+    it does not reach are allowed, as long as one is reached)."""
+    grads = torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True)
+    present = [g for g in grads if g is not None]
+    if not present or all(float(g.abs().sum()) == 0 for g in present):
+        fail(s.where, f"{loss_name} has no gradient with respect to {wrt}")
+    if not all(torch.isfinite(g).all() for g in present):
+        fail(s.where, f"{loss_name} has non-finite gradients with respect to {wrt}")
+
+
 def check_trainable(s: Subject, comp: torch.nn.Module, loss: torch.Tensor, build_context, loss_of) -> None:
     """A trainable component (a ``torch.nn.Module``): the loss reaches its parameters with
     finite gradients, and a fresh instance given its ``state_dict()`` computes the same loss
@@ -251,11 +257,7 @@ def check_trainable(s: Subject, comp: torch.nn.Module, loss: torch.Tensor, build
     params = [p for p in comp.parameters() if p.requires_grad]
     if not params:
         fail(s.where, "is a torch.nn.Module without trainable parameters; derive from torch.nn.Module only to train some")
-    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
-    if all(g is None or float(g.abs().sum()) == 0 for g in grads):
-        fail(s.where, "the loss has no gradient with respect to the component's own parameters")
-    if not all(torch.isfinite(g).all() for g in grads if g is not None):
-        fail(s.where, "the loss has non-finite gradients with respect to the component's own parameters")
+    check_gradients(s, loss, params, "the loss", "the component's own parameters")
     fresh = s.build(build_context())
     fresh.load_state_dict(comp.state_dict())
     assert_close(loss_of(fresh), loss, s.where, "a fresh instance loaded with state_dict() must give the same loss",
