@@ -7,7 +7,7 @@ protocols and tabulate them per variant (mean +- std over seeds):
 
     python results/eval_protocols.py STUDY.yaml --runs STUDY_OUTPUT_DIR --out DIR \\
         [--ratios 0.1,0.2,0.3,0.4,0.5] [--data recipes/synth-pedes-shifted-dgia.yaml] \\
-        [--zero-shot RECIPE] [--figure PNG]
+        [--zero-shot RECIPE] [--figure PNG] [--seeds S,...] [--variant LABEL ...]
 
 Each evaluation is one ``wsreid eval`` process (exactly what a user runs); its JSON goes
 to ``DIR/runs/<variant>/seed-<S>/{degraded,cross}.json`` and is reused when present, so
@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -106,12 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="recipes/synth-pedes-shifted-dgia.yaml", help="recipe whose data block is the cross-dataset target")
     parser.add_argument("--zero-shot", metavar="RECIPE", help="add a zero-shot row for the encoder this recipe starts from")
     parser.add_argument("--figure", help="PNG: R@1 against the query mask ratio, one line per variant")
+    parser.add_argument("--seeds", metavar="S[,S...]", help="evaluate these seeds instead of the study's "
+                        "(as `wsreid ablate --seeds`, for runs trained with it)")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL",
+                        help="evaluate only this variant (its exact label; repeatable)")
     args = parser.parse_args(argv)
 
     ratios = [float(x) for x in args.ratios.split(",")]
     ratio_arg = ",".join(f"{r:g}" for r in ratios)
     out = Path(args.out)
     loaded = load_study(args.study)
+    if args.seeds:
+        loaded.study.seeds = [int(x) for x in args.seeds.split(",")]
+    unknown = [label for label in args.variant if label not in loaded.labels]
+    if unknown:
+        parser.error(f"--variant {unknown[0]!r}: not a variant of {args.study} (variants: {', '.join(loaded.labels)})")
     planned = plan_runs(loaded, Path(args.runs))
 
     rows: list[tuple[str, bool | None, list[dict[str, float]], int, int]] = []
@@ -123,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("zero-shot (initial encoder)", True, [_row_values(degraded, cross, ratios)], 1, 1))
 
     for label in loaded.labels:
+        if args.variant and label not in args.variant:
+            continue
         runs = [p for p in planned if p.label == label]
         samples, weakly = [], None
         for run in runs:
@@ -169,7 +181,10 @@ def _write_tables(out: Path, rows, ratios: list[float], args) -> None:
         "",
         f"Runs: `{args.runs}`. Mean +- std over seeds; `runs` counts the seeds evaluated.",
         f"Made with `python results/eval_protocols.py {args.study} --runs {args.runs} --out {out}"
-        + (f" --zero-shot {args.zero_shot}" if args.zero_shot else "") + f" --data {args.data}`.",
+        f" --ratios {args.ratios} --data {args.data}"
+        + (f" --zero-shot {args.zero_shot}" if args.zero_shot else "")
+        + (f" --seeds {args.seeds}" if args.seeds else "")
+        + "".join(f" --variant {shlex.quote(label)}" for label in args.variant) + "`.",
         "",
         "## Degraded queries: test R@1 with a share r of each caption's word tokens masked",
         "",

@@ -69,3 +69,16 @@ def test_study_runs_are_evaluated_tabulated_and_reused(make_recipe, tmp_path, mo
     (out / "results.csv").unlink()
     assert script.main(args) == 0
     assert {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}["itc"] == itc
+
+    # --seeds and --variant narrow the table to what was asked, still from the saved files
+    assert script.main([*args, "--seeds", "1", "--variant", "itc"]) == 0
+    narrowed = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert list(narrowed) == ["itc"]
+    assert narrowed["itc"]["runs_done"] == "1" and narrowed["itc"]["runs_total"] == "1"
+    assert float(narrowed["itc"]["clean_mAP_mean"]) == pytest.approx(metrics[1]["mAP"])
+    assert "--ratios 0.5" in (out / "results.md").read_text()
+    assert "--seeds 1 --variant itc`" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit) as exc:
+        script.main([*args, "--variant", "nope"])
+    assert exc.value.code == 2
+    assert "--variant 'nope': not a variant of" in capsys.readouterr().err
