@@ -124,3 +124,23 @@ def test_a_run_trains_saves_and_resumes_the_classifier(make_recipe, tmp_path, te
         ta = load_file(str(full / "checkpoints" / "epoch-0003" / name))
         tb = load_file(str(cut / "checkpoints" / "epoch-0003" / name))
         assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), name
+
+
+def test_a_plain_component_keeps_module_prefixed_state_over_a_resume(make_recipe, tmp_path, test_plugins_path,
+                                                                     monkeypatch):
+    """Only a trainable component's checkpoint names are split into module tensors: a plain
+    objective whose state is named ``module.steps`` gets it back on --resume."""
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_faults", "wsreid_test_hooks"],
+                                                "objectives": {"count": {"name": "counts-steps"}},
+                                                "train": {"epochs": 3}})
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(["run", str(recipe), "--output-dir", str(full)]) == 0
+    monkeypatch.setenv("WSREID_TEST_INTERRUPT_AT", "3")
+    assert main(["run", str(recipe), "--output-dir", str(cut)]) == 130
+    monkeypatch.delenv("WSREID_TEST_INTERRUPT_AT")
+    assert main(["run", str(recipe), "--output-dir", str(cut), "--resume"]) == 0
+    steps = [load_file(str(d / "checkpoints" / "epoch-0003" / "components.safetensors"))["objectives/count/module.steps"]
+             for d in (full, cut)]
+    per_epoch = int(steps[0]) // 3
+    assert per_epoch > 0 and int(steps[0]) == 3 * per_epoch
+    assert int(steps[1]) == int(steps[0])  # counted on from the checkpoint, not from zero

@@ -65,12 +65,37 @@ class ScaledItc(Objective, torch.nn.Module):
         return {"module.steps": torch.zeros(1)}
 
 
+class CountsSteps(Objective):
+    """ITC with a step counter kept as state under a name starting with ``module.``: legal for
+    a component that is not a torch module (only trainable components' names are split off
+    as module tensors in a checkpoint)."""
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.steps = torch.zeros((), dtype=torch.long)
+
+    def loss(self, features, relations, batch, ctx):
+        self.steps += 1
+        base = features["base"]
+        return itc_loss(base.image, base.text)
+
+    def state_tensors(self):
+        return {"module.steps": self.steps.clone()}
+
+    def load_state_tensors(self, tensors):
+        self.steps = tensors["module.steps"].clone()
+
+
 @hookimpl
 def wsreid_register(registry):
     registry.add("objective", "per-pair-loss", PerPairLoss)
     registry.add("local_association", "short-relation", ShortRelation)
     registry.add("local_association", "fails-to-build", FailsToBuild)
     registry.add("objective", "reserved-state-name", ScaledItc)
+    registry.add("objective", "counts-steps", CountsSteps)
 
 
 @hookimpl

@@ -161,6 +161,7 @@ class Run:
         if not self.splits.train:
             raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
         self.dataset_counts = dataset_counts(self.splits)
+        self.train_person_ids = torch.tensor(ctx.train_person_ids)  # N, diagnostics and the identity sampler
         if self.dist.is_main:
             print(format_dataset_counts(self.splits.name, self.dataset_counts), flush=True)
         self.dist.barrier()
@@ -242,7 +243,7 @@ class Run:
         self.model = EncodeViews(self.encoder)
         self.train_data = TrainPairs(self.splits.train, self.encoder)
         if r.train.sampler == "identity":  # reads the TRUE person ids: comps.supervised_settings says so
-            self.sampler = IdentityBatchSampler([p.person_id for p in self.splits.train], r.train.batch_size,
+            self.sampler = IdentityBatchSampler(self.train_person_ids.tolist(), r.train.batch_size,
                                                 r.train.instances_per_identity, seed=r.train.seed,
                                                 rank=self.dist.rank, world_size=self.dist.world_size)
         else:
@@ -259,14 +260,14 @@ class Run:
             self.dist.device, self.encoder.image_mean, self.encoder.image_std)
         # trainable components stay outside DDP: each process computes the same global-batch
         # loss, so their gradients agree without a reduction (train_step scales them)
+        self.trainable_parameters = [param for _, param in self.components.named_trainable_parameters()]
         if self.dist.world_size > 1:  # start every process from the first one's values, as DDP does
             with torch.no_grad():
-                for _, param in self.components.named_trainable_parameters():
+                for param in self.trainable_parameters:
                     param.copy_(self.dist.broadcast(param.detach().clone()))
         optimizer = build_optimizer(self.model, r.train, self.components.named_trainable_parameters())
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.scheduler = build_scheduler(self.optimizer, self.sampler.steps_per_epoch(), r.train)
-        self.train_person_ids = torch.tensor([p.person_id for p in self.splits.train])
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
 
     def close(self) -> None:
@@ -325,14 +326,14 @@ class Run:
             per_comp.setdefault(key, {})[tname] = t.to(self.dist.device)
         for key, comp in self.components.stateful().items():
             tensors = per_comp.pop(key, {})
-            if isinstance(comp, torch.nn.Module):
+            if isinstance(comp, torch.nn.Module):  # only a trainable component's names are split
                 module_state = {n[len(MODULE_PREFIX):]: t for n, t in tensors.items() if n.startswith(MODULE_PREFIX)}
+                tensors = {n: t for n, t in tensors.items() if not n.startswith(MODULE_PREFIX)}
                 try:
                     comp.load_state_dict(module_state)
                 except RuntimeError as exc:
                     raise TrainingError(f"checkpoint {path}: the saved tensors of {key} do not fit its module "
                                         f"({_one_line(exc)})", hint="resume with the recipe the run was started with") from exc
-            tensors = {n: t for n, t in tensors.items() if not n.startswith(MODULE_PREFIX)}
             comp.load_state_tensors(tensors)
         if per_comp:
             raise TrainingError(f"checkpoint {path} holds state for components not in the recipe: {sorted(per_comp)}",
@@ -431,7 +432,7 @@ class Run:
         # Every process computes the loss of the global batch; its gradient reaches only this
         # rank's rows. DDP averages over ranks, so scale by the world size to get the sum.
         self.accelerator.backward(total * self.dist.world_size)
-        trainable = [p for _, p in c.named_trainable_parameters() if p.grad is not None]
+        trainable = [p for p in self.trainable_parameters if p.grad is not None]
         if self.dist.world_size > 1:  # outside DDP: each process holds world_size x the global gradient
             for param in trainable:
                 param.grad.div_(self.dist.world_size)
