@@ -153,6 +153,21 @@ def test_gradient_reaches_batch_rows_only_and_query_rows_option():
     assert not comp.image_memory.requires_grad
 
 
+@pytest.mark.parametrize("similarity_dtype, kept", [("fp32", 2), ("fp16", 1)])
+def test_similarity_dtype_reaches_the_threshold_test(similarity_dtype, kept):
+    """Rows 1 and 2 of the image bank sit at cosine 0.7003 and 0.7012 from row 0; in float16
+    the first equals the rounded 0.7 and is not kept (the reference profile's setting)."""
+    def at(c):
+        return [c, (1.0 - c * c) ** 0.5]
+
+    image = torch.tensor([[1.0, 0.0], at(0.7003), at(0.7012), at(-0.5)])
+    comp = gsrc(num_train=4, memory_dtype="fp32", similarity_dtype=similarity_dtype)
+    fill(comp, image, image, torch.arange(4))
+    idx = torch.tensor([0])
+    rel = comp.relate(feats(image[idx], image[idx]), make_batch(idx), ctx(2))
+    assert rel.image.shape[0] == 1 + kept
+
+
 def test_unwritten_rows_are_never_mined_and_are_filled_later():
     image, labels = clustered(24, 8, 4)
     comp = gsrc(memory_dtype="fp32")

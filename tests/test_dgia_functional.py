@@ -19,6 +19,7 @@ from wsreid_dgia.functional import (
     enlarged_features,
     group_relation,
     gsrc_loss,
+    linear_quantile,
     lrc_loss,
     lrc_relation,
     mine_neighbours,
@@ -83,6 +84,26 @@ def test_effective_threshold_hand_case():
     assert effective_threshold(sim, 0.7, 50.0) == 0.7  # never below the fixed one
     assert effective_threshold(sim, -1.0, 70.0) == pytest.approx(0.7)  # position 0.7 x 5 = 3.5: between .5 and .9
     assert effective_threshold(sim[:1, :1], 0.7, 50.0) == 0.7  # no pair: the fixed threshold
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3000), seed=st.integers(0, 10_000), q=st.floats(0.0, 1.0), ties=st.booleans())
+def test_linear_quantile_is_torch_quantile_to_the_bit(n, seed, q, ties):
+    values = torch.randn(n, generator=torch.Generator().manual_seed(seed))
+    if ties:
+        values = values.round(decimals=1)
+    assert torch.equal(linear_quantile(values, q), torch.quantile(values, q))
+
+
+def test_the_batch_percentile_has_no_size_limit():
+    """A global batch of 4,097 has 16,781,312 off-diagonal cosines, over the 2**24 that
+    ``torch.quantile`` accepts; the percentile threshold is still computed (a uniform
+    matrix: its 90th percentile is near 0.9)."""
+    b = 4097
+    sim = torch.rand(b, b, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="too large"):
+        torch.quantile(sim.flatten(), 0.9)
+    assert effective_threshold(sim, 0.0, 90.0) == pytest.approx(0.9, abs=1e-3)
 
 
 @settings(max_examples=30, deadline=None)
@@ -248,6 +269,26 @@ def test_pruned_rescoring_equals_float32_scoring(noise):
                            scoring=scoring_rows(memory, torch.bfloat16), scoring_norms=row_norms(memory))  # fmt: skip
     assert torch.allclose(fast.similarity, exact.similarity, atol=1e-6) and torch.equal(fast.valid, exact.valid)
     assert torch.equal(fast.index[fast.valid], exact.index[exact.valid])
+
+
+def test_float16_similarities_meet_the_threshold_as_the_authors_fp16_model():
+    """Memory rows at cosine 0.7003 and 0.7012 from the anchor (rank 1 is the anchor's own
+    row): float32 keeps both; in float16 0.7003 rounds to 0.7001953125, which is also what
+    0.7 rounds to, so ``>`` drops it, while 0.7012 (0.70117...) passes. The weights use the
+    rounded similarities."""
+    anchor = torch.tensor([[1.0, 0.0]])
+
+    def at(c):
+        return [c, math.sqrt(1.0 - c * c)]
+
+    memory = torch.tensor([[1.0, 0.0], at(0.7003), at(0.7012), at(-0.5)])
+    exact = mine_neighbours(anchor, anchor, memory, memory, k=3, threshold=0.7)
+    half = mine_neighbours(anchor, anchor, memory, memory, k=3, threshold=0.7, similarity_dtype=torch.float16)
+    assert exact.index.tolist() == half.index.tolist() == [[2, 1, 3]]
+    assert exact.valid.tolist() == [[True, True, False]]
+    assert half.valid.tolist() == [[True, False, False]]
+    assert half.similarity[0, 0].item() == float(torch.tensor(0.7012).half())
+    assert exact.similarity[0, 0].item() == pytest.approx(0.7012, abs=1e-6)
 
 
 def test_fewer_memory_rows_than_k():

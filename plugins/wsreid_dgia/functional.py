@@ -112,7 +112,25 @@ def effective_threshold(sim: torch.Tensor, threshold: float, percentile: float |
     if percentile is None or b < 2:
         return threshold
     off = sim.masked_select(~torch.eye(b, dtype=torch.bool, device=sim.device)).float()
-    return max(threshold, float(torch.quantile(off, percentile / 100.0)))
+    return max(threshold, float(linear_quantile(off, percentile / 100.0)))
+
+
+def linear_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """The ``q``-quantile (0 <= q <= 1) of a 1-D float tensor, interpolated linearly between
+    order statistics - the arithmetic of ``torch.quantile`` (ranks and weights in the
+    tensor's dtype), to the bit, but by two ``torch.kthvalue`` selections instead of a sort,
+    so with no limit on the size (``torch.quantile`` refuses more than 2**24 values: the
+    B (B - 1) off-diagonal cosines of a global batch above 4,096). 0-dim result."""
+    n = values.numel()
+    if n == 0:
+        raise ValueError("quantile of an empty tensor")
+    rank = torch.tensor(q, dtype=values.dtype) * (n - 1)
+    below, above = int(rank.floor()), int(rank.ceil())
+    value_below = torch.kthvalue(values, below + 1).values
+    if above == below:
+        return value_below
+    value_above = torch.kthvalue(values, above + 1).values
+    return torch.lerp(value_below, value_above, (rank - below).to(values.device))
 
 
 def related_offdiagonal_pairs(weights: torch.Tensor) -> torch.Tensor:
@@ -273,6 +291,7 @@ def mine_neighbours(
     chunk_rows: int = 65536,
     scoring: torch.Tensor | None = None,
     scoring_norms: torch.Tensor | None = None,
+    similarity_dtype: torch.dtype = torch.float32,
 ) -> Neighbours:
     """Neighbour mining of GSRC (Eq. 11-12), vectorised: one running top-k over chunks.
 
@@ -295,7 +314,10 @@ def mine_neighbours(
     true neighbour behind ``RESCORE_MARGIN`` others. ``scoring_norms``: optional N float32
     norms of the stored ranking rows (``torch.linalg.vector_norm(row.float())``, kept
     current with the scoring copy); the re-scoring then divides by them instead of
-    measuring the gathered rows.
+    measuring the gathered rows. ``similarity_dtype``: ``torch.float16`` rounds the kept
+    similarities to float16 and tests them against the threshold in float16, as the
+    authors' fp16 model does (there 0.7 is 0.7001953125, and cosines within half a float16
+    step tie); the returned similarities are then the rounded values (as float32).
     """
     with torch.no_grad():
         if anchor not in ("image", "text", "both"):
@@ -350,11 +372,14 @@ def mine_neighbours(
             values, index = _topk_over_memory(query, memory, slots, usable, own, chunk_rows, ready)
         if self_match == "skip_first_rank":
             values, index = values[:, 1:], index[:, 1:]
+        if similarity_dtype != torch.float32:
+            values = values.to(similarity_dtype).float()
+            threshold = float(torch.tensor(threshold, dtype=similarity_dtype))
         valid = values > threshold
         if anchor == "both":
             t = F.normalize(text.detach().float(), dim=1)
             rows = F.normalize(memory_text[index.reshape(-1)].float(), dim=1).reshape(*index.shape, -1)
-            text_sim = torch.einsum("bd,bkd->bk", t, rows)
+            text_sim = torch.einsum("bd,bkd->bk", t, rows).to(similarity_dtype).float()
             valid &= text_sim > threshold
         return Neighbours(index=index, similarity=torch.where(valid, values, 0.0), valid=valid)
 

@@ -77,6 +77,12 @@ class GsrcParams(Params):
         description="what the banks store: L2-normalised features, or the raw features as the encoder returns "
         "them (authors' code); mining and the loss normalise rows either way, the momentum update mixes what is stored",
     )
+    similarity_dtype: Literal["fp32", "fp16"] = Field(
+        "fp32",
+        description="precision in which the mined neighbours' cosines meet the threshold and enter the weights "
+        "(Eq. 12, 14): float32, or rounded to float16 and compared in float16 as the authors' fp16 model does "
+        "(0.7 then acts as 0.70019)",
+    )
     relation_dtype: Literal["fp32", "fp16"] = Field(
         "fp32",
         description="precision of the enlarged batch's relation matrix and of its SDM target (softmax and log): "
@@ -160,7 +166,7 @@ class GlobalRelationConstruction(GlobalAssociation):
                 self._norms = self._norms.to(device)
 
     def after_step(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> None:
-        feats = features[BASE_VIEW]  # memory always holds un-augmented features
+        feats = features[BASE_VIEW]  # un-augmented unless iasc.augment_base (docs/method.md)
         if self.params.memory_features == "raw":
             if feats.image_raw is None or feats.text_raw is None:
                 raise TrainingError("gsrc-fr memory_features 'raw': the engine passed no raw features")
@@ -228,6 +234,7 @@ class GlobalRelationConstruction(GlobalAssociation):
             k=p.top_k, threshold=p.threshold, anchor=p.anchor, self_match=p.self_match,
             batch_index=index, usable=None if self._all_written else self.written,
             chunk_rows=p.mining_chunk_rows, scoring=self._scoring, scoring_norms=self._norms,
+            similarity_dtype=_DTYPES[p.similarity_dtype],
         )  # fmt: skip
         weights = neighbour_weights(nb.similarity, nb.valid, p.gamma)
         _, relation = group_relation(nb.valid, weights, p.query_rows)

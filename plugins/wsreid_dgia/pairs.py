@@ -25,7 +25,9 @@ class IascParams(Params):
         "'first_always': the first word token always, the others with r (authors' code)",
     )
     augment_base: bool = Field(
-        False, description="also augment the base view's images (paper text); the code leaves them un-augmented"
+        False,
+        description="also augment the base view's images (paper text); the code leaves them un-augmented. "
+        "GSRC-FR's memory is written from the base view, so it then holds augmented features",
     )
     flip_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of a horizontal flip")
     pad: int = Field(10, ge=0, description="pixels of black padding before the random crop back to the input size")
