@@ -196,13 +196,19 @@ def test_small_bpe_file_gives_openai_ids(files):
     d, _ = files
     tok = bpe_tokenizer(d / "small.txt.gz", mask="added", max_length=8)
     # 512 byte symbols, then one token per merge (512..520), then start, end, mask
-    assert (tok.bos_token_id, tok.eos_token_id, tok.mask_token_id, tok.pad_token_id) == (521, 522, 523, 0)
+    # the tokenizer pads with the end token; the encoder writes OpenAI's padding id 0
+    assert (tok.bos_token_id, tok.eos_token_id, tok.mask_token_id, tok.pad_token_id) == (521, 522, 523, 522)
     out = tok(["Hello  a MAN!!", "red 12"], padding="max_length", truncation=True, max_length=8)
     a = byte_symbols().index("a") + 256  # 'a</w>'
-    assert out["input_ids"][0] == [521, 515, a, 517, 518, 522, 0, 0]
+    assert out["input_ids"][0] == [521, 515, a, 517, 518, 522, 522, 522]
     one, two = byte_symbols().index("1"), byte_symbols().index("2") + 256
-    assert out["input_ids"][1] == [521, 520, one + 256, two, 522, 0, 0, 0]
+    assert out["input_ids"][1] == [521, 520, one + 256, two, 522, 522, 522, 522]
     assert out["attention_mask"][1] == [1, 1, 1, 1, 1, 0, 0, 0]
+    enc = ClipEncoder(ClipParams(pretrained=str(d / "state.pt"), tokenizer=str(d / "small.txt.gz"),
+                                 image_size=(32, 32), max_length=8), CTX)
+    ids, mask = enc.tokenize(["Hello  a MAN!!", "red 12"])
+    assert ids.tolist() == [[521, 515, a, 517, 518, 522, 0, 0], [521, 520, one + 256, two, 522, 0, 0, 0]]
+    assert enc.pad_token_id == 0 and 0 in enc.special_token_ids and mask[1].tolist() == out["attention_mask"][1]
     last = bpe_tokenizer(d / "small.txt.gz", mask="last_merge", max_length=8)
     assert (last.mask_token_id, last.bos_token_id, last.eos_token_id) == (520, 521, 522)
     assert last("red")["input_ids"] == [521, 519, byte_symbols().index("d") + 256, 522]  # 're' + 'd</w>': 're d</w>' dropped
@@ -278,15 +284,34 @@ def test_convert_weights_command(files, tmp_path, capsys):
     back = openai_state_from_clip(model.state_dict())
     assert all(torch.equal(back[k], state[k]) for k in state)
     tok = AutoTokenizer.from_pretrained(str(out))
-    assert tok("hello")["input_ids"] == [521, 515, 522] and tok.pad_token_id == 0  # no mask token in the folder
+    assert tok("hello")["input_ids"] == [521, 515, 522] and tok.pad_token_id == 522  # no mask token in the folder
     enc = ClipEncoder(ClipParams(pretrained=str(out), image_size=(32, 32), max_length=16), CTX)
     assert enc.mask_token_added and enc.mask_token_id == 523
+    # the folder tokenizes as the BPE file does: '!' is an ordinary symbol, padding is id 0
+    fresh = ClipEncoder(ClipParams(pretrained=str(d / "state.pt"), tokenizer=str(d / "small.txt.gz"),
+                                   image_size=(32, 32), max_length=16), CTX)
+    texts = ["Hello a MAN!!", "red! 12 !", "!"]
+    assert torch.equal(enc.tokenize(texts)[0], fresh.tokenize(texts)[0])
+    assert enc.tokenize(["MAN!!"])[0][0, :5].tolist() == [521, 517, 518, 522, 0]
     capsys.readouterr()
     assert main(["convert-weights", str(d / "scripted.pt"), str(out)]) == 2
     assert main(["convert-weights", str(tmp_path / "none.pt"), str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "already exists" in err[0] and "none.pt does not exist" in err[1]
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_folder_that_pads_with_the_exclamation_mark_is_refused(files, tmp_path):
+    """Folders converted before the fix saved '!' (id 0) as a special padding token, which
+    splits every '!' of a caption off as padding: such a folder is named and refused."""
+    d, _ = files
+    out = tmp_path / "old"
+    assert main(["convert-weights", str(d / "scripted.pt"), str(out), "--tokenizer", str(d / "small.txt.gz")]) == 0
+    tok = bpe_tokenizer(d / "small.txt.gz", mask="none", max_length=16)
+    tok.pad_token = byte_symbols()[0]
+    tok.save_pretrained(str(out))
+    with pytest.raises(RecipeError, match="makes '!' \\(id 0\\) its padding token"):
+        ClipEncoder(ClipParams(pretrained=str(out), image_size=(32, 32), max_length=16), CTX)
 
 
 class _OpenAIBlock(torch.nn.Module):

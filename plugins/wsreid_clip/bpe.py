@@ -18,8 +18,12 @@ vocabulary as it is (no mask token).
 Text processing: NFC, runs of white space to one space, lower case; split into
 contractions, letter runs, single digits and runs of other symbols (OpenAI's pattern);
 byte-level symbols; BPE with ``</w>`` ending each word. Every text becomes start + tokens +
-end, padded with id 0 to ``max_length``; longer texts lose their last tokens, never the end
-token (OpenAI's truncation). OpenAI's ``ftfy`` text repair is not applied.
+end; longer texts lose their last tokens, never the end token (OpenAI's truncation).
+OpenAI's code pads with id 0 to ``max_length``. Id 0 is the byte symbol ``!``, which must
+stay an ordinary token (a special padding token ``!`` would turn every ``!`` of a text into
+padding), so the tokenizer pads with the end token and the encoder writes 0 into the padded
+positions (:func:`pads_with_zero`). OpenAI's ``ftfy`` text repair and its HTML unescaping
+are not applied.
 """
 
 from __future__ import annotations
@@ -101,7 +105,8 @@ def bpe_vocabulary(merges: list[tuple[str, str]], mask: MaskMode = "added") -> t
 def bpe_tokenizer(path: str | Path, *, mask: MaskMode = "added", max_length: int = 77) -> Any:
     """A transformers fast tokenizer for OpenAI's BPE merges file ``path`` (see the module
     doc): bos ``<|startoftext|>``, eos ``<|endoftext|>``, mask ``<|mask|>`` (none for
-    ``mask="none"``), padding id 0."""
+    ``mask="none"``), padding with eos (OpenAI's id 0 is written by the encoder:
+    :func:`pads_with_zero`)."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -120,10 +125,26 @@ def bpe_tokenizer(path: str | Path, *, mask: MaskMode = "added", max_length: int
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{START} $A {END}", special_tokens=[(START, vocab[START]), (END, vocab[END])]
     )
-    pad = byte_symbols()[0]  # id 0: OpenAI's code pads with zeros
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token=START, eos_token=END, model_max_length=max_length,
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=START, eos_token=END, pad_token=END, model_max_length=max_length,
         **({} if mask == "none" else {"mask_token": MASK}),
     )
-    fast.pad_token = pad
-    return fast
+
+
+def pads_with_zero(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` holds OpenAI's CLIP vocabulary - id 0 the byte symbol ``!``,
+    start and end tokens ``<|startoftext|>`` and ``<|endoftext|>`` - whose texts OpenAI's
+    code (and the authors') pads with id 0. Raises :class:`RecipeError` when such a
+    tokenizer makes ``!`` a special padding token (folders written by earlier versions of
+    ``wsreid convert-weights``): every ``!`` of a caption would become padding."""
+    if tokenizer.convert_ids_to_tokens(0) != byte_symbols()[0]:
+        return False
+    if tokenizer.bos_token != START or tokenizer.eos_token != END:
+        return False
+    if tokenizer.pad_token == byte_symbols()[0]:
+        raise RecipeError(
+            "clip encoder: the saved tokenizer makes '!' (id 0) its padding token, so every '!' of a caption "
+            "would be read as padding",
+            hint="convert the checkpoint again with wsreid convert-weights (the new folder pads with the end token)",
+        )
+    return True

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
 from wsreid.errors import RecipeError
-from wsreid_clip.bpe import bpe_tokenizer
+from wsreid_clip.bpe import bpe_tokenizer, pads_with_zero
 from wsreid_clip.loading import load_pretrained, load_pretrained_tokenizer, looks_like_path, random_clip_model
 from wsreid_clip.openai import (
     clip_from_openai_state,
@@ -246,6 +246,10 @@ class ClipEncoder(EncoderComponent):
             )
         self.tokenizer = tokenizer
         ids = self._special_ids(tokenizer)
+        #: OpenAI's vocabulary: padded positions hold id 0, as in OpenAI's and the authors' code
+        self.pads_with_zero = pads_with_zero(tokenizer)
+        if self.pads_with_zero:
+            ids["pad"] = 0
         self.start_token_id = ids["start"]
         self.end_token_id = ids["end"]
         self.pad_token_id = ids["pad"]
@@ -384,7 +388,10 @@ class ClipEncoder(EncoderComponent):
             return_attention_mask=True,
             return_token_type_ids=False,
         )
-        return encoded["input_ids"].long(), encoded["attention_mask"].long()
+        input_ids, attention_mask = encoded["input_ids"].long(), encoded["attention_mask"].long()
+        if self.pads_with_zero:
+            input_ids = input_ids.masked_fill(attention_mask == 0, 0)
+        return input_ids, attention_mask
 
     def save_pretrained(self, directory: Path) -> None:
         """Write the tokenizer to ``directory/tokenizer``; building this encoder with
