@@ -137,6 +137,25 @@ def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins
         assert [float(r[key]) for r in eb] == pytest.approx([float(r[key]) for r in ea], abs=1e-4), key
 
 
+def test_two_processes_with_other_hash_seeds_evaluate_the_splits_in_one_order(make_recipe, tmp_path):
+    """With ``eval.select: test`` each epoch evaluates val and test, gathering features
+    across processes; processes started independently get different string-hash seeds, so
+    the order of the two must not depend on hashing (with a set, rank 0 gathered val while
+    rank 1 gathered test: 'feature gather returned 102 rows for 126 items')."""
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "batch_size": 16}, "eval": {"select": "test"}})
+    launcher = tmp_path / "launch_with_rank_hash_seed.py"
+    launcher.write_text(
+        "import os, sys\n"
+        "os.environ['PYTHONHASHSEED'] = '0' if os.environ['LOCAL_RANK'] == '0' else '3'\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'wsreid', 'run', *sys.argv[1:]])\n"
+    )
+    out = tmp_path / "two"
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29520",
+          str(launcher), str(recipe), "--output-dir", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["R1"] > 0 and {"val", "test"} <= set(metrics["history"][0])
+
+
 def test_two_process_pseudo_labels_equal_one_process(make_recipe, tmp_path):
     """Cluster pseudo-labels are computed once (first process) for the whole training set
     and broadcast: every rank trains with the labels the 1-process run computes."""

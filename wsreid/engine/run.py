@@ -558,7 +558,8 @@ class Run:
         sel = self.selection_split()
         record: dict[str, Any] = {"epoch": epoch}
         if epoch % r.eval.every == 0 or epoch == r.train.epochs:
-            for split_name in {"val", sel} - {None}:
+            # a list, not a set: every process must evaluate (and gather) the splits in one order
+            for split_name in ["val"] + ([sel] if sel not in (None, "val") else []):
                 if getattr(self.splits, split_name, None) is None:
                     continue
                 record[split_name] = self.evaluate(split_name)
