@@ -1,9 +1,11 @@
 """Engine parts: sampler, learning-rate schedule, parameter groups, checkpoints."""
 
+import json
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
+from safetensors import SafetensorError
 
 from wsreid.engine import checkpoint as ckpt
 from wsreid.engine.data import PairBatchSampler
@@ -151,11 +153,17 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
         ckpt.load_checkpoint(path)
 
 
-def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+#: a full disk as the operating system reports it, and as safetensors does (its own error type)
+FULL_DISK = [OSError(28, "No space left on device"),
+             SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")]
+
+
+@pytest.mark.parametrize("error", FULL_DISK, ids=["OSError", "SafetensorError"])
+def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch, error):
     _state(tmp_path, epoch=1)
 
     def full_disk(*a, **k):
-        raise OSError(28, "No space left on device")
+        raise error
 
     monkeypatch.setattr(ckpt, "save_file", full_disk)
     with pytest.raises(TrainingError, match="No space left"):
@@ -163,3 +171,19 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert ckpt.latest_checkpoint(tmp_path).name == "epoch-0001"
     assert not (tmp_path / "checkpoints" / "epoch-0002.tmp").exists()
     ckpt.load_checkpoint(tmp_path / "checkpoints" / "epoch-0001")
+
+
+@pytest.mark.parametrize("error", FULL_DISK, ids=["OSError", "SafetensorError"])
+def test_failed_best_write_keeps_the_previous_best(tmp_path, monkeypatch, error):
+    model = torch.nn.Linear(3, 2)
+    ckpt.save_best(tmp_path, model, {"epoch": 1, "R1": 10.0})
+
+    def full_disk(*a, **k):
+        raise error
+
+    monkeypatch.setattr(ckpt, "save_model", full_disk)
+    with pytest.raises(TrainingError, match="could not write the best checkpoint .*: .*No space left"):
+        ckpt.save_best(tmp_path, model, {"epoch": 2, "R1": 12.0})
+    best = tmp_path / "checkpoints" / "best"
+    assert json.loads((best / "state.json").read_text())["epoch"] == 1 and (best / "model.safetensors").is_file()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best"]

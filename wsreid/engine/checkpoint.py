@@ -116,10 +116,10 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingError(
-            f"could not write checkpoint {root / name}: {exc.strerror or exc}",
+            f"could not write checkpoint {root / name}: {_write_error(exc)}",
             hint="the previous checkpoint is kept; free disk space and resume with --resume",
         ) from exc
     _atomic_write_text(root / "latest", name + "\n")
@@ -129,15 +129,29 @@ def save_checkpoint(
     return final
 
 
+def _write_error(exc: BaseException) -> str:
+    """The reason of a failed checkpoint write, in one line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+
+
 def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
     """Write the best model (``checkpoints/best``) atomically."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / "best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    (tmp / "state.json").write_text(json.dumps(info, indent=1))
+    try:
+        tmp.mkdir()
+        save_model(model, str(tmp / "model.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(info, indent=1))
+    except (OSError, SafetensorError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TrainingError(
+            f"could not write the best checkpoint {root / 'best'}: {_write_error(exc)}",
+            hint="the previous best checkpoint is kept; free disk space and resume with --resume",
+        ) from exc
     old = root / "best.old"
     shutil.rmtree(old, ignore_errors=True)
     if (root / "best").exists():
