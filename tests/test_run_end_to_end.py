@@ -70,6 +70,24 @@ def test_resume_after_interrupt_matches_uninterrupted_run(make_recipe, tmp_path,
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
 
 
+def test_interrupt_before_the_first_checkpoint_suggests_a_command_that_works(make_recipe, tmp_path, test_plugins_path,
+                                                                              monkeypatch, capsys):
+    """Cut in epoch 2 with checkpoints every 3 epochs: there is nothing to resume, so the
+    message suggests starting again in place (--overwrite), and that command runs."""
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_hooks"],
+                                                "train": {"epochs": 2, "checkpoint_every": 3}})
+    run_dir = tmp_path / "cut"
+    monkeypatch.setenv("WSREID_TEST_INTERRUPT_AT", "2")
+    assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint was written yet" in err[0] and "--resume" not in err[0], err
+    suggested = err[0].split("start again with: ")[1].split()
+    assert suggested[:2] == ["wsreid", "run"] and suggested[-1] == "--overwrite"
+    monkeypatch.delenv("WSREID_TEST_INTERRUPT_AT")
+    assert main(suggested[1:]) == 0
+    assert _metrics(run_dir)["test"]["R1"] > 0
+
+
 def test_dgia_recipe_fills_memory_and_logs_diagnostics(make_recipe, tmp_path, test_plugins_path):
     import wsreid_test_hooks
 

@@ -110,9 +110,12 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
             from wsreid.engine.checkpoint import latest_checkpoint
 
             last = latest_checkpoint(run_dir)
-            where = f"last complete checkpoint: {last.name}" if last else "no checkpoint was written yet"
-            raise RunInterrupted(run_dir, f"interrupted; {where}; resume with: wsreid run {run_dir / 'recipe.yaml'} "
-                                          f"--output-dir {run_dir} --resume") from None
+            again = f"wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir}"
+            if last is None:  # --resume needs a checkpoint: start again in place
+                raise RunInterrupted(run_dir, f"interrupted; no checkpoint was written yet; start again with: "
+                                              f"{again} --overwrite") from None
+            raise RunInterrupted(run_dir, f"interrupted; last complete checkpoint: {last.name}; resume with: "
+                                          f"{again} --resume") from None
         raise
     run.close()
     return RunResult(run_dir, metrics, run.dist.is_main)
