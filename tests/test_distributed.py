@@ -26,6 +26,35 @@ def test_single_process_collectives_are_identity():
     assert d.sum(2.5) == 2.5 and d.world_size == 1 and d.is_main
 
 
+def _gather_unequal_shards(rank: int, world: int, store: str, out: str) -> None:
+    """Worker of the test below: rank r holds r + 2 rows (3 x 2 features)."""
+    import torch.distributed as torch_dist
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    dist = Distributed(SimpleNamespace(num_processes=world, process_index=rank, device=torch.device("cpu")))
+    local = (torch.arange((rank + 2) * 2, dtype=torch.float32).reshape(-1, 2) + 100 * rank).requires_grad_()
+    sizes = dist.shard_sizes(local.shape[0])
+    gathered = dist.gather_with_grad(local, sizes)
+    (gathered.sum(1) * torch.arange(1, gathered.shape[0] + 1)).sum().backward()
+    torch.save({"sizes": sizes, "gathered": gathered.detach(), "grad": local.grad,
+                "plain": dist.gather(local)}, f"{out}/rank{rank}.pt")
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+
+
+def test_gather_with_grad_takes_shards_of_different_sizes(tmp_path):
+    """The last partial batch of ``drop_last: false`` gives ranks one row more or less:
+    every rank sees all rows in rank order, and each rank's gradient is its own rows' share
+    of the global loss."""
+    torch.multiprocessing.spawn(_gather_unequal_shards, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    want = torch.cat([torch.arange(4.0).reshape(2, 2), torch.arange(6.0).reshape(3, 2) + 100])
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["sizes"] == [2, 3] and torch.equal(got["gathered"], want) and torch.equal(got["plain"], want)
+        rows = torch.arange(1.0, 6.0)[[0, 1]] if rank == 0 else torch.arange(1.0, 6.0)[[2, 3, 4]]
+        assert torch.equal(got["grad"], rows[:, None].expand(-1, 2))
+
+
 @pytest.mark.parametrize(
     "env, message",
     [

@@ -81,17 +81,35 @@ class Distributed:
         torch_dist.all_gather(parts, padded.contiguous())
         return torch.cat([p[:s] for p, s in zip(parts, sizes_i)])
 
-    def gather_with_grad(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Like :meth:`gather` for equal-sized shards, but the local shard keeps its
-        gradient (other ranks' shards are constants here; their gradients flow on their
-        own ranks). Summing a loss over the gathered batch on every rank and averaging
-        gradients over ranks (DDP) then equals the single-process gradient."""
+    def shard_sizes(self, n: int, device: torch.device | None = None) -> list[int]:
+        """Every rank's ``n`` (rows of its shard), in rank order; ``[n]`` on one process."""
+        if not self.active:
+            return [n]
+        mine = torch.tensor([n], device=device or self.device, dtype=torch.long)
+        sizes = [torch.zeros_like(mine) for _ in range(self.world_size)]
+        torch_dist.all_gather(sizes, mine)
+        return [int(s.item()) for s in sizes]
+
+    def gather_with_grad(self, tensor: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
+        """Like :meth:`gather` (shards in rank order, sizes may differ: the last partial
+        batch), but the local shard keeps its gradient (other ranks' shards are constants
+        here; their gradients flow on their own ranks). Summing a loss over the gathered
+        batch on every rank and averaging gradients over ranks (DDP) then equals the
+        single-process gradient. ``sizes``: the ranks' row counts when known
+        (:meth:`shard_sizes`), saving one collective."""
         if not self.active:
             return tensor
-        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        torch_dist.all_gather(parts, tensor.detach().contiguous())
-        parts[self.rank] = tensor
-        return torch.cat(parts)
+        sizes_i = self.shard_sizes(tensor.shape[0], tensor.device) if sizes is None else list(sizes)
+        if sizes_i[self.rank] != tensor.shape[0]:
+            raise ValueError(f"gather_with_grad: this rank holds {tensor.shape[0]} rows, "
+                             f"sizes say {sizes_i[self.rank]}")
+        padded = tensor.detach().new_zeros((max(sizes_i), *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor.detach()
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        torch_dist.all_gather(parts, padded.contiguous())
+        shards = [p[:s] for p, s in zip(parts, sizes_i)]
+        shards[self.rank] = tensor
+        return torch.cat(shards)
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
         """``tensor`` of process ``src`` on every process (in place)."""

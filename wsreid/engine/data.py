@@ -231,7 +231,8 @@ class PairBatchSampler(torch.utils.data.Sampler):
         self.epoch, self.skip = epoch, skip
 
     def steps_per_epoch(self) -> int:
-        """Optimizer steps (global batches) per epoch."""
+        """Optimizer steps (global batches) per epoch. With ``drop_last`` off the last
+        partial batch is a step when every process gets at least one of its pairs."""
         full, rest = divmod(self.num_items, self.global_batch)
         return full if (self.drop_last or rest < self.world_size) else full + 1
 
@@ -243,8 +244,10 @@ class PairBatchSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         for batch in self.global_batches(self.epoch)[self.skip:]:
-            per_rank = len(batch) // self.world_size
-            yield batch[self.rank * per_rank:(self.rank + 1) * per_rank]
+            # contiguous slices whose sizes differ by at most one: a last partial batch
+            # (drop_last: false) is split whole, as one process trains it
+            n = len(batch)
+            yield batch[self.rank * n // self.world_size:(self.rank + 1) * n // self.world_size]
 
     def __len__(self) -> int:
         return self.steps_per_epoch() - self.skip
@@ -317,7 +320,8 @@ class IdentityBatchSampler(PairBatchSampler):
         return lo
 
     def steps_per_epoch(self) -> int:
-        """Optimizer steps (global batches) per epoch."""
+        """Optimizer steps (global batches) per epoch. With ``drop_last`` off the last
+        partial batch is a step when every process gets at least one of its pairs."""
         return self.steps
 
     def global_batches(self, epoch: int) -> list[list[int]]:

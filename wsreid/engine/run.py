@@ -378,7 +378,9 @@ class Run:
         empty image/token tensors (the encoder already ran). Identity on one process."""
         if self.dist.world_size == 1:
             return features, batch
-        gathered = {v: ViewFeatures(*(self.dist.gather_with_grad(t) for t in (f.image, f.text, f.image_raw, f.text_raw)))
+        sizes = self.dist.shard_sizes(batch.index.shape[0], batch.index.device)  # differ in a last partial batch
+        gathered = {v: ViewFeatures(*(self.dist.gather_with_grad(t, sizes)
+                                      for t in (f.image, f.text, f.image_raw, f.text_raw)))
                     for v, f in features.items()}
         empty = torch.zeros(0, device=batch.index.device)
         gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index),
