@@ -209,6 +209,12 @@ def test_show_writes_a_figure_of_the_expected_size(trained, capsys, tmp_path):
                               MARGIN + i * (128 + 2 * FRAME + 14 + MARGIN) + 1)) for i in range(3) for j in range(4)]
     assert set(frames) <= {MATCH_COLOUR, MISS_COLOUR}
     assert _snapshot(run_dir) == before
+    # a figure path that cannot be a file is refused before the evaluation, in one line
+    (tmp_path / "afile").write_text("x")
+    for figure, says in ((tmp_path / "fig", "is a directory"), (tmp_path / "afile" / "top.png", "is a file")):
+        assert main(["eval", str(run_dir), "--show", "2", "--figure", str(figure)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --figure {figure}") and says in err and err.count("\n") == 1, err
 
 
 def test_top_k_rows_rank_by_similarity_and_mark_matches(tmp_path):

@@ -209,4 +209,17 @@ def test_output_dir_holding_a_run_is_refused(make_recipe, tmp_path, capsys):
     (foreign / "notes.txt").write_text("keep me")
     assert main(["run", str(recipe), "--output-dir", str(foreign), "--overwrite"]) == 2
     assert (foreign / "notes.txt").read_text() == "keep me"
+    # a run that starts from the run it would overwrite is refused before anything is deleted
+    capsys.readouterr()
+    assert main(["run", str(recipe), "-o", f"init={{run: {tmp_path / 'run'}}}", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "would delete the weights it starts from" in err, err
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+    # an output directory that is a file, or lies under one, is one line too
+    (tmp_path / "afile").write_text("x")
+    for target in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert main(["run", str(recipe), "--output-dir", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: output directory {target} ") and err.count("\n") == 1, err
+    assert (tmp_path / "afile").read_text() == "x"
     assert main(["run", str(recipe), "--overwrite"]) == 0

@@ -185,6 +185,36 @@ def test_init_recipe_or_run_that_does_not_exist(tmp_path, capsys):
     assert (code, err) == (0, "")
 
 
+@pytest.mark.parametrize("override", ["train.lr=.inf", "objectives.itc.weight=.inf", "train.warmup_epochs=.nan",
+                                      "pair_construction.mask_ratio=.nan"])
+def test_infinite_or_nan_numbers_are_refused_before_training(override, capsys):
+    """YAML reads .inf and .nan as floats; no recipe number may be one (a run at lr .inf
+    trains until its loss is NaN)."""
+    assert main(["validate", str(RECIPES / "dgia.yaml"), "-o", override]) == 2
+    err = capsys.readouterr().err
+    key, value = override.split("=")
+    assert err == f"error: override -o {override}: {key}: input should be a finite number (got {value[1:]})\n"
+
+
+def test_init_recipes_that_form_a_cycle_or_do_not_load(tmp_path, capsys):
+    """An init recipe is trained before the run when its encoder is not cached: one that
+    starts (directly or through its own init) from the recipe naming it would train
+    forever, and one that is no recipe would fail only then - both are refused here."""
+    base = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\n"
+    (tmp_path / "b.yaml").write_text(base + "init: {recipe: recipe.yaml}\n")
+    message, _ = refused(tmp_path, capsys, base + "init: {recipe: b.yaml}\n")
+    assert "init.recipe: 'b.yaml' starts a cycle of initial encoders (b.yaml -> recipe.yaml -> b.yaml)" in message
+    message, path = refused(tmp_path, capsys, base + "init: {recipe: recipe.yaml}\n")
+    assert message.startswith(f"{path}:2: init.recipe: 'recipe.yaml' starts a cycle of initial encoders "
+                              "(recipe.yaml -> recipe.yaml)")
+    (tmp_path / "study.yaml").write_text(f"base: {RECIPES / 'dgia.yaml'}\nvariants: {{B: {{}}}}\n")
+    message, path = refused(tmp_path, capsys, base + "init: {recipe: study.yaml}\n")
+    assert message.startswith(f"{path}:2: init.recipe 'study.yaml' does not load: ") and "'data' is missing" in message
+    (tmp_path / "pretrain.yaml").write_text(base)
+    code, err, _ = validate(tmp_path, capsys, base + "init: {recipe: pretrain.yaml}\n")
+    assert (code, err) == (0, "")
+
+
 # --------------------------------------------------------------------------- plugins
 
 

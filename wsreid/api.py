@@ -78,9 +78,10 @@ ASYMMETRIC_VIEW = "asymmetric"
 
 class Params(BaseModel):
     """Base class of every parameter model: unknown keys are rejected, values validated
-    on assignment. Plugin parameter models must derive from it."""
+    on assignment, floats must be finite (no ``.inf`` / ``.nan``). Plugin parameter
+    models must derive from it."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- data records

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from wsreid.cli.common import add_common, add_overrides
 from wsreid.errors import ExitCode, UserError
@@ -42,6 +43,17 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def check_figure_path(figure: Path) -> None:
+    """The --show figure can be written at ``figure`` (checked before the evaluation)."""
+    if figure.is_dir():
+        raise UserError(f"--figure {figure} is a directory", hint="name the image file, e.g. --figure retrieval.png")
+    for parent in figure.parents:  # missing folders are created; a file on the way is not a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"--figure {figure}: {parent} is a file", hint="name another path")
+            break
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics (JSON, or a Markdown table)."""
     from wsreid.engine.offline_eval import evaluate_target, evaluation_table, resolve_target
@@ -51,6 +63,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ratios = parse_ratios(args.query_mask_ratio)
     if args.show < 0 or args.top_k < 1:
         raise UserError("--show N needs N >= 0 and --top-k K needs K >= 1", hint="e.g. --show 8 --top-k 5")
+    if args.show:
+        check_figure_path(Path(args.figure))
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded = load_recipe(target.recipe, args.override, disabled=args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,

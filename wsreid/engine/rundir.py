@@ -63,6 +63,8 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> bool:
     True when the run about to start creates the directory (so that a failure before the
     first epoch can remove it). Raises a :class:`UserError` that says which option to use."""
     mode = RunMode(mode)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"output directory {run_dir} is a file", hint="choose another --output-dir")
     exists = run_dir.exists() and any(run_dir.iterdir())
     if mode is RunMode.RESUME:
         if not (run_dir / RUN_MARKER).exists():
@@ -76,6 +78,11 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> bool:
             raise UserError(f"output directory {run_dir} already holds a run",
                             hint="pass --resume to continue it or --overwrite to start it again")
         shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"output directory {run_dir} cannot be created: {exc.strerror or exc}",
+                        hint="choose another --output-dir") from None
     return True
 
 

@@ -91,6 +91,12 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
     if mode is RunMode.RESUME:
         check_resume_recipe(run_dir, resolved_yaml)
+    if mode is not RunMode.RESUME and recipe.init is not None and recipe.init.run is not None:
+        source = Path(recipe.init.run).resolve()
+        if source == run_dir.resolve() or run_dir.resolve() in source.parents:
+            raise UserError(f"init.run {recipe.init.run} is the output directory {run_dir} (or inside it): "
+                            f"a new run there would delete the weights it starts from",
+                            hint="train into another --output-dir, or copy the initial run elsewhere first")
     main_process, world_size = _launcher_rank()
     created = prepare_run_dir(run_dir, mode) if main_process else False
     run = None
