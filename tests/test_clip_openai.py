@@ -209,6 +209,10 @@ def test_small_bpe_file_gives_openai_ids(files):
     ids, mask = enc.tokenize(["Hello  a MAN!!", "red 12"])
     assert ids.tolist() == [[521, 515, a, 517, 518, 522, 0, 0], [521, 520, one + 256, two, 522, 0, 0, 0]]
     assert enc.pad_token_id == 0 and 0 in enc.special_token_ids and mask[1].tolist() == out["attention_mask"][1]
+    # OpenAI's text cleaning unescapes HTML entities (twice) before tokenizing
+    assert torch.equal(enc.tokenize(["red &amp;amp; a", "red &lt;a"])[0], enc.tokenize(["red & a", "red <a"])[0])
+    assert not torch.equal(enc.tokenize(["red &amp; a"])[0], tok(["red &amp; a"], padding="max_length",
+                                                                 max_length=8, return_tensors="pt")["input_ids"])
     last = bpe_tokenizer(d / "small.txt.gz", mask="last_merge", max_length=8)
     assert (last.mask_token_id, last.bos_token_id, last.eos_token_id) == (520, 521, 522)
     assert last("red")["input_ids"] == [521, 519, byte_symbols().index("d") + 256, 522]  # 're' + 'd</w>': 're d</w>' dropped
@@ -293,6 +297,12 @@ def test_convert_weights_command(files, tmp_path, capsys):
     texts = ["Hello a MAN!!", "red! 12 !", "!"]
     assert torch.equal(enc.tokenize(texts)[0], fresh.tokenize(texts)[0])
     assert enc.tokenize(["MAN!!"])[0][0, :5].tolist() == [521, 517, 518, 522, 0]
+    # resize_once resizes the folder's table in the dtype it was saved in (float16), as from the file
+    once = {"image_size": (48, 16), "max_length": 16, "position_table": "resize_once"}
+    from_folder = ClipEncoder(ClipParams(pretrained=str(out), **once), CTX)
+    from_file = ClipEncoder(ClipParams(pretrained=str(d / "state.pt"), tokenizer=str(d / "small.txt.gz"), **once), CTX)
+    tables = [e.clip.vision_model.embeddings.position_embedding.weight for e in (from_folder, from_file)]
+    assert tables[0].shape == (13, 64) and torch.equal(tables[0], tables[1])
     capsys.readouterr()
     assert main(["convert-weights", str(d / "scripted.pt"), str(out)]) == 2
     assert main(["convert-weights", str(tmp_path / "none.pt"), str(tmp_path / "o2")]) == 2

@@ -22,8 +22,8 @@ end; longer texts lose their last tokens, never the end token (OpenAI's truncati
 OpenAI's code pads with id 0 to ``max_length``. Id 0 is the byte symbol ``!``, which must
 stay an ordinary token (a special padding token ``!`` would turn every ``!`` of a text into
 padding), so the tokenizer pads with the end token and the encoder writes 0 into the padded
-positions (:func:`pads_with_zero`). OpenAI's ``ftfy`` text repair and its HTML unescaping
-are not applied.
+positions, after unescaping HTML entities twice as OpenAI's text cleaning does
+(:func:`is_openai_vocabulary`). OpenAI's ``ftfy`` text repair is not applied.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def bpe_tokenizer(path: str | Path, *, mask: MaskMode = "added", max_length: int
     """A transformers fast tokenizer for OpenAI's BPE merges file ``path`` (see the module
     doc): bos ``<|startoftext|>``, eos ``<|endoftext|>``, mask ``<|mask|>`` (none for
     ``mask="none"``), padding with eos (OpenAI's id 0 is written by the encoder:
-    :func:`pads_with_zero`)."""
+    :func:`is_openai_vocabulary`)."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -131,10 +131,11 @@ def bpe_tokenizer(path: str | Path, *, mask: MaskMode = "added", max_length: int
     )
 
 
-def pads_with_zero(tokenizer: Any) -> bool:
+def is_openai_vocabulary(tokenizer: Any) -> bool:
     """Whether ``tokenizer`` holds OpenAI's CLIP vocabulary - id 0 the byte symbol ``!``,
     start and end tokens ``<|startoftext|>`` and ``<|endoftext|>`` - whose texts OpenAI's
-    code (and the authors') pads with id 0. Raises :class:`RecipeError` when such a
+    code (and the authors') unescapes (HTML entities, twice) before tokenizing and pads
+    with id 0. Raises :class:`RecipeError` when such a
     tokenizer makes ``!`` a special padding token (folders written by earlier versions of
     ``wsreid convert-weights``): every ``!`` of a caption would become padding."""
     if tokenizer.convert_ids_to_tokens(0) != byte_symbols()[0]:

@@ -13,6 +13,7 @@ ViT-B/16 architecture; the CPU recipes set tiny sizes). CLIP's ``logit_scale`` i
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +22,14 @@ from pydantic import Field, model_validator
 
 from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
 from wsreid.errors import RecipeError
-from wsreid_clip.bpe import bpe_tokenizer, pads_with_zero
-from wsreid_clip.loading import load_pretrained, load_pretrained_tokenizer, looks_like_path, random_clip_model
+from wsreid_clip.bpe import bpe_tokenizer, is_openai_vocabulary
+from wsreid_clip.loading import (
+    load_pretrained,
+    load_pretrained_tokenizer,
+    looks_like_path,
+    random_clip_model,
+    saved_dtype,
+)
 from wsreid_clip.openai import (
     clip_from_openai_state,
     is_openai_checkpoint_file,
@@ -246,9 +253,10 @@ class ClipEncoder(EncoderComponent):
             )
         self.tokenizer = tokenizer
         ids = self._special_ids(tokenizer)
-        #: OpenAI's vocabulary: padded positions hold id 0, as in OpenAI's and the authors' code
-        self.pads_with_zero = pads_with_zero(tokenizer)
-        if self.pads_with_zero:
+        #: OpenAI's vocabulary: texts are HTML-unescaped and padded positions hold id 0, as in
+        #: OpenAI's and the authors' code
+        self.openai_vocabulary = is_openai_vocabulary(tokenizer)
+        if self.openai_vocabulary:
             ids["pad"] = 0
         self.start_token_id = ids["start"]
         self.end_token_id = ids["end"]
@@ -280,7 +288,7 @@ class ClipEncoder(EncoderComponent):
         clip.logit_scale.requires_grad_(False)
         self.image_interpolation = params.image_resize
         if params.position_table == "resize_once":
-            self._install_resized_position_table(clip, params, openai_state)
+            self._install_resized_position_table(clip, params, openai_state, saved_dtype(local_dir))
         self.authors_arithmetic = params.weights_dtype == "fp16"
         if self.authors_arithmetic:
             convert_weights_fp16(clip)
@@ -310,14 +318,19 @@ class ClipEncoder(EncoderComponent):
             tokenizer.pad_token = tokenizer.eos_token  # CLIP's own choice; padding sits after the end token
         return tokenizer, added
 
-    def _install_resized_position_table(self, clip: Any, params: ClipParams, openai_state: dict | None) -> None:
-        """position_table 'resize_once': the table resized to the patch grid becomes the trained one."""
+    def _install_resized_position_table(self, clip: Any, params: ClipParams, openai_state: dict | None,
+                                        folder_dtype: torch.dtype | None = None) -> None:
+        """position_table 'resize_once': the table resized to the patch grid becomes the trained one,
+        resized in the dtype it was stored in (float16 for OpenAI's file and for a folder
+        ``wsreid convert-weights`` made from it, which is loaded as float32)."""
         patch = clip.config.vision_config.patch_size
         grid = position_grid(params.image_size, patch)
         if openai_state is not None:  # the table as stored in the file, resized in its dtype (float16 for OpenAI's)
             stored = openai_state["visual.positional_embedding"]
         else:
             stored = clip.vision_model.embeddings.position_embedding.weight.detach()
+            if folder_dtype in (torch.float16, torch.bfloat16):  # exact: the values were stored so
+                stored = stored.to(folder_dtype)
         table = resize_vision_position_table(stored, grid)
         install_position_table(clip, table.float())
 
@@ -379,6 +392,8 @@ class ClipEncoder(EncoderComponent):
         Each row is start + tokens + end, right padded to ``max_length`` (always that length,
         so shapes are the same for every batch); longer texts lose their last words, never
         the end token."""
+        if self.openai_vocabulary:  # OpenAI's basic_clean (without ftfy)
+            texts = [html.unescape(html.unescape(t)) for t in texts]
         encoded = self.tokenizer(
             list(texts),
             padding="max_length",
@@ -389,7 +404,7 @@ class ClipEncoder(EncoderComponent):
             return_token_type_ids=False,
         )
         input_ids, attention_mask = encoded["input_ids"].long(), encoded["attention_mask"].long()
-        if self.pads_with_zero:
+        if self.openai_vocabulary:
             input_ids = input_ids.masked_fill(attention_mask == 0, 0)
         return input_ids, attention_mask
 

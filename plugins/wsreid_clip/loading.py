@@ -145,3 +145,18 @@ def load_pretrained_tokenizer(name: str, local_dir: Path | None) -> Any:
         return load_tokenizer(name)
     except Exception as exc:
         raise offline_error(name, exc) from None
+
+
+def saved_dtype(local_dir: Path | None) -> torch.dtype | None:
+    """The dtype a model folder's weights were saved in (``dtype`` / ``torch_dtype`` of its
+    config.json), None when unknown. Models are loaded as float32 whatever it is."""
+    import json
+
+    if local_dir is None or not (Path(local_dir) / "config.json").is_file():
+        return None
+    try:
+        config = json.loads((Path(local_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    name = config.get("dtype") or config.get("torch_dtype")
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(str(name))
