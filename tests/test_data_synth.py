@@ -117,6 +117,19 @@ def test_visibility_rules() -> None:
     assert "shoe_type" in front and "shoe_type" not in visible_slots(a, "front", shoes_hidden=True)
 
 
+@settings(max_examples=150, deadline=None)
+@given(seeds, views)
+def test_a_caption_is_flagged_noisy_exactly_when_it_writes_a_wrong_colour(seed: int, view: str) -> None:
+    """Every colour of the person is red, and every caption draws a noisy fact (noise 1):
+    the flag says whether a colour other than red was written - the noisy fact may be
+    written without its colour ("a backpack"), and then the caption is clean."""
+    rng = np.random.default_rng(seed)
+    attrs = dict(sample_identity(1, rng, shade_jitter=0.0).attrs)
+    attrs.update({s: "red" for s in attrs if s.endswith("_colour") and attrs[s] != "none"})
+    cap = make_caption(attrs, visible_slots(attrs, view), rng, noise=1.0)
+    assert cap.noisy == bool(_colour_words_outside(cap.text, {"red"})), cap.text
+
+
 def test_caption_noise_share_and_wording_variety() -> None:
     cfg = SynthConfig(size="small", caption_noise=0.2)
     preset = SynthPreset(60, 5, 5)

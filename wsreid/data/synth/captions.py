@@ -96,12 +96,14 @@ def _article(np_: str) -> str:
 class _Builder:
     def __init__(self, attrs: dict[str, str], rng: random.Random, noisy_fact: str | None):
         self.attrs, self.rng, self.noisy_fact = attrs, rng, noisy_fact
+        self.wrong_colour_written = False  # the noisy fact may end up written without its colour
         self.mentions: list[str] = []
 
     def colour(self, fact: str, slot: str) -> str:
         name = self.attrs[slot]
         if fact == self.noisy_fact:
             name = _choice(self.rng, tuple(c for c in COLOURS if c != name))
+            self.wrong_colour_written = True
         self.mentions.append(slot)
         return _choice(self.rng, COLOUR_WORDS.get(name, (name,)))
 
@@ -239,4 +241,4 @@ def make_caption(
         rng.shuffle(tail)
         sentences = [head] + tail
     text = " ".join(sentences)
-    return Caption(text, tuple(dict.fromkeys(b.mentions)), noisy_fact is not None)
+    return Caption(text, tuple(dict.fromkeys(b.mentions)), b.wrong_colour_written)
