@@ -142,6 +142,10 @@ def test_cross_dataset_evaluation_reuses_the_runs_tokenizer(trained, other_root,
     other_recipe = _write_recipe(work / "other.yaml", "baselines/itc.yaml", other_root, 1, work / "unused")
     via_recipe = _eval(capsys, run_dir, "--data", other_recipe)
     assert {k: via_recipe[k] for k in KEYS} == {k: cross[k] for k in KEYS}
+    # the weights file of one of the run's checkpoints is the run's too (its tokenizer)
+    best = run_dir / "checkpoints" / "best" / "model.safetensors"
+    via_file = _eval(capsys, best, "--data", other_recipe)
+    assert via_file["weights"] == str(best) and {k: via_file[k] for k in KEYS} == {k: cross[k] for k in KEYS}
     assert _snapshot(run_dir) == before and not (work / "unused").exists()
 
     # The encoder gets the run's saved vocabulary, not one built from the other captions.

@@ -65,7 +65,10 @@ def resolve_target(target: str | None, recipe: str | None, zero_shot: bool) -> E
         weights = path / "model.safetensors"
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
     elif path.suffix == ".safetensors" and path.exists():
-        weights, run_dir = path, None
+        # RUN/checkpoints/<name>/model.safetensors belongs to RUN (its recipe and its tokenizer)
+        owner = path.parent.parent.parent
+        in_run = path.parent.parent.name == "checkpoints" and (owner / "recipe.yaml").exists()
+        weights, run_dir = path, owner if in_run else None
     else:
         raise UserError(f"{target} is neither a run directory nor a checkpoint",
                         hint="pass a run directory (holding recipe.yaml), a checkpoint directory or .safetensors file")
