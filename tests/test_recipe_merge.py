@@ -176,6 +176,10 @@ def test_overrides_values_and_locations(tmp_path):
     assert str(locations.find("objectives.itc.weight")) == "override -o objectives.itc={name: itc, weight: 0.5}"
     assert locations["local_associations.lrc.threshold"] == Location(str(path), 5)
     assert locations["train"] == Location(str(path), 1)
+    # stepping into a number of the file turns it into a mapping: the override is to blame
+    _, locations = read_recipe_tree(path, ["train.lr.x=1"])
+    assert str(locations.find("train.lr")) == "override -o train.lr.x=1"
+    assert locations["train.betas"] == Location(str(path), 3)
 
 
 def test_override_name_replaces_block():
@@ -196,11 +200,13 @@ def test_override_name_replaces_block():
      ("train.lr=", r"empty value"),
      ("extends=x.yaml", r"'extends' cannot be overridden"),
      ("train.lr=[1", r"override -o train\.lr=\[1:1: invalid YAML"),
-     ("train.betas.2=0.5", r"train\.betas\.2: a list of 2 item\(s\) has no index '2'")],
+     ("train.betas.2=0.5", r"train\.betas\.2: a list of 2 item\(s\) has no index '2'"),
+     ("train.eps.0=0.5", r"train\.eps is not a list in the recipe, so it has no index 0 \(set the whole list"),
+     ("train.momentum.1=0.5", r"train\.momentum is not a list in the recipe, so it has no index 1")],
 )
 def test_malformed_overrides(line, expected):
     with pytest.raises(RecipeError, match=expected) as info:
-        apply_overrides({"train": {"betas": [0.9, 0.99]}}, [line])
+        apply_overrides({"train": {"betas": [0.9, 0.99], "eps": 1e-3}}, [line])
     assert "\n" not in str(info.value)
 
 

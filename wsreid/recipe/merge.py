@@ -19,7 +19,8 @@ the result in the order given. The rules:
   nothing) a ``null`` is kept as the value None.
 - **Overrides** are ``dotted.key=value`` with the value in YAML 1.2 flow syntax
   (``2e-5``, ``image``, ``'on'``, ``[1, 2]``, ``{name: itc, weight: 0.5}``, ``null``). A
-  dotted key may step into a list by index (``train.betas.1=0.98``). Setting
+  dotted key may step into a list the recipe sets by index (``train.betas.1=0.98`` once the
+  recipe sets ``betas``; otherwise set the whole list, ``train.betas=[0.9, 0.98]``). Setting
   ``<block>.name`` to another name replaces that block, as above.
 - A file that extends itself, directly or through a cycle, is an error naming the chain.
 """
@@ -108,8 +109,11 @@ def apply_overrides(
     for text in overrides:
         parts, value = parse_override(text)
         source = Location(f"override -o {text}")
-        path = _apply_one(out, parts, value, source)
+        replaced: list[KeyPath] = []
+        path = _apply_one(out, parts, value, source, replaced)
         if locations is not None and value is not None:
+            for prefix in replaced:  # a value of the file that the override turned into a mapping
+                locations.set_subtree(prefix, _at(out, prefix), source)
             _locate(out, path, source, locations)
     if locations is not None:
         locations.prune(out)
@@ -142,9 +146,12 @@ def _at(tree: Any, path: KeyPath) -> Any:
     return node
 
 
-def _apply_one(tree: dict[str, Any], parts: tuple[str, ...], value: Any, source: Location) -> KeyPath:
+def _apply_one(tree: dict[str, Any], parts: tuple[str, ...], value: Any, source: Location,
+               replaced: list[KeyPath] | None = None) -> KeyPath:
     """Lay one override over ``tree`` in place; returns the path it set (with list
-    indices as ints)."""
+    indices as ints). ``replaced`` collects the paths of values the override stepped
+    into and so replaced by a mapping."""
+    replaced = [] if replaced is None else replaced
     node: Any = tree
     path: list[str | int] = []
     for depth, part in enumerate(parts):
@@ -157,6 +164,7 @@ def _apply_one(tree: dict[str, Any], parts: tuple[str, ...], value: Any, source:
                 return tuple(path)
             if not isinstance(node[index], (dict, list)):
                 node[index] = {}
+                replaced.append(tuple(path))
             node = node[index]
             continue
         path.append(part)
@@ -167,6 +175,14 @@ def _apply_one(tree: dict[str, Any], parts: tuple[str, ...], value: Any, source:
         if not isinstance(child, (dict, list)):
             if value is None:  # deleting below a key that is not there: nothing to do
                 return tuple(path) + tuple(parts[depth + 1 :])
+            if parts[depth + 1].isdigit():
+                raise RecipeError(
+                    f"{source}: {'.'.join(parts[: depth + 1])} is not a list in the recipe, so it has no "
+                    f"index {parts[depth + 1]}",
+                    hint=f"set the whole list, e.g. -o '{'.'.join(parts[: depth + 1])}=[...]'",
+                )
+            if part in node:
+                replaced.append(tuple(path))
             child = node[part] = {}
         node = child
     return tuple(path)
