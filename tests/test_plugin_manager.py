@@ -167,6 +167,10 @@ def test_disable_from_the_command_line_or_the_environment(site, monkeypatch, cap
     assert "scaled" not in out and "triplet" not in out and "disabled: baselines, fake-extra" in out
     with pytest.raises(RecipeError, match=r"unknown objective 'triplet'.*plugin 'baselines' is disabled"):
         load_plugins().registry.get("objective", "triplet")
+    monkeypatch.delenv(DISABLE_ENV)
+    assert main(["plugins", "--disable-plugin", "fakeplug_extra"]) == 0  # the entry point's module
+    out = capsys.readouterr().out
+    assert "scaled" not in out and "disabled: fakeplug_extra" in out and "itc" in out
 
 
 def test_disabling_an_unknown_plugin_warns(capsys, monkeypatch):

@@ -164,7 +164,7 @@ def load_plugins(
             version = ep.dist.version if ep.dist is not None else None
             if wanted is not None and (dist is None or _normalise(dist) not in wanted):
                 continue
-            if skip(ep.name, dist) or pm.has_plugin(ep.name):
+            if skip(ep.name, dist, ep.module) or pm.has_plugin(ep.name):
                 continue
             try:
                 plugin = ep.load()
