@@ -1,6 +1,7 @@
 """Engine parts: sampler, learning-rate schedule, parameter groups, checkpoints."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -172,6 +173,29 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
         (path / "components.safetensors").unlink()
     with pytest.raises(TrainingError, match="corrupt|incomplete|truncated"):
         ckpt.load_checkpoint(path)
+
+
+def test_a_best_checkpoint_moved_aside_by_a_stopped_write_is_recovered(tmp_path):
+    """save_best renames best -> best.old, then best.tmp -> best: a process stopped between
+    the two leaves no best; the previous one is taken back by the readers and the next write."""
+    from wsreid.engine.rundir import run_weights
+
+    model = torch.nn.Linear(3, 2)
+    ckpt.save_best(tmp_path, model, {"epoch": 1, "R1": 10.0})
+    root = tmp_path / "checkpoints"
+    os.replace(root / "best", root / "best.old")  # the instant between the renames
+    assert run_weights(tmp_path) == root / "best" / "model.safetensors"
+    assert json.loads((root / "best" / "state.json").read_text())["epoch"] == 1
+    os.replace(root / "best", root / "best.old")
+    ckpt.save_best(tmp_path, model, {"epoch": 2, "R1": 12.0})
+    assert sorted(p.name for p in root.iterdir()) == ["best"]
+    assert json.loads((root / "best" / "state.json").read_text())["epoch"] == 2
+
+
+def test_cuda_generator_states_are_restored_in_device_order():
+    """A node with 12 GPUs saves cuda/0 .. cuda/11; sorted as text cuda/10 would come third."""
+    tensors = {f"cuda/{i}": torch.tensor([i]) for i in range(12)} | {"torch": torch.tensor([-1])}
+    assert [int(t) for t in ckpt.cuda_rng_states(tensors)] == list(range(12))
 
 
 #: a full disk as the operating system reports it, and as safetensors does (its own error type)

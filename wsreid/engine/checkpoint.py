@@ -36,7 +36,8 @@ from wsreid.errors import TrainingError
 FILES = ("model.safetensors", "optimizer.safetensors", "components.safetensors", "rng.safetensors", "state.json")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` so that a reader sees the old text or the new one, never a part."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -72,6 +73,11 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
+def cuda_rng_states(tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The saved CUDA generator states in device order (``cuda/10`` after ``cuda/9``)."""
+    return [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda/")), key=lambda k: int(k[5:]))]
+
+
 def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Restore the RNG states saved by :func:`rng_state`."""
     torch.set_rng_state(tensors["torch"])
@@ -79,7 +85,7 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     np.random.set_state((name, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = meta["python"]
     random.setstate((version, tuple(internal), gauss))
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda/")]
+    cuda = cuda_rng_states(tensors)
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
 
@@ -122,7 +128,7 @@ def save_checkpoint(
             f"could not write checkpoint {root / name}: {_write_error(exc)}",
             hint="the previous checkpoint is kept; free disk space and resume with --resume",
         ) from exc
-    _atomic_write_text(root / "latest", name + "\n")
+    atomic_write_text(root / "latest", name + "\n")
     for old in root.glob("epoch-*"):
         if old.name != name and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
@@ -136,10 +142,22 @@ def _write_error(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
 
 
+def recover_best(run_dir: Path) -> Path | None:
+    """``checkpoints/best`` of ``run_dir``, or None. :func:`save_best` moves the previous
+    best aside (``best.old``) for the instant between its two renames; a run stopped there
+    gets the previous best back here."""
+    root = run_dir / "checkpoints"
+    best, old = root / "best", root / "best.old"
+    if not best.exists() and (old / "model.safetensors").exists():
+        os.replace(old, best)
+    return best if best.exists() else None
+
+
 def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
     """Write the best model (``checkpoints/best``) atomically."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    recover_best(run_dir)
     tmp = root / "best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

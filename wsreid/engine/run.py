@@ -586,7 +586,7 @@ class Run:
         if sel:
             scored = [h for h in self.history if sel in h]
             best = max(scored, key=lambda h: h[sel]["R1"]) if scored else None
-            if best is not None and (self.run_dir / "checkpoints" / "best").exists():
+            if best is not None and ckpt.recover_best(self.run_dir) is not None:
                 best_epoch = best["epoch"]
                 ckpt.load_model_weights(self.encoder, self.run_dir / "checkpoints" / "best" / "model.safetensors")
         test = self.evaluate("test")
@@ -608,7 +608,7 @@ class Run:
             metrics["note"] = ("NOT weakly supervised: uses true identity labels via "
                                + ", ".join(comps.supervised_names()))
         if self.dist.is_main:
-            ckpt._atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            ckpt.atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
             self.logger.close()
             try:
                 plot_curves(self.run_dir)

@@ -132,11 +132,11 @@ def run_state(run_dir: Path) -> RunState:
 def run_weights(run_dir: Path) -> Path | None:
     """The weights a finished (or interrupted) run stands for: its best checkpoint, else
     its latest one; None when it holds none."""
-    from wsreid.engine.checkpoint import latest_checkpoint
+    from wsreid.engine.checkpoint import latest_checkpoint, recover_best
 
-    best = run_dir / "checkpoints" / "best" / "model.safetensors"
-    if best.exists():
-        return best
+    best = recover_best(run_dir)
+    if best is not None and (best / "model.safetensors").exists():
+        return best / "model.safetensors"
     last = latest_checkpoint(run_dir)
     return last / "model.safetensors" if last else None
 
@@ -158,8 +158,11 @@ def weights_of(run_dir: Path, checkpoint: str) -> Path:
 
 def write_run_files(run_dir: Path, resolved_yaml: str, versions: dict) -> None:
     """Create the run directory with its recipe.yaml, versions.json and marker."""
+    from wsreid.engine.checkpoint import atomic_write_text
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(resolved_yaml)
+    # atomic: under --resume the other processes read recipe.yaml while the first rewrites it
+    atomic_write_text(run_dir / "recipe.yaml", resolved_yaml)
     (run_dir / "versions.json").write_text(json.dumps(versions, indent=1))
     marker = run_dir / RUN_MARKER
     if not marker.exists():
