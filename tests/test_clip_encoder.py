@@ -282,6 +282,22 @@ def test_pretrained_tokenizer_without_mask_gets_one_with_mean_embedding(saved_mo
         assert torch.allclose(enc.encode_text(ids, mask), enc.clip.text_projection(hidden[:, 4]), atol=1e-6)
 
 
+def test_written_sizes_must_be_the_pretrained_models(saved_model_dir):
+    """Sizes shape only a random model: with pretrained weights a size the recipe writes
+    that is not the model's would be silently ignored - it is an error; the model's own
+    sizes, written out, are fine."""
+    common = {"pretrained": str(saved_model_dir), "image_size": (32, 16), "max_length": 12}
+    for change, says in (({"embed_dim": 64}, "encoder.embed_dim 64 differs from the pretrained model's 24"),
+                         ({"vision": {"hidden": 32, "layers": 2, "heads": 2}}, "encoder.vision.layers 2 differs"),
+                         ({"text": {"hidden": 32, "layers": 1, "heads": 4}}, "encoder.text.heads 4 differs"),
+                         ({"vision": {"patch_size": 16}}, "encoder.vision.patch_size 16 differs")):
+        with pytest.raises(RecipeError, match=says):
+            ClipEncoder(ClipEncoder.Params(**common, **change), BuildContext())
+    same = {"embed_dim": 24, "vision": {"hidden": 32, "layers": 1, "heads": 2, "patch_size": 8, "intermediate": 64},
+            "text": {"hidden": 32, "layers": 1, "heads": 2}}
+    assert ClipEncoder(ClipEncoder.Params(**common, **same), BuildContext()).embed_dim == 24
+
+
 def test_pretrained_errors_are_one_line(tmp_path, monkeypatch):
     import huggingface_hub.constants
 

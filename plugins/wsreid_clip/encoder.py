@@ -52,7 +52,8 @@ def _check_heads(hidden: int, heads: int) -> None:
 
 
 class VisionParams(Params):
-    """Vision Transformer size (random initialisation only; ignored with ``pretrained``)."""
+    """Vision Transformer size of a random initialisation (with ``pretrained`` the model's
+    own; a size written here must then equal it)."""
 
     hidden: int = Field(768, ge=1, description="width of the vision Transformer")
     layers: int = Field(12, ge=1, description="number of vision Transformer layers")
@@ -67,7 +68,8 @@ class VisionParams(Params):
 
 
 class TextParams(Params):
-    """Text Transformer size (random initialisation only; ignored with ``pretrained``)."""
+    """Text Transformer size of a random initialisation (with ``pretrained`` the model's
+    own; a size written here must then equal it)."""
 
     hidden: int = Field(512, ge=1, description="width of the text Transformer")
     layers: int = Field(12, ge=1, description="number of text Transformer layers")
@@ -124,7 +126,8 @@ class ClipParams(Params):
     )
     min_frequency: int = Field(1, ge=1, description="'build': words seen fewer times map to the unknown token")
     max_vocab: int | None = Field(None, ge=6, description="'build': vocabulary bound including 5 special tokens")
-    embed_dim: int = Field(512, ge=1, description="joint embedding size d (random initialisation)")
+    embed_dim: int = Field(512, ge=1, description="joint embedding size d (random initialisation; with pretrained, "
+                           "if written, it must be the model's)")
     vision: VisionParams = Field(default_factory=VisionParams, description="vision Transformer size")
     text: TextParams = Field(default_factory=TextParams, description="text Transformer size")
     image_size: tuple[int, int] = Field((384, 128), description="input image [height, width] in pixels")
@@ -355,6 +358,27 @@ class ClipEncoder(EncoderComponent):
         return ids
 
     def _check_pretrained_fits(self, clip: Any, params: ClipParams) -> None:
+        # sizes a recipe wrote explicitly must be the loaded model's (they shape only a random model)
+        vision, text = clip.config.vision_config, clip.config.text_config
+        written = []
+        if "embed_dim" in params.model_fields_set:
+            written.append(("embed_dim", params.embed_dim, clip.config.projection_dim))
+        for tower, config in (("vision", vision), ("text", text)):
+            block = getattr(params, tower)
+            if tower not in params.model_fields_set:
+                continue
+            actual = {"hidden": config.hidden_size, "layers": config.num_hidden_layers,
+                      "heads": config.num_attention_heads, "intermediate": config.intermediate_size}
+            if tower == "vision":
+                actual["patch_size"] = config.patch_size
+            written += [(f"{tower}.{f}", getattr(block, f), actual[f]) for f in actual if f in block.model_fields_set]
+        for key, value, actual in written:
+            if value is not None and value != actual:
+                raise RecipeError(
+                    f"clip encoder: encoder.{key} {value} differs from the pretrained model's {actual}",
+                    hint=f"the architecture comes from encoder.pretrained: remove encoder.{key} "
+                    f"or set it to {actual}",
+                )
         patch = clip.config.vision_config.patch_size
         h, w = params.image_size
         if h % patch or w % patch:
