@@ -186,3 +186,30 @@ def test_relevant_items_tied_with_each_other_rank_in_gallery_order():
     counts = _chunk_counts(sim, qids, gids, (1, 5))
     assert counts.sum_ap == pytest.approx((1 / 3 + 2 / 4) / 2) and counts.sum_inp == pytest.approx(2 / 4)
     assert counts.metrics() == _chunk_counts_sorted(sim, qids, gids, (1, 5)).metrics()
+
+
+class _NanText(torch.nn.Module):
+    """An encoder stub whose text features are NaN for captions holding 'bad'."""
+
+    embed_dim = 4
+
+    def tokenize(self, texts):
+        ids = torch.tensor([[1 if "bad" in t else 0] for t in texts])
+        return ids, torch.ones_like(ids)
+
+    def encode_text(self, ids, mask):
+        out = torch.ones(ids.shape[0], self.embed_dim)
+        out[ids[:, 0] == 1] = float("nan")
+        return out
+
+
+def test_non_finite_features_are_refused_not_ranked():
+    """NaN similarities would rank the gallery in stored order and give plausible metrics."""
+    from wsreid.distributed import Distributed
+    from wsreid.engine.evaluate import extract_text_features
+    from wsreid.errors import TrainingError
+
+    ok = extract_text_features(_NanText(), ["a", "b"], 8, Distributed())
+    assert torch.allclose(ok, torch.full((2, 4), 0.5))
+    with pytest.raises(TrainingError, match="1 of 3 text features are not finite"):
+        extract_text_features(_NanText(), ["a", "bad", "c"], 8, Distributed())

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from wsreid.api import EncoderComponent, EvalSplit, ViewFeatures
 from wsreid.distributed import Distributed
 from wsreid.engine.data import ImageFiles
+from wsreid.errors import TrainingError
 from wsreid.evaluation import retrieval_metrics_from_features
 
 
@@ -28,7 +29,7 @@ def extract_text_features(encoder: EncoderComponent, captions: list[str], batch_
         ids, mask = encoder.tokenize(captions[start:stop])
         feats.append(F.normalize(encoder.encode_text(ids.to(dist.device), mask.to(dist.device)).float(), dim=-1))
         idx.append(torch.arange(start, stop, device=dist.device))
-    return _gather_rows(feats, idx, len(captions), encoder.embed_dim, dist)
+    return _finite(_gather_rows(feats, idx, len(captions), encoder.embed_dim, dist), desc)
 
 
 @torch.no_grad()
@@ -43,7 +44,20 @@ def extract_image_features(encoder: EncoderComponent, paths, batch_size: int, di
     for positions, images in tqdm(loader, desc=desc, leave=False, disable=None if dist.is_main else True):
         feats.append(F.normalize(encoder.encode_image(images.to(dist.device)).float(), dim=-1))
         idx.append(positions.to(dist.device))
-    return _gather_rows(feats, idx, len(files), encoder.embed_dim, dist)
+    return _finite(_gather_rows(feats, idx, len(files), encoder.embed_dim, dist), desc)
+
+
+def _finite(features: torch.Tensor, desc: str) -> torch.Tensor:
+    """``features``, refused when a row is not finite: NaN similarities would rank the
+    gallery in its stored order and give plausible-looking metrics."""
+    bad = int((~torch.isfinite(features).all(dim=1)).sum())
+    if bad:
+        raise TrainingError(
+            f"{bad} of {features.shape[0]} {desc} features are not finite (NaN or inf): the encoder's output overflowed "
+            "or its weights diverged",
+            hint="check the weights evaluated; fp16 features may overflow (train.mixed_precision: bf16 or no)",
+        )
+    return features
 
 
 def _gather_rows(feats, idx, n: int, dim: int, dist: Distributed) -> torch.Tensor:
