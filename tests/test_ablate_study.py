@@ -69,6 +69,12 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
         ("base: recipes/base.yaml\nreference: Z\nvariants: [{label: A}]\n", "reference: no variant is labelled 'Z'"),
         ("base: recipes/base.yaml\nseeds: [1, 1]\nvariants: [{label: A}]\n", "repeats a seed"),
         ("base: recipes/base.yaml\nvariants: []\n", "variants: List should have at least 1 item"),
+        ("base: recipes/base.yaml\nmetrics: [R1,\n  map]\nvariants: [{label: A}]\n",
+         "study.yaml:3: metrics: 'map' is not a metric of metrics.json "
+         "(did you mean 'mAP'? metrics: R1, R5, R10, mAP, mINP)"),
+        ("base: recipes/base.yaml\nmetrics: [R1, R50]\nvariants: [{label: A}]\n", "did you mean 'R5'?"),
+        ("base: recipes/base.yaml\nmetrics: [R1, top1]\nvariants: [{label: A}]\n",
+         "metrics: 'top1' is not a metric of metrics.json (metrics: R1, R5"),
     ],
 )
 def test_invalid_study_is_a_one_line_user_error(study_file, tmp_path, capsys, text, message):
@@ -77,6 +83,8 @@ def test_invalid_study_is_a_one_line_user_error(study_file, tmp_path, capsys, te
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "o").exists()
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == err  # a dry run finds it too, before listing any run
 
 
 def test_report_aggregates_fabricated_metrics(study_file, tmp_path, capsys):
@@ -293,3 +301,145 @@ def test_every_variant_of_a_shipped_study_is_a_valid_recipe(study):
     assert [r.label for r in first_seed] == loaded.labels
     for run in first_seed:
         load_recipe(str(loaded.base), run.overrides, registry=registry)  # raises RecipeError naming file and line
+
+
+def _saved_run(loaded, run, metrics_text: str, recipe_edit=lambda text: text) -> None:
+    """A finished run as `wsreid run` leaves it: the run marker, recipe.yaml (the resolved
+    recipe of ``run``, passed through ``recipe_edit``) and ``metrics_text`` as metrics.json."""
+    from wsreid.recipe import dump_resolved_yaml, load_recipe
+
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / ".wsreid-run").write_text("{}")
+    resolved = dump_resolved_yaml(load_recipe(str(loaded.base), run.overrides))
+    (run.run_dir / "recipe.yaml").write_text(recipe_edit(resolved))
+    (run.run_dir / "metrics.json").write_text(metrics_text)
+
+
+def test_dry_run_with_invalid_runs_exits_2_and_counts_them(study_file, tmp_path, capsys):
+    _write(study_file, study_file.read_text() + "  - label: typo\n    overrides: {train.lrr: 1}\n")
+    out = tmp_path / "out"
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "15 runs (0 finished); nothing was run" in captured.out
+    assert captured.err.count("typo seed") == 3 and captured.err.count(": FAILED: ") == 3
+    assert captured.err.count(": new -> ") == 12
+    last = captured.err.splitlines()[-1]
+    assert last == (f"error: {study_file}: 3 of 15 planned runs are invalid (their FAILED lines above say why) "
+                    "(fix them, then run the study)")
+    assert captured.err.count("error: ") == 1 and not out.exists()
+
+
+def test_negative_seed_is_a_one_line_user_error_and_nothing_runs(study_file, tmp_path, capsys, monkeypatch):
+    import wsreid.ablate as ablate
+
+    called = []
+    monkeypatch.setattr(ablate, "execute_in_process", lambda *a: called.append(a))
+    out = tmp_path / "out"
+    for extra in ([], ["--dry-run"]):
+        assert main(["ablate", str(study_file), "--output-dir", str(out), "--seeds=0,-1", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err == ("error: --seeds 0,-1: seed -1 is negative (a training seed is an integer >= 0, "
+                       "e.g. --seeds 0 or --seeds 0,1)\n")
+    _write(study_file, study_file.read_text().replace("seeds: [0, 1, 2]", "seeds: [0, -1]"))
+    assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "study.yaml:2: seeds.1: Input should be greater than or equal to 0" in err
+    assert called == [] and not out.exists()
+
+
+def test_study_directory_is_checked_before_any_run(study_file, tmp_path, capsys, monkeypatch):
+    import wsreid.ablate as ablate
+
+    called = []
+    monkeypatch.setattr(ablate, "execute_in_process", lambda *a: called.append(a))
+    taken = _write(tmp_path / "taken", "not a directory")
+    for out, extra, message in [
+        (taken, [], f"error: --output-dir {taken}: exists and is not a directory"),
+        (taken, ["--dry-run"], f"error: --output-dir {taken}: exists and is not a directory"),
+        (taken / "sub", [], f"error: --output-dir {taken / 'sub'}: cannot create the study directory: Not a directory"),
+        (taken / "sub", ["--dry-run"],
+         f"error: --output-dir {taken / 'sub'}: cannot create the study directory: {taken} is not a directory"),
+        (taken, ["--report-only"], f"error: --output-dir {taken}: exists and is not a directory"),
+    ]:
+        assert main(["ablate", str(study_file), "--output-dir", str(out), *extra]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith(message) and captured.err.count("\n") == 1, captured.err
+        assert "[1/12]" not in captured.err + captured.out  # no run was planned or tried
+    assert called == [] and taken.read_text() == "not a directory"
+    # the study file's own output_dir is named as such
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "out", "a file")
+    assert main(["ablate", str(study_file)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {study_file}: output_dir out: exists and is not a directory")
+
+
+def test_unreadable_metrics_json_is_a_failed_run_not_a_crash(study_file, tmp_path, capsys):
+    loaded = load_study(study_file)
+    out = tmp_path / "out"
+    runs = plan_runs(loaded, out)
+    a0, a1, a2 = runs[:3]
+    _saved_run(loaded, a0, '{"test": ')  # truncated
+    _saved_run(loaded, a1, '{"test": {"R1": "abc"}}')
+    _saved_run(loaded, a2, json.dumps(_metrics(30.0)))
+    for run in runs[3:6]:  # B+x
+        _saved_run(loaded, run, json.dumps(_metrics(20.0 + run.seed)))
+    path0, path1 = a0.run_dir / "metrics.json", a1.run_dir / "metrics.json"
+
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 1
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["A"]["status"].startswith(f"2/3 failed (seed 0: unreadable metrics.json ({path0}): ")
+    assert rows["A"]["runs_done"] == "1" and float(rows["A"]["R1_mean"]) == 30.0
+    assert float(rows["B+x"]["R1_mean"]) == 21.0 and float(rows["B+x"]["R1_delta"]) == -9.0
+    assert rows["B+x"]["status"] == "ok"
+
+    logs = []
+    outcomes = run_study(loaded, runs[:3], execute=lambda *a: pytest.fail("a finished run is not run again"),
+                         log=logs.append)
+    assert [o.status for o in outcomes] == ["failed", "failed", "done"]
+    assert outcomes[1].error == (f"unreadable metrics.json ({path1}): test.R1 is \"abc\", not a number; "
+                                 "delete it and run the study again to redo this run")
+    assert sum("FAILED: unreadable metrics.json" in line for line in logs) == 2
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out)]) == 2
+    assert "2 of 12 planned runs are invalid" in capsys.readouterr().err
+
+
+def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, capsys, monkeypatch):
+    import wsreid.ablate as ablate
+
+    loaded = load_study(study_file)
+    out = tmp_path / "out"
+    runs = plan_runs(loaded, out)
+    for run in runs[:6]:  # A and B+x, every seed; A seed 1 was made with another sampler
+        other = run.seed == 1 and run.label == "A"
+        edit = (lambda t: t.replace("  sampler: random\n", "  sampler: identity\n")) if other else (lambda t: t)
+        _saved_run(loaded, run, json.dumps(_metrics(10.0 * (run.seed + 1))), edit)
+    expected = ("1/3 outdated (seed 1: its recipe.yaml differs from what the study asks for now; rerun the variant: "
+                f"wsreid ablate {study_file} --output-dir {out} --variant A)")
+
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["A"]["status"] == expected
+    assert rows["A"]["runs_done"] == "2" and float(rows["A"]["R1_mean"]) == 20.0  # seeds 0 and 2: 10, 30
+    assert rows["B+x"]["status"] == "ok" and float(rows["B+x"]["R1_delta"]) == 0.0
+    assert f"| A (reference) | 2/3 | 20.00 ± 14.14 |" in (out / "results.md").read_text()
+    # runs copied in on purpose (to pair by seed) are taken as they are with --include-outdated
+    assert main(["ablate", str(study_file), "--report-only", "--include-outdated", "--output-dir", str(out)]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["A"]["status"] == "ok" and rows["A"]["runs_done"] == "3" and float(rows["A"]["R1_mean"]) == 20.0
+
+    # the rows not selected by --variant are merged into the table the same way
+    def fake_run(study, run, state, disabled):
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(5.0)))
+
+    monkeypatch.setattr(ablate, "execute_in_process", fake_run)
+    assert main(["ablate", str(study_file), "--output-dir", str(out), "--variant", "D"]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["A"]["status"] == expected and rows["A"]["runs_done"] == "2" and rows["D"]["runs_done"] == "3"
+    # the dry run, which uses the same check, plans that run again
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out), "--variant", "A"]) == 0
+    err = capsys.readouterr().err
+    assert "A seed 1: restart" in err and err.count(": done -> ") == 2

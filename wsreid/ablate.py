@@ -31,7 +31,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,11 +54,15 @@ __all__ = [
     "execute_subprocess",
     "StudyReport",
     "ablation_study",
+    "read_run_metrics",
 ]
 
+#: the test metrics a run's metrics.json holds (wsreid.evaluation), in table order
 METRICS = ["R1", "R5", "R10", "mAP", "mINP"]
 STATE_DONE, STATE_RESUME, STATE_RESTART, STATE_NEW = (RunState.DONE.value, RunState.RESUME.value,
                                                       RunState.RESTART.value, RunState.NEW.value)
+#: the outcome of a finished run whose saved recipe no longer matches its variant
+STATE_OUTDATED = "outdated"
 
 
 class _Strict(BaseModel):
@@ -79,7 +83,7 @@ class Study(_Strict):
 
     base: str
     variants: list[Variant] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     overrides: dict[str, Any] = Field(default_factory=dict)
     reference: str | None = None
     output_dir: str | None = None
@@ -115,7 +119,9 @@ class PlannedRun:
 @dataclass
 class RunOutcome:
     """What happened to a planned run in this invocation: ``status`` is ``done`` (finished
-    earlier), ``ran``, ``failed`` (``error`` holds the one-line message) or ``planned``."""
+    earlier), ``ran``, ``failed`` (``error`` holds the one-line message), ``outdated``
+    (finished, but with a recipe other than the study's now; ``error`` says what to do; not
+    tabulated) or ``planned``."""
 
     run: PlannedRun
     status: str
@@ -165,6 +171,7 @@ def load_study(path: str | Path) -> LoadedStudy:
         slugs[_slug(label)] = label
     if len(set(study.seeds)) != len(study.seeds):
         raise StudyError(f"{locations.find(('seeds',))}: seeds: {study.seeds} repeats a seed", hint="list each seed once")
+    _check_metric_names(study, locations)
     reference = study.reference or labels[0]
     if reference not in labels:
         raise StudyError(f"{locations.find(('reference',))}: reference: no variant is labelled {reference!r}",
@@ -172,6 +179,21 @@ def load_study(path: str | Path) -> LoadedStudy:
     for name in set(study.plot_metrics) - set(study.metrics):
         raise StudyError(f"{path}: plot_metrics: {name!r} is not in metrics", hint=f"metrics: {', '.join(study.metrics)}")
     return LoadedStudy(study, path, base, reference)
+
+
+def _check_metric_names(study: Study, locations) -> None:
+    """Every name in ``metrics`` must be a metric of metrics.json (:data:`METRICS`); a
+    misspelt one would tabulate as a column of '-'."""
+    import difflib
+
+    for i, name in enumerate(study.metrics):
+        if name in METRICS:
+            continue
+        by_case = {m.lower(): m for m in METRICS}
+        close = [by_case[name.lower()]] if name.lower() in by_case else \
+            [by_case[m] for m in difflib.get_close_matches(name.lower(), list(by_case), n=1)]
+        raise StudyError(f"{locations.find(('metrics', i))}: metrics: {name!r} is not a metric of metrics.json",
+                         hint=(f"did you mean {close[0]!r}? " if close else "") + f"metrics: {', '.join(METRICS)}")
 
 
 def default_output_dir(loaded: LoadedStudy) -> Path:
@@ -190,6 +212,45 @@ def plan_runs(loaded: LoadedStudy, output_dir: Path, cli_overrides: list[str] = 
             tail = [_override_text("train.seed", seed), _override_text("output_dir", str(run_dir))]
             runs.append(PlannedRun(variant.label, seed, run_dir, shared + own + list(cli_overrides) + tail))
     return runs
+
+
+class UnreadableMetrics(Exception):
+    """A run's metrics.json that is not JSON or not what a finished run writes; the message
+    is the run's one-line status."""
+
+
+def read_run_metrics(run_dir: Path) -> dict[str, Any]:
+    """The content of ``run_dir/metrics.json``, checked: a JSON object whose ``test`` maps
+    metric names to numbers. Raises :class:`UnreadableMetrics` (``unreadable metrics.json
+    (PATH): why``) for a truncated, corrupt or unexpected file."""
+    import math
+
+    path = run_dir / "metrics.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise UnreadableMetrics(_unreadable(path, why)) from None
+    test = data.get("test") if isinstance(data, dict) else None
+    if not isinstance(test, dict):
+        raise UnreadableMetrics(_unreadable(path, "no 'test' metrics"))
+    for name, value in test.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UnreadableMetrics(_unreadable(path, f"test.{name} is {json.dumps(value)}, not a number"))
+    return data
+
+
+def _unreadable(path: Path, why: str) -> str:
+    return f"unreadable metrics.json ({path}): {why}; delete it and run the study again to redo this run"
+
+
+def _finished(run: PlannedRun, status: str) -> RunOutcome:
+    """The outcome of a run that wrote metrics.json: ``status`` with its metrics, or
+    ``failed`` when the file cannot be read."""
+    try:
+        return RunOutcome(run, status, metrics=read_run_metrics(run.run_dir))
+    except UnreadableMetrics as exc:
+        return RunOutcome(run, "failed", error=str(exc))
 
 
 def run_state(run_dir: Path) -> str:
@@ -380,10 +441,12 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
             raise
         pool.shutdown(wait=True)
     ordered = [outcomes[k] for k in sorted(outcomes)]
-    for outcome in ordered:
+    for k, outcome in enumerate(ordered):
         metrics_file = outcome.run.run_dir / "metrics.json"
         if outcome.status in (STATE_DONE, "ran") and metrics_file.exists():
-            outcome.metrics = json.loads(metrics_file.read_text())
+            ordered[k] = _finished(outcome.run, outcome.status)
+            if ordered[k].status == "failed":
+                log(f"{outcome.run.label} seed {outcome.run.seed}: FAILED: {ordered[k].error}")
         elif outcome.status == "ran":
             outcome.status, outcome.error = "failed", "the run ended without metrics.json"
     return ordered
@@ -413,6 +476,10 @@ def _parse_seeds(text: str | None) -> list[int] | None:
         raise UserError(f"--seeds {text}: expected comma-separated integers", hint="e.g. --seeds 0 or --seeds 0,1") from None
     if not seeds:
         raise UserError(f"--seeds {text!r}: no seed given", hint="e.g. --seeds 0 or --seeds 0,1")
+    negative = [s for s in seeds if s < 0]
+    if negative:
+        raise UserError(f"--seeds {text}: seed {negative[0]} is negative",
+                        hint="a training seed is an integer >= 0, e.g. --seeds 0 or --seeds 0,1")
     return seeds
 
 
@@ -422,17 +489,56 @@ def _threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def collect_outcomes(runs: list[PlannedRun]) -> list[RunOutcome]:
+def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
+                     disabled: list[str] = (), rerun: list[str] | None = None) -> list[RunOutcome]:
     """Outcomes from what the run directories hold, running nothing: ``done`` with the
-    metrics where metrics.json exists, ``planned`` (not run) otherwise."""
+    metrics where metrics.json exists, ``planned`` (not run) otherwise; ``failed`` for an
+    unreadable metrics.json. With ``loaded``, a finished run that saved its recipe.yaml is
+    checked as a study invocation checks it before running (:func:`_decide`): one whose
+    saved recipe differs from what its variant asks for now is ``outdated`` (the next
+    invocation would run it again; its message names the command that does, ``rerun``
+    followed by ``--variant LABEL``), one whose variant no longer loads is ``failed``; a
+    run directory without recipe.yaml (metrics.json alone) is taken as it is."""
     outcomes = []
     for run in runs:
-        metrics_file = run.run_dir / "metrics.json"
-        if metrics_file.exists():
-            outcomes.append(RunOutcome(run, STATE_DONE, metrics=json.loads(metrics_file.read_text())))
-        else:
+        if not (run.run_dir / "metrics.json").exists():
             outcomes.append(RunOutcome(run, "planned"))
+            continue
+        if loaded is not None and (run.run_dir / "recipe.yaml").exists():
+            try:
+                state = _decide(loaded, run, list(disabled))
+            except Exception as exc:  # the variant no longer makes a valid recipe
+                outcomes.append(RunOutcome(run, "failed", error=_one_line(exc)))
+                continue
+            if state == STATE_RESTART:
+                command = shlex.join([*(rerun or ["wsreid", "ablate", str(loaded.path)]), "--variant", run.label])
+                outcomes.append(RunOutcome(run, STATE_OUTDATED, error=(
+                    f"its recipe.yaml differs from what the study asks for now; rerun the variant: {command}")))
+                continue
+        outcomes.append(_finished(run, STATE_DONE))
     return outcomes
+
+
+def _prepare_output_dir(output_dir: Path, where: str, *, create: bool) -> None:
+    """Check that the study directory can be used, before anything runs: create it
+    (``create``), else (a dry run, which creates nothing) check that it is a directory or
+    could be made. Raises :class:`StudyError` naming ``where`` the path came from."""
+    hint = "give a directory that exists or can be created"
+    if output_dir.exists() and not output_dir.is_dir():
+        raise StudyError(f"{where} {output_dir}: exists and is not a directory", hint=hint)
+    if create:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StudyError(f"{where} {output_dir}: cannot create the study directory: "
+                             f"{exc.strerror or exc}", hint=hint) from None
+        return
+    for parent in output_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StudyError(f"{where} {output_dir}: cannot create the study directory: {parent} is not a "
+                                 "directory", hint=hint)
+            break
 
 
 @dataclass
@@ -454,11 +560,13 @@ class StudyReport:
 def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, overrides: list[str] = (),
                    seeds: str | None = None, variants: list[str] = (), subprocess: bool = False, jobs: int = 1,
                    disabled: list[str] = (), dry_run: bool = False, report_only: bool = False,
-                   log: Callable[[str], None] = _log_line) -> StudyReport:
+                   include_outdated: bool = False, log: Callable[[str], None] = _log_line) -> StudyReport:
     """Run (or continue) an ablation study and write its table, CSV and chart
     (:mod:`wsreid.ablate_table`). ``seeds`` ("0,1") and ``variants`` (exact labels) select
     the runs to do now; the table still covers every run of the study. ``report_only``:
-    run nothing, tabulate the finished runs. ``subprocess``: each run in its own
+    run nothing, tabulate the finished runs. ``include_outdated``: tabulate a finished run
+    whatever recipe it was trained with (runs copied in from another study to pair by seed),
+    instead of marking it ``outdated``. ``subprocess``: each run in its own
     ``python -m wsreid run`` process. A KeyboardInterrupt carries the outcomes so far as
     ``outcomes``."""
     from wsreid.ablate_table import aggregate, write_outputs
@@ -468,19 +576,24 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     overrides = list(overrides)
     for text in overrides:
         parse_override(text)  # fail before any run on a malformed override
+    where = "--output-dir" if output_dir else f"{loaded.path}: output_dir"
     output_dir = Path(output_dir) if output_dir else default_output_dir(loaded)
-    runs = plan_runs(loaded, output_dir, overrides)
     chosen = _parse_seeds(seeds)
+    wanted = _check_variants(list(variants), loaded)
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1", hint="give the number of trainings to run at once")
+    _prepare_output_dir(output_dir, where, create=not dry_run)
     if chosen is not None:
         extra = [s for s in chosen if s not in loaded.study.seeds]
         if extra:  # seeds beyond the study's: plan them too (the table shows them as well)
             loaded.study.seeds = list(loaded.study.seeds) + extra
-            runs = plan_runs(loaded, output_dir, overrides)
-    wanted = _check_variants(list(variants), loaded)
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: must be at least 1", hint="give the number of trainings to run at once")
+    runs = plan_runs(loaded, output_dir, overrides)
+    rerun = ["wsreid", "ablate", str(study), *(x for text in overrides for x in ("-o", text)),
+             *(["--output-dir", str(output_dir)] if where == "--output-dir" else []),
+             *(x for name in disabled for x in ("--disable-plugin", name))]
+    checked = None if include_outdated else loaded  # collect_outcomes checks recipes against it
     if report_only:
-        outcomes = collect_outcomes(runs)
+        outcomes = collect_outcomes(runs, checked, list(disabled), rerun)
     else:
         selected = [r for r in runs if (chosen is None or r.seed in chosen)
                     and (wanted is None or r.label in wanted)]
@@ -493,11 +606,17 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
             raise
         if len(selected) < len(runs) and not dry_run:  # the table covers every run of the study
             done = {(o.run.label, o.run.seed): o for o in outcomes}
-            outcomes = [done.get((r.label, r.seed)) or collect_outcomes([r])[0] for r in runs]
+            outcomes = [done.get((r.label, r.seed)) or collect_outcomes([r], checked, list(disabled), rerun)[0]
+                        for r in runs]
     if dry_run:
         return StudyReport(outcomes, {}, dry_run=True)
     rows = aggregate(loaded, outcomes)
-    return StudyReport(outcomes, write_outputs(loaded, rows, output_dir))
+    try:
+        paths = write_outputs(loaded, rows, output_dir)
+    except OSError as exc:
+        raise StudyError(f"{output_dir}: cannot write the study's results: {exc}",
+                         hint="free space or fix the permissions, then run with --report-only") from None
+    return StudyReport(outcomes, paths)
 
 
 def _execute_in_subprocess(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str]) -> None:

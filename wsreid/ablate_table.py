@@ -32,7 +32,8 @@ NOT_WEAK = "NOT weakly supervised"
 class VariantRow:
     """Aggregated numbers of one variant. ``mean``/``std``/``delta`` map metric -> value
     (std and delta None where undefined); ``status`` is ``ok`` or a one-line summary of
-    what failed; ``weakly_supervised`` is None when no run finished."""
+    what failed, is outdated (finished with another recipe; not in the numbers) or was
+    not run; ``weakly_supervised`` is None when no run finished."""
 
     label: str
     runs_total: int
@@ -50,11 +51,16 @@ class VariantRow:
 
 def _status(outcomes: list["RunOutcome"]) -> str:
     failed = [o for o in outcomes if o.status == "failed"]
-    missing = [o for o in outcomes if o.metrics is None and o.status != "failed"]
+    outdated = [o for o in outcomes if o.status == "outdated"]
+    missing = [o for o in outcomes if o.metrics is None and o.status not in ("failed", "outdated")]
     parts = []
     if failed:
         first = failed[0]
         parts.append(f"{len(failed)}/{len(outcomes)} failed (seed {first.run.seed}: {first.error})")
+    if outdated:  # finished with another recipe than the study's now: not in the numbers
+        seeds = ", ".join(str(o.run.seed) for o in outdated)
+        parts.append(f"{len(outdated)}/{len(outcomes)} outdated (seed{'s' if len(outdated) > 1 else ''} {seeds}: "
+                     f"{outdated[0].error})")
     if missing:
         parts.append(f"{len(missing)}/{len(outcomes)} not run")
     return "; ".join(parts) or "ok"

@@ -19,6 +19,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
     p.add_argument("--report-only", action="store_true",
                    help="write the table, CSV and chart from the finished runs; run nothing")
+    p.add_argument("--include-outdated", action="store_true",
+                   help="tabulate finished runs whose recipe.yaml differs from what the study asks for now (runs "
+                        "copied in from another study to pair by seed) instead of marking them outdated")
     p.add_argument("--subprocess", action="store_true",
                    help="run each training in its own `python -m wsreid run` process (isolates crashes and memory)")
     p.add_argument("--seeds", metavar="S[,S...]",
@@ -36,13 +39,15 @@ def add_parsers(sub) -> None:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     """Run the study and print the table; 0 when every run finished, 1 when some failed,
-    130 when interrupted."""
+    130 when interrupted. ``--dry-run``: 0, or 2 when some planned run is invalid."""
     from wsreid.ablate import STATE_DONE, ablation_study
+    from wsreid.errors import StudyError
 
     try:
         report = ablation_study(args.study, output_dir=args.output_dir, overrides=args.override, seeds=args.seeds,
                                 variants=args.variant, subprocess=args.subprocess, jobs=args.jobs,
-                                disabled=args.disable_plugin, dry_run=args.dry_run, report_only=args.report_only)
+                                disabled=args.disable_plugin, dry_run=args.dry_run, report_only=args.report_only,
+                                include_outdated=args.include_outdated)
     except KeyboardInterrupt as exc:
         outcomes = getattr(exc, "outcomes", None)
         if outcomes is None:
@@ -52,6 +57,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if report.dry_run:
         done = sum(o.status == STATE_DONE for o in report.outcomes)
         print(f"{len(report.outcomes)} runs ({done} finished); nothing was run")
+        invalid = sum(o.status == "failed" for o in report.outcomes)
+        if invalid:
+            raise StudyError(f"{args.study}: {invalid} of {len(report.outcomes)} planned runs are invalid "
+                             "(their FAILED lines above say why)", hint="fix them, then run the study")
         return ExitCode.OK
     print(report.paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in report.paths.values()))
