@@ -285,17 +285,21 @@ def test_pretrained_tokenizer_without_mask_gets_one_with_mean_embedding(saved_mo
 def test_written_sizes_must_be_the_pretrained_models(saved_model_dir):
     """Sizes shape only a random model: with pretrained weights a size the recipe writes
     that is not the model's would be silently ignored - it is an error; the model's own
-    sizes, written out, are fine."""
+    sizes, written out, are fine, and so are the defaults (a resolved recipe.yaml spells
+    them out whatever the model)."""
     common = {"pretrained": str(saved_model_dir), "image_size": (32, 16), "max_length": 12}
     for change, says in (({"embed_dim": 64}, "encoder.embed_dim 64 differs from the pretrained model's 24"),
                          ({"vision": {"hidden": 32, "layers": 2, "heads": 2}}, "encoder.vision.layers 2 differs"),
                          ({"text": {"hidden": 32, "layers": 1, "heads": 4}}, "encoder.text.heads 4 differs"),
-                         ({"vision": {"patch_size": 16}}, "encoder.vision.patch_size 16 differs")):
+                         ({"vision": {"patch_size": 4}}, "encoder.vision.patch_size 4 differs")):
         with pytest.raises(RecipeError, match=says):
             ClipEncoder(ClipEncoder.Params(**common, **change), BuildContext())
     same = {"embed_dim": 24, "vision": {"hidden": 32, "layers": 1, "heads": 2, "patch_size": 8, "intermediate": 64},
             "text": {"hidden": 32, "layers": 1, "heads": 2}}
     assert ClipEncoder(ClipEncoder.Params(**common, **same), BuildContext()).embed_dim == 24
+    defaults = ClipEncoder.Params(pretrained=str(saved_model_dir)).model_dump(include={"embed_dim", "vision", "text"})
+    assert defaults["vision"]["hidden"] == 768  # the ViT-B/16 defaults, not the saved model's 32
+    assert ClipEncoder(ClipEncoder.Params(**common, **defaults), BuildContext()).embed_dim == 24
 
 
 def test_pretrained_errors_are_one_line(tmp_path, monkeypatch):

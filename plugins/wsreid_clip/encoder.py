@@ -53,7 +53,7 @@ def _check_heads(hidden: int, heads: int) -> None:
 
 class VisionParams(Params):
     """Vision Transformer size of a random initialisation (with ``pretrained`` the model's
-    own; a size written here must then equal it)."""
+    own; a size other than the default must then be the model's)."""
 
     hidden: int = Field(768, ge=1, description="width of the vision Transformer")
     layers: int = Field(12, ge=1, description="number of vision Transformer layers")
@@ -69,7 +69,7 @@ class VisionParams(Params):
 
 class TextParams(Params):
     """Text Transformer size of a random initialisation (with ``pretrained`` the model's
-    own; a size written here must then equal it)."""
+    own; a size other than the default must then be the model's)."""
 
     hidden: int = Field(512, ge=1, description="width of the text Transformer")
     layers: int = Field(12, ge=1, description="number of text Transformer layers")
@@ -127,7 +127,7 @@ class ClipParams(Params):
     min_frequency: int = Field(1, ge=1, description="'build': words seen fewer times map to the unknown token")
     max_vocab: int | None = Field(None, ge=6, description="'build': vocabulary bound including 5 special tokens")
     embed_dim: int = Field(512, ge=1, description="joint embedding size d (random initialisation; with pretrained, "
-                           "if written, it must be the model's)")
+                           "a value other than the default must be the model's)")
     vision: VisionParams = Field(default_factory=VisionParams, description="vision Transformer size")
     text: TextParams = Field(default_factory=TextParams, description="text Transformer size")
     image_size: tuple[int, int] = Field((384, 128), description="input image [height, width] in pixels")
@@ -358,22 +358,21 @@ class ClipEncoder(EncoderComponent):
         return ids
 
     def _check_pretrained_fits(self, clip: Any, params: ClipParams) -> None:
-        # sizes a recipe wrote explicitly must be the loaded model's (they shape only a random model)
+        # a size other than its default was written for this model: it must be the loaded model's
+        # (sizes shape only a random model; a resolved recipe.yaml spells out every default)
         vision, text = clip.config.vision_config, clip.config.text_config
-        written = []
-        if "embed_dim" in params.model_fields_set:
-            written.append(("embed_dim", params.embed_dim, clip.config.projection_dim))
+        default = type(params).model_fields["embed_dim"].default
+        sizes = [("embed_dim", params.embed_dim, clip.config.projection_dim, default)]
         for tower, config in (("vision", vision), ("text", text)):
             block = getattr(params, tower)
-            if tower not in params.model_fields_set:
-                continue
             actual = {"hidden": config.hidden_size, "layers": config.num_hidden_layers,
                       "heads": config.num_attention_heads, "intermediate": config.intermediate_size}
             if tower == "vision":
                 actual["patch_size"] = config.patch_size
-            written += [(f"{tower}.{f}", getattr(block, f), actual[f]) for f in actual if f in block.model_fields_set]
-        for key, value, actual in written:
-            if value is not None and value != actual:
+            sizes += [(f"{tower}.{f}", getattr(block, f), actual[f], type(block).model_fields[f].default)
+                        for f in actual]
+        for key, value, actual, default in sizes:
+            if value is not None and value != actual and value != default:
                 raise RecipeError(
                     f"clip encoder: encoder.{key} {value} differs from the pretrained model's {actual}",
                     hint=f"the architecture comes from encoder.pretrained: remove encoder.{key} "
