@@ -225,37 +225,10 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
         if key == "recipe" and not target.is_file():
             raise RecipeError(f"{where}: init.recipe: recipe file {shown!r} not found (looked for {target})",
                               hint="the path is relative to the file that names it")
-        if key == "recipe":
-            _check_init_recipe(target, where, shown)
         if key == "run" and not (target / "recipe.yaml").is_file():
             what = "is not a wsreid run directory (no recipe.yaml)" if target.is_dir() else "does not exist"
             raise RecipeError(f"{where}: init.run: {shown!r} {what} (looked for {target})",
                               hint="name a run directory written by 'wsreid run'; the path is relative to the file that names it")
-
-
-#: the init recipes being validated, outermost first (a cycle of init recipes would train forever)
-_INIT_CHAIN: list[FilePath] = []
-
-
-def _check_init_recipe(target: FilePath, where: str, shown: str) -> None:
-    """The recipe an ``init.recipe`` names loads and validates (it is trained first when
-    its run is not cached), and its own init chain comes back to no recipe of the chain."""
-    from wsreid.recipe.loader import load_recipe
-
-    target = target.resolve()
-    if target in _INIT_CHAIN:
-        chain = " -> ".join(p.name for p in [*_INIT_CHAIN[_INIT_CHAIN.index(target):], target])
-        raise RecipeError(f"{where}: init.recipe: {shown!r} starts a cycle of initial encoders ({chain})",
-                          hint="an init recipe must not start, directly or through its own init, from the recipe that names it")
-    _INIT_CHAIN.append(target)
-    try:
-        load_recipe(str(target))
-    except RecipeError as exc:
-        if "starts a cycle of initial encoders" in str(exc):
-            raise
-        raise RecipeError(f"{where}: init.recipe {shown!r} does not load: {exc}") from None
-    finally:
-        _INIT_CHAIN.pop()
 
 
 def _check_components(tree: dict[str, Any], registry: Registry, locations: Locations) -> None:

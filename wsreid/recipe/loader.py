@@ -212,13 +212,43 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     """Validate a tree from :func:`read_recipe_tree` (possibly edited, with its locations
     kept in step) -> :class:`LoadedRecipe`: :func:`~wsreid.recipe.build.validate_recipe`,
     then :func:`resolve_relative_paths`, then
-    :func:`~wsreid.recipe.build.check_external_paths` on the resolved paths. Errors cite
-    the file and line of each key."""
+    :func:`~wsreid.recipe.build.check_external_paths` on the resolved paths, then the
+    ``init.recipe`` it names, loaded in turn (no cycle of init recipes). Errors cite the
+    file and line of each key."""
     recipe = validate_recipe(tree, registry, locations)
     loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins)
     written = resolve_relative_paths(loaded)
-    check_external_paths(loaded.recipe, registry, locations or Locations(Location("<recipe>")), written)
+    locations = locations or Locations(Location("<recipe>"))
+    check_external_paths(loaded.recipe, registry, locations, written)
+    init = loaded.recipe.init
+    if init is not None and init.recipe is not None:
+        _check_init_recipe(Path(init.recipe), str(locations.find(("init", "recipe"))),
+                           written.get(("init", "recipe"), init.recipe))
     return loaded
+
+
+#: the init recipes being validated, outermost first (a cycle of init recipes would train forever)
+_INIT_CHAIN: list[Path] = []
+
+
+def _check_init_recipe(target: Path, where: str, shown: str) -> None:
+    """The recipe an ``init.recipe`` names loads and validates (it is trained first when
+    its run is not cached), and its own init chain comes back to no recipe of the chain."""
+    target = target.resolve()
+    if target in _INIT_CHAIN:
+        chain = " -> ".join(p.name for p in [*_INIT_CHAIN[_INIT_CHAIN.index(target):], target])
+        raise RecipeError(f"{where}: init.recipe: {shown!r} starts a cycle of initial encoders ({chain})",
+                          hint="an init recipe must not start, directly or through its own init, "
+                          "from the recipe that names it")
+    _INIT_CHAIN.append(target)
+    try:
+        load_recipe(str(target))
+    except RecipeError as exc:
+        if "starts a cycle of initial encoders" in str(exc):
+            raise
+        raise RecipeError(f"{where}: init.recipe {shown!r} does not load: {exc}") from None
+    finally:
+        _INIT_CHAIN.pop()
 
 
 def _block_first(block: dict[str, Any]) -> dict[str, Any]:
