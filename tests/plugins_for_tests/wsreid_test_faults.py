@@ -3,11 +3,12 @@ tests/test_run_guards.py through a recipe's ``plugins:`` list). Which hook fails
 with the environment variable WSREID_TEST_FAIL_HOOK."""
 
 import os
+from typing import Literal
 
 import torch
 
 from wsreid import hookimpl
-from wsreid.api import LocalAssociation, Objective, Params, Relation
+from wsreid.api import GlobalAssociation, LocalAssociation, Objective, Params, Relation
 from wsreid.losses import itc_loss
 
 
@@ -89,6 +90,57 @@ class CountsSteps(Objective):
         self.steps = tensors["module.steps"].clone()
 
 
+class BrokenAssociation(LocalAssociation):
+    """A local association that breaks its contract while training, as ``fault`` says."""
+
+    class Params(Params):
+        fault: Literal["none", "raises", "half-batch", "bool-weights", "bad-diagnostics", "bad-state"] = "raises"
+
+    def relate(self, features, batch, ctx):
+        f, fault = features["base"], self.params.fault
+        n = f.image.shape[0]
+        if fault == "raises":
+            return features["asymetric"]  # a misspelt view: KeyError
+        if fault == "half-batch":
+            return Relation(f.image[: n // 2], f.text[: n // 2], torch.eye(n // 2, device=f.image.device))
+        if fault == "bool-weights":
+            return Relation(f.image, f.text, torch.eye(n, dtype=torch.bool, device=f.image.device))
+        return Relation(f.image, f.text, torch.eye(n, device=f.image.device))
+
+    def diagnostics(self):
+        return {"hits": None} if self.params.fault == "bad-diagnostics" else {}
+
+    def state_tensors(self):
+        return {"count": 3} if self.params.fault == "bad-state" else {}
+
+
+class BrokenLoss(Objective):
+    """An objective whose loss() breaks its contract, as ``fault`` says."""
+
+    class Params(Params):
+        fault: Literal["raises", "no-grad", "integer"] = "raises"
+
+    def loss(self, features, relations, batch, ctx):
+        if self.params.fault == "raises":
+            return relations["near"].weight  # a misspelt attribute (weights): AttributeError
+        if self.params.fault == "no-grad":
+            return torch.tensor(1.0)
+        return torch.tensor(3)
+
+
+class FailsAfterStep(GlobalAssociation):
+    """A global association whose memory update raises."""
+
+    class Params(Params):
+        pass
+
+    def relate(self, features, batch, ctx):
+        return None
+
+    def after_step(self, features, batch, ctx):
+        raise KeyError("image_memory")
+
+
 @hookimpl
 def wsreid_register(registry):
     registry.add("objective", "per-pair-loss", PerPairLoss)
@@ -96,6 +148,9 @@ def wsreid_register(registry):
     registry.add("local_association", "fails-to-build", FailsToBuild)
     registry.add("objective", "reserved-state-name", ScaledItc)
     registry.add("objective", "counts-steps", CountsSteps)
+    registry.add("local_association", "broken-association", BrokenAssociation)
+    registry.add("objective", "broken-loss", BrokenLoss)
+    registry.add("global_association", "fails-after-step", FailsAfterStep)
 
 
 @hookimpl

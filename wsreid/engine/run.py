@@ -219,6 +219,23 @@ class Run:
                                       "--debug shows the traceback") from exc
 
     @contextmanager
+    def component_call(self, where: str, doing: str):
+        """Around a call into a built component while training (``relate()``, ``loss()``,
+        ...): an exception other than a UserError, or running out of memory, becomes one
+        line naming its recipe key, name and plugin (as :meth:`blame` at build)."""
+        try:
+            yield
+        except (UserError, MemoryError):
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "OutOfMemoryError":  # torch's: the machine, not the plugin
+                raise
+            raise ComponentError(f"{self.origin(where)}: {doing} failed at epoch {max(self.epoch, 1)}: "
+                                 f"{_one_line(exc)}",
+                                 hint="a fault of the component's plugin; fix it, or leave the component out; "
+                                      "--debug shows the traceback") from exc
+
+    @contextmanager
     def hook_guard(self, name: str):
         """Around a call of the lifecycle hook ``name``: an exception of a plugin's
         implementation (other than a UserError) becomes one line naming the plugin and
@@ -290,9 +307,12 @@ class Run:
         """The state of every stateful component, keyed ``<section>/<label>/<tensor>``."""
         out = {}
         for key, comp in self.components.stateful().items():
-            tensors = comp.state_tensors()
-            for name, t in tensors.items():
-                out[f"{key}/{name}"] = t
+            with self.component_call(_recipe_key(key), "state_tensors()"):
+                tensors = comp.state_tensors()
+                for name, t in tensors.items():
+                    if not torch.is_tensor(t):
+                        raise TypeError(f"its {name!r} is a {type(t).__name__}, not a tensor")
+                    out[f"{key}/{name}"] = t
             if isinstance(comp, torch.nn.Module):  # a trainable component: its parameters and buffers
                 self._check_state_names(key, tensors)
                 for name, t in comp.state_dict().items():
@@ -400,26 +420,32 @@ class Run:
         views = c.pair_construction.views(batch, self.encoder)
         features, batch = self.global_batch(self.encode(views), batch)
         relations = {}
-        for label, assoc in {**c.local_associations, **c.global_associations}.items():
-            view = getattr(assoc.params, "view", BASE_VIEW)
-            if view not in features:
-                raise RecipeError(f"associations.{label}.view: view {view!r} is not produced by pair construction "
-                                  f"{self.recipe.pair_construction.name!r}", hint=f"views: {', '.join(features)}")
-            rel = assoc.relate(features, batch, ctx)
-            if rel is not None:
-                self._check_relation(label, rel)
-                relations[label] = rel
+        for section in ("local_associations", "global_associations"):
+            for label, assoc in getattr(c, section).items():
+                view = getattr(assoc.params, "view", BASE_VIEW)
+                if view not in features:
+                    raise RecipeError(f"associations.{label}.view: view {view!r} is not produced by pair construction "
+                                      f"{self.recipe.pair_construction.name!r}", hint=f"views: {', '.join(features)}")
+                with self.component_call(f"{section}.{label}", "relate()"):
+                    rel = assoc.relate(features, batch, ctx)
+                if rel is not None:
+                    self._check_relation(label, rel, batch.index.shape[0])
+                    relations[label] = rel
         losses: dict[str, torch.Tensor] = {}
         for label, obj in c.objectives.items():
             if ctx.epoch < c.start_epochs.get(label, 1):
                 continue
-            value = obj.loss(features, relations, batch, ctx)
+            with self.component_call(f"objectives.{label}", "loss()"):
+                value = obj.loss(features, relations, batch, ctx)
             if value is None:
                 continue
             if not torch.is_tensor(value) or value.numel() != 1:
                 got = f"a tensor of shape {list(value.shape)}" if torch.is_tensor(value) else f"a {type(value).__name__}"
                 raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned {got}, not a scalar tensor",
                                      hint="reduce it to one value (e.g. loss.mean()), or return None to skip the step")
+            if not value.is_floating_point():
+                raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned a {value.dtype} tensor, "
+                                     "not a float one", hint="compute the loss from the features passed to loss()")
             if not torch.isfinite(value.detach()).all():
                 last = ckpt.latest_checkpoint(self.run_dir)
                 raise TrainingError(
@@ -430,6 +456,11 @@ class Run:
         if not losses:
             raise RecipeError("no objective produced a loss at this step", hint="add an objective such as 'itc'")
         total = sum(losses.values())
+        if not total.requires_grad:
+            where = ", ".join(self.origin(f"objectives.{label}") for label in losses)
+            raise ComponentError(f"{where}: the loss carries no gradient (computed without the features' graph)",
+                                 hint="compute it from the features passed to loss(), not from detached copies "
+                                      "or constants; return None to skip the step")
         self.optimizer.zero_grad(set_to_none=True)
         # Every process computes the loss of the global batch; its gradient reaches only this
         # rank's rows. DDP averages over ranks, so scale by the world size to get the sum.
@@ -446,26 +477,34 @@ class Run:
             base = features[BASE_VIEW]
             detached = {BASE_VIEW: ViewFeatures(base.image.detach(), base.text.detach(),
                                                 base.image_raw.detach(), base.text_raw.detach())}
-            for assoc in c.global_associations.values():
-                assoc.after_step(detached, batch, ctx)
+            for label, assoc in c.global_associations.items():
+                with self.component_call(f"global_associations.{label}", "after_step()"):
+                    assoc.after_step(detached, batch, ctx)
         out = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         out["loss/total"] = float(total.detach())
         return out
 
-    def _check_relation(self, label: str, rel: Relation) -> None:
-        """A relation's weights are Q x N over its N image and N text rows (Q <= N)."""
+    def _check_relation(self, label: str, rel: Relation, batch_rows: int) -> None:
+        """A relation's weights are float, Q x N over its N image and N text rows, with
+        B <= Q <= N for a global batch of B rows (every batch row is a query)."""
         c = self.components
         section = "local_associations" if label in c.local_associations else "global_associations"
         if not isinstance(rel, Relation):
             raise ComponentError(f"{self.origin(f'{section}.{label}')}: relate() returned a "
                                  f"{type(rel).__name__}, not a Relation", hint="return a wsreid.api.Relation or None")
         w, rows_image, rows_text = rel.weights, rel.image.shape[0], rel.text.shape[0]
-        if w.dim() != 2 or w.shape[1] != rows_image or rows_image != rows_text or w.shape[0] > rows_image:
+        if (w.dim() != 2 or w.shape[1] != rows_image or rows_image != rows_text or w.shape[0] > rows_image
+                or w.shape[0] < batch_rows):
             shape = " x ".join(str(n) for n in w.shape)
             raise ComponentError(
                 f"{self.origin(f'{section}.{label}')}: relate() returned a Relation whose weights are {shape} "
-                f"for {rows_image} image and {rows_text} text rows",
-                hint="weights must be Q x N: Q query rows (the first Q rows) by all N rows of image and text")
+                f"for {rows_image} image and {rows_text} text rows and a batch of {batch_rows}",
+                hint="weights must be Q x N: Q query rows (the first Q rows, at least the batch) by all N rows "
+                     "of image and text")
+        if not w.is_floating_point():
+            raise ComponentError(
+                f"{self.origin(f'{section}.{label}')}: relate() returned {w.dtype} weights",
+                hint="relation weights are floats in [0, 1] (e.g. related.float())")
 
     # ------------------------------------------------------------------ phase 2: train an epoch
     def train(self) -> dict[str, Any]:
@@ -527,8 +566,9 @@ class Run:
         logs["lr"] = self.scheduler.get_last_lr()[0]
         logs["seconds"] = time.time() - started
         for label, comp in self.components.stateful().items():
-            for k, v in comp.diagnostics().items():
-                logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
+            with self.component_call(_recipe_key(label), "diagnostics()"):
+                for k, v in comp.diagnostics().items():
+                    logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
         return logs
 
     # ------------------------------------------------------------------ phase 3: evaluate and select
@@ -617,6 +657,13 @@ class Run:
         with self.hook_guard("wsreid_run_end"):
             self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
         return metrics
+
+
+def _recipe_key(stateful_key: str) -> str:
+    """The recipe key of a :meth:`Components.stateful` key (``objectives/sdm`` ->
+    ``objectives.sdm``; the pair construction's is ``pair_construction``)."""
+    section, label = stateful_key.split("/", 1)
+    return section if section == "pair_construction" else f"{section}.{label}"
 
 
 def _one_line(exc: BaseException) -> str:
