@@ -96,6 +96,14 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_works(site, make
     assert "broken: plugin 'broken' from distribution 'fake-broken' failed to load: ModuleNotFoundError" in out
 
 
+def test_an_entry_point_naming_a_missing_module_has_no_location_inside_wsreid(site, capsys):
+    """The import call is wsreid's, not the plugin's fault: no 'at wsreid/...' location."""
+    site("fake-gone", "0.1", {"gone": "fakeplug_gone_nowhere"}, {})
+    plugins = load_plugins()
+    [broken] = [b for b in plugins.broken if b.name == "gone"]
+    assert broken.error == "ModuleNotFoundError: No module named 'fakeplug_gone_nowhere'"
+
+
 def test_a_plugin_that_fails_while_registering_is_withdrawn_whole(site, capsys):
     source = OBJECTIVE.replace("{name}", "half-done").replace(
         'registry.add("objective", "half-done", Scaled)',

@@ -112,16 +112,22 @@ def _import_error_line(exc: BaseException) -> str:
     return f"{_error_line(exc)} (at {error_location(exc)})" if error_location(exc) else _error_line(exc)
 
 
+#: wsreid's own source folder: its frames (the import call) are never the plugin's fault
+_OWN_SOURCE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def error_location(exc: BaseException) -> str | None:
-    """``FILE:LINE`` where ``exc`` was raised, skipping the import machinery; a
-    SyntaxError's file and line. None when unknown."""
+    """``FILE:LINE`` where ``exc`` was raised, skipping the import machinery and wsreid's
+    own frames; a SyntaxError's file and line. None when unknown (a module that does not
+    exist has no line of its own)."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
     where = None
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith("<frozen") and "importlib" not in filename:
+        if (not filename.startswith("<frozen") and "importlib" not in filename
+                and not os.path.abspath(filename).startswith(_OWN_SOURCE)):
             where = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where
@@ -188,7 +194,8 @@ def load_plugins(
         except Exception as exc:
             raise PluginError(
                 f"plugin module {modname!r} (recipe 'plugins:') failed to import: {_import_error_line(exc)}",
-                hint="check that it is installed or on PYTHONPATH",
+                hint="check that it (and what it imports) is installed or on PYTHONPATH"
+                if isinstance(exc, ModuleNotFoundError) else "fix the error in the plugin's code",
             ) from exc
         if pm.is_registered(plugin):
             continue  # already loaded through its entry point

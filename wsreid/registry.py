@@ -13,7 +13,7 @@ import difflib
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Annotated, Iterator
+from typing import Annotated, Any, Iterator
 
 import torch
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -110,6 +110,25 @@ class SettingsEntry:
         return self.provider
 
 
+def nested_models(model: type[BaseModel], path: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """``model`` (as ``"<params>"``) and every model reachable through its fields'
+    annotations, with the dotted field path that reaches it."""
+    found = [(path or "<params>", model)]
+    for field_name, field in model.model_fields.items():
+        for arg in _annotation_types(field.annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg is not model:
+                found += nested_models(arg, f"{path}.{field_name}" if path else field_name)
+    return found
+
+
+def _annotation_types(annotation: Any) -> list[Any]:
+    """The types inside an annotation (``list[X] | None`` -> list, X, NoneType)."""
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return [annotation]
+    return [t for a in args for t in _annotation_types(a)]
+
+
 class Registry:
     """Holds every component registered by plugins of one plugin manager."""
 
@@ -156,11 +175,20 @@ class Registry:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} needs a Params model deriving from wsreid.api.Params")
         if "name" in params.model_fields:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r}: 'name' is reserved and cannot be a parameter")
+        for path, nested in nested_models(params)[1:]:
+            if nested.model_config.get("extra") != "forbid":
+                raise PluginError(
+                    f"plugin {provider!r}: {kind} {name!r}: its parameter block {path!r} ({nested.__name__}) "
+                    "accepts unknown keys, so a misspelt key in a recipe would be ignored",
+                    hint="derive it from wsreid.api.Params (or set model_config extra='forbid')")
         problem = invalid_default(params)
         if problem is not None:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} ({cls.__module__}.{cls.__qualname__}): {problem}",
                               hint="fix the default in its Params model; every default must satisfy its own field")
         existing = self._entries[kind].get(name)
+        if existing is not None and existing.provider == provider:
+            raise DuplicateComponentError(f"plugin {provider!r} registers {kind} {name!r} twice",
+                                          hint="register each name once")
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider
             raise DuplicateComponentError(

@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from wsreid.api import Component, Params, Relation, ViewFeatures
-from wsreid.registry import Entry
+from wsreid.registry import Entry, nested_models
 
 __all__ = [
     "ConformanceError",
@@ -53,30 +53,12 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, where: str, what:
 # --------------------------------------------------------------------------- parameters
 
 
-def _nested_models(model: type[BaseModel], path: str = "") -> list[tuple[str, type[BaseModel]]]:
-    """``model`` and every model reachable through its fields' annotations."""
-    found = [(path or "<params>", model)]
-    for name, field in model.model_fields.items():
-        for arg in _annotation_types(field.annotation):
-            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg is not model:
-                found += _nested_models(arg, f"{path}.{name}" if path else name)
-    return found
-
-
-def _annotation_types(annotation: Any) -> list[Any]:
-    """The types inside an annotation (``list[X] | None`` -> list, X, NoneType)."""
-    args = getattr(annotation, "__args__", None)
-    if not args:
-        return [annotation]
-    return [t for a in args for t in _annotation_types(a)]
-
-
 def check_params_model(model: type[Params], data: Mapping[str, Any], where: str, entry: Entry | None = None) -> Params:
     """Check a component's parameter model and return ``data`` validated by it.
 
     The model derives from :class:`wsreid.api.Params` and so does every nested model
     (unknown keys are rejected at every level); every field has a description (shown by
-    ``wsreid plugins`` and docs/recipes.md); the values survive a YAML 1.2 round trip
+    ``wsreid schema`` and docs/recipes.md); the values survive a YAML 1.2 round trip
     (ruamel) unchanged; and, with ``entry``, a recipe block ``{name: ..., **values}``
     validates and has a JSON schema (``wsreid schema``).
     """
@@ -85,15 +67,15 @@ def check_params_model(model: type[Params], data: Mapping[str, Any], where: str,
 
     if not (isinstance(model, type) and issubclass(model, Params)):
         fail(where, f"Params must derive from wsreid.api.Params, got {model!r}")
-    for path, nested in _nested_models(model):
+    for path, nested in nested_models(model):
         if nested.model_config.get("extra") != "forbid":
             fail(where, f"parameter model at {path!r} ({nested.__name__}) accepts unknown keys; "
                         "derive it from wsreid.api.Params (extra='forbid')")
-    for path, nested in _nested_models(model):
+    for path, nested in nested_models(model):
         for name, field in nested.model_fields.items():
             if not (field.description or "").strip():
                 fail(where, f"parameter {path + '.' if path != '<params>' else ''}{name!r} has no description; "
-                            "write Field(..., description=...) - wsreid plugins and docs/recipes.md show it")
+                            "write Field(..., description=...) - wsreid schema and docs/recipes.md show it")
     try:
         params = model.model_validate(dict(data))
     except ValidationError as exc:
