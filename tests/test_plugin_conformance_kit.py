@@ -164,6 +164,27 @@ class DetachedLoss(Objective):
         return itc_loss(features["base"].image, features["base"].text).detach()
 
 
+class RelationParams(Params):
+    relation: str = Field("relation", description="label of the relation to train against")
+
+
+class StrictRelationLoss(Objective):
+    """Reads its relation without checking that the label is there this step."""
+
+    Params = RelationParams
+
+    def loss(self, features, relations, batch, ctx):
+        rel = relations[self.params.relation]
+        return itc_loss(rel.image[: len(batch.index)], rel.text[: len(batch.index)])
+
+
+class WarmUpAssociation(Good):
+    """Relates from epoch 2 on (None before: no relation this step)."""
+
+    def relate(self, features, batch, ctx):
+        return None if ctx.epoch < 2 else super().relate(features, batch, ctx)
+
+
 class TrainableFake(Objective, torch.nn.Module):
     """Base of the trainable fakes: a torch module whose ``add_state`` makes its tensors;
     the loss is ITC."""
@@ -263,7 +284,8 @@ FAKES = {
     ("local_association", "good"): Good, ("local_association", "leaky"): LeakyWeights,
     ("local_association", "half-diagonal"): HalfDiagonal, ("local_association", "almost-zero"): AlmostZero,
     ("local_association", "by-position"): ByPosition, ("local_association", "detached"): Detached,
-    ("local_association", "wrong-view"): WrongView,
+    ("local_association", "wrong-view"): WrongView, ("local_association", "warm-up"): WarmUpAssociation,
+    ("objective", "strict-relation"): StrictRelationLoss,
     ("local_association", "undocumented"): Undocumented, ("local_association", "doubling"): Doubling,
     ("global_association", "forgetful"): Forgetful, ("objective", "row-loss"): RowLoss,
     ("objective", "first-row"): FirstRowLoss, ("objective", "detached-loss"): DetachedLoss,
@@ -309,6 +331,17 @@ def test_one_plugin_registering_a_name_twice_is_told_so():
 
 def test_a_conforming_component_passes(registry):
     check_local_association("good", {"view": "asymmetric"}, registry)
+
+
+def test_a_local_association_may_start_after_the_first_epoch(registry):
+    check_local_association("warm-up", {}, registry)
+
+
+def test_an_objective_must_take_a_step_without_its_relation(registry):
+    """A missing label means its association gave no relation this step (a memory before
+    its start epoch): an objective that indexes the relations blindly fails in training."""
+    with pytest.raises(ConformanceError, match="loss\\(\\) raised KeyError: 'relation' without relation 'relation'"):
+        check_component("objective", "strict-relation", {}, registry)
 
 
 @pytest.mark.parametrize("kind, name, params, message", [

@@ -95,25 +95,34 @@ def _view_of(params: Params) -> str:
 
 
 def check_local_association_entry(entry: Entry, data: Mapping[str, Any] | None = None, *, batch_size: int = 8,
-                                  dim: int = 16, seed: int = 0) -> None:
+                                  dim: int = 16, seed: int = 0, epochs: int = 3) -> None:
     """An in-batch relation (B x B, the contract of :func:`check_relation`) of the view the
-    parameters name, equivariant under batch permutation; diagnostics and state round trip."""
+    parameters name, equivariant under batch permutation; diagnostics and state round trip.
+    ``relate()`` may return None ("no relation this step", e.g. before a start epoch), but
+    not in every one of ``epochs`` epochs."""
     s = prepare(entry, data)
     view = _view_of(s.params)
     person = persons(batch_size, 2, seed)
     features = grouped_features(person, dim, views=tuple(dict.fromkeys(("base", view))), seed=seed)
     batch = random_batch(person, torch.arange(100, 100 + batch_size), seed=seed)
-    ctx = step_context()
     comp = s.build(BuildContext(seed=seed, num_train=200))
-    relation = comp.relate(features, batch, ctx)
+    relation = None
+    for epoch in range(1, epochs + 1):
+        ctx = step_context(epoch, epoch - 1, epochs)
+        relation = comp.relate(features, batch, ctx)
+        if relation is not None:
+            break
     if relation is None:
-        fail(s.where, "relate() returned None for a plain batch; a local association relates every batch")
+        fail(s.where, f"relate() returned None for a plain batch in each of {epochs} epochs; pass params so that "
+                      f"it relates by epoch {epochs} (e.g. an earlier start epoch)")
     _check_view(relation, view, s.where)
     check_relation(relation, batch_size, s.where, features[view])
     if relation.num_candidates != batch_size:
         fail(s.where, f"a local association relates the batch only: N = {relation.num_candidates}, B = {batch_size}")
     perm = permutation(batch_size, seed)
     permuted = comp.relate(permute_features(features, perm), permute_batch(batch, perm), ctx)
+    if permuted is None:
+        fail(s.where, "relate() returned None for the permuted batch, where it related the batch")
     expected = relation.weights[perm][:, perm]
     assert_close(permuted.weights, expected, s.where, "permuting the batch must permute the relation "
                  "(weights of the permuted batch)", atol=1e-6)
@@ -235,6 +244,14 @@ def check_objective_entry(entry: Entry, data: Mapping[str, Any] | None = None, *
                      atol=1e-5, rtol=1e-4)
         if isinstance(comp, torch.nn.Module):
             check_trainable(s, comp, loss, context, lambda c: _loss(s, c, features, {label: relation}, batch, ctx, what))
+    if "relation" in type(s.params).model_fields:  # a missing label means no relation this step
+        try:
+            absent = comp.loss(features, {}, batch, ctx)
+        except Exception as exc:
+            fail(s.where, f"loss() raised {type(exc).__name__}: {exc} without relation {label!r}; a missing label "
+                          "means its association gave no relation this step: return None (or a loss without it)")
+        if absent is not None:
+            _loss(s, comp, features, {}, batch, ctx, f"without relation {label!r} (absent this step)")
     check_diagnostics(comp, s.where)
     check_state_round_trip(comp, lambda: s.build(context()), s.where)
 
