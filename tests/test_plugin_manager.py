@@ -104,6 +104,19 @@ def test_an_entry_point_naming_a_missing_module_has_no_location_inside_wsreid(si
     assert broken.error == "ModuleNotFoundError: No module named 'fakeplug_gone_nowhere'"
 
 
+def test_a_hook_function_without_its_marker_is_warned_about(site, capsys):
+    """Without @hookimpl pluggy never calls wsreid_register: the plugin's components would
+    be unknown with no word why."""
+    source = OBJECTIVE.replace("{name}", "undecorated").replace("@hookimpl\n", "")
+    assert "@hookimpl" not in source
+    site("fake-nodecor", "0.1", {"nodecor": "fakeplug_nodecor"}, {"fakeplug_nodecor": source})
+    plugins = load_plugins()
+    assert ("objective", "undecorated") not in plugins.registry
+    err = capsys.readouterr().err
+    assert ("warning: plugin 'nodecor' defines wsreid_register without @hookimpl, so it is never called "
+            "(decorate it: from wsreid import hookimpl)") in err
+
+
 def test_a_plugin_that_fails_while_registering_is_withdrawn_whole(site, capsys):
     source = OBJECTIVE.replace("{name}", "half-done").replace(
         'registry.add("objective", "half-done", Scaled)',

@@ -254,6 +254,12 @@ def _check_hook_names(
             pm.unregister(name=impl.plugin_name)
             providers.pop(impl.plugin_name, None)
     pm.check_pending()
+    for plugin_name, plugin in pm.list_name_plugin():  # a hook function without its marker is never called
+        for hook in specified:
+            function = getattr(plugin, hook, None)
+            if callable(function) and getattr(function, "wsreid_impl", None) is None:
+                print(f"warning: plugin {plugin_name!r} defines {hook} without @hookimpl, so it is never called "
+                      "(decorate it: from wsreid import hookimpl)", file=sys.stderr)
 
 
 def _register_components(
