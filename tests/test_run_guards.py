@@ -56,34 +56,26 @@ def test_a_relation_whose_weights_do_not_match_its_rows_is_named(make_recipe, te
 
 
 SDM_NEAR = {"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}}
+NEAR = "local_associations.near (local_association 'broken-association' from plugin 'wsreid_test_faults'): "
+MINE = "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults'): "
 
 
 @pytest.mark.parametrize("section, block, objectives, says", [
-    ("local_associations", {"name": "broken-association", "fault": "raises"}, SDM_NEAR,
-     "local_associations.near (local_association 'broken-association' from plugin 'wsreid_test_faults'): "
-     "relate() failed at epoch 1: KeyError: 'asymetric'"),
-    ("local_associations", {"name": "broken-association", "fault": "half-batch"}, SDM_NEAR,
-     "local_associations.near (local_association 'broken-association' from plugin 'wsreid_test_faults'): "
-     "relate() returned a Relation whose weights are 8 x 8 for 8 image and 8 text rows and a batch of 16"),
-    ("local_associations", {"name": "broken-association", "fault": "bool-weights"}, SDM_NEAR,
-     "local_associations.near (local_association 'broken-association' from plugin 'wsreid_test_faults'): "
-     "relate() returned torch.bool weights"),
-    ("local_associations", {"name": "broken-association", "fault": "bad-diagnostics"}, SDM_NEAR,
-     "local_associations.near (local_association 'broken-association' from plugin 'wsreid_test_faults'): "
-     "diagnostics() failed at epoch 1: TypeError: float() argument must be a string or a real number, not 'NoneType'"),
-    ("local_associations", {"name": "broken-association", "fault": "bad-state"}, SDM_NEAR,
-     "local_associations.near (local_association 'broken-association' from plugin 'wsreid_test_faults'): "
-     "state_tensors() failed at epoch 1: TypeError: its 'count' is a int, not a tensor"),
-    ("local_associations", {"name": "broken-association", "fault": "none"}, {"mine": {"name": "broken-loss"}},
-     "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults'): loss() failed at epoch 1: "
-     "AttributeError: 'Relation' object has no attribute 'weight'"),
-    ("local_associations", {"name": "broken-association", "fault": "none"},
-     {"itc": None, "mine": {"name": "broken-loss", "fault": "no-grad"}},
-     "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults'): the loss carries no gradient"),
-    ("local_associations", {"name": "broken-association", "fault": "none"},
-     {"mine": {"name": "broken-loss", "fault": "integer"}},
-     "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults'): loss() returned a torch.int64 "
-     "tensor, not a float one"),
+    *(("local_associations", {"name": "broken-association", "fault": fault}, SDM_NEAR, NEAR + says) for fault, says in [
+        ("raises", "relate() failed at epoch 1: KeyError: 'asymetric'"),
+        ("half-batch", "relate() returned a Relation whose weights are 8 x 8 for 8 image and 8 text rows and a "
+                       "batch of 16"),
+        ("bool-weights", "relate() returned torch.bool weights"),
+        ("bad-diagnostics", "diagnostics() failed at epoch 1: TypeError: float() argument must be a string or a "
+                            "real number, not 'NoneType'"),
+        ("bad-state", "state_tensors() failed at epoch 1: TypeError: its 'count' is a int, not a tensor")]),
+    *(("local_associations", {"name": "broken-association", "fault": "none"}, objectives, MINE + says)
+      for objectives, says in [
+        ({"mine": {"name": "broken-loss"}}, "loss() failed at epoch 1: AttributeError: 'Relation' object has no "
+                                            "attribute 'weight'"),
+        ({"itc": None, "mine": {"name": "broken-loss", "fault": "no-grad"}}, "the loss carries no gradient"),
+        ({"mine": {"name": "broken-loss", "fault": "integer"}}, "loss() returned a torch.int64 tensor, not a float "
+                                                                "one")]),
     ("global_associations", {"name": "fails-after-step"}, {"itc": {"name": "itc"}},
      "global_associations.near (global_association 'fails-after-step' from plugin 'wsreid_test_faults'): "
      "after_step() failed at epoch 1: KeyError: 'image_memory'"),
