@@ -64,22 +64,14 @@ class Distributed:
             torch_dist.destroy_process_group()
             _LEFT_PROCESS_GROUP = True
 
-    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+    def gather(self, tensor: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
         """Concatenate ``tensor`` (n_r x ...) from every rank in rank order, sizes may
-        differ between ranks. No gradient."""
+        differ between ranks. No gradient. ``sizes``: the ranks' row counts when known
+        (:meth:`shard_sizes`), saving one collective."""
         tensor = tensor.detach()
         if not self.active:
             return tensor
-        n = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
-        sizes = [torch.zeros_like(n) for _ in range(self.world_size)]
-        torch_dist.all_gather(sizes, n)
-        sizes_i = [int(s.item()) for s in sizes]
-        longest = max(sizes_i)
-        padded = tensor.new_zeros((longest, *tensor.shape[1:]))
-        padded[: tensor.shape[0]] = tensor
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-        torch_dist.all_gather(parts, padded.contiguous())
-        return torch.cat([p[:s] for p, s in zip(parts, sizes_i)])
+        return torch.cat(self._shards(tensor, sizes))
 
     def shard_sizes(self, n: int, device: torch.device | None = None) -> list[int]:
         """Every rank's ``n`` (rows of its shard), in rank order; ``[n]`` on one process."""
@@ -95,21 +87,24 @@ class Distributed:
         batch), but the local shard keeps its gradient (other ranks' shards are constants
         here; their gradients flow on their own ranks). Summing a loss over the gathered
         batch on every rank and averaging gradients over ranks (DDP) then equals the
-        single-process gradient. ``sizes``: the ranks' row counts when known
-        (:meth:`shard_sizes`), saving one collective."""
+        single-process gradient."""
         if not self.active:
             return tensor
-        sizes_i = self.shard_sizes(tensor.shape[0], tensor.device) if sizes is None else list(sizes)
-        if sizes_i[self.rank] != tensor.shape[0]:
-            raise ValueError(f"gather_with_grad: this rank holds {tensor.shape[0]} rows, "
-                             f"sizes say {sizes_i[self.rank]}")
-        padded = tensor.detach().new_zeros((max(sizes_i), *tensor.shape[1:]))
-        padded[: tensor.shape[0]] = tensor.detach()
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-        torch_dist.all_gather(parts, padded.contiguous())
-        shards = [p[:s] for p, s in zip(parts, sizes_i)]
+        shards = self._shards(tensor.detach(), sizes)
         shards[self.rank] = tensor
         return torch.cat(shards)
+
+    def _shards(self, tensor: torch.Tensor, sizes: list[int] | None) -> list[torch.Tensor]:
+        """Every rank's ``tensor`` (no gradient), in rank order: padded to the longest
+        shard for one all-gather, then cut back to each rank's size."""
+        sizes = self.shard_sizes(tensor.shape[0], tensor.device) if sizes is None else list(sizes)
+        if sizes[self.rank] != tensor.shape[0]:
+            raise ValueError(f"gather: this rank holds {tensor.shape[0]} rows, sizes say {sizes[self.rank]}")
+        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        torch_dist.all_gather(parts, padded.contiguous())
+        return [p[:s] for p, s in zip(parts, sizes)]
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
         """``tensor`` of process ``src`` on every process (in place)."""

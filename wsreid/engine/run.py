@@ -398,13 +398,15 @@ class Run:
         empty image/token tensors (the encoder already ran). Identity on one process."""
         if self.dist.world_size == 1:
             return features, batch
-        sizes = self.dist.shard_sizes(batch.index.shape[0], batch.index.device)  # differ in a last partial batch
+        # the ranks' row counts, taken once for every gather of the step (they differ in a last partial batch)
+        sizes = self.dist.shard_sizes(batch.index.shape[0], batch.index.device)
         gathered = {v: ViewFeatures(*(self.dist.gather_with_grad(t, sizes)
                                       for t in (f.image, f.text, f.image_raw, f.text_raw)))
                     for v, f in features.items()}
         empty = torch.zeros(0, device=batch.index.device)
-        gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index),
-                       image_id=self.dist.gather(batch.image_id), person_id=self.dist.gather(batch.person_id))
+        gbatch = Batch(images=empty, input_ids=empty, attention_mask=empty, index=self.dist.gather(batch.index, sizes),
+                       image_id=self.dist.gather(batch.image_id, sizes),
+                       person_id=self.dist.gather(batch.person_id, sizes))
         return gathered, gbatch
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
