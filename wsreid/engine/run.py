@@ -113,6 +113,7 @@ class Run:
         #: training pairs and evaluation splits: ids, images, captions (dataset_counts)
         self.dataset_counts: dict[str, dict[str, int]] = {}
         self._origins: dict[str, str] = {}
+        self._providers: dict[str, str] = {}  # recipe key -> the plugin that provides its component
 
     # ------------------------------------------------------------------ phase 1: build
     def _accelerator(self):
@@ -209,14 +210,13 @@ class Run:
         what to do) into one line naming its recipe key, name and plugin."""
         entry = self.plugins.registry.get(kind, name, where=where)
         self._origins[where] = f"{kind} {name!r} from plugin {entry.provider!r}"
+        self._providers[where] = entry.provider
         try:
             yield
         except UserError:
             raise
         except Exception as exc:
-            raise ComponentError(f"{self.origin(where)}: {doing} failed: {_one_line(exc)}",
-                                 hint=f"a fault of plugin {entry.provider!r}; fix it, or leave the component out; "
-                                      "--debug shows the traceback") from exc
+            raise self._fault(where, f"{doing} failed", exc) from exc
 
     @contextmanager
     def component_call(self, where: str, doing: str):
@@ -230,10 +230,16 @@ class Run:
         except Exception as exc:
             if type(exc).__name__ == "OutOfMemoryError":  # torch's: the machine, not the plugin
                 raise
-            raise ComponentError(f"{self.origin(where)}: {doing} failed at epoch {max(self.epoch, 1)}: "
-                                 f"{_one_line(exc)}",
-                                 hint="a fault of the component's plugin; fix it, or leave the component out; "
-                                      "--debug shows the traceback") from exc
+            raise self._fault(where, f"{doing} failed at epoch {max(self.epoch, 1)}", exc) from exc
+
+    def _fault(self, where: str, what: str, exc: Exception) -> ComponentError:
+        """The one-line error of a component's exception: its recipe key and origin, what
+        failed, the exception, and the plugin to fix."""
+        plugin = self._providers.get(where)
+        whose = f"plugin {plugin!r}" if plugin else "the component's plugin"
+        return ComponentError(f"{self.origin(where)}: {what}: {_one_line(exc)}",
+                              hint=f"a fault of {whose}; fix it, or leave the component out; "
+                                   "--debug shows the traceback")
 
     @contextmanager
     def hook_guard(self, name: str):
@@ -431,7 +437,7 @@ class Run:
                 with self.component_call(f"{section}.{label}", "relate()"):
                     rel = assoc.relate(features, batch, ctx)
                 if rel is not None:
-                    self._check_relation(label, rel, batch.index.shape[0])
+                    self._check_relation(f"{section}.{label}", rel, batch.index.shape[0])
                     relations[label] = rel
         losses: dict[str, torch.Tensor] = {}
         for label, obj in c.objectives.items():
@@ -486,26 +492,25 @@ class Run:
         out["loss/total"] = float(total.detach())
         return out
 
-    def _check_relation(self, label: str, rel: Relation, batch_rows: int) -> None:
+    def _check_relation(self, where: str, rel: Relation, batch_rows: int) -> None:
         """A relation's weights are float, Q x N over its N image and N text rows, with
-        B <= Q <= N for a global batch of B rows (every batch row is a query)."""
-        c = self.components
-        section = "local_associations" if label in c.local_associations else "global_associations"
+        B <= Q <= N for a global batch of B rows (every batch row is a query); ``where``:
+        the association's recipe key."""
         if not isinstance(rel, Relation):
-            raise ComponentError(f"{self.origin(f'{section}.{label}')}: relate() returned a "
+            raise ComponentError(f"{self.origin(where)}: relate() returned a "
                                  f"{type(rel).__name__}, not a Relation", hint="return a wsreid.api.Relation or None")
         w, rows_image, rows_text = rel.weights, rel.image.shape[0], rel.text.shape[0]
         if (w.dim() != 2 or w.shape[1] != rows_image or rows_image != rows_text or w.shape[0] > rows_image
                 or w.shape[0] < batch_rows):
             shape = " x ".join(str(n) for n in w.shape)
             raise ComponentError(
-                f"{self.origin(f'{section}.{label}')}: relate() returned a Relation whose weights are {shape} "
+                f"{self.origin(where)}: relate() returned a Relation whose weights are {shape} "
                 f"for {rows_image} image and {rows_text} text rows and a batch of {batch_rows}",
                 hint="weights must be Q x N: Q query rows (the first Q rows, at least the batch) by all N rows "
                      "of image and text")
         if not w.is_floating_point():
             raise ComponentError(
-                f"{self.origin(f'{section}.{label}')}: relate() returned {w.dtype} weights",
+                f"{self.origin(where)}: relate() returned {w.dtype} weights",
                 hint="relation weights are floats in [0, 1] (e.g. related.float())")
 
     # ------------------------------------------------------------------ phase 2: train an epoch
