@@ -809,7 +809,7 @@ class Objective(Component):
             ctx: the :class:`StepContext`.
 
         Returns:
-            a finite scalar tensor (the engine multiplies it by ``weight``, logs it as
+            a finite scalar tensor of shape [] (the engine multiplies it by ``weight``, logs it as
             ``loss/<label>`` and adds it to the total), or None to skip this step (e.g.
             when its relation is missing). A non-finite value stops the run.
         """

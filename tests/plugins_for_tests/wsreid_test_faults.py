@@ -13,14 +13,16 @@ from wsreid.losses import itc_loss
 
 
 class PerPairLoss(Objective):
-    """ITC per pair, not reduced: a B-vector instead of a scalar."""
+    """ITC per pair, not reduced: a B-vector instead of a scalar (or, with ``one_element``, a
+    tensor of shape [1])."""
 
     class Params(Params):
-        pass
+        one_element: bool = False
 
     def loss(self, features, relations, batch, ctx):
         base = features["base"]
-        return itc_loss(base.image, base.text) * torch.ones(len(base.image), device=base.image.device)
+        n = 1 if self.params.one_element else len(base.image)
+        return itc_loss(base.image, base.text) * torch.ones(n, device=base.image.device)
 
 
 class ShortRelation(LocalAssociation):

@@ -447,10 +447,12 @@ class Run:
                 value = obj.loss(features, relations, batch, ctx)
             if value is None:
                 continue
-            if not torch.is_tensor(value) or value.numel() != 1:
+            if not torch.is_tensor(value) or value.dim() != 0:
                 got = f"a tensor of shape {list(value.shape)}" if torch.is_tensor(value) else f"a {type(value).__name__}"
-                raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned {got}, not a scalar tensor",
-                                     hint="reduce it to one value (e.g. loss.mean()), or return None to skip the step")
+                raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned {got}, "
+                                     "not a scalar tensor (shape [])",
+                                     hint="reduce it to one value (e.g. loss.mean(); loss.squeeze() for shape [1]), "
+                                          "or return None to skip the step")
             if not value.is_floating_point():
                 raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned a {value.dtype} tensor, "
                                      "not a float one", hint="compute the loss from the features passed to loss()")
