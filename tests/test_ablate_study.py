@@ -115,7 +115,8 @@ def test_report_aggregates_fabricated_metrics(study_file, tmp_path, capsys):
     assert "| B+x | 3/3 | 23.00 ± 11.53 (+3.00) |" in md
     assert "| A (reference) | 3/3 | 20.00 ± 10.00 |" in md
     assert "| C sup [NOT weakly supervised] | 3/3 |" in md
-    assert "| D | 1/3 | 7.00 (-13.00) |" in md
+    assert "| D | 1/3 | 7.00 (-13.00*) |" in md  # 7 against the mean of seeds 0-2: not a like-for-like delta
+    assert "| B+x | 3/3 | 23.00 ± 11.53 (+3.00) |" in md and "* the two means are over different seeds" in md
     # paired by seed: B+x - A per seed = +2, +2, +5; D has only seed 0 (7 - 10)
     assert float(b["R1_paired_delta"]) == pytest.approx(3.0) and float(b["R1_paired_std"]) == pytest.approx(statistics.stdev([2, 2, 5]))
     assert float(d["R1_paired_delta"]) == pytest.approx(-3.0) and d["R1_paired_std"] == "" and a["R1_paired_delta"] == ""

@@ -43,6 +43,8 @@ class VariantRow:
     delta: dict[str, float | None] = field(default_factory=dict)
     #: metric -> [(seed, variant - reference on that seed)] over the seeds both finished
     paired: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    #: metric -> the seeds whose runs enter ``mean``
+    seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
     status: str = "ok"
     weakly_supervised: bool | None = None
     note: str | None = None
@@ -84,6 +86,7 @@ def aggregate(loaded: "LoadedStudy", outcomes: list["RunOutcome"]) -> list[Varia
                 row.note = "; ".join(x for x in [row.note, notes[0] if notes else NOT_WEAK] if x)
         for name in metrics:
             values = [float(m["test"][name]) for m in finished if name in m.get("test", {})]
+            row.seeds[name] = tuple(sorted(s for s, m in by_seed[variant.label].items() if name in m.get("test", {})))
             if values:
                 row.mean[name] = statistics.fmean(values)
                 row.std[name] = statistics.stdev(values) if len(values) > 1 else None
@@ -117,15 +120,23 @@ def _label(row: VariantRow) -> str:
     return row.label + "".join(tags)
 
 
-def _cell(row: VariantRow, name: str) -> str:
+def _cell(row: VariantRow, name: str, reference: VariantRow) -> str:
     if name not in row.mean:
         return "-"
     std = row.std.get(name)
     text = f"{row.mean[name]:.2f} ± {std:.2f}" if std is not None else f"{row.mean[name]:.2f}"
     delta = row.delta.get(name)
     if delta is not None and not row.is_reference:
-        text += f" ({delta:+.2f})"
+        text += f" ({delta:+.2f}{OTHER_SEEDS if _other_seeds(row, name, reference) else ''})"
     return text
+
+
+#: marks a delta of two means over different seed sets
+OTHER_SEEDS = "*"
+
+
+def _other_seeds(row: VariantRow, name: str, reference: VariantRow) -> bool:
+    return row.seeds.get(name) != reference.seeds.get(name)
 
 
 def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow]) -> str:
@@ -143,10 +154,15 @@ def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow]) -> str:
         "| variant | runs | " + " | ".join(metrics) + " | status |",
         "|---|---|" + "---|" * len(metrics) + "---|",
     ]
+    reference = next(r for r in rows if r.is_reference)
     for row in rows:
-        cells = [_label(row), f"{row.runs_done}/{row.runs_total}", *(_cell(row, m) for m in metrics),
+        cells = [_label(row), f"{row.runs_done}/{row.runs_total}", *(_cell(row, m, reference) for m in metrics),
                  row.status.replace("|", "\\|")]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(not r.is_reference and r.delta.get(m) is not None and _other_seeds(r, m, reference)
+           for r in rows for m in metrics):
+        lines += ["", f"{OTHER_SEEDS} the two means are over different seeds (a run is missing): the delta mixes "
+                  "seed-to-seed variation in; the paired table below compares on the common seeds."]
     paired_rows = [row for row in rows if any(paired_summary(row, m) for m in metrics)]
     if paired_rows:
         lines += [
