@@ -13,10 +13,16 @@ c. DGIA's LRC relates under 25 % of a batch's pairs at epoch 1 with precision at
 d. at query mask ratio 0.5 no model sends more than 20 % of the queries to one image
    (``top1_hub_share`` of results/eval_protocols.py's ``degraded.json``, per run).
 
+Differences (b) are paired: over the seeds both variants ran. For c, runs that log them
+also print the columns without the pairs of one image (two captions of an image are
+trivially the same person): LRC's ``relation_precision_other_images`` against the base rate
+without such pairs, GSRC-FR's ``relation_accuracy_other_images`` and ``same_image_links``.
+
 ``--zero-shot`` is the JSON of ``wsreid eval --zero-shot --recipe recipes/dgia.yaml
 --format json --query-mask-ratio 0.5`` (default: the metrics recorded with the shipped
-encoder). The base rate is computed from the training split of the default recipe's
-dataset: sum over identities of n(n-1) / (N(N-1)), n = pairs of the identity, N = pairs.
+encoder). The base rate is computed from the training split of the dataset in the DGIA
+runs' ``recipe.yaml`` (the first seed's): sum over identities of n(n-1) / (N(N-1)), n =
+pairs of the identity, N = pairs (``wsreid.data.same_identity_pair_rate``).
 """
 
 from __future__ import annotations
@@ -53,16 +59,28 @@ def _mean(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f}" + (f" +- {statistics.stdev(values):.2f}" if len(values) > 1 else "") + f" (n={len(values)})"
 
 
-def base_rate() -> float:
+def base_rates(recipe: Path) -> tuple[float, float, int]:
+    """The base rate of same-person pairs among the training pairs of ``recipe``'s dataset,
+    with and without the pairs of one image, and the recipe's batch size."""
     from wsreid.api import BuildContext
+    from wsreid.data import same_identity_pair_rate
     from wsreid.engine.components import build_component
     from wsreid.recipe import load_recipe
 
-    from wsreid.data import same_identity_pair_rate
-
-    loaded = load_recipe(str(REPO / "recipes" / "dgia.yaml"))
+    loaded = load_recipe(str(recipe))
     splits = build_component(loaded.plugins, "dataset", loaded.recipe.data, BuildContext(run_dir=None, seed=0, device="cpu"), "data").load()
-    return same_identity_pair_rate(p.person_id for p in splits.train)
+    persons = [p.person_id for p in splits.train]
+    return (same_identity_pair_rate(persons), same_identity_pair_rate(persons, [p.image_id for p in splits.train]),
+            loaded.recipe.train.batch_size)
+
+
+def _paired(a: dict[int, Path], b: dict[int, Path], key: str) -> str:
+    """Mean of a - b over the seeds both ran, with the seeds."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return "- (no common seed)"
+    deltas = [_test(a[s])[key] - _test(b[s])[key] for s in seeds]
+    return f"{statistics.mean(deltas):+.2f} [" + " / ".join(f"{d:+.2f}" for d in deltas) + f"] (seeds {', '.join(map(str, seeds))})"
 
 
 def main() -> int:
@@ -82,27 +100,36 @@ def main() -> int:
     itc, pk, oracle, dgia = (_seeds(args.study, v) for v in (ITC, PK, ORACLE, DGIA))
     itc_r1, itc_map = _metric(itc, "R1"), _metric(itc, "mAP")
     pk_r1, pk_map = _metric(pk, "R1"), _metric(pk, "mAP")
-    rate = base_rate()
+    recipe = next((run / "recipe.yaml" for run in dgia.values() if (run / "recipe.yaml").exists()), REPO / "recipes" / "dgia.yaml")
+    rate, rate_other, batch = base_rates(recipe)
     print(f"a. zero-shot R@1 {zero['R1']:.2f}; ITC R@1 {_mean(itc_r1)}"
           + (f"; ITC - zero-shot = {statistics.mean(itc_r1) - zero['R1']:+.2f} (need >= +8)" if itc_r1 else ""))
     if itc_r1 and pk_r1:
         print(f"b. supervised PK R@1 {_mean(pk_r1)}, mAP {_mean(pk_map)}; ITC mAP {_mean(itc_map)}; "
-              f"PK - ITC = {statistics.mean(pk_r1) - statistics.mean(itc_r1):+.2f} R@1, "
-              f"{statistics.mean(pk_map) - statistics.mean(itc_map):+.2f} mAP (need >= +4 both)")
+              f"PK - ITC, paired = {_paired(pk, itc, 'R1')} R@1, {_paired(pk, itc, 'mAP')} mAP (need >= +4 both)")
     if itc_r1 and oracle:
         o_r1, o_map = _metric(oracle, "R1"), _metric(oracle, "mAP")
-        print(f"   (beside b) DGIA with true identities R@1 {_mean(o_r1)}, mAP {_mean(o_map)}; minus ITC = "
-              f"{statistics.mean(o_r1) - statistics.mean(itc_r1):+.2f} R@1, {statistics.mean(o_map) - statistics.mean(itc_map):+.2f} mAP")
-    print(f"c. base rate of same-person pairs in a random batch: {100 * rate:.3f} % (10x = {1000 * rate:.2f} %)")
+        print(f"   (beside b) DGIA with true identities R@1 {_mean(o_r1)}, mAP {_mean(o_map)}; minus ITC, paired = "
+              f"{_paired(oracle, itc, 'R1')} R@1, {_paired(oracle, itc, 'mAP')} mAP")
+    print(f"c. base rate of same-person pairs in a random batch ({recipe.relative_to(REPO) if recipe.is_relative_to(REPO) else recipe}): "
+          f"{100 * rate:.3f} % (10x = {1000 * rate:.2f} %); without the pairs of one image {100 * rate_other:.3f} %")
     for seed, run in dgia.items():
         rows = list(csv.DictReader((run / "logs" / "epochs.csv").open()))
         e1, e2 = rows[0], rows[1] if len(rows) > 1 else {}
         pairs = float(e1["diag/lrc/related_pairs_per_batch"])
+        share = float(e1.get("diag/lrc/related_share") or 100 * pairs / (batch * (batch - 1)))  # older runs: no share
         precision = float(e1["diag/lrc/relation_precision"])
         accuracy = e2.get("diag/gsrc/relation_accuracy") or "nan"
-        print(f"   DGIA seed {seed}: epoch 1 LRC relates {pairs:.0f} of 4,032 pairs ({100 * pairs / 4032:.1f} %, need < 25 %), "
+        print(f"   DGIA seed {seed}: epoch 1 LRC relates {pairs:.0f} pairs a batch ({share:.1f} %, need < 25 %), "
               f"precision {precision:.2f} % ({precision / (100 * rate):.1f}x the base rate, need >= 10x); "
               f"GSRC-FR accuracy at epoch 2 {float(accuracy):.1f} % (need >= 40 %)")
+        other_precision = e1.get("diag/lrc/relation_precision_other_images")
+        other_accuracy = e2.get("diag/gsrc/relation_accuracy_other_images")
+        if other_precision or other_accuracy:
+            print(f"      without the pairs of one image: LRC precision {float(other_precision or 'nan'):.2f} % "
+                  f"({float(other_precision or 'nan') / (100 * rate_other):.1f}x its base rate); GSRC-FR accuracy "
+                  f"{float(other_accuracy or 'nan'):.1f} %, {float(e2.get('diag/gsrc/same_image_links') or 'nan'):.1f} % "
+                  "of its links lead to the anchor's own image")
     if args.eval is not None or zero_hub is not None:
         print("d. top-1 hub share at query mask ratio 0.5 (need <= 20 %):")
         if zero_hub is not None:

@@ -313,6 +313,10 @@ def test_same_identity_pair_rate_counts_ordered_distinct_pairs():
     # persons a (3 items), b (2), c (1): same-person ordered pairs 3*2 + 2*1 = 8 of 6*5 = 30
     assert same_identity_pair_rate(["a", "b", "a", "c", "b", "a"]) == pytest.approx(8 / 30)
     assert same_identity_pair_rate([7, 8, 9]) == 0.0
+    # items 0 and 2 are two captions of image "x": their 2 ordered pairs leave both counts
+    assert same_identity_pair_rate(["a", "b", "a", "c", "b", "a"], ["x", "y", "x", "z", "w", "v"]) == pytest.approx(6 / 28)
+    with pytest.raises(ValueError, match="every pair"):
+        same_identity_pair_rate(["a", "a"], ["x", "x"])
     assert same_identity_pair_rate(iter([1, 1])) == 1.0
     with pytest.raises(ValueError, match="at least 2 items"):
         same_identity_pair_rate([1])

@@ -6,7 +6,7 @@ Public API::
     read_dataset(root, format) / read_cuhk_pedes / read_icfg_pedes / read_rstpreid
         -> wsreid.api.DatasetSplits
     check_dataset(root, format) -> DatasetReport (decodes every image)
-    same_identity_pair_rate(person_ids) -> share of distinct item pairs showing one person
+    same_identity_pair_rate(person_ids[, image_ids]) -> share of distinct item pairs showing one person
     SynthConfig, PRESETS, GENERATOR_VERSION, generate_synth, ensure_synth, plan_dataset
     write_contact_sheet(root, out_png)
 """

@@ -66,17 +66,33 @@ def split_statistics(records: list[ImageRecord], splits: tuple[str, ...]) -> tup
     return tuple(out)
 
 
-def same_identity_pair_rate(person_ids: Iterable[Hashable]) -> float:
+def same_identity_pair_rate(person_ids: Iterable[Hashable], image_ids: Iterable[Hashable] | None = None) -> float:
     """Share of the ordered pairs of distinct items (``i != j``) that show one person: the
     precision a relation picking pairs at random would have (the "base rate" against which
     docs/results.md reads LRC's relation precision). Items are image-caption pairs, one
     identity label each; with ``n`` items and ``c_p`` items of person ``p`` it is
-    ``sum_p c_p (c_p - 1) / (n (n - 1))``. Raises ``ValueError`` for fewer than 2 items."""
-    counts = Counter(person_ids)
-    n = sum(counts.values())
+    ``sum_p c_p (c_p - 1) / (n (n - 1))``. With ``image_ids`` (one per item, in the same
+    order) the pairs of two items of one image (two captions of it) are left out of both
+    counts: the base rate of ``relation_precision_other_images``. Raises ``ValueError`` for
+    fewer than 2 items, or no pair of two images."""
+    persons = list(person_ids)
+    counts = Counter(persons)
+    n = len(persons)
     if n < 2:
         raise ValueError(f"same_identity_pair_rate needs at least 2 items, got {n}")
-    return sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))
+    same_person = sum(c * (c - 1) for c in counts.values())
+    pairs = n * (n - 1)
+    if image_ids is not None:
+        images = list(image_ids)
+        if len(images) != n:
+            raise ValueError(f"same_identity_pair_rate: {len(images)} image ids for {n} items")
+        # pairs of one image show one person (one image, one person), so they leave both counts
+        same_image = sum(c * (c - 1) for c in Counter(images).values())
+        same_person -= same_image
+        pairs -= same_image
+        if pairs == 0:
+            raise ValueError("same_identity_pair_rate: every pair of items shows one image")
+    return same_person / pairs
 
 
 def check_dataset(
