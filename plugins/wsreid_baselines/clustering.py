@@ -13,11 +13,17 @@ everything here works on sparse neighbour graphs whose size grows linearly with 
    overlap - every other pair is at distance 1 (the maximum),
 5. DBSCAN on the stored entries of that graph.
 
-Definitions follow the k-reciprocal re-ranking of Zhong et al. (CVPR 2017) as used by the
-cluster-contrast family (Jaccard part only, no mixing with the original distance), for
-L2-normalised features with squared distance d(i, j) = 2 - 2 <x_i, x_j>:
+Definitions follow the k-reciprocal re-ranking of Zhong et al. (CVPR 2017), Jaccard part
+only (no mixing with the original distance), for L2-normalised features with squared
+distance d(i, j) = 2 - 2 <x_i, x_j>:
 
-* N(i, k): the k + 1 nearest items of i, i itself included (ties broken by index).
+* N(i, k): the k + 1 nearest items (rows) of i, i itself included (ties broken by
+  index), as in Zhong et al.'s ``re_ranking`` (a full ranking sliced to its first k + 1
+  entries). Bit-identical rows are separate items: an image's other captions fill places.
+  The faiss-based ``compute_jaccard_distance`` of the cluster-contrast code searches only
+  k1 neighbours, self included, before taking the same slice, so its N(i, k1) has k1
+  entries - this module's N(i, k1 - 1) - while its N(i, round(k1 / 2)) and k2 lists have
+  their full sizes, as here. Copies of that code that search k1 + 1 match this module.
 * R(i, k) = {j in N(i, k) : i in N(j, k)} (the k-reciprocal set).
 * R*(i) = R(i, k1) united with R(c, round(k1 / 2)) for every c in R(i, k1) whose set
   shares more than 2/3 of its members with R(i, k1).
