@@ -114,6 +114,40 @@ def test_outliers_relate_only_to_themselves():
     assert pseudo_labels_from_clusters(np.array([-1, -1])).tolist() == [0, 1]
 
 
+def test_outliers_get_one_label_per_image():
+    # rows 0 and 2 show one image, rows 4 and 5 another: both outlier images keep one label
+    groups = np.array([0, 1, 0, 2, 3, 3])
+    labels = pseudo_labels_from_clusters(np.array([-1, 0, -1, 0, -1, -1]), groups)
+    assert labels.tolist() == [1, 0, 1, 0, 2, 2]
+    # an image with a clustered row: every row of it takes that cluster (the first clustered row's)
+    labels = pseudo_labels_from_clusters(np.array([-1, 1, 0, -1, 0]), np.array([0, 0, 0, 1, 2]))
+    assert labels.tolist() == [1, 1, 1, 2, 0]
+    # without groups every row is its own image (the old rule)
+    assert pseudo_labels_from_clusters(np.array([-1, 0, -1])).tolist() == [1, 0, 2]
+
+
+def test_captions_of_an_outlier_image_share_its_label():
+    """Caption-level rows repeat an image's features once per caption; a DBSCAN outlier
+    image with two captions must give both captions ONE label (they relate to each other
+    and to nothing else), as every text inherits its image's label."""
+    x, truth = three_clusters_and_two_outliers()  # 26 distinct images, 2 of them lone
+    lone = torch.nonzero(truth >= 3).flatten()
+    # one caption per image, a second caption for every image: rows 26.. repeat rows 0..25
+    rows = torch.cat([torch.arange(26), torch.arange(26)])
+    # k1 counts rows: twice the rows per image need about twice the k1 of the fixture's 6
+    component = build_cluster(52, k1=14, k2=2)
+    component.epoch_start(epoch_context(1, x[rows], person_ids=truth[rows]))
+    stats = component.diagnostics()
+    assert stats["clusters"] == 3.0 and stats["pair_precision"] == 100.0 and stats["pair_recall"] == 100.0
+    labels = component.labels
+    assert torch.equal(labels[:26], labels[26:])  # each caption inherits its image's label
+    for i in lone.tolist():
+        assert int((labels == labels[i]).sum()) == 2  # the outlier image's two captions, nothing else
+    index = torch.tensor([lone[0], lone[0] + 26, lone[1], 0])
+    relation = component.relate({"base": ViewFeatures(image=x[:4], text=x[:4])}, make_batch(index), step(1))
+    assert relation.weights[:3, :3].tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+
+
 def test_before_start_epoch_nothing_is_extracted_or_related():
     x, truth = three_clusters_and_two_outliers()
     component = build_cluster(26, start_epoch=2)

@@ -115,7 +115,9 @@ def _knn_blocks(x: np.ndarray, k: int, search: str, block_rows: int = 512) -> np
     return np.take_along_axis(ids, order, axis=1).astype(np.int64)
 
 
-def nearest_neighbours(features, k: int, search: str = "exact") -> np.ndarray:
+def nearest_neighbours(
+    features, k: int, search: str = "exact", unique: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """kNN by inner product: N x min(k, N) int64 indices, nearest first.
 
     Each row is ordered by (-similarity, index), so ties come out in index order; the
@@ -124,11 +126,13 @@ def nearest_neighbours(features, k: int, search: str = "exact") -> np.ndarray:
     their lists expanded (exact: copies have equal similarities to everything).
     ``search``: ``"exact"`` (faiss flat float32 search) or ``"bf16"`` (bfloat16 candidates
     re-scored in float32, see :func:`_knn_blocks`; much faster on CPUs with AMX).
+    ``unique``: the grouping of bit-identical rows of these features as
+    :func:`_unique_rows` returns it, when the caller has it already (computed otherwise).
     """
     x = _as_float32(features)
     n = x.shape[0]
     k = min(k, n)
-    first, inverse = _unique_rows(x)
+    first, inverse = _unique_rows(x) if unique is None else unique
     u = len(first)
     if u == n:
         return _knn_blocks(x, k, search)

@@ -2,10 +2,16 @@
 
 Before each epoch the whole training set is encoded without augmentation, the image
 features are clustered (k-reciprocal Jaccard distance + DBSCAN, see ``clustering.py``) and
-every dataset index gets a pseudo identity; a text inherits the label of its image (same
-index). DBSCAN outliers get a label of their own, so they relate only to themselves.
-Labels are stored BY DATASET INDEX and looked up through ``batch.index``, never by loader
-order (a known pitfall of this family).
+every dataset index gets a pseudo identity. Labels belong to images: all captions of an
+image share its label, and a DBSCAN outlier image gets a label of its own, so it relates
+only to itself (its own captions). Labels are stored BY DATASET INDEX and looked up
+through ``batch.index``, never by loader order (a known pitfall of this family).
+
+The clustering runs over caption-level rows, as the family's code does (ICPG clusters the
+output of IRRA's caption-level loader): an image with two captions is two identical rows,
+so the neighbour lists of ``k1`` and DBSCAN's ``min_samples`` count rows, not images. With
+two captions per image (CUHK-PEDES, RSTPReid, synth-pedes) N(i, 30) holds about 15 other
+images and ``min_samples: 4`` is met by two images; with one (ICFG-PEDES) 30 and 4 images.
 """
 
 from __future__ import annotations
@@ -20,19 +26,49 @@ from pydantic import Field
 from wsreid.api import Batch, EpochContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
 
-from wsreid_baselines.clustering import NOISE, dbscan_sparse, k_reciprocal_jaccard_sparse
+from wsreid_baselines.clustering import (
+    NOISE,
+    _unique_rows,
+    dbscan_sparse,
+    k_reciprocal_jaccard_sparse,
+    nearest_neighbours,
+)
 
 __all__ = ["ClusterPseudoLabels", "pseudo_labels_from_clusters", "pair_precision_recall"]
 
 
-def pseudo_labels_from_clusters(cluster_ids: np.ndarray) -> np.ndarray:
-    """DBSCAN labels (N, -1 = outlier) -> pseudo labels (N): clusters keep their id, each
-    outlier gets a fresh id after the largest cluster id."""
-    labels = np.asarray(cluster_ids, dtype=np.int64).copy()
-    outliers = labels == NOISE
-    first_free = int(labels.max(initial=NOISE)) + 1
-    labels[outliers] = first_free + np.arange(int(outliers.sum()))
-    return labels
+def pseudo_labels_from_clusters(cluster_ids: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """DBSCAN labels (N, -1 = outlier) -> pseudo labels (N), one label per group.
+
+    ``groups``: N group ids, the rows of one distinct image sharing one id (caption-level
+    rows repeat an image once per caption); None: every row is its own group. All rows of a
+    group get one label: the cluster of its first row (lowest index) that DBSCAN clustered,
+    or, when DBSCAN left every row of the group an outlier, a fresh label after the largest
+    cluster id (fresh labels numbered in the order of the groups' first rows). So an
+    outlier image relates to its own captions and nothing else, and clusters keep their id.
+    """
+    labels = np.asarray(cluster_ids, dtype=np.int64)
+    n = len(labels)
+    if groups is None:
+        group = np.arange(n)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != labels.shape:
+            raise ValueError(f"groups must have one id per row: {groups.shape} for {labels.shape} labels")
+        _, group = np.unique(groups, return_inverse=True)
+        group = group.ravel()
+    num_groups = int(group.max(initial=-1)) + 1
+    # the first clustered row of every group (np.unique returns first occurrences)
+    clustered = np.flatnonzero(labels != NOISE)
+    group_label = np.full(num_groups, NOISE, dtype=np.int64)
+    seen, first = np.unique(group[clustered], return_index=True)
+    group_label[seen] = labels[clustered[first]]
+    # groups without a clustered row: fresh labels in the order of their first rows
+    _, group_first_row = np.unique(group, return_index=True)
+    lone = np.flatnonzero(group_label == NOISE)
+    lone = lone[np.argsort(group_first_row[lone], kind="stable")]
+    group_label[lone] = int(labels.max(initial=NOISE)) + 1 + np.arange(len(lone))
+    return group_label[group]
 
 
 def _same_label_pairs(*label_arrays: np.ndarray) -> int:
@@ -60,14 +96,27 @@ class ClusterPseudoLabels(GlobalAssociation):
 
     ``relate`` returns the batch relation R with R_ij = 1 when items i and j share a pseudo
     label (the diagonal always), 0 otherwise; pair it with the ``sdm`` objective (docs/method.md)
-    and ``triplet``. Returns None before ``start_epoch``.
+    and ``triplet``. Returns None before ``start_epoch``. All captions of an image share one
+    label (an outlier image: a label of its own); ``k1`` and ``min_samples`` count
+    caption-level rows, as the family's code does.
     """
 
     class Params(Params):
-        k1: int = Field(30, ge=1, description="k of the k-reciprocal sets (the family uses 30)")
+        k1: int = Field(
+            30,
+            ge=1,
+            description="k of the k-reciprocal sets (the family uses 30), counted in caption-level rows as the "
+            "family does: N(i, k1) holds k1 + 1 rows, i itself and its image's other captions included, so about "
+            "k1 / 2 other images at two captions per image, k1 at one",
+        )
         k2: int = Field(6, ge=1, description="neighbours averaged in local query expansion (6; 1 = none)")
         eps: float = Field(0.6, gt=0.0, le=1.0, description="DBSCAN radius on the Jaccard distance")
-        min_samples: int = Field(4, ge=1, description="DBSCAN: neighbours (self included) that make a core point")
+        min_samples: int = Field(
+            4,
+            ge=1,
+            description="DBSCAN: neighbours (self included) that make a core point, counted in caption-level rows "
+            "as the family does (4 = two images at two captions per image, four at one)",
+        )
         start_epoch: int = Field(1, ge=1, description="first epoch (1-based) that clusters and relates")
         cluster_on: Literal["image", "text", "image+text"] = Field(
             "image",
@@ -106,16 +155,26 @@ class ClusterPseudoLabels(GlobalAssociation):
             raise TrainingError(
                 f"cluster-pseudo-labels: feature extraction returned {n} rows for {self.context.num_train} training pairs"
             )
+        # One id per distinct image: the rows repeat an image's features once per caption,
+        # bit-identical (extract_train_features encodes each image once), so equal rows are
+        # one image - PairRecord.image_id's grouping. Every caption gets its image's label.
+        image = np.ascontiguousarray(features.image.detach().to("cpu", torch.float32).numpy())
+        images = _unique_rows(image)
         p = self.params
         dist = ctx.dist
         if dist.is_main:
-            distances = k_reciprocal_jaccard_sparse(x, p.k1, p.k2, max_distance=p.eps, search=p.knn_search)
+            ranks = None
+            if p.cluster_on == "image":  # the kNN search groups the same rows: reuse the grouping
+                ranks = nearest_neighbours(image, max(p.k1 + 1, p.k2), p.knn_search, unique=images)
+            distances = k_reciprocal_jaccard_sparse(
+                x, p.k1, p.k2, max_distance=p.eps, ranks=ranks, search=p.knn_search
+            )
             clusters = dbscan_sparse(distances, p.eps, p.min_samples)
         else:
             clusters = np.zeros(n, dtype=np.int64)
         shared = dist.broadcast(torch.from_numpy(np.asarray(clusters, dtype=np.int64)).to(dist.device), src=0)
         clusters = shared.cpu().numpy()
-        labels = pseudo_labels_from_clusters(clusters)
+        labels = pseudo_labels_from_clusters(clusters, images[1])
         self.labels = torch.from_numpy(labels)
 
         outliers = clusters == NOISE
