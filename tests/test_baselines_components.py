@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from wsreid.api import Batch, BuildContext, EpochContext, Relation, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
 from wsreid.pluginmanager import load_plugins
+from wsreid.testing.inputs import StubEncoder
 from wsreid_baselines import ClusterPseudoLabels, Triplet, TrueIdentity
 from wsreid_baselines.pseudo_labels import pair_precision_recall, pseudo_labels_from_clusters
 from wsreid_baselines.triplet import hardest_negative_triplet
@@ -188,6 +189,52 @@ def test_cluster_on_text_uses_text_features():
     both.epoch_start(epoch_context(1, x, text=x))
     on_image.epoch_start(epoch_context(1, x, text=noise))
     assert torch.equal(both.labels, on_image.labels)
+
+
+class _CountingEncoder(StubEncoder):
+    """StubEncoder with a whitespace tokenizer that counts the captions it encodes."""
+
+    def __init__(self):
+        super().__init__(image_size=(8, 4))
+        self.texts_encoded = 0
+
+    def tokenize(self, texts):
+        ids = torch.tensor([[5 + len(t) % 50, 6 + t.count("a") % 50] for t in texts])
+        return ids, torch.ones_like(ids)
+
+    def encode_text(self, input_ids, attention_mask):
+        self.texts_encoded += len(input_ids)
+        return super().encode_text(input_ids, attention_mask)
+
+
+def test_training_features_encode_captions_only_when_text_is_read(tmp_path):
+    """Clustering on image features needs no text features: extract_train_features
+    encodes the captions when ``text`` is first read, and then as before."""
+    from PIL import Image
+
+    from wsreid.api import PairRecord
+    from wsreid.engine.evaluate import extract_text_features, extract_train_features
+
+    paths = []
+    for i, colour in enumerate([(200, 10, 10), (10, 200, 10), (10, 10, 200)]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (4, 8), colour).save(paths[-1])
+    captions = ["a red one", "the same red one", "a green one", "blue", "blue again"]
+    images = [0, 0, 1, 2, 2]
+    records = [PairRecord(i, paths[m], c, m, m) for i, (c, m) in enumerate(zip(captions, images))]
+    encoder = _CountingEncoder()
+    features = extract_train_features(encoder, records, 2, Distributed())
+    assert features.image.shape == (5, 16) and encoder.texts_encoded == 0
+    assert torch.equal(features.image[0], features.image[1]) and not torch.equal(features.image[0], features.image[2])
+    # cluster on the images: the captions are never encoded
+    component = build_cluster(5, k1=2, k2=1, min_samples=2)
+    component.epoch_start(EpochContext(1, 30, Distributed(), lambda: features))
+    assert encoder.texts_encoded == 0 and torch.equal(component.labels[:2], component.labels[1:2].repeat(2))
+    # reading the text encodes every caption once, as the eager extraction did
+    text = features.text
+    assert encoder.texts_encoded == 5 and features.text is text and encoder.texts_encoded == 5
+    assert torch.equal(text, extract_text_features(_CountingEncoder(), captions, 2, Distributed()))
+    assert isinstance(features, ViewFeatures) and features.image_raw is None and features.text_raw is None
 
 
 def test_feature_count_must_match_training_set():
