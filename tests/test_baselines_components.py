@@ -317,9 +317,26 @@ def test_triplet_objective_start_epoch_and_missing_relation():
     objective = Triplet(Triplet.Params(relation="clusters"), BuildContext())
     relation = Relation(image=IMAGE, text=TEXT, weights=WEIGHTS)
     batch = make_batch([0, 1, 2])
-    assert objective.loss({}, {"clusters": relation}, batch, step(19)) is None
-    assert objective.loss({}, {"other": relation}, batch, step(20)) is None
-    assert objective.loss({}, {"clusters": relation}, batch, step(20)).item() == pytest.approx(1.5, abs=1e-6)
+    # the default: after epoch 20 (METHOD.md; ICPG's epoch > 20), i.e. from epoch 21
+    assert objective.params.start_epoch == 21
+    assert objective.loss({}, {"clusters": relation}, batch, step(20)) is None
+    assert objective.loss({}, {"other": relation}, batch, step(21)) is None
+    assert objective.loss({}, {"clusters": relation}, batch, step(21)).item() == pytest.approx(1.5, abs=1e-6)
+
+
+def test_triplet_weight_b_over_2_gives_icpg_sum_reduction():
+    """ICPG's compute_chm: (sum of image->text hinges + sum of text->image hinges) / 2;
+    with a negative in every row that is B / 2 times the sum of the two means."""
+    g = torch.Generator().manual_seed(3)
+    b = 8
+    image, text = unit(torch.randn(b, 5, generator=g)), unit(torch.randn(b, 5, generator=g))
+    labels = torch.tensor([0, 0, 1, 1, 2, 3, 3, 4])
+    weights = (labels[:, None] == labels[None, :]).float()
+    s = image @ text.T
+    related = weights > 0
+    hinges = [torch.relu(0.3 + m.masked_fill(related, -1.0).max(dim=1).values - m.diagonal()) for m in (s, s.T)]
+    icpg = (hinges[0].sum() + hinges[1].sum()) / 2
+    assert (b / 2) * hardest_negative_triplet(image, text, weights).item() == pytest.approx(icpg.item(), abs=1e-5)
 
 
 # --------------------------------------------------------------------------- true identity

@@ -9,6 +9,17 @@ For the relation's Q query rows and N candidate columns, with s = cosine similar
 * text -> image: the same with the roles of images and texts swapped;
 * loss = mean_i l_i (image -> text) + mean_i l_i (text -> image), each mean over the rows
   that have at least one negative (a direction without any is 0).
+
+Reduction: the per-direction MEANS are added. ICPG's ``compute_chm`` instead SUMS the
+hinges of each direction over the batch and halves the total, (sum + sum) / 2, which is
+B / 2 times this loss when every row has a negative (the usual case): 32x at B = 64.
+METHOD.md does not fix the reduction; for ICPG's scale set the objective's ``weight`` to
+B / 2 (``weight: 32`` at ``train.batch_size: 64``; B is the global batch the relation
+covers). The default keeps the mean, whose size does not depend on the batch.
+
+Schedule: ``start_epoch`` is the first epoch (1-based) with the loss, as everywhere in the
+framework. The default 21 is "after epoch 20" (METHOD.md; ICPG: ``epoch > 20`` with
+1-based epochs, of 60).
 """
 
 from __future__ import annotations
@@ -63,13 +74,17 @@ class Triplet(Objective):
     """Hardest-negative triplet loss in both directions over a relation (docs/ablations.md).
 
     Reads ``relations[relation]`` (e.g. the cluster pseudo labels); returns None before
-    ``start_epoch`` or when that relation is absent this step.
+    ``start_epoch`` or when that relation is absent this step. The two directions' mean
+    hinges are added; ICPG sums the hinges and halves the sum, B / 2 times as large
+    (``weight: 32`` at B = 64 gives its scale; module docstring).
     """
 
     class Params(Params):
         relation: str = Field(description="label of the association whose relation defines positives/negatives")
         margin: float = Field(0.3, ge=0.0, description="triplet margin on cosine similarity")
-        start_epoch: int = Field(20, ge=1, description="first epoch (1-based) with this loss")
+        start_epoch: int = Field(
+            21, ge=1, description="first epoch (1-based) with this loss; 21 = after epoch 20, as ICPG (epoch > 20 of 60)"
+        )
         positive: Literal["paired", "hardest"] = Field(
             "paired", description="positive similarity: the paired item, or the least similar related item"
         )
