@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from wsreid.api import Batch, BuildContext
 from wsreid.errors import TrainingError
@@ -169,8 +170,11 @@ def test_iasc_state_resume_and_params():
         resumed.load_state_tensors({"bogus": torch.zeros(1)})
     p = InformationAsymmetricPairs.Params()
     assert (p.mask_ratio, p.augment_base, p.pad, p.erase_area) == (0.5, False, 10, (0.02, 0.4))
-    for bad in ({"mask_ratio": 0.0}, {"mask_ratio": 1.0}, {"erase_area": (0.4, 0.1)}, {"colour": 1}):
-        with pytest.raises(Exception):
+    for bad, says in (({"mask_ratio": 0.0}, r"mask_ratio\n  Input should be greater than 0"),
+                      ({"mask_ratio": 1.0}, r"mask_ratio\n  Input should be less than 1"),
+                      ({"erase_area": (0.4, 0.1)}, r"erase_area\n  Value error, need 0 < min <= max"),
+                      ({"colour": 1}, r"colour\n  Extra inputs are not permitted")):
+        with pytest.raises(ValidationError, match=says):
             InformationAsymmetricPairs.Params(**bad)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
 from wsreid.api import Batch, BuildContext, StepContext, ViewFeatures
 from wsreid.cli import main
@@ -256,8 +257,8 @@ def test_start_epoch_and_defaults():
     assert (p.anchor, p.query_rows, p.self_match) == ("image", "all", "skip_first_rank")
     q = LocalRelationConstruction.Params()
     assert (q.threshold_image, q.threshold_text, q.relation_weight, q.modalities) == (0.7, 0.7, 0.1, "image+text")
-    with pytest.raises(Exception):
-        GlobalRelationConstruction.Params(start_epoch=1)
+    with pytest.raises(ValidationError, match=r"start_epoch\n  Input should be greater than or equal to 2"):
+        GlobalRelationConstruction.Params(start_epoch=1)  # epoch 1 only fills the memory
     image, labels = clustered(24, 8, 6)
     comp = gsrc(start_epoch=3)
     fill(comp, image, image, labels)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from wsreid.data.images import load_image
+from wsreid.errors import DataError, UserError
 from wsreid.engine.data import DecodedImages, _normalisation, image_to_tensor, normalise_pixels
 
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -87,8 +88,9 @@ def test_budget_caps_the_store_and_zero_turns_it_off(tmp_path, monkeypatch):
     off.pixels(paths[0], (128, 64))
     assert off.budget == 0 and not off.items
     monkeypatch.setenv("WSREID_IMAGE_CACHE_MB", "lots")
-    with pytest.raises(Exception, match="WSREID_IMAGE_CACHE_MB='lots' is not a number"):
+    with pytest.raises(UserError, match="WSREID_IMAGE_CACHE_MB='lots' is not a number") as caught:
         DecodedImages().budget
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)  # `error: <one line>`, exit 2
 
 
 def test_loader_workers_do_not_add(tmp_path, monkeypatch):
@@ -100,8 +102,9 @@ def test_loader_workers_do_not_add(tmp_path, monkeypatch):
 
 
 def test_missing_file_is_the_usual_data_error(tmp_path):
-    with pytest.raises(Exception, match=r"image .*nope.png does not exist"):
+    with pytest.raises(DataError, match=r"image .*nope.png does not exist") as caught:
         DecodedImages(budget=1 << 20).pixels(tmp_path / "nope.png", (128, 64))
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from wsreid.api import Batch, BuildContext, Relation, StepContext, ViewFeatures
 from wsreid.losses import bidirectional_sdm_loss, itc_loss, relation_targets, sdm_loss
@@ -184,9 +185,9 @@ def test_standard_components_defaults_follow_the_code_and_reject_unknown_keys():
     assert ItcObjective.Params().reduction == "mean_of_directions"
     p = SdmObjective.Params(relation="lrc_b")
     assert (p.temperature, p.eps) == (0.02, 1e-6)
-    with pytest.raises(Exception, match="extra"):
+    with pytest.raises(ValidationError, match=r"temprature\n  Extra inputs are not permitted"):
         ItcObjective.Params(temprature=0.1)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match=r"relation\n  Field required"):
         SdmObjective.Params()  # relation is required
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from wsreid.api import Batch, BuildContext, StepContext, ViewFeatures
 from wsreid.engine.optim import build_scheduler
+from wsreid.errors import TrainingError
 from wsreid.losses import relation_targets, sdm_loss
 from wsreid.recipe.model import TrainConfig
 from wsreid_dgia.augment import mask_tokens
@@ -109,7 +110,7 @@ def test_banks_hold_raw_or_normalised_features():
     assert torch.allclose(normalised.image_memory[[0, 2]], F.normalize(raw_img, dim=1))
     raw.after_step(feats, batch, StepContext(2, 1, 2, None))  # momentum on what is stored
     assert torch.allclose(raw.image_memory[0], raw_img[0])
-    with pytest.raises(Exception, match="no raw features"):
+    with pytest.raises(TrainingError, match="memory_features 'raw': the engine passed no raw features"):
         raw.after_step({"base": ViewFeatures(feats["base"].image, feats["base"].text)}, batch, ctx)
 
 
