@@ -163,13 +163,34 @@ def as_lists(nb):
     ]
 
 
+class RowSlices(torch.Tensor):
+    """A memory bank that records the row ranges read from it (``bank[start:stop]``);
+    everything computed from it is a plain tensor."""
+
+    reads: list[tuple[int, int]] = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.__getitem__ and isinstance(args[1], slice):
+            cls.reads.append((args[1].start, args[1].stop))
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
 @pytest.mark.parametrize("chunk_rows", [1, 5, 1000])
 @pytest.mark.parametrize("k", [1, 3])
-def test_mining_matches_brute_force_over_chunks(chunk_rows, k):
+def test_mining_matches_brute_force_over_chunks(chunk_rows, k, monkeypatch):
     memory = clustered(37, 8, 2, groups=4, noise=0.3)
     batch = memory[[3, 10, 20, 30]] + 0.05 * randn(4, 8, seed=3)
     text = torch.zeros_like(batch)
-    nb = mine_neighbours(batch, text, memory, memory, k=k, threshold=0.7, chunk_rows=chunk_rows)
+    monkeypatch.setattr(RowSlices, "reads", [])
+    bank = memory.as_subclass(RowSlices)
+    nb = mine_neighbours(batch, text, bank, bank, k=k, threshold=0.7, chunk_rows=chunk_rows)
+    # the bank is scored chunk_rows rows at a time, each row once, in order (37 rows: a last,
+    # shorter chunk)
+    assert RowSlices.reads == [(start, min(start + chunk_rows, 37)) for start in range(0, 37, chunk_rows)]
+    assert len(RowSlices.reads) == {1: 37, 5: 8, 1000: 1}[chunk_rows]
+    assert type(nb.index) is torch.Tensor and type(nb.similarity) is torch.Tensor
     want = brute_neighbours(batch, memory, k, 0.7)
     got = as_lists(nb)
     assert [[j for j, _ in row] for row in got] == [[j for j, _ in row] for row in want]

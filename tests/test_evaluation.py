@@ -61,9 +61,36 @@ def test_matches_plain_reference(chunk_size):
         assert type(got[k]) is float
 
 
-def test_element_budget_caps_the_chunk_without_changing_results():
+def test_element_budget_caps_the_chunk_without_changing_results(monkeypatch):
+    import wsreid.evaluation as evaluation
+
     sim, qids, gids = random_case(30, 50, 7, 1)
-    assert retrieval_metrics(sim, qids, gids, max_chunk_elements=120) == pytest.approx(retrieval_metrics(sim, qids, gids))
+    whole = retrieval_metrics(sim, qids, gids)
+    # the chunk's query rows: as many as the element budget allows over the whole gallery,
+    # at most chunk_size, at least one, never more than the queries
+    assert evaluation._chunk_rows(30, 50, None, 120) == 2  # 120 // 50
+    assert evaluation._chunk_rows(30, 50, 7, 1000) == 7  # chunk_size under the budget of 20 rows
+    assert evaluation._chunk_rows(30, 50, 7, 120) == 2  # the budget caps chunk_size
+    assert evaluation._chunk_rows(30, 50, None, 10) == 1  # less than one gallery row: one query row
+    assert evaluation._chunk_rows(30, 50, None, 1 << 24) == 30  # never more rows than queries
+    chunks = []
+    real = evaluation._chunk_counts
+
+    def spy(chunk, chunk_qids, chunk_gids, ranks):
+        chunks.append((tuple(chunk.shape), chunk_qids.tolist()))
+        return real(chunk, chunk_qids, chunk_gids, ranks)
+
+    monkeypatch.setattr(evaluation, "_chunk_counts", spy)
+    assert retrieval_metrics(sim, qids, gids, max_chunk_elements=120) == pytest.approx(whole, abs=1e-9)
+    # 15 chunks of 2 queries x the 50 gallery items (100 elements <= 120), in query order
+    assert [shape for shape, _ in chunks] == [(2, 50)] * 15
+    assert [q for _, ids in chunks for q in ids] == qids.tolist()
+    chunks.clear()
+    assert retrieval_metrics(sim, qids, gids, chunk_size=4, max_chunk_elements=1000) == pytest.approx(whole, abs=1e-9)
+    assert [shape for shape, _ in chunks] == [(4, 50)] * 7 + [(2, 50)]  # 30 = 7 x 4 + 2
+    chunks.clear()
+    retrieval_metrics(sim, qids, gids)
+    assert [shape for shape, _ in chunks] == [(30, 50)]  # the default budget holds every query at once
 
 
 def test_hand_computed_case():
