@@ -1,6 +1,7 @@
 """`wsreid ablate` end to end on a tiny study: 2 variants x 2 seeds (1 epoch, tiny encoder)
-plus a variant that fails; a second invocation retrains nothing; an interrupted run is
-resumed."""
+plus a variant that fails while running (its run directory holds another folder's files);
+a second invocation retrains nothing; an interrupted run is resumed. A variant whose recipe
+is invalid stops the study before anything trains (tests/test_ablate_study.py)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ variants:
     overrides: {local_associations.true_identity: null, objectives.sdm_identity: null}
   - label: supervised
   - label: broken
-    overrides: {train.lr: -1}
 """)
     out = tmp_path / "study"
+    for seed in (0, 1):  # valid, but the run directories hold something else: each run fails when it starts
+        (out / "runs" / "broken" / f"seed-{seed}").mkdir(parents=True)
+        (out / "runs" / "broken" / f"seed-{seed}" / "notes.txt").write_text("not a run")
     steps = []
     real_step = Run.train_step
     monkeypatch.setattr(Run, "train_step", lambda self, *a: steps.append(1) or real_step(self, *a))
@@ -42,7 +45,7 @@ variants:
     assert metrics[("itc", 0)]["test"] != metrics[("itc", 1)]["test"]  # the seed reaches the run
     assert metrics[("itc", 0)]["weakly_supervised"] and not metrics[("supervised", 0)]["weakly_supervised"]
     assert "[NOT weakly supervised]" in captured.out  # the `wsreid run` print of the supervised runs
-    assert not (out / "runs" / "broken").exists()
+    assert sorted(p.name for p in (out / "runs" / "broken").rglob("*")) == ["notes.txt", "notes.txt", "seed-0", "seed-1"]
 
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     for variant in ("itc", "supervised"):
@@ -53,8 +56,9 @@ variants:
     r1 = {v: statistics.fmean(metrics[(v, s)]["test"]["R1"] for s in (0, 1)) for v in ("itc", "supervised")}
     assert float(rows["supervised"]["R1_delta"]) == pytest.approx(r1["supervised"] - r1["itc"])
     assert rows["supervised"]["weakly_supervised"] == "false"
-    assert rows["broken"]["status"] == ("2/2 failed (seed 0: override -o train.lr=-1: train.lr: input should be "
-                                        "greater than 0 (got -1))") and rows["broken"]["runs_done"] == "0"
+    assert rows["broken"]["status"] == (f"2/2 failed (seed 0: output directory {out}/runs/broken/seed-0 exists and "
+                                        "is not a wsreid run (choose another --output-dir; wsreid never deletes "
+                                        "foreign directories))") and rows["broken"]["runs_done"] == "0"
     md = (out / "results.md").read_text()
     assert "| supervised [NOT weakly supervised] | 2/2 |" in md and "| broken | 0/2 |" in md
     assert (out / "results.png").stat().st_size > 1000
@@ -89,9 +93,10 @@ variants:
   - label: lr large
     overrides: {train.lr: 1.0e-3}
   - label: broken
-    overrides: {train.epochs: 0}
 """)
     out = tmp_path / "study"
+    (out / "runs" / "broken" / "seed-3").mkdir(parents=True)  # not a run: the run fails when it starts
+    (out / "runs" / "broken" / "seed-3" / "notes.txt").write_text("not a run")
     assert main(["ablate", str(study), "--output-dir", str(out), "--jobs", "2"]) == 1
     err = capsys.readouterr().err
     metrics = {v: json.loads((out / "runs" / v / "seed-3" / "metrics.json").read_text())

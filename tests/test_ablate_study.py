@@ -330,6 +330,30 @@ def test_dry_run_with_invalid_runs_exits_2_and_counts_them(study_file, tmp_path,
     assert captured.err.count("error: ") == 1 and not out.exists()
 
 
+@pytest.mark.parametrize("where", ["last variant", "command line"])
+def test_invalid_runs_stop_a_real_study_before_anything_trains(study_file, tmp_path, capsys, monkeypatch, where):
+    """The check of --dry-run runs before a real study: a typo in the last variant's
+    overrides, or in a command-line -o, is exit 2 with nothing trained or written (it
+    surfaced only after the earlier variants had trained, exit 1, a table written)."""
+    import wsreid.ablate as ablate
+
+    called = []
+    monkeypatch.setattr(ablate, "execute_in_process", lambda *a: called.append(a))
+    if where == "last variant":
+        _write(study_file, study_file.read_text() + "  - label: typo\n    overrides: {train.lrr: 1}\n")
+        extra, invalid, total = ["-j", "1"], 3, 15
+    else:
+        extra, invalid, total = ["-j", "2", "-o", "train.lrr=1"], 12, 12
+    out = tmp_path / "out"
+    assert main(["ablate", str(study_file), "--output-dir", str(out), *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count(": FAILED: override -o train.lrr=1: train.lrr: unknown key 'lrr'") == invalid
+    assert captured.err.splitlines()[-1] == (
+        f"error: {study_file}: {invalid} of {total} planned runs are invalid (their FAILED lines above say why); "
+        "nothing was run (fix them, then run the study)")
+    assert called == [] and not out.exists() and "running ->" not in captured.err
+
+
 def test_negative_seed_is_a_one_line_user_error_and_nothing_runs(study_file, tmp_path, capsys, monkeypatch):
     import wsreid.ablate as ablate
 
@@ -358,7 +382,8 @@ def test_study_directory_is_checked_before_any_run(study_file, tmp_path, capsys,
     for out, extra, message in [
         (taken, [], f"error: --output-dir {taken}: exists and is not a directory"),
         (taken, ["--dry-run"], f"error: --output-dir {taken}: exists and is not a directory"),
-        (taken / "sub", [], f"error: --output-dir {taken / 'sub'}: cannot create the study directory: Not a directory"),
+        (taken / "sub", [], f"error: --output-dir {taken / 'sub'}: cannot create the study directory: {taken} is not a "
+         "directory"),
         (taken / "sub", ["--dry-run"],
          f"error: --output-dir {taken / 'sub'}: cannot create the study directory: {taken} is not a directory"),
         (taken, ["--report-only"], f"error: --output-dir {taken}: exists and is not a directory"),

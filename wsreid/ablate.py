@@ -18,8 +18,11 @@ into ``OUTPUT_DIR/runs/<label>/seed-<S>``, executed in this process through the 
 function as ``wsreid run`` (:func:`wsreid.engine.session.run_recipe`; ``--subprocess``: one ``python -m wsreid run`` per run, which
 isolates crashes and memory; ``--jobs N``: N such processes at once). Resumable: a run whose directory holds ``metrics.json`` is
 not redone, an interrupted one is resumed from its last checkpoint (restarted when it has
-none), and a run whose recipe changed since is started again. A failing run (a user error
-or any exception) is recorded in the status column and the other runs go on. The outputs
+none), and a run whose recipe changed since is started again. The recipe of every run to do
+is loaded and validated before the first one trains: an invalid one (a typo in a variant's
+or a command-line override) stops the study with a user error, nothing trained or written.
+A run that fails while running (a user error or any exception) is recorded in the status
+column and the other runs go on. The outputs
 ``results.md``, ``results.csv`` and ``results.png`` are made by :mod:`wsreid.ablate_table`.
 """
 
@@ -49,6 +52,7 @@ __all__ = [
     "plan_runs",
     "run_state",
     "run_study",
+    "check_runs",
     "collect_outcomes",
     "execute_in_process",
     "execute_subprocess",
@@ -367,8 +371,11 @@ def _log_line(line: str) -> None:
 def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
               execute: Callable[..., None] | None = None, dry_run: bool = False,
               jobs: int = 1, log_dir: Path | None = None,
-              log: Callable[[str], None] = _log_line) -> list[RunOutcome]:
+              log: Callable[[str], None] = _log_line,
+              states: dict[int, str] | None = None) -> list[RunOutcome]:
     """Run (or, ``dry_run``, list) every planned run; never stops on a failing run.
+    ``states``: the state of each run (numbered from 1) as :func:`check_runs` found it;
+    the others are decided here.
 
     ``jobs > 1`` runs that many trainings at once, each in its own ``python -m wsreid run``
     process with ``OMP_NUM_THREADS = cpus // jobs`` (unless set) and its output in
@@ -383,7 +390,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.label} seed {run.seed}"
         try:
-            state = _decide(loaded, run, disabled)
+            state = states[i] if states is not None and i in states else _decide(loaded, run, disabled)
         except KeyboardInterrupt as exc:
             exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise
@@ -450,6 +457,30 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
         elif outcome.status == "ran":
             outcome.status, outcome.error = "failed", "the run ended without metrics.json"
     return ordered
+
+
+def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
+               log: Callable[[str], None] = _log_line) -> dict[int, str]:
+    """Load and validate the recipe of every planned run, as ``wsreid ablate --dry-run``
+    does, before any of them trains: the state of each (numbered from 1, as in the
+    progress lines). Raises :class:`StudyError` when some run is invalid, after one
+    ``FAILED`` line each, so that a typo in the last variant or in a command-line ``-o``
+    stops the study before anything is trained or written."""
+    disabled = list(disabled)
+    states: dict[int, str] = {}
+    invalid = 0
+    for i, run in enumerate(runs, 1):
+        try:
+            states[i] = _decide(loaded, run, disabled)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            invalid += 1
+            log(f"[{i}/{len(runs)}] {run.label} seed {run.seed}: FAILED: {_one_line(exc)}")
+    if invalid:
+        raise StudyError(f"{loaded.path}: {invalid} of {len(runs)} planned runs are invalid (their FAILED lines "
+                         "above say why); nothing was run", hint="fix them, then run the study")
+    return states
 
 
 def _check_variants(labels: list[str], loaded: LoadedStudy) -> set[str] | None:
@@ -582,12 +613,18 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     wanted = _check_variants(list(variants), loaded)
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1", hint="give the number of trainings to run at once")
-    _prepare_output_dir(output_dir, where, create=not dry_run)
+    _prepare_output_dir(output_dir, where, create=False)
     if chosen is not None:
         extra = [s for s in chosen if s not in loaded.study.seeds]
         if extra:  # seeds beyond the study's: plan them too (the table shows them as well)
             loaded.study.seeds = list(loaded.study.seeds) + extra
     runs = plan_runs(loaded, output_dir, overrides)
+    selected = [r for r in runs if (chosen is None or r.seed in chosen) and (wanted is None or r.label in wanted)]
+    # every run to do now is validated before the first trains (as --dry-run does): a typo
+    # in the last variant or in a command-line -o must not surface after hours of training
+    states = None if dry_run or report_only else check_runs(loaded, selected, disabled=list(disabled), log=log)
+    if not dry_run:
+        _prepare_output_dir(output_dir, where, create=True)
     rerun = ["wsreid", "ablate", str(study), *(x for text in overrides for x in ("-o", text)),
              *(["--output-dir", str(output_dir)] if where == "--output-dir" else []),
              *(x for name in disabled for x in ("--disable-plugin", name))]
@@ -595,12 +632,10 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     if report_only:
         outcomes = collect_outcomes(runs, checked, list(disabled), rerun)
     else:
-        selected = [r for r in runs if (chosen is None or r.seed in chosen)
-                    and (wanted is None or r.label in wanted)]
         try:
             outcomes = run_study(loaded, selected, disabled=list(disabled),
                                  execute=_execute_in_subprocess if subprocess else None, dry_run=dry_run,
-                                 jobs=jobs, log_dir=output_dir / "logs", log=log)
+                                 jobs=jobs, log_dir=output_dir / "logs", log=log, states=states)
         except KeyboardInterrupt as exc:
             exc.total = len(runs)  # type: ignore[attr-defined]
             raise

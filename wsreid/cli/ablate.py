@@ -39,7 +39,8 @@ def add_parsers(sub) -> None:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     """Run the study and print the table; 0 when every run finished, 1 when some failed,
-    130 when interrupted. ``--dry-run``: 0, or 2 when some planned run is invalid."""
+    130 when interrupted, 2 (before anything runs) when some planned run is invalid.
+    ``--dry-run``: 0, or 2 when some planned run is invalid."""
     from wsreid.ablate import STATE_DONE, ablation_study
     from wsreid.errors import StudyError
 
