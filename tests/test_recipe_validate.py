@@ -260,6 +260,24 @@ def test_out_of_range_in_file_has_line(base, registry):
     assert error_of(base, registry).startswith(f"{base}:6: local_associations.lrc.threshold: input should be less than or equal to 1")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "blamed"),
+    [(["train.sampler=identity", "train.batch_size=6"], "override -o train.sampler=identity -o train.batch_size=6"),
+     (["train.lr=2e-5", "train.sampler=identity"], "override -o train.sampler=identity"),  # the key the message names
+     (["train={sampler: identity, batch_size: 6}"], "override -o train={sampler: identity, batch_size: 6}"),
+     (["train.batch_size=1"], "override -o train.batch_size=1")],  # a check of the whole recipe
+)
+def test_check_across_a_section_blames_the_overrides_that_set_its_keys(base, registry, overrides, blamed):
+    """A check across keys of a section (batch size vs instances per identity) caused by
+    command-line overrides names them, not the line of the file where the section starts."""
+    base.write_text(BASE.replace("  epochs: 2", "  epochs: 2\n  batch_size: 10"))
+    message = error_of(base, registry, overrides)
+    assert message.startswith(f"{blamed}: "), message
+    # no override inside the section: the file's line stands
+    base.write_text(BASE.replace("  epochs: 2", "  epochs: 2\n  sampler: identity\n  batch_size: 10"))
+    assert error_of(base, registry, ["eval.every=1"]).startswith(f"{base}:13: train: train.sampler identity: ")
+
+
 def test_literal_with_suggestion(base, registry):
     assert error_of(base, registry, ["local_associations.lrc.modalities=imag"]) == (
         "override -o local_associations.lrc.modalities=imag: local_associations.lrc.modalities: "

@@ -341,6 +341,28 @@ def _model_at(model: type[RecipeBase], path: KeyPath, tree: dict[str, Any]) -> t
     return cls
 
 
+_OVERRIDE = "override -o "
+
+
+def _overrides_behind(path: KeyPath, message: str, locations: Locations) -> str | None:
+    """Where a check of the mapping at ``path`` (a check across its keys, such as "batch_size
+    is not a multiple of instances_per_identity") should point when command-line overrides
+    set keys inside it: the overrides whose key the message names (dotted, or its last
+    part), else, below the recipe's top level, every override inside the section. None
+    when no override is to blame (the file's line stands)."""
+    behind: dict[str, bool] = {}  # override text -> whether the message names its key
+    for key, loc in locations.under(path):
+        if loc.line is None and loc.source.startswith(_OVERRIDE) and len(key) > len(path):
+            named = any(re.search(rf"(?<![\w.]){re.escape(str(part))}(?!\w)", message)
+                        for part in (dotted(key), key[-1]))
+            behind[loc.source] = behind.get(loc.source, False) or named
+    named = [text for text, hit in behind.items() if hit]
+    chosen = named or (list(behind) if path else [])
+    if not chosen:
+        return None
+    return "override " + " ".join(text[len("override "):] for text in chosen)
+
+
 def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locations, model: type[RecipeBase]) -> RecipeError:
     err = exc.errors(include_url=False)[0]
     path = _clean_path(err["loc"], model)
@@ -374,4 +396,6 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
         message = message[:1].lower() + message[1:]
         if not isinstance(err.get("input"), dict):
             message += f" (got {_short(err.get('input'))})"
+        else:  # a check of the whole section: blame the overrides that set keys it names
+            where = _overrides_behind(path, message, locations) or where
     return RecipeError(f"{where}: {dotted(path) or 'recipe'}: {message}", hint=hint)

@@ -61,7 +61,13 @@ class Locations:
         return self._entries[self._key(key)]
 
     def __setitem__(self, key: str | Path, location: Location) -> None:
-        self._entries[as_path(key)] = location
+        self._set(as_path(key), location)
+
+    def _set(self, path: Path, location: Location) -> None:
+        """Record ``location`` for ``path``, as the newest entry (:meth:`under` lists the
+        overrides in the order they were given)."""
+        self._entries.pop(path, None)
+        self._entries[path] = location
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, (str, tuple)) and self._key(key) in self._entries
@@ -89,13 +95,19 @@ class Locations:
             path = path[:-1]
         return self.root
 
+    def under(self, path: Path) -> list[tuple[Path, Location]]:
+        """The entries of ``path`` and of every key below it, oldest first (by when each
+        was last set)."""
+        n = len(path)
+        return [(p, loc) for p, loc in self._entries.items() if p[:n] == path]
+
     def update(self, other: "Locations") -> None:
         self._entries.update(other._entries)
 
     def set_subtree(self, path: Path, value: Any, location: Location) -> None:
         """Give ``path`` and every key below it (when ``value`` is a mapping or list)
         the same ``location``."""
-        self._entries[path] = location
+        self._set(path, location)
         if isinstance(value, dict):
             for k, v in value.items():
                 self.set_subtree(path + (k,), v, location)
