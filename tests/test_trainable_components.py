@@ -83,7 +83,16 @@ def test_initialisation_follows_the_run_seed():
     a, b, c = _objective(seed=1), _objective(seed=1), _objective(seed=2)
     assert torch.equal(a.classifier.weight, b.classifier.weight)
     assert not torch.equal(a.classifier.weight, c.classifier.weight)
-    assert float(a.classifier.weight.detach().std()) == pytest.approx(0.001, rel=0.9)
+    # exactly N(0, init_std) drawn from a generator seeded with the run seed, bias zero
+    for seed, init_std in ((1, None), (2, None), (1, 0.5)):
+        objective = _objective(seed=seed) if init_std is None else _objective(seed=seed, init_std=init_std)
+        expected = torch.empty(3, 4).normal_(0.0, init_std or 0.001, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(objective.classifier.weight.detach(), expected), (seed, init_std)
+        assert torch.equal(objective.classifier.bias.detach(), torch.zeros(3))
+    # and the spread of a large layer (500 identities x 64) is the documented std of 0.001
+    large = _objective(person_ids=range(500), dim=64, seed=3).classifier.weight.detach()
+    assert large.shape == (500, 64)
+    assert float(large.std()) == pytest.approx(0.001, rel=0.02) and abs(float(large.mean())) < 1e-4
 
 
 def test_building_without_identities_or_encoder_is_a_clear_error():
