@@ -51,10 +51,26 @@ class UserError(Exception):
     exit_code = ExitCode.USER_ERROR
 
     def __init__(self, message: str, *, hint: str | None = None):
-        message = " ".join(str(message).split())  # force a single line
+        message = " ".join(_unwrap_worker_message(type(self), str(message)).split())  # force a single line
         if hint:
             message = f"{message} ({' '.join(hint.split())})"
         super().__init__(message)
+
+
+def _unwrap_worker_message(cls: type, message: str) -> str:
+    """The message a :class:`UserError` raised in a DataLoader worker was raised with.
+
+    torch re-raises a worker's exception in the main process as ``cls(text)``, where text is
+    ``"Caught <cls> in DataLoader worker process N.\nOriginal Traceback ...`` and ends with the
+    line ``<module>.<cls>: <message>`` (a UserError's message is one line). Any other
+    message is returned as it is."""
+    if not message.startswith(f"Caught {cls.__name__} ") or "Original Traceback" not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    for prefix in (f"{cls.__module__}.{cls.__qualname__}: ", f"{cls.__qualname__}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return message
 
 
 class RecipeError(UserError):
