@@ -22,6 +22,114 @@ from wsreid.errors import DataError, TrainingError, UserError
 from wsreid.recipe.model import TrainConfig
 
 
+def _checkpoint(run_dir, epoch=1):
+    """A small checkpoint of a linear model in ``run_dir`` (as test_engine_parts writes one)."""
+    model = torch.nn.Linear(3, 2)
+    train = TrainConfig(lr=0.1, epochs=2)
+    opt = build_optimizer(model, train)
+    sched = build_scheduler(opt, 2, train)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    sched.step()
+    return ckpt.save_checkpoint(run_dir, epoch=epoch, model=model, optimizer=opt, scheduler=sched,
+                                component_tensors={"global/memory/image": torch.arange(6.0).view(2, 3)},
+                                state={"step": 2, "history": [{"epoch": 1}]})
+
+
+# ---------------------------------------------------------------- --resume and the recipe
+@pytest.fixture
+def saved_run(make_recipe, tmp_path):
+    """A run directory (a space in its path) holding the resolved recipe.yaml of a tiny
+    ITC recipe, as a run writes it; -> (run_dir, loaded recipe, resolved yaml, resolved dict)."""
+    from wsreid.engine.rundir import write_run_files
+    from wsreid.engine.session import resolved_yaml_for
+    from wsreid.recipe import load_recipe
+
+    run_dir = tmp_path / "my runs" / "itc"
+    loaded = load_recipe(make_recipe("baselines/itc.yaml"))
+    text = resolved_yaml_for(loaded, run_dir)
+    write_run_files(run_dir, text, {})
+    return run_dir, loaded, text, {**loaded.resolved, "output_dir": str(run_dir)}
+
+
+def test_resume_compares_the_loaded_recipes_not_their_text(saved_run):
+    from wsreid.engine.rundir import check_resume_recipe
+
+    run_dir, _, text, resolved = saved_run
+    saved = run_dir / "recipe.yaml"
+    # a comment edited by hand
+    saved.write_text(text.replace("# Run it again with", "# my note; run it again with"))
+    check_resume_recipe(run_dir, text)
+    check_resume_recipe(run_dir, text, resolved)  # as run_recipe calls it
+    # written by an older wsreid that did not know a key which now has a default
+    lines = text.splitlines(keepends=True)
+    saved.write_text("".join(line for line in lines if not line.startswith("  num_workers:")))
+    assert saved.read_text() != text
+    check_resume_recipe(run_dir, text)
+    check_resume_recipe(run_dir, text, resolved)
+
+
+def test_resume_with_another_recipe_names_the_keys_and_a_quoted_command(saved_run):
+    from wsreid.engine.rundir import check_resume_recipe
+
+    run_dir, _, text, resolved = saved_run
+    other = re.sub("(?m)^  epochs: 2$", "  epochs: 7", re.sub("(?m)^  lr: 0.0002$", "  lr: 0.5", text))
+    assert other.count(": 0.5\n") == 1 and other.count(": 7\n") == 1
+    with pytest.raises(UserError) as caught:
+        check_resume_recipe(run_dir, other)
+    message = str(caught.value)
+    assert "train.lr: 0.0002 in the run, 0.5 now" in message and "train.epochs: 2 in the run, 7 now" in message
+    suggested = shlex.split(message.split("resume with the recipe the run was started with: ")[1].split(";")[0])
+    assert suggested == ["wsreid", "run", str(run_dir / "recipe.yaml"), "--output-dir", str(run_dir), "--resume"]
+    # as run_recipe calls it, resumed from the saved recipe itself (with -o): the hint
+    # does not repeat the command that was just refused
+    changed = {**resolved, "train": {**resolved["train"], "lr": 0.5, "epochs": 7}}
+    with pytest.raises(UserError, match="resume without -o overrides") as caught:
+        check_resume_recipe(run_dir, other, changed, source=run_dir / "recipe.yaml")
+    assert "train.lr: 0.0002 in the run, 0.5 now" in str(caught.value) and "wsreid run" not in str(caught.value)
+
+
+def test_resume_of_a_run_without_its_recipe_is_refused(saved_run):
+    from wsreid.engine.rundir import check_resume_recipe
+
+    run_dir, _, text, _ = saved_run
+    (run_dir / "recipe.yaml").unlink()
+    with pytest.raises(UserError, match="holds no recipe.yaml"):
+        check_resume_recipe(run_dir, text)
+
+
+# ---------------------------------------------------------------- failures and Ctrl-C in a run
+def _stub_run(monkeypatch, then, checkpoint=False):
+    """Run.setup does nothing; Run.train starts training, writes a checkpoint when asked,
+    then calls ``then()`` (which raises)."""
+    from wsreid.engine.run import Run
+
+    def train(self):
+        self.training_started = True
+        if checkpoint:
+            _checkpoint(self.run_dir)
+        then()
+
+    monkeypatch.setattr(Run, "setup", lambda self: None)
+    monkeypatch.setattr(Run, "train", train)
+
+
+def test_interrupt_commands_are_shell_quoted(make_recipe, tmp_path, monkeypatch, capsys):
+    recipe = make_recipe("baselines/itc.yaml")
+    run_dir = tmp_path / "my runs" / "it's"
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    for checkpoint, flag in ((False, "--overwrite"), (True, "--resume")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        _stub_run(monkeypatch, interrupt, checkpoint=checkpoint)
+        assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 130
+        err = capsys.readouterr().err.strip()
+        suggested = shlex.split(err.split(" with: ")[1])
+        assert suggested == ["wsreid", "run", str(run_dir / "recipe.yaml"), "--output-dir", str(run_dir), flag]
+
+
 def test_a_data_error_in_a_loader_worker_keeps_its_one_line():
     class Broken(torch.utils.data.Dataset):
         def __len__(self):

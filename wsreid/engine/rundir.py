@@ -14,6 +14,8 @@ file :data:`RUN_MARKER`, ``logs/``, ``checkpoints/`` and, once finished, ``metri
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import time
 from enum import Enum
@@ -29,6 +31,8 @@ __all__ = [
     "prepare_run_dir",
     "strip_output_dir",
     "check_resume_recipe",
+    "command",
+    "recipe_differences",
     "same_recipe",
     "run_state",
     "run_weights",
@@ -92,12 +96,89 @@ def strip_output_dir(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("output_dir:"))
 
 
-def check_resume_recipe(run_dir: Path, resolved_yaml: str) -> None:
-    """``--resume`` continues a run only with the recipe it was started with."""
+def command(*args: str | os.PathLike[str]) -> str:
+    """A command line to copy and paste: every argument shell-quoted (a path with a space
+    stays one argument)."""
+    return shlex.join(str(a) for a in args)
+
+
+def check_resume_recipe(run_dir: Path, resolved_yaml: str, resolved: dict | None = None,
+                        disabled: Iterable[str] = (), source: Path | None = None) -> None:
+    """``--resume`` continues a run only with the recipe it was started with: its saved
+    recipe.yaml, loaded again (so a comment, or an option added since at its default, is
+    no change), must resolve to ``resolved_yaml``, ``output_dir`` aside. Otherwise a
+    :class:`UserError` names the first keys that differ. ``resolved``: the plain values of
+    ``resolved_yaml`` (read from the text when not given); ``disabled``: the plugins left
+    out; ``source``: the recipe file the run is resumed with (the hint does not repeat a
+    command that was just refused)."""
+    from wsreid.recipe import load_recipe
+
     saved = run_dir / "recipe.yaml"
-    if saved.exists() and strip_output_dir(saved.read_text()) != strip_output_dir(resolved_yaml):
-        raise UserError(f"--resume: the recipe differs from {saved}",
-                        hint=f"resume with `wsreid run {saved} --output-dir {run_dir} --resume`")
+    if not saved.is_file():
+        raise UserError(f"--resume: {run_dir} holds no recipe.yaml, so the recipe the run was started with is unknown",
+                        hint="restore that file, or start the run again with --overwrite")
+    try:
+        text = saved.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--resume: cannot read {saved}: {getattr(exc, 'strerror', None) or exc}",
+                        hint="check the file's permissions") from None
+    if strip_output_dir(text) == strip_output_dir(resolved_yaml):
+        return
+    try:
+        again = load_recipe(saved, disabled=list(disabled))
+    except UserError as exc:
+        raise UserError(f"--resume: the recipe the run was started with ({saved}) does not load any more: {exc}",
+                        hint="restore the plugins it was run with (versions.json), or start the run again "
+                             "with --overwrite") from None
+    differences = recipe_differences(again.resolved, resolved if resolved is not None else _yaml_tree(resolved_yaml))
+    if not differences:
+        return
+    shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+    same_file = source is not None and Path(source).resolve() == saved.resolve()
+    if same_file:  # the saved recipe itself: the changes came with -o (or a plugin left out)
+        hint = "resume without -o overrides and with the plugins the run was started with, or start a new run " \
+               "in another --output-dir"
+    else:
+        hint = f"resume with the recipe the run was started with: {command('wsreid', 'run', saved, '--output-dir', run_dir, '--resume')}; " \
+               "or start a new run in another --output-dir"
+    raise UserError(f"--resume: the recipe differs from the one {run_dir} was started with ({saved}): {shown}",
+                    hint=hint)
+
+
+def _yaml_tree(text: str) -> dict:
+    """A resolved recipe's text as plain values."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    return yaml.load(text) or {}
+
+
+def recipe_differences(before: dict, after: dict, limit: int = 1000) -> list[str]:
+    """The keys (dotted, ``output_dir`` aside) whose values differ between two resolved
+    recipes, as ``"key: <before> in the run, <after> now"``, in the order of ``after``
+    (then keys only in ``before``); at most ``limit``."""
+    missing = object()
+    found: list[str] = []
+
+    def short(value) -> str:
+        if value is missing:
+            return "absent"
+        text = " ".join(json.dumps(value, default=str).split())
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    def walk(a, b, path: str) -> None:
+        if len(found) >= limit:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in [*b, *(k for k in a if k not in b)]:
+                if not path and key == "output_dir":
+                    continue
+                walk(a.get(key, missing), b.get(key, missing), f"{path}.{key}" if path else str(key))
+        elif a != b:
+            found.append(f"{path}: {short(a)} in the run, {short(b)} now")
+
+    walk(before, after, "")
+    return found
 
 
 def same_recipe(run_dir: Path, resolved_yaml: str, disabled: Iterable[str] = ()) -> bool:

@@ -29,6 +29,7 @@ from wsreid.engine.run import Run
 from wsreid.engine.rundir import (
     RunMode,
     check_resume_recipe,
+    command,
     prepare_run_dir,
     weights_of,
     write_run_files,
@@ -90,7 +91,9 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     run_dir = Path(output_dir or recipe.output_dir)
     resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
     if mode is RunMode.RESUME:
-        check_resume_recipe(run_dir, resolved_yaml)
+        disabled = sorted(getattr(plugins, "disabled", ()) or ())
+        resolved = {**loaded.resolved, "output_dir": str(run_dir)}
+        check_resume_recipe(run_dir, resolved_yaml, resolved, disabled, loaded.source)
     if mode is not RunMode.RESUME and recipe.init is not None and recipe.init.run is not None:
         source = Path(recipe.init.run).resolve()
         if source == run_dir.resolve() or run_dir.resolve() in source.parents:
@@ -116,7 +119,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
             from wsreid.engine.checkpoint import latest_checkpoint
 
             last = latest_checkpoint(run_dir)
-            again = f"wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir}"
+            again = command("wsreid", "run", run_dir / "recipe.yaml", "--output-dir", run_dir)
             if last is None:  # --resume needs a checkpoint: start again in place
                 raise RunInterrupted(run_dir, f"interrupted; no checkpoint was written yet; start again with: "
                                               f"{again} --overwrite") from None
@@ -144,7 +147,8 @@ def initial_run(init, *, world_size: int = 1) -> Path:
         return target
     if world_size > 1:
         raise UserError(f"init: the encoder of {init.recipe} is not trained yet",
-                        hint=f"train it once in a single process: wsreid run {init.recipe} (it is cached in {target})")
+                        hint=f"train it once in a single process: {command('wsreid', 'run', init.recipe)} "
+                             f"(it is cached in {target})")
     print(f"init: training the initial encoder once: {init.recipe} -> {target}", file=sys.stderr)
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
