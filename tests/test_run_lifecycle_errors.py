@@ -114,6 +114,23 @@ def _stub_run(monkeypatch, then, checkpoint=False):
     monkeypatch.setattr(Run, "train", train)
 
 
+def _bad_image():
+    raise DataError("image x.png cannot be decoded", hint="replace the file")
+
+
+def test_a_failure_before_the_first_checkpoint_leaves_no_run_directory(make_recipe, tmp_path, monkeypatch, capsys):
+    recipe = make_recipe("baselines/itc.yaml")
+    _stub_run(monkeypatch, _bad_image)
+    for _ in range(2):  # the same command, run again, meets the same error (not "already holds a run")
+        assert main(["run", str(recipe)]) == 2
+        assert capsys.readouterr().err == "error: image x.png cannot be decoded (replace the file)\n"
+        assert not (tmp_path / "run").exists()
+    # with a checkpoint, the run is kept (it can be resumed)
+    _stub_run(monkeypatch, _bad_image, checkpoint=True)
+    assert main(["run", str(recipe)]) == 2
+    assert ckpt.latest_checkpoint(tmp_path / "run").name == "epoch-0001"
+
+
 def test_interrupt_commands_are_shell_quoted(make_recipe, tmp_path, monkeypatch, capsys):
     recipe = make_recipe("baselines/itc.yaml")
     run_dir = tmp_path / "my runs" / "it's"
@@ -128,6 +145,22 @@ def test_interrupt_commands_are_shell_quoted(make_recipe, tmp_path, monkeypatch,
         err = capsys.readouterr().err.strip()
         suggested = shlex.split(err.split(" with: ")[1])
         assert suggested == ["wsreid", "run", str(run_dir / "recipe.yaml"), "--output-dir", str(run_dir), flag]
+
+
+def test_interrupting_the_init_pretraining_names_no_deleted_folder(make_recipe, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WSREID_CACHE", str(tmp_path / "cache"))
+    make_recipe("baselines/itc.yaml", name="pretrain.yaml")
+    recipe = make_recipe("baselines/itc.yaml", {"init": {"recipe": "pretrain.yaml"}}, name="main.yaml")
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    _stub_run(monkeypatch, interrupt, checkpoint=True)
+    assert main(["run", str(recipe)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "interrupted while training the initial encoder" in err and "run your command again" in err
+    assert ".tmp-" not in err and "--resume" not in err
+    assert list((tmp_path / "cache" / "init").iterdir()) == [] and not (tmp_path / "run").exists()
 
 
 def test_a_data_error_in_a_loader_worker_keeps_its_one_line():

@@ -11,7 +11,8 @@ A newcomer follows a run through four modules::
 :func:`run_recipe` prepares the run directory (:mod:`wsreid.engine.rundir`), writes the
 resolved recipe, resolves the initial weights (training the initial run once when needed,
 :func:`initial_run`), builds :class:`~wsreid.engine.run.Run` and trains it. A failure
-before the first epoch removes the directory this start created.
+before the first checkpoint (Ctrl-C: before the first epoch) removes the directory this
+start created.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def resolved_yaml_for(loaded, run_dir: Path) -> str:
 
 
 def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: RunMode | str = RunMode.NEW, *,
-               record_as: str | os.PathLike[str] | None = None) -> RunResult:
+               record_as: str | os.PathLike[str] | None = None, scratch: bool = False) -> RunResult:
     """Train the loaded recipe (:func:`wsreid.recipe.load_recipe`) into ``output_dir``
     (default: the recipe's ``output_dir``).
 
@@ -82,10 +83,14 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     (:class:`~wsreid.engine.rundir.RunMode`). Under a multi-process launcher only the first
     process prepares the directory; the others wait for it at the first barrier of
     :meth:`Run.setup`. Raises :class:`RunInterrupted` on Ctrl-C (the last checkpoint is
-    kept) and :class:`~wsreid.errors.UserError` on a user mistake; a failure before the
-    first epoch removes the directory this call created. ``record_as``: the ``output_dir``
-    written into the run's recipe.yaml when the directory is renamed afterwards (default:
-    the run directory)."""
+    kept; before the first one, the message names the command that starts the run again
+    in place) and :class:`~wsreid.errors.UserError` on a user mistake. A failure before
+    the first checkpoint - and Ctrl-C before the first epoch - removes the directory this
+    call created, so the same command runs again once the cause is fixed. ``record_as``:
+    the ``output_dir`` written into the run's recipe.yaml when the directory is renamed
+    afterwards (default: the run directory). ``scratch``: the caller removes the
+    directory whatever happens (the initial encoder's pretraining), so no message names a
+    command into it: Ctrl-C raises a plain KeyboardInterrupt."""
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
     run_dir = Path(output_dir or recipe.output_dir)
@@ -112,10 +117,14 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
         run.setup()
         metrics = run.train()
     except BaseException as exc:
-        removed = created and (run is None or not run.training_started)
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        started = run is not None and run.training_started
+        # nothing of this start is worth keeping: it failed before its first checkpoint
+        # (Ctrl-C: before its first epoch; after that, it names the command to start again)
+        removed = created and (not started or (not interrupted and _no_checkpoint(run_dir)))
         if removed:
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing of this start is worth keeping
-        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted) and not removed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if interrupted and not isinstance(exc, RunInterrupted) and not removed and not scratch:
             from wsreid.engine.checkpoint import latest_checkpoint
 
             last = latest_checkpoint(run_dir)
@@ -128,6 +137,16 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
         raise
     run.close()
     return RunResult(run_dir, metrics, run.dist.is_main)
+
+
+def _no_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds no complete checkpoint (a damaged pointer counts as one)."""
+    from wsreid.engine.checkpoint import latest_checkpoint
+
+    try:
+        return latest_checkpoint(run_dir) is None
+    except UserError:
+        return False
 
 
 def initial_run(init, *, world_size: int = 1) -> Path:
@@ -153,15 +172,18 @@ def initial_run(init, *, world_size: int = 1) -> Path:
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        run_recipe(loaded, tmp, RunMode.NEW, record_as=target)
+        run_recipe(loaded, tmp, RunMode.NEW, record_as=target, scratch=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         if (target / "metrics.json").exists():  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):  # nothing of the pretraining is kept: no command into it
+            raise RunInterrupted(tmp, f"interrupted while training the initial encoder ({init.recipe}); nothing "
+                                      f"of it was kept: run your command again to train it from the start") from None
         raise
     return target
 
