@@ -174,3 +174,67 @@ def test_a_data_error_in_a_loader_worker_keeps_its_one_line():
     with pytest.raises(DataError) as caught:
         list(torch.utils.data.DataLoader(Broken(), num_workers=1))
     assert str(caught.value) == "image x.png cannot be decoded (replace the file)"
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_a_truncated_model_file_is_called_corrupt(tmp_path):
+    path = _checkpoint(tmp_path) / "model.safetensors"
+    data = path.read_bytes()
+    for cut in (40, len(data) - 4):
+        path.write_bytes(data[:cut])
+        with pytest.raises(TrainingError, match="model.safetensors is corrupt or truncated") as caught:
+            ckpt.load_model_weights(torch.nn.Linear(3, 2), path)
+        assert "does not fit" not in str(caught.value)
+
+
+def test_a_missing_latest_pointer_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    from wsreid.engine.rundir import RUN_MARKER, RunState, run_state
+
+    (tmp_path / RUN_MARKER).write_text("{}")
+    path = _checkpoint(tmp_path, epoch=3)
+    (tmp_path / "checkpoints" / "epoch-0004.tmp").mkdir()  # unfinished: never chosen
+    (tmp_path / "checkpoints" / "latest").unlink()
+    assert ckpt.latest_checkpoint(tmp_path) == path
+    assert run_state(tmp_path) is RunState.RESUME
+
+
+def test_a_full_disk_at_the_first_checkpoint_promises_no_previous_one(tmp_path, monkeypatch):
+    def full_disk(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(TrainingError, match="No space left") as caught:
+        _checkpoint(tmp_path)
+    assert "is kept" not in str(caught.value) and "--resume" not in str(caught.value)
+    assert "no earlier checkpoint" in str(caught.value)
+    monkeypatch.setattr(ckpt, "save_model", full_disk)
+    with pytest.raises(TrainingError, match="best checkpoint") as caught:
+        ckpt.save_best(tmp_path, torch.nn.Linear(3, 2), {"epoch": 1})
+    assert "is kept" not in str(caught.value) and "--resume" not in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", ["state {}", "state [1]", "state without rng", "rng from components",
+                                    "components from rng", "optimizer names"])
+def test_a_checkpoint_file_with_other_content_is_named(tmp_path, damage):
+    path = _checkpoint(tmp_path)
+    state = json.loads((path / "state.json").read_text())
+    expected = "state.json"
+    if damage == "state {}":
+        (path / "state.json").write_text("{}")
+    elif damage == "state [1]":
+        (path / "state.json").write_text("[1]")
+    elif damage == "state without rng":
+        del state["rng"]
+        (path / "state.json").write_text(json.dumps(state))
+    elif damage == "rng from components":
+        shutil.copy(path / "components.safetensors", path / "rng.safetensors")
+        expected = "rng.safetensors"
+    elif damage == "components from rng":
+        shutil.copy(path / "rng.safetensors", path / "components.safetensors")
+        expected = "components.safetensors"
+    else:
+        save_file({"exp_avg": torch.zeros(2)}, str(path / "optimizer.safetensors"))
+        expected = "optimizer.safetensors"
+    with pytest.raises(TrainingError) as caught:
+        ckpt.load_checkpoint(path)
+    assert f"checkpoint file {path / expected} " in str(caught.value)

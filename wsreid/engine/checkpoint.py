@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from wsreid.errors import TrainingError
@@ -101,6 +101,7 @@ def save_checkpoint(
     state: dict,
 ) -> Path:
     """Write checkpoint ``epoch-XXXX`` atomically and point ``latest`` at it."""
+    previous = _latest_or_none(run_dir)
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epoch:04d}"
@@ -124,15 +125,30 @@ def save_checkpoint(
         os.replace(tmp, final)
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
         shutil.rmtree(tmp, ignore_errors=True)
-        raise TrainingError(
-            f"could not write checkpoint {root / name}: {_write_error(exc)}",
-            hint="the previous checkpoint is kept; free disk space and resume with --resume",
-        ) from exc
+        raise TrainingError(f"could not write checkpoint {root / name}: {_write_error(exc)}",
+                            hint=_after_failed_write(previous, f"the previous checkpoint {previous.name} is kept"
+                                                     if previous else None)) from exc
     atomic_write_text(root / "latest", name + "\n")
     for old in root.glob("epoch-*"):
         if old.name != name and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _latest_or_none(run_dir: Path) -> Path | None:
+    """:func:`latest_checkpoint`, or None where the run directory's pointer is damaged."""
+    try:
+        return latest_checkpoint(run_dir)
+    except TrainingError:
+        return None
+
+
+def _after_failed_write(resumable: Path | None, kept: str | None) -> str:
+    """What to do after a checkpoint could not be written: resume from ``resumable`` (the
+    latest complete checkpoint), or - there is none - start the run again."""
+    then = ("free disk space and resume with --resume" if resumable is not None
+            else "no earlier checkpoint exists to resume from: free disk space and start the run again")
+    return f"{kept}; {then}" if kept else then
 
 
 def _write_error(exc: BaseException) -> str:
@@ -157,7 +173,7 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
     """Write the best model (``checkpoints/best``) atomically."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    recover_best(run_dir)
+    previous = recover_best(run_dir)
     tmp = root / "best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -166,10 +182,9 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
         (tmp / "state.json").write_text(json.dumps(info, indent=1))
     except (OSError, SafetensorError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise TrainingError(
-            f"could not write the best checkpoint {root / 'best'}: {_write_error(exc)}",
-            hint="the previous best checkpoint is kept; free disk space and resume with --resume",
-        ) from exc
+        raise TrainingError(f"could not write the best checkpoint {root / 'best'}: {_write_error(exc)}",
+                            hint=_after_failed_write(_latest_or_none(run_dir), "the previous best checkpoint is kept"
+                                                     if previous is not None else None)) from exc
     old = root / "best.old"
     shutil.rmtree(old, ignore_errors=True)
     if (root / "best").exists():
@@ -179,15 +194,30 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint directory of ``run_dir`` (None when there is none)."""
+    """The newest complete checkpoint directory of ``run_dir`` (None when there is none):
+    the one ``checkpoints/latest`` names; without that pointer (a run stopped between the
+    rename of its first checkpoint and the pointer's write, or the pointer deleted), the
+    newest ``epoch-XXXX`` directory holding every file."""
     pointer = run_dir / "checkpoints" / "latest"
     if not pointer.exists():
-        return None
+        return newest_complete_checkpoint(run_dir)
     path = run_dir / "checkpoints" / pointer.read_text().strip()
     if not path.is_dir():
         raise TrainingError(f"checkpoint pointer {pointer} names {path.name}, which does not exist",
                             hint="the run directory was modified; start again with --overwrite")
     return path
+
+
+def newest_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The ``checkpoints/epoch-XXXX`` directory of the highest epoch that holds every
+    checkpoint file (``*.tmp`` directories are unfinished), or None."""
+    root = run_dir / "checkpoints"
+    found = []
+    for path in root.glob("epoch-*") if root.is_dir() else ():
+        number = path.name[len("epoch-"):]
+        if number.isdigit() and path.is_dir() and all((path / f).is_file() for f in FILES):
+            found.append((int(number), path))
+    return max(found)[1] if found else None
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -203,6 +233,12 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     :class:`TrainingError`."""
     if not path.exists():
         raise TrainingError(f"checkpoint file {path} is missing", hint="the checkpoint is incomplete")
+    try:  # the header (and that the file holds every byte it announces) before the model
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise TrainingError(f"checkpoint file {path} is corrupt or truncated: {' '.join(str(exc).split())}",
+                            hint="restore it, or start again with --overwrite") from exc
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -220,7 +256,8 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read every file of a checkpoint directory; raise TrainingError when damaged."""
+    """Read every file of a checkpoint directory; raise TrainingError when one is damaged
+    (unreadable, truncated) or holds something other than what the run wrote there."""
     for f in FILES:
         if not (path / f).exists():
             raise TrainingError(f"checkpoint {path} is incomplete: {f} is missing",
@@ -230,10 +267,58 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TrainingError(f"checkpoint file {path / 'state.json'} is corrupt: {exc}",
                             hint="restore it or start again with --overwrite") from exc
+    _check_state(state, path / "state.json")
+    optimizer_file = path / "optimizer.safetensors"
+    try:
+        optimizer = _optimizer_state(_load_tensors(optimizer_file), state["optimizer"])
+    except (ValueError, IndexError) as exc:  # a name that is not state/<param>/<key>
+        raise _wrong_content(optimizer_file, "tensor names that are not state/<parameter>/<key>") from exc
+    components = _load_tensors(path / "components.safetensors")
+    odd = [name for name in components if name.count("/") < 2]
+    if odd:
+        raise _wrong_content(path / "components.safetensors",
+                             f"the tensor {odd[0]!r}, not named <section>/<label>/<tensor>")
+    rng = _load_tensors(path / "rng.safetensors")
+    for key, dtype in (("torch", torch.uint8), ("numpy", torch.int64)):
+        if key not in rng or rng[key].dtype != dtype or rng[key].dim() != 1:
+            raise _wrong_content(path / "rng.safetensors", f"no {key} generator state ({dtype}, one dimension)")
     return {
         "state": state,
-        "optimizer": _optimizer_state(_load_tensors(path / "optimizer.safetensors"), state["optimizer"]),
-        "components": _load_tensors(path / "components.safetensors"),
-        "rng": _load_tensors(path / "rng.safetensors"),
+        "optimizer": optimizer,
+        "components": components,
+        "rng": rng,
         "model_path": path / "model.safetensors",
     }
+
+
+def _wrong_content(file: Path, what: str) -> TrainingError:
+    """The error of a checkpoint file that reads well but holds something else."""
+    return TrainingError(f"checkpoint file {file} is not what a run writes there: it holds {what}",
+                         hint="restore it or start again with --overwrite")
+
+
+def _check_state(state: Any, file: Path) -> None:
+    """state.json holds what :func:`save_checkpoint` writes: epoch, step, optimizer groups,
+    schedule and RNG metadata (and the history)."""
+    if not isinstance(state, dict):
+        raise _wrong_content(file, f"a JSON {type(state).__name__}, not an object")
+
+    def need(key: str, kind: type | tuple[type, ...], what: str, within: dict = state) -> Any:
+        value = within.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise _wrong_content(file, f"no {what}")
+        return value
+
+    need("epoch", int, "epoch (an integer)")
+    need("step", int, "step (an integer)")
+    groups = need("param_groups", list, "optimizer parameter groups",
+                  need("optimizer", dict, "optimizer groups (an object)"))
+    if not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        raise _wrong_content(file, "optimizer parameter groups without their parameters")
+    need("scheduler", dict, "schedule (an object)")
+    rng = need("rng", dict, "RNG states (an object)")
+    python, numpy = rng.get("python"), rng.get("numpy")
+    if not (isinstance(python, list) and len(python) == 3 and isinstance(numpy, list) and len(numpy) == 4):
+        raise _wrong_content(file, "no python and numpy RNG states")
+    if "history" in state and not isinstance(state["history"], list):
+        raise _wrong_content(file, "a metric history that is not a list")

@@ -341,11 +341,16 @@ class Run:
         if path is None:
             raise TrainingError(f"--resume: {self.run_dir} holds no checkpoint yet",
                                 hint="run without --resume (add --overwrite to start over)")
+        if not (self.run_dir / "checkpoints" / "latest").exists() and self.dist.is_main:
+            print(f"note: {self.run_dir / 'checkpoints' / 'latest'} is missing; resuming from {path.name}, "
+                  "the newest complete checkpoint", file=sys.stderr)
         data = ckpt.load_checkpoint(path)
         ckpt.load_model_weights(self.encoder, data["model_path"])
-        self.optimizer.load_state_dict(data["optimizer"])
         state = data["state"]
-        self.scheduler.load_state_dict(state["scheduler"])
+        with _wrong_checkpoint(path / "optimizer.safetensors", "the optimizer of this recipe"):
+            self.optimizer.load_state_dict(data["optimizer"])
+        with _wrong_checkpoint(path / "state.json", "the learning-rate schedule"):
+            self.scheduler.load_state_dict(state["scheduler"])
         per_comp: dict[str, dict[str, torch.Tensor]] = {}
         for name, t in data["components"].items():
             key, tname = name.rsplit("/", 1)
@@ -364,7 +369,8 @@ class Run:
         if per_comp:
             raise TrainingError(f"checkpoint {path} holds state for components not in the recipe: {sorted(per_comp)}",
                                 hint="resume with the recipe the run was started with")
-        ckpt.set_rng_state(data["rng"], state["rng"])
+        with _wrong_checkpoint(path / "rng.safetensors", "the random generators (with state.json's rng)"):
+            ckpt.set_rng_state(data["rng"], state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = state.get("history", [])
         self.logger.truncate(self.epoch, self.step)
@@ -666,6 +672,18 @@ class Run:
         with self.hook_guard("wsreid_run_end"):
             self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
         return metrics
+
+
+@contextmanager
+def _wrong_checkpoint(file: Path, what: str):
+    """Around restoring ``what`` from a checkpoint file that was read but holds values that
+    do not fit: one line naming the file."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+        raise TrainingError(f"checkpoint file {file} does not fit {what}: {_one_line(exc)}",
+                            hint="resume with the recipe the run was started with; restore the file, "
+                                 "or start again with --overwrite") from exc
 
 
 def _recipe_key(stateful_key: str) -> str:

@@ -206,7 +206,10 @@ def run_state(run_dir: Path) -> RunState:
     if (run_dir / "metrics.json").exists():
         return RunState.DONE
     if (run_dir / RUN_MARKER).exists():
-        return RunState.RESUME if (run_dir / "checkpoints" / "latest").exists() else RunState.RESTART
+        from wsreid.engine.checkpoint import newest_complete_checkpoint
+
+        resumable = (run_dir / "checkpoints" / "latest").exists() or newest_complete_checkpoint(run_dir) is not None
+        return RunState.RESUME if resumable else RunState.RESTART
     return RunState.NEW
 
 
