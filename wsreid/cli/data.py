@@ -80,9 +80,12 @@ def run_synth(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"  {done}/{total} images", file=sys.stderr, flush=True)
 
-    fresh = not (args.out / "synth_meta.json").is_file()
+    try:
+        fresh = not (args.out / "synth_meta.json").is_file()
+    except OSError:  # unreadable: ensure_synth says so
+        fresh = True
     root = ensure_synth(config, args.out, workers=None if args.workers is None else max(1, args.workers),
-                        progress=progress)
+                        progress=progress, root_setting="--out")
     took = time.perf_counter() - start
     print(f"synth-pedes {config.size} (seed {config.seed}) " + (f"generated in {took:.1f} s" if fresh else "already present") + f": {root}")
     path, records = read_records(root, "cuhk-pedes", check_images="none")

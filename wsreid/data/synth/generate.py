@@ -355,21 +355,28 @@ def generate_synth(
     preset: SynthPreset | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    fix: str = "choose another output directory",
 ) -> Path:
     """Write the dataset of ``config`` to ``out_dir`` (which must not exist or be empty).
 
     Files go to a temporary sibling directory that is renamed to ``out_dir`` when complete,
-    so an interrupted run leaves no half-written dataset. ``workers`` > 1 renders in
-    processes (same output; None = :func:`default_workers`). If another process finishes the same dataset first, its copy
-    is kept. Returns ``out_dir``.
+    so an interrupted run (or a full disk) leaves no half-written dataset. ``workers`` > 1
+    renders in processes (same output; None = :func:`default_workers`). If another process
+    finishes the same dataset first, its copy is kept. A folder that cannot be created or
+    written (a file in the way, no permission, a full disk) is a :class:`DataError` naming
+    it, with ``fix`` (what to set to write elsewhere) as its hint. Returns ``out_dir``.
     """
     out = Path(out_dir).expanduser()
     plan = plan_dataset(config, preset)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"synth-pedes output {out} already exists and is not empty", hint="remove it or choose another directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise DataError(f"synth-pedes output {out} already exists and is not empty",
+                            hint="remove it or choose another directory")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+    except OSError as exc:
+        raise _write_error(exc, out, fix) from None
     try:
         _write_files(plan, tmp, workers, progress)
         try:
@@ -379,10 +386,39 @@ def generate_synth(
                 shutil.rmtree(tmp, ignore_errors=True)
                 return out
             raise DataError(f"synth-pedes output {out} appeared while generating and holds something else", hint="remove it and retry") from None
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _write_error(exc, out, fix) from None
         raise
     return out
+
+
+def _write_error(exc: OSError, out: Path, fix: str) -> DataError:
+    """The :class:`DataError` for an ``exc`` raised while creating or writing ``out``:
+    what stood in the way (a file where a folder should be, a folder without write
+    permission, a full disk) and ``fix``."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DataError(f"cannot write the synth-pedes dataset to {out}: no space left on the device",
+                         hint=f"free space there, or {fix}")
+    for parent in (out, *out.parents):
+        try:
+            if parent.exists():
+                if not parent.is_dir():
+                    return DataError(f"cannot create the synth-pedes folder {out}: {parent} is a file, not a folder",
+                                     hint=fix)
+                break
+        except OSError:
+            break
+    why = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+        failed = Path(os.fsdecode(exc.filename))
+        folder = failed if failed.is_dir() else failed.parent
+        return DataError(f"cannot write the synth-pedes dataset to {out}: {folder} is not writable ({why})", hint=fix)
+    where = f" ({os.fsdecode(exc.filename)})" if exc.filename else ""
+    return DataError(f"cannot write the synth-pedes dataset to {out}: {why}{where}", hint=fix)
 
 
 def default_cache_dir() -> Path:
@@ -391,28 +427,78 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "wsreid"
 
 
+def _damage(root: Path) -> str | None:
+    """What is missing or broken in the generated dataset at ``root`` (None when intact):
+    its files, the annotation file as JSON, and the existence of every image it lists. A
+    cheap check (no image is decoded) for datasets that an interrupted copy, a cleanup
+    or a full disk left incomplete."""
+    for name in ("reid_raw.json", ATTRIBUTES_FILE):
+        if not (root / name).is_file():
+            return f"{name} is missing"
+    try:
+        records = json.loads((root / "reid_raw.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "reid_raw.json is not valid JSON (truncated?)"
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("file_path"), str)
+                                                for r in records):
+        return "reid_raw.json is not a list of image records"
+    images = root / "imgs"
+    missing = [r["file_path"] for r in records if not (images / r["file_path"]).is_file()]
+    if missing:
+        if len(missing) == 1:
+            return f"image imgs/{missing[0]} (one of the {len(records)} it lists) is missing"
+        return f"images imgs/{missing[0]} and {len(missing) - 1} more (of the {len(records)} it lists) are missing"
+    return None
+
+
 def ensure_synth(
     config: SynthConfig,
     root: str | Path | None = None,
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    root_setting: str = "data.root",
 ) -> Path:
     """The directory of the dataset of ``config``: generated on first use, reused after.
 
     ``root`` defaults to ``<cache>/synth-pedes/<config.cache_name()>``. A ``root`` that
-    holds a synth-pedes dataset of other settings, or anything else, is an error.
+    holds a synth-pedes dataset of other settings, or anything else, is an error; so is
+    a generated dataset with files missing (the hint: delete it, it is generated again)
+    and a folder that cannot be read, created or written (the hint names what to set:
+    ``WSREID_CACHE`` for the cache, else ``root_setting``, the option that gave ``root``).
     """
     preset = config.preset()
+    cached = root is None
     path = Path(root).expanduser() if root is not None else default_cache_dir() / "synth-pedes" / config.cache_name()
-    state = _matches(path, config, preset)
-    if state:
-        return path
-    if state is False:
-        raise DataError(
-            f"{path} holds a synth-pedes dataset generated with other settings or another generator version",
-            hint="delete that directory or choose another location (data.root, --out)",
-        )
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise DataError(f"{path} exists but is not a synth-pedes dataset (no {META_FILE})", hint="choose an empty or new directory (data.root, --out)")
-    return generate_synth(config, path, workers=workers, progress=progress)
+    if cached:
+        fix = f"set WSREID_CACHE to a folder you can write to, or {root_setting} to where the dataset should go"
+        regenerate = f"delete the folder {path}; the dataset is generated there again on next use"
+    else:
+        fix = f"set {root_setting} to a new or empty folder you can write to"
+        regenerate = f"delete the folder {path} to have it generated again, or set {root_setting} to another folder"
+    what = "synth-pedes cache entry" if cached else "synth-pedes dataset"
+    try:
+        state = _matches(path, config, preset)
+        if state:
+            damage = _damage(path)
+            if damage:
+                raise DataError(f"the {what} {path} is damaged: {damage}", hint=regenerate)
+            return path
+        if state is False:
+            if cached:
+                raise DataError(f"the {what} {path} is damaged: its {META_FILE} does not match its name "
+                                "(unreadable or edited)", hint=regenerate)
+            raise DataError(
+                f"{path} holds a synth-pedes dataset generated with other settings or another generator version",
+                hint=f"delete that directory or choose another location ({root_setting})",
+            )
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if cached and path.is_dir():
+                raise DataError(f"the {what} {path} is incomplete (no {META_FILE})", hint=regenerate)
+            raise DataError(f"{path} exists but is not a synth-pedes dataset (no {META_FILE})",
+                            hint=f"choose an empty or new directory ({root_setting})")
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        where = f" ({os.fsdecode(exc.filename)})" if exc.filename else ""
+        raise DataError(f"cannot read the {what} {path}: {why}{where}", hint=fix) from None
+    return generate_synth(config, path, workers=workers, progress=progress, fix=fix)
