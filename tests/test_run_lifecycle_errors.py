@@ -238,3 +238,32 @@ def test_a_checkpoint_file_with_other_content_is_named(tmp_path, damage):
     with pytest.raises(TrainingError) as caught:
         ckpt.load_checkpoint(path)
     assert f"checkpoint file {path / expected} " in str(caught.value)
+
+
+# ---------------------------------------------------------------- environment variables
+@pytest.mark.parametrize("value", ["inf", "nan", "1e400", "-5", "abc"])
+def test_an_image_cache_size_that_is_not_a_finite_size_is_refused(monkeypatch, value):
+    from wsreid.engine.data import DecodedImages
+
+    monkeypatch.setenv("WSREID_IMAGE_CACHE_MB", value)
+    with pytest.raises(UserError, match=f"WSREID_IMAGE_CACHE_MB={value!r} is not a number of MiB"):
+        DecodedImages().budget
+
+
+def test_a_bad_image_cache_size_is_refused_before_training(make_recipe, tmp_path, monkeypatch, capsys):
+    from wsreid.engine.run import Run
+
+    monkeypatch.setenv("WSREID_IMAGE_CACHE_MB", "abc")
+    monkeypatch.setattr(Run, "build_components", lambda self: None)
+    monkeypatch.setattr(Run, "encoder", None)
+    assert main(["run", str(make_recipe("baselines/itc.yaml"))]) == 2
+    assert "WSREID_IMAGE_CACHE_MB='abc'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_world_size_that_is_not_a_number_is_one_line(make_recipe, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    assert main(["run", str(make_recipe("baselines/itc.yaml"))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: WORLD_SIZE='abc' is not a number of processes") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

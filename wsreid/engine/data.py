@@ -11,6 +11,7 @@ built from the true person ids.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +68,21 @@ def image_to_tensor(image: Image.Image, size: tuple[int, int], mean, std, interp
 IMAGE_CACHE_ENV = "WSREID_IMAGE_CACHE_MB"
 
 
+def image_cache_budget() -> int:
+    """Bytes of decoded images a process keeps, from ``WSREID_IMAGE_CACHE_MB`` (MiB,
+    default 1024; 0 keeps none). A value that is not a finite number >= 0 is a
+    :class:`UserError` naming the variable."""
+    raw = os.environ.get(IMAGE_CACHE_ENV, "1024")
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = float("nan")
+    if not math.isfinite(mib) or mib < 0:
+        raise UserError(f"{IMAGE_CACHE_ENV}={raw!r} is not a number of MiB (0 or more)",
+                        hint=f"set {IMAGE_CACHE_ENV} to e.g. 1024, or 0 to decode images every time")
+    return int(mib * 2**20)
+
+
 class DecodedImages:
     """The decoded, resized images of this process: uint8 H x W x 3 tensors, so that an
     image file is decoded once per run rather than once per epoch and evaluation.
@@ -88,13 +104,7 @@ class DecodedImages:
     def budget(self) -> int:
         """Bytes the cache may hold: the constructor's, else ``WSREID_IMAGE_CACHE_MB``."""
         if self._budget is None:
-            raw = os.environ.get(IMAGE_CACHE_ENV, "1024")
-            try:
-                mib = float(raw)
-            except ValueError:
-                raise UserError(f"{IMAGE_CACHE_ENV}={raw!r} is not a number of MiB",
-                                hint=f"set {IMAGE_CACHE_ENV} to e.g. 1024, or 0 to decode images every time") from None
-            self._budget = max(0, int(mib * 2**20))
+            self._budget = image_cache_budget()
         return self._budget
 
     def pixels(self, path: str | os.PathLike[str], size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:

@@ -51,6 +51,7 @@ from wsreid.engine.data import (
     PairBatchSampler,
     TrainPairs,
     collate_pairs,
+    image_cache_budget,
     normalise_batch,
 )
 from wsreid.engine.evaluate import evaluate_split, extract_train_features
@@ -263,6 +264,7 @@ class Run:
         training pairs and their sampler and loader, the optimizer (prepared by the
         accelerator), the schedule and the logger."""
         r = self.recipe
+        image_cache_budget()  # a bad WSREID_IMAGE_CACHE_MB is refused here, not at the first step
         self.model = EncodeViews(self.encoder)
         self.train_data = TrainPairs(self.splits.train, self.encoder)
         if r.train.sampler == "identity":  # reads the TRUE person ids: comps.supervised_settings says so

@@ -60,8 +60,17 @@ class RunResult:
 
 def _launcher_rank() -> tuple[bool, int]:
     """(is this the main process, world size), as the launcher (torchrun / accelerate
-    launch) set them; one process when there is no launcher."""
-    return os.environ.get("RANK", "0") == "0", int(os.environ.get("WORLD_SIZE", "1") or 1)
+    launch) set them; one process when there is no launcher. A WORLD_SIZE that is not a
+    positive integer is a :class:`UserError`."""
+    raw = os.environ.get("WORLD_SIZE", "1") or "1"
+    try:
+        world_size = int(raw)
+    except ValueError:
+        world_size = 0
+    if world_size < 1:
+        raise UserError(f"WORLD_SIZE={raw!r} is not a number of processes",
+                        hint="the launcher (torchrun, accelerate launch) sets it; unset it to run in one process")
+    return os.environ.get("RANK", "0") == "0", world_size
 
 
 def resolved_yaml_for(loaded, run_dir: Path) -> str:
