@@ -4,6 +4,7 @@ retrieval figure. Evaluation must never write into the run directory."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -69,6 +70,17 @@ def test_eval_reproduces_the_run_and_writes_nothing(trained, capsys):
     expected = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert {k: result[k] for k in KEYS} == pytest.approx(expected, rel=1e-9)
     assert result["weights"].endswith("checkpoints/best/model.safetensors") and result["weakly_supervised"] is True
+    # The best checkpoint is the epoch of the highest validation R1 of logs/epochs.csv (this run
+    # peaks at epoch 1 of 2): its weights, not the last epoch's, give the run's test metrics.
+    rows = list(csv.DictReader((run_dir / "logs" / "epochs.csv").open()))
+    val_r1 = [float(r["val/R1"]) for r in rows]
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and val_r1[0] > val_r1[1], val_r1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = json.loads((run_dir / "checkpoints" / "best" / "state.json").read_text())
+    assert best["epoch"] == metrics["best_epoch"] == 1 and best["R1"] == val_r1[0]
+    last = _eval(capsys, run_dir / "checkpoints" / "epoch-0002" / "model.safetensors")
+    assert last["weights"].endswith("epoch-0002/model.safetensors")
+    assert {k: last[k] for k in KEYS} != expected
     assert _snapshot(run_dir) == before
 
 

@@ -34,6 +34,17 @@ def test_itc_baseline_trains_and_writes_the_run(make_recipe, tmp_path, capsys):
     rows = list(csv.DictReader((run_dir / "logs" / "epochs.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[0]["loss/itc"]) > 0 and float(rows[1]["val/R1"]) == pytest.approx(m["history"][1]["val"]["R1"])
+    # The best checkpoint is the epoch of the highest validation R1 in the logs (the first on ties),
+    # not whichever epoch came last: this tiny run peaks at epoch 1, so best/ must hold epoch 1.
+    val_r1 = [float(r["val/R1"]) for r in rows]
+    peak = val_r1.index(max(val_r1)) + 1
+    assert peak == 1 and val_r1[1] < val_r1[0], val_r1  # the fixture's premise: best != last
+    best = json.loads((run_dir / "checkpoints" / "best" / "state.json").read_text())
+    assert best["epoch"] == m["best_epoch"] == peak and best["split"] == "val" and best["R1"] == val_r1[0]
+    best_weights = load_file(str(run_dir / "checkpoints" / "best" / "model.safetensors"))
+    last_weights = load_file(str(run_dir / "checkpoints" / "epoch-0002" / "model.safetensors"))
+    assert best_weights.keys() == last_weights.keys()
+    assert any(not torch.equal(best_weights[k], last_weights[k]) for k in best_weights)
     out = capsys.readouterr().out
     assert "test (best validation R1" in out and f"R1 {m['test']['R1']:.2f}" in out
 
