@@ -116,9 +116,21 @@ def test_dgia_recipe_fills_memory_and_logs_diagnostics(make_recipe, tmp_path, te
     assert any(k.startswith("diag/lrc/") for k in rows[0])
     assert any(k.startswith("diag/gsrc/") for k in rows[1])
     assert rows[0]["loss/sdm_global"] == "" and float(rows[1]["loss/sdm_global"]) >= 0  # epoch 1 only fills memory
-    kinds = [c[0] for c in wsreid_test_hooks.CALLS]
-    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
-    assert ("epoch_start", 2) in wsreid_test_hooks.CALLS
+    # The lifecycle hooks in order, with the arguments of docs/hooks.md: epoch_end gets the row
+    # written to logs/epochs.csv, after_evaluation each split's metrics as metrics.json holds
+    # them (the final test evaluation at the last epoch), run_end the content of metrics.json.
+    m = _metrics(run_dir)
+    logged = [{k: float(v) for k, v in r.items() if k != "epoch" and v != ""} for r in rows]
+    assert {"loss/total", "lr", "seconds", "val/R1"} <= set(logged[0]) and "loss/sdm_global" in logged[1]
+    assert wsreid_test_hooks.CALLS == [
+        ("run_start",),
+        ("epoch_start", 1), ("evaluation", "val", 1, m["history"][0]["val"]), ("epoch_end", 1, logged[0]),
+        ("epoch_start", 2), ("evaluation", "val", 2, m["history"][1]["val"]), ("epoch_end", 2, logged[1]),
+        ("evaluation", "test", 2, m["test"]),
+        ("run_end", m),
+    ]
+    for e in (0, 1):  # epoch_end's val/<metric> are the metrics after_evaluation got in that epoch
+        assert {k: logged[e][f"val/{k}"] for k in KEYS} == m["history"][e]["val"]
 
 
 def test_lrc_relating_every_pair_is_warned_once(make_recipe, tmp_path, capsys, monkeypatch, test_plugins_path):

@@ -1,6 +1,9 @@
 """A lifecycle plugin used by the tests: interrupts a run at the start of an epoch
-(simulating Ctrl-C) and records the hook calls it sees."""
+(simulating Ctrl-C) and records the hook calls it sees, with copies of their arguments:
+``("run_start",)``, ``("epoch_start", epoch)``, ``("evaluation", split, epoch, metrics)``,
+``("epoch_end", epoch, logs)``, ``("run_end", metrics)``."""
 
+import copy
 import os
 
 from wsreid import hookimpl
@@ -22,12 +25,17 @@ def wsreid_epoch_start(run, epoch):
 
 @hookimpl
 def wsreid_after_evaluation(run, split, epoch, metrics):
-    CALLS.append(("evaluation", split, epoch, round(metrics["R1"], 6)))
+    CALLS.append(("evaluation", split, epoch, dict(metrics)))
+
+
+@hookimpl
+def wsreid_epoch_end(run, epoch, logs):
+    CALLS.append(("epoch_end", epoch, dict(logs)))
 
 
 @hookimpl
 def wsreid_run_end(run, metrics):
-    CALLS.append(("run_end",))
+    CALLS.append(("run_end", copy.deepcopy(metrics)))
 
 
 @hookimpl
