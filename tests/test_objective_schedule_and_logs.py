@@ -1,0 +1,106 @@
+"""The engine's handling of objectives in a tiny ITC run, read back from its logs: an
+objective's ``weight`` is a factor of its loss, its ``start_epoch`` is the first epoch it
+counts, and each epoch's losses in ``logs/epochs.csv`` are the means of that epoch's rows
+of ``logs/steps.csv`` (docs/components.md "Objective", docs/hooks.md ``wsreid_epoch_end``)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import RECIPES, TINY_OVERRIDES
+from wsreid.cli import main
+
+WEIGHT = 0.25
+
+
+def _run(work: Path, data_root: Path, name: str, weight: float, epochs: int) -> Path:
+    """A tiny ITC run logging every step, with a second ITC objective ``itc_late`` (weight 1)
+    that starts at epoch 2; ``itc`` carries ``weight``. Returns the run directory."""
+    tree = {"extends": str(RECIPES / "baselines" / "itc.yaml"), "output_dir": str(work / name),
+            "data": {"name": "synth-pedes", "size": "tiny", "root": str(data_root)}}
+    tree.update({k: dict(v) for k, v in TINY_OVERRIDES.items()})
+    tree["train"].update(epochs=epochs, batch_size=32, log_every=1)
+    tree["init"] = None
+    tree["objectives"] = {"itc": {"name": "itc", "weight": weight}, "itc_late": {"name": "itc", "start_epoch": 2}}
+    path = work / f"{name}.yaml"
+    yaml = YAML()
+    yaml.version = (1, 2)
+    with path.open("w") as f:
+        yaml.dump(tree, f)
+    assert main(["run", str(path)]) == 0
+    return work / name
+
+
+def _rows(run_dir: Path, name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "logs" / name).open()))
+
+
+@pytest.fixture(scope="module")
+def scheduled(tmp_path_factory, synth_tiny_root) -> Path:
+    """2 epochs: ``itc`` at weight 0.25 from epoch 1, ``itc_late`` at weight 1 from epoch 2."""
+    return _run(tmp_path_factory.mktemp("schedule"), synth_tiny_root, "weighted", WEIGHT, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def unweighted(tmp_path_factory, synth_tiny_root) -> Path:
+    """The same run at ``itc`` weight 1, one epoch (only its first step is compared)."""
+    return _run(tmp_path_factory.mktemp("schedule"), synth_tiny_root, "unweighted", 1.0, epochs=1)
+
+
+def test_an_objective_counts_from_its_start_epoch(scheduled):
+    epochs = _rows(scheduled, "epochs.csv")
+    steps = _rows(scheduled, "steps.csv")
+    assert [int(r["epoch"]) for r in epochs] == [1, 2]
+    first = [r for r in steps if r["epoch"] == "1"]
+    second = [r for r in steps if r["epoch"] == "2"]
+    assert len(first) == len(second) > 1 and len(steps) == len(first) + len(second)
+    assert [int(r["step"]) for r in steps] == list(range(1, len(steps) + 1))  # log_every 1: every step
+    # epoch 1: itc_late has not started, the total is itc alone
+    assert epochs[0]["loss/itc_late"] == "" and all(r["loss/itc_late"] == "" for r in first)
+    assert all(float(r["loss/itc"]) > 0 and r["loss/total"] == r["loss/itc"] for r in first)
+    # epoch 2: it counts at every step and is part of the total
+    assert float(epochs[1]["loss/itc_late"]) > 0 and all(float(r["loss/itc_late"]) > 0 for r in second)
+    for r in second:
+        assert float(r["loss/total"]) == pytest.approx(float(r["loss/itc"]) + float(r["loss/itc_late"]), rel=1e-6)
+
+
+def test_the_weight_multiplies_the_logged_loss_and_the_total(scheduled, unweighted):
+    """Step 1 sees the same weights and the same batch in both runs (same seed): with
+    ``weight: 0.25`` the logged ``loss/itc`` and the total are exactly 0.25 of the run at
+    weight 1 (a power of two: no rounding). docs/components.md: the engine multiplies the
+    loss by ``weight``, then logs it as ``loss/<label>``: the logged loss is the weighted one."""
+    one = _rows(unweighted, "steps.csv")[0]
+    quarter = _rows(scheduled, "steps.csv")[0]
+    assert one["step"] == quarter["step"] == "1"
+    assert float(one["loss/itc"]) > 0
+    assert float(quarter["loss/itc"]) == WEIGHT * float(one["loss/itc"])
+    assert float(quarter["loss/total"]) == WEIGHT * float(one["loss/total"])
+    # In epoch 2 itc (weight 0.25) and itc_late (weight 1) compute the same ITC on the same
+    # features at every step: the logged values differ by exactly the factor.
+    second = [r for r in _rows(scheduled, "steps.csv") if r["epoch"] == "2"]
+    assert second and all(float(r["loss/itc"]) == WEIGHT * float(r["loss/itc_late"]) for r in second)
+
+
+def test_epoch_losses_are_the_means_of_the_step_losses(scheduled):
+    """logs/epochs.csv holds, per epoch, the mean of each loss over the epoch's steps
+    (docs/hooks.md, wsreid_epoch_end); with ``log_every: 1`` steps.csv holds every step."""
+    epochs = _rows(scheduled, "epochs.csv")
+    steps = _rows(scheduled, "steps.csv")
+    checked = 0
+    for row in epochs:
+        mine = [r for r in steps if r["epoch"] == row["epoch"]]
+        for key in ("loss/itc", "loss/itc_late", "loss/total"):
+            values = [float(r[key]) for r in mine if r[key] != ""]
+            if row[key] == "":
+                assert not values, (row["epoch"], key)
+                continue
+            assert len(values) == len(mine)
+            mean = sum(values) / len(values)
+            assert float(row[key]) == pytest.approx(mean, rel=1e-12, abs=0), (row["epoch"], key)
+            assert values[-1] != pytest.approx(mean, rel=1e-3)  # the last step alone would not do
+            checked += 1
+    assert checked == 5  # itc and the total in both epochs, itc_late in epoch 2
