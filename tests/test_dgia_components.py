@@ -24,11 +24,12 @@ def ctx(epoch: int) -> StepContext:
     return StepContext(epoch=epoch, step=0, num_epochs=3, dist=None)
 
 
-def make_batch(index, person_id=None) -> Batch:
+def make_batch(index, person_id=None, image_id=None) -> Batch:
     index = torch.as_tensor(index)
     pid = index.clone() if person_id is None else torch.as_tensor(person_id)
+    iid = index.clone() if image_id is None else torch.as_tensor(image_id)
     empty = torch.zeros(0)
-    return Batch(images=empty, input_ids=empty, attention_mask=empty, index=index, image_id=index, person_id=pid)
+    return Batch(images=empty, input_ids=empty, attention_mask=empty, index=index, image_id=iid, person_id=pid)
 
 
 def feats(image, text) -> dict[str, ViewFeatures]:
@@ -51,8 +52,14 @@ def test_lrc_relation_stats_and_precision_diagnostics():
     assert rel.stats == {"related_pairs": 2.0}
     comp.relate(f, make_batch([0, 1, 2, 3], [5, 6, 6, 7]), ctx(1))  # the related pair is wrong here
     assert comp.diagnostics() == {"related_pairs_per_batch": 2.0, "related_share": pytest.approx(100 * 4 / 24),
-                                  "relation_precision": 50.0}  # 4 of 2 x 12 ordered pairs related
+                                  "relation_precision": 50.0,  # 4 of 2 x 12 ordered pairs related
+                                  "relation_precision_other_images": 50.0}  # every pair holds two images
     assert comp.diagnostics() == {}
+    # the related pair (rows 0 and 1) as two captions of one image: right, but trivially so
+    comp.relate(f, make_batch([0, 1, 2, 3], [5, 5, 6, 7], image_id=[4, 4, 5, 6]), ctx(1))
+    comp.relate(f, make_batch([0, 1, 2, 3], [5, 6, 6, 7]), ctx(1))
+    assert comp.diagnostics() == {"related_pairs_per_batch": 2.0, "related_share": pytest.approx(100 * 4 / 24),
+                                  "relation_precision": 50.0, "relation_precision_other_images": 0.0}
 
 
 def test_lrc_threshold_percentile_relates_as_the_functional_and_logs_its_thresholds():
@@ -224,8 +231,42 @@ def test_relation_accuracy_diagnostics_hand_case():
     #          row 3 (person 9) -> rows 4 (9), 5 (1): 1 of 2 correct
     comp.relate(feats(memory[[0, 3]], memory[[0, 3]]), make_batch([0, 3], [7, 9]), ctx(2))
     d = comp.diagnostics()
-    assert d == {"neighbours_per_item": 2.0, "items_with_neighbours": 100.0, "relation_accuracy": 50.0}
+    assert d == {"neighbours_per_item": 2.0, "items_with_neighbours": 100.0, "relation_accuracy": 50.0,
+                 "same_image_links": 0.0, "relation_accuracy_other_images": 50.0}
     assert comp.diagnostics() == {}
+
+
+def test_links_to_the_anchors_own_image_are_counted_apart():
+    # rows 0-1: two captions of image 10 (person 7); row 2: another image of person 7; row 3:
+    # an image of person 8. The anchor is row 1's pair; its own row is ranked first only by
+    # luck of ties, so skip_first_rank may keep it - either way both rows of image 10 are links
+    # to the anchor's own image, not neighbours it found.
+    memory = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.99, 0.1], [0.97, 0.2], [0.0, 1.0]])
+    comp = gsrc(num_train=5, top_k=3)
+    comp.after_step(feats(memory, memory), make_batch(range(5), [7, 7, 7, 8, 9], image_id=[10, 10, 11, 12, 13]),
+                    ctx(1))
+    comp.relate(feats(memory[[1]], memory[[1]]), make_batch([1], [7], image_id=[10]), ctx(2))
+    d = comp.diagnostics()
+    # ranks 1-4: rows 0 and 1 (tied), 2, 3; rank 1 dropped -> one row of image 10, row 2, row 3
+    assert d["neighbours_per_item"] == 3.0
+    assert d["relation_accuracy"] == pytest.approx(100 * 2 / 3)  # image 10 and row 2 are person 7
+    assert d["same_image_links"] == pytest.approx(100 / 3)
+    assert d["relation_accuracy_other_images"] == 50.0  # rows 2 (right) and 3 (wrong)
+    # a checkpoint written before image ids were kept: only the anchor's own row is known
+    state = {k: v for k, v in comp.state_tensors().items() if k != "image_ids"}
+    old = gsrc(num_train=5, top_k=3)
+    old.load_state_tensors(state)
+    assert torch.equal(old.image_ids, torch.full((5,), -1))
+    old.relate(feats(memory[[1]], memory[[1]]), make_batch([1], [7], image_id=[10]), ctx(2))
+    kept = old._pending[0][0][0].tolist()  # the neighbour rows: the tie order decides which row of image 10 stays
+    assert sorted(kept)[1:] == [2, 3] and kept_is_own(kept)
+    d_old = old.diagnostics()
+    assert d_old["relation_accuracy"] == d["relation_accuracy"]
+    assert d_old["same_image_links"] == (pytest.approx(100 / 3) if 1 in kept else 0.0)
+
+
+def kept_is_own(kept) -> bool:
+    return (0 in kept) != (1 in kept)  # exactly one row of image 10
 
 
 def test_state_round_trip_and_errors():
@@ -234,7 +275,7 @@ def test_state_round_trip_and_errors():
     assert comp.state_tensors() == {}
     fill(comp, image, image, labels)
     state = {k: v.clone() for k, v in comp.state_tensors().items()}
-    assert set(state) == {"image_memory", "text_memory", "written", "person_ids"}
+    assert set(state) == {"image_memory", "text_memory", "written", "person_ids", "image_ids"}
     resumed = gsrc()
     resumed.load_state_tensors(state)
     idx = torch.tensor([1, 4, 9])

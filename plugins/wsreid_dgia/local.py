@@ -59,7 +59,9 @@ class LocalRelationConstruction(LocalAssociation):
     pairs). Diagnostics per epoch (identity ids, never a loss): ``related_pairs_per_batch``,
     ``related_share`` (% of the batches' ordered off-diagonal pairs that are related; near
     100 the thresholds have stopped selecting - see :data:`RUNAWAY_SHARE`) and
-    ``relation_precision`` (% of related pairs that are truly the same person); with
+    ``relation_precision`` (% of related pairs that are truly the same person),
+    ``relation_precision_other_images`` (the same over related pairs of two different
+    images: two captions of one image are trivially the same person); with
     ``threshold_percentile`` also ``threshold_image`` and ``threshold_text``, the mean
     thresholds applied (each at least the fixed one).
 
@@ -81,6 +83,8 @@ class LocalRelationConstruction(LocalAssociation):
         self._related = 0
         self._pairs = 0
         self._correct = 0
+        self._related_other = 0
+        self._correct_other = 0
         self._threshold_sums = [0.0, 0.0]
 
     def relate(self, features: dict[str, ViewFeatures], batch: Batch, ctx: StepContext) -> Relation:
@@ -99,7 +103,13 @@ class LocalRelationConstruction(LocalAssociation):
         count = int(related.sum())
         if batch.person_id.numel() == weights.shape[0]:
             pid = batch.person_id.to(weights.device)
-            self._correct += int((related & (pid[:, None] == pid[None, :])).sum())
+            correct = related & (pid[:, None] == pid[None, :])
+            self._correct += int(correct.sum())
+            if batch.image_id.numel() == weights.shape[0]:
+                iid = batch.image_id.to(weights.device)
+                other = iid[:, None] != iid[None, :]
+                self._related_other += int((related & other).sum())
+                self._correct_other += int((correct & other).sum())
         self._related += count
         self._pairs += weights.shape[0] * (weights.shape[0] - 1)
         self._batches += 1
@@ -125,6 +135,8 @@ class LocalRelationConstruction(LocalAssociation):
                 self._warn_runaway(out["related_share"])
         if self._related:
             out["relation_precision"] = 100.0 * self._correct / self._related
+        if self._related_other:
+            out["relation_precision_other_images"] = 100.0 * self._correct_other / self._related_other
         if self.params.threshold_percentile is not None and self._batches:
             out["threshold_image"] = self._threshold_sums[0] / self._batches
             out["threshold_text"] = self._threshold_sums[1] / self._batches

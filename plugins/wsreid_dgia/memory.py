@@ -23,10 +23,13 @@ from wsreid_dgia.functional import (
 )
 
 #: ``scoring_dtype: auto`` picks bf16 for banks of at least this many rows, on a CPU with AMX
-#: (where the bf16 product saves more than the float32 re-scoring of its candidates costs:
-#: measured in docs/performance.md, "Mining: which scoring precision") and on a GPU (not
-#: measured there: the earlier CPU crossover is kept).
-AUTO_BF16_MIN_ROWS = {"cpu": 4096, "cuda": 16384}
+#: and on a GPU. On a CPU with AMX the bf16 product pays from 4,096 rows on (docs/performance.md,
+#: "Mining: which scoring precision"), but below 16,384 it saves at most about 1.3 ms a step,
+#: and float32 keeps the run's result independent of the CPU: the bf16 path re-scores its
+#: candidates and breaks exact ties (the rows of an image's two captions are often bit-equal)
+#: in another order than float32 top-k does, so DGIA's numbers would differ between CPUs with
+#: and without AMX (the embedded benchmark's 4,246-row banks did).
+AUTO_BF16_MIN_ROWS = {"cpu": 16384, "cuda": 16384}
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -68,9 +71,9 @@ class GsrcParams(Params):
     scoring_dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         "auto",
         description="precision of the normalised scoring copy of the ranking bank that mining reads; fp16/bf16 "
-        "candidates are re-scored in fp32 from the stored rows. auto: bf16 on CPUs with AMX for banks "
-        "of at least 4,096 rows and on GPUs from 16,384 rows (below that the re-scoring pass costs more than the bf16 "
-        "product saves), else fp32",
+        "candidates are re-scored in fp32 from the stored rows (the same neighbours but at exact ties, which the two "
+        "paths break in different orders). auto: bf16 for banks of at least 16,384 rows on CPUs with AMX and on GPUs, "
+        "else fp32 (smaller banks gain little, and fp32 keeps results the same on every CPU)",
     )
     memory_features: Literal["normalised", "raw"] = Field(
         "normalised",
@@ -100,10 +103,15 @@ class GlobalRelationConstruction(GlobalAssociation):
     (batch, then memory neighbours) with Q x B1 weights. ``after_step`` writes the detached
     batch features at their dataset indices (overwrite before ``start_epoch``, momentum
     from then on). State: ``image_memory``, ``text_memory`` (N x d), ``written`` (N bool),
-    ``person_ids`` (N, diagnostics only). Diagnostics per epoch: ``relation_accuracy``
-    (% of neighbour links whose person id equals the anchor's, paper Fig. 4),
-    ``neighbours_per_item`` and ``items_with_neighbours`` (%), counted from the kept mining
-    results when asked (not per step); ``Relation.stats``: ``neighbours`` (this step).
+    ``person_ids`` and ``image_ids`` (N, diagnostics only). Diagnostics per epoch:
+    ``relation_accuracy`` (% of neighbour links whose person id equals the anchor's, paper
+    Fig. 4); ``same_image_links`` (% of links to a row of the anchor's own image: its own row,
+    which ``skip_first_rank`` keeps when another row ranks first, or another caption of its
+    image - the image bank holds one row per caption, so such a row is a copy of the
+    anchor's image); ``relation_accuracy_other_images`` (the accuracy over the other links,
+    those that found another image); ``neighbours_per_item`` and ``items_with_neighbours``
+    (%), counted from the kept mining results when asked (not per step);
+    ``Relation.stats``: ``neighbours`` (this step).
 
     Mining reads a ready-for-scoring copy of the ranking bank (the image bank, the text
     bank for ``anchor: text``): its rows L2-normalised in ``scoring_dtype``, refreshed for
@@ -120,6 +128,7 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory: torch.Tensor | None = None
         self.written: torch.Tensor | None = None
         self.person_ids: torch.Tensor | None = None
+        self.image_ids: torch.Tensor | None = None
         self._scoring: torch.Tensor | None = None  # N x d normalised copy of the ranking bank
         self._norms: torch.Tensor | None = None  # N float32 norms of the stored ranking rows (low-precision scoring)
         self._all_written = False
@@ -135,6 +144,7 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = torch.zeros(n, dim, dtype=dtype, device=device)
         self.written = torch.zeros(n, dtype=torch.bool, device=device)
         self.person_ids = torch.full((n,), -1, dtype=torch.long, device=device)
+        self.image_ids = torch.full((n,), -1, dtype=torch.long, device=device)
         self._scoring = torch.zeros(n, dim, dtype=self._scoring_dtype(device, n), device=device)
         self._norms = None if self._scoring.dtype == torch.float32 else torch.zeros(n, device=device)
         self._all_written = False
@@ -161,6 +171,7 @@ class GlobalRelationConstruction(GlobalAssociation):
             self.text_memory = self.text_memory.to(device)
             self.written = self.written.to(device)
             self.person_ids = self.person_ids.to(device)
+            self.image_ids = self.image_ids.to(device)
             self._scoring = self._scoring.to(device)
             if self._norms is not None:
                 self._norms = self._norms.to(device)
@@ -190,6 +201,8 @@ class GlobalRelationConstruction(GlobalAssociation):
                 self._norms[index] = norms.squeeze(1)
         if batch.person_id.numel() == index.numel():
             self.person_ids[index] = batch.person_id.to(index.device).long()
+        if batch.image_id.numel() == index.numel():
+            self.image_ids[index] = batch.image_id.to(index.device).long()
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.image_memory is None:
@@ -199,13 +212,14 @@ class GlobalRelationConstruction(GlobalAssociation):
             "text_memory": self.text_memory,
             "written": self.written,
             "person_ids": self.person_ids,
+            "image_ids": self.image_ids,
         }
 
     def load_state_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         if not tensors:
             return
-        expected = {"image_memory", "text_memory", "written", "person_ids"}
-        if set(tensors) != expected:
+        expected = {"image_memory", "text_memory", "written", "person_ids", "image_ids"}
+        if set(tensors) not in (expected, expected - {"image_ids"}):  # checkpoints before image_ids
             raise TrainingError(f"gsrc-fr state holds {sorted(tensors)}, expected {sorted(expected)}")
         n = self.context.num_train
         if n is not None and tensors["image_memory"].shape[0] != n:
@@ -217,6 +231,10 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = tensors["text_memory"].to(device, dtype).clone()
         self.written = tensors["written"].to(device, torch.bool).clone()
         self.person_ids = tensors["person_ids"].to(device, torch.long).clone()
+        if "image_ids" in tensors:
+            self.image_ids = tensors["image_ids"].to(device, torch.long).clone()
+        else:  # unknown (-1): only a link to the anchor's own row counts as one to its image
+            self.image_ids = torch.full_like(self.person_ids, -1)
         self._rebuild_scoring()
 
     # -- relation ----------------------------------------------------------------------
@@ -252,29 +270,43 @@ class GlobalRelationConstruction(GlobalAssociation):
     _PENDING_STEPS = 256
 
     def _reset_diagnostics(self) -> None:
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        self._pending: list[tuple[torch.Tensor, ...]] = []
         self._items = 0
         self._with_neighbours = 0
         self._links = 0
         self._correct_links = 0
+        self._same_image_links = 0
+        self._correct_other_links = 0
 
     def _record(self, index: torch.Tensor, valid: torch.Tensor, batch: Batch) -> None:
-        """Keep one step's mining (B x k neighbour rows, valid slots, the anchors' person ids
-        when the batch has them); counted by :meth:`_count_pending`."""
+        """Keep one step's mining (B x k neighbour rows, valid slots, the anchors' dataset
+        indices, image ids and person ids - the person ids only when the batch has them);
+        counted by :meth:`_count_pending`."""
         anchor_pid = batch.person_id if batch.person_id.numel() == valid.shape[0] else None
-        self._pending.append((index, valid, anchor_pid))
+        anchor_iid = batch.image_id if batch.image_id.numel() == valid.shape[0] else None
+        self._pending.append((index, valid, batch.index, anchor_iid, anchor_pid))
         if len(self._pending) >= self._PENDING_STEPS:
             self._count_pending()
 
     def _count_pending(self) -> None:
-        for index, valid, anchor_pid in self._pending:
+        for index, valid, anchor_index, anchor_iid, anchor_pid in self._pending:
             self._items += valid.shape[0]
             self._with_neighbours += int(valid.any(dim=1).sum())
             links = int(valid.sum())
             self._links += links
-            if links and anchor_pid is not None:
-                same = (self.person_ids[index] == anchor_pid.to(index.device).long()[:, None]) & valid
+            if not links:
+                continue
+            device = index.device
+            own_image = index == anchor_index.to(device).long()[:, None]
+            if anchor_iid is not None:
+                iid = anchor_iid.to(device).long()[:, None]
+                own_image |= (self.image_ids[index] == iid) & (iid >= 0)
+            own_image &= valid
+            self._same_image_links += int(own_image.sum())
+            if anchor_pid is not None:
+                same = (self.person_ids[index] == anchor_pid.to(device).long()[:, None]) & valid
                 self._correct_links += int(same.sum())
+                self._correct_other_links += int((same & ~own_image).sum())
         self._pending = []
 
     def diagnostics(self) -> dict[str, float]:
@@ -284,6 +316,10 @@ class GlobalRelationConstruction(GlobalAssociation):
             out["neighbours_per_item"] = self._links / self._items
             out["items_with_neighbours"] = 100.0 * self._with_neighbours / self._items
         if self._links:
+            out["same_image_links"] = 100.0 * self._same_image_links / self._links
             out["relation_accuracy"] = 100.0 * self._correct_links / self._links
+            other = self._links - self._same_image_links
+            if other:
+                out["relation_accuracy_other_images"] = 100.0 * self._correct_other_links / other
         self._reset_diagnostics()
         return out
