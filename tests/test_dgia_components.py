@@ -329,3 +329,16 @@ def test_lrc_threshold_percentile_out_of_range_is_one_line(value, bound, capsys)
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [f"error: override -o {key}={value}: {key}: input should be {bound} (got {value})"]
     assert captured.out == ""
+
+
+def test_auto_scoring_is_float32_for_small_banks_on_every_cpu(monkeypatch):
+    # bf16 and fp32 scoring break exact ties (an image's two caption rows) differently, so
+    # `auto` must not pick bf16 for the benchmark's 4,246-row banks on a CPU with AMX
+    import wsreid_dgia.memory as memory
+
+    comp = gsrc(num_train=4246)
+    for amx in (False, True):
+        monkeypatch.setattr(memory, "_cpu_has_bf16_matrix_units", lambda amx=amx: amx)
+        assert comp._scoring_dtype(torch.device("cpu"), 4246) == torch.float32
+        assert comp._scoring_dtype(torch.device("cpu"), 16383) == torch.float32
+        assert comp._scoring_dtype(torch.device("cpu"), 16384) == (torch.bfloat16 if amx else torch.float32)
