@@ -133,3 +133,51 @@ def test_damaged_cache_entry_says_delete_it_to_regenerate(tmp_path, micro, monke
     assert message.startswith(f"the synth-pedes cache entry {entry} {expected}")
     assert message.endswith(f"(delete the folder {entry}; the dataset is generated there again on next use)")
     assert "archive" not in message and "data.root, --out" not in message
+
+
+# --------------------------------------------------------------------------- wsreid eval --figure
+
+
+def test_figure_without_show_is_refused(tmp_path, capsys):
+    line = _one_line_error(capsys, main(["eval", str(tmp_path / "no-run"), "--figure", str(tmp_path / "a.png")]))
+    assert line == (f"error: --figure {tmp_path}/a.png: the figure is drawn only with --show N (add --show N (the "
+                    "number of queries to draw), or leave --figure out)")
+
+
+def test_unwritable_figure_path_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    if Path("/proc").is_dir():
+        line = _one_line_error(capsys, main(["eval", str(tmp_path / "no-run"), "--show", "2", "--figure", "/proc/x.png"]))
+        assert line.startswith("error: --figure /proc/x.png: cannot write in /proc: ")
+
+    def refused(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)  # a folder without write permission
+    line = _one_line_error(capsys, main(["eval", str(tmp_path / "no-run"), "--show", "2",
+                                         "--figure", str(tmp_path / "sub" / "x.png")]))
+    assert line == (f"error: --figure {tmp_path}/sub/x.png: cannot write in {tmp_path}: Permission denied "
+                    "(name a path in a folder you can write to)")
+
+
+def test_figure_on_a_full_disk_is_one_line_and_keeps_the_old_figure(tmp_path):
+    from PIL import Image
+
+    from wsreid.errors import UserError
+    from wsreid.showcase import save_figure
+
+    target = tmp_path / "fig.png"
+    save_figure(Image.new("RGB", (4, 4), "white"), target)
+    before = target.read_bytes()
+
+    class FullDisk:
+        def save(self, fp, format):
+            fp.write(b"\x89PNG partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UserError) as info:
+        save_figure(FullDisk(), target)
+    assert str(info.value) == (f"--figure {target}: cannot write the figure: no space left on the device (free space, "
+                               "or name a path in a folder you can write to)")
+    assert target.read_bytes() == before and _leftovers(tmp_path) == ["fig.png"]

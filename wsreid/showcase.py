@@ -31,6 +31,7 @@ __all__ = [
     "top_k_rows",
     "draw_retrieval_figure",
     "write_retrieval_figure",
+    "save_figure",
 ]
 
 CAPTION_WIDTH = 320
@@ -133,12 +134,55 @@ def draw_retrieval_figure(captions: Sequence[str], rows: Sequence[Sequence[Retri
 
 def write_retrieval_figure(path, text, image, split, n: int, k: int) -> Path:
     """Write the figure of ``n`` evenly spread queries of ``split`` (an EvalSplit) with
-    their top-``k`` images to ``path`` (PNG); returns the path."""
+    their top-``k`` images to ``path`` (PNG); returns the path. The PNG is written to a
+    temporary file beside ``path`` and renamed into place, so a full disk or a stop
+    leaves no truncated figure (an existing one is kept); a path that cannot be written
+    is a :class:`~wsreid.errors.UserError` naming it."""
     queries = query_indices(len(split.captions), n)
     k = min(k, len(split.image_paths))
     rows = top_k_rows(text, image, split.caption_person_ids, split.image_person_ids, split.image_paths, queries, k)
     figure = draw_retrieval_figure([split.captions[q] for q in queries], rows, k)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path) -> Path:
+    """Save the PIL image ``figure`` as a PNG at ``path`` through a temporary file in the
+    same folder (created if missing) and a rename; raises
+    :class:`~wsreid.errors.UserError` (``--figure PATH: cannot write it: why``) on an
+    OSError, with nothing left behind."""
+    import os
+    import tempfile
+
+    from wsreid.errors import UserError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.save(target, format="PNG")
+    tmp: str | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "wb") as out:
+            figure.save(out, format="PNG")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        why = "no space left on the device" if exc.errno == 28 else (exc.strerror or type(exc).__name__)
+        raise UserError(f"--figure {target}: cannot write the figure: {why}",
+                        hint="free space, or name a path in a folder you can write to") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
     return target
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

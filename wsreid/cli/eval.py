@@ -37,21 +37,37 @@ def add_parsers(sub) -> None:
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="write a PNG with N queries and their top-k images (green frame: same person, red: not)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="images per query in the --show figure (default 5)")
-    p.add_argument("--figure", default="retrieval.png", metavar="PNG", help="path of the --show figure")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="path of the --show figure (default retrieval.png; needs --show)")
     p.add_argument("--format", choices=["json", "table"], default="json", help="output format (default json)")
     add_common(p)
     p.set_defaults(func=cmd_eval)
 
 
 def check_figure_path(figure: Path) -> None:
-    """The --show figure can be written at ``figure`` (checked before the evaluation)."""
+    """The --show figure can be written at ``figure`` (checked before the evaluation): not
+    a directory, no file on the way, and a file can be created in its folder (or in the
+    nearest existing folder above, where missing folders are created)."""
+    import tempfile
+
     if figure.is_dir():
         raise UserError(f"--figure {figure} is a directory", hint="name the image file, e.g. --figure retrieval.png")
+    folder = None
     for parent in figure.parents:  # missing folders are created; a file on the way is not a folder
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"--figure {figure}: {parent} is a file", hint="name another path")
+            folder = parent
             break
+    try:  # a probe, removed at once: no permission, a read-only or special file system (/proc)
+        with tempfile.TemporaryFile(prefix=f".{figure.name}.", dir=folder or Path.cwd()):
+            pass
+    except OSError as exc:
+        import errno
+
+        why = "it takes no new files" if exc.errno == errno.ENOENT else exc.strerror or str(exc)  # /proc
+        raise UserError(f"--figure {figure}: cannot write in {folder or Path.cwd()}: {why}",
+                        hint="name a path in a folder you can write to") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -63,11 +79,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ratios = parse_ratios(args.query_mask_ratio)
     if args.show < 0 or args.top_k < 1:
         raise UserError("--show N needs N >= 0 and --top-k K needs K >= 1", hint="e.g. --show 8 --top-k 5")
+    if args.figure is not None and not args.show:
+        raise UserError(f"--figure {args.figure}: the figure is drawn only with --show N",
+                        hint="add --show N (the number of queries to draw), or leave --figure out")
+    figure = args.figure or "retrieval.png"
     if args.show:
-        check_figure_path(Path(args.figure))
+        check_figure_path(Path(figure))
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded = load_recipe(target.recipe, args.override, disabled=args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,
-                             show=args.show, top_k=args.top_k, figure=args.figure)
+                             show=args.show, top_k=args.top_k, figure=figure)
     print(json.dumps(result, indent=1) if args.format == "json" else evaluation_table(result))
     return ExitCode.OK
