@@ -181,3 +181,38 @@ def test_figure_on_a_full_disk_is_one_line_and_keeps_the_old_figure(tmp_path):
     assert str(info.value) == (f"--figure {target}: cannot write the figure: no space left on the device (free space, "
                                "or name a path in a folder you can write to)")
     assert target.read_bytes() == before and _leftovers(tmp_path) == ["fig.png"]
+
+
+# --------------------------------------------------------------------------- wsreid data synth --contact-sheet
+
+
+def test_contact_sheet_path_problems_are_one_line_before_generating(tmp_path, micro, capsys, monkeypatch):
+    (tmp_path / "sheets").mkdir()
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "data"
+    for sheet, says in [(tmp_path / "sheets", f"contact sheet {tmp_path}/sheets is a folder (name the PNG file"),
+                        (tmp_path / "afile" / "s.png", f"{tmp_path}/afile is a file, not a folder")]:
+        line = _one_line_error(capsys, main(["data", "synth", "--size", "tiny", "--out", str(out),
+                                             "--contact-sheet", str(sheet)]))
+        assert says in line, line
+    assert not out.exists() and _leftovers(tmp_path) == ["afile", "sheets"]  # refused before generating
+
+
+def test_contact_sheet_on_a_full_disk_leaves_no_partial_file(tmp_path, micro, monkeypatch):
+    from PIL import Image
+
+    from wsreid.data.synth import write_contact_sheet
+
+    root = ensure_synth(SynthConfig(size="tiny"), tmp_path / "data", workers=1)
+
+    def full_disk(self, fp, format=None, **k):
+        Path(fp).write_bytes(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(DataError) as info:
+        write_contact_sheet(root, tmp_path / "sheets" / "s.png")
+    assert str(info.value) == (f"cannot write the contact sheet {tmp_path}/sheets/s.png: no space left on the device "
+                               "(free space, or give --contact-sheet a PNG path in a folder you can write to, or "
+                               "--no-contact-sheet)")
+    assert _leftovers(tmp_path / "sheets") == []

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from wsreid.data.check import check_dataset, format_report, split_statistics
 from wsreid.data.readers import FORMATS, detect_format, read_records
 from wsreid.data.synth import PRESETS, SynthConfig, ensure_synth, write_contact_sheet
+from wsreid.data.synth.contact_sheet import check_sheet_path
 from wsreid.cli.common import add_debug
 from wsreid.errors import DataError
 from wsreid.recipe.yamlio import parse_flow_value
@@ -75,6 +76,8 @@ def _synth_config(args: argparse.Namespace) -> SynthConfig:
 def run_synth(args: argparse.Namespace) -> int:
     """Generate (or reuse) synth-pedes at ``args.out``; print statistics; write the contact sheet."""
     config = _synth_config(args)
+    if args.contact_sheet is not None and not args.no_contact_sheet:
+        check_sheet_path(args.contact_sheet)  # before the rendering, which may take minutes
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:

@@ -3,6 +3,7 @@ person can see what a dataset (synth-pedes or any CUHK-PEDES-format dataset) loo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import textwrap
@@ -14,7 +15,7 @@ from wsreid.data.images import load_image
 from wsreid.data.readers import read_records
 from wsreid.errors import DataError
 
-__all__ = ["write_contact_sheet"]
+__all__ = ["write_contact_sheet", "check_sheet_path"]
 
 _THUMB_H, _THUMB_W = 192, 96
 _TEXT_W = 620
@@ -94,8 +95,52 @@ def write_contact_sheet(root: str | Path, out_path: str | Path, *, identities: i
             draw.text((x, ty), text, fill=colour, font=f)
             ty += 19
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_sheet_path(out)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(tmp, format="PNG")
+        os.replace(tmp, out)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DataError(f"cannot write the contact sheet {out}: no space left on the device",
+                            hint=f"free space, or {_SHEET_HINT}") from None
+        raise DataError(f"cannot write the contact sheet {out}: {exc.strerror or type(exc).__name__}",
+                        hint=_SHEET_HINT) from None
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
     return out
+
+
+_SHEET_HINT = "give --contact-sheet a PNG path in a folder you can write to, or --no-contact-sheet"
+
+
+def check_sheet_path(out: str | Path) -> None:
+    """The contact sheet can be written at ``out``: not a folder, no file where a folder
+    should be, and a file can be created in its folder (or the nearest existing folder
+    above it; missing ones are created). Raises :class:`DataError`. Cheap: called before
+    a dataset is generated, so that a bad path does not wait for the rendering."""
+    import tempfile
+
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"contact sheet {out} is a folder", hint="name the PNG file, e.g. --contact-sheet sheet.png")
+    folder = None
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"cannot write the contact sheet {out}: {parent} is a file, not a folder",
+                                hint=_SHEET_HINT)
+            folder = parent
+            break
+    try:  # a probe, removed at once: no permission, a read-only or special file system
+        with tempfile.TemporaryFile(prefix=f".{out.name}.", dir=folder or Path.cwd()):
+            pass
+    except OSError as exc:
+        why = "it takes no new files" if exc.errno == errno.ENOENT else exc.strerror or type(exc).__name__
+        raise DataError(f"cannot write the contact sheet {out}: cannot write in {folder or Path.cwd()}: {why}",
+                        hint=_SHEET_HINT) from None
