@@ -104,3 +104,24 @@ def test_epoch_losses_are_the_means_of_the_step_losses(scheduled):
             assert values[-1] != pytest.approx(mean, rel=1e-3)  # the last step alone would not do
             checked += 1
     assert checked == 5  # itc and the total in both epochs, itc_late in epoch 2
+
+
+def test_an_objective_that_skips_steps_is_averaged_over_the_steps_it_ran(tmp_path, synth_tiny_root, test_plugins_path):
+    tree = {"extends": str(RECIPES / "baselines" / "itc.yaml"), "output_dir": str(tmp_path / "run"),
+            "data": {"name": "synth-pedes", "size": "tiny", "root": str(synth_tiny_root)},
+            "plugins": ["wsreid_test_faults"]}
+    tree.update({k: dict(v) for k, v in TINY_OVERRIDES.items()})
+    tree["train"].update(epochs=1, batch_size=32, log_every=1)
+    tree["init"] = None
+    tree["objectives"] = {"itc": {"name": "itc"}, "even": {"name": "even-steps-itc"}}
+    path = tmp_path / "even.yaml"
+    yaml = YAML()
+    yaml.version = (1, 2)
+    with path.open("w") as f:
+        yaml.dump(tree, f)
+    assert main(["run", str(path)]) == 0
+    steps = _rows(tmp_path / "run", "steps.csv")
+    ran = [float(r["loss/even"]) for r in steps if r["loss/even"] != ""]
+    assert 1 < len(ran) < len(steps)  # it skipped some steps
+    epoch = _rows(tmp_path / "run", "epochs.csv")[0]
+    assert float(epoch["loss/even"]) == pytest.approx(sum(ran) / len(ran), rel=1e-9)  # not sum / all steps

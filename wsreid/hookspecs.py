@@ -128,7 +128,8 @@ def wsreid_epoch_end(run: "Run", epoch: int, logs: dict[str, float]) -> None:
         run: the :class:`wsreid.engine.run.Run` (see ``wsreid_run_start``).
         epoch: the epoch that ended, 1-based.
         logs: the row written to ``logs/epochs.csv``: mean ``"loss/<label>"`` and
-            ``"loss/total"`` over the epoch's steps, ``"lr"``, ``"seconds"``,
+            ``"loss/total"`` over the epoch's steps (an objective's mean over the steps
+            it returned a loss on), ``"lr"``, ``"seconds"``,
             ``"diag/<label>/<name>"`` for component diagnostics, and ``"val/<metric>"``
             (and ``"test/<metric>"`` when selecting on test) when the epoch was evaluated.
 

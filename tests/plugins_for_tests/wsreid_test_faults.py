@@ -25,6 +25,17 @@ class PerPairLoss(Objective):
         return itc_loss(base.image, base.text) * torch.ones(n, device=base.image.device)
 
 
+class EvenStepsItc(Objective):
+    """ITC on even steps only; None (skip) on odd ones."""
+
+    class Params(Params):
+        pass
+
+    def loss(self, features, relations, batch, ctx):
+        base = features["base"]
+        return itc_loss(base.image, base.text) if ctx.step % 2 == 0 else None
+
+
 class ShortRelation(LocalAssociation):
     """A relation with one candidate column more than it has rows."""
 
@@ -146,6 +157,7 @@ class FailsAfterStep(GlobalAssociation):
 @hookimpl
 def wsreid_register(registry):
     registry.add("objective", "per-pair-loss", PerPairLoss)
+    registry.add("objective", "even-steps-itc", EvenStepsItc)
     registry.add("local_association", "short-relation", ShortRelation)
     registry.add("local_association", "fails-to-build", FailsToBuild)
     registry.add("objective", "reserved-state-name", ScaledItc)

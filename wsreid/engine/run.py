@@ -546,8 +546,10 @@ class Run:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch: the global associations' ``epoch_start``, the epoch-start hook, then
-        :meth:`train_step` over the loader. Returns the epoch's logs: mean losses, the
-        learning rate, seconds, and every component's diagnostics."""
+        :meth:`train_step` over the loader. Returns the epoch's logs: mean losses (each
+        over the steps that produced it: an objective that returned None on a step is left
+        out of its mean, not counted as 0), the learning rate, seconds, and every
+        component's diagnostics."""
         r = self.recipe
         num_epochs = r.train.epochs
         ectx = EpochContext(epoch, num_epochs, self.dist,
@@ -563,7 +565,7 @@ class Run:
         self.sampler.set_epoch(epoch)
         self.training_started = True
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         started = time.time()
         bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
         for batch in bar:
@@ -571,15 +573,15 @@ class Run:
             ctx = StepContext(epoch, self.step, num_epochs, self.dist)
             values = self.train_step(batch, ctx)
             self.step += 1
-            count += 1
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
             if self.step % r.train.log_every == 0:
                 self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
                 bar.set_postfix(loss=f"{values['loss/total']:.3f}")
             with self.hook_guard("wsreid_after_step"):
                 self.plugins.hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
-        logs: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
+        logs: dict[str, float] = {k: v / counts[k] for k, v in sums.items()}
         logs["lr"] = self.scheduler.get_last_lr()[0]
         logs["seconds"] = time.time() - started
         for label, comp in self.components.stateful().items():
