@@ -122,14 +122,33 @@ def time_steps(run, batches, epoch: int, steps: int, warmup: int, encoders_only:
     return times
 
 
+def _cpu_attention_formulas() -> dict:
+    """Flop formulas for the CPU kernels of scaled-dot-product attention, which
+    ``torch.utils.flop_counter`` has none for (it counts the GPU kernels only): without them
+    attention counts 0 on the CPU. The counts of its GPU formulas: two batched products
+    forward, five backward (the kernel computes the scores again)."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+    formulas = {}
+    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if forward is not None:
+        formulas[forward] = lambda q, k, v, *args, out_shape=None, **kw: sdpa_flop_count(q, k, v)
+    if backward is not None:
+        formulas[backward] = lambda g, q, k, v, *args, out_shape=None, **kw: sdpa_backward_flop_count(g, q, k, v)
+    return formulas
+
+
 def step_flops(run, batch, epoch: int) -> int:
     """Floating-point operations of one training step (forward, backward; the optimizer's
-    elementwise update is not counted), by ``torch.utils.flop_counter``."""
+    elementwise update is not counted), by ``torch.utils.flop_counter`` with attention's
+    CPU kernels added (:func:`_cpu_attention_formulas`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from wsreid.api import StepContext
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas()) as counter:
         run.train_step(batch, StepContext(epoch, 0, epoch + 1, run.dist))
     return counter.get_total_flops()
 
