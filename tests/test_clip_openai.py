@@ -311,6 +311,53 @@ def test_convert_weights_command(files, tmp_path, capsys):
     assert not (tmp_path / "o2").exists()
 
 
+def test_convert_weights_output_problems_are_one_line_and_leave_nothing(files, tmp_path, capsys, monkeypatch):
+    """An output under a file, in a folder that takes no files, or on a full disk (as the
+    OS or safetensors reports it): one line, exit 2, no staging folder, no folder made
+    for it. A folder given as the checkpoint, or a file that is not one, says so - without
+    torch's advice to load it with weights_only=False (which would run its code)."""
+    import errno
+    import tempfile
+
+    from safetensors import SafetensorError
+
+    d, _ = files
+    (tmp_path / "afile").write_text("x")
+
+    def error_line(*argv) -> str:
+        assert main(["convert-weights", *map(str, argv)]) == 2
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and captured.err.count("\n") == 1, captured.err
+        return captured.err.strip()
+
+    assert error_line(d / "state.pt", tmp_path / "afile" / "out") == (
+        f"error: convert-weights: cannot create the output folder {tmp_path}/afile/out: {tmp_path}/afile is a file, "
+        "not a folder (choose another output directory)")
+    assert error_line(d, tmp_path / "o").startswith(f"error: convert-weights: {d} is a folder, not a checkpoint file")
+    (tmp_path / "random.bin").write_bytes(bytes(range(256)) * 8)
+    line = error_line(tmp_path / "random.bin", tmp_path / "o")
+    assert "is not a readable PyTorch weights file (UnpicklingError: " in line and "weights_only" not in line
+    for failure in (OSError(errno.ENOSPC, "No space left on device"),
+                    SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                    'message: "No space left on device" })')):
+        def full_disk(self, *a, **k):
+            raise failure
+
+        monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", full_disk)
+        assert error_line(d / "state.pt", tmp_path / "new" / "out") == (
+            f"error: convert-weights: cannot write {tmp_path}/new/out: no space left on the device (free space, or "
+            "choose an output directory on another disk; nothing was written)")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "random.bin"]
+
+    def refused(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)  # a folder without write permission
+    assert error_line(d / "state.pt", tmp_path / "o") == (
+        f"error: convert-weights: cannot create the output folder {tmp_path}/o: cannot write in {tmp_path}: "
+        "Permission denied (choose an output directory in a folder you can write to)")
+
+
 def test_a_folder_that_pads_with_the_exclamation_mark_is_refused(files, tmp_path):
     """Folders converted before the fix saved '!' (id 0) as a special padding token, which
     splits every '!' of a caption off as padding: such a folder is named and refused."""

@@ -21,36 +21,83 @@ __all__ = ["convert_openai_checkpoint"]
 def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer: str | Path | None = None) -> Path:
     """Write the transformers ``CLIPModel`` folder of OpenAI checkpoint ``source`` to
     ``out_dir`` (which must not exist or be empty); with ``tokenizer`` (a BPE merges file)
-    the tokenizer too. Written beside ``out_dir`` and renamed into place, so a failure leaves
-    nothing half-written. Returns ``out_dir``. Errors are one-line :class:`UserError`."""
+    the tokenizer too. Written beside ``out_dir`` and renamed into place, so a failure
+    (a full disk included) leaves nothing half-written, nor the folders made for it.
+    Returns ``out_dir``. Errors are one-line :class:`UserError`."""
     import torch
+    from safetensors import SafetensorError
 
     from wsreid_clip.bpe import bpe_tokenizer
     from wsreid_clip.openai import clip_from_openai_state, read_openai_state
 
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
+    if source.is_dir():
+        raise UserError(f"convert-weights: {source} is a folder, not a checkpoint file",
+                        hint="pass OpenAI's ViT-B-16.pt or a fork's state dict file; a transformers model folder "
+                             "needs no conversion (set encoder.pretrained to it)")
     if not source.is_file():
         raise UserError(f"convert-weights: checkpoint file {source} does not exist",
                         hint="pass OpenAI's ViT-B-16.pt or a fork's state dict file")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"convert-weights: output {out_dir} already exists and is not an empty directory",
                         hint="choose a new output directory")
+    _check_writable(out_dir)  # before the checkpoint is read (seconds for OpenAI's)
     state = read_openai_state(source)
     fast = bpe_tokenizer(tokenizer, mask="none", max_length=int(state["positional_embedding"].shape[0])) if tokenizer else None
     model = clip_from_openai_state(state, source)
     floats = {v.dtype for v in state.values() if v.is_floating_point()}
     if floats == {torch.float16}:
         model = model.half()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    made = [p for p in reversed(out_dir.parents) if not p.exists()]  # folders made for the output
+    staging: Path | None = None
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
         model.save_pretrained(str(staging))
         if fast is not None:
             fast.save_pretrained(str(staging))
         if out_dir.exists():
             out_dir.rmdir()
         os.rename(staging, out_dir)
+        made = []
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+        raise _write_error(out_dir, exc) from None
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     return out_dir
+
+
+def _check_writable(out_dir: Path) -> None:
+    """The output folder can be made: no file where a folder should be, and the nearest
+    existing folder above it takes new files (a probe file, removed at once)."""
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"convert-weights: cannot create the output folder {out_dir}: {parent} is a file, "
+                                "not a folder", hint="choose another output directory")
+            try:
+                with tempfile.TemporaryFile(prefix=f".{out_dir.name}-", dir=parent):
+                    pass
+            except OSError as exc:
+                raise UserError(f"convert-weights: cannot create the output folder {out_dir}: cannot write in "
+                                f"{parent}: {exc.strerror or type(exc).__name__}",
+                                hint="choose an output directory in a folder you can write to") from None
+            return
+
+
+def _write_error(out_dir: Path, exc: BaseException) -> UserError:
+    import errno
+
+    text = str(exc)
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "StorageFull" in text:
+        return UserError(f"convert-weights: cannot write {out_dir}: no space left on the device",
+                         hint="free space, or choose an output directory on another disk; nothing was written")
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(text.split()) or type(exc).__name__
+    return UserError(f"convert-weights: cannot write {out_dir}: {why}",
+                     hint="choose an output directory in a folder you can write to; nothing was written")

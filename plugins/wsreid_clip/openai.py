@@ -142,6 +142,18 @@ def _read_torchscript(path: Path, archive: zipfile.ZipFile, data_pkl: str) -> di
     return state
 
 
+def _load_failure(exc: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` found wrong, in one line - without torch's
+    advice to load again with ``weights_only=False``, which would run the file's pickled
+    code (for a file that is not a weights file, the unpickler's own reason)."""
+    text = str(exc)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|\s*Check the documentation|$)", text, re.S)
+    if found:  # its advice to allowlist a global would let the file build that object: dropped too
+        return re.sub(r"\.?\s*Please use `torch\.serialization.*", "", " ".join(found.group(1).split()))
+    first = text.splitlines()[0] if text else ""
+    return re.sub(r"\s*In PyTorch 2\.6, .*", "", first) or type(exc).__name__
+
+
 def read_openai_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of an OpenAI CLIP checkpoint file, by OpenAI key name, as stored (float16
     or float32). Reads a TorchScript archive or a plain state dict (also one wrapped as
@@ -167,7 +179,7 @@ def read_openai_state(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle errors, truncated files, refused globals
             raise RecipeError(
-                f"clip encoder: {path} is not a readable PyTorch weights file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+                f"clip encoder: {path} is not a readable PyTorch weights file ({type(exc).__name__}: {_load_failure(exc)})",
                 hint="pass OpenAI's CLIP checkpoint (TorchScript archive or state dict) or a transformers model directory",
             ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
