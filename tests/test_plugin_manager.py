@@ -96,6 +96,31 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_works(site, make
     assert "broken: plugin 'broken' from distribution 'fake-broken' failed to load: ModuleNotFoundError" in out
 
 
+def test_a_plugin_that_exits_on_import_is_a_broken_plugin_not_the_end(site, capsys):
+    """``raise SystemExit`` (or ``sys.exit()``) at import or while registering is not an
+    Exception: it used to end every command."""
+    site("fake-bye", "0.1", {"bye": "fakeplug_bye"}, {"fakeplug_bye": 'raise SystemExit("bye")\n'})
+    site("fake-quits", "0.1", {"quits": "fakeplug_quits"}, {"fakeplug_quits": """
+        import sys
+        from wsreid import hookimpl
+
+
+        @hookimpl
+        def wsreid_register(registry):
+            sys.exit()
+        """})
+    plugins = load_plugins()
+    errors = {b.name: b.error for b in plugins.broken}
+    assert errors["bye"].startswith("SystemExit: bye (at ") and errors["bye"].endswith("fakeplug_bye.py:1)")
+    assert errors["quits"] == "while registering components: SystemExit"
+    assert plugins.registry.get("objective", "itc").distribution == "wsreid"
+    assert main(["plugins"]) == 0  # the command goes on
+    assert "failed to load: SystemExit: bye" in capsys.readouterr().out
+    with pytest.raises(PluginError, match=r"^plugin module 'fakeplug_bye' \(recipe 'plugins:'\) failed to import: "
+                                          r"SystemExit: bye \(at "):
+        load_plugins(entry_points=False, modules=["fakeplug_bye"])
+
+
 def test_an_entry_point_naming_a_missing_module_has_no_location_inside_wsreid(site, capsys):
     """The import call is wsreid's, not the plugin's fault: no 'at wsreid/...' location."""
     site("fake-gone", "0.1", {"gone": "fakeplug_gone_nowhere"}, {})

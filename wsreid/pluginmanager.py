@@ -103,7 +103,7 @@ def _normalise(name: str) -> str:
 
 def _error_line(exc: BaseException) -> str:
     """``"<ExceptionType>: <message>"`` on one line."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+    return " ".join(f"{type(exc).__name__}: {exc}".split()) if str(exc) else type(exc).__name__
 
 
 def _import_error_line(exc: BaseException) -> str:
@@ -174,7 +174,7 @@ def load_plugins(
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken third-party package must not take the rest down
+            except (Exception, SystemExit) as exc:  # a broken third-party package must not take the rest down
                 broken.append(BrokenPlugin(ep.name, dist, _import_error_line(exc)))
                 continue
             if pm.is_registered(plugin):
@@ -191,7 +191,7 @@ def load_plugins(
             continue
         try:
             plugin = importlib.import_module(modname)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import is broken too
             raise PluginError(
                 f"plugin module {modname!r} (recipe 'plugins:') failed to import: {_import_error_line(exc)}",
                 hint="check that it (and what it imports) is installed or on PYTHONPATH"
@@ -280,7 +280,7 @@ def _register_components(
             impl.function(registry=registry)
         except DuplicateComponentError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             who = f"{name!r}" + (f" (distribution {dist!r})" if dist else "")
             if dist is None:
                 if isinstance(exc, PluginError):
