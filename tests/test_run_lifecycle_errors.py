@@ -171,9 +171,13 @@ def test_a_data_error_in_a_loader_worker_keeps_its_one_line():
         def __getitem__(self, i):
             raise DataError("image x.png cannot be decoded", hint="replace the file")
 
-    with pytest.raises(DataError) as caught:
-        list(torch.utils.data.DataLoader(Broken(), num_workers=1))
-    assert str(caught.value) == "image x.png cannot be decoded (replace the file)"
+    batches = iter(torch.utils.data.DataLoader(Broken(), num_workers=1))
+    try:
+        with pytest.raises(DataError) as caught:
+            next(batches)
+        assert str(caught.value) == "image x.png cannot be decoded (replace the file)"
+    finally:
+        batches._shutdown_workers()
 
 
 # ---------------------------------------------------------------- checkpoints
