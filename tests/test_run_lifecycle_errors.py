@@ -271,3 +271,47 @@ def test_a_world_size_that_is_not_a_number_is_one_line(make_recipe, tmp_path, mo
     err = capsys.readouterr().err
     assert err.startswith("error: WORLD_SIZE='abc' is not a number of processes") and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- two runs in one directory
+def _lock(run_dir, pid):
+    import socket
+
+    from wsreid.engine.rundir import RUN_LOCK
+
+    (run_dir / RUN_LOCK).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "then"}))
+
+
+def test_a_run_in_progress_keeps_its_directory(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from wsreid.engine.rundir import RUN_LOCK, RUN_MARKER, RunMode, lock_run_dir, prepare_run_dir, unlock_run_dir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / RUN_MARKER).write_text("{}")
+    _lock(run_dir, os.getppid())  # a live process on this host: the run in progress
+    for mode in (RunMode.OVERWRITE, RunMode.RESUME):
+        with pytest.raises(UserError, match=f"is in use by the run of wsreid process {os.getppid()}"):
+            prepare_run_dir(run_dir, mode)
+    assert (run_dir / RUN_MARKER).exists()  # --overwrite deleted nothing
+    # a lock left by a process that was killed is taken over, and released at the end
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _lock(run_dir, int(gone.stdout))
+    assert prepare_run_dir(run_dir, RunMode.RESUME) is False
+    lock_run_dir(run_dir)
+    assert json.loads((run_dir / RUN_LOCK).read_text())["pid"] == os.getpid()
+    unlock_run_dir(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == [RUN_MARKER]
+
+
+def test_a_run_holds_the_lock_while_it_runs(make_recipe, tmp_path, monkeypatch):
+    from wsreid.engine.rundir import RUN_LOCK
+
+    held = []
+    _stub_run(monkeypatch, lambda: held.append((tmp_path / "run" / RUN_LOCK).exists()) or _bad_image(),
+              checkpoint=True)
+    assert main(["run", str(make_recipe("baselines/itc.yaml"))]) == 2
+    assert held == [True] and not (tmp_path / "run" / RUN_LOCK).exists()

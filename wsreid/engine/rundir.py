@@ -8,6 +8,9 @@ file :data:`RUN_MARKER`, ``logs/``, ``checkpoints/`` and, once finished, ``metri
 * :attr:`RunMode.OVERWRITE` replaces a wsreid run (never a foreign directory);
 * :attr:`RunMode.RESUME` continues a wsreid run, with the recipe it was started with
   (:func:`check_resume_recipe`; ``output_dir`` aside);
+* a run in progress holds the lock file :data:`RUN_LOCK` (:func:`lock_run_dir`): another
+  run is refused there - ``--overwrite`` would delete it, ``--resume`` would train it
+  twice - until it ends; a lock left by a process that no longer runs is taken over;
 * the weights of a run are its best checkpoint, else its latest (:func:`run_weights`).
 """
 
@@ -17,6 +20,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import time
 from enum import Enum
 from pathlib import Path
@@ -26,6 +30,7 @@ from wsreid.errors import TrainingError, UserError
 
 __all__ = [
     "RUN_MARKER",
+    "RUN_LOCK",
     "RunMode",
     "RunState",
     "prepare_run_dir",
@@ -38,10 +43,16 @@ __all__ = [
     "run_weights",
     "weights_of",
     "write_run_files",
+    "check_not_in_use",
+    "lock_run_dir",
+    "unlock_run_dir",
 ]
 
 #: The file that marks a directory as a wsreid run directory.
 RUN_MARKER = ".wsreid-run"
+
+#: The file a run in progress holds in its directory: JSON {pid, host, started}.
+RUN_LOCK = ".wsreid-lock"
 
 
 class RunMode(str, Enum):
@@ -69,6 +80,7 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> bool:
     mode = RunMode(mode)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output directory {run_dir} is a file", hint="choose another --output-dir")
+    check_not_in_use(run_dir)
     exists = run_dir.exists() and any(run_dir.iterdir())
     if mode is RunMode.RESUME:
         if not (run_dir / RUN_MARKER).exists():
@@ -88,6 +100,69 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> bool:
         raise UserError(f"output directory {run_dir} cannot be created: {exc.strerror or exc}",
                         hint="choose another --output-dir") from None
     return True
+
+
+def _lock_holder(run_dir: Path) -> dict | None:
+    """The lock of ``run_dir`` when a process that may still run holds it: another live
+    process on this host, or any process on another host (it cannot be asked). None when
+    there is no lock, or the process is gone (killed) - or is this one."""
+    try:
+        holder = json.loads((run_dir / RUN_LOCK).read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable: no process can be named
+        return None
+    if host != socket.gethostname():
+        return holder
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        return holder
+    return holder
+
+
+def check_not_in_use(run_dir: Path) -> None:
+    """Raise a :class:`UserError` when a run in progress holds ``run_dir``."""
+    holder = _lock_holder(run_dir)
+    if holder is not None:
+        raise UserError(f"output directory {run_dir} is in use by the run of wsreid process {holder['pid']} on "
+                        f"{holder['host']} (started {holder.get('started', '?')})",
+                        hint=f"wait for it to end or stop it; if it no longer runs, delete {run_dir / RUN_LOCK}")
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Take the lock of ``run_dir`` for this process (a stale one is replaced); raises a
+    :class:`UserError` when a run in progress holds it."""
+    lock = run_dir / RUN_LOCK
+    tmp = run_dir / f"{RUN_LOCK}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    try:
+        try:
+            os.link(tmp, lock)  # atomic, and only where there is no lock
+        except FileExistsError:
+            check_not_in_use(run_dir)  # a stale lock (or one taken since): take it over
+            os.replace(tmp, lock)
+        except OSError:  # a file system without hard links
+            check_not_in_use(run_dir)
+            os.replace(tmp, lock)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def unlock_run_dir(run_dir: Path) -> None:
+    """Release the lock of ``run_dir`` when this process holds it."""
+    lock = run_dir / RUN_LOCK
+    try:
+        if int(json.loads(lock.read_text())["pid"]) == os.getpid():
+            lock.unlink()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
 
 
 def strip_output_dir(text: str) -> str:

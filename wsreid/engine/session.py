@@ -31,7 +31,9 @@ from wsreid.engine.rundir import (
     RunMode,
     check_resume_recipe,
     command,
+    lock_run_dir,
     prepare_run_dir,
+    unlock_run_dir,
     weights_of,
     write_run_files,
 )
@@ -99,7 +101,8 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     the ``output_dir`` written into the run's recipe.yaml when the directory is renamed
     afterwards (default: the run directory). ``scratch``: the caller removes the
     directory whatever happens (the initial encoder's pretraining), so no message names a
-    command into it: Ctrl-C raises a plain KeyboardInterrupt."""
+    command into it: Ctrl-C raises a plain KeyboardInterrupt. While it runs, the main
+    process holds the directory's lock file; another run there is refused."""
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
     run_dir = Path(output_dir or recipe.output_dir)
@@ -116,6 +119,20 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
                             hint="train into another --output-dir, or copy the initial run elsewhere first")
     main_process, world_size = _launcher_rank()
     created = prepare_run_dir(run_dir, mode) if main_process else False
+    if main_process:  # a run that started here since prepare_run_dir keeps its directory
+        lock_run_dir(run_dir)
+    try:
+        return _train(loaded, run_dir, mode, resolved_yaml, created, main_process, world_size, scratch)
+    finally:
+        if main_process:
+            unlock_run_dir(run_dir)
+
+
+def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bool, main_process: bool,
+           world_size: int, scratch: bool) -> RunResult:
+    """The part of :func:`run_recipe` that runs under the run directory's lock (held by
+    the main process, :func:`~wsreid.engine.rundir.lock_run_dir`)."""
+    recipe, plugins = loaded.recipe, loaded.plugins
     run = None
     try:
         if main_process:
