@@ -315,3 +315,13 @@ def test_a_run_holds_the_lock_while_it_runs(make_recipe, tmp_path, monkeypatch):
               checkpoint=True)
     assert main(["run", str(make_recipe("baselines/itc.yaml"))]) == 2
     assert held == [True] and not (tmp_path / "run" / RUN_LOCK).exists()
+
+
+def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path):
+    from wsreid.engine.rundir import lock_run_dir, write_run_files
+
+    blocked = tmp_path / "a file"
+    blocked.write_text("")  # as root, permissions do not stop a write; a file in the way does
+    for write in (lambda: lock_run_dir(blocked), lambda: write_run_files(blocked / "run", "", {})):
+        with pytest.raises(UserError, match="cannot be written"):
+            write()

@@ -140,8 +140,11 @@ def lock_run_dir(run_dir: Path) -> None:
     :class:`UserError` when a run in progress holds it."""
     lock = run_dir / RUN_LOCK
     tmp = run_dir / f"{RUN_LOCK}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    try:
+        tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    except OSError as exc:
+        raise _unwritable(run_dir, exc) from None
     try:
         try:
             os.link(tmp, lock)  # atomic, and only where there is no lock
@@ -153,6 +156,11 @@ def lock_run_dir(run_dir: Path) -> None:
             os.replace(tmp, lock)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _unwritable(run_dir: Path, exc: OSError) -> UserError:
+    return UserError(f"output directory {run_dir} cannot be written: {exc.strerror or exc}",
+                     hint="check its permissions and free space, or choose another --output-dir")
 
 
 def unlock_run_dir(run_dir: Path) -> None:
@@ -319,10 +327,13 @@ def write_run_files(run_dir: Path, resolved_yaml: str, versions: dict) -> None:
     """Create the run directory with its recipe.yaml, versions.json and marker."""
     from wsreid.engine.checkpoint import atomic_write_text
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # atomic: under --resume the other processes read recipe.yaml while the first rewrites it
-    atomic_write_text(run_dir / "recipe.yaml", resolved_yaml)
-    (run_dir / "versions.json").write_text(json.dumps(versions, indent=1))
-    marker = run_dir / RUN_MARKER
-    if not marker.exists():
-        marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # atomic: under --resume the other processes read recipe.yaml while the first rewrites it
+        atomic_write_text(run_dir / "recipe.yaml", resolved_yaml)
+        (run_dir / "versions.json").write_text(json.dumps(versions, indent=1))
+        marker = run_dir / RUN_MARKER
+        if not marker.exists():
+            marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    except OSError as exc:
+        raise _unwritable(run_dir, exc) from None
