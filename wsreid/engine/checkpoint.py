@@ -238,7 +238,7 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
             pass
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise TrainingError(f"checkpoint file {path} is corrupt or truncated: {' '.join(str(exc).split())}",
-                            hint="restore it, or start again with --overwrite") from exc
+                            hint="restore it or start again with --overwrite") from exc
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
