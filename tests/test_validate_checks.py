@@ -165,6 +165,12 @@ def test_encoder_pretrained_hub_name_or_existing_folder_is_fine(tmp_path, capsys
     code, err, _ = validate(tmp_path, capsys, PRETRAINED.format(name="openai/clip-vit-base-patch16"))
     assert (code, err) == (0, "")
     (tmp_path / "saved").mkdir()
+    # a folder without a saved model is refused at validation (the run refused it when building the encoder)
+    message, path = refused(tmp_path, capsys, PRETRAINED.format(name=tmp_path / "saved"))
+    assert f"encoder.pretrained: model folder {tmp_path / 'saved'} holds no saved CLIPModel (config.json and " \
+           "model.safetensors or pytorch_model.bin)" in message
+    (tmp_path / "saved" / "config.json").write_text("{}")
+    (tmp_path / "saved" / "model.safetensors").write_bytes(b"")  # names only: nothing is read at validation
     code, err, _ = validate(tmp_path, capsys, PRETRAINED.format(name=tmp_path / "saved"))
     assert (code, err) == (0, "")
 
@@ -181,6 +187,13 @@ def test_init_recipe_or_run_that_does_not_exist(tmp_path, capsys):
     message, path = refused(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
     assert "init.run: 'runs/old' is not a wsreid run directory (no recipe.yaml)" in message
     (tmp_path / "runs" / "old" / "recipe.yaml").write_text("")
+    # a run without a checkpoint (not trained, or stopped before its first) was refused only by `wsreid run`
+    message, path = refused(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
+    assert message == (f"{path}:4: init.run: 'runs/old' holds no checkpoint yet (looked in "
+                       f"{tmp_path / 'runs/old/checkpoints'}) (train it first (a run writes a checkpoint at each "
+                       "train.checkpoint_every epochs), or name another run)")
+    (tmp_path / "runs" / "old" / "checkpoints" / "epoch-0001").mkdir(parents=True)
+    (tmp_path / "runs" / "old" / "checkpoints" / "epoch-0001" / "model.safetensors").write_bytes(b"")
     code, err, _ = validate(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
     assert (code, err) == (0, "")
 

@@ -199,6 +199,11 @@ def _resize_token_embedding(model: Any, vocab_size: int) -> int:
     return added
 
 
+#: the weights files of a folder written by ``save_pretrained`` (one of them, with config.json)
+_MODEL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                       "pytorch_model.bin.index.json")
+
+
 class ClipEncoder(EncoderComponent):
     """CLIP image and text encoders (pretrained or randomly initialised), d = embed_dim.
 
@@ -225,6 +230,12 @@ class ClipEncoder(EncoderComponent):
         if name is None:
             return
         path = Path(name).expanduser()
+        if path.is_dir() and not ((path / "config.json").is_file()
+                                  and any((path / f).is_file() for f in _MODEL_WEIGHT_FILES)):
+            raise ParamsCheckError("pretrained", f"model folder {name} holds no saved CLIPModel (config.json and "
+                                   "model.safetensors or pytorch_model.bin)",
+                                   hint="name a folder written by save_pretrained or 'wsreid convert-weights', an "
+                                   "OpenAI checkpoint file, or a hub name such as openai/clip-vit-base-patch16")
         if path.is_dir() or path.is_file():
             return  # a model folder, or a weights file (read, and checked, when the encoder is built)
         if is_openai_checkpoint_file(name):

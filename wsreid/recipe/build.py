@@ -229,6 +229,23 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
             what = "is not a wsreid run directory (no recipe.yaml)" if target.is_dir() else "does not exist"
             raise RecipeError(f"{where}: init.run: {shown!r} {what} (looked for {target})",
                               hint="name a run directory written by 'wsreid run'; the path is relative to the file that names it")
+        if key == "run" and not _holds_checkpoint(target, init.checkpoint):
+            raise RecipeError(f"{where}: init.run: {shown!r} holds no checkpoint yet (looked in {target / 'checkpoints'})",
+                              hint="train it first (a run writes a checkpoint at each train.checkpoint_every epochs), "
+                                   "or name another run")
+
+
+def _holds_checkpoint(run_dir: FilePath, which: str) -> bool:
+    """Whether the run ``run_dir`` holds weights that ``init.checkpoint: which`` can load:
+    a cheap look at file names, no weights read (the engine picks and checks the
+    checkpoint when the run starts)."""
+    root = run_dir / "checkpoints"
+    if which == "best" and any((root / name / "model.safetensors").is_file() for name in ("best", "best.old")):
+        return True
+    if (root / "latest").is_file():
+        return True
+    return any((path / "model.safetensors").is_file() for path in root.glob("epoch-*")
+               if not path.name.endswith(".tmp")) if root.is_dir() else False
 
 
 def _check_components(tree: dict[str, Any], registry: Registry, locations: Locations) -> None:
