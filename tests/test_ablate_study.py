@@ -75,6 +75,9 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
         ("base: recipes/base.yaml\nmetrics: [R1, R50]\nvariants: [{label: A}]\n", "did you mean 'R5'?"),
         ("base: recipes/base.yaml\nmetrics: [R1, top1]\nvariants: [{label: A}]\n",
          "metrics: 'top1' is not a metric of metrics.json (metrics: R1, R5"),
+        ("", "study.yaml: study file is empty (a study is a YAML mapping with 'base: RECIPE' and 'variants: "),
+        ("extends: recipes/base.yaml\nobjectives: {itc: {name: itc}}\n",
+         "study.yaml: this looks like a recipe, not a study (it has extends, objectives; a study has base and variants)"),
     ],
 )
 def test_invalid_study_is_a_one_line_user_error(study_file, tmp_path, capsys, text, message):

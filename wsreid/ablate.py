@@ -149,9 +149,14 @@ def load_study(path: str | Path) -> LoadedStudy:
 
     path = Path(path)
     try:
-        tree, locations = read_yaml_file(path)
+        tree, locations = read_yaml_file(path, kind="study")
     except RecipeError as exc:
-        raise StudyError(str(exc).replace("recipe file", "study file")) from None
+        raise StudyError(str(exc)) from None
+    recipe_keys = [k for k in ("extends", "data", "encoder", "objectives", "train") if k in tree]
+    if recipe_keys and "base" not in tree and "variants" not in tree:
+        raise StudyError(f"{path}: this looks like a recipe, not a study (it has {', '.join(recipe_keys)}; a study "
+                         "has base and variants)", hint="train a recipe with 'wsreid run', or write a study whose "
+                         "base is this recipe (docs/ablations.md)")
     try:
         study = Study.model_validate(tree)
     except ValidationError as exc:

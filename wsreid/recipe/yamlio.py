@@ -64,25 +64,32 @@ def parse_yaml_text(text: str, source: str) -> tuple[Any, Locations]:
     return tree, locations
 
 
-def read_yaml_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Locations]:
-    """Read a recipe file: a YAML 1.2 mapping. Raises :class:`RecipeError` (one line) for a
-    missing or unreadable file, invalid YAML (with its line), or a top level that is not a
-    mapping."""
+#: what the first line of an empty or malformed file's hint shows, per kind of file
+_EXAMPLES = {
+    "recipe": "a recipe is a YAML mapping such as 'data: {name: synth-pedes}'",
+    "study": "a study is a YAML mapping with 'base: RECIPE' and 'variants: [{label: ...}]' (docs/ablations.md)",
+}
+
+
+def read_yaml_file(path: str | os.PathLike[str], kind: str = "recipe") -> tuple[dict[str, Any], Locations]:
+    """Read a recipe file (or another ``kind`` of YAML file, named so in the messages: a
+    ``study``): a YAML 1.2 mapping. Raises :class:`RecipeError` (one line) for a missing or
+    unreadable file, invalid YAML (with its line), or a top level that is not a mapping."""
     source = display_path(path)
     p = Path(path)
     if not p.is_file():
-        hint = "it is a directory; give the recipe file inside it" if p.is_dir() else "check the path"
-        raise RecipeError(f"{source}: recipe file not found", hint=hint)
+        hint = f"it is a directory; give the {kind} file inside it" if p.is_dir() else "check the path"
+        raise RecipeError(f"{source}: {kind} file not found", hint=hint)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{source}: cannot read recipe file: {exc}", hint="it must be a UTF-8 text file") from None
+        raise RecipeError(f"{source}: cannot read {kind} file: {exc}", hint="it must be a UTF-8 text file") from None
     tree, locations = parse_yaml_text(text, source)
     if tree is None:
-        raise RecipeError(f"{source}: recipe file is empty", hint="a recipe is a YAML mapping such as 'data: {name: synth-pedes}'")
+        raise RecipeError(f"{source}: {kind} file is empty", hint=_EXAMPLES.get(kind, _EXAMPLES["recipe"]))
     if not isinstance(tree, dict):
         raise RecipeError(
-            f"{source}:1: the top level of a recipe must be a mapping of keys, not a {_kind(tree)}",
+            f"{source}:1: the top level of a {kind} must be a mapping of keys, not a {_kind(tree)}",
             hint="write 'key: value' lines at the top level",
         )
     return tree, locations
