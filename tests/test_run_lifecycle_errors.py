@@ -17,23 +17,14 @@ from safetensors.torch import save_file
 
 from wsreid.cli import main
 from wsreid.engine import checkpoint as ckpt
-from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import DataError, TrainingError, UserError
-from wsreid.recipe.model import TrainConfig
+
+from test_engine_parts import _state
 
 
 def _checkpoint(run_dir, epoch=1):
-    """A small checkpoint of a linear model in ``run_dir`` (as test_engine_parts writes one)."""
-    model = torch.nn.Linear(3, 2)
-    train = TrainConfig(lr=0.1, epochs=2)
-    opt = build_optimizer(model, train)
-    sched = build_scheduler(opt, 2, train)
-    model(torch.randn(4, 3)).sum().backward()
-    opt.step()
-    sched.step()
-    return ckpt.save_checkpoint(run_dir, epoch=epoch, model=model, optimizer=opt, scheduler=sched,
-                                component_tensors={"global/memory/image": torch.arange(6.0).view(2, 3)},
-                                state={"step": 2, "history": [{"epoch": 1}]})
+    """A small checkpoint of a linear model in ``run_dir`` (test_engine_parts' own); its path."""
+    return _state(run_dir, epoch)[2]
 
 
 # ---------------------------------------------------------------- --resume and the recipe
