@@ -3,6 +3,7 @@ on top of the shipped recipes (so the tests run what users run, only smaller).""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -107,3 +108,12 @@ def test_plugins_path(monkeypatch):
     for name in list(sys.modules):
         if name.startswith("wsreid_test_"):
             del sys.modules[name]
+
+
+def load_script(path: Path, name: str):
+    """Import a script of the repository that is not in a package (results/, benchmarks/)
+    as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

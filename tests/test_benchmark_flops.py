@@ -4,21 +4,19 @@ those of the CPU kernel."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import load_script
+
 STEP_TIME = Path(__file__).resolve().parents[1] / "benchmarks" / "step_time.py"
 
 
 def _step_time():
-    spec = importlib.util.spec_from_file_location("step_time_under_test", STEP_TIME)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(STEP_TIME, "step_time_under_test")
 
 
 def test_cpu_attention_is_counted_as_its_batched_products():

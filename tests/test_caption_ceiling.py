@@ -3,20 +3,18 @@ generated synth-pedes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "results" / "caption_ceiling.py"
 
 
 def _ceiling():
-    spec = importlib.util.spec_from_file_location("caption_ceiling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.caption_ceiling
+    return load_script(SCRIPT, "caption_ceiling").caption_ceiling
 
 
 def test_hand_case(tmp_path):

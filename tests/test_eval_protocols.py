@@ -5,7 +5,6 @@ call reuses the saved evaluations."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -13,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_script
 from wsreid.cli import main as wsreid_main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "results" / "eval_protocols.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("eval_protocols", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "eval_protocols")
 
 
 def test_study_runs_are_evaluated_tabulated_and_reused(make_recipe, tmp_path, monkeypatch, capsys):
