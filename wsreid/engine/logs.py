@@ -74,9 +74,15 @@ class RunLogger:
             self._tb.flush()
 
     def truncate(self, epoch: int, step: int) -> None:
-        """Drop rows written after a checkpoint (used on resume)."""
+        """Drop rows written after a checkpoint (used on resume); TensorBoard is told to drop
+        its training points after ``step`` too (a writer reopened with ``purge_step``)."""
         if not self.enabled:
             return
+        if self._tb:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb.close()
+            self._tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=step + 1)
         for name, key, limit in (("steps.csv", "step", step), ("epochs.csv", "epoch", epoch)):
             path = self.dir / name
             if not path.exists():
