@@ -256,3 +256,14 @@ def test_top_k_rows_rank_by_similarity_and_mark_matches(tmp_path):
     assert figure.getpixel((left + 1, MARGIN + 1)) == MISS_COLOUR
     assert figure.getpixel((left + 1 + (MARGIN + 64 + 8), MARGIN + 1)) == MATCH_COLOUR
     assert query_indices(10, 4) == [0, 3, 6, 9] and query_indices(2, 5) == [0, 1] and query_indices(7, 1) == [0]
+
+
+def test_zero_shot_with_a_checkpoint_is_refused_not_ignored(tmp_path, capsys):
+    ckpt_dir = tmp_path / "run" / "checkpoints" / "best"
+    ckpt_dir.mkdir(parents=True)
+    (tmp_path / "run" / "recipe.yaml").write_text("extends: x\n")
+    (ckpt_dir / "model.safetensors").write_bytes(b"")
+    for target in (ckpt_dir, ckpt_dir / "model.safetensors"):
+        assert main(["eval", str(target), "--zero-shot"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is a checkpoint, and --zero-shot evaluates the encoder without" in err

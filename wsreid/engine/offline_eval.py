@@ -75,6 +75,10 @@ def resolve_target(target: str | None, recipe: str | None, zero_shot: bool) -> E
     recipe = recipe or (str(run_dir / "recipe.yaml") if run_dir else None)
     if recipe is None:
         raise UserError(f"{target}: cannot find the recipe of this checkpoint", hint="pass --recipe RECIPE")
+    if zero_shot and weights is not None:
+        raise UserError(f"{target} is a checkpoint, and --zero-shot evaluates the encoder without trained weights",
+                        hint="drop --zero-shot to evaluate the checkpoint, or give its run directory "
+                             "(or --recipe) with --zero-shot")
     if zero_shot:
         weights = None
     elif weights is None:
