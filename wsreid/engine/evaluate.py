@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -71,16 +73,23 @@ def _gather_rows(feats, idx, n: int, dim: int, dist: Distributed) -> torch.Tenso
     return out
 
 
-def evaluate_split(encoder: EncoderComponent, split: EvalSplit, batch_size: int, dist: Distributed,
-                   chunk_size: int = 4096, num_workers: int = 0) -> dict[str, float]:
-    """Text-to-image retrieval metrics (R1, R5, R10, mAP, mINP in %) on ``split``."""
+@contextmanager
+def _eval_mode(encoder: EncoderComponent):
+    """``encoder`` in eval mode inside the block, back in its former mode after it."""
     was_training = encoder.training
     encoder.eval()
     try:
-        text = extract_text_features(encoder, split.captions, batch_size, dist)
-        image = extract_image_features(encoder, split.image_paths, batch_size, dist, num_workers)
+        yield
     finally:
         encoder.train(was_training)
+
+
+def evaluate_split(encoder: EncoderComponent, split: EvalSplit, batch_size: int, dist: Distributed,
+                   chunk_size: int = 4096, num_workers: int = 0) -> dict[str, float]:
+    """Text-to-image retrieval metrics (R1, R5, R10, mAP, mINP in %) on ``split``."""
+    with _eval_mode(encoder):
+        text = extract_text_features(encoder, split.captions, batch_size, dist)
+        image = extract_image_features(encoder, split.image_paths, batch_size, dist, num_workers)
     return retrieval_metrics_from_features(
         text.cpu(),
         image.cpu(),
@@ -125,18 +134,10 @@ def extract_train_features(encoder: EncoderComponent, records, batch_size: int, 
 
     @torch.no_grad()
     def encode_text() -> torch.Tensor:
-        was_training = encoder.training
-        encoder.eval()
-        try:
+        with _eval_mode(encoder):
             return extract_text_features(encoder, captions, batch_size, dist, "train text")
-        finally:
-            encoder.train(was_training)
 
-    was_training = encoder.training
-    encoder.eval()
-    try:
+    with _eval_mode(encoder):
         unique = extract_image_features(encoder, paths, batch_size, dist, num_workers, "train images")
-    finally:
-        encoder.train(was_training)
     rows = torch.tensor([position[r.image_path] for r in records], device=unique.device)
     return _TrainFeatures(unique[rows], encode_text)

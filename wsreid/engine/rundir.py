@@ -109,9 +109,7 @@ def _lock_holder(run_dir: Path) -> dict | None:
     try:
         holder = json.loads((run_dir / RUN_LOCK).read_text())
         pid, host = int(holder["pid"]), str(holder["host"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):  # unreadable: no process can be named
+    except (OSError, ValueError, KeyError, TypeError):  # no lock, or unreadable: no process can be named
         return None
     if host != socket.gethostname():
         return holder
@@ -122,7 +120,7 @@ def _lock_holder(run_dir: Path) -> dict | None:
     except ProcessLookupError:
         return None
     except PermissionError:  # alive, another user's
-        return holder
+        pass
     return holder
 
 
@@ -148,10 +146,7 @@ def lock_run_dir(run_dir: Path) -> None:
     try:
         try:
             os.link(tmp, lock)  # atomic, and only where there is no lock
-        except FileExistsError:
-            check_not_in_use(run_dir)  # a stale lock (or one taken since): take it over
-            os.replace(tmp, lock)
-        except OSError:  # a file system without hard links
+        except OSError:  # a lock exists (stale, or taken since), or the file system has no hard links
             check_not_in_use(run_dir)
             os.replace(tmp, lock)
     finally:
