@@ -79,9 +79,7 @@ def resolve_target(target: str | None, recipe: str | None, zero_shot: bool) -> E
         raise UserError(f"{target} is a checkpoint, and --zero-shot evaluates the encoder without trained weights",
                         hint="drop --zero-shot to evaluate the checkpoint, or give its run directory "
                              "(or --recipe) with --zero-shot")
-    if zero_shot:
-        weights = None
-    elif weights is None:
+    if not zero_shot and weights is None:  # a run directory: its selected checkpoint
         weights = run_weights(run_dir)
         if weights is None:
             raise UserError(f"{run_dir} holds no checkpoint", hint="train it first, or pass --zero-shot")
