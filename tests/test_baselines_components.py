@@ -317,7 +317,7 @@ def test_triplet_objective_start_epoch_and_missing_relation():
     objective = Triplet(Triplet.Params(relation="clusters"), BuildContext())
     relation = Relation(image=IMAGE, text=TEXT, weights=WEIGHTS)
     batch = make_batch([0, 1, 2])
-    # the default: after epoch 20 (METHOD.md; ICPG's epoch > 20), i.e. from epoch 21
+    # the default: after epoch 20 (docs/ablations.md; ICPG's epoch > 20), i.e. from epoch 21
     assert objective.params.start_epoch == 21
     assert objective.loss({}, {"clusters": relation}, batch, step(20)) is None
     assert objective.loss({}, {"other": relation}, batch, step(21)) is None

@@ -13,13 +13,13 @@ For the relation's Q query rows and N candidate columns, with s = cosine similar
 Reduction: the per-direction MEANS are added. ICPG's ``compute_chm`` instead SUMS the
 hinges of each direction over the batch and halves the total, (sum + sum) / 2, which is
 B / 2 times this loss when every row has a negative (the usual case): 32x at B = 64.
-METHOD.md does not fix the reduction; for ICPG's scale set the objective's ``weight`` to
+The baseline's description does not fix the reduction; for ICPG's scale set the objective's ``weight`` to
 B / 2 (``weight: 32`` at ``train.batch_size: 64``; B is the global batch the relation
 covers). The default keeps the mean, whose size does not depend on the batch.
 
 Schedule: ``start_epoch`` is the first epoch (1-based) with the loss, as everywhere in the
-framework. The default 21 is "after epoch 20" (METHOD.md; ICPG: ``epoch > 20`` with
-1-based epochs, of 60).
+framework. The default 21 is "after epoch 20" (docs/ablations.md, "Triplet schedule"; ICPG:
+``epoch > 20`` with 1-based epochs, of 60).
 """
 
 from __future__ import annotations
