@@ -81,10 +81,12 @@ def build_cluster(n: int, **params) -> ClusterPseudoLabels:
 
 
 def epoch_context(epoch: int, image, text=None, person_ids=None, calls=None) -> EpochContext:
-    def extract():
+    captions = image if text is None else text
+
+    def extract(text=True):
         if calls is not None:
             calls.append(epoch)
-        return ViewFeatures(image=image, text=image if text is None else text)
+        return ViewFeatures(image=image, text=captions if text else None)
 
     return EpochContext(epoch=epoch, num_epochs=30, dist=Distributed(), extract_train_features=extract, train_person_ids=person_ids)
 
@@ -207,9 +209,9 @@ class _CountingEncoder(StubEncoder):
         return super().encode_text(input_ids, attention_mask)
 
 
-def test_training_features_encode_captions_only_when_text_is_read(tmp_path):
-    """Clustering on image features needs no text features: extract_train_features
-    encodes the captions when ``text`` is first read, and then as before."""
+def test_clustering_on_images_does_not_encode_the_captions(tmp_path):
+    """Clustering on image features needs no text features: it asks
+    extract_train_features for the images only, and no caption is encoded."""
     from PIL import Image
 
     from wsreid.api import PairRecord
@@ -223,17 +225,18 @@ def test_training_features_encode_captions_only_when_text_is_read(tmp_path):
     images = [0, 0, 1, 2, 2]
     records = [PairRecord(i, paths[m], c, m, m) for i, (c, m) in enumerate(zip(captions, images))]
     encoder = _CountingEncoder()
-    features = extract_train_features(encoder, records, 2, Distributed())
-    assert features.image.shape == (5, 16) and encoder.texts_encoded == 0
+    features = extract_train_features(encoder, records, 2, Distributed(), text=False)
+    assert features.image.shape == (5, 16) and features.text is None and encoder.texts_encoded == 0
     assert torch.equal(features.image[0], features.image[1]) and not torch.equal(features.image[0], features.image[2])
-    # cluster on the images: the captions are never encoded
+    # cluster on the images, through the engine's signature: the captions are never encoded
     component = build_cluster(5, k1=2, k2=1, min_samples=2)
-    component.epoch_start(EpochContext(1, 30, Distributed(), lambda: features))
+    extract = lambda text=True: extract_train_features(encoder, records, 2, Distributed(), text=text)  # noqa: E731
+    component.epoch_start(EpochContext(1, 30, Distributed(), extract))
     assert encoder.texts_encoded == 0 and torch.equal(component.labels[:2], component.labels[1:2].repeat(2))
-    # reading the text encodes every caption once, as the eager extraction did
-    text = features.text
-    assert encoder.texts_encoded == 5 and features.text is text and encoder.texts_encoded == 5
-    assert torch.equal(text, extract_text_features(_CountingEncoder(), captions, 2, Distributed()))
+    # the default encodes every caption once, with the same image features
+    both = extract_train_features(encoder, records, 2, Distributed())
+    assert encoder.texts_encoded == 5 and both.text.shape == (5, 16) and torch.equal(both.image, features.image)
+    assert torch.equal(both.text, extract_text_features(_CountingEncoder(), captions, 2, Distributed()))
     assert isinstance(features, ViewFeatures) and features.image_raw is None and features.text_raw is None
 
 

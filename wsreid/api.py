@@ -345,7 +345,9 @@ class EpochContext:
         extract_train_features: call it to get un-augmented features of the WHOLE training
             set as :class:`ViewFeatures` (N x d image, N x d text, L2-normalised, no
             gradient, row = dataset index), identical on every process. It encodes the
-            training set (costly): call it only in epochs that need it.
+            training set (costly): call it only in epochs that need it, on every process.
+            ``extract_train_features(text=False)`` encodes only the images (``text`` is
+            then None).
         train_person_ids: N long, true identities for diagnostics only (e.g. the purity of
             clusters); None where unknown.
     """
@@ -353,7 +355,7 @@ class EpochContext:
     epoch: int
     num_epochs: int
     dist: "Distributed"
-    extract_train_features: Callable[[], ViewFeatures]
+    extract_train_features: Callable[..., ViewFeatures]
     train_person_ids: torch.Tensor | None = None  # N, diagnostics only
 
 

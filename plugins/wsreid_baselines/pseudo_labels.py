@@ -148,7 +148,7 @@ class ClusterPseudoLabels(GlobalAssociation):
         if ctx.epoch < self.params.start_epoch:
             return
         started = time.perf_counter()
-        features = ctx.extract_train_features()
+        features = ctx.extract_train_features(text=self.params.cluster_on != "image")
         x = self._clustering_features(features).detach().to("cpu", torch.float32)
         n = x.shape[0]
         if self.context.num_train is not None and n != self.context.num_train:

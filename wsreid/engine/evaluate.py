@@ -99,45 +99,18 @@ def evaluate_split(encoder: EncoderComponent, split: EvalSplit, batch_size: int,
     )
 
 
-class _TrainFeatures(ViewFeatures):
-    """:class:`ViewFeatures` of the training set whose text side is encoded when ``text``
-    is first read, so a caller that needs only the images (e.g. clustering on image
-    features) does not pay for encoding every caption. Encoding gathers over processes:
-    every process must read ``text`` (or none), and at the point where the eager version
-    would have been used (before the weights move on)."""
-
-    def __init__(self, image: torch.Tensor, encode_text):
-        self.image, self.image_raw, self.text_raw = image, None, None
-        self._text, self._encode_text = None, encode_text
-
-    @property
-    def text(self) -> torch.Tensor:
-        if self._text is None:
-            self._text, self._encode_text = self._encode_text(), None
-        return self._text
-
-    @text.setter
-    def text(self, value: torch.Tensor) -> None:
-        self._text, self._encode_text = value, None
-
-
 @torch.no_grad()
 def extract_train_features(encoder: EncoderComponent, records, batch_size: int, dist: Distributed,
-                           num_workers: int = 0) -> ViewFeatures:
+                           num_workers: int = 0, text: bool = True) -> ViewFeatures:
     """Un-augmented features of every training pair (row = dataset index). Each distinct
-    image is encoded once; pairs sharing an image share its feature row. The captions are
-    encoded when ``text`` is first read (every process must read it, see
-    :class:`_TrainFeatures`); a caller that reads only ``image`` skips them."""
+    image is encoded once; pairs sharing an image share its feature row. ``text=False``
+    leaves the captions unencoded (``text`` is then None): for a caller that needs only
+    the images, e.g. clustering on image features."""
     paths = sorted({r.image_path for r in records})
     position = {p: i for i, p in enumerate(paths)}
-    captions = [r.caption for r in records]
-
-    @torch.no_grad()
-    def encode_text() -> torch.Tensor:
-        with _eval_mode(encoder):
-            return extract_text_features(encoder, captions, batch_size, dist, "train text")
-
     with _eval_mode(encoder):
+        captions = extract_text_features(encoder, [r.caption for r in records], batch_size, dist,
+                                         "train text") if text else None
         unique = extract_image_features(encoder, paths, batch_size, dist, num_workers, "train images")
     rows = torch.tensor([position[r.image_path] for r in records], device=unique.device)
-    return _TrainFeatures(unique[rows], encode_text)
+    return ViewFeatures(image=unique[rows], text=captions)

@@ -553,8 +553,9 @@ class Run:
         r = self.recipe
         num_epochs = r.train.epochs
         ectx = EpochContext(epoch, num_epochs, self.dist,
-                            lambda: extract_train_features(self.encoder, self.splits.train, r.eval.batch_size,
-                                                           self.dist, r.train.num_workers),
+                            lambda text=True: extract_train_features(self.encoder, self.splits.train,
+                                                                     r.eval.batch_size, self.dist,
+                                                                     r.train.num_workers, text=text),
                             self.train_person_ids.to(self.dist.device))
         for label, assoc in self.components.global_associations.items():
             with self.blame(f"global_associations.{label}", "global_association",

@@ -156,7 +156,8 @@ def check_global_association_entry(entry: Entry, data: Mapping[str, Any] | None 
     gen = torch.Generator().manual_seed(seed + 3)
     produced, step, last = 0, 0, None
     for epoch in range(1, epochs + 1):
-        ectx = EpochContext(epoch, epochs, Distributed(), lambda: ViewFeatures(train.image.clone(), train.text.clone()),
+        ectx = EpochContext(epoch, epochs, Distributed(),
+                            lambda text=True: ViewFeatures(train.image.clone(), train.text.clone() if text else None),
                             train_person.clone())
         comp.epoch_start(ectx)
         order = torch.randperm(num_train, generator=gen)
