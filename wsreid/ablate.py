@@ -395,7 +395,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.label} seed {run.seed}"
         try:
-            state = states[i] if states is not None and i in states else _decide(loaded, run, disabled)
+            state = states[i] if states is not None else _decide(loaded, run, disabled)
         except KeyboardInterrupt as exc:
             exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise

@@ -29,7 +29,7 @@ from wsreid_dgia.functional import (
 #: candidates and breaks exact ties (the rows of an image's two captions are often bit-equal)
 #: in another order than float32 top-k does, so DGIA's numbers would differ between CPUs with
 #: and without AMX (the embedded benchmark's 4,246-row banks did).
-AUTO_BF16_MIN_ROWS = {"cpu": 16384, "cuda": 16384}
+AUTO_BF16_MIN_ROWS = 16384
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -153,7 +153,7 @@ class GlobalRelationConstruction(GlobalAssociation):
         name = self.params.scoring_dtype
         if name == "auto":
             fast_bf16 = device.type == "cuda" or (device.type == "cpu" and _cpu_has_bf16_matrix_units())
-            name = "bf16" if fast_bf16 and rows >= AUTO_BF16_MIN_ROWS[device.type] else "fp32"  # cpu or cuda
+            name = "bf16" if fast_bf16 and rows >= AUTO_BF16_MIN_ROWS else "fp32"
         return _DTYPES[name]
 
     def _ranking_memory(self) -> torch.Tensor:
