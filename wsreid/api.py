@@ -297,6 +297,10 @@ class BuildContext:
             while the dataset is built). Only for components with ``weakly_supervised =
             False`` (supervised references, e.g. an identity classifier sizing its output
             layer); a weakly supervised component must not read it.
+        train_image_ids: the image of every training pair in index order
+            (``PairRecord.image_id``; None while the dataset is built): pairs that share
+            an image share it. Not identity information (``Batch.image_id`` carries the
+            same to every component).
         image_size: (H, W) of the encoder input (None before the encoder is built).
         device: the training device of this process (also in ``ctx.dist.device``).
         extras: free-form values for embedding applications; the engine leaves it empty.
@@ -308,6 +312,7 @@ class BuildContext:
     encoder: "EncoderComponent | None" = None
     train_captions: list[str] | None = None
     train_person_ids: tuple[int, ...] | None = None
+    train_image_ids: tuple[int, ...] | None = None
     image_size: tuple[int, int] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     extras: dict[str, Any] = field(default_factory=dict)

@@ -103,13 +103,14 @@ class LocalRelationConstruction(LocalAssociation):
         count = int(related.sum())
         if batch.person_id.numel() == weights.shape[0]:
             pid = batch.person_id.to(weights.device)
-            correct = related & (pid[:, None] == pid[None, :])
-            self._correct += int(correct.sum())
+            correct = int((related & (pid[:, None] == pid[None, :])).sum())
+            self._correct += correct
             if batch.image_id.numel() == weights.shape[0]:
+                # a related pair of one image is right (an image shows one person): leave them out
                 iid = batch.image_id.to(weights.device)
-                other = iid[:, None] != iid[None, :]
-                self._related_other += int((related & other).sum())
-                self._correct_other += int((correct & other).sum())
+                same_image = int((related & (iid[:, None] == iid[None, :])).sum())
+                self._related_other += count - same_image
+                self._correct_other += correct - same_image
         self._related += count
         self._pairs += weights.shape[0] * (weights.shape[0] - 1)
         self._batches += 1

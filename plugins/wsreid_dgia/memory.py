@@ -103,13 +103,15 @@ class GlobalRelationConstruction(GlobalAssociation):
     (batch, then memory neighbours) with Q x B1 weights. ``after_step`` writes the detached
     batch features at their dataset indices (overwrite before ``start_epoch``, momentum
     from then on). State: ``image_memory``, ``text_memory`` (N x d), ``written`` (N bool),
-    ``person_ids`` and ``image_ids`` (N, diagnostics only). Diagnostics per epoch:
+    ``person_ids`` (N, diagnostics only). Diagnostics per epoch:
     ``relation_accuracy`` (% of neighbour links whose person id equals the anchor's, paper
     Fig. 4); ``same_image_links`` (% of links to a row of the anchor's own image: its own row,
     which ``skip_first_rank`` keeps when another row ranks first, or another caption of its
     image - the image bank holds one row per caption, so such a row is a copy of the
     anchor's image); ``relation_accuracy_other_images`` (the accuracy over the other links,
-    those that found another image); ``neighbours_per_item`` and ``items_with_neighbours``
+    those that found another image; the images of the rows are the build context's
+    ``train_image_ids`` - without them only the anchor's own row counts as its image);
+    ``neighbours_per_item`` and ``items_with_neighbours``
     (%), counted from the kept mining results when asked (not per step);
     ``Relation.stats``: ``neighbours`` (this step).
 
@@ -128,7 +130,8 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory: torch.Tensor | None = None
         self.written: torch.Tensor | None = None
         self.person_ids: torch.Tensor | None = None
-        self.image_ids: torch.Tensor | None = None
+        ids = context.train_image_ids  # the image of every row (fixed by the dataset), diagnostics only
+        self.image_ids = None if ids is None else torch.tensor(ids, dtype=torch.long)
         self._scoring: torch.Tensor | None = None  # N x d normalised copy of the ranking bank
         self._norms: torch.Tensor | None = None  # N float32 norms of the stored ranking rows (low-precision scoring)
         self._all_written = False
@@ -144,7 +147,6 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = torch.zeros(n, dim, dtype=dtype, device=device)
         self.written = torch.zeros(n, dtype=torch.bool, device=device)
         self.person_ids = torch.full((n,), -1, dtype=torch.long, device=device)
-        self.image_ids = torch.full((n,), -1, dtype=torch.long, device=device)
         self._scoring = torch.zeros(n, dim, dtype=self._scoring_dtype(device, n), device=device)
         self._norms = None if self._scoring.dtype == torch.float32 else torch.zeros(n, device=device)
         self._all_written = False
@@ -171,7 +173,6 @@ class GlobalRelationConstruction(GlobalAssociation):
             self.text_memory = self.text_memory.to(device)
             self.written = self.written.to(device)
             self.person_ids = self.person_ids.to(device)
-            self.image_ids = self.image_ids.to(device)
             self._scoring = self._scoring.to(device)
             if self._norms is not None:
                 self._norms = self._norms.to(device)
@@ -201,8 +202,6 @@ class GlobalRelationConstruction(GlobalAssociation):
                 self._norms[index] = norms.squeeze(1)
         if batch.person_id.numel() == index.numel():
             self.person_ids[index] = batch.person_id.to(index.device).long()
-        if batch.image_id.numel() == index.numel():
-            self.image_ids[index] = batch.image_id.to(index.device).long()
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.image_memory is None:
@@ -212,14 +211,13 @@ class GlobalRelationConstruction(GlobalAssociation):
             "text_memory": self.text_memory,
             "written": self.written,
             "person_ids": self.person_ids,
-            "image_ids": self.image_ids,
         }
 
     def load_state_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         if not tensors:
             return
-        expected = {"image_memory", "text_memory", "written", "person_ids", "image_ids"}
-        if set(tensors) not in (expected, expected - {"image_ids"}):  # checkpoints before image_ids
+        expected = {"image_memory", "text_memory", "written", "person_ids"}
+        if set(tensors) != expected:
             raise TrainingError(f"gsrc-fr state holds {sorted(tensors)}, expected {sorted(expected)}")
         n = self.context.num_train
         if n is not None and tensors["image_memory"].shape[0] != n:
@@ -231,10 +229,6 @@ class GlobalRelationConstruction(GlobalAssociation):
         self.text_memory = tensors["text_memory"].to(device, dtype).clone()
         self.written = tensors["written"].to(device, torch.bool).clone()
         self.person_ids = tensors["person_ids"].to(device, torch.long).clone()
-        if "image_ids" in tensors:
-            self.image_ids = tensors["image_ids"].to(device, torch.long).clone()
-        else:  # unknown (-1): only a link to the anchor's own row counts as one to its image
-            self.image_ids = torch.full_like(self.person_ids, -1)
         self._rebuild_scoring()
 
     # -- relation ----------------------------------------------------------------------
@@ -280,16 +274,15 @@ class GlobalRelationConstruction(GlobalAssociation):
 
     def _record(self, index: torch.Tensor, valid: torch.Tensor, batch: Batch) -> None:
         """Keep one step's mining (B x k neighbour rows, valid slots, the anchors' dataset
-        indices, image ids and person ids - the person ids only when the batch has them);
-        counted by :meth:`_count_pending`."""
+        indices and person ids - the person ids only when the batch has them); counted by
+        :meth:`_count_pending`."""
         anchor_pid = batch.person_id if batch.person_id.numel() == valid.shape[0] else None
-        anchor_iid = batch.image_id if batch.image_id.numel() == valid.shape[0] else None
-        self._pending.append((index, valid, batch.index, anchor_iid, anchor_pid))
+        self._pending.append((index, valid, batch.index, anchor_pid))
         if len(self._pending) >= self._PENDING_STEPS:
             self._count_pending()
 
     def _count_pending(self) -> None:
-        for index, valid, anchor_index, anchor_iid, anchor_pid in self._pending:
+        for index, valid, anchor_index, anchor_pid in self._pending:
             self._items += valid.shape[0]
             self._with_neighbours += int(valid.any(dim=1).sum())
             links = int(valid.sum())
@@ -297,11 +290,12 @@ class GlobalRelationConstruction(GlobalAssociation):
             if not links:
                 continue
             device = index.device
-            own_image = index == anchor_index.to(device).long()[:, None]
-            if anchor_iid is not None:
-                iid = anchor_iid.to(device).long()[:, None]
-                own_image |= (self.image_ids[index] == iid) & (iid >= 0)
-            own_image &= valid
+            anchor_index = anchor_index.to(device).long()
+            if self.image_ids is None:  # the images are unknown: the anchor's own row only
+                own_image = (index == anchor_index[:, None]) & valid
+            else:
+                ids = self.image_ids.to(device)
+                own_image = (ids[index] == ids[anchor_index][:, None]) & valid
             self._same_image_links += int(own_image.sum())
             if anchor_pid is not None:
                 same = (self.person_ids[index] == anchor_pid.to(device).long()[:, None]) & valid

@@ -100,13 +100,14 @@ def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, wh
 
 def load_dataset(plugins: Plugins, recipe, context: BuildContext):
     """Build the recipe's dataset and load it -> (dataset component, DatasetSplits);
-    fills ``context.train_captions``, ``context.num_train`` and ``context.train_person_ids``
-    for the components built after it."""
+    fills ``context.train_captions``, ``context.num_train``, ``context.train_person_ids``
+    and ``context.train_image_ids`` for the components built after it."""
     dataset = build_component(plugins, "dataset", recipe.data, context, "data")
     splits = dataset.load()
     context.train_captions = [p.caption for p in splits.train]
     context.num_train = len(splits.train)
     context.train_person_ids = tuple(p.person_id for p in splits.train)
+    context.train_image_ids = tuple(p.image_id for p in splits.train)
     return dataset, splits
 
 
