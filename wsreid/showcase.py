@@ -154,6 +154,7 @@ def save_figure(figure, path) -> Path:
     import tempfile
 
     from wsreid.errors import UserError
+    from wsreid.fileio import disk_full
 
     target = Path(path)
     tmp: str | None = None
@@ -168,7 +169,7 @@ def save_figure(figure, path) -> Path:
         os.replace(tmp, target)
         tmp = None
     except OSError as exc:
-        why = "no space left on the device" if exc.errno == 28 else (exc.strerror or type(exc).__name__)
+        why = "no space left on the device" if disk_full(exc) else (exc.strerror or type(exc).__name__)
         raise UserError(f"--figure {target}: cannot write the figure: {why}",
                         hint="free space, or name a path in a folder you can write to") from None
     finally:

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from wsreid.errors import UserError
+from wsreid.fileio import cannot_create_in, disk_full, nearest_existing
 
 __all__ = ["convert_openai_checkpoint"]
 
@@ -76,26 +77,20 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
 def _check_writable(out_dir: Path) -> None:
     """The output folder can be made: no file where a folder should be, and the nearest
     existing folder above it takes new files (a probe file, removed at once)."""
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"convert-weights: cannot create the output folder {out_dir}: {parent} is a file, "
-                                "not a folder", hint="choose another output directory")
-            try:
-                with tempfile.TemporaryFile(prefix=f".{out_dir.name}-", dir=parent):
-                    pass
-            except OSError as exc:
-                raise UserError(f"convert-weights: cannot create the output folder {out_dir}: cannot write in "
-                                f"{parent}: {exc.strerror or type(exc).__name__}",
-                                hint="choose an output directory in a folder you can write to") from None
-            return
+    parent = nearest_existing(out_dir)
+    if not parent.is_dir():
+        raise UserError(f"convert-weights: cannot create the output folder {out_dir}: {parent} is a file, "
+                        "not a folder", hint="choose another output directory")
+    exc = cannot_create_in(parent, out_dir.name)
+    if exc is not None:
+        raise UserError(f"convert-weights: cannot create the output folder {out_dir}: cannot write in "
+                        f"{parent}: {exc.strerror or type(exc).__name__}",
+                        hint="choose an output directory in a folder you can write to") from None
 
 
 def _write_error(out_dir: Path, exc: BaseException) -> UserError:
-    import errno
-
     text = str(exc)
-    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "StorageFull" in text:
+    if disk_full(exc):
         return UserError(f"convert-weights: cannot write {out_dir}: no space left on the device",
                          hint="free space, or choose an output directory on another disk; nothing was written")
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(text.split()) or type(exc).__name__

@@ -48,25 +48,19 @@ def check_figure_path(figure: Path) -> None:
     """The --show figure can be written at ``figure`` (checked before the evaluation): not
     a directory, no file on the way, and a file can be created in its folder (or in the
     nearest existing folder above, where missing folders are created)."""
-    import tempfile
+    import errno
+
+    from wsreid.fileio import cannot_create_in, nearest_existing
 
     if figure.is_dir():
         raise UserError(f"--figure {figure} is a directory", hint="name the image file, e.g. --figure retrieval.png")
-    folder = None
-    for parent in figure.parents:  # missing folders are created; a file on the way is not a folder
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"--figure {figure}: {parent} is a file", hint="name another path")
-            folder = parent
-            break
-    try:  # a probe, removed at once: no permission, a read-only or special file system (/proc)
-        with tempfile.TemporaryFile(prefix=f".{figure.name}.", dir=folder or Path.cwd()):
-            pass
-    except OSError as exc:
-        import errno
-
+    folder = nearest_existing(figure)  # missing folders are created; a file on the way is not a folder
+    if not folder.is_dir():
+        raise UserError(f"--figure {figure}: {folder} is a file", hint="name another path")
+    exc = cannot_create_in(folder, figure.name)  # no permission, a read-only or special file system (/proc)
+    if exc is not None:
         why = "it takes no new files" if exc.errno == errno.ENOENT else exc.strerror or str(exc)  # /proc
-        raise UserError(f"--figure {figure}: cannot write in {folder or Path.cwd()}: {why}",
+        raise UserError(f"--figure {figure}: cannot write in {folder}: {why}",
                         hint="name a path in a folder you can write to") from None
 
 

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from wsreid.data.images import load_image
 from wsreid.data.readers import read_records
 from wsreid.errors import DataError
+from wsreid.fileio import cannot_create_in, disk_full, nearest_existing
 
 __all__ = ["write_contact_sheet", "check_sheet_path"]
 
@@ -102,7 +103,7 @@ def write_contact_sheet(root: str | Path, out_path: str | Path, *, identities: i
         sheet.save(tmp, format="PNG")
         os.replace(tmp, out)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if disk_full(exc):
             raise DataError(f"cannot write the contact sheet {out}: no space left on the device",
                             hint=f"free space, or {_SHEET_HINT}") from None
         raise DataError(f"cannot write the contact sheet {out}: {exc.strerror or type(exc).__name__}",
@@ -124,23 +125,14 @@ def check_sheet_path(out: str | Path) -> None:
     should be, and a file can be created in its folder (or the nearest existing folder
     above it; missing ones are created). Raises :class:`DataError`. Cheap: called before
     a dataset is generated, so that a bad path does not wait for the rendering."""
-    import tempfile
-
     out = Path(out)
     if out.is_dir():
         raise DataError(f"contact sheet {out} is a folder", hint="name the PNG file, e.g. --contact-sheet sheet.png")
-    folder = None
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise DataError(f"cannot write the contact sheet {out}: {parent} is a file, not a folder",
-                                hint=_SHEET_HINT)
-            folder = parent
-            break
-    try:  # a probe, removed at once: no permission, a read-only or special file system
-        with tempfile.TemporaryFile(prefix=f".{out.name}.", dir=folder or Path.cwd()):
-            pass
-    except OSError as exc:
+    folder = nearest_existing(out)
+    if not folder.is_dir():
+        raise DataError(f"cannot write the contact sheet {out}: {folder} is a file, not a folder", hint=_SHEET_HINT)
+    exc = cannot_create_in(folder, out.name)  # no permission, a read-only or special file system
+    if exc is not None:
         why = "it takes no new files" if exc.errno == errno.ENOENT else exc.strerror or type(exc).__name__
-        raise DataError(f"cannot write the contact sheet {out}: cannot write in {folder or Path.cwd()}: {why}",
+        raise DataError(f"cannot write the contact sheet {out}: cannot write in {folder}: {why}",
                         hint=_SHEET_HINT) from None

@@ -400,18 +400,17 @@ def _write_error(exc: OSError, out: Path, fix: str) -> DataError:
     permission, a full disk) and ``fix``."""
     import errno
 
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    from wsreid.fileio import disk_full, nearest_existing
+
+    if disk_full(exc):
         return DataError(f"cannot write the synth-pedes dataset to {out}: no space left on the device",
                          hint=f"free space there, or {fix}")
-    for parent in (out, *out.parents):
-        try:
-            if parent.exists():
-                if not parent.is_dir():
-                    return DataError(f"cannot create the synth-pedes folder {out}: {parent} is a file, not a folder",
-                                     hint=fix)
-                break
-        except OSError:
-            break
+    try:
+        parent = nearest_existing(out, include_self=True)
+    except OSError:  # not searchable: no file on the way to name
+        parent = None
+    if parent is not None and not parent.is_dir():
+        return DataError(f"cannot create the synth-pedes folder {out}: {parent} is a file, not a folder", hint=fix)
     why = exc.strerror or type(exc).__name__
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
         failed = Path(os.fsdecode(exc.filename))
