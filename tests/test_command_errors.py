@@ -205,8 +205,8 @@ def test_contact_sheet_on_a_full_disk_leaves_no_partial_file(tmp_path, micro, mo
 
     root = ensure_synth(SynthConfig(size="tiny"), tmp_path / "data", workers=1)
 
-    def full_disk(self, fp, format=None, **k):
-        Path(fp).write_bytes(b"\x89PNG partial")
+    def full_disk(self, fp, format=None, **k):  # the sheet is saved into the open temporary file
+        fp.write(b"\x89PNG partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full_disk)

@@ -1,14 +1,24 @@
-"""Checks for the files a user names for wsreid to write (a figure, a contact sheet, a
-converted model, a dataset folder): whether a file can be created there, and whether a
-failed write ran out of disk space. Each command words its own message from them."""
+"""Writing files: checks for the files a user names for wsreid to write (a figure, a
+contact sheet, a converted model, a dataset folder) - whether a file can be created there,
+and whether a failed write ran out of disk space; each command words its own message from
+them - and :func:`write_atomically`, which replaces a file so that a reader sees the old
+content or the new, never a part."""
 
 from __future__ import annotations
 
 import errno
+import os
+import stat
 import tempfile
+import uuid
 from pathlib import Path
+from typing import BinaryIO, Callable, Union
 
-__all__ = ["nearest_existing", "cannot_create_in", "disk_full"]
+__all__ = ["nearest_existing", "cannot_create_in", "disk_full", "write_atomically"]
+
+#: What :func:`write_atomically` writes: bytes, text (written as UTF-8), or a function
+#: that writes to the binary file it is given (e.g. ``lambda f: image.save(f, format="PNG")``).
+Content = Union[bytes, str, Callable[[BinaryIO], None]]
 
 
 def nearest_existing(path: str | Path, include_self: bool = False) -> Path:
@@ -42,3 +52,58 @@ def disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "No space left" in text or "StorageFull" in text
+
+
+def write_atomically(path: str | Path, content: Content, *, fsync: bool = False) -> Path:
+    """Write ``content`` to ``path`` (its folder must exist) so that a reader sees the old
+    file or the new one, never a part: it is written to a temporary file
+    ``.<name>.<random>.tmp`` in the same folder, flushed to the disk when ``fsync``, and
+    renamed over ``path``. On any failure (an OSError, text that cannot be encoded, an
+    exception of ``content``, Ctrl-C) the temporary file is removed, ``path`` is left as it
+    was and the exception propagates. The new file has the permissions a plain write would
+    give it: those of the file it replaces (read, write, execute), else read-write as the
+    process's umask allows.
+    Returns ``path``."""
+    target = Path(path)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode) & 0o777  # as a write would, without set-id bits
+    except OSError:  # no file to replace (or none that can be looked at): a new file's permissions
+        mode = None
+    fd, tmp = _create_beside(target)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            fd = -1  # the file object closes it now
+            if isinstance(data, bytes):
+                out.write(data)
+            else:
+                data(out)
+            out.flush()
+            if fsync:
+                os.fsync(out.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def _create_beside(target: Path) -> tuple[int, str]:
+    """A new, empty temporary file in ``target``'s folder, opened for writing: its
+    descriptor and path. Created with mode 0o666 so that the umask applies as it does to
+    any new file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"))
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free name for a temporary file", str(target.parent))

@@ -147,43 +147,19 @@ def write_retrieval_figure(path, text, image, split, n: int, k: int) -> Path:
 
 def save_figure(figure, path) -> Path:
     """Save the PIL image ``figure`` as a PNG at ``path`` through a temporary file in the
-    same folder (created if missing) and a rename; raises
+    same folder (created if missing) and a rename
+    (:func:`~wsreid.fileio.write_atomically`, flushed to the disk); raises
     :class:`~wsreid.errors.UserError` (``--figure PATH: cannot write it: why``) on an
     OSError, with nothing left behind."""
-    import os
-    import tempfile
-
     from wsreid.errors import UserError
-    from wsreid.fileio import disk_full
+    from wsreid.fileio import disk_full, write_atomically
 
     target = Path(path)
-    tmp: str | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "wb") as out:
-            figure.save(out, format="PNG")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-        tmp = None
+        write_atomically(target, lambda out: figure.save(out, format="PNG"), fsync=True)
     except OSError as exc:
         why = "no space left on the device" if disk_full(exc) else (exc.strerror or type(exc).__name__)
         raise UserError(f"--figure {target}: cannot write the figure: {why}",
                         hint="free space, or name a path in a folder you can write to") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     return target
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -32,15 +32,16 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from wsreid.errors import TrainingError
+from wsreid.fileio import write_atomically
 
 FILES = ("model.safetensors", "optimizer.safetensors", "components.safetensors", "rng.safetensors", "state.json")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``path`` so that a reader sees the old text or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``path`` (UTF-8) so that a reader sees the old text or the new one, never a
+    part; a failed write leaves ``path`` as it was and no temporary file
+    (:func:`wsreid.fileio.write_atomically`)."""
+    write_atomically(path, text)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from wsreid.data.images import load_image
 from wsreid.data.readers import read_records
 from wsreid.errors import DataError
-from wsreid.fileio import cannot_create_in, disk_full, nearest_existing
+from wsreid.fileio import cannot_create_in, disk_full, nearest_existing, write_atomically
 
 __all__ = ["write_contact_sheet", "check_sheet_path"]
 
@@ -60,7 +59,9 @@ def _pick_identities(root: Path, by_id: dict[int, list], split: str, count: int)
 def write_contact_sheet(root: str | Path, out_path: str | Path, *, identities: int = 8, split: str = "test", images_per_row: int = 6) -> Path:
     """Write a PNG of ``identities`` persons of ``split`` from the CUHK-PEDES-format dataset
     at ``root``: one row per person with up to ``images_per_row`` images, the captions of
-    its first image and (for synth-pedes) how near-duplicates differ. Atomic write."""
+    its first image and (for synth-pedes) how near-duplicates differ. Written atomically
+    (:func:`~wsreid.fileio.write_atomically`): a failed write leaves no partial file and an
+    existing sheet as it was."""
     root = Path(root)
     _, records = read_records(root, "cuhk-pedes", check_images="exists")
     by_id: dict[int, list] = {}
@@ -97,23 +98,15 @@ def write_contact_sheet(root: str | Path, out_path: str | Path, *, identities: i
             ty += 19
     out = Path(out_path)
     check_sheet_path(out)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(tmp, format="PNG")
-        os.replace(tmp, out)
+        write_atomically(out, lambda f: sheet.save(f, format="PNG"))
     except OSError as exc:
         if disk_full(exc):
             raise DataError(f"cannot write the contact sheet {out}: no space left on the device",
                             hint=f"free space, or {_SHEET_HINT}") from None
         raise DataError(f"cannot write the contact sheet {out}: {exc.strerror or type(exc).__name__}",
                         hint=_SHEET_HINT) from None
-    finally:
-        if tmp.exists() or tmp.is_symlink():
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
     return out
 
 
