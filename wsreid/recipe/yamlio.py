@@ -59,9 +59,63 @@ def parse_yaml_text(text: str, source: str) -> tuple[Any, Locations]:
         data = _loader().load(text)
     except YAMLError as exc:
         raise _yaml_error(source, exc) from None
+    if "*" in text:  # an alias: none may point at a mapping or list that contains it
+        _check_recursive_aliases(text, source)
     locations = Locations(Location(source))
     tree = _to_plain(data, (), source, locations, 1)
     return tree, locations
+
+
+class _Open:
+    """A mapping or list being read by :func:`_check_recursive_aliases`: its anchor, and
+    where in it the next node goes (a mapping: the current key, and whether a key or a
+    value comes next; a list: the next item's index)."""
+
+    def __init__(self, anchor: str | None, mapping: bool):
+        self.anchor, self.mapping = anchor, mapping
+        self.key: str | int = 0
+        self.expect_key = mapping
+
+    def done(self, node: Any = None, scalar: bool = False) -> None:
+        """A node inside this collection ended: a key (``node``, its text when ``scalar``),
+        a value, or a list item."""
+        if not self.mapping:
+            self.key = int(self.key) + 1
+        elif self.expect_key:
+            self.key, self.expect_key = (str(node) if scalar else "?"), False
+        else:
+            self.expect_key = True
+
+
+def _check_recursive_aliases(text: str, source: str) -> None:
+    """Refuse an alias that names a mapping or list it is inside (``a: &x [*x]``): the
+    loader would read it as null, or recurse forever. One :class:`RecipeError` naming
+    ``source``, the alias's line and the key it stands under."""
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, MappingStartEvent, ScalarEvent
+
+    opened: list[_Open] = []
+    named: dict[str, Any] = {}  # anchor -> the node it names now (an anchor may be defined again)
+    for event in _loader().parse(text):
+        if isinstance(event, AliasEvent) and any(o is named.get(event.anchor) for o in opened):
+            path = tuple(o.key for o in opened if not (o.mapping and o.expect_key))
+            kind = "mapping" if named[event.anchor].mapping else "list"
+            where = f"{source}:{event.start_mark.line + 1}" + (f": {dotted(path)}" if path else "")
+            raise RecipeError(f"{where}: the alias *{event.anchor} stands inside the {kind} it names "
+                              f"(&{event.anchor}): a value cannot contain itself",
+                              hint=f"point *{event.anchor} at a value outside it, or write the value out")
+        if isinstance(event, CollectionStartEvent):
+            opened.append(_Open(event.anchor, isinstance(event, MappingStartEvent)))
+            if event.anchor is not None:
+                named[event.anchor] = opened[-1]
+        elif isinstance(event, CollectionEndEvent):
+            opened.pop()
+            if opened:
+                opened[-1].done()
+        elif isinstance(event, (ScalarEvent, AliasEvent)):
+            if isinstance(event, ScalarEvent) and event.anchor is not None:
+                named[event.anchor] = event
+            if opened:
+                opened[-1].done(getattr(event, "value", None), scalar=isinstance(event, ScalarEvent))
 
 
 #: what the first line of an empty or malformed file's hint shows, per kind of file

@@ -1,0 +1,56 @@
+"""Recipe input that used to pass ``wsreid validate`` and fail (or change meaning) later:
+a YAML alias inside the value it names, a ``data.root`` below a regular file, an
+``init.run`` whose checkpoint the engine would not load, and ``--resume`` of a run whose
+relative ``output_dir`` is read from another working directory (docs/reliability.md).
+Each is one line naming the file and line (or the override) and the key, exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsreid.cli import main
+from wsreid.errors import RecipeError
+from wsreid.recipe.yamlio import parse_yaml_text
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+ITC = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\n"
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    """Run ``wsreid ARGV``, which must fail with one line and exit 2; -> the message."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err[len("error: "):].rstrip("\n")
+
+
+# --------------------------------------------------------------------------- recursive aliases
+@pytest.mark.parametrize("text, line, key, kind", [
+    ("train:\n  epochs: 1\nfoo: &x [*x]\n", 3, "foo.0", "list"),  # read as [None] before
+    ("data: &d\n  name: synth-pedes\n  size: tiny\n  extra: *d\n", 4, "data.extra", "mapping"),  # read as null
+    ("a: &x\n  - 1\n  - b: 2\n    c:\n      - *x\n", 5, "a.1.c.0", "list"),
+])
+def test_an_alias_inside_the_value_it_names_is_refused_with_its_line_and_key(tmp_path, capsys, text, line, key, kind):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(ITC + text)
+    message = _refused(capsys, ["validate", str(path)])
+    anchor = text.split("&")[1][0]
+    assert message == (f"{path}:{line + 1}: {key}: the alias *{anchor} stands inside the {kind} it names "
+                       f"(&{anchor}): a value cannot contain itself (point *{anchor} at a value outside it, "
+                       "or write the value out)")
+
+
+def test_a_self_containing_mapping_in_an_override_is_one_line_not_a_recursion_error(capsys):
+    message = _refused(capsys, ["validate", str(RECIPES / "baselines" / "itc.yaml"), "-o", "train=&x {a: *x}"])
+    assert message.startswith("override -o train=&x {a: *x}:1: a: the alias *x stands inside the mapping it names")
+
+
+def test_aliases_that_do_not_contain_themselves_still_load():
+    text = "d: &y {p: 1}\ne: {<<: *y, q: *y}\nf: &x\n  g: &x 3\n  h: *x\nl: &l [1]\nm: [*l, *l]\n"
+    tree, _ = parse_yaml_text(text, "s.yaml")
+    assert tree == {"d": {"p": 1}, "e": {"p": 1, "q": {"p": 1}}, "f": {"g": 3, "h": 3}, "l": [1], "m": [[1], [1]]}
+    with pytest.raises(RecipeError, match=r"^s.yaml:1: a.0: the alias \*x"):
+        parse_yaml_text("a: &x [*x]\n", "s.yaml")
