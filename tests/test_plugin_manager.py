@@ -142,6 +142,25 @@ def test_a_hook_function_without_its_marker_is_warned_about(site, capsys):
             "(decorate it: from wsreid import hookimpl)") in err
 
 
+def test_the_missing_marker_warning_is_printed_once_per_process_for_each_plugin_and_hook(site, capsys):
+    """A study (wsreid ablate) or an init chain loads the plugins for every run in one
+    process: each unmarked hook is warned about at the first load only."""
+    unmarked = "\n\ndef wsreid_epoch_end(run, epoch, logs):\n    pass\n\n\ndef wsreid_run_end(run, metrics):\n    pass\n"
+    site("fake-twice", "0.1", {}, {"fakeplug_twice_a": OBJECTIVE.replace("{name}", "marked-once") + unmarked,
+                                   "fakeplug_twice_b": OBJECTIVE.replace("{name}", "marked-too") + unmarked})
+    warning = "warning: plugin {!r} defines {} without @hookimpl"
+    for _ in range(2):
+        plugins = load_plugins(entry_points=False, modules=["fakeplug_twice_a"])
+        assert ("objective", "marked-once") in plugins.registry
+    err = capsys.readouterr().err
+    assert [err.count(warning.format("fakeplug_twice_a", hook)) for hook in
+            ("wsreid_epoch_end", "wsreid_run_end", "wsreid_register")] == [1, 1, 0]
+    load_plugins(entry_points=False, modules=["fakeplug_twice_a", "fakeplug_twice_b"])
+    err = capsys.readouterr().err  # another plugin with the same hooks is warned about in its turn
+    assert [err.count(warning.format(plugin, "wsreid_epoch_end")) for plugin in
+            ("fakeplug_twice_a", "fakeplug_twice_b")] == [0, 1]
+
+
 def test_a_plugin_that_fails_while_registering_is_withdrawn_whole(site, capsys):
     source = OBJECTIVE.replace("{name}", "half-done").replace(
         'registry.add("objective", "half-done", Scaled)',

@@ -1,4 +1,5 @@
-"""Plugin discovery: one pluggy PluginManager per run, no module-global state.
+"""Plugin discovery: one pluggy PluginManager per run; no module-global state but the
+record of the missing-``@hookimpl`` warnings already printed (once per process).
 
 Plugins come from the entry-point group ``wsreid`` (installed packages, including the
 shipped ones) and from a recipe's ``plugins:`` list of importable modules.
@@ -16,7 +17,9 @@ Safety rules:
 * two plugins registering the same kind and name is an error naming both distributions;
 * plugins can be disabled by entry-point or distribution name with ``--disable-plugin``
   or the ``WSREID_DISABLE_PLUGINS`` environment variable (comma separated); a name that
-  matches no plugin gets a warning.
+  matches no plugin gets a warning;
+* a plugin defining a hook function without ``@hookimpl`` (never called) gets a warning,
+  once per process for each plugin and hook.
 """
 
 from __future__ import annotations
@@ -257,9 +260,17 @@ def _check_hook_names(
     for plugin_name, plugin in pm.list_name_plugin():  # a hook function without its marker is never called
         for hook in specified:
             function = getattr(plugin, hook, None)
-            if callable(function) and getattr(function, "wsreid_impl", None) is None:
+            if (callable(function) and getattr(function, "wsreid_impl", None) is None
+                    and (plugin_name, hook) not in _WARNED_UNMARKED):
+                _WARNED_UNMARKED.add((plugin_name, hook))
                 print(f"warning: plugin {plugin_name!r} defines {hook} without @hookimpl, so it is never called "
                       "(decorate it: from wsreid import hookimpl)", file=sys.stderr)
+
+
+#: (plugin name, hook) pairs already warned about as lacking @hookimpl: the warning is
+#: printed once per process, not once per load (a study loads plugins for every run).
+#: The only state this module keeps between loads.
+_WARNED_UNMARKED: set[tuple[str, str]] = set()
 
 
 def _register_components(
