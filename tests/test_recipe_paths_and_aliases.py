@@ -54,3 +54,22 @@ def test_aliases_that_do_not_contain_themselves_still_load():
     assert tree == {"d": {"p": 1}, "e": {"p": 1, "q": {"p": 1}}, "f": {"g": 3, "h": 3}, "l": [1], "m": [[1], [1]]}
     with pytest.raises(RecipeError, match=r"^s.yaml:1: a.0: the alias \*x"):
         parse_yaml_text("a: &x [*x]\n", "s.yaml")
+
+
+# --------------------------------------------------------------------------- data.root below a file
+def test_a_data_root_below_a_regular_file_is_refused_naming_the_override(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("")
+    recipe = str(RECIPES / "baselines" / "itc.yaml")
+    message = _refused(capsys, ["validate", recipe, "-o", "data.root=notes.txt/synth"])
+    assert message == (f"override -o data.root=notes.txt/synth: data.root: 'notes.txt/synth' lies below "
+                       f"{tmp_path / 'notes.txt'}, which is a file, not a folder (set data.root to a new folder, "
+                       "or to the folder holding the dataset)")
+    # in a recipe file: its line; the root itself a file keeps the dataset's own message
+    path = tmp_path / "recipe.yaml"
+    path.write_text(ITC + "data:\n  root: notes.txt/a/b\n")
+    assert _refused(capsys, ["validate", str(path)]).startswith(
+        f"recipe.yaml:3: data.root: 'notes.txt/a/b' lies below {tmp_path / 'notes.txt'}, which is a file")
+    assert "notes.txt is a file, not a folder" in _refused(capsys, ["validate", recipe, "-o", "data.root=notes.txt"])
+    # a root that does not exist yet below folders is fine: synth-pedes is generated there on first use
+    assert main(["validate", recipe, "-o", "data.root=new/synth"]) == 0

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from wsreid.api import Params
 from wsreid.errors import ParamsCheckError, RecipeError
+from wsreid.fileio import nearest_existing
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
 from wsreid.recipe.locations import dotted
@@ -213,6 +214,7 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
         except ParamsCheckError as exc:
             key = path + tuple(exc.key.split(".")) if exc.key else path
             raise RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint) from None
+    _check_data_root(recipe, locations, written)
     init = recipe.init
     if init is None:
         return
@@ -233,6 +235,21 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
             raise RecipeError(f"{where}: init.run: {shown!r} holds no checkpoint yet (looked in {target / 'checkpoints'})",
                               hint="train it first (a run writes a checkpoint at each train.checkpoint_every epochs), "
                                    "or name another run")
+
+
+def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[KeyPath, str]) -> None:
+    """A ``data.root`` that does not exist yet (a dataset generated there on first use) must
+    not lie below a regular file: no folder can be created there. Runs after the dataset
+    component's own check, which judges a root that exists."""
+    root = getattr(recipe.data, "root", None)
+    if not isinstance(root, str) or FilePath(root).exists():
+        return
+    above = nearest_existing(root)
+    if above.is_dir():
+        return
+    shown = written.get(("data", "root"), root)
+    raise RecipeError(f"{locations.find(('data', 'root'))}: data.root: {shown!r} lies below {above}, which is a file, "
+                      "not a folder", hint="set data.root to a new folder, or to the folder holding the dataset")
 
 
 def _holds_checkpoint(run_dir: FilePath, which: str) -> bool:
