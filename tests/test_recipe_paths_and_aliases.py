@@ -73,3 +73,60 @@ def test_a_data_root_below_a_regular_file_is_refused_naming_the_override(tmp_pat
     assert "notes.txt is a file, not a folder" in _refused(capsys, ["validate", recipe, "-o", "data.root=notes.txt"])
     # a root that does not exist yet below folders is fine: synth-pedes is generated there on first use
     assert main(["validate", recipe, "-o", "data.root=new/synth"]) == 0
+
+
+# --------------------------------------------------------------------------- init.run: the engine's checkpoint rule
+def _run_with(tmp_path: Path, files: dict[str, tuple[str, ...]], pointer: str | None = None) -> Path:
+    """A run directory holding recipe.yaml and, per checkpoint folder, the files named
+    (empty: validation reads names only); ``pointer``: the text of checkpoints/latest."""
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "recipe.yaml").write_text("")
+    for folder, names in files.items():
+        (run / "checkpoints" / folder).mkdir(parents=True)
+        for name in names:
+            (run / "checkpoints" / folder / name).write_bytes(b"")
+    if pointer is not None:
+        (run / "checkpoints" / "latest").write_text(pointer)
+    return run
+
+
+@pytest.mark.parametrize("checkpoint", ["last", "best"])
+def test_init_run_whose_only_epoch_folder_lacks_checkpoint_files_is_refused_as_the_engine_would(tmp_path, capsys,
+                                                                                                 checkpoint):
+    """The engine takes an epoch-XXXX folder (without checkpoints/latest) only when it holds
+    every checkpoint file; validate accepted any folder holding model.safetensors."""
+    from wsreid.engine import checkpoint as ckpt
+    from wsreid.engine.rundir import weights_of
+    from wsreid.errors import TrainingError
+
+    run = _run_with(tmp_path, {"epoch-0003": ("model.safetensors", "components.safetensors", "rng.safetensors")})
+    path = tmp_path / "recipe.yaml"
+    path.write_text(ITC + f"init:\n  run: runs/old\n  checkpoint: {checkpoint}\n")
+    message = _refused(capsys, ["validate", str(path)])
+    assert message == (f"{path}:3: init.run: 'runs/old' holds no complete checkpoint yet (looked in "
+                       f"{run / 'checkpoints'}) (train it first (a run writes a checkpoint at each "
+                       "train.checkpoint_every epochs), or name another run)")
+    with pytest.raises(TrainingError, match="holds no checkpoint"):  # what the run would meet
+        weights_of(run, checkpoint)
+    for name in ckpt.FILES:
+        (run / "checkpoints" / "epoch-0003" / name).write_bytes(b"")
+    assert main(["validate", str(path)]) == 0
+    assert weights_of(run, checkpoint) == run / "checkpoints" / "epoch-0003" / "model.safetensors"
+
+
+def test_init_run_whose_latest_pointer_names_a_missing_checkpoint_is_refused(tmp_path, capsys):
+    from wsreid.engine import checkpoint as ckpt
+
+    run = _run_with(tmp_path, {"epoch-0001": ckpt.FILES}, pointer="epoch-0002")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(ITC + "init:\n  run: runs/old\n")
+    assert _refused(capsys, ["validate", str(path)]) == (
+        f"{path}:3: init.run: 'runs/old' has a checkpoint pointer {run / 'checkpoints' / 'latest'} naming a "
+        "checkpoint that is missing or holds no model.safetensors (restore that checkpoint, or name another run)")
+    # best: checkpoints/best (or the best.old the engine restores) is taken first, as by the engine
+    path.write_text(ITC + "init:\n  run: runs/old\n  checkpoint: best\n")
+    (run / "checkpoints" / "best.old").mkdir()
+    (run / "checkpoints" / "best.old" / "model.safetensors").write_bytes(b"")
+    assert main(["validate", str(path)]) == 0
+    assert (run / "checkpoints" / "best.old").is_dir()  # validation moves nothing

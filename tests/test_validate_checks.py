@@ -11,6 +11,7 @@ from pydantic import Field
 from wsreid import hookimpl
 from wsreid.api import Objective, Params
 from wsreid.cli import main
+from wsreid.engine import checkpoint as ckpt
 from wsreid.errors import PluginError
 from wsreid.pluginmanager import load_plugins
 from wsreid.recipe import load_recipe
@@ -189,11 +190,12 @@ def test_init_recipe_or_run_that_does_not_exist(tmp_path, capsys):
     (tmp_path / "runs" / "old" / "recipe.yaml").write_text("")
     # a run without a checkpoint (not trained, or stopped before its first) was refused only by `wsreid run`
     message, path = refused(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
-    assert message == (f"{path}:4: init.run: 'runs/old' holds no checkpoint yet (looked in "
+    assert message == (f"{path}:4: init.run: 'runs/old' holds no complete checkpoint yet (looked in "
                        f"{tmp_path / 'runs/old/checkpoints'}) (train it first (a run writes a checkpoint at each "
                        "train.checkpoint_every epochs), or name another run)")
     (tmp_path / "runs" / "old" / "checkpoints" / "epoch-0001").mkdir(parents=True)
-    (tmp_path / "runs" / "old" / "checkpoints" / "epoch-0001" / "model.safetensors").write_bytes(b"")
+    for name in ckpt.FILES:  # names only: nothing is read at validation
+        (tmp_path / "runs" / "old" / "checkpoints" / "epoch-0001" / name).write_bytes(b"")
     code, err, _ = validate(tmp_path, capsys, base + "  recipe: null\n  run: runs/old\n")
     assert (code, err) == (0, "")
 

@@ -19,7 +19,7 @@ from pathlib import Path as FilePath
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from wsreid.api import Params
-from wsreid.errors import ParamsCheckError, RecipeError
+from wsreid.errors import ParamsCheckError, RecipeError, UserError
 from wsreid.fileio import nearest_existing
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
@@ -231,10 +231,9 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
             what = "is not a wsreid run directory (no recipe.yaml)" if target.is_dir() else "does not exist"
             raise RecipeError(f"{where}: init.run: {shown!r} {what} (looked for {target})",
                               hint="name a run directory written by 'wsreid run'; the path is relative to the file that names it")
-        if key == "run" and not _holds_checkpoint(target, init.checkpoint):
-            raise RecipeError(f"{where}: init.run: {shown!r} holds no checkpoint yet (looked in {target / 'checkpoints'})",
-                              hint="train it first (a run writes a checkpoint at each train.checkpoint_every epochs), "
-                                   "or name another run")
+        problem = _checkpoint_problem(target, init.checkpoint) if key == "run" else None
+        if problem is not None:
+            raise RecipeError(f"{where}: init.run: {shown!r} {problem[0]}", hint=problem[1])
 
 
 def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[KeyPath, str]) -> None:
@@ -252,17 +251,33 @@ def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[
                       "not a folder", hint="set data.root to a new folder, or to the folder holding the dataset")
 
 
-def _holds_checkpoint(run_dir: FilePath, which: str) -> bool:
-    """Whether the run ``run_dir`` holds weights that ``init.checkpoint: which`` can load:
-    a cheap look at file names, no weights read (the engine picks and checks the
-    checkpoint when the run starts)."""
+def _checkpoint_problem(run_dir: FilePath, which: str) -> tuple[str, str] | None:
+    """Why the engine would find no weights for ``init.checkpoint: which`` in the run
+    ``run_dir``, as (what, what to do); None when it finds some. The engine's own rule
+    (:func:`wsreid.engine.rundir.weights_of`): ``best`` takes ``checkpoints/best`` (or the
+    ``best.old`` the engine would put back) when it holds model.safetensors, then, as
+    ``last`` does, :func:`wsreid.engine.checkpoint.latest_checkpoint` - the folder
+    ``checkpoints/latest`` names, else the newest ``epoch-XXXX`` folder holding every
+    checkpoint file. File names only: no weights are read, nothing is moved."""
+    from wsreid.engine.checkpoint import latest_checkpoint
+
     root = run_dir / "checkpoints"
-    if which == "best" and any((root / name / "model.safetensors").is_file() for name in ("best", "best.old")):
-        return True
-    if (root / "latest").is_file():
-        return True
-    return any((path / "model.safetensors").is_file() for path in root.glob("epoch-*")
-               if not path.name.endswith(".tmp")) if root.is_dir() else False
+    if which == "best":
+        best = root / "best" if (root / "best").exists() else root / "best.old"
+        if (best / "model.safetensors").is_file():
+            return None
+    try:
+        last = latest_checkpoint(run_dir)
+    except (UserError, OSError):  # a pointer naming a folder that is gone, or no pointer file
+        last = None
+    if last is not None and (last / "model.safetensors").is_file():
+        return None
+    pointer = root / "latest"
+    if pointer.exists():
+        return (f"has a checkpoint pointer {pointer} naming a checkpoint that is missing or holds no model.safetensors",
+                "restore that checkpoint, or name another run")
+    return (f"holds no complete checkpoint yet (looked in {root})",
+            "train it first (a run writes a checkpoint at each train.checkpoint_every epochs), or name another run")
 
 
 def _check_components(tree: dict[str, Any], registry: Registry, locations: Locations) -> None:
