@@ -277,7 +277,8 @@ def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str]) -> str:
 
     state = run_state(run.run_dir)
     resolved = load_recipe(loaded.base, run.overrides, disabled=disabled)
-    if state in (STATE_DONE, STATE_RESUME) and not same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled):
+    if state in (STATE_DONE, STATE_RESUME) and not same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled,
+                                                               resolved.resolved):
         return STATE_RESTART
     return state
 

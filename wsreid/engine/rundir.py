@@ -189,8 +189,6 @@ def check_resume_recipe(run_dir: Path, resolved_yaml: str, resolved: dict | None
     ``resolved_yaml`` (read from the text when not given); ``disabled``: the plugins left
     out; ``source``: the recipe file the run is resumed with (the hint does not repeat a
     command that was just refused)."""
-    from wsreid.recipe import load_recipe
-
     saved = run_dir / "recipe.yaml"
     if not saved.is_file():
         raise UserError(f"--resume: {run_dir} holds no recipe.yaml, so the recipe the run was started with is unknown",
@@ -200,15 +198,12 @@ def check_resume_recipe(run_dir: Path, resolved_yaml: str, resolved: dict | None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"--resume: cannot read {saved}: {getattr(exc, 'strerror', None) or exc}",
                         hint="check the file's permissions") from None
-    if strip_output_dir(text) == strip_output_dir(resolved_yaml):
-        return
     try:
-        again = load_recipe(saved, disabled=list(disabled))
+        differences = _saved_recipe_differences(saved, text, resolved_yaml, resolved, disabled)
     except UserError as exc:
         raise UserError(f"--resume: the recipe the run was started with ({saved}) does not load any more: {exc}",
                         hint="restore the plugins it was run with (versions.json), or start the run again "
                              "with --overwrite") from None
-    differences = recipe_differences(again.resolved, resolved if resolved is not None else _yaml_tree(resolved_yaml))
     if not differences:
         return
     shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
@@ -259,23 +254,35 @@ def recipe_differences(before: dict, after: dict, limit: int = 1000) -> list[str
     return found
 
 
-def same_recipe(run_dir: Path, resolved_yaml: str, disabled: Iterable[str] = ()) -> bool:
-    """Whether the run in ``run_dir`` was made with this recipe: its saved recipe.yaml,
-    validated again (so options added since, at their defaults, do not count as a change),
-    resolves to the same text as ``resolved_yaml``, ``output_dir`` aside."""
-    from wsreid.recipe import dump_resolved_yaml, load_recipe
-
+def same_recipe(run_dir: Path, resolved_yaml: str, disabled: Iterable[str] = (), resolved: dict | None = None) -> bool:
+    """Whether the run in ``run_dir`` was made with this recipe, by the rule of
+    :func:`check_resume_recipe`: its saved recipe.yaml, loaded again (so a comment, the
+    order of keys or labels, or an option added since at its default, is no change), has
+    the values of ``resolved_yaml``, ``output_dir`` aside. ``resolved``: the plain values
+    of ``resolved_yaml`` (read from the text when not given); ``disabled``: the plugins
+    left out. A run without recipe.yaml, or whose recipe no longer loads, was not."""
     saved = run_dir / "recipe.yaml"
     if not saved.exists():
         return False
-    wanted = strip_output_dir(resolved_yaml)
-    if strip_output_dir(saved.read_text()) == wanted:
-        return True
+    text = saved.read_text()
     try:
-        again = load_recipe(saved, disabled=list(disabled))
+        return not _saved_recipe_differences(saved, text, resolved_yaml, resolved, disabled, limit=1)
     except Exception:  # a recipe that no longer validates is a changed recipe
         return False
-    return strip_output_dir(dump_resolved_yaml(again)) == wanted
+
+
+def _saved_recipe_differences(saved: Path, text: str, resolved_yaml: str, resolved: dict | None,
+                              disabled: Iterable[str], limit: int = 1000) -> list[str]:
+    """The one rule of "the same recipe": the keys (:func:`recipe_differences`) whose
+    values differ between the recipe saved at ``saved`` (its text ``text``), loaded again,
+    and ``resolved_yaml`` (``resolved``: its values, or None); empty when the two are the
+    same recipe. Raises the :class:`UserError` of a saved recipe that does not load."""
+    from wsreid.recipe import load_recipe
+
+    if strip_output_dir(text) == strip_output_dir(resolved_yaml):
+        return []
+    again = load_recipe(saved, disabled=list(disabled))
+    return recipe_differences(again.resolved, resolved if resolved is not None else _yaml_tree(resolved_yaml), limit)
 
 
 def run_state(run_dir: Path) -> RunState:
