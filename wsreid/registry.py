@@ -22,7 +22,7 @@ from wsreid.api import COMPONENT_KINDS, KINDS, Component, Params
 from wsreid.errors import DuplicateComponentError, PluginError, RecipeError
 
 __all__ = ["BASE_CLASSES", "DuplicateComponentError", "Entry", "Registry", "SettingsEntry", "SETTINGS_KEY_PATTERN",
-           "invalid_default"]
+           "accepts_unknown_keys", "invalid_default"]
 
 #: Keys of plugin settings blocks (``settings.<key>`` in recipes): lower-case identifiers.
 SETTINGS_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -121,6 +121,17 @@ def nested_models(model: type[BaseModel], path: str = "") -> list[tuple[str, typ
     return found
 
 
+def accepts_unknown_keys(model: type[BaseModel], nested_only: bool = False) -> tuple[str, type[BaseModel]] | None:
+    """The first model of :func:`nested_models` (``model`` itself first, left out with
+    ``nested_only``) that accepts unknown keys - its config does not set
+    ``extra="forbid"``, so a misspelt key in a recipe would be ignored - as (dotted path,
+    model); None when every one rejects them."""
+    for path, nested in nested_models(model)[1 if nested_only else 0:]:
+        if nested.model_config.get("extra") != "forbid":
+            return path, nested
+    return None
+
+
 def _annotation_types(annotation: Any) -> list[Any]:
     """The types inside an annotation (``list[X] | None`` -> list, X, NoneType)."""
     args = getattr(annotation, "__args__", None)
@@ -175,12 +186,14 @@ class Registry:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} needs a Params model deriving from wsreid.api.Params")
         if "name" in params.model_fields:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r}: 'name' is reserved and cannot be a parameter")
-        for path, nested in nested_models(params)[1:]:
-            if nested.model_config.get("extra") != "forbid":
-                raise PluginError(
-                    f"plugin {provider!r}: {kind} {name!r}: its parameter block {path!r} ({nested.__name__}) "
-                    "accepts unknown keys, so a misspelt key in a recipe would be ignored",
-                    hint="derive it from wsreid.api.Params (or set model_config extra='forbid')")
+        # the top level is validated inside its recipe block, which forbids unknown keys itself
+        loose = accepts_unknown_keys(params, nested_only=True)
+        if loose is not None:
+            path, nested = loose
+            raise PluginError(
+                f"plugin {provider!r}: {kind} {name!r}: its parameter block {path!r} ({nested.__name__}) "
+                "accepts unknown keys, so a misspelt key in a recipe would be ignored",
+                hint="derive it from wsreid.api.Params (or set model_config extra='forbid')")
         problem = invalid_default(params)
         if problem is not None:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} ({cls.__module__}.{cls.__qualname__}): {problem}",

@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from wsreid.api import Component, Params, Relation, ViewFeatures
-from wsreid.registry import Entry, nested_models
+from wsreid.registry import Entry, accepts_unknown_keys, nested_models
 
 __all__ = [
     "ConformanceError",
@@ -67,10 +67,10 @@ def check_params_model(model: type[Params], data: Mapping[str, Any], where: str,
 
     if not (isinstance(model, type) and issubclass(model, Params)):
         fail(where, f"Params must derive from wsreid.api.Params, got {model!r}")
-    for path, nested in nested_models(model):
-        if nested.model_config.get("extra") != "forbid":
-            fail(where, f"parameter model at {path!r} ({nested.__name__}) accepts unknown keys; "
-                        "derive it from wsreid.api.Params (extra='forbid')")
+    loose = accepts_unknown_keys(model)  # the registry's rule, the top level included: the model is checked alone
+    if loose is not None:
+        fail(where, f"parameter model at {loose[0]!r} ({loose[1].__name__}) accepts unknown keys; "
+                    "derive it from wsreid.api.Params (extra='forbid')")
     for path, nested in nested_models(model):
         for name, field in nested.model_fields.items():
             if not (field.description or "").strip():
