@@ -130,3 +130,42 @@ def test_init_run_whose_latest_pointer_names_a_missing_checkpoint_is_refused(tmp
     (run / "checkpoints" / "best.old" / "model.safetensors").write_bytes(b"")
     assert main(["validate", str(path)]) == 0
     assert (run / "checkpoints" / "best.old").is_dir()  # validation moves nothing
+
+
+# --------------------------------------------------------------------------- a relative output_dir and --resume
+def test_resume_from_another_working_directory_names_where_it_looked_and_the_command_that_works(
+        make_recipe, tmp_path, monkeypatch, capsys):
+    """A relative output_dir is relative to the working directory (not to the recipe file):
+    the run's saved recipe.yaml, resumed from elsewhere, looked for a directory that does
+    not exist and said the run "holds no recipe.yaml" (start again with --overwrite)."""
+    import shlex
+
+    from wsreid.engine import session
+    from wsreid.engine.rundir import write_run_files
+    from wsreid.recipe import load_recipe
+
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(start)
+    loaded = load_recipe(make_recipe("baselines/itc.yaml"))
+    write_run_files(Path("runs/rel"), session.resolved_yaml_for(loaded, Path("runs/rel")), {})
+    saved = start / "runs" / "rel" / "recipe.yaml"
+    assert "output_dir: runs/rel\n" in saved.read_text()
+    monkeypatch.chdir(elsewhere)
+    message = _refused(capsys, ["run", str(saved), "--resume"])
+    assert message.startswith(f"--resume: the run directory runs/rel does not exist (looked for "
+                              f"{elsewhere / 'runs' / 'rel'}: a relative run directory is relative to the working "
+                              "directory, not to the recipe file) (to resume the run that recipe belongs to: wsreid run ")
+    suggested = shlex.split(message.split("belongs to: ")[1].rstrip(")"))
+    assert suggested == ["wsreid", "run", str(saved), "--output-dir", str(saved.parent), "--resume"]
+    assert not (elsewhere / "runs").exists()
+    started = []
+    monkeypatch.setattr(session, "_train", lambda loaded, run_dir, mode, *rest: started.append((run_dir, mode))
+                        or session.RunResult(run_dir, {}, False))
+    assert main(suggested[1:]) == 0  # the suggested command gets past the recipe check into training
+    assert started == [(saved.parent, session.RunMode.RESUME)]
+    # a recipe that is not a run's own: where to run from, or --output-dir
+    message = _refused(capsys, ["run", str(RECIPES / "baselines" / "itc.yaml"), "--output-dir", "gone", "--resume"])
+    assert message.endswith("(run the command from the directory the run was started in, or name the run directory "
+                            "with --output-dir)")

@@ -28,6 +28,7 @@ from wsreid.engine.components import package_versions
 from wsreid.engine.init import copy_tokenizer, init_cache_dir
 from wsreid.engine.run import Run
 from wsreid.engine.rundir import (
+    RUN_MARKER,
     RunMode,
     check_resume_recipe,
     command,
@@ -107,6 +108,8 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     recipe, plugins = loaded.recipe, loaded.plugins
     run_dir = Path(output_dir or recipe.output_dir)
     resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
+    if mode is RunMode.RESUME and not run_dir.exists():
+        raise _no_run_to_resume(run_dir, loaded.source)
     if mode is RunMode.RESUME:
         disabled = sorted(getattr(plugins, "disabled", ()) or ())
         resolved = {**loaded.resolved, "output_dir": str(run_dir)}
@@ -126,6 +129,21 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     finally:
         if main_process:
             unlock_run_dir(run_dir)
+
+
+def _no_run_to_resume(run_dir: Path, source: Path | None) -> UserError:
+    """The error of ``--resume`` into a directory that does not exist. A relative
+    ``output_dir`` is relative to the working directory (not to the recipe file), so the
+    message says where it was looked for; when the recipe is the recipe.yaml of a run
+    directory, the hint is the command that resumes that run from here."""
+    where = f" (looked for {Path.cwd() / run_dir}: a relative run directory is relative to the working directory, " \
+            f"not to the recipe file)" if not run_dir.is_absolute() else ""
+    if source is not None and Path(source).name == "recipe.yaml" and (Path(source).parent / RUN_MARKER).is_file():
+        hint = f"to resume the run that recipe belongs to: " \
+               f"{command('wsreid', 'run', source, '--output-dir', Path(source).parent, '--resume')}"
+    else:
+        hint = "run the command from the directory the run was started in, or name the run directory with --output-dir"
+    return UserError(f"--resume: the run directory {run_dir} does not exist{where}", hint=hint)
 
 
 def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bool, main_process: bool,

@@ -156,7 +156,9 @@ class RecipeBase(Strict):
     #: (filled in on the typed model that ``build_recipe_model`` returns).
     component_models: ClassVar[dict[str, dict[str, type[Params]]]] = {}
 
-    output_dir: str = Field("runs/run", description="run directory (relative to the working directory)")
+    output_dir: str = Field("runs/run", description="run directory; a relative path is relative to the working "
+                            "directory the command runs in, not to the recipe file (unlike extends, data.root and "
+                            "the init paths)")
     plugins: list[str] = Field(default_factory=list, description="extra plugin modules to import")
     data: Any = Field(..., description="dataset component: {name: ..., params}")
     encoder: Any = Field(..., description="encoder component")
