@@ -18,7 +18,7 @@ from pydantic import Field
 
 from wsreid import hookimpl
 from wsreid.api import DatasetComponent, DatasetSplits, Params, ParamsCheckError
-from wsreid.data import SynthConfig, ensure_synth, read_dataset
+from wsreid.data import SynthConfig, load_synth, read_dataset
 from wsreid.data.readers import dataset_root_problem
 
 __all__ = ["SynthPedes", "CuhkPedes", "IcfgPedes", "RstpReid"]
@@ -60,10 +60,7 @@ class SynthPedes(DatasetComponent):
         def progress(done: int, total: int) -> None:
             print(f"synth-pedes {p.size}: {done}/{total} images", file=sys.stderr, flush=True)
 
-        root = ensure_synth(p, p.root, workers=p.workers, progress=progress)
-        splits = read_dataset(root, "cuhk-pedes", check_images=p.check_images)
-        splits.name = "synth-pedes"
-        return splits
+        return load_synth(p, p.root, check_images=p.check_images, workers=p.workers, progress=progress)
 
 
 class _RealDataset(DatasetComponent):

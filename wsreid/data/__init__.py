@@ -8,6 +8,7 @@ Public API::
     check_dataset(root, format) -> DatasetReport (decodes every image)
     same_identity_pair_rate(person_ids[, image_ids]) -> share of distinct item pairs showing one person
     SynthConfig, PRESETS, GENERATOR_VERSION, generate_synth, ensure_synth, plan_dataset
+    load_synth(config[, root], check_images=...) -> DatasetSplits (ensure_synth + read_dataset, the file read once)
     write_contact_sheet(root, out_png)
 """
 
@@ -37,6 +38,7 @@ from wsreid.data.synth import (
     default_cache_dir,
     ensure_synth,
     generate_synth,
+    load_synth,
     plan_dataset,
     write_contact_sheet,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "default_cache_dir",
     "ensure_synth",
     "generate_synth",
+    "load_synth",
     "plan_dataset",
     "write_contact_sheet",
 ]

@@ -35,8 +35,10 @@ __all__ = [
     "dataset_root_problem",
     "detect_format",
     "read_records",
+    "parse_records",
     "build_splits",
     "read_dataset",
+    "dataset_of_records",
     "decode_records",
     "read_cuhk_pedes",
     "read_icfg_pedes",
@@ -213,10 +215,15 @@ def read_records(root: str | Path, fmt: str, *, check_images: ImageCheck = "exis
     (one directory listing per folder; decoding is left to ``check_dataset``). Any
     problem raises :class:`DataError` naming the file and the record.
     """
-    spec = _format(fmt)
     path = find_annotation_file(root, fmt)
+    return path, parse_records(path, _load_json(path), fmt, check_images=check_images)
+
+
+def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck = "exists") -> list[ImageRecord]:
+    """Validate ``raw``, the parsed annotation file ``path`` of format ``fmt`` (a JSON
+    list), as :func:`read_records` does; returns its records."""
+    spec = _format(fmt)
     image_dir = path.parent / "imgs"
-    raw = _load_json(path)
     if check_images == "exists" and raw and not image_dir.is_dir():
         raise DataError(f"image folder {image_dir} not found (next to {path.name})", hint="extract the images into imgs/ under the dataset root")
     required = ("split", "captions", spec.path_key, "id")
@@ -247,7 +254,7 @@ def read_records(root: str | Path, fmt: str, *, check_images: ImageCheck = "exis
     for split in spec.required_splits:
         if counts[split] == 0:
             raise DataError(f"{path}: split {split!r} has no records", hint=f"a {spec.name} file needs records in {', '.join(spec.required_splits)}")
-    return path, records
+    return records
 
 
 def _check_images_unique(path: Path, records: list[ImageRecord]) -> None:
@@ -309,8 +316,16 @@ def read_dataset(root: str | Path, fmt: str, *, check_images: DatasetImageCheck 
     images of the evaluation splits (or of every split) are decoded with ``workers``
     threads, and the first that fails raises :class:`DataError` naming the file, its
     record and how many more fail."""
-    spec = _format(fmt)
     path, records = read_records(root, fmt, check_images="none" if check_images == "none" else "exists")
+    return dataset_of_records(path, records, fmt, check_images=check_images, name=name, workers=workers)
+
+
+def dataset_of_records(path: Path, records: list[ImageRecord], fmt: str, *, check_images: DatasetImageCheck = "exists",
+                       name: str | None = None, workers: int = 4) -> DatasetSplits:
+    """The :class:`DatasetSplits` of ``records`` (read from the annotation file ``path``
+    of format ``fmt``, their images' existence already checked as ``check_images`` asks):
+    the rest of :func:`read_dataset`, decoding what ``check_images`` asks to decode."""
+    spec = _format(fmt)
     if check_images in ("decode-eval", "decode"):
         decode_records(path, records, None if check_images == "decode" else ("val", "test"), workers=workers)
     return build_splits(name or spec.name, path, records, has_val="val" in spec.splits)

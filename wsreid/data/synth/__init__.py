@@ -12,6 +12,7 @@ from wsreid.data.synth.generate import (
     default_cache_dir,
     ensure_synth,
     generate_synth,
+    load_synth,
     plan_dataset,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "default_cache_dir",
     "ensure_synth",
     "generate_synth",
+    "load_synth",
     "plan_dataset",
     "write_contact_sheet",
 ]

@@ -29,7 +29,9 @@ from typing import Callable, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from wsreid.api import Params
+from wsreid.api import DatasetSplits, Params
+from wsreid.data.images import ExistenceIndex
+from wsreid.data.readers import DatasetImageCheck, ImageRecord, dataset_of_records, parse_records, read_dataset
 from wsreid.data.synth.attributes import Identity, mutate_identity, sample_identity, visible_slots
 from wsreid.data.synth.captions import Caption, make_caption
 from wsreid.data.synth.render import render_image
@@ -47,6 +49,7 @@ __all__ = [
     "plan_dataset",
     "generate_synth",
     "ensure_synth",
+    "load_synth",
     "default_cache_dir",
     "META_FILE",
     "ATTRIBUTES_FILE",
@@ -426,28 +429,32 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "wsreid"
 
 
-def _damage(root: Path) -> str | None:
-    """What is missing or broken in the generated dataset at ``root`` (None when intact):
-    its files, the annotation file as JSON, and the existence of every image it lists. A
-    cheap check (no image is decoded) for datasets that an interrupted copy, a cleanup
-    or a full disk left incomplete."""
+def _read_generated(root: Path) -> tuple[str | None, list[ImageRecord]]:
+    """Read the records of the generated dataset at ``root`` and what is missing or broken
+    in it: (None, its records) when intact, else (what, []). Checked: its files, the
+    annotation file as JSON, its records (as the readers check them), and the existence of
+    every image it lists (one directory listing per folder; no image is decoded). This is
+    the check for datasets that an interrupted copy, a cleanup or a full disk left
+    incomplete, and the records are those the dataset is then built from (the file is
+    read once)."""
     for name in ("reid_raw.json", ATTRIBUTES_FILE):
         if not (root / name).is_file():
-            return f"{name} is missing"
+            return f"{name} is missing", []
+    annotations = root / "reid_raw.json"
     try:
-        records = json.loads((root / "reid_raw.json").read_text(encoding="utf-8"))
+        raw = json.loads(annotations.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return "reid_raw.json is not valid JSON (truncated?)"
-    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("file_path"), str)
-                                                for r in records):
-        return "reid_raw.json is not a list of image records"
-    images = root / "imgs"
-    missing = [r["file_path"] for r in records if not (images / r["file_path"]).is_file()]
+        return "reid_raw.json is not valid JSON (truncated?)", []
+    if not isinstance(raw, list) or not all(isinstance(r, dict) and isinstance(r.get("file_path"), str) for r in raw):
+        return "reid_raw.json is not a list of image records", []
+    records = parse_records(annotations, raw, "cuhk-pedes", check_images="none")
+    index = ExistenceIndex()
+    missing = [r.relative_path for r in records if not index.exists(r.image_path)]
     if missing:
         if len(missing) == 1:
-            return f"image imgs/{missing[0]} (one of the {len(records)} it lists) is missing"
-        return f"images imgs/{missing[0]} and {len(missing) - 1} more (of the {len(records)} it lists) are missing"
-    return None
+            return f"image imgs/{missing[0]} (one of the {len(records)} it lists) is missing", []
+        return f"images imgs/{missing[0]} and {len(missing) - 1} more (of the {len(records)} it lists) are missing", []
+    return None, records
 
 
 def ensure_synth(
@@ -466,6 +473,40 @@ def ensure_synth(
     and a folder that cannot be read, created or written (the hint names what to set:
     ``WSREID_CACHE`` for the cache, else ``root_setting``, the option that gave ``root``).
     """
+    return _ensure(config, root, workers=workers, progress=progress, root_setting=root_setting)[0]
+
+
+def load_synth(
+    config: SynthConfig,
+    root: str | Path | None = None,
+    *,
+    check_images: DatasetImageCheck = "exists",
+    workers: int | None = None,
+    decode_workers: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    root_setting: str = "data.root",
+) -> DatasetSplits:
+    """The dataset of ``config`` as :class:`DatasetSplits` named ``synth-pedes``: where
+    :func:`ensure_synth` puts it (with its errors), read as :func:`wsreid.data.read_dataset`
+    reads the CUHK-PEDES format with ``check_images`` (``decode_workers`` threads decode).
+    A dataset that is reused is built from the records its damage check read."""
+    path, records = _ensure(config, root, workers=workers, progress=progress, root_setting=root_setting)
+    if records is None:
+        return read_dataset(path, "cuhk-pedes", check_images=check_images, name="synth-pedes", workers=decode_workers)
+    return dataset_of_records(path / "reid_raw.json", records, "cuhk-pedes", check_images=check_images,
+                              name="synth-pedes", workers=decode_workers)
+
+
+def _ensure(
+    config: SynthConfig,
+    root: str | Path | None,
+    *,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+    root_setting: str,
+) -> tuple[Path, list[ImageRecord] | None]:
+    """:func:`ensure_synth`, and the records of a dataset it reuses (None when it
+    generates the dataset)."""
     preset = config.preset()
     cached = root is None
     path = Path(root).expanduser() if root is not None else default_cache_dir() / "synth-pedes" / config.cache_name()
@@ -479,10 +520,10 @@ def ensure_synth(
     try:
         state = _matches(path, config, preset)
         if state:
-            damage = _damage(path)
+            damage, records = _read_generated(path)
             if damage:
                 raise DataError(f"the {what} {path} is damaged: {damage}", hint=regenerate)
-            return path
+            return path, records
         if state is False:
             if cached:
                 raise DataError(f"the {what} {path} is damaged: its {META_FILE} does not match its name "
@@ -500,4 +541,4 @@ def ensure_synth(
         why = exc.strerror or type(exc).__name__
         where = f" ({os.fsdecode(exc.filename)})" if exc.filename else ""
         raise DataError(f"cannot read the {what} {path}: {why}{where}", hint=fix) from None
-    return generate_synth(config, path, workers=workers, progress=progress, fix=fix)
+    return generate_synth(config, path, workers=workers, progress=progress, fix=fix), None
