@@ -10,20 +10,28 @@ from pathlib import Path
 
 class RunLogger:
     """Step and epoch logs of a run: ``logs/steps.csv``, ``logs/epochs.csv`` and
-    TensorBoard events (main process only; a no-op elsewhere)."""
+    TensorBoard events (main process only; a no-op elsewhere). The TensorBoard writer is
+    opened at the first value logged, so that a resumed run opens it once, already told
+    (:meth:`truncate`) to drop the interrupted attempt's later points."""
 
     def __init__(self, run_dir: Path, enabled: bool = True):
         self.dir = run_dir / "logs"
         self.enabled = enabled
         self._tb = None
+        self._purge_step: int | None = None
         if enabled:
             self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _writer(self):
+        """The TensorBoard writer, opened (with the purge step set by :meth:`truncate`)
+        on first use; None without tensorboard."""
+        if self._tb is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.dir / "tensorboard"))
             except ImportError:  # pragma: no cover - tensorboard is a dependency
-                self._tb = None
+                return None
+            self._tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=self._purge_step)
+        return self._tb
 
     def _append(self, name: str, row: dict) -> None:
         path = self.dir / name
@@ -58,31 +66,33 @@ class RunLogger:
         if not self.enabled:
             return
         self._append("steps.csv", {"step": step, "epoch": epoch, **values})
-        if self._tb:
+        tb = self._writer()
+        if tb:
             for k, v in values.items():
-                self._tb.add_scalar(f"train/{k}", v, step)
+                tb.add_scalar(f"train/{k}", v, step)
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
         """Log one epoch's values (losses, lr, evaluation, diagnostics)."""
         if not self.enabled:
             return
         self._append("epochs.csv", {"epoch": epoch, **values})
-        if self._tb:
+        tb = self._writer()
+        if tb:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, epoch)
-            self._tb.flush()
+                    tb.add_scalar(k, v, epoch)
+            tb.flush()
 
     def truncate(self, epoch: int, step: int) -> None:
         """Drop rows written after a checkpoint (used on resume); TensorBoard is told to drop
-        its training points after ``step`` too (a writer reopened with ``purge_step``)."""
+        its training points after ``step`` too: the writer is opened with ``purge_step``
+        (reopened, when it was open already)."""
         if not self.enabled:
             return
+        self._purge_step = step + 1
         if self._tb:
-            from torch.utils.tensorboard import SummaryWriter
-
             self._tb.close()
-            self._tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=step + 1)
+            self._tb = None
         for name, key, limit in (("steps.csv", "step", step), ("epochs.csv", "epoch", epoch)):
             path = self.dir / name
             if not path.exists():
@@ -97,9 +107,10 @@ class RunLogger:
                 w.writerows(rows)
 
     def close(self) -> None:
-        """Close the TensorBoard writer."""
+        """Close the TensorBoard writer (when it was opened)."""
         if self._tb:
             self._tb.close()
+            self._tb = None
 
 
 def read_csv(path: Path) -> list[dict[str, float]]:

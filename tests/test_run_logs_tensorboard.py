@@ -1,0 +1,75 @@
+"""TensorBoard events of a resumed run (wsreid.engine.logs.RunLogger): the resumed run
+opens its writer once, told to drop the interrupted attempt's later points, so that
+``logs/tensorboard`` holds no events file without a point in it."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsreid.cli import main
+
+
+def _points_per_file(run_dir) -> list[int]:
+    """The number of scalar points in each events file of the run, by file name."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    counts = []
+    for path in sorted((run_dir / "logs" / "tensorboard").glob("events.out.tfevents.*")):
+        events = EventAccumulator(str(path))
+        events.Reload()
+        counts.append(sum(len(events.Scalars(tag)) for tag in events.Tags()["scalars"]))
+    return counts
+
+
+def _merged_points(run_dir, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "logs" / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_a_resumed_logger_writes_one_events_file_with_its_points(tmp_path):
+    from wsreid.engine.logs import RunLogger
+
+    first = RunLogger(tmp_path)  # an attempt logs steps 1-10, its checkpoint is at step 6
+    for step in range(1, 11):
+        first.step(step, 1, {"loss/total": float(step)})
+    first.close()
+    resumed = RunLogger(tmp_path)
+    resumed.truncate(1, 6)
+    for step in range(7, 10):
+        resumed.step(step, 1, {"loss/total": 100.0 + step})
+    resumed.close()
+    assert _points_per_file(tmp_path) == [10, 3]
+    assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 7)]
+                                                           + [(s, 100.0 + s) for s in range(7, 10)])
+    again = RunLogger(tmp_path)  # resumed again, and stopped before it logged anything: no new file
+    again.truncate(1, 9)
+    again.close()
+    assert _points_per_file(tmp_path) == [10, 3]
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch, test_plugins_path):
+    def set_epoch(epoch: int | None) -> None:
+        if epoch is None:
+            monkeypatch.delenv("WSREID_TEST_INTERRUPT_AT", raising=False)
+        else:
+            monkeypatch.setenv("WSREID_TEST_INTERRUPT_AT", str(epoch))
+    return set_epoch
+
+
+def test_an_interrupted_and_resumed_run_leaves_no_empty_events_file(make_recipe, tmp_path, interrupt_at, capsys):
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_hooks"]})
+    run_dir = tmp_path / "cut"
+    interrupt_at(2)  # stopped at the start of epoch 2; its checkpoint is epoch 1's
+    assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 130
+    first = _points_per_file(run_dir)
+    assert len(first) == 1 and first[0] > 0
+    interrupt_at(None)
+    assert main(["run", str(recipe), "--output-dir", str(run_dir), "--resume"]) == 0
+    counts = _points_per_file(run_dir)
+    assert len(counts) == 2 and counts[0] == first[0] and counts[1] > 0, counts
+    epochs = [step for step, _ in _merged_points(run_dir, "loss/itc")]
+    assert epochs == [1, 2]
