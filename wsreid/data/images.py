@@ -22,7 +22,9 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
     """Open ``path`` and return it fully decoded as an RGB ``PIL.Image.Image``.
 
     Raises :class:`DataError` naming the file (and ``where``, e.g. the annotation record)
-    when the file is missing or cannot be decoded (truncated, not an image, ...).
+    when the file is missing or cannot be decoded (truncated, not an image, ...); for an
+    image of a generated synth-pedes dataset, that the dataset is damaged and is to be
+    deleted (it is generated again).
     """
     p = Path(path)
     loc = f" ({where})" if where else ""
@@ -37,16 +39,24 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
         # of a multi-frame image stays open after load() and is closed by _converted
         return img if img.mode == "RGB" and getattr(img, "fp", None) is None else _converted(img)
     except FileNotFoundError:
-        raise DataError(
+        raise _generated_damaged(p, f"{loc} is missing") or DataError(
             f"image {p}{loc} does not exist",
             hint="check the dataset root and that the image archive was extracted completely",
         ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise DataError(
+        raise _generated_damaged(p, f"{loc} cannot be decoded ({reason})") or DataError(
             f"image {p}{loc} cannot be decoded ({reason})",
             hint="replace the file with an intact copy or remove its record",
         ) from None
+
+
+def _generated_damaged(path: Path, problem: str) -> DataError | None:
+    """The error for ``path`` when it is an image of a generated synth-pedes dataset (the
+    dataset is damaged: delete it), else None."""
+    from wsreid.data.synth.damage import damaged_image  # imported here: wsreid.data.synth reads datasets with this module
+
+    return damaged_image(path, problem)
 
 
 def _converted(img: Image.Image) -> Image.Image:

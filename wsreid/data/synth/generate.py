@@ -34,6 +34,7 @@ from wsreid.data.images import ExistenceIndex
 from wsreid.data.readers import DatasetImageCheck, ImageRecord, dataset_of_records, parse_records, read_dataset
 from wsreid.data.synth.attributes import Identity, mutate_identity, sample_identity, visible_slots
 from wsreid.data.synth.captions import Caption, make_caption
+from wsreid.data.synth.damage import META_FILE, damaged, default_cache_dir, regenerate_hint
 from wsreid.data.synth.render import render_image
 from wsreid.data.synth.scene import Scene, Variation, sample_scene
 from wsreid.data.synth.web_captions import make_web_caption
@@ -62,7 +63,6 @@ GENERATOR_VERSION = 2
 #: the namespace of the generator's random streams; kept when a fix changes the output
 #: without changing what is drawn (version 2), so that datasets differ only by that fix
 RNG_STREAM = 1
-META_FILE = "synth_meta.json"
 ATTRIBUTES_FILE = "synth_attributes.json"
 SPLITS = ("train", "val", "test")
 MAX_FAMILY = 4  # an original and at most three near-duplicates
@@ -423,12 +423,6 @@ def _write_error(exc: OSError, out: Path, fix: str) -> DataError:
     return DataError(f"cannot write the synth-pedes dataset to {out}: {why}{where}", hint=fix)
 
 
-def default_cache_dir() -> Path:
-    """``$WSREID_CACHE`` or ``~/.cache/wsreid``."""
-    env = os.environ.get("WSREID_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "wsreid"
-
-
 def _read_generated(root: Path) -> tuple[str | None, list[ImageRecord]]:
     """Read the records of the generated dataset at ``root`` and what is missing or broken
     in it: (None, its records) when intact, else (what, []). Checked: its files, the
@@ -512,29 +506,28 @@ def _ensure(
     path = Path(root).expanduser() if root is not None else default_cache_dir() / "synth-pedes" / config.cache_name()
     if cached:
         fix = f"set WSREID_CACHE to a folder you can write to, or {root_setting} to where the dataset should go"
-        regenerate = f"delete the folder {path}; the dataset is generated there again on next use"
     else:
         fix = f"set {root_setting} to a new or empty folder you can write to"
-        regenerate = f"delete the folder {path} to have it generated again, or set {root_setting} to another folder"
     what = "synth-pedes cache entry" if cached else "synth-pedes dataset"
     try:
         state = _matches(path, config, preset)
         if state:
             damage, records = _read_generated(path)
             if damage:
-                raise DataError(f"the {what} {path} is damaged: {damage}", hint=regenerate)
+                raise damaged(path, damage, cached=cached, root_setting=root_setting)
             return path, records
         if state is False:
             if cached:
-                raise DataError(f"the {what} {path} is damaged: its {META_FILE} does not match its name "
-                                "(unreadable or edited)", hint=regenerate)
+                raise damaged(path, f"its {META_FILE} does not match its name (unreadable or edited)",
+                              cached=cached, root_setting=root_setting)
             raise DataError(
                 f"{path} holds a synth-pedes dataset generated with other settings or another generator version",
                 hint=f"delete that directory or choose another location ({root_setting})",
             )
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if cached and path.is_dir():
-                raise DataError(f"the {what} {path} is incomplete (no {META_FILE})", hint=regenerate)
+                raise DataError(f"the {what} {path} is incomplete (no {META_FILE})",
+                                hint=regenerate_hint(path, cached=cached, root_setting=root_setting))
             raise DataError(f"{path} exists but is not a synth-pedes dataset (no {META_FILE})",
                             hint=f"choose an empty or new directory ({root_setting})")
     except OSError as exc:
