@@ -133,6 +133,8 @@ def nearest_neighbours(
     n = x.shape[0]
     k = min(k, n)
     first, inverse = _unique_rows(x) if unique is None else unique
+    if len(inverse) != n:
+        raise ValueError(f"unique groups {len(inverse)} rows, the features have {n}")
     u = len(first)
     if u == n:
         return _knn_blocks(x, k, search)
@@ -183,20 +185,27 @@ def _row_dot_products(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: 
 
 
 def k_reciprocal_encoding(
-    features, k1: int, k2: int, ranks: np.ndarray | None = None, search: str = "exact"
+    features,
+    k1: int,
+    k2: int,
+    ranks: np.ndarray | None = None,
+    search: str = "exact",
+    unique: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> sp.csr_matrix:
     """The k-reciprocal encoding after local query expansion, V' (N x N CSR, rows sum to 1).
 
     ``features``: N x d, L2-normalised. ``ranks``: optional precomputed kNN lists
-    (N x >= max(k1 + 1, k2), as from :func:`nearest_neighbours`); ``search``: the
-    kNN search used when ``ranks`` is None.
+    (N x >= max(k1 + 1, k2), as from :func:`nearest_neighbours`); ``search`` and
+    ``unique`` (the grouping of bit-identical rows, if the caller has it): the kNN search
+    (:func:`nearest_neighbours`) used when ``ranks`` is None.
     """
     x = _as_float32(features)
     n = x.shape[0]
+    width = max(k1 + 1, k2)  # N(i, k1) is k1 + 1 rows; the query expansion averages k2
     if ranks is None:
-        ranks = nearest_neighbours(x, max(k1 + 1, k2), search)
-    if ranks.shape[0] != n or ranks.shape[1] < min(max(k1 + 1, k2), n):
-        raise ValueError(f"ranks must be {n} x >= {min(max(k1 + 1, k2), n)}, got {ranks.shape}")
+        ranks = nearest_neighbours(x, width, search, unique=unique)
+    if ranks.shape[0] != n or ranks.shape[1] < min(width, n):
+        raise ValueError(f"ranks must be {n} x >= {min(width, n)}, got {ranks.shape}")
     half = int(np.around(k1 / 2))
 
     forward = _knn_graph(ranks, k1)
@@ -271,6 +280,7 @@ def k_reciprocal_jaccard_sparse(
     max_distance: float = 1.0,
     ranks: np.ndarray | None = None,
     search: str = "exact",
+    unique: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> sp.csr_matrix:
     """k-reciprocal Jaccard distances of N L2-normalised features, as a sparse graph.
 
@@ -283,6 +293,9 @@ def k_reciprocal_jaccard_sparse(
             k >= max(k1 + 1, k2)); computed when None.
         search: kNN search when ``ranks`` is None: ``"exact"`` or ``"bf16"``
             (see :func:`nearest_neighbours`).
+        unique: the grouping of the bit-identical rows of ``features`` as
+            :func:`_unique_rows` returns it, when the caller has it (the kNN search
+            groups them otherwise).
 
     Returns:
         N x N symmetric CSR float64 matrix; entry (i, k), i != k, is the Jaccard distance
@@ -292,7 +305,7 @@ def k_reciprocal_jaccard_sparse(
     """
     if k1 < 1 or k2 < 1:
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
-    encoding = k_reciprocal_encoding(features, k1, k2, ranks, search)
+    encoding = k_reciprocal_encoding(features, k1, k2, ranks, search, unique)
     n = encoding.shape[0]
     by_column = encoding.tocsc()  # rows ascending within every column
     by_column.sort_indices()

@@ -26,13 +26,7 @@ from pydantic import Field
 from wsreid.api import Batch, EpochContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
 from wsreid.errors import TrainingError
 
-from wsreid_baselines.clustering import (
-    NOISE,
-    _unique_rows,
-    dbscan_sparse,
-    k_reciprocal_jaccard_sparse,
-    nearest_neighbours,
-)
+from wsreid_baselines.clustering import NOISE, _unique_rows, dbscan_sparse, k_reciprocal_jaccard_sparse
 
 __all__ = ["ClusterPseudoLabels", "pseudo_labels_from_clusters", "pair_precision_recall"]
 
@@ -163,12 +157,9 @@ class ClusterPseudoLabels(GlobalAssociation):
         p = self.params
         dist = ctx.dist
         if dist.is_main:
-            ranks = None
-            if p.cluster_on == "image":  # the kNN search groups the same rows: reuse the grouping
-                ranks = nearest_neighbours(image, max(p.k1 + 1, p.k2), p.knn_search, unique=images)
-            distances = k_reciprocal_jaccard_sparse(
-                x, p.k1, p.k2, max_distance=p.eps, ranks=ranks, search=p.knn_search
-            )
+            # clustered on the image features, the kNN search groups the same rows: reuse the grouping
+            distances = k_reciprocal_jaccard_sparse(x, p.k1, p.k2, max_distance=p.eps, search=p.knn_search,
+                                                    unique=images if p.cluster_on == "image" else None)
             clusters = dbscan_sparse(distances, p.eps, p.min_samples)
         else:
             clusters = np.zeros(n, dtype=np.int64)
