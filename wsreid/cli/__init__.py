@@ -27,6 +27,7 @@ import sys
 
 from wsreid.cli import ablate, convert, data, eval, plugins, run
 from wsreid.cli.common import add_debug
+from wsreid.engine import signals
 from wsreid.errors import ExitCode, UserError, debug_requested
 
 __all__ = ["build_parser", "main", "entry"]
@@ -49,23 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code.
     A :class:`~wsreid.errors.UserError` becomes one line on stderr (``--debug``: the
-    traceback); a closed output pipe (``wsreid plugins | head``) ends quietly."""
+    traceback); a closed output pipe (``wsreid plugins | head``) ends quietly. While the
+    command runs, Ctrl-C and SIGTERM stop it the same way (:mod:`wsreid.engine.signals`):
+    one line, exit status 128 + the signal's number (130, 143); the previous handlers are
+    back when it returns."""
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or debug_requested()
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        _quiet_closed_pipe()
-        return ExitCode.OK
+    with signals.stop_on_signals():
+        try:
+            code = int(args.func(args) or 0)
+        except UserError as exc:
+            if debug:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:
+            signum = signals.signal_of(exc)
+            print(f"\n{signals.describe(signum)}", file=sys.stderr)
+            return signals.exit_code(signum)
+        except BrokenPipeError:
+            _quiet_closed_pipe()
+            return ExitCode.OK
+        signum = signals.received()
+        if signum is not None and code != signals.exit_code(signum):  # swallowed after the engine's last check
+            print(f"\n{signals.describe(signum)} (after the command had finished)", file=sys.stderr)
+            return signals.exit_code(signum)
+        return code
 
 
 def _quiet_closed_pipe() -> None:

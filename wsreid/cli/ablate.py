@@ -39,9 +39,10 @@ def add_parsers(sub) -> None:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     """Run the study and print the table; 0 when every run finished, 1 when some failed,
-    130 when interrupted, 2 (before anything runs) when some planned run is invalid.
-    ``--dry-run``: 0, or 2 when some planned run is invalid."""
+    130 when interrupted (143: stopped by SIGTERM), 2 (before anything runs) when some
+    planned run is invalid. ``--dry-run``: 0, or 2 when some planned run is invalid."""
     from wsreid.ablate import STATE_DONE, ablation_study
+    from wsreid.engine import signals
     from wsreid.errors import StudyError
 
     try:
@@ -53,8 +54,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         outcomes = getattr(exc, "outcomes", None)
         if outcomes is None:
             raise
-        print(f"\ninterrupted after {len(outcomes)} of {getattr(exc, 'total', len(outcomes))} runs; run the same command again to go on", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        signum = signals.signal_of(exc)
+        print(f"\n{signals.describe(signum)} after {len(outcomes)} of {getattr(exc, 'total', len(outcomes))} runs; "
+              "run the same command again to go on", file=sys.stderr)
+        return signals.exit_code(signum)
     if report.dry_run:
         done = sum(o.status == STATE_DONE for o in report.outcomes)
         print(f"{len(report.outcomes)} runs ({done} finished); nothing was run")

@@ -37,7 +37,9 @@ def run_mode(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Train the recipe (:func:`wsreid.engine.session.run_recipe`) and print the test
-    metrics of the selected epoch."""
+    metrics of the selected epoch. Stopped by Ctrl-C or SIGTERM: the run's one line (where
+    to resume) and 128 + the signal's number (130, 143)."""
+    from wsreid.engine import signals
     from wsreid.engine.session import RunInterrupted, run_recipe
     from wsreid.recipe import load_recipe
 
@@ -47,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_recipe(loaded, args.output_dir, mode)
     except RunInterrupted as exc:
         print(f"\n{exc.message}", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        return signals.exit_code(exc.signum)
     if result.is_main:
         metrics = result.metrics
         test = metrics["test"]

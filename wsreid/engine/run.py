@@ -44,6 +44,7 @@ from wsreid.api import (
 )
 from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
+from wsreid.engine import signals
 from wsreid.engine.components import SECTIONS, Components, build_component, build_encoder, load_dataset
 from wsreid.engine.data import (
     DeviceBatches,
@@ -526,13 +527,16 @@ class Run:
     # ------------------------------------------------------------------ phase 2: train an epoch
     def train(self) -> dict[str, Any]:
         """Train every remaining epoch (restoring first on ``resume``), then
-        :meth:`finish`. Returns the final metrics (also written to metrics.json)."""
+        :meth:`finish`. Returns the final metrics (also written to metrics.json). A stop
+        signal whose exception was swallowed (:func:`wsreid.engine.signals.check`) stops it
+        after the step, before the epoch or checkpoint, or before metrics.json."""
         r = self.recipe
         if self.resume:
             self.restore()
         with self.hook_guard("wsreid_run_start"):
             self.plugins.hook.wsreid_run_start(run=self)
         while self.epoch < r.train.epochs:
+            signals.check()  # a stop signal whose exception was swallowed stops the run at a boundary
             self.epoch += 1
             logs = self.train_epoch(self.epoch)
             record = self.evaluate_and_select(self.epoch, logs)
@@ -541,7 +545,9 @@ class Run:
             with self.hook_guard("wsreid_epoch_end"):
                 self.plugins.hook.wsreid_epoch_end(run=self, epoch=self.epoch, logs=logs)
             if self.epoch % r.train.checkpoint_every == 0 or self.epoch == r.train.epochs:
+                signals.check()
                 self.save()
+        signals.check()
         return self.finish()
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -582,6 +588,7 @@ class Run:
                 bar.set_postfix(loss=f"{values['loss/total']:.3f}")
             with self.hook_guard("wsreid_after_step"):
                 self.plugins.hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
+            signals.check()
         logs: dict[str, float] = {k: v / counts[k] for k, v in sums.items()}
         logs["lr"] = self.scheduler.get_last_lr()[0]
         logs["seconds"] = time.time() - started
@@ -667,6 +674,7 @@ class Run:
         if not comps.weakly_supervised:
             metrics["note"] = ("NOT weakly supervised: uses true identity labels via "
                                + ", ".join(comps.supervised_names()))
+        signals.check()  # metrics.json marks the run finished: not after a swallowed stop signal
         if self.dist.is_main:
             ckpt.atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
             self.logger.close()

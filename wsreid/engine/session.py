@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsreid.engine import signals
 from wsreid.engine.components import package_versions
 from wsreid.engine.init import copy_tokenizer, init_cache_dir
 from wsreid.engine.run import Run
@@ -44,11 +46,12 @@ __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_wei
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by Ctrl-C; ``message`` says where to resume from (one line)."""
+    """A run stopped by Ctrl-C or SIGTERM; ``message`` says where to resume from (one
+    line); ``signum``: the signal (SIGINT for a KeyboardInterrupt of unknown origin)."""
 
-    def __init__(self, run_dir: Path, message: str):
+    def __init__(self, run_dir: Path, message: str, signum: int = int(signal.SIGINT)):
         super().__init__(message)
-        self.run_dir, self.message = run_dir, message
+        self.run_dir, self.message, self.signum = run_dir, message, signum
 
 
 @dataclass
@@ -94,7 +97,8 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     ``mode``: ``new`` (the directory must be empty or missing), ``resume`` or ``overwrite``
     (:class:`~wsreid.engine.rundir.RunMode`). Under a multi-process launcher only the first
     process prepares the directory; the others wait for it at the first barrier of
-    :meth:`Run.setup`. Raises :class:`RunInterrupted` on Ctrl-C (the last checkpoint is
+    :meth:`Run.setup`. Raises :class:`RunInterrupted` on Ctrl-C, or SIGTERM under the
+    command line's handlers (:mod:`wsreid.engine.signals`) (the last checkpoint is
     kept; before the first one, the message names the command that starts the run again
     in place) and :class:`~wsreid.errors.UserError` on a user mistake. A failure before
     the first checkpoint - and Ctrl-C before the first epoch - removes the directory this
@@ -161,23 +165,29 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
         run.setup()
         metrics = run.train()
     except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
+        # a stop signal received but swallowed, then another failure (a collective whose
+        # peer process stopped, a DataLoader worker that ended): the run was stopped all the same
+        interrupted = isinstance(exc, KeyboardInterrupt) or signals.received() is not None
         started = run is not None and run.training_started
         # nothing of this start is worth keeping: it failed before its first checkpoint
         # (Ctrl-C: before its first epoch; after that, it names the command to start again)
         removed = created and (not started or (not interrupted and _no_checkpoint(run_dir)))
         if removed:
             shutil.rmtree(run_dir, ignore_errors=True)
+        signum = signals.signal_of(exc)
         if interrupted and not isinstance(exc, RunInterrupted) and not removed and not scratch:
             from wsreid.engine.checkpoint import latest_checkpoint
 
             last = latest_checkpoint(run_dir)
             again = command("wsreid", "run", run_dir / "recipe.yaml", "--output-dir", run_dir)
+            how = signals.describe(signum)
             if last is None:  # --resume needs a checkpoint: start again in place
-                raise RunInterrupted(run_dir, f"interrupted; no checkpoint was written yet; start again with: "
-                                              f"{again} --overwrite") from None
-            raise RunInterrupted(run_dir, f"interrupted; last complete checkpoint: {last.name}; resume with: "
-                                          f"{again} --resume") from None
+                raise RunInterrupted(run_dir, f"{how}; no checkpoint was written yet; start again with: "
+                                              f"{again} --overwrite", signum) from None
+            raise RunInterrupted(run_dir, f"{how}; last complete checkpoint: {last.name}; resume with: "
+                                          f"{again} --resume", signum) from None
+        if interrupted and not isinstance(exc, KeyboardInterrupt):
+            raise signals.Stopped(signum) from None
         raise
     run.close()
     return RunResult(run_dir, metrics, run.dist.is_main)
@@ -226,8 +236,10 @@ def initial_run(init, *, world_size: int = 1) -> Path:
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, KeyboardInterrupt):  # nothing of the pretraining is kept: no command into it
-            raise RunInterrupted(tmp, f"interrupted while training the initial encoder ({init.recipe}); nothing "
-                                      f"of it was kept: run your command again to train it from the start") from None
+            signum = signals.signal_of(exc)
+            raise RunInterrupted(tmp, f"{signals.describe(signum)} while training the initial encoder "
+                                      f"({init.recipe}); nothing of it was kept: run your command again to train "
+                                      f"it from the start", signum) from None
         raise
     return target
 

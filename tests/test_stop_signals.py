@@ -1,0 +1,234 @@
+"""Stopping a command with SIGTERM (a scheduler, ``timeout``) or Ctrl-C
+(wsreid/engine/signals.py, docs/reliability.md "Faults"): the same one line and run
+directory as Ctrl-C, exit status 128 + the signal (143, 130); a stop whose exception Python
+swallowed (raised inside a finalizer) still stops the run at the engine's next boundary.
+Signals are raised in this process with ``signal.raise_signal``, whose handler runs
+before it returns: where the handler raises is deterministic."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import textwrap
+import weakref
+
+import pytest
+
+from wsreid.cli import main
+from wsreid.engine import signals
+from wsreid.errors import DataError
+
+from test_run_lifecycle_errors import _stub_run
+
+PLUGIN = "wsreid_test_stop_signal"
+
+
+def send(signum: int, swallowed: bool = False) -> None:
+    """Send ``signum`` to this process; ``swallowed``: from inside a weakref finalizer,
+    whose exception Python prints as "Exception ignored in ..." and drops. Refuses when
+    no stop handler is installed (a SIGTERM would end the test session)."""
+    if signal.getsignal(signum) in (signal.SIG_DFL, signal.SIG_IGN):
+        raise AssertionError(f"no handler for signal {signum}: the command did not install one")
+
+    class Target:
+        pass
+
+    if not swallowed:
+        signal.raise_signal(signum)
+        return
+    target = Target()
+    weakref.finalize(target, signal.raise_signal, signum)
+    del target  # the finalizer runs here; the handler's exception stays inside it
+
+
+@pytest.fixture
+def stop_plugin(tmp_path, monkeypatch):
+    """A recipe plugin that sends a signal at the start of an epoch (``STOP_AT`` =
+    (epoch, signal, swallowed)) and records (epoch, step) after every step."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / f"{PLUGIN}.py").write_text(textwrap.dedent("""
+        from wsreid import hookimpl
+
+        STOP_AT = None
+        STEPS = []
+        SEND = None
+
+        @hookimpl
+        def wsreid_epoch_start(run, epoch):
+            if STOP_AT is not None and STOP_AT[0] == epoch:
+                SEND(STOP_AT[1], STOP_AT[2])
+
+        @hookimpl
+        def wsreid_after_step(run, epoch, step, losses):
+            STEPS.append((epoch, step))
+    """))
+    monkeypatch.syspath_prepend(str(folder))
+    import importlib
+
+    module = importlib.import_module(PLUGIN)
+    module.SEND = send
+    yield module
+    sys.modules.pop(PLUGIN, None)
+
+
+# --------------------------------------------------------------------------- a real run
+@pytest.mark.parametrize("signum, swallowed, code, said", [
+    (signal.SIGTERM, False, 143, "stopped by SIGTERM"),  # a silent exit (killed) before
+    (signal.SIGINT, True, 130, "interrupted"),  # the run went on to the end before, and exited 0
+])
+def test_a_stop_in_epoch_2_keeps_epoch_1_and_prints_the_resume_line(make_recipe, tmp_path, capsys, stop_plugin,
+                                                                     signum, swallowed, code, said):
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": [PLUGIN], "train": {"epochs": 3}})
+    run_dir = tmp_path / "cut"
+    stop_plugin.STOP_AT = (2, signum, swallowed)
+    assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == code
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last == (f"{said}; last complete checkpoint: epoch-0001; resume with: wsreid run {run_dir / 'recipe.yaml'} "
+                    f"--output-dir {run_dir} --resume")
+    assert "Exception ignored" not in err and "Traceback" not in err
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / ".wsreid-lock").exists()
+    epoch_1 = [s for e, s in stop_plugin.STEPS if e == 1]
+    # a swallowed stop ends the run after the first step of epoch 2 (the engine's check), a delivered one before it
+    assert [s for e, s in stop_plugin.STEPS if e == 2] == ([epoch_1[-1] + 1] if swallowed else [])
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best", "epoch-0001", "latest"]
+    # the handlers are the process's own again
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signals.received() is None
+
+
+# --------------------------------------------------------------------------- the session, stubbed
+@pytest.mark.parametrize("checkpoint, flag", [(False, "--overwrite"), (True, "--resume")])
+def test_sigterm_in_a_run_gives_the_line_ctrl_c_gives_and_exit_143(make_recipe, tmp_path, monkeypatch, capsys,
+                                                                    checkpoint, flag):
+    recipe = make_recipe("baselines/itc.yaml")
+    run_dir = tmp_path / "run"
+    _stub_run(monkeypatch, lambda: send(signal.SIGTERM), checkpoint=checkpoint)
+    assert main(["run", str(recipe)]) == 143
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stopped by SIGTERM; ") and err.endswith(f"--output-dir {run_dir} {flag}"), err
+    assert (run_dir / "recipe.yaml").is_file()
+
+
+def test_sigterm_before_the_first_epoch_removes_the_run_directory(make_recipe, tmp_path, monkeypatch, capsys):
+    from wsreid.engine.run import Run
+
+    recipe = make_recipe("baselines/itc.yaml")
+    monkeypatch.setattr(Run, "setup", lambda self: send(signal.SIGTERM))
+    assert main(["run", str(recipe)]) == 143
+    assert capsys.readouterr().err == "\nstopped by SIGTERM\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failure_after_a_swallowed_stop_is_reported_as_the_stop(make_recipe, tmp_path, monkeypatch, capsys):
+    """A stop whose exception was swallowed, then another error before the engine's next
+    check (a collective whose peer process stopped, a DataLoader worker that ended): the
+    run was stopped, and says so, with the resume command."""
+    recipe = make_recipe("baselines/itc.yaml")
+
+    def then():
+        send(signal.SIGTERM, swallowed=True)
+        raise DataError("worker gone")
+
+    _stub_run(monkeypatch, then, checkpoint=True)
+    assert main(["run", str(recipe)]) == 143
+    err = capsys.readouterr().err
+    assert err.strip().startswith("stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: ")
+    assert "worker gone" not in err and "Exception ignored" not in err
+
+
+def test_a_stop_swallowed_after_the_last_check_is_reported_when_the_command_ends(monkeypatch, capsys):
+    import wsreid.recipe
+
+    load = wsreid.recipe.load_recipe
+
+    def load_then_stop(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        send(signal.SIGINT, swallowed=True)
+        return loaded
+
+    monkeypatch.setattr(wsreid.recipe, "load_recipe", load_then_stop)
+    from conftest import RECIPES
+
+    assert main(["validate", str(RECIPES / "baselines" / "itc.yaml")]) == 130
+    captured = capsys.readouterr()
+    assert ": valid (" in captured.out
+    assert captured.err == "\ninterrupted (after the command had finished)\n"
+
+
+def test_ablate_stopped_by_sigterm_says_so_and_exits_143(monkeypatch, capsys, tmp_path):
+    import wsreid.ablate
+
+    def study(*args, **kwargs):
+        try:
+            send(signal.SIGTERM)
+        except KeyboardInterrupt as exc:  # as run_study and ablation_study attach them
+            exc.outcomes, exc.total = [], 4
+            raise
+
+    monkeypatch.setattr(wsreid.ablate, "ablation_study", study)
+    assert main(["ablate", str(tmp_path / "study.yaml")]) == 143
+    assert capsys.readouterr().err == "\nstopped by SIGTERM after 0 of 4 runs; run the same command again to go on\n"
+
+
+# --------------------------------------------------------------------------- the handlers
+def test_handlers_are_installed_only_while_a_command_runs_and_an_ignored_signal_stays_ignored(monkeypatch, capsys):
+    import wsreid.recipe
+
+    seen = []
+    real = wsreid.recipe.load_recipe
+
+    def load(*args, **kwargs):
+        seen.append((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wsreid.recipe, "load_recipe", load)
+    from conftest import RECIPES
+
+    recipe = str(RECIPES / "baselines" / "itc.yaml")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert main(["validate", recipe]) == 0
+    assert seen[-1][0] is seen[-1][1] and seen[-1][0] not in (signal.SIG_DFL, signal.default_int_handler)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup, a background job
+    try:
+        assert main(["validate", recipe]) == 0
+        assert seen[-1][0] is signal.SIG_IGN and seen[-1][1] not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    capsys.readouterr()
+
+
+def test_check_raises_only_after_a_recorded_signal():
+    signals.check()  # nothing recorded: a library user's process is left alone
+    with signals.stop_on_signals():
+        signals.check()
+        send(signal.SIGTERM, swallowed=True)
+        assert signals.received() == signal.SIGTERM
+        with pytest.raises(signals.Stopped) as caught:
+            signals.check()
+        assert isinstance(caught.value, KeyboardInterrupt) and caught.value.signum == signal.SIGTERM
+        assert signals.exit_code(signals.signal_of(caught.value)) == 143
+    assert signals.received() is None
+    signals.check()
+
+
+def test_once_stopped_exceptions_in_finalizers_print_nothing_and_before_they_do(monkeypatch):
+    """A DataLoader iterator's finalizer finds its workers ended by the same SIGTERM
+    ("Exception ignored in ... RuntimeError: DataLoader worker (pid N) is killed by signal:
+    Terminated" was printed after the one line): dropped once a stop was received."""
+    from types import SimpleNamespace
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    before = SimpleNamespace(exc_type=RuntimeError, exc_value=RuntimeError("a finalizer failed"))
+    after = SimpleNamespace(exc_type=RuntimeError, exc_value=RuntimeError("DataLoader worker is killed by signal"))
+    with signals.stop_on_signals():
+        sys.unraisablehook(before)
+        send(signal.SIGTERM, swallowed=True)  # its own Stopped goes through the hook too
+        sys.unraisablehook(after)
+    assert seen == [before] and sys.unraisablehook == seen.append
