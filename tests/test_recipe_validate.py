@@ -167,6 +167,23 @@ def test_resolved_recipe_round_trip(base, registry, tmp_path):
     assert list(tmp_path.joinpath("run").iterdir()) == [tmp_path / "run" / "recipe.yaml"]  # no temp file left
 
 
+def test_resolved_recipe_file_gets_a_plain_writes_permissions(base, registry, tmp_path):
+    """The written recipe is readable as a file written with open() would be (umask 022:
+    0644), not the private 0600 of a temporary file, and keeps a replaced file's mode."""
+    import os
+    loaded = load_recipe(base, registry=registry)
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "run" / "recipe.yaml"
+        dump_resolved_yaml(loaded, target)
+        assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+        target.chmod(0o640)
+        dump_resolved_yaml(loaded, target)
+        assert oct(target.stat().st_mode & 0o777) == oct(0o640)
+    finally:
+        os.umask(old)
+
+
 def test_extends_with_name_change_and_deletion(base, registry, tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text("extends: base.yaml\nobjectives:\n  sdm_global: {name: itc, temperature: 0.05}\nlocal_associations: {lrc: null}\n")

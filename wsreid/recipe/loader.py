@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from wsreid.errors import RecipeError
+from wsreid.fileio import write_atomically
 from wsreid.recipe.build import check_external_paths, validate_recipe
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.merge import apply_overrides, merge
@@ -283,18 +283,11 @@ RESOLVED_HEADER = (
 
 def dump_resolved_yaml(loaded: LoadedRecipe, path: str | os.PathLike[str] | None = None) -> str:
     """The resolved recipe as YAML 1.2 text; also written to ``path`` when given
-    (atomically: temp file + rename). Loading that text again gives the same recipe."""
+    (atomically: temp file + rename, with a plain write's permissions). Loading that text again gives the same recipe."""
     text = dump_yaml_text(loaded.resolved, RESOLVED_HEADER)
     if path is None:
         return text
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, text)
     return text
