@@ -1,6 +1,8 @@
 """The layering of the wsreid package, checked on its source (docs/architecture.md,
-"Layers"): the command line (``wsreid.cli``) is imported by nothing outside it, and no two
-wsreid modules import each other, directly or around a circle.
+"Layers"): the command line (``wsreid.cli``) is imported by nothing outside it, a lower
+layer imports nothing of the layers above it (:data:`BELOW`: the recipe loader and
+validation, not the engine), and no two wsreid modules import each other, directly or
+around a circle.
 
 Every ``import`` counts, at module level and inside functions, except those under
 ``if TYPE_CHECKING:`` (they never run). An edge goes to the module named: ``from a.b
@@ -72,7 +74,23 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def _in_cli(module: str) -> bool:
-    return module == "wsreid.cli" or module.startswith("wsreid.cli.")
+    return _within(module, "wsreid.cli")
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+#: (lower, upper): no module of the package ``lower`` imports a module of ``upper``. The
+#: recipe layer judges what it needs of a run directory (``wsreid validate`` of an
+#: ``init.run``) by wsreid.checkpoint_layout, the rule the engine follows too.
+BELOW = [("wsreid.recipe", "wsreid.engine")]
+
+
+def layer_offenders(graph: dict[str, set[str]]) -> list[str]:
+    """``"<module> imports <module>"`` for each import against :data:`BELOW`."""
+    return sorted(f"{m} imports {t}" for lower, upper in BELOW for m, targets in graph.items() if _within(m, lower)
+                  for t in targets if _within(t, upper))
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -109,6 +127,10 @@ def test_nothing_outside_the_command_line_imports_it():
     assert offenders == []
 
 
+def test_a_lower_layer_imports_nothing_of_the_layers_above():
+    assert layer_offenders(import_graph()) == []
+
+
 def test_no_import_circle_between_wsreid_modules():
     assert find_cycle(import_graph()) is None
 
@@ -130,3 +152,29 @@ def test_the_checks_see_a_circle_and_a_library_module_importing_the_command_line
     assert find_cycle(graph) in (["wsreid.a", "wsreid.b", "wsreid.a"], ["wsreid.b", "wsreid.a", "wsreid.b"])
     with pytest.raises(AssertionError):
         test_nothing_outside_the_command_line_imports_it()
+
+
+def test_the_layer_check_sees_the_recipe_layer_importing_the_engine(tmp_path, monkeypatch):
+    """An import inside a function counts; ``wsreid.engineering`` is not the engine."""
+    root = tmp_path / "wsreid"
+    (root / "recipe").mkdir(parents=True)
+    (root / "engine").mkdir()
+    for name in ("__init__.py", "recipe/__init__.py", "engine/__init__.py", "engine/checkpoint.py", "engineering.py"):
+        (root / name).write_text("")
+    (root / "recipe" / "build.py").write_text("def f():\n    from wsreid.engine.checkpoint import latest\n")
+    (root / "recipe" / "loader.py").write_text("from wsreid import engineering\n")
+    monkeypatch.setitem(globals(), "PACKAGE_ROOT", root)
+    assert layer_offenders(import_graph()) == ["wsreid.recipe.build imports wsreid.engine.checkpoint"]
+    with pytest.raises(AssertionError):
+        test_a_lower_layer_imports_nothing_of_the_layers_above()
+
+
+def test_the_checkpoint_layout_imports_no_torch():
+    """wsreid.checkpoint_layout (which files make a checkpoint, which one a run directory
+    stands for) is shared by the engine and validation: file names only."""
+    import subprocess
+    import sys
+
+    probe = "import sys, wsreid.checkpoint_layout; print(sorted({'torch', 'wsreid.engine'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -15,6 +15,9 @@ Layout of ``RUN/checkpoints/``::
 A checkpoint is written into ``<name>.tmp`` and renamed when complete, then ``latest`` is
 replaced atomically; a crash at any point leaves the previous checkpoint intact. Loading a
 corrupt or truncated checkpoint raises :class:`TrainingError` - never a silent fresh start.
+Which files make a checkpoint, and which one a run directory stands for (the pointer, the
+newest complete folder, ``best`` or ``best.old``), is :mod:`wsreid.checkpoint_layout`'s rule,
+shared with ``wsreid validate``.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+# FILES, latest_checkpoint and newest_complete_checkpoint are also this module's: the engine's callers use them here
+from wsreid.checkpoint_layout import (BEST, BEST_OLD, CHECKPOINTS, FILES, POINTER, WEIGHTS, best_checkpoint,
+                                      checkpoint_name, latest_checkpoint, newest_complete_checkpoint)
 from wsreid.errors import TrainingError
 from wsreid.fileio import write_atomically
-
-FILES = ("model.safetensors", "optimizer.safetensors", "components.safetensors", "rng.safetensors", "state.json")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -103,9 +107,9 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``epoch-XXXX`` atomically and point ``latest`` at it."""
     previous = _latest_or_none(run_dir)
-    root = run_dir / "checkpoints"
+    root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    name = f"epoch-{epoch:04d}"
+    name = checkpoint_name(epoch)
     tmp = root / f"{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -129,7 +133,7 @@ def save_checkpoint(
         raise TrainingError(f"could not write checkpoint {root / name}: {_write_error(exc)}",
                             hint=_after_failed_write(previous, f"the previous checkpoint {previous.name} is kept"
                                                      if previous else None)) from exc
-    atomic_write_text(root / "latest", name + "\n")
+    atomic_write_text(root / POINTER, name + "\n")
     for old in root.glob("epoch-*"):
         if old.name != name and not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
@@ -163,62 +167,36 @@ def recover_best(run_dir: Path) -> Path | None:
     """``checkpoints/best`` of ``run_dir``, or None. :func:`save_best` moves the previous
     best aside (``best.old``) for the instant between its two renames; a run stopped there
     gets the previous best back here."""
-    root = run_dir / "checkpoints"
-    best, old = root / "best", root / "best.old"
-    if not best.exists() and (old / "model.safetensors").exists():
-        os.replace(old, best)
-    return best if best.exists() else None
+    found = best_checkpoint(run_dir)
+    if found is not None and found.name == BEST_OLD:
+        best = found.with_name(BEST)
+        os.replace(found, best)
+        return best
+    return found
 
 
 def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
     """Write the best model (``checkpoints/best``) atomically."""
-    root = run_dir / "checkpoints"
+    root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     previous = recover_best(run_dir)
-    tmp = root / "best.tmp"
+    tmp = root / f"{BEST}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        save_model(model, str(tmp / "model.safetensors"))
+        save_model(model, str(tmp / WEIGHTS))
         (tmp / "state.json").write_text(json.dumps(info, indent=1))
     except (OSError, SafetensorError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingError(f"could not write the best checkpoint {root / 'best'}: {_write_error(exc)}",
                             hint=_after_failed_write(_latest_or_none(run_dir), "the previous best checkpoint is kept"
                                                      if previous is not None else None)) from exc
-    old = root / "best.old"
+    old = root / BEST_OLD
     shutil.rmtree(old, ignore_errors=True)
-    if (root / "best").exists():
-        os.replace(root / "best", old)
-    os.replace(tmp, root / "best")
+    if (root / BEST).exists():
+        os.replace(root / BEST, old)
+    os.replace(tmp, root / BEST)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint directory of ``run_dir`` (None when there is none):
-    the one ``checkpoints/latest`` names; without that pointer (a run stopped between the
-    rename of its first checkpoint and the pointer's write, or the pointer deleted), the
-    newest ``epoch-XXXX`` directory holding every file."""
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
-        return newest_complete_checkpoint(run_dir)
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    if not path.is_dir():
-        raise TrainingError(f"checkpoint pointer {pointer} names {path.name}, which does not exist",
-                            hint="the run directory was modified; start again with --overwrite")
-    return path
-
-
-def newest_complete_checkpoint(run_dir: Path) -> Path | None:
-    """The ``checkpoints/epoch-XXXX`` directory of the highest epoch that holds every
-    checkpoint file (``*.tmp`` directories are unfinished), or None."""
-    root = run_dir / "checkpoints"
-    found = []
-    for path in root.glob("epoch-*") if root.is_dir() else ():
-        number = path.name[len("epoch-"):]
-        if number.isdigit() and path.is_dir() and all((path / f).is_file() for f in FILES):
-            found.append((int(number), path))
-    return max(found)[1] if found else None
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

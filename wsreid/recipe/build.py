@@ -18,6 +18,7 @@ from pathlib import Path as FilePath
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from wsreid import checkpoint_layout as layout
 from wsreid.api import Params
 from wsreid.errors import ParamsCheckError, RecipeError, UserError
 from wsreid.fileio import nearest_existing
@@ -254,27 +255,25 @@ def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[
 def _checkpoint_problem(run_dir: FilePath, which: str) -> tuple[str, str] | None:
     """Why the engine would find no weights for ``init.checkpoint: which`` in the run
     ``run_dir``, as (what, what to do); None when it finds some. The engine's own rule
-    (:func:`wsreid.engine.rundir.weights_of`): ``best`` takes ``checkpoints/best`` (or the
-    ``best.old`` the engine would put back) when it holds model.safetensors, then, as
-    ``last`` does, :func:`wsreid.engine.checkpoint.latest_checkpoint` - the folder
+    (:func:`wsreid.engine.rundir.weights_of`), from :mod:`wsreid.checkpoint_layout`:
+    ``best`` takes ``checkpoints/best`` (or the ``best.old`` the engine would put back) when
+    it holds model.safetensors, then, as ``last`` does, the latest checkpoint - the folder
     ``checkpoints/latest`` names, else the newest ``epoch-XXXX`` folder holding every
     checkpoint file. File names only: no weights are read, nothing is moved."""
-    from wsreid.engine.checkpoint import latest_checkpoint
-
-    root = run_dir / "checkpoints"
+    root = run_dir / layout.CHECKPOINTS
     if which == "best":
-        best = root / "best" if (root / "best").exists() else root / "best.old"
-        if (best / "model.safetensors").is_file():
+        best = layout.best_checkpoint(run_dir)
+        if best is not None and (best / layout.WEIGHTS).is_file():
             return None
     try:
-        last = latest_checkpoint(run_dir)
+        last = layout.latest_checkpoint(run_dir)
     except (UserError, OSError):  # a pointer naming a folder that is gone, or no pointer file
         last = None
-    if last is not None and (last / "model.safetensors").is_file():
+    if last is not None and (last / layout.WEIGHTS).is_file():
         return None
-    pointer = root / "latest"
+    pointer = root / layout.POINTER
     if pointer.exists():
-        return (f"has a checkpoint pointer {pointer} naming a checkpoint that is missing or holds no model.safetensors",
+        return (f"has a checkpoint pointer {pointer} naming a checkpoint that is missing or holds no {layout.WEIGHTS}",
                 "restore that checkpoint, or name another run")
     return (f"holds no complete checkpoint yet (looked in {root})",
             "train it first (a run writes a checkpoint at each train.checkpoint_every epochs), or name another run")
