@@ -203,6 +203,14 @@ def test_handlers_are_installed_only_while_a_command_runs_and_an_ignored_signal_
     capsys.readouterr()
 
 
+def test_the_exit_status_of_a_stop_is_128_plus_the_signal_and_named_in_exit_code():
+    from wsreid.errors import ExitCode
+
+    assert signals.exit_code(signal.SIGINT) is ExitCode.INTERRUPTED and ExitCode.INTERRUPTED == 130
+    assert signals.exit_code(signal.SIGTERM) is ExitCode.TERMINATED and ExitCode.TERMINATED == 143
+    assert signals.exit_code(signal.SIGHUP) == 129  # no name: the number
+
+
 def test_check_raises_only_after_a_recorded_signal():
     signals.check()  # nothing recorded: a library user's process is left alone
     with signals.stop_on_signals():

@@ -39,7 +39,7 @@ from typing import Annotated, Any, Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wsreid.engine.rundir import RunMode, RunState, same_recipe
-from wsreid.errors import StudyError, UserError
+from wsreid.errors import ExitCode, StudyError, UserError
 
 __all__ = [
     "StudyError",
@@ -353,7 +353,7 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None,
     finally:
         if sink is not None:
             sink.close()
-    if code == 130:
+    if code == ExitCode.INTERRUPTED:
         raise KeyboardInterrupt
     if code == 2 and last_error:
         raise UserError(last_error)

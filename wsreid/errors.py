@@ -41,8 +41,10 @@ class ExitCode(IntEnum):
     RUNS_FAILED = 1
     #: a :class:`UserError`: one line on stderr says what, where and what to do
     USER_ERROR = 2
-    #: interrupted (Ctrl-C); a run can be resumed from its last checkpoint
+    #: interrupted (Ctrl-C, SIGINT: 128 + 2); a run can be resumed from its last checkpoint
     INTERRUPTED = 130
+    #: stopped by SIGTERM (a scheduler, ``timeout``: 128 + 15); as INTERRUPTED otherwise
+    TERMINATED = 143
 
 
 class UserError(Exception):

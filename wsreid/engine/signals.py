@@ -20,6 +20,8 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from wsreid.errors import ExitCode
+
 __all__ = ["Stopped", "stop_on_signals", "check", "received", "signal_of", "describe", "exit_code"]
 
 #: the signals handled while a command runs, each with the disposition it must have for
@@ -72,9 +74,14 @@ def describe(signum: int) -> str:
 
 
 def exit_code(signum: int) -> int:
-    """The conventional exit status of a program stopped by ``signum``: 128 + its number
-    (130 for SIGINT, :attr:`wsreid.errors.ExitCode.INTERRUPTED`; 143 for SIGTERM)."""
-    return 128 + int(signum)
+    """The conventional exit status of a program stopped by ``signum``: 128 + its number,
+    the :class:`~wsreid.errors.ExitCode` where it has one (SIGINT:
+    :attr:`~wsreid.errors.ExitCode.INTERRUPTED`, SIGTERM: :attr:`~wsreid.errors.ExitCode.TERMINATED`)."""
+    code = 128 + int(signum)
+    try:
+        return ExitCode(code)
+    except ValueError:
+        return code
 
 
 def _handle(signum: int, frame) -> None:
