@@ -11,12 +11,13 @@ import signal
 import sys
 import textwrap
 import weakref
+from pathlib import Path
 
 import pytest
 
 from wsreid.cli import main
 from wsreid.engine import signals
-from wsreid.errors import DataError
+from wsreid.errors import DataError, UserError
 
 from test_run_lifecycle_errors import _stub_run
 
@@ -171,6 +172,260 @@ def test_ablate_stopped_by_sigterm_says_so_and_exits_143(monkeypatch, capsys, tm
     monkeypatch.setattr(wsreid.ablate, "ablation_study", study)
     assert main(["ablate", str(tmp_path / "study.yaml")]) == 143
     assert capsys.readouterr().err == "\nstopped by SIGTERM after 0 of 4 runs; run the same command again to go on\n"
+
+
+def test_the_same_stop_delivered_twice_does_not_cut_the_run_s_stop_handling_short(make_recipe, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """A terminal's Ctrl-C (a ``kill`` of the process group) reaches a study's child run
+    directly and through ``wsreid ablate``, which passes it on: the second delivery, here
+    while the run releases its directory's lock, is dropped; the run still prints its
+    resume line and leaves no lock (the second exception used to replace both)."""
+    import wsreid.engine.session as session
+
+    recipe = make_recipe("baselines/itc.yaml")
+    run_dir = tmp_path / "run"
+    unlock = session.unlock_run_dir
+
+    def unlock_after_a_repeat(path):
+        send(signal.SIGTERM)
+        unlock(path)
+
+    monkeypatch.setattr(session, "unlock_run_dir", unlock_after_a_repeat)
+    _stub_run(monkeypatch, lambda: send(signal.SIGTERM), checkpoint=True)
+    assert main(["run", str(recipe)]) == 143
+    err = capsys.readouterr().err.strip()
+    assert err == (f"stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: wsreid run "
+                   f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume")
+    assert not (run_dir / ".wsreid-lock").exists()
+
+
+def test_a_stop_signal_repeated_within_repeat_s_is_dropped_and_a_later_one_raises(monkeypatch):
+    with signals.stop_on_signals():
+        with pytest.raises(signals.Stopped):
+            send(signal.SIGTERM)
+        try:
+            send(signal.SIGINT)  # within REPEAT_S of the first: the same stop
+        except KeyboardInterrupt:  # (not raised on: pytest would take it for the user's Ctrl-C)
+            pytest.fail("a stop signal repeated at once raised again")
+        assert signals.received() == signal.SIGTERM
+        monkeypatch.setattr(signals, "REPEAT_S", 0.0)
+        with pytest.raises(signals.Stopped) as caught:
+            send(signal.SIGINT)  # a second stop, later: raised, and now the one recorded
+        assert caught.value.signum == signal.SIGINT and signals.received() == signal.SIGINT
+
+
+# --------------------------------------------------------------------------- ablate --subprocess children
+def _fake_child(tmp_path, monkeypatch, script: str):
+    """``sys.executable`` becomes a shell script (so ``python -m wsreid run ...`` runs
+    ``script``, with ``$MARKS`` a folder for its own files)."""
+    marks = tmp_path / "marks"
+    marks.mkdir(exist_ok=True)
+    fake = tmp_path / "fake-python"
+    fake.write_text(f"#!/bin/sh\nMARKS={marks}\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    return marks
+
+
+@pytest.mark.parametrize("script, stop", [
+    ("exit 143", signal.SIGTERM),  # wsreid run stopped by SIGTERM: counted as a failed run before
+    ("exit 130", signal.SIGINT),
+    ("kill -TERM $$", signal.SIGTERM),  # killed by the signal (a negative returncode)
+    ("kill -INT $$", signal.SIGINT),
+])
+def test_a_child_run_ended_by_a_stop_signal_stops_the_study_with_that_signal(tmp_path, monkeypatch, script, stop):
+    from wsreid.ablate import execute_subprocess
+
+    _fake_child(tmp_path, monkeypatch, script)
+    with pytest.raises(KeyboardInterrupt) as caught:  # (any: pytest would take one for the user's Ctrl-C)
+        execute_subprocess(["run", "recipe.yaml"])
+    assert isinstance(caught.value, signals.Stopped) and caught.value.signum == stop
+
+
+@pytest.mark.parametrize("script, error, message", [
+    ("kill -KILL $$", RuntimeError, "wsreid run was killed by SIGKILL"),  # e.g. out of memory: a failed run
+    ("exit 3", RuntimeError, "wsreid run exited with code 3"),
+    ("echo 'error: no such file' >&2; exit 2", UserError, "no such file"),
+])
+def test_a_child_run_that_fails_or_crashes_is_a_failed_run(tmp_path, monkeypatch, script, error, message):
+    from wsreid.ablate import execute_subprocess
+
+    _fake_child(tmp_path, monkeypatch, script)
+    with pytest.raises(error) as caught:
+        execute_subprocess(["run", "recipe.yaml"])
+    assert str(caught.value) == message and not isinstance(caught.value, KeyboardInterrupt)
+
+
+def test_a_child_that_outlasts_child_stop_s_after_the_study_s_stop_is_killed(tmp_path, monkeypatch, capsys):
+    import os
+    import threading
+    import time
+
+    import wsreid.ablate
+    from wsreid.ablate import execute_subprocess
+
+    marks = _fake_child(tmp_path, monkeypatch, textwrap.dedent("""\
+        trap 'echo > $MARKS/term' TERM
+        echo $$ > $MARKS/pid
+        while :; do sleep 0.1; done"""))
+    monkeypatch.setattr(wsreid.ablate, "CHILD_STOP_S", 0.5)
+
+    def stop_when_it_runs():
+        deadline = time.monotonic() + 60
+        while not (marks / "pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # its trap is set
+        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN):  # never end the test session
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=stop_when_it_runs)
+    with signals.stop_on_signals():
+        sender.start()
+        try:
+            with pytest.raises(KeyboardInterrupt) as caught:
+                execute_subprocess(["run", "recipe.yaml"])
+        finally:
+            sender.join()
+    assert isinstance(caught.value, signals.Stopped) and caught.value.signum == signal.SIGTERM
+    pid = int((marks / "pid").read_text())
+    try:
+        assert (marks / "term").exists()  # it got the signal, and went on
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:  # never leave it running
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert capsys.readouterr().err == f"wsreid run (process {pid}) did not stop within 0.5 s of SIGTERM; killed it\n"
+
+
+def _study(make_recipe, tmp_path, variants=("a",)) -> Path:
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 2, "batch_size": 64}})
+    study = tmp_path / "study.yaml"
+    study.write_text("base: recipe.yaml\nseeds: [0]\nvariants:\n"
+                     + "".join(f"  - label: {v}\n    overrides: {{train.seed: 0}}\n" for v in variants))
+    return study
+
+
+def test_ablate_subprocess_whose_child_is_stopped_by_sigterm_stops_with_143(make_recipe, tmp_path, monkeypatch,
+                                                                           capsys):
+    study = _study(make_recipe, tmp_path)
+    _fake_child(tmp_path, monkeypatch, "echo 'stopped by SIGTERM; last complete checkpoint: ...' >&2; exit 143")
+    assert main(["ablate", str(study), "--subprocess", "--output-dir", str(tmp_path / "out")]) == 143
+    err = capsys.readouterr().err
+    assert err.endswith("stopped by SIGTERM; last complete checkpoint: ...\n\n"
+                        "stopped by SIGTERM after 0 of 1 runs; run the same command again to go on\n"), err
+    assert "FAILED" not in err
+
+
+def test_sigterm_to_a_parallel_study_alone_stops_its_children_too(make_recipe, tmp_path, monkeypatch, capsys):
+    """``--jobs 2``: the study's SIGTERM (to its process only) is passed on to both running
+    children, which end; the study stops with 143 (it used to wait for them to finish)."""
+    import os
+    import threading
+    import time
+
+    study = _study(make_recipe, tmp_path, variants=("a", "b"))
+    marks = _fake_child(tmp_path, monkeypatch, textwrap.dedent("""\
+        trap 'echo TERM > $MARKS/term-$$; kill $sleeper; exit 143' TERM
+        echo > $MARKS/pid-$$
+        sleep 20 & sleeper=$!
+        wait $sleeper
+        echo > $MARKS/finished-$$"""))
+
+    def stop_when_both_run():
+        deadline = time.monotonic() + 60
+        while len(list(marks.glob("pid-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN):  # never end the test session
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=stop_when_both_run)
+    sender.start()
+    started = time.monotonic()
+    try:
+        code = main(["ablate", str(study), "-j", "2", "--output-dir", str(tmp_path / "out")])
+    finally:
+        sender.join()
+    assert code == 143 and time.monotonic() - started < 15
+    pids = sorted(p.name[len("pid-"):] for p in marks.glob("pid-*"))
+    assert len(pids) == 2 and sorted(p.name[len("term-"):] for p in marks.glob("term-*")) == pids
+    assert not list(marks.glob("finished-*"))
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+    assert capsys.readouterr().err.endswith(
+        "\nstopped by SIGTERM after 0 of 2 runs; run the same command again to go on\n")
+
+
+def test_sigterm_to_wsreid_ablate_subprocess_alone_stops_its_child_run(make_recipe, tmp_path):
+    """A real ``wsreid ablate --subprocess`` whose process alone gets SIGTERM (a scheduler)
+    while its child ``wsreid run`` trains epoch 2: the child gets the signal, keeps
+    epoch-0001, says where to resume and ends before the study exits with 143 (it used to
+    train on alone after the study had exited)."""
+    import json
+    import os
+    import subprocess
+    import time
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "wsreid_test_slow_epoch_2.py").write_text(textwrap.dedent("""\
+        import os
+        import time
+        from pathlib import Path
+
+        from wsreid import hookimpl
+
+        @hookimpl
+        def wsreid_epoch_start(run, epoch):
+            if epoch == 2:
+                Path(os.environ["WSREID_TEST_MARK"]).write_text(str(os.getpid()))
+
+        @hookimpl
+        def wsreid_after_step(run, epoch, step, losses):
+            if epoch == 2:
+                time.sleep(1.0)
+    """))
+    make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_slow_epoch_2"], "train": {"epochs": 2}})
+    study = tmp_path / "study.yaml"
+    study.write_text("base: recipe.yaml\nseeds: [0]\nvariants:\n  - label: itc\n")
+    out, mark, log = tmp_path / "out", tmp_path / "child-pid", tmp_path / "stderr.txt"
+    run_dir = out / "runs" / "itc" / "seed-0"
+    env = dict(os.environ, WSREID_TEST_MARK=str(mark), OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(plugins), os.environ.get("PYTHONPATH")])))
+    with log.open("w") as err:
+        parent = subprocess.Popen([sys.executable, "-m", "wsreid", "ablate", str(study), "--subprocess",
+                                   "--output-dir", str(out)], stdout=subprocess.DEVNULL, stderr=err, env=env)
+    child = None
+    try:
+        deadline = time.monotonic() + 300
+        while not mark.exists() and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mark.exists(), log.read_text()[-3000:]
+        child = int(mark.read_text())
+        assert json.loads((run_dir / ".wsreid-lock").read_text())["pid"] == child != parent.pid
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=120) == 143
+        with pytest.raises(ProcessLookupError):  # ended (and reaped by the study), not orphaned
+            os.kill(child, 0)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    lines = log.read_text().strip().splitlines()
+    assert lines[-1] == "stopped by SIGTERM after 0 of 1 runs; run the same command again to go on"
+    assert (f"stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: wsreid run "
+            f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume") in lines
+    assert "Traceback" not in log.read_text()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best", "epoch-0001", "latest"]
+    assert not (run_dir / ".wsreid-lock").exists() and not (run_dir / "metrics.json").exists()
 
 
 # --------------------------------------------------------------------------- the handlers

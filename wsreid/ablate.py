@@ -16,7 +16,8 @@ A study file (YAML 1.2; docs/ablations.md)::
 Each run is ``wsreid run BASE -o <shared> -o <variant> -o <command line -o> -o train.seed=S``
 into ``OUTPUT_DIR/runs/<label>/seed-<S>``, executed in this process through the same
 function as ``wsreid run`` (:func:`wsreid.engine.session.run_recipe`; ``--subprocess``: one ``python -m wsreid run`` per run, which
-isolates crashes and memory; ``--jobs N``: N such processes at once). Resumable: a run whose directory holds ``metrics.json`` is
+isolates crashes and memory; ``--jobs N``: N such processes at once; a stop signal to the study is passed on to
+them, :class:`ChildProcesses`). Resumable: a run whose directory holds ``metrics.json`` is
 not redone, an interrupted one is resumed from its last checkpoint (restarted when it has
 none), and a run whose recipe changed since is started again. The recipe of every run to do
 is loaded and validated before the first one trains: an invalid one (a typo in a variant's
@@ -31,13 +32,17 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from wsreid.engine import signals
 from wsreid.engine.rundir import RunMode, RunState, same_recipe
 from wsreid.errors import ExitCode, StudyError, UserError
 
@@ -56,6 +61,7 @@ __all__ = [
     "collect_outcomes",
     "execute_in_process",
     "execute_subprocess",
+    "ChildProcesses",
     "StudyReport",
     "ablation_study",
     "read_run_metrics",
@@ -323,15 +329,131 @@ def execute_in_process(loaded: LoadedStudy, run: PlannedRun, state: str, disable
             pass
 
 
-def execute_subprocess(argv: list[str], *, log_file: Path | None = None,
-                       threads: int | None = None) -> None:
+#: seconds a study waits for its child ``wsreid run`` processes to stop after passing them
+#: its stop signal (each keeps its last checkpoint, says where to resume and exits); the
+#: ones still running then are killed
+CHILD_STOP_S = 30.0
+#: seconds the output of a stopped child is still passed on once it has ended (a
+#: DataLoader worker of a killed child can hold the pipe open a while)
+_OUTPUT_GRACE_S = 5.0
+
+
+class ChildProcesses:
+    """The ``wsreid run`` processes a study has running (one; ``--jobs N``: up to N), so
+    that the study's stop signal reaches them when it alone gets one (a scheduler's SIGTERM
+    to its process): :meth:`stop` passes the signal on, waits for them and kills the
+    ones that outlast :data:`CHILD_STOP_S`; none is started afterwards."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set = set()
+        #: the signal the study was stopped by, once :meth:`stop` was called
+        self.stopped: int | None = None
+
+    def start(self, popen: Callable[[], Any]):
+        """``popen()`` (a started ``subprocess.Popen``), recorded; raises
+        :class:`~wsreid.engine.signals.Stopped` instead once the study was stopped."""
+        with self._lock:
+            if self.stopped is not None:
+                raise signals.Stopped(self.stopped)
+            proc = popen()
+            self._running.add(proc)
+            return proc
+
+    def ended(self, proc) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop(self, signum: int, log: Callable[[str], None] | None = None) -> None:
+        """Pass ``signum`` to every running child and wait for them (at most
+        :data:`CHILD_STOP_S` seconds, less on another stop signal); kill and reap what still
+        runs. Returns once none is left."""
+        import subprocess
+
+        with self._lock:
+            self.stopped = signum
+            procs = list(self._running)
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signum)
+                except ProcessLookupError:  # ended in between
+                    pass
+        deadline = time.monotonic() + CHILD_STOP_S
+        late = []
+        try:
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    late.append(proc)
+        except KeyboardInterrupt:  # stopped again while waiting: end them now
+            late = [proc for proc in procs if proc.poll() is None]
+        for proc in procs:
+            _kill(proc)
+        for proc in late:
+            (log or _log_line)(f"wsreid run (process {proc.pid}) did not stop within {CHILD_STOP_S:g} s of "
+                               f"{_signal_name(signum)}; killed it")
+
+
+def _kill(proc) -> None:
+    """Kill ``proc`` if it still runs, and reap it, whatever signal comes meanwhile."""
+    while True:
+        try:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _stop_signal_of(code: int) -> int | None:
+    """The stop signal (SIGINT, SIGTERM) that ended a child ``wsreid run`` with exit status
+    ``code`` - caught by its handler (``wsreid run`` then exits with 128 + the signal) or
+    killing it (a negative ``returncode``) - or None."""
+    stops = {int(signum) for signum, _ in signals.HANDLED}
+    for signum in (-code, code - 128):
+        if signum in stops:
+            return signum
+    return None
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _pass_output(stream, out, errors: list[str]) -> None:
+    """Copy the child's stderr ``stream`` to ``out``, keeping its ``error:`` lines."""
+    try:
+        for line in stream:
+            out.write(line)
+            if line.startswith("error: "):
+                errors.append(line[len("error: "):].strip())
+    except (OSError, ValueError):  # ``out`` closed after a stop
+        pass
+
+
+def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads: int | None = None,
+                       children: ChildProcesses | None = None) -> None:
     """Run ``python -m wsreid <argv>`` in a child process; its last ``error:`` line becomes
     the failure message. Its stderr is passed through, or written to ``log_file`` (parallel
     studies, whose progress bars would interleave). ``threads`` sets the child's
-    ``OMP_NUM_THREADS`` unless the environment already does."""
+    ``OMP_NUM_THREADS`` unless the environment already does. ``children``: the study's
+    running children (``--jobs N``), which a stop of the study stops.
+
+    A child ended by a stop signal (exit status 128 + SIGINT or SIGTERM, or killed by one)
+    stops the study: :class:`~wsreid.engine.signals.Stopped` with that signal; killed by
+    another signal it failed. A stop signal that reaches this process while it waits
+    (SIGTERM to the study alone) is passed on to the child, which stops as ``wsreid run``
+    does; the same signal is raised here once it has ended (:meth:`ChildProcesses.stop`)."""
     import os
     import subprocess
 
+    children = children if children is not None else ChildProcesses()
     env = dict(os.environ)
     if threads is not None:
         env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -340,26 +462,36 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None,
         sink = log_file.open("w")
     else:
         sink = None
+    errors: list[str] = []
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "wsreid", *argv], stderr=subprocess.PIPE, text=True,
-                                stdout=sink if sink is not None else None, env=env)
-        last_error = None
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            (sink or sys.stderr).write(line)
-            if line.startswith("error: "):
-                last_error = line[len("error: "):].strip()
-        code = proc.wait()
+        proc = children.start(lambda: subprocess.Popen([sys.executable, "-m", "wsreid", *argv], stderr=subprocess.PIPE,
+                                                       text=True, stdout=sink, env=env))
+        reader = threading.Thread(target=_pass_output, args=(proc.stderr, sink or sys.stderr, errors), daemon=True)
+        reader.start()
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt as exc:  # the main thread: the stop signal came to this process
+            children.stop(signals.signal_of(exc))
+            reader.join(_OUTPUT_GRACE_S)
+            raise
+        finally:
+            children.ended(proc)
+        reader.join(_OUTPUT_GRACE_S if children.stopped is not None else None)
     finally:
         if sink is not None:
             sink.close()
-    if code == ExitCode.INTERRUPTED:
-        raise KeyboardInterrupt
-    if code == 2 and last_error:
+    if children.stopped is not None:  # --jobs N: the study was stopped while this child ran
+        raise signals.Stopped(children.stopped)
+    stop = _stop_signal_of(code)
+    if stop is not None:
+        raise signals.Stopped(stop)
+    last_error = errors[-1] if errors else None
+    if code == ExitCode.USER_ERROR and last_error:
         raise UserError(last_error)
     if code:
         where = f" (log: {log_file})" if log_file is not None else ""
-        raise RuntimeError((last_error or f"wsreid run exited with code {code}") + where)
+        what = f"wsreid run was killed by {_signal_name(-code)}" if code < 0 else f"wsreid run exited with code {code}"
+        raise RuntimeError((last_error or what) + where)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -388,7 +520,8 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     ``log_dir/<label>-seed-<S>.log``; ``execute`` is then not used. Outcomes keep the order
     of ``runs`` either way. ``execute(loaded, run, state, disabled)`` runs one training in
     this process (default :func:`execute_in_process`). A KeyboardInterrupt stops the study
-    (the outcomes so far are kept on the exception as ``outcomes``)."""
+    (the outcomes so far are kept on the exception as ``outcomes``); a stop signal is passed
+    on to the ``wsreid run`` processes running (:class:`ChildProcesses`), which stop with it."""
     disabled = list(disabled)
     execute = execute or execute_in_process
     outcomes: dict[int, RunOutcome] = {}
@@ -414,6 +547,8 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
         else:
             pending.append((i, run, state, head))
 
+    children = ChildProcesses()  # --jobs N: the trainings running, for a stop to reach them
+
     def one(item: tuple[int, PlannedRun, str, str]) -> RunOutcome:
         i, run, state, head = item
         argv = _argv(loaded, run, state, disabled)
@@ -421,7 +556,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
         try:
             if jobs > 1:
                 log_file = (log_dir or run.run_dir.parent) / f"{_slug(run.label)}-seed-{run.seed}.log"
-                execute_subprocess(argv, log_file=log_file, threads=_threads_per_job(jobs))
+                execute_subprocess(argv, log_file=log_file, threads=_threads_per_job(jobs), children=children)
             else:
                 execute(loaded, run, state, disabled)
         except KeyboardInterrupt:
@@ -449,8 +584,11 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
             for future, i in futures.items():
                 outcomes[i] = future.result()
         except KeyboardInterrupt as exc:
-            pool.shutdown(wait=True, cancel_futures=True)  # children got the same SIGINT
-            exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
+            try:
+                children.stop(signals.signal_of(exc), log)  # a stop signal that came to this process alone too
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise
         pool.shutdown(wait=True)
     ordered = [outcomes[k] for k in sorted(outcomes)]

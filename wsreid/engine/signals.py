@@ -10,6 +10,13 @@ callback (it prints "Exception ignored in ...") and the program goes on; the eng
 :func:`check` at step and epoch boundaries and before it writes a run's final files, which
 raises the recorded signal again there. Library users' processes are left as they are:
 without :func:`stop_on_signals` nothing is recorded and :func:`check` does nothing.
+
+A stop signal that comes within :data:`REPEAT_S` seconds of the one being handled is the
+same stop delivered twice and is dropped: a terminal's Ctrl-C (or ``kill`` of a process
+group) reaches a ``wsreid run`` that ``wsreid ablate --subprocess`` started both directly
+and through the study, which passes its stop signals on to its child; a second exception
+raised into the run's own stop handling (its resume line, the directory it removes) would
+cut that short. A later one raises again.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -28,7 +36,11 @@ __all__ = ["Stopped", "stop_on_signals", "check", "received", "signal_of", "desc
 #: the handler to be installed (an ignored signal - ``nohup``, a background job - stays ignored)
 HANDLED = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
 
+#: seconds after a stop signal during which another one is the same stop, dropped
+REPEAT_S = 2.0
+
 _received: int | None = None
+_received_at: float | None = None
 
 
 class Stopped(KeyboardInterrupt):
@@ -85,8 +97,11 @@ def exit_code(signum: int) -> int:
 
 
 def _handle(signum: int, frame) -> None:
-    global _received
-    _received = signum
+    global _received, _received_at
+    now = time.monotonic()
+    if _received is not None and _received_at is not None and now - _received_at < REPEAT_S:
+        return  # the stop being handled, delivered twice
+    _received, _received_at = signum, now
     raise Stopped(signum)
 
 
@@ -111,7 +126,7 @@ def stop_on_signals() -> Iterator[None]:
     (:func:`check`); once one was, exceptions Python cannot propagate print nothing. Afterwards the previous handlers are
     back and nothing is recorded. Only in the main thread (the only one signals reach);
     a signal that is ignored, or has a handler of someone else's, is left alone."""
-    global _received
+    global _received, _received_at
     ours = any(signal.getsignal(signum) is _handle for signum, _ in HANDLED)
     if ours or threading.current_thread() is not threading.main_thread():  # nested: the outer block handles them
         yield
@@ -122,11 +137,11 @@ def stop_on_signals() -> Iterator[None]:
             previous[signum] = signal.signal(signum, _handle)
     hook = sys.unraisablehook
     sys.unraisablehook = _unraisable(hook)
-    _received = None
+    _received = _received_at = None
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sys.unraisablehook = hook
-        _received = None
+        _received = _received_at = None
