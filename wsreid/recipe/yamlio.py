@@ -12,12 +12,13 @@ import datetime as _dt
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
@@ -56,7 +57,9 @@ def parse_yaml_text(text: str, source: str) -> tuple[Any, Locations]:
     """Parse YAML 1.2 ``text`` into plain values and their locations (``source``: the
     name shown in messages)."""
     try:
-        data = _loader().load(text)
+        with warnings.catch_warnings():  # YAML 1.2 lets an anchor name be given again: the alias takes the latest
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            data = _loader().load(text)
     except YAMLError as exc:
         raise _yaml_error(source, exc) from None
     if "*" in text:  # an alias: none may point at a mapping or list that contains it
