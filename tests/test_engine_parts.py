@@ -233,24 +233,3 @@ def test_failed_best_write_keeps_the_previous_best(tmp_path, monkeypatch, error)
     best = tmp_path / "checkpoints" / "best"
     assert json.loads((best / "state.json").read_text())["epoch"] == 1 and (best / "model.safetensors").is_file()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best"]
-
-
-def test_resume_drops_the_interrupted_attempts_tensorboard_points(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from wsreid.engine.logs import RunLogger
-
-    first = RunLogger(tmp_path)  # an attempt logs steps 1-10, its checkpoint is at step 6
-    for step in range(1, 11):
-        first.step(step, 1, {"loss/total": float(step)})
-    first.close()
-    resumed = RunLogger(tmp_path)
-    resumed.truncate(1, 6)
-    for step in range(7, 11):
-        resumed.step(step, 1, {"loss/total": 100.0 + step})
-    resumed.close()
-    events = EventAccumulator(str(tmp_path / "logs" / "tensorboard"))
-    events.Reload()
-    points = [(e.step, e.value) for e in events.Scalars("train/loss/total")]
-    assert points == [(s, float(s)) for s in range(1, 7)] + [(s, 100.0 + s) for s in range(7, 11)]
-    assert [int(r["step"]) for r in csv.DictReader((tmp_path / "logs" / "steps.csv").open())] == list(range(1, 11))

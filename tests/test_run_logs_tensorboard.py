@@ -4,6 +4,8 @@ opens its writer once, told to drop the interrupted attempt's later points, so t
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from wsreid.cli import main
@@ -44,6 +46,7 @@ def test_a_resumed_logger_writes_one_events_file_with_its_points(tmp_path):
     assert _points_per_file(tmp_path) == [10, 3]
     assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 7)]
                                                            + [(s, 100.0 + s) for s in range(7, 10)])
+    assert [int(r["step"]) for r in csv.DictReader((tmp_path / "logs" / "steps.csv").open())] == list(range(1, 10))
     again = RunLogger(tmp_path)  # resumed again, and stopped before it logged anything: no new file
     again.truncate(1, 9)
     again.close()
