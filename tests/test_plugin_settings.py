@@ -4,9 +4,10 @@ provenance of a run (versions.json: the components it used, the observers)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from wsreid import hookimpl
 from wsreid.api import Params
@@ -145,3 +146,98 @@ def test_settings_in_the_recipe_reference(plugins):
     text = recipe_reference_markdown(plugins.registry)
     assert "### settings `progress`\n\nHow often the progress observer reports.\n\nProvided by `progress_observer`." in text
     assert "| `every` | int (>= 1) | `5` | report every N steps |" in text
+
+
+class LooseInner(BaseModel):
+    """A plain pydantic model: it ignores keys it does not know."""
+
+    x: int = 1
+
+
+class NestedLoose(Params):
+    inner: LooseInner = Field(default_factory=LooseInner, description="a block that would ignore a misspelt key")
+
+
+class DeepLoose(Params):
+    blocks: list[LooseInner] | None = Field(None, description="a list of blocks that would ignore misspelt keys")
+
+
+class TopLoose(Params):
+    model_config = ConfigDict(extra="ignore")
+
+    every: int = Field(5, ge=1, description="report every N steps")
+
+
+class StrictInner(Params):
+    x: int = Field(1, description="a value")
+
+
+class NestedStrict(Params):
+    inner: StrictInner = Field(default_factory=StrictInner, description="a block that refuses a misspelt key")
+
+
+@pytest.mark.parametrize("model, message", [
+    (NestedLoose, "plugin 'p': settings 'progress': its parameter block 'inner' (LooseInner) accepts unknown keys, "
+                  "so a misspelt key in a recipe would be ignored "
+                  "(derive it from wsreid.api.Params (or set model_config extra='forbid'))"),
+    (DeepLoose, "plugin 'p': settings 'progress': its parameter block 'blocks' (LooseInner) accepts unknown keys, "
+                "so a misspelt key in a recipe would be ignored "
+                "(derive it from wsreid.api.Params (or set model_config extra='forbid'))"),
+    (TopLoose, "plugin 'p': settings 'progress': its model (TopLoose) accepts unknown keys, "
+               "so a misspelt key in a recipe would be ignored "
+               "(set model_config extra='forbid' (wsreid.api.Params does; this model overrides it))"),
+])  # fmt: skip
+def test_a_settings_model_accepting_unknown_keys_is_refused(model, message):
+    """The registration rule for parameter models, applied to settings (nested models and,
+    since no recipe block wraps a settings block, the model itself)."""
+    registry = Registry()
+    registry.set_provider("p")
+    with pytest.raises(PluginError) as info:
+        registry.add_settings("progress", model)
+    assert str(info.value) == message
+    assert "\n" not in str(info.value)
+    assert registry.settings_entries() == []
+
+
+def test_a_settings_model_with_a_strict_nested_model_is_accepted(tmp_path):
+    class Strict:
+        @staticmethod
+        @hookimpl
+        def wsreid_register(registry):
+            registry.add_settings("progress", NestedStrict)
+
+    strict = load_plugins(objects=[("strict_observer", Strict)])
+    assert [(e.key, e.model, e.provider) for e in strict.registry.settings_entries()] == [
+        ("progress", NestedStrict, "strict_observer")]
+    loaded = load_recipe(recipe(tmp_path, "settings:\n  progress: {inner: {x: 3}}\n"), registry=strict.registry)
+    assert loaded.recipe.settings["progress"].inner.x == 3
+    from wsreid.errors import RecipeError
+
+    with pytest.raises(RecipeError) as info:  # the misspelt key the nested model refuses
+        load_recipe(recipe(tmp_path, "settings:\n  progress: {inner: {y: 3}}\n"), registry=strict.registry)
+    assert str(info.value).startswith(f"{tmp_path}/recipe.yaml:5: settings.progress.inner.y: unknown key 'y'")
+
+
+def test_validate_refuses_a_recipe_plugin_with_loose_settings(tmp_path, monkeypatch, capsys, request):
+    """``wsreid validate`` of a recipe whose plugin declares settings with a plain nested
+    pydantic model: one line, exit 2, before any training."""
+    (tmp_path / "wsreid_loose_settings.py").write_text(
+        "from pydantic import BaseModel, Field\n"
+        "from wsreid import hookimpl\n"
+        "from wsreid.api import Params\n\n\n"
+        "class Inner(BaseModel):\n"
+        "    x: int = 1\n\n\n"
+        "class LooseSettings(Params):\n"
+        "    inner: Inner = Field(default_factory=Inner, description='a block')\n\n\n"
+        "@hookimpl\n"
+        "def wsreid_register(registry):\n"
+        "    registry.add_settings('loose', LooseSettings)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: sys.modules.pop("wsreid_loose_settings", None))
+    path = recipe(tmp_path, "plugins: [wsreid_loose_settings]\nsettings:\n  loose: {inner: {y: 2}}\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "error: plugin 'wsreid_loose_settings': settings 'loose': its parameter block 'inner' (Inner) accepts unknown "
+        "keys, so a misspelt key in a recipe would be ignored "
+        "(derive it from wsreid.api.Params (or set model_config extra='forbid'))"]

@@ -22,7 +22,7 @@ from wsreid.api import COMPONENT_KINDS, KINDS, Component, Params
 from wsreid.errors import DuplicateComponentError, PluginError, RecipeError
 
 __all__ = ["BASE_CLASSES", "DuplicateComponentError", "Entry", "Registry", "SettingsEntry", "SETTINGS_KEY_PATTERN",
-           "accepts_unknown_keys", "invalid_default"]
+           "accepts_unknown_keys", "invalid_default", "refuse_unknown_keys"]
 
 #: Keys of plugin settings blocks (``settings.<key>`` in recipes): lower-case identifiers.
 SETTINGS_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -132,6 +132,24 @@ def accepts_unknown_keys(model: type[BaseModel], nested_only: bool = False) -> t
     return None
 
 
+def refuse_unknown_keys(model: type[BaseModel], subject: str, *, nested_only: bool = False) -> None:
+    """Raise :class:`PluginError` when :func:`accepts_unknown_keys` finds a model of
+    ``model`` that accepts unknown keys: one line, ``subject`` (the plugin and what it
+    declares, e.g. ``plugin 'p': settings 'progress'``) first, then the block and its
+    model. The rule of :meth:`Registry.add` (parameter models, the top level left out:
+    its recipe block forbids unknown keys) and :meth:`Registry.add_settings` (settings
+    models, the top level included); see docs/plugins.md."""
+    loose = accepts_unknown_keys(model, nested_only=nested_only)
+    if loose is None:
+        return
+    path, nested = loose
+    block = "its model" if nested is model else f"its parameter block {path!r}"
+    hint = ("set model_config extra='forbid' (wsreid.api.Params does; this model overrides it)"
+            if issubclass(nested, Params) else "derive it from wsreid.api.Params (or set model_config extra='forbid')")
+    raise PluginError(f"{subject}: {block} ({nested.__name__}) accepts unknown keys, "
+                      "so a misspelt key in a recipe would be ignored", hint=hint)
+
+
 def _annotation_types(annotation: Any) -> list[Any]:
     """The types inside an annotation (``list[X] | None`` -> list, X, NoneType)."""
     args = getattr(annotation, "__args__", None)
@@ -187,13 +205,7 @@ class Registry:
         if "name" in params.model_fields:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r}: 'name' is reserved and cannot be a parameter")
         # the top level is validated inside its recipe block, which forbids unknown keys itself
-        loose = accepts_unknown_keys(params, nested_only=True)
-        if loose is not None:
-            path, nested = loose
-            raise PluginError(
-                f"plugin {provider!r}: {kind} {name!r}: its parameter block {path!r} ({nested.__name__}) "
-                "accepts unknown keys, so a misspelt key in a recipe would be ignored",
-                hint="derive it from wsreid.api.Params (or set model_config extra='forbid')")
+        refuse_unknown_keys(params, f"plugin {provider!r}: {kind} {name!r}", nested_only=True)
         problem = invalid_default(params)
         if problem is not None:
             raise PluginError(f"plugin {provider!r}: {kind} {name!r} ({cls.__module__}.{cls.__qualname__}): {problem}",
@@ -219,7 +231,10 @@ class Registry:
         """Declare the settings block of this plugin: recipes may write
         ``settings: {<key>: {...}}``, validated by ``model`` (a :class:`wsreid.api.Params`
         subclass: unknown keys and wrong values are one-line errors citing file and line;
-        every field needs a valid default, so a recipe may leave the block out).
+        every field needs a valid default, so a recipe may leave the block out). A model
+        that accepts unknown keys - ``model`` itself or a model nested in its fields, such
+        as a plain pydantic ``BaseModel`` - is refused as :meth:`add` refuses one
+        (:func:`refuse_unknown_keys`), since a misspelt key would be ignored.
 
         The validated block, defaults filled in, is ``run.recipe.settings[key]`` in every
         lifecycle hook; it is written to the run's ``recipe.yaml`` and shown by ``wsreid
@@ -233,6 +248,8 @@ class Registry:
                               hint="use letters a-z, digits and '_', starting with a letter")
         if not (isinstance(model, type) and issubclass(model, Params)):
             raise PluginError(f"plugin {provider!r}: settings {key!r} need a model deriving from wsreid.api.Params")
+        # the model itself too: a settings block is validated by it alone (no recipe block around it)
+        refuse_unknown_keys(model, f"plugin {provider!r}: settings {key!r}")
         required = [n for n, f in model.model_fields.items() if f.is_required()]
         if required:
             raise PluginError(f"plugin {provider!r}: settings {key!r} ({model.__qualname__}): field "
