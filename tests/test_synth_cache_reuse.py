@@ -1,12 +1,14 @@
 """Loading synth-pedes from a cache entry that already holds it: the damage check's reading
 of reid_raw.json and of the image folders is the reading the dataset is built from (the
 file is parsed once, no image is looked up twice), the dataset is the one
-read_dataset reads, and a damaged entry is still told to be deleted."""
+read_dataset reads, and a damaged entry is still told to be deleted; ``wsreid data synth``
+reads the file once too, with the output it had when it read it again."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,74 @@ def test_damaged_entry_loaded_by_the_component_says_delete_it(entry, damage, exp
         _load()
     assert str(info.value) == (f"the synth-pedes cache entry {entry} {expected} "
                                f"(delete the folder {entry}; the dataset is generated there again on next use)")
+
+
+STATS = ("  train      4 ids      12 images      24 captions  24.2 words/caption\n"
+         "  val        2 ids       8 images      16 captions  21.9 words/caption\n"
+         "  test       3 ids       8 images      16 captions  23.4 words/caption\n")
+
+
+def _synth_command(out: Path, *extra: str) -> int:
+    import argparse
+
+    from wsreid.cli.data import add_data_parser
+
+    parser = argparse.ArgumentParser(prog="wsreid")
+    add_data_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", "synth", "--out", str(out), "--size", "tiny", "--workers", "1", *extra])
+    return args.func(args)
+
+
+@pytest.mark.parametrize("sheet", [[], ["--no-contact-sheet"]], ids=["sheet", "no-sheet"])
+def test_data_synth_reads_the_annotations_once(tmp_path, monkeypatch, capsys, sheet):
+    """``wsreid data synth``, generating and then reusing a dataset: reid_raw.json is read
+    and parsed once per command (the records of the damage check, or of the one reading
+    after generating, give the statistics and the contact sheet), each image folder is
+    listed once, and the output is what it was when the command read the file again."""
+    from wsreid.data.synth import write_contact_sheet
+
+    monkeypatch.setitem(PRESETS, "tiny", MICRO)
+    out = tmp_path / "synth"
+    reads: list[str] = []
+    real_read_text = Path.read_text
+
+    def read_text(self, *a, **k):
+        if self.name == "reid_raw.json":
+            reads.append(self.name)
+        return real_read_text(self, *a, **k)
+
+    parsed: list[int] = []
+    real_loads = json.loads
+
+    def loads(text, *a, **k):
+        value = real_loads(text, *a, **k)
+        if isinstance(value, list):  # the annotation file (the other files are objects)
+            parsed.append(len(value))
+        return value
+
+    listed: list[str] = []
+    real_listdir = os.listdir
+
+    def listdir(path="."):
+        if "imgs" in Path(path).parts:
+            listed.append(Path(path).relative_to(out).as_posix())
+        return real_listdir(path)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(json, "loads", loads)
+    monkeypatch.setattr(os, "listdir", listdir)
+    for first, state in ((True, r"generated in \d+\.\d s"), (False, "already present")):
+        reads.clear(), parsed.clear(), listed.clear()
+        assert _synth_command(out, *sheet) == 0
+        text = capsys.readouterr().out
+        assert reads == ["reid_raw.json"] and parsed == [28]  # 28 records: the file is read and parsed once
+        if sheet and first:  # without a contact sheet, a fresh dataset's images are not looked up
+            assert listed == []
+        else:  # the damage check of a reused dataset, or the contact sheet's check
+            assert sorted(listed) == ["imgs/test", "imgs/train", "imgs/val"]  # each folder listed once
+        head, _, rest = text.partition("\n")
+        assert re.fullmatch(rf"synth-pedes tiny \(seed 0\) {state}: {re.escape(str(out))}", head), head
+        assert rest == STATS + ("" if sheet else f"contact sheet: {out / 'contact_sheet.png'}\n")
+    if not sheet:  # the sheet drawn from the records given is the sheet drawn from the file
+        again = write_contact_sheet(out, tmp_path / "again.png")
+        assert (out / "contact_sheet.png").read_bytes() == again.read_bytes()

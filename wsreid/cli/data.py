@@ -17,8 +17,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from wsreid.data.check import check_dataset, format_report, split_statistics
-from wsreid.data.readers import FORMATS, detect_format, read_records
-from wsreid.data.synth import PRESETS, SynthConfig, ensure_synth, write_contact_sheet
+from wsreid.data.readers import FORMATS, detect_format
+from wsreid.data.synth import PRESETS, SynthConfig, synth_records, write_contact_sheet
 from wsreid.data.synth.contact_sheet import check_sheet_path
 from wsreid.cli.common import add_debug
 from wsreid.errors import DataError
@@ -85,17 +85,20 @@ def run_synth(args: argparse.Namespace) -> int:
 
     try:
         fresh = not (args.out / "synth_meta.json").is_file()
-    except OSError:  # unreadable: ensure_synth says so
+    except OSError:  # unreadable: synth_records says so
         fresh = True
-    root = ensure_synth(config, args.out, workers=None if args.workers is None else max(1, args.workers),
-                        progress=progress, root_setting="--out")
+    # the annotation file read once: the records give the statistics and the contact sheet
+    # (whose images must exist: a reused dataset's damage check has looked them up)
+    path, records = synth_records(config, args.out, check_images="none" if args.no_contact_sheet else "exists",
+                                  workers=None if args.workers is None else max(1, args.workers),
+                                  progress=progress, root_setting="--out")
+    root = path.parent
     took = time.perf_counter() - start
     print(f"synth-pedes {config.size} (seed {config.seed}) " + (f"generated in {took:.1f} s" if fresh else "already present") + f": {root}")
-    path, records = read_records(root, "cuhk-pedes", check_images="none")
     for s in split_statistics(records, FORMATS["cuhk-pedes"].splits):
         print(f"  {s.split:<5} {s.ids:>6} ids {s.images:>7} images {s.captions:>7} captions {s.words_per_caption:5.1f} words/caption")
     if not args.no_contact_sheet:
-        sheet = write_contact_sheet(root, args.contact_sheet or root / "contact_sheet.png")
+        sheet = write_contact_sheet(root, args.contact_sheet or root / "contact_sheet.png", records=records)
         print(f"contact sheet: {sheet}")
     return 0
 

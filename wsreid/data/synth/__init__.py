@@ -14,6 +14,7 @@ from wsreid.data.synth.generate import (
     generate_synth,
     load_synth,
     plan_dataset,
+    synth_records,
 )
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "generate_synth",
     "load_synth",
     "plan_dataset",
+    "synth_records",
     "write_contact_sheet",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from wsreid.data.images import load_image
-from wsreid.data.readers import read_records
+from wsreid.data.readers import ImageRecord, read_records
 from wsreid.errors import DataError
 from wsreid.fileio import cannot_create_in, disk_full, nearest_existing, write_atomically
 
@@ -56,14 +56,19 @@ def _pick_identities(root: Path, by_id: dict[int, list], split: str, count: int)
     return rows
 
 
-def write_contact_sheet(root: str | Path, out_path: str | Path, *, identities: int = 8, split: str = "test", images_per_row: int = 6) -> Path:
+def write_contact_sheet(root: str | Path, out_path: str | Path, *, identities: int = 8, split: str = "test", images_per_row: int = 6,
+                        records: list[ImageRecord] | None = None) -> Path:
     """Write a PNG of ``identities`` persons of ``split`` from the CUHK-PEDES-format dataset
     at ``root``: one row per person with up to ``images_per_row`` images, the captions of
     its first image and (for synth-pedes) how near-duplicates differ. Written atomically
     (:func:`~wsreid.fileio.write_atomically`): a failed write leaves no partial file and an
-    existing sheet as it was."""
+    existing sheet as it was. ``records``: the dataset's records when the caller has read
+    them already, their images' existence checked (as
+    :func:`wsreid.data.synth.synth_records` returns them), so that the annotation file is
+    not read again; None reads them from ``root`` (see docs/datasets.md)."""
     root = Path(root)
-    _, records = read_records(root, "cuhk-pedes", check_images="exists")
+    if records is None:
+        _, records = read_records(root, "cuhk-pedes", check_images="exists")
     by_id: dict[int, list] = {}
     for r in records:
         if r.split == split:

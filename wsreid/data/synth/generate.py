@@ -31,7 +31,8 @@ from pydantic import Field, model_validator
 
 from wsreid.api import DatasetSplits, Params
 from wsreid.data.images import ExistenceIndex
-from wsreid.data.readers import DatasetImageCheck, ImageRecord, dataset_of_records, parse_records, read_dataset
+from wsreid.data.readers import (DatasetImageCheck, ImageCheck, ImageRecord, dataset_of_records, parse_records,
+                                  read_records)
 from wsreid.data.synth.attributes import Identity, mutate_identity, sample_identity, visible_slots
 from wsreid.data.synth.captions import Caption, make_caption
 from wsreid.data.synth.damage import META_FILE, damaged, default_cache_dir, regenerate_hint
@@ -51,6 +52,7 @@ __all__ = [
     "generate_synth",
     "ensure_synth",
     "load_synth",
+    "synth_records",
     "default_cache_dir",
     "META_FILE",
     "ATTRIBUTES_FILE",
@@ -482,13 +484,32 @@ def load_synth(
 ) -> DatasetSplits:
     """The dataset of ``config`` as :class:`DatasetSplits` named ``synth-pedes``: where
     :func:`ensure_synth` puts it (with its errors), read as :func:`wsreid.data.read_dataset`
-    reads the CUHK-PEDES format with ``check_images`` (``decode_workers`` threads decode).
-    A dataset that is reused is built from the records its damage check read."""
+    reads the CUHK-PEDES format with ``check_images`` (``decode_workers`` threads decode),
+    from the records of :func:`synth_records` (the annotation file read once)."""
+    path, records = synth_records(config, root, check_images="none" if check_images == "none" else "exists",
+                                  workers=workers, progress=progress, root_setting=root_setting)
+    return dataset_of_records(path, records, "cuhk-pedes", check_images=check_images,
+                              name="synth-pedes", workers=decode_workers)
+
+
+def synth_records(
+    config: SynthConfig,
+    root: str | Path | None = None,
+    *,
+    check_images: ImageCheck = "exists",
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    root_setting: str = "data.root",
+) -> tuple[Path, list[ImageRecord]]:
+    """The annotation file and records of the dataset of ``config``, where
+    :func:`ensure_synth` puts it (with its errors), as
+    :func:`wsreid.data.readers.read_records` returns them; the file is read once. A reused
+    dataset gives the records its damage check read (every image is known to exist); a
+    dataset generated here is read with ``check_images`` (see docs/datasets.md)."""
     path, records = _ensure(config, root, workers=workers, progress=progress, root_setting=root_setting)
     if records is None:
-        return read_dataset(path, "cuhk-pedes", check_images=check_images, name="synth-pedes", workers=decode_workers)
-    return dataset_of_records(path / "reid_raw.json", records, "cuhk-pedes", check_images=check_images,
-                              name="synth-pedes", workers=decode_workers)
+        return read_records(path, "cuhk-pedes", check_images=check_images)
+    return path / "reid_raw.json", records
 
 
 def _ensure(
