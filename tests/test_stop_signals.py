@@ -1,7 +1,8 @@
-"""Stopping a command with SIGTERM (a scheduler, ``timeout``) or Ctrl-C
-(wsreid/engine/signals.py, docs/reliability.md "Faults"): the same one line and run
-directory as Ctrl-C, exit status 128 + the signal (143, 130); a stop whose exception Python
-swallowed (raised inside a finalizer) still stops the run at the engine's next boundary.
+"""Stopping a command with SIGTERM (a scheduler, ``timeout``), SIGHUP (a closed terminal or
+ssh session) or Ctrl-C (wsreid/engine/signals.py, docs/reliability.md "Faults"): the same
+one line and run directory as Ctrl-C, exit status 128 + the signal (143, 129, 130); a stop
+whose exception Python swallowed (raised inside a finalizer) still stops the run at the
+engine's next boundary.
 Signals are raised in this process with ``signal.raise_signal``, whose handler runs
 before it returns: where the handler raises is deterministic."""
 
@@ -111,6 +112,71 @@ def test_sigterm_in_a_run_gives_the_line_ctrl_c_gives_and_exit_143(make_recipe, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("stopped by SIGTERM; ") and err.endswith(f"--output-dir {run_dir} {flag}"), err
     assert (run_dir / "recipe.yaml").is_file()
+
+
+def test_sighup_stops_a_run_as_sigterm_does_with_exit_129(make_recipe, tmp_path, monkeypatch, capsys):
+    """A closed terminal or ssh session (SIGHUP) used to kill the run with no line, its lock
+    and half-written files left to crash recovery."""
+    recipe = make_recipe("baselines/itc.yaml")
+    run_dir = tmp_path / "run"
+    _stub_run(monkeypatch, lambda: send(signal.SIGHUP), checkpoint=True)
+    assert main(["run", str(recipe)]) == 129
+    assert capsys.readouterr().err.strip() == (f"stopped by SIGHUP; last complete checkpoint: epoch-0001; resume with: "
+                                               f"wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume")
+    assert not (run_dir / ".wsreid-lock").exists() and not (run_dir / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL and signals.received() is None
+
+
+def test_under_nohup_sighup_stays_ignored_and_the_command_goes_on(monkeypatch, capsys):
+    """``nohup wsreid run ...`` ignores SIGHUP: the command neither installs its handler
+    nor stops when one comes."""
+    import wsreid.recipe
+
+    real = wsreid.recipe.load_recipe
+    seen = []
+
+    def load_then_hang_up(*args, **kwargs):
+        seen.append(signal.getsignal(signal.SIGHUP))
+        signal.raise_signal(signal.SIGHUP)  # ignored: nothing happens
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wsreid.recipe, "load_recipe", load_then_hang_up)
+    from conftest import RECIPES
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert main(["validate", str(RECIPES / "baselines" / "itc.yaml")]) == 0
+        assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    captured = capsys.readouterr()
+    assert ": valid (" in captured.out and captured.err == ""
+
+
+class _ClosedTerminal:
+    """A stderr whose terminal is gone (after SIGHUP every write fails with EIO)."""
+
+    def write(self, text):
+        import errno
+
+        raise OSError(errno.EIO, "Input/output error")
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGHUP, 129), (signal.SIGTERM, 143)])
+def test_a_stop_line_the_closed_terminal_cannot_take_still_ends_with_the_stop_s_status(make_recipe, tmp_path,
+                                                                                       monkeypatch, signum, code):
+    """The print of the stop line used to raise OSError (EIO) once the terminal was gone: a
+    traceback and exit status 1 instead of 128 + the signal, which ``wsreid ablate`` counts
+    as a failed run."""
+    recipe = make_recipe("baselines/itc.yaml")
+    _stub_run(monkeypatch, lambda: send(signum), checkpoint=True)
+    monkeypatch.setattr(sys, "stderr", _ClosedTerminal())
+    assert main(["run", str(recipe)]) == code
+    assert not (tmp_path / "run" / ".wsreid-lock").exists()
+    assert (tmp_path / "run" / "checkpoints" / "epoch-0001").is_dir()
 
 
 def test_sigterm_before_the_first_epoch_removes_the_run_directory(make_recipe, tmp_path, monkeypatch, capsys):
@@ -232,6 +298,8 @@ def _fake_child(tmp_path, monkeypatch, script: str):
     ("exit 130", signal.SIGINT),
     ("kill -TERM $$", signal.SIGTERM),  # killed by the signal (a negative returncode)
     ("kill -INT $$", signal.SIGINT),
+    ("exit 129", signal.SIGHUP),  # wsreid run stopped by SIGHUP: a failed run ("exited with code 129") before
+    ("kill -HUP $$", signal.SIGHUP),
 ])
 def test_a_child_run_ended_by_a_stop_signal_stops_the_study_with_that_signal(tmp_path, monkeypatch, script, stop):
     from wsreid.ablate import execute_subprocess
@@ -300,6 +368,52 @@ def test_a_child_that_outlasts_child_stop_s_after_the_study_s_stop_is_killed(tmp
     assert capsys.readouterr().err == f"wsreid run (process {pid}) did not stop within 0.5 s of SIGTERM; killed it\n"
 
 
+def test_a_run_the_stopped_study_never_started_leaves_no_log_file(tmp_path, monkeypatch):
+    """``-j N`` stopped while a child is being started: the run's log was opened (emptied)
+    before the study found it stopped, so a run that never started left an empty log, or
+    emptied the log of its previous attempt."""
+    from wsreid.ablate import ChildProcesses, execute_subprocess
+
+    marks = _fake_child(tmp_path, monkeypatch, "echo > $MARKS/started")
+    children = ChildProcesses()
+    children.stop(signal.SIGTERM)  # the study's stop, none running
+    logs = tmp_path / "out" / "logs"
+    earlier = logs / "a-seed-0.log"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("the previous attempt's output\n")
+    for log_file in (earlier, logs / "b-seed-0.log"):
+        with pytest.raises(KeyboardInterrupt) as caught:
+            execute_subprocess(["run", "recipe.yaml"], log_file=log_file, children=children)
+        assert isinstance(caught.value, signals.Stopped) and caught.value.signum == signal.SIGTERM
+    assert earlier.read_text() == "the previous attempt's output\n"
+    assert sorted(p.name for p in logs.iterdir()) == ["a-seed-0.log"]
+    assert not (marks / "started").exists()
+
+
+def test_a_child_that_cannot_be_started_leaves_no_log_file(tmp_path, monkeypatch):
+    from wsreid.ablate import execute_subprocess
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    log_file = tmp_path / "logs" / "a-seed-0.log"
+    with pytest.raises(FileNotFoundError):
+        execute_subprocess(["run", "recipe.yaml"], log_file=log_file)
+    assert not log_file.exists()
+
+
+def test_a_child_s_output_is_read_to_its_end_when_the_terminal_is_gone():
+    """``--subprocess`` passes a child's stderr on to the study's; once that cannot be
+    written (SIGHUP: the terminal closed) the reading used to stop, leaving the child to
+    wait on a full pipe (killed after CHILD_STOP_S) and its error lines unread."""
+    import io
+
+    from wsreid.ablate import _pass_output
+
+    stream = io.StringIO("progress\nerror: first\n" + "progress\n" * 1000 + "error: last\n")
+    errors: list[str] = []
+    _pass_output(stream, _ClosedTerminal(), errors)
+    assert errors == ["first", "last"] and stream.read() == ""
+
+
 def _study(make_recipe, tmp_path, variants=("a",)) -> Path:
     make_recipe("baselines/itc.yaml", {"train": {"epochs": 2, "batch_size": 64}})
     study = tmp_path / "study.yaml"
@@ -319,16 +433,21 @@ def test_ablate_subprocess_whose_child_is_stopped_by_sigterm_stops_with_143(make
     assert "FAILED" not in err
 
 
-def test_sigterm_to_a_parallel_study_alone_stops_its_children_too(make_recipe, tmp_path, monkeypatch, capsys):
-    """``--jobs 2``: the study's SIGTERM (to its process only) is passed on to both running
-    children, which end; the study stops with 143 (it used to wait for them to finish)."""
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_stop_signal_to_a_parallel_study_alone_stops_its_children_too(make_recipe, tmp_path, monkeypatch, capsys,
+                                                                       signum, code):
+    """``--jobs 2``: the study's SIGTERM or SIGHUP (to its process only) is passed on to
+    both running children, which end; the study stops with 128 + the signal (it used to
+    wait for them to finish; SIGHUP killed the study and left them running)."""
     import os
     import threading
     import time
 
+    name = signal.Signals(signum).name
+
     study = _study(make_recipe, tmp_path, variants=("a", "b"))
-    marks = _fake_child(tmp_path, monkeypatch, textwrap.dedent("""\
-        trap 'echo TERM > $MARKS/term-$$; kill $sleeper; exit 143' TERM
+    marks = _fake_child(tmp_path, monkeypatch, textwrap.dedent(f"""\
+        trap 'echo > $MARKS/term-$$; kill $sleeper; exit {code}' {name[3:]}
         echo > $MARKS/pid-$$
         sleep 20 & sleeper=$!
         wait $sleeper
@@ -338,17 +457,17 @@ def test_sigterm_to_a_parallel_study_alone_stops_its_children_too(make_recipe, t
         deadline = time.monotonic() + 60
         while len(list(marks.glob("pid-*"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN):  # never end the test session
-            os.kill(os.getpid(), signal.SIGTERM)
+        if signal.getsignal(signum) not in (signal.SIG_DFL, signal.SIG_IGN):  # never end the test session
+            os.kill(os.getpid(), signum)
 
     sender = threading.Thread(target=stop_when_both_run)
     sender.start()
     started = time.monotonic()
     try:
-        code = main(["ablate", str(study), "-j", "2", "--output-dir", str(tmp_path / "out")])
+        status = main(["ablate", str(study), "-j", "2", "--output-dir", str(tmp_path / "out")])
     finally:
         sender.join()
-    assert code == 143 and time.monotonic() - started < 15
+    assert status == code and time.monotonic() - started < 15
     pids = sorted(p.name[len("pid-"):] for p in marks.glob("pid-*"))
     assert len(pids) == 2 and sorted(p.name[len("term-"):] for p in marks.glob("term-*")) == pids
     assert not list(marks.glob("finished-*"))
@@ -356,7 +475,7 @@ def test_sigterm_to_a_parallel_study_alone_stops_its_children_too(make_recipe, t
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
     assert capsys.readouterr().err.endswith(
-        "\nstopped by SIGTERM after 0 of 2 runs; run the same command again to go on\n")
+        f"\nstopped by {name} after 0 of 2 runs; run the same command again to go on\n")
 
 
 def test_sigterm_to_wsreid_ablate_subprocess_alone_stops_its_child_run(make_recipe, tmp_path):
@@ -463,7 +582,8 @@ def test_the_exit_status_of_a_stop_is_128_plus_the_signal_and_named_in_exit_code
 
     assert signals.exit_code(signal.SIGINT) is ExitCode.INTERRUPTED and ExitCode.INTERRUPTED == 130
     assert signals.exit_code(signal.SIGTERM) is ExitCode.TERMINATED and ExitCode.TERMINATED == 143
-    assert signals.exit_code(signal.SIGHUP) == 129  # no name: the number
+    assert signals.exit_code(signal.SIGHUP) is ExitCode.HANGUP and ExitCode.HANGUP == 129
+    assert signals.exit_code(signal.SIGUSR1) == 138  # no name: the number
 
 
 def test_check_raises_only_after_a_recorded_signal():

@@ -409,9 +409,10 @@ def _kill(proc) -> None:
 
 
 def _stop_signal_of(code: int) -> int | None:
-    """The stop signal (SIGINT, SIGTERM) that ended a child ``wsreid run`` with exit status
-    ``code`` - caught by its handler (``wsreid run`` then exits with 128 + the signal) or
-    killing it (a negative ``returncode``) - or None."""
+    """The stop signal (SIGINT, SIGTERM, SIGHUP: :data:`wsreid.engine.signals.HANDLED`) that
+    ended a child ``wsreid run`` with exit status ``code`` - caught by its handler (``wsreid
+    run`` then exits with 128 + the signal) or killing it (a negative ``returncode``) - or
+    None."""
     stops = {int(signum) for signum, _ in signals.HANDLED}
     for signum in (-code, code - 128):
         if signum in stops:
@@ -427,13 +428,19 @@ def _signal_name(signum: int) -> str:
 
 
 def _pass_output(stream, out, errors: list[str]) -> None:
-    """Copy the child's stderr ``stream`` to ``out``, keeping its ``error:`` lines."""
+    """Copy the child's stderr ``stream`` to ``out``, keeping its ``error:`` lines. Once
+    ``out`` cannot be written (closed after a stop, or its terminal gone: SIGHUP) the
+    stream is still read to its end, so that the child never waits on a full pipe."""
     try:
         for line in stream:
-            out.write(line)
+            if out is not None:
+                try:
+                    out.write(line)
+                except (OSError, ValueError):
+                    out = None
             if line.startswith("error: "):
                 errors.append(line[len("error: "):].strip())
-    except (OSError, ValueError):  # ``out`` closed after a stop
+    except (OSError, ValueError):  # the stream closed
         pass
 
 
@@ -441,15 +448,17 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads
                        children: ChildProcesses | None = None) -> None:
     """Run ``python -m wsreid <argv>`` in a child process; its last ``error:`` line becomes
     the failure message. Its stderr is passed through, or written to ``log_file`` (parallel
-    studies, whose progress bars would interleave). ``threads`` sets the child's
-    ``OMP_NUM_THREADS`` unless the environment already does. ``children``: the study's
-    running children (``--jobs N``), which a stop of the study stops.
+    studies, whose progress bars would interleave); the log is created when the child
+    starts, so a run that never started (the study stopped first, or the child could not be
+    started) leaves none, and the log of its previous attempt is kept. ``threads`` sets the
+    child's ``OMP_NUM_THREADS`` unless the environment already does. ``children``: the
+    study's running children (``--jobs N``), which a stop of the study stops.
 
-    A child ended by a stop signal (exit status 128 + SIGINT or SIGTERM, or killed by one)
-    stops the study: :class:`~wsreid.engine.signals.Stopped` with that signal; killed by
-    another signal it failed. A stop signal that reaches this process while it waits
-    (SIGTERM to the study alone) is passed on to the child, which stops as ``wsreid run``
-    does; the same signal is raised here once it has ended (:meth:`ChildProcesses.stop`)."""
+    A child ended by a stop signal (exit status 128 + SIGINT, SIGTERM or SIGHUP, or killed
+    by one) stops the study: :class:`~wsreid.engine.signals.Stopped` with that signal;
+    killed by another signal it failed. A stop signal that reaches this process while it
+    waits (SIGTERM to the study alone) is passed on to the child, which stops as ``wsreid
+    run`` does; the same signal is raised here once it has ended (:meth:`ChildProcesses.stop`)."""
     import os
     import subprocess
 
@@ -457,15 +466,27 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads
     env = dict(os.environ)
     if threads is not None:
         env.setdefault("OMP_NUM_THREADS", str(threads))
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        sink = log_file.open("w")
-    else:
-        sink = None
+    sink = None
+
+    def start():
+        """The child, its log opened for it; called once the study is known not to be stopped."""
+        nonlocal sink
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            sink = log_file.open("w")
+        try:
+            return subprocess.Popen([sys.executable, "-m", "wsreid", *argv], stderr=subprocess.PIPE, text=True,
+                                    stdout=sink, env=env)
+        except BaseException:  # not started: no log of a run that never ran
+            if sink is not None:
+                sink.close()
+                sink = None
+                log_file.unlink(missing_ok=True)
+            raise
+
     errors: list[str] = []
     try:
-        proc = children.start(lambda: subprocess.Popen([sys.executable, "-m", "wsreid", *argv], stderr=subprocess.PIPE,
-                                                       text=True, stdout=sink, env=env))
+        proc = children.start(start)
         reader = threading.Thread(target=_pass_output, args=(proc.stderr, sink or sys.stderr, errors), daemon=True)
         reader.start()
         try:
@@ -501,9 +522,14 @@ def _one_line(exc: BaseException) -> str:
 
 def _log_line(line: str) -> None:
     """One progress line on stderr in a single write: ``-j N`` logs from N threads, and
-    ``print``'s separate writes of the text and the newline could interleave."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    ``print``'s separate writes of the text and the newline could interleave. A stderr
+    that cannot be written (its terminal closed: SIGHUP) loses the line; the study goes on
+    stopping."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),

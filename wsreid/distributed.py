@@ -2,16 +2,29 @@
 gradient, broadcast. On one process every helper is the identity.
 
 All collectives must be called on every process (never under ``if is_main_process``).
+
+Also which process of a launch prints the line of a stop (:func:`stop_line_here`): one
+stop, one line, though torchrun passes its stop signal to every process.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.distributed as torch_dist
 
 from wsreid.errors import UserError
+
+#: seconds a process other than the main one of a torchrun launch waits, once stopped, for
+#: the main process to record that it prints the stop's line (:func:`stop_line_here`);
+#: torchrun waits 30 s for its processes to end after passing its stop signal to them
+MAIN_STOP_WAIT_S = 5.0
+
+#: the key of the launcher's store under which the main process records that it prints
+#: the stop's line (followed by the launch's run id and restart count)
+_STOP_LINE_KEY = "wsreid/stop-line"
 
 
 _LEFT_PROCESS_GROUP = False
@@ -139,3 +152,84 @@ def check_launch(accelerator) -> None:
             hint="on CPU use `torchrun --nproc_per_node N -m wsreid run ...` (wsreid selects the gloo backend); "
             "see docs/distributed.md",
         )
+
+
+def prints_stop_line(rank: int, main_printed: bool | None) -> bool:
+    """Whether the process of ``rank`` prints the line of a stop: the main process (rank 0)
+    always; another one only when the main process could not have printed it: when the
+    main process did not record, within :data:`MAIN_STOP_WAIT_S` seconds, that it prints it
+    (``main_printed`` False: the signal reached this process alone, as with ``kill`` of its
+    process id, or the main process could not act on it, held in a collective that waits
+    for this one), and when it cannot be asked (None: no launcher store). So a stop that
+    reached every process prints one line, and no stop is left without one."""
+    return rank == 0 or main_printed is not True
+
+
+def stop_line_here() -> bool:
+    """Whether this process prints the line of the stop it received
+    (:func:`prints_stop_line`). One process (``WORLD_SIZE`` unset or 1): yes, at once.
+    Under torchrun (which serves its processes a store at ``MASTER_ADDR:MASTER_PORT`` for
+    as long as the launch runs, ``TORCHELASTIC_USE_AGENT_STORE=True``) the main process
+    records there that it prints it, and another process waits for that record at most
+    :data:`MAIN_STOP_WAIT_S` seconds. Under another launcher no process can know what the
+    main one did: each prints its line. Never raises."""
+    rank, world_size = _launch()
+    if world_size <= 1:
+        return True
+    store = _launcher_store()
+    key = _stop_line_key()
+    if rank == 0:
+        if store is not None:
+            try:
+                store.set(key, "1")
+            except Exception:  # the launcher is gone: nobody to tell
+                pass
+        return True
+    return prints_stop_line(rank, _main_printed(store, key))
+
+
+def _launch() -> tuple[int, int]:
+    """(rank, world size) as the launcher set them; (0, 1) without a launcher or for values
+    that are not numbers (the run reports those itself)."""
+    try:
+        return int(os.environ.get("RANK", "0") or "0"), int(os.environ.get("WORLD_SIZE", "1") or "1")
+    except ValueError:
+        return 0, 1
+
+
+def _stop_line_key() -> str:
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return f"{_STOP_LINE_KEY}/{run}/{restart}"
+
+
+def _launcher_store():
+    """A client of torchrun's store, or None: another launcher (whose store, if any, lives
+    in the main process and may be gone already), or a store that cannot be reached."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    from datetime import timedelta
+
+    try:
+        return torch_dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                   wait_for_workers=False, timeout=timedelta(seconds=MAIN_STOP_WAIT_S))
+    except Exception:
+        return None
+
+
+def _main_printed(store, key: str) -> bool | None:
+    """Whether the main process recorded ``key`` in ``store`` within
+    :data:`MAIN_STOP_WAIT_S` seconds; None when it cannot be asked (no store, the store
+    failing, another stop signal while waiting)."""
+    if store is None:
+        return None
+    deadline = time.monotonic() + MAIN_STOP_WAIT_S
+    try:
+        while True:
+            if store.check([key]):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+    except (Exception, KeyboardInterrupt):
+        return None

@@ -41,6 +41,8 @@ class ExitCode(IntEnum):
     RUNS_FAILED = 1
     #: a :class:`UserError`: one line on stderr says what, where and what to do
     USER_ERROR = 2
+    #: stopped by SIGHUP (the terminal or ssh session closed: 128 + 1); as INTERRUPTED otherwise
+    HANGUP = 129
     #: interrupted (Ctrl-C, SIGINT: 128 + 2); a run can be resumed from its last checkpoint
     INTERRUPTED = 130
     #: stopped by SIGTERM (a scheduler, ``timeout``: 128 + 15); as INTERRUPTED otherwise

@@ -26,7 +26,7 @@ import os
 import sys
 
 from wsreid.cli import ablate, convert, data, eval, plugins, run
-from wsreid.cli.common import add_debug
+from wsreid.cli.common import add_debug, say_stop
 from wsreid.engine import signals
 from wsreid.errors import ExitCode, UserError, debug_requested
 
@@ -51,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code.
     A :class:`~wsreid.errors.UserError` becomes one line on stderr (``--debug``: the
     traceback); a closed output pipe (``wsreid plugins | head``) ends quietly. While the
-    command runs, Ctrl-C and SIGTERM stop it the same way (:mod:`wsreid.engine.signals`):
-    one line, exit status 128 + the signal's number (130, 143); the previous handlers are
-    back when it returns."""
+    command runs, Ctrl-C, SIGTERM and SIGHUP stop it the same way
+    (:mod:`wsreid.engine.signals`): one line (one for all the processes of a multi-process
+    launch, :func:`~wsreid.cli.common.say_stop`), exit status 128 + the signal's number
+    (130, 143, 129); the previous handlers are back when it returns."""
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or debug_requested()
@@ -67,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         except KeyboardInterrupt as exc:
             signum = signals.signal_of(exc)
-            print(f"\n{signals.describe(signum)}", file=sys.stderr)
+            say_stop(signals.describe(signum))
             return signals.exit_code(signum)
         except BrokenPipeError:
             _quiet_closed_pipe()
             return ExitCode.OK
         signum = signals.received()
         if signum is not None and code != signals.exit_code(signum):  # swallowed after the engine's last check
-            print(f"\n{signals.describe(signum)} (after the command had finished)", file=sys.stderr)
+            say_stop(f"{signals.describe(signum)} (after the command had finished)")
             return signals.exit_code(signum)
         return code
 

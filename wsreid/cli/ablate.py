@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from wsreid.cli.common import add_common, add_overrides
+from wsreid.cli.common import add_common, add_overrides, say_stop
 from wsreid.errors import ExitCode
 
 
@@ -39,8 +38,9 @@ def add_parsers(sub) -> None:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     """Run the study and print the table; 0 when every run finished, 1 when some failed,
-    130 when interrupted (143: stopped by SIGTERM), 2 (before anything runs) when some
-    planned run is invalid. ``--dry-run``: 0, or 2 when some planned run is invalid."""
+    130 when interrupted (143: stopped by SIGTERM, 129: by SIGHUP), 2 (before anything
+    runs) when some planned run is invalid. ``--dry-run``: 0, or 2 when some planned run is
+    invalid."""
     from wsreid.ablate import STATE_DONE, ablation_study
     from wsreid.engine import signals
     from wsreid.errors import StudyError
@@ -55,8 +55,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         if outcomes is None:
             raise
         signum = signals.signal_of(exc)
-        print(f"\n{signals.describe(signum)} after {len(outcomes)} of {getattr(exc, 'total', len(outcomes))} runs; "
-              "run the same command again to go on", file=sys.stderr)
+        say_stop(f"{signals.describe(signum)} after {len(outcomes)} of {getattr(exc, 'total', len(outcomes))} runs; "
+                 "run the same command again to go on")
         return signals.exit_code(signum)
     if report.dry_run:
         done = sum(o.status == STATE_DONE for o in report.outcomes)

@@ -1,8 +1,28 @@
-"""Options shared by several commands (each defined once here)."""
+"""Options shared by several commands (each defined once here), and the print of a stop's
+line (:func:`say_stop`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+
+def say_stop(line: str) -> None:
+    """Print the one line of a stop (``interrupted; ...``, ``stopped by SIGTERM ...``) on
+    stderr, after an empty line that ends a progress bar's. Under a multi-process launch
+    only one process prints it (:func:`wsreid.distributed.stop_line_here`). A stderr that
+    cannot be written - its terminal closed, the SIGHUP that stopped the command - loses
+    the line; the exit status still tells the stop."""
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):  # only then: it imports torch
+        from wsreid.distributed import stop_line_here
+
+        if not stop_line_here():
+            return
+    try:
+        print(f"\n{line}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # the terminal is gone (EIO), or stderr was closed
+        pass
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from wsreid.cli.common import add_common, add_recipe_args
+from wsreid.cli.common import add_common, add_recipe_args, say_stop
 from wsreid.errors import ExitCode, UserError
 
 
@@ -37,8 +36,9 @@ def run_mode(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Train the recipe (:func:`wsreid.engine.session.run_recipe`) and print the test
-    metrics of the selected epoch. Stopped by Ctrl-C or SIGTERM: the run's one line (where
-    to resume) and 128 + the signal's number (130, 143)."""
+    metrics of the selected epoch. Stopped by Ctrl-C, SIGTERM or SIGHUP: the run's one line
+    (where to resume; one for all the processes of a multi-process launch) and 128 + the
+    signal's number (130, 143, 129)."""
     from wsreid.engine import signals
     from wsreid.engine.session import RunInterrupted, run_recipe
     from wsreid.recipe import load_recipe
@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run_recipe(loaded, args.output_dir, mode)
     except RunInterrupted as exc:
-        print(f"\n{exc.message}", file=sys.stderr)
+        say_stop(exc.message)
         return signals.exit_code(exc.signum)
     if result.is_main:
         metrics = result.metrics

@@ -46,7 +46,7 @@ __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_wei
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by Ctrl-C or SIGTERM; ``message`` says where to resume from (one
+    """A run stopped by Ctrl-C, SIGTERM or SIGHUP; ``message`` says where to resume from (one
     line); ``signum``: the signal (SIGINT for a KeyboardInterrupt of unknown origin)."""
 
     def __init__(self, run_dir: Path, message: str, signum: int = int(signal.SIGINT)):
@@ -97,8 +97,8 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     ``mode``: ``new`` (the directory must be empty or missing), ``resume`` or ``overwrite``
     (:class:`~wsreid.engine.rundir.RunMode`). Under a multi-process launcher only the first
     process prepares the directory; the others wait for it at the first barrier of
-    :meth:`Run.setup`. Raises :class:`RunInterrupted` on Ctrl-C, or SIGTERM under the
-    command line's handlers (:mod:`wsreid.engine.signals`) (the last checkpoint is
+    :meth:`Run.setup`. Raises :class:`RunInterrupted` on Ctrl-C, or SIGTERM or SIGHUP under
+    the command line's handlers (:mod:`wsreid.engine.signals`) (the last checkpoint is
     kept; before the first one, the message names the command that starts the run again
     in place) and :class:`~wsreid.errors.UserError` on a user mistake. A failure before
     the first checkpoint - and Ctrl-C before the first epoch - removes the directory this

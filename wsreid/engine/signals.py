@@ -1,11 +1,11 @@
-"""Stop signals (Ctrl-C's SIGINT, a scheduler's or ``timeout``'s SIGTERM) that stop a run
-the same way, and are never lost.
+"""Stop signals (Ctrl-C's SIGINT, a scheduler's or ``timeout``'s SIGTERM, the SIGHUP of a
+terminal or ssh session that closed) that stop a run the same way, and are never lost.
 
-The command line runs each command under :func:`stop_on_signals`: while it runs, SIGINT
-and SIGTERM record their number and raise :class:`Stopped`, a ``KeyboardInterrupt``, where
-the program is, so every ``except KeyboardInterrupt`` path (a run keeping its last
+The command line runs each command under :func:`stop_on_signals`: while it runs, SIGINT,
+SIGTERM and SIGHUP record their number and raise :class:`Stopped`, a ``KeyboardInterrupt``,
+where the program is, so every ``except KeyboardInterrupt`` path (a run keeping its last
 checkpoint, or removing a directory with nothing to resume; a study keeping its finished
-runs) handles both. Python drops an exception raised inside a finalizer or a weakref
+runs) handles each of them. Python drops an exception raised inside a finalizer or a weakref
 callback (it prints "Exception ignored in ...") and the program goes on; the engine calls
 :func:`check` at step and epoch boundaries and before it writes a run's final files, which
 raises the recorded signal again there. Library users' processes are left as they are:
@@ -33,8 +33,10 @@ from wsreid.errors import ExitCode
 __all__ = ["Stopped", "stop_on_signals", "check", "received", "signal_of", "describe", "exit_code"]
 
 #: the signals handled while a command runs, each with the disposition it must have for
-#: the handler to be installed (an ignored signal - ``nohup``, a background job - stays ignored)
-HANDLED = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+#: the handler to be installed (an ignored signal - SIGHUP under ``nohup``, SIGINT in a
+#: background job of a script - stays ignored). SIGHUP exists on POSIX systems only.
+HANDLED = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)) + (
+    ((signal.SIGHUP, signal.SIG_DFL),) if hasattr(signal, "SIGHUP") else ())
 
 #: seconds after a stop signal during which another one is the same stop, dropped
 REPEAT_S = 2.0
@@ -76,7 +78,8 @@ def signal_of(exc: BaseException | None = None) -> int:
 
 
 def describe(signum: int) -> str:
-    """How a message names the stop: ``interrupted`` (Ctrl-C), ``stopped by SIGTERM``."""
+    """How a message names the stop: ``interrupted`` (Ctrl-C), ``stopped by SIGTERM``,
+    ``stopped by SIGHUP``."""
     if signum == signal.SIGINT:
         return "interrupted"
     try:
@@ -88,7 +91,8 @@ def describe(signum: int) -> str:
 def exit_code(signum: int) -> int:
     """The conventional exit status of a program stopped by ``signum``: 128 + its number,
     the :class:`~wsreid.errors.ExitCode` where it has one (SIGINT:
-    :attr:`~wsreid.errors.ExitCode.INTERRUPTED`, SIGTERM: :attr:`~wsreid.errors.ExitCode.TERMINATED`)."""
+    :attr:`~wsreid.errors.ExitCode.INTERRUPTED`, SIGTERM: :attr:`~wsreid.errors.ExitCode.TERMINATED`,
+    SIGHUP: :attr:`~wsreid.errors.ExitCode.HANGUP`)."""
     code = 128 + int(signum)
     try:
         return ExitCode(code)
@@ -122,10 +126,11 @@ def _unraisable(previous):
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """While the block runs: SIGINT and SIGTERM raise :class:`Stopped` and are recorded
-    (:func:`check`); once one was, exceptions Python cannot propagate print nothing. Afterwards the previous handlers are
-    back and nothing is recorded. Only in the main thread (the only one signals reach);
-    a signal that is ignored, or has a handler of someone else's, is left alone."""
+    """While the block runs: SIGINT, SIGTERM and SIGHUP (:data:`HANDLED`) raise
+    :class:`Stopped` and are recorded (:func:`check`); once one was, exceptions Python
+    cannot propagate print nothing. Afterwards the previous handlers are back and nothing
+    is recorded. Only in the main thread (the only one signals reach); a signal that is
+    ignored (SIGHUP under ``nohup``), or has a handler of someone else's, is left alone."""
     global _received, _received_at
     ours = any(signal.getsignal(signum) is _handle for signum, _ in HANDLED)
     if ours or threading.current_thread() is not threading.main_thread():  # nested: the outer block handles them
