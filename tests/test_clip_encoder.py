@@ -311,6 +311,7 @@ def test_pretrained_errors_are_one_line(tmp_path, monkeypatch):
         ClipEncoder(ClipEncoder.Params(pretrained="wsreid-tests/no-such-clip"), BuildContext())
     message = str(err.value)
     assert "\n" not in message and "not available offline" in message and "encoder.pretrained: DIR" in message
+    assert "the hub cannot be reached (offline mode is set: HF_HUB_OFFLINE)" in message  # asked no hub
     with pytest.raises(RecipeError, match="does not exist"):
         ClipEncoder(ClipEncoder.Params(pretrained=str(tmp_path / "missing")), BuildContext())
     with pytest.raises(UserError) as err:

@@ -75,3 +75,16 @@ def test_retraining_the_shipped_encoder_reproduces_its_zero_shot_r1(tmp_path, mo
     exported = export_run(run_dir, tmp_path / "exported")
     recorded = json.loads((_shipped() / "wsreid.json").read_text())["zero_shot"]["small"]["R1"]
     assert zero_shot(exported, "small")["R1"] == pytest.approx(recorded, abs=1.0)
+
+
+def test_validation_reads_the_sizes_the_loaded_model_has() -> None:
+    """``wsreid validate`` checks image_size and max_length against the model's config.json
+    alone (docs/reliability.md); those are the sizes of the model the run loads."""
+    from wsreid_clip.loading import load_pretrained, model_sizes
+
+    for name in (NAME, f"{NAME}-4ep"):
+        model, folder = load_pretrained(name)
+        assert folder == _shipped(name)
+        assert model_sizes(folder) == {"patch_size": model.config.vision_config.patch_size,
+                                       "text_positions": model.config.text_config.max_position_embeddings}
+        assert model_sizes(folder) == {"patch_size": 16, "text_positions": 40}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
 from wsreid.errors import RecipeError
@@ -26,8 +26,9 @@ from wsreid_clip.bpe import bpe_tokenizer, is_openai_vocabulary
 from wsreid_clip.loading import (
     load_pretrained,
     load_pretrained_tokenizer,
-    looks_like_path,
+    model_sizes,
     random_clip_model,
+    resolve_pretrained,
     saved_dtype,
 )
 from wsreid_clip.openai import (
@@ -87,8 +88,9 @@ class ClipParams(Params):
 
     pretrained: str | None = Field(
         None,
-        description="hub name (e.g. openai/clip-vit-base-patch16, must be in the local cache when offline), a "
-        "local directory with a saved CLIPModel and tokenizer, or an OpenAI checkpoint file (ViT-B-16.pt: "
+        description="a shipped encoder (synth-web-tiny-clip), a hub name (e.g. openai/clip-vit-base-patch16: the local "
+        "cache first, downloaded only when the hub can be reached), a local directory (relative to the working "
+        "directory) with a saved CLIPModel and tokenizer, or an OpenAI checkpoint file (ViT-B-16.pt: "
         "TorchScript archive or state dict, fp16 or fp32; needs tokenizer: <BPE file>); None = random "
         "initialisation from the sizes below",
     )
@@ -133,10 +135,21 @@ class ClipParams(Params):
     image_size: tuple[int, int] = Field((384, 128), description="input image [height, width] in pixels")
     max_length: int = Field(77, ge=3, description="token sequence length L (start + words + end, padded)")
 
+    @field_validator("image_size", mode="after")
+    @classmethod
+    def _image_size_fits(cls, value: tuple[int, int], info: ValidationInfo) -> tuple[int, int]:
+        # a field check, so that the error names encoder.image_size; the patch size of
+        # pretrained weights is checked by check_params (from the model's config.json)
+        h, w = value
+        if min(h, w) < 1:
+            raise ValueError("both sides must be positive")
+        vision = info.data.get("vision")
+        if info.data.get("pretrained") is None and vision is not None and (h % vision.patch_size or w % vision.patch_size):
+            raise ValueError(f"not a multiple of vision.patch_size {vision.patch_size}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> "ClipParams":
-        if min(self.image_size) < 1:
-            raise ValueError(f"image_size must be positive, got {list(self.image_size)}")
         if self.tokenizer == "pretrained" and self.pretrained is None:
             raise ValueError("tokenizer 'pretrained' needs pretrained: <hub name or model directory>")
         if self.tokenizer == "build" and self.pretrained is not None:
@@ -148,10 +161,6 @@ class ClipParams(Params):
             raise ValueError("tokenizer: <BPE file> needs pretrained weights (the BPE ids index their token embedding)")
         if self.mask_token == "last_merge" and self.tokenizer_source != "bpe":
             raise ValueError("mask_token 'last_merge' needs tokenizer: <path to the BPE merges file>")
-        if self.pretrained is None:
-            h, w = self.image_size
-            if h % self.vision.patch_size or w % self.vision.patch_size:
-                raise ValueError(f"image_size {[h, w]} is not a multiple of patch_size {self.vision.patch_size}")
         return self
 
     @property
@@ -199,6 +208,21 @@ def _resize_token_embedding(model: Any, vocab_size: int) -> int:
     return added
 
 
+def _check_sizes_fit(params: ClipParams, sizes: dict[str, int]) -> None:
+    """image_size and max_length against the pretrained model's patch size and text
+    positions (:func:`~wsreid_clip.loading.model_sizes`), as ParamsCheckError naming the key."""
+    patch = sizes.get("patch_size")
+    h, w = params.image_size
+    if patch is not None and (h % patch or w % patch):
+        fit = [max(patch, round(h / patch) * patch), max(patch, round(w / patch) * patch)]
+        raise ParamsCheckError("image_size", f"{[h, w]} is not a multiple of the pretrained model's patch size "
+                               f"{patch}", hint=f"use sides divisible by {patch}, e.g. {fit}")
+    positions = sizes.get("text_positions")
+    if positions is not None and params.max_length > positions:
+        raise ParamsCheckError("max_length", f"{params.max_length} exceeds the pretrained model's {positions} text "
+                               "positions", hint=f"set encoder.max_length to at most {positions}")
+
+
 #: the weights files of a folder written by ``save_pretrained`` (one of them, with config.json)
 _MODEL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                        "pytorch_model.bin.index.json")
@@ -217,10 +241,15 @@ class ClipEncoder(EncoderComponent):
 
     @classmethod
     def check_params(cls, params: ClipParams) -> None:
-        """``pretrained`` written as a path (``./``, ``/``, ``~``, or with two ``/``)
-        must be a model folder or an OpenAI checkpoint file (``.pt`` / ``.pth``); a hub
-        name such as ``openai/clip-vit-base-patch16`` is looked up when the encoder is
-        built. ``tokenizer`` naming a BPE file must exist."""
+        """``pretrained`` is resolved as the encoder will load it, without the network
+        (:func:`~wsreid_clip.loading.resolve_pretrained`): a shipped encoder, a local model
+        folder or file (relative to the working directory), a hub name in the local Hugging
+        Face cache, or else a well-formed hub name, downloaded when the encoder is built.
+        Refused: a path, a checkpoint file name or a folder whose parent exists that names
+        nothing, a name close to a shipped one (``did you mean``), a folder without a saved
+        model. When the model's config.json is local, ``image_size`` must be a multiple of its
+        patch size and ``max_length`` at most its text positions. ``tokenizer`` naming a BPE
+        file must exist."""
         tokenizer = params.tokenizer
         if tokenizer not in (None, "pretrained", "build") and not Path(tokenizer).expanduser().is_file():
             raise ParamsCheckError("tokenizer", f"BPE file {tokenizer} does not exist",
@@ -228,23 +257,19 @@ class ClipEncoder(EncoderComponent):
                                    "and DGCMIA repositories)")
         name = params.pretrained
         if name is None:
-            return
-        path = Path(name).expanduser()
-        if path.is_dir() and not ((path / "config.json").is_file()
-                                  and any((path / f).is_file() for f in _MODEL_WEIGHT_FILES)):
+            return  # a random initialisation: its sizes are checked with the parameters
+        source = resolve_pretrained(name)
+        if source.kind == "missing":
+            raise ParamsCheckError("pretrained", source.problem, hint=source.hint)
+        path = source.folder
+        if source.kind == "folder" and not ((path / "config.json").is_file()
+                                            and any((path / f).is_file() for f in _MODEL_WEIGHT_FILES)):
             raise ParamsCheckError("pretrained", f"model folder {name} holds no saved CLIPModel (config.json and "
                                    "model.safetensors or pytorch_model.bin)",
                                    hint="name a folder written by save_pretrained or 'wsreid convert-weights', an "
                                    "OpenAI checkpoint file, or a hub name such as openai/clip-vit-base-patch16")
-        if path.is_dir() or path.is_file():
-            return  # a model folder, or a weights file (read, and checked, when the encoder is built)
-        if is_openai_checkpoint_file(name):
-            raise ParamsCheckError("pretrained", f"weights file {name} does not exist",
-                                   hint="name OpenAI's ViT-B-16.pt (or a fork's state-dict file), or a model folder")
-        if looks_like_path(name):
-            raise ParamsCheckError("pretrained", f"model folder {name} does not exist",
-                                   hint="name a folder holding a saved CLIPModel and its tokenizer, an OpenAI "
-                                   "checkpoint file, or a hub name such as openai/clip-vit-base-patch16")
+        if path is not None:
+            _check_sizes_fit(params, model_sizes(path))
 
     def __init__(self, params: ClipParams, context: BuildContext):
         super().__init__(params, context)

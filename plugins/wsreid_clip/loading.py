@@ -1,11 +1,19 @@
 """Building the transformers ``CLIPModel``: random initialisation from a small config, or
 loading pretrained weights from a local directory or the Hugging Face cache (never
-downloading when the files are already there, and failing in one line when offline)."""
+downloading when the files are already there, and failing in one line, at once, when the
+hub cannot be reached). :func:`resolve_pretrained` tells, without any network access, where
+``encoder.pretrained`` will be found (docs/recipes.md, encoder ``clip``)."""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import json
+import logging
+import socket
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -81,14 +89,175 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` is a well-formed Hugging Face hub id (``model`` or ``org/model``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def cached_hub_folder(name: str) -> Path | None:
+    """The snapshot folder of hub id ``name`` when its config.json is in the local Hugging
+    Face cache (a file lookup: the network is not touched), else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not is_hub_id(name):
+        return None
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except (ValueError, OSError):
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """Where ``encoder.pretrained`` NAME is found, decided from the file system alone.
+
+    ``kind``: 'shipped' (a model of :func:`shipped_models`), 'folder' (an existing local
+    folder), 'file' (an existing file: an OpenAI checkpoint), 'cached' (a hub id whose files
+    are in the Hugging Face cache), 'hub' (a well-formed hub id not in the cache: downloaded
+    when the encoder is built, if the hub can be reached) or 'missing' (none of these; the
+    name cannot be loaded). ``folder``: the local folder holding config.json (shipped,
+    folder, cached). ``problem`` / ``hint``: why a 'missing' name cannot be loaded."""
+
+    kind: str
+    folder: Path | None = None
+    problem: str = ""
+    hint: str = ""
+
+
+#: the hint of a pretrained name that names nothing loadable
+_NAME_HINT = ("name a folder holding a saved CLIPModel and its tokenizer, an OpenAI checkpoint file, or a hub "
+              "name such as openai/clip-vit-base-patch16")
+
+
+def resolve_pretrained(name: str) -> PretrainedSource:
+    """Resolve ``encoder.pretrained`` as :func:`load_pretrained` will, without the network:
+    a shipped name, then a local path (relative to the working directory, ``~`` expanded),
+    then the local Hugging Face cache. A name that is none of these is 'missing' when it is
+    written as a path (``./``, ``/``, ``~``, two ``/``, or not a well-formed hub id), when
+    the folder its first part names exists (``mymodels/clip`` with a ``mymodels`` folder
+    here), when it is an OpenAI checkpoint file name, or when it is close to a shipped
+    name (a typo); otherwise it is a hub id to download ('hub')."""
+    from wsreid_clip.openai import is_openai_checkpoint_file
+
+    shipped = shipped_models()
+    if name in shipped:
+        return PretrainedSource("shipped", shipped[name])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return PretrainedSource("folder", path)
+    if path.is_file():
+        return PretrainedSource("file")
+    if is_openai_checkpoint_file(name):
+        return PretrainedSource("missing", problem=f"weights file {name} does not exist",
+                                hint="name OpenAI's ViT-B-16.pt (or a fork's state-dict file), or a model folder")
+    if looks_like_path(name):
+        return PretrainedSource("missing", problem=f"model folder {name} does not exist", hint=_NAME_HINT)
+    cached = cached_hub_folder(name)
+    if cached is not None:
+        return PretrainedSource("cached", cached)
+    first = Path(name.replace("\\", "/").split("/")[0])
+    if not is_hub_id(name) or ("/" in name and first.is_dir()):
+        return PretrainedSource("missing", problem=f"model folder {name} does not exist (looked for "
+                                f"{Path.cwd() / path}; a relative folder is found from the working directory)",
+                                hint=_NAME_HINT)
+    close = difflib.get_close_matches(name, list(shipped), n=1, cutoff=0.8)
+    if close:
+        return PretrainedSource("missing", problem=f"{name!r} is no shipped encoder, local folder or model in the "
+                                "Hugging Face cache", hint=f"did you mean {close[0]!r}?")
+    return PretrainedSource("hub")
+
+
+def model_sizes(folder: Path) -> dict[str, int]:
+    """The sizes of a saved ``CLIPModel`` that bound the recipe's, read from its config.json
+    alone (no weights, no torch): 'patch_size' (vision) and 'text_positions' (text
+    ``max_position_embeddings``), each only when the file states it; {} when unreadable."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
+    sizes = {"patch_size": vision.get("patch_size") if isinstance(vision, dict) else None,
+             "text_positions": text.get("max_position_embeddings") if isinstance(text, dict) else None}
+    return {k: v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+@contextlib.contextmanager
+def quiet_weight_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bar (it reads local files; download bars
+    of the hub are kept), unless transformers' verbosity asks for details
+    (``TRANSFORMERS_VERBOSITY=info`` or ``debug``)."""
+    from transformers.utils import logging as hf_logging
+
+    if hf_logging.get_verbosity() <= logging.INFO:
+        yield
+        return
+    previous = None
+
+    def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
+        if kwargs.get("desc") == "Loading weights":
+            return hf_logging.EmptyTqdm(*args, **kwargs)
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(hook)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
+
+
+#: seconds the reachability probe of the hub waits for a connection
+HUB_PROBE_TIMEOUT = 5.0
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached now (offline mode, no name resolution, no
+    connection within :data:`HUB_PROBE_TIMEOUT` seconds; through the configured HTTPS proxy
+    when there is one), None when a connection opens. Asked before any download, so an
+    offline machine fails at once instead of after the hub client's retries."""
+    import urllib.parse
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return "offline mode is set: HF_HUB_OFFLINE"
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(endpoint.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parts.hostname or host, parts.port or 8080
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or type(exc).__name__}"
+
+
 def load_pretrained(name: str) -> tuple[Any, Path | None]:
     """Load a pretrained ``CLIPModel`` (float32): a model shipped with the package (by its
     name, :func:`shipped_models`), a local directory or a hub name.
 
     Returns the model and the local directory it came from (None for a hub name). A hub
     name is looked up in the local cache first; only when it is missing there is the hub
-    asked. Failures are one-line :class:`RecipeError`.
+    asked, once :func:`hub_unreachable` found it reachable. Failures are one-line
+    :class:`RecipeError`. transformers' "Loading weights" bar is hidden
+    (:func:`quiet_weight_loading`).
     """
+    with quiet_weight_loading():
+        return _load_pretrained(name)
+
+
+def _load_pretrained(name: str) -> tuple[Any, Path | None]:
     from transformers import CLIPModel
 
     path = shipped_models().get(name) or Path(name).expanduser()
@@ -109,17 +278,26 @@ def load_pretrained(name: str) -> tuple[Any, Path | None]:
         return CLIPModel.from_pretrained(name, dtype=torch.float32, local_files_only=True), None
     except OSError:
         pass
+    _require_hub(name)
     try:
         return CLIPModel.from_pretrained(name, dtype=torch.float32), None
     except Exception as exc:  # transformers / huggingface_hub raise OSError, HTTP or offline errors
-        raise offline_error(name, exc) from None
+        raise offline_error(name, type(exc).__name__) from None
 
 
-def offline_error(name: str, exc: BaseException) -> RecipeError:
-    """The one-line error for a hub name whose files are neither cached nor downloadable."""
+def _require_hub(name: str) -> None:
+    """Raise :func:`offline_error` at once when the hub cannot be reached."""
+    reason = hub_unreachable()
+    if reason is not None:
+        raise offline_error(name, reason)
+
+
+def offline_error(name: str, reason: str) -> RecipeError:
+    """The one-line error for a hub name whose files are neither cached nor downloadable;
+    ``reason`` says why the download failed."""
     return RecipeError(
         f"clip encoder: pretrained weights {name!r} are not available offline: they are not in the "
-        f"Hugging Face cache and the hub cannot be reached ({type(exc).__name__})",
+        f"Hugging Face cache and the hub cannot be reached ({reason})",
         hint=f"on a connected machine run `hf download {name} --local-dir DIR`, copy DIR here "
         "and set encoder.pretrained: DIR, a directory with the saved CLIPModel and its tokenizer",
     )
@@ -141,10 +319,11 @@ def load_pretrained_tokenizer(name: str, local_dir: Path | None) -> Any:
         return load_tokenizer(name, local_files_only=True)
     except OSError:
         pass
+    _require_hub(name)
     try:
         return load_tokenizer(name)
     except Exception as exc:
-        raise offline_error(name, exc) from None
+        raise offline_error(name, type(exc).__name__) from None
 
 
 def saved_dtype(local_dir: Path | None) -> torch.dtype | None:
