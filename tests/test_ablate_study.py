@@ -472,3 +472,22 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
     assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out), "--variant", "A"]) == 0
     err = capsys.readouterr().err
     assert "A seed 1: restart" in err and err.count(": done -> ") == 2
+
+
+def test_a_variant_whose_component_never_runs_is_warned_once_before_anything_trains(study_file, tmp_path):
+    """The study's check of every run prints the schedule warnings of a variant once (its
+    seeds share the schedule), before the first training: an ablation row whose objective
+    starts after the last epoch compares identical models."""
+    import wsreid.ablate as ablate
+
+    _write(study_file, study_file.read_text()
+           + "  - label: late\n    overrides: {train.epochs: 3, objectives.sdm_global.start_epoch: 5}\n")
+    log_lines = []
+    loaded = load_study(study_file)
+    runs = plan_runs(loaded, tmp_path / "out")
+    ablate.check_runs(loaded, runs, log=log_lines.append)
+    warnings = [line for line in log_lines if line.startswith("warning: late: ")]
+    assert len(warnings) == 1, log_lines
+    assert "objectives.sdm_global.start_epoch: objective 'sdm' never runs (starts at epoch 5, the run ends at " \
+           "epoch 3)" in warnings[0]
+    assert [line for line in log_lines if line.startswith("warning:")] == warnings  # the other variants say nothing

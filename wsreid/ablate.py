@@ -276,13 +276,18 @@ def run_state(run_dir: Path) -> str:
     return state_of(run_dir).value
 
 
-def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str]) -> str:
+def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str],
+            warn: Callable[[PlannedRun, list[str]], None] | None = None) -> str:
     """The state of ``run``, with ``restart`` for a run whose recipe has changed since.
-    Loading the recipe here also reports an invalid variant before anything runs."""
+    Loading the recipe here also reports an invalid variant before anything runs, and
+    hands its schedule warnings (:attr:`wsreid.recipe.LoadedRecipe.warnings`: a component
+    that never runs, a warm-up the run never ends) to ``warn``."""
     from wsreid.recipe import dump_resolved_yaml, load_recipe
 
     state = run_state(run.run_dir)
     resolved = load_recipe(loaded.base, run.overrides, disabled=disabled)
+    if warn is not None and resolved.warnings:
+        warn(run, resolved.warnings)
     if state in (STATE_DONE, STATE_RESUME) and not same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled,
                                                                resolved.resolved):
         return STATE_RESTART
@@ -639,9 +644,17 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
     disabled = list(disabled)
     states: dict[int, str] = {}
     invalid = 0
+    warned: set[str] = set()
+
+    def warn(run: PlannedRun, lines: list[str]) -> None:  # once per variant: its seeds share the schedule
+        if run.label not in warned:
+            warned.add(run.label)
+            for line in lines:
+                log(f"warning: {run.label}: {line}")
+
     for i, run in enumerate(runs, 1):
         try:
-            states[i] = _decide(loaded, run, disabled)
+            states[i] = _decide(loaded, run, disabled, warn)
         except KeyboardInterrupt:
             raise
         except Exception as exc:

@@ -24,7 +24,7 @@ import torch
 from pydantic import Field
 
 from wsreid.api import Batch, EpochContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
-from wsreid.errors import TrainingError
+from wsreid.errors import RecipeError, TrainingError
 
 from wsreid_baselines.clustering import NOISE, _unique_rows, dbscan_sparse, k_reciprocal_jaccard_sparse
 
@@ -92,7 +92,10 @@ class ClusterPseudoLabels(GlobalAssociation):
     label (the diagonal always), 0 otherwise; pair it with the ``sdm`` objective (docs/method.md)
     and ``triplet``. Returns None before ``start_epoch``. All captions of an image share one
     label (an outlier image: a label of its own); ``k1`` and ``min_samples`` count
-    caption-level rows, as the family's code does.
+    caption-level rows, as the family's code does. Neighbour counts that leave one possible
+    result for the training set (``k1 >= N - 1``, ``k2 >= N``, ``min_samples > N`` for N
+    training pairs) stop the run when it builds the component, before training
+    (docs/reliability.md).
     """
 
     class Params(Params):
@@ -101,15 +104,18 @@ class ClusterPseudoLabels(GlobalAssociation):
             ge=1,
             description="k of the k-reciprocal sets (the family uses 30), counted in caption-level rows as the "
             "family does: N(i, k1) holds k1 + 1 rows, i itself and its image's other captions included, so about "
-            "k1 / 2 other images at two captions per image, k1 at one",
+            "k1 / 2 other images at two captions per image, k1 at one; below N - 1 for N training pairs (a larger k1 "
+            "relates every row to every other: one cluster, an error at the start of the run)",
         )
-        k2: int = Field(6, ge=1, description="neighbours averaged in local query expansion (6; 1 = none)")
+        k2: int = Field(6, ge=1, description="neighbours averaged in local query expansion (6; 1 = none); below N "
+                        "for N training pairs (N makes every row the same: one cluster, an error)")
         eps: float = Field(0.6, gt=0.0, le=1.0, description="DBSCAN radius on the Jaccard distance")
         min_samples: int = Field(
             4,
             ge=1,
             description="DBSCAN: neighbours (self included) that make a core point, counted in caption-level rows "
-            "as the family does (4 = two images at two captions per image, four at one)",
+            "as the family does (4 = two images at two captions per image, four at one); at most N for N training "
+            "pairs (more leaves every image its own pseudo identity: an error)",
         )
         start_epoch: int = Field(1, ge=1, description="first epoch (1-based) that clusters and relates")
         cluster_on: Literal["image", "text", "image+text"] = Field(
@@ -125,8 +131,36 @@ class ClusterPseudoLabels(GlobalAssociation):
 
     def __init__(self, params: "ClusterPseudoLabels.Params", context):
         super().__init__(params, context)
+        if context.num_train is not None:
+            self._check_sizes(context.num_train)
         self.labels: torch.Tensor | None = None  # N long, pseudo label per dataset index
         self._diagnostics: dict[str, float] = {}
+
+    def _check_sizes(self, n: int) -> None:
+        """Refuse neighbour counts that leave one possible result for ``n`` caption-level
+        rows, whatever the features (docs/reliability.md): ``k1 >= n - 1`` puts every row
+        in every N(i, k1), so every row is a reciprocal neighbour of every other; ``k2 >=
+        n`` averages every row's encoding over all rows, making them equal - both give one
+        cluster for all data; ``min_samples > n`` makes no row a core point, so every
+        image is its own pseudo identity and the relation holds only an image's own
+        captions."""
+        p = self.params
+        where = "cluster-pseudo-labels"
+        if p.k1 >= n - 1:
+            raise RecipeError(
+                f"{where} k1 {p.k1}: N(i, k1) holds k1 + 1 rows, and the training set has only {n} pairs: every "
+                f"row is a reciprocal neighbour of every other and the clustering gives ONE cluster for all data",
+                hint=f"lower k1 below {n - 1} (the family uses 30)")
+        if p.k2 >= n:
+            raise RecipeError(
+                f"{where} k2 {p.k2}: the query expansion would average every row over all {n} training pairs, "
+                f"making every row the same and the clustering ONE cluster for all data",
+                hint=f"lower k2 below {n} (the family uses 6)")
+        if p.min_samples > n:
+            raise RecipeError(
+                f"{where} min_samples {p.min_samples}: the training set has only {n} pairs, so no row is a core "
+                f"point and every image becomes its own pseudo identity (no relation between images)",
+                hint=f"lower min_samples to at most {n} (the family uses 4)")
 
     # -- per epoch ----------------------------------------------------------------------
     def _clustering_features(self, features: ViewFeatures) -> torch.Tensor:
@@ -149,6 +183,7 @@ class ClusterPseudoLabels(GlobalAssociation):
             raise TrainingError(
                 f"cluster-pseudo-labels: feature extraction returned {n} rows for {self.context.num_train} training pairs"
             )
+        self._check_sizes(n)
         # One id per distinct image: the rows repeat an image's features once per caption,
         # bit-identical (extract_train_features encodes each image once), so equal rows are
         # one image - PairRecord.image_id's grouping. Every caption gets its image's label.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Literal, Mapping
 
 import torch
@@ -42,10 +43,20 @@ def _cpu_has_bf16_matrix_units() -> bool:
         return False
 
 
+def _first_process() -> bool:
+    """Whether this process prints the run's warnings: the only one, or rank 0 of a
+    multi-process run."""
+    dist = getattr(torch, "distributed", None)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return True
+
+
 class GsrcParams(Params):
     """Parameters of GSRC-FR; defaults as in the authors' code."""
 
-    top_k: int = Field(3, ge=1, description="k: neighbours considered per anchor (ranks 2..k+1 of the memory ranking)")
+    top_k: int = Field(3, ge=1, description="k: neighbours considered per anchor (ranks 2..k+1 of the memory ranking); "
+                       "at most N - 1 for N training pairs (a larger k acts as N - 1: a warning at the start of the run)")
     threshold: float = Field(0.7, ge=-1.0, le=1.0, description="th_g: a neighbour's cosine similarity must exceed it")
     momentum: float = Field(
         0.9, gt=0.0, le=1.0, description="alpha of the memory update; weight of the NEW feature: B = a f + (1-a) B"
@@ -136,6 +147,11 @@ class GlobalRelationConstruction(GlobalAssociation):
         self._norms: torch.Tensor | None = None  # N float32 norms of the stored ranking rows (low-precision scoring)
         self._all_written = False
         self._reset_diagnostics()
+        n = context.num_train
+        if n is not None and params.top_k >= n and _first_process():
+            print(f"warning: gsrc-fr top_k {params.top_k}: the memory holds {n} rows (one per training pair), so an "
+                  f"anchor has at most {n - 1} neighbours and every row is considered: top_k acts as {n - 1} "
+                  f"(lower top_k below {n})", file=sys.stderr, flush=True)
 
     # -- memory ------------------------------------------------------------------------
     def _allocate(self, dim: int, device: torch.device) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from wsreid.cli.common import add_common, add_recipe_args, say_stop
 from wsreid.errors import ExitCode, UserError
@@ -34,6 +36,16 @@ def run_mode(args: argparse.Namespace):
     return RunMode.RESUME if args.resume else RunMode.OVERWRITE if args.overwrite else RunMode.NEW
 
 
+def print_warnings(loaded) -> None:
+    """The recipe's schedule warnings (:attr:`wsreid.recipe.LoadedRecipe.warnings`), one
+    ``warning:`` line each on stderr; under a multi-process launch only the first process
+    prints them."""
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return
+    for line in loaded.warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Train the recipe (:func:`wsreid.engine.session.run_recipe`) and print the test
     metrics of the selected epoch. Stopped by Ctrl-C, SIGTERM or SIGHUP: the run's one line
@@ -45,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     mode = run_mode(args)
     loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
+    print_warnings(loaded)
     try:
         result = run_recipe(loaded, args.output_dir, mode)
     except RunInterrupted as exc:
@@ -61,11 +74,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Load and validate the recipe; print its components."""
+    """Load and validate the recipe; print its components (and, on stderr, the parts of
+    its schedule that a run never reaches: :func:`print_warnings`)."""
     from wsreid.api import KINDS
     from wsreid.recipe import load_recipe
 
-    r = load_recipe(args.recipe, args.override, disabled=args.disable_plugin).recipe
+    loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
+    print_warnings(loaded)
+    r = loaded.recipe
     short = {"pair_construction": "pairs"}
     comps = []
     for kind in KINDS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -279,7 +280,10 @@ class IdentityBatchSampler(PairBatchSampler):
     1. every identity's pairs are shuffled and cut into m_i groups of K (G x K); the final
        short group is filled with the identity's other pairs, taken in the same shuffled
        order (so no pair repeats within a group); an identity with n_i < K pairs cycles
-       through its shuffled pairs to fill its one group (repeats only there);
+       through its shuffled pairs to fill its one group (repeats only there; when the
+       median identity has fewer than K pairs, so that most groups repeat pairs, the first
+       process prints one ``warning:`` line with how many identities have fewer than K
+       pairs and the median);
     2. identities are shuffled and their groups (at most S each, see below) listed in that
        order; the first S * P groups fill an S x P grid column by column (group t goes to
        batch t mod S), so an identity's groups, being consecutive and at most S, land in
@@ -316,6 +320,11 @@ class IdentityBatchSampler(PairBatchSampler):
                 hint="lower train.batch_size or raise train.instances_per_identity",
             )
         self.steps = self._max_steps()
+        short = int((self.counts < k).sum())
+        if np.median(self.counts) < k and rank == 0:  # most groups repeat pairs (a few short identities are usual)
+            print(f"warning: train.instances_per_identity {k}: {short} of {len(counts)} training identities have "
+                  f"fewer than {k} pairs (median {float(np.median(counts)):g} pairs per identity), so their groups "
+                  f"repeat pairs (lower train.instances_per_identity to repeat fewer)", file=sys.stderr, flush=True)
 
     def _max_steps(self) -> int:
         """Largest s with sum_i min(m_i, s) >= s * P (the set of such s is 0..S: concave)."""

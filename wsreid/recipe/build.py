@@ -29,13 +29,19 @@ from wsreid.recipe.model import COMPONENT_SECTIONS, ComponentSpec, PluginSetting
 from wsreid.registry import Entry, Registry
 
 __all__ = ["build_recipe_model", "component_model", "validate_recipe", "check_references", "check_external_paths",
-           "LABEL_PATTERN"]
+           "schedule_warnings", "LABEL_PATTERN", "START_EPOCH_FIELD"]
 
 #: Labels of associations and objectives: usable as dotted override keys and log names.
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 WEIGHT_DESCRIPTION = "factor of this loss in the total loss (0 keeps it logged but inactive)"
-START_EPOCH_DESCRIPTION = "first epoch (1-based) in which this objective contributes; before it the engine skips it"
+#: Parameters of a component that name the first epoch in which it acts (``start_epoch``,
+#: ``<something>_start_epoch``, ``first_epoch``, ...): :func:`schedule_warnings` compares
+#: them with ``train.epochs``.
+START_EPOCH_FIELD = re.compile(r"^(?:.*_)?(?:start|first|begin)_epoch$")
+
+START_EPOCH_DESCRIPTION = ("first epoch (1-based) in which this objective contributes; before it the engine skips "
+                           "it (after train.epochs it never runs: a warning)")
 
 
 def _class_name(entry: Entry) -> str:
@@ -195,6 +201,55 @@ def check_references(recipe: RecipeBase, registry: Registry, locations: Location
                     f"{locations.find(key)}: {dotted(key)}: pair construction {pairs.name!r} produces no view {view!r}",
                     hint=hint,
                 )
+
+
+def _epoch_fields(block: Any, path: KeyPath) -> typing.Iterator[tuple[KeyPath, int]]:
+    """(key path, value) of every start-epoch parameter (:data:`START_EPOCH_FIELD`) of a
+    component block, nested parameter blocks included."""
+    if not isinstance(block, BaseModel):
+        return
+    for name in type(block).model_fields:
+        value = getattr(block, name, None)
+        if START_EPOCH_FIELD.match(name) and isinstance(value, int) and not isinstance(value, bool):
+            yield path + (name,), value
+        elif isinstance(value, BaseModel):
+            yield from _epoch_fields(value, path + (name,))
+
+
+def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None) -> list[str]:
+    """Parts of the schedule that a run of ``recipe`` never reaches, one line each
+    (``<file>:<line>: <dotted.key>: <what> (<what to do>)``; the caller prints them after
+    ``warning: ``):
+
+    * a component whose start-epoch parameter (:data:`START_EPOCH_FIELD`: an objective's
+      ``start_epoch``, an association's own ``start_epoch``, ...) lies after
+      ``train.epochs``: it never acts, and the run trains as if it were left out;
+    * ``train.warmup_epochs`` that is not shorter than the run: the learning rate never
+      reaches ``train.lr`` (:func:`wsreid.engine.optim.lr_factor`).
+
+    Warnings, not errors: a short smoke run of a full recipe (``-o train.epochs=1``) is
+    legitimate (docs/reliability.md, bad input)."""
+    locations = locations if locations is not None else Locations(Location("<recipe>"))
+    train = recipe.train
+    epochs = train.epochs
+    lines: list[str] = []
+    for path, kind, block in _component_blocks(recipe):
+        for key, start in _epoch_fields(block, path):
+            if start <= epochs:
+                continue
+            what = kind.replace("_", " ")
+            lines.append(
+                f"{locations.find(key)}: {dotted(key)}: {what} {block.name!r} never runs (starts at epoch {start}, "
+                f"the run ends at epoch {epochs}) (raise train.epochs to at least {start}, or lower {key[-1]})")
+    unit_steps = train.lr_schedule_unit == "epoch"  # the factor changes once per epoch: whole warm-up epochs
+    warmup = int(round(train.warmup_epochs)) if unit_steps else train.warmup_epochs
+    if train.warmup_epochs > 0 and warmup >= epochs:
+        key = ("train", "warmup_epochs")
+        lines.append(
+            f"{locations.find(key)}: {dotted(key)}: the learning rate never reaches train.lr (warm-up of "
+            f"{train.warmup_epochs:g} epochs, the run ends at epoch {epochs}) (make train.warmup_epochs shorter "
+            f"than train.epochs)")
+    return lines
 
 
 def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Locations,

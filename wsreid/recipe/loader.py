@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from wsreid.errors import RecipeError
 from wsreid.fileio import write_atomically
-from wsreid.recipe.build import check_external_paths, validate_recipe
+from wsreid.recipe.build import check_external_paths, schedule_warnings, validate_recipe
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.merge import apply_overrides, merge
 from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
@@ -50,7 +50,10 @@ class LoadedRecipe:
     overrides with every default filled in (what :func:`dump_resolved_yaml` writes);
     ``source``: the recipe file (None for a tree given in code); ``tree``: the merged
     tree before validation; ``locations``: where each key of ``tree`` came from;
-    ``plugins``: the plugin set loaded for it when ``load_recipe`` loaded one itself.
+    ``plugins``: the plugin set loaded for it when ``load_recipe`` loaded one itself;
+    ``warnings``: parts of the schedule the run never reaches
+    (:func:`~wsreid.recipe.build.schedule_warnings`), one line each, which ``wsreid
+    validate`` and ``wsreid run`` print after ``warning:``.
     """
 
     recipe: RecipeBase
@@ -59,6 +62,7 @@ class LoadedRecipe:
     tree: dict[str, Any] = field(repr=False, default_factory=dict)
     locations: Locations | None = field(repr=False, default=None)
     plugins: Any = field(repr=False, default=None)
+    warnings: list[str] = field(repr=False, default_factory=list)
 
 
 def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Locations]:
@@ -214,9 +218,11 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     then :func:`resolve_relative_paths`, then
     :func:`~wsreid.recipe.build.check_external_paths` on the resolved paths, then the
     ``init.recipe`` it names, loaded in turn (no cycle of init recipes). Errors cite the
-    file and line of each key."""
+    file and line of each key; the schedule's warnings
+    (:func:`~wsreid.recipe.build.schedule_warnings`) are kept in ``warnings``."""
     recipe = validate_recipe(tree, registry, locations)
-    loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins)
+    loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins,
+                          schedule_warnings(recipe, locations))
     written = resolve_relative_paths(loaded)
     locations = locations or Locations(Location("<recipe>"))
     check_external_paths(loaded.recipe, registry, locations, written)

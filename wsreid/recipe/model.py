@@ -26,7 +26,7 @@ class Strict(Params):
 
 
 class TrainConfig(Strict):
-    """Optimisation schedule (docs/method.md)."""
+    """Optimisation schedule (docs/method.md); parts a run never reaches are warned about (docs/reliability.md)."""
 
     epochs: int = Field(30, ge=1, description="number of training epochs")
     batch_size: int = Field(64, ge=1, description="global batch size (pairs per optimizer step, all processes together)")
@@ -44,7 +44,8 @@ class TrainConfig(Strict):
     optimizer: Literal["adam", "adamw"] = Field("adam", description="optimizer")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
     eps: float = Field(1e-3, gt=0, description="Adam epsilon (1e-3 in the authors' code)")
-    warmup_epochs: float = Field(5, ge=0, description="linear warm-up length in epochs")
+    warmup_epochs: float = Field(5, ge=0, description="linear warm-up length in epochs (shorter than epochs, or the "
+                                 "lr never reaches its peak: a warning)")
     warmup_factor: float = Field(0.1, gt=0, le=1, description="warm-up starts at warmup_factor * lr")
     min_lr_factor: float = Field(0.0, ge=0, le=1, description="cosine decays to min_lr_factor * lr")
     encode_views: Literal["together", "separately"] = Field(
@@ -70,7 +71,8 @@ class TrainConfig(Strict):
         "person ids, so a run using it is NOT weakly supervised (supervised reference only)",
     )
     instances_per_identity: int = Field(
-        4, ge=2, description="K, pairs per identity in a batch of the 'identity' sampler (batch_size must be a multiple)"
+        4, ge=2, description="K, pairs per identity in a batch of the 'identity' sampler (batch_size must be a "
+        "multiple, and at least 2 K: a batch of one identity has no negative)"
     )
 
     @field_validator("betas")
@@ -88,6 +90,12 @@ class TrainConfig(Strict):
                 raise ValueError(
                     f"train.sampler identity: train.batch_size {self.batch_size} is not a multiple of "
                     f"train.instances_per_identity {k} (a batch is P identities x {k} pairs)"
+                )
+            if self.batch_size == k:
+                raise ValueError(
+                    f"train.sampler identity: train.batch_size {self.batch_size} equals "
+                    f"train.instances_per_identity {k}, so every batch holds ONE identity and every in-batch "
+                    f"negative is the same person (make train.batch_size a multiple of {k} of at least {2 * k})"
                 )
             if not self.drop_last:
                 raise ValueError("train.sampler identity always drops the last incomplete batch: "
