@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from wsreid.api import KINDS, BuildContext, Component, labelled_kinds
+from wsreid.errors import ComponentError
 from wsreid.pluginmanager import Plugins
 
 #: labelled recipe section -> component kind (associations and objectives), from
@@ -95,7 +96,25 @@ def build_component(plugins: Plugins, kind: str, spec, context: BuildContext, wh
         if common not in entry.params_model.model_fields:
             data.pop(common, None)
     params = entry.params_model.model_validate(data)
-    return entry.cls(params, context)
+    component = entry.cls(params, context)
+    check_built(component, where, f"{kind} {spec.name!r} from plugin {entry.provider!r}")
+    return component
+
+
+#: what a component whose ``__init__`` skips its base class's is told to do
+SUPER_INIT_HINT = ("call super().__init__(params, context) in __init__, before using self.params; a torch module "
+                   "calls torch.nn.Module.__init__(self) first, then the component base class's "
+                   "__init__(self, params, context)")
+
+
+def check_built(component: Component, where: str, origin: str) -> None:
+    """A component's ``__init__`` must run its base class's (wsreid.api.Component keeps
+    ``params`` and ``context``; the engine reads ``params`` of the components it built):
+    one line naming the recipe key ``where`` and ``origin`` (``<kind> '<name>' from plugin
+    '<plugin>'``) otherwise, rather than an AttributeError of the engine later."""
+    if not (hasattr(component, "params") and hasattr(component, "context")):
+        raise ComponentError(f"{where} ({origin}): its __init__ did not call super().__init__(params, context): "
+                             "the component has no 'params' or 'context'", hint=SUPER_INIT_HINT)
 
 
 def load_dataset(plugins: Plugins, recipe, context: BuildContext):

@@ -116,6 +116,7 @@ class Run:
         self.dataset_counts: dict[str, dict[str, int]] = {}
         self._origins: dict[str, str] = {}
         self._providers: dict[str, str] = {}  # recipe key -> the plugin that provides its component
+        self._declared_views: tuple[str, ...] | None = None  # the pair construction's, asked at the first step
 
     # ------------------------------------------------------------------ phase 1: build
     def _accelerator(self):
@@ -434,19 +435,22 @@ class Run:
         Returns {"loss/<label>": value, "loss/total": value}."""
         c = self.components
         batch = normalise_batch(batch, self.encoder.image_mean, self.encoder.image_std)  # uint8 from collate_pairs
-        views = c.pair_construction.views(batch, self.encoder)
+        with self.component_call("pair_construction", "views()"):
+            views = c.pair_construction.views(batch, self.encoder)
+        self._check_views(views, len(batch))
         features, batch = self.global_batch(self.encode(views), batch)
         relations = {}
         for section in ("local_associations", "global_associations"):
             for label, assoc in getattr(c, section).items():
                 view = getattr(assoc.params, "view", BASE_VIEW)
-                if view not in features:
-                    raise RecipeError(f"associations.{label}.view: view {view!r} is not produced by pair construction "
+                if view not in features:  # validation checks it against the declared views, which views() returned
+                    raise RecipeError(f"{section}.{label}.view: view {view!r} is not produced by pair construction "
                                       f"{self.recipe.pair_construction.name!r}", hint=f"views: {', '.join(features)}")
                 with self.component_call(f"{section}.{label}", "relate()"):
                     rel = assoc.relate(features, batch, ctx)
                 if rel is not None:
                     self._check_relation(f"{section}.{label}", rel, batch.index.shape[0])
+                    self._check_relation_values(f"{section}.{label}", rel.weights, ctx)
                     relations[label] = rel
         losses: dict[str, torch.Tensor] = {}
         for label, obj in c.objectives.items():
@@ -502,6 +506,82 @@ class Run:
         out = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         out["loss/total"] = float(total.detach())
         return out
+
+    def declared_views(self) -> tuple[str, ...]:
+        """The views the pair construction declares with its parameters
+        (:meth:`wsreid.api.PairConstruction.declared_views`), which recipes were checked
+        against; asked once."""
+        if self._declared_views is None:
+            pairs = self.components.pair_construction
+            with self.component_call("pair_construction", "declared_views()"):
+                self._declared_views = tuple(type(pairs).declared_views(pairs.params))
+        return self._declared_views
+
+    def _check_views(self, views: Any, rows: int) -> None:
+        """What ``views()`` returned for a local batch of ``rows`` rows: a dict holding
+        exactly the declared views, each a :class:`View` of B x 3 x H x W floating images
+        and B x L long tokens, every view of the same shapes (docs/plugins.md, section 11,
+        "Mistakes found while a run builds and trains"). A few attribute reads per view:
+        cheap enough for every step."""
+        where = "pair_construction"
+        if not isinstance(views, dict):
+            raise ComponentError(f"{self.origin(where)}: views() returned a {type(views).__name__}, not a dict of "
+                                 "view name -> wsreid.api.View",
+                                 hint="return {'base': View(...), ...} with the views it declares")
+        for name, view in views.items():
+            if not isinstance(view, View):
+                raise ComponentError(f"{self.origin(where)}: views() returned view {name!r} as a "
+                                     f"{type(view).__name__}, not a wsreid.api.View",
+                                     hint="return {'base': View(...), ...} with the views it declares")
+        declared = self.declared_views()
+        if set(views) != set(declared):
+            raise ComponentError(f"{self.origin(where)}: views() returned the views {list(views)}, but it declares "
+                                 f"{list(declared)} (view_names or declared_views(params))",
+                                 hint="return exactly the declared views: recipes are checked against them, so an "
+                                      "association or objective may read any of them")
+        first = None  # the shapes of the first view: every other view must have them
+        for name, view in views.items():
+            tensors = (view.images, view.input_ids, view.attention_mask)
+            expected = first or ((rows, 3, *_sizes(view.images, 4, ("H", "W"))),
+                                 (rows, *_sizes(view.input_ids, 2, ("L",))), (rows, *_sizes(view.input_ids, 2, ("L",))))
+            for what, t, shape in zip(("images", "input_ids", "attention_mask"), tensors, expected):
+                if not (torch.is_tensor(t) and tuple(t.shape) == shape
+                        and (t.is_floating_point() if what == "images" else t.dtype == torch.long)):
+                    got = f"a {t.dtype} tensor of shape {list(t.shape)}" if torch.is_tensor(t) else f"a {type(t).__name__}"
+                    shown = "[" + ", ".join(str(n) for n in shape) + "]"
+                    wanted = f"a floating tensor of shape {shown}" if what == "images" else f"torch.int64 of shape {shown}"
+                    raise ComponentError(
+                        f"{self.origin(where)}: views() returned view {name!r} whose {what} is {got}, expected {wanted}",
+                        hint=f"a view holds images B x 3 x H x W float, input_ids and attention_mask B x L long, "
+                             f"B the rows of the batch ({rows}); every view of a step has the same shapes; "
+                             "see wsreid.api.View")
+            first = first or tuple(tuple(t.shape) for t in tensors)
+
+    def _check_relation_values(self, where: str, weights: torch.Tensor, ctx: StepContext) -> None:
+        """A relation's weights are finite, lie in [0, 1] and hold 1 on the diagonal (row i
+        and column i are the same pair; docs/plugins.md, section 1), to within
+        :data:`RELATION_TOLERANCE`: a zero diagonal would give a NaN loss blamed on the
+        objective, a weight of 2 would train silently. Three reductions and one transfer
+        to the host per relation (about 10 us for 64 x 64 weights and 100 us for
+        64 x 4096 on one CPU thread)."""
+        with torch.no_grad():
+            w = weights.detach()
+            lo, hi = torch.aminmax(w)
+            values = torch.stack([lo, hi, w.diagonal().min()]).tolist()
+        lo, hi, diagonal = values
+        when = f"at epoch {ctx.epoch}, step {ctx.step + 1}"
+        if not all(map(_finite, values)):
+            what = "holding NaN or inf"
+        elif lo < -RELATION_TOLERANCE or hi > 1 + RELATION_TOLERANCE:
+            what = f"outside [0, 1] ({lo:.4g} .. {hi:.4g})"
+        elif diagonal < 1 - RELATION_TOLERANCE:
+            what = f"whose diagonal is not 1 (smallest diagonal value {diagonal:.4g})"
+        else:
+            return
+        raise ComponentError(f"{self.origin(where)}: relate() returned weights {what} {when}",
+                             hint="relation weights lie in [0, 1]: 1 on the diagonal (row i and column i are the "
+                                  "same pair), a value in (0, 1] for related pairs, exactly 0 for the others; see "
+                                  "docs/plugins.md, and check the component with wsreid.testing.check_component")
 
     def _check_relation(self, where: str, rel: Relation, batch_rows: int) -> None:
         """A relation's weights are float, Q x N over its N image and N text rows, with
@@ -697,6 +777,23 @@ def _wrong_checkpoint(file: Path, what: str):
         raise TrainingError(f"checkpoint file {file} does not fit {what}: {_one_line(exc)}",
                             hint="resume with the recipe the run was started with; restore the file, "
                                  "or start again with --overwrite") from exc
+
+
+#: how far relation weights may stray from [0, 1] and from 1 on the diagonal (rounding)
+RELATION_TOLERANCE = 1e-6
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def _sizes(t: Any, dims: int, names: tuple[str, ...]) -> tuple:
+    """The last sizes of ``t`` (one per name) when it is a tensor of ``dims`` dimensions,
+    else the names themselves (a shape no tensor has): what a first view's tensors are
+    compared with."""
+    if torch.is_tensor(t) and t.dim() == dims:
+        return tuple(t.shape[dims - len(names):])
+    return names
 
 
 def _recipe_key(stateful_key: str) -> str:

@@ -1,0 +1,251 @@
+"""Faults of a third-party plugin that only show while a recipe runs: a constructor that
+skips ``super().__init__``, a pair construction whose ``views()`` raises, returns
+something else than a dict of views, views of the wrong dtype or size, or views other than
+the ones it declares, and an association whose relation weights break their range or
+diagonal (docs/plugins.md, docs/reliability.md). Each gives one line naming the recipe key,
+the component and its plugin and what it did wrong, exit 2, no traceback (``--debug``
+shows it)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from wsreid import hookimpl
+from wsreid.api import LocalAssociation, Objective, PairConstruction, Params, Relation, View
+from wsreid.cli import main
+from wsreid.errors import ComponentError
+from wsreid.losses import itc_loss
+
+PLUGIN = "thirdparty_faults"  # a recipe's ``plugins:`` module, put in sys.modules by the fixture
+
+
+class NoSuperAssociation(LocalAssociation):
+    """Forgets ``super().__init__(params, context)``."""
+
+    class Params(Params):
+        view: str = "base"
+
+    def __init__(self, params, context):
+        self.scale = 1.0
+
+    def relate(self, features, batch, ctx):  # pragma: no cover - never reached
+        return None
+
+
+class NoSuperObjective(Objective):
+    """Forgets ``super().__init__(params, context)``."""
+
+    def __init__(self, params, context):
+        self.calls = 0
+
+    def loss(self, features, relations, batch, ctx):  # pragma: no cover - never reached
+        return None
+
+
+class HalfInitModule(Objective, torch.nn.Module):
+    """A trainable objective that runs torch.nn.Module.__init__ but not Objective.__init__."""
+
+    def __init__(self, params, context):
+        torch.nn.Module.__init__(self)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def loss(self, features, relations, batch, ctx):  # pragma: no cover - never reached
+        return None
+
+
+class NoSuperPairs(PairConstruction):
+    """Forgets ``super().__init__(params, context)``; its views() would not notice."""
+
+    def __init__(self, params, context):
+        self.steps = 0
+
+    def views(self, batch, encoder):  # pragma: no cover - never reached
+        return {"base": View(batch.images, batch.input_ids, batch.attention_mask)}
+
+
+class BadViews(PairConstruction):
+    """A pair construction whose ``views()`` breaks its contract, as ``fault`` says."""
+
+    view_names = ("base", "dropped")
+
+    class Params(Params):
+        fault: str = "raises"
+
+    def views(self, batch, encoder):
+        fault = self.params.fault
+        base = View(batch.images, batch.input_ids, batch.attention_mask)
+        if fault == "raises":
+            return {"base": View(batch.imgs, batch.input_ids, batch.attention_mask)}  # a misspelt attribute
+        if fault == "tuple":
+            return base, base
+        if fault == "not-a-view":
+            return {"base": base, "dropped": (batch.images, batch.input_ids, batch.attention_mask)}
+        if fault == "float-ids":
+            return {"base": base, "dropped": View(batch.images, batch.input_ids.float(), batch.attention_mask)}
+        if fault == "half-rows":
+            half = len(batch) // 2
+            return {"base": base, "dropped": View(batch.images[:half], batch.input_ids[:half],
+                                                  batch.attention_mask[:half])}
+        if fault == "renamed":  # declares 'dropped', produces 'masked'
+            return {"base": base, "masked": base}
+        return {"base": base, "dropped": base}
+
+
+class ViewRelation(LocalAssociation):
+    """Relates nothing but each pair to itself, on its ``view``; ``fault`` spoils the weights."""
+
+    class Params(Params):
+        view: str = "base"
+        fault: str = "none"
+
+    def relate(self, features, batch, ctx):
+        f = features[self.params.view]
+        weights = torch.eye(f.image.shape[0], device=f.image.device)
+        if self.params.fault == "zero-diagonal":
+            weights.fill_diagonal_(0.0)
+        elif self.params.fault == "two":
+            weights.fill_diagonal_(2.0)
+        elif self.params.fault == "nan":
+            weights[0, 1] = float("nan")
+        elif self.params.fault == "negative":
+            weights[1, 0] = -0.5
+        return Relation(f.image, f.text, weights, view=self.params.view)
+
+
+class Itc(Objective):
+    """ITC on the base view."""
+
+    def loss(self, features, relations, batch, ctx):
+        base = features["base"]
+        return itc_loss(base.image, base.text)
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    """The module ``thirdparty_faults``, as a recipe's ``plugins:`` imports it."""
+    module = types.ModuleType(PLUGIN)
+
+    @hookimpl
+    def wsreid_register(registry):
+        registry.add("local_association", "no-super", NoSuperAssociation)
+        registry.add("objective", "no-super", NoSuperObjective)
+        registry.add("objective", "half-init-module", HalfInitModule)
+        registry.add("pair_construction", "no-super", NoSuperPairs)
+        registry.add("pair_construction", "bad-views", BadViews)
+        registry.add("local_association", "view-relation", ViewRelation)
+        registry.add("objective", "plain-itc", Itc)
+
+    module.wsreid_register = wsreid_register
+    monkeypatch.setitem(sys.modules, PLUGIN, module)
+    return module
+
+
+def _recipe(make_recipe, **sections):
+    return make_recipe("baselines/itc.yaml", {"plugins": [PLUGIN], "train": {"epochs": 1, "warmup_epochs": 0}, **sections})
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def _origin(key: str, kind: str, name: str) -> str:
+    return f"error: {key} ({kind} {name!r} from plugin {PLUGIN!r}): "
+
+
+SUPER_HINT = ("(call super().__init__(params, context) in __init__, before using self.params; a torch module "
+              "calls torch.nn.Module.__init__(self) first, then the component base class's __init__(self, params, "
+              "context))")
+
+
+@pytest.mark.parametrize("sections, origin", [
+    ({"local_associations": {"near": {"name": "no-super"}}},
+     _origin("local_associations.near", "local_association", "no-super")),
+    ({"objectives": {"mine": {"name": "no-super"}}}, _origin("objectives.mine", "objective", "no-super")),
+    ({"objectives": {"mine": {"name": "half-init-module"}}},
+     _origin("objectives.mine", "objective", "half-init-module")),
+    ({"pair_construction": {"name": "no-super"}}, _origin("pair_construction", "pair_construction", "no-super")),
+], ids=["local-association", "objective", "trainable-objective", "pair-construction"])
+def test_a_constructor_that_skips_super_init_is_named_before_training(make_recipe, tmp_path, plugin, capsys,
+                                                                      sections, origin):
+    recipe = _recipe(make_recipe, **sections)
+    assert main(["run", str(recipe)]) == 2
+    line = _one_error_line(capsys)
+    assert line == origin + "its __init__ did not call super().__init__(params, context): the component has no " \
+                            "'params' or 'context' " + SUPER_HINT
+    assert not (tmp_path / "run").exists()
+
+
+VIEWS = _origin("pair_construction", "pair_construction", "bad-views")
+VIEWS_HINT = "(a fault of plugin 'thirdparty_faults'; fix it, or leave the component out; --debug shows the traceback)"
+
+
+@pytest.mark.parametrize("fault, says", [
+    ("raises", "views() failed at epoch 1: AttributeError: 'Batch' object has no attribute 'imgs' " + VIEWS_HINT),
+    ("tuple", "views() returned a tuple, not a dict of view name -> wsreid.api.View (return {'base': View(...), "
+              "...} with the views it declares)"),
+    ("not-a-view", "views() returned view 'dropped' as a tuple, not a wsreid.api.View (return {'base': View(...), "
+                   "...} with the views it declares)"),
+    ("float-ids", "views() returned view 'dropped' whose input_ids is a torch.float32 tensor of shape [16, 40], "
+                  "expected torch.int64 of shape [16, 40] (a view holds images B x 3 x H x W float, input_ids and "
+                  "attention_mask B x L long, B the rows of the batch (16); every view of a step has the same "
+                  "shapes; see wsreid.api.View)"),
+    ("half-rows", "views() returned view 'dropped' whose images is a torch.float32 tensor of shape [8, 3, 32, 16], "
+                  "expected a floating tensor of shape [16, 3, 32, 16] (a view holds images B x 3 x H x W float, "
+                  "input_ids and attention_mask B x L long, B the rows of the batch (16); every view of a step has "
+                  "the same shapes; see wsreid.api.View)"),
+    ("renamed", "views() returned the views ['base', 'masked'], but it declares ['base', 'dropped'] (view_names or "
+                "declared_views(params)) (return exactly the declared views: recipes are checked against them, "
+                "so an association or objective may read any of them)"),
+], ids=lambda v: v if v in {"raises", "tuple", "not-a-view", "float-ids", "half-rows", "renamed"} else "")
+def test_a_pair_construction_breaking_its_contract_is_named(make_recipe, plugin, capsys, fault, says):
+    """Before: a traceback (an exception in views(), a tuple, float tokens inside
+    torch.embedding, a short view inside torch.cat or an objective) or a recipe error
+    blaming the association's view key (a renamed view)."""
+    recipe = _recipe(make_recipe, pair_construction={"name": "bad-views", "fault": fault},
+                     local_associations={"near": {"name": "view-relation", "view": "dropped"}},
+                     objectives={"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == VIEWS + says
+
+
+def test_debug_shows_the_traceback_of_a_pair_construction_fault(make_recipe, plugin):
+    recipe = _recipe(make_recipe, pair_construction={"name": "bad-views", "fault": "float-ids"})
+    with pytest.raises(ComponentError, match="whose input_ids is a torch.float32 tensor"):
+        main(["--debug", "run", str(recipe)])
+
+
+NEAR = _origin("local_associations.near", "local_association", "view-relation")
+RELATION_HINT = ("(relation weights lie in [0, 1]: 1 on the diagonal (row i and column i are the same pair), a value "
+                 "in (0, 1] for related pairs, exactly 0 for the others; see docs/plugins.md, and check the "
+                 "component with wsreid.testing.check_component)")
+
+
+@pytest.mark.parametrize("fault, says", [
+    ("zero-diagonal", "relate() returned weights whose diagonal is not 1 (smallest diagonal value 0) at epoch 1, "
+                      "step 1 "),
+    ("two", "relate() returned weights outside [0, 1] (0 .. 2) at epoch 1, step 1 "),
+    ("negative", "relate() returned weights outside [0, 1] (-0.5 .. 1) at epoch 1, step 1 "),
+    ("nan", "relate() returned weights holding NaN or inf at epoch 1, step 1 "),
+], ids=lambda v: v if v in {"zero-diagonal", "two", "negative", "nan"} else "")
+def test_relation_weights_outside_their_range_are_named(make_recipe, plugin, capsys, fault, says):
+    """Before: a zero diagonal or a NaN gave a non-finite loss blamed on the objective;
+    weights of 2 or -0.5 trained silently."""
+    recipe = _recipe(make_recipe, local_associations={"near": {"name": "view-relation", "fault": fault}},
+                     objectives={"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == NEAR + says + RELATION_HINT
+
+
+def test_a_well_behaved_third_party_pipeline_runs(make_recipe, plugin, capsys):
+    """The same plugin's components keeping their contract train (the checks refuse
+    nothing that is right)."""
+    recipe = _recipe(make_recipe, pair_construction={"name": "bad-views", "fault": "none"},
+                     local_associations={"near": {"name": "view-relation", "view": "dropped"}},
+                     objectives={"itc": {"name": "plain-itc"}, "sdm": {"name": "sdm", "relation": "near"}})
+    assert main(["run", str(recipe)]) == 0
