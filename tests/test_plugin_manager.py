@@ -16,6 +16,8 @@ from wsreid.errors import PluginError, RecipeError
 from wsreid.pluginmanager import DISABLE_ENV, load_plugins
 from wsreid.registry import DuplicateComponentError
 
+REPO = Path(__file__).resolve().parents[1]
+
 OBJECTIVE = '''
 from pydantic import Field
 from wsreid import hookimpl
@@ -72,6 +74,30 @@ def test_two_distributions_registering_one_name_are_both_named(site):
     # disabling either one (by entry-point or distribution name) resolves it
     assert load_plugins(disabled=["beta"]).registry.get("objective", "scaled").distribution == "fake-alpha"
     assert load_plugins(disabled=["fake-alpha"]).registry.get("objective", "scaled").version == "2.3"
+
+
+def test_an_installed_plugin_reusing_a_shipped_name_is_left_out_and_the_rest_works(site, capsys):
+    """A third-party package registering a shipped name ('itc') is a broken plugin, whose
+    other components are left out with it; the shipped plugins and every command keep
+    working (the clash used to stop every command, and its hint offered to disable the
+    shipped plugin). Its entry-point name ('aaa') sorts before every shipped one."""
+    module = OBJECTIVE.replace('registry.add("objective", "{name}", Scaled)',
+                               'registry.add("objective", "scaled-own", Scaled)\n'
+                               '    registry.add("objective", "itc", Scaled)')
+    site("fake-clash", "0.2", {"aaa": "fakeplug_clash"}, {"fakeplug_clash": module})
+    plugins = load_plugins()
+    assert [b.describe() for b in plugins.broken] == [
+        "plugin 'aaa' from distribution 'fake-clash' failed to load: it registers objective 'itc', a name of the "
+        "shipped plugin 'standard', so it is not loaded (rename the component in that package (a recipe names it by "
+        "this name); the shipped one stays)"]
+    assert plugins.registry.get("objective", "itc").distribution == "wsreid"
+    assert "scaled-own" not in plugins.registry.names("objective")
+    capsys.readouterr()
+    assert main(["validate", str(REPO / "recipes" / "baselines" / "itc.yaml")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: plugin 'aaa' from distribution 'fake-clash' failed to load: it registers objective 'itc', a name "
+        "of the shipped plugin 'standard', so it is not loaded (rename the component in that package (a recipe names "
+        "it by this name); the shipped one stays)"]
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_works(site, make_recipe, capsys):

@@ -37,7 +37,7 @@ import pluggy
 
 from wsreid import hookspecs
 from wsreid.errors import PluginError
-from wsreid.registry import DuplicateComponentError, Registry
+from wsreid.registry import SHIPPED_DISTRIBUTION, DuplicateComponentError, Registry, ShippedNameTaken
 
 __all__ = ["ENTRY_POINT_GROUP", "DISABLE_ENV", "BrokenPlugin", "Plugins", "disabled_from_env", "load_plugins"]
 
@@ -283,12 +283,21 @@ def _register_components(
     or a failing recipe/embedded plugin is an error.
     """
     registry = Registry()
-    for impl in reversed(pm.hook.wsreid_register.get_hookimpls()):
+    impls = list(reversed(pm.hook.wsreid_register.get_hookimpls()))
+    # the shipped plugins first, so that a third-party plugin reusing one of their names is
+    # the one left out (ShippedNameTaken) whichever entry-point name sorts first
+    impls.sort(key=lambda impl: providers.get(impl.plugin_name, (None, None))[0] != SHIPPED_DISTRIBUTION)
+    for impl in impls:
         name = impl.plugin_name
         dist, version = providers.get(name, (None, None))
         registry.set_provider(name, dist, version)
         try:
             impl.function(registry=registry)
+        except ShippedNameTaken as exc:
+            registry.discard_provider(name)
+            pm.unregister(name=name)
+            broken.append(BrokenPlugin(name, dist, str(exc)))
+            continue
         except DuplicateComponentError:
             raise
         except (Exception, SystemExit) as exc:

@@ -22,7 +22,18 @@ from wsreid.api import COMPONENT_KINDS, KINDS, Component, Params
 from wsreid.errors import DuplicateComponentError, PluginError, RecipeError
 
 __all__ = ["BASE_CLASSES", "DuplicateComponentError", "Entry", "Registry", "SettingsEntry", "SETTINGS_KEY_PATTERN",
+           "SHIPPED_DISTRIBUTION", "ShippedNameTaken",
            "accepts_unknown_keys", "invalid_default", "refuse_unknown_keys"]
+
+#: The distribution whose plugins ship with the package: they register first, and an
+#: installed plugin that registers one of their names is left out (not every command)
+SHIPPED_DISTRIBUTION = "wsreid"
+
+
+class ShippedNameTaken(PluginError):
+    """An installed third-party plugin registered a kind and name a shipped plugin has:
+    that plugin is left out as a broken one (docs/plugins.md), the rest keeps working."""
+
 
 #: Keys of plugin settings blocks (``settings.<key>`` in recipes): lower-case identifiers.
 SETTINGS_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -214,6 +225,10 @@ class Registry:
         if existing is not None and existing.provider == provider:
             raise DuplicateComponentError(f"plugin {provider!r} registers {kind} {name!r} twice",
                                           hint="register each name once")
+        if existing is not None and existing.distribution == SHIPPED_DISTRIBUTION and dist not in (None, SHIPPED_DISTRIBUTION):
+            raise ShippedNameTaken(
+                f"it registers {kind} {name!r}, a name of the shipped plugin {existing.provider!r}, so it is not loaded",
+                hint="rename the component in that package (a recipe names it by this name); the shipped one stays")
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider
             raise DuplicateComponentError(
@@ -259,6 +274,10 @@ class Registry:
             raise PluginError(f"plugin {provider!r}: settings {key!r} ({model.__module__}.{model.__qualname__}): "
                               f"{problem}", hint="fix the default in the settings model")
         existing = self._settings.get(key)
+        if existing is not None and existing.distribution == SHIPPED_DISTRIBUTION and dist not in (None, SHIPPED_DISTRIBUTION):
+            raise ShippedNameTaken(
+                f"it registers {kind} {name!r}, a name of the shipped plugin {existing.provider!r}, so it is not loaded",
+                hint="rename the component in that package (a recipe names it by this name); the shipped one stays")
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider
             raise DuplicateComponentError(
