@@ -18,10 +18,19 @@ def _hide_ambient_plugin_distributions() -> None:
     of other distributions already installed when the session starts (a developer's own
     plugin packages, a stale editable install whose folder is gone) are hidden from the
     plugin manager. Distributions the tests install themselves (dist-info folders under
-    a test's tmp_path) are seen as usual."""
-    import importlib.metadata as md
+    a test's tmp_path) are seen as usual.
 
-    from wsreid.pluginmanager import ENTRY_POINT_GROUP
+    Processes the tests start (``wsreid`` commands, a study's child runs, torchrun ranks)
+    do not see this patch: for them the ambient distributions are named in
+    ``WSREID_DISABLE_PLUGINS``, the command line's own way to leave a plugin out, except
+    the example packages the tests install themselves (examples/). This process drops
+    those names again (it never sees the distributions, so it would warn that there is
+    nothing to disable). A test that sets the variable itself decides for its children."""
+    import importlib.metadata as md
+    import os
+
+    import wsreid.pluginmanager as pluginmanager
+    from wsreid.pluginmanager import DISABLE_ENV, ENTRY_POINT_GROUP
 
     def where(ep) -> tuple[str, str] | None:
         if ep.dist is None:
@@ -41,6 +50,20 @@ def _hide_ambient_plugin_distributions() -> None:
         return md.EntryPoints(ep for ep in found if where(ep) not in ambient)
 
     md.entry_points = entry_points
+
+    installed_by_tests = {pluginmanager._normalise(line.split("=", 1)[1].strip().strip('"'))
+                          for project in (REPO / "examples").glob("*/pyproject.toml")
+                          for line in project.read_text().splitlines() if line.startswith("name =")}
+    hidden = {pluginmanager._normalise(name) for name, _ in ambient} - installed_by_tests
+    if not hidden:
+        return
+    real_disabled_from_env = pluginmanager.disabled_from_env
+    os.environ[DISABLE_ENV] = ",".join(sorted(real_disabled_from_env() | hidden))
+
+    def disabled_from_env() -> set[str]:
+        return {d for d in real_disabled_from_env() if pluginmanager._normalise(d) not in hidden}
+
+    pluginmanager.disabled_from_env = disabled_from_env
 
 
 _hide_ambient_plugin_distributions()

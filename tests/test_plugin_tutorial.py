@@ -163,7 +163,10 @@ def workspace(tmp_path_factory, synth_tiny_root) -> Workspace:
     cache = base / "cache" / "synth-pedes"
     cache.mkdir(parents=True)
     (cache / SynthConfig(size="tiny").cache_name()).symlink_to(synth_tiny_root, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WSREID_", "PIP_", "PYTEST_"))}
+    # WSREID_DISABLE_PLUGINS stays: it names the plugin packages of the environment this
+    # one is layered on, which the tutorial's fresh environment must not see (conftest.py)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WSREID_", "PIP_", "PYTEST_")) or k == "WSREID_DISABLE_PLUGINS"}
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", WSREID_CACHE=str(base / "cache"),
                PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
     ws = Workspace(base / "work", env)
