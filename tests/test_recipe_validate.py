@@ -155,6 +155,18 @@ def test_valid_recipe_is_typed_with_defaults(base, registry):
     assert loaded.resolved["local_associations"]["lrc"] == {"name": "lrc", "threshold": 0.6, "modalities": "both"}
 
 
+def test_values_are_converted_to_their_key_s_type_where_exact(base, registry):
+    """docs/recipes.md: YAML 1.2 reads `off` and `'2e-4'` as strings; a boolean key takes
+    `off`, a number key a number in quotes, an integer key 2.0 but not 2.5; a text key keeps
+    `no` as written."""
+    loaded = load_recipe(base, ["train.drop_last=off", "train.lr='2e-4'", "train.epochs=3.0", "output_dir=no"],
+                         registry=registry)
+    assert loaded.recipe.train.drop_last is False
+    assert loaded.recipe.train.lr == 2e-4 and loaded.recipe.train.epochs == 3
+    assert loaded.recipe.output_dir == "no"
+    assert "train.epochs" in error_of(base, registry, ["train.epochs=2.5"])
+
+
 def test_resolved_recipe_round_trip(base, registry, tmp_path):
     loaded = load_recipe(base, ["train.betas=[0.5, 0.9]", "output_dir='yes'", "data.root=null"], registry=registry)
     text = dump_resolved_yaml(loaded, tmp_path / "run" / "recipe.yaml")

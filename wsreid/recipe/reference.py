@@ -143,7 +143,11 @@ def recipe_reference_markdown(registry: Registry) -> str:
         "Generated from the recipe schema and the registered components "
         "(`wsreid.recipe.recipe_reference_markdown`); do not edit by hand.",
         "",
-        "A recipe is a YAML 1.2 file (`1e-5` is a float, `on`/`yes` are strings). Every "
+        "A recipe is a YAML 1.2 file: `1e-5` is a float and `on`/`yes`/`no` are strings, so a "
+        "text value such as `no` stays as written (YAML 1.1 would make it a boolean). A value "
+        "is then converted to its key's type where the conversion is exact: a boolean key "
+        "takes `true`/`false` and also `on`/`off`, `yes`/`no`, `1`/`0`; a number key takes a "
+        "number in quotes (`'2e-4'`); an integer key takes `2.0` but refuses `2.5`. Every "
         "mapping rejects unknown keys; errors name the file, line and dotted key.",
         "",
         "## Merge rules: `extends` and overrides",
