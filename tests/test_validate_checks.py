@@ -307,3 +307,30 @@ def test_recipe_plugin_with_an_invalid_default_is_refused_by_validate(tmp_path, 
     assert message == ("plugin 'five_plugin': objective 'five' (five_plugin.FiveLoss): the default 'five' of parameter "
                        "'k' is invalid: Input should be a valid integer, unable to parse string as an integer (fix the "
                        "default in its Params model; every default must satisfy its own field)")
+
+
+def test_a_misspelt_required_section_is_named_as_the_typo(tmp_path, capsys):
+    """`objective:` for `objectives:` was reported as 'required key objectives is missing'
+    at the file, without a line and without the key actually written."""
+    message, path = refused(tmp_path, capsys, DGIA + "objectives: null\nobjective:\n  itc: {name: itc}\n")
+    assert message == f"{display_path(path)}:3: objective: unknown key 'objective' (did you mean 'objectives'?)"
+
+
+def test_a_short_fixed_length_list_says_how_many_values_it_needs(tmp_path, capsys):
+    """image_size: [128] was 'encoder.image_size.1: required key 1 is missing (add it)'."""
+    message, path = refused(tmp_path, capsys, DGIA + "encoder:\n  image_size: [128]\n")
+    assert message == (f"{display_path(path)}:3: encoder.image_size: needs 2 values, got 1 ([128]) "
+                       "(input image [height, width] in pixels)")
+
+
+def test_a_check_across_keys_points_at_the_line_of_the_key_it_names(tmp_path, capsys):
+    """A check of the whole recipe (batch_size 1) had the file but no line."""
+    message, path = refused(tmp_path, capsys, DGIA + "train:\n  batch_size: 1\n")
+    assert message.startswith(f"{display_path(path)}:3: recipe: train.batch_size 1: ")
+
+
+def test_an_empty_output_dir_is_refused(tmp_path, capsys):
+    """output_dir '' passed and the run then said 'output directory . exists and is not a
+    wsreid run'."""
+    message, path = refused(tmp_path, capsys, DGIA + "output_dir: ''\n")
+    assert message == f"{display_path(path)}:2: output_dir: string should have at least 1 character (got '')"

@@ -466,8 +466,55 @@ def _overrides_behind(path: KeyPath, message: str, locations: Locations) -> str 
     return "override " + " ".join(text[len("override "):] for text in chosen)
 
 
+def _named_key_line(path: KeyPath, message: str, tree: dict[str, Any], locations: Locations) -> str | None:
+    """The location of the first key below ``path`` that a check's message names in full
+    (``train.batch_size 1: ...`` -> the line of batch_size), when the recipe writes it."""
+    names = re.findall(r"(?<![\w.])([A-Za-z_]\w*(?:\.\w+)+)", message)
+    for name in names:
+        key = tuple(name.split("."))
+        if key[:len(path)] == tuple(path) and _value_at(tree, key) is not None:
+            return str(locations.find(key))
+    return None
+
+
+def _first_error(errors: list[dict[str, Any]], model: type[RecipeBase]) -> dict[str, Any]:
+    """The error the line reports: the first, except that a required key missing beside
+    an unknown key close to its name (``objective:`` for ``objectives:``) is that typo."""
+    first = errors[0]
+    if first["type"] == "missing":
+        missing = _clean_path(first["loc"], model)
+        for err in errors:
+            path = _clean_path(err["loc"], model)
+            if (err["type"] == "extra_forbidden" and path[:-1] == missing[:-1]
+                    and difflib.get_close_matches(str(path[-1]), [str(missing[-1])], n=1, cutoff=0.6)):
+                return err
+    return first
+
+
+def _tuple_in(annotation: Any) -> Any:
+    """The ``tuple[...]`` inside an annotation (``tuple[int, int] | None``), else None."""
+    if typing.get_origin(annotation) is tuple:
+        return annotation
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is tuple:
+            return arg
+    return None
+
+
+def _value_at(tree: Any, path: KeyPath) -> Any:
+    """The value at ``path`` of the recipe tree (None when there is none)."""
+    for key in path:
+        if isinstance(tree, dict) and key in tree:
+            tree = tree[key]
+        elif isinstance(tree, list) and isinstance(key, int) and 0 <= key < len(tree):
+            tree = tree[key]
+        else:
+            return None
+    return tree
+
+
 def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locations, model: type[RecipeBase]) -> RecipeError:
-    err = exc.errors(include_url=False)[0]
+    err = _first_error(exc.errors(include_url=False), model)
     path = _clean_path(err["loc"], model)
     key = path[-1] if path else ""
     kind = err["type"]
@@ -482,6 +529,17 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
             hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
         elif valid:
             hint = f"valid keys here: {', '.join(valid)}"
+    elif kind == "missing" and isinstance(key, int) and isinstance(_value_at(tree, path[:-1]), list):
+        # a position of a fixed-length list ([H, W]) that the list does not have
+        given = _value_at(tree, path[:-1])
+        path = path[:-1]
+        where = locations.find(path)
+        parent = _model_at(model, path[:-1], tree)
+        field = parent.model_fields.get(str(path[-1])) if parent is not None and path else None
+        wanted = [a for a in typing.get_args(_tuple_in(field.annotation)) if a is not Ellipsis] if field else []
+        needs = f"needs {len(wanted)} values" if wanted else "needs more values"
+        message = f"{needs}, got {len(given)} ({_short(given)})"
+        hint = field.description if field is not None and field.description else None
     elif kind == "missing":
         where = locations.find(path[:-1])
         message = f"required key {key!r} is missing"
@@ -499,6 +557,8 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
         message = message[:1].lower() + message[1:]
         if not isinstance(err.get("input"), dict):
             message += f" (got {_short(err.get('input'))})"
-        else:  # a check of the whole section: blame the overrides that set keys it names
-            where = _overrides_behind(path, message, locations) or where
+        else:  # a check of the whole section: blame the overrides that set keys it names; a check
+            # of the whole recipe (which has no line of its own) the first key the message names
+            where = (_overrides_behind(path, message, locations)
+                     or (_named_key_line(path, message, tree, locations) if not path else None) or where)
     return RecipeError(f"{where}: {dotted(path) or 'recipe'}: {message}", hint=hint)
