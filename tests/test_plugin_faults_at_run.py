@@ -113,6 +113,8 @@ class ViewRelation(LocalAssociation):
             weights[0, 1] = float("nan")
         elif self.params.fault == "negative":
             weights[1, 0] = -0.5
+        elif self.params.fault == "list":
+            weights = weights.tolist()
         return Relation(f.image, f.text, weights, view=self.params.view)
 
 
@@ -240,6 +242,16 @@ def test_relation_weights_outside_their_range_are_named(make_recipe, plugin, cap
                      objectives={"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}})
     assert main(["run", str(recipe)]) == 2
     assert _one_error_line(capsys) == NEAR + says + RELATION_HINT
+
+
+def test_relation_weights_that_are_not_a_tensor_are_named(make_recipe, plugin, capsys):
+    """Before: an AttributeError traceback ('list' object has no attribute 'dim')."""
+    recipe = _recipe(make_recipe, local_associations={"near": {"name": "view-relation", "fault": "list"}},
+                     objectives={"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == NEAR + (
+        "relate() returned a Relation whose weights is a list, not a tensor (weights is a Q x N float tensor; "
+        "image and text the N x D features it relates (see wsreid.api.Relation))")
 
 
 def test_a_well_behaved_third_party_pipeline_runs(make_recipe, plugin, capsys):

@@ -590,6 +590,13 @@ class Run:
         if not isinstance(rel, Relation):
             raise ComponentError(f"{self.origin(where)}: relate() returned a "
                                  f"{type(rel).__name__}, not a Relation", hint="return a wsreid.api.Relation or None")
+        for field in ("weights", "image", "text"):
+            value = getattr(rel, field)
+            if not torch.is_tensor(value):
+                raise ComponentError(f"{self.origin(where)}: relate() returned a Relation whose {field} is a "
+                                     f"{type(value).__name__}, not a tensor",
+                                     hint="weights is a Q x N float tensor; image and text the N x D features "
+                                          "it relates (see wsreid.api.Relation)")
         w, rows_image, rows_text = rel.weights, rel.image.shape[0], rel.text.shape[0]
         if (w.dim() != 2 or w.shape[1] != rows_image or rows_image != rows_text or w.shape[0] > rows_image
                 or w.shape[0] < batch_rows):
