@@ -245,6 +245,15 @@ def test_unknown_key_without_close_match_lists_valid_keys(base, registry):
     assert message == "override -o eval.zzz=1: eval.zzz: unknown key 'zzz' (valid keys here: every, batch_size, select, chunk_size)"
 
 
+def test_a_key_for_a_component_without_parameters_says_it_takes_none(base, registry):
+    """A plugin component that forgot its Params model showed 'valid keys here: name',
+    which blames the recipe's key."""
+    assert error_of(base, registry, ["pair_construction={name: identity, mask_prob: 0.2}"]) == (
+        "override -o pair_construction={name: identity, mask_prob: 0.2}: pair_construction.mask_prob: unknown key 'mask_prob' "
+        "('identity' takes no parameters: remove the key; in a plugin, a component declares its parameters with a "
+        "Params model on its class (class Params(wsreid.api.Params): ..., or Params = MyParams))")
+
+
 def test_extra_key_in_component_params(base, registry):
     base.write_text(BASE.replace("{name: lrc, threshold: 0.6}", "{name: lrc, thresold: 0.6}"))
     assert error_of(base, registry) == (

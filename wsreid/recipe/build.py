@@ -527,6 +527,10 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
         close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
         if close:
             hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+        elif valid == ["name"]:  # a component block whose component declares no parameter
+            hint = (f"{_short(_value_at(tree, path[:-1] + ('name',)))} takes no parameters: remove the key; in a "
+                    "plugin, a component declares its parameters with a Params model on its class (class "
+                    "Params(wsreid.api.Params): ..., or Params = MyParams)")
         elif valid:
             hint = f"valid keys here: {', '.join(valid)}"
     elif kind == "missing" and isinstance(key, int) and isinstance(_value_at(tree, path[:-1]), list):
