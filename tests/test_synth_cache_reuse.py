@@ -34,24 +34,34 @@ def _load(check_images: str = "exists"):
     return SynthPedes(SynthPedes.Params(size="tiny", check_images=check_images), None).load()
 
 
-@pytest.mark.parametrize("check_images", ["exists", "decode-eval", "none"])
-def test_reused_entry_parses_its_annotations_once_and_lists_each_image_folder_once(entry, monkeypatch, check_images):
+def _count_reading(monkeypatch, root: Path) -> tuple[list[int], list[str]]:
+    """Lists that fill as the annotation file is parsed (its record count, each time) and
+    as image folders below ``root`` are listed (their paths relative to ``root``)."""
     parsed: list[int] = []
     real_loads = json.loads
 
     def loads(text, *a, **k):
-        out = real_loads(text, *a, **k)
-        if isinstance(out, list):  # the annotation file (the other files are objects)
-            parsed.append(len(out))
-        return out
+        value = real_loads(text, *a, **k)
+        if isinstance(value, list):  # the annotation file (the other files are objects)
+            parsed.append(len(value))
+        return value
 
     listed: list[str] = []
     real_listdir = os.listdir
 
     def listdir(path="."):
-        listed.append(Path(path).relative_to(entry).as_posix())
+        if "imgs" in Path(path).parts:
+            listed.append(Path(path).relative_to(root).as_posix())
         return real_listdir(path)
 
+    monkeypatch.setattr(json, "loads", loads)
+    monkeypatch.setattr(os, "listdir", listdir)
+    return parsed, listed
+
+
+@pytest.mark.parametrize("check_images", ["exists", "decode-eval", "none"])
+def test_reused_entry_parses_its_annotations_once_and_lists_each_image_folder_once(entry, monkeypatch, check_images):
+    parsed, listed = _count_reading(monkeypatch, entry)
     stat_images: list[str] = []
     real_is_file = Path.is_file
 
@@ -60,8 +70,6 @@ def test_reused_entry_parses_its_annotations_once_and_lists_each_image_folder_on
             stat_images.append(self.name)
         return real_is_file(self)
 
-    monkeypatch.setattr(json, "loads", loads)
-    monkeypatch.setattr(os, "listdir", listdir)
     monkeypatch.setattr(Path, "is_file", is_file)
     monkeypatch.setattr(gen, "generate_synth", lambda *a, **k: pytest.fail("regenerated"))
     splits = _load(check_images)
@@ -139,26 +147,8 @@ def test_data_synth_reads_the_annotations_once(tmp_path, monkeypatch, capsys, sh
             reads.append(self.name)
         return real_read_text(self, *a, **k)
 
-    parsed: list[int] = []
-    real_loads = json.loads
-
-    def loads(text, *a, **k):
-        value = real_loads(text, *a, **k)
-        if isinstance(value, list):  # the annotation file (the other files are objects)
-            parsed.append(len(value))
-        return value
-
-    listed: list[str] = []
-    real_listdir = os.listdir
-
-    def listdir(path="."):
-        if "imgs" in Path(path).parts:
-            listed.append(Path(path).relative_to(out).as_posix())
-        return real_listdir(path)
-
     monkeypatch.setattr(Path, "read_text", read_text)
-    monkeypatch.setattr(json, "loads", loads)
-    monkeypatch.setattr(os, "listdir", listdir)
+    parsed, listed = _count_reading(monkeypatch, out)
     for first, state in ((True, r"generated in \d+\.\d s"), (False, "already present")):
         reads.clear(), parsed.clear(), listed.clear()
         assert _synth_command(out, *sheet) == 0

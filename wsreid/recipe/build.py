@@ -24,7 +24,7 @@ from wsreid.errors import ParamsCheckError, RecipeError, UserError
 from wsreid.fileio import nearest_existing
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
-from wsreid.recipe.locations import dotted
+from wsreid.recipe.locations import dotted, value_at
 from wsreid.recipe.model import COMPONENT_SECTIONS, ComponentSpec, PluginSettings, RecipeBase
 from wsreid.registry import Entry, Registry
 
@@ -472,7 +472,7 @@ def _named_key_line(path: KeyPath, message: str, tree: dict[str, Any], locations
     names = re.findall(r"(?<![\w.])([A-Za-z_]\w*(?:\.\w+)+)", message)
     for name in names:
         key = tuple(name.split("."))
-        if key[:len(path)] == tuple(path) and _value_at(tree, key) is not None:
+        if key[:len(path)] == tuple(path) and value_at(tree, key) is not None:
             return str(locations.find(key))
     return None
 
@@ -501,18 +501,6 @@ def _tuple_in(annotation: Any) -> Any:
     return None
 
 
-def _value_at(tree: Any, path: KeyPath) -> Any:
-    """The value at ``path`` of the recipe tree (None when there is none)."""
-    for key in path:
-        if isinstance(tree, dict) and key in tree:
-            tree = tree[key]
-        elif isinstance(tree, list) and isinstance(key, int) and 0 <= key < len(tree):
-            tree = tree[key]
-        else:
-            return None
-    return tree
-
-
 def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locations, model: type[RecipeBase]) -> RecipeError:
     err = _first_error(exc.errors(include_url=False), model)
     path = _clean_path(err["loc"], model)
@@ -528,14 +516,14 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
         if close:
             hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
         elif valid == ["name"]:  # a component block whose component declares no parameter
-            hint = (f"{_short(_value_at(tree, path[:-1] + ('name',)))} takes no parameters: remove the key; in a "
+            hint = (f"{_short(value_at(tree, path[:-1] + ('name',)))} takes no parameters: remove the key; in a "
                     "plugin, a component declares its parameters with a Params model on its class (class "
                     "Params(wsreid.api.Params): ..., or Params = MyParams)")
         elif valid:
             hint = f"valid keys here: {', '.join(valid)}"
-    elif kind == "missing" and isinstance(key, int) and isinstance(_value_at(tree, path[:-1]), list):
+    elif kind == "missing" and isinstance(key, int) and isinstance(value_at(tree, path[:-1]), list):
         # a position of a fixed-length list ([H, W]) that the list does not have
-        given = _value_at(tree, path[:-1])
+        given = value_at(tree, path[:-1])
         path = path[:-1]
         where = locations.find(path)
         parent = _model_at(model, path[:-1], tree)

@@ -133,7 +133,12 @@ class Locations:
         return f"Locations(root={self.root}, {len(self._entries)} keys)"
 
 
-def _exists(tree: Any, path: Path) -> bool:
+_MISSING = object()
+
+
+def value_at(tree: Any, path: Path, default: Any = None) -> Any:
+    """The value at ``path`` in a recipe tree of mappings and lists (``default`` when the
+    tree has none there)."""
     node = tree
     for part in path:
         if isinstance(node, dict) and part in node:
@@ -141,5 +146,9 @@ def _exists(tree: Any, path: Path) -> bool:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         else:
-            return False
-    return True
+            return default
+    return node
+
+
+def _exists(tree: Any, path: Path) -> bool:
+    return value_at(tree, path, _MISSING) is not _MISSING
