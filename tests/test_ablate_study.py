@@ -65,7 +65,7 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
     [
         ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n", "study.yaml:2: variants.0.overide: Extra inputs"),
         ("base: recipes/nope.yaml\nvariants: [{label: A}]\n", "base: 'recipes/nope.yaml' not found"),
-        ("base: recipes/base.yaml\nvariants: [{label: A}, {label: A}]\n", "labels 'A' and 'A' repeat"),
+        ("base: recipes/base.yaml\nvariants:\n  - label: A\n  - label: A\n", "study.yaml:4: variants: labels 'A' and 'A' repeat"),
         ("base: recipes/base.yaml\nreference: Z\nvariants: [{label: A}]\n", "reference: no variant is labelled 'Z'"),
         ("base: recipes/base.yaml\nseeds: [1, 1]\nvariants: [{label: A}]\n", "repeats a seed"),
         ("base: recipes/base.yaml\nvariants: []\n", "variants: List should have at least 1 item"),
@@ -342,15 +342,21 @@ def test_invalid_runs_stop_a_real_study_before_anything_trains(study_file, tmp_p
 
     called = []
     monkeypatch.setattr(ablate, "execute_in_process", lambda *a: called.append(a))
-    if where == "last variant":
-        _write(study_file, study_file.read_text() + "  - label: typo\n    overrides: {train.lrr: 1}\n")
+    from wsreid.recipe.yamlio import display_path
+
+    if where == "last variant":  # said where the study file writes it (it named the override alone)
+        text = study_file.read_text()
+        _write(study_file, text + "  - label: typo\n    overrides: {train.lrr: 1}\n")
+        line = text.count("\n") + 2
         extra, invalid, total = ["-j", "1"], 3, 15
+        failed = f": FAILED: {display_path(study_file)}:{line}: variant 'typo', override train.lrr=1: train.lrr: unknown key"
     else:
         extra, invalid, total = ["-j", "2", "-o", "train.lrr=1"], 12, 12
+        failed = ": FAILED: override -o train.lrr=1: train.lrr: unknown key 'lrr'"
     out = tmp_path / "out"
     assert main(["ablate", str(study_file), "--output-dir", str(out), *extra]) == 2
     captured = capsys.readouterr()
-    assert captured.err.count(": FAILED: override -o train.lrr=1: train.lrr: unknown key 'lrr'") == invalid
+    assert captured.err.count(failed) == invalid, captured.err
     assert captured.err.splitlines()[-1] == (
         f"error: {study_file}: {invalid} of {total} planned runs are invalid (their FAILED lines above say why); "
         "nothing was run (fix them, then run the study)")

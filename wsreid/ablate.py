@@ -110,6 +110,8 @@ class LoadedStudy:
     path: Path
     base: Path
     reference: str
+    #: where each key of the study file is (file:line), for messages about its overrides
+    locations: Any = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
@@ -124,6 +126,8 @@ class PlannedRun:
     seed: int
     run_dir: Path
     overrides: list[str]
+    #: override text -> where the study file writes it (``study.yaml:12: variant 'x'``)
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -177,10 +181,10 @@ def load_study(path: str | Path) -> LoadedStudy:
                          hint="the path is relative to the study file")
     labels = [v.label for v in study.variants]
     slugs: dict[str, str] = {}
-    for label in labels:
+    for i, label in enumerate(labels):
         if _slug(label) in slugs:
             other = slugs[_slug(label)]
-            raise StudyError(f"{path}: variants: labels {other!r} and {label!r} "
+            raise StudyError(f"{locations.find(('variants', i, 'label'))}: variants: labels {other!r} and {label!r} "
                              + ("repeat" if other == label else "give the same directory name"),
                              hint="give every variant its own label")
         slugs[_slug(label)] = label
@@ -193,7 +197,7 @@ def load_study(path: str | Path) -> LoadedStudy:
                          hint=f"labels: {', '.join(labels)}")
     for name in set(study.plot_metrics) - set(study.metrics):
         raise StudyError(f"{path}: plot_metrics: {name!r} is not in metrics", hint=f"metrics: {', '.join(study.metrics)}")
-    return LoadedStudy(study, path, base, reference)
+    return LoadedStudy(study, path, base, reference, locations)
 
 
 def _check_metric_names(study: Study, locations) -> None:
@@ -218,15 +222,31 @@ def default_output_dir(loaded: LoadedStudy) -> Path:
 
 def plan_runs(loaded: LoadedStudy, output_dir: Path, cli_overrides: list[str] = ()) -> list[PlannedRun]:
     """Every variant x seed, in study order (variants outer, seeds inner)."""
+    where = loaded.locations.find if loaded.locations is not None else (lambda key: str(loaded.path))
     shared = [_override_text(k, v) for k, v in loaded.study.overrides.items()]
+    sources = {text: f"{where(('overrides', k))}: overrides"
+               for text, k in zip(shared, loaded.study.overrides)}
     runs = []
-    for variant in loaded.study.variants:
+    for i, variant in enumerate(loaded.study.variants):
         own = [_override_text(k, v) for k, v in variant.overrides.items()]
+        mine = dict(sources)
+        mine.update({text: f"{where(('variants', i, 'overrides', k))}: variant {variant.label!r}"
+                     for text, k in zip(own, variant.overrides)})
         for seed in loaded.study.seeds:
             run_dir = output_dir / "runs" / _slug(variant.label) / f"seed-{seed}"
             tail = [_override_text("train.seed", seed), _override_text("output_dir", str(run_dir))]
-            runs.append(PlannedRun(variant.label, seed, run_dir, shared + own + list(cli_overrides) + tail))
+            runs.append(PlannedRun(variant.label, seed, run_dir, shared + own + list(cli_overrides) + tail, mine))
     return runs
+
+
+def _in_study_terms(run: PlannedRun, message: str) -> str:
+    """A recipe error about an override the study file writes, said where the study file
+    writes it: ``override -o train.lrr=1: ...`` -> ``study.yaml:12: variant 'x', override
+    train.lrr=1: ...``. Other messages (a command-line ``-o``) are left as they are."""
+    for text, where in run.sources.items():
+        if message.startswith(f"override -o {text}: "):
+            return f"{where}, override {text}: {message[len(f'override -o {text}: '):]}"
+    return message
 
 
 class UnreadableMetrics(Exception):
@@ -565,7 +585,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
             exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise
         except Exception as exc:  # an invalid variant must not stop the study
-            message = _one_line(exc)
+            message = _in_study_terms(run, _one_line(exc))
             log(f"{head}: FAILED: {message}")
             outcomes[i] = RunOutcome(run, "failed", error=message)
             continue
@@ -659,7 +679,7 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
             raise
         except Exception as exc:
             invalid += 1
-            log(f"[{i}/{len(runs)}] {run.label} seed {run.seed}: FAILED: {_one_line(exc)}")
+            log(f"[{i}/{len(runs)}] {run.label} seed {run.seed}: FAILED: {_in_study_terms(run, _one_line(exc))}")
     if invalid:
         raise StudyError(f"{loaded.path}: {invalid} of {len(runs)} planned runs are invalid (their FAILED lines "
                          "above say why); nothing was run", hint="fix them, then run the study")
