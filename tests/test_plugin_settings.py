@@ -241,3 +241,26 @@ def test_validate_refuses_a_recipe_plugin_with_loose_settings(tmp_path, monkeypa
         "error: plugin 'wsreid_loose_settings': settings 'loose': its parameter block 'inner' (Inner) accepts unknown "
         "keys, so a misspelt key in a recipe would be ignored "
         "(derive it from wsreid.api.Params (or set model_config extra='forbid'))"]
+
+
+def test_an_installed_plugin_declaring_a_shipped_settings_key_is_refused_as_such():
+    """The shipped-name rule of components holds for settings keys too (its first version
+    raised a NameError here, which the plugin manager reported as a registration crash)."""
+    from wsreid.registry import Registry, ShippedNameTaken
+
+    class Shipped(Params):
+        every: int = 1
+
+    class Other(Params):
+        often: int = 2
+
+    registry = Registry()
+    registry.set_provider("standard", "wsreid", "0.1.0")
+    registry.add_settings("progress", Shipped)
+    registry.set_provider("third", "wsreid-third", "1.0")
+    with pytest.raises(ShippedNameTaken) as err:
+        registry.add_settings("progress", Other)
+    assert str(err.value) == (
+        "it declares settings 'progress', a name of the shipped plugin 'standard', so it is not loaded (rename the "
+        "settings key in that package (a recipe writes settings.<key>); the shipped one stays)")
+    assert registry.settings_entries()[0].model is Shipped

@@ -161,6 +161,15 @@ def refuse_unknown_keys(model: type[BaseModel], subject: str, *, nested_only: bo
                       "so a misspelt key in a recipe would be ignored", hint=hint)
 
 
+def _refuse_shipped_name(existing: Entry | SettingsEntry | None, dist: str | None, what: str, hint: str) -> None:
+    """Raise :class:`ShippedNameTaken` when ``existing`` (the entry already under the name)
+    comes from the shipped distribution and the plugin registering it now is an installed
+    third-party one (``dist``); ``what``: what it registers (``registers objective 'itc'``)."""
+    if existing is not None and existing.distribution == SHIPPED_DISTRIBUTION and dist not in (None, SHIPPED_DISTRIBUTION):
+        raise ShippedNameTaken(f"it {what}, a name of the shipped plugin {existing.provider!r}, so it is not loaded",
+                               hint=f"{hint}; the shipped one stays")
+
+
 def _annotation_types(annotation: Any) -> list[Any]:
     """The types inside an annotation (``list[X] | None`` -> list, X, NoneType)."""
     args = getattr(annotation, "__args__", None)
@@ -225,10 +234,8 @@ class Registry:
         if existing is not None and existing.provider == provider:
             raise DuplicateComponentError(f"plugin {provider!r} registers {kind} {name!r} twice",
                                           hint="register each name once")
-        if existing is not None and existing.distribution == SHIPPED_DISTRIBUTION and dist not in (None, SHIPPED_DISTRIBUTION):
-            raise ShippedNameTaken(
-                f"it registers {kind} {name!r}, a name of the shipped plugin {existing.provider!r}, so it is not loaded",
-                hint="rename the component in that package (a recipe names it by this name); the shipped one stays")
+        _refuse_shipped_name(existing, dist, f"registers {kind} {name!r}", "rename the component in that package "
+                             "(a recipe names it by this name)")
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider
             raise DuplicateComponentError(
@@ -274,10 +281,8 @@ class Registry:
             raise PluginError(f"plugin {provider!r}: settings {key!r} ({model.__module__}.{model.__qualname__}): "
                               f"{problem}", hint="fix the default in the settings model")
         existing = self._settings.get(key)
-        if existing is not None and existing.distribution == SHIPPED_DISTRIBUTION and dist not in (None, SHIPPED_DISTRIBUTION):
-            raise ShippedNameTaken(
-                f"it registers {kind} {name!r}, a name of the shipped plugin {existing.provider!r}, so it is not loaded",
-                hint="rename the component in that package (a recipe names it by this name); the shipped one stays")
+        _refuse_shipped_name(existing, dist, f"declares settings {key!r}", "rename the settings key in that package "
+                             "(a recipe writes settings.<key>)")
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider
             raise DuplicateComponentError(
