@@ -441,11 +441,9 @@ class Run:
         features, batch = self.global_batch(self.encode(views), batch)
         relations = {}
         for section in ("local_associations", "global_associations"):
+            # an association's view is one the pair construction declares (validation), and
+            # views() returned exactly the declared views (_check_views)
             for label, assoc in getattr(c, section).items():
-                view = getattr(assoc.params, "view", BASE_VIEW)
-                if view not in features:  # validation checks it against the declared views, which views() returned
-                    raise RecipeError(f"{section}.{label}.view: view {view!r} is not produced by pair construction "
-                                      f"{self.recipe.pair_construction.name!r}", hint=f"views: {', '.join(features)}")
                 with self.component_call(f"{section}.{label}", "relate()"):
                     rel = assoc.relate(features, batch, ctx)
                 if rel is not None:
@@ -542,8 +540,8 @@ class Run:
         first = None  # the shapes of the first view: every other view must have them
         for name, view in views.items():
             tensors = (view.images, view.input_ids, view.attention_mask)
-            expected = first or ((rows, 3, *_sizes(view.images, 4, ("H", "W"))),
-                                 (rows, *_sizes(view.input_ids, 2, ("L",))), (rows, *_sizes(view.input_ids, 2, ("L",))))
+            tokens = (rows, *_sizes(view.input_ids, 2, ("L",)))  # input_ids and attention_mask alike
+            expected = first or ((rows, 3, *_sizes(view.images, 4, ("H", "W"))), tokens, tokens)
             for what, t, shape in zip(("images", "input_ids", "attention_mask"), tensors, expected):
                 if not (torch.is_tensor(t) and tuple(t.shape) == shape
                         and (t.is_floating_point() if what == "images" else t.dtype == torch.long)):
