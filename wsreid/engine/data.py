@@ -320,10 +320,11 @@ class IdentityBatchSampler(PairBatchSampler):
                 hint="lower train.batch_size or raise train.instances_per_identity",
             )
         self.steps = self._max_steps()
-        short = int((self.counts < k).sum())
-        if np.median(self.counts) < k and rank == 0:  # most groups repeat pairs (a few short identities are usual)
+        median = float(np.median(self.counts))
+        if median < k and rank == 0:  # most groups repeat pairs (a few short identities are usual)
+            short = int((self.counts < k).sum())
             print(f"warning: train.instances_per_identity {k}: {short} of {len(counts)} training identities have "
-                  f"fewer than {k} pairs (median {float(np.median(counts)):g} pairs per identity), so their groups "
+                  f"fewer than {k} pairs (median {median:g} pairs per identity), so their groups "
                   f"repeat pairs (lower train.instances_per_identity to repeat fewer)", file=sys.stderr, flush=True)
 
     def _max_steps(self) -> int:

@@ -241,8 +241,8 @@ def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None) ->
             lines.append(
                 f"{locations.find(key)}: {dotted(key)}: {what} {block.name!r} never runs (starts at epoch {start}, "
                 f"the run ends at epoch {epochs}) (raise train.epochs to at least {start}, or lower {key[-1]})")
-    unit_steps = train.lr_schedule_unit == "epoch"  # the factor changes once per epoch: whole warm-up epochs
-    warmup = int(round(train.warmup_epochs)) if unit_steps else train.warmup_epochs
+    per_epoch = train.lr_schedule_unit == "epoch"  # the factor changes once per epoch: whole warm-up epochs
+    warmup = int(round(train.warmup_epochs)) if per_epoch else train.warmup_epochs
     if train.warmup_epochs > 0 and warmup >= epochs:
         key = ("train", "warmup_epochs")
         lines.append(
