@@ -178,12 +178,7 @@ def model_sizes(folder: Path) -> dict[str, int]:
     """The sizes of a saved ``CLIPModel`` that bound the recipe's, read from its config.json
     alone (no weights, no torch): 'patch_size' (vision) and 'text_positions' (text
     ``max_position_embeddings``), each only when the file states it; {} when unreadable."""
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(config, dict):
-        return {}
+    config = _saved_config(folder)
     vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
     sizes = {"patch_size": vision.get("patch_size") if isinstance(vision, dict) else None,
              "text_positions": text.get("max_position_embeddings") if isinstance(text, dict) else None}
@@ -326,16 +321,21 @@ def load_pretrained_tokenizer(name: str, local_dir: Path | None) -> Any:
         raise offline_error(name, type(exc).__name__) from None
 
 
+def _saved_config(folder: Path) -> dict[str, Any]:
+    """The config.json of a saved model folder as a mapping; {} when it is missing,
+    unreadable or not a JSON object."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def saved_dtype(local_dir: Path | None) -> torch.dtype | None:
     """The dtype a model folder's weights were saved in (``dtype`` / ``torch_dtype`` of its
     config.json), None when unknown. Models are loaded as float32 whatever it is."""
-    import json
-
-    if local_dir is None or not (Path(local_dir) / "config.json").is_file():
+    if local_dir is None:
         return None
-    try:
-        config = json.loads((Path(local_dir) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
+    config = _saved_config(local_dir)
     name = config.get("dtype") or config.get("torch_dtype")
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(str(name))
