@@ -176,3 +176,26 @@ def test_run_prints_and_records_the_dataset_counts_and_stores_resolved_paths(mak
     assert main(["eval", str(out)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["data"]["root"] == str(synth_tiny_root) and 0 <= result["R1"] <= 100
+
+
+def test_a_failed_run_closes_its_logs_before_removing_its_directory(make_recipe, tmp_path, test_plugins_path,
+                                                                     capsys, monkeypatch):
+    """A run that fails in its first epoch, after its first logged step, is removed; its
+    TensorBoard writer is closed first (its thread wrote on into the removed folder and
+    printed a FileNotFoundError traceback now and then)."""
+    from wsreid.engine.logs import RunLogger
+
+    closed = []
+    real_close = RunLogger.close
+
+    def close(self):
+        closed.append((self._tb is not None, (tmp_path / "run").exists()))
+        real_close(self)
+
+    monkeypatch.setattr(RunLogger, "close", close)
+    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"near": {
+        "name": "broken-association", "fault": "bad-state"}}, "objectives": SDM_NEAR})
+    assert main(["run", str(recipe)]) == 2
+    assert "state_tensors() failed at epoch 1" in _one_error_line(capsys)
+    assert closed == [(True, True)]  # the open writer closed, while its folder still existed
+    assert not (tmp_path / "run").exists()

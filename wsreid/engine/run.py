@@ -117,6 +117,7 @@ class Run:
         self._origins: dict[str, str] = {}
         self._providers: dict[str, str] = {}  # recipe key -> the plugin that provides its component
         self._declared_views: tuple[str, ...] | None = None  # the pair construction's, asked at the first step
+        self.logger: RunLogger | None = None  # built with the training objects (build_training)
 
     # ------------------------------------------------------------------ phase 1: build
     def _accelerator(self):

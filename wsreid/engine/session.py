@@ -172,6 +172,8 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
         # nothing of this start is worth keeping: it failed before its first checkpoint
         # (Ctrl-C: before its first epoch; after that, it names the command to start again)
         removed = created and (not started or (not interrupted and _no_checkpoint(run_dir)))
+        if run is not None and run.logger is not None:
+            run.logger.close()  # its TensorBoard thread must not write on into a removed directory
         if removed:
             shutil.rmtree(run_dir, ignore_errors=True)
         signum = signals.signal_of(exc)
