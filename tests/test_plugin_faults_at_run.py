@@ -19,6 +19,7 @@ from wsreid.api import LocalAssociation, Objective, PairConstruction, Params, Re
 from wsreid.cli import main
 from wsreid.errors import ComponentError
 from wsreid.losses import itc_loss
+from wsreid_clip.encoder import ClipEncoder
 
 PLUGIN = "thirdparty_faults"  # a recipe's ``plugins:`` module, put in sys.modules by the fixture
 
@@ -126,6 +127,35 @@ class Itc(Objective):
         return itc_loss(base.image, base.text)
 
 
+class FaultyEncoder(ClipEncoder):
+    """The tiny CLIP encoder, spoilt as ``FAULT`` says (set per registered name)."""
+
+    FAULT = "none"
+    calls = 0  # encode_text calls: "eval-only" breaks the first one outside training
+
+    def encode_image(self, images):
+        out = super().encode_image(images)
+        if self.FAULT == "narrow":
+            return out[:, :16]
+        if self.FAULT == "raises":
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (16x48 and 32x32)")
+        if self.FAULT == "list":
+            return out.tolist()
+        return out
+
+    def encode_text(self, input_ids, attention_mask):
+        out = super().encode_text(input_ids, attention_mask)
+        if self.FAULT == "one-row":
+            return out[:1]
+        if self.FAULT == "eval-only" and not self.training:
+            return out[:, :8]
+        return out
+
+
+def _faulty(fault):
+    return type(f"Faulty_{fault}", (FaultyEncoder,), {"FAULT": fault})
+
+
 @pytest.fixture
 def plugin(monkeypatch):
     """The module ``thirdparty_faults``, as a recipe's ``plugins:`` imports it."""
@@ -140,6 +170,8 @@ def plugin(monkeypatch):
         registry.add("pair_construction", "bad-views", BadViews)
         registry.add("local_association", "view-relation", ViewRelation)
         registry.add("objective", "plain-itc", Itc)
+        for fault in ("narrow", "raises", "list", "one-row", "eval-only"):
+            registry.add("encoder", f"{fault}-clip", _faulty(fault))
 
     module.wsreid_register = wsreid_register
     monkeypatch.setitem(sys.modules, PLUGIN, module)
@@ -261,3 +293,55 @@ def test_a_well_behaved_third_party_pipeline_runs(make_recipe, plugin, capsys):
                      local_associations={"near": {"name": "view-relation", "view": "dropped"}},
                      objectives={"itc": {"name": "plain-itc"}, "sdm": {"name": "sdm", "relation": "near"}})
     assert main(["run", str(recipe)]) == 0
+
+
+ENCODER_HINT = ("(a fault of plugin 'thirdparty_faults'; fix it, or choose another encoder; --debug shows the "
+                "traceback)")
+
+
+@pytest.mark.parametrize("fault, says", [
+    ("narrow", "encode_image() / encode_text() failed at epoch 1: ValueError: encode_image() returned a "
+               "torch.float32 tensor of shape [16, 16] for 16 images, expected a floating tensor of shape [16, 32] "
+               "(one row per input, embed_dim 32 columns) "),
+    ("one-row", "encode_image() / encode_text() failed at epoch 1: ValueError: encode_text() returned a "
+                "torch.float32 tensor of shape [1, 32] for 16 captions, expected a floating tensor of shape [16, 32] "
+                "(one row per input, embed_dim 32 columns) "),
+    ("list", "encode_image() / encode_text() failed at epoch 1: ValueError: encode_image() returned a list for 16 "
+             "images, expected a floating tensor of shape [16, 32] (one row per input, embed_dim 32 columns) "),
+    ("raises", "encode_image() / encode_text() failed at epoch 1: RuntimeError: mat1 and mat2 shapes cannot be "
+               "multiplied (16x48 and 32x32) "),
+    ("eval-only", "encoding the val split failed at epoch 1: ValueError: encode_text() returned a torch.float32 "
+                  "tensor of shape [64, 8] for 64 captions, expected a floating tensor of shape [64, 32] (one row "
+                  "per input, embed_dim 32 columns) "),
+], ids=lambda v: v if v in {"narrow", "one-row", "list", "raises", "eval-only"} else "")
+def test_an_encoder_breaking_its_contract_is_named(make_recipe, plugin, capsys, tmp_path, fault, says):
+    """Before: a wrong width failed inside the objective's loss (blamed on it) or in the
+    retrieval; an exception was a traceback."""
+    recipe = _recipe(make_recipe, encoder={"name": f"{fault}-clip"})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == _origin("encoder", "encoder", f"{fault}-clip") + says + ENCODER_HINT
+    assert not (tmp_path / "run").exists()  # nothing left half-written
+
+
+def test_an_encoder_fault_while_a_global_association_encodes_the_training_set_is_the_encoders(
+        make_recipe, plugin, capsys):
+    """extract_train_features runs inside the association's epoch_start: the fault is still
+    the encoder's, not the association's."""
+    recipe = _recipe(make_recipe, encoder={"name": "eval-only-clip"},
+                     global_associations={"pseudo_labels": {"name": "cluster-pseudo-labels", "cluster_on": "text"}},
+                     objectives={"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "pseudo_labels"}})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == _origin("encoder", "encoder", "eval-only-clip") + (
+        "encoding the training set failed at epoch 1: ValueError: encode_text() returned a torch.float32 tensor of "
+        "shape [64, 8] for 64 captions, expected a floating tensor of shape [64, 32] (one row per input, embed_dim "
+        "32 columns) ") + ENCODER_HINT
+
+
+def test_an_encoder_fault_in_wsreid_eval_is_one_line(make_recipe, plugin, capsys):
+    """``wsreid eval`` of a recipe (zero-shot) encodes outside a run: the same line."""
+    recipe = _recipe(make_recipe, encoder={"name": "eval-only-clip"})
+    assert main(["eval", str(recipe), "--zero-shot"]) == 2
+    assert _one_error_line(capsys) == _origin("encoder", "encoder", "eval-only-clip") + (
+        "encoding the test split failed: ValueError: encode_text() returned a torch.float32 tensor of shape [64, 8] "
+        "for 64 captions, expected a floating tensor of shape [64, 32] (one row per input, embed_dim 32 columns) "
+    ) + ENCODER_HINT

@@ -109,6 +109,7 @@ def test_run_prints_the_warnings_before_training(make_recipe, monkeypatch, capsy
     assert seen == [
         "warning: override -o train.warmup_epochs=3: train.warmup_epochs: the learning rate never reaches train.lr "
         "(warm-up of 3 epochs, the run ends at epoch 2) (make train.warmup_epochs shorter than train.epochs)\n"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")  # another process of a multi-process launch: the first one says it
     with pytest.raises(SystemExit):
         main(["run", str(recipe), "-o", "train.warmup_epochs=3"])
@@ -223,4 +224,6 @@ def test_gsrc_top_k_larger_than_the_memory_is_one_warning_line(capsys):
         "291 neighbours and every row is considered: top_k acts as 291 (lower top_k below 292)\n")
     GlobalRelationConstruction(GsrcParams(top_k=291), BuildContext(num_train=292))
     GlobalRelationConstruction(GsrcParams(top_k=1000), BuildContext())  # the size is not known yet
+    # another process of a multi-process run: the main one says it (BuildContext.warn)
+    GlobalRelationConstruction(GsrcParams(top_k=1000), BuildContext(num_train=292, is_main=False))
     assert capsys.readouterr().err == ""

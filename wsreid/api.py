@@ -34,6 +34,7 @@ of training pairs (``BuildContext.num_train``).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
@@ -304,6 +305,8 @@ class BuildContext:
         image_size: (H, W) of the encoder input (None before the encoder is built).
         device: the training device of this process (also in ``ctx.dist.device``).
         extras: free-form values for embedding applications; the engine leaves it empty.
+        is_main: whether this is the main process of the run (rank 0; True with one
+            process). :meth:`warn` prints on it only.
     """
 
     run_dir: Path | None = None
@@ -316,6 +319,26 @@ class BuildContext:
     image_size: tuple[int, int] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     extras: dict[str, Any] = field(default_factory=dict)
+    is_main: bool = True
+
+    def warn(self, message: str) -> None:
+        """Print ``warning: {message}`` as one line on stderr, on the main process only
+        (a multi-process run says it once).
+
+        Called:
+            by a component, usually in ``__init__``, for a setting that works but is
+            probably not what the user meant.
+
+        Arguments:
+            message: one line that names the setting and says what to change, e.g.
+                ``"gsrc-fr top_k 5000: ... (lower top_k below 4246)"``.
+
+        Returns:
+            nothing. A mistake that makes the run meaningless is a
+            :class:`~wsreid.errors.UserError` instead.
+        """
+        if self.is_main:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as torch_dist
 
 from wsreid.errors import UserError
+from wsreid.launcher import launch_from_env
 
 #: seconds a process other than the main one of a torchrun launch waits, once stopped, for
 #: the main process to record that it prints the stop's line (:func:`stop_line_here`);
@@ -137,7 +138,7 @@ class Distributed:
 def check_launch(accelerator) -> None:
     """Fail clearly when the launcher and the process group disagree (e.g. torchrun
     started two processes that each think they are alone)."""
-    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    env_world = launch_from_env(strict=True).world_size
     cpu_launch = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if cpu_launch and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
         # `accelerate launch --cpu --num_processes N` (N > 1) runs the script once, unsharded.
@@ -173,7 +174,8 @@ def stop_line_here() -> bool:
     records there that it prints it, and another process waits for that record at most
     :data:`MAIN_STOP_WAIT_S` seconds. Under another launcher no process can know what the
     main one did: each prints its line. Never raises."""
-    rank, world_size = _launch()
+    launch = launch_from_env()
+    rank, world_size = launch.rank, launch.world_size
     if world_size <= 1:
         return True
     store = _launcher_store()
@@ -186,15 +188,6 @@ def stop_line_here() -> bool:
                 pass
         return True
     return prints_stop_line(rank, _main_printed(store, key))
-
-
-def _launch() -> tuple[int, int]:
-    """(rank, world size) as the launcher set them; (0, 1) without a launcher or for values
-    that are not numbers (the run reports those itself)."""
-    try:
-        return int(os.environ.get("RANK", "0") or "0"), int(os.environ.get("WORLD_SIZE", "1") or "1")
-    except ValueError:
-        return 0, 1
 
 
 def _stop_line_key() -> str:

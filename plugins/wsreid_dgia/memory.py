@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Literal, Mapping
 
 import torch
@@ -41,15 +40,6 @@ def _cpu_has_bf16_matrix_units() -> bool:
         return bool(check()) if check is not None else False
     except Exception:  # noqa: BLE001 - a capability probe must never break a run
         return False
-
-
-def _first_process() -> bool:
-    """Whether this process prints the run's warnings: the only one, or rank 0 of a
-    multi-process run."""
-    dist = getattr(torch, "distributed", None)
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return True
 
 
 class GsrcParams(Params):
@@ -148,10 +138,10 @@ class GlobalRelationConstruction(GlobalAssociation):
         self._all_written = False
         self._reset_diagnostics()
         n = context.num_train
-        if n is not None and params.top_k >= n and _first_process():
-            print(f"warning: gsrc-fr top_k {params.top_k}: the memory holds {n} rows (one per training pair), so an "
-                  f"anchor has at most {n - 1} neighbours and every row is considered: top_k acts as {n - 1} "
-                  f"(lower top_k below {n})", file=sys.stderr, flush=True)
+        if n is not None and params.top_k >= n:
+            context.warn(f"gsrc-fr top_k {params.top_k}: the memory holds {n} rows (one per training pair), so an "
+                         f"anchor has at most {n - 1} neighbours and every row is considered: top_k acts as {n - 1} "
+                         f"(lower top_k below {n})")
 
     # -- memory ------------------------------------------------------------------------
     def _allocate(self, dim: int, device: torch.device) -> None:

@@ -4,8 +4,9 @@ line (:func:`say_stop`)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from wsreid.launcher import launch_from_env
 
 
 def say_stop(line: str) -> None:
@@ -14,7 +15,7 @@ def say_stop(line: str) -> None:
     only one process prints it (:func:`wsreid.distributed.stop_line_here`). A stderr that
     cannot be written - its terminal closed, the SIGHUP that stopped the command - loses
     the line; the exit status still tells the stop."""
-    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):  # only then: it imports torch
+    if launch_from_env().multi_process:  # only then: it imports torch
         from wsreid.distributed import stop_line_here
 
         if not stop_line_here():

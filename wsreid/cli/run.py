@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from wsreid.cli.common import add_common, add_recipe_args, say_stop
@@ -40,7 +39,9 @@ def print_warnings(loaded) -> None:
     """The recipe's schedule warnings (:attr:`wsreid.recipe.LoadedRecipe.warnings`), one
     ``warning:`` line each on stderr; under a multi-process launch only the first process
     prints them."""
-    if os.environ.get("RANK", "0") not in ("", "0"):
+    from wsreid.launcher import launch_from_env
+
+    if not launch_from_env().is_main:
         return
     for line in loaded.warnings:
         print(f"warning: {line}", file=sys.stderr, flush=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import platform
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from wsreid.api import KINDS, BuildContext, Component, labelled_kinds
-from wsreid.errors import ComponentError
+from wsreid.errors import ComponentError, UserError
 from wsreid.pluginmanager import Plugins
 
 #: labelled recipe section -> component kind (associations and objectives), from
@@ -137,6 +138,43 @@ def build_encoder(plugins: Plugins, recipe, context: BuildContext):
     context.encoder = encoder
     context.image_size = tuple(encoder.image_size)
     return encoder
+
+
+#: what a recipe can do instead of a faulty component of a section it cannot leave out
+_REQUIRED_SECTIONS = {"encoder": "choose another encoder", "data": "choose another dataset"}
+
+
+def one_line(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` on one line."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def component_fault(origin: str, where: str, plugin: str | None, what: str, exc: Exception) -> ComponentError:
+    """The one-line error of a component's exception: ``origin`` (its recipe key ``where``,
+    kind, name and plugin, as :meth:`wsreid.engine.run.Run.origin` writes it), what
+    failed, the exception, and the plugin to fix."""
+    whose = f"plugin {plugin!r}" if plugin else "the component's plugin"
+    instead = _REQUIRED_SECTIONS.get(where, "leave the component out")  # a run cannot go without these
+    return ComponentError(f"{origin}: {what}: {one_line(exc)}",
+                          hint=f"a fault of {whose}; fix it, or {instead}; --debug shows the traceback")
+
+
+@contextmanager
+def encoder_calls(plugins: Plugins, recipe, doing: str):
+    """Around calls into the built encoder outside a training run (``wsreid eval``): an
+    exception other than a UserError or running out of memory becomes the one line of
+    :func:`component_fault`, naming the recipe's encoder and its plugin."""
+    try:
+        yield
+    except (UserError, MemoryError):
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch's: the machine, not the plugin
+            raise
+        name = recipe.encoder.name
+        provider = plugins.registry.get("encoder", name).provider
+        raise component_fault(f"encoder (encoder {name!r} from plugin {provider!r})", "encoder", provider,
+                              f"{doing} failed", exc) from exc
 
 
 def build_dataset_and_encoder(plugins: Plugins, recipe, context: BuildContext):

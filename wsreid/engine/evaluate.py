@@ -20,6 +20,21 @@ def _shard(n: int, dist: Distributed) -> range:
     return range(dist.rank * per, min((dist.rank + 1) * per, n))
 
 
+def check_encoder_output(features, rows: int, embed_dim: int, method: str, what: str) -> torch.Tensor:
+    """``features``, what the encoder's ``method`` (``encode_image`` / ``encode_text``)
+    returned for ``rows`` inputs (``what``: "images", "captions"), when it is a floating
+    ``rows x embed_dim`` tensor; a ``ValueError`` saying what it was otherwise (a wrong
+    width or row count would fail later, inside an objective or the retrieval, blamed on
+    another party). One shape read: cheap enough for every batch."""
+    if not (torch.is_tensor(features) and features.is_floating_point()
+            and tuple(features.shape) == (rows, embed_dim)):
+        got = (f"a {features.dtype} tensor of shape {list(features.shape)}" if torch.is_tensor(features)
+               else f"a {type(features).__name__}")
+        raise ValueError(f"{method}() returned {got} for {rows} {what}, expected a floating tensor of shape "
+                         f"[{rows}, {embed_dim}] (one row per input, embed_dim {embed_dim} columns)")
+    return features
+
+
 @torch.no_grad()
 def extract_text_features(encoder: EncoderComponent, captions: list[str], batch_size: int,
                           dist: Distributed, desc: str = "text") -> torch.Tensor:
@@ -29,7 +44,9 @@ def extract_text_features(encoder: EncoderComponent, captions: list[str], batch_
     for start in tqdm(range(rows.start, rows.stop, batch_size), desc=desc, leave=False, disable=None if dist.is_main else True):
         stop = min(start + batch_size, rows.stop)
         ids, mask = encoder.tokenize(captions[start:stop])
-        feats.append(F.normalize(encoder.encode_text(ids.to(dist.device), mask.to(dist.device)).float(), dim=-1))
+        out = encoder.encode_text(ids.to(dist.device), mask.to(dist.device))
+        out = check_encoder_output(out, stop - start, encoder.embed_dim, "encode_text", "captions")
+        feats.append(F.normalize(out.float(), dim=-1))
         idx.append(torch.arange(start, stop, device=dist.device))
     return _finite(_gather_rows(feats, idx, len(captions), encoder.embed_dim, dist), desc)
 
@@ -44,7 +61,9 @@ def extract_image_features(encoder: EncoderComponent, paths, batch_size: int, di
                                          num_workers=num_workers)
     feats, idx = [], []
     for positions, images in tqdm(loader, desc=desc, leave=False, disable=None if dist.is_main else True):
-        feats.append(F.normalize(encoder.encode_image(images.to(dist.device)).float(), dim=-1))
+        out = check_encoder_output(encoder.encode_image(images.to(dist.device)), len(images), encoder.embed_dim,
+                                   "encode_image", "images")
+        feats.append(F.normalize(out.float(), dim=-1))
         idx.append(positions.to(dist.device))
     return _finite(_gather_rows(feats, idx, len(files), encoder.embed_dim, dist), desc)
 
@@ -87,9 +106,22 @@ def _eval_mode(encoder: EncoderComponent):
 def evaluate_split(encoder: EncoderComponent, split: EvalSplit, batch_size: int, dist: Distributed,
                    chunk_size: int = 4096, num_workers: int = 0) -> dict[str, float]:
     """Text-to-image retrieval metrics (R1, R5, R10, mAP, mINP in %) on ``split``."""
+    text, image = split_features(encoder, split, batch_size, dist, num_workers)
+    return split_metrics(text, image, split, chunk_size)
+
+
+def split_features(encoder: EncoderComponent, split: EvalSplit, batch_size: int, dist: Distributed,
+                   num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query text features, gallery image features) of ``split``: Q x d and G x d,
+    L2-normalised, identical on every process; the encoder in eval mode meanwhile."""
     with _eval_mode(encoder):
         text = extract_text_features(encoder, split.captions, batch_size, dist)
         image = extract_image_features(encoder, split.image_paths, batch_size, dist, num_workers)
+    return text, image
+
+
+def split_metrics(text: torch.Tensor, image: torch.Tensor, split: EvalSplit, chunk_size: int = 4096) -> dict[str, float]:
+    """Retrieval metrics of :func:`split_features`' output on ``split``."""
     return retrieval_metrics_from_features(
         text.cpu(),
         image.cpu(),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsreid.engine.components import build_dataset_and_encoder, recipe_identity_readers
+from wsreid.engine.components import build_dataset_and_encoder, encoder_calls, recipe_identity_readers
 from wsreid.engine.rundir import run_weights, weights_of
 from wsreid.errors import UserError
 from wsreid.query_masking import masked_text_features
@@ -168,8 +168,9 @@ def evaluate_target(loaded, target: EvalTarget, *, split: str = "test", ratios: 
     dist.device = device
     ev = recipe.eval
     qids, gids = torch.tensor(split.caption_person_ids), torch.tensor(split.image_person_ids)
-    image = extract_image_features(encoder, split.image_paths, ev.batch_size, dist, recipe.train.num_workers)
-    text = extract_text_features(encoder, split.captions, ev.batch_size, dist)
+    with encoder_calls(plugins, recipe, f"encoding the {split_name} split"):
+        image = extract_image_features(encoder, split.image_paths, ev.batch_size, dist, recipe.train.num_workers)
+        text = extract_text_features(encoder, split.captions, ev.batch_size, dist)
     weakly, note = supervision(recipe, plugins, target.weights is None)
 
     def scored(queries):
@@ -193,7 +194,8 @@ def evaluate_target(loaded, target: EvalTarget, *, split: str = "test", ratios: 
     if ratios:
         result["query_mask"] = []
         for ratio in ratios:
-            masked = masked_text_features(encoder, split.captions, ratio, mask_seed, ev.batch_size, device)
+            with encoder_calls(plugins, recipe, f"encoding the masked queries (ratio {ratio:g})"):
+                masked = masked_text_features(encoder, split.captions, ratio, mask_seed, ev.batch_size, device)
             result["query_mask"].append({"ratio": ratio, **scored(masked)})
         result["mask_seed"] = mask_seed
     if show:

@@ -45,7 +45,15 @@ from wsreid.api import (
 from wsreid.distributed import Distributed, check_launch
 from wsreid.engine import checkpoint as ckpt
 from wsreid.engine import signals
-from wsreid.engine.components import SECTIONS, Components, build_component, build_encoder, load_dataset
+from wsreid.engine.components import (
+    SECTIONS,
+    Components,
+    build_component,
+    build_encoder,
+    component_fault,
+    load_dataset,
+    one_line,
+)
 from wsreid.engine.data import (
     DeviceBatches,
     IdentityBatchSampler,
@@ -55,7 +63,7 @@ from wsreid.engine.data import (
     image_cache_budget,
     normalise_batch,
 )
-from wsreid.engine.evaluate import evaluate_split, extract_train_features
+from wsreid.engine.evaluate import check_encoder_output, extract_train_features, split_features, split_metrics
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import ComponentError, RecipeError, TrainingError, UserError
@@ -84,13 +92,23 @@ class EncodeViews(torch.nn.Module):
         view in its own encoder call (``train.encode_views: separately``)."""
         if sizes is not None:
             parts = zip(images.split(sizes), input_ids.split(sizes), attention_mask.split(sizes))
-            encoded = [(self.encoder.encode_image(i), self.encoder.encode_text(t, m)) for i, t, m in parts]
+            encoded = [(self._image(i), self._text(t, m)) for i, t, m in parts]
             image = torch.cat([e[0] for e in encoded]).float()
             text = torch.cat([e[1] for e in encoded]).float()
             return F.normalize(image, dim=-1), F.normalize(text, dim=-1), image, text
-        image = self.encoder.encode_image(images).float()
-        text = self.encoder.encode_text(input_ids, attention_mask).float()
+        image = self._image(images).float()
+        text = self._text(input_ids, attention_mask).float()
         return F.normalize(image, dim=-1), F.normalize(text, dim=-1), image, text
+
+    def _image(self, images):
+        """encode_image, its output checked (:func:`check_encoder_output`)."""
+        return check_encoder_output(self.encoder.encode_image(images), images.shape[0], self.encoder.embed_dim,
+                                    "encode_image", "images")
+
+    def _text(self, input_ids, attention_mask):
+        """encode_text, its output checked (:func:`check_encoder_output`)."""
+        return check_encoder_output(self.encoder.encode_text(input_ids, attention_mask), input_ids.shape[0],
+                                    self.encoder.embed_dim, "encode_text", "captions")
 
 
 class Run:
@@ -160,7 +178,7 @@ class Run:
         associations, objectives -> ``self.components``, ``self.splits``. A component
         that fails here is reported in one line naming its recipe key and plugin."""
         r = self.recipe
-        ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device)
+        ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device, is_main=self.dist.is_main)
         with self.blame("data", "dataset", r.data.name, "building or loading it"):
             dataset, self.splits = load_dataset(self.plugins, r, ctx)
         if not self.splits.train:
@@ -237,13 +255,8 @@ class Run:
             raise self._fault(where, f"{doing} failed at epoch {max(self.epoch, 1)}", exc) from exc
 
     def _fault(self, where: str, what: str, exc: Exception) -> ComponentError:
-        """The one-line error of a component's exception: its recipe key and origin, what
-        failed, the exception, and the plugin to fix."""
-        plugin = self._providers.get(where)
-        whose = f"plugin {plugin!r}" if plugin else "the component's plugin"
-        return ComponentError(f"{self.origin(where)}: {what}: {_one_line(exc)}",
-                              hint=f"a fault of {whose}; fix it, or leave the component out; "
-                                   "--debug shows the traceback")
+        """The one-line error of a component's exception (:func:`component_fault`)."""
+        return component_fault(self.origin(where), where, self._providers.get(where), what, exc)
 
     @contextmanager
     def hook_guard(self, name: str):
@@ -258,7 +271,7 @@ class Run:
             plugin = _raising_plugin(getattr(self.plugins.hook, name), exc)
             fresh = not self.training_started and not self.resume
             when = " before the first epoch" if fresh else f" at epoch {max(self.epoch, 1)}"
-            raise ComponentError(f"plugin {plugin!r}: hook {name} failed{when}: {_one_line(exc)}",
+            raise ComponentError(f"plugin {plugin!r}: hook {name} failed{when}: {one_line(exc)}",
                                  hint=f"fix the plugin or disable it with --disable-plugin {plugin}; "
                                       "--debug shows the traceback") from exc
 
@@ -369,7 +382,7 @@ class Run:
                     comp.load_state_dict(module_state)
                 except RuntimeError as exc:
                     raise TrainingError(f"checkpoint {path}: the saved tensors of {key} do not fit its module "
-                                        f"({_one_line(exc)})", hint="resume with the recipe the run was started with") from exc
+                                        f"({one_line(exc)})", hint="resume with the recipe the run was started with") from exc
             comp.load_state_tensors(tensors)
         if per_comp:
             raise TrainingError(f"checkpoint {path} holds state for components not in the recipe: {sorted(per_comp)}",
@@ -400,7 +413,7 @@ class Run:
         ids = torch.cat([views[n].input_ids for n in names])
         mask = torch.cat([views[n].attention_mask for n in names])
         sizes = [views[n].images.shape[0] for n in names]
-        with self.accelerator.autocast():
+        with self.component_call("encoder", "encode_image() / encode_text()"), self.accelerator.autocast():
             separately = sizes if self.recipe.train.encode_views == "separately" else None
             image, text, image_raw, text_raw = self.model(images, ids, mask, separately)
         parts = zip(names, image.split(sizes), text.split(sizes), image_raw.split(sizes), text_raw.split(sizes))
@@ -636,6 +649,14 @@ class Run:
         signals.check()
         return self.finish()
 
+    def _train_features(self, text: bool = True) -> ViewFeatures:
+        """``EpochContext.extract_train_features``: the encoder's un-augmented features
+        of the whole training set; an encoder fault is named as the encoder's."""
+        r = self.recipe
+        with self.component_call("encoder", "encoding the training set"):
+            return extract_train_features(self.encoder, self.splits.train, r.eval.batch_size, self.dist,
+                                          r.train.num_workers, text=text)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch: the global associations' ``epoch_start``, the epoch-start hook, then
         :meth:`train_step` over the loader. Returns the epoch's logs: mean losses (each
@@ -644,10 +665,7 @@ class Run:
         component's diagnostics."""
         r = self.recipe
         num_epochs = r.train.epochs
-        ectx = EpochContext(epoch, num_epochs, self.dist,
-                            lambda text=True: extract_train_features(self.encoder, self.splits.train,
-                                                                     r.eval.batch_size, self.dist,
-                                                                     r.train.num_workers, text=text),
+        ectx = EpochContext(epoch, num_epochs, self.dist, self._train_features,
                             self.train_person_ids.to(self.dist.device))
         for label, assoc in self.components.global_associations.items():
             with self.blame(f"global_associations.{label}", "global_association",
@@ -690,8 +708,9 @@ class Run:
         the after-evaluation hook."""
         split = getattr(self.splits, split_name)
         ev = self.recipe.eval
-        metrics = evaluate_split(self.encoder, split, ev.batch_size, self.dist, ev.chunk_size,
-                                 self.recipe.train.num_workers)
+        with self.component_call("encoder", f"encoding the {split_name} split"):
+            text, image = split_features(self.encoder, split, ev.batch_size, self.dist, self.recipe.train.num_workers)
+        metrics = split_metrics(text, image, split, ev.chunk_size)
         with self.hook_guard("wsreid_after_evaluation"):
             self.plugins.hook.wsreid_after_evaluation(run=self, split=split_name, epoch=self.epoch, metrics=metrics)
         return metrics
@@ -780,7 +799,7 @@ def _wrong_checkpoint(file: Path, what: str):
     try:
         yield
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-        raise TrainingError(f"checkpoint file {file} does not fit {what}: {_one_line(exc)}",
+        raise TrainingError(f"checkpoint file {file} does not fit {what}: {one_line(exc)}",
                             hint="resume with the recipe the run was started with; restore the file, "
                                  "or start again with --overwrite") from exc
 
@@ -807,11 +826,6 @@ def _recipe_key(stateful_key: str) -> str:
     ``objectives.sdm``; the pair construction's is ``pair_construction``)."""
     section, label = stateful_key.split("/", 1)
     return section if section == "pair_construction" else f"{section}.{label}"
-
-
-def _one_line(exc: BaseException) -> str:
-    """``"<ExceptionType>: <message>"`` on one line."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _raising_plugin(caller, exc: BaseException) -> str:

@@ -41,6 +41,7 @@ from wsreid.engine.rundir import (
     write_run_files,
 )
 from wsreid.errors import UserError
+from wsreid.launcher import launch_from_env
 
 __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_weights", "resolved_yaml_for"]
 
@@ -62,21 +63,6 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any] = field(repr=False)
     is_main: bool
-
-
-def _launcher_rank() -> tuple[bool, int]:
-    """(is this the main process, world size), as the launcher (torchrun / accelerate
-    launch) set them; one process when there is no launcher. A WORLD_SIZE that is not a
-    positive integer is a :class:`UserError`."""
-    raw = os.environ.get("WORLD_SIZE", "1") or "1"
-    try:
-        world_size = int(raw)
-    except ValueError:
-        world_size = 0
-    if world_size < 1:
-        raise UserError(f"WORLD_SIZE={raw!r} is not a number of processes",
-                        hint="the launcher (torchrun, accelerate launch) sets it; unset it to run in one process")
-    return os.environ.get("RANK", "0") == "0", world_size
 
 
 def resolved_yaml_for(loaded, run_dir: Path) -> str:
@@ -124,7 +110,8 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
             raise UserError(f"init.run {recipe.init.run} is the output directory {run_dir} (or inside it): "
                             f"a new run there would delete the weights it starts from",
                             hint="train into another --output-dir, or copy the initial run elsewhere first")
-    main_process, world_size = _launcher_rank()
+    launch = launch_from_env(strict=True)
+    main_process, world_size = launch.is_main, launch.world_size
     created = prepare_run_dir(run_dir, mode) if main_process else False
     if main_process:  # a run that started here since prepare_run_dir keeps its directory
         lock_run_dir(run_dir)
