@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -701,9 +702,15 @@ def _check_variants(labels: list[str], loaded: LoadedStudy) -> set[str] | None:
     return set(labels)
 
 
-def _parse_seeds(text: str | None) -> list[int] | None:
+def _parse_seeds(text: str | Iterable[int] | None) -> list[int] | None:
+    """``--seeds`` ("0,1") or, from code, a list of integers -> the seeds; None for all."""
     if text is None:
         return None
+    if not isinstance(text, str):  # a library caller's list
+        items = list(text)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in items):
+            raise TypeError(f"seeds takes a list of integers or a string '0,1', got {items!r}")
+        text = ",".join(str(s) for s in items)
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -792,11 +799,11 @@ class StudyReport:
 
 
 def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, overrides: list[str] = (),
-                   seeds: str | None = None, variants: list[str] = (), subprocess: bool = False, jobs: int = 1,
+                   seeds: str | Iterable[int] | None = None, variants: list[str] = (), subprocess: bool = False, jobs: int = 1,
                    disabled: list[str] = (), dry_run: bool = False, report_only: bool = False,
                    include_outdated: bool = False, log: Callable[[str], None] = _log_line) -> StudyReport:
     """Run (or continue) an ablation study and write its table, CSV and chart
-    (:mod:`wsreid.ablate_table`). ``seeds`` ("0,1") and ``variants`` (exact labels) select
+    (:mod:`wsreid.ablate_table`). ``seeds`` ("0,1" or [0, 1]) and ``variants`` (exact labels) select
     the runs to do now; the table still covers every run of the study. ``report_only``:
     run nothing, tabulate the finished runs. ``include_outdated``: tabulate a finished run
     whatever recipe it was trained with (runs copied in from another study to pair by seed),
@@ -805,9 +812,12 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     ``outcomes``."""
     from wsreid.ablate_table import aggregate, write_outputs
     from wsreid.recipe import parse_override
+    from wsreid.recipe.loader import check_strings
 
+    overrides = check_strings("overrides", overrides)
+    variants = check_strings("variants", variants)
+    disabled = check_strings("disabled", disabled)
     loaded = load_study(study)
-    overrides = list(overrides)
     for text in overrides:
         parse_override(text)  # fail before any run on a malformed override
     where = "--output-dir" if output_dir else f"{loaded.path}: output_dir"

@@ -29,10 +29,17 @@ def parse_ratios(text: str | None) -> list[float]:
         except ValueError:
             raise UserError(f"--query-mask-ratio: {part.strip()!r} is not a number",
                             hint="give comma-separated ratios such as 0.1,0.3,0.5") from None
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"--query-mask-ratio: {value} is outside [0, 1)", hint="a ratio is a share of word tokens")
-        ratios.append(value)
+        ratios.append(check_mask_ratio(value, "--query-mask-ratio"))
     return ratios
+
+
+def check_mask_ratio(value: float, name: str = "ratio") -> float:
+    """``value`` when it is a number in [0, 1) (the share of word tokens masked); a
+    :class:`UserError` naming ``name`` (the option or argument it came from) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise UserError(f"{name}: {value!r} is outside [0, 1)" if isinstance(value, (int, float))
+                        else f"{name}: {value!r} is not a number", hint="a ratio is a share of word tokens")
+    return float(value)
 
 
 def _row_generator(seed: int, index: int):

@@ -161,13 +161,22 @@ def refuse_unknown_keys(model: type[BaseModel], subject: str, *, nested_only: bo
                       "so a misspelt key in a recipe would be ignored", hint=hint)
 
 
-def _refuse_shipped_name(existing: Entry | SettingsEntry | None, dist: str | None, what: str, hint: str) -> None:
-    """Raise :class:`ShippedNameTaken` when ``existing`` (the entry already under the name)
-    comes from the shipped distribution and the plugin registering it now is an installed
-    third-party one (``dist``); ``what``: what it registers (``registers objective 'itc'``)."""
-    if existing is not None and existing.distribution == SHIPPED_DISTRIBUTION and dist not in (None, SHIPPED_DISTRIBUTION):
-        raise ShippedNameTaken(f"it {what}, a name of the shipped plugin {existing.provider!r}, so it is not loaded",
-                               hint=f"{hint}; the shipped one stays")
+def _refuse_shipped_name(existing: Entry | SettingsEntry | None, provider: str, dist: str | None, what: str,
+                         hint: str) -> None:
+    """Refuse a name of the shipped distribution that ``existing`` (the entry already under
+    it) holds: for an installed third-party plugin (``dist``), :class:`ShippedNameTaken`
+    (the plugin is left out, as broken); for a plugin without a distribution - a recipe's
+    ``plugins:`` module or an object registered in code, the user's own -, a
+    :class:`DuplicateComponentError` naming the plugin ``provider``. ``what``: what it
+    registers (``registers objective 'itc'``)."""
+    if existing is None or existing.distribution != SHIPPED_DISTRIBUTION or dist == SHIPPED_DISTRIBUTION:
+        return
+    if dist is None:  # a recipe's plugins: module or an object registered in code: the user's own, so an error
+        raise DuplicateComponentError(f"plugin {provider!r} {what}, a name of the shipped plugin "
+                                      f"{existing.provider!r}", hint=f"{hint.replace('package', 'module')}; "
+                                      "shipped names cannot be taken over")
+    raise ShippedNameTaken(f"it {what}, a name of the shipped plugin {existing.provider!r}, so it is not loaded",
+                           hint=f"{hint}; the shipped one stays")
 
 
 def _annotation_types(annotation: Any) -> list[Any]:
@@ -234,7 +243,7 @@ class Registry:
         if existing is not None and existing.provider == provider:
             raise DuplicateComponentError(f"plugin {provider!r} registers {kind} {name!r} twice",
                                           hint="register each name once")
-        _refuse_shipped_name(existing, dist, f"registers {kind} {name!r}", "rename the component in that package "
+        _refuse_shipped_name(existing, provider, dist, f"registers {kind} {name!r}", "rename the component in that package "
                              "(a recipe names it by this name)")
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider
@@ -281,7 +290,7 @@ class Registry:
             raise PluginError(f"plugin {provider!r}: settings {key!r} ({model.__module__}.{model.__qualname__}): "
                               f"{problem}", hint="fix the default in the settings model")
         existing = self._settings.get(key)
-        _refuse_shipped_name(existing, dist, f"declares settings {key!r}", "rename the settings key in that package "
+        _refuse_shipped_name(existing, provider, dist, f"declares settings {key!r}", "rename the settings key in that package "
                              "(a recipe writes settings.<key>)")
         if existing is not None:
             newcomer = f"{dist} {version or ''}".strip() if dist else provider

@@ -44,29 +44,9 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def check_figure_path(figure: Path) -> None:
-    """The --show figure can be written at ``figure`` (checked before the evaluation): not
-    a directory, no file on the way, and a file can be created in its folder (or in the
-    nearest existing folder above, where missing folders are created)."""
-    import errno
-
-    from wsreid.fileio import cannot_create_in, nearest_existing
-
-    if figure.is_dir():
-        raise UserError(f"--figure {figure} is a directory", hint="name the image file, e.g. --figure retrieval.png")
-    folder = nearest_existing(figure)  # missing folders are created; a file on the way is not a folder
-    if not folder.is_dir():
-        raise UserError(f"--figure {figure}: {folder} is a file", hint="name another path")
-    exc = cannot_create_in(folder, figure.name)  # no permission, a read-only or special file system (/proc)
-    if exc is not None:
-        why = "it takes no new files" if exc.errno == errno.ENOENT else exc.strerror or str(exc)  # /proc
-        raise UserError(f"--figure {figure}: cannot write in {folder}: {why}",
-                        hint="name a path in a folder you can write to") from None
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics (JSON, or a Markdown table)."""
-    from wsreid.engine.offline_eval import evaluate_target, evaluation_table, resolve_target
+    from wsreid.engine.offline_eval import check_figure_path, evaluate_target, evaluation_table, resolve_target
     from wsreid.query_masking import parse_ratios
     from wsreid.recipe import load_recipe
 
@@ -78,7 +58,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         hint="add --show N (the number of queries to draw), or leave --figure out")
     figure = args.figure or "retrieval.png"
     if args.show:
-        check_figure_path(Path(figure))
+        check_figure_path(Path(figure), "--figure ")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded = load_recipe(target.recipe, args.override, disabled=args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,

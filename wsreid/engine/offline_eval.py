@@ -19,6 +19,8 @@ loaded with another recipe's data block (:func:`wsreid.recipe.load_recipe`, ``da
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +46,20 @@ class EvalTarget:
     run_dir: Path | None
     weights: Path | None
 
+    def __post_init__(self):
+        self.recipe = os.fspath(self.recipe)
+        self.run_dir = None if self.run_dir is None else Path(self.run_dir)
+        self.weights = None if self.weights is None else Path(self.weights)
 
-def resolve_target(target: str | None, recipe: str | None, zero_shot: bool) -> EvalTarget:
-    """Interpret the command line: a run directory, a checkpoint, or a recipe."""
+
+def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | os.PathLike[str] | None = None,
+                   zero_shot: bool = False) -> EvalTarget:
+    """What ``wsreid eval TARGET [--recipe RECIPE] [--zero-shot]`` evaluates: ``target``
+    a run directory (its best weights, its recipe), a checkpoint directory or
+    ``.safetensors`` file (the recipe of its run, or ``recipe``), or a recipe file with
+    ``zero_shot`` (the encoder as the recipe loads it)."""
+    target = None if target is None else os.fspath(target)
+    recipe = None if recipe is None else os.fspath(recipe)
     if target is None or Path(target).suffix in RECIPE_SUFFIXES:
         if target is not None and recipe is not None:
             raise UserError(f"{target} is a recipe and --recipe names another one", hint="give the recipe once")
@@ -133,13 +146,62 @@ def evaluation_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_target(loaded, target: EvalTarget, *, split: str = "test", ratios: list[float] = (),
-                    mask_seed: int = 0, show: int = 0, top_k: int = 5, figure: str = "retrieval.png") -> dict[str, Any]:
+def check_figure_path(figure: Path, name: str = "figure=") -> None:
+    """The retrieval figure can be written at ``figure`` (checked before the evaluation):
+    not a directory, no file on the way, and a file can be created in its folder (or in the
+    nearest existing folder above, where missing folders are created). ``name`` prefixes
+    the path in the message (``"--figure "`` on the command line)."""
+    import errno
+
+    from wsreid.fileio import cannot_create_in, nearest_existing
+
+    if figure.is_dir():
+        raise UserError(f"{name}{figure} is a directory", hint="name the image file, e.g. retrieval.png")
+    folder = nearest_existing(figure)  # missing folders are created; a file on the way is not a folder
+    if not folder.is_dir():
+        raise UserError(f"{name}{figure}: {folder} is a file", hint="name another path")
+    exc = cannot_create_in(folder, figure.name)  # no permission, a read-only or special file system (/proc)
+    if exc is not None:
+        why = "it takes no new files" if exc.errno == errno.ENOENT else exc.strerror or str(exc)  # /proc
+        raise UserError(f"{name}{figure}: cannot write in {folder}: {why}",
+                        hint="name a path in a folder you can write to") from None
+
+
+#: the splits a model can be evaluated on
+EVAL_SPLITS = ("val", "test")
+
+
+def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, split: str = "test",
+                    ratios: Iterable[float] = (), mask_seed: int = 0, show: int = 0, top_k: int = 5,
+                    figure: str | os.PathLike[str] = "retrieval.png") -> dict[str, Any]:
     """Evaluate ``target`` with the loaded recipe (its data block possibly another
     recipe's: cross-dataset, ``load_recipe(..., data_recipe=...)``) -> the result printed by
     ``wsreid eval``: the metrics at the top level, diagnostics, ``query_mask`` rows for each
-    of ``ratios`` (:mod:`wsreid.query_masking`) and, with ``show``, a retrieval figure."""
+    of ``ratios`` (:mod:`wsreid.query_masking`) and, with ``show``, a retrieval figure.
+
+    ``target``: an :class:`EvalTarget` (:func:`resolve_target`), or a run directory,
+    checkpoint directory or ``.safetensors`` file. The arguments are checked before
+    anything is built (:class:`~wsreid.errors.UserError`; ``TypeError`` for a ``loaded``
+    that is not a runnable :class:`~wsreid.recipe.LoadedRecipe`)."""
     import torch
+
+    from wsreid.engine.session import check_runnable
+    from wsreid.query_masking import check_mask_ratio
+
+    check_runnable(loaded, "evaluate_target")
+    if not isinstance(target, EvalTarget):
+        if not isinstance(target, (str, os.PathLike)):
+            raise TypeError(f"evaluate_target: target is an EvalTarget, a run directory or a checkpoint path, "
+                            f"got a {type(target).__name__}")
+        target = resolve_target(os.fspath(target), None, False)
+    if split not in EVAL_SPLITS:
+        raise UserError(f"split={split!r} is not a split to evaluate on", hint="use 'test' or 'val'")
+    ratios = [check_mask_ratio(r, "ratios") for r in ratios]
+    if isinstance(show, bool) or not isinstance(show, int) or show < 0 or not isinstance(top_k, int) or top_k < 1:
+        raise UserError(f"show={show!r}, top_k={top_k!r}: show needs a whole number >= 0 and top_k one >= 1",
+                        hint="e.g. show=8, top_k=5")
+    if show:
+        check_figure_path(Path(figure))
 
     from wsreid.distributed import Distributed
     from wsreid.engine.checkpoint import load_model_weights

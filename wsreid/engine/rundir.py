@@ -63,6 +63,15 @@ class RunMode(str, Enum):
     RESUME = "resume"
     OVERWRITE = "overwrite"
 
+    @classmethod
+    def _missing_(cls, value):
+        """A string in another case names the same mode (``"RESUME"``); anything else is
+        a ``ValueError`` that lists the modes."""
+        if isinstance(value, str) and value.lower() in {m.value for m in cls}:
+            return cls(value.lower())
+        raise ValueError(f"mode {value!r} is not a run mode: use one of {', '.join(repr(m.value) for m in cls)} "
+                         "(or RunMode.NEW / RESUME / OVERWRITE)")
+
 
 class RunState(str, Enum):
     """What a run directory holds, as :func:`run_state` reads it."""

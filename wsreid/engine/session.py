@@ -65,6 +65,23 @@ class RunResult:
     is_main: bool
 
 
+def check_runnable(loaded, caller: str) -> None:
+    """What a library caller passes as ``loaded`` to ``caller`` (run_recipe,
+    evaluate_target): a :class:`~wsreid.recipe.LoadedRecipe` with its plugin set, used as
+    loaded. A ``TypeError`` in one line otherwise; a typed recipe assigned to after loading
+    is a :class:`~wsreid.errors.RecipeError` (:meth:`LoadedRecipe.check_unchanged`)."""
+    from wsreid.recipe.loader import LoadedRecipe
+
+    if not isinstance(loaded, LoadedRecipe):
+        hint = "load it first: loaded = wsreid.recipe.load_recipe(path_or_mapping, overrides)"
+        raise TypeError(f"{caller} takes the LoadedRecipe of load_recipe, got {type(loaded).__name__} ({hint})")
+    if loaded.plugins is None:
+        raise TypeError(f"{caller}: this recipe was validated against a bare registry (load_recipe(..., registry=...)), "
+                        "so it has no plugin set to build its components with; load it with "
+                        "load_recipe(path, plugins=load_plugins(...)), or without either to load the installed plugins")
+    loaded.check_unchanged()
+
+
 def resolved_yaml_for(loaded, run_dir: Path) -> str:
     """The resolved recipe a run into ``run_dir`` saves as recipe.yaml: its ``output_dir``
     is the directory the run actually uses."""
@@ -94,6 +111,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     directory whatever happens (the initial encoder's pretraining), so no message names a
     command into it: Ctrl-C raises a plain KeyboardInterrupt. While it runs, the main
     process holds the directory's lock file; another run there is refused."""
+    check_runnable(loaded, "run_recipe")
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
     run_dir = Path(output_dir or recipe.output_dir)

@@ -64,6 +64,44 @@ class LoadedRecipe:
     plugins: Any = field(repr=False, default=None)
     warnings: list[str] = field(repr=False, default_factory=list)
 
+    def changed_keys(self) -> list[tuple[str, Any, Any]]:
+        """(dotted key, value as loaded, value now) for every value of the typed
+        ``recipe`` assigned to since it was loaded (``resolved`` still holds the loaded
+        ones): empty for a recipe used as loaded."""
+        return _differences(self.resolved, resolved_recipe(self.recipe))
+
+    def check_unchanged(self) -> None:
+        """Refuse a typed recipe assigned to after loading (``loaded.recipe.train.epochs =
+        1``): the run would train it but record, and resume against, the recipe as loaded,
+        and the checks of the whole recipe would not have seen the new value. One-line
+        :class:`RecipeError` naming the keys and the override that does the same."""
+        changed = self.changed_keys()
+        if not changed:
+            return
+        shown = ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        overrides = ", ".join(repr(f"{key}={_override_value(new)}") for key, _, new in changed[:3])
+        raise RecipeError(f"{self.source or '<recipe>'}: the typed recipe was changed after load_recipe ({shown}{more})",
+                          hint=f"pass the change to load_recipe as overrides, e.g. load_recipe(path, [{overrides}]), "
+                               "so that it is validated with the whole recipe and recorded in the run's recipe.yaml")
+
+
+def _differences(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """The leaves of two resolved trees that differ, as (dotted key, before, after)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out = []
+        for key in list(before) + [k for k in after if k not in before]:
+            out += _differences(before.get(key), after.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [] if before == after else [(prefix, before, after)]
+
+
+def _override_value(value: Any) -> str:
+    """``value`` as the right-hand side of an override (YAML flow style)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
 
 def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Locations]:
     """Read ``path`` and everything it extends; ``chain`` holds the files that extend it."""
@@ -101,20 +139,62 @@ def read_recipe_tree(source: RecipeSource, overrides: Iterable[str] = ()) -> tup
     ``source`` is a recipe file or a mapping (whose ``extends`` is relative to the working
     directory). Returns the merged tree and where each of its keys came from.
     """
+    check_source(source)
     if isinstance(source, Mapping):
-        tree = copy.deepcopy(dict(source))
+        tree = _plain_paths(copy.deepcopy(dict(source)))
         locations = Locations(Location("<recipe>"))
         if "extends" in tree:
             holder = Path.cwd() / "<recipe>"
             target = tree.pop("extends")
             base, base_locations = _read_chain(_check_target(target, holder), [])
+            own = Locations(locations.root)
+            for key, value in tree.items():  # the mapping's own keys are its own, not the base file's
+                own.set_subtree((key,), value, locations.root)
             tree = merge(base, tree)
             locations.update(base_locations)
+            locations.update(own)
             locations.prune(tree)
     else:
         tree, locations = _read_chain(Path(source), [])
     tree = apply_overrides(tree, overrides, locations)
     return tree, locations
+
+
+def check_source(source: Any) -> None:
+    """A ``TypeError`` in one line when ``source`` is not a recipe file or mapping (a
+    library caller's mistake: the command line always passes a path)."""
+    if isinstance(source, (Mapping, str, os.PathLike)) and not isinstance(source, bytes):
+        return
+    what = "a LoadedRecipe (already loaded: use it as it is)" if isinstance(source, LoadedRecipe) else \
+        f"{type(source).__name__} {source!r}"[:80]
+    raise TypeError(f"a recipe is a file path (str or pathlib.Path) or a mapping of recipe keys, got {what}")
+
+
+def check_strings(name: str, values: Any) -> list[str]:
+    """``values`` as a list of strings; a ``TypeError`` in one line for a single string
+    (it would be read character by character) or an item that is not a string."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} takes a list of strings, got the single string {values!r}: write [{values!r}]")
+    if isinstance(values, Mapping):
+        raise TypeError(f"{name} takes a list of strings, got a mapping ({type(values).__name__})"
+                        + (" (overrides are 'key=value' strings, e.g. ['train.epochs=1'])" if name == "overrides" else ""))
+    items = list(values)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} takes a list of strings, got {item!r} ({type(item).__name__}) in it")
+    return items
+
+
+def _plain_paths(value: Any) -> Any:
+    """A recipe mapping written in code, with ``pathlib.Path`` values as strings (a recipe
+    file can only hold strings)."""
+    if isinstance(value, dict):
+        return {k: _plain_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_paths(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
 
 
 def _check_target(target: Any, holder: Path) -> Path:
@@ -147,18 +227,30 @@ def load_recipe(
     *,
     disabled: Iterable[str] = (),
     data_recipe: str | os.PathLike[str] | None = None,
+    plugins: Any = None,
 ) -> LoadedRecipe:
     """THE recipe loader, used by every command, the engine and the tests.
 
     Reads ``source`` (a file, or a mapping), resolves ``extends``, takes the ``data``
     block (and the plugins) of ``data_recipe`` when given (cross-dataset evaluation,
     ``wsreid eval --data``), applies ``overrides`` (``key=value``, last), loads the plugins
-    (entry points plus the recipe's ``plugins:``, minus ``disabled``) unless a ``registry``
-    is given, validates, makes relative paths absolute (:func:`resolve_relative_paths`) and
-    checks that what the recipe names outside itself exists (:func:`validate_tree`). The
-    result carries the plugin set it loaded in ``plugins``. Raises a one-line
-    :class:`RecipeError` citing the file and line of the offending key.
+    (entry points plus the recipe's ``plugins:``, minus ``disabled``) unless ``plugins``
+    (a :class:`~wsreid.pluginmanager.Plugins` from
+    :func:`~wsreid.pluginmanager.load_plugins`, e.g. with components registered in code)
+    or a ``registry`` is given, validates, makes relative paths absolute
+    (:func:`resolve_relative_paths`) and checks that what the recipe names outside itself
+    exists (:func:`validate_tree`). The result carries the plugin set in ``plugins``; a
+    recipe validated against a bare ``registry`` has none, so it validates but cannot run
+    or be evaluated. Raises a one-line :class:`RecipeError` citing the file and line of the
+    offending key, and a ``TypeError`` for arguments of the wrong type.
     """
+    check_source(source)
+    overrides = check_strings("overrides", overrides)
+    disabled = check_strings("disabled", disabled)
+    if plugins is not None:
+        if registry is not None and registry is not plugins.registry:
+            raise TypeError("load_recipe: pass plugins or registry, not both")
+        registry = plugins.registry
     tree, locations = read_recipe_tree(source)
     if data_recipe is not None:
         other, other_locations = read_recipe_tree(data_recipe)
@@ -171,7 +263,6 @@ def load_recipe(
         if modules:
             tree["plugins"] = modules
     tree = apply_overrides(tree, overrides, locations)
-    plugins = None
     if registry is None:
         from wsreid.pluginmanager import load_plugins
 

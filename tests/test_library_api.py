@@ -1,0 +1,277 @@
+"""wsreid used from Python (docs/library.md): the library entry points - load_recipe,
+run_recipe, evaluate_target, ablation_study - refuse a caller's mistakes in one line
+before any work, and what a caller builds in code (a plugin set, a mapping with Path
+values, an override list) works as the same thing written in a file."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from conftest import RECIPES, TINY_OVERRIDES
+
+from wsreid import hookimpl
+from wsreid.api import Objective
+from wsreid.engine.offline_eval import evaluate_target, resolve_target
+from wsreid.engine.rundir import RunMode
+from wsreid.engine.session import run_recipe
+from wsreid.errors import DuplicateComponentError, RecipeError, UserError
+from wsreid.losses import itc_loss
+from wsreid.pluginmanager import load_plugins
+from wsreid.recipe import load_recipe
+
+ITC = str(RECIPES / "baselines" / "itc.yaml")
+
+
+class CodeItc(Objective):
+    """ITC, registered from code (no module, no entry point)."""
+
+    def loss(self, features, relations, batch, ctx):
+        base = features["base"]
+        return itc_loss(base.image, base.text)
+
+
+class CodePlugin:
+    @hookimpl
+    def wsreid_register(self, registry):
+        registry.add("objective", "code-itc", CodeItc)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, synth_tiny_root):
+    """One tiny 1-epoch ITC run, trained through the library."""
+    out = tmp_path_factory.mktemp("lib") / "run"
+    loaded = load_recipe(_tiny(out, synth_tiny_root))
+    result = run_recipe(loaded)
+    return result
+
+
+def _tiny(out: Path, root: Path, **extra) -> dict:
+    """A recipe mapping extending the shipped ITC recipe with the suite's tiny settings."""
+    tree = {"extends": ITC, "output_dir": out, "init": None,
+            "data": {"name": "synth-pedes", "size": "tiny", "root": root},
+            **{k: dict(v) for k, v in TINY_OVERRIDES.items()}}
+    tree["train"] = {**tree["train"], "epochs": 1, "warmup_epochs": 0}
+    tree.update(extra)
+    return tree
+
+
+# ---------------------------------------------------------------- load_recipe
+
+
+@pytest.mark.parametrize("source, says", [
+    (None, "got NoneType None"),
+    (3, "got int 3"),
+])
+def test_load_recipe_refuses_what_is_not_a_recipe(source, says):
+    with pytest.raises(TypeError) as caught:
+        load_recipe(source)
+    assert str(caught.value) == f"a recipe is a file path (str or pathlib.Path) or a mapping of recipe keys, {says}"
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"overrides": "train.epochs=1"},
+     "overrides takes a list of strings, got the single string 'train.epochs=1': write ['train.epochs=1']"),
+    ({"overrides": ["train.epochs=1", 5]}, "overrides takes a list of strings, got 5 (int) in it"),
+    ({"overrides": {"train.epochs": 1}}, "overrides takes a list of strings, got a mapping (dict) (overrides are "
+                                         "'key=value' strings, e.g. ['train.epochs=1'])"),
+    ({"disabled": "wsreid_dgia"},
+     "disabled takes a list of strings, got the single string 'wsreid_dgia': write ['wsreid_dgia']"),
+])
+def test_a_single_string_for_a_list_is_refused(kwargs, says):
+    """Before: the string was read character by character ('override -o t: expected
+    dotted.key=value', 'no plugin named _, a, d, e, ... to disable')."""
+    with pytest.raises(TypeError) as caught:
+        load_recipe(ITC, **kwargs)
+    assert str(caught.value) == says
+
+
+def test_a_mapping_that_extends_a_file_is_blamed_for_its_own_keys():
+    """Before: the error cited the line of train.epochs in the shipped base file."""
+    with pytest.raises(RecipeError) as caught:
+        load_recipe({"extends": ITC, "train": {"epochs": "x"}})
+    assert str(caught.value).startswith("<recipe>: train.epochs: input should be a valid integer")
+
+
+def test_path_values_in_a_mapping_are_paths(tmp_path):
+    """Before: 'input should be a valid string (got PosixPath(...))'."""
+    loaded = load_recipe({"extends": ITC, "output_dir": tmp_path / "run"})
+    assert loaded.recipe.output_dir == loaded.resolved["output_dir"] == str(tmp_path / "run")
+
+
+def test_a_typed_recipe_changed_after_loading_is_refused_by_run_recipe(tmp_path):
+    """Before: the run trained 1 epoch and recorded train.epochs 8 in recipe.yaml (which
+    --resume checks against)."""
+    loaded = load_recipe(ITC, ["output_dir=" + str(tmp_path / "run")])
+    assert loaded.changed_keys() == []
+    loaded.recipe.train.epochs = 1
+    loaded.recipe.objectives["itc"].temperature = 0.05
+    assert loaded.changed_keys() == [("objectives.itc.temperature", 0.02, 0.05), ("train.epochs", 8, 1)]
+    with pytest.raises(RecipeError) as caught:
+        run_recipe(loaded)
+    assert str(caught.value) == (
+        f"{ITC}: the typed recipe was changed after load_recipe (objectives.itc.temperature: 0.02 -> 0.05, "
+        "train.epochs: 8 -> 1) (pass the change to load_recipe as overrides, e.g. load_recipe(path, "
+        "['objectives.itc.temperature=0.05', 'train.epochs=1']), so that it is validated with the whole recipe "
+        "and recorded in the run's recipe.yaml)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_plugin_set_built_in_code_runs(tmp_path, synth_tiny_root):
+    """load_recipe(plugins=...) keeps the plugin set, so the recipe runs with a component
+    registered in code. Before: load_recipe(registry=...) was the documented route and
+    run_recipe failed with "'NoneType' object has no attribute 'registry'"."""
+    plugins = load_plugins(objects=[("code_plugin", CodePlugin())])
+    tree = _tiny(tmp_path / "run", synth_tiny_root, objectives={"itc": None, "mine": {"name": "code-itc"}})
+    loaded = load_recipe(tree, plugins=plugins)
+    assert loaded.plugins is plugins
+    result = run_recipe(loaded)
+    assert (result.run_dir / "metrics.json").exists() and result.metrics["test"]["R1"] >= 0.0
+
+    validated_only = load_recipe(tree, registry=plugins.registry)
+    with pytest.raises(TypeError, match=r"^run_recipe: this recipe was validated against a bare registry"):
+        run_recipe(validated_only, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_recipe_plugin_module_taking_a_shipped_name_is_an_error_naming_it(monkeypatch):
+    """Before: 'objective itc is registered twice ... disable one with --disable-plugin
+    standard', which would remove itc, sdm and identity."""
+    module = types.ModuleType("my_itc_module")
+
+    @hookimpl
+    def wsreid_register(registry):
+        registry.add("objective", "itc", CodeItc)
+
+    module.wsreid_register = wsreid_register
+    monkeypatch.setitem(sys.modules, "my_itc_module", module)
+    with pytest.raises(DuplicateComponentError) as caught:
+        load_recipe({"extends": ITC, "plugins": ["my_itc_module"]})
+    assert str(caught.value) == (
+        "plugin 'my_itc_module' registers objective 'itc', a name of the shipped plugin 'standard' (rename the "
+        "component in that module (a recipe names it by this name); shipped names cannot be taken over)")
+
+
+# ---------------------------------------------------------------- run_recipe
+
+
+@pytest.mark.parametrize("loaded, says", [
+    (ITC, "run_recipe takes the LoadedRecipe of load_recipe, got str"),
+    ({"extends": ITC}, "run_recipe takes the LoadedRecipe of load_recipe, got dict"),
+])
+def test_run_recipe_refuses_what_is_not_a_loaded_recipe(loaded, says):
+    with pytest.raises(TypeError) as caught:
+        run_recipe(loaded)
+    assert str(caught.value).startswith(says + " (load it first: loaded = wsreid.recipe.load_recipe(")
+
+
+def test_run_modes_by_name():
+    assert RunMode("RESUME") is RunMode.RESUME and RunMode("overwrite") is RunMode.OVERWRITE
+    with pytest.raises(ValueError) as caught:
+        RunMode("overwite")
+    assert str(caught.value) == ("mode 'overwite' is not a run mode: use one of 'new', 'resume', 'overwrite' "
+                                 "(or RunMode.NEW / RESUME / OVERWRITE)")
+
+
+# ---------------------------------------------------------------- evaluate_target
+
+
+def test_evaluate_a_run_directory_given_as_a_path(trained_run):
+    target = resolve_target(trained_run.run_dir)  # a Path, keyword defaults
+    assert target.recipe == str(trained_run.run_dir / "recipe.yaml") and target.run_dir == trained_run.run_dir
+    assert target.weights.parent.parent.parent == trained_run.run_dir  # RUN/checkpoints/<selected>/model.safetensors
+    loaded = load_recipe(target.recipe)
+    by_target = evaluate_target(loaded, target)
+    by_path = evaluate_target(loaded, str(trained_run.run_dir))
+    assert by_target["R1"] == by_path["R1"] == trained_run.metrics["test"]["R1"]
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"ratios": [1.5]}, "ratios: 1.5 is outside [0, 1) (a ratio is a share of word tokens)"),
+    ({"ratios": [-0.5]}, "ratios: -0.5 is outside [0, 1) (a ratio is a share of word tokens)"),
+    ({"ratios": ["0.3"]}, "ratios: '0.3' is not a number (a ratio is a share of word tokens)"),
+    ({"split": "validation"}, "split='validation' is not a split to evaluate on (use 'test' or 'val')"),
+    ({"show": -1}, "show=-1, top_k=5: show needs a whole number >= 0 and top_k one >= 1 (e.g. show=8, top_k=5)"),
+])
+def test_evaluate_target_checks_its_arguments_before_building(trained_run, kwargs, says, monkeypatch):
+    """Before: ratio 1.5 gave a row labelled 1.5, -0.5 the unmasked metrics, and a bad
+    split an AttributeError after the dataset and encoder were built."""
+    import wsreid.engine.offline_eval as offline_eval
+
+    def not_built(*args, **kwargs):
+        raise AssertionError("built before the arguments were checked")
+
+    monkeypatch.setattr(offline_eval, "build_for_evaluation", not_built)
+    loaded = load_recipe(str(trained_run.run_dir / "recipe.yaml"))
+    with pytest.raises(UserError) as caught:
+        evaluate_target(loaded, trained_run.run_dir, **kwargs)
+    assert str(caught.value) == says
+
+
+def test_evaluate_target_checks_the_figure_path_first(trained_run, tmp_path, monkeypatch):
+    """Before: the evaluation ran, then the figure failed ('File exists')."""
+    import wsreid.engine.offline_eval as offline_eval
+
+    monkeypatch.setattr(offline_eval, "build_for_evaluation", lambda *a, **k: pytest.fail("built first"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    loaded = load_recipe(str(trained_run.run_dir / "recipe.yaml"))
+    with pytest.raises(UserError) as caught:
+        evaluate_target(loaded, trained_run.run_dir, show=2, figure=blocker / "f.png")
+    assert str(caught.value) == f"figure={blocker / 'f.png'}: {blocker} is a file (name another path)"
+
+
+def test_evaluate_target_refuses_a_target_of_another_type(trained_run):
+    loaded = load_recipe(str(trained_run.run_dir / "recipe.yaml"))
+    with pytest.raises(TypeError, match=r"^evaluate_target: target is an EvalTarget, a run directory or a "
+                                        r"checkpoint path, got a int$"):
+        evaluate_target(loaded, 3)
+
+
+# ---------------------------------------------------------------- ablation_study
+
+
+def test_ablation_study_takes_lists(tmp_path):
+    from wsreid.ablate import ablation_study
+
+    study = RECIPES / "ablations" / "headline.yaml"
+    with pytest.raises(TypeError) as caught:
+        ablation_study(study, variants="ITC", dry_run=True, output_dir=tmp_path / "s", log=lambda line: None)
+    assert str(caught.value) == "variants takes a list of strings, got the single string 'ITC': write ['ITC']"
+    with pytest.raises(TypeError, match=r"^seeds takes a list of integers or a string '0,1', got \['0'\]$"):
+        ablation_study(study, seeds=["0"], dry_run=True, output_dir=tmp_path / "s", log=lambda line: None)
+    report = ablation_study(study, seeds=[0], variants=["ITC (B)"], dry_run=True, output_dir=tmp_path / "s",
+                            log=lambda line: None)
+    assert report.dry_run and {o.run.seed for o in report.outcomes} >= {0}
+
+
+def test_the_library_example_runs_as_documented(tmp_path, synth_tiny_root):
+    """docs/library.md's script, run as its console block says, from a directory holding
+    the shipped recipes (as the repository root does), prints what the block shows."""
+    import os
+    import subprocess
+
+    from test_plugin_tutorial import output_contains, read_blocks
+
+    from wsreid.data.synth.generate import SynthConfig
+
+    blocks = read_blocks(RECIPES.parent / "docs" / "library.md")
+    script = next(b for b in blocks if b.attrs.get("file") == "library_example.py")
+    console = next(b for b in blocks if b.lang == "console")
+    (tmp_path / "library_example.py").write_text(script.text)
+    (tmp_path / "recipes").symlink_to(RECIPES, target_is_directory=True)
+    cache = tmp_path / "cache" / "synth-pedes"
+    cache.mkdir(parents=True)
+    (cache / SynthConfig(size="tiny").cache_name()).symlink_to(synth_tiny_root, target_is_directory=True)
+    env = {**os.environ, "WSREID_CACHE": str(tmp_path / "cache")}
+    [(command, expected)] = console.commands
+    done = subprocess.run(command.split(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    for line in expected:
+        assert output_contains(line, output), f"no {line!r} in:\n{output[-3000:]}"
+    assert "warning:" not in output and "Traceback" not in output
+    assert (tmp_path / "runs" / "library-itc" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / "library-warm-itc" / "metrics.json").is_file()
