@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import RECIPES, TINY_OVERRIDES
 
 from wsreid import hookimpl
@@ -275,3 +276,57 @@ def test_the_library_example_runs_as_documented(tmp_path, synth_tiny_root):
     assert "warning:" not in output and "Traceback" not in output
     assert (tmp_path / "runs" / "library-itc" / "metrics.json").is_file()
     assert (tmp_path / "runs" / "library-warm-itc" / "metrics.json").is_file()
+
+
+# ---------------------------------------------------------------- searching your own images
+
+
+def test_search_ranks_the_test_split_as_the_evaluation_does(trained_run):
+    """load_encoder + search on the test split's captions and images give the run's test
+    R@1: the same encoder, weights and features as the evaluation."""
+    from wsreid.engine.offline_eval import target_encoder
+    from wsreid.retrieval import load_encoder
+
+    encoder = load_encoder(trained_run.run_dir)
+    splits, _, _ = target_encoder(load_recipe(str(trained_run.run_dir / "recipe.yaml")),
+                                  resolve_target(trained_run.run_dir))
+    test = splits.test
+    hits = encoder.search(test.captions, test.image_paths, top_k=3)
+    assert [len(h) for h in hits] == [3] * len(test.captions)
+    assert all(h[0].score >= h[1].score >= h[2].score and [x.rank for x in h] == [1, 2, 3] for h in hits)
+    person = {Path(p): i for p, i in zip(test.image_paths, test.image_person_ids)}
+    right = [person[h[0].path] == q for h, q in zip(hits, test.caption_person_ids)]
+    assert 100.0 * sum(right) / len(right) == pytest.approx(trained_run.metrics["test"]["R1"])
+
+
+def test_search_reads_images_of_any_size_and_mode(trained_run, tmp_path):
+    from PIL import Image
+
+    from wsreid.retrieval import load_encoder
+
+    paths = []
+    for name, mode, size in (("big.jpg", "RGB", (300, 500)), ("grey.png", "L", (40, 90)), ("rgba.png", "RGBA", (64, 128))):
+        Image.new(mode, size, color=120 if mode == "L" else (200, 30, 30, 255)[:len(mode)]).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    encoder = load_encoder(trained_run.run_dir)
+    features = encoder.encode_images(paths)
+    assert features.shape == (3, encoder.encoder.embed_dim) and features.device.type == "cpu"
+    assert torch.allclose(features.norm(dim=1), torch.ones(3), atol=1e-5)
+    [hits] = encoder.search(["a person in a red coat"], paths, top_k=10)
+    assert sorted(h.path for h in hits) == sorted(paths)  # top_k beyond the gallery: every image once
+    assert all(-1.0 <= h.score <= 1.0 for h in hits)
+
+
+def test_search_refuses_mistakes_before_encoding(trained_run, tmp_path):
+    from wsreid.retrieval import load_encoder
+
+    encoder = load_encoder(trained_run.run_dir)
+    with pytest.raises(UserError) as caught:
+        encoder.encode_images([tmp_path / "missing.jpg", tmp_path / "gone.png"])
+    assert str(caught.value) == f"image {tmp_path / 'missing.jpg'} is not a file (and 1 more) (pass paths of existing image files)"
+    with pytest.raises(TypeError, match=r"^pass a list of image paths, got the single path"):
+        encoder.encode_images(str(tmp_path / "a.jpg"))
+    with pytest.raises(TypeError, match=r"^pass a list of captions, got the single string 'a man'"):
+        encoder.encode_captions("a man")
+    with pytest.raises(UserError, match=r"^caption 1 \(''\) is not a non-empty string"):
+        encoder.encode_captions(["a man", ""])

@@ -123,6 +123,30 @@ def build_for_evaluation(recipe, plugins, run_dir: Path | None):
     return splits, encoder, device
 
 
+def target_encoder(loaded, target: EvalTarget):
+    """The encoder ``target`` names, built with the loaded recipe as a run builds it, its
+    weights loaded (the run's selected checkpoint, a checkpoint file, or for a zero-shot
+    target of a recipe with ``init`` the initial run's), in eval mode on the device ->
+    (splits, encoder, device)."""
+    from wsreid.engine.checkpoint import load_model_weights
+
+    recipe, plugins = loaded.recipe, loaded.plugins
+    init_source = None
+    if target.weights is None and recipe.init is not None:
+        # zero-shot of a recipe with `init`: the encoder as the run would start - the
+        # initial run's tokenizer (found in its directory) and its weights
+        from wsreid.engine.session import initial_run
+
+        init_source = initial_run(recipe.init)
+    splits, encoder, device = build_for_evaluation(recipe, plugins, target.run_dir or init_source)
+    if target.weights is not None:
+        load_model_weights(encoder, target.weights)
+    elif init_source is not None:
+        load_model_weights(encoder, weights_of(init_source, recipe.init.checkpoint))
+    encoder.to(device).eval()
+    return splits, encoder, device
+
+
 def _or_dash(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -204,28 +228,15 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
         check_figure_path(Path(figure))
 
     from wsreid.distributed import Distributed
-    from wsreid.engine.checkpoint import load_model_weights
     from wsreid.engine.evaluate import extract_image_features, extract_text_features
     from wsreid.evaluation import mean_pairwise_cosine, retrieval_metrics, top1_concentration
 
     recipe, plugins = loaded.recipe, loaded.plugins
-    init_source = None
-    if target.weights is None and recipe.init is not None:
-        # zero-shot of a recipe with `init`: the encoder as the run would start - the
-        # initial run's tokenizer (found in its directory) and its weights
-        from wsreid.engine.session import initial_run
-
-        init_source = initial_run(recipe.init)
-    splits, encoder, device = build_for_evaluation(recipe, plugins, target.run_dir or init_source)
+    splits, encoder, device = target_encoder(loaded, target)
     split_name = split
     split = getattr(splits, split_name)
     if split is None:
         raise UserError(f"dataset {splits.name!r} has no {split_name} split", hint="use --split test")
-    if target.weights is not None:
-        load_model_weights(encoder, target.weights)
-    elif init_source is not None:
-        load_model_weights(encoder, weights_of(init_source, recipe.init.checkpoint))
-    encoder.to(device).eval()
     dist = Distributed(None)
     dist.device = device
     ev = recipe.eval

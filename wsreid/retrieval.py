@@ -1,0 +1,141 @@
+"""Search your own images with a trained run: encode images and captions that are not
+part of a dataset, and rank the images for each caption (docs/library.md, "Searching
+your own images").
+
+    from wsreid.retrieval import load_encoder
+
+    encoder = load_encoder("runs/synth-dgia")
+    hits = encoder.search(["a woman in a red coat with a black bag"], ["a.jpg", "b.png", ...])
+    hits[0][0].path, hits[0][0].score                 # the best image for the first caption
+
+The encoder is the one ``wsreid eval`` evaluates: the run's recipe builds it (so the
+run's dataset must be readable, as for ``wsreid eval``) and its selected checkpoint
+(``checkpoints/best`` or ``last``) is loaded. Features are those of the evaluation:
+L2-normalised, so a score is a cosine similarity in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from wsreid.errors import UserError
+
+__all__ = ["Hit", "RunEncoder", "load_encoder"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked image: its path, its cosine similarity to the caption, and its rank
+    (1 = best)."""
+
+    path: Path
+    score: float
+    rank: int
+
+
+class RunEncoder:
+    """A trained encoder ready to encode images and captions (:func:`load_encoder`).
+
+    ``encoder``: the :class:`~wsreid.api.EncoderComponent` in eval mode; ``device``: where
+    it runs; ``batch_size``: rows encoded at once (the recipe's ``eval.batch_size``)."""
+
+    def __init__(self, encoder, device: torch.device, batch_size: int, name: str, plugins, recipe):
+        self.encoder, self.device, self.batch_size = encoder, device, batch_size
+        self.name = name
+        self._plugins, self._recipe = plugins, recipe
+
+    def __repr__(self) -> str:
+        return (f"RunEncoder({self.name}, embed_dim={self.encoder.embed_dim}, "
+                f"image_size={tuple(self.encoder.image_size)}, device={self.device})")
+
+    def _dist(self):
+        from wsreid.distributed import Distributed
+
+        dist = Distributed(None)
+        dist.device = self.device
+        return dist
+
+    def encode_images(self, paths: Iterable[str | os.PathLike[str]]) -> torch.Tensor:
+        """N x d float32 features of the image files ``paths`` (any size and format PIL
+        reads; resized to the encoder's input as in evaluation), L2-normalised, on the CPU.
+        A missing file is a :class:`~wsreid.errors.UserError` naming it, before any is
+        encoded."""
+        from wsreid.engine.components import encoder_calls
+        from wsreid.engine.evaluate import extract_image_features
+
+        files = _image_paths(paths)
+        with encoder_calls(self._plugins, self._recipe, "encoding images"):
+            return extract_image_features(self.encoder, files, self.batch_size, self._dist(), desc="images").cpu()
+
+    def encode_captions(self, captions: Iterable[str]) -> torch.Tensor:
+        """N x d float32 features of ``captions`` (tokenised as in evaluation: truncated
+        to the encoder's ``max_length``), L2-normalised, on the CPU."""
+        from wsreid.engine.components import encoder_calls
+        from wsreid.engine.evaluate import extract_text_features
+
+        texts = _captions(captions)
+        with encoder_calls(self._plugins, self._recipe, "encoding captions"):
+            return extract_text_features(self.encoder, texts, self.batch_size, self._dist(), desc="captions").cpu()
+
+    def search(self, captions: Iterable[str], paths: Iterable[str | os.PathLike[str]],
+               top_k: int = 5) -> list[list[Hit]]:
+        """For each caption, the ``top_k`` images of ``paths`` most similar to it, best
+        first (ties in the order of ``paths``)."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise UserError(f"top_k={top_k!r}: needs a whole number >= 1", hint="e.g. top_k=5")
+        files = _image_paths(paths)
+        queries = self.encode_captions(captions)
+        gallery = self.encode_images(files)
+        similarity = queries @ gallery.T                                  # Q x G
+        k = min(top_k, len(files))
+        # a stable sort keeps equal scores in gallery order (topk does not promise it)
+        order = torch.sort(similarity, dim=1, descending=True, stable=True).indices[:, :k]
+        return [[Hit(files[int(j)], float(similarity[q, j]), rank) for rank, j in enumerate(row, 1)]
+                for q, row in enumerate(order)]
+
+
+def _image_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise TypeError(f"pass a list of image paths, got the single path {paths!r}: write [{paths!r}]")
+    files = [Path(p) for p in paths]
+    if not files:
+        raise UserError("no image paths given", hint="pass a list of image files")
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"image {missing[0]} is not a file{more}", hint="pass paths of existing image files")
+    return files
+
+
+def _captions(captions: Iterable[str]) -> list[str]:
+    if isinstance(captions, str):
+        raise TypeError(f"pass a list of captions, got the single string {captions!r}: write [{captions!r}]")
+    texts = list(captions)
+    if not texts:
+        raise UserError("no captions given", hint="pass a list of captions")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"caption {i} ({text!r}) is not a non-empty string", hint="pass a list of descriptions")
+    return texts
+
+
+def load_encoder(target: str | os.PathLike[str], *, recipe: str | os.PathLike[str] | None = None,
+                 zero_shot: bool = False, overrides: Sequence[str] = (), disabled: Sequence[str] = ()) -> RunEncoder:
+    """The encoder of ``target`` - a run directory, a checkpoint directory or
+    ``.safetensors`` file, or a recipe with ``zero_shot`` (the encoder as the recipe loads
+    it) - as ``wsreid eval`` resolves it (:func:`~wsreid.engine.offline_eval.resolve_target`),
+    built by the run's recipe (``recipe`` for a checkpoint outside a run; ``overrides`` and
+    ``disabled`` as for :func:`~wsreid.recipe.load_recipe`)."""
+    from wsreid.engine.offline_eval import resolve_target, target_encoder
+    from wsreid.recipe import load_recipe
+
+    resolved = resolve_target(target, recipe, zero_shot)
+    loaded = load_recipe(resolved.recipe, overrides, disabled=disabled)
+    _, encoder, device = target_encoder(loaded, resolved)
+    name = str(resolved.weights or resolved.recipe)
+    return RunEncoder(encoder, device, loaded.recipe.eval.batch_size, name, loaded.plugins, loaded.recipe)
