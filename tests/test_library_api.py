@@ -330,3 +330,56 @@ def test_search_refuses_mistakes_before_encoding(trained_run, tmp_path):
         encoder.encode_captions("a man")
     with pytest.raises(UserError, match=r"^caption 1 \(''\) is not a non-empty string"):
         encoder.encode_captions(["a man", ""])
+
+
+# ---------------------------------------------------------------- wsreid search
+
+
+def test_search_command_prints_what_the_library_ranks(trained_run, capsys):
+    import json
+
+    from wsreid.cli import main
+    from wsreid.engine.offline_eval import target_encoder
+    from wsreid.retrieval import image_files, load_encoder
+
+    splits, _, _ = target_encoder(load_recipe(str(trained_run.run_dir / "recipe.yaml")),
+                                  resolve_target(trained_run.run_dir))
+    folder = Path(splits.test.image_paths[0]).parent
+    queries = ["a man in a red jacket", "a woman with a black bag"]
+    capsys.readouterr()
+    assert main(["search", str(trained_run.run_dir), *queries, "--images", str(folder), "--top-k", "2",
+                 "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = load_encoder(trained_run.run_dir).search(queries, image_files([folder]), top_k=2)
+    assert [r["query"] for r in printed] == queries
+    assert [[(h["rank"], h["path"]) for h in r["hits"]] for r in printed] == \
+        [[(h.rank, str(h.path)) for h in hits] for hits in expected]
+    assert [[h["score"] for h in r["hits"]] for r in printed] == \
+        [[pytest.approx(h.score, abs=1e-6) for h in hits] for hits in expected]
+
+    assert main(["search", str(trained_run.run_dir), queries[0], "--images", str(folder), "--top-k", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    n = len(image_files([folder]))
+    assert lines[0] == f"{n} images; encoder {trained_run.run_dir / 'checkpoints' / 'best' / 'model.safetensors'}"
+    assert lines[2] == queries[0] and lines[3].startswith("    1  ") and lines[3].endswith(str(expected[0][0].path))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--images", "MISSING"], "error: {tmp}/MISSING: no such file or folder (name image files or folders of images)"),
+    (["--images", "EMPTY"], "error: {tmp}/EMPTY: no image files in this folder (names ending in .jpg, .jpeg, .png, "
+                            ".bmp, .webp, .gif, .tif, .tiff) (name a folder of images, or image files)"),
+    (["--images", "EMPTY", "--top-k", "0"], "error: --top-k 0: needs K >= 1 (e.g. --top-k 5)"),
+])
+def test_search_command_refuses_mistakes_before_building_the_encoder(trained_run, tmp_path, capsys, monkeypatch,
+                                                                     args, says):
+    import wsreid.retrieval as retrieval
+    from wsreid.cli import main
+
+    monkeypatch.setattr(retrieval, "load_encoder", lambda *a, **k: pytest.fail("the encoder was built first"))
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "EMPTY" / "notes.txt").write_text("no image here")
+    args = [a.replace("MISSING", str(tmp_path / "MISSING")).replace("EMPTY", str(tmp_path / "EMPTY")) for a in args]
+    assert main(["search", str(trained_run.run_dir), "a man", *args]) == 2
+    assert capsys.readouterr().err == says.format(tmp=tmp_path) + "\n"
+    assert main(["search", str(trained_run.run_dir), " ", "--images", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == 'error: description 1 is empty (quote each description: "a man in a red jacket")\n'

@@ -25,7 +25,35 @@ import torch
 
 from wsreid.errors import UserError
 
-__all__ = ["Hit", "RunEncoder", "load_encoder"]
+__all__ = ["IMAGE_SUFFIXES", "Hit", "RunEncoder", "image_files", "load_encoder"]
+
+#: file name endings taken as images when a folder is searched (any case)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The images that ``paths`` name: a file as it is, a folder as the files under it
+    (at any depth) whose names end in one of :data:`IMAGE_SUFFIXES`, in sorted order.
+    A path that does not exist, or a folder without images, is a
+    :class:`~wsreid.errors.UserError`; each image is listed once."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise TypeError(f"pass a list of paths, got the single path {paths!r}: write [{paths!r}]")
+    found: dict[Path, None] = {}
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not inside:
+                raise UserError(f"{path}: no image files in this folder (names ending in "
+                                f"{', '.join(IMAGE_SUFFIXES)})", hint="name a folder of images, or image files")
+            found.update(dict.fromkeys(inside))
+        elif path.is_file():
+            found[path] = None
+        else:
+            raise UserError(f"{path}: no such file or folder", hint="name image files or folders of images")
+    if not found:
+        raise UserError("no image paths given", hint="name image files or folders of images")
+    return list(found)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ print. Nothing outside this package imports it (tests/test_layering.py).
     wsreid eval RUN_DIR_OR_CHECKPOINT [--recipe RECIPE] [--split test|val] [--data RECIPE]
                 [--query-mask-ratio R,...] [--show N]
     wsreid eval --zero-shot --recipe RECIPE
+    wsreid search RUN_DIR "a description" [...] --images FILE_OR_FOLDER [...] [--top-k K]
     wsreid ablate STUDY.yaml [-o key=value ...] [--dry-run]
     wsreid validate RECIPE [-o key=value ...]
     wsreid schema
@@ -13,7 +14,7 @@ print. Nothing outside this package imports it (tests/test_layering.py).
     wsreid convert-weights IN.pt OUT_DIR [--tokenizer BPE_FILE]
 
 One module per command group: :mod:`wsreid.cli.run` (run, validate), :mod:`wsreid.cli.eval`,
-:mod:`wsreid.cli.ablate`, :mod:`wsreid.cli.plugins` (plugins, schema),
+:mod:`wsreid.cli.search`, :mod:`wsreid.cli.ablate`, :mod:`wsreid.cli.plugins` (plugins, schema),
 :mod:`wsreid.cli.data`, :mod:`wsreid.cli.convert` (convert-weights). User errors print one
 line ``error: ...`` and exit with :attr:`~wsreid.errors.ExitCode.USER_ERROR` (2);
 ``--debug`` (before or after the command) shows the traceback.
@@ -25,7 +26,7 @@ import argparse
 import os
 import sys
 
-from wsreid.cli import ablate, convert, data, eval, plugins, run
+from wsreid.cli import ablate, convert, data, eval, plugins, run, search
 from wsreid.cli.common import add_debug, say_stop
 from wsreid.engine import signals
 from wsreid.errors import ExitCode, UserError, debug_requested
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run.add_parsers(sub)
     eval.add_parsers(sub)
+    search.add_parsers(sub)
     ablate.add_parsers(sub)
     plugins.add_parsers(sub)
     data.add_data_parser(sub)

@@ -1,0 +1,58 @@
+"""``wsreid search``: find the images that match a description with a trained run.
+
+    wsreid search RUN_DIR "a woman in a red coat with a black bag" --images photos/
+    wsreid search RUN_DIR "man, blue jeans" "girl, yellow dress" --images a.jpg b.jpg --top-k 3
+    wsreid search RUN_DIR "..." --images photos/ --format json
+
+The work is done by :mod:`wsreid.retrieval` (docs/library.md, "Searching your own images").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from wsreid.cli.common import add_common, add_overrides
+from wsreid.errors import ExitCode, UserError
+
+
+def add_parsers(sub) -> None:
+    """Register ``search``."""
+    p = sub.add_parser("search", help="rank your own images for a description, with a trained run")
+    p.add_argument("target", help="run directory, checkpoint directory or model .safetensors "
+                                  "(or, with --zero-shot, a recipe)")
+    p.add_argument("queries", nargs="+", metavar="DESCRIPTION", help="one or more descriptions (quote each)")
+    p.add_argument("--images", nargs="+", required=True, metavar="PATH",
+                   help="image files, or folders searched for images at any depth")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="images listed per description (default 5)")
+    p.add_argument("--recipe", help="recipe (default: the run's recipe.yaml)")
+    p.add_argument("--zero-shot", action="store_true", help="use the encoder as the recipe loads it (no weights)")
+    add_overrides(p, "override a key of the recipe (repeatable; VALUE is YAML)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
+    add_common(p)
+    p.set_defaults(func=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Print, for each description, its top-K images with their cosine similarity."""
+    from wsreid.retrieval import image_files, load_encoder
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k {args.top_k}: needs K >= 1", hint="e.g. --top-k 5")
+    for i, query in enumerate(args.queries, 1):
+        if not query.strip():
+            raise UserError(f"description {i} is empty", hint='quote each description: "a man in a red jacket"')
+    files = image_files(args.images)  # before the encoder is built: a typo costs nothing
+    encoder = load_encoder(args.target, recipe=args.recipe, zero_shot=args.zero_shot, overrides=args.override,
+                           disabled=args.disable_plugin)
+    results = encoder.search(args.queries, files, top_k=args.top_k)
+    if args.format == "json":
+        print(json.dumps([{"query": q, "hits": [{"rank": h.rank, "score": round(h.score, 6), "path": str(h.path)}
+                                                for h in hits]} for q, hits in zip(args.queries, results)], indent=1))
+        return ExitCode.OK
+    print(f"{len(files)} images; encoder {encoder.name}")
+    for query, hits in zip(args.queries, results):
+        print(f"\n{query}")
+        for h in hits:
+            print(f"  {h.rank:>3}  {h.score:+.3f}  {h.path}")
+    return ExitCode.OK
