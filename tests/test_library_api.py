@@ -299,6 +299,26 @@ def test_search_ranks_the_test_split_as_the_evaluation_does(trained_run):
     assert 100.0 * sum(right) / len(right) == pytest.approx(trained_run.metrics["test"]["R1"])
 
 
+def test_search_does_not_read_the_dataset(trained_run, tmp_path, monkeypatch):
+    """The encoder is built alone: a run directory copied where its dataset is not (here:
+    the dataset's builders fail if called) still searches, with the same features."""
+    import shutil
+
+    import wsreid.engine.components as components
+    import wsreid.engine.offline_eval as offline_eval
+    from wsreid.retrieval import load_encoder
+
+    copied = tmp_path / "copied-run"
+    shutil.copytree(trained_run.run_dir, copied)
+    splits, _, _ = offline_eval.target_encoder(load_recipe(str(trained_run.run_dir / "recipe.yaml")),
+                                               resolve_target(trained_run.run_dir))
+    images = splits.test.image_paths[:5]
+    expected = load_encoder(trained_run.run_dir).encode_images(images)
+    monkeypatch.setattr(offline_eval, "build_for_evaluation", lambda *a, **k: pytest.fail("the dataset was built"))
+    monkeypatch.setattr(components, "load_dataset", lambda *a, **k: pytest.fail("the dataset was loaded"))
+    assert torch.equal(load_encoder(copied).encode_images(images), expected)
+
+
 def test_search_reads_images_of_any_size_and_mode(trained_run, tmp_path):
     from PIL import Image
 

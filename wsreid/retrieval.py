@@ -8,10 +8,11 @@ your own images").
     hits = encoder.search(["a woman in a red coat with a black bag"], ["a.jpg", "b.png", ...])
     hits[0][0].path, hits[0][0].score                 # the best image for the first caption
 
-The encoder is the one ``wsreid eval`` evaluates: the run's recipe builds it (so the
-run's dataset must be readable, as for ``wsreid eval``) and its selected checkpoint
-(``checkpoints/best`` or ``last``) is loaded. Features are those of the evaluation:
-L2-normalised, so a score is a cosine similarity in [-1, 1].
+The encoder is the one ``wsreid eval`` evaluates: the run's recipe builds it and its
+selected checkpoint (``checkpoints/best`` or ``last``) is loaded. The dataset is not
+needed (the tokenizer comes from the pretrained model or the run directory), so a run
+directory copied to another machine searches there. Features are those of the
+evaluation: L2-normalised, so a score is a cosine similarity in [-1, 1].
 """
 
 from __future__ import annotations
@@ -164,6 +165,6 @@ def load_encoder(target: str | os.PathLike[str], *, recipe: str | os.PathLike[st
 
     resolved = resolve_target(target, recipe, zero_shot)
     loaded = load_recipe(resolved.recipe, overrides, disabled=disabled)
-    _, encoder, device = target_encoder(loaded, resolved)
+    _, encoder, device = target_encoder(loaded, resolved, with_dataset=False)
     name = str(resolved.weights or resolved.recipe)
     return RunEncoder(encoder, device, loaded.recipe.eval.batch_size, name, loaded.plugins, loaded.recipe)

@@ -123,11 +123,30 @@ def build_for_evaluation(recipe, plugins, run_dir: Path | None):
     return splits, encoder, device
 
 
-def target_encoder(loaded, target: EvalTarget):
+def build_encoder_alone(recipe, plugins, run_dir: Path | None):
+    """The recipe's encoder without its dataset (:func:`build_for_evaluation` without the
+    splits) -> (None, encoder, device). Enough where the weights are loaded afterwards and
+    the tokenizer comes from a pretrained model or the run directory; an encoder that
+    needs the training captions says so (the shipped CLIP encoder with a vocabulary built
+    from them and no saved tokenizer)."""
+    import torch
+    from accelerate.utils import set_seed
+
+    from wsreid.api import BuildContext
+    from wsreid.engine.components import build_encoder
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    set_seed(recipe.train.seed)
+    ctx = BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device)
+    return None, build_encoder(plugins, recipe, ctx), device
+
+
+def target_encoder(loaded, target: EvalTarget, *, with_dataset: bool = True):
     """The encoder ``target`` names, built with the loaded recipe as a run builds it, its
     weights loaded (the run's selected checkpoint, a checkpoint file, or for a zero-shot
     target of a recipe with ``init`` the initial run's), in eval mode on the device ->
-    (splits, encoder, device)."""
+    (splits, encoder, device). ``with_dataset=False`` builds the encoder alone
+    (:func:`build_encoder_alone`; splits None): the dataset need not be at hand."""
     from wsreid.engine.checkpoint import load_model_weights
 
     recipe, plugins = loaded.recipe, loaded.plugins
@@ -138,7 +157,8 @@ def target_encoder(loaded, target: EvalTarget):
         from wsreid.engine.session import initial_run
 
         init_source = initial_run(recipe.init)
-    splits, encoder, device = build_for_evaluation(recipe, plugins, target.run_dir or init_source)
+    build = build_for_evaluation if with_dataset else build_encoder_alone
+    splits, encoder, device = build(recipe, plugins, target.run_dir or init_source)
     if target.weights is not None:
         load_model_weights(encoder, target.weights)
     elif init_source is not None:
