@@ -6,7 +6,7 @@ import importlib.metadata as md
 import platform
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -160,10 +160,10 @@ def component_fault(origin: str, where: str, plugin: str | None, what: str, exc:
 
 
 @contextmanager
-def encoder_calls(plugins: Plugins, recipe, doing: str):
-    """Around calls into the built encoder outside a training run (``wsreid eval``): an
-    exception other than a UserError or running out of memory becomes the one line of
-    :func:`component_fault`, naming the recipe's encoder and its plugin."""
+def faults_named(fault: Callable[[Exception], ComponentError]):
+    """Around a call into a built component: an exception other than a UserError (which
+    already says what to do) or running out of memory (the machine's, not the plugin's)
+    becomes ``fault(exc)``, one line naming the component."""
     try:
         yield
     except (UserError, MemoryError):
@@ -171,10 +171,20 @@ def encoder_calls(plugins: Plugins, recipe, doing: str):
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch's: the machine, not the plugin
             raise
+        raise fault(exc) from exc
+
+
+def encoder_calls(plugins: Plugins, recipe, doing: str):
+    """Around calls into the built encoder outside a training run (``wsreid eval``,
+    ``wsreid search``): :func:`faults_named` with the line of :func:`component_fault`,
+    naming the recipe's encoder and its plugin."""
+    def fault(exc: Exception) -> ComponentError:
         name = recipe.encoder.name
         provider = plugins.registry.get("encoder", name).provider
-        raise component_fault(f"encoder (encoder {name!r} from plugin {provider!r})", "encoder", provider,
-                              f"{doing} failed", exc) from exc
+        return component_fault(f"encoder (encoder {name!r} from plugin {provider!r})", "encoder", provider,
+                               f"{doing} failed", exc)
+
+    return faults_named(fault)
 
 
 def build_dataset_and_encoder(plugins: Plugins, recipe, context: BuildContext):

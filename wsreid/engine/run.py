@@ -51,6 +51,7 @@ from wsreid.engine.components import (
     build_component,
     build_encoder,
     component_fault,
+    faults_named,
     load_dataset,
     one_line,
 )
@@ -240,19 +241,12 @@ class Run:
         except Exception as exc:
             raise self._fault(where, f"{doing} failed", exc) from exc
 
-    @contextmanager
     def component_call(self, where: str, doing: str):
         """Around a call into a built component while training (``relate()``, ``loss()``,
         ...): an exception other than a UserError, or running out of memory, becomes one
-        line naming its recipe key, name and plugin (as :meth:`blame` at build)."""
-        try:
-            yield
-        except (UserError, MemoryError):
-            raise
-        except Exception as exc:
-            if type(exc).__name__ == "OutOfMemoryError":  # torch's: the machine, not the plugin
-                raise
-            raise self._fault(where, f"{doing} failed at epoch {max(self.epoch, 1)}", exc) from exc
+        line naming its recipe key, name and plugin (as :meth:`blame` at build;
+        :func:`~wsreid.engine.components.faults_named`)."""
+        return faults_named(lambda exc: self._fault(where, f"{doing} failed at epoch {max(self.epoch, 1)}", exc))
 
     def _fault(self, where: str, what: str, exc: Exception) -> ComponentError:
         """The one-line error of a component's exception (:func:`component_fault`)."""
