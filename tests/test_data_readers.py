@@ -249,6 +249,37 @@ def test_image_in_two_splits_or_with_two_ids(tmp_path: Path) -> None:
     assert "has id 2 but record 0 gives it id 1" in _error(tmp_path, "cuhk-pedes")
 
 
+@pytest.mark.parametrize("alias", ["./CUHK01/00010.png", "CUHK01/00010.png", "CUHK01//00010.png", "CUHK01/./00010.png"])
+def test_one_image_however_its_path_is_spelled(tmp_path: Path, alias: str) -> None:
+    """``./a.png``, ``a//b.png`` and ``a/./b.png`` name the file ``a.png`` / ``a/b.png``:
+    a test record naming a train image in another spelling is refused (a training image
+    in the test gallery), and in one split the two spellings give one image."""
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    train_path = records[0]["file_path"]
+    assert train_path == "CUHK01/00010.png"
+    test_index = next(i for i, r in enumerate(records) if r["split"] == "test")
+    records[test_index]["file_path"] = alias
+    records[test_index]["id"] = records[0]["id"]
+    _rewrite(tmp_path, "cuhk-pedes", records)
+    msg = _error(tmp_path, "cuhk-pedes")
+    assert f"record {test_index}: image {alias!r} is in split 'test' but record 0 puts it in 'train'" in msg
+    if alias != train_path:
+        assert f"(written {train_path!r} there: the same file)" in msg
+    with pytest.raises(DataError, match=f"record {test_index}"):
+        check_dataset(tmp_path, "cuhk-pedes")
+    # in one split: one image (one image_id, one gallery entry), counted once by data check
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    extra = dict(records[0], file_path=alias, captions=["another caption of the first image"])
+    test_extra = dict(records[test_index], file_path="./" + records[test_index]["file_path"], captions=["one more test caption"])
+    _rewrite(tmp_path, "cuhk-pedes", records + [extra, test_extra])
+    splits = read_cuhk_pedes(tmp_path)
+    assert splits.train[-1].image_id == splits.train[0].image_id == 0
+    assert len({p.image_id for p in splits.train}) == 6
+    assert len(splits.test.image_paths) == 4 and len(splits.test.captions) == 9
+    stats = {s.split: s for s in check_dataset(tmp_path, "cuhk-pedes").splits}
+    assert (stats["train"].images, stats["test"].images) == (6, 4)
+
+
 def test_duplicate_image_same_person_shares_image_id(tmp_path: Path) -> None:
     records = make_dataset(tmp_path, "cuhk-pedes")
     extra = dict(records[0], captions=["a third caption of the first image"])

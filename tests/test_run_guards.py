@@ -150,6 +150,36 @@ def test_a_closed_output_pipe_ends_quietly(command):
     assert "BrokenPipeError" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
+def test_run_warns_when_evaluation_people_are_training_people(make_recipe, tmp_path, capsys, synth_tiny_root):
+    """A dataset in a real format whose test split shares identities with train (a user's
+    own split): the run says so before training, in one warning line, prints the count on
+    the split's line and records it in metrics.json (``ids_in_train``)."""
+    import shutil
+
+    root = tmp_path / "own"
+    shutil.copytree(synth_tiny_root, root)
+    records = json.loads((root / "reid_raw.json").read_text())
+    train_ids = sorted({r["id"] for r in records if r["split"] == "train"})
+    test_ids = sorted({r["id"] for r in records if r["split"] == "test"})
+    relabel = dict(zip(test_ids[:2], train_ids[:2]))  # two test people relabelled as training people
+    for r in records:
+        if r["split"] == "test":
+            r["id"] = relabel.get(r["id"], r["id"])
+    (root / "reid_raw.json").write_text(json.dumps(records))
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}})
+    out = tmp_path / "run"
+    assert main(["run", str(recipe), "-o", f"data={{name: cuhk-pedes, root: {root}}}", "--output-dir", str(out)]) == 0
+    captured = capsys.readouterr()
+    counts = json.loads((out / "metrics.json").read_text())["data_counts"]
+    n_test = len(test_ids)  # two ids replaced by two others
+    assert counts["test"]["ids"] == n_test and counts["test"]["ids_in_train"] == 2 and counts["val"]["ids_in_train"] == 0
+    assert "captions  (2 ids also in train)" in captured.out
+    warnings = [line for line in captured.err.splitlines() if "also appear in train" in line]
+    assert warnings == [f"warning: 2 of the {n_test} test identities also appear in train: test numbers then include people "
+                        "seen in training and are not comparable with the benchmarks' (which keep the splits' people "
+                        "apart); `wsreid data check` names them"]
+
+
 def test_run_prints_and_records_the_dataset_counts_and_stores_resolved_paths(make_recipe, tmp_path, capsys,
                                                                              synth_tiny_root, monkeypatch):
     recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}})
@@ -163,8 +193,8 @@ def test_run_prints_and_records_the_dataset_counts_and_stores_resolved_paths(mak
     assert main(["run", str(recipe), "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     counts = json.loads((out / "metrics.json").read_text())["data_counts"]
-    assert set(counts) == {"train", "val", "test"} and all(set(c) == {"ids", "images", "captions"}
-                                                           for c in counts.values())
+    assert set(counts) == {"train", "val", "test"} and set(counts["train"]) == {"ids", "images", "captions"}
+    assert counts["val"]["ids_in_train"] == counts["test"]["ids_in_train"] == 0  # the splits' people are apart
     for split, c in counts.items():
         assert f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions" in printed
     assert counts["train"]["captions"] >= counts["train"]["images"] >= counts["train"]["ids"] > 0

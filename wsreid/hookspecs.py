@@ -173,7 +173,8 @@ def wsreid_run_end(run: "Run", metrics: dict[str, Any]) -> None:
         metrics: the content of ``metrics.json``: ``"test"`` (metric -> value),
             ``"best_epoch"``, ``"selection"``, ``"weakly_supervised"``, ``"history"``
             (one dict per epoch), ``"dataset"``, ``"seed"``, ``"epochs"``,
-            ``"data_counts"`` (split -> ``ids`` / ``images`` / ``captions``) and, for runs
+            ``"data_counts"`` (split -> ``ids`` / ``images`` / ``captions``, and for
+            val / test ``ids_in_train``, their ids that are training ids too) and, for runs
             that read true identities, ``"note"``.
 
     Returns:

@@ -58,7 +58,7 @@ def split_statistics(records: list[ImageRecord], splits: tuple[str, ...]) -> tup
             SplitStats(
                 split,
                 ids=len({r.person_id for r in recs}),
-                images=len({r.relative_path for r in recs}),
+                images=len({r.image_key for r in recs}),
                 captions=len(captions),
                 words_per_caption=words / len(captions),
             )

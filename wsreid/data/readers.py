@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from wsreid.api import DatasetSplits, EvalSplit, PairRecord
@@ -76,7 +76,8 @@ class ImageRecord:
     """One validated annotation record: an image with its captions.
 
     ``record`` is the 0-based position in the annotation file; ``relative_path`` is as
-    written in the file; ``image_path`` is ``root/imgs/relative_path``.
+    written in the file; ``image_path`` is ``root/imgs/relative_path``, normalised
+    (``./a.jpg``, ``a//b.jpg`` name ``a.jpg``, ``a/b.jpg``).
     """
 
     record: int
@@ -85,6 +86,13 @@ class ImageRecord:
     relative_path: str
     image_path: Path
     captions: tuple[str, ...]
+
+    @property
+    def image_key(self) -> str:
+        """The image's path relative to imgs/ in one spelling (POSIX, without ``.``
+        components or repeated slashes): two records name one file exactly when their
+        keys are equal, however the paths are written."""
+        return PurePosixPath(self.relative_path).as_posix()
 
 
 def _format(fmt: str) -> DatasetFormat:
@@ -261,19 +269,23 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
 
 
 def _check_images_unique(path: Path, records: list[ImageRecord]) -> None:
+    """One split and one id per image, the image named however its path is spelled
+    (``./a.jpg`` and ``a.jpg`` are one file: a test image written both ways would
+    otherwise be trained on and searched for)."""
     seen: dict[str, ImageRecord] = {}
     for r in records:
-        first = seen.setdefault(r.relative_path, r)
+        first = seen.setdefault(r.image_key, r)
         if first is r:
             continue
+        spelled = "" if first.relative_path == r.relative_path else f" (written {first.relative_path!r} there: the same file)"
         if first.split != r.split:
             raise DataError(
-                f"{path} record {r.record}: image {r.relative_path!r} is in split {r.split!r} but record {first.record} puts it in {first.split!r}",
+                f"{path} record {r.record}: image {r.relative_path!r} is in split {r.split!r} but record {first.record} puts it in {first.split!r}{spelled}",
                 hint="an image must belong to one split",
             )
         if first.person_id != r.person_id:
             raise DataError(
-                f"{path} record {r.record}: image {r.relative_path!r} has id {r.person_id} but record {first.record} gives it id {first.person_id}",
+                f"{path} record {r.record}: image {r.relative_path!r} has id {r.person_id} but record {first.record} gives it id {first.person_id}{spelled}",
                 hint="an image shows one person",
             )
 
@@ -284,8 +296,8 @@ def _eval_split(records: list[ImageRecord]) -> EvalSplit:
     for r in records:
         captions.extend(r.captions)
         caption_ids.extend([r.person_id] * len(r.captions))
-        if r.relative_path not in seen:
-            seen.add(r.relative_path)
+        if r.image_key not in seen:
+            seen.add(r.image_key)
             image_paths.append(r.image_path)
             image_ids.append(r.person_id)
     return EvalSplit(captions, caption_ids, image_paths, image_ids)
@@ -303,7 +315,7 @@ def build_splits(name: str, path: Path, records: list[ImageRecord], *, has_val: 
     for r in records:
         if r.split != "train":
             continue
-        image_id = image_ids.setdefault(r.relative_path, len(image_ids))
+        image_id = image_ids.setdefault(r.image_key, len(image_ids))
         for caption in r.captions:
             train.append(PairRecord(len(train), r.image_path, caption, image_id, r.person_id))
     test = _eval_split([r for r in records if r.split == "test"])

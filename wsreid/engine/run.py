@@ -188,6 +188,8 @@ class Run:
         self.train_person_ids = torch.tensor(ctx.train_person_ids)  # N, diagnostics and the identity sampler
         if self.dist.is_main:
             print(format_dataset_counts(self.splits.name, self.dataset_counts), flush=True)
+            for line in shared_identity_warnings(self.dataset_counts):
+                print(f"warning: {line}", file=sys.stderr, flush=True)
         self.dist.barrier()
         with self.blame("encoder", "encoder", r.encoder.name, "building it"):
             encoder = build_encoder(self.plugins, r, ctx)
@@ -838,21 +840,36 @@ def _raising_plugin(caller, exc: BaseException) -> str:
 
 def dataset_counts(splits) -> dict[str, dict[str, int]]:
     """Per split: distinct person ids, images and captions (train: of the training pairs;
-    val / test: gallery images and query captions)."""
+    val / test: gallery images and query captions, and ``ids_in_train``, how many of the
+    split's ids are training ids too - 0 in the benchmarks, whose splits hold disjoint
+    people)."""
     train = splits.train
-    counts = {"train": {"ids": len({p.person_id for p in train}), "images": len({p.image_id for p in train}),
-                        "captions": len(train)}}
+    train_ids = {p.person_id for p in train}
+    counts = {"train": {"ids": len(train_ids), "images": len({p.image_id for p in train}), "captions": len(train)}}
     for name in ("val", "test"):
         split = getattr(splits, name)
         if split is not None:
-            counts[name] = {"ids": len(set(split.caption_person_ids) | set(split.image_person_ids)),
-                            "images": len(split.image_paths), "captions": len(split.captions)}
+            ids = set(split.caption_person_ids) | set(split.image_person_ids)
+            counts[name] = {"ids": len(ids), "images": len(split.image_paths), "captions": len(split.captions),
+                            "ids_in_train": len(ids & train_ids)}
     return counts
 
 
 def format_dataset_counts(name: str, counts: dict[str, dict[str, int]]) -> str:
-    """The lines ``wsreid run`` prints at start: one per split."""
+    """The lines ``wsreid run`` prints at start: one per split (an evaluation split
+    sharing ids with train says how many)."""
     lines = [f"dataset {name}:"]
     for split, c in counts.items():
-        lines.append(f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions")
+        shared = f"  ({c['ids_in_train']} ids also in train)" if c.get("ids_in_train") else ""
+        lines.append(f"  {split:<5} {c['ids']:>6} ids {c['images']:>7} images {c['captions']:>7} captions{shared}")
     return "\n".join(lines)
+
+
+def shared_identity_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
+    """One line per evaluation split whose people are also training people: its numbers
+    then measure retrieval of people seen in training, which the benchmarks' protocol
+    (disjoint identities) does not, and are not comparable with published ones."""
+    return [f"{c['ids_in_train']} of the {c['ids']} {split} identities also appear in train: {split} numbers then "
+            "include people seen in training and are not comparable with the benchmarks' (which keep the "
+            "splits' people apart); `wsreid data check` names them"
+            for split, c in counts.items() if c.get("ids_in_train")]
