@@ -192,6 +192,35 @@ def test_override_name_replaces_block():
     assert apply_overrides(tree, ["objectives.a.name=sdm"]) == tree  # same name: nothing dropped
 
 
+@pytest.mark.parametrize("order", ["root first", "name first"])
+def test_overrides_of_one_list_survive_a_later_name_change_of_their_block(order):
+    """``-o data.root=/d -o data.name=rstpreid``: the name change drops the recipe's
+    parameters of the old dataset, not the root given with it (the other order gave the
+    same before); each key keeps the override that set it as its location."""
+    tree = {"data": {"name": "synth-pedes", "size": "tiny", "root": "/synth"}, "train": {"lr": 1.0}}
+    lines = ["data.root=/d", "data.name=rstpreid"] if order == "root first" else ["data.name=rstpreid", "data.root=/d"]
+    locations = Locations(Location("r.yaml"), {("data",): Location("r.yaml", 1), ("data", "size"): Location("r.yaml", 2),
+                                               ("data", "root"): Location("r.yaml", 3)})
+    out = apply_overrides(tree, lines, locations)
+    assert out == {"data": {"name": "rstpreid", "root": "/d"}, "train": {"lr": 1.0}}
+    assert str(locations["data.root"]) == "override -o data.root=/d"
+    assert str(locations["data.name"]) == "override -o data.name=rstpreid"
+    assert ("data", "size") not in locations
+
+
+def test_a_whole_block_override_keeps_earlier_keys_and_wins_over_them():
+    tree = {"data": {"name": "synth-pedes", "size": "tiny"}}
+    out = apply_overrides(tree, ["data.root=/a", "data.check_images=none", "data={name: rstpreid, root: /b}"])
+    assert out == {"data": {"name": "rstpreid", "root": "/b", "check_images": "none"}}
+    # an earlier key of the old component is kept too, and so blamed on its own override by validation
+    out = apply_overrides(tree, ["data.size=small", "data.name=rstpreid"])
+    assert out == {"data": {"name": "rstpreid", "size": "small"}}
+    # keys of the file, and keys under another block, are not carried into the renamed block
+    out = apply_overrides({"data": {"name": "a", "x": 1}, "encoder": {"name": "e"}},
+                          ["encoder.y=2", "data.name=b", "data.name=c"])
+    assert out == {"data": {"name": "c"}, "encoder": {"name": "e", "y": 2}}
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [("train.lr", r"override -o train\.lr: expected dotted\.key=value"),

@@ -21,7 +21,9 @@ the result in the order given. The rules:
   (``2e-5``, ``image``, ``'on'``, ``[1, 2]``, ``{name: itc, weight: 0.5}``, ``null``). A
   dotted key may step into a list the recipe sets by index (``train.betas.1=0.98`` once the
   recipe sets ``betas``; otherwise set the whole list, ``train.betas=[0.9, 0.98]``). Setting
-  ``<block>.name`` to another name replaces that block, as above.
+  ``<block>.name`` to another name replaces that block, as above; keys that earlier
+  overrides of the same list set inside the block stay (``-o data.root=/d -o
+  data.name=rstpreid`` is ``-o data.name=rstpreid -o data.root=/d``).
 - A file that extends itself, directly or through a cycle, is an error naming the chain.
 """
 
@@ -106,18 +108,49 @@ def apply_overrides(
     ``override -o <text>`` and keys that disappeared are dropped.
     """
     out = copy.deepcopy(dict(tree))
-    for text in overrides:
-        parts, value = parse_override(text)
-        source = Location(f"override -o {text}")
+    given: list[tuple[tuple[str, ...], Any, Location]] = []
+
+    def lay(parts: tuple[str, ...], value: Any, source: Location) -> None:
         replaced: list[KeyPath] = []
         path = _apply_one(out, parts, value, source, replaced)
         if locations is not None and value is not None:
             for prefix in replaced:  # a value of the file that the override turned into a mapping
                 locations.set_subtree(prefix, _at(out, prefix), source)
             _locate(out, path, source, locations)
+
+    for text in overrides:
+        parts, value = parse_override(text)
+        source = Location(f"override -o {text}")
+        block = parts[:-1] if parts[-1] == "name" else parts
+        before = _block_name(out, block)
+        lay(parts, value, source)
+        after = _block_name(out, block)
+        if before is not None and after is not None and before != after:
+            # the block was replaced: what earlier overrides set inside it stands (the user
+            # gave it with this override, in whatever order), then this override again
+            earlier = [g for g in given if len(g[0]) > len(block) and g[0][: len(block)] == block and g[0][len(block)] != "name"]
+            for earlier_parts, earlier_value, earlier_source in earlier:
+                lay(earlier_parts, earlier_value, earlier_source)
+            if earlier and parts != block + ("name",):
+                lay(parts, value, source)  # a whole block given: its own keys win over earlier ones
+        given.append((parts, value, source))
     if locations is not None:
         locations.prune(out)
     return out
+
+
+def _block_name(tree: Any, path: tuple[str, ...]) -> Any:
+    """The ``name`` of the component block at ``path`` of ``tree``, None when there is no
+    component block there."""
+    node = tree
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node.get("name") if is_component_block(node) else None
 
 
 def _locate(tree: dict[str, Any], path: KeyPath, source: Location, locations: Locations) -> None:
