@@ -307,6 +307,35 @@ def test_load_image_errors_name_the_file(tmp_path: Path) -> None:
         load_image(text)
 
 
+@pytest.mark.parametrize("kind", ["folder", "broken link"])
+def test_a_folder_or_a_broken_link_is_not_an_image_at_load(tmp_path: Path, kind: str) -> None:
+    """The existence check reads directory listings: a folder or a symbolic link to a
+    missing file is listed like an image, and used to pass until training read it. Now
+    the load names the record and what the path is; load_image says the same."""
+    records = make_dataset(tmp_path, "rstpreid")
+    target = tmp_path / "imgs" / records[1]["img_path"]
+    target.unlink()
+    if kind == "folder":
+        target.mkdir()
+        what = "is a folder, not an image file"
+    else:
+        target.symlink_to(tmp_path / "elsewhere.png")
+        what = f"is a symbolic link to {tmp_path / 'elsewhere.png'}, which does not exist"
+    expected = (f"{tmp_path / 'data_captions.json'} record 1 (img_path {records[1]['img_path']!r}): "
+                f"image {target} {what} (the record must name an image file; fix the path or the file)")
+    assert _error(tmp_path, "rstpreid") == expected
+    with pytest.raises(DataError) as info:
+        check_dataset(tmp_path, "rstpreid", decode=False)
+    assert str(info.value) == expected
+    with pytest.raises(DataError) as info:
+        load_image(target, where="split train, training pair 2")
+    assert str(info.value).startswith(f"image {target} (split train, training pair 2) {what} (")
+    # a link to an existing image is an image
+    if kind == "broken link":
+        _png(tmp_path / "elsewhere.png", (1, 2, 3))
+        assert len(read_rstpreid(tmp_path).train) == 12
+
+
 def test_check_dataset_decodes_and_reports(tmp_path: Path) -> None:
     records = make_dataset(tmp_path, "cuhk-pedes")
     report = check_dataset(tmp_path, "cuhk-pedes", workers=2)

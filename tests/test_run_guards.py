@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +179,34 @@ def test_run_warns_when_evaluation_people_are_training_people(make_recipe, tmp_p
     assert warnings == [f"warning: 2 of the {n_test} test identities also appear in train: test numbers then include people "
                         "seen in training and are not comparable with the benchmarks' (which keep the splits' people "
                         "apart); `wsreid data check` names them"]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_training_image_that_fails_in_training_is_named_with_its_pair(make_recipe, tmp_path, capsys, synth_tiny_root,
+                                                                       num_workers):
+    """With the load-time checks off (check_images: none), a broken training image stops
+    the run in epoch 1 with one line naming the file and its training pair, also from a
+    loader worker process."""
+    import shutil
+
+    root = tmp_path / "own"
+    shutil.copytree(synth_tiny_root, root)
+    (root / "synth_meta.json").unlink()  # a dataset of one's own, not a generated one
+    records = json.loads((root / "reid_raw.json").read_text())
+    first_train = next(r for r in records if r["split"] == "train")
+    (root / "imgs" / first_train["file_path"]).write_bytes(b"not an image")
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "num_workers": num_workers}})
+    out = tmp_path / "run"
+    assert main(["run", str(recipe), "-o", f"data={{name: cuhk-pedes, root: {root}, check_images: none}}",
+                 "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    # the image's two captions are pairs 0 and 1: whichever the sampler drew first is named
+    assert re.fullmatch(re.escape(f"error: image {root / 'imgs' / first_train['file_path']} (split train, training pair ")
+                        + r"[01]\) cannot be decoded \(UnidentifiedImageError: .*\) \(replace the file with an intact "
+                        r"copy or remove its record\)", lines[0]), lines[0]
+    assert not out.exists()  # nothing left half-written
 
 
 def test_run_prints_and_records_the_dataset_counts_and_stores_resolved_paths(make_recipe, tmp_path, capsys,

@@ -47,15 +47,18 @@ def _count_reading(monkeypatch, root: Path) -> tuple[list[int], list[str]]:
         return value
 
     listed: list[str] = []
-    real_listdir = os.listdir
+    real_listdir, real_scandir = os.listdir, os.scandir
 
-    def listdir(path="."):
-        if "imgs" in Path(path).parts:
-            listed.append(Path(path).relative_to(root).as_posix())
-        return real_listdir(path)
+    def listing(real):
+        def list_folder(path="."):
+            if "imgs" in Path(path).parts:
+                listed.append(Path(path).relative_to(root).as_posix())
+            return real(path)
+        return list_folder
 
     monkeypatch.setattr(json, "loads", loads)
-    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "listdir", listing(real_listdir))
+    monkeypatch.setattr(os, "scandir", listing(real_scandir))
     return parsed, listed
 
 

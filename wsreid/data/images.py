@@ -39,10 +39,16 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
         # of a multi-frame image stays open after load() and is closed by _converted
         return img if img.mode == "RGB" and getattr(img, "fp", None) is None else _converted(img)
     except FileNotFoundError:
+        if p.is_symlink():
+            raise DataError(f"image {p}{loc} is a symbolic link to {os.readlink(p)}, which does not exist",
+                            hint="point the link at the image file, or replace it with the file") from None
         raise _generated_damaged(p, f"{loc} is missing") or DataError(
             f"image {p}{loc} does not exist",
             hint="check the dataset root and that the image archive was extracted completely",
         ) from None
+    except IsADirectoryError:
+        raise DataError(f"image {p}{loc} is a folder, not an image file",
+                        hint="the record must name an image file (relative to imgs/)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise _generated_damaged(p, f"{loc} cannot be decoded ({reason})") or DataError(
@@ -113,18 +119,47 @@ def resolve_image_path(image_dir: Path, relative: object, *, where: str) -> Path
 
 
 class ExistenceIndex:
-    """Answers "does this file exist?" with one directory listing per directory, which
-    is much cheaper than one ``stat`` per image on large datasets and network drives."""
+    """Answers "is this an existing file?" with one directory listing per directory,
+    which is much cheaper than one ``stat`` per image on large datasets and network
+    drives (the listing says which entries are regular files; only symbolic links are
+    followed, one ``stat`` each)."""
 
     def __init__(self) -> None:
-        self._listings: dict[Path, frozenset[str] | None] = {}
+        # folder -> (names of its files, names of its other entries), None if unreadable
+        self._listings: dict[Path, tuple[frozenset[str], frozenset[str]] | None] = {}
 
-    def exists(self, path: Path) -> bool:
-        parent = path.parent
+    def _listing(self, parent: Path) -> tuple[frozenset[str], frozenset[str]] | None:
         if parent not in self._listings:
             try:
-                self._listings[parent] = frozenset(os.listdir(parent))
+                files, others = set(), set()
+                with os.scandir(parent) as entries:
+                    for entry in entries:
+                        try:
+                            is_file = entry.is_file()  # follows a symbolic link
+                        except OSError:
+                            is_file = False
+                        (files if is_file else others).add(entry.name)
+                self._listings[parent] = (frozenset(files), frozenset(others))
             except OSError:
                 self._listings[parent] = None
-        names = self._listings[parent]
-        return names is not None and path.name in names
+        return self._listings[parent]
+
+    def exists(self, path: Path) -> bool:
+        """Whether ``path`` is a file (or a symbolic link to one)."""
+        listing = self._listing(path.parent)
+        return listing is not None and path.name in listing[0]
+
+    def problem(self, path: Path) -> str | None:
+        """None when ``path`` is a file, else what it is: ``"does not exist"``, ``"is a
+        folder, not an image file"`` or ``"is a symbolic link to <target>, which does not
+        exist"``."""
+        listing = self._listing(path.parent)
+        if listing is not None and path.name in listing[0]:
+            return None
+        if listing is None or path.name not in listing[1]:
+            return "does not exist"
+        if path.is_symlink() and not path.exists():
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        if path.is_dir():
+            return "is a folder, not an image file"
+        return "is not a regular file"

@@ -253,11 +253,15 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
         person_id = _person_id(rec["id"], where)
         captions = _captions(rec["captions"], where)
         image_path = resolve_image_path(image_dir, rel, where=where)
-        if check_images == "exists" and not index.exists(image_path):
+        problem = index.problem(image_path) if check_images == "exists" else None
+        if problem == "does not exist":
             from wsreid.data.synth.damage import damaged_image  # here: wsreid.data.synth reads datasets with this module
 
             raise damaged_image(image_path, f" ({path.name} record {i}) is missing") or DataError(
                 f"{where}: image {image_path} does not exist", hint="check that the image archive was extracted completely")
+        if problem is not None:  # a folder, a broken symbolic link: it would fail in training
+            raise DataError(f"{where}: image {image_path} {problem}",
+                            hint="the record must name an image file; fix the path or the file")
         records.append(ImageRecord(i, split, person_id, rel, image_path, captions))
     counts = {s: 0 for s in spec.splits}
     for r in records:

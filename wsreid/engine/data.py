@@ -108,18 +108,20 @@ class DecodedImages:
             self._budget = image_cache_budget()
         return self._budget
 
-    def pixels(self, path: str | os.PathLike[str], size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:
+    def pixels(self, path: str | os.PathLike[str], size: tuple[int, int], interpolation: str = "bicubic",
+               where: str | None = None) -> torch.Tensor:
         """H x W x 3 uint8 pixels of the image file ``path`` resized to ``size`` (shared:
-        do not write into the tensor)."""
+        do not write into the tensor). ``where`` names the item in errors (as
+        :func:`~wsreid.data.images.load_image`'s)."""
         try:
             st = os.stat(path)
         except OSError:
-            return image_pixels(load_image(path), size, interpolation)  # load_image says what is wrong
+            return image_pixels(load_image(path, where=where), size, interpolation)  # load_image says what is wrong
         key = (os.fspath(path), st.st_size, st.st_mtime_ns, tuple(size), interpolation)
         hit = self.items.get(key)
         if hit is not None:
             return hit
-        pixels = image_pixels(load_image(path), size, interpolation)
+        pixels = image_pixels(load_image(path, where=where), size, interpolation)
         if self.used + pixels.nbytes <= self.budget and torch.utils.data.get_worker_info() is None:
             self.items[key] = pixels
             self.used += pixels.nbytes
@@ -175,7 +177,8 @@ class TrainPairs(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         r = self.records[i]
         files = self.images
-        pixels = DECODED_IMAGES.pixels(files.paths[i], files.size, files.interpolation)
+        pixels = DECODED_IMAGES.pixels(files.paths[i], files.size, files.interpolation,
+                                       where=f"split train, training pair {r.index}")
         return pixels, self.input_ids[i], self.attention_mask[i], r.index, r.image_id, r.person_id
 
 
