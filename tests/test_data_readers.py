@@ -336,6 +336,33 @@ def test_a_folder_or_a_broken_link_is_not_an_image_at_load(tmp_path: Path, kind:
         assert len(read_rstpreid(tmp_path).train) == 12
 
 
+@pytest.mark.parametrize(("written", "on_disk", "hint"), [
+    ("train\\p001\\0.png", "train/p001/0.png",
+     "the path is written with backslashes; write it with '/': 'train/p001/0.png' exists"),
+    ("train/p001/0.png ", "train/p001/0.png", "the path has spaces around it; remove them: 'train/p001/0.png' exists"),
+    ("imgs/train/p001/0.png", "train/p001/0.png",
+     "paths are relative to imgs/ already; remove the leading 'imgs/': 'train/p001/0.png' exists"),
+    ("train/p001/Cafe\u0301.png", "train/p001/Caf\u00e9.png",
+     "the file name is written in another Unicode form (NFC); write it as the file system has it: "
+     "'train/p001/Caf\u00e9.png' exists"),
+    ("train/p001/0.PNG", "train/p001/0.png",
+     "the file name differs in letter case from '0.png' in {imgs}/train/p001; file names are case-sensitive"),
+    ("train/p001/9.png", "train/p001/0.png", "check that the image archive was extracted completely"),
+])
+def test_a_missing_image_gets_the_path_that_exists(tmp_path: Path, written: str, on_disk: str, hint: str) -> None:
+    """A path that misses its image by a spelling mistake (Windows separators, a leading
+    imgs/, a trailing space, the Unicode form or letter case of the name) is told the
+    spelling that exists."""
+    records = make_dataset(tmp_path, "rstpreid")
+    assert records[0]["img_path"] == "train/p001/0.png"
+    (tmp_path / "imgs" / "train/p001/0.png").rename(tmp_path / "imgs" / on_disk)
+    records[0]["img_path"] = written
+    _rewrite(tmp_path, "rstpreid", records)
+    message = _error(tmp_path, "rstpreid")
+    assert message.startswith(f"{tmp_path / 'data_captions.json'} record 0 (img_path {written!r}): image ")
+    assert message.endswith(f" does not exist ({hint.format(imgs=tmp_path / 'imgs')})")
+
+
 def test_check_dataset_decodes_and_reports(tmp_path: Path) -> None:
     records = make_dataset(tmp_path, "cuhk-pedes")
     report = check_dataset(tmp_path, "cuhk-pedes", workers=2)

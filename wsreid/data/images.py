@@ -149,6 +149,11 @@ class ExistenceIndex:
         listing = self._listing(path.parent)
         return listing is not None and path.name in listing[0]
 
+    def names(self, folder: Path) -> frozenset[str]:
+        """Every entry of ``folder`` (empty when it cannot be listed)."""
+        listing = self._listing(folder)
+        return listing[0] | listing[1] if listing is not None else frozenset()
+
     def problem(self, path: Path) -> str | None:
         """None when ``path`` is a file, else what it is: ``"does not exist"``, ``"is a
         folder, not an image file"`` or ``"is a symbolic link to <target>, which does not

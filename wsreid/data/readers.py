@@ -258,7 +258,7 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
             from wsreid.data.synth.damage import damaged_image  # here: wsreid.data.synth reads datasets with this module
 
             raise damaged_image(image_path, f" ({path.name} record {i}) is missing") or DataError(
-                f"{where}: image {image_path} does not exist", hint="check that the image archive was extracted completely")
+                f"{where}: image {image_path} does not exist", hint=missing_image_hint(index, image_dir, rel))
         if problem is not None:  # a folder, a broken symbolic link: it would fail in training
             raise DataError(f"{where}: image {image_path} {problem}",
                             hint="the record must name an image file; fix the path or the file")
@@ -270,6 +270,41 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
         if counts[split] == 0:
             raise DataError(f"{path}: split {split!r} has no records", hint=f"a {spec.name} file needs records in {', '.join(spec.required_splits)}")
     return records
+
+
+def missing_image_hint(index: ExistenceIndex, image_dir: Path, relative: str) -> str:
+    """What to do about a record whose image ``image_dir/relative`` does not exist: when
+    a file exists under a likely variant of the path (backslashes, a leading ``imgs/``,
+    spaces around it, another Unicode normalisation or letter case of its name), the
+    variant; else to check the archive was extracted."""
+    import unicodedata
+
+    def found(candidate: str) -> Path | None:
+        try:
+            target = resolve_image_path(image_dir, candidate, where="")
+        except DataError:
+            return None
+        return target if index.exists(target) else None
+
+    variants = [
+        ("\\" in relative, relative.replace("\\", "/"), "the path is written with backslashes; write it with '/'"),
+        (relative != relative.strip(), relative.strip(), "the path has spaces around it; remove them"),
+        (relative.startswith(("imgs/", "./imgs/")), relative.split("imgs/", 1)[-1],
+         "paths are relative to imgs/ already; remove the leading 'imgs/'"),
+    ]
+    for form in ("NFC", "NFD"):
+        variant = unicodedata.normalize(form, relative)
+        variants.append((variant != relative, variant,
+                         f"the file name is written in another Unicode form ({form}); write it as the file system has it"))
+    for applies, variant, advice in variants:
+        if applies and found(variant) is not None:
+            return f"{advice}: {variant!r} exists"
+    target = resolve_image_path(image_dir, relative, where="")
+    listing = index.names(target.parent)
+    same_but_case = sorted(n for n in listing if n.lower() == target.name.lower()) if listing else []
+    if same_but_case:
+        return f"the file name differs in letter case from {same_but_case[0]!r} in {target.parent}; file names are case-sensitive"
+    return "check that the image archive was extracted completely"
 
 
 def _check_images_unique(path: Path, records: list[ImageRecord]) -> None:
