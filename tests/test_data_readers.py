@@ -381,6 +381,25 @@ def test_check_dataset_decodes_and_reports(tmp_path: Path) -> None:
     assert records[3]["file_path"].split("/")[-1] in msg and "record 3" in msg and "1 more image" in msg
 
 
+def test_check_lists_records_that_repeat_an_earlier_one(tmp_path: Path) -> None:
+    """An exact repeat of a record (a file concatenated twice, a merge gone wrong) is
+    valid, but doubles its pairs and queries: data check lists it. A second record of an
+    image with other captions, or the same path spelled another way with other captions,
+    is not a repeat."""
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    report = check_dataset(tmp_path, "cuhk-pedes", decode=False)
+    assert report.repeated_records == () and "repeating" not in format_report(report)
+    extra = [dict(records[2]), dict(records[9]), dict(records[2], captions=["another caption"]),
+             dict(records[2], file_path="./" + records[2]["file_path"])]
+    _rewrite(tmp_path, "cuhk-pedes", records + extra)
+    n = len(records)
+    report = check_dataset(tmp_path, "cuhk-pedes", decode=False)
+    assert report.repeated_records == ((n, 2), (n + 1, 9), (n + 3, 2))
+    assert format_report(report).splitlines()[-1] == (
+        f"records repeating an earlier record exactly (their pairs and queries count twice): 3 "
+        f"(record {n} = record 2; record {n + 1} = record 9; record {n + 3} = record 2)")
+
+
 def test_check_counts_identities_shared_between_splits(tmp_path: Path) -> None:
     records = make_dataset(tmp_path, "rstpreid")
     records[-1]["id"] = records[-3]["id"] = 1  # a test person reusing a train id

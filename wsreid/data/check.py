@@ -33,7 +33,8 @@ class SplitStats:
 @dataclass(frozen=True)
 class DatasetReport:
     """Result of :func:`check_dataset`. ``shared_ids`` counts identities appearing in more
-    than one split (0 for the standard benchmarks)."""
+    than one split (0 for the standard benchmarks); ``repeated_records`` lists records
+    that repeat an earlier one exactly (none in the standard benchmarks)."""
 
     format: str
     annotation_file: Path
@@ -43,6 +44,8 @@ class DatasetReport:
     image_sizes: dict[tuple[int, int], int]  # (width, height) -> number of images
     #: person id -> the splits it appears in, for every id in more than one split
     shared_id_splits: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: (record, earlier record it repeats exactly: split, id, image and captions), in file order
+    repeated_records: tuple[tuple[int, int], ...] = ()
 
 
 def split_statistics(records: list[ImageRecord], splits: tuple[str, ...]) -> tuple[SplitStats, ...]:
@@ -127,6 +130,12 @@ def check_dataset(
         for pid in sorted({r.person_id for r in records if r.split == split}):
             splits_of_id.setdefault(pid, []).append(split)
     shared = {pid: tuple(s) for pid, s in sorted(splits_of_id.items()) if len(s) > 1}
+    first_of: dict[tuple, int] = {}
+    repeated = []
+    for r in records:
+        earlier = first_of.setdefault((r.split, r.person_id, r.image_key, r.captions), r.record)
+        if earlier != r.record:
+            repeated.append((r.record, earlier))
     return DatasetReport(
         format=fmt,
         annotation_file=path,
@@ -135,6 +144,7 @@ def check_dataset(
         shared_ids=len(shared),
         image_sizes=dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
         shared_id_splits=shared,
+        repeated_records=tuple(repeated),
     )
 
 
@@ -160,4 +170,10 @@ def format_report(report: DatasetReport) -> str:
         more = report.shared_ids - len(shown)
         line += f"; {more} more)" if more > 0 else ")"
     lines.append(line)
+    if report.repeated_records:
+        shown = report.repeated_records[:SHARED_IDS_SHOWN]
+        more = len(report.repeated_records) - len(shown)
+        lines.append(f"records repeating an earlier record exactly (their pairs and queries count twice): "
+                     f"{len(report.repeated_records)} (" + "; ".join(f"record {r} = record {e}" for r, e in shown)
+                     + (f"; {more} more)" if more > 0 else ")"))
     return "\n".join(lines)
