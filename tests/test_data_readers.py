@@ -100,6 +100,23 @@ def test_detect_format_and_missing_file(tmp_path: Path) -> None:
         detect_format(empty)
 
 
+def test_a_parent_folder_or_another_format_is_pointed_at_the_dataset(tmp_path: Path) -> None:
+    """``wsreid data check PARENT`` (format detected) and ``--format cuhk-pedes`` on an
+    RSTPReid folder say which folder, or which format, it is."""
+    make_dataset(tmp_path / "RSTPReid", "rstpreid")
+    with pytest.raises(DataError) as info:
+        detect_format(tmp_path)
+    assert str(info.value) == (f"no annotation file found in {tmp_path} (did you mean the dataset folder inside it, "
+                               f"'{(tmp_path / 'RSTPReid').as_posix()}'?)")
+    with pytest.raises(DataError) as info:
+        check_dataset(tmp_path, "rstpreid")
+    assert str(info.value) == (f"rstpreid annotation file {tmp_path / 'data_captions.json'} not found (did you mean "
+                               f"the dataset folder inside it, '{(tmp_path / 'RSTPReid').as_posix()}'?)")
+    assert _error(tmp_path / "RSTPReid", "cuhk-pedes") == (
+        f"cuhk-pedes annotation file {tmp_path / 'RSTPReid' / 'reid_raw.json'} not found "
+        "(it holds data_captions.json, the rstpreid format)")
+
+
 def _error(root: Path, fmt: str) -> str:
     with pytest.raises(DataError) as info:
         read_dataset(root, fmt)

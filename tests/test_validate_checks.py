@@ -105,6 +105,14 @@ def test_data_root_at_the_parent_folder_suggests_the_dataset_folder(tmp_path, ca
                        f"folder inside it, '{(tmp_path / 'data' / 'CUHK-PEDES').as_posix()}' (it holds reid_raw.json)?)")
 
 
+def test_data_root_of_another_format_names_that_dataset(tmp_path, capsys):
+    (tmp_path / "RSTPReid").mkdir()
+    (tmp_path / "RSTPReid" / "data_captions.json").write_text("[]")
+    message, path = refused(tmp_path, capsys, CUHK.format(root=tmp_path / "RSTPReid"))
+    assert message == (f"{path}:4: data.root: {tmp_path / 'RSTPReid'} has no reid_raw.json (it holds "
+                       "data_captions.json (the rstpreid format): use the dataset 'rstpreid' (data.name: rstpreid))")
+
+
 def test_relative_data_root_is_checked_where_the_run_will_look_for_it(tmp_path, capsys, monkeypatch):
     """One resolution for validate and run: a relative ``data.root`` is relative to the
     recipe file that names it (here in another directory than the working one), one given

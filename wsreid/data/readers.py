@@ -113,13 +113,45 @@ def find_annotation_file(root: str | Path, fmt: str) -> Path:
         if candidate.is_file():
             return candidate
     names = " or ".join(spec.annotation_files)
-    raise DataError(f"{spec.name} annotation file {root / spec.annotation_files[0]} not found", hint=f"expected {names} in {root}")
+    hint = f"expected {names} in {root}"
+    inside = dataset_folders_inside(root, fmt)
+    other = _other_format(root)
+    if inside:
+        hint = f"did you mean the dataset folder inside it, {inside[0].as_posix()!r}?"
+    elif other is not None:
+        hint = f"it holds {other[1]}, the {other[0]} format"
+    raise DataError(f"{spec.name} annotation file {root / spec.annotation_files[0]} not found", hint=hint)
+
+
+def formats_in(folder: Path) -> list[str]:
+    """The formats whose annotation file is in ``folder``."""
+    return [spec.name for spec in FORMATS.values() if any((folder / n).is_file() for n in spec.annotation_files)]
+
+
+def _other_format(folder: Path) -> tuple[str, str] | None:
+    """(format, annotation file name) of the first format whose file is in ``folder``."""
+    for spec in FORMATS.values():
+        for name in spec.annotation_files:
+            if (folder / name).is_file():
+                return spec.name, name
+    return None
+
+
+def dataset_folders_inside(folder: Path, fmt: str | None = None) -> list[Path]:
+    """The folders directly inside ``folder`` holding an annotation file (of ``fmt``, or
+    of any format), sorted; empty when ``folder`` cannot be listed."""
+    try:
+        inside = sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    return [p for p in inside if (fmt in formats_in(p) if fmt else formats_in(p))]
 
 
 def dataset_root_problem(root: str | Path, fmt: str) -> tuple[str, str] | None:
     """What is wrong with ``root`` as the dataset folder of format ``fmt``, as (what, what
     to do), or None when its annotation file is there. A root that holds the dataset
-    folder one level down (the parent folder was given) gets that folder suggested."""
+    folder one level down (the parent folder was given) gets that folder suggested, and
+    one holding another format's annotation file that format's dataset."""
     spec = _format(fmt)
     path = Path(root).expanduser()
     names = " or ".join(spec.annotation_files)
@@ -129,15 +161,16 @@ def dataset_root_problem(root: str | Path, fmt: str) -> tuple[str, str] | None:
         return f"{root} is a file, not a folder", f"set it to the {spec.name} folder holding {names} and imgs/"
     if any((path / n).is_file() for n in spec.annotation_files):
         return None
-    try:
-        inside = sorted(p for p in path.iterdir() if p.is_dir() and any((p / n).is_file() for n in spec.annotation_files))
-    except OSError:
-        inside = []
+    inside = dataset_folders_inside(path, fmt)
     if inside:
         found = next(n for n in spec.annotation_files if (inside[0] / n).is_file())
         suggestion = (Path(root) / inside[0].name).as_posix()
         return (f"{root} has no {names}",
                 f"did you mean the dataset folder inside it, {suggestion!r} (it holds {found})?")
+    other = _other_format(path)
+    if other is not None:
+        return (f"{root} has no {names}",
+                f"it holds {other[1]} (the {other[0]} format): use the dataset {other[0]!r} (data.name: {other[0]})")
     return f"{root} has no {names}", f"set it to the {spec.name} folder holding {names} and imgs/"
 
 
@@ -146,11 +179,15 @@ def detect_format(root: str | Path) -> str:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset root {root} is not a directory", hint="give the folder holding the annotation file and imgs/")
-    found = [spec.name for spec in FORMATS.values() if any((root / n).is_file() for n in spec.annotation_files)]
+    found = formats_in(root)
     if len(found) == 1:
         return found[0]
     files = ", ".join(n for spec in FORMATS.values() for n in spec.annotation_files)
     if not found:
+        inside = dataset_folders_inside(root)
+        if inside:
+            listed = " or ".join(repr(p.as_posix()) for p in inside[:3])
+            raise DataError(f"no annotation file found in {root}", hint=f"did you mean the dataset folder inside it, {listed}?")
         raise DataError(f"no annotation file found in {root}", hint=f"expected one of {files}, or give --format")
     raise DataError(f"{root} holds annotation files of several formats ({', '.join(found)})", hint="give --format")
 
