@@ -324,3 +324,54 @@ def test_registered_through_the_entry_point():
 
     entry = load_plugins().registry.get("encoder", "clip")
     assert entry.cls is ClipEncoder and entry.provider == "clip"
+
+
+# --------------------------------------------------------------------------- caption warnings at build
+
+def test_captions_cut_at_max_length_are_warned_about_once_with_their_share(capsys):
+    """Lengths in tokens with start and end: 12, 16, 16, 16; at max_length 13 three of
+    the four training captions lose their last words."""
+    ClipEncoder(ClipEncoder.Params(**{**TINY, "max_length": 13}), BuildContext(train_captions=CAPTIONS))
+    assert capsys.readouterr().err == ("warning: encoder.max_length 13: 75.0% of the training captions are longer (in "
+                                       "tokens, with start and end) and lose their last words (raise encoder.max_length)\n")
+    ClipEncoder(ClipEncoder.Params(**{**TINY, "max_length": 13}), BuildContext(train_captions=CAPTIONS, is_main=False))
+    ClipEncoder(ClipEncoder.Params(**TINY), BuildContext(train_captions=CAPTIONS))  # 16: every caption fits
+    assert capsys.readouterr().err == ""
+
+
+SHIPPED = dict(pretrained="synth-web-tiny-clip", image_size=(64, 32), max_length=40)
+
+
+def test_words_unknown_to_a_pretrained_vocabulary_are_warned_about(capsys):
+    """The shipped encoder's vocabulary is its pretraining pool's: 'a' and 'man' are in
+    it, 'zzqx' is not (one word in three unknown)."""
+    encoder = ClipEncoder(ClipEncoder.Params(**SHIPPED), BuildContext(train_captions=["a man zzqx"] * 5))
+    assert encoder.caption_shares(["a man zzqx"] * 5) == (5, 0.0, pytest.approx(1 / 3))
+    assert capsys.readouterr().err == (
+        "warning: encoder.pretrained synth-web-tiny-clip: 33.3% of the words of the training captions are unknown to "
+        "its vocabulary and all read as one token, which fine-tuning cannot tell apart (captions of another "
+        "vocabulary or language than the model's; check they are the ones meant)\n")
+    ClipEncoder(ClipEncoder.Params(**SHIPPED), BuildContext(train_captions=["a man with a red shirt"] * 5))
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("long_captions", "warned"), [(2, False), (3, True)])
+def test_captions_cut_at_the_models_own_limit_warn_from_a_quarter(capsys, long_captions, warned):
+    """max_length is the shipped model's 40 positions, so it cannot be raised: a few
+    captions cut there are the data's (the embedded benchmark cuts 13 %), a quarter or
+    more warn, saying that a model with more positions is needed."""
+    long = " ".join(["a man with a red shirt"] * 8)  # 48 words
+    captions = [long] * long_captions + ["a man"] * (10 - long_captions)
+    ClipEncoder(ClipEncoder.Params(**SHIPPED), BuildContext(train_captions=captions))
+    expected = ("warning: encoder.max_length 40: 30.0% of the training captions are longer (in tokens, with start and "
+                "end) and lose their last words (the model has 40 text positions and cannot read more; a model with "
+                "more is needed)\n")
+    assert capsys.readouterr().err == (expected if warned else "")
+
+
+def test_caption_shares_read_an_even_sample_of_a_large_training_set(monkeypatch):
+    monkeypatch.setattr(ClipEncoder, "CAPTIONS_CHECKED", 4)
+    encoder = tiny_encoder()
+    captions = ["a man"] * 5 + [" ".join(["a red shirt"] * 6)] * 5  # 18 words: longer than max_length 16
+    read, truncated, unknown = encoder.caption_shares(captions)
+    assert (read, truncated) == (4, 0.5)  # captions 0, 3, 6, 9 (every third)

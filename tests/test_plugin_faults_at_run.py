@@ -225,8 +225,8 @@ VIEWS_HINT = "(a fault of plugin 'thirdparty_faults'; fix it, or leave the compo
               "...} with the views it declares)"),
     ("not-a-view", "views() returned view 'dropped' as a tuple, not a wsreid.api.View (return {'base': View(...), "
                    "...} with the views it declares)"),
-    ("float-ids", "views() returned view 'dropped' whose input_ids is a torch.float32 tensor of shape [16, 40], "
-                  "expected torch.int64 of shape [16, 40] (a view holds images B x 3 x H x W float, input_ids and "
+    ("float-ids", "views() returned view 'dropped' whose input_ids is a torch.float32 tensor of shape [16, 64], "
+                  "expected torch.int64 of shape [16, 64] (a view holds images B x 3 x H x W float, input_ids and "
                   "attention_mask B x L long, B the rows of the batch (16); every view of a step has the same "
                   "shapes; see wsreid.api.View)"),
     ("half-rows", "views() returned view 'dropped' whose images is a torch.float32 tensor of shape [8, 3, 32, 16], "

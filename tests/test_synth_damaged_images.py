@@ -6,6 +6,7 @@ decoded then), in training (in a DataLoader worker), by `wsreid data check`."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _one_line_error(capsys, code: int) -> str:
 
 
 @pytest.mark.parametrize("image, where, workers", [
-    ("train/00001_0.png", "", 2),  # decoded in training, in a DataLoader worker
+    ("train/00001_0.png", " (split train, training pair N)", 2),  # decoded in training, in a DataLoader worker
     ("test/00061_0.png", " (reid_raw.json record 218, split test)", 0),  # decoded while loading (decode-eval)
 ])
 def test_run_with_a_truncated_image_in_the_cache_entry_says_the_entry_is_damaged(
@@ -64,8 +65,10 @@ def test_run_with_a_truncated_image_in_the_cache_entry_says_the_entry_is_damaged
     code = main(["run", str(recipe), "-o", "data.size=tiny", "-o", "train.epochs=1",
                  "-o", f"train.num_workers={workers}"])
     line = _one_line_error(capsys, code)
-    assert line.startswith(f"error: the synth-pedes cache entry {entry} is damaged: image imgs/{image}{where} "
-                           "cannot be decoded (OSError: ")
+    # the training pair is the first of the image's pairs the sampler draws: N stands for its index
+    expected = f"error: the synth-pedes cache entry {entry} is damaged: image imgs/{image}{where} cannot be decoded (OSError: "
+    head, n, tail = expected.partition("pair N")
+    assert re.match(re.escape(head) + (r"pair \d+" + re.escape(tail) if n else ""), line), line
     assert line.endswith(f") {_hint(entry)}")
     assert "replace the file" not in line and "archive" not in line
 
