@@ -19,6 +19,7 @@ every caption as a query and every distinct image once in the gallery.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -314,8 +315,6 @@ def missing_image_hint(index: ExistenceIndex, image_dir: Path, relative: str) ->
     a file exists under a likely variant of the path (backslashes, a leading ``imgs/``,
     spaces around it, another Unicode normalisation or letter case of its name), the
     variant; else to check the archive was extracted."""
-    import unicodedata
-
     def found(candidate: str) -> Path | None:
         try:
             target = resolve_image_path(image_dir, candidate, where="")
