@@ -72,6 +72,45 @@ def test_objective_view_the_pair_construction_does_not_produce(tmp_path, capsys)
                        "(its views: base, asymmetric)")
 
 
+# --------------------------------------------------------------------------- null that deletes nothing
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("objectives.sdm_asymetric=null", "objectives.sdm_asymetric: no objective is labelled 'sdm_asymetric', nothing "
+     "to remove (did you mean 'sdm_asymmetric'?)"),
+    ("local_associations.lrcc=null", "local_associations.lrcc: no local association is labelled 'lrcc', nothing to "
+     "remove (did you mean 'lrc'?)"),
+    ("trian.epochs=null", "trian: unknown key 'trian', nothing to remove (did you mean 'train'?)"),
+    ("global_asociations.gsrc=null", "global_asociations: unknown key 'global_asociations', nothing to remove (did "
+     "you mean 'global_associations' or 'local_associations'?)"),
+    ("local_associations.lrc.threshold_imag=null", "local_associations.lrc.threshold_imag: unknown key "
+     "'threshold_imag', nothing to remove (did you mean 'threshold_image' or 'threshold_text' or "
+     "'threshold_percentile'?)"),
+    ("encoder.vision.hiden=null", "encoder.vision.hiden: unknown key 'hiden', nothing to remove (did you mean "
+     "'hidden'?)"),
+])
+def test_a_null_override_that_deletes_nothing_must_name_a_possible_key(capsys, override, message):
+    """A misspelled deletion used to do nothing, silently: an ablation row 'without X'
+    trained the full recipe. A deletion of a key the recipe does not set is still fine
+    where the key is a valid one (the default applies)."""
+    assert main(["validate", str(RECIPES / "dgia.yaml"), "-o", override]) == 2
+    assert capsys.readouterr().err == f"error: override -o {override}: {message}\n"
+    for fine in ("objectives.sdm_asymmetric=null", "train.epochs=null", "init=null", "encoder.vision.hidden=null"):
+        assert main(["validate", str(RECIPES / "dgia.yaml"), "-o", fine]) == 0, capsys.readouterr().err
+
+
+def test_a_null_in_an_extending_file_that_deletes_nothing_is_refused_at_its_line(tmp_path, capsys):
+    message, path = refused(tmp_path, capsys, DGIA + "objectives:\n  itc: {weight: 1.0}\n  sdm_asymetric: null\n")
+    assert message == (f"{path}:4: objectives.sdm_asymetric: no objective is labelled 'sdm_asymetric', nothing to "
+                       "remove (did you mean 'sdm_asymmetric'?)")
+    # set again by a later layer: the deletion is not what the recipe ends with
+    assert main(["validate", str(path), "-o", "objectives.sdm_asymetric={name: itc}"]) == 0, capsys.readouterr().err
+    # a parameter the component does not have
+    message, path = refused(tmp_path, capsys, DGIA + "local_associations:\n  lrc: {k: null}\n")
+    assert message == (f"{path}:3: local_associations.lrc.k: unknown key 'k', nothing to remove (valid keys here: "
+                       "threshold_image, threshold_text, relation_weight, modalities, view, threshold_percentile, name)")
+
+
 def test_shipped_pair_constructions_declare_their_views():
     registry = load_plugins(distributions=["wsreid"], use_env=False).registry
     views = {e.name: e.cls.view_names for e in registry.entries("pair_construction")}

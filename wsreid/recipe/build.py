@@ -147,6 +147,48 @@ def validate_recipe(
     return recipe
 
 
+def check_absent_deletions(tree: Mapping[str, Any], locations: Locations, registry: Registry) -> None:
+    """A ``null`` that deleted nothing (the key was not in the layers below) must name a
+    key the recipe could have: a component label present in the section, or a key of the
+    schema (which the default then fills). Otherwise it is a misspelling that would leave
+    the recipe unchanged - an ablation row identical to its base - and it is an error
+    naming where the null was written: ``override -o objectives.sdm_asymetric=null:
+    objectives.sdm_asymetric: no objective is labelled 'sdm_asymetric', nothing to remove
+    (did you mean 'sdm_asymmetric'?)``."""
+    model = build_recipe_model(registry)
+    for path, where in locations.absent_deletions:
+        path = tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in path)
+        i = 0
+        node: Any = tree
+        while i < len(path) and isinstance(node, (dict, list)):
+            part = path[i]
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                break
+            i += 1
+        if i == len(path) or not isinstance(node, dict):
+            continue  # set again by a later layer, or below a value that is not a mapping
+        key = path[i]
+        section = COMPONENT_SECTIONS.get(path[0]) if i == 1 else None
+        if section is not None and section[1]:
+            labels = [str(k) for k in node]
+            close = difflib.get_close_matches(str(key), labels, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else (f"labels here: {', '.join(labels)}" if labels else None)
+            raise RecipeError(f"{where}: {dotted(path[: i + 1])}: no {section[0].replace('_', ' ')} is labelled "
+                              f"{key!r}, nothing to remove", hint=hint)
+        parent = _model_at(model, path[:i], dict(tree))
+        if parent is None or key in parent.model_fields:
+            continue
+        valid = list(parent.model_fields)
+        close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
+        hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+                else f"valid keys here: {', '.join(valid)}" if valid else None)
+        raise RecipeError(f"{where}: {dotted(path[: i + 1])}: unknown key {key!r}, nothing to remove", hint=hint)
+
+
 # --------------------------------------------------------------------------- cross-checks
 
 

@@ -22,9 +22,9 @@ from typing import Any, Iterable, Mapping
 
 from wsreid.errors import RecipeError
 from wsreid.fileio import write_atomically
-from wsreid.recipe.build import check_external_paths, schedule_warnings, validate_recipe
+from wsreid.recipe.build import check_absent_deletions, check_external_paths, schedule_warnings, validate_recipe
 from wsreid.recipe.locations import Location, Locations
-from wsreid.recipe.merge import apply_overrides, merge
+from wsreid.recipe.merge import absent_deletions, apply_overrides, merge
 from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
 from wsreid.recipe.yamlio import display_path, dump_yaml_text, read_yaml_file
 from wsreid.registry import Registry
@@ -126,6 +126,7 @@ def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Location
         )
     base, base_locations = _read_chain(target, chain + [path])
     merged = merge(base, tree)
+    locations.absent_deletions += [(p, locations.find(p)) for p in absent_deletions(base, tree)]
     out = Locations(locations.root)
     out.update(base_locations)
     out.update(locations)
@@ -150,6 +151,7 @@ def read_recipe_tree(source: RecipeSource, overrides: Iterable[str] = ()) -> tup
             own = Locations(locations.root)
             for key, value in tree.items():  # the mapping's own keys are its own, not the base file's
                 own.set_subtree((key,), value, locations.root)
+            locations.absent_deletions += [(p, locations.root) for p in absent_deletions(base, tree)]
             tree = merge(base, tree)
             locations.update(base_locations)
             locations.update(own)
@@ -312,6 +314,8 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     file and line of each key; the schedule's warnings
     (:func:`~wsreid.recipe.build.schedule_warnings`) are kept in ``warnings``."""
     recipe = validate_recipe(tree, registry, locations)
+    if locations is not None:
+        check_absent_deletions(tree, locations, registry)
     loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins,
                           schedule_warnings(recipe, locations))
     written = resolve_relative_paths(loaded)

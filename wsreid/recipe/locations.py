@@ -47,6 +47,10 @@ class Locations:
     def __init__(self, root: Location, entries: Mapping[Path, Location] | None = None):
         self.root = root
         self._entries: dict[Path, Location] = dict(entries or {})
+        #: ``null`` deletions of keys that the layers below did not have (path, where the
+        #: null was written), checked against the schema once the recipe is validated: a
+        #: misspelled deletion would otherwise do nothing, silently
+        self.absent_deletions: list[tuple[Path, Location]] = []
 
     def _key(self, key: str | Path) -> Path:
         """The stored path for ``key``: a dotted key's digit parts may be list indices."""
@@ -103,6 +107,7 @@ class Locations:
 
     def update(self, other: "Locations") -> None:
         self._entries.update(other._entries)
+        self.absent_deletions += [d for d in other.absent_deletions if d not in self.absent_deletions]
 
     def set_subtree(self, path: Path, value: Any, location: Location) -> None:
         """Give ``path`` and every key below it (when ``value`` is a mapping or list)
@@ -127,7 +132,9 @@ class Locations:
         self._entries = {p: loc for p, loc in self._entries.items() if _exists(tree, p)}
 
     def copy(self) -> "Locations":
-        return Locations(self.root, self._entries)
+        out = Locations(self.root, self._entries)
+        out.absent_deletions = list(self.absent_deletions)
+        return out
 
     def __repr__(self) -> str:
         return f"Locations(root={self.root}, {len(self._entries)} keys)"

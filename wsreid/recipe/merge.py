@@ -16,7 +16,11 @@ the result in the order given. The rules:
 - **``null`` deletes** the key from the layers below, so the default applies again; this
   is how a recipe or an override removes a component (``objectives: {sdm_global: null}``,
   ``-o objectives.sdm_global=null``). In the bottom file of a chain (one that extends
-  nothing) a ``null`` is kept as the value None.
+  nothing) a ``null`` is kept as the value None. A ``null`` for a key that no layer below
+  has deletes nothing; it must still name a key the recipe could have (a label of that
+  section, or a key of the schema, whose default then applies): a misspelled one
+  (``objectives.sdm_asymetric: null``) is an error at the line or override that wrote it,
+  since it would leave the recipe - an ablation row "without X" - unchanged.
 - **Overrides** are ``dotted.key=value`` with the value in YAML 1.2 flow syntax
   (``2e-5``, ``image``, ``'on'``, ``[1, 2]``, ``{name: itc, weight: 0.5}``, ``null``). A
   dotted key may step into a list the recipe sets by index (``train.betas.1=0.98`` once the
@@ -64,6 +68,37 @@ def _set_key(mapping: dict[str, Any], key: str, value: Any) -> None:
         mapping[key] = merge(mapping[key], value)
     else:
         mapping[key] = _without_nulls(value)
+
+
+def absent_deletions(base: Any, overlay: Any, prefix: KeyPath = ()) -> list[KeyPath]:
+    """The paths where ``overlay`` deletes (``null``) a key that ``base`` does not have,
+    as :func:`merge` would lay it over ``base``: such a deletion does nothing, which for
+    a misspelled key (``objectives.sdm_asymetric: null``) hides the mistake."""
+    if not isinstance(overlay, dict):
+        return []
+    if not isinstance(base, dict) or (is_component_block(base) and is_component_block(overlay)
+                                      and base["name"] != overlay["name"]):
+        base = {}  # replaced whole: nothing below to delete
+    out: list[KeyPath] = []
+    for key, value in overlay.items():
+        if value is None:
+            if key not in base:
+                out.append(prefix + (key,))
+        elif isinstance(value, dict):
+            out += absent_deletions(base.get(key), value, prefix + (key,))
+    return out
+
+
+def _path_present(tree: Any, parts: tuple[str, ...]) -> bool:
+    node = tree
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
 
 
 def merge(base: Any, overlay: Any) -> Any:
@@ -121,6 +156,8 @@ def apply_overrides(
     for text in overrides:
         parts, value = parse_override(text)
         source = Location(f"override -o {text}")
+        if value is None and locations is not None and not _path_present(out, parts):
+            locations.absent_deletions.append((parts, source))
         block = parts[:-1] if parts[-1] == "name" else parts
         before = _block_name(out, block)
         lay(parts, value, source)
