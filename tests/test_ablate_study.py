@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from wsreid.ablate import load_study, plan_runs, run_study, run_state
+from wsreid.errors import StudyError
 from wsreid.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -496,4 +497,72 @@ def test_a_variant_whose_component_never_runs_is_warned_once_before_anything_tra
     assert len(warnings) == 1, log_lines
     assert "objectives.sdm_global.start_epoch: objective 'sdm' never runs (starts at epoch 5, the run ends at " \
            "epoch 3)" in warnings[0]
-    assert [line for line in log_lines if line.startswith("warning:")] == warnings  # the other variants say nothing
+    # the other variants have no schedule warning; 'C sup' and 'D' set nothing, so they train A's recipe
+    same = "train the same recipe (seed 0): the overrides that tell them apart change nothing, so their rows will be the same"
+    assert [line for line in log_lines if line.startswith("warning:")] == [
+        f"warning: variants 'A' and 'C sup' {same}", f"warning: variants 'A' and 'D' {same}", *warnings]
+
+
+def test_a_dry_run_prints_the_warnings_a_study_prints_before_training(study_file, tmp_path, capsys):
+    """--dry-run, where a study is checked before it runs, says what the run would warn
+    about: a component that never runs (once per variant), variants that train one
+    recipe - an override that repeats the base's value, or a variant without overrides."""
+    _write(study_file, study_file.read_text().replace("  - label: C sup\n", "  - label: C sup\n    overrides: {train.lr: 1.0e-4}\n")
+           .replace("  - label: D\n", "  - label: D\n    overrides: {encoder.pretrained: synth-web-tiny-clip}\n")
+           + "  - label: late\n    overrides: {train.epochs: 3, objectives.sdm_global.start_epoch: 5}\n")
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "out"), "--seeds", "0,1"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: variants 'A' and 'D' train the same recipe (seed 0): the overrides that tell them apart change "
+        "nothing, so their rows will be the same",
+        "warning: late: override -o objectives.sdm_global.start_epoch=5: objectives.sdm_global.start_epoch: objective "
+        "'sdm' never runs (starts at epoch 5, the run ends at epoch 3) (raise train.epochs to at least 5, or lower "
+        "start_epoch)"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["-o", "output_dir=/tmp/elsewhere"], "error: -o output_dir=/tmp/elsewhere: the study sets output_dir for each run, so "
+     "this value would be replaced without a word (each run goes to <output_dir>/runs/<label>/seed-<S>: give "
+     "--output-dir)\n"),
+    (["-o", "train.seed=5"], "error: -o train.seed=5: the study sets train.seed for each run, so this value would be "
+     "replaced without a word (give --seeds)\n"),
+    (["--seeds", "0,0"], "error: --seeds 0,0: seed 0 is given twice (list each seed once)\n"),
+    (["--seeds", "0,,1"], "error: --seeds 0,,1: expected comma-separated integers (e.g. --seeds 0 or --seeds 0,1)\n"),
+])
+def test_command_line_values_the_study_would_drop_are_refused(study_file, tmp_path, capsys, extra, message):
+    """-o output_dir / -o train.seed were replaced by each run's own (the runs went
+    elsewhere, or every seed trained with its planned seed); --seeds 0,0 ran seed 0 once."""
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "o"), *extra]) == 2
+    assert capsys.readouterr().err == message
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("  - label: D\n", "  - label: D\n    overrides: {train.seed: 4}\n"),
+     "{path}:11: variants.3.overrides.train.seed: the study sets train.seed for each run, so this value would be "
+     "replaced without a word (list the seeds in the study's 'seeds:')"),
+    (("output_dir: out\n", "output_dir: out\noverrides: {train: {seed: 4}}\n"),
+     "{path}:5: overrides.train: the study sets train.seed for each run, so this value would be replaced without a "
+     "word (list the seeds in the study's 'seeds:')"),
+    (("  - label: D\n", "  - label: D\n    overrides: {output_dir: x}\n"),
+     "{path}:11: variants.3.overrides.output_dir: the study sets output_dir for each run, so this value would be "
+     "replaced without a word (each run goes to <output_dir>/runs/<label>/seed-<S>: set the study's 'output_dir:')"),
+    (("seeds: [0, 1, 2]", "seeds: [0, true]"), "{path}:2: seeds.1: Input should be a valid integer (a study has base, "
+     "variants (label, overrides), seeds; see docs/ablations.md)"),
+    (("seeds: [0, 1, 2]", "seeds: [0, 1.0]"), "{path}:2: seeds.1: Input should be a valid integer (a study has base, "
+     "variants (label, overrides), seeds; see docs/ablations.md)"),
+    (("  - label: C sup\n  - label: D\n", "  - label: '..'\n  - label: '.'\n"),
+     "{path}:10: variants: labels '..' and '.' give the same directory name (give every variant its own label)"),
+])
+def test_study_file_values_that_would_be_dropped_or_misplaced_are_refused(study_file, capsys, change, message):
+    """A variant's train.seed or output_dir was replaced by the run's own without a word;
+    seeds true / 1.0 were read as 1; labels '..' and '.' put run directories outside runs/."""
+    _write(study_file, study_file.read_text().replace(*change))
+    with pytest.raises(StudyError) as info:
+        load_study(study_file)
+    assert str(info.value) == message.format(path=study_file)
+
+
+def test_a_variant_whose_override_lines_are_all_commented_out_has_none(study_file):
+    _write(study_file, study_file.read_text().replace("  - label: D\n", "  - label: D\n    overrides:\n"
+                                                                          "    #  train.lr: 1.0e-4\n"))
+    assert load_study(study_file).study.variants[3].overrides == {}

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wsreid.engine import signals
 from wsreid.engine.rundir import RunMode, RunState, same_recipe
@@ -88,14 +88,24 @@ class Variant(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
 
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value  # every line commented out: no override
+
 
 class Study(_Strict):
     """The study file's content (paths as written)."""
 
     base: str
     variants: list[Variant] = Field(min_length=1)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, strict=True)]] = Field(default_factory=lambda: [0], min_length=1)
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
     reference: str | None = None
     output_dir: str | None = None
     metrics: list[str] = Field(default_factory=lambda: list(METRICS), min_length=1)
@@ -145,7 +155,25 @@ class RunOutcome:
 
 
 def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+=-]+", "_", label).strip("_") or "variant"
+    slug = re.sub(r"[^A-Za-z0-9._+=-]+", "_", label).strip("_")
+    return "variant" if set(slug) <= {"."} else slug  # '.' and '..' would leave runs/
+
+
+#: recipe keys a study sets for each run itself -> what to do instead, in the study file
+#: and on the command line
+_STUDY_SETS = {"train.seed": ("list the seeds in the study's 'seeds:'", "give --seeds"),
+               "output_dir": ("each run goes to <output_dir>/runs/<label>/seed-<S>: set the study's 'output_dir:'",
+                              "each run goes to <output_dir>/runs/<label>/seed-<S>: give --output-dir")}
+
+
+def _sets_per_run_key(key: str, value: Any) -> str | None:
+    """The per-run key of :data:`_STUDY_SETS` that the override ``key: value`` sets (a
+    ``train: {seed: ...}`` mapping too), else None."""
+    if key in _STUDY_SETS:
+        return key
+    if key == "train" and isinstance(value, dict) and "seed" in value:
+        return "train.seed"
+    return None
 
 
 def _override_text(key: str, value: Any) -> str:
@@ -189,6 +217,14 @@ def load_study(path: str | Path) -> LoadedStudy:
                              + ("repeat" if other == label else "give the same directory name"),
                              hint="give every variant its own label")
         slugs[_slug(label)] = label
+    for prefix, overrides in [(("overrides",), study.overrides)] + [
+            (("variants", i, "overrides"), v.overrides) for i, v in enumerate(study.variants)]:
+        for key, value in overrides.items():
+            per_run = _sets_per_run_key(key, value)
+            if per_run is not None:
+                raise StudyError(f"{locations.find(prefix + (key,))}: {'.'.join(map(str, prefix + (key,)))}: the study "
+                                 f"sets {per_run} for each run, so this value would be replaced without a word",
+                                 hint=_STUDY_SETS[per_run][0])
     if len(set(study.seeds)) != len(study.seeds):
         raise StudyError(f"{locations.find(('seeds',))}: seeds: {study.seeds} repeats a seed", hint="list each seed once")
     _check_metric_names(study, locations)
@@ -222,7 +258,17 @@ def default_output_dir(loaded: LoadedStudy) -> Path:
 
 
 def plan_runs(loaded: LoadedStudy, output_dir: Path, cli_overrides: list[str] = ()) -> list[PlannedRun]:
-    """Every variant x seed, in study order (variants outer, seeds inner)."""
+    """Every variant x seed, in study order (variants outer, seeds inner). A command-line
+    override of a key the study sets per run (``train.seed``, ``output_dir``) is a
+    :class:`~wsreid.errors.UserError`."""
+    from wsreid.recipe.merge import parse_override
+
+    for text in cli_overrides:
+        parts, value = parse_override(text)
+        per_run = _sets_per_run_key(".".join(parts), value)
+        if per_run is not None:
+            raise UserError(f"-o {text}: the study sets {per_run} for each run, so this value would be replaced "
+                            "without a word", hint=_STUDY_SETS[per_run][1])
     where = loaded.locations.find if loaded.locations is not None else (lambda key: str(loaded.path))
     shared = [_override_text(k, v) for k, v in loaded.study.overrides.items()]
     sources = {text: f"{where(('overrides', k))}: overrides"
@@ -298,17 +344,21 @@ def run_state(run_dir: Path) -> str:
 
 
 def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str],
-            warn: Callable[[PlannedRun, list[str]], None] | None = None) -> str:
+            warn: Callable[[PlannedRun, list[str]], None] | None = None,
+            trained: dict[str, Any] | None = None) -> str:
     """The state of ``run``, with ``restart`` for a run whose recipe has changed since.
     Loading the recipe here also reports an invalid variant before anything runs, and
     hands its schedule warnings (:attr:`wsreid.recipe.LoadedRecipe.warnings`: a component
-    that never runs, a warm-up the run never ends) to ``warn``."""
+    that never runs, a warm-up the run never ends) to ``warn``. ``trained``, when given,
+    receives the resolved recipe without its ``output_dir`` (what the run trains)."""
     from wsreid.recipe import dump_resolved_yaml, load_recipe
 
     state = run_state(run.run_dir)
     resolved = load_recipe(loaded.base, run.overrides, disabled=disabled)
     if warn is not None and resolved.warnings:
         warn(run, resolved.warnings)
+    if trained is not None:
+        trained.update({k: v for k, v in resolved.resolved.items() if k != "output_dir"})
     if state in (STATE_DONE, STATE_RESUME) and not same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled,
                                                                resolved.resolved):
         return STATE_RESTART
@@ -581,7 +631,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.label} seed {run.seed}"
         try:
-            state = states[i] if states is not None else _decide(loaded, run, disabled)
+            state = states[i] if states is not None and i in states else _decide(loaded, run, disabled)
         except KeyboardInterrupt as exc:
             exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise
@@ -656,16 +706,19 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
 
 
 def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
-               log: Callable[[str], None] = _log_line) -> dict[int, str]:
-    """Load and validate the recipe of every planned run, as ``wsreid ablate --dry-run``
-    does, before any of them trains: the state of each (numbered from 1, as in the
-    progress lines). Raises :class:`StudyError` when some run is invalid, after one
-    ``FAILED`` line each, so that a typo in the last variant or in a command-line ``-o``
-    stops the study before anything is trained or written."""
+               log: Callable[[str], None] = _log_line, strict: bool = True) -> dict[int, str]:
+    """Load and validate the recipe of every planned run before any of them trains: the
+    state of each valid run (numbered from 1, as in the progress lines). Prints the
+    schedule warnings once per variant, and a warning for two variants that train the
+    same recipe. With ``strict`` (a study about to run) raises :class:`StudyError` when
+    some run is invalid, after one ``FAILED`` line each, so that a typo in the last variant
+    or in a command-line ``-o`` stops the study before anything is trained or written;
+    without (``--dry-run``, which lists the invalid runs itself) leaves them out."""
     disabled = list(disabled)
     states: dict[int, str] = {}
     invalid = 0
     warned: set[str] = set()
+    warned_same: set[tuple[str, str]] = set()
 
     def warn(run: PlannedRun, lines: list[str]) -> None:  # once per variant: its seeds share the schedule
         if run.label not in warned:
@@ -673,15 +726,24 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
             for line in lines:
                 log(f"warning: {run.label}: {line}")
 
+    first_of: dict[str, str] = {}  # what a run trains -> the first variant that trains it
     for i, run in enumerate(runs, 1):
+        trained: dict[str, Any] = {}
         try:
-            states[i] = _decide(loaded, run, disabled, warn)
+            states[i] = _decide(loaded, run, disabled, warn, trained)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
             invalid += 1
-            log(f"[{i}/{len(runs)}] {run.label} seed {run.seed}: FAILED: {_in_study_terms(run, _one_line(exc))}")
-    if invalid:
+            if strict:
+                log(f"[{i}/{len(runs)}] {run.label} seed {run.seed}: FAILED: {_in_study_terms(run, _one_line(exc))}")
+            continue
+        first = first_of.setdefault(json.dumps(trained, sort_keys=True, default=str), run.label)
+        if first != run.label and (first, run.label) not in warned_same:
+            warned_same.add((first, run.label))
+            log(f"warning: variants {first!r} and {run.label!r} train the same recipe (seed {run.seed}): the "
+                "overrides that tell them apart change nothing, so their rows will be the same")
+    if invalid and strict:
         raise StudyError(f"{loaded.path}: {invalid} of {len(runs)} planned runs are invalid (their FAILED lines "
                          "above say why); nothing was run", hint="fix them, then run the study")
     return states
@@ -711,12 +773,16 @@ def _parse_seeds(text: str | Iterable[int] | None) -> list[int] | None:
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in items):
             raise TypeError(f"seeds takes a list of integers or a string '0,1', got {items!r}")
         text = ",".join(str(s) for s in items)
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise UserError(f"--seeds {text!r}: no seed given", hint="e.g. --seeds 0 or --seeds 0,1")
     try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
+        seeds = [int(part) for part in parts]
     except ValueError:
         raise UserError(f"--seeds {text}: expected comma-separated integers", hint="e.g. --seeds 0 or --seeds 0,1") from None
-    if not seeds:
-        raise UserError(f"--seeds {text!r}: no seed given", hint="e.g. --seeds 0 or --seeds 0,1")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserError(f"--seeds {text}: seed {repeated[0]} is given twice", hint="list each seed once")
     negative = [s for s in seeds if s < 0]
     if negative:
         raise UserError(f"--seeds {text}: seed {negative[0]} is negative",
@@ -835,7 +901,8 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     selected = [r for r in runs if (chosen is None or r.seed in chosen) and (wanted is None or r.label in wanted)]
     # every run to do now is validated before the first trains (as --dry-run does): a typo
     # in the last variant or in a command-line -o must not surface after hours of training
-    states = None if dry_run or report_only else check_runs(loaded, selected, disabled=list(disabled), log=log)
+    states = None if report_only else check_runs(loaded, selected, disabled=list(disabled), log=log,
+                                                 strict=not dry_run)
     if not dry_run:
         _prepare_output_dir(output_dir, where, create=True)
     rerun = ["wsreid", "ablate", str(study), *(x for text in overrides for x in ("-o", text)),
