@@ -280,6 +280,25 @@ class Renumbered(DatasetComponent):
         return DatasetSplits("renumbered", train, EvalSplit(["a query"], [0], [image], [0]))
 
 
+class ShortIds(Renumbered):
+    """A test split whose query ids lose one entry after the split was made."""
+
+    def load(self):
+        image = Path(self.params.root) / "img.png"
+        test = EvalSplit(["a query", "another"], [0, 0], [image], [0])
+        test.caption_person_ids.pop()
+        return DatasetSplits("short-ids", [PairRecord(i, image, "a caption", 0, 0) for i in range(2)], test)
+
+
+class MissingGallery(Renumbered):
+    """A test gallery image that is not there."""
+
+    def load(self):
+        image = Path(self.params.root) / "img.png"
+        test = EvalSplit(["a query"], [0], [Path(self.params.root) / "nope.png"], [0])
+        return DatasetSplits("missing-gallery", [PairRecord(i, image, "a caption", 0, 0) for i in range(2)], test)
+
+
 FAKES = {
     ("local_association", "good"): Good, ("local_association", "leaky"): LeakyWeights,
     ("local_association", "half-diagonal"): HalfDiagonal, ("local_association", "almost-zero"): AlmostZero,
@@ -293,7 +312,8 @@ FAKES = {
     ("objective", "unsaved-scale"): UnsavedScale,
     ("pair_construction", "global-noise"): GlobalNoise, ("encoder", "short-tokens"): ShortTokens,
     ("pair_construction", "undeclared-view"): UndeclaredView,
-    ("dataset", "renumbered"): Renumbered,
+    ("dataset", "renumbered"): Renumbered, ("dataset", "short-ids"): ShortIds,
+    ("dataset", "missing-gallery"): MissingGallery,
 }  # fmt: skip
 
 
@@ -365,7 +385,11 @@ def test_an_objective_must_take_a_step_without_its_relation(registry):
     ("pair_construction", "undeclared-view", None, "views() returned ['base', 'masked'] but the class declares "
                                                     "['base']; set view_names"),
     ("encoder", "short-tokens", None, "tokenize(): input_ids must be (4, 12) torch.long (padded to max_length)"),
-    ("dataset", "renumbered", {"root": "{tmp}"}, "train[0].index is 1; indices must be 0..N-1 in order"),
+    ("dataset", "renumbered", {"root": "{tmp}"}, "splits.train[0] carries index 1; training pairs are indexed "
+                                                 "0..N-1 in order"),
+    ("dataset", "short-ids", {"root": "{tmp}"}, "splits.test has lists of different lengths (captions 2, "
+                                                "caption_person_ids 1, image_paths 1, image_person_ids 1)"),
+    ("dataset", "missing-gallery", {"root": "{tmp}"}, "test gallery image 0, {tmp}/nope.png, is not a file"),
 ])  # fmt: skip
 def test_a_broken_component_fails_with_the_rule_it_breaks(kind, name, params, message, registry, tmp_path):
     if params and params.get("root") == "{tmp}":
@@ -375,7 +399,7 @@ def test_a_broken_component_fails_with_the_rule_it_breaks(kind, name, params, me
         check_component(kind, name, params, registry)
     text = str(err.value)
     assert text.startswith(f"{kind} {name!r} (fakes): ")
-    assert message in text, text
+    assert message.replace("{tmp}", str(tmp_path)) in text, text
 
 
 def test_the_kit_reports_unknown_components_and_kinds(registry):

@@ -8,14 +8,18 @@ shows it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
 
 from wsreid import hookimpl
-from wsreid.api import LocalAssociation, Objective, PairConstruction, Params, Relation, View
+from pydantic import Field
+
+from wsreid.api import DatasetComponent, LocalAssociation, Objective, PairConstruction, Params, Relation, View
 from wsreid.cli import main
 from wsreid.errors import ComponentError
 from wsreid.losses import itc_loss
@@ -116,15 +120,23 @@ class ViewRelation(LocalAssociation):
             weights[1, 0] = -0.5
         elif self.params.fault == "list":
             weights = weights.tolist()
+        elif self.params.fault == "detached-image":
+            return Relation(f.image.detach(), f.text, weights, view=self.params.view)
+        elif self.params.fault == "detached":
+            return Relation(f.image.detach(), f.text.detach(), weights, view=self.params.view)
         return Relation(f.image, f.text, weights, view=self.params.view)
 
 
 class Itc(Objective):
-    """ITC on the base view."""
+    """ITC on the base view (``detached``: of detached features, a loss that trains nothing)."""
+
+    class Params(Params):
+        detached: bool = Field(False, description="compute the loss from detached features")
 
     def loss(self, features, relations, batch, ctx):
         base = features["base"]
-        return itc_loss(base.image, base.text)
+        loss = itc_loss(base.image, base.text)
+        return loss.detach() if self.params.detached else loss
 
 
 class FaultyEncoder(ClipEncoder):
@@ -152,6 +164,28 @@ class FaultyEncoder(ClipEncoder):
         return out
 
 
+class FaultyDataset(DatasetComponent):
+    """The tiny synth-pedes dataset, returned with one mistake (``fault``)."""
+
+    class Params(Params):
+        root: str = Field(description="the tiny synth-pedes folder")
+        fault: str = Field(description="short-ids | renumbered | missing-gallery | empty-caption")
+
+    def load(self):
+        from wsreid.data import read_dataset
+
+        splits = read_dataset(self.params.root, "cuhk-pedes", check_images="none")
+        if self.params.fault == "short-ids":  # a list changed after the split was made
+            splits.test.caption_person_ids.pop()
+        elif self.params.fault == "renumbered":
+            splits.train = [dataclasses.replace(r, index=r.index + 1) for r in splits.train]
+        elif self.params.fault == "missing-gallery":
+            splits.test.image_paths[3] = Path(self.params.root) / "imgs" / "gone.png"
+        elif self.params.fault == "empty-caption":
+            splits.train[5] = dataclasses.replace(splits.train[5], caption=" ")
+        return splits
+
+
 def _faulty(fault):
     return type(f"Faulty_{fault}", (FaultyEncoder,), {"FAULT": fault})
 
@@ -170,6 +204,7 @@ def plugin(monkeypatch):
         registry.add("pair_construction", "bad-views", BadViews)
         registry.add("local_association", "view-relation", ViewRelation)
         registry.add("objective", "plain-itc", Itc)
+        registry.add("dataset", "faulty-data", FaultyDataset)
         for fault in ("narrow", "raises", "list", "one-row", "eval-only"):
             registry.add("encoder", f"{fault}-clip", _faulty(fault))
 
@@ -345,3 +380,52 @@ def test_an_encoder_fault_in_wsreid_eval_is_one_line(make_recipe, plugin, capsys
         "encoding the test split failed: ValueError: encode_text() returned a torch.float32 tensor of shape [64, 8] "
         "for 64 captions, expected a floating tensor of shape [64, 32] (one row per input, embed_dim 32 columns) "
     ) + ENCODER_HINT
+
+
+DATA = _origin("data", "dataset", "faulty-data")
+DATA_HINT = "(a fault of plugin 'thirdparty_faults'; fix it, or choose another dataset)"
+
+
+@pytest.mark.parametrize("fault, says", [
+    ("short-ids", "splits.test has lists of different lengths (captions 126, caption_person_ids 125, image_paths 63, "
+                  "image_person_ids 63): one person id per query caption and per gallery image " + DATA_HINT),
+    ("renumbered", "splits.train[0] carries index 1; training pairs are indexed 0..N-1 in order (memory banks and "
+                   "pseudo-labels are keyed by the index) " + DATA_HINT),
+    ("empty-caption", "splits.train[5] has an empty caption (' ') " + DATA_HINT),
+    ("missing-gallery", "test gallery image 3, {root}/imgs/gone.png, is not a file (check the dataset's files "
+                        "(evaluation images are read only after training))"),
+])
+def test_a_dataset_returning_broken_splits_is_named_before_training(make_recipe, plugin, capsys, tmp_path,
+                                                                   synth_tiny_root, fault, says):
+    """Before: a list shortened after the split was made gave a traceback from the
+    metrics (exit 1) once training was over; a missing gallery image an error after
+    training that named no component; a renumbered index a line without the dataset."""
+    recipe = _recipe(make_recipe)
+    assert main(["run", str(recipe), "-o", f"data={{name: faulty-data, root: {synth_tiny_root}, fault: {fault}}}"]) == 2
+    assert _one_error_line(capsys) == DATA + says.format(root=synth_tiny_root)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_objective_whose_loss_carries_no_gradient_is_named(make_recipe, plugin, capsys):
+    """A detached loss beside a working ITC: the sum carries gradient, so it trained as
+    a no-op with its loss logged."""
+    recipe = _recipe(make_recipe, objectives={"itc": {"name": "itc"}, "mine": {"name": "plain-itc", "detached": True}})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == _origin("objectives.mine", "objective", "plain-itc") + (
+        "loss() returned a loss without gradient (computed from detached features or constants), so it trains "
+        "nothing (compute it from the features passed to loss(), not from detached copies; return None to skip "
+        "the step)")
+
+
+@pytest.mark.parametrize("fault, lost", [("detached", "relation.image and relation.text"),
+                                         ("detached-image", "relation.image")])
+def test_a_relation_with_detached_features_is_named(make_recipe, plugin, capsys, fault, lost):
+    """SDM reads the relation's features: detached ones gave a run bit-identical to one
+    without the association and SDM, with SDM's loss logged."""
+    recipe = _recipe(make_recipe, local_associations={"near": {"name": "view-relation", "fault": fault}},
+                     objectives={"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == _origin("local_associations.near", "local_association", "view-relation") + (
+        f"relate() returned {lost} without the gradient of the batch features (detached or recomputed), so an "
+        "objective on this relation trains nothing (return the features passed to relate() as the first B rows "
+        "(memory rows may follow, without gradient), not detached copies)")

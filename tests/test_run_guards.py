@@ -78,7 +78,7 @@ MINE = "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults
       for objectives, says in [
         ({"mine": {"name": "broken-loss"}}, "loss() failed at epoch 1: AttributeError: 'Relation' object has no "
                                             "attribute 'weight'"),
-        ({"itc": None, "mine": {"name": "broken-loss", "fault": "no-grad"}}, "the loss carries no gradient"),
+        ({"itc": None, "mine": {"name": "broken-loss", "fault": "no-grad"}}, "loss() returned a loss without gradient"),
         ({"mine": {"name": "broken-loss", "fault": "integer"}}, "loss() returned a torch.int64 tensor, not a float "
                                                                 "one")]),
     ("global_associations", {"name": "fails-after-step"}, {"itc": {"name": "itc"}},
@@ -258,3 +258,23 @@ def test_a_failed_run_closes_its_logs_before_removing_its_directory(make_recipe,
     assert "state_tensors() failed at epoch 1" in _one_error_line(capsys)
     assert closed == [(True, True)]  # the open writer closed, while its folder still existed
     assert not (tmp_path / "run").exists()
+
+
+def test_freezing_every_parameter_is_refused_before_training_and_freezing_one_tower_trains(make_recipe, tmp_path,
+                                                                                         capsys):
+    """train.lr_factors {'encoder.*': 0} left the optimizer an empty list (a ValueError
+    traceback). Freezing the text tower alone trains, and the gradient checks of relations
+    and losses look at what carries gradient (the image features), so LRC and SDM pass."""
+    recipe = make_recipe("dgia.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    out = tmp_path / "frozen"
+    assert main(["run", str(recipe), "-o", 'train.lr_factors={"encoder.*": 0}', "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "error: train.lr_factors freezes every parameter ({'encoder.*': 0}): there is nothing to train (leave some "
+        "parameters trainable (a factor above 0), or evaluate the model with wsreid eval --zero-shot instead of "
+        "training it)") and "Traceback" not in err
+    assert not out.exists()
+    out = tmp_path / "text-frozen"
+    assert main(["run", str(recipe), "-o", 'train.lr_factors={"encoder.clip.text_model.*": 0}',
+                 "--output-dir", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "metrics.json").is_file()

@@ -418,7 +418,7 @@ def _study(make_recipe, tmp_path, variants=("a",)) -> Path:
     make_recipe("baselines/itc.yaml", {"train": {"epochs": 2, "batch_size": 64}})
     study = tmp_path / "study.yaml"
     study.write_text("base: recipe.yaml\nseeds: [0]\nvariants:\n"
-                     + "".join(f"  - label: {v}\n    overrides: {{train.seed: 0}}\n" for v in variants))
+                     + "".join(f"  - label: {v}\n    overrides: {{train.lr: {i + 1}.0e-4}}\n" for i, v in enumerate(variants)))
     return study
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wsreid.api import Batch, EncoderComponent, PairRecord
+from wsreid.api import Batch, DatasetSplits, EncoderComponent, EvalSplit, PairRecord
 from wsreid.data.images import load_image
 from wsreid.errors import UserError
 
@@ -135,6 +135,58 @@ class DecodedImages:
 
 #: The process's store of decoded images (:class:`ImageFiles` reads through it).
 DECODED_IMAGES = DecodedImages()
+
+
+def splits_problem(splits: object) -> str | None:
+    """What is wrong with what a dataset component's ``load()`` returned, as the run
+    needs it (docs/components.md, DatasetSplits), or None: a DatasetSplits whose training
+    pairs are PairRecords indexed 0..N-1 in order with non-empty captions, and whose test
+    split (and val, when given) is an EvalSplit with queries and a gallery, its lists of
+    equal lengths (a list changed after the split was made escapes EvalSplit's own check).
+    Reads no file; a few passes over the lists."""
+    if not isinstance(splits, DatasetSplits):
+        return f"load() returned a {type(splits).__name__}, not a wsreid.api.DatasetSplits"
+    train = splits.train
+    if not isinstance(train, list) or not train:
+        return "load() returned no training pairs (splits.train must be a non-empty list of wsreid.api.PairRecord)"
+    for position, record in enumerate(train):
+        if not isinstance(record, PairRecord):
+            return f"splits.train[{position}] is a {type(record).__name__}, not a wsreid.api.PairRecord"
+        if record.index != position:
+            return (f"splits.train[{position}] carries index {record.index}; training pairs are indexed 0..N-1 in "
+                    "order (memory banks and pseudo-labels are keyed by the index)")
+        if not isinstance(record.caption, str) or not record.caption.strip():
+            return f"splits.train[{position}] has an empty caption ({record.caption!r})"
+    for name in ("test", "val"):
+        split = getattr(splits, name)
+        if split is None and name == "val":
+            continue
+        if not isinstance(split, EvalSplit):
+            return f"splits.{name} is a {type(split).__name__}, not a wsreid.api.EvalSplit"
+        lengths = {"captions": len(split.captions), "caption_person_ids": len(split.caption_person_ids),
+                   "image_paths": len(split.image_paths), "image_person_ids": len(split.image_person_ids)}
+        if lengths["captions"] != lengths["caption_person_ids"] or lengths["image_paths"] != lengths["image_person_ids"]:
+            return (f"splits.{name} has lists of different lengths ("
+                    + ", ".join(f"{k} {n}" for k, n in lengths.items())
+                    + "): one person id per query caption and per gallery image")
+        if not split.captions or not split.image_paths:
+            return f"splits.{name} has {lengths['captions']} queries and {lengths['image_paths']} gallery images: it needs both"
+        empty = next((i for i, c in enumerate(split.captions) if not isinstance(c, str) or not c.strip()), None)
+        if empty is not None:
+            return f"splits.{name}.captions[{empty}] is empty ({split.captions[empty]!r})"
+    return None
+
+
+def missing_gallery_image(splits: DatasetSplits) -> tuple[str, int, Path] | None:
+    """(split, position, path) of the first val or test gallery image that is not a file
+    (one ``stat`` per gallery image), or None: an evaluation image is otherwise read only
+    when the split is evaluated, after an epoch or after all of training."""
+    for name in ("val", "test"):
+        split = getattr(splits, name)
+        for position, path in enumerate(split.image_paths if split is not None else ()):
+            if not Path(path).is_file():
+                return name, position, Path(path)
+    return None
 
 
 class ImageFiles(torch.utils.data.Dataset):

@@ -66,6 +66,13 @@ def build_optimizer(model: torch.nn.Module, train: TrainConfig, extra_named_para
     of ``model`` and of ``extra_named_parameters`` (``(name, parameter)`` pairs, e.g. the
     parameters of trainable components, named ``<section>.<label>.<name>``)."""
     groups = parameter_groups(itertools.chain(model.named_parameters(), extra_named_parameters), train)
+    if not groups:
+        frozen = ", ".join(f"{k!r}: {v:g}" for k, v in train.lr_factors.items() if v == 0)
+        why = f"train.lr_factors freezes every parameter ({{{frozen}}})" if frozen else \
+            "no parameter of the encoder or the components is trainable"
+        raise RecipeError(f"{why}: there is nothing to train",
+                          hint="leave some parameters trainable (a factor above 0), or evaluate the model with "
+                               "wsreid eval --zero-shot instead of training it")
     for g in groups:
         g.pop("names")
     cls = torch.optim.Adam if train.optimizer == "adam" else torch.optim.AdamW

@@ -62,12 +62,14 @@ from wsreid.engine.data import (
     TrainPairs,
     collate_pairs,
     image_cache_budget,
+    missing_gallery_image,
     normalise_batch,
+    splits_problem,
 )
 from wsreid.engine.evaluate import check_encoder_output, extract_train_features, split_features, split_metrics
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
-from wsreid.errors import ComponentError, RecipeError, TrainingError, UserError
+from wsreid.errors import ComponentError, DataError, RecipeError, TrainingError, UserError
 from wsreid.pluginmanager import Plugins
 
 #: checkpoint tensor names ``<section>/<label>/module.<name>`` hold a trainable component's
@@ -182,8 +184,7 @@ class Run:
         ctx = BuildContext(run_dir=self.run_dir, seed=r.train.seed, device=self.dist.device, is_main=self.dist.is_main)
         with self.blame("data", "dataset", r.data.name, "building or loading it"):
             dataset, self.splits = load_dataset(self.plugins, r, ctx)
-        if not self.splits.train:
-            raise UserError(f"dataset {r.data.name!r} has no training pairs", hint="check data.root")
+        self._check_splits(dataset)
         self.dataset_counts = dataset_counts(self.splits)
         self.train_person_ids = torch.tensor(ctx.train_person_ids)  # N, diagnostics and the identity sampler
         if self.dist.is_main:
@@ -459,6 +460,7 @@ class Run:
                 if rel is not None:
                     self._check_relation(f"{section}.{label}", rel, batch.index.shape[0])
                     self._check_relation_values(f"{section}.{label}", rel.weights, ctx)
+                    self._check_relation_gradient(f"{section}.{label}", rel, features)
                     relations[label] = rel
         losses: dict[str, torch.Tensor] = {}
         for label, obj in c.objectives.items():
@@ -477,6 +479,11 @@ class Run:
             if not value.is_floating_point():
                 raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned a {value.dtype} tensor, "
                                      "not a float one", hint="compute the loss from the features passed to loss()")
+            if not value.requires_grad and trains_features(features):
+                raise ComponentError(f"{self.origin('objectives.' + label)}: loss() returned a loss without gradient "
+                                     "(computed from detached features or constants), so it trains nothing",
+                                     hint="compute it from the features passed to loss(), not from detached copies; "
+                                          "return None to skip the step")
             if not torch.isfinite(value.detach()).all():
                 last = ckpt.latest_checkpoint(self.run_dir)
                 raise TrainingError(
@@ -525,6 +532,25 @@ class Run:
                 self._declared_views = tuple(type(pairs).declared_views(pairs.params))
         return self._declared_views
 
+    def _check_splits(self, dataset) -> None:
+        """What the dataset's ``load()`` returned, before anything trains
+        (:func:`~wsreid.engine.data.splits_problem`), and that every val/test gallery image
+        is a file (:func:`~wsreid.engine.data.missing_gallery_image`; not with
+        ``check_images: none``): a broken evaluation split would otherwise stop the run
+        after an epoch or after all of training."""
+        problem = splits_problem(self.splits)
+        if problem is not None:
+            provider = self._providers.get("data")
+            raise ComponentError(f"{self.origin('data')}: {problem}",
+                                 hint=f"a fault of plugin {provider!r}; fix it, or choose another dataset")
+        if getattr(getattr(dataset, "params", None), "check_images", None) == "none":
+            return
+        missing = missing_gallery_image(self.splits)
+        if missing is not None:
+            split, position, path = missing
+            raise DataError(f"{self.origin('data')}: {split} gallery image {position}, {path}, is not a file",
+                            hint="check the dataset's files (evaluation images are read only after training)")
+
     def _check_views(self, views: Any, rows: int) -> None:
         """What ``views()`` returned for a local batch of ``rows`` rows: a dict holding
         exactly the declared views, each a :class:`View` of B x 3 x H x W floating images
@@ -564,6 +590,21 @@ class Run:
                              f"B the rows of the batch ({rows}); every view of a step has the same shapes; "
                              "see wsreid.api.View")
             first = first or tuple(tuple(t.shape) for t in tensors)
+
+    def _check_relation_gradient(self, where: str, rel: Relation, features: dict[str, Any]) -> None:
+        """A relation's ``image`` / ``text`` rows carry the gradient of the batch features
+        where those do (docs/plugins.md, section 1): detached rows would make an objective
+        such as SDM train nothing, silently, while its loss is logged. Two attribute reads."""
+        view = features.get(rel.view)
+        if view is None:
+            return
+        lost = [m for m in ("image", "text") if getattr(view, m).requires_grad and not getattr(rel, m).requires_grad]
+        if lost:
+            raise ComponentError(f"{self.origin(where)}: relate() returned relation.{' and relation.'.join(lost)} "
+                                 "without the gradient of the batch features (detached or recomputed), so an "
+                                 "objective on this relation trains nothing",
+                                 hint="return the features passed to relate() as the first B rows (memory rows may "
+                                      "follow, without gradient), not detached copies")
 
     def _check_relation_values(self, where: str, weights: torch.Tensor, ctx: StepContext) -> None:
         """A relation's weights are finite, lie in [0, 1] and hold 1 on the diagonal (row i
@@ -836,6 +877,12 @@ def _raising_plugin(caller, exc: BaseException) -> str:
             return name
         tb = tb.tb_next
     return "?"
+
+
+def trains_features(features: dict[str, Any]) -> bool:
+    """Whether any view's image or text features carry gradient (not when every encoder
+    parameter is frozen)."""
+    return any(v.image.requires_grad or v.text.requires_grad for v in features.values())
 
 
 def dataset_counts(splits) -> dict[str, dict[str, int]]:

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 
 import torch
 
-from wsreid.api import BuildContext, DatasetSplits, EncoderComponent, EvalSplit, PairRecord, View
+from wsreid.api import BuildContext, EncoderComponent, EvalSplit, View
+from wsreid.engine.data import missing_gallery_image, splits_problem
 from wsreid.registry import Entry
 from wsreid.testing.contracts import assert_close, check_diagnostics, check_state_round_trip, fail
 from wsreid.testing.inputs import CAPTIONS, StubEncoder, permute_batch, random_batch
@@ -158,17 +159,12 @@ def check_dataset_entry(entry: Entry, data: Mapping[str, Any] | None = None, *, 
     query has a gallery image of its person; loading twice gives the same records."""
     s = prepare(entry, data)
     splits = s.build(BuildContext(seed=0)).load()
-    if not isinstance(splits, DatasetSplits):
-        fail(s.where, f"load() must return wsreid.api.DatasetSplits, got {type(splits).__name__}")
-    if not splits.train or not all(isinstance(r, PairRecord) for r in splits.train):
-        fail(s.where, "splits.train must be a non-empty list of wsreid.api.PairRecord")
-    wrong = next((i for i, r in enumerate(splits.train) if r.index != i), None)
-    if wrong is not None:
-        fail(s.where, f"train[{wrong}].index is {splits.train[wrong].index}; indices must be 0..N-1 in order "
-                      "(memory banks and pseudo-labels are keyed by them)")
-    for r in splits.train:
-        if not isinstance(r.caption, str) or not r.caption.strip():
-            fail(s.where, f"train[{r.index}] has an empty caption")
+    problem = splits_problem(splits)  # what a run checks after load(), before training
+    if problem is not None:
+        fail(s.where, problem)
+    missing = missing_gallery_image(splits)
+    if missing is not None:
+        fail(s.where, f"{missing[0]} gallery image {missing[1]}, {missing[2]}, is not a file")
     step = max(1, len(splits.train) // max_files)
     for r in splits.train[::step]:
         if not Path(r.image_path).is_file():
