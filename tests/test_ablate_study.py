@@ -463,7 +463,10 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
     # runs copied in on purpose (to pair by seed) are taken as they are with --include-outdated
     assert main(["ablate", str(study_file), "--report-only", "--include-outdated", "--output-dir", str(out)]) == 0
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
-    assert rows["A"]["status"] == "ok" and rows["A"]["runs_done"] == "3" and float(rows["A"]["R1_mean"]) == 20.0
+    assert rows["A"]["status"] == ("1/3 outdated, included (seed 1: their recipe.yaml differs from what the study "
+                                   "asks for now)")  # tabulated, and the row says so (it said 'ok')
+    assert rows["A"]["runs_done"] == "3" and float(rows["A"]["R1_mean"]) == 20.0
+    assert rows["B+x"]["status"] == "ok"
 
     # the rows not selected by --variant are merged into the table the same way
     def fake_run(study, run, state, disabled):
@@ -566,3 +569,21 @@ def test_a_variant_whose_override_lines_are_all_commented_out_has_none(study_fil
     _write(study_file, study_file.read_text().replace("  - label: D\n", "  - label: D\n    overrides:\n"
                                                                           "    #  train.lr: 1.0e-4\n"))
     assert load_study(study_file).study.variants[3].overrides == {}
+
+
+def test_report_only_with_an_override_that_outdates_every_run_keeps_the_tables(study_file, tmp_path, capsys):
+    """A mistaken -o on --report-only made every run outdated and overwrote results.md,
+    results.csv and the chart with an empty table."""
+    loaded = load_study(study_file)
+    out = tmp_path / "out"
+    for run in plan_runs(loaded, out):
+        _saved_run(loaded, run, json.dumps(_metrics(10.0 * (run.seed + 1))), lambda t: t)
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 0
+    tables = {name: (out / name).read_bytes() for name in ("results.md", "results.csv")}
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out), "-o", "train.weight_decay=0.5"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --report-only -o train.weight_decay=0.5: no finished run matches what the study asks for now (12 of 12 "
+        f"outdated), so the table would be empty; nothing written, the results in {out} are kept (drop the -o that "
+        "changes the runs)\n")
+    assert {name: (out / name).read_bytes() for name in tables} == tables

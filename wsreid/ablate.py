@@ -74,6 +74,8 @@ STATE_DONE, STATE_RESUME, STATE_RESTART, STATE_NEW = (RunState.DONE.value, RunSt
                                                       RunState.RESTART.value, RunState.NEW.value)
 #: the outcome of a finished run whose saved recipe no longer matches its variant
 STATE_OUTDATED = "outdated"
+#: such a run tabulated all the same (``--report-only --include-outdated``)
+STATE_OUTDATED_INCLUDED = "outdated-included"
 
 
 class _Strict(BaseModel):
@@ -909,8 +911,19 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
              *(["--output-dir", str(output_dir)] if where == "--output-dir" else []),
              *(x for name in disabled for x in ("--disable-plugin", name))]
     checked = None if include_outdated else loaded  # collect_outcomes checks recipes against it
-    if report_only:
-        outcomes = collect_outcomes(runs, checked, list(disabled), rerun)
+    if report_only:  # outdated runs are found either way, to say so
+        outcomes = collect_outcomes(runs, loaded, list(disabled), rerun)
+        if include_outdated:  # tabulated, and said so in the row's status
+            outcomes = [_finished(o.run, STATE_OUTDATED_INCLUDED) if o.status == STATE_OUTDATED else o
+                        for o in outcomes]
+        outdated = sum(o.status == STATE_OUTDATED for o in outcomes)
+        if outdated and not any(o.metrics is not None for o in outcomes):
+            given = " ".join(f"-o {text}" for text in overrides)
+            raise StudyError(f"--report-only{' ' + given if given else ''}: no finished run matches what the study "
+                             f"asks for now ({outdated} of {len(outcomes)} outdated), so the table would be empty; "
+                             f"nothing written, the results in {output_dir} are kept",
+                             hint="drop the -o that changes the runs" if given else
+                             "rerun the variants, or add --include-outdated to tabulate them as they are")
     else:
         try:
             outcomes = run_study(loaded, selected, disabled=list(disabled),

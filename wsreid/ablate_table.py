@@ -65,6 +65,11 @@ def _status(outcomes: list["RunOutcome"]) -> str:
                      f"{outdated[0].error})")
     if missing:
         parts.append(f"{len(missing)}/{len(outcomes)} not run")
+    included = [o for o in outcomes if o.status == "outdated-included"]
+    if included:  # in the numbers although their recipe differs from the study's now
+        seeds = ", ".join(str(o.run.seed) for o in included)
+        parts.append(f"{len(included)}/{len(outcomes)} outdated, included (seed{'s' if len(included) > 1 else ''} "
+                     f"{seeds}: their recipe.yaml differs from what the study asks for now)")
     return "; ".join(parts) or "ok"
 
 
