@@ -66,7 +66,7 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
     [
         ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n", "study.yaml:2: variants.0.overide: Extra inputs"),
         ("base: recipes/nope.yaml\nvariants: [{label: A}]\n", "base: 'recipes/nope.yaml' not found"),
-        ("base: recipes/base.yaml\nvariants:\n  - label: A\n  - label: A\n", "study.yaml:4: variants: labels 'A' and 'A' repeat"),
+        ("base: recipes/base.yaml\nvariants:\n  - label: A\n  - label: A\n", "study.yaml:4: variants: label 'A' is used twice (variant 0 has it too)"),
         ("base: recipes/base.yaml\nreference: Z\nvariants: [{label: A}]\n", "reference: no variant is labelled 'Z'"),
         ("base: recipes/base.yaml\nseeds: [1, 1]\nvariants: [{label: A}]\n", "repeats a seed"),
         ("base: recipes/base.yaml\nvariants: []\n", "variants: List should have at least 1 item"),

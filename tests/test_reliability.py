@@ -47,7 +47,10 @@ def test_non_finite_loss_stops_with_step_and_objective(make_recipe, tmp_path, te
                                                 "objectives": {"bad": {"name": "nan-after", "epoch": 2}}})
     assert main(["run", str(recipe)]) == 2
     err = capsys.readouterr().err
-    assert "objective 'bad' gave a non-finite loss" in err and "epoch 2, step" in err
+    assert err.startswith("error: objectives.bad (objective 'nan-after' from plugin 'wsreid_test_external'): gave a "
+                          "non-finite loss (nan) at epoch 2, step ")  # named with its plugin, as other faults are
+    assert err.rstrip().endswith("is intact; a lower train.lr, or the objective's inputs (a log or division of 0), "
+                                 "are the usual causes)")
     assert "epoch-0001" in err and err.count("\n") == 1
     from wsreid.engine.checkpoint import latest_checkpoint, load_checkpoint
 

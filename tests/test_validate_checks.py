@@ -111,6 +111,21 @@ def test_a_null_in_an_extending_file_that_deletes_nothing_is_refused_at_its_line
                        "threshold_image, threshold_text, relation_weight, modalities, view, threshold_percentile, name)")
 
 
+def test_an_objective_on_a_removed_association_is_told_what_removed_it(tmp_path, capsys):
+    """It said "did you mean 'gsrc'?" - another association, the wrong fix for an
+    ablation row that removes LRC and forgets the objective on it."""
+    line = next(n for n, text in enumerate((RECIPES / "dgia.yaml").read_text().splitlines(), 1)
+                if text.strip().startswith("sdm_local:"))
+    assert main(["validate", str(RECIPES / "dgia.yaml"), "-o", "local_associations.lrc=null"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {display_path(RECIPES / 'dgia.yaml')}:{line}: objectives.sdm_local.relation: no association is "
+        "labelled 'lrc': override -o local_associations.lrc=null removed it (remove objectives.sdm_local too (e.g. "
+        "objectives.sdm_local: null), or keep the association)\n")
+    message, path = refused(tmp_path, capsys, DGIA + "local_associations:\n  lrc: null\n")
+    assert message.endswith(f"objectives.sdm_local.relation: no association is labelled 'lrc': {path}:3 removed it "
+                            "(remove objectives.sdm_local too (e.g. objectives.sdm_local: null), or keep the association)")
+
+
 def test_shipped_pair_constructions_declare_their_views():
     registry = load_plugins(distributions=["wsreid"], use_env=False).registry
     views = {e.name: e.cls.view_names for e in registry.entries("pair_construction")}

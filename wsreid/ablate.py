@@ -215,8 +215,10 @@ def load_study(path: str | Path) -> LoadedStudy:
     for i, label in enumerate(labels):
         if _slug(label) in slugs:
             other = slugs[_slug(label)]
-            raise StudyError(f"{locations.find(('variants', i, 'label'))}: variants: labels {other!r} and {label!r} "
-                             + ("repeat" if other == label else "give the same directory name"),
+            first = labels.index(other)
+            raise StudyError(f"{locations.find(('variants', i, 'label'))}: variants: "
+                             + (f"label {label!r} is used twice (variant {first} has it too)" if other == label else
+                                f"labels {other!r} and {label!r} give the same directory name"),
                              hint="give every variant its own label")
         slugs[_slug(label)] = label
     for prefix, overrides in [(("overrides",), study.overrides)] + [

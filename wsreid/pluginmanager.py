@@ -233,8 +233,34 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {name!r}: {' '.join(str(exc).split())}",
-                          hint="hook arguments are listed in docs/hooks.md") from exc
+        raise _validation_error(pm, plugin, name, exc) from exc
+
+
+def _validation_error(pm: pluggy.PluginManager, plugin: object, name: str, exc: Exception) -> PluginError:
+    """One line for a hook implementation pluggy refuses: for arguments the hook does not
+    pass, the implementation's signature, the unknown names and the hook's own arguments
+    (with the closest one); else pluggy's text."""
+    import difflib
+    import inspect
+
+    for hook_name, spec in ((n, getattr(pm.hook, n, None)) for n in dir(pm.hook) if n.startswith("wsreid_")):
+        impl = getattr(plugin, hook_name, None)
+        if spec is None or impl is None or spec.spec is None:
+            continue
+        wanted = list(spec.spec.argnames)
+        try:
+            given = [p for p in inspect.signature(impl).parameters if p != "self"]
+        except (TypeError, ValueError):
+            continue
+        unknown = [a for a in given if a not in wanted]
+        if unknown:
+            close = [c for a in unknown for c in difflib.get_close_matches(a, wanted, n=1, cutoff=0.3)]
+            hint = (f"did you mean {', '.join(repr(c) for c in close)}? " if close else "") + \
+                f"{hook_name} is called with {', '.join(wanted) or 'no arguments'}; an implementation may take any " \
+                "of them, by name (docs/hooks.md)"
+            return PluginError(f"plugin {name!r}: {hook_name}({', '.join(given)}) asks for "
+                               f"{', '.join(repr(a) for a in unknown)}, which the hook does not pass", hint=hint)
+    return PluginError(f"plugin {name!r}: {' '.join(str(exc).split())}", hint="hook arguments are listed in docs/hooks.md")
 
 
 def _check_hook_names(

@@ -487,8 +487,10 @@ class Run:
             if not torch.isfinite(value.detach()).all():
                 last = ckpt.latest_checkpoint(self.run_dir)
                 raise TrainingError(
-                    f"objective {label!r} gave a non-finite loss ({float(value.detach()):.4g}) at epoch {ctx.epoch}, step {ctx.step + 1}",
-                    hint=f"the last good checkpoint {last} is intact" if last else "no checkpoint was written yet",
+                    f"{self.origin('objectives.' + label)}: gave a non-finite loss ({float(value.detach()):.4g}) at "
+                    f"epoch {ctx.epoch}, step {ctx.step + 1}",
+                    hint=(f"the last good checkpoint {last} is intact" if last else "no checkpoint was written yet")
+                    + "; a lower train.lr, or the objective's inputs (a log or division of 0), are the usual causes",
                 )
             losses[label] = c.weights.get(label, 1.0) * value
         if not losses:

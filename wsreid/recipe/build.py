@@ -224,6 +224,12 @@ def check_references(recipe: RecipeBase, registry: Registry, locations: Location
             if isinstance(wanted, str) and wanted not in labels:
                 key = path + ("relation",)
                 close = difflib.get_close_matches(wanted, labels, n=1, cutoff=0.5)
+                removed = [where for p, where in locations.deletions
+                           if tuple(p) in (("local_associations", wanted), ("global_associations", wanted))]
+                if removed:  # the association was there: what removed it is the likelier mistake
+                    raise RecipeError(f"{locations.find(key)}: {dotted(key)}: no association is labelled {wanted!r}: "
+                                      f"{removed[-1]} removed it", hint=f"remove {dotted(path)} too (e.g. "
+                                      f"{dotted(path)}: null), or keep the association")
                 if close:
                     hint = f"did you mean {close[0]!r}?"
                 elif labels:

@@ -127,6 +127,7 @@ def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Location
     base, base_locations = _read_chain(target, chain + [path])
     merged = merge(base, tree)
     locations.absent_deletions += [(p, locations.find(p)) for p in absent_deletions(base, tree)]
+    locations.deletions += [(p, locations.find(p)) for p in absent_deletions(base, tree, present=True)]
     out = Locations(locations.root)
     out.update(base_locations)
     out.update(locations)
@@ -152,6 +153,7 @@ def read_recipe_tree(source: RecipeSource, overrides: Iterable[str] = ()) -> tup
             for key, value in tree.items():  # the mapping's own keys are its own, not the base file's
                 own.set_subtree((key,), value, locations.root)
             locations.absent_deletions += [(p, locations.root) for p in absent_deletions(base, tree)]
+            locations.deletions += [(p, locations.root) for p in absent_deletions(base, tree, present=True)]
             tree = merge(base, tree)
             locations.update(base_locations)
             locations.update(own)

@@ -51,6 +51,9 @@ class Locations:
         #: null was written), checked against the schema once the recipe is validated: a
         #: misspelled deletion would otherwise do nothing, silently
         self.absent_deletions: list[tuple[Path, Location]] = []
+        #: ``null`` deletions of keys the layers below had (path, where the null was
+        #: written): a reference to a removed component is told what removed it
+        self.deletions: list[tuple[Path, Location]] = []
 
     def _key(self, key: str | Path) -> Path:
         """The stored path for ``key``: a dotted key's digit parts may be list indices."""
@@ -108,6 +111,7 @@ class Locations:
     def update(self, other: "Locations") -> None:
         self._entries.update(other._entries)
         self.absent_deletions += [d for d in other.absent_deletions if d not in self.absent_deletions]
+        self.deletions += [d for d in other.deletions if d not in self.deletions]
 
     def set_subtree(self, path: Path, value: Any, location: Location) -> None:
         """Give ``path`` and every key below it (when ``value`` is a mapping or list)
@@ -134,6 +138,7 @@ class Locations:
     def copy(self) -> "Locations":
         out = Locations(self.root, self._entries)
         out.absent_deletions = list(self.absent_deletions)
+        out.deletions = list(self.deletions)
         return out
 
     def __repr__(self) -> str:

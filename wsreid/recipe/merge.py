@@ -70,10 +70,11 @@ def _set_key(mapping: dict[str, Any], key: str, value: Any) -> None:
         mapping[key] = _without_nulls(value)
 
 
-def absent_deletions(base: Any, overlay: Any, prefix: KeyPath = ()) -> list[KeyPath]:
+def absent_deletions(base: Any, overlay: Any, prefix: KeyPath = (), present: bool = False) -> list[KeyPath]:
     """The paths where ``overlay`` deletes (``null``) a key that ``base`` does not have,
     as :func:`merge` would lay it over ``base``: such a deletion does nothing, which for
-    a misspelled key (``objectives.sdm_asymetric: null``) hides the mistake."""
+    a misspelled key (``objectives.sdm_asymetric: null``) hides the mistake. With
+    ``present``, the paths where it deletes a key ``base`` has instead."""
     if not isinstance(overlay, dict):
         return []
     if not isinstance(base, dict) or (is_component_block(base) and is_component_block(overlay)
@@ -82,10 +83,10 @@ def absent_deletions(base: Any, overlay: Any, prefix: KeyPath = ()) -> list[KeyP
     out: list[KeyPath] = []
     for key, value in overlay.items():
         if value is None:
-            if key not in base:
+            if (key in base) == present:
                 out.append(prefix + (key,))
         elif isinstance(value, dict):
-            out += absent_deletions(base.get(key), value, prefix + (key,))
+            out += absent_deletions(base.get(key), value, prefix + (key,), present)
     return out
 
 
@@ -156,8 +157,8 @@ def apply_overrides(
     for text in overrides:
         parts, value = parse_override(text)
         source = Location(f"override -o {text}")
-        if value is None and locations is not None and not _path_present(out, parts):
-            locations.absent_deletions.append((parts, source))
+        if value is None and locations is not None:
+            (locations.deletions if _path_present(out, parts) else locations.absent_deletions).append((parts, source))
         block = parts[:-1] if parts[-1] == "name" else parts
         before = _block_name(out, block)
         lay(parts, value, source)

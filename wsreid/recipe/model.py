@@ -167,7 +167,8 @@ class RecipeBase(Strict):
     output_dir: str = Field("runs/run", min_length=1, description="run directory; a relative path is relative to the working "
                             "directory the command runs in, not to the recipe file (unlike extends, data.root and "
                             "the init paths)")
-    plugins: list[str] = Field(default_factory=list, description="extra plugin modules to import")
+    plugins: list[str] = Field(default_factory=list, description="extra plugin modules to import (importable as Python imports them: "
+                                  "installed, or in a folder on PYTHONPATH; the recipe's folder is not searched)")
     data: Any = Field(..., description="dataset component: {name: ..., params}")
     encoder: Any = Field(..., description="encoder component")
     pair_construction: Any = Field(default_factory=lambda: {"name": "identity"}, description="pair construction component")
