@@ -38,6 +38,12 @@ METRICS = ["R1", "R5", "R10", "mAP", "mINP"]
 HUBNESS = ["top1_images", "top1_hub_share", "query_mean_cosine"]
 
 
+#: the repository's cross-dataset recipe, found from this file (not the working directory)
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "recipes" / "synth-pedes-shifted-dgia.yaml"
+#: the evaluations that failed in this invocation (the script then exits 1)
+FAILED: list[str] = []
+
+
 def _wsreid_eval(args: list[str], out_json: Path) -> dict | None:
     """Run ``wsreid eval ARGS --format json`` once; cache its output in ``out_json``."""
     if out_json.exists():
@@ -49,6 +55,7 @@ def _wsreid_eval(args: list[str], out_json: Path) -> dict | None:
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         print(f"  failed: {tail}", flush=True)
+        FAILED.append(f"wsreid eval {' '.join(args)}: {tail}")
         return None
     result = json.loads(done.stdout)
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, help="the study's output directory (holding runs/<variant>/seed-<S>/)")
     parser.add_argument("--out", required=True, help="where the evaluations and tables go")
     parser.add_argument("--ratios", default="0.1,0.2,0.3,0.4,0.5")
-    parser.add_argument("--data", default="recipes/synth-pedes-shifted-dgia.yaml", help="recipe whose data block is the cross-dataset target")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="recipe whose data block is the cross-dataset "
+                        "target (default: the repository's recipes/synth-pedes-shifted-dgia.yaml)")
     parser.add_argument("--zero-shot", metavar="RECIPE", help="add a zero-shot row for the encoder this recipe starts from")
     parser.add_argument("--figure", help="PNG: R@1 against the query mask ratio, one line per variant")
     parser.add_argument("--seeds", metavar="S[,S...]", help="evaluate these seeds instead of the study's "
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL",
                         help="evaluate only this variant (its exact label; repeatable)")
     args = parser.parse_args(argv)
+    FAILED.clear()
 
     ratios = [float(x) for x in args.ratios.split(",")]
     ratio_arg = ",".join(f"{r:g}" for r in ratios)
@@ -155,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     _write_tables(out, rows, ratios, args)
     if args.figure:
         _write_figure(Path(args.figure), rows, ratios)
+    if FAILED:  # the tables hold what succeeded; the failures must not read as a complete table
+        print(f"error: {len(FAILED)} evaluation(s) failed, their cells are '-' (first: {FAILED[0]})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -62,6 +62,7 @@ def test_study_runs_are_evaluated_tabulated_and_reused(make_recipe, tmp_path, mo
     def no_process(*a, **k):
         raise AssertionError("evaluated again")
 
+    real_run = subprocess.run
     monkeypatch.setattr(subprocess, "run", no_process)
     (out / "results.csv").unlink()
     assert script.main(args) == 0
@@ -79,3 +80,13 @@ def test_study_runs_are_evaluated_tabulated_and_reused(make_recipe, tmp_path, mo
         script.main([*args, "--variant", "nope"])
     assert exc.value.code == 2
     assert "--variant 'nope': not a variant of" in capsys.readouterr().err
+
+    # evaluations that fail leave '-' cells and exit 1 (it was 0); the default cross-dataset
+    # recipe is the repository's, wherever the script is started from
+    monkeypatch.setattr(subprocess, "run", real_run)
+    assert Path(script.DEFAULT_DATA).is_file() and Path(script.DEFAULT_DATA).is_absolute()
+    missing = tmp_path / "missing.yaml"
+    assert script.main([str(study), "--runs", str(runs), "--out", str(tmp_path / "failing"), "--ratios", "0.5",
+                        "--data", str(missing), "--variant", "itc", "--seeds", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: 1 evaluation(s) failed, their cells are '-' (first: wsreid eval ") and str(missing) in err
