@@ -587,3 +587,35 @@ def test_report_only_with_an_override_that_outdates_every_run_keeps_the_tables(s
         f"outdated), so the table would be empty; nothing written, the results in {out} are kept (drop the -o that "
         "changes the runs)\n")
     assert {name: (out / name).read_bytes() for name in tables} == tables
+
+
+def test_a_run_that_failed_is_reported_as_failed_by_later_reports(study_file, tmp_path, capsys, monkeypatch):
+    """A failed run leaves no directory behind, so a later --report-only said 'not run'
+    and the message was gone; the study directory keeps it (failures.json) until the run
+    finishes."""
+    import wsreid.ablate as ablate
+
+    _write(study_file, study_file.read_text().replace("seeds: [0, 1, 2]", "seeds: [0]"))
+    out = tmp_path / "out"
+    broken = {"C_sup"}
+
+    def fake_run(study, run, state, disabled):
+        if run.run_dir.parent.name in broken:
+            raise RuntimeError("k1 1000 is larger than the training set")
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(20.0)))
+
+    monkeypatch.setattr(ablate, "execute_in_process", fake_run)
+    assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 1
+    assert json.loads((out / "failures.json").read_text()) == {
+        "C_sup/seed-0": "RuntimeError: k1 1000 is larger than the training set"}
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 1
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["C sup"]["status"] == ("1/1 failed (seed 0: RuntimeError: k1 1000 is larger than the training set "
+                                       "(when it last ran))")
+    broken.clear()  # fixed: the next invocation runs it, and the record goes
+    assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 0
+    assert not (out / "failures.json").exists()
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["C sup"]["status"] == "ok"

@@ -813,7 +813,9 @@ def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
     outcomes = []
     for run in runs:
         if not (run.run_dir / "metrics.json").exists():
-            outcomes.append(RunOutcome(run, "planned"))
+            earlier = read_failures(run.run_dir.parents[2]).get(_failure_key(run))
+            outcomes.append(RunOutcome(run, "failed", error=f"{earlier} (when it last ran)") if earlier
+                            else RunOutcome(run, "planned"))
             continue
         if loaded is not None and (run.run_dir / "recipe.yaml").exists():
             try:
@@ -828,6 +830,43 @@ def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
                 continue
         outcomes.append(_finished(run, STATE_DONE))
     return outcomes
+
+
+#: the study directory's record of runs that failed (label/seed-S -> message): a failed
+#: run leaves no directory, so a later report would otherwise say "not run"
+FAILURES_FILE = "failures.json"
+
+
+def _failure_key(run: PlannedRun) -> str:
+    return f"{_slug(run.label)}/seed-{run.seed}"
+
+
+def read_failures(output_dir: Path) -> dict[str, str]:
+    """The failures recorded in ``output_dir`` (empty when none, or unreadable)."""
+    try:
+        data = json.loads((output_dir / FAILURES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def record_failures(output_dir: Path, outcomes: list[RunOutcome]) -> None:
+    """Keep the messages of the runs that failed in this invocation in
+    :data:`FAILURES_FILE`, forget those of runs that finished since (written atomically;
+    removed when empty)."""
+    failures = read_failures(output_dir)
+    for o in outcomes:
+        if o.status == "failed" and o.error and not (o.run.run_dir / "metrics.json").exists():
+            failures[_failure_key(o.run)] = o.error.removesuffix(" (when it last ran)")
+        elif (o.run.run_dir / "metrics.json").exists():
+            failures.pop(_failure_key(o.run), None)
+    path = output_dir / FAILURES_FILE
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(failures, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def _prepare_output_dir(output_dir: Path, where: str, *, create: bool) -> None:
@@ -940,6 +979,11 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
                         for r in runs]
     if dry_run:
         return StudyReport(outcomes, {}, dry_run=True)
+    if not report_only:
+        try:
+            record_failures(output_dir, outcomes)
+        except OSError:  # the table below says the same; its own write reports a full disk
+            pass
     rows = aggregate(loaded, outcomes)
     try:
         paths = write_outputs(loaded, rows, output_dir)
