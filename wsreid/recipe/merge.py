@@ -90,7 +90,12 @@ def absent_deletions(base: Any, overlay: Any, prefix: KeyPath = (), present: boo
     return out
 
 
-def _path_present(tree: Any, parts: tuple[str, ...]) -> bool:
+_ABSENT = object()
+
+
+def _node_at(tree: Any, parts: tuple[str, ...]) -> Any:
+    """The value at the dotted ``parts`` of ``tree`` (digit parts index lists), or
+    ``_ABSENT``."""
     node = tree
     for part in parts:
         if isinstance(node, dict) and part in node:
@@ -98,8 +103,12 @@ def _path_present(tree: Any, parts: tuple[str, ...]) -> bool:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            return False
-    return True
+            return _ABSENT
+    return node
+
+
+def _path_present(tree: Any, parts: tuple[str, ...]) -> bool:
+    return _node_at(tree, parts) is not _ABSENT
 
 
 def merge(base: Any, overlay: Any) -> Any:
@@ -180,14 +189,7 @@ def apply_overrides(
 def _block_name(tree: Any, path: tuple[str, ...]) -> Any:
     """The ``name`` of the component block at ``path`` of ``tree``, None when there is no
     component block there."""
-    node = tree
-    for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
+    node = _node_at(tree, path)
     return node.get("name") if is_component_block(node) else None
 
 
