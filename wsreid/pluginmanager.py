@@ -331,9 +331,9 @@ def _register_components(
             if dist is None:
                 if isinstance(exc, PluginError):
                     raise
-                raise PluginError(f"plugin {who} failed while registering components: {_error_line(exc)}") from exc
+                raise PluginError(f"plugin {who} failed while registering components: {_import_error_line(exc)}") from exc
             registry.discard_provider(name)
             pm.unregister(name=name)
-            broken.append(BrokenPlugin(name, dist, f"while registering components: {_error_line(exc)}"))
+            broken.append(BrokenPlugin(name, dist, f"while registering components: {_import_error_line(exc)}"))
     registry.set_provider("<unknown>")
     return registry
