@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -88,12 +89,16 @@ class ImageRecord:
     image_path: Path
     captions: tuple[str, ...]
 
-    @property
+    @cached_property
     def image_key(self) -> str:
         """The image's path relative to imgs/ in one spelling (POSIX, without ``.``
         components or repeated slashes): two records name one file exactly when their
-        keys are equal, however the paths are written."""
-        return PurePosixPath(self.relative_path).as_posix()
+        keys are equal, however the paths are written. Computed once per record; a path
+        already in that spelling (nearly all) is its own key."""
+        rel = self.relative_path
+        if "//" not in rel and "./" not in rel and not rel.endswith(("/", "/.")):
+            return rel
+        return PurePosixPath(rel).as_posix()
 
 
 def _format(fmt: str) -> DatasetFormat:
