@@ -156,20 +156,12 @@ def check_absent_deletions(tree: Mapping[str, Any], locations: Locations, regist
     objectives.sdm_asymetric: no objective is labelled 'sdm_asymetric', nothing to remove
     (did you mean 'sdm_asymmetric'?)``."""
     model = build_recipe_model(registry)
+    missing = object()
     for path, where in locations.absent_deletions:
-        path = tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in path)
-        i = 0
-        node: Any = tree
-        while i < len(path) and isinstance(node, (dict, list)):
-            part = path[i]
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
-            else:
-                break
-            i += 1
-        if i == len(path) or not isinstance(node, dict):
+        # the first key of the path that the recipe does not have, below the mapping ``node``
+        i = next((k for k in range(len(path)) if value_at(tree, path[: k + 1], missing) is missing), None)
+        node = value_at(tree, path[:i]) if i is not None else None
+        if not isinstance(node, dict):
             continue  # set again by a later layer, or below a value that is not a mapping
         key = path[i]
         section = COMPONENT_SECTIONS.get(path[0]) if i == 1 else None

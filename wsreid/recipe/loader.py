@@ -24,7 +24,7 @@ from wsreid.errors import RecipeError
 from wsreid.fileio import write_atomically
 from wsreid.recipe.build import check_absent_deletions, check_external_paths, schedule_warnings, validate_recipe
 from wsreid.recipe.locations import Location, Locations
-from wsreid.recipe.merge import absent_deletions, apply_overrides, merge
+from wsreid.recipe.merge import apply_overrides, merge, null_deletions
 from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
 from wsreid.recipe.yamlio import display_path, dump_yaml_text, read_yaml_file
 from wsreid.registry import Registry
@@ -126,8 +126,7 @@ def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Location
         )
     base, base_locations = _read_chain(target, chain + [path])
     merged = merge(base, tree)
-    locations.absent_deletions += [(p, locations.find(p)) for p in absent_deletions(base, tree)]
-    locations.deletions += [(p, locations.find(p)) for p in absent_deletions(base, tree, present=True)]
+    locations.note_deletions(*null_deletions(base, tree), locations.find)
     out = Locations(locations.root)
     out.update(base_locations)
     out.update(locations)
@@ -152,8 +151,7 @@ def read_recipe_tree(source: RecipeSource, overrides: Iterable[str] = ()) -> tup
             own = Locations(locations.root)
             for key, value in tree.items():  # the mapping's own keys are its own, not the base file's
                 own.set_subtree((key,), value, locations.root)
-            locations.absent_deletions += [(p, locations.root) for p in absent_deletions(base, tree)]
-            locations.deletions += [(p, locations.root) for p in absent_deletions(base, tree, present=True)]
+            locations.note_deletions(*null_deletions(base, tree), lambda path: locations.root)
             tree = merge(base, tree)
             locations.update(base_locations)
             locations.update(own)

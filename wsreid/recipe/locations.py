@@ -7,7 +7,7 @@ dotted form (``train.lr``) is what error messages show.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Union
+from typing import Any, Callable, Iterator, Mapping, Union
 
 Path = tuple[Union[str, int], ...]
 
@@ -108,6 +108,12 @@ class Locations:
         n = len(path)
         return [(p, loc) for p, loc in self._entries.items() if p[:n] == path]
 
+    def note_deletions(self, absent: list[Path], present: list[Path], where: Callable[[Path], Location]) -> None:
+        """Record the ``null`` deletions of one layer (:func:`wsreid.recipe.merge.null_deletions`),
+        each at ``where(path)``."""
+        self.absent_deletions += [(p, where(p)) for p in absent]
+        self.deletions += [(p, where(p)) for p in present]
+
     def update(self, other: "Locations") -> None:
         self._entries.update(other._entries)
         self.absent_deletions += [d for d in other.absent_deletions if d not in self.absent_deletions]
@@ -150,11 +156,14 @@ _MISSING = object()
 
 def value_at(tree: Any, path: Path, default: Any = None) -> Any:
     """The value at ``path`` in a recipe tree of mappings and lists (``default`` when the
-    tree has none there)."""
+    tree has none there). A list index may be an int or, as a dotted override writes it,
+    a string of digits."""
     node = tree
     for part in path:
         if isinstance(node, dict) and part in node:
             node = node[part]
+        elif isinstance(node, list) and isinstance(part, str) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         else:

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Mapping
 from wsreid.errors import RecipeError
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
+from wsreid.recipe.locations import value_at
 from wsreid.recipe.yamlio import parse_flow_value
 
 __all__ = ["merge", "apply_overrides", "parse_override", "is_component_block"]
@@ -70,45 +71,33 @@ def _set_key(mapping: dict[str, Any], key: str, value: Any) -> None:
         mapping[key] = _without_nulls(value)
 
 
-def absent_deletions(base: Any, overlay: Any, prefix: KeyPath = (), present: bool = False) -> list[KeyPath]:
-    """The paths where ``overlay`` deletes (``null``) a key that ``base`` does not have,
-    as :func:`merge` would lay it over ``base``: such a deletion does nothing, which for
-    a misspelled key (``objectives.sdm_asymetric: null``) hides the mistake. With
-    ``present``, the paths where it deletes a key ``base`` has instead."""
+def null_deletions(base: Any, overlay: Any, prefix: KeyPath = ()) -> tuple[list[KeyPath], list[KeyPath]]:
+    """The paths where ``overlay`` deletes (``null``) a key, as :func:`merge` would lay it
+    over ``base``: (keys ``base`` does not have, keys it has). A deletion of the first kind
+    does nothing, which for a misspelled key (``objectives.sdm_asymetric: null``) hides the
+    mistake; one of the second kind is what a reference to the removed key is told."""
+    absent: list[KeyPath] = []
+    present: list[KeyPath] = []
     if not isinstance(overlay, dict):
-        return []
+        return absent, present
     if not isinstance(base, dict) or (is_component_block(base) and is_component_block(overlay)
                                       and base["name"] != overlay["name"]):
         base = {}  # replaced whole: nothing below to delete
-    out: list[KeyPath] = []
     for key, value in overlay.items():
         if value is None:
-            if (key in base) == present:
-                out.append(prefix + (key,))
+            (present if key in base else absent).append(prefix + (key,))
         elif isinstance(value, dict):
-            out += absent_deletions(base.get(key), value, prefix + (key,), present)
-    return out
+            below_absent, below_present = null_deletions(base.get(key), value, prefix + (key,))
+            absent += below_absent
+            present += below_present
+    return absent, present
 
 
 _ABSENT = object()
 
 
-def _node_at(tree: Any, parts: tuple[str, ...]) -> Any:
-    """The value at the dotted ``parts`` of ``tree`` (digit parts index lists), or
-    ``_ABSENT``."""
-    node = tree
-    for part in parts:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _ABSENT
-    return node
-
-
 def _path_present(tree: Any, parts: tuple[str, ...]) -> bool:
-    return _node_at(tree, parts) is not _ABSENT
+    return value_at(tree, parts, _ABSENT) is not _ABSENT
 
 
 def merge(base: Any, overlay: Any) -> Any:
@@ -189,7 +178,7 @@ def apply_overrides(
 def _block_name(tree: Any, path: tuple[str, ...]) -> Any:
     """The ``name`` of the component block at ``path`` of ``tree``, None when there is no
     component block there."""
-    node = _node_at(tree, path)
+    node = value_at(tree, path)
     return node.get("name") if is_component_block(node) else None
 
 
