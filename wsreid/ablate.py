@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from wsreid.engine import signals
 from wsreid.engine.rundir import RunMode, RunState, same_recipe
@@ -82,18 +82,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: a mapping of dotted recipe keys to values; ``overrides:`` with every line commented
+#: out (YAML null) is no override
+Overrides = Annotated[dict[str, Any], BeforeValidator(lambda value: {} if value is None else value)]
+
+
 class Variant(_Strict):
     """One row of the table: a label and recipe overrides (dotted key -> value; null removes
     a key, e.g. a component)."""
 
     label: str = Field(min_length=1)
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: Overrides = Field(default_factory=dict)
     note: str | None = None
-
-    @field_validator("overrides", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value  # every line commented out: no override
 
 
 class Study(_Strict):
@@ -102,12 +102,7 @@ class Study(_Strict):
     base: str
     variants: list[Variant] = Field(min_length=1)
     seeds: list[Annotated[int, Field(ge=0, strict=True)]] = Field(default_factory=lambda: [0], min_length=1)
-    overrides: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("overrides", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    overrides: Overrides = Field(default_factory=dict)
     reference: str | None = None
     output_dir: str | None = None
     metrics: list[str] = Field(default_factory=lambda: list(METRICS), min_length=1)
@@ -814,7 +809,7 @@ def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
     for run in runs:
         if not (run.run_dir / "metrics.json").exists():
             earlier = read_failures(run.run_dir.parents[2]).get(_failure_key(run))
-            outcomes.append(RunOutcome(run, "failed", error=f"{earlier} (when it last ran)") if earlier
+            outcomes.append(RunOutcome(run, "failed", error=earlier + EARLIER_FAILURE) if earlier
                             else RunOutcome(run, "planned"))
             continue
         if loaded is not None and (run.run_dir / "recipe.yaml").exists():
@@ -835,6 +830,8 @@ def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
 #: the study directory's record of runs that failed (label/seed-S -> message): a failed
 #: run leaves no directory, so a later report would otherwise say "not run"
 FAILURES_FILE = "failures.json"
+#: what a report adds to such a message
+EARLIER_FAILURE = " (when it last ran)"
 
 
 def _failure_key(run: PlannedRun) -> str:
@@ -857,7 +854,7 @@ def record_failures(output_dir: Path, outcomes: list[RunOutcome]) -> None:
     failures = read_failures(output_dir)
     for o in outcomes:
         if o.status == "failed" and o.error and not (o.run.run_dir / "metrics.json").exists():
-            failures[_failure_key(o.run)] = o.error.removesuffix(" (when it last ran)")
+            failures[_failure_key(o.run)] = o.error.removesuffix(EARLIER_FAILURE)
         elif (o.run.run_dir / "metrics.json").exists():
             failures.pop(_failure_key(o.run), None)
     path = output_dir / FAILURES_FILE
