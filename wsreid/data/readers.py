@@ -129,18 +129,25 @@ def find_annotation_file(root: str | Path, fmt: str) -> Path:
     raise DataError(f"{spec.name} annotation file {root / spec.annotation_files[0]} not found", hint=hint)
 
 
+def annotation_files_in(folder: Path) -> list[tuple[str, str]]:
+    """(format, annotation file name) of each format whose annotation file is in
+    ``folder`` (the first name found per format)."""
+    found = []
+    for spec in FORMATS.values():
+        name = next((n for n in spec.annotation_files if (folder / n).is_file()), None)
+        if name is not None:
+            found.append((spec.name, name))
+    return found
+
+
 def formats_in(folder: Path) -> list[str]:
     """The formats whose annotation file is in ``folder``."""
-    return [spec.name for spec in FORMATS.values() if any((folder / n).is_file() for n in spec.annotation_files)]
+    return [fmt for fmt, _ in annotation_files_in(folder)]
 
 
 def _other_format(folder: Path) -> tuple[str, str] | None:
     """(format, annotation file name) of the first format whose file is in ``folder``."""
-    for spec in FORMATS.values():
-        for name in spec.annotation_files:
-            if (folder / name).is_file():
-                return spec.name, name
-    return None
+    return next(iter(annotation_files_in(folder)), None)
 
 
 def dataset_folders_inside(folder: Path, fmt: str | None = None) -> list[Path]:
