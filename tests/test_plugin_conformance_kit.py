@@ -419,3 +419,34 @@ def test_check_relation_on_its_own():
         check_relation(Relation(image=image, text=image, weights=2 * torch.eye(4)), 4, "mine")
     with pytest.raises(ConformanceError, match="rows must be L2-normalised"):
         check_relation(Relation(image=2 * image, text=image, weights=torch.eye(4)), 4, "mine")
+
+
+def _splits(**change):
+    from wsreid.api import DatasetSplits, EvalSplit, PairRecord
+
+    image = Path("img.png")
+    fields = {"name": "x", "train": [PairRecord(i, image, "a caption", 0, 0) for i in range(2)],
+              "test": EvalSplit(["a query"], [0], [image], [0]), "val": None}
+    fields.update(change)
+    return DatasetSplits(**fields)
+
+
+@pytest.mark.parametrize("splits, problem", [
+    (("not splits",), "load() returned a str, not a wsreid.api.DatasetSplits"),
+    ({"train": []}, "load() returned no training pairs (splits.train must be a non-empty list of "
+                    "wsreid.api.PairRecord)"),
+    ({"train": [("img.png", "a caption")]}, "splits.train[0] is a tuple, not a wsreid.api.PairRecord"),
+    ({"test": None}, "splits.test is a NoneType, not a wsreid.api.EvalSplit"),
+    ({"val": ["a query"]}, "splits.val is a list, not a wsreid.api.EvalSplit"),
+    ({"test": EvalSplit([], [], [Path("img.png")], [0])}, "splits.test has 0 queries and 1 gallery images: it "
+                                                          "needs both"),
+    ({"test": EvalSplit(["a query", " "], [0, 0], [Path("img.png")], [0])}, "splits.test.captions[1] is empty (' ')"),
+])  # fmt: skip
+def test_splits_problem_names_each_broken_rule(splits, problem):
+    """What a run and the kit say of a dataset's load() result, rule by rule (the run
+    prefixes the dataset and its plugin; tests/test_plugin_faults_at_run.py)."""
+    from wsreid.engine.data import splits_problem
+
+    given = splits[0] if isinstance(splits, tuple) else _splits(**splits)
+    assert splits_problem(given) == problem
+    assert splits_problem(_splits()) is None
