@@ -176,7 +176,7 @@ def test_record_missing_key(tmp_path: Path, fmt: str, key: str) -> None:
     del records[4][key]
     _rewrite(tmp_path, fmt, records)
     msg = _error(tmp_path, fmt)
-    assert f"record 4" in msg and f"missing key '{key}'" in msg and ANNOTATION[fmt] in msg
+    assert "record 4" in msg and f"missing key '{key}'" in msg and ANNOTATION[fmt] in msg
 
 
 @pytest.mark.parametrize("fmt", list(ANNOTATION))
@@ -322,6 +322,56 @@ def test_load_image_errors_name_the_file(tmp_path: Path) -> None:
     text.write_text("not an image")
     with pytest.raises(DataError, match=r"notes\.jpg.*cannot be decoded"):
         load_image(text)
+
+
+def _portrait(width: int = 6, height: int = 10) -> Image.Image:
+    """An upright RGB picture whose every pixel differs from its mirror images."""
+    import numpy as np
+
+    rows, cols = np.mgrid[0:height, 0:width]
+    return Image.fromarray(np.stack([rows * 20, cols * 40, rows * 3 + cols * 7], axis=-1).astype(np.uint8), "RGB")
+
+
+@pytest.mark.parametrize("orientation, stored_as", [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270),
+                                                    (3, Image.Transpose.ROTATE_180),
+                                                    (2, Image.Transpose.FLIP_LEFT_RIGHT)])
+def test_an_exif_orientation_is_applied_as_viewers_show_the_photo(tmp_path: Path, orientation, stored_as) -> None:
+    """A phone stores a portrait photo sideways with EXIF orientation 6 (or 8); the image
+    read is the upright one a viewer shows, not the stored pixels."""
+    upright = _portrait()
+    exif = Image.Exif()
+    exif[274] = orientation
+    path = tmp_path / "phone.png"  # PNG: lossless, so the pixels compare exactly
+    upright.transpose(stored_as).save(path, exif=exif)
+    assert Image.open(path).size == upright.transpose(stored_as).size  # stored turned
+    img = load_image(path)
+    assert img.mode == "RGB" and img.size == upright.size
+    assert img.tobytes() == upright.tobytes()
+
+
+def test_a_16_bit_grey_image_is_scaled_to_8_bits_not_clipped(tmp_path: Path) -> None:
+    import numpy as np
+
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)  # 0, 1, 128, 255 in 8 bits
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    img = load_image(tmp_path / "grey16.png")
+    assert img.mode == "RGB" and [img.getpixel((x, 0)) for x in range(4)] == [(0, 0, 0), (1, 1, 1),
+                                                                               (128, 128, 128), (255, 255, 255)]
+    Image.fromarray(np.array([[0, 7, 200]], dtype=np.int32), "I").save(tmp_path / "small32.tif")
+    assert [load_image(tmp_path / "small32.tif").getpixel((x, 0))[0] for x in range(3)] == [0, 7, 200]
+
+
+def test_an_image_over_pils_pixel_limit_is_named_as_such(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "large.png"
+    _portrait(60, 40).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 2,400 pixels: over twice the limit -> PIL's error
+    with pytest.raises(DataError) as info:
+        load_image(path)
+    assert str(info.value) == (f"image {path} has more pixels than PIL opens (2,400 pixels, the limit 2,000; PIL's "
+                               "guard against decompression bombs) (downscale the file (a person image needs a few "
+                               "hundred pixels a side), or raise PIL.Image.MAX_IMAGE_PIXELS in a script that trusts "
+                               "its files)")
 
 
 @pytest.mark.parametrize("kind", ["folder", "broken link"])

@@ -352,6 +352,24 @@ def test_search_refuses_mistakes_before_encoding(trained_run, tmp_path):
         encoder.encode_captions(["a man", ""])
 
 
+def test_caption_warnings_name_descriptions_the_encoder_does_not_read_whole(trained_run):
+    """A description past the encoder's max_length loses its last words and one with words
+    outside the vocabulary reads them as the unknown token: each is named, with counts;
+    a description read whole gives no line."""
+    from wsreid.retrieval import load_encoder
+
+    encoder = load_encoder(trained_run.run_dir)
+    limit = encoder.encoder.max_length
+    long = " ".join(["a man in a red jacket ,"] * 12)  # 84 word tokens
+    assert encoder.caption_warnings(["a man in a red jacket", long, "a man in a xyzzy qwerty"]) == [
+        f"description 2 ('{long[:37]}...') is 86 tokens long with its start and end; the encoder reads {limit}, "
+        f"so its last {86 - limit} are not read (put what matters first, or shorten it)",
+        "description 3 ('a man in a xyzzy qwerty'): 2 of its 6 word tokens are unknown to the encoder's "
+        "vocabulary, each read as the same unknown token (use the words of the training captions)"]
+    # what the warning says: the cut description ranks as its first words do
+    assert torch.equal(encoder.encode_captions([long]), encoder.encode_captions([" ".join(long.split()[:limit - 2])]))
+
+
 # ---------------------------------------------------------------- wsreid search
 
 
@@ -382,6 +400,12 @@ def test_search_command_prints_what_the_library_ranks(trained_run, capsys):
     n = len(image_files([folder]))
     assert lines[0] == f"{n} images; encoder {trained_run.run_dir / 'checkpoints' / 'best' / 'model.safetensors'}"
     assert lines[2] == queries[0] and lines[3].startswith("    1  ") and lines[3].endswith(str(expected[0][0].path))
+    assert capsys.readouterr().err == ""
+
+    assert main(["search", str(trained_run.run_dir), "a man in a xyzzy coat", "--images", str(folder)]) == 0
+    assert capsys.readouterr().err == ("warning: description 1 ('a man in a xyzzy coat'): 1 of its 6 word tokens are "
+                                       "unknown to the encoder's vocabulary, each read as the same unknown token (use "
+                                       "the words of the training captions)\n")
 
 
 @pytest.mark.parametrize("args, says", [

@@ -108,6 +108,9 @@ def test_an_image_of_another_dataset_keeps_its_hints(tmp_path):
     with pytest.raises(DataError) as info:
         load_image(broken)
     assert str(info.value).startswith(f"image {broken} cannot be decoded (UnidentifiedImageError: ")
+    assert str(info.value).endswith("(replace the file with an intact copy, or leave it out)")  # no record named
+    with pytest.raises(DataError) as info:
+        load_image(broken, where="reid_raw.json record 0")
     assert str(info.value).endswith("(replace the file with an intact copy or remove its record)")
     with pytest.raises(DataError) as info:
         load_image(tmp_path / "imgs" / "b.png")

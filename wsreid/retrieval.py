@@ -111,6 +111,30 @@ class RunEncoder:
         with encoder_calls(self._plugins, self._recipe, "encoding captions"):
             return extract_text_features(self.encoder, texts, self.batch_size, self._dist(), desc="captions").cpu()
 
+    def caption_warnings(self, captions: Iterable[str]) -> list[str]:
+        """One line per caption the encoder does not read whole: longer than the tokens
+        it reads (``max_length``; the words past it are dropped), or with words its
+        vocabulary does not know (each read as the one unknown token). Empty for an
+        encoder that cannot count its tokens (``caption_token_counts``, as the CLIP
+        encoder's). Training warns of the same for the training captions as a whole."""
+        texts = _captions(captions)
+        counts = getattr(self.encoder, "caption_token_counts", None)
+        if counts is None:
+            return []
+        limit = int(self.encoder.max_length)
+        lines = []
+        for i, (text, (tokens, words, unknown)) in enumerate(zip(texts, counts(texts)), 1):
+            short = text if len(text) <= 40 else text[:37] + "..."
+            if tokens > limit:
+                lines.append(f"description {i} ({short!r}) is {tokens} tokens long with its start and end; the "
+                             f"encoder reads {limit}, so its last {tokens - limit} are not read (put what matters "
+                             "first, or shorten it)")
+            if unknown:
+                lines.append(f"description {i} ({short!r}): {unknown} of its {words} word tokens are unknown to the "
+                             "encoder's vocabulary, each read as the same unknown token (use the words of the "
+                             "training captions)")
+        return lines
+
     def search(self, captions: Iterable[str], paths: Iterable[str | os.PathLike[str]],
                top_k: int = 5) -> list[list[Hit]]:
         """For each caption, the ``top_k`` images of ``paths`` most similar to it, best

@@ -352,21 +352,31 @@ class ClipEncoder(EncoderComponent):
     #: captions read for those shares (evenly spaced over the training set when it has more)
     CAPTIONS_CHECKED = 20_000
 
+    def caption_token_counts(self, captions: list[str]) -> list[tuple[int, int, int]]:
+        """Per caption, uncut: (tokens with its start and end, word tokens, word tokens
+        mapped to the unknown token - 0 for a tokenizer without one). A caption is cut at
+        ``max_length`` when its first number is larger."""
+        if self.openai_vocabulary:
+            captions = [html.unescape(html.unescape(t)) for t in captions]
+        ids = self.tokenizer(list(captions), truncation=False, add_special_tokens=True, return_attention_mask=False,
+                             return_token_type_ids=False, verbose=False)["input_ids"]
+        counts = []
+        for row in ids:
+            words = [i for i in row if i not in self.special_token_ids or i == self.unk_token_id]
+            unknown = sum(i == self.unk_token_id for i in words) if self.unk_token_id is not None else 0
+            counts.append((len(row), len(words), unknown))
+        return counts
+
     def caption_shares(self, captions: list[str]) -> tuple[int, float, float]:
         """(captions read, share of them longer than ``max_length`` tokens with their start
         and end, share of their word tokens mapped to the unknown token - 0 for a
         tokenizer without one) over at most :attr:`CAPTIONS_CHECKED` of ``captions``."""
         step = max(1, -(-len(captions) // self.CAPTIONS_CHECKED))
-        sample = list(captions[::step])
-        if self.openai_vocabulary:
-            sample = [html.unescape(html.unescape(t)) for t in sample]
-        ids = self.tokenizer(sample, truncation=False, add_special_tokens=True, return_attention_mask=False,
-                             return_token_type_ids=False, verbose=False)["input_ids"]
-        truncated = sum(len(row) > self.max_length for row in ids) / len(sample)
-        words = [i for row in ids for i in row if i not in self.special_token_ids or i == self.unk_token_id]
-        unknown = (sum(i == self.unk_token_id for i in words) / len(words)
-                   if self.unk_token_id is not None and words else 0.0)
-        return len(sample), truncated, unknown
+        counts = self.caption_token_counts(list(captions[::step]))
+        truncated = sum(tokens > self.max_length for tokens, _, _ in counts) / len(counts)
+        words = sum(n for _, n, _ in counts)
+        unknown = sum(u for _, _, u in counts) / words if words else 0.0
+        return len(counts), truncated, unknown
 
     def caption_warnings(self, captions: list[str]) -> list[str]:
         """One line per problem of the training captions for this tokenizer: many cut at

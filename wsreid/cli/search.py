@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 
 from wsreid.cli.common import add_common, add_overrides
 from wsreid.errors import ExitCode, UserError
@@ -35,6 +37,8 @@ def add_parsers(sub) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Print, for each description, its top-K images with their cosine similarity."""
+    from PIL import Image
+
     from wsreid.retrieval import image_files, load_encoder
 
     if args.top_k < 1:
@@ -45,7 +49,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     files = image_files(args.images)  # before the encoder is built: a typo costs nothing
     encoder = load_encoder(args.target, recipe=args.recipe, zero_shot=args.zero_shot, overrides=args.override,
                            disabled=args.disable_plugin)
-    results = encoder.search(args.queries, files, top_k=args.top_k)
+    for line in encoder.caption_warnings(args.queries):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    with warnings.catch_warnings():
+        # PIL warns of files between 89 and 179 million pixels (a guard against decompression
+        # bombs) and refuses larger ones (load_image says so): the files here are the user's own
+        warnings.simplefilter("ignore", category=Image.DecompressionBombWarning)
+        results = encoder.search(args.queries, files, top_k=args.top_k)
     if args.format == "json":
         print(json.dumps([{"query": q, "hits": [{"rank": h.rank, "score": round(h.score, 6), "path": str(h.path)}
                                                 for h in hits]} for q, hits in zip(args.queries, results)], indent=1))

@@ -7,11 +7,13 @@ Images are returned as PIL images in RGB mode (``img.size == (width, height)``).
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 from wsreid.errors import DataError
 
@@ -35,9 +37,15 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
         except BaseException:
             img.close()
             raise
+        img = _upright(img)
         # an RGB file (JPEG, PNG) is returned as decoded, convert() would copy it; the file
         # of a multi-frame image stays open after load() and is closed by _converted
         return img if img.mode == "RGB" and getattr(img, "fp", None) is None else _converted(img)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {p}{loc} has more pixels than PIL opens ({_pixels(exc)}; PIL's guard against "
+                        "decompression bombs)",
+                        hint="downscale the file (a person image needs a few hundred pixels a side), or raise "
+                             "PIL.Image.MAX_IMAGE_PIXELS in a script that trusts its files") from None
     except FileNotFoundError:
         if p.is_symlink():
             raise DataError(f"image {p}{loc} is a symbolic link to {os.readlink(p)}, which does not exist",
@@ -49,11 +57,12 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
     except IsADirectoryError:
         raise DataError(f"image {p}{loc} is a folder, not an image file",
                         hint="the record must name an image file (relative to imgs/)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise _generated_damaged(p, f"{loc} cannot be decoded ({reason})") or DataError(
             f"image {p}{loc} cannot be decoded ({reason})",
-            hint="replace the file with an intact copy or remove its record",
+            hint="replace the file with an intact copy or remove its record" if where
+            else "replace the file with an intact copy, or leave it out",
         ) from None
 
 
@@ -65,9 +74,45 @@ def _generated_damaged(path: Path, problem: str) -> DataError | None:
     return damaged_image(path, problem)
 
 
-def _converted(img: Image.Image) -> Image.Image:
-    """``img`` converted to RGB, its file closed."""
+def _pixels(exc: Exception) -> str:
+    """'196,000,000 pixels, the limit 178,956,970' from PIL's DecompressionBombError text."""
+    numbers = [int(n) for n in re.findall(r"\d+", str(exc))]
+    return f"{numbers[0]:,} pixels, the limit {numbers[1]:,}" if len(numbers) >= 2 else str(exc)
+
+
+#: EXIF tag 274: how the stored pixels are turned for display (1: as stored; 2-8: mirrored
+#: and/or rotated - phones store portrait photos sideways with 6 or 8).
+EXIF_ORIENTATION = 274
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation tag says, as every image viewer shows it;
+    unchanged without the tag (the published datasets' crops carry none) or with an
+    unreadable EXIF block."""
+    try:
+        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block: the pixels are still the image
+        return img
+    if orientation not in range(2, 9):
+        return img
     with img:
+        return ImageOps.exif_transpose(img)
+
+
+#: Modes of one-channel images with more than 8 bits; convert("RGB") clips them at 255.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _converted(img: Image.Image) -> Image.Image:
+    """``img`` converted to RGB, its file closed. A 16-bit grey image is scaled to 8 bits
+    (65535 -> 255): PIL's own conversion clips it, turning everything above 255 white;
+    a 32-bit one ('I') is scaled the same way when its values exceed 255."""
+    with img:
+        if img.mode in _WIDE_MODES:
+            values = np.asarray(img).astype(np.int64)
+            if img.mode != "I" or values.max(initial=0) > 255:
+                values = (np.clip(values, 0, 65535) * 255 + 32767) // 65535
+            return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L").convert("RGB")
         return img.convert("RGB")
 
 
