@@ -221,6 +221,23 @@ def test_missing_image(tmp_path: Path, fmt: str) -> None:
         check_dataset(tmp_path, fmt)
 
 
+@pytest.mark.parametrize("fmt", list(ANNOTATION))
+def test_missing_images_are_counted_not_only_the_first(tmp_path: Path, fmt: str) -> None:
+    records = make_dataset(tmp_path, fmt)
+    paths = [r[PATH_KEY[fmt]] for r in records]
+    gone = [paths[5], paths[7], paths[8]]
+    assert len(set(gone)) == 3
+    for rel in gone:
+        (tmp_path / "imgs" / rel).unlink()
+    msg = _error(tmp_path, fmt)
+    assert f"record 5 ({PATH_KEY[fmt]} {paths[5]!r}): image {tmp_path / 'imgs' / paths[5]} does not exist; 2 more " \
+           "image(s) of later records are missing too (" in msg
+    with pytest.raises(DataError, match=r"record 5 .*; 2 more image\(s\) of later records are missing too"):
+        check_dataset(tmp_path, fmt)
+    (tmp_path / "imgs" / paths[5]).write_bytes((tmp_path / "imgs" / paths[6]).read_bytes())
+    assert "record 7" in _error(tmp_path, fmt) and "; 1 more image(s)" in _error(tmp_path, fmt)
+
+
 def test_missing_image_folder(tmp_path: Path) -> None:
     make_dataset(tmp_path, "rstpreid")
     (tmp_path / "imgs").rename(tmp_path / "images")

@@ -307,8 +307,10 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
         if problem == "does not exist":
             from wsreid.data.synth.damage import damaged_image  # here: wsreid.data.synth reads datasets with this module
 
+            more = _missing_images_after(raw, i, spec.path_key, image_dir, index, image_path)
+            more = f"; {more} more image(s) of later records are missing too" if more else ""
             raise damaged_image(image_path, f" ({path.name} record {i}) is missing") or DataError(
-                f"{where}: image {image_path} does not exist", hint=missing_image_hint(index, image_dir, rel))
+                f"{where}: image {image_path} does not exist{more}", hint=missing_image_hint(index, image_dir, rel))
         if problem is not None:  # a folder, a broken symbolic link: it would fail in training
             raise DataError(f"{where}: image {image_path} {problem}",
                             hint="the record must name an image file; fix the path or the file")
@@ -320,6 +322,23 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
         if counts[split] == 0:
             raise DataError(f"{path}: split {split!r} has no records", hint=f"a {spec.name} file needs records in {', '.join(spec.required_splits)}")
     return records
+
+
+def _missing_images_after(raw: list, first: int, path_key: str, image_dir: Path, index: ExistenceIndex,
+                          found: Path) -> int:
+    """How many other images the records after ``raw[first]`` name that do not exist
+    (each image once; records with other problems are left to be reported once these
+    are fixed), so that one load says how many are missing, not only the first."""
+    missing: set[Path] = {found}
+    for rec in raw[first + 1:]:
+        rel = rec.get(path_key) if isinstance(rec, dict) else None
+        try:
+            image_path = resolve_image_path(image_dir, rel, where="")
+        except DataError:
+            continue
+        if image_path not in missing and index.problem(image_path) == "does not exist":
+            missing.add(image_path)
+    return len(missing) - 1
 
 
 def missing_image_hint(index: ExistenceIndex, image_dir: Path, relative: str) -> str:
