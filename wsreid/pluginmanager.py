@@ -144,6 +144,7 @@ def load_plugins(
     objects: Iterable[tuple[str, object]] = (),
     distributions: Iterable[str] | None = None,
     use_env: bool = True,
+    modules_from: str = "recipe 'plugins:'",
 ) -> Plugins:
     """Create a plugin manager, load plugins and fill a registry.
 
@@ -151,7 +152,9 @@ def load_plugins(
     plugin object) pairs registered directly (tests, embedding); ``disabled``: entry-point,
     module or distribution names to skip (plus ``WSREID_DISABLE_PLUGINS`` when
     ``use_env``); ``distributions``: when given, only entry points of these distributions
-    are loaded (e.g. ``["wsreid"]`` for the shipped plugins alone).
+    are loaded (e.g. ``["wsreid"]`` for the shipped plugins alone); ``modules_from``: where
+    ``modules`` came from, as a module that fails to import names it (``--module`` for
+    ``wsreid plugins --module``).
     """
     disabled_set = set(disabled) | (disabled_from_env() if use_env else set())
     disabled_norm = {_normalise(d) for d in disabled_set}
@@ -196,7 +199,7 @@ def load_plugins(
             plugin = importlib.import_module(modname)
         except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import is broken too
             raise PluginError(
-                f"plugin module {modname!r} (recipe 'plugins:') failed to import: {_import_error_line(exc)}",
+                f"plugin module {modname!r} ({modules_from}) failed to import: {_import_error_line(exc)}",
                 hint="check that it (and what it imports) is installed or on PYTHONPATH"
                 if isinstance(exc, ModuleNotFoundError) else "fix the error in the plugin's code",
             ) from exc

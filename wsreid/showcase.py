@@ -32,6 +32,8 @@ __all__ = [
     "draw_retrieval_figure",
     "write_retrieval_figure",
     "save_figure",
+    "FIGURE_FORMATS",
+    "figure_format",
 ]
 
 CAPTION_WIDTH = 320
@@ -41,6 +43,33 @@ LABEL_H = 14
 MARGIN = 8
 MATCH_COLOUR = (0, 170, 0)
 MISS_COLOUR = (210, 0, 0)
+
+
+#: the image formats (PIL's names) a figure can be written in, chosen by the file's suffix
+#: (any PIL knows for the format), each with the suffix a message suggests
+FIGURE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
+
+
+def figure_format(path, name: str = "--figure ") -> str:
+    """The PIL format the suffix of ``path`` names (``.jpg`` -> ``"JPEG"``; no suffix:
+    ``"PNG"``), one of :data:`FIGURE_FORMATS` this PIL can write; another suffix is a
+    :class:`~wsreid.errors.UserError` that lists the ones it can. ``name`` prefixes the
+    path in the message."""
+    from PIL import Image
+
+    from wsreid.errors import UserError
+
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "PNG"
+    Image.init()  # every format plugin: their suffixes and writers
+    writable = {ext: fmt for ext, fmt in Image.registered_extensions().items()
+                if fmt in FIGURE_FORMATS and fmt in Image.SAVE}
+    if suffix not in writable:
+        known = [ext for fmt, ext in FIGURE_FORMATS.items() if fmt in Image.SAVE]
+        raise UserError(f"{name}{path}: cannot write {suffix} images",
+                        hint=f"name a {', '.join(known[:-1])} or {known[-1]} file")
+    return writable[suffix]
 
 
 @dataclass(frozen=True)
@@ -134,7 +163,8 @@ def draw_retrieval_figure(captions: Sequence[str], rows: Sequence[Sequence[Retri
 
 def write_retrieval_figure(path, text, image, split, n: int, k: int) -> Path:
     """Write the figure of ``n`` evenly spread queries of ``split`` (an EvalSplit) with
-    their top-``k`` images to ``path`` (PNG); returns the path. The PNG is written to a
+    their top-``k`` images to ``path`` (in the format its suffix names, :func:`figure_format`;
+    PNG without one); returns the path. The PNG is written to a
     temporary file beside ``path`` and renamed into place, so a full disk or a stop
     leaves no truncated figure (an existing one is kept); a path that cannot be written
     is a :class:`~wsreid.errors.UserError` naming it."""
@@ -146,7 +176,8 @@ def write_retrieval_figure(path, text, image, split, n: int, k: int) -> Path:
 
 
 def save_figure(figure, path) -> Path:
-    """Save the PIL image ``figure`` as a PNG at ``path`` through a temporary file in the
+    """Save the PIL image ``figure`` at ``path``, in the format its suffix names
+    (:func:`figure_format`: ``.png``, ``.jpg``, ...; PNG without one), through a temporary file in the
     same folder (created if missing) and a rename
     (:func:`~wsreid.fileio.write_atomically`, flushed to the disk); raises
     :class:`~wsreid.errors.UserError` (``--figure PATH: cannot write it: why``) on an
@@ -155,9 +186,10 @@ def save_figure(figure, path) -> Path:
     from wsreid.fileio import disk_full, write_atomically
 
     target = Path(path)
+    fmt = figure_format(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, lambda out: figure.save(out, format="PNG"), fsync=True)
+        write_atomically(target, lambda out: figure.save(out, format=fmt), fsync=True)
     except OSError as exc:
         why = "no space left on the device" if disk_full(exc) else (exc.strerror or type(exc).__name__)
         raise UserError(f"--figure {target}: cannot write the figure: {why}",

@@ -3,17 +3,22 @@
 The folder is what ``CLIPModel.from_pretrained`` and ``encoder.pretrained: DIR`` load:
 ``config.json``, ``model.safetensors`` (the file's dtype: float16 for OpenAI's) and, with a
 BPE merges file, the tokenizer (OpenAI's vocabulary, start 49406, end 49407, padding id 0;
-the encoder adds its mask token when it loads the folder).
+the encoder adds its mask token when it loads the folder). transformers' "Writing model
+shards" bar is hidden (it writes one local file), unless its verbosity asks for details
+(``TRANSFORMERS_VERBOSITY=info`` or ``debug``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
-from wsreid.errors import UserError
+from wsreid.errors import RecipeError, UserError
 from wsreid.fileio import cannot_create_in, disk_full, nearest_existing
 
 __all__ = ["convert_openai_checkpoint"]
@@ -42,9 +47,15 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"convert-weights: output {out_dir} already exists and is not an empty directory",
                         hint="choose a new output directory")
+    if tokenizer is not None:
+        tokenizer = _check_tokenizer_file(Path(tokenizer).expanduser())
     _check_writable(out_dir)  # before the checkpoint is read (seconds for OpenAI's)
     state = read_openai_state(source)
-    fast = bpe_tokenizer(tokenizer, mask="none", max_length=int(state["positional_embedding"].shape[0])) if tokenizer else None
+    try:
+        fast = bpe_tokenizer(tokenizer, mask="none", max_length=int(state["positional_embedding"].shape[0])) if tokenizer else None
+    except RecipeError as exc:  # its content: said as the encoder says it, but of this command
+        message = str(exc)
+        raise UserError("convert-weights: " + message.removeprefix("clip encoder: ")) from None
     model = clip_from_openai_state(state, source)
     floats = {v.dtype for v in state.values() if v.is_floating_point()}
     if floats == {torch.float16}:
@@ -54,9 +65,10 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-        model.save_pretrained(str(staging))
-        if fast is not None:
-            fast.save_pretrained(str(staging))
+        with _quiet_writing():
+            model.save_pretrained(str(staging))
+            if fast is not None:
+                fast.save_pretrained(str(staging))
         if out_dir.exists():
             out_dir.rmdir()
         os.rename(staging, out_dir)
@@ -72,6 +84,45 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
             except OSError:
                 break
     return out_dir
+
+
+def _check_tokenizer_file(path: Path) -> Path:
+    """``--tokenizer``'s BPE merges file is a file (checked before the checkpoint is read);
+    returns it."""
+    if path.is_dir():
+        raise UserError(f"convert-weights: tokenizer file {path} is a folder",
+                        hint="pass --tokenizer the BPE merges file, OpenAI's bpe_simple_vocab_16e6.txt.gz")
+    if not path.is_file():
+        raise UserError(f"convert-weights: tokenizer file {path} does not exist",
+                        hint="pass --tokenizer the BPE merges file, OpenAI's bpe_simple_vocab_16e6.txt.gz")
+    return path
+
+
+#: transformers' progress bars that the conversion hides (by their ``desc``)
+QUIET_BARS = frozenset({"Writing model shards"})
+
+
+@contextlib.contextmanager
+def _quiet_writing() -> Iterator[None]:
+    """Hide transformers' :data:`QUIET_BARS` while the folder is written, unless
+    transformers' verbosity asks for details (``TRANSFORMERS_VERBOSITY=info`` or ``debug``)."""
+    from transformers.utils import logging as hf_logging
+
+    if hf_logging.get_verbosity() <= logging.INFO:
+        yield
+        return
+    previous = None
+
+    def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
+        if kwargs.get("desc") in QUIET_BARS:
+            return hf_logging.EmptyTqdm(*args, **kwargs)
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(hook)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
 
 
 def _check_writable(out_dir: Path) -> None:

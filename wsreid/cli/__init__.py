@@ -17,7 +17,9 @@ One module per command group: :mod:`wsreid.cli.run` (run, validate), :mod:`wsrei
 :mod:`wsreid.cli.search`, :mod:`wsreid.cli.ablate`, :mod:`wsreid.cli.plugins` (plugins, schema),
 :mod:`wsreid.cli.data`, :mod:`wsreid.cli.convert` (convert-weights). User errors print one
 line ``error: ...`` and exit with :attr:`~wsreid.errors.ExitCode.USER_ERROR` (2);
-``--debug`` (before or after the command) shows the traceback.
+``--debug`` (before or after the command) shows the traceback. Argument mistakes too:
+``error: <argparse's message> (see wsreid COMMAND --help)``
+(:class:`~wsreid.cli.common.ArgumentParser`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import os
 import sys
 
 from wsreid.cli import ablate, convert, data, eval, plugins, run, search
-from wsreid.cli.common import add_debug, say_stop
+from wsreid.cli.common import ArgumentParser, add_debug, say_stop
 from wsreid.engine import signals
 from wsreid.errors import ExitCode, UserError, debug_requested
 
@@ -35,8 +37,10 @@ __all__ = ["build_parser", "main", "entry"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command; each leaf sets ``func(args) -> exit code``."""
-    parser = argparse.ArgumentParser(prog="wsreid", description="Weakly-supervised text-to-person re-identification")
+    """The argument parser of every command; each leaf sets ``func(args) -> exit code``.
+    Every parser, sub-commands' included, is a :class:`~wsreid.cli.common.ArgumentParser`:
+    an argument mistake is one line ``error: ... (see wsreid COMMAND --help)``, exit 2."""
+    parser = ArgumentParser(prog="wsreid", description="Weakly-supervised text-to-person re-identification")
     add_debug(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run.add_parsers(sub)
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             if debug:
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            if not getattr(exc, "printed_by_main_process", False):  # one line for all the processes
+                print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt as exc:
             signum = signals.signal_of(exc)

@@ -1,10 +1,14 @@
-"""Options shared by several commands (each defined once here), and the print of a stop's
-line (:func:`say_stop`)."""
+"""Options shared by several commands (each defined once here), the parser class of every
+command (:class:`ArgumentParser`: an argument mistake is one ``error:`` line), and the print
+of a stop's line (:func:`say_stop`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from wsreid.launcher import launch_from_env
 
@@ -24,6 +28,109 @@ def say_stop(line: str) -> None:
         print(f"\n{line}", file=sys.stderr, flush=True)
     except (OSError, ValueError):  # the terminal is gone (EIO), or stderr was closed
         pass
+
+
+#: a hook of :meth:`ArgumentParser.add_error_hint`: (parser, argparse's message, the
+#: arguments this parser parsed) -> (what else is wrong, what to do), or None
+ErrorHint = Callable[["ArgumentParser", str, Sequence[str]], "tuple[str, str] | None"]
+
+#: the namespace attribute on which the deepest parser that left arguments unrecognised
+#: names itself for :meth:`ArgumentParser.parse_args` (removed before it returns)
+_LEFT_BY = "_wsreid_unrecognized_by"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The parser of ``wsreid`` and of each of its commands and sub-commands (argparse's
+    sub-parsers take their parent's class): an argument mistake prints one line
+    ``error: <argparse's message> (see <prog> --help)`` on stderr and exits with 2, instead
+    of argparse's usage block; ``--help`` is argparse's. Arguments that no parser takes are
+    reported by the command that was given them (``see wsreid eval --help``). A hook added
+    with :meth:`add_error_hint` may say more about a mistake, e.g. an option with
+    ``nargs="+"`` that took the arguments meant for a positional (:class:`GreedyOptionHint`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._error_hints: list[ErrorHint] = []
+        self._parsed: list[str] = []
+
+    def add_error_hint(self, hint: ErrorHint) -> None:
+        """Ask ``hint`` about each argument mistake of this parser (once: a hint equal to
+        one already added is ignored); the first that answers adds its (what, what to do)
+        to the line."""
+        if hint not in self._error_hints:
+            self._error_hints.append(hint)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._parsed = list(sys.argv[1:] if args is None else args)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and not hasattr(namespace, _LEFT_BY):  # a sub-parser returns first: the deepest names itself
+            setattr(namespace, _LEFT_BY, self)
+        return namespace, extras
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        by = vars(namespace).pop(_LEFT_BY, self)
+        if extras:
+            by.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def error(self, message: str):
+        """Print ``error: <message> (see <prog> --help)`` and exit with 2."""
+        message = " ".join(str(message).split())
+        todo = f"see {self.prog} --help"
+        for hint in self._error_hints:
+            said = hint(self, message, self._parsed)
+            if said:
+                what, do = said
+                message, todo = f"{message}: {' '.join(what.split())}", f"{' '.join(do.split())}; {todo}"
+                break
+        self.exit(2, f"error: {message} ({todo})\n")
+
+
+@dataclass(frozen=True)
+class GreedyOptionHint:
+    """An :meth:`ArgumentParser.add_error_hint` hook for an option of paths that takes
+    every following argument (``nargs="+"``, e.g. ``--images PATH [PATH ...]``): when the
+    positional ``positional`` (its metavar) is missing and the option took arguments that
+    are no existing file or folder, it says that the option took them and that the
+    positional goes before the option, or after ``--``."""
+
+    option: str
+    positional: str
+
+    def __call__(self, parser: argparse.ArgumentParser, message: str, argv: Sequence[str]) -> tuple[str, str] | None:
+        if not message.startswith("the following arguments are required:"):
+            return None
+        if self.positional not in message.partition(":")[2].replace(",", " ").split():
+            return None
+        taken: list[str] = []
+        for i, arg in enumerate(argv):
+            if arg == "--":
+                break
+            if arg == self.option:  # the last occurrence counts, as for argparse
+                taken = []
+                for value in argv[i + 1:]:
+                    if value.startswith("-"):
+                        break
+                    taken.append(value)
+        strays = [a for a in taken if not os.path.exists(os.path.expanduser(a))]
+        if not strays:
+            return None
+        return (f"{self.option} takes every argument after it, and took {', '.join(map(repr, strays))}, "
+                f"which {'is' if len(strays) == 1 else 'are'} not a file or folder",
+                f"put {self.positional} before {self.option}, or after --")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (a count of workers); anything else is
+    the option's one-line error (``argument --workers: needs a whole number >= 1, got '0'``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number >= 1, got {text!r}")
+    return value
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ from wsreid.data.check import check_dataset, format_report, split_statistics
 from wsreid.data.readers import FORMATS, detect_format
 from wsreid.data.synth import PRESETS, SynthConfig, synth_records, write_contact_sheet
 from wsreid.data.synth.contact_sheet import check_sheet_path
-from wsreid.cli.common import add_debug
+from wsreid.cli.common import add_debug, positive_int
 from wsreid.errors import DataError
 from wsreid.recipe.yamlio import parse_flow_value
 
@@ -40,7 +40,7 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     synth.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="other generator setting, e.g. caption_noise=0.1 or train_images_per_id=[0.85,0.15] (repeatable)")
     synth.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH", help="contact sheet PNG (default: OUT/contact_sheet.png)")
     synth.add_argument("--no-contact-sheet", action="store_true", help="do not write a contact sheet")
-    synth.add_argument("--workers", type=int, default=None,
+    synth.add_argument("--workers", type=positive_int, default=None,
                        help="rendering processes (same output for any number; default: one per CPU core, at most 8)")
     add_debug(synth, default=argparse.SUPPRESS)
     synth.set_defaults(func=run_synth)
@@ -49,7 +49,7 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     check.add_argument("root", type=Path, help="dataset directory (annotation file + imgs/)")
     check.add_argument("--format", choices=list(FORMATS), default=None, help="annotation format (default: detected from the file name)")
     check.add_argument("--no-decode", action="store_true", help="only check that images exist")
-    check.add_argument("--workers", type=int, default=4, help="decoding threads (default: 4)")
+    check.add_argument("--workers", type=positive_int, default=4, help="decoding threads (default: 4)")
     add_debug(check, default=argparse.SUPPRESS)
     check.set_defaults(func=run_check)
 
@@ -90,7 +90,7 @@ def run_synth(args: argparse.Namespace) -> int:
     # the annotation file read once: the records give the statistics and the contact sheet
     # (whose images must exist: a reused dataset's damage check has looked them up)
     path, records = synth_records(config, args.out, check_images="none" if args.no_contact_sheet else "exists",
-                                  workers=None if args.workers is None else max(1, args.workers),
+                                  workers=args.workers,
                                   progress=progress, root_setting="--out")
     root = path.parent
     took = time.perf_counter() - start
@@ -110,6 +110,6 @@ def run_check(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"  decoded {done}/{total} images", file=sys.stderr, flush=True)
 
-    report = check_dataset(args.root, fmt, decode=not args.no_decode, workers=max(1, args.workers), progress=progress)
+    report = check_dataset(args.root, fmt, decode=not args.no_decode, workers=args.workers, progress=progress)
     print(format_report(report))
     return 0

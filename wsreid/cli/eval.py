@@ -19,6 +19,9 @@ from pathlib import Path
 from wsreid.cli.common import add_common, add_overrides
 from wsreid.errors import ExitCode, UserError
 
+#: images per query in the ``--show`` figure when ``--top-k`` is not given
+DEFAULT_TOP_K = 5
+
 
 def add_parsers(sub) -> None:
     """Register ``eval``."""
@@ -36,7 +39,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--mask-seed", type=int, default=0, help="seed of the query masks (default 0)")
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="write a PNG with N queries and their top-k images (green frame: same person, red: not)")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="images per query in the --show figure (default 5)")
+    p.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="images per query in the --show figure (default 5)")
     p.add_argument("--figure", default=None, metavar="PNG",
                    help="path of the --show figure (default retrieval.png; needs --show)")
     p.add_argument("--format", choices=["json", "table"], default="json", help="output format (default json)")
@@ -51,17 +55,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from wsreid.recipe import load_recipe
 
     ratios = parse_ratios(args.query_mask_ratio)
-    if args.show < 0 or args.top_k < 1:
+    top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+    if args.show < 0 or top_k < 1:
         raise UserError("--show N needs N >= 0 and --top-k K needs K >= 1", hint="e.g. --show 8 --top-k 5")
-    if args.figure is not None and not args.show:
-        raise UserError(f"--figure {args.figure}: the figure is drawn only with --show N",
-                        hint="add --show N (the number of queries to draw), or leave --figure out")
+    for option, value in (("--figure", args.figure), ("--top-k", args.top_k)):  # they only shape the figure
+        if value is not None and not args.show:
+            raise UserError(f"{option} {value}: the figure is drawn only with --show N",
+                            hint=f"add --show N (the number of queries to draw), or leave {option} out")
     figure = args.figure or "retrieval.png"
     if args.show:
         check_figure_path(Path(figure), "--figure ")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded = load_recipe(target.recipe, args.override, disabled=args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,
-                             show=args.show, top_k=args.top_k, figure=figure)
+                             show=args.show, top_k=top_k, figure=figure)
     print(json.dumps(result, indent=1) if args.format == "json" else evaluation_table(result))
     return ExitCode.OK

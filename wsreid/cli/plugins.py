@@ -44,7 +44,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from wsreid.api import COMPONENT_KINDS
     from wsreid.pluginmanager import load_plugins
 
-    plugins = load_plugins(args.module, disabled=args.disable_plugin)
+    plugins = load_plugins(args.module, disabled=args.disable_plugin, modules_from="--module")
     for kind in COMPONENT_KINDS:
         entries = list(plugins.registry.entries(kind))
         print(f"{kind}:")

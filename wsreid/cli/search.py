@@ -14,7 +14,7 @@ import json
 import sys
 import warnings
 
-from wsreid.cli.common import add_common, add_overrides
+from wsreid.cli.common import GreedyOptionHint, add_common, add_overrides
 from wsreid.errors import ExitCode, UserError
 
 
@@ -32,6 +32,7 @@ def add_parsers(sub) -> None:
     add_overrides(p, "override a key of the recipe (repeatable; VALUE is YAML)")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
     add_common(p)
+    p.add_error_hint(GreedyOptionHint("--images", "DESCRIPTION"))  # `--images DIR "a man"`: the description taken as a path
     p.set_defaults(func=cmd_search)
 
 

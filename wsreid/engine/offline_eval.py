@@ -72,6 +72,9 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
                             hint="pass --zero-shot to evaluate the encoder as loaded, or pass a run directory")
         return EvalTarget(recipe, None, None)
     path = Path(target)
+    if not path.exists():
+        raise UserError(f"{target} does not exist",
+                        hint="pass a run directory (holding recipe.yaml), a checkpoint directory or .safetensors file")
     if path.is_dir() and (path / "recipe.yaml").exists():
         run_dir, weights = path, None
     elif path.is_dir() and (path / "model.safetensors").exists():
@@ -194,13 +197,16 @@ def check_figure_path(figure: Path, name: str = "figure=") -> None:
     """The retrieval figure can be written at ``figure`` (checked before the evaluation):
     not a directory, no file on the way, and a file can be created in its folder (or in the
     nearest existing folder above, where missing folders are created). ``name`` prefixes
-    the path in the message (``"--figure "`` on the command line)."""
+    the path in the message (``"--figure "`` on the command line). Its suffix names a
+    format the figure can be written in (:func:`wsreid.showcase.figure_format`)."""
     import errno
 
     from wsreid.fileio import cannot_create_in, nearest_existing
+    from wsreid.showcase import figure_format
 
     if figure.is_dir():
         raise UserError(f"{name}{figure} is a directory", hint="name the image file, e.g. retrieval.png")
+    figure_format(figure, name)
     folder = nearest_existing(figure)  # missing folders are created; a file on the way is not a folder
     if not folder.is_dir():
         raise UserError(f"{name}{figure}: {folder} is a file", hint="name another path")

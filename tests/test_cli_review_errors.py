@@ -1,0 +1,257 @@
+"""Findings of a newcomer review of the command line, each asserted with its exact line:
+an argument mistake of any command is one ``error: ... (see wsreid COMMAND --help)`` line
+(exit 2; ``--help`` unchanged), ``wsreid search`` says when ``--images`` took the
+descriptions, ``eval --top-k`` without ``--show`` is refused as ``--figure`` is, ``--workers``
+below 1 is refused, ``plugins --module`` names ``--module`` when the module fails to import,
+``convert-weights`` hides transformers' bar and names ``--tokenizer``, ``eval --figure``
+writes the format its suffix names (or refuses it first), and a missing eval target is
+said to be missing."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from wsreid.cli import build_parser, main
+from wsreid.data.synth import PRESETS
+from wsreid.data.synth.generate import SynthPreset
+
+
+def _argument_error(capsys, argv: list[str]) -> str:
+    """The one stderr line of an argument mistake (exit 2, nothing on stdout)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    assert info.value.code == 2, captured.err
+    assert captured.out == "" and captured.err.count("\n") == 1 and "usage:" not in captured.err, captured.err
+    return captured.err.rstrip("\n")
+
+
+def _user_error(capsys, argv: list[str]) -> str:
+    """The one stderr line of a user error that the command raised (exit 2)."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured.err
+    return captured.err.rstrip("\n")
+
+
+# ------------------------------------------------------------------ 1: argument mistakes, one line
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["eval", "run1", "--split", "train"],
+     "error: argument --split: invalid choice: 'train' (choose from 'test', 'val') (see wsreid eval --help)"),
+    (["eval", "run1", "--mask-seed", "abc"],
+     "error: argument --mask-seed: invalid int value: 'abc' (see wsreid eval --help)"),
+    (["eval", "run1", "--bogus", "x"], "error: unrecognized arguments: --bogus x (see wsreid eval --help)"),
+    ([], "error: the following arguments are required: COMMAND (see wsreid --help)"),
+    (["bogus"], "error: argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'validate', 'eval', 'search', "
+                "'ablate', 'schema', 'plugins', 'data', 'convert-weights') (see wsreid --help)"),
+    (["run"], "error: the following arguments are required: recipe (see wsreid run --help)"),
+    (["validate", "r.yaml", "--resume"], "error: unrecognized arguments: --resume (see wsreid validate --help)"),
+    (["ablate", "s.yaml", "-j", "two"], "error: argument -j/--jobs: invalid int value: 'two' (see wsreid ablate --help)"),
+    (["schema", "extra"], "error: unrecognized arguments: extra (see wsreid schema --help)"),
+    (["plugins", "--module"], "error: argument --module: expected one argument (see wsreid plugins --help)"),
+    (["data"], "error: the following arguments are required: {synth,check} (see wsreid data --help)"),
+    (["data", "synth"], "error: the following arguments are required: --out (see wsreid data synth --help)"),
+    (["data", "check", "d", "--format", "market1501"],
+     "error: argument --format: invalid choice: 'market1501' (choose from 'cuhk-pedes', 'icfg-pedes', 'rstpreid') "
+     "(see wsreid data check --help)"),
+    (["data", "check", "d", "--bogus"], "error: unrecognized arguments: --bogus (see wsreid data check --help)"),
+    (["convert-weights", "in.pt"],
+     "error: the following arguments are required: OUT_DIR (see wsreid convert-weights --help)"),
+    (["search", "run1", "a man"], "error: the following arguments are required: --images (see wsreid search --help)"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_an_argument_mistake_is_one_line_naming_the_commands_help(capsys, argv, line):
+    assert _argument_error(capsys, argv) == line
+
+
+def test_search_says_that_images_took_the_descriptions(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "run1").mkdir()
+    assert _argument_error(capsys, ["search", "run1", "--images", "imgs", "a man in red", "a girl"]) == (
+        "error: the following arguments are required: DESCRIPTION: --images takes every argument after it, and took "
+        "'a man in red', 'a girl', which are not a file or folder (put DESCRIPTION before --images, or after --; "
+        "see wsreid search --help)")
+    # only paths after --images (a folder that exists): nothing else to say
+    assert _argument_error(capsys, ["search", "run1", "--images", "imgs"]) == (
+        "error: the following arguments are required: DESCRIPTION (see wsreid search --help)")
+    # what the line advises parses
+    args = build_parser().parse_args(["search", "run1", "--images", "imgs", "--", "a man in red"])
+    assert args.queries == ["a man in red"] and args.images == ["imgs"]
+
+
+def test_greedy_option_hint_speaks_only_of_its_positional_and_of_paths_that_do_not_exist(tmp_path):
+    from wsreid.cli.common import ArgumentParser, GreedyOptionHint
+
+    hint = GreedyOptionHint("--images", "DESCRIPTION")
+    parser = ArgumentParser(prog="p")
+    missing = "the following arguments are required: DESCRIPTION"
+    assert hint(parser, missing, ["r", "--images", str(tmp_path), "--top-k", "3"]) is None
+    assert hint(parser, "the following arguments are required: target", ["--images", "x"]) is None
+    assert hint(parser, "unrecognized arguments: x", ["--images", "x"]) is None
+    assert hint(parser, missing, ["r", "--images", "a", "--images", str(tmp_path)]) is None  # the last one counts
+    assert hint(parser, "the following arguments are required: target, DESCRIPTION", ["--images", "nope"]) == (
+        "--images takes every argument after it, and took 'nope', which is not a file or folder",
+        "put DESCRIPTION before --images, or after --")
+    parser.add_error_hint(hint)
+    parser.add_error_hint(GreedyOptionHint("--images", "DESCRIPTION"))  # the same hook once
+    assert parser._error_hints == [hint]
+
+
+def _all_help(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """prog -> help text of ``parser`` and of every sub-parser below it."""
+    texts = {parser.prog: parser.format_help()}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                texts |= _all_help(sub)
+    return texts
+
+
+def test_help_is_argparses_own(monkeypatch, capsys):
+    """The parser class changes the errors only: every command's --help is what a plain
+    argparse parser prints."""
+    import wsreid.cli as cli
+
+    ours = _all_help(build_parser())
+    monkeypatch.setattr(cli, "ArgumentParser", argparse.ArgumentParser, raising=False)
+    monkeypatch.setattr(argparse.ArgumentParser, "add_error_hint", lambda self, hint: None, raising=False)
+    plain = _all_help(build_parser())
+    assert ours == plain and "wsreid data synth" in ours and len(ours) == 12
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--help"])
+    assert info.value.code == 0 and capsys.readouterr().out == ours["wsreid eval"]
+
+
+# ------------------------------------------------------------------ 2: eval --top-k needs --show
+
+
+def test_eval_top_k_without_show_is_refused_as_figure_is(capsys, tmp_path):
+    assert _user_error(capsys, ["eval", str(tmp_path / "no-run"), "--top-k", "3"]) == (
+        "error: --top-k 3: the figure is drawn only with --show N (add --show N (the number of queries to draw), "
+        "or leave --top-k out)")
+    assert _user_error(capsys, ["eval", str(tmp_path / "no-run"), "--show", "2", "--top-k", "0"]) == (
+        "error: --show N needs N >= 0 and --top-k K needs K >= 1 (e.g. --show 8 --top-k 5)")
+
+
+# ------------------------------------------------------------------ 3: --workers >= 1
+
+
+@pytest.fixture
+def micro(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PRESETS, "tiny", SynthPreset(4, 2, 3))
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_data_workers_below_one_are_refused_naming_the_option(capsys, tmp_path, micro, workers):
+    out = tmp_path / "synth"
+    assert _argument_error(capsys, ["data", "synth", "--out", str(out), "--size", "tiny", "--no-contact-sheet",
+                                    "--workers", workers]) == (
+        f"error: argument --workers: needs a whole number >= 1, got '{workers}' (see wsreid data synth --help)")
+    assert not out.exists()
+    assert _argument_error(capsys, ["data", "check", str(tmp_path), "--workers", workers]) == (
+        f"error: argument --workers: needs a whole number >= 1, got '{workers}' (see wsreid data check --help)")
+
+
+# ------------------------------------------------------------------ 4: plugins --module
+
+
+def test_plugins_module_that_fails_to_import_names_the_option(capsys):
+    assert _user_error(capsys, ["plugins", "--module", "wsreid_no_such_module"]) == (
+        "error: plugin module 'wsreid_no_such_module' (--module) failed to import: ModuleNotFoundError: No module "
+        "named 'wsreid_no_such_module' (check that it (and what it imports) is installed or on PYTHONPATH)")
+
+
+# ------------------------------------------------------------------ 5: convert-weights
+
+
+@pytest.fixture
+def openai_file(tmp_path) -> Path:
+    import torch
+
+    from test_clip_openai import tiny_openai_state
+
+    path = tmp_path / "openai_state.pt"
+    torch.save(tiny_openai_state(), path)
+    return path
+
+
+def test_convert_weights_shows_no_transformers_bar(openai_file, tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    capfd.readouterr()
+    assert main(["convert-weights", str(openai_file), str(tmp_path / "out")]) == 0
+    captured = capfd.readouterr()
+    assert captured.out == f"{tmp_path / 'out'}\n" and captured.err == ""
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_info()  # asking transformers for details shows it again
+    try:
+        assert main(["convert-weights", str(openai_file), str(tmp_path / "out2")]) == 0
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    assert "Writing model shards" in capfd.readouterr().err
+
+
+def test_convert_weights_missing_tokenizer_names_the_option(openai_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _user_error(capsys, ["convert-weights", str(openai_file), str(out), "--tokenizer",
+                                str(tmp_path / "nope.gz")]) == (
+        f"error: convert-weights: tokenizer file {tmp_path}/nope.gz does not exist (pass --tokenizer the BPE merges "
+        "file, OpenAI's bpe_simple_vocab_16e6.txt.gz)")
+    assert _user_error(capsys, ["convert-weights", str(openai_file), str(out), "--tokenizer", str(tmp_path)]) == (
+        f"error: convert-weights: tokenizer file {tmp_path} is a folder (pass --tokenizer the BPE merges file, "
+        "OpenAI's bpe_simple_vocab_16e6.txt.gz)")
+    (tmp_path / "empty.txt").write_text("#version: 0.2\n")
+    assert _user_error(capsys, ["convert-weights", str(openai_file), str(out), "--tokenizer",
+                                str(tmp_path / "empty.txt")]) == (
+        f"error: convert-weights: tokenizer file {tmp_path}/empty.txt holds no merges")
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ 6: --figure's format
+
+
+@pytest.mark.parametrize("name, fmt", [("f.jpg", "JPEG"), ("f.JPEG", "JPEG"), ("f.png", "PNG"), ("f", "PNG"),
+                                       ("f.webp", "WEBP")])
+def test_the_figure_is_written_in_the_format_its_suffix_names(tmp_path, name, fmt):
+    from PIL import Image
+
+    from wsreid.showcase import save_figure
+
+    path = save_figure(Image.new("RGB", (8, 8), "white"), tmp_path / name)
+    assert Image.open(path).format == fmt
+
+
+def test_a_figure_suffix_that_cannot_be_written_is_refused_before_any_work(capsys, tmp_path):
+    from PIL import Image
+
+    from wsreid.errors import UserError
+    from wsreid.showcase import save_figure
+
+    assert _user_error(capsys, ["eval", str(tmp_path / "no-run"), "--show", "1", "--figure",
+                                str(tmp_path / "x.svg")]) == (
+        f"error: --figure {tmp_path}/x.svg: cannot write .svg images (name a .png, .jpg, .webp, .tif, .bmp or .gif "
+        "file)")
+    with pytest.raises(UserError, match=r"^--figure .*x\.pdf: cannot write \.pdf images"):
+        save_figure(Image.new("RGB", (8, 8), "white"), tmp_path / "x.pdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ 7: a missing eval target
+
+
+def test_eval_of_a_path_that_does_not_exist_says_so(capsys, tmp_path):
+    missing = tmp_path / "does" / "not" / "exist"
+    assert _user_error(capsys, ["eval", str(missing)]) == (
+        f"error: {missing} does not exist (pass a run directory (holding recipe.yaml), a checkpoint directory or "
+        ".safetensors file)")
+    (tmp_path / "afile").write_text("x")  # a path that exists but is neither: as before
+    assert _user_error(capsys, ["eval", str(tmp_path / "afile")]) == (
+        f"error: {tmp_path}/afile is neither a run directory nor a checkpoint (pass a run directory (holding "
+        "recipe.yaml), a checkpoint directory or .safetensors file)")
