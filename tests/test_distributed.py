@@ -137,6 +137,26 @@ def _worst_weight_difference(one, two) -> float:
     return max(float((wa[k] - wb[k]).abs().max()) for k in wa if not k.endswith("k_proj.bias"))
 
 
+def test_a_run_directory_the_main_process_refuses_stops_every_process_with_its_line(make_recipe, tmp_path):
+    """Only the main process prepares the run directory. When it refuses it (here a folder
+    of the user's), the other process learns that from torchrun's store and ends with exit
+    status 2 too, without printing the line again; it used to wait in the process group's rendezvous, deaf to
+    torchrun's SIGTERM, until torchrun killed it 30 s later."""
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("the user's")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29531", "-m", "wsreid", "run", str(recipe), "--output-dir", str(foreign)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert proc.returncode != 0
+    line = (f"error: output directory {foreign} exists and is not a wsreid run (choose another --output-dir; wsreid "
+            "never deletes foreign directories)")
+    assert [e for e in proc.stderr.splitlines() if e.startswith("error: ")] == [line]  # the other process: silent
+    assert "forcefully exiting via 9" not in proc.stderr and "exitcode: 2" in proc.stderr
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
 def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins_path):
     """torchrun with 2 gloo processes == 1 process with the same global batch: the same
     relations and memory banks (gathered with their dataset indices), the same metrics.

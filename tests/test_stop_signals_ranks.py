@@ -95,6 +95,7 @@ def test_a_stop_the_main_process_did_not_print_is_printed_by_the_process_that_go
     monkeypatch.setattr(wsreid.distributed, "MAIN_STOP_WAIT_S", 0.3, raising=False)
     _stub_run(monkeypatch, lambda: send(signal.SIGTERM), checkpoint=True)
     monkeypatch.setenv("RANK", "1")  # rank 1 alone got SIGTERM (kill PID): rank 0 records nothing
+    launcher_store.set(wsreid.distributed.run_dir_key(run_dir), wsreid.distributed.RUN_DIR_READY)  # rank 0's start
     started = time.monotonic()
     assert main(["run", str(recipe)]) == 143
     assert capsys.readouterr().err.strip() == _stop_line(run_dir)
@@ -177,3 +178,23 @@ def test_torchrun_stopped_by_sigterm_prints_one_line(make_recipe, tmp_path):
     assert "stopped by" not in stderr[1] and "Traceback" not in stderr[1], stderr[1][-3000:]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best", "epoch-0001", "latest"]
     assert not (run_dir / ".wsreid-lock").exists()
+
+
+def test_the_other_process_ends_with_the_main_ones_run_directory_error_printed_once(make_recipe, tmp_path,
+                                                                                    monkeypatch, capsys,
+                                                                                    launcher_store):
+    """The main process records in torchrun's store why it refused the run directory; the
+    other process of the launch reads it instead of joining the process group, and ends
+    with the same exit status without a second line (a real launch: tests/test_distributed.py)."""
+    recipe = make_recipe("baselines/itc.yaml")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("the user's")
+    line = (f"error: output directory {foreign} exists and is not a wsreid run (choose another --output-dir; wsreid "
+            "never deletes foreign directories)\n")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["run", str(recipe), "--output-dir", str(foreign)]) == 2
+    assert capsys.readouterr().err == line
+    monkeypatch.setenv("RANK", "1")
+    assert main(["run", str(recipe), "--output-dir", str(foreign)]) == 2
+    assert capsys.readouterr().err == ""

@@ -190,10 +190,13 @@ def stop_line_here() -> bool:
     return prints_stop_line(rank, _main_printed(store, key))
 
 
+def _launch_id() -> str:
+    """'<torchrun's run id>/<restart count>': keys of one launch, apart from a restart's."""
+    return f"{os.environ.get('TORCHELASTIC_RUN_ID', '')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+
+
 def _stop_line_key() -> str:
-    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
-    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return f"{_STOP_LINE_KEY}/{run}/{restart}"
+    return f"{_STOP_LINE_KEY}/{_launch_id()}"
 
 
 def _launcher_store():
@@ -226,3 +229,59 @@ def _main_printed(store, key: str) -> bool | None:
             time.sleep(0.05)
     except (Exception, KeyboardInterrupt):
         return None
+
+
+#: the key of the launcher's store under which the main process records how preparing a
+#: run directory went (followed by the launch's run id, restart count and the directory:
+#: `wsreid ablate` trains several runs, each in its own directory, in one launch)
+_RUN_DIR_KEY = "wsreid/run-dir"
+#: the value recorded when the run directory is ready
+RUN_DIR_READY = "ready"
+
+
+def run_dir_key(run_dir: str | os.PathLike[str]) -> str:
+    """The store key under which the main process records how preparing ``run_dir`` went
+    (the same on every process of the launch: the absolute path of the directory)."""
+    return f"{_RUN_DIR_KEY}/{_launch_id()}/{os.path.abspath(run_dir)}"
+
+
+def announce_run_dir(run_dir: str | os.PathLike[str], problem: str | None) -> None:
+    """On the main process of a torchrun launch: record in the launcher's store that
+    ``run_dir`` is ready (``problem`` None) or that preparing it failed (``problem``: the
+    error's line), so the other processes stop at once instead of waiting in the process
+    group's rendezvous for a main process that has left (they cannot act on a stop signal
+    there, and torchrun kills them after 30 s). Nothing under another launcher or on one
+    process (the first barrier of the run stands in). Never raises."""
+    launch = launch_from_env()
+    if launch.world_size <= 1:
+        return
+    key = run_dir_key(run_dir)
+    store = _launcher_store()
+    if store is None:
+        return
+    try:
+        store.set(key, RUN_DIR_READY if problem is None else f"error: {problem}")
+    except Exception:  # the launcher is gone: nobody waits
+        pass
+
+
+def wait_for_run_dir(run_dir: str | os.PathLike[str], poll_s: float = 0.05) -> str | None:
+    """On another process of a torchrun launch: wait until the main process has recorded
+    how preparing ``run_dir`` went (:func:`announce_run_dir`) and return its error
+    line, or None when the directory is ready - or when the store cannot be asked (another
+    launcher: the run's first barrier waits instead). The wait polls, so a stop signal ends
+    it at once."""
+    launch = launch_from_env()
+    if launch.world_size <= 1:
+        return None
+    key = run_dir_key(run_dir)
+    store = _launcher_store()
+    if store is None:
+        return None
+    try:
+        while not store.check([key]):
+            time.sleep(poll_s)
+        value = store.get(key).decode()
+    except Exception:  # the store went away (the launch is ending): the barrier decides
+        return None
+    return None if value == RUN_DIR_READY else value.removeprefix("error: ")

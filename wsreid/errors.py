@@ -77,6 +77,14 @@ def _unwrap_worker_message(cls: type, message: str) -> str:
     return message
 
 
+class MainProcessError(UserError):
+    """The user error the main process of a multi-process launch met and printed, as
+    another process learns it (:func:`wsreid.distributed.wait_for_run_dir`): the command
+    line exits with its status without printing the line a second time."""
+
+    printed_by_main_process = True
+
+
 class RecipeError(UserError):
     """A recipe failed to load or validate."""
 

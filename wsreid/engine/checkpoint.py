@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,46 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-# FILES, latest_checkpoint and newest_complete_checkpoint are also this module's: the engine's callers use them here
+# FILES and newest_complete_checkpoint are also this module's: the engine's callers use them here
+from wsreid import checkpoint_layout
 from wsreid.checkpoint_layout import (BEST, BEST_OLD, CHECKPOINTS, FILES, POINTER, WEIGHTS, best_checkpoint,
-                                      checkpoint_name, latest_checkpoint, newest_complete_checkpoint)
+                                      checkpoint_name, newest_complete_checkpoint)
 from wsreid.errors import TrainingError
 from wsreid.fileio import write_atomically
+
+#: the hint of a damaged checkpoint met while training (``--resume``): the run can start again
+TRAINING_HINT = "restore it or start again with --overwrite"
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint directory of ``run_dir`` (None when there is none),
+    by :func:`wsreid.checkpoint_layout.latest_checkpoint`'s rule, once the ``latest``
+    pointer is checked: it must hold the name of an ``epoch-NNNN`` folder of the run's
+    own ``checkpoints/`` (a pointer edited to lead elsewhere - another run, ``..``, an
+    absolute path - is a :class:`TrainingError` naming the file and what it holds)."""
+    pointer = run_dir / CHECKPOINTS / POINTER
+    try:
+        held = pointer.read_bytes().decode("utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        held = None
+    except OSError as exc:
+        raise TrainingError(f"cannot read the checkpoint pointer {pointer}: {exc.strerror or exc}",
+                            hint="check its permissions, or delete it to use the newest complete checkpoint") from None
+    if held is not None and not _is_checkpoint_name(held):
+        newest = newest_complete_checkpoint(run_dir)
+        example = f", e.g. {newest.name}" if newest is not None else ""
+        raise TrainingError(f"checkpoint pointer {pointer} holds {held[:80]!r}, not the name of an epoch-NNNN folder "
+                            f"in {run_dir / CHECKPOINTS}",
+                            hint=f"write the name of one into it{example}, or delete it to use the newest complete "
+                                 "checkpoint")
+    return checkpoint_layout.latest_checkpoint(run_dir)
+
+
+def _is_checkpoint_name(name: str) -> bool:
+    """Whether ``name`` is the folder name of a checkpoint, as :func:`checkpoint_name`
+    writes it (``epoch-0003``): no path, no other folder."""
+    number = name.removeprefix("epoch-")
+    return number != name and number.isascii() and number.isdigit() and checkpoint_name(int(number)) == name
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -204,20 +240,31 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise TrainingError(f"checkpoint file {path} is corrupt or truncated: {' '.join(str(exc).split())}",
-                            hint="restore it or start again with --overwrite") from exc
+                            hint=TRAINING_HINT) from exc
 
 
-def load_model_weights(model: torch.nn.Module, path: Path) -> None:
+def _header_problem(path: Path) -> str | None:
+    """Why the safetensors header of ``path`` cannot be read (or the file does not hold
+    every byte it announces), in one line; None when it reads."""
+    try:
+        with safe_open(str(path), framework="pt"):
+            return None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        return " ".join(str(exc).split())
+
+
+def load_model_weights(model: torch.nn.Module, path: Path, *, hint: str | None = None) -> None:
     """Load a ``model.safetensors`` file into ``model``; a missing or corrupt file is a
-    :class:`TrainingError`."""
+    :class:`TrainingError`. ``hint``: what to do about a corrupt file; by default the
+    hint of a reader of weights (``wsreid eval``, ``wsreid search``): restore it, or use
+    another intact checkpoint of its run (:func:`_other_checkpoint_hint`); training passes
+    :data:`TRAINING_HINT`."""
     if not path.exists():
         raise TrainingError(f"checkpoint file {path} is missing", hint="the checkpoint is incomplete")
-    try:  # the header (and that the file holds every byte it announces) before the model
-        with safe_open(str(path), framework="pt"):
-            pass
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise TrainingError(f"checkpoint file {path} is corrupt or truncated: {' '.join(str(exc).split())}",
-                            hint="restore it or start again with --overwrite") from exc
+    problem = _header_problem(path)  # the header, and every byte it announces, before the model
+    if problem is not None:
+        raise TrainingError(f"checkpoint file {path} is corrupt or truncated: {problem}",
+                            hint=hint or _other_checkpoint_hint(path))
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -234,18 +281,38 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
                             hint="check that the recipe matches the run that wrote it")
 
 
+def _other_checkpoint_hint(weights: Path) -> str:
+    """What to do about the damaged weights file ``weights`` when it is read to be used
+    (evaluated, searched with): restore it, or use another checkpoint of its run - the
+    latest one or the best one, whichever is another folder and reads -, which
+    ``wsreid eval`` and ``wsreid search`` take as their target."""
+    folder = weights.parent
+    root = folder.parent
+    if root.name != CHECKPOINTS or not (root.parent / "recipe.yaml").is_file():
+        return "restore it"
+    run_dir = root.parent
+    try:
+        latest = latest_checkpoint(run_dir)
+    except TrainingError:
+        latest = None
+    for other in (latest, best_checkpoint(run_dir)):
+        if other is not None and other.resolve() != folder.resolve() and (other / WEIGHTS).is_file() \
+                and _header_problem(other / WEIGHTS) is None:
+            return ("restore it, or evaluate another checkpoint of the run: wsreid eval and wsreid search take a "
+                    f"checkpoint folder, e.g. {shlex.join(['wsreid', 'eval', str(other)])}")
+    return "restore it; the run holds no other checkpoint to use instead"
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read every file of a checkpoint directory; raise TrainingError when one is damaged
     (unreadable, truncated) or holds something other than what the run wrote there."""
     for f in FILES:
         if not (path / f).exists():
-            raise TrainingError(f"checkpoint {path} is incomplete: {f} is missing",
-                                hint="restore it or start again with --overwrite")
+            raise TrainingError(f"checkpoint {path} is incomplete: {f} is missing", hint=TRAINING_HINT)
     try:
         state = json.loads((path / "state.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TrainingError(f"checkpoint file {path / 'state.json'} is corrupt: {exc}",
-                            hint="restore it or start again with --overwrite") from exc
+        raise TrainingError(f"checkpoint file {path / 'state.json'} is corrupt: {exc}", hint=TRAINING_HINT) from exc
     _check_state(state, path / "state.json")
     optimizer_file = path / "optimizer.safetensors"
     try:
@@ -273,7 +340,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def _wrong_content(file: Path, what: str) -> TrainingError:
     """The error of a checkpoint file that reads well but holds something else."""
     return TrainingError(f"checkpoint file {file} is not what a run writes there: it holds {what}",
-                         hint="restore it or start again with --overwrite")
+                         hint=TRAINING_HINT)
 
 
 def _check_state(state: Any, file: Path) -> None:

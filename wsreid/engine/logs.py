@@ -4,8 +4,14 @@ Only the main process writes."""
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
+import sys
 from pathlib import Path
+
+from wsreid.errors import TrainingError
+from wsreid.fileio import write_atomically
 
 
 class RunLogger:
@@ -86,7 +92,9 @@ class RunLogger:
     def truncate(self, epoch: int, step: int) -> None:
         """Drop rows written after a checkpoint (used on resume); TensorBoard is told to drop
         its training points after ``step`` too: the writer is opened with ``purge_step``
-        (reopened, when it was open already)."""
+        (reopened, when it was open already). A log damaged by a crash is cut back too
+        (:func:`cut_log`): its unreadable rows are dropped, or, when its header is
+        unreadable, it starts afresh - each with one ``warning:`` line, never an error."""
         if not self.enabled:
             return
         self._purge_step = step + 1
@@ -94,23 +102,84 @@ class RunLogger:
             self._tb.close()
             self._tb = None
         for name, key, limit in (("steps.csv", "step", step), ("epochs.csv", "epoch", epoch)):
-            path = self.dir / name
-            if not path.exists():
-                continue
-            with path.open() as f:
-                reader = csv.DictReader(f)
-                rows = [r for r in reader if int(r[key]) <= limit]
-                fields = reader.fieldnames or []
-            with path.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields)
-                w.writeheader()
-                w.writerows(rows)
+            try:
+                warning = cut_log(self.dir / name, key, limit)
+            except OSError as exc:
+                raise TrainingError(f"cannot cut the log {self.dir / name} back to the checkpoint: "
+                                    f"{exc.strerror or exc}",
+                                    hint="check the permissions and free space of the run directory, then "
+                                         "resume again") from None
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Close the TensorBoard writer (when it was opened)."""
         if self._tb:
             self._tb.close()
             self._tb = None
+
+
+def cut_log(path: Path, key: str, limit: int) -> str | None:
+    """Keep the rows of the log CSV ``path`` whose integer column ``key`` is at most
+    ``limit`` (the rows a checkpoint covers). Rows that cannot be read - a line a crash cut
+    short or filled with NUL bytes, a ``key`` that is no integer, a row with another number
+    of fields than the header - are dropped; a file whose header has no ``key`` column is
+    moved aside to ``<name>.damaged`` and the log starts afresh. Returns the warning to
+    print (one line naming the file), or None when nothing unreadable was found."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    lines = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        return None
+    header = _csv_fields(lines[0])
+    if header is None or key not in header:
+        damaged = path.with_name(path.name + ".damaged")
+        os.replace(path, damaged)
+        return (f"{path}: its header is unreadable (no {key!r} column), so the log starts afresh; the damaged "
+                f"file is kept as {damaged}")
+    column = header.index(key)
+    kept, unreadable = [], 0
+    for line in lines[1:]:
+        if not line.strip():  # a blank line holds no row (as csv.DictReader reads it)
+            continue
+        fields = _csv_fields(line)
+        if fields is None or len(fields) != len(header) or not _is_int(fields[column]):
+            unreadable += 1
+        elif int(fields[column]) <= limit:
+            kept.append(fields)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(kept)
+    write_atomically(path, text.getvalue())
+    if not unreadable:
+        return None
+    rows = "row" if unreadable == 1 else "rows"
+    return (f"{path}: {unreadable} unreadable {rows} dropped (a line cut short or damaged, e.g. by a crash); the "
+            "log goes on from the checkpoint")
+
+
+def _csv_fields(line: str) -> list[str] | None:
+    """The fields of one CSV line; None when it does not parse (a NUL byte on an older
+    Python, an open quote)."""
+    try:
+        rows = list(csv.reader([line], strict=True))
+    except csv.Error:
+        return None
+    return rows[0] if len(rows) == 1 else None
+
+
+def _is_int(text: str) -> bool:
+    """Whether ``text`` is a plain integer (the step or epoch of a log row)."""
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_csv(path: Path) -> list[dict[str, float]]:

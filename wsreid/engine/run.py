@@ -195,7 +195,8 @@ class Run:
         with self.blame("encoder", "encoder", r.encoder.name, "building it"):
             encoder = build_encoder(self.plugins, r, ctx)
         if self.init_weights is not None and not self.resume:
-            ckpt.load_model_weights(encoder, self.init_weights)
+            ckpt.load_model_weights(encoder, self.init_weights,
+                                    hint="restore it, or set init.checkpoint to another checkpoint of that run")
         with self.blame("pair_construction", "pair_construction", r.pair_construction.name, "building it"):
             pairs = build_component(self.plugins, "pair_construction", r.pair_construction, ctx, "pair_construction")
         comps = Components(dataset, encoder, pairs, supervised_settings=r.train.true_identity_uses())
@@ -360,7 +361,7 @@ class Run:
             print(f"note: {self.run_dir / 'checkpoints' / 'latest'} is missing; resuming from {path.name}, "
                   "the newest complete checkpoint", file=sys.stderr)
         data = ckpt.load_checkpoint(path)
-        ckpt.load_model_weights(self.encoder, data["model_path"])
+        ckpt.load_model_weights(self.encoder, data["model_path"], hint=ckpt.TRAINING_HINT)
         state = data["state"]
         with _wrong_checkpoint(path / "optimizer.safetensors", "the optimizer of this recipe"):
             self.optimizer.load_state_dict(data["optimizer"])
@@ -799,7 +800,8 @@ class Run:
             best = max(scored, key=lambda h: h[sel]["R1"]) if scored else None
             if best is not None and ckpt.recover_best(self.run_dir) is not None:
                 best_epoch = best["epoch"]
-                ckpt.load_model_weights(self.encoder, self.run_dir / "checkpoints" / "best" / "model.safetensors")
+                ckpt.load_model_weights(self.encoder, self.run_dir / "checkpoints" / "best" / "model.safetensors",
+                                        hint=ckpt.TRAINING_HINT)
         test = self.evaluate("test")
         comps = self.components
         metrics = {

@@ -5,9 +5,12 @@ file :data:`RUN_MARKER`, ``logs/``, ``checkpoints/`` and, once finished, ``metri
 (docs/architecture.md, "A run directory"). The rules, in one place:
 
 * a new run needs an empty or missing directory (:func:`prepare_run_dir`);
-* :attr:`RunMode.OVERWRITE` replaces a wsreid run (never a foreign directory);
+* :attr:`RunMode.OVERWRITE` replaces a wsreid run (never a foreign directory); its marker
+  is deleted last, so a run that cannot be deleted entirely stays a wsreid run;
 * :attr:`RunMode.RESUME` continues a wsreid run, with the recipe it was started with
-  (:func:`check_resume_recipe`; ``output_dir`` aside);
+  (:func:`check_resume_recipe`; ``output_dir`` aside), which the marker records;
+* a start that fails early leaves the directory as it found it (:func:`discard_run_dir`):
+  one it created is removed, one that existed is emptied and kept;
 * a run in progress holds the lock file :data:`RUN_LOCK` (:func:`lock_run_dir`): another
   run is refused there - ``--overwrite`` would delete it, ``--resume`` would train it
   twice - until it ends; a lock left by a process that no longer runs is taken over;
@@ -22,6 +25,7 @@ import shlex
 import shutil
 import socket
 import time
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Iterable
@@ -33,7 +37,10 @@ __all__ = [
     "RUN_LOCK",
     "RunMode",
     "RunState",
+    "FreshRunDir",
     "prepare_run_dir",
+    "discard_run_dir",
+    "recorded_recipe",
     "strip_output_dir",
     "check_resume_recipe",
     "command",
@@ -48,7 +55,10 @@ __all__ = [
     "unlock_run_dir",
 ]
 
-#: The file that marks a directory as a wsreid run directory.
+#: The file that marks a directory as a wsreid run directory: JSON {created, recipe}, where
+#: ``recipe`` is the resolved recipe the run was started with (``output_dir`` aside), the
+#: record ``--resume`` compares with (recipe.yaml may be edited; runs made before wsreid
+#: recorded it hold no ``recipe``).
 RUN_MARKER = ".wsreid-run"
 
 #: The file a run in progress holds in its directory: JSON {pid, host, started}.
@@ -82,15 +92,26 @@ class RunState(str, Enum):
     NEW = "new"  # not a wsreid run (missing or foreign)
 
 
-def prepare_run_dir(run_dir: Path, mode: RunMode) -> bool:
-    """Check (and, for ``overwrite``, empty) the output directory for ``mode``; returns
-    True when the run about to start creates the directory (so that a failure before the
-    first epoch can remove it). Raises a :class:`UserError` that says which option to use."""
+class FreshRunDir(Enum):
+    """How :func:`prepare_run_dir` made a directory ready for a new run, which says what a
+    start that fails early discards (:func:`discard_run_dir`)."""
+
+    CREATED = "created"  # it did not exist: the whole directory goes
+    EXISTING = "existing"  # it existed, empty or emptied for --overwrite: its contents go, it stays
+
+
+def prepare_run_dir(run_dir: Path, mode: RunMode) -> FreshRunDir | bool:
+    """Check (and, for ``overwrite``, empty) the output directory for ``mode``. Returns
+    False for ``resume`` (the run's files stay, whatever happens), else how the directory
+    was made ready (:class:`FreshRunDir`, truthy), so that a failure before the first
+    checkpoint can discard this start (:func:`discard_run_dir`). Raises a
+    :class:`UserError` that says which option to use, or why the run cannot be deleted."""
     mode = RunMode(mode)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output directory {run_dir} is a file", hint="choose another --output-dir")
     check_not_in_use(run_dir)
-    exists = run_dir.exists() and any(run_dir.iterdir())
+    existed = run_dir.is_dir()
+    exists = existed and any(run_dir.iterdir())
     if mode is RunMode.RESUME:
         if not (run_dir / RUN_MARKER).exists():
             raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
@@ -102,13 +123,64 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> bool:
         if mode is not RunMode.OVERWRITE:
             raise UserError(f"output directory {run_dir} already holds a run",
                             hint="pass --resume to continue it or --overwrite to start it again")
-        shutil.rmtree(run_dir)
+        _delete_run(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"output directory {run_dir} cannot be created: {exc.strerror or exc}",
                         hint="choose another --output-dir") from None
-    return True
+    return FreshRunDir.EXISTING if existed else FreshRunDir.CREATED
+
+
+def _delete_run(run_dir: Path) -> None:
+    """Empty ``run_dir`` for ``--overwrite``, its marker last: a run that cannot be deleted
+    entirely (a read-only file system, a folder that cannot be removed) stays a wsreid run,
+    so the same command can be run again. Raises a :class:`UserError` naming what could
+    not be deleted."""
+    try:
+        for entry in sorted(run_dir.iterdir(), key=lambda p: p.name == RUN_MARKER):
+            _delete(entry)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise UserError(f"cannot delete the run in {run_dir} for --overwrite: {where}{exc.strerror or exc}",
+                        hint="part of it may be deleted; it is still a wsreid run: make it writable and run the same "
+                             "command again, or choose another --output-dir") from None
+
+
+def _delete(path: Path) -> None:
+    """Remove ``path``: a file or link, or a folder with everything in it. The ``OSError``
+    of what cannot be removed names it (``filename``)."""
+    if path.is_dir() and not path.is_symlink():
+        for entry in path.iterdir():
+            _delete(entry)
+        path.rmdir()
+    else:
+        path.unlink()
+
+
+def discard_run_dir(run_dir: Path, fresh: FreshRunDir) -> None:
+    """Discard what a start that failed before its first checkpoint wrote into ``run_dir``:
+    remove the directory when it created it (``fresh`` from :func:`prepare_run_dir`),
+    else empty it and keep it (a directory made beforehand keeps its permissions); its
+    marker goes only once everything else is gone. The run's lock is left to
+    :func:`unlock_run_dir`. Nothing is raised: what cannot be deleted stays."""
+    if fresh is FreshRunDir.CREATED:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    if not run_dir.is_dir():
+        return
+    emptied = True
+    for entry in run_dir.iterdir():
+        if entry.name not in (RUN_MARKER, RUN_LOCK):
+            try:
+                _delete(entry)
+            except OSError:
+                emptied = False
+    if emptied:
+        try:
+            (run_dir / RUN_MARKER).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _lock_holder(run_dir: Path) -> dict | None:
@@ -191,10 +263,13 @@ def command(*args: str | os.PathLike[str]) -> str:
 
 def check_resume_recipe(run_dir: Path, resolved_yaml: str, resolved: dict | None = None,
                         disabled: Iterable[str] = (), source: Path | None = None) -> None:
-    """``--resume`` continues a run only with the recipe it was started with: its saved
-    recipe.yaml, loaded again (so a comment, or an option added since at its default, is
-    no change), must resolve to ``resolved_yaml``, ``output_dir`` aside. Otherwise a
-    :class:`UserError` names the first keys that differ. ``resolved``: the plain values of
+    """``--resume`` continues a run only with the recipe it was started with: the recipe
+    its marker records (:func:`recorded_recipe`; a run made before wsreid recorded it has
+    none) and its saved recipe.yaml must both resolve to ``resolved_yaml``, ``output_dir``
+    aside. Each is loaded again (so an option added since at its default is no change) and
+    values are compared (so a comment or the layout of recipe.yaml is no change either).
+    Otherwise a :class:`UserError` names the first keys that differ, and says when
+    recipe.yaml itself was edited since the run started. ``resolved``: the plain values of
     ``resolved_yaml`` (read from the text when not given); ``disabled``: the plugins left
     out; ``source``: the recipe file the run is resumed with (the hint does not repeat a
     command that was just refused)."""
@@ -207,15 +282,26 @@ def check_resume_recipe(run_dir: Path, resolved_yaml: str, resolved: dict | None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"--resume: cannot read {saved}: {getattr(exc, 'strerror', None) or exc}",
                         hint="check the file's permissions") from None
-    try:
-        differences = _saved_recipe_differences(saved, text, resolved_yaml, resolved, disabled)
-    except UserError as exc:
-        raise UserError(f"--resume: the recipe the run was started with ({saved}) does not load any more: {exc}",
-                        hint="restore the plugins it was run with (versions.json), or start the run again "
-                             "with --overwrite") from None
+    now = resolved if resolved is not None else _yaml_tree(resolved_yaml)
+    recorded, marker = recorded_recipe(run_dir), run_dir / RUN_MARKER
+    with _not_loading("the recipe the run was started with", marker):
+        recorded_differences = _recorded_recipe_differences(recorded, now, disabled)
+    with _not_loading("the recipe the run was started with" if recorded is None else "its recipe.yaml", saved):
+        saved_values = _saved_recipe_values(saved, text, resolved_yaml, disabled)
+    saved_differences = [] if saved_values is None else recipe_differences(saved_values, now)
+    if recorded_differences and not _holds_recorded_recipe(text, recorded, disabled):
+        raise UserError(f"--resume: the recipe differs from the one {run_dir} was started with (recorded in "
+                        f"{marker}): {_shown(recorded_differences)}",
+                        hint=f"{saved} was edited since the run started and no longer holds its recipe: undo that "
+                             "edit, or start a new run in another --output-dir")
+    if recorded is not None and not recorded_differences and saved_differences:
+        # the recipe resumed with is the recorded one; recipe.yaml was edited away from it
+        raise UserError(f"--resume: {saved} was edited since the run started and no longer holds its recipe: "
+                        f"{_shown(recipe_differences(now, saved_values))}",
+                        hint="undo that edit; the recipe you resume with is the one the run was started with")
+    differences = recorded_differences or saved_differences
     if not differences:
         return
-    shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
     same_file = source is not None and Path(source).resolve() == saved.resolve()
     if same_file:  # the saved recipe itself: the changes came with -o (or a plugin left out)
         hint = "resume without -o overrides and with the plugins the run was started with, or start a new run " \
@@ -223,8 +309,52 @@ def check_resume_recipe(run_dir: Path, resolved_yaml: str, resolved: dict | None
     else:
         hint = f"resume with the recipe the run was started with: {command('wsreid', 'run', saved, '--output-dir', run_dir, '--resume')}; " \
                "or start a new run in another --output-dir"
-    raise UserError(f"--resume: the recipe differs from the one {run_dir} was started with ({saved}): {shown}",
-                    hint=hint)
+    raise UserError(f"--resume: the recipe differs from the one {run_dir} was started with ({saved}): "
+                    f"{_shown(differences)}", hint=hint)
+
+
+def _shown(differences: list[str]) -> str:
+    """The first three differences of :func:`recipe_differences`, and how many more."""
+    return "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+
+
+@contextmanager
+def _not_loading(what: str, where: Path):
+    """Around loading a run's recipe again for ``--resume``: its :class:`UserError` (a
+    plugin gone, a key no longer valid) becomes the line that says so."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(f"--resume: {what} ({where}) does not load any more: {exc}",
+                        hint="restore the plugins it was run with (versions.json), or start the run again "
+                             "with --overwrite") from None
+
+
+def recorded_recipe(run_dir: Path) -> dict | None:
+    """The values of the resolved recipe the run in ``run_dir`` was started with, as its
+    marker records them (:func:`write_run_files`); None for a run made before wsreid
+    recorded it, or a marker that cannot be read."""
+    try:
+        text = json.loads((run_dir / RUN_MARKER).read_text())["recipe"]
+        values = _yaml_tree(text)
+    except Exception:  # no marker, no record, or a damaged one: as a run without a record
+        return None
+    return values if isinstance(values, dict) else None
+
+
+def _holds_recorded_recipe(text: str, recorded: dict, disabled: Iterable[str]) -> bool:
+    """Whether a run's recipe.yaml (``text``) holds the recipe its marker records: the
+    same values, or the recorded ones once loaded again (recipe.yaml is written again at
+    each start, so it may hold an option added to wsreid since, at its default)."""
+    try:
+        values = _yaml_tree(text)
+        if not recipe_differences(recorded, values, limit=1):
+            return True
+        from wsreid.recipe import load_recipe
+
+        return not recipe_differences(load_recipe(recorded, disabled=list(disabled)).resolved, values, limit=1)
+    except Exception:  # a recipe.yaml that no longer reads, or a record that no longer loads: not the record
+        return False
 
 
 def _yaml_tree(text: str) -> dict:
@@ -265,33 +395,48 @@ def recipe_differences(before: dict, after: dict, limit: int = 1000) -> list[str
 
 def same_recipe(run_dir: Path, resolved_yaml: str, disabled: Iterable[str] = (), resolved: dict | None = None) -> bool:
     """Whether the run in ``run_dir`` was made with this recipe, by the rule of
-    :func:`check_resume_recipe`: its saved recipe.yaml, loaded again (so a comment, the
-    order of keys or labels, or an option added since at its default, is no change), has
-    the values of ``resolved_yaml``, ``output_dir`` aside. ``resolved``: the plain values
-    of ``resolved_yaml`` (read from the text when not given); ``disabled``: the plugins
-    left out. A run without recipe.yaml, or whose recipe no longer loads, was not."""
+    :func:`check_resume_recipe`: the recipe its marker records (when it records one) and
+    its saved recipe.yaml, each loaded again (so a comment, the order of keys or labels,
+    or an option added since at its default, is no change), have the values of
+    ``resolved_yaml``, ``output_dir`` aside. ``resolved``: the plain values of
+    ``resolved_yaml`` (read from the text when not given); ``disabled``: the plugins left
+    out. A run without recipe.yaml, or whose recipe no longer loads, was not."""
     saved = run_dir / "recipe.yaml"
     if not saved.exists():
         return False
-    text = saved.read_text()
     try:
-        return not _saved_recipe_differences(saved, text, resolved_yaml, resolved, disabled, limit=1)
+        now = resolved if resolved is not None else _yaml_tree(resolved_yaml)
+        if _recorded_recipe_differences(recorded_recipe(run_dir), now, disabled, limit=1):
+            return False
+        saved_values = _saved_recipe_values(saved, saved.read_text(), resolved_yaml, disabled)
+        return saved_values is None or not recipe_differences(saved_values, now, limit=1)
     except Exception:  # a recipe that no longer validates is a changed recipe
         return False
 
 
-def _saved_recipe_differences(saved: Path, text: str, resolved_yaml: str, resolved: dict | None,
-                              disabled: Iterable[str], limit: int = 1000) -> list[str]:
-    """The one rule of "the same recipe": the keys (:func:`recipe_differences`) whose
-    values differ between the recipe saved at ``saved`` (its text ``text``), loaded again,
-    and ``resolved_yaml`` (``resolved``: its values, or None); empty when the two are the
-    same recipe. Raises the :class:`UserError` of a saved recipe that does not load."""
+def _recorded_recipe_differences(recorded: dict | None, now: dict, disabled: Iterable[str],
+                                 limit: int = 1000) -> list[str]:
+    """The keys (:func:`recipe_differences`) whose values differ between the recipe a
+    run's marker records (:func:`recorded_recipe`; None: no record, no difference) and the
+    resolved values ``now``; the record is loaded again (options added since take their
+    defaults) only when its values differ. Raises the :class:`UserError` of a record that
+    does not load."""
+    if recorded is None or not recipe_differences(recorded, now, limit=1):
+        return []
+    from wsreid.recipe import load_recipe
+
+    return recipe_differences(load_recipe(recorded, disabled=list(disabled)).resolved, now, limit)
+
+
+def _saved_recipe_values(saved: Path, text: str, resolved_yaml: str, disabled: Iterable[str]) -> dict | None:
+    """The values of a run's recipe.yaml at ``saved`` (its text ``text``), loaded again;
+    None when the text is ``resolved_yaml`` (``output_dir`` aside): the same recipe,
+    nothing to load. Raises the :class:`UserError` of a recipe that does not load."""
     from wsreid.recipe import load_recipe
 
     if strip_output_dir(text) == strip_output_dir(resolved_yaml):
-        return []
-    again = load_recipe(saved, disabled=list(disabled))
-    return recipe_differences(again.resolved, resolved if resolved is not None else _yaml_tree(resolved_yaml), limit)
+        return None
+    return load_recipe(saved, disabled=list(disabled)).resolved
 
 
 def run_state(run_dir: Path) -> RunState:
@@ -335,7 +480,10 @@ def weights_of(run_dir: Path, checkpoint: str) -> Path:
 
 
 def write_run_files(run_dir: Path, resolved_yaml: str, versions: dict) -> None:
-    """Create the run directory with its recipe.yaml, versions.json and marker."""
+    """Create the run directory with its recipe.yaml, versions.json and marker; the
+    marker records the resolved recipe (``output_dir`` aside) when the run is created -
+    or first resumed by a wsreid that records it -, so that ``--resume`` compares with
+    what the run was trained with even when recipe.yaml is edited (:func:`check_resume_recipe`)."""
     from wsreid.engine.checkpoint import atomic_write_text
 
     try:
@@ -344,7 +492,14 @@ def write_run_files(run_dir: Path, resolved_yaml: str, versions: dict) -> None:
         atomic_write_text(run_dir / "recipe.yaml", resolved_yaml)
         (run_dir / "versions.json").write_text(json.dumps(versions, indent=1))
         marker = run_dir / RUN_MARKER
-        if not marker.exists():
-            marker.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        if not marker.exists() or recorded_recipe(run_dir) is None:
+            try:
+                fields = json.loads(marker.read_text()) if marker.exists() else {}
+            except (OSError, ValueError):
+                fields = {}
+            fields = fields if isinstance(fields, dict) else {}
+            fields.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+            fields["recipe"] = strip_output_dir(resolved_yaml)
+            atomic_write_text(marker, json.dumps(fields, indent=1))
     except OSError as exc:
         raise _unwritable(run_dir, exc) from None

@@ -12,7 +12,7 @@ A newcomer follows a run through four modules::
 resolved recipe, resolves the initial weights (training the initial run once when needed,
 :func:`initial_run`), builds :class:`~wsreid.engine.run.Run` and trains it. A failure
 before the first checkpoint (Ctrl-C: before the first epoch) removes the directory this
-start created.
+start created (a directory that existed before is emptied and kept).
 """
 
 from __future__ import annotations
@@ -34,13 +34,14 @@ from wsreid.engine.rundir import (
     RunMode,
     check_resume_recipe,
     command,
+    discard_run_dir,
     lock_run_dir,
     prepare_run_dir,
     unlock_run_dir,
     weights_of,
     write_run_files,
 )
-from wsreid.errors import UserError
+from wsreid.errors import MainProcessError, UserError
 from wsreid.launcher import launch_from_env
 
 __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_weights", "resolved_yaml_for"]
@@ -92,6 +93,32 @@ def resolved_yaml_for(loaded, run_dir: Path) -> str:
     return dump_resolved_yaml(replace(loaded, resolved={**loaded.resolved, "output_dir": str(run_dir)}))
 
 
+def _prepare_run_dir_once(run_dir: Path, mode: RunMode, main_process: bool):
+    """The main process prepares and locks the run directory (returns what
+    :func:`prepare_run_dir` returns; False on the other processes); under torchrun it records the outcome in the launcher's
+    store and the other processes wait for it (:func:`wsreid.distributed.wait_for_run_dir`),
+    so a directory the main process refuses stops every process at once, its line printed
+    once (:class:`~wsreid.errors.MainProcessError`) - they would otherwise wait in the process group's rendezvous until torchrun kills them."""
+    from wsreid.distributed import announce_run_dir, wait_for_run_dir
+
+    if not main_process:
+        problem = wait_for_run_dir(run_dir)
+        if problem is not None:
+            raise MainProcessError(problem)
+        return False
+    try:
+        created = prepare_run_dir(run_dir, mode)
+        lock_run_dir(run_dir)  # a run that started here since prepare_run_dir keeps its directory
+    except UserError as exc:
+        announce_run_dir(run_dir, str(exc))
+        raise
+    except BaseException:
+        announce_run_dir(run_dir, "the main process failed while preparing the run directory (its output says why)")
+        raise
+    announce_run_dir(run_dir, None)
+    return created
+
+
 def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: RunMode | str = RunMode.NEW, *,
                record_as: str | os.PathLike[str] | None = None, scratch: bool = False) -> RunResult:
     """Train the loaded recipe (:func:`wsreid.recipe.load_recipe`) into ``output_dir``
@@ -105,7 +132,8 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     kept; before the first one, the message names the command that starts the run again
     in place) and :class:`~wsreid.errors.UserError` on a user mistake. A failure before
     the first checkpoint - and Ctrl-C before the first epoch - removes the directory this
-    call created, so the same command runs again once the cause is fixed. ``record_as``:
+    call created (empties one that existed before, and keeps it), so the same command
+    runs again once the cause is fixed. ``record_as``:
     the ``output_dir`` written into the run's recipe.yaml when the directory is renamed
     afterwards (default: the run directory). ``scratch``: the caller removes the
     directory whatever happens (the initial encoder's pretraining), so no message names a
@@ -130,9 +158,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
                             hint="train into another --output-dir, or copy the initial run elsewhere first")
     launch = launch_from_env(strict=True)
     main_process, world_size = launch.is_main, launch.world_size
-    created = prepare_run_dir(run_dir, mode) if main_process else False
-    if main_process:  # a run that started here since prepare_run_dir keeps its directory
-        lock_run_dir(run_dir)
+    created = _prepare_run_dir_once(run_dir, mode, main_process)
     try:
         return _train(loaded, run_dir, mode, resolved_yaml, created, main_process, world_size, scratch)
     finally:
@@ -180,7 +206,7 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
         if run is not None and run.logger is not None:
             run.logger.close()  # its TensorBoard thread must not write on into a removed directory
         if removed:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            discard_run_dir(run_dir, created)
         signum = signals.signal_of(exc)
         if interrupted and not isinstance(exc, RunInterrupted) and not removed and not scratch:
             from wsreid.engine.checkpoint import latest_checkpoint
