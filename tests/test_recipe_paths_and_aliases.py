@@ -118,10 +118,17 @@ def test_init_run_whose_only_epoch_folder_lacks_checkpoint_files_is_refused_as_t
     assert weights_of(run, checkpoint) == run / "checkpoints" / "epoch-0003" / "model.safetensors"
 
 
-def test_init_run_whose_latest_pointer_names_a_missing_checkpoint_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("pointer", ["epoch-0002", "../../other/checkpoints/epoch-0001"])
+def test_init_run_whose_latest_pointer_names_a_missing_checkpoint_is_refused(tmp_path, capsys, pointer):
+    """A pointer naming a folder that is gone, or one outside the run's own checkpoints/
+    (here a complete checkpoint of another run, which the engine used to follow)."""
     from wsreid.engine import checkpoint as ckpt
 
-    run = _run_with(tmp_path, {"epoch-0001": ckpt.FILES}, pointer="epoch-0002")
+    other = tmp_path / "runs" / "other" / "checkpoints" / "epoch-0001"
+    other.mkdir(parents=True)
+    for name in ckpt.FILES:
+        (other / name).write_bytes(b"")
+    run = _run_with(tmp_path, {"epoch-0001": ckpt.FILES}, pointer=pointer)
     path = tmp_path / "recipe.yaml"
     path.write_text(ITC + "init:\n  run: runs/old\n")
     assert _refused(capsys, ["validate", str(path)]) == (

@@ -43,16 +43,38 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint directory of ``run_dir`` (None when there is none):
     the one ``checkpoints/latest`` names; without that pointer (a run stopped between the
     rename of its first checkpoint and the pointer's write, or the pointer deleted), the
-    newest ``epoch-XXXX`` directory holding every file. A pointer naming a folder that does
-    not exist is a :class:`~wsreid.errors.TrainingError`."""
+    newest ``epoch-XXXX`` directory holding every file. The pointer must hold the name of
+    an ``epoch-NNNN`` folder of the run's own ``checkpoints/`` that exists: a pointer edited
+    to lead elsewhere (another run, ``..``, an absolute path) or naming a missing folder
+    is a :class:`~wsreid.errors.TrainingError` naming the file and what it holds."""
     pointer = run_dir / CHECKPOINTS / POINTER
-    if not pointer.exists():
+    try:
+        held = pointer.read_bytes().decode("utf-8", errors="replace").strip()
+    except FileNotFoundError:
         return newest_complete_checkpoint(run_dir)
-    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
+    except OSError as exc:
+        raise TrainingError(f"cannot read the checkpoint pointer {pointer}: {exc.strerror or exc}",
+                            hint="check its permissions, or delete it to use the newest complete checkpoint") from None
+    if not _is_checkpoint_name(held):
+        newest = newest_complete_checkpoint(run_dir)
+        example = f", e.g. {newest.name}" if newest is not None else ""
+        raise TrainingError(f"checkpoint pointer {pointer} holds {held[:80]!r}, not the name of an epoch-NNNN folder "
+                            f"in {run_dir / CHECKPOINTS}",
+                            hint=f"write the name of one into it{example}, or delete it to use the newest complete "
+                                 "checkpoint")
+    path = run_dir / CHECKPOINTS / held
     if not path.is_dir():
         raise TrainingError(f"checkpoint pointer {pointer} names {path.name}, which does not exist",
-                            hint="the run directory was modified; start again with --overwrite")
+                            hint="the run directory was modified; delete the pointer to use the newest complete "
+                                 "checkpoint")
     return path
+
+
+def _is_checkpoint_name(name: str) -> bool:
+    """Whether ``name`` is the folder name of a checkpoint, as :func:`checkpoint_name`
+    writes it (``epoch-0003``): no path, no other folder."""
+    number = name.removeprefix(_EPOCH_PREFIX)
+    return number != name and number.isascii() and number.isdigit() and checkpoint_name(int(number)) == name
 
 
 def newest_complete_checkpoint(run_dir: Path) -> Path | None:

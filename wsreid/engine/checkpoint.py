@@ -35,46 +35,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-# FILES and newest_complete_checkpoint are also this module's: the engine's callers use them here
-from wsreid import checkpoint_layout
+# FILES, latest_checkpoint and newest_complete_checkpoint are also this module's: the engine's callers use them here
 from wsreid.checkpoint_layout import (BEST, BEST_OLD, CHECKPOINTS, FILES, POINTER, WEIGHTS, best_checkpoint,
-                                      checkpoint_name, newest_complete_checkpoint)
+                                      checkpoint_name, latest_checkpoint, newest_complete_checkpoint)
 from wsreid.errors import TrainingError
 from wsreid.fileio import write_atomically
 
 #: the hint of a damaged checkpoint met while training (``--resume``): the run can start again
 TRAINING_HINT = "restore it or start again with --overwrite"
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint directory of ``run_dir`` (None when there is none),
-    by :func:`wsreid.checkpoint_layout.latest_checkpoint`'s rule, once the ``latest``
-    pointer is checked: it must hold the name of an ``epoch-NNNN`` folder of the run's
-    own ``checkpoints/`` (a pointer edited to lead elsewhere - another run, ``..``, an
-    absolute path - is a :class:`TrainingError` naming the file and what it holds)."""
-    pointer = run_dir / CHECKPOINTS / POINTER
-    try:
-        held = pointer.read_bytes().decode("utf-8", errors="replace").strip()
-    except FileNotFoundError:
-        held = None
-    except OSError as exc:
-        raise TrainingError(f"cannot read the checkpoint pointer {pointer}: {exc.strerror or exc}",
-                            hint="check its permissions, or delete it to use the newest complete checkpoint") from None
-    if held is not None and not _is_checkpoint_name(held):
-        newest = newest_complete_checkpoint(run_dir)
-        example = f", e.g. {newest.name}" if newest is not None else ""
-        raise TrainingError(f"checkpoint pointer {pointer} holds {held[:80]!r}, not the name of an epoch-NNNN folder "
-                            f"in {run_dir / CHECKPOINTS}",
-                            hint=f"write the name of one into it{example}, or delete it to use the newest complete "
-                                 "checkpoint")
-    return checkpoint_layout.latest_checkpoint(run_dir)
-
-
-def _is_checkpoint_name(name: str) -> bool:
-    """Whether ``name`` is the folder name of a checkpoint, as :func:`checkpoint_name`
-    writes it (``epoch-0003``): no path, no other folder."""
-    number = name.removeprefix("epoch-")
-    return number != name and number.isascii() and number.isdigit() and checkpoint_name(int(number)) == name
 
 
 def atomic_write_text(path: Path, text: str) -> None:
