@@ -187,7 +187,11 @@ def test_convert_weights_shows_no_transformers_bar(openai_file, tmp_path, capfd)
     capfd.readouterr()
     assert main(["convert-weights", str(openai_file), str(tmp_path / "out")]) == 0
     captured = capfd.readouterr()
-    assert captured.out == f"{tmp_path / 'out'}\n" and captured.err == ""
+    # stderr: only the line that the folder holds no tokenizer (no --tokenizer here), no bar
+    assert captured.out == f"{tmp_path / 'out'}\n"
+    assert captured.err == (f"warning: convert-weights: {tmp_path / 'out'} holds no tokenizer (no --tokenizer "
+                            "given): use it with encoder.tokenizer set to OpenAI's BPE file "
+                            "bpe_simple_vocab_16e6.txt.gz, or convert again with --tokenizer BPE_FILE\n")
     assert (tmp_path / "out" / "model.safetensors").is_file()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_info()  # asking transformers for details shows it again

@@ -130,6 +130,9 @@ def test_errors_name_the_file(tmp_path):
         read_openai_state(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(RecipeError, match=f"{junk} is not a PyTorch checkpoint \\(neither the zip archive"):
+        read_openai_state(junk)
+    junk.write_bytes(b"\x80\x04not a pickle either")  # a pickle's first byte: torch's own reason
     with pytest.raises(RecipeError, match=f"{junk} is not a readable PyTorch weights file"):
         read_openai_state(junk)
     torch.save({"a": torch.zeros(2)}, tmp_path / "other.pt")
@@ -336,7 +339,11 @@ def test_convert_weights_output_problems_are_one_line_and_leave_nothing(files, t
     assert error_line(d, tmp_path / "o").startswith(f"error: convert-weights: {d} is a folder, not a checkpoint file")
     (tmp_path / "random.bin").write_bytes(bytes(range(256)) * 8)
     line = error_line(tmp_path / "random.bin", tmp_path / "o")
+    assert " is not a PyTorch checkpoint (neither the zip archive " in line and "weights_only" not in line
+    (tmp_path / "random.bin").write_bytes(b"\x80\x02" + bytes(range(256)) * 8)  # a pickle's first bytes
+    line = error_line(tmp_path / "random.bin", tmp_path / "o")
     assert "is not a readable PyTorch weights file (UnpicklingError: " in line and "weights_only" not in line
+    assert "clip encoder" not in line and line.endswith("a transformers model folder needs no conversion)")
     for failure in (OSError(errno.ENOSPC, "No space left on device"),
                     SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
                                     'message: "No space left on device" })')):

@@ -17,25 +17,19 @@ from wsreid.cli import main
 from wsreid.data.readers import FORMATS
 from wsreid.recipe import read_recipe_tree
 from wsreid.recipe.yamlio import display_path
+from wsreid_clip.loading import hub_unreachable
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+REAL_HUB_UNREACHABLE = hub_unreachable
 PRETRAINED = f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\ninit: null\nencoder:\n  name: clip\n  pretrained: {{name}}\n"
 
 
 @pytest.fixture(autouse=True)
-def empty_hub_cache(tmp_path, monkeypatch):
+def empty_hub_cache(offline_hub, monkeypatch):
     """An empty Hugging Face cache, and a network that must not be touched."""
-    import huggingface_hub.constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("the network was asked")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    return cache
+    # validate's probe of the hub for a name not in the cache (tests/test_clip_review_checks.py): it answers
+    monkeypatch.setattr("wsreid_clip.loading.hub_unreachable", lambda timeout=None: None)
+    return offline_hub
 
 
 def validate(tmp_path: Path, capsys, text: str, *extra: str) -> tuple[int, str, Path]:
@@ -83,6 +77,7 @@ def test_relative_folder_whose_parent_exists_is_refused_naming_where_it_looked(t
     (tmp_path / "mymodels" / "tiny-clip").mkdir()
     (tmp_path / "mymodels" / "tiny-clip" / "config.json").write_text(json.dumps(CONFIG))
     (tmp_path / "mymodels" / "tiny-clip" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "mymodels" / "tiny-clip" / "tokenizer.json").write_text("{}")
     code, err, _ = validate(tmp_path, capsys, PRETRAINED.format(name="mymodels/tiny-clip")
                             + "  image_size: [128, 64]\n  max_length: 40\n")
     assert (code, err) == (0, "")
@@ -156,6 +151,10 @@ def test_random_encoder_image_size_names_the_key(tmp_path, capsys):
 
 
 def test_run_fails_at_once_when_the_hub_cannot_be_reached(make_recipe, capsys, monkeypatch):
+    import wsreid_clip.loading
+
+    monkeypatch.setattr(wsreid_clip.loading, "hub_unreachable", REAL_HUB_UNREACHABLE)
+
     def unreachable(address, timeout=None, *args, **kwargs):
         raise socket.gaierror(-2, "Name or service not known")
 

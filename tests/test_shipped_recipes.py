@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from wsreid.cli import main
 from wsreid.data.readers import FORMATS
@@ -15,6 +16,13 @@ from wsreid.recipe.yamlio import display_path
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMPLETE = sorted(p for p in RECIPES.rglob("*.yaml") if "base" not in p.parts and "ablations" not in p.parts)
+
+
+@pytest.fixture(autouse=True)
+def _no_hub_probe(monkeypatch):
+    """Validation asks the hub about a hub name that is not cached (a warning when it cannot
+    be reached); these tests do not touch the network."""
+    monkeypatch.setattr("wsreid_clip.loading.hub_unreachable", lambda timeout=None: None)
 
 
 def test_there_are_recipes_to_check():
@@ -31,15 +39,23 @@ def test_recipe_validates(path, capsys, tmp_path):
 
 def stand_in_weights(path: Path, tmp_path: Path) -> list[str]:
     """``-o`` naming stand-in files for a recipe whose encoder reads OpenAI's checkpoint and
-    BPE files (the reference profiles): validation checks that they exist, the encoder reads
-    them only when it is built."""
+    BPE files (the reference profiles): a small checkpoint of ViT-B/16's layout (patch 16,
+    77 text positions, 49,408 tokens, 512-d joint space; narrow layers) and a merges file
+    of OpenAI's length - validation reads the checkpoint's shapes and the file's length."""
+    from test_clip_openai import tiny_openai_state, write_merges
+    from wsreid_clip.bpe import OPENAI_MERGES, byte_symbols
+
     tree, _ = read_recipe_tree(path)
     encoder = tree.get("encoder") or {}
     overrides = []
-    for key, name in (("pretrained", "ViT-B-16.pt"), ("tokenizer", "bpe_simple_vocab_16e6.txt.gz")):
-        if str(encoder.get(key, "")).endswith((".pt", ".gz")):
-            (tmp_path / name).write_bytes(b"")
-            overrides += ["-o", f"encoder.{key}={tmp_path / name}"]
+    if str(encoder.get("pretrained", "")).endswith(".pt"):
+        torch.save(tiny_openai_state(vocab=49408, embed=512, grid=14, patch=16, context=77), tmp_path / "ViT-B-16.pt")
+        overrides += ["-o", f"encoder.pretrained={tmp_path / 'ViT-B-16.pt'}"]
+    if str(encoder.get("tokenizer", "")).endswith(".gz"):
+        symbols = byte_symbols()
+        write_merges(tmp_path / "bpe_simple_vocab_16e6.txt.gz",
+                     [f"{a} {b}" for a in symbols for b in symbols][:OPENAI_MERGES])
+        overrides += ["-o", f"encoder.tokenizer={tmp_path / 'bpe_simple_vocab_16e6.txt.gz'}"]
     return overrides
 
 

@@ -224,7 +224,8 @@ def test_encoder_pretrained_weights_file_or_bpe_file_that_does_not_exist(tmp_pat
                        "OpenAI's bpe_simple_vocab_16e6.txt.gz (shipped with the CLIP, IRRA and DGCMIA repositories))")
 
 
-def test_encoder_pretrained_hub_name_or_existing_folder_is_fine(tmp_path, capsys):
+def test_encoder_pretrained_hub_name_or_existing_folder_is_fine(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("wsreid_clip.loading.hub_unreachable", lambda timeout=None: None)  # no network in tests
     code, err, _ = validate(tmp_path, capsys, PRETRAINED.format(name="openai/clip-vit-base-patch16"))
     assert (code, err) == (0, "")
     (tmp_path / "saved").mkdir()
@@ -233,7 +234,8 @@ def test_encoder_pretrained_hub_name_or_existing_folder_is_fine(tmp_path, capsys
     assert f"encoder.pretrained: model folder {tmp_path / 'saved'} holds no saved CLIPModel (config.json and " \
            "model.safetensors or pytorch_model.bin)" in message
     (tmp_path / "saved" / "config.json").write_text("{}")
-    (tmp_path / "saved" / "model.safetensors").write_bytes(b"")  # names only: nothing is read at validation
+    (tmp_path / "saved" / "model.safetensors").write_bytes(b"")  # names only: the weights are not read at validation
+    (tmp_path / "saved" / "tokenizer.json").write_text("{}")  # a folder without a tokenizer is refused
     code, err, _ = validate(tmp_path, capsys, PRETRAINED.format(name=tmp_path / "saved"))
     assert (code, err) == (0, "")
 

@@ -102,6 +102,12 @@ def bpe_vocabulary(merges: list[tuple[str, str]], mask: MaskMode = "added") -> t
     return vocab, merges
 
 
+def bpe_vocabulary_size(path: str | Path, mask: MaskMode = "added") -> int:
+    """The number of tokens of :func:`bpe_tokenizer` for ``path`` and ``mask`` (the added mask
+    token included), without building the tokenizer. Raises as :func:`read_merges`."""
+    return len(bpe_vocabulary(read_merges(path), mask)[0])
+
+
 def bpe_tokenizer(path: str | Path, *, mask: MaskMode = "added", max_length: int = 77) -> Any:
     """A transformers fast tokenizer for OpenAI's BPE merges file ``path`` (see the module
     doc): bos ``<|startoftext|>``, eos ``<|endoftext|>``, mask ``<|mask|>`` (none for

@@ -3,20 +3,19 @@
 The folder is what ``CLIPModel.from_pretrained`` and ``encoder.pretrained: DIR`` load:
 ``config.json``, ``model.safetensors`` (the file's dtype: float16 for OpenAI's) and, with a
 BPE merges file, the tokenizer (OpenAI's vocabulary, start 49406, end 49407, padding id 0;
-the encoder adds its mask token when it loads the folder). transformers' "Writing model
+the encoder adds its mask token when it loads the folder; without one a ``warning:`` line
+says the folder then needs ``encoder.tokenizer: <BPE file>``). transformers' "Writing model
 shards" bar is hidden (it writes one local file), unless its verbosity asks for details
 (``TRANSFORMERS_VERBOSITY=info`` or ``debug``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
 
 from wsreid.errors import RecipeError, UserError
 from wsreid.fileio import cannot_create_in, disk_full, nearest_existing
@@ -34,7 +33,8 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     from safetensors import SafetensorError
 
     from wsreid_clip.bpe import bpe_tokenizer
-    from wsreid_clip.openai import clip_from_openai_state, read_openai_state
+    from wsreid_clip.openai import OpenAIFileError, clip_from_openai_state, read_openai_state
+    from wsreid_clip.loading import quiet_bars
 
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
     if source.is_dir():
@@ -50,13 +50,19 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     if tokenizer is not None:
         tokenizer = _check_tokenizer_file(Path(tokenizer).expanduser())
     _check_writable(out_dir)  # before the checkpoint is read (seconds for OpenAI's)
-    state = read_openai_state(source)
+    try:
+        state = read_openai_state(source)
+    except OpenAIFileError as exc:  # said of this command, with its own advice (it takes no model folder)
+        raise UserError(f"convert-weights: {exc.problem}", hint=exc.convert_hint) from None
     try:
         fast = bpe_tokenizer(tokenizer, mask="none", max_length=int(state["positional_embedding"].shape[0])) if tokenizer else None
     except RecipeError as exc:  # its content: said as the encoder says it, but of this command
         message = str(exc)
         raise UserError("convert-weights: " + message.removeprefix("clip encoder: ")) from None
-    model = clip_from_openai_state(state, source)
+    try:
+        model = clip_from_openai_state(state, source)
+    except RecipeError as exc:
+        raise UserError("convert-weights: " + str(exc).removeprefix("clip encoder: ")) from None
     floats = {v.dtype for v in state.values() if v.is_floating_point()}
     if floats == {torch.float16}:
         model = model.half()
@@ -65,7 +71,7 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-        with _quiet_writing():
+        with quiet_bars("Writing model shards"):  # local file work: no bar
             model.save_pretrained(str(staging))
             if fast is not None:
                 fast.save_pretrained(str(staging))
@@ -83,6 +89,10 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
                 folder.rmdir()
             except OSError:
                 break
+    if fast is None:
+        print(f"warning: convert-weights: {out_dir} holds no tokenizer (no --tokenizer given): use it with "
+              f"encoder.tokenizer set to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz, or convert again with "
+              "--tokenizer BPE_FILE", file=sys.stderr)
     return out_dir
 
 
@@ -96,33 +106,6 @@ def _check_tokenizer_file(path: Path) -> Path:
         raise UserError(f"convert-weights: tokenizer file {path} does not exist",
                         hint="pass --tokenizer the BPE merges file, OpenAI's bpe_simple_vocab_16e6.txt.gz")
     return path
-
-
-#: transformers' progress bars that the conversion hides (by their ``desc``)
-QUIET_BARS = frozenset({"Writing model shards"})
-
-
-@contextlib.contextmanager
-def _quiet_writing() -> Iterator[None]:
-    """Hide transformers' :data:`QUIET_BARS` while the folder is written, unless
-    transformers' verbosity asks for details (``TRANSFORMERS_VERBOSITY=info`` or ``debug``)."""
-    from transformers.utils import logging as hf_logging
-
-    if hf_logging.get_verbosity() <= logging.INFO:
-        yield
-        return
-    previous = None
-
-    def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
-        if kwargs.get("desc") in QUIET_BARS:
-            return hf_logging.EmptyTqdm(*args, **kwargs)
-        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
-
-    previous = hf_logging.set_tqdm_hook(hook)
-    try:
-        yield
-    finally:
-        hf_logging.set_tqdm_hook(previous)
 
 
 def _check_writable(out_dir: Path) -> None:

@@ -14,6 +14,8 @@ ViT-B/16 architecture; the CPU recipes set tiny sizes). CLIP's ``logit_scale`` i
 from __future__ import annotations
 
 import html
+import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,18 +24,25 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
 from wsreid.errors import RecipeError
-from wsreid_clip.bpe import bpe_tokenizer, is_openai_vocabulary
+from wsreid_clip import loading
+from wsreid_clip.bpe import bpe_tokenizer, bpe_vocabulary_size, is_openai_vocabulary
 from wsreid_clip.loading import (
+    config_architecture,
+    config_sizes,
+    has_saved_tokenizer,
     load_pretrained,
     load_pretrained_tokenizer,
-    model_sizes,
+    no_tokenizer_problem,
     random_clip_model,
     resolve_pretrained,
+    saved_config,
     saved_dtype,
 )
 from wsreid_clip.openai import (
+    OpenAIFileError,
     clip_from_openai_state,
     is_openai_checkpoint_file,
+    openai_file_config,
     read_openai_state,
     resize_vision_position_table,
 )
@@ -153,9 +162,11 @@ class ClipParams(Params):
         if self.tokenizer == "pretrained" and self.pretrained is None:
             raise ValueError("tokenizer 'pretrained' needs pretrained: <hub name or model directory>")
         if self.tokenizer == "build" and self.pretrained is not None:
+            instead = ("tokenizer: <BPE file> (OpenAI's bpe_simple_vocab_16e6.txt.gz: an OpenAI checkpoint file "
+                       "carries no tokenizer)" if is_openai_checkpoint_file(self.pretrained) else "tokenizer: pretrained")
             raise ValueError(
                 "tokenizer 'build' cannot be combined with pretrained weights (their token embedding "
-                "belongs to the pretrained vocabulary); use tokenizer: pretrained"
+                f"belongs to the pretrained vocabulary); use {instead}"
             )
         if self.tokenizer_source == "bpe" and self.pretrained is None:
             raise ValueError("tokenizer: <BPE file> needs pretrained weights (the BPE ids index their token embedding)")
@@ -223,6 +234,82 @@ def _check_sizes_fit(params: ClipParams, sizes: dict[str, int]) -> None:
                                "positions", hint=f"set encoder.max_length to at most {positions}")
 
 
+def _checked_openai_file(params: ClipParams) -> dict[str, Any]:
+    """validate's look at an OpenAI checkpoint file named by ``pretrained``: a tokenizer is
+    named (the file has none), and the file's tensors make a CLIP ViT (their shapes only,
+    :func:`~wsreid_clip.openai.openai_file_config`). Returns its config as a mapping."""
+    name = params.pretrained
+    if params.tokenizer_source == "pretrained":
+        raise ParamsCheckError("tokenizer" if params.tokenizer == "pretrained" else "pretrained",
+                               f"{name} is an OpenAI checkpoint file, which carries no tokenizer",
+                               hint="set encoder.tokenizer to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz")
+    try:
+        config = openai_file_config(name)
+    except OpenAIFileError as exc:
+        raise ParamsCheckError("pretrained", exc.problem, hint=exc.hint) from None
+    except RecipeError as exc:  # tensors that do not make the model
+        raise ParamsCheckError("pretrained", str(exc).removeprefix("clip encoder: "),
+                               hint="the file must hold every tensor of OpenAI's CLIP ViT with its shape") from None
+    return config.to_dict()
+
+
+def _check_architecture(params: ClipParams, architecture: dict[str, int]) -> None:
+    """A size written in the recipe (other than its default) must be the pretrained model's
+    (:func:`~wsreid_clip.loading.config_architecture`), as ParamsCheckError naming the key."""
+    for key, actual in architecture.items():
+        if key == "vocab_size":
+            continue
+        *tower, field = key.split(".")
+        block = getattr(params, tower[0]) if tower else params
+        value, default = getattr(block, field), type(block).model_fields[field].default
+        if value is not None and value != actual and value != default:
+            raise ParamsCheckError(key, f"{value} differs from the pretrained model's {actual}",
+                                   hint=f"the architecture comes from encoder.pretrained: remove encoder.{key} or "
+                                   f"set it to {actual}")
+
+
+def _check_bpe_fits(params: ClipParams, model_rows: int) -> None:
+    """The BPE file's vocabulary (without an added mask token) fits the pretrained token
+    embedding of ``model_rows`` rows."""
+    try:
+        rows = bpe_vocabulary_size(params.tokenizer, params.mask_token)
+    except RecipeError as exc:
+        raise ParamsCheckError("tokenizer", str(exc).removeprefix("clip encoder: ")) from None
+    own = rows - (params.mask_token == "added")
+    if own > model_rows:
+        raise ParamsCheckError("tokenizer", _vocabulary_problem(f"BPE file {params.tokenizer}", own, model_rows),
+                               hint=_VOCABULARY_HINT)
+
+
+_VOCABULARY_HINT = ("set encoder.tokenizer to the vocabulary the weights were trained with (OpenAI's "
+                    "bpe_simple_vocab_16e6.txt.gz for OpenAI's CLIP, or tokenizer: pretrained for a folder that holds one)")
+
+
+def _vocabulary_problem(what: str, rows: int, model_rows: int) -> str:
+    return (f"{what} has {rows} tokens, more than the {model_rows} rows of the pretrained model's token embedding: "
+            "it is not the vocabulary of these weights")
+
+
+def _warn_hub_not_cached(name: str) -> None:
+    """validate (and the start of a run) on a hub name that is not in the local cache: when
+    the hub cannot be reached now (:func:`~wsreid_clip.loading.hub_unreachable`, a probe of
+    at most :data:`HUB_VALIDATE_PROBE_TIMEOUT` seconds), a ``warning:`` line on stderr (the
+    machine that runs may have the network). Printed by the main process only."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    reason = loading.hub_unreachable(timeout=HUB_VALIDATE_PROBE_TIMEOUT)
+    if reason is None:
+        return
+    print(f"warning: encoder.pretrained: {name!r} is not in the local Hugging Face cache and the hub cannot be "
+          f"reached now ({reason}): the run can download it only where the hub can be reached (else run `hf download "
+          f"{name} --local-dir DIR` on a connected machine, copy DIR here and set encoder.pretrained: DIR)",
+          file=sys.stderr)
+
+
+#: seconds validate waits for the hub to answer before it warns (the run asks again)
+HUB_VALIDATE_PROBE_TIMEOUT = 2.0
+
+
 #: the weights files of a folder written by ``save_pretrained`` (one of them, with config.json)
 _MODEL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                        "pytorch_model.bin.index.json")
@@ -247,29 +334,59 @@ class ClipEncoder(EncoderComponent):
         Face cache, or else a well-formed hub name, downloaded when the encoder is built.
         Refused: a path, a checkpoint file name or a folder whose parent exists that names
         nothing, a name close to a shipped one (``did you mean``), a folder without a saved
-        model. When the model's config.json is local, ``image_size`` must be a multiple of its
-        patch size and ``max_length`` at most its text positions. ``tokenizer`` naming a BPE
-        file must exist."""
+        model, a local folder without a saved tokenizer when ``tokenizer`` is the pretrained one.
+        An OpenAI checkpoint file needs ``tokenizer: <BPE file>`` and is opened for its tensors'
+        shapes only (:func:`~wsreid_clip.openai.openai_file_config`: an empty, truncated or
+        foreign file, or one without CLIP's tensors, is refused). When the model's config is
+        local (config.json, or the file's shapes), ``image_size`` must be a multiple of its
+        patch size, ``max_length`` at most its text positions, a size written in the recipe
+        (``embed_dim``, ``vision.*``, ``text.*``) its own, and a BPE file's vocabulary no
+        larger than its token embedding. ``tokenizer`` naming a BPE file must be a file. A
+        hub name not in the cache prints a ``warning:`` line when the hub cannot be reached
+        now (a probe of at most :data:`HUB_VALIDATE_PROBE_TIMEOUT` seconds); the machine that
+        runs may have the network. ``weights_dtype: fp16`` with ``train.mixed_precision``
+        bf16 or fp16 is refused at the first forward (:meth:`_refuse_autocast`): this hook
+        sees the encoder's parameters only."""
         tokenizer = params.tokenizer
-        if tokenizer not in (None, "pretrained", "build") and not Path(tokenizer).expanduser().is_file():
-            raise ParamsCheckError("tokenizer", f"BPE file {tokenizer} does not exist",
-                                   hint="name OpenAI's bpe_simple_vocab_16e6.txt.gz (shipped with the CLIP, IRRA "
-                                   "and DGCMIA repositories)")
+        if tokenizer not in (None, "pretrained", "build"):
+            bpe = Path(tokenizer).expanduser()
+            if bpe.is_dir():
+                raise ParamsCheckError("tokenizer", f"BPE file {tokenizer} is a folder, not a file",
+                                       hint="name the merges file itself, OpenAI's bpe_simple_vocab_16e6.txt.gz")
+            if not bpe.is_file():
+                raise ParamsCheckError("tokenizer", f"BPE file {tokenizer} does not exist",
+                                       hint="name OpenAI's bpe_simple_vocab_16e6.txt.gz (shipped with the CLIP, IRRA "
+                                       "and DGCMIA repositories)")
         name = params.pretrained
         if name is None:
             return  # a random initialisation: its sizes are checked with the parameters
         source = resolve_pretrained(name)
         if source.kind == "missing":
             raise ParamsCheckError("pretrained", source.problem, hint=source.hint)
-        path = source.folder
-        if source.kind == "folder" and not ((path / "config.json").is_file()
-                                            and any((path / f).is_file() for f in _MODEL_WEIGHT_FILES)):
-            raise ParamsCheckError("pretrained", f"model folder {name} holds no saved CLIPModel (config.json and "
-                                   "model.safetensors or pytorch_model.bin)",
-                                   hint="name a folder written by save_pretrained or 'wsreid convert-weights', an "
-                                   "OpenAI checkpoint file, or a hub name such as openai/clip-vit-base-patch16")
-        if path is not None:
-            _check_sizes_fit(params, model_sizes(path))
+        if source.kind == "hub":
+            _warn_hub_not_cached(name)
+            return
+        if source.kind == "file":
+            config = _checked_openai_file(params)
+        else:
+            path = source.folder
+            if source.kind == "folder" and not ((path / "config.json").is_file()
+                                                and any((path / f).is_file() for f in _MODEL_WEIGHT_FILES)):
+                raise ParamsCheckError("pretrained", f"model folder {name} holds no saved CLIPModel (config.json and "
+                                       "model.safetensors or pytorch_model.bin)",
+                                       hint="name a folder written by save_pretrained or 'wsreid convert-weights', an "
+                                       "OpenAI checkpoint file, or a hub name such as openai/clip-vit-base-patch16")
+            if source.kind in ("folder", "shipped") and params.tokenizer_source == "pretrained" \
+                    and not has_saved_tokenizer(path):
+                problem, hint = no_tokenizer_problem(name)
+                raise ParamsCheckError("tokenizer" if params.tokenizer == "pretrained" else "pretrained", problem,
+                                       hint=hint)
+            config = saved_config(path)
+        _check_sizes_fit(params, config_sizes(config))
+        architecture = config_architecture(config)
+        _check_architecture(params, architecture)
+        if params.tokenizer_source == "bpe" and "vocab_size" in architecture:
+            _check_bpe_fits(params, architecture["vocab_size"])
 
     def __init__(self, params: ClipParams, context: BuildContext):
         super().__init__(params, context)
@@ -318,6 +435,12 @@ class ClipEncoder(EncoderComponent):
         else:
             if openai_state is not None:
                 clip = clip_from_openai_state(openai_state, params.pretrained, seed=context.seed)
+            rows = clip.text_model.embeddings.token_embedding.num_embeddings
+            own = len(tokenizer) - int(self.mask_token_added)
+            if own > rows:  # only the added mask token may grow the embedding
+                what = f"tokenizer {params.tokenizer}" if params.tokenizer_source == "bpe" else \
+                    f"the tokenizer of {params.pretrained}"
+                raise RecipeError(f"clip encoder: {_vocabulary_problem(what, own, rows)}", hint=_VOCABULARY_HINT)
             _resize_token_embedding(clip, len(tokenizer))
             text_config = clip.config.text_config
             text_config.eos_token_id, text_config.bos_token_id = ids["end"], ids["start"]
@@ -486,6 +609,22 @@ class ClipEncoder(EncoderComponent):
         if params.max_length > positions:
             raise RecipeError(f"clip encoder: max_length {params.max_length} exceeds the model's {positions} text positions")
 
+    @staticmethod
+    def _refuse_autocast(device: torch.device) -> None:
+        """``weights_dtype: fp16`` computes in float16 with the authors' operations; under
+        autocast (``train.mixed_precision`` bf16 or fp16) those operations would be recast
+        (bf16 autocast rejects the float16 tensors outright, fp16's gradient scaler the
+        float16 weights): refused in one line before the first forward."""
+        kind = device.type
+        if not torch.is_autocast_enabled(kind):
+            return
+        dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(torch.get_autocast_dtype(kind), "autocast")
+        raise RecipeError(
+            f"clip encoder: encoder.weights_dtype fp16 (the authors' float16 arithmetic) cannot run under "
+            f"train.mixed_precision {dtype}",
+            hint="set train.mixed_precision: no (weights_dtype fp16 already computes the encoders in float16), or "
+            "encoder.weights_dtype: fp32 to train with autocast")
+
     # ------------------------------------------------------------------ EncoderComponent API
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Images B x 3 x H x W (normalised, H and W multiples of the patch size) -> B x d.
@@ -494,6 +633,7 @@ class ClipEncoder(EncoderComponent):
         whenever the input is not the table's square size. With ``weights_dtype: fp16`` the
         authors' operation order is used (:func:`~wsreid_clip.precision.encode_image_sequence_first`)."""
         if self.authors_arithmetic:
+            self._refuse_autocast(images.device)
             return encode_image_sequence_first(self.clip, images)
         height, width = images.shape[-2:]
         square = height == width == self._position_grid_size
@@ -503,6 +643,7 @@ class ClipEncoder(EncoderComponent):
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids and attention mask B x L (right padded) -> B x d, pooled at the first end token."""
         if self.authors_arithmetic:
+            self._refuse_autocast(input_ids.device)
             positions = end_token_positions(input_ids, attention_mask, self.end_token_id)
             return encode_text_sequence_first(self.clip, input_ids, positions)
         hidden = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

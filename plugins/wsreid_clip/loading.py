@@ -178,18 +178,61 @@ def model_sizes(folder: Path) -> dict[str, int]:
     """The sizes of a saved ``CLIPModel`` that bound the recipe's, read from its config.json
     alone (no weights, no torch): 'patch_size' (vision) and 'text_positions' (text
     ``max_position_embeddings``), each only when the file states it; {} when unreadable."""
-    config = _saved_config(folder)
+    return config_sizes(saved_config(folder))
+
+
+def config_sizes(config: dict[str, Any]) -> dict[str, int]:
+    """:func:`model_sizes` of a ``CLIPConfig`` as a mapping (config.json's content)."""
     vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
     sizes = {"patch_size": vision.get("patch_size") if isinstance(vision, dict) else None,
              "text_positions": text.get("max_position_embeddings") if isinstance(text, dict) else None}
     return {k: v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
 
 
+def model_architecture(folder: Path) -> dict[str, int]:
+    """The architecture of a saved ``CLIPModel`` read from its config.json alone, in the
+    encoder's parameter names: 'embed_dim' (``projection_dim``), 'vocab_size' (text rows of
+    the token embedding), 'vision.hidden' / 'vision.layers' / 'vision.heads' /
+    'vision.intermediate' / 'vision.patch_size' and the same for 'text' - each only when the
+    file states it; {} when unreadable."""
+    return config_architecture(saved_config(folder))
+
+
+def config_architecture(config: dict[str, Any]) -> dict[str, int]:
+    """:func:`model_architecture` of a ``CLIPConfig`` as a mapping (config.json's content)."""
+    vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
+    vision, text = (vision if isinstance(vision, dict) else {}), (text if isinstance(text, dict) else {})
+    found = {"embed_dim": config.get("projection_dim"), "vocab_size": text.get("vocab_size")}
+    names = {"hidden": "hidden_size", "layers": "num_hidden_layers", "heads": "num_attention_heads",
+             "intermediate": "intermediate_size"}
+    for tower, values in (("vision", vision), ("text", text)):
+        found |= {f"{tower}.{key}": values.get(name) for key, name in names.items()}
+    found["vision.patch_size"] = vision.get("patch_size")
+    return {k: v for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+#: the files of a tokenizer saved beside a model (either set is enough)
+TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+
+
+def has_saved_tokenizer(folder: Path) -> bool:
+    """Whether ``folder`` holds a saved CLIP tokenizer (:data:`TOKENIZER_FILE_SETS`). Without
+    one, transformers builds an empty two-token tokenizer that reads every word as one id."""
+    return any(all((Path(folder) / name).is_file() for name in names) for names in TOKENIZER_FILE_SETS)
+
+
+def no_tokenizer_problem(folder: Path | str) -> tuple[str, str]:
+    """(problem, hint) of a model folder without a saved tokenizer."""
+    return (f"model folder {folder} holds no tokenizer (tokenizer.json, or vocab.json and merges.txt)",
+            "rerun `wsreid convert-weights` with --tokenizer BPE_FILE, or set encoder.tokenizer to the BPE file "
+            "(OpenAI's bpe_simple_vocab_16e6.txt.gz)")
+
+
 @contextlib.contextmanager
-def quiet_weight_loading() -> Iterator[None]:
-    """Hide transformers' "Loading weights" progress bar (it reads local files; download bars
-    of the hub are kept), unless transformers' verbosity asks for details
-    (``TRANSFORMERS_VERBOSITY=info`` or ``debug``)."""
+def quiet_bars(*descriptions: str) -> Iterator[None]:
+    """Hide transformers' progress bars of these ``descriptions`` (``"Loading weights"``,
+    ``"Writing model shards"``: local file work; download bars of the hub are kept), unless
+    transformers' verbosity asks for details (``TRANSFORMERS_VERBOSITY=info`` or ``debug``)."""
     from transformers.utils import logging as hf_logging
 
     if hf_logging.get_verbosity() <= logging.INFO:
@@ -198,7 +241,7 @@ def quiet_weight_loading() -> Iterator[None]:
     previous = None
 
     def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
-        if kwargs.get("desc") == "Loading weights":
+        if kwargs.get("desc") in descriptions:
             return hf_logging.EmptyTqdm(*args, **kwargs)
         return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
 
@@ -209,13 +252,18 @@ def quiet_weight_loading() -> Iterator[None]:
         hf_logging.set_tqdm_hook(previous)
 
 
+def quiet_weight_loading() -> contextlib.AbstractContextManager[None]:
+    """Hide transformers' "Loading weights" progress bar (:func:`quiet_bars`)."""
+    return quiet_bars("Loading weights")
+
+
 #: seconds the reachability probe of the hub waits for a connection
 HUB_PROBE_TIMEOUT = 5.0
 
 
-def hub_unreachable() -> str | None:
+def hub_unreachable(timeout: float | None = None) -> str | None:
     """Why the Hugging Face hub cannot be reached now (offline mode, no name resolution, no
-    connection within :data:`HUB_PROBE_TIMEOUT` seconds; through the configured HTTPS proxy
+    connection within ``timeout`` seconds, default :data:`HUB_PROBE_TIMEOUT`; through the configured HTTPS proxy
     when there is one), None when a connection opens. Asked before any download, so an
     offline machine fails at once instead of after the hub client's retries."""
     import urllib.parse
@@ -232,7 +280,7 @@ def hub_unreachable() -> str | None:
         parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         host, port = parts.hostname or host, parts.port or 8080
     try:
-        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT):
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT if timeout is None else timeout):
             return None
     except OSError as exc:
         return f"{host}:{port}: {exc.strerror or type(exc).__name__}"
@@ -303,6 +351,9 @@ def load_pretrained_tokenizer(name: str, local_dir: Path | None) -> Any:
     from wsreid_clip.tokenizer import load_tokenizer
 
     if local_dir is not None:
+        if not has_saved_tokenizer(local_dir):
+            problem, hint = no_tokenizer_problem(name)
+            raise RecipeError(f"clip encoder: {problem}", hint=hint)
         try:
             return load_tokenizer(local_dir, local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -321,7 +372,7 @@ def load_pretrained_tokenizer(name: str, local_dir: Path | None) -> Any:
         raise offline_error(name, type(exc).__name__) from None
 
 
-def _saved_config(folder: Path) -> dict[str, Any]:
+def saved_config(folder: Path) -> dict[str, Any]:
     """The config.json of a saved model folder as a mapping; {} when it is missing,
     unreadable or not a JSON object."""
     try:
@@ -336,6 +387,6 @@ def saved_dtype(local_dir: Path | None) -> torch.dtype | None:
     config.json), None when unknown. Models are loaded as float32 whatever it is."""
     if local_dir is None:
         return None
-    config = _saved_config(local_dir)
+    config = saved_config(local_dir)
     name = config.get("dtype") or config.get("torch_dtype")
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(str(name))

@@ -41,6 +41,9 @@ from wsreid.errors import RecipeError
 __all__ = [
     "is_openai_checkpoint_file",
     "read_openai_state",
+    "read_openai_shapes",
+    "openai_file_config",
+    "OpenAIFileError",
     "openai_clip_config",
     "clip_from_openai_state",
     "openai_state_from_clip",
@@ -85,9 +88,9 @@ class _ArchiveUnpickler(pickle.Unpickler):
     rebuilt from the archive's storages, ``__torch__`` module classes become
     :class:`_ModuleState`, every other global is refused."""
 
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, source: Path):
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, source: Path, shapes_only: bool = False):
         super().__init__(io.BytesIO(data))
-        self.archive, self.prefix, self.source = archive, prefix, source
+        self.archive, self.prefix, self.source, self.shapes_only = archive, prefix, source, shapes_only
         self.storages: dict[str, torch.UntypedStorage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -107,6 +110,9 @@ class _ArchiveUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
         _, dtype, key, _location, numel = pid[:5]
+        if self.shapes_only:  # the storage must be in the archive; its bytes are not read
+            self.archive.getinfo(f"{self.prefix}data/{key}")
+            return (None, dtype)
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}data/{key}")
             self.storages[key] = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
@@ -115,6 +121,8 @@ class _ArchiveUnpickler(pickle.Unpickler):
 
 def _rebuild_tensor(storage_and_dtype, offset, size, stride, *_rest) -> torch.Tensor:
     storage, dtype = storage_and_dtype
+    if storage is None:  # shapes only
+        return torch.empty_strided(tuple(size), tuple(stride), dtype=dtype, device="meta")
     flat = torch.empty(0, dtype=dtype)
     if len(storage):
         flat = torch.frombuffer(bytearray(bytes(storage)), dtype=dtype)
@@ -131,9 +139,10 @@ def _flatten_modules(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Non
             _flatten_modules(value, f"{prefix}{key}.", out)
 
 
-def _read_torchscript(path: Path, archive: zipfile.ZipFile, data_pkl: str) -> dict[str, torch.Tensor]:
+def _read_torchscript(path: Path, archive: zipfile.ZipFile, data_pkl: str,
+                      shapes_only: bool = False) -> dict[str, torch.Tensor]:
     prefix = data_pkl[: -len("data.pkl")]
-    unpickler = _ArchiveUnpickler(archive.read(data_pkl), archive, prefix, path)
+    unpickler = _ArchiveUnpickler(archive.read(data_pkl), archive, prefix, path, shapes_only)
     root = unpickler.load()
     if not isinstance(root, _ModuleState):
         raise RecipeError(f"clip encoder: {path}: the TorchScript archive does not hold a module")
@@ -154,46 +163,135 @@ def _load_failure(exc: BaseException) -> str:
     return re.sub(r"\s*In PyTorch 2\.6, .*", "", first) or type(exc).__name__
 
 
+class OpenAIFileError(RecipeError):
+    """A weights file that cannot be read as an OpenAI CLIP checkpoint. ``problem``: what is
+    wrong, naming the file (without the ``clip encoder:`` prefix of the message), ``hint``:
+    what to do when the file was named as ``encoder.pretrained``, ``convert_hint``: when it
+    was given to ``wsreid convert-weights`` (which takes no model folder)."""
+
+    def __init__(self, problem: str, hint: str | None = None, convert_hint: str | None = None):
+        super().__init__(f"clip encoder: {problem}", hint=hint)
+        self.problem, self.hint, self.convert_hint = problem, hint, convert_hint if convert_hint is not None else hint
+
+
+#: what to do about a file that is not OpenAI's checkpoint, as encoder.pretrained / for convert-weights
+_FILE_HINT = "set encoder.pretrained to OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript archive or state dict) or a model folder"
+_CONVERT_HINT = ("pass OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript archive or state dict); a transformers model "
+                 "folder needs no conversion")
+
+
 def read_openai_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of an OpenAI CLIP checkpoint file, by OpenAI key name, as stored (float16
     or float32). Reads a TorchScript archive or a plain state dict (also one wrapped as
     ``{"state_dict": ...}`` or with a ``module.`` prefix); executes no pickled code.
-    Raises a one-line :class:`RecipeError` naming the file and what is wrong."""
+    Raises a one-line :class:`OpenAIFileError` naming the file and what is wrong."""
+    return _read_state(path, shapes_only=False)
+
+
+def read_openai_shapes(path: str | Path) -> dict[str, torch.Tensor]:
+    """As :func:`read_openai_state`, but the tensors are on the ``meta`` device (shape and
+    dtype, no values): a TorchScript archive's storages are not read, a state dict's are
+    memory-mapped and not copied. Cheap enough for ``wsreid validate``."""
+    return _read_state(path, shapes_only=True)
+
+
+def _read_state(path: str | Path, *, shapes_only: bool) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise OpenAIFileError(f"{path} is a folder, not a checkpoint file", hint=_FILE_HINT, convert_hint=_CONVERT_HINT)
     if not path.is_file():
-        raise RecipeError(f"clip encoder: weights file {path} does not exist",
-                          hint="set encoder.pretrained to OpenAI's ViT-B-16.pt or a model directory")
+        raise OpenAIFileError(f"weights file {path} does not exist",
+                              hint="set encoder.pretrained to OpenAI's ViT-B-16.pt or a model directory",
+                              convert_hint=_CONVERT_HINT)
+    if path.stat().st_size == 0:
+        raise OpenAIFileError(f"weights file {path} is empty", hint=f"copy it again; {_FILE_HINT}",
+                              convert_hint=f"copy it again; {_CONVERT_HINT}")
+    with path.open("rb") as file:
+        head = file.read(4)
+    is_zip = zipfile.is_zipfile(path)
+    if head[:2] == b"PK" and not is_zip:
+        raise OpenAIFileError(f"weights file {path} is truncated or damaged (a zip archive without its central "
+                              "directory)", hint=f"copy it again; {_FILE_HINT}", convert_hint=f"copy it again; {_CONVERT_HINT}")
+    if not is_zip and head[:1] != b"\x80":
+        raise OpenAIFileError(f"{path} is not a PyTorch checkpoint (neither the zip archive of torch.save or "
+                              f"TorchScript nor a pickle; it starts with {head!r})", hint=_FILE_HINT,
+                              convert_hint=_CONVERT_HINT)
     state: Any = None
-    if zipfile.is_zipfile(path):
+    if is_zip:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             data_pkl = next((n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")), None)
             scripted = any(re.match(r"[^/]+/(code/|constants\.pkl)", n) for n in names)
             if data_pkl is not None and scripted:
                 try:
-                    state = _read_torchscript(path, archive, data_pkl)
-                except (pickle.UnpicklingError, KeyError, EOFError, ValueError, RuntimeError) as exc:
-                    raise RecipeError(f"clip encoder: {path}: unreadable TorchScript archive ({exc})") from None
+                    state = _read_torchscript(path, archive, data_pkl, shapes_only)
+                except (pickle.UnpicklingError, KeyError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+                    raise OpenAIFileError(f"{path}: unreadable TorchScript archive ({exc})",
+                                          hint=f"copy it again; {_FILE_HINT}",
+                                          convert_hint=f"copy it again; {_CONVERT_HINT}") from None
     if state is None:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _torch_load(path, shapes_only)
         except Exception as exc:  # pickle errors, truncated files, refused globals
-            raise RecipeError(
-                f"clip encoder: {path} is not a readable PyTorch weights file ({type(exc).__name__}: {_load_failure(exc)})",
-                hint="pass OpenAI's CLIP checkpoint (TorchScript archive or state dict) or a transformers model directory",
-            ) from None
+            raise OpenAIFileError(
+                f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: {_load_failure(exc)})",
+                hint=_FILE_HINT, convert_hint=_CONVERT_HINT) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RecipeError(f"clip encoder: {path} holds no state dict of tensors")
+        raise OpenAIFileError(f"{path} holds no state dict of tensors", hint=_FILE_HINT, convert_hint=_CONVERT_HINT)
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
     missing = [k for k in ("visual.conv1.weight", "token_embedding.weight", "text_projection", "visual.proj") if k not in state]
     if missing:
-        raise RecipeError(
-            f"clip encoder: {path} is not an OpenAI CLIP ViT checkpoint: missing {', '.join(missing)}",
+        raise OpenAIFileError(
+            f"{path} is not an OpenAI CLIP ViT checkpoint: missing {', '.join(missing)}",
             hint="only the ViT image encoders of OpenAI's CLIP are supported",
         )
+    if shapes_only:
+        state = {k: torch.empty_strided(tuple(v.shape), tuple(v.stride()), dtype=v.dtype, device="meta")
+                 for k, v in state.items()}
     return dict(state)
+
+
+def _torch_load(path: Path, shapes_only: bool) -> Any:
+    """``torch.load(weights_only=True)``; for shapes only memory-mapped when the file is in
+    torch's zip format (an older format is read)."""
+    if shapes_only and zipfile.is_zipfile(path):  # torch's zip format
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def openai_file_config(path: str | Path) -> Any:
+    """The transformers ``CLIPConfig`` of OpenAI checkpoint file ``path``, after checking that
+    its tensors fill a ``CLIPModel`` of that config with the right shapes - all from the
+    tensors' shapes (:func:`read_openai_shapes`, a model on the ``meta`` device): no
+    weights are read or initialised. Raises :class:`OpenAIFileError` (reading) or
+    :class:`RecipeError` (tensors that do not fit)."""
+    state = read_openai_shapes(path)
+    config = openai_clip_config(state, path)
+    _check_tensors_fit(state, config, path)
+    return config
+
+
+def _check_tensors_fit(state: dict[str, torch.Tensor], config: Any, source: str | Path, model: Any = None) -> None:
+    """Every tensor of ``CLIPModel(config)`` (``model`` when given, else one built on the meta
+    device) is in ``state`` with its shape; a :class:`RecipeError` names the first that is not."""
+    from transformers import CLIPModel
+
+    if model is None:
+        with torch.device("meta"):
+            model = CLIPModel(config)
+    mapped = hf_state_from_openai(state)
+    expected = model.state_dict()
+    missing = sorted(k for k in expected if k not in mapped and k != "logit_scale" and not k.endswith("position_ids"))
+    if missing:
+        raise RecipeError(f"clip encoder: {source} lacks tensors for {', '.join(missing[:4])}"
+                          f"{' ...' if len(missing) > 4 else ''}")
+    wrong = [k for k, v in mapped.items() if k in expected and tuple(expected[k].shape) != tuple(v.shape)]
+    if wrong:
+        k = wrong[0]
+        raise RecipeError(f"clip encoder: {source}: tensor for {k} has shape {tuple(mapped[k].shape)}, "
+                          f"expected {tuple(expected[k].shape)}")
 
 
 # --------------------------------------------------------------------------- architecture
@@ -361,18 +459,10 @@ def clip_from_openai_state(state: dict[str, torch.Tensor], source: str | Path = 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPModel(config)
+    _check_tensors_fit(state, config, source, model)
     mapped = {k: v.float() for k, v in hf_state_from_openai(state).items()}
     if "logit_scale" not in mapped:
         mapped["logit_scale"] = model.logit_scale.detach().clone()
     expected = model.state_dict()
-    missing = sorted(k for k in expected if k not in mapped and not k.endswith("position_ids"))
-    if missing:
-        raise RecipeError(f"clip encoder: {source} lacks tensors for {', '.join(missing[:4])}"
-                          f"{' ...' if len(missing) > 4 else ''}")
-    wrong = [k for k, v in mapped.items() if k in expected and tuple(expected[k].shape) != tuple(v.shape)]
-    if wrong:
-        k = wrong[0]
-        raise RecipeError(f"clip encoder: {source}: tensor for {k} has shape {tuple(mapped[k].shape)}, "
-                          f"expected {tuple(expected[k].shape)}")
     model.load_state_dict({k: v for k, v in mapped.items() if k in expected}, strict=False)
     return model

@@ -1,0 +1,244 @@
+"""Problems of the ``clip`` encoder that a review of the paper recipes found offline, each
+refused in one line (exit code 2, no traceback) - by ``wsreid validate`` where a cheap look
+at the named files tells (docs/reliability.md): fp16 weights under autocast, a model folder
+without a tokenizer, a tokenizer larger than the model's vocabulary, an OpenAI checkpoint
+file without a tokenizer, with unreadable content or sizes that do not fit, a hub name the
+hub cannot give now (a warning), and hints that named the wrong remedy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_clip_openai import OPENAI_MERGES, SMALL_MERGES, save_torchscript, tiny_openai_state, write_merges
+from wsreid.api import BuildContext
+from wsreid.cli import main
+from wsreid.errors import RecipeError
+from wsreid.recipe.yamlio import display_path
+from wsreid_clip.bpe import byte_symbols
+from wsreid_clip.encoder import ClipEncoder, ClipParams
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+CTX = BuildContext(run_dir=None, seed=0, device=torch.device("cpu"))
+#: a recipe whose encoder sizes are the tiny OpenAI state's (pretrained on line 5)
+RECIPE = (f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\ninit: null\nencoder:\n  name: clip\n  pretrained: {{name}}\n"
+          "  embed_dim: 32\n  vision: {{hidden: 64, layers: 1, heads: 1, patch_size: 8}}\n"
+          "  text: {{hidden: 64, layers: 1, heads: 1}}\n  image_size: [32, 32]\n  max_length: 16\n")
+BPE_HINT = "set encoder.tokenizer to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz"
+FILE_HINT = ("set encoder.pretrained to OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript archive or state dict) or "
+             "a model folder")
+
+
+pytestmark = pytest.mark.usefixtures("offline_hub")  # an empty Hugging Face cache; the network is not touched
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("review")
+    state = tiny_openai_state()
+    torch.save(state, d / "state.pt")
+    save_torchscript(state, d / "scripted.pt")
+    write_merges(d / "small.txt.gz", SMALL_MERGES)
+    sym = byte_symbols()
+    write_merges(d / "full.txt.gz", [f"{a} {b}" for a in sym for b in sym][:OPENAI_MERGES + 5])
+    return d
+
+
+def validate(tmp_path: Path, capsys, name, extra: str = "", *argv: str) -> tuple[int, str, Path]:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE.format(name=name) + extra)
+    code = main(["validate", str(path), *argv])
+    return code, capsys.readouterr().err, display_path(path)
+
+
+def one_error(tmp_path, capsys, name, extra: str = "", *argv: str) -> tuple[str, Path]:
+    code, err, path = validate(tmp_path, capsys, name, extra, *argv)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip(), path
+
+
+# --------------------------------------------------------------------------- 1. fp16 weights under autocast
+
+
+def test_fp16_weights_under_bf16_autocast_are_refused_in_one_line(files):
+    """CPU (and CUDA) bf16 autocast rejects the float16 tensors of the authors' arithmetic
+    ("Unexpected floating ScalarType in at::autocast::prioritize"); recast they would no
+    longer be the authors' arithmetic: refused before the first forward, naming both keys."""
+    enc = ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "small.txt.gz"),
+                                 image_size=(32, 32), max_length=16, weights_dtype="fp16"), CTX)
+    ids, mask = enc.tokenize(["red man"])
+    expected = ("clip encoder: encoder.weights_dtype fp16 (the authors' float16 arithmetic) cannot run under "
+                "train.mixed_precision bf16 (set train.mixed_precision: no (weights_dtype fp16 already computes the "
+                "encoders in float16), or encoder.weights_dtype: fp32 to train with autocast)")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(RecipeError) as image_error:
+            enc.encode_image(torch.zeros(1, 3, 32, 32))
+        with pytest.raises(RecipeError) as text_error:
+            enc.encode_text(ids, mask)
+    assert str(image_error.value) == str(text_error.value) == expected
+    assert enc.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 32)  # without autocast: as before
+
+
+# --------------------------------------------------------------------------- 2. a folder without a tokenizer
+
+
+def test_folder_without_tokenizer_is_refused_and_convert_weights_says_so(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert-weights", str(files / "state.pt"), "notok"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "notok\n"
+    assert captured.err == (
+        "warning: convert-weights: notok holds no tokenizer (no --tokenizer given): use it with encoder.tokenizer "
+        "set to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz, or convert again with --tokenizer BPE_FILE\n")
+    err, path = one_error(tmp_path, capsys, "notok")
+    assert err == (
+        f"error: {path}:5: encoder.pretrained: model folder notok holds no tokenizer (tokenizer.json, or vocab.json and "
+        "merges.txt) (rerun `wsreid convert-weights` with --tokenizer BPE_FILE, or set encoder.tokenizer to the BPE "
+        "file (OpenAI's bpe_simple_vocab_16e6.txt.gz))")
+    err, path = one_error(tmp_path, capsys, "notok", "  tokenizer: pretrained\n")
+    assert err.startswith(f"error: {path}:11: encoder.tokenizer: model folder notok holds no tokenizer")
+    # the run refuses it too (not transformers' empty two-token tokenizer)
+    with pytest.raises(RecipeError, match="model folder notok holds no tokenizer"):
+        ClipEncoder(ClipParams(pretrained="notok", image_size=(32, 32), max_length=16), CTX)
+    # with the BPE file named it validates and builds
+    code, err, _ = validate(tmp_path, capsys, "notok", f"  tokenizer: {files / 'small.txt.gz'}\n")
+    assert (code, err) == (0, "")
+    ClipEncoder(ClipParams(pretrained="notok", tokenizer=str(files / "small.txt.gz"), image_size=(32, 32),
+                           max_length=16), CTX)
+
+
+# --------------------------------------------------------------------------- 3. a tokenizer larger than the model
+
+
+def test_tokenizer_larger_than_the_models_vocabulary_is_refused(files, tmp_path, capsys):
+    """OpenAI's full BPE file (49,408 tokens) with 530-row weights: not their vocabulary (it
+    grew the embedding by 48,879 mean rows); only the added mask row may be appended."""
+    err, path = one_error(tmp_path, capsys, files / "state.pt", f"  tokenizer: {files / 'full.txt.gz'}\n")
+    assert err == (
+        f"error: {path}:11: encoder.tokenizer: BPE file {files / 'full.txt.gz'} has 49408 tokens, more than the 530 "
+        "rows of the pretrained model's token embedding: it is not the vocabulary of these weights (set "
+        "encoder.tokenizer to the vocabulary the weights were trained with (OpenAI's bpe_simple_vocab_16e6.txt.gz "
+        "for OpenAI's CLIP, or tokenizer: pretrained for a folder that holds one))")
+    with pytest.raises(RecipeError, match="has 49408 tokens, more than the 530 rows"):
+        ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "full.txt.gz"),
+                               image_size=(32, 32), max_length=16), CTX)
+    # the small file (523 tokens + the added mask) fits and only the mask row is added
+    enc = ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "small.txt.gz"),
+                                 image_size=(32, 32), max_length=16), CTX)
+    assert enc.clip.text_model.embeddings.token_embedding.num_embeddings == 530
+
+
+# --------------------------------------------------------------------------- 4. an OpenAI file without a tokenizer
+
+
+def test_openai_file_without_tokenizer_is_refused_at_validate(files, tmp_path, capsys):
+    err, path = one_error(tmp_path, capsys, files / "state.pt")
+    assert err == (f"error: {path}:5: encoder.pretrained: {files / 'state.pt'} is an OpenAI checkpoint file, which "
+                   f"carries no tokenizer ({BPE_HINT})")
+    err, path = one_error(tmp_path, capsys, files / "state.pt", "  tokenizer: pretrained\n")
+    assert err == (f"error: {path}:11: encoder.tokenizer: {files / 'state.pt'} is an OpenAI checkpoint file, which "
+                   f"carries no tokenizer ({BPE_HINT})")
+
+
+# --------------------------------------------------------------------------- 5. the file's content and sizes
+
+
+def test_openai_file_content_is_read_at_validate(files, tmp_path, capsys):
+    bpe = f"  tokenizer: {files / 'small.txt.gz'}\n"
+    for name in ("state.pt", "scripted.pt"):
+        code, err, _ = validate(tmp_path, capsys, files / name, bpe)
+        assert (code, err) == (0, ""), name
+    empty, text, truncated, other = (tmp_path / n for n in ("empty.pt", "ViT-B-16.pt", "cut.pt", "other.pt"))
+    empty.write_bytes(b"")
+    text.write_text("hello, not weights\n")
+    truncated.write_bytes((files / "state.pt").read_bytes()[:5000])
+    torch.save({"a": torch.zeros(2)}, other)
+    expected = {
+        empty: f"weights file {empty} is empty (copy it again; {FILE_HINT})",
+        text: (f"{text} is not a PyTorch checkpoint (neither the zip archive of torch.save or TorchScript nor a "
+               f"pickle; it starts with b'hell') ({FILE_HINT})"),
+        truncated: (f"weights file {truncated} is truncated or damaged (a zip archive without its central "
+                    f"directory) (copy it again; {FILE_HINT})"),
+        other: (f"{other} is not an OpenAI CLIP ViT checkpoint: missing visual.conv1.weight, token_embedding.weight, "
+                "text_projection, visual.proj (only the ViT image encoders of OpenAI's CLIP are supported)"),
+    }
+    for file, message in expected.items():
+        err, path = one_error(tmp_path, capsys, file, bpe)
+        assert err == f"error: {path}:5: encoder.pretrained: {message}"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("encoder.max_length=77", "77 exceeds the pretrained model's 16 text positions (set encoder.max_length to at "
+     "most 16)"),
+    ("encoder.image_size=[36,32]", "[36, 32] is not a multiple of the pretrained model's patch size 8 (use sides "
+     "divisible by 8, e.g. [32, 32])"),
+    ("encoder.embed_dim=64", "64 differs from the pretrained model's 32 (the architecture comes from "
+     "encoder.pretrained: remove encoder.embed_dim or set it to 32)"),
+])
+def test_sizes_that_do_not_fit_the_file_or_folder_are_refused_at_validate(files, tmp_path, capsys, override, expected):
+    key = override.split("=")[0]
+    bpe = f"  tokenizer: {files / 'small.txt.gz'}\n"
+    err, _ = one_error(tmp_path, capsys, files / "scripted.pt", bpe, "-o", override)
+    assert err == f"error: override -o {override}: {key}: {expected}"
+    folder = tmp_path / "converted"
+    assert main(["convert-weights", str(files / "state.pt"), str(folder), "--tokenizer", str(files / "small.txt.gz")]) == 0
+    capsys.readouterr()
+    err, _ = one_error(tmp_path, capsys, folder, "", "-o", override)
+    assert err == f"error: override -o {override}: {key}: {expected}"
+    # as written in the recipe file: its line
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE.format(name=folder).replace("embed_dim: 32", "embed_dim: 64"))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (f"error: {display_path(path)}:6: encoder.embed_dim: 64 differs from the "
+                                       "pretrained model's 32 (the architecture comes from encoder.pretrained: remove "
+                                       "encoder.embed_dim or set it to 32)\n")
+
+
+# --------------------------------------------------------------------------- 6. a hub name the hub cannot give now
+
+
+def test_hub_name_not_cached_warns_when_the_hub_cannot_be_reached(tmp_path, capsys, monkeypatch):
+    import wsreid_clip.loading
+
+    asked = []
+
+    def unreachable(timeout=None):
+        asked.append(timeout)
+        return "huggingface.co:443: Name or service not known"
+
+    monkeypatch.setattr(wsreid_clip.loading, "hub_unreachable", unreachable)
+    code, err, _ = validate(tmp_path, capsys, "openai/clip-vit-base-patch16")
+    assert code == 0 and asked == [2.0]
+    assert err == (
+        "warning: encoder.pretrained: 'openai/clip-vit-base-patch16' is not in the local Hugging Face cache and the "
+        "hub cannot be reached now (huggingface.co:443: Name or service not known): the run can download it only "
+        "where the hub can be reached (else run `hf download openai/clip-vit-base-patch16 --local-dir DIR` on a "
+        "connected machine, copy DIR here and set encoder.pretrained: DIR)\n")
+    monkeypatch.setattr(wsreid_clip.loading, "hub_unreachable", lambda timeout=None: None)
+    code, err, _ = validate(tmp_path, capsys, "openai/clip-vit-base-patch16")
+    assert (code, err) == (0, "")
+
+
+# --------------------------------------------------------------------------- 7. hints
+
+
+def test_hints_name_the_remedy_that_fits(files, tmp_path, capsys):
+    err, path = one_error(tmp_path, capsys, files / "state.pt", "  tokenizer: build\n")
+    assert err.endswith("encoder: tokenizer 'build' cannot be combined with pretrained weights (their token embedding "
+                        "belongs to the pretrained vocabulary); use tokenizer: <BPE file> (OpenAI's "
+                        "bpe_simple_vocab_16e6.txt.gz: an OpenAI checkpoint file carries no tokenizer)")
+    err, path = one_error(tmp_path, capsys, files / "state.pt", f"  tokenizer: {tmp_path}\n")
+    assert err == (f"error: {path}:11: encoder.tokenizer: BPE file {tmp_path} is a folder, not a file (name the merges "
+                   "file itself, OpenAI's bpe_simple_vocab_16e6.txt.gz)")
+    text = tmp_path / "ViT-B-16.pt"
+    text.write_text("hello, not weights\n")
+    assert main(["convert-weights", str(text), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: convert-weights: {text} is not a PyTorch checkpoint (neither the zip archive of torch.save or "
+        "TorchScript nor a pickle; it starts with b'hell') (pass OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript "
+        "archive or state dict); a transformers model folder needs no conversion)\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    assert main(["convert-weights", str(tmp_path / "empty.pt"), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: convert-weights: weights file {tmp_path / 'empty.pt'} is empty")
