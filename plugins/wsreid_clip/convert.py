@@ -33,8 +33,8 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     from safetensors import SafetensorError
 
     from wsreid_clip.bpe import bpe_tokenizer
-    from wsreid_clip.openai import OpenAIFileError, clip_from_openai_state, read_openai_state
     from wsreid_clip.loading import quiet_bars
+    from wsreid_clip.openai import OpenAIFileError, clip_from_openai_state, read_openai_state
 
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
     if source.is_dir():
@@ -56,12 +56,8 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
         raise UserError(f"convert-weights: {exc.problem}", hint=exc.convert_hint) from None
     try:
         fast = bpe_tokenizer(tokenizer, mask="none", max_length=int(state["positional_embedding"].shape[0])) if tokenizer else None
-    except RecipeError as exc:  # its content: said as the encoder says it, but of this command
-        message = str(exc)
-        raise UserError("convert-weights: " + message.removeprefix("clip encoder: ")) from None
-    try:
         model = clip_from_openai_state(state, source)
-    except RecipeError as exc:
+    except RecipeError as exc:  # the BPE file's content, tensors that do not fit: as the encoder says it, of this command
         raise UserError("convert-weights: " + str(exc).removeprefix("clip encoder: ")) from None
     floats = {v.dtype for v in state.values() if v.is_floating_point()}
     if floats == {torch.float16}:

@@ -14,7 +14,6 @@ ViT-B/16 architecture; the CPU recipes set tiny sizes). CLIP's ``logit_scale`` i
 from __future__ import annotations
 
 import html
-import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
 from wsreid.errors import RecipeError
+from wsreid.launcher import launch_from_env
 from wsreid_clip import loading
 from wsreid_clip.bpe import bpe_tokenizer, bpe_vocabulary_size, is_openai_vocabulary
 from wsreid_clip.loading import (
@@ -295,7 +295,7 @@ def _warn_hub_not_cached(name: str) -> None:
     the hub cannot be reached now (:func:`~wsreid_clip.loading.hub_unreachable`, a probe of
     at most :data:`HUB_VALIDATE_PROBE_TIMEOUT` seconds), a ``warning:`` line on stderr (the
     machine that runs may have the network). Printed by the main process only."""
-    if os.environ.get("RANK", "0") != "0":
+    if not launch_from_env().is_main:
         return
     reason = loading.hub_unreachable(timeout=HUB_VALIDATE_PROBE_TIMEOUT)
     if reason is None:

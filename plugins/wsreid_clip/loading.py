@@ -189,17 +189,12 @@ def config_sizes(config: dict[str, Any]) -> dict[str, int]:
     return {k: v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
 
 
-def model_architecture(folder: Path) -> dict[str, int]:
-    """The architecture of a saved ``CLIPModel`` read from its config.json alone, in the
-    encoder's parameter names: 'embed_dim' (``projection_dim``), 'vocab_size' (text rows of
-    the token embedding), 'vision.hidden' / 'vision.layers' / 'vision.heads' /
-    'vision.intermediate' / 'vision.patch_size' and the same for 'text' - each only when the
-    file states it; {} when unreadable."""
-    return config_architecture(saved_config(folder))
-
-
 def config_architecture(config: dict[str, Any]) -> dict[str, int]:
-    """:func:`model_architecture` of a ``CLIPConfig`` as a mapping (config.json's content)."""
+    """The architecture of a ``CLIPConfig`` given as a mapping (config.json's content), in
+    the encoder's parameter names: 'embed_dim' (``projection_dim``), 'vocab_size' (text rows
+    of the token embedding), 'vision.hidden' / 'vision.layers' / 'vision.heads' /
+    'vision.intermediate' / 'vision.patch_size' and the same for 'text' - each only when the
+    config states it."""
     vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
     vision, text = (vision if isinstance(vision, dict) else {}), (text if isinstance(text, dict) else {})
     found = {"embed_dim": config.get("projection_dim"), "vocab_size": text.get("vocab_size")}
