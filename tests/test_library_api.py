@@ -408,6 +408,51 @@ def test_search_command_prints_what_the_library_ranks(trained_run, capsys):
                                        "the words of the training captions)\n")
 
 
+def test_search_command_leaves_out_files_that_do_not_decode(trained_run, tmp_path, capsys):
+    """A folder of photos with a broken file (cut short by a copy, or not an image at all)
+    is searched without it: one warning line per file, the ranking of the others as the
+    library gives it, exit 0; a folder where nothing decodes is one error line, exit 2."""
+    import shutil
+
+    from wsreid.cli import main
+    from wsreid.engine.offline_eval import target_encoder
+    from wsreid.retrieval import load_encoder
+
+    splits, _, _ = target_encoder(load_recipe(str(trained_run.run_dir / "recipe.yaml")),
+                                  resolve_target(trained_run.run_dir))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = []
+    for k, source in enumerate(splits.test.image_paths[:4]):
+        good.append(folder / f"p{k}.png")
+        shutil.copy(source, good[-1])
+    data = Path(splits.test.image_paths[4]).read_bytes()
+    (folder / "p2_cut.png").write_bytes(data[:len(data) // 2])
+    (folder / "p3_notes.jpg").write_text("not an image")
+    query = "a man in a red jacket"
+    capsys.readouterr()
+    assert main(["search", str(trained_run.run_dir), query, "--images", str(folder), "--top-k", "3"]) == 0
+    captured = capsys.readouterr()
+    warnings = captured.err.splitlines()
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"warning: image {folder / 'p2_cut.png'} cannot be decoded (")
+    assert warnings[1].startswith(f"warning: image {folder / 'p3_notes.jpg'} cannot be decoded (")
+    assert all(w.endswith("(replace the file with an intact copy, or leave it out); searched without it")
+               for w in warnings)
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("4 images (2 unreadable file(s) left out); encoder ")
+    [expected] = load_encoder(trained_run.run_dir).search([query], good, top_k=3)
+    assert [line.split()[-1] for line in lines[3:6]] == [str(h.path) for h in expected]
+
+    for bad in good:
+        bad.write_text("no image either")
+    assert main(["search", str(trained_run.run_dir), query, "--images", str(folder)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[5] == "warning: 1 more of the image files cannot be read; searched without them"
+    assert err[6] == ("error: none of the 6 image files can be read as an image (name image files PIL decodes "
+                      "(JPEG, PNG, ...))")
+
+
 @pytest.mark.parametrize("args, says", [
     (["--images", "MISSING"], "error: {tmp}/MISSING: no such file or folder (name image files or folders of images)"),
     (["--images", "EMPTY"], "error: {tmp}/EMPTY: no image files in this folder (names ending in .jpg, .jpeg, .png, "

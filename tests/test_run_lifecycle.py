@@ -360,3 +360,39 @@ def test_a_corrupt_checkpoint_on_resume_keeps_the_training_hint(tmp_path):
     with pytest.raises(TrainingError) as caught:
         run.restore()
     assert str(caught.value).endswith(" (restore it or start again with --overwrite)")
+
+
+def test_a_step_appends_its_row_without_reading_the_log_again(tmp_path, monkeypatch):
+    """steps.csv grows by one row a step: its header is read once per logger, not the whole
+    file at every step (that made a long run's logging quadratic in its length)."""
+    from pathlib import Path
+
+    from wsreid.engine.logs import RunLogger
+
+    logs = _logger_with_rows(tmp_path, steps=4, epochs=1)  # a run's earlier attempt
+    reads: list[str] = []
+    real_open = Path.open
+
+    def counting_open(self, mode="r", *args, **kwargs):
+        if "r" in mode and self.name == "steps.csv":
+            reads.append(mode)
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    logger = RunLogger(tmp_path)
+    for step in range(5, 205):  # the row's keys in another order: the file's order is kept
+        logger.step(step, 3, {"loss/total": float(step)})
+    assert len(reads) == 1
+    logger.step(205, 3, {"loss/total": 205.0, "loss/new": 1.0})  # a new column: the file is rewritten once
+    logger.step(206, 3, {"loss/new": 2.0, "loss/total": 206.0})
+    assert len(reads) == 2
+    logger.truncate(3, 205)  # a resume rewrites the files: their headers are read again
+    logger.step(206, 3, {"loss/total": 206.0})
+    logger.close()
+    monkeypatch.undo()
+    rows = _rows(logs / "steps.csv")
+    assert list(rows[0]) == ["step", "epoch", "loss/total", "loss/new"]
+    assert [r["step"] for r in rows] == [str(s) for s in range(1, 207)]
+    assert rows[3] == {"step": "4", "epoch": "2", "loss/total": "4.0", "loss/new": ""}
+    assert rows[-2] == {"step": "205", "epoch": "3", "loss/total": "205.0", "loss/new": "1.0"}
+    assert rows[-1] == {"step": "206", "epoch": "3", "loss/total": "206.0", "loss/new": ""}

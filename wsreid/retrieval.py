@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from wsreid.errors import UserError
+from wsreid.errors import DataError, UserError
 
 __all__ = ["IMAGE_SUFFIXES", "Hit", "RunEncoder", "image_files", "load_encoder"]
 
@@ -100,6 +100,29 @@ class RunEncoder:
         files = _image_paths(paths)
         with encoder_calls(self._plugins, self._recipe, "encoding images"):
             return extract_image_features(self.encoder, files, self.batch_size, self._dist(), desc="images").cpu()
+
+    def readable_images(self, paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[str]]:
+        """The files of ``paths`` that decode as images, in order, and one line per file
+        that does not (what is wrong with it: not an image, truncated, over PIL's pixel
+        limit, ...). Each file is decoded and resized to the encoder's input here; the
+        images are kept in the process's decoded-image cache, so :meth:`encode_images` of
+        the readable files decodes none of them again (``WSREID_IMAGE_CACHE_MB`` bounds
+        it). A missing file is a :class:`~wsreid.errors.UserError`, as in
+        :meth:`encode_images`."""
+        from wsreid.engine.data import DECODED_IMAGES
+
+        files = _image_paths(paths)
+        size = tuple(self.encoder.image_size)
+        interpolation = getattr(self.encoder, "image_interpolation", "bicubic")
+        readable, problems = [], []
+        for path in files:
+            try:
+                DECODED_IMAGES.pixels(path, size, interpolation)
+            except DataError as exc:
+                problems.append(str(exc))
+            else:
+                readable.append(path)
+        return readable, problems
 
     def encode_captions(self, captions: Iterable[str]) -> torch.Tensor:
         """N x d float32 features of ``captions`` (tokenised as in evaluation: truncated

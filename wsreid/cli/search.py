@@ -17,6 +17,9 @@ import warnings
 from wsreid.cli.common import GreedyOptionHint, add_common, add_overrides
 from wsreid.errors import ExitCode, UserError
 
+#: unreadable image files named one by one; more are counted in one line
+SHOWN_UNREADABLE = 5
+
 
 def add_parsers(sub) -> None:
     """Register ``search``."""
@@ -56,12 +59,23 @@ def cmd_search(args: argparse.Namespace) -> int:
         # PIL warns of files between 89 and 179 million pixels (a guard against decompression
         # bombs) and refuses larger ones (load_image says so): the files here are the user's own
         warnings.simplefilter("ignore", category=Image.DecompressionBombWarning)
-        results = encoder.search(args.queries, files, top_k=args.top_k)
+        # a file that does not decode is left out with a warning, as a photo viewer skips it
+        readable, problems = encoder.readable_images(files)
+        for line in problems[:SHOWN_UNREADABLE]:
+            print(f"warning: {line}; searched without it", file=sys.stderr, flush=True)
+        if len(problems) > SHOWN_UNREADABLE:
+            print(f"warning: {len(problems) - SHOWN_UNREADABLE} more of the image files cannot be read; searched "
+                  "without them", file=sys.stderr, flush=True)
+        if not readable:
+            raise UserError(f"none of the {len(files)} image files can be read as an image",
+                            hint="name image files PIL decodes (JPEG, PNG, ...)")
+        results = encoder.search(args.queries, readable, top_k=args.top_k)
     if args.format == "json":
         print(json.dumps([{"query": q, "hits": [{"rank": h.rank, "score": round(h.score, 6), "path": str(h.path)}
                                                 for h in hits]} for q, hits in zip(args.queries, results)], indent=1))
         return ExitCode.OK
-    print(f"{len(files)} images; encoder {encoder.name}")
+    skipped = f" ({len(problems)} unreadable file(s) left out)" if problems else ""
+    print(f"{len(readable)} images{skipped}; encoder {encoder.name}")
     for query, hits in zip(args.queries, results):
         print(f"\n{query}")
         for h in hits:

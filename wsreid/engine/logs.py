@@ -25,6 +25,7 @@ class RunLogger:
         self.enabled = enabled
         self._tb = None
         self._purge_step: int | None = None
+        self._fields: dict[str, list[str]] = {}  # file name -> its header, once read
         if enabled:
             self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -39,33 +40,42 @@ class RunLogger:
             self._tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=self._purge_step)
         return self._tb
 
+    def _header(self, path: Path) -> list[str]:
+        """The column names of a log file: remembered after the first read, so that a step
+        appends one row without reading the file again (the header alone is read once)."""
+        fields = self._fields.get(path.name)
+        if fields is None:
+            with path.open(newline="") as f:
+                fields = next(csv.reader(f), [])
+            self._fields[path.name] = fields
+        return fields
+
     def _append(self, name: str, row: dict) -> None:
         path = self.dir / name
-        existing: list[dict] = []
         fields = list(row)
         if path.exists():
-            with path.open() as f:
-                reader = csv.DictReader(f)
-                existing = list(reader)
-                old = reader.fieldnames or []
+            old = self._header(path)
             if old and set(fields) - set(old):
+                # a new column appeared (rare): rewrite the file with the wider header
                 fields = old + [k for k in fields if k not in old]
-            elif old:
-                fields = old
-            if fields != old:  # a new column appeared: rewrite with the wider header
+                with path.open(newline="") as f:
+                    existing = list(csv.DictReader(f))
                 with path.open("w", newline="") as f:
                     w = csv.DictWriter(f, fieldnames=fields)
                     w.writeheader()
                     w.writerows(existing)
                     w.writerow(row)
+                self._fields[name] = fields
                 return
-            with path.open("a", newline="") as f:
-                csv.DictWriter(f, fieldnames=fields).writerow(row)
-            return
+            if old:
+                with path.open("a", newline="") as f:
+                    csv.DictWriter(f, fieldnames=old).writerow(row)
+                return
         with path.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             w.writerow(row)
+        self._fields[name] = fields
 
     def step(self, step: int, epoch: int, values: dict[str, float]) -> None:
         """Log one training step's values."""
@@ -98,6 +108,7 @@ class RunLogger:
         if not self.enabled:
             return
         self._purge_step = step + 1
+        self._fields.clear()  # the files are rewritten below: their headers are read again
         if self._tb:
             self._tb.close()
             self._tb = None
