@@ -81,6 +81,18 @@ def test_fp16_weights_under_bf16_autocast_are_refused_in_one_line(files):
     assert enc.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 32)  # without autocast: as before
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_fp16_weights_with_mixed_precision_are_refused_by_validate(files, tmp_path, capsys, precision):
+    """The same mistake in a recipe is refused before anything is built, at the line of
+    encoder.weights_dtype; fp16 weights without autocast stay valid."""
+    extra = f"  tokenizer: {files / 'small.txt.gz'}\n  weights_dtype: fp16\n"
+    err, path = one_error(tmp_path, capsys, files / "state.pt", extra, "-o", f"train.mixed_precision={precision}")
+    assert err == (f"error: {path}:12: encoder.weights_dtype: fp16 (the authors' float16 arithmetic) cannot run "
+                   f"under train.mixed_precision {precision} (set train.mixed_precision: no (weights_dtype fp16 already "
+                   "computes the encoders in float16), or encoder.weights_dtype: fp32 to train with autocast)")
+    assert validate(tmp_path, capsys, files / "state.pt", extra)[:2] == (0, "")
+
+
 # --------------------------------------------------------------------------- 2. a folder without a tokenizer
 
 
@@ -209,16 +221,28 @@ def test_hub_name_not_cached_warns_when_the_hub_cannot_be_reached(tmp_path, caps
         return "huggingface.co:443: Name or service not known"
 
     monkeypatch.setattr(wsreid_clip.loading, "hub_unreachable", unreachable)
-    code, err, _ = validate(tmp_path, capsys, "openai/clip-vit-base-patch16")
+    code, err, path = validate(tmp_path, capsys, "openai/clip-vit-base-patch16")
     assert code == 0 and asked == [2.0]
     assert err == (
-        "warning: encoder.pretrained: 'openai/clip-vit-base-patch16' is not in the local Hugging Face cache and the "
+        f"warning: {path}:5: encoder.pretrained: 'openai/clip-vit-base-patch16' is not in the local Hugging Face cache and the "
         "hub cannot be reached now (huggingface.co:443: Name or service not known): the run can download it only "
         "where the hub can be reached (else run `hf download openai/clip-vit-base-patch16 --local-dir DIR` on a "
         "connected machine, copy DIR here and set encoder.pretrained: DIR)\n")
     monkeypatch.setattr(wsreid_clip.loading, "hub_unreachable", lambda timeout=None: None)
     code, err, _ = validate(tmp_path, capsys, "openai/clip-vit-base-patch16")
     assert (code, err) == (0, "")
+    # the library keeps the line among the recipe's warnings and prints nothing
+    from wsreid.recipe import load_recipe
+
+    monkeypatch.setattr(wsreid_clip.loading, "hub_unreachable", unreachable)
+    loaded = load_recipe(str(tmp_path / "recipe.yaml"), ["encoder.pretrained=openai/clip-vit-base-patch32"])
+    assert capsys.readouterr().err == ""
+    assert loaded.warnings == [
+        "override -o encoder.pretrained=openai/clip-vit-base-patch32: encoder.pretrained: "
+        "'openai/clip-vit-base-patch32' is not in the local Hugging Face cache and the hub cannot be reached now "
+        "(huggingface.co:443: Name or service not known): the run can download it only where the hub can be reached "
+        "(else run `hf download openai/clip-vit-base-patch32 --local-dir DIR` on a connected machine, copy DIR here "
+        "and set encoder.pretrained: DIR)"]
 
 
 # --------------------------------------------------------------------------- 7. hints

@@ -9,7 +9,8 @@ as ``cls(params, context)``.
 What ``wsreid run`` calls, in this order, in EVERY process (with several processes each
 one runs the same calls; see docs/architecture.md)::
 
-    validation  Component.check_params(params)           each component class
+    validation  Component.check_recipe(params, recipe)   each component class
+                Component.check_params(params)
     set-up      dataset = Dataset(params, ctx); dataset.load()
                 encoder, pair construction, local associations, global associations,
                 objectives: Cls(params, ctx)
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from wsreid.errors import ParamsCheckError
+from wsreid.errors import ParamsCheckError, ParamsCheckWarning
 
 if TYPE_CHECKING:  # pragma: no cover
     from wsreid.distributed import Distributed
@@ -70,6 +71,7 @@ __all__ = [
     "GlobalAssociation",
     "Objective",
     "ParamsCheckError",
+    "ParamsCheckWarning",
 ]
 
 
@@ -471,7 +473,30 @@ class Component:
 
         Returns:
             nothing. Raise :class:`ParamsCheckError` naming the parameter; the error then
-            cites the recipe file and line. The default checks nothing.
+            cites the recipe file and line. For what may work on the machine that runs
+            but not here (a download that needs the network), issue
+            ``warnings.warn(ParamsCheckWarning(key, message))`` instead: the recipe stays
+            valid and the warning cites the line too. The default checks nothing.
+        """
+
+    @classmethod
+    def check_recipe(cls, params: Params, recipe: Any) -> None:
+        """Check the parameters against the rest of the recipe (e.g. an encoder's weight
+        dtype against ``train.mixed_precision``).
+
+        Called:
+            by ``wsreid validate``, before every run and whenever a recipe is loaded, after
+            the recipe's own types and references are checked; reads no file.
+
+        Arguments:
+            params: the validated ``Params`` instance.
+            recipe: the whole validated recipe (sections as attributes:
+                ``recipe.train.mixed_precision``, ``recipe.encoder``, ...).
+
+        Returns:
+            nothing. Raise :class:`ParamsCheckError` naming this component's parameter
+            that does not fit (its message names the other key and its value); the error
+            cites the recipe file and line of that parameter. The default checks nothing.
         """
 
     def state_tensors(self) -> dict[str, torch.Tensor]:

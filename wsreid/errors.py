@@ -24,6 +24,7 @@ __all__ = [
     "TrainingError",
     "StudyError",
     "ParamsCheckError",
+    "ParamsCheckWarning",
     "DEBUG_ENV",
     "debug_requested",
     "report_user_errors",
@@ -117,7 +118,8 @@ class StudyError(UserError):
 class ParamsCheckError(ValueError):
     """Raised by :meth:`wsreid.api.Component.check_params` for a parameter
     whose value is valid in itself but does not fit the machine (a folder that does not
-    exist, a missing file). Not a :class:`UserError` itself: ``wsreid validate`` turns it
+    exist, a missing file), or by :meth:`wsreid.api.Component.check_recipe` for one that
+    does not fit the rest of the recipe. Not a :class:`UserError` itself: ``wsreid validate`` turns it
     into a :class:`RecipeError` that cites the recipe line setting the parameter.
 
     ``key``: the parameter's name (a dotted path for nested parameters, e.g.
@@ -127,6 +129,22 @@ class ParamsCheckError(ValueError):
     def __init__(self, key: str, message: str, hint: str | None = None):
         super().__init__(message)
         self.key, self.message, self.hint = key, message, hint
+
+
+class ParamsCheckWarning(UserWarning):
+    """Issued by :meth:`wsreid.api.Component.check_params` (``warnings.warn(
+    ParamsCheckWarning(key, message))``) for a parameter that may work where the run
+    starts but not here (a hub model not cached, the hub unreachable now). The recipe
+    loader keeps it as one of the recipe's warnings, citing the recipe line that sets the
+    parameter (:attr:`wsreid.recipe.LoadedRecipe.warnings`; ``wsreid validate`` and
+    ``wsreid run`` print it as a ``warning:`` line); the recipe stays valid.
+
+    ``key``: the parameter's name, as for :class:`ParamsCheckError`; ``message``: what may
+    not work and what to do, in one line."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key, self.message = key, message
 
 
 def debug_requested() -> bool:

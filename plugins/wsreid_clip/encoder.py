@@ -14,14 +14,14 @@ ViT-B/16 architecture; the CPU recipes set tiny sizes). CLIP's ``logit_scale`` i
 from __future__ import annotations
 
 import html
-import sys
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError
+from wsreid.api import BuildContext, EncoderComponent, Params, ParamsCheckError, ParamsCheckWarning
 from wsreid.errors import RecipeError
 from wsreid.launcher import launch_from_env
 from wsreid_clip import loading
@@ -293,17 +293,19 @@ def _vocabulary_problem(what: str, rows: int, model_rows: int) -> str:
 def _warn_hub_not_cached(name: str) -> None:
     """validate (and the start of a run) on a hub name that is not in the local cache: when
     the hub cannot be reached now (:func:`~wsreid_clip.loading.hub_unreachable`, a probe of
-    at most :data:`HUB_VALIDATE_PROBE_TIMEOUT` seconds), a ``warning:`` line on stderr (the
-    machine that runs may have the network). Printed by the main process only."""
+    at most :data:`HUB_VALIDATE_PROBE_TIMEOUT` seconds), a
+    :class:`~wsreid.errors.ParamsCheckWarning` (the recipe's warnings cite its line; the
+    machine that runs may have the network). Probed by the main process only."""
     if not launch_from_env().is_main:
         return
     reason = loading.hub_unreachable(timeout=HUB_VALIDATE_PROBE_TIMEOUT)
     if reason is None:
         return
-    print(f"warning: encoder.pretrained: {name!r} is not in the local Hugging Face cache and the hub cannot be "
-          f"reached now ({reason}): the run can download it only where the hub can be reached (else run `hf download "
-          f"{name} --local-dir DIR` on a connected machine, copy DIR here and set encoder.pretrained: DIR)",
-          file=sys.stderr)
+    warnings.warn(ParamsCheckWarning(
+        "pretrained",
+        f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached now ({reason}): the run can "
+        f"download it only where the hub can be reached (else run `hf download {name} --local-dir DIR` on a "
+        "connected machine, copy DIR here and set encoder.pretrained: DIR)"))
 
 
 #: seconds validate waits for the hub to answer before it warns (the run asks again)
@@ -327,6 +329,20 @@ class ClipEncoder(EncoderComponent):
     Params = ClipParams
 
     @classmethod
+    def check_recipe(cls, params: ClipParams, recipe) -> None:
+        """``weights_dtype: fp16`` (the authors' float16 arithmetic) with
+        ``train.mixed_precision`` bf16 or fp16 is refused: autocast would recast the
+        authors' float16 operations (bf16 autocast rejects the float16 tensors, fp16's
+        gradient scaler the float16 weights). The first forward refuses it too
+        (:meth:`_refuse_autocast`), for an encoder built outside a recipe."""
+        precision = recipe.train.mixed_precision
+        if params.weights_dtype == "fp16" and precision != "no":
+            raise ParamsCheckError(
+                "weights_dtype", f"fp16 (the authors' float16 arithmetic) cannot run under train.mixed_precision "
+                f"{precision}", hint="set train.mixed_precision: no (weights_dtype fp16 already computes the encoders in "
+                "float16), or encoder.weights_dtype: fp32 to train with autocast")
+
+    @classmethod
     def check_params(cls, params: ClipParams) -> None:
         """``pretrained`` is resolved as the encoder will load it, without the network
         (:func:`~wsreid_clip.loading.resolve_pretrained`): a shipped encoder, a local model
@@ -344,9 +360,8 @@ class ClipEncoder(EncoderComponent):
         larger than its token embedding. ``tokenizer`` naming a BPE file must be a file. A
         hub name not in the cache prints a ``warning:`` line when the hub cannot be reached
         now (a probe of at most :data:`HUB_VALIDATE_PROBE_TIMEOUT` seconds); the machine that
-        runs may have the network. ``weights_dtype: fp16`` with ``train.mixed_precision``
-        bf16 or fp16 is refused at the first forward (:meth:`_refuse_autocast`): this hook
-        sees the encoder's parameters only."""
+        runs may have the network. ``weights_dtype: fp16`` against ``train.mixed_precision``:
+        :meth:`check_recipe`."""
         tokenizer = params.tokenizer
         if tokenizer not in (None, "pretrained", "build"):
             bpe = Path(tokenizer).expanduser()

@@ -11,6 +11,7 @@ import difflib
 import re
 import types
 import typing
+import warnings
 import weakref
 from typing import Any, Annotated, Literal, Mapping, Union
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from wsreid import checkpoint_layout as layout
 from wsreid.api import Params
-from wsreid.errors import ParamsCheckError, RecipeError, UserError
+from wsreid.errors import ParamsCheckError, ParamsCheckWarning, RecipeError, UserError
 from wsreid.fileio import nearest_existing
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
@@ -28,7 +29,8 @@ from wsreid.recipe.locations import dotted, value_at
 from wsreid.recipe.model import COMPONENT_SECTIONS, ComponentSpec, PluginSettings, RecipeBase
 from wsreid.registry import Entry, Registry
 
-__all__ = ["build_recipe_model", "component_model", "validate_recipe", "check_references", "check_external_paths",
+__all__ = ["build_recipe_model", "component_model", "validate_recipe", "check_references", "check_across_sections",
+           "check_external_paths",
            "schedule_warnings", "LABEL_PATTERN", "START_EPOCH_FIELD"]
 
 #: Labels of associations and objectives: usable as dotted override keys and log names.
@@ -144,7 +146,21 @@ def validate_recipe(
     except ValidationError as exc:
         raise _one_line_error(exc, tree, locations, model) from exc
     check_references(recipe, registry, locations)
+    check_across_sections(recipe, registry, locations)
     return recipe
+
+
+def check_across_sections(recipe: RecipeBase, registry: Registry, locations: Locations) -> None:
+    """Every component's :meth:`~wsreid.api.Component.check_recipe`: its parameters
+    against the rest of the recipe. A :class:`ParamsCheckError` becomes a
+    :class:`RecipeError` citing the line of the parameter it names."""
+    for path, kind, block in _component_blocks(recipe):
+        cls = registry.get(kind, block.name).cls
+        try:
+            cls.check_recipe(block, recipe)
+        except ParamsCheckError as exc:
+            key = path + tuple(exc.key.split(".")) if exc.key else path
+            raise RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint) from None
 
 
 def check_absent_deletions(tree: Mapping[str, Any], locations: Locations, registry: Registry) -> None:
@@ -293,7 +309,7 @@ def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None) ->
 
 
 def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Locations,
-                         written: Mapping[KeyPath, str] | None = None) -> None:
+                         written: Mapping[KeyPath, str] | None = None) -> list[str]:
     """What the recipe names outside itself exists: every component's
     :meth:`~wsreid.api.Component.check_params` (dataset folders, pretrained weights) and
     the ``init`` recipe or run.
@@ -301,19 +317,31 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
     Called by the recipe loader after it made the recipe's relative paths absolute
     (:func:`wsreid.recipe.loader.resolve_relative_paths`), so a path is checked where the
     run will look for it; ``written`` maps a resolved key to its value as the recipe
-    wrote it, for the message."""
+    wrote it, for the message. Returns the :class:`~wsreid.errors.ParamsCheckWarning`
+    lines the checks issued, each citing its parameter's line
+    (``<file>:<line>: <dotted.key>: <message>``)."""
     written = written or {}
+    lines: list[str] = []
     for path, kind, block in _component_blocks(recipe):
         cls = registry.get(kind, block.name).cls
         try:
-            cls.check_params(block)
+            with warnings.catch_warnings(record=True) as issued:
+                warnings.simplefilter("always", ParamsCheckWarning)
+                cls.check_params(block)
         except ParamsCheckError as exc:
             key = path + tuple(exc.key.split(".")) if exc.key else path
             raise RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint) from None
+        for item in issued:
+            warning = item.message
+            if isinstance(warning, ParamsCheckWarning):
+                key = path + tuple(warning.key.split(".")) if warning.key else path
+                lines.append(f"{locations.find(key)}: {dotted(key)}: {' '.join(warning.message.split())}")
+            else:  # another warning passes on as it was issued
+                warnings.warn_explicit(warning, item.category, item.filename, item.lineno, source=item.source)
     _check_data_root(recipe, locations, written)
     init = recipe.init
     if init is None:
-        return
+        return lines
     for key, value in (("recipe", init.recipe), ("run", init.run)):
         if value is None:
             continue
@@ -330,6 +358,7 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
         problem = _checkpoint_problem(target, init.checkpoint) if key == "run" else None
         if problem is not None:
             raise RecipeError(f"{where}: init.run: {shown!r} {problem[0]}", hint=problem[1])
+    return lines
 
 
 def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[KeyPath, str]) -> None:

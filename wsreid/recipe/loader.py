@@ -52,7 +52,9 @@ class LoadedRecipe:
     tree before validation; ``locations``: where each key of ``tree`` came from;
     ``plugins``: the plugin set loaded for it when ``load_recipe`` loaded one itself;
     ``warnings``: parts of the schedule the run never reaches
-    (:func:`~wsreid.recipe.build.schedule_warnings`), one line each, which ``wsreid
+    (:func:`~wsreid.recipe.build.schedule_warnings`) and what the components' checks warn
+    of (:class:`~wsreid.errors.ParamsCheckWarning`: e.g. a hub model that is not cached
+    while the hub cannot be reached), one line each citing the recipe line, which ``wsreid
     validate`` and ``wsreid run`` print after ``warning:``.
     """
 
@@ -312,7 +314,8 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     :func:`~wsreid.recipe.build.check_external_paths` on the resolved paths, then the
     ``init.recipe`` it names, loaded in turn (no cycle of init recipes). Errors cite the
     file and line of each key; the schedule's warnings
-    (:func:`~wsreid.recipe.build.schedule_warnings`) are kept in ``warnings``."""
+    (:func:`~wsreid.recipe.build.schedule_warnings`) and the components' checks'
+    (:class:`~wsreid.errors.ParamsCheckWarning`) are kept in ``warnings``."""
     recipe = validate_recipe(tree, registry, locations)
     if locations is not None:
         check_absent_deletions(tree, locations, registry)
@@ -320,7 +323,7 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
                           schedule_warnings(recipe, locations))
     written = resolve_relative_paths(loaded)
     locations = locations or Locations(Location("<recipe>"))
-    check_external_paths(loaded.recipe, registry, locations, written)
+    loaded.warnings.extend(check_external_paths(loaded.recipe, registry, locations, written))
     init = loaded.recipe.init
     if init is not None and init.recipe is not None:
         _check_init_recipe(Path(init.recipe), str(locations.find(("init", "recipe"))),
