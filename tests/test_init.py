@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from wsreid.cli import main
 from wsreid.recipe import load_recipe
+from wsreid.recipe.yamlio import display_path
 from wsreid.engine.run import Run
 
 
@@ -22,7 +23,13 @@ def test_init_recipe_is_trained_once_cached_and_loaded(make_recipe, tmp_path, mo
                          name="main.yaml")
 
     assert main(["run", str(recipe), "--output-dir", str(tmp_path / "a")]) == 0
-    assert "training the initial encoder once" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "training the initial encoder once" in err
+    # the init recipe's own schedule warning (a 1-epoch warm-up in a 1-epoch run, as the
+    # main recipe's) is shown when it is trained, naming its recipe file
+    warmup = [line for line in err.splitlines() if "the learning rate never reaches train.lr" in line]
+    assert len(warmup) == 2 and warmup[0].startswith(f"warning: {display_path(recipe)}:")
+    assert warmup[1].startswith(f"warning: init: {display_path(tmp_path / 'pretrain.yaml')}:")
     cached = list((tmp_path / "cache" / "init").iterdir())
     assert len(cached) == 1 and cached[0].name.startswith("pretrain-") and (cached[0] / "metrics.json").exists()
     assert filecmp.dircmp(cached[0] / "tokenizer", tmp_path / "a" / "tokenizer").diff_files == []

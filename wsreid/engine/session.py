@@ -256,6 +256,8 @@ def initial_run(init, *, world_size: int = 1) -> Path:
                         hint=f"train it once in a single process: {command('wsreid', 'run', init.recipe)} "
                              f"(it is cached in {target})")
     print(f"init: training the initial encoder once: {init.recipe} -> {target}", file=sys.stderr)
+    for line in loaded.warnings:  # what `wsreid validate` of that recipe would warn of
+        print(f"warning: init: {line}", file=sys.stderr, flush=True)
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
