@@ -124,6 +124,8 @@ class ViewRelation(LocalAssociation):
             return Relation(f.image.detach(), f.text, weights, view=self.params.view)
         elif self.params.fault == "detached":
             return Relation(f.image.detach(), f.text.detach(), weights, view=self.params.view)
+        elif self.params.fault == "view-left-out":
+            return Relation(f.image, f.text, weights)  # the view of the features not named
         return Relation(f.image, f.text, weights, view=self.params.view)
 
 
@@ -429,3 +431,16 @@ def test_a_relation_with_detached_features_is_named(make_recipe, plugin, capsys,
         f"relate() returned {lost} without the gradient of the batch features (detached or recomputed), so an "
         "objective on this relation trains nothing (return the features passed to relate() as the first B rows "
         "(memory rows may follow, without gradient), not detached copies)")
+
+
+def test_a_relation_naming_another_view_than_its_parameters_is_named(make_recipe, plugin, capsys):
+    """The conformance kit refused it, a run did not: a relation of the 'dropped' view
+    built without view= is labelled 'base', so the gradient check looked at the base view."""
+    recipe = _recipe(make_recipe, pair_construction={"name": "bad-views", "fault": "none"},
+                     local_associations={"near": {"name": "view-relation", "view": "dropped",
+                                                  "fault": "view-left-out"}},
+                     objectives={"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}})
+    assert main(["run", str(recipe)]) == 2
+    assert _one_error_line(capsys) == _origin("local_associations.near", "local_association", "view-relation") + (
+        "relate() returned a Relation of view 'base', but its parameters select view 'dropped' (build it with "
+        "Relation(..., view='dropped'): the view of the features it relates)")

@@ -460,6 +460,7 @@ class Run:
                     rel = assoc.relate(features, batch, ctx)
                 if rel is not None:
                     self._check_relation(f"{section}.{label}", rel, batch.index.shape[0])
+                    self._check_relation_view(f"{section}.{label}", rel, assoc)
                     self._check_relation_values(f"{section}.{label}", rel.weights, ctx)
                     self._check_relation_gradient(f"{section}.{label}", rel, features)
                     relations[label] = rel
@@ -593,6 +594,17 @@ class Run:
                              f"B the rows of the batch ({rows}); every view of a step has the same shapes; "
                              "see wsreid.api.View")
             first = first or tuple(tuple(t.shape) for t in tensors)
+
+    def _check_relation_view(self, where: str, rel: Relation, assoc: Any) -> None:
+        """A relation names the view its association's parameters select (``view``, else
+        ``"base"``), as the conformance kit requires: the gradient check reads the features
+        of ``rel.view``. One attribute read."""
+        wanted = getattr(assoc.params, "view", BASE_VIEW)
+        if isinstance(wanted, str) and rel.view != wanted:
+            raise ComponentError(f"{self.origin(where)}: relate() returned a Relation of view {rel.view!r}, but its "
+                                 f"parameters select view {wanted!r}",
+                                 hint=f"build it with Relation(..., view={wanted!r}): the view of the features it "
+                                      "relates")
 
     def _check_relation_gradient(self, where: str, rel: Relation, features: dict[str, Any]) -> None:
         """A relation's ``image`` / ``text`` rows carry the gradient of the batch features
