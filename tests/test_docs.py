@@ -176,3 +176,45 @@ def test_components_md_has_every_class_and_method():
                    "GLOBAL batch", "load_state_tensors({})", "relates exactly as the original",
                    "| `num_train` | `int \\| None` |", "Only two parameter names are cross-checked"):
         assert needle in text, needle
+
+
+def _markdown_sections(text: str) -> dict[str, str]:
+    """Heading text (backticks removed) -> the text up to the next heading of any level."""
+    parts = re.split(r"^(#{1,6} .*)$", text, flags=re.M)
+    return {re.sub(r"^#+ ", "", heading).replace("`", ""): body for heading, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_recipes_md_gives_every_nested_model_a_section():
+    from wsreid.docs import shipped_registry
+    from wsreid.recipe.build import build_recipe_model
+    from wsreid.recipe.model import InitConfig
+
+    text = recipes_reference_markdown()
+    sections = _markdown_sections(text)
+    headings = [m.group(1).replace("`", "") for m in re.finditer(r"^#{1,6} (.*)$", text, flags=re.M)]
+    rows = [(m.start(), m.group(0)) for m in re.finditer(r"^\| `[^`]+` \|.*$", text, flags=re.M)]
+    assert rows
+    for position, row in rows:
+        key, kind, default, description = re.split(r"(?<!\\)\|", row.strip())[1:5]
+        # a model named in the type column, or by '(see X)' in the description, has a heading
+        named = set(re.findall(r"\b[A-Z][A-Za-z0-9_]*\b", kind))
+        named |= {a or b for a, b in re.findall(r"\(see (?:`([^`]+)`|([A-Z]\w*))\)", kind + description)}
+        for name in named:
+            assert name in headings, f"{row}: {name} has no section"
+        # '(see below)' points to a section further down: the key's or its type's
+        if "(see below)" in default:
+            targets = {key.strip().strip("`")} | set(re.findall(r"\b[A-Z][A-Za-z0-9_]*\b", kind))
+            below = [m.group(1).replace("`", "") for m in re.finditer(r"^#{1,6} (.*)$", text[position:], flags=re.M)]
+            assert targets & set(below), f"{row}: '(see below)' but no section below for {sorted(targets)}"
+    clip = build_recipe_model(shipped_registry()).component_models["encoder"]["clip"]
+    nested = {"InitConfig": InitConfig, "VisionParams": clip.model_fields["vision"].annotation,
+              "TextParams": clip.model_fields["text"].annotation}
+    assert set(nested["VisionParams"].model_fields) >= {"hidden", "layers", "heads", "patch_size"}
+    assert set(nested["TextParams"].model_fields) >= {"hidden", "layers", "heads"}
+    for name, model in nested.items():
+        assert name in sections, name
+        for key, field in model.model_fields.items():
+            assert re.search(rf"^\| `{key}` \| [^|]+.* \| .+ \| {re.escape(field.description)} \|$", sections[name],
+                             flags=re.M), f"{name}.{key}"
+    assert "| `hidden` | int (>= 1) | `768` | width of the vision Transformer |" in sections["VisionParams"]
+    assert '| `checkpoint` | "last" \\| "best" | `"last"` |' in sections["InitConfig"]

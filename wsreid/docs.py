@@ -29,6 +29,8 @@ __all__ = [
     "parse_hook_doc",
     "hooks_reference_markdown",
     "recipes_reference_markdown",
+    "nested_recipe_models",
+    "nested_models_markdown",
     "components_reference_markdown",
     "api_doc_problems",
     "shipped_registry",
@@ -207,10 +209,109 @@ def shipped_registry():
 
 def recipes_reference_markdown() -> str:
     """docs/recipes.md: :func:`wsreid.recipe.recipe_reference_markdown` of the shipped
-    components."""
+    components, then a section for every nested parameter model its tables name as a
+    key's type (:func:`nested_models_markdown`)."""
     from wsreid.recipe import recipe_reference_markdown
 
-    return recipe_reference_markdown(shipped_registry())
+    registry = shipped_registry()
+    text = recipe_reference_markdown(registry)
+    nested = nested_models_markdown(registry)
+    return text if not nested else text.rstrip() + "\n\n" + nested
+
+
+def _models_in(annotation) -> list[type]:
+    """The pydantic models an annotation names (through ``X | None``, ``Annotated``,
+    ``list[X]``, ``dict[str, X]``, ...), in the order written."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _slug(heading: str) -> str:
+    """The anchor a markdown renderer (GitHub's) gives a heading: lower case, characters
+    other than word characters, spaces and hyphens dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _tables_of_recipe_reference(registry) -> list[tuple[str, type, tuple[str, ...]]]:
+    """The field tables of docs/recipes.md in page order, as (heading of the table's
+    section, model, keys left out): what :func:`wsreid.recipe.recipe_reference_markdown`
+    renders. Top-level keys shown with a section of their own (``train``, ``eval``,
+    ``settings``, the component sections) are left out: their type column names no
+    model."""
+    from wsreid.recipe.build import build_recipe_model
+    from wsreid.recipe.model import COMPONENT_SECTIONS, EvalConfig, TrainConfig
+    from wsreid.recipe.reference import _SECTION_TYPES
+
+    model = build_recipe_model(registry)
+    tables = [("Top-level keys", model, tuple(_SECTION_TYPES)), ("`train`", TrainConfig, ()), ("`eval`", EvalConfig, ())]
+    tables += [(f"settings `{entry.key}`", entry.model, ()) for entry in registry.settings_entries()]
+    for kind, _ in COMPONENT_SECTIONS.values():
+        for entry in registry.entries(kind):
+            tables.append((f"{kind} `{entry.name}`", model.component_models[kind][entry.name], ("name",)))
+    return tables
+
+
+def nested_recipe_models(registry) -> dict[type, list[tuple[str, str | type]]]:
+    """Every pydantic model that a table of docs/recipes.md names as the type of a key
+    (``init: InitConfig | null``, the clip encoder's ``vision: VisionParams``), and the
+    models their fields name in turn, in the order the page first names them (tables in
+    page order, keys in table order; the models a nested model names after it), each with
+    the places naming it: (key, heading of the table's section, or the nested model whose
+    table it is). ``TrainConfig`` and ``EvalConfig`` are left out: they are the sections
+    ``train`` and ``eval``."""
+    from wsreid.recipe.model import EvalConfig, TrainConfig
+
+    documented = {TrainConfig, EvalConfig}
+    used: dict[type, list[tuple[str, str | type]]] = {}
+    queue: list[tuple[str | type, type, tuple[str, ...]]] = list(_tables_of_recipe_reference(registry))
+    while queue:
+        where, model, skip = queue.pop(0)
+        for key, info in model.model_fields.items():
+            if key in skip:
+                continue
+            for nested in _models_in(info.annotation):
+                if nested in documented:
+                    continue
+                if nested not in used:
+                    used[nested] = []
+                    queue.append((nested, nested, ()))
+                used[nested].append((key, where))
+    return used
+
+
+def nested_models_markdown(registry) -> str:
+    """The section "Nested blocks" of docs/recipes.md: for every model of
+    :func:`nested_recipe_models`, a heading of its own (its class name, qualified by its
+    module when two have the same name), the keys whose type it is, its docstring, and the
+    table of its keys (type, constraints, default, description) as the other sections
+    have it. Empty when no table names a model."""
+    from wsreid.recipe.reference import _field_table
+
+    used = nested_recipe_models(registry)
+    if not used:
+        return ""
+    short = [model.__name__ for model in used]
+    heading = {model: model.__name__ if short.count(model.__name__) == 1 else f"{model.__module__}.{model.__name__}"
+               for model in used}
+    out = ["## Nested blocks", "",
+           "Keys whose type is a model, a mapping of keys of its own: every model named in a table of this page, "
+           "with its keys.", ""]
+    for model, places in used.items():
+        links = []
+        for key, where in places:
+            title = f"`{heading[where]}`" if isinstance(where, type) else where
+            links.append(f"`{key}` in [{title}](#{_slug(title)})")
+        doc = _join((inspect.getdoc(model) or "").splitlines())
+        out += [f"### `{heading[model]}`", "", f"The type of {', '.join(links)}.", ""]
+        if doc:
+            out += [doc, ""]
+        out += [*_field_table(model), ""]
+    return "\n".join(out).rstrip() + "\n"
 
 
 # --------------------------------------------------------------------------- component API
