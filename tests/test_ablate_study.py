@@ -42,7 +42,7 @@ output_dir: out
 variants:
   - label: A
   - label: B+x
-    overrides: {objectives.sdm_global: null, train.lr: 1.0e-4}
+    overrides: {objectives.sdm_global: null, global_associations.gsrc: null, train.lr: 1.0e-4}
   - label: C sup
   - label: D
 """)
@@ -57,7 +57,7 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
     b0 = runs[3]
     assert b0.run_dir == tmp_path / "out" / "runs" / "B+x" / "seed-0"
     assert runs[6].run_dir.parent.name == "C_sup"
-    assert b0.overrides == ["objectives.sdm_global=null", "train.lr=0.0001", "train.epochs=1", "train.seed=0",
+    assert b0.overrides == ["objectives.sdm_global=null", "global_associations.gsrc=null", "train.lr=0.0001", "train.epochs=1", "train.seed=0",
                             f'output_dir="{b0.run_dir}"']
 
 

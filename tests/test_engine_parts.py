@@ -101,6 +101,25 @@ def test_an_lr_factor_glob_matching_no_parameter_is_refused():
     assert "(did you mean 'objectives.id.*'? parameter names start with: 0.bias, 0.weight, objectives.id.*)" in str(info.value)
 
 
+def test_an_lr_factor_glob_shadowed_by_an_earlier_one_is_refused():
+    """The first matching glob sets a factor: a specific glob after a general one changed
+    nothing, silently (the reviewer's vision tower kept 0.5, not 2). Written first, it
+    applies; a glob that an earlier one only partly covers stays valid."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    shadowed = TrainConfig(lr=1.0, lr_factors={"*": 0.5, "1.*": 2.0})
+    with pytest.raises(RecipeError) as info:
+        parameter_groups(model.named_parameters(), shadowed)
+    assert str(info.value) == ("train.lr_factors: '1.*' sets nothing: every parameter it matches is matched by an "
+                               "earlier glob ('*'), and the first matching glob sets a parameter's factor (write '1.*' "
+                               "before '*' in train.lr_factors)")
+    ordered = TrainConfig(lr=1.0, bias_lr_factor=1.0, weight_decay=0.0, bias_weight_decay=0.0, lr_factors={"1.*": 2.0, "*": 0.5})
+    groups = {g["lr"]: g["names"] for g in parameter_groups(model.named_parameters(), ordered)}
+    assert groups == {0.5: ["0.weight", "0.bias"], 2.0: ["1.weight", "1.bias"]}
+    partly = TrainConfig(lr=1.0, bias_lr_factor=1.0, weight_decay=0.0, bias_weight_decay=0.0, lr_factors={"*.weight": 0.5, "1.*": 2.0})
+    groups = {g["lr"]: g["names"] for g in parameter_groups(model.named_parameters(), partly)}
+    assert groups == {0.5: ["0.weight", "1.weight"], 1.0: ["0.bias"], 2.0: ["1.bias"]}
+
+
 def test_scheduler_sets_group_lrs():
     model = torch.nn.Linear(2, 2)
     train = TrainConfig(lr=1.0, epochs=2, warmup_epochs=1, warmup_factor=0.5)

@@ -235,7 +235,8 @@ SUPER_HINT = ("(call super().__init__(params, context) in __init__, before using
 
 
 @pytest.mark.parametrize("sections, origin", [
-    ({"local_associations": {"near": {"name": "no-super"}}},
+    ({"local_associations": {"near": {"name": "no-super"}},
+      "objectives": {"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}}},
      _origin("local_associations.near", "local_association", "no-super")),
     ({"objectives": {"mine": {"name": "no-super"}}}, _origin("objectives.mine", "objective", "no-super")),
     ({"objectives": {"mine": {"name": "half-init-module"}}},

@@ -279,6 +279,23 @@ def test_wrong_type(base, registry):
     assert message.endswith("(got 'many')")
 
 
+@pytest.mark.parametrize(("override", "expected"), [
+    ("train.epochs=true", "train.epochs: input should be a valid integer (got true)"),
+    ("train.lr=false", "train.lr: input should be a valid number (got false)"),
+    ("local_associations.lrc.threshold=true", "local_associations.lrc.threshold: input should be a valid number (got true)"),
+    ("train.betas=[true, 0.9]", "train.betas.0: input should be a valid number (got true)"),
+    ('train.lr_factors={"encoder.*": true}', "train.lr_factors.encoder.*: input should be a valid number (got true)"),
+    ('train.lr_factors={"encoder.*": -1}', "train.lr_factors.encoder.*: input should be greater than or equal to 0 "
+                                           "(got -1)"),
+])
+def test_a_truth_value_or_a_negative_factor_is_not_a_number(base, registry, override, expected):
+    """pydantic reads true / false as 1 / 0 for a number key (epochs: true trained one
+    epoch, lr: true at 1.0); a negative lr factor trained against the gradient. A truth
+    value stays one where a key takes it."""
+    assert error_of(base, registry, [override]) == f"override -o {override}: {expected}"
+    assert load_recipe(base, ["train.drop_last=true"], registry=registry).recipe.train.drop_last is True
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [("train.lr=-1", "override -o train.lr=-1: train.lr: input should be greater than 0 (got -1)"),
@@ -321,6 +338,9 @@ def test_literal_with_suggestion(base, registry):
         "override -o local_associations.lrc.modalities=imag: local_associations.lrc.modalities: "
         "'imag' is not one of 'image', 'text' or 'both' (did you mean 'image'?)"
     )
+    # the same word in other letters is the likelier mistake (difflib offered 'adam' for AdamW)
+    assert error_of(base, registry, ["train.optimizer=AdamW"]).endswith(
+        "train.optimizer: 'AdamW' is not one of 'adam' or 'adamw' (did you mean 'adamw'?)")
 
 
 def test_missing_required_section(base, registry):
@@ -410,3 +430,13 @@ def test_json_schema_accepts_resolved_and_rejects_typos(base, registry):
     bad = {**resolved, "local_associations": {"lrc": {"name": "lrc", "thresold": 0.5}}}
     assert validator.is_valid(good) and not validator.is_valid(bad)
     assert not validator.is_valid({**resolved, "trian": {}})
+
+
+def test_a_batch_of_one_is_refused_without_associations_too(base, registry):
+    """ITC alone over a batch of one pair is 0 at every step: the run trained nothing for
+    minutes and reported test metrics."""
+    message = error_of(base, registry, ["local_associations.lrc=null", "objectives.sdm_global=null",
+                                        "train.batch_size=1"])
+    assert message.endswith("recipe: train.batch_size 1: the objectives contrast each pair with the other pairs of "
+                            "its batch (ITC over a batch of one is 0: nothing is learned), so a batch needs at least "
+                            "2 pairs")

@@ -81,7 +81,7 @@ MINE = "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults
         ({"itc": None, "mine": {"name": "broken-loss", "fault": "no-grad"}}, "loss() returned a loss without gradient"),
         ({"mine": {"name": "broken-loss", "fault": "integer"}}, "loss() returned a torch.int64 tensor, not a float "
                                                                 "one")]),
-    ("global_associations", {"name": "fails-after-step"}, {"itc": {"name": "itc"}},
+    ("global_associations", {"name": "fails-after-step"}, {"itc": {"name": "itc"}, "sdm": {"name": "sdm", "relation": "near"}},
      "global_associations.near (global_association 'fails-after-step' from plugin 'wsreid_test_faults'): "
      "after_step() failed at epoch 1: KeyError: 'image_memory'"),
 ])
@@ -110,7 +110,9 @@ def test_a_hook_failing_before_the_first_epoch_names_plugin_and_hook_and_leaves_
 
 def test_a_component_failing_while_built_is_named_and_leaves_no_directory(make_recipe, tmp_path, test_plugins_path,
                                                                            capsys):
-    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"mine": {"name": "fails-to-build"}}})
+    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"mine": {"name": "fails-to-build"}},
+                                                "objectives": {"itc": {"name": "itc"},
+                                                               "sdm": {"name": "sdm", "relation": "mine"}}})
     assert main(["run", str(recipe)]) == 2
     line = _one_error_line(capsys)
     assert ("local_associations.mine (local_association 'fails-to-build' from plugin 'wsreid_test_faults'): "

@@ -88,8 +88,14 @@ def test_a_warm_up_as_long_as_the_run_is_one_warning_line(make_recipe, capsys):
         "(warm-up of 2 epochs, the run ends at epoch 2) (make train.warmup_epochs shorter than train.epochs)\n")
     assert main(["validate", str(recipe), "-o", "train.warmup_epochs=1.5"]) == 0
     assert capsys.readouterr().err == ""
-    # whole epochs when the lr changes once per epoch: 1.6 rounds to 2
-    assert main(["validate", str(recipe), "-o", "train.warmup_epochs=1.6", "-o", "train.lr_schedule_unit=epoch"]) == 0
+    # whole epochs when the lr changes once per epoch: 1.6 was rounded to 2 (and 0.5 to no
+    # warm-up at all) without a word; it is refused, naming the whole numbers around it
+    assert main(["validate", str(recipe), "-o", "train.warmup_epochs=1.6", "-o", "train.lr_schedule_unit=epoch"]) == 2
+    assert capsys.readouterr().err == (
+        "error: override -o train.warmup_epochs=1.6 -o train.lr_schedule_unit=epoch: train: train.warmup_epochs 1.6: "
+        "with train.lr_schedule_unit epoch the learning rate changes once per epoch, so the warm-up lasts whole "
+        "epochs (write 1 or 2, or set train.lr_schedule_unit: step)\n")
+    assert main(["validate", str(recipe), "-o", "train.warmup_epochs=2", "-o", "train.lr_schedule_unit=epoch"]) == 0
     assert "train.warmup_epochs: the learning rate never reaches train.lr" in capsys.readouterr().err
 
 
@@ -134,7 +140,7 @@ def test_shipped_recipes_have_no_schedule_warnings():
             recipe = validate_recipe(tree, registry, locations)
         except UserError:
             continue
-        assert schedule_warnings(recipe, locations) == [], path
+        assert schedule_warnings(recipe, locations, registry) == [], path
         checked += 1
     assert checked >= 15
 
@@ -227,3 +233,22 @@ def test_gsrc_top_k_larger_than_the_memory_is_one_warning_line(capsys):
     # another process of a multi-process run: the main one says it (BuildContext.warn)
     GlobalRelationConstruction(GsrcParams(top_k=1000), BuildContext(num_train=292, is_main=False))
     assert capsys.readouterr().err == ""
+
+
+def test_an_association_no_objective_reads_and_a_k_without_its_sampler_warn(make_recipe, capsys):
+    """Removing GSRC-FR's loss but not GSRC-FR left its memory banks and mining running at
+    every step, silently; instances_per_identity with the random sampler changed nothing."""
+    recipe = make_recipe("dgia.yaml")
+    assert main(["validate", str(recipe), "-o", "objectives.sdm_global=null"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and err.count("\n") == 1
+    assert err.endswith(": global_associations.gsrc: no objective reads this association (none has relation: gsrc), "
+                        "yet it is computed at every step (remove it with global_associations.gsrc: null, or add an "
+                        "objective with relation: gsrc)\n")
+    assert main(["validate", str(recipe), "-o", "objectives.sdm_global=null", "-o", "global_associations.gsrc=null"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["validate", str(recipe), "-o", "train.instances_per_identity=8"]) == 0
+    assert capsys.readouterr().err == (
+        "warning: override -o train.instances_per_identity=8: train.instances_per_identity: 8 is read by "
+        "train.sampler: identity only, and the sampler is 'random': it changes nothing (set train.sampler: identity "
+        "for batches of P people x K pairs, or remove it)\n")

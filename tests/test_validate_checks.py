@@ -288,7 +288,7 @@ def test_init_recipes_that_form_a_cycle_or_do_not_load(tmp_path, capsys):
                               "(recipe.yaml -> recipe.yaml)")
     (tmp_path / "study.yaml").write_text(f"base: {RECIPES / 'dgia.yaml'}\nvariants: {{B: {{}}}}\n")
     message, path = refused(tmp_path, capsys, base + "init: {recipe: study.yaml}\n")
-    assert message.startswith(f"{path}:2: init.recipe 'study.yaml' does not load: ") and "'data' is missing" in message
+    assert message.startswith(f"{path}:2: init.recipe 'study.yaml' does not load: ") and "this looks like an ablation study, not a recipe" in message
     (tmp_path / "pretrain.yaml").write_text(base)
     code, err, _ = validate(tmp_path, capsys, base + "init: {recipe: pretrain.yaml}\n")
     assert (code, err) == (0, "")
@@ -398,3 +398,12 @@ def test_an_empty_output_dir_is_refused(tmp_path, capsys):
     wsreid run'."""
     message, path = refused(tmp_path, capsys, DGIA + "output_dir: ''\n")
     assert message == f"{display_path(path)}:2: output_dir: string should have at least 1 character (got '')"
+
+
+def test_a_study_file_given_to_validate_is_named_a_study(tmp_path, capsys):
+    """It said "data: required key 'data' is missing", as if a recipe lacked a section."""
+    message, path = refused(tmp_path, capsys, f"base: {RECIPES / 'dgia.yaml'}\nvariants:\n  - label: A\n", "study.yaml")
+    shown = display_path(path)
+    assert message == (f"{shown}: this looks like an ablation study, not a recipe (it has base and variants; a recipe "
+                       f"has data, encoder, objectives, ... or extends one) (check a study with wsreid ablate {shown} "
+                       "--dry-run, and validate its base recipe with wsreid validate)")

@@ -38,10 +38,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+import types
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Literal, Mapping, Union, get_args, get_origin
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from wsreid.errors import ParamsCheckError, ParamsCheckWarning
 
@@ -85,6 +86,89 @@ class Params(BaseModel):
     models must derive from it."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_truth_value_for_a_number(cls, data: Any) -> Any:
+        """``true`` / ``false`` where a number is due (``epochs: true``, ``lr: true``, a
+        list or mapping of numbers holding one) is refused as not a number: pydantic would
+        read them as 1 and 0. Fields that take a truth value are untouched."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        marked = {key: _truth_values_marked(value) for key, value in data.items()
+                  if key in fields and _truth_value_for_number(fields[key].annotation, value)}
+        return {**data, **marked} if marked else data
+
+
+class _TruthValue:
+    """A YAML ``true`` / ``false`` given where a number is due: no number type accepts it,
+    so validation names the key and shows the value as written."""
+
+    def __init__(self, value: bool):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "true" if self.value else "false"
+
+    __str__ = __repr__
+
+
+def _truth_values_marked(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _TruthValue(value)
+    if isinstance(value, dict):
+        return {k: _truth_values_marked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_truth_values_marked(v) for v in value)
+    return value
+
+
+def _admits(annotation: Any, kind: str) -> bool:
+    """Whether ``annotation`` takes a truth value (``kind`` "bool") or a number ("number")."""
+    if annotation is Any:
+        return True
+    if annotation is bool:
+        return kind == "bool"
+    if annotation in (int, float):
+        return kind == "number"
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_admits(arg, kind) for arg in get_args(annotation))
+    if origin is Annotated:
+        return _admits(get_args(annotation)[0], kind)
+    if origin is Literal:
+        values = get_args(annotation)
+        if kind == "bool":
+            return any(isinstance(v, bool) for v in values)
+        return any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return False
+
+
+def _number_only(annotation: Any) -> bool:
+    return _admits(annotation, "number") and not _admits(annotation, "bool")
+
+
+def _truth_value_for_number(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` puts a bool where ``annotation`` wants a number: directly, or as an
+    item of a list / tuple or a value of a mapping whose items are numbers."""
+    if isinstance(value, bool):
+        return _number_only(annotation)
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    items = list(value.values()) if isinstance(value, dict) else list(value)
+    if not any(isinstance(v, bool) for v in items):
+        return False
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    for option in options:
+        origin, args = get_origin(option), get_args(option)
+        if isinstance(value, dict) and origin in (dict, Mapping) and len(args) == 2:
+            if _number_only(args[1]):
+                return True
+        elif not isinstance(value, dict) and origin in (list, tuple) and args:
+            if any(_number_only(a) for a in args if a is not Ellipsis):
+                return True
+    return False
 
 
 # --------------------------------------------------------------------------- data records

@@ -47,9 +47,20 @@ def parameter_groups(named_parameters, train: TrainConfig) -> list[dict]:
 
 def check_lr_factors(lr_factors: dict[str, float], names: list[str]) -> None:
     """Every ``train.lr_factors`` glob must match a parameter name, else a RecipeError names
-    it (a mistyped pattern would otherwise change nothing, silently)."""
+    it (a mistyped pattern would otherwise change nothing, silently); and since the first
+    glob that matches a name sets its factor, a glob whose every parameter an earlier glob
+    already matched is refused too (it would change nothing either)."""
+    earlier: list[str] = []
     for pattern in lr_factors:
-        if any(fnmatch.fnmatch(name, pattern) for name in names):
+        matched = [name for name in names if fnmatch.fnmatch(name, pattern)]
+        if matched:
+            if all(any(fnmatch.fnmatch(name, glob) for glob in earlier) for name in matched):
+                taken = next(glob for glob in earlier if any(fnmatch.fnmatch(name, glob) for name in matched))
+                raise RecipeError(
+                    f"train.lr_factors: {pattern!r} sets nothing: every parameter it matches is matched by an earlier "
+                    f"glob ({taken!r}), and the first matching glob sets a parameter's factor",
+                    hint=f"write {pattern!r} before {taken!r} in train.lr_factors")
+            earlier.append(pattern)
             continue
         import difflib
 

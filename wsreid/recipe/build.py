@@ -27,7 +27,7 @@ from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
 from wsreid.recipe.locations import dotted, value_at
 from wsreid.recipe.model import COMPONENT_SECTIONS, ComponentSpec, PluginSettings, RecipeBase
-from wsreid.registry import Entry, Registry
+from wsreid.registry import SHIPPED_DISTRIBUTION, Entry, Registry
 
 __all__ = ["build_recipe_model", "component_model", "validate_recipe", "check_references", "check_across_sections",
            "check_external_paths",
@@ -272,7 +272,8 @@ def _epoch_fields(block: Any, path: KeyPath) -> typing.Iterator[tuple[KeyPath, i
             yield from _epoch_fields(value, path + (name,))
 
 
-def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None) -> list[str]:
+def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None,
+                      registry: Registry | None = None) -> list[str]:
     """Parts of the schedule that a run of ``recipe`` never reaches, one line each
     (``<file>:<line>: <dotted.key>: <what> (<what to do>)``; the caller prints them after
     ``warning: ``):
@@ -281,7 +282,13 @@ def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None) ->
       ``start_epoch``, an association's own ``start_epoch``, ...) lies after
       ``train.epochs``: it never acts, and the run trains as if it were left out;
     * ``train.warmup_epochs`` that is not shorter than the run: the learning rate never
-      reaches ``train.lr`` (:func:`wsreid.engine.optim.lr_factor`).
+      reaches ``train.lr`` (:func:`wsreid.engine.optim.lr_factor`);
+    * ``train.instances_per_identity`` set to another value than its default with a
+      sampler other than ``identity``;
+    * an association that no objective reads (no objective's ``relation`` names it), when
+      every objective is a shipped one (given ``registry``; another plugin's objective may
+      read relations its own way): it is computed at every step and changes nothing (an
+      ablation row meant to leave it out would still pay for it).
 
     Warnings, not errors: a short smoke run of a full recipe (``-o train.epochs=1``) is
     legitimate (docs/reliability.md, bad input)."""
@@ -305,6 +312,25 @@ def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None) ->
             f"{locations.find(key)}: {dotted(key)}: the learning rate never reaches train.lr (warm-up of "
             f"{train.warmup_epochs:g} epochs, the run ends at epoch {epochs}) (make train.warmup_epochs shorter "
             f"than train.epochs)")
+    default_k = type(train).model_fields["instances_per_identity"].default  # a resolved recipe writes the default
+    if train.sampler != "identity" and train.instances_per_identity != default_k:
+        key = ("train", "instances_per_identity")
+        lines.append(f"{locations.find(key)}: {dotted(key)}: {train.instances_per_identity} is read by "
+                     f"train.sampler: identity only, and the sampler is {train.sampler!r}: it changes nothing (set "
+                     "train.sampler: identity for batches of P people x K pairs, or remove it)")
+    objectives = [block for _, kind, block in _component_blocks(recipe) if kind == "objective"]
+    used = {getattr(block, "relation", None) for block in objectives}
+    # a shipped objective reads a relation through its ``relation`` only; another plugin's
+    # objective may read any, so with one in the recipe nothing is said
+    shipped = registry is not None and all(
+        registry.get("objective", block.name).distribution == SHIPPED_DISTRIBUTION for block in objectives)
+    for section in ("local_associations", "global_associations") if shipped else ():
+        for label, block in getattr(recipe, section).items():
+            if block is not None and label not in used:
+                key = (section, label)
+                lines.append(f"{locations.find(key)}: {dotted(key)}: no objective reads this association (none has "
+                             f"relation: {label}), yet it is computed at every step (remove it with "
+                             f"{dotted(key)}: null, or add an objective with relation: {label})")
     return lines
 
 
@@ -610,7 +636,9 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
     elif kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         message = f"{_short(err['input'])} is not one of {expected}"
-        close = difflib.get_close_matches(str(err["input"]), re.findall(r"'([^']*)'", expected), n=1, cutoff=0.5)
+        choices = re.findall(r"'([^']*)'", expected)
+        same_letters = [c for c in choices if c.lower() == str(err["input"]).lower()]  # AdamW -> adamw
+        close = same_letters or difflib.get_close_matches(str(err["input"]), choices, n=1, cutoff=0.5)
         if close:
             hint = f"did you mean {close[0]!r}?"
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -316,11 +317,17 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     file and line of each key; the schedule's warnings
     (:func:`~wsreid.recipe.build.schedule_warnings`) and the components' checks'
     (:class:`~wsreid.errors.ParamsCheckWarning`) are kept in ``warnings``."""
+    if "variants" in tree and "base" in tree and "data" not in tree:
+        shown = display_path(path) if path is not None else "<recipe>"
+        raise RecipeError(f"{shown}: this looks like an ablation study, not a recipe (it has base and "
+                          "variants; a recipe has data, encoder, objectives, ... or extends one)",
+                          hint=f"check a study with wsreid ablate {shlex.quote(str(shown))} --dry-run, "
+                               "and validate its base recipe with wsreid validate")
     recipe = validate_recipe(tree, registry, locations)
     if locations is not None:
         check_absent_deletions(tree, locations, registry)
     loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins,
-                          schedule_warnings(recipe, locations))
+                          schedule_warnings(recipe, locations, registry))
     written = resolve_relative_paths(loaded)
     locations = locations or Locations(Location("<recipe>"))
     loaded.warnings.extend(check_external_paths(loaded.recipe, registry, locations, written))

@@ -8,7 +8,8 @@ Stable keys that scripts may rely on: ``train.epochs``, ``train.batch_size``,
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import math
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
@@ -35,11 +36,12 @@ class TrainConfig(Strict):
     weight_decay: float = Field(4e-5, ge=0, description="weight decay of non-bias parameters")
     bias_lr_factor: float = Field(2.0, gt=0, description="learning-rate factor of biases (2 in the authors' code)")
     bias_weight_decay: float = Field(0.0, ge=0, description="weight decay of biases")
-    lr_factors: dict[str, float] = Field(
+    lr_factors: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict,
-        description="extra learning-rate factors by parameter-name glob (names start with 'encoder.' or, for "
-        "trainable components, '<section>.<label>.'), e.g. {'objectives.id.*': 5}; 0 freezes; a glob that matches "
-        "no parameter stops the run before training",
+        description="extra learning-rate factors (>= 0) by parameter-name glob (names start with 'encoder.' or, for "
+        "trainable components, '<section>.<label>.'), e.g. {'objectives.id.*': 5}; 0 freezes; the first glob that "
+        "matches a name sets its factor, so write specific globs before general ones; a glob that matches no "
+        "parameter, or only parameters an earlier glob matches, stops the run before training",
     )
     optimizer: Literal["adam", "adamw"] = Field("adam", description="optimizer")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas")
@@ -100,6 +102,11 @@ class TrainConfig(Strict):
             if not self.drop_last:
                 raise ValueError("train.sampler identity always drops the last incomplete batch: "
                                  "remove train.drop_last: false")
+        if self.lr_schedule_unit == "epoch" and self.warmup_epochs != int(self.warmup_epochs):
+            raise ValueError(f"train.warmup_epochs {self.warmup_epochs:g}: with train.lr_schedule_unit epoch the "
+                             "learning rate changes once per epoch, so the warm-up lasts whole epochs (write "
+                             f"{math.floor(self.warmup_epochs)} or {math.ceil(self.warmup_epochs)}, or set "
+                             "train.lr_schedule_unit: step)")
         return self
 
     def true_identity_uses(self) -> list[str]:
@@ -202,9 +209,8 @@ class RecipeBase(Strict):
                 seen[label] = section
         if not self.objectives:
             raise ValueError("objectives: at least one objective is needed")
-        if seen and self.train.batch_size < 2:
-            raise ValueError(
-                f"train.batch_size {self.train.batch_size}: associations relate pairs of a batch, "
-                "so a batch needs at least 2 pairs"
-            )
+        if self.train.batch_size < 2:
+            why = ("associations relate pairs of a batch" if seen else "the objectives contrast each pair with the "
+                   "other pairs of its batch (ITC over a batch of one is 0: nothing is learned)")
+            raise ValueError(f"train.batch_size {self.train.batch_size}: {why}, so a batch needs at least 2 pairs")
         return self
