@@ -36,9 +36,9 @@ of training pairs (``BuildContext.num_train``).
 from __future__ import annotations
 
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-import types
 from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Literal, Mapping, Union, get_args, get_origin
 
 import torch

@@ -109,15 +109,13 @@ class RunEncoder:
         the readable files decodes none of them again (``WSREID_IMAGE_CACHE_MB`` bounds
         it). A missing file is a :class:`~wsreid.errors.UserError`, as in
         :meth:`encode_images`."""
-        from wsreid.engine.data import DECODED_IMAGES
+        from wsreid.engine.data import ImageFiles
 
-        files = _image_paths(paths)
-        size = tuple(self.encoder.image_size)
-        interpolation = getattr(self.encoder, "image_interpolation", "bicubic")
+        images = ImageFiles(_image_paths(paths), self.encoder)  # as encode_images reads them
         readable, problems = [], []
-        for path in files:
+        for i, path in enumerate(images.paths):
             try:
-                DECODED_IMAGES.pixels(path, size, interpolation)
+                images.decoded(i)
             except DataError as exc:
                 problems.append(str(exc))
             else:

@@ -202,9 +202,13 @@ class ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def decoded(self, i: int, where: str | None = None) -> torch.Tensor:
+        """H x W x 3 uint8 pixels of image ``i`` at the encoder's input size (decoded once
+        per process: :data:`DECODED_IMAGES`); ``where`` names the item in errors."""
+        return DECODED_IMAGES.pixels(self.paths[i], self.size, self.interpolation, where=where)
+
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
-        pixels = DECODED_IMAGES.pixels(self.paths[i], self.size, self.interpolation)
-        return i, normalise_pixels(pixels, self.mean, self.std)
+        return i, normalise_pixels(self.decoded(i), self.mean, self.std)
 
 
 class TrainPairs(torch.utils.data.Dataset):
@@ -222,9 +226,7 @@ class TrainPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         r = self.records[i]
-        files = self.images
-        pixels = DECODED_IMAGES.pixels(files.paths[i], files.size, files.interpolation,
-                                       where=f"split train, training pair {r.index}")
+        pixels = self.images.decoded(i, where=f"split train, training pair {r.index}")
         return pixels, self.input_ids[i], self.attention_mask[i], r.index, r.image_id, r.person_id
 
 

@@ -159,8 +159,20 @@ def check_across_sections(recipe: RecipeBase, registry: Registry, locations: Loc
         try:
             cls.check_recipe(block, recipe)
         except ParamsCheckError as exc:
-            key = path + tuple(exc.key.split(".")) if exc.key else path
-            raise RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint) from None
+            raise _params_check_failure(exc, path, locations) from None
+
+
+def _parameter_path(component: KeyPath, key: str) -> KeyPath:
+    """The recipe key of a component's parameter named ``key`` (dotted for a nested one;
+    empty: the component's block itself), as a :class:`ParamsCheckError` or
+    :class:`ParamsCheckWarning` names it."""
+    return component + tuple(key.split(".")) if key else component
+
+
+def _params_check_failure(exc: ParamsCheckError, component: KeyPath, locations: Locations) -> RecipeError:
+    """The RecipeError of a component check's ParamsCheckError, citing the parameter's line."""
+    key = _parameter_path(component, exc.key)
+    return RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint)
 
 
 def check_absent_deletions(tree: Mapping[str, Any], locations: Locations, registry: Registry) -> None:
@@ -304,9 +316,8 @@ def schedule_warnings(recipe: RecipeBase, locations: Locations | None = None,
             lines.append(
                 f"{locations.find(key)}: {dotted(key)}: {what} {block.name!r} never runs (starts at epoch {start}, "
                 f"the run ends at epoch {epochs}) (raise train.epochs to at least {start}, or lower {key[-1]})")
-    per_epoch = train.lr_schedule_unit == "epoch"  # the factor changes once per epoch: whole warm-up epochs
-    warmup = int(round(train.warmup_epochs)) if per_epoch else train.warmup_epochs
-    if train.warmup_epochs > 0 and warmup >= epochs:
+    # (with lr_schedule_unit epoch, warmup_epochs is a whole number: TrainConfig refuses others)
+    if 0 < train.warmup_epochs and train.warmup_epochs >= epochs:
         key = ("train", "warmup_epochs")
         lines.append(
             f"{locations.find(key)}: {dotted(key)}: the learning rate never reaches train.lr (warm-up of "
@@ -355,12 +366,11 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
                 warnings.simplefilter("always", ParamsCheckWarning)
                 cls.check_params(block)
         except ParamsCheckError as exc:
-            key = path + tuple(exc.key.split(".")) if exc.key else path
-            raise RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint) from None
+            raise _params_check_failure(exc, path, locations) from None
         for item in issued:
             warning = item.message
             if isinstance(warning, ParamsCheckWarning):
-                key = path + tuple(warning.key.split(".")) if warning.key else path
+                key = _parameter_path(path, warning.key)
                 lines.append(f"{locations.find(key)}: {dotted(key)}: {' '.join(warning.message.split())}")
             else:  # another warning passes on as it was issued
                 warnings.warn_explicit(warning, item.category, item.filename, item.lineno, source=item.source)
