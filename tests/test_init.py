@@ -4,6 +4,7 @@ recipe is trained once and cached."""
 from __future__ import annotations
 
 import filecmp
+import shutil
 import json
 from pathlib import Path
 
@@ -93,3 +94,90 @@ def test_cache_key_covers_the_recipe_as_written_not_defaults_or_output_dir(tmp_p
     assert cache_key(load_recipe(str(moved), []).tree) == key
     assert cache_key(load_recipe(str(shipped), ["train.epochs=3"]).tree) != key
     assert cache_key(load_recipe(str(shipped), ["train.lr=0.001"]).tree) != key
+
+
+def _validate(recipe, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["validate", str(recipe)])
+    return code, capsys.readouterr().err
+
+
+def test_initial_run_whose_weights_cannot_load_is_refused_at_validate(make_recipe, tmp_path, capsys):
+    """An init.run whose encoder has other sizes or another tokenizer is refused by
+    validate, at the encoder parameter's line, naming the run's value; the run that fits
+    trains from it."""
+    source = tmp_path / "source"
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}}, name="source.yaml")
+    assert main(["run", str(tmp_path / "source.yaml"), "--output-dir", str(source)]) == 0
+
+    wider = make_recipe("baselines/itc.yaml", {"init": {"run": "source"},
+                                               "encoder": {"vision": {"hidden": 64, "layers": 1, "heads": 2,
+                                                                      "patch_size": 8}}}, name="wider.yaml")
+    code, err = _validate(wider, capsys)
+    line = next(i for i, text in enumerate(wider.read_text().splitlines(), 1) if "hidden: 64" in text)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {display_path(wider)}:{line}: encoder.vision.hidden does not fit the initial run "
+                          "(init.run 'source'): 64, but the initial run's encoder has 32 (its weights have that "
+                          "shape) (set encoder.vision.hidden: 32 as the initial run did)")
+    # sizes the model gets alike (an MLP width of 4 x hidden, a shorter side) are no difference
+    alike = make_recipe("baselines/itc.yaml", {"init": {"run": "source"}, "train": {"epochs": 1, "warmup_epochs": 0},
+                                               "encoder": {"image_size": [32, 8], "text": {"hidden": 32, "layers": 1,
+                                                           "heads": 2, "intermediate": 128}}}, name="alike.yaml")
+    assert main(["run", str(alike), "--output-dir", str(tmp_path / "alike")]) == 0
+
+    # the initial run read a pretrained model's tokenizer (its recorded recipe says so):
+    # an encoder building its own vocabulary cannot take its token embedding
+    pretrained = tmp_path / "pretrained-source"
+    shutil.copytree(source, pretrained)
+    recorded = (pretrained / "recipe.yaml").read_text()
+    (pretrained / "recipe.yaml").write_text(recorded.replace("  pretrained: null\n", "  pretrained: some-clip\n", 1))
+    shutil.rmtree(pretrained / "tokenizer")
+    built = make_recipe("baselines/itc.yaml", {"init": {"run": "pretrained-source"}}, name="built.yaml")
+    code, err = _validate(built, capsys)
+    assert code == 2 and err.count("\n") == 1 and "encoder does not fit the initial run (init.run " \
+        "'pretrained-source'): this encoder builds its own vocabulary from the captions, but the initial run's " \
+        "token embedding rows belong to the tokenizer of some-clip (set encoder.pretrained: some-clip as the " \
+        "initial run did" in err
+
+
+def test_init_recipe_that_cannot_initialise_the_encoder_is_refused_before_training(make_recipe, tmp_path, monkeypatch,
+                                                                                  capsys):
+    monkeypatch.setenv("WSREID_CACHE", str(tmp_path / "cache"))
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 1}}, name="pretrain.yaml")
+    recipe = make_recipe("baselines/itc.yaml", {"init": {"recipe": "pretrain.yaml"}, "encoder": {"embed_dim": 16}},
+                         name="main.yaml")
+    assert main(["run", str(recipe), "--output-dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "encoder.embed_dim does not fit the initial run (init.recipe 'pretrain.yaml'): " \
+        "16, but the initial run's encoder has 32" in err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "a").exists()  # nothing trained, nothing written
+
+
+def test_clip_initial_weights_check_compares_tokenizers_and_sizes():
+    """Which initial encoders the clip encoder refuses (ParamsCheckError naming its key)."""
+    import pytest
+
+    from wsreid.errors import ParamsCheckError
+    from wsreid_clip.encoder import ClipEncoder, ClipParams
+
+    def refused(params, source):
+        with pytest.raises(ParamsCheckError) as caught:
+            ClipEncoder.check_initial_weights(params, source)
+        return caught.value.key, caught.value.message
+
+    built, hub = ClipParams(), ClipParams(pretrained="openai/clip-vit-base-patch16")
+    bpe = ClipParams(pretrained="ViT-B-16.pt", tokenizer="bpe.txt.gz")
+    assert refused(hub, built) == ("pretrained", "this encoder reads the tokenizer of openai/clip-vit-base-patch16, "
+                                   "but the initial run's token embedding rows belong to the vocabulary it built from "
+                                   "its captions (its tokenizer/ folder)")
+    assert refused(ClipParams(tokenizer="build"), bpe)[0] == "tokenizer"
+    assert "the BPE tokenizer of bpe.txt.gz" in refused(built, bpe)[1]
+    last_merge = ClipParams(pretrained="ViT-B-16.pt", tokenizer="bpe.txt.gz", mask_token="last_merge")
+    assert refused(last_merge, bpe) == ("mask_token", "last_merge, but the initial run's was added ('added' gives the "
+                                        "token embedding one more row)")
+    assert refused(ClipParams(max_length=40), built) == ("max_length", "40, but the initial run's encoder has 77 (its "
+                                                          "weights have that shape)")
+    assert refused(ClipParams(image_size=(512, 128)), built)[0] == "image_size"
+    for fits in (ClipParams(vision={"intermediate": 3072}, image_size=(192, 384)), ClipParams(min_frequency=3)):
+        ClipEncoder.check_initial_weights(fits, built)  # the same shapes: no error
+    ClipEncoder.check_initial_weights(hub, ClipParams(pretrained="elsewhere/clip"))  # compared when loaded

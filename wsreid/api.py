@@ -11,6 +11,7 @@ one runs the same calls; see docs/architecture.md)::
 
     validation  Component.check_recipe(params, recipe)   each component class
                 Component.check_params(params)
+                (init) EncoderComponent.check_initial_weights(params, source)
     set-up      dataset = Dataset(params, ctx); dataset.load()
                 encoder, pair construction, local associations, global associations,
                 objectives: Cls(params, ctx)
@@ -706,6 +707,28 @@ class EncoderComponent(Component, torch.nn.Module):
         """
         torch.nn.Module.__init__(self)
         Component.__init__(self, params, context)
+
+    @classmethod
+    def check_initial_weights(cls, params: Params, source: Params) -> None:
+        """Check that the encoder weights of an initial run (recipe key ``init``) can load
+        into this encoder.
+
+        Called:
+            by ``wsreid validate`` and before every run of a recipe with ``init``, when the
+            initial run's encoder is this component (``init.run``: the encoder block its
+            recorded recipe.yaml holds; ``init.recipe``: that recipe's); reads no file.
+            An initial run whose encoder is another component is refused by the engine.
+
+        Arguments:
+            params: this recipe's encoder parameters.
+            source: the initial run's encoder parameters (the same ``Params`` model).
+
+        Returns:
+            nothing. Raise :class:`ParamsCheckError` naming this encoder's parameter whose
+            value keeps those weights from loading (its message names the initial run's
+            value); the error cites that parameter's line. The default checks nothing:
+            the weights' shapes are then checked when they are loaded.
+        """
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """Image features.

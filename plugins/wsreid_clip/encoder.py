@@ -219,6 +219,33 @@ def _resize_token_embedding(model: Any, vocab_size: int) -> int:
     return added
 
 
+def _tokenizer_of(params: ClipParams) -> str:
+    """The pretrained tokenizer ``params`` reads, in words."""
+    if params.tokenizer_source == "bpe":
+        return f"the BPE tokenizer of {params.tokenizer}"
+    return f"the tokenizer of {params.pretrained}"
+
+
+def _tower_size(tower: VisionParams | TextParams, field: str) -> Any:
+    """A size of a tower as the model gets it (an ``intermediate`` of None is 4 x hidden)."""
+    return (tower.intermediate or 4 * tower.hidden) if field == "intermediate" else getattr(tower, field)
+
+
+def _random_sizes(params: ClipParams, source: ClipParams) -> list[tuple[str, Any, Any]]:
+    """(key, this value, the initial run's) of every size that shapes a randomly initialised
+    model's weights (:func:`~wsreid_clip.loading.random_clip_model`); the image size only
+    through its longer side (the vision position table's grid)."""
+    sizes = [("embed_dim", params.embed_dim, source.embed_dim), ("max_length", params.max_length, source.max_length)]
+    for tower in ("vision", "text"):
+        mine, theirs = getattr(params, tower), getattr(source, tower)
+        for field in type(mine).model_fields:
+            sizes.append((f"{tower}.{field}", _tower_size(mine, field), _tower_size(theirs, field)))
+    longer = max(params.image_size), max(source.image_size)
+    if longer[0] != longer[1]:
+        sizes.append(("image_size", list(params.image_size), list(source.image_size)))
+    return sizes
+
+
 def _check_sizes_fit(params: ClipParams, sizes: dict[str, int]) -> None:
     """image_size and max_length against the pretrained model's patch size and text
     positions (:func:`~wsreid_clip.loading.model_sizes`), as ParamsCheckError naming the key."""
@@ -341,6 +368,42 @@ class ClipEncoder(EncoderComponent):
                 "weights_dtype", f"fp16 (the authors' float16 arithmetic) cannot run under train.mixed_precision "
                 f"{precision}", hint="set train.mixed_precision: no (weights_dtype fp16 already computes the encoders in "
                 "float16), or encoder.weights_dtype: fp32 to train with autocast")
+
+    @classmethod
+    def check_initial_weights(cls, params: ClipParams, source: ClipParams) -> None:
+        """The initial run's token embedding must be indexed by this encoder's tokenizer:
+        a run that read a pretrained model's tokenizer (or a BPE file) cannot initialise an
+        encoder that builds its own vocabulary, nor the other way round (the run's token
+        embedding would be read with another vocabulary's ids; its weights fail to load).
+        Two random initialisations (the built vocabulary is the initial run's, copied) must
+        have the same sizes (``embed_dim``, ``vision.*``, ``text.*``, ``max_length``, the
+        longer image side); two BPE tokenizers the same ``mask_token`` (``added`` adds a
+        row). Two pretrained models are compared when the weights load."""
+        mine, theirs = params.tokenizer_source, source.tokenizer_source
+        if mine == "build" and theirs != "build":
+            setting = f"encoder.pretrained: {source.pretrained}" + (
+                f" and encoder.tokenizer: {source.tokenizer}" if theirs == "bpe" else "")
+            raise ParamsCheckError(
+                "tokenizer" if params.tokenizer else "",
+                f"this encoder builds its own vocabulary from the captions, but the initial run's token embedding "
+                f"rows belong to {_tokenizer_of(source)}",
+                hint=f"set {setting} as the initial run did; its weights then replace the model's")
+        if mine != "build" and theirs == "build":
+            raise ParamsCheckError(
+                "pretrained", f"this encoder reads {_tokenizer_of(params)}, but the initial run's token "
+                "embedding rows belong to the vocabulary it built from its captions (its tokenizer/ folder)",
+                hint="leave encoder.pretrained and encoder.tokenizer out and give the initial run's sizes; its "
+                "vocabulary is then copied and its weights loaded")
+        if mine == "bpe" and theirs == "bpe" and params.mask_token != source.mask_token:
+            raise ParamsCheckError(
+                "mask_token", f"{params.mask_token}, but the initial run's was {source.mask_token} ('added' gives "
+                "the token embedding one more row)", hint=f"set encoder.mask_token: {source.mask_token}")
+        if mine == theirs == "build":
+            for key, value, initial in _random_sizes(params, source):
+                if value != initial:
+                    raise ParamsCheckError(
+                        key, f"{value}, but the initial run's encoder has {initial} (its weights have that shape)",
+                        hint=f"set encoder.{key}: {initial} as the initial run did")
 
     @classmethod
     def check_params(cls, params: ClipParams) -> None:

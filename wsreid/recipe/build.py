@@ -397,6 +397,39 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
     return lines
 
 
+def recorded_encoder(run_dir: FilePath, registry: Registry) -> Params | None:
+    """The encoder block of the recipe.yaml a run recorded, validated by its component's
+    parameter model; None when it cannot be read so (a component this registry lacks, a
+    file of another version): the weights' shapes are then checked when they load."""
+    from wsreid.recipe.yamlio import read_yaml_file
+
+    try:
+        tree, _ = read_yaml_file(run_dir / "recipe.yaml")
+        block = tree["encoder"]
+        return build_recipe_model(registry).component_models["encoder"][block["name"]].model_validate(block)
+    except (RecipeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def check_initial_encoder(recipe: RecipeBase, source: Params, registry: Registry, locations: Locations,
+                          initial: str) -> None:
+    """The encoder of the initial run (``init``; ``initial`` names it, e.g. ``init.run
+    'runs/a'``), whose parameters are ``source``, must be this recipe's component, and its
+    :meth:`~wsreid.api.EncoderComponent.check_initial_weights` must pass: a
+    :class:`RecipeError` citing the encoder parameter's line otherwise."""
+    block = recipe.encoder
+    if source.name != block.name:
+        raise RecipeError(f"{locations.find(('encoder', 'name'))}: encoder.name: {block.name!r}, but the initial run "
+                          f"({initial}) trained the encoder {source.name!r}, whose weights do not load into it",
+                          hint=f"set encoder.name: {source.name} with the initial run's parameters, or remove init")
+    try:
+        registry.get("encoder", block.name).cls.check_initial_weights(block, source)
+    except ParamsCheckError as exc:
+        key = _parameter_path(("encoder",), exc.key)
+        raise RecipeError(f"{locations.find(key)}: {dotted(key)} does not fit the initial run ({initial}): "
+                          f"{exc.message}", hint=exc.hint) from None
+
+
 def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[KeyPath, str]) -> None:
     """A ``data.root`` that does not exist yet (a dataset generated there on first use) must
     not lie below a regular file: no folder can be created there. Runs after the dataset

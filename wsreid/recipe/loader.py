@@ -23,7 +23,8 @@ from typing import Any, Iterable, Mapping
 
 from wsreid.errors import RecipeError
 from wsreid.fileio import write_atomically
-from wsreid.recipe.build import check_absent_deletions, check_external_paths, schedule_warnings, validate_recipe
+from wsreid.recipe.build import (check_absent_deletions, check_external_paths, check_initial_encoder, recorded_encoder,
+                                 schedule_warnings, validate_recipe)
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.merge import apply_overrides, merge, null_deletions
 from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
@@ -332,9 +333,16 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     locations = locations or Locations(Location("<recipe>"))
     loaded.warnings.extend(check_external_paths(loaded.recipe, registry, locations, written))
     init = loaded.recipe.init
-    if init is not None and init.recipe is not None:
-        _check_init_recipe(Path(init.recipe), str(locations.find(("init", "recipe"))),
-                           written.get(("init", "recipe"), init.recipe))
+    if init is not None:
+        if init.recipe is not None:
+            shown = written.get(("init", "recipe"), init.recipe)
+            source = _check_init_recipe(Path(init.recipe), str(locations.find(("init", "recipe"))), shown)
+            initial, encoder = f"init.recipe {shown!r}", source.recipe.encoder
+        else:
+            initial = f"init.run {written.get(('init', 'run'), init.run)!r}"
+            encoder = recorded_encoder(Path(init.run), registry)
+        if encoder is not None:
+            check_initial_encoder(loaded.recipe, encoder, registry, locations, initial)
     return loaded
 
 
@@ -346,9 +354,10 @@ class _InitCycle(RecipeError):
     """A cycle of init recipes: reported as found, not wrapped by each recipe on the way out."""
 
 
-def _check_init_recipe(target: Path, where: str, shown: str) -> None:
+def _check_init_recipe(target: Path, where: str, shown: str) -> LoadedRecipe:
     """The recipe an ``init.recipe`` names loads and validates (it is trained first when
-    its run is not cached), and its own init chain comes back to no recipe of the chain."""
+    its run is not cached), and its own init chain comes back to no recipe of the chain;
+    returns it loaded."""
     target = target.resolve()
     if target in _INIT_CHAIN:
         chain = " -> ".join(p.name for p in [*_INIT_CHAIN[_INIT_CHAIN.index(target):], target])
@@ -357,7 +366,7 @@ def _check_init_recipe(target: Path, where: str, shown: str) -> None:
                          "from the recipe that names it")
     _INIT_CHAIN.append(target)
     try:
-        load_recipe(str(target))
+        return load_recipe(str(target))
     except _InitCycle:
         raise
     except RecipeError as exc:
