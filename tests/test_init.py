@@ -26,6 +26,7 @@ def test_init_recipe_is_trained_once_cached_and_loaded(make_recipe, tmp_path, mo
     assert main(["run", str(recipe), "--output-dir", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
     assert "training the initial encoder once" in err
+    assert "(as the file is written: -o options change the recipe that names it, not this one)" in err
     # the init recipe's own schedule warning (a 1-epoch warm-up in a 1-epoch run, as the
     # main recipe's) is shown when it is trained, naming its recipe file
     warmup = [line for line in err.splitlines() if "the learning rate never reaches train.lr" in line]

@@ -341,6 +341,11 @@ def test_literal_with_suggestion(base, registry):
     # the same word in other letters is the likelier mistake (difflib offered 'adam' for AdamW)
     assert error_of(base, registry, ["train.optimizer=AdamW"]).endswith(
         "train.optimizer: 'AdamW' is not one of 'adam' or 'adamw' (did you mean 'adamw'?)")
+    # a word of the meaning, as the key's description names it, before a near spelling
+    # (difflib offered 'test' for 'best', 'val' for 'final')
+    for word, meant in (("best", "val"), ("final", "last"), ("latest", "last"), ("tset", "test")):
+        assert error_of(base, registry, [f"eval.select={word}"]).endswith(
+            f"eval.select: {word!r} is not one of 'val', 'last' or 'test' (did you mean {meant!r}?)")
 
 
 def test_missing_required_section(base, registry):

@@ -255,7 +255,8 @@ def initial_run(init, *, world_size: int = 1) -> Path:
         raise UserError(f"init: the encoder of {init.recipe} is not trained yet",
                         hint=f"train it once in a single process: {command('wsreid', 'run', init.recipe)} "
                              f"(it is cached in {target})")
-    print(f"init: training the initial encoder once: {init.recipe} -> {target}", file=sys.stderr)
+    print(f"init: training the initial encoder once: {init.recipe} -> {target} (as the file is written: -o "
+          "options change the recipe that names it, not this one)", file=sys.stderr)
     for line in loaded.warnings:  # what `wsreid validate` of that recipe would warn of
         print(f"warning: init: {line}", file=sys.stderr, flush=True)
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")

@@ -169,6 +169,16 @@ def _parameter_path(component: KeyPath, key: str) -> KeyPath:
     return component + tuple(key.split(".")) if key else component
 
 
+def _described_choice(word: str, description: str | None, choices: list[str]) -> list[str]:
+    """The choice a field's description quotes just after naming ``word`` (``eval.select:
+    best`` -> 'val', described as "best validation R1 ('val', ..."): a word of the meaning
+    before a near spelling ('best' is one letter from 'test')."""
+    if not description or not word.strip():
+        return []
+    found = re.search(rf"\b{re.escape(word)}\b[^'()]{{0,40}}\('([^']*)'", description, re.IGNORECASE)
+    return [found.group(1)] if found and found.group(1) in choices else []
+
+
 def _params_check_failure(exc: ParamsCheckError, component: KeyPath, locations: Locations) -> RecipeError:
     """The RecipeError of a component check's ParamsCheckError, citing the parameter's line."""
     key = _parameter_path(component, exc.key)
@@ -681,7 +691,10 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
         message = f"{_short(err['input'])} is not one of {expected}"
         choices = re.findall(r"'([^']*)'", expected)
         same_letters = [c for c in choices if c.lower() == str(err["input"]).lower()]  # AdamW -> adamw
-        close = same_letters or difflib.get_close_matches(str(err["input"]), choices, n=1, cutoff=0.5)
+        parent = _model_at(model, path[:-1], tree) if path else None
+        field = parent.model_fields.get(str(path[-1])) if parent is not None else None
+        described = _described_choice(str(err["input"]), field.description if field is not None else None, choices)
+        close = same_letters or described or difflib.get_close_matches(str(err["input"]), choices, n=1, cutoff=0.5)
         if close:
             hint = f"did you mean {close[0]!r}?"
     else:

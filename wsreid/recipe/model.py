@@ -122,7 +122,7 @@ class EvalConfig(Strict):
     select: Literal["val", "last", "test"] = Field(
         "val",
         description="checkpoint selection: best validation R1 ('val', falls back to 'last' without a val split), "
-        "the last epoch, or best TEST R1 ('test', the published IRRA habit - reported as such)",
+        "the last, latest or final epoch ('last'), or best TEST R1 ('test', the published IRRA habit - reported as such)",
     )
     chunk_size: int = Field(4096, ge=1, description="queries per chunk when ranking")
 
