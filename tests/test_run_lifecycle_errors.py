@@ -254,6 +254,10 @@ def test_a_bad_image_cache_size_is_refused_before_training(make_recipe, tmp_path
     assert main(["run", str(make_recipe("baselines/itc.yaml"))]) == 2
     assert "WSREID_IMAGE_CACHE_MB='abc'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    # validate refuses what the run would refuse, in the same line
+    assert main(["validate", str(tmp_path / "recipe.yaml")]) == 2
+    assert capsys.readouterr().err == ("error: WSREID_IMAGE_CACHE_MB='abc' is not a number of MiB (0 or more) (set "
+                                       "WSREID_IMAGE_CACHE_MB to e.g. 1024, or 0 to decode images every time)\n")
 
 
 def test_a_world_size_that_is_not_a_number_is_one_line(make_recipe, tmp_path, monkeypatch, capsys):

@@ -78,9 +78,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Load and validate the recipe; print its components (and, on stderr, the parts of
     its schedule that a run never reaches: :func:`print_warnings`)."""
     from wsreid.api import KINDS
+    from wsreid.engine.data import image_cache_budget
     from wsreid.recipe import load_recipe
 
     loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
+    image_cache_budget()  # the environment a run of it reads: a bad WSREID_IMAGE_CACHE_MB is refused as a run refuses it
     print_warnings(loaded)
     r = loaded.recipe
     short = {"pair_construction": "pairs"}
