@@ -66,7 +66,7 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
     [
         ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n", "study.yaml:2: variants.0.overide: Extra inputs"),
         ("base: recipes/nope.yaml\nvariants: [{label: A}]\n", "base: 'recipes/nope.yaml' not found"),
-        ("base: recipes/base.yaml\nvariants:\n  - label: A\n  - label: A\n", "study.yaml:4: variants: label 'A' is used twice (variant 0 has it too)"),
+        ("base: recipes/base.yaml\nvariants:\n  - label: A\n  - label: A\n", "study.yaml:4: variants: label 'A' is used twice (the variant at line 3 has it too)"),
         ("base: recipes/base.yaml\nreference: Z\nvariants: [{label: A}]\n", "reference: no variant is labelled 'Z'"),
         ("base: recipes/base.yaml\nseeds: [1, 1]\nvariants: [{label: A}]\n", "repeats a seed"),
         ("base: recipes/base.yaml\nvariants: []\n", "variants: List should have at least 1 item"),
@@ -89,6 +89,12 @@ def test_invalid_study_is_a_one_line_user_error(study_file, tmp_path, capsys, te
     assert not (tmp_path / "o").exists()
     assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == err  # a dry run finds it too, before listing any run
+
+
+def test_study_base_in_the_home_folder(study_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "recipes"))
+    _write(study_file, "base: ~/base.yaml\nvariants: [{label: A}]\n")
+    assert load_study(study_file).base == (tmp_path / "recipes" / "base.yaml").resolve()
 
 
 def test_report_aggregates_fabricated_metrics(study_file, tmp_path, capsys):

@@ -305,3 +305,16 @@ def test_override_then_read_gives_the_value(tree, path, value):
     assume(not any(isinstance(read(tree, path[:i]), list) for i in range(1, len(path)) if _exists(tree, path[:i])))
     out = apply_overrides(tree, [f"{'.'.join(path)}={json.dumps(value, ensure_ascii=False)}"])
     assert read(out, path) == value
+
+
+def test_extends_expands_the_home_folder(tmp_path, monkeypatch):
+    """``~`` in extends is the home folder, as in data.root and init (it was looked for as
+    a folder named '~' beside the recipe)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    write(tmp_path, "home/recipes/base.yaml", "train: {lr: 0.5, epochs: 2}\n")
+    top = write(tmp_path, "work/top.yaml", "extends: ~/recipes/base.yaml\ntrain: {epochs: 4}\n")
+    tree, locations = read_recipe_tree(top)
+    assert tree == {"train": {"lr": 0.5, "epochs": 4}}
+    assert locations["train.lr"] == Location(str(tmp_path / "home/recipes/base.yaml"), 1)
+    monkeypatch.chdir(tmp_path / "work")
+    assert read_recipe_tree({"extends": "~/recipes/base.yaml"})[0] == {"train": {"lr": 0.5, "epochs": 2}}

@@ -201,7 +201,7 @@ def load_study(path: str | Path) -> LoadedStudy:
         where = locations.find(tuple(err["loc"]))
         raise StudyError(f"{where}: {key or 'study'}: {err['msg']}",
                          hint="a study has base, variants (label, overrides), seeds; see docs/ablations.md") from None
-    base = (path.parent / study.base).resolve()
+    base = (path.parent / Path(study.base).expanduser()).resolve()  # ~ expanded, as in extends
     if not base.is_file():
         raise StudyError(f"{locations.find(('base',))}: base: {study.base!r} not found (looked for {base})",
                          hint="the path is relative to the study file")
@@ -212,7 +212,8 @@ def load_study(path: str | Path) -> LoadedStudy:
             other = slugs[_slug(label)]
             first = labels.index(other)
             raise StudyError(f"{locations.find(('variants', i, 'label'))}: variants: "
-                             + (f"label {label!r} is used twice (variant {first} has it too)" if other == label else
+                             + (f"label {label!r} is used twice (the variant at line "
+                                f"{locations.find(('variants', first, 'label')).line} has it too)" if other == label else
                                 f"labels {other!r} and {label!r} give the same directory name"),
                              hint="give every variant its own label")
         slugs[_slug(label)] = label

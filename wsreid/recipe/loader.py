@@ -116,7 +116,7 @@ def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Location
     where = locations.find(("extends",))
     if not isinstance(target_name, str) or not target_name.strip():
         raise RecipeError(f"{where}: extends: expected a recipe file name, got {target_name!r}", hint="e.g. 'extends: base.yaml'")
-    target = (path.parent / target_name).resolve()
+    target = (path.parent / Path(target_name).expanduser()).resolve()  # ~ expanded, as in data.root and init
     seen = [p.resolve() for p in chain] + [path.resolve()]
     if target in seen:
         cycle = " -> ".join(display_path(p) for p in seen[seen.index(target) :] + [target])
@@ -206,7 +206,7 @@ def _plain_paths(value: Any) -> Any:
 def _check_target(target: Any, holder: Path) -> Path:
     if not isinstance(target, str) or not target.strip():
         raise RecipeError(f"<recipe>: extends: expected a recipe file name, got {target!r}")
-    path = holder.parent / target
+    path = holder.parent / Path(target).expanduser()
     if not path.is_file():
         raise RecipeError(f"<recipe>: extends: {target!r} not found (looked for {display_path(path)})")
     return path

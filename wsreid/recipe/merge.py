@@ -1,6 +1,6 @@
 """How recipe layers combine: ``extends`` and command-line overrides.
 
-A recipe may start with ``extends: <file>`` (a path relative to the extending file). The
+A recipe may start with ``extends: <file>`` (a path relative to the extending file; ``~`` is the home folder). The
 file it names is read first (it may extend another one in turn), and the extending file
 is laid over it, key by key. Command-line overrides (``-o train.lr=2e-5``) are laid over
 the result in the order given. The rules:
