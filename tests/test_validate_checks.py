@@ -407,3 +407,19 @@ def test_a_study_file_given_to_validate_is_named_a_study(tmp_path, capsys):
     assert message == (f"{shown}: this looks like an ablation study, not a recipe (it has base and variants; a recipe "
                        f"has data, encoder, objectives, ... or extends one) (check a study with wsreid ablate {shown} "
                        "--dry-run, and validate its base recipe with wsreid validate)")
+
+
+def test_print_gives_the_resolved_recipe_that_a_run_records(make_recipe, tmp_path, capsys):
+    """``validate --print``: the resolved recipe (extends and -o applied, defaults written
+    out, paths absolute) on stdout, byte for byte the recipe.yaml a run of it writes."""
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    capsys.readouterr()
+    assert main(["validate", str(recipe), "--print", "-o", "train.lr=3e-4"]) == 0
+    printed = capsys.readouterr().out
+    assert "  lr: 0.0003\n" in printed and "  weight_decay: " in printed  # the override, and a default written out
+    assert main(["run", str(recipe), "-o", "train.lr=3e-4"]) == 0
+    assert (tmp_path / "run" / "recipe.yaml").read_text() == printed
+    capsys.readouterr()
+    (tmp_path / "again.yaml").write_text(printed)
+    assert main(["validate", str(tmp_path / "again.yaml"), "--print"]) == 0
+    assert capsys.readouterr().out == printed  # it loads again to the same recipe

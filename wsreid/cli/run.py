@@ -22,6 +22,9 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("validate", help="check a recipe without running it")
     add_recipe_args(p)
+    p.add_argument("--print", action="store_true", dest="print_resolved",
+                   help="print the resolved recipe (extends and -o applied, every default written out: the "
+                        "recipe.yaml a run of it records) instead of the summary line")
     add_common(p)
     p.set_defaults(func=cmd_validate)
 
@@ -75,8 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Load and validate the recipe; print its components (and, on stderr, the parts of
-    its schedule that a run never reaches: :func:`print_warnings`)."""
+    """Load and validate the recipe; print its components, or with ``--print`` the resolved
+    recipe (and, on stderr, the parts of its schedule that a run never reaches:
+    :func:`print_warnings`)."""
     from wsreid.api import KINDS
     from wsreid.engine.data import image_cache_budget
     from wsreid.recipe import load_recipe
@@ -95,5 +99,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for label, spec in block.items():
             if spec is not None:
                 comps.append(f"{label}={spec.name}")
+    if args.print_resolved:
+        from wsreid.recipe.loader import dump_resolved_yaml
+
+        print(dump_resolved_yaml(loaded), end="")
+        return ExitCode.OK
     print(f"{args.recipe}: valid ({', '.join(comps)})")
     return ExitCode.OK
