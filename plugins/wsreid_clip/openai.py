@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -255,10 +256,14 @@ def _read_state(path: str | Path, *, shapes_only: bool) -> dict[str, torch.Tenso
 
 def _torch_load(path: Path, shapes_only: bool) -> Any:
     """``torch.load(weights_only=True)``; for shapes only memory-mapped when the file is in
-    torch's zip format (an older format is read)."""
-    if shapes_only and zipfile.is_zipfile(path):  # torch's zip format
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    torch's zip format (an older format is read). torch's warning about a raw pickle of
+    another protocol is silenced: such a file is refused in one line (:func:`_load_failure`)
+    or read as it is."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        if shapes_only and zipfile.is_zipfile(path):  # torch's zip format
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def openai_file_config(path: str | Path) -> Any:
