@@ -458,7 +458,7 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
         edit = (lambda t: t.replace("  sampler: random\n", "  sampler: identity\n")) if other else (lambda t: t)
         _saved_run(loaded, run, json.dumps(_metrics(10.0 * (run.seed + 1))), edit)
     expected = ("1/3 outdated (seed 1: its recipe.yaml differs from what the study asks for now; rerun the variant: "
-                f"wsreid ablate {study_file} --output-dir {out} --variant A)")
+                f"wsreid ablate {study_file} --output-dir {out} --variant A --rerun-outdated)")
 
     assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 0
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
@@ -473,6 +473,22 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
                                    "asks for now)")  # tabulated, and the row says so (it said 'ok')
     assert rows["A"]["runs_done"] == "3" and float(rows["A"]["R1_mean"]) == 20.0
     assert rows["B+x"]["status"] == "ok"
+    # running the study would delete the finished outdated run: refused before anything
+    # runs unless --rerun-outdated (it was deleted and trained again without a word)
+    finished = (runs[1].run_dir / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--variant", "A", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"error: {out}: 1 finished run(s) were trained with another recipe than the study asks for now (A seed 1: "
+        'train.sampler: "identity" in the run, "random" now); running would delete them and train them again; '
+        "nothing was run (add --rerun-outdated to do so, or --report-only --include-outdated to tabulate them as "
+        "they are, or give another --output-dir)")
+    assert (runs[1].run_dir / "metrics.json").read_text() == finished
+    assert main(["ablate", str(study_file), "--variant", "A", "--dry-run", "--output-dir", str(out)]) == 0
+    assert ("note: A seed 1 finished with another recipe than the study asks for now (train.sampler: \"identity\" "
+            "in the run, \"random\" now): running the study replaces it only with --rerun-outdated") in \
+        capsys.readouterr().err
 
     # the rows not selected by --variant are merged into the table the same way
     def fake_run(study, run, state, disabled):

@@ -19,7 +19,8 @@ function as ``wsreid run`` (:func:`wsreid.engine.session.run_recipe`; ``--subpro
 isolates crashes and memory; ``--jobs N``: N such processes at once; a stop signal to the study is passed on to
 them, :class:`ChildProcesses`). Resumable: a run whose directory holds ``metrics.json`` is
 not redone, an interrupted one is resumed from its last checkpoint (restarted when it has
-none), and a run whose recipe changed since is started again. The recipe of every run to do
+none), and an unfinished run whose recipe changed since is started again (a finished one
+only with ``rerun_outdated``: ``--rerun-outdated``). The recipe of every run to do
 is loaded and validated before the first one trains: an invalid one (a typo in a variant's
 or a command-line override) stops the study with a user error, nothing trained or written.
 A run that fails while running (a user error or any exception) is recorded in the status
@@ -345,12 +346,17 @@ def run_state(run_dir: Path) -> str:
 
 def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str],
             warn: Callable[[PlannedRun, list[str]], None] | None = None,
-            trained: dict[str, Any] | None = None) -> str:
+            trained: dict[str, Any] | None = None, replaced: list[str] | None = None) -> str:
     """The state of ``run``, with ``restart`` for a run whose recipe has changed since.
     Loading the recipe here also reports an invalid variant before anything runs, and
     hands its schedule warnings (:attr:`wsreid.recipe.LoadedRecipe.warnings`: a component
     that never runs, a warm-up the run never ends) to ``warn``. ``trained``, when given,
-    receives the resolved recipe without its ``output_dir`` (what the run trains)."""
+    receives the resolved recipe without its ``output_dir`` (what the run trains);
+    ``replaced``, for a FINISHED wsreid run (recipe.yaml beside metrics.json) that would be
+    started again, the first key that
+    differs (``"key: <value> in the run, <value> now"``, or "its recipe" when no key of the
+    saved recipe.yaml tells)."""
+    from wsreid.engine.rundir import recipe_differences
     from wsreid.recipe import dump_resolved_yaml, load_recipe
 
     state = run_state(run.run_dir)
@@ -361,8 +367,21 @@ def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str],
         trained.update({k: v for k, v in resolved.resolved.items() if k != "output_dir"})
     if state in (STATE_DONE, STATE_RESUME) and not same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled,
                                                                resolved.resolved):
+        if state == STATE_DONE and replaced is not None and (run.run_dir / "recipe.yaml").exists():
+            try:
+                saved = _yaml_values((run.run_dir / "recipe.yaml").read_text())
+                replaced.extend(recipe_differences(saved, resolved.resolved, limit=1) or ["its recipe"])
+            except Exception:  # unreadable: the run is replaced all the same
+                replaced.append("its recipe")
         return STATE_RESTART
     return state
+
+
+def _yaml_values(text: str) -> dict:
+    """A resolved recipe's text as plain values."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text) or {}
 
 
 def _argv(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str]) -> list[str]:
@@ -706,16 +725,22 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
 
 
 def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
-               log: Callable[[str], None] = _log_line, strict: bool = True) -> dict[int, str]:
+               log: Callable[[str], None] = _log_line, strict: bool = True,
+               rerun_outdated: bool = False) -> dict[int, str]:
     """Load and validate the recipe of every planned run before any of them trains: the
     state of each valid run (numbered from 1, as in the progress lines). Prints the
     schedule warnings once per variant, and a warning for two variants that train the
     same recipe. With ``strict`` (a study about to run) raises :class:`StudyError` when
     some run is invalid, after one ``FAILED`` line each, so that a typo in the last variant
     or in a command-line ``-o`` stops the study before anything is trained or written;
-    without (``--dry-run``, which lists the invalid runs itself) leaves them out."""
+    without (``--dry-run``, which lists the invalid runs itself) leaves them out. A
+    FINISHED run whose recipe differs from what the study asks for now (another study in
+    the same directory, a mistaken ``-o``) would be deleted and trained again: with
+    ``strict`` that is refused (a :class:`StudyError` naming the first such run and key)
+    unless ``rerun_outdated``; ``--dry-run`` says so on the run's line."""
     disabled = list(disabled)
     states: dict[int, str] = {}
+    replacing: list[tuple[PlannedRun, str]] = []
     invalid = 0
     warned: set[str] = set()
     warned_same: set[tuple[str, str]] = set()
@@ -729,8 +754,11 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
     first_of: dict[str, str] = {}  # what a run trains -> the first variant that trains it
     for i, run in enumerate(runs, 1):
         trained: dict[str, Any] = {}
+        replaced: list[str] = []
         try:
-            states[i] = _decide(loaded, run, disabled, warn, trained)
+            states[i] = _decide(loaded, run, disabled, warn, trained, replaced)
+            if replaced:
+                replacing.append((run, replaced[0]))
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -746,6 +774,17 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
     if invalid and strict:
         raise StudyError(f"{loaded.path}: {invalid} of {len(runs)} planned runs are invalid (their FAILED lines "
                          "above say why); nothing was run", hint="fix them, then run the study")
+    if not strict:
+        for run, difference in replacing:
+            log(f"note: {run.label} seed {run.seed} finished with another recipe than the study asks for now "
+                f"({difference}): running the study replaces it only with --rerun-outdated")
+    if replacing and strict and not rerun_outdated:
+        run, difference = replacing[0]
+        raise StudyError(f"{run.run_dir.parents[2]}: {len(replacing)} finished run(s) were trained with "
+                         f"another recipe than the study asks for now ({run.label} seed {run.seed}: {difference}); "
+                         "running would delete them and train them again; nothing was run",
+                         hint="add --rerun-outdated to do so, or --report-only --include-outdated to tabulate them "
+                              "as they are, or give another --output-dir")
     return states
 
 
@@ -820,7 +859,8 @@ def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
                 outcomes.append(RunOutcome(run, "failed", error=_one_line(exc)))
                 continue
             if state == STATE_RESTART:
-                command = shlex.join([*(rerun or ["wsreid", "ablate", str(loaded.path)]), "--variant", run.label])
+                command = shlex.join([*(rerun or ["wsreid", "ablate", str(loaded.path)]), "--variant", run.label,
+                                      "--rerun-outdated"])
                 outcomes.append(RunOutcome(run, STATE_OUTDATED, error=(
                     f"its recipe.yaml differs from what the study asks for now; rerun the variant: {command}")))
                 continue
@@ -908,13 +948,16 @@ class StudyReport:
 def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, overrides: list[str] = (),
                    seeds: str | Iterable[int] | None = None, variants: list[str] = (), subprocess: bool = False, jobs: int = 1,
                    disabled: list[str] = (), dry_run: bool = False, report_only: bool = False,
-                   include_outdated: bool = False, log: Callable[[str], None] = _log_line) -> StudyReport:
+                   include_outdated: bool = False, rerun_outdated: bool = False,
+                   log: Callable[[str], None] = _log_line) -> StudyReport:
     """Run (or continue) an ablation study and write its table, CSV and chart
     (:mod:`wsreid.ablate_table`). ``seeds`` ("0,1" or [0, 1]) and ``variants`` (exact labels) select
     the runs to do now; the table still covers every run of the study. ``report_only``:
     run nothing, tabulate the finished runs. ``include_outdated``: tabulate a finished run
     whatever recipe it was trained with (runs copied in from another study to pair by seed),
-    instead of marking it ``outdated``. ``subprocess``: each run in its own
+    instead of marking it ``outdated``. ``rerun_outdated``: delete and train again the finished
+    runs whose recipe differs from what the study asks for now (refused otherwise:
+    :func:`check_runs`). ``subprocess``: each run in its own
     ``python -m wsreid run`` process. A KeyboardInterrupt carries the outcomes so far as
     ``outcomes``."""
     from wsreid.ablate_table import aggregate, write_outputs
@@ -943,7 +986,7 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     # every run to do now is validated before the first trains (as --dry-run does): a typo
     # in the last variant or in a command-line -o must not surface after hours of training
     states = None if report_only else check_runs(loaded, selected, disabled=list(disabled), log=log,
-                                                 strict=not dry_run)
+                                                 strict=not dry_run, rerun_outdated=rerun_outdated)
     if not dry_run:
         _prepare_output_dir(output_dir, where, create=True)
     rerun = ["wsreid", "ablate", str(study), *(x for text in overrides for x in ("-o", text)),

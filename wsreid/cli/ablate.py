@@ -21,6 +21,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--include-outdated", action="store_true",
                    help="tabulate finished runs whose recipe.yaml differs from what the study asks for now (runs "
                         "copied in from another study to pair by seed) instead of marking them outdated")
+    p.add_argument("--rerun-outdated", action="store_true",
+                   help="delete and train again the finished runs whose recipe differs from what the study asks for "
+                        "now (another study in the same directory, a changed study file or -o); refused without it")
     p.add_argument("--subprocess", action="store_true",
                    help="run each training in its own `python -m wsreid run` process (isolates crashes and memory)")
     p.add_argument("--seeds", metavar="S[,S...]",
@@ -49,7 +52,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         report = ablation_study(args.study, output_dir=args.output_dir, overrides=args.override, seeds=args.seeds,
                                 variants=args.variant, subprocess=args.subprocess, jobs=args.jobs,
                                 disabled=args.disable_plugin, dry_run=args.dry_run, report_only=args.report_only,
-                                include_outdated=args.include_outdated)
+                                include_outdated=args.include_outdated, rerun_outdated=args.rerun_outdated)
     except KeyboardInterrupt as exc:
         outcomes = getattr(exc, "outcomes", None)
         if outcomes is None:
