@@ -379,13 +379,19 @@ def test_negative_seed_is_a_one_line_user_error_and_nothing_runs(study_file, tmp
     for extra in ([], ["--dry-run"]):
         assert main(["ablate", str(study_file), "--output-dir", str(out), "--seeds=0,-1", *extra]) == 2
         err = capsys.readouterr().err
-        assert err == ("error: --seeds 0,-1: seed -1 is negative (a training seed is an integer >= 0, "
-                       "e.g. --seeds 0 or --seeds 0,1)\n")
-    _write(study_file, study_file.read_text().replace("seeds: [0, 1, 2]", "seeds: [0, -1]"))
-    assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
-    assert "study.yaml:2: seeds.1: Input should be greater than or equal to 0" in err
+        assert err == ("error: --seeds 0,-1: seed -1 is negative (a training seed is an integer from 0 to "
+                       "4294967295, e.g. --seeds 0 or --seeds 0,1)\n")
+        # numpy's generators take seeds below 2**32: the run failed with a traceback after the study started
+        assert main(["ablate", str(study_file), "--output-dir", str(out), "--seeds=4294967296", *extra]) == 2
+        assert capsys.readouterr().err.startswith("error: --seeds 4294967296: seed 4294967296 is over 4294967295 ")
+    text = study_file.read_text()
+    for seeds, message in (("[0, -1]", "seeds.1: Input should be greater than or equal to 0"),
+                           ("[4294967296]", "seeds.0: Input should be less than or equal to 4294967295")):
+        _write(study_file, text.replace("seeds: [0, 1, 2]", f"seeds: {seeds}"))
+        assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert f"study.yaml:2: {message}" in err
     assert called == [] and not out.exists()
 
 

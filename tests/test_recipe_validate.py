@@ -333,6 +333,14 @@ def test_check_across_a_section_blames_the_overrides_that_set_its_keys(base, reg
     assert error_of(base, registry, ["eval.every=1"]).startswith(f"{base}:13: train: train.sampler identity: ")
 
 
+def test_seed_beyond_numpys_range_is_refused(base, registry):
+    """numpy's generators take seeds below 2**32: a larger train.seed passed validation and
+    the run failed in set-up with numpy's traceback."""
+    assert error_of(base, registry, ["train.seed=4294967296"]).endswith(
+        "train.seed: input should be less than or equal to 4294967295 (got 4294967296)")
+    assert load_recipe(base, ["train.seed=4294967295"], registry=registry).recipe.train.seed == 2**32 - 1
+
+
 def test_literal_with_suggestion(base, registry):
     assert error_of(base, registry, ["local_associations.lrc.modalities=imag"]) == (
         "override -o local_associations.lrc.modalities=imag: local_associations.lrc.modalities: "

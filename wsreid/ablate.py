@@ -47,6 +47,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from wsreid.engine import signals
 from wsreid.engine.rundir import RunMode, RunState, same_recipe
 from wsreid.errors import ExitCode, StudyError, UserError
+from wsreid.recipe.model import MAX_SEED
 
 __all__ = [
     "StudyError",
@@ -102,7 +103,7 @@ class Study(_Strict):
 
     base: str
     variants: list[Variant] = Field(min_length=1)
-    seeds: list[Annotated[int, Field(ge=0, strict=True)]] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] = Field(default_factory=lambda: [0], min_length=1)
     overrides: Overrides = Field(default_factory=dict)
     reference: str | None = None
     output_dir: str | None = None
@@ -822,10 +823,11 @@ def _parse_seeds(text: str | Iterable[int] | None) -> list[int] | None:
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise UserError(f"--seeds {text}: seed {repeated[0]} is given twice", hint="list each seed once")
-    negative = [s for s in seeds if s < 0]
-    if negative:
-        raise UserError(f"--seeds {text}: seed {negative[0]} is negative",
-                        hint="a training seed is an integer >= 0, e.g. --seeds 0 or --seeds 0,1")
+    outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if outside:
+        raise UserError(f"--seeds {text}: seed {outside[0]} is " + ("negative" if outside[0] < 0 else
+                                                                    f"over {MAX_SEED} (2**32 - 1)"),
+                        hint=f"a training seed is an integer from 0 to {MAX_SEED}, e.g. --seeds 0 or --seeds 0,1")
     return seeds
 
 

@@ -22,6 +22,9 @@ from wsreid.api import KINDS, Params
 COMPONENT_SECTIONS: dict[str, tuple[str, bool]] = {k.section: (k.kind, k.labelled) for k in KINDS}
 
 
+#: the largest training seed: numpy's generators take seeds below 2**32
+MAX_SEED = 2**32 - 1
+
 class Strict(Params):
     """Strict base for recipe sections (unknown keys are errors)."""
 
@@ -31,7 +34,7 @@ class TrainConfig(Strict):
 
     epochs: int = Field(30, ge=1, description="number of training epochs")
     batch_size: int = Field(64, ge=1, description="global batch size (pairs per optimizer step, all processes together)")
-    seed: int = Field(0, ge=0, description="run seed (model init, shuffling, augmentation)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="run seed (model init, shuffling, augmentation)")
     lr: float = Field(1e-5, gt=0, description="base learning rate")
     weight_decay: float = Field(4e-5, ge=0, description="weight decay of non-bias parameters")
     bias_lr_factor: float = Field(2.0, gt=0, description="learning-rate factor of biases (2 in the authors' code)")
