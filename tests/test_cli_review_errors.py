@@ -259,3 +259,34 @@ def test_eval_of_a_path_that_does_not_exist_says_so(capsys, tmp_path):
     assert _user_error(capsys, ["eval", str(tmp_path / "afile")]) == (
         f"error: {tmp_path}/afile is neither a run directory nor a checkpoint (pass a run directory (holding "
         "recipe.yaml), a checkpoint directory or .safetensors file)")
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "r.yaml", "--output-dir", ""], ["ablate", "s.yaml", "--output-dir", " "],
+    ["eval", "RUN", "--figure", ""], ["eval", ""], ["eval", "RUN", "--recipe", ""], ["eval", "RUN", "--data", ""],
+    ["search", "RUN", "a man", "--images", ""], ["search", "", "a man", "--images", "x"],
+    ["data", "check", ""], ["data", "synth", "--out", ""],
+])
+def test_an_empty_path_is_refused_not_read_as_the_default_or_the_working_directory(capsys, argv):
+    """A script's unset variable: ``--output-dir ""`` trained into the recipe's folder,
+    ``--images ""`` searched the working directory, ``data check ""`` checked it."""
+    option = next((a for a, b in zip(argv, argv[1:]) if a.startswith("--") and not b.strip()), None)
+    err = _argument_error(capsys, argv)
+    assert err.startswith(f"error: argument {option or ''}") and \
+        "an empty path (is the variable meant to hold it set?)" in err, err
+
+
+def test_tilde_in_output_paths_is_the_home_folder(make_recipe, tmp_path, monkeypatch, capsys):
+    """``--output-dir=~/x`` (the shell leaves it) and ``output_dir: ~/x`` in a recipe made
+    a folder named '~' in the working directory."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}, "output_dir": "~/runs/a"})
+    assert main(["run", str(recipe)]) == 0
+    assert (home / "runs" / "a" / "metrics.json").is_file()
+    assert main(["eval", "~/runs/a", "--show", "1", "--figure=~/fig.png"]) == 0
+    assert (home / "fig.png").is_file()
+    assert main(["run", str(recipe), "--output-dir=~/runs/b", "-o", "train.epochs=1"]) == 0
+    assert (home / "runs" / "b" / "metrics.json").is_file() and not (work / "~").exists()

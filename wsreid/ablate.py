@@ -256,7 +256,7 @@ def _check_metric_names(study: Study, locations) -> None:
 
 def default_output_dir(loaded: LoadedStudy) -> Path:
     """The study's ``output_dir``, else ``runs/ablations/<study file name>``."""
-    return Path(loaded.study.output_dir or f"runs/ablations/{loaded.path.stem}")
+    return Path(loaded.study.output_dir or f"runs/ablations/{loaded.path.stem}").expanduser()
 
 
 def plan_runs(loaded: LoadedStudy, output_dir: Path, cli_overrides: list[str] = ()) -> list[PlannedRun]:
@@ -973,7 +973,7 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     for text in overrides:
         parse_override(text)  # fail before any run on a malformed override
     where = "--output-dir" if output_dir else f"{loaded.path}: output_dir"
-    output_dir = Path(output_dir) if output_dir else default_output_dir(loaded)
+    output_dir = Path(output_dir).expanduser() if output_dir else default_output_dir(loaded)
     chosen = _parse_seeds(seeds)
     wanted = _check_variants(list(variants), loaded)
     if jobs < 1:

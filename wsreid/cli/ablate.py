@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from wsreid.cli.common import add_common, add_overrides, say_stop
+from wsreid.cli.common import add_common, add_overrides, path_argument, say_stop
 from wsreid.errors import ExitCode
 
 
@@ -14,7 +14,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("ablate", help="run an ablation study (variants x seeds) and tabulate it")
     p.add_argument("study", help="study YAML file (docs/ablations.md)")
     add_overrides(p, "override a recipe key in every run, after the study's own overrides (repeatable)")
-    p.add_argument("--output-dir", help="study directory (default: the study's output_dir)")
+    p.add_argument("--output-dir", type=path_argument, help="study directory (default: the study's output_dir)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
     p.add_argument("--report-only", action="store_true",
                    help="write the table, CSV and chart from the finished runs; run nothing")

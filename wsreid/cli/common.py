@@ -133,6 +133,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def path_argument(text: str) -> str:
+    """An argparse ``type`` for a path option: ``~`` is the home folder (a shell leaves
+    ``--output-dir=~/x`` as it is), and an empty path is the option's one-line error (a
+    script's unset variable: ``--output-dir ""`` trained into the recipe's folder,
+    ``--images ""`` searched the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (is the variable meant to hold it set?)")
+    return os.path.expanduser(text)
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--debug`` (also accepted before the command) and ``--disable-plugin``."""
     add_debug(p, default=argparse.SUPPRESS)

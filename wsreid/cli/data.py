@@ -20,12 +20,17 @@ from wsreid.data.check import check_dataset, format_report, split_statistics
 from wsreid.data.readers import FORMATS, detect_format
 from wsreid.data.synth import PRESETS, SynthConfig, synth_records, write_contact_sheet
 from wsreid.data.synth.contact_sheet import check_sheet_path
-from wsreid.cli.common import add_debug, positive_int
+from wsreid.cli.common import add_debug, path_argument, positive_int
 from wsreid.errors import DataError
 from wsreid.recipe.yamlio import parse_flow_value
 
 __all__ = ["add_data_parser", "run_synth", "run_check"]
 
+
+
+def _path(text: str) -> Path:
+    """A path option (:func:`~wsreid.cli.common.path_argument`) as a ``Path``."""
+    return Path(path_argument(text))
 
 def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     """Add ``data synth`` and ``data check`` to ``subparsers``."""
@@ -34,11 +39,11 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     sub.required = True
 
     synth = sub.add_parser("synth", help="generate synth-pedes (CUHK-PEDES format) and a contact sheet")
-    synth.add_argument("--out", type=Path, required=True, help="output directory (must be new or empty; an identical dataset is reused)")
+    synth.add_argument("--out", type=_path, required=True, help="output directory (must be new or empty; an identical dataset is reused)")
     synth.add_argument("--size", choices=list(PRESETS), default="small", help="preset (default: small)")
     synth.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
     synth.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help="other generator setting, e.g. caption_noise=0.1 or train_images_per_id=[0.85,0.15] (repeatable)")
-    synth.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH", help="contact sheet PNG (default: OUT/contact_sheet.png)")
+    synth.add_argument("--contact-sheet", type=_path, default=None, metavar="PATH", help="contact sheet PNG (default: OUT/contact_sheet.png)")
     synth.add_argument("--no-contact-sheet", action="store_true", help="do not write a contact sheet")
     synth.add_argument("--workers", type=positive_int, default=None,
                        help="rendering processes (same output for any number; default: one per CPU core, at most 8)")
@@ -46,7 +51,7 @@ def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     synth.set_defaults(func=run_synth)
 
     check = sub.add_parser("check", help="validate a dataset (decodes every image) and print its statistics")
-    check.add_argument("root", type=Path, help="dataset directory (annotation file + imgs/)")
+    check.add_argument("root", type=_path, help="dataset directory (annotation file + imgs/)")
     check.add_argument("--format", choices=list(FORMATS), default=None, help="annotation format (default: detected from the file name)")
     check.add_argument("--no-decode", action="store_true", help="only check that images exist")
     check.add_argument("--workers", type=positive_int, default=4, help="decoding threads (default: 4)")

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from wsreid.cli.common import add_common, add_overrides
+from wsreid.cli.common import add_common, add_overrides, path_argument
 from wsreid.errors import ExitCode, UserError
 
 #: images per query in the ``--show`` figure when ``--top-k`` is not given
@@ -26,11 +26,11 @@ DEFAULT_TOP_K = 5
 def add_parsers(sub) -> None:
     """Register ``eval``."""
     p = sub.add_parser("eval", help="evaluate a run, a checkpoint, or (--zero-shot) a recipe's encoder")
-    p.add_argument("target", nargs="?",
+    p.add_argument("target", nargs="?", type=path_argument,
                    help="run directory, checkpoint directory, model .safetensors, or (with --zero-shot) a recipe")
-    p.add_argument("--recipe", help="recipe (default: the run's recipe.yaml)")
+    p.add_argument("--recipe", type=path_argument, help="recipe (default: the run's recipe.yaml)")
     add_overrides(p, "override a key of the recipe, e.g. -o data.root=DIR (repeatable; VALUE is YAML)")
-    p.add_argument("--data", metavar="RECIPE",
+    p.add_argument("--data", metavar="RECIPE", type=path_argument,
                    help="cross-dataset evaluation: use the data block of this recipe instead of the run's")
     p.add_argument("--split", choices=["test", "val"], default="test")
     p.add_argument("--zero-shot", action="store_true", help="evaluate the encoder as the recipe loads it (no weights)")
@@ -41,7 +41,7 @@ def add_parsers(sub) -> None:
                    help="write a PNG with N queries and their top-k images (green frame: same person, red: not)")
     p.add_argument("--top-k", type=int, default=None, metavar="K",
                    help="images per query in the --show figure (default 5)")
-    p.add_argument("--figure", default=None, metavar="PNG",
+    p.add_argument("--figure", type=path_argument, default=None, metavar="PNG",
                    help="path of the --show figure (default retrieval.png; needs --show)")
     p.add_argument("--format", choices=["json", "table"], default="json", help="output format (default json)")
     add_common(p)

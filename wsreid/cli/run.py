@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wsreid.cli.common import add_common, add_recipe_args, say_stop
+from wsreid.cli.common import add_common, add_recipe_args, path_argument, say_stop
 from wsreid.errors import ExitCode, UserError
 
 
@@ -13,7 +13,7 @@ def add_parsers(sub) -> None:
     """Register ``run`` and ``validate``."""
     p = sub.add_parser("run", help="train a recipe")
     add_recipe_args(p)
-    p.add_argument("--output-dir", help="run directory (default: the recipe's output_dir; either, when relative, is "
+    p.add_argument("--output-dir", type=path_argument, help="run directory (default: the recipe's output_dir; either, when relative, is "
                                         "relative to the working directory, not to the recipe file)")
     p.add_argument("--resume", action="store_true", help="continue the run in the output directory")
     p.add_argument("--overwrite", action="store_true", help="replace the run in the output directory")

@@ -14,7 +14,7 @@ import json
 import sys
 import warnings
 
-from wsreid.cli.common import GreedyOptionHint, add_common, add_overrides
+from wsreid.cli.common import GreedyOptionHint, add_common, add_overrides, path_argument
 from wsreid.errors import ExitCode, UserError
 
 #: unreadable image files named one by one; more are counted in one line
@@ -24,13 +24,13 @@ SHOWN_UNREADABLE = 5
 def add_parsers(sub) -> None:
     """Register ``search``."""
     p = sub.add_parser("search", help="rank your own images for a description, with a trained run")
-    p.add_argument("target", help="run directory, checkpoint directory or model .safetensors "
+    p.add_argument("target", type=path_argument, help="run directory, checkpoint directory or model .safetensors "
                                   "(or, with --zero-shot, a recipe)")
     p.add_argument("queries", nargs="+", metavar="DESCRIPTION", help="one or more descriptions (quote each)")
-    p.add_argument("--images", nargs="+", required=True, metavar="PATH",
+    p.add_argument("--images", type=path_argument, nargs="+", required=True, metavar="PATH",
                    help="image files, or folders searched for images at any depth")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="images listed per description (default 5)")
-    p.add_argument("--recipe", help="recipe (default: the run's recipe.yaml)")
+    p.add_argument("--recipe", type=path_argument, help="recipe (default: the run's recipe.yaml)")
     p.add_argument("--zero-shot", action="store_true", help="use the encoder as the recipe loads it (no weights)")
     add_overrides(p, "override a key of the recipe (repeatable; VALUE is YAML)")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")

@@ -142,7 +142,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     check_runnable(loaded, "run_recipe")
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
-    run_dir = Path(output_dir or recipe.output_dir)
+    run_dir = Path(output_dir or recipe.output_dir).expanduser()  # ~ is the home folder, as in data.root
     resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
     if mode is RunMode.RESUME and not run_dir.exists():
         raise _no_run_to_resume(run_dir, loaded.source)

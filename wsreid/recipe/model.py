@@ -174,7 +174,7 @@ class RecipeBase(Strict):
     #: (filled in on the typed model that ``build_recipe_model`` returns).
     component_models: ClassVar[dict[str, dict[str, type[Params]]]] = {}
 
-    output_dir: str = Field("runs/run", min_length=1, description="run directory; a relative path is relative to the working "
+    output_dir: str = Field("runs/run", min_length=1, description="run directory (~ is the home folder); a relative path is relative to the working "
                             "directory the command runs in, not to the recipe file (unlike extends, data.root and "
                             "the init paths)")
     plugins: list[str] = Field(default_factory=list, description="extra plugin modules to import (importable as Python imports them: "
