@@ -153,6 +153,35 @@ def test_a_closed_output_pipe_ends_quietly(command):
     assert "BrokenPipeError" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+@pytest.mark.parametrize("command", [["plugins"], ["schema"], ["validate", "recipes/dgia.yaml"]])
+def test_output_to_a_full_disk_is_one_error_line(command):
+    """``wsreid ... > file`` on a full disk: one line, exit 2 (it was OSError's traceback,
+    exit 1, raised by the print of a long output or by the last flush of a short one)."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "wsreid", *command], stdout=full, stderr=subprocess.PIPE,
+                              cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                              timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.decode() == ("error: cannot write the output to standard output: no space left on the device "
+                                    "(free space where it goes, or send it elsewhere)\n")
+
+
+def test_output_errors_are_told_from_the_commands_own_file_errors(monkeypatch, capsys):
+    """Only a failing standard output is that line: the command's own OSError stays its own."""
+    import errno
+
+    import wsreid.cli.plugins as plugins_cli
+
+    def failing_file(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/somewhere/else")
+
+    monkeypatch.setattr(plugins_cli, "cmd_schema", failing_file)
+    with pytest.raises(OSError, match="somewhere"):
+        main(["schema"])
+    assert type(sys.stdout).__name__ != "_GuardedOutput"  # standard output is given back
+
+
 def test_run_warns_when_evaluation_people_are_training_people(make_recipe, tmp_path, capsys, synth_tiny_root):
     """A dataset in a real format whose test split shares identities with train (a user's
     own split): the run says so before training, in one warning line, prints the count on

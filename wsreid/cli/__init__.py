@@ -25,6 +25,7 @@ line ``error: ...`` and exit with :attr:`~wsreid.errors.ExitCode.USER_ERROR` (2)
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code.
     A :class:`~wsreid.errors.UserError` becomes one line on stderr (``--debug``: the
-    traceback); a closed output pipe (``wsreid plugins | head``) ends quietly. While the
+    traceback); a closed output pipe (``wsreid plugins | head``) ends quietly, an output that
+    cannot be written (``> file`` on a full disk) is one line, exit 2. While the
     command runs, Ctrl-C, SIGTERM and SIGHUP stop it the same way
     (:mod:`wsreid.engine.signals`): one line (one for all the processes of a multi-process
     launch, :func:`~wsreid.cli.common.say_stop`), exit status 128 + the signal's number
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False) or debug_requested()
     with signals.stop_on_signals():
         try:
+            sys.stdout = _GuardedOutput(sys.stdout)
             code = int(args.func(args) or 0)
         except UserError as exc:
             if debug:
@@ -80,11 +83,64 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             _quiet_closed_pipe()
             return ExitCode.OK
+        except _OutputFailed as exc:
+            if debug:
+                raise
+            return _output_failed(exc.cause)
+        finally:
+            if isinstance(sys.stdout, _GuardedOutput):
+                sys.stdout = sys.stdout.stream
         signum = signals.received()
         if signum is not None and code != signals.exit_code(signum):  # swallowed after the engine's last check
             say_stop(f"{signals.describe(signum)} (after the command had finished)")
             return signals.exit_code(signum)
         return code
+
+
+class _OutputFailed(Exception):
+    """Writing the command's output to standard output failed (``cause``: the OSError)."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _GuardedOutput:
+    """Standard output while a command runs: a write or flush that fails (a full disk
+    under ``> file``), a closed pipe aside, raises :class:`_OutputFailed`, which
+    :func:`main` tells from the command's own file errors. Everything else is the stream's."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def _output_failed(exc: OSError) -> int:
+    """Standard output could not be written (a full disk under ``> file``): one error
+    line, the rest of the output dropped, exit 2."""
+    reason = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    print(f"error: cannot write the output to standard output: {reason} (free space where it goes, or send it "
+          "elsewhere)", file=sys.stderr)
+    _quiet_closed_pipe()  # what stays buffered is dropped, not flushed again at exit
+    return ExitCode.USER_ERROR
 
 
 def _quiet_closed_pipe() -> None:
@@ -114,4 +170,6 @@ def entry() -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_closed_pipe()
+    except OSError as exc:  # the output of a short command, held until here
+        code = _output_failed(exc)
     sys.exit(code)
