@@ -58,7 +58,7 @@ def test_gather_with_grad_takes_shards_of_different_sizes(tmp_path):
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({"WORLD_SIZE": "2"}, "sees a world of 1"),
+        ({"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}, "sees a world of 1"),
         ({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"}, "starts a single process"),
     ],
 )
@@ -73,6 +73,7 @@ def test_launch_mismatch_is_a_clear_error(monkeypatch, env, message):
 
 def test_launch_check_passes_for_a_consistent_world(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
     check_launch(SimpleNamespace(num_processes=2))
 

@@ -16,7 +16,20 @@ from wsreid.launcher import Launch, launch_from_env
 ])
 def test_valid_launches(environ, expected):
     assert launch_from_env(environ) == expected
-    assert launch_from_env(environ, strict=True) == expected
+    launched = {**environ, "MASTER_ADDR": "127.0.0.1"} if expected.multi_process else environ  # as torchrun sets it
+    assert launch_from_env(launched, strict=True) == expected
+
+
+def test_a_world_size_left_in_the_shell_is_not_a_launch():
+    """WORLD_SIZE=2 without the launcher's MASTER_ADDR: accelerate's 25-line traceback
+    ('Tried to launch on distributed with multinode...') became one line."""
+    with pytest.raises(UserError) as caught:
+        launch_from_env({"WORLD_SIZE": "2"}, strict=True)
+    assert str(caught.value) == (
+        "WORLD_SIZE=2 is set but no launcher started this process (MASTER_ADDR, which torchrun and accelerate launch "
+        "set, is not) (unset WORLD_SIZE (a value left in the shell or script) to run in one process, or start the "
+        "processes with torchrun; see docs/distributed.md)")
+    assert launch_from_env({"WORLD_SIZE": "2", "MASTER_ADDR": " "}) == Launch(0, 2)  # not strict: never fails
 
 
 def test_main_and_multi_process():

@@ -46,7 +46,8 @@ def launch_from_env(environ: Mapping[str, str] | None = None, *, strict: bool = 
     """The :class:`Launch` that ``environ`` (default: ``os.environ``) describes.
 
     ``WORLD_SIZE`` must be a whole number of at least 1 and ``RANK`` one in
-    ``0 .. WORLD_SIZE - 1``. With ``strict`` other values are a
+    ``0 .. WORLD_SIZE - 1``, and several processes need the launcher's ``MASTER_ADDR``
+    (a ``WORLD_SIZE`` left in the shell is not a launch). With ``strict`` other values are a
     :class:`~wsreid.errors.UserError` naming the variable (a run checks them before it
     prepares its directory); without it they read as one process (for the printing of a
     stop line or a warning, which must never fail)."""
@@ -64,4 +65,9 @@ def launch_from_env(environ: Mapping[str, str] | None = None, *, strict: bool = 
                             f"(0 .. {world_size - 1})",
                             hint="the launcher (torchrun, accelerate launch) sets both; unset them to run in one process")
         return Launch()
+    if strict and world_size > 1 and not (environ.get("MASTER_ADDR") or "").strip():
+        raise UserError(f"WORLD_SIZE={world_size} is set but no launcher started this process (MASTER_ADDR, which "
+                        "torchrun and accelerate launch set, is not)",
+                        hint="unset WORLD_SIZE (a value left in the shell or script) to run in one process, or start "
+                             "the processes with torchrun; see docs/distributed.md")
     return Launch(rank, world_size)
