@@ -647,3 +647,16 @@ def test_a_run_that_failed_is_reported_as_failed_by_later_reports(study_file, tm
     assert not (out / "failures.json").exists()
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert rows["C sup"]["status"] == "ok"
+
+
+def test_a_study_under_several_processes_is_refused(study_file, tmp_path, monkeypatch, capsys):
+    """Under torchrun each process planned and started the study's runs on its own, and
+    the second run hung (the processes waited for each other at different points)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["ablate", str(study_file), "--output-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        "error: wsreid ablate runs under one process only: it starts its trainings itself (-j N for N at once), and "
+        "under torchrun every process would start them on its own (run it without torchrun; train one recipe on "
+        "several processes with torchrun ... -m wsreid run RECIPE)\n")
+    assert not (tmp_path / "out").exists()

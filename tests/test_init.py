@@ -182,3 +182,29 @@ def test_clip_initial_weights_check_compares_tokenizers_and_sizes():
     for fits in (ClipParams(vision={"intermediate": 3072}, image_size=(192, 384)), ClipParams(min_frequency=3)):
         ClipEncoder.check_initial_weights(fits, built)  # the same shapes: no error
     ClipEncoder.check_initial_weights(hub, ClipParams(pretrained="elsewhere/clip"))  # compared when loaded
+
+
+def test_the_command_an_untrained_init_recipe_names_under_several_processes_trains_it(make_recipe, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """Several processes do not pretrain: the hint's command trains the init recipe into
+    the cache the run reads (it named a plain `wsreid run INIT`, into the init recipe's own
+    output_dir, so following it gave the same error again)."""
+    import shlex
+
+    import pytest
+
+    from wsreid.engine.session import initial_run
+    from wsreid.errors import UserError
+
+    monkeypatch.setenv("WSREID_CACHE", str(tmp_path / "cache"))
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}}, name="pretrain.yaml")
+    recipe = make_recipe("baselines/itc.yaml", {"init": {"recipe": "pretrain.yaml"}}, name="main.yaml")
+    init = load_recipe(str(recipe)).recipe.init
+    with pytest.raises(UserError) as caught:
+        initial_run(init, world_size=2)
+    message = str(caught.value)
+    assert message.startswith(f"init: the encoder of {init.recipe} is not trained yet (train it once in a single "
+                              "process into the cache this run reads: wsreid run ")
+    argv = shlex.split(message.split("this run reads: ", 1)[1].rstrip(")"))
+    assert argv[:2] == ["wsreid", "run"] and main(argv[1:]) == 0
+    assert initial_run(init, world_size=2) == next((tmp_path / "cache" / "init").iterdir())

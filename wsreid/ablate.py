@@ -966,6 +966,13 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     from wsreid.recipe import parse_override
     from wsreid.recipe.loader import check_strings
 
+    from wsreid.launcher import launch_from_env
+
+    if launch_from_env().multi_process:  # each process would plan and start the study's runs on its own: a hang
+        raise StudyError("wsreid ablate runs under one process only: it starts its trainings itself (-j N for N at "
+                         "once), and under torchrun every process would start them on its own",
+                         hint="run it without torchrun; train one recipe on several processes with torchrun ... -m "
+                              "wsreid run RECIPE")
     overrides = check_strings("overrides", overrides)
     variants = check_strings("variants", variants)
     disabled = check_strings("disabled", disabled)

@@ -253,8 +253,8 @@ def initial_run(init, *, world_size: int = 1) -> Path:
         return target
     if world_size > 1:
         raise UserError(f"init: the encoder of {init.recipe} is not trained yet",
-                        hint=f"train it once in a single process: {command('wsreid', 'run', init.recipe)} "
-                             f"(it is cached in {target})")
+                        hint=f"train it once in a single process into the cache this run reads: "
+                             f"{command('wsreid', 'run', init.recipe, '--output-dir', target)}")
     print(f"init: training the initial encoder once: {init.recipe} -> {target} (as the file is written: -o "
           "options change the recipe that names it, not this one)", file=sys.stderr)
     for line in loaded.warnings:  # what `wsreid validate` of that recipe would warn of
