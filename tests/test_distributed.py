@@ -241,3 +241,27 @@ def test_two_process_trainable_classifier_matches_one_process(make_recipe, tmp_p
                                atol=2e-4, rtol=0)
     worst = _worst_weight_difference(one, two)
     assert worst < 1e-5, worst
+
+
+def test_a_run_directory_that_some_process_cannot_see_is_refused(tmp_path):
+    """Nodes that do not share the run directory: a process that saw no best checkpoint
+    tested with its last weights and metrics.json mixed the two; now every process stops
+    at set-up (each counts itself in; the sum is the collective)."""
+    from wsreid.engine.run import check_shared_run_dir
+    from wsreid.engine.rundir import RUN_MARKER
+
+    def processes(others_seeing: int):
+        return SimpleNamespace(active=True, world_size=3, sum=lambda mine: mine + others_seeing)
+
+    check_shared_run_dir(tmp_path, SimpleNamespace(active=False))  # one process: nothing to check
+    (tmp_path / RUN_MARKER).write_text("{}")
+    check_shared_run_dir(tmp_path, processes(2))  # all three see it
+    with pytest.raises(UserError) as caught:
+        check_shared_run_dir(tmp_path, processes(1))
+    assert str(caught.value) == (
+        f"1 of 3 processes cannot see the run directory {tmp_path} that the main process prepared (its .wsreid-run): "
+        "every process reads it (the best checkpoint at the end, --resume) (put output_dir on a file system every "
+        "node sees; see docs/distributed.md)")
+    (tmp_path / RUN_MARKER).unlink()  # this process is on the other node
+    with pytest.raises(UserError, match="^1 of 3 processes cannot see"):
+        check_shared_run_dir(tmp_path, processes(2))

@@ -114,6 +114,24 @@ class EncodeViews(torch.nn.Module):
                                     self.encoder.embed_dim, "encode_text", "captions")
 
 
+def check_shared_run_dir(run_dir: Path, dist: Distributed) -> None:
+    """Every process of a multi-process run must see the run directory the main process
+    prepared (its marker file): each one reads it - the best checkpoint loaded back at the
+    end, ``--resume``. On nodes that do not share it, a process that saw no best checkpoint
+    tested with its last weights and the score mixed the two. A :class:`UserError` on every
+    process otherwise (a collective: called by all of them)."""
+    if not dist.active:
+        return
+    from wsreid.engine.rundir import RUN_MARKER
+
+    seen = round(dist.sum(float((run_dir / RUN_MARKER).is_file())))
+    if seen < dist.world_size:
+        raise UserError(f"{dist.world_size - seen} of {dist.world_size} processes cannot see the run directory "
+                        f"{run_dir} that the main process prepared (its {RUN_MARKER}): every process reads it (the best "
+                        "checkpoint at the end, --resume)",
+                        hint="put output_dir on a file system every node sees; see docs/distributed.md")
+
+
 class Run:
     """A training run of a validated recipe into ``run_dir``.
 
@@ -171,6 +189,7 @@ class Run:
         self.accelerator = self._accelerator()
         self.dist = Distributed(self.accelerator)
         self.dist.barrier()  # the main process has prepared the run directory
+        check_shared_run_dir(self.run_dir, self.dist)
         set_seed(self.recipe.train.seed)
         self.build_components()
         self.build_training()
