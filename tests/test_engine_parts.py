@@ -197,14 +197,18 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
 
 def test_a_best_checkpoint_moved_aside_by_a_stopped_write_is_recovered(tmp_path):
     """save_best renames best -> best.old, then best.tmp -> best: a process stopped between
-    the two leaves no best; the previous one is taken back by the readers and the next write."""
+    the two leaves no best; the readers (eval, search, init) read the previous one where it
+    is, without writing into the run (a read-only run was a PermissionError traceback), and
+    the engine's next write takes it back."""
     from wsreid.engine.rundir import run_weights
 
     model = torch.nn.Linear(3, 2)
     ckpt.save_best(tmp_path, model, {"epoch": 1, "R1": 10.0})
     root = tmp_path / "checkpoints"
     os.replace(root / "best", root / "best.old")  # the instant between the renames
-    assert run_weights(tmp_path) == root / "best" / "model.safetensors"
+    assert run_weights(tmp_path) == root / "best.old" / "model.safetensors"
+    assert sorted(p.name for p in root.iterdir()) == ["best.old"]  # read where it is
+    assert ckpt.recover_best(tmp_path) == root / "best"  # the engine moves it back
     assert json.loads((root / "best" / "state.json").read_text())["epoch"] == 1
     os.replace(root / "best", root / "best.old")
     ckpt.save_best(tmp_path, model, {"epoch": 2, "R1": 12.0})

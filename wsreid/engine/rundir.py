@@ -454,10 +454,13 @@ def run_state(run_dir: Path) -> RunState:
 
 def run_weights(run_dir: Path) -> Path | None:
     """The weights a finished (or interrupted) run stands for: its best checkpoint, else
-    its latest one; None when it holds none."""
-    from wsreid.engine.checkpoint import latest_checkpoint, recover_best
+    its latest one; None when it holds none. Reads only: a best checkpoint left as
+    ``best.old`` (a run stopped inside the swap of a new best) is read where it is - the
+    engine puts it back when the run resumes - so evaluating a read-only run works."""
+    from wsreid.checkpoint_layout import best_checkpoint
+    from wsreid.engine.checkpoint import latest_checkpoint
 
-    best = recover_best(run_dir)
+    best = best_checkpoint(run_dir)
     if best is not None and (best / "model.safetensors").exists():
         return best / "model.safetensors"
     last = latest_checkpoint(run_dir)
