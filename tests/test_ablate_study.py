@@ -660,3 +660,35 @@ def test_a_study_under_several_processes_is_refused(study_file, tmp_path, monkey
         "under torchrun every process would start them on its own (run it without torchrun; train one recipe on "
         "several processes with torchrun ... -m wsreid run RECIPE)\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_results_are_written_as_one_set_or_not_at_all(study_file, tmp_path, capsys, monkeypatch):
+    """A full disk while the chart is written: the previous results.md, .csv and .png are
+    kept whole and no temporary file is left (a new table beside a truncated old chart was)."""
+    import errno
+
+    import wsreid.ablate_table as table
+
+    loaded = load_study(study_file)
+    out = tmp_path / "out"
+    for run in plan_runs(loaded, out):
+        _saved_run(loaded, run, json.dumps(_metrics(10.0 * (run.seed + 1))), lambda t: t)
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert set(before) >= {"results.md", "results.csv", "results.png"}
+    runs = plan_runs(loaded, out)
+    (runs[0].run_dir / "metrics.json").write_text(json.dumps(_metrics(55.0)))  # the new tables differ
+
+    def chart_on_a_full_disk(target, loaded, rows):
+        out_file = open(target, "wb") if isinstance(target, (str, Path)) else target
+        out_file.write(b"\x89PNG\r\n\x1a\n cut short")
+        out_file.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(table, "write_chart", chart_on_a_full_disk)
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--report-only", "--include-outdated", "--output-dir", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out}: cannot write the study's results: no space left on the device; the previous results.md, "
+        "results.csv and results.png are kept as they were (free space, then run with --report-only)\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

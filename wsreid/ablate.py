@@ -1038,8 +1038,13 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     try:
         paths = write_outputs(loaded, rows, output_dir)
     except OSError as exc:
-        raise StudyError(f"{output_dir}: cannot write the study's results: {exc}",
-                         hint="free space or fix the permissions, then run with --report-only") from None
+        from wsreid.fileio import disk_full
+
+        reason = "no space left on the device" if disk_full(exc) else (exc.strerror or str(exc))
+        raise StudyError(f"{output_dir}: cannot write the study's results: {reason}; the previous results.md, "
+                         "results.csv and results.png are kept as they were",
+                         hint=("free space" if disk_full(exc) else "fix the permissions")
+                         + ", then run with --report-only") from None
     return StudyReport(outcomes, paths)
 
 

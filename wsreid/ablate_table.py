@@ -14,16 +14,19 @@ marked "NOT weakly supervised" in every output.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
+
+from wsreid.fileio import write_atomically, write_atomically_together
 
 if TYPE_CHECKING:  # pragma: no cover
     from wsreid.ablate import LoadedStudy, RunOutcome
 
-__all__ = ["VariantRow", "aggregate", "paired_summary", "markdown_table", "write_csv", "write_chart", "write_outputs"]
+__all__ = ["VariantRow", "aggregate", "paired_summary", "markdown_table", "csv_text", "write_csv", "write_chart", "write_outputs"]
 
 NOT_WEAK = "NOT weakly supervised"
 
@@ -197,6 +200,11 @@ def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow]) -> str:
 
 
 def write_csv(path: Path, loaded: "LoadedStudy", rows: list[VariantRow]) -> None:
+    """Write :func:`csv_text` to ``path`` (atomically)."""
+    write_atomically(path, csv_text(loaded, rows))
+
+
+def csv_text(loaded: "LoadedStudy", rows: list[VariantRow]) -> str:
     """``results.csv``: label, status, runs, weakly_supervised, then per metric mean, std,
     delta of the means, and the mean and std of the deltas paired by seed."""
     metrics = loaded.study.metrics
@@ -208,23 +216,25 @@ def write_csv(path: Path, loaded: "LoadedStudy", rows: list[VariantRow]) -> None
     def num(value: float | None) -> str:
         return "" if value is None else repr(float(value))
 
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for row in rows:
-            ws = "" if row.weakly_supervised is None else str(row.weakly_supervised).lower()
-            line = [row.label, str(row.is_reference).lower(), row.status, row.runs_done, row.runs_total, ws]
-            for name in metrics:
-                summary = paired_summary(row, name)
-                paired = (None, None) if summary is None else summary[:2]
-                line += [num(row.mean.get(name)), num(row.std.get(name)), num(row.delta.get(name)), *map(num, paired)]
-            line.append(row.note or "")
-            writer.writerow(line)
+    f = io.StringIO(newline="")
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for row in rows:
+        ws = "" if row.weakly_supervised is None else str(row.weakly_supervised).lower()
+        line = [row.label, str(row.is_reference).lower(), row.status, row.runs_done, row.runs_total, ws]
+        for name in metrics:
+            summary = paired_summary(row, name)
+            paired = (None, None) if summary is None else summary[:2]
+            line += [num(row.mean.get(name)), num(row.std.get(name)), num(row.delta.get(name)), *map(num, paired)]
+        line.append(row.note or "")
+        writer.writerow(line)
+    return f.getvalue()
 
 
-def write_chart(path: Path, loaded: "LoadedStudy", rows: list[VariantRow]) -> None:
-    """``results.png``: for each plotted metric a bar per variant (mean, std error bar);
-    hatched bars and a '*' mark runs that are not weakly supervised."""
+def write_chart(path: Path | BinaryIO, loaded: "LoadedStudy", rows: list[VariantRow]) -> None:
+    """``results.png`` (to a path, or a binary file): for each plotted metric a bar per
+    variant (mean, std error bar); hatched bars and a '*' mark runs that are not weakly
+    supervised."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,15 +260,18 @@ def write_chart(path: Path, loaded: "LoadedStudy", rows: list[VariantRow]) -> No
     if any(row.weakly_supervised is False for row in rows):
         fig.text(0.01, 0.01, f"* {NOT_WEAK} (true identity labels)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def write_outputs(loaded: "LoadedStudy", rows: list[VariantRow], output_dir: Path) -> dict[str, Path]:
-    """Write results.md, results.csv and results.png into ``output_dir``."""
+    """Write results.md, results.csv and results.png into ``output_dir``, as one set: all
+    three are written before any replaces its old version, so a failure (a full disk)
+    keeps the previous set whole (:func:`wsreid.fileio.write_atomically_together`)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": output_dir / "results.md", "csv": output_dir / "results.csv", "png": output_dir / "results.png"}
-    paths["md"].write_text(markdown_table(loaded, rows))
-    write_csv(paths["csv"], loaded, rows)
-    write_chart(paths["png"], loaded, rows)
+    write_atomically_together({paths["md"]: markdown_table(loaded, rows), paths["csv"]: csv_text(loaded, rows),
+                               paths["png"]: lambda out: write_chart(out, loaded, rows)})
     return paths

@@ -12,7 +12,7 @@ import stat
 import tempfile
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Mapping, Union
 
 __all__ = ["nearest_existing", "cannot_create_in", "disk_full", "write_atomically"]
 
@@ -64,7 +64,34 @@ def write_atomically(path: str | Path, content: Content, *, fsync: bool = False)
     give it: those of the file it replaces (read, write, execute), else read-write as the
     process's umask allows.
     Returns ``path``."""
-    target = Path(path)
+    write_atomically_together({path: content}, fsync=fsync)
+    return Path(path)
+
+
+def write_atomically_together(files: Mapping[str | Path, Content], *, fsync: bool = False) -> None:
+    """Write several files (path -> content, as :func:`write_atomically`) as one set: each
+    is written to its temporary file first, and only when all of them are written are they
+    renamed over their paths. A failure while writing (a full disk half way through the
+    last one) leaves every path as it was - the old set, not a new table beside an old
+    chart - and removes the temporary files."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, content in files.items():
+            staged.append((_stage(Path(path), content, fsync), Path(path)))
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:  # renamed already, or gone
+                pass
+        raise
+
+
+def _stage(target: Path, content: Content, fsync: bool) -> str:
+    """``content`` written to a new temporary file beside ``target``, with the permissions
+    a plain write of ``target`` would give; its path. Removed again on failure."""
     data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode) & 0o777  # as a write would, without set-id bits
@@ -83,7 +110,6 @@ def write_atomically(path: str | Path, content: Content, *, fsync: bool = False)
                 os.fsync(out.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
-        os.replace(tmp, target)
     except BaseException:
         if fd >= 0:
             os.close(fd)
@@ -92,7 +118,7 @@ def write_atomically(path: str | Path, content: Content, *, fsync: bool = False)
         except OSError:
             pass
         raise
-    return target
+    return tmp
 
 
 def _create_beside(target: Path) -> tuple[int, str]:
