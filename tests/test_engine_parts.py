@@ -251,8 +251,28 @@ def test_failed_best_write_keeps_the_previous_best(tmp_path, monkeypatch, error)
         raise error
 
     monkeypatch.setattr(ckpt, "save_model", full_disk)
-    with pytest.raises(TrainingError, match="could not write the best checkpoint .*: .*No space left"):
+    with pytest.raises(TrainingError, match="could not write the best checkpoint .*: .*No space left") as caught:
         ckpt.save_best(tmp_path, model, {"epoch": 2, "R1": 12.0})
+    assert str(caught.value).endswith("(the previous best checkpoint is kept; no earlier checkpoint exists to resume "
+                                      "from: free disk space and start the run again)")
     best = tmp_path / "checkpoints" / "best"
     assert json.loads((best / "state.json").read_text())["epoch"] == 1 and (best / "model.safetensors").is_file()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best"]
+
+
+@pytest.mark.parametrize("error, fix", [
+    (PermissionError(13, "Permission denied"), "fix the permissions of the run directory"),
+    (OSError(30, "Read-only file system"), "fix the permissions of the run directory"),
+    (OSError(5, "Input/output error"), "fix the cause"),
+])
+def test_a_failed_write_that_is_no_full_disk_does_not_say_free_disk_space(tmp_path, monkeypatch, error, fix):
+    _state(tmp_path, epoch=1)
+
+    def failing(*a, **k):
+        raise error
+
+    monkeypatch.setattr(ckpt, "save_file", failing)
+    with pytest.raises(TrainingError) as caught:
+        _state(tmp_path, epoch=2)
+    assert str(caught.value).endswith(f": {error.strerror} (the previous checkpoint epoch-0001 is kept; {fix} and "
+                                      "resume with --resume)")

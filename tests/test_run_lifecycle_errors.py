@@ -320,3 +320,28 @@ def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path):
     for write in (lambda: lock_run_dir(blocked), lambda: write_run_files(blocked / "run", "", {})):
         with pytest.raises(UserError, match="cannot be written"):
             write()
+
+
+def test_resume_into_checkpoints_it_cannot_write_is_refused_before_training(saved_run, monkeypatch):
+    """A checkpoints/ folder the run cannot write: refused at --resume (it failed after a
+    whole epoch, at the first checkpoint, with the hint to free disk space)."""
+    import errno
+
+    import wsreid.engine.rundir as rundir
+    from wsreid.engine.rundir import RunMode, prepare_run_dir
+
+    run_dir = saved_run[0]
+    _checkpoint(run_dir)
+    assert prepare_run_dir(run_dir, RunMode.RESUME) is False  # writable: resumed
+    seen = []
+
+    def read_only(folder, name):
+        seen.append(folder)
+        return PermissionError(errno.EACCES, "Permission denied")  # as a probe file in a read-only folder fails
+
+    monkeypatch.setattr(rundir, "cannot_create_in", read_only)
+    with pytest.raises(UserError) as caught:
+        prepare_run_dir(run_dir, RunMode.RESUME)
+    assert seen == [run_dir / "checkpoints"]
+    assert str(caught.value) == (f"--resume: {run_dir / 'checkpoints'} cannot be written: Permission denied (fix its "
+                                 "permissions; the run writes its next checkpoint there)")

@@ -22,6 +22,7 @@ shared with ``wsreid validate``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -39,7 +40,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from wsreid.checkpoint_layout import (BEST, BEST_OLD, CHECKPOINTS, FILES, POINTER, WEIGHTS, best_checkpoint,
                                       checkpoint_name, latest_checkpoint, newest_complete_checkpoint)
 from wsreid.errors import TrainingError
-from wsreid.fileio import write_atomically
+from wsreid.fileio import disk_full, write_atomically
 
 #: the hint of a damaged checkpoint met while training (``--resume``): the run can start again
 TRAINING_HINT = "restore it or start again with --overwrite"
@@ -136,7 +137,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingError(f"could not write checkpoint {root / name}: {_write_error(exc)}",
                             hint=_after_failed_write(previous, f"the previous checkpoint {previous.name} is kept"
-                                                     if previous else None)) from exc
+                                                     if previous else None, exc)) from exc
     atomic_write_text(root / POINTER, name + "\n")
     for old in root.glob("epoch-*"):
         if old.name != name and not old.name.endswith(".tmp"):
@@ -152,11 +153,15 @@ def _latest_or_none(run_dir: Path) -> Path | None:
         return None
 
 
-def _after_failed_write(resumable: Path | None, kept: str | None) -> str:
-    """What to do after a checkpoint could not be written: resume from ``resumable`` (the
-    latest complete checkpoint), or - there is none - start the run again."""
-    then = ("free disk space and resume with --resume" if resumable is not None
-            else "no earlier checkpoint exists to resume from: free disk space and start the run again")
+def _after_failed_write(resumable: Path | None, kept: str | None, exc: BaseException | None = None) -> str:
+    """What to do after a checkpoint could not be written (``exc``): free disk space, or
+    fix the permissions (a folder the run cannot write), then resume from ``resumable``
+    (the latest complete checkpoint), or - there is none - start the run again."""
+    fix = "free disk space" if exc is None or disk_full(exc) or not isinstance(exc, OSError) else \
+        "fix the permissions of the run directory" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else \
+        "fix the cause"
+    then = (f"{fix} and resume with --resume" if resumable is not None
+            else f"no earlier checkpoint exists to resume from: {fix} and start the run again")
     return f"{kept}; {then}" if kept else then
 
 
@@ -194,7 +199,7 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingError(f"could not write the best checkpoint {root / 'best'}: {_write_error(exc)}",
                             hint=_after_failed_write(_latest_or_none(run_dir), "the previous best checkpoint is kept"
-                                                     if previous is not None else None)) from exc
+                                                     if previous is not None else None, exc)) from exc
     old = root / BEST_OLD
     shutil.rmtree(old, ignore_errors=True)
     if (root / BEST).exists():

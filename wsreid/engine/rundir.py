@@ -30,7 +30,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterable
 
+from wsreid.checkpoint_layout import CHECKPOINTS
 from wsreid.errors import TrainingError, UserError
+from wsreid.fileio import cannot_create_in
 
 __all__ = [
     "RUN_MARKER",
@@ -115,6 +117,11 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> FreshRunDir | bool:
     if mode is RunMode.RESUME:
         if not (run_dir / RUN_MARKER).exists():
             raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
+        checkpoints = run_dir / CHECKPOINTS
+        problem = cannot_create_in(checkpoints, "checkpoint") if checkpoints.is_dir() else None
+        if problem is not None:  # found now, not after an epoch of training
+            raise UserError(f"--resume: {checkpoints} cannot be written: {problem.strerror or problem}",
+                            hint="fix its permissions; the run writes its next checkpoint there")
         return False
     if exists:
         if not (run_dir / RUN_MARKER).exists():
