@@ -167,6 +167,16 @@ def test_plugins_module_that_fails_to_import_names_the_option(capsys):
         "named 'wsreid_no_such_module' (check that it (and what it imports) is installed or on PYTHONPATH)")
 
 
+@pytest.mark.parametrize("given, name", [("./my_plugin.py", "my_plugin"), ("/plugins/wsreid_x", "wsreid_x"),
+                                         ("notes.py", "notes")])
+def test_plugins_module_given_as_a_path_says_a_module_name_is_needed(capsys, given, name):
+    """It was blamed on 'the plugin's code' (a relative import's TypeError) or read as a
+    module named '/plugins/...'."""
+    assert _user_error(capsys, ["plugins", "--module", given]) == (
+        f"error: plugin module {given!r} (--module) is a path; a module name is needed (give the module's import "
+        f"name, e.g. {name}, with its folder on PYTHONPATH)")
+
+
 # ------------------------------------------------------------------ 5: convert-weights
 
 
@@ -191,7 +201,8 @@ def test_convert_weights_shows_no_transformers_bar(openai_file, tmp_path, capfd)
     assert captured.out == f"{tmp_path / 'out'}\n"
     assert captured.err == (f"warning: convert-weights: {tmp_path / 'out'} holds no tokenizer (no --tokenizer "
                             "given): use it with encoder.tokenizer set to OpenAI's BPE file "
-                            "bpe_simple_vocab_16e6.txt.gz, or convert again with --tokenizer BPE_FILE\n")
+                            "bpe_simple_vocab_16e6.txt.gz, or convert again into a new folder (or after deleting "
+                            "this one) with --tokenizer BPE_FILE\n")
     assert (tmp_path / "out" / "model.safetensors").is_file()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_info()  # asking transformers for details shows it again

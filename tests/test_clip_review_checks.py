@@ -103,7 +103,8 @@ def test_folder_without_tokenizer_is_refused_and_convert_weights_says_so(files, 
     assert captured.out == "notok\n"
     assert captured.err == (
         "warning: convert-weights: notok holds no tokenizer (no --tokenizer given): use it with encoder.tokenizer "
-        "set to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz, or convert again with --tokenizer BPE_FILE\n")
+        "set to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz, or convert again into a new folder (or after deleting "
+        "this one) with --tokenizer BPE_FILE\n")
     err, path = one_error(tmp_path, capsys, "notok")
     assert err == (
         f"error: {path}:5: encoder.pretrained: model folder notok holds no tokenizer (tokenizer.json, or vocab.json and "

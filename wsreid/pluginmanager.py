@@ -31,6 +31,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 import pluggy
@@ -195,6 +196,10 @@ def load_plugins(
     for modname in modules:
         if skip(modname) or pm.has_plugin(modname):
             continue
+        if "/" in modname or "\\" in modname or modname.startswith(".") or modname.endswith(".py"):
+            name = Path(modname).stem.lstrip(".") or "my_plugin"
+            raise PluginError(f"plugin module {modname!r} ({modules_from}) is a path; a module name is needed",
+                              hint=f"give the module's import name, e.g. {name}, with its folder on PYTHONPATH")
         try:
             plugin = importlib.import_module(modname)
         except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import is broken too

@@ -87,8 +87,8 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
                 break
     if fast is None:
         print(f"warning: convert-weights: {out_dir} holds no tokenizer (no --tokenizer given): use it with "
-              f"encoder.tokenizer set to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz, or convert again with "
-              "--tokenizer BPE_FILE", file=sys.stderr)
+              f"encoder.tokenizer set to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz, or convert again into a "
+              "new folder (or after deleting this one) with --tokenizer BPE_FILE", file=sys.stderr)
     return out_dir
 
 

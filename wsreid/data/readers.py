@@ -243,13 +243,12 @@ def _load_json(path: Path) -> list:
 
 
 def _person_id(value: object, where: str) -> int:
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
-    raise DataError(f"{where}: 'id' must be an integer, found {value!r}", hint="fix or remove the record")
+    shown = json.dumps(value) if isinstance(value, bool) or value is None else repr(value)  # as the file writes it
+    raise DataError(f"{where}: 'id' must be an integer, found {shown}", hint="fix or remove the record")
 
 
 def _captions(value: object, where: str) -> tuple[str, ...]:
