@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_engine_parts import _state
 
 from wsreid.distributed import Distributed, check_launch
 from wsreid.errors import UserError
@@ -265,3 +266,36 @@ def test_a_run_directory_that_some_process_cannot_see_is_refused(tmp_path):
     (tmp_path / RUN_MARKER).unlink()  # this process is on the other node
     with pytest.raises(UserError, match="^1 of 3 processes cannot see"):
         check_shared_run_dir(tmp_path, processes(2))
+
+
+def test_a_collective_whose_peer_ended_is_told_from_a_fault_of_this_process(tmp_path):
+    """A process whose gather failed because another process ended (its own error, the
+    out-of-memory killer, Ctrl-C to it alone) blamed the encoder plugin ('choose another
+    encoder') or printed a traceback: it now says another process ended, with the resume
+    command when a checkpoint is there."""
+    from wsreid.distributed import peer_process_lost
+    from wsreid.engine.session import _peer_lost
+    from wsreid.errors import ComponentError
+
+    gloo = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+                        "[127.0.0.1]:42154")
+    try:
+        try:
+            raise gloo
+        except RuntimeError as exc:  # as the engine wraps a component's exception
+            raise ComponentError("encoder (encoder 'clip' from plugin 'clip'): encode_image() failed") from exc
+    except ComponentError as wrapped:
+        assert peer_process_lost(wrapped) and peer_process_lost(gloo)
+    assert not peer_process_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not peer_process_lost(ValueError("Connection closed by peer"))  # not a collective's error
+    assert not peer_process_lost(None)
+
+    run_dir = tmp_path / "run"
+    assert str(_peer_lost(run_dir, 2, removed=True)) == (
+        "another process of this 2-process launch ended during the run (its own message says why); no checkpoint was "
+        "written yet (fix what it reports, then run the command again)")
+    _state(run_dir, epoch=2)
+    assert str(_peer_lost(run_dir, 2, removed=False)) == (
+        "another process of this 2-process launch ended during the run (its own message says why); last complete "
+        f"checkpoint: epoch-0002 (fix what it reports, then resume (with any number of processes): wsreid run "
+        f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume)")

@@ -67,8 +67,11 @@ def launcher_store(monkeypatch):
 
 
 def _stop_line(run_dir) -> str:
-    return (f"stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: wsreid run "
-            f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume")
+    """The stop line of a 2-process run: the resume command, in one process or as launched."""
+    again = f"run {run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume"
+    return (f"stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: wsreid {again} (in one process; "
+            f"or launched as before, e.g. torchrun --nproc_per_node 2 -m wsreid {again}: a run resumes with any "
+            "number of processes)")
 
 
 def test_a_stop_of_two_processes_prints_one_line(make_recipe, tmp_path, monkeypatch, capsys, launcher_store):
@@ -172,9 +175,7 @@ def test_torchrun_stopped_by_sigterm_prints_one_line(make_recipe, tmp_path):
                            "--output-dir", str(run_dir)], capture_output=True, text=True, env=env, timeout=300)
     stderr = {int(f.parent.name): f.read_text() for f in logs.rglob("stderr.log")}
     assert sorted(stderr) == [0, 1], proc.stderr[-3000:]
-    line = (f"stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: wsreid run "
-            f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume")
-    assert stderr[0].strip().splitlines()[-1] == line, stderr
+    assert stderr[0].strip().splitlines()[-1] == _stop_line(run_dir), stderr
     assert "stopped by" not in stderr[1] and "Traceback" not in stderr[1], stderr[1][-3000:]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best", "epoch-0001", "latest"]
     assert not (run_dir / ".wsreid-lock").exists()

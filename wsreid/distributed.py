@@ -135,6 +135,24 @@ class Distributed:
         return float(t.item())
 
 
+#: what gloo and NCCL say when the process at the other end of a collective has ended
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing", "Broken pipe",
+              "NCCL communicator was aborted", "Socket Timeout")
+
+
+def peer_process_lost(exc: BaseException | None) -> bool:
+    """Whether ``exc`` - or an exception it was raised from, such as the one a
+    component's one-line error wraps - is a collective that failed because another process
+    of the launch ended (its own error, a kill by the out-of-memory killer, Ctrl-C to it
+    alone): then this process has nothing of its own to report."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, RuntimeError) and any(marker in str(exc) for marker in _PEER_LOST):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def check_launch(accelerator) -> None:
     """Fail clearly when the launcher and the process group disagree (e.g. torchrun
     started two processes that each think they are alone)."""

@@ -41,7 +41,8 @@ from wsreid.engine.rundir import (
     weights_of,
     write_run_files,
 )
-from wsreid.errors import MainProcessError, UserError
+from wsreid.distributed import peer_process_lost
+from wsreid.errors import MainProcessError, TrainingError, UserError
 from wsreid.launcher import launch_from_env
 
 __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_weights", "resolved_yaml_for"]
@@ -217,13 +218,42 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
             if last is None:  # --resume needs a checkpoint: start again in place
                 raise RunInterrupted(run_dir, f"{how}; no checkpoint was written yet; start again with: "
                                               f"{again} --overwrite", signum) from None
+            launched = (f" (in one process; or launched as before, e.g. torchrun --nproc_per_node {world_size} -m "
+                        f"{again} --resume: a run resumes with any number of processes)"
+                        if world_size > 1 else "")
             raise RunInterrupted(run_dir, f"{how}; last complete checkpoint: {last.name}; resume with: "
-                                          f"{again} --resume", signum) from None
+                                          f"{again} --resume{launched}", signum) from None
         if interrupted and not isinstance(exc, KeyboardInterrupt):
             raise signals.Stopped(signum) from None
+        if world_size > 1 and not isinstance(exc, KeyboardInterrupt) and peer_process_lost(exc):
+            raise _peer_lost(run_dir, world_size, removed) from None
         raise
     run.close()
     return RunResult(run_dir, metrics, run.dist.is_main)
+
+
+def _peer_lost(run_dir: Path, world_size: int, removed: bool) -> TrainingError:
+    """The error of a process whose collective failed because another process of the
+    launch ended: not a fault of its own (it read as the encoder plugin's, or a traceback),
+    with what to run next."""
+    what = f"another process of this {world_size}-process launch ended during the run (its own message says why)"
+    again = command("wsreid", "run", run_dir / "recipe.yaml", "--output-dir", run_dir)
+    last = None if removed else _latest_or_none(run_dir)
+    if last is not None:
+        return TrainingError(f"{what}; last complete checkpoint: {last.name}",
+                             hint=f"fix what it reports, then resume (with any number of processes): {again} --resume")
+    return TrainingError(f"{what}; no checkpoint was written yet", hint="fix what it reports, then run the command again")
+
+
+def _latest_or_none(run_dir: Path):
+    """The latest complete checkpoint of ``run_dir``; None without one, or where it
+    cannot be read."""
+    from wsreid.engine.checkpoint import latest_checkpoint
+
+    try:
+        return latest_checkpoint(run_dir)
+    except (UserError, OSError):
+        return None
 
 
 def _no_checkpoint(run_dir: Path) -> bool:
