@@ -301,3 +301,33 @@ def test_tilde_in_output_paths_is_the_home_folder(make_recipe, tmp_path, monkeyp
     assert (home / "fig.png").is_file()
     assert main(["run", str(recipe), "--output-dir=~/runs/b", "-o", "train.epochs=1"]) == 0
     assert (home / "runs" / "b" / "metrics.json").is_file() and not (work / "~").exists()
+
+
+def test_image_folders_that_cannot_be_listed_are_said_not_skipped_silently(tmp_path, monkeypatch):
+    """A subfolder without read permission was left out without a word, and an unreadable
+    folder given itself was called 'no image files in this folder'."""
+    import os
+
+    from PIL import Image
+
+    from wsreid.errors import UserError
+    from wsreid.retrieval import image_files
+
+    for sub in ("open", "locked"):
+        (tmp_path / "imgs" / sub).mkdir(parents=True)
+        Image.new("RGB", (8, 16)).save(tmp_path / "imgs" / sub / "a.png")
+    real_scandir = os.scandir
+
+    def scandir(folder):
+        if Path(folder).name == "locked":  # as os.scandir fails without read permission
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real_scandir(folder)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    skipped: list[str] = []
+    assert image_files([tmp_path / "imgs"], skipped) == [tmp_path / "imgs" / "open" / "a.png"]
+    assert skipped == [f"{tmp_path / 'imgs' / 'locked'}: cannot be read (Permission denied)"]
+    with pytest.raises(UserError) as caught:
+        image_files([tmp_path / "imgs" / "locked"])
+    assert str(caught.value) == (f"{tmp_path / 'imgs' / 'locked'}: cannot read this folder (Permission denied) (give "
+                                 "it read permission, or name another folder)")

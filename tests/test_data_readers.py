@@ -213,6 +213,28 @@ def test_id_must_be_integer(tmp_path: Path, bad_id, ok: bool) -> None:
         assert "record 0" in error and f"'id' must be an integer, found {shown} " in error
 
 
+def test_an_image_folder_without_read_permission_is_not_called_missing(tmp_path: Path, monkeypatch) -> None:
+    """A folder that cannot be listed was reported as missing images ('check that the
+    image archive was extracted completely')."""
+    import os
+
+    import wsreid.data.images as images
+
+    records = make_dataset(tmp_path, "cuhk-pedes")
+    locked = (tmp_path / "imgs" / records[0]["file_path"]).parent
+    real_scandir = os.scandir
+
+    def scandir(folder):
+        if Path(folder) == locked:  # as os.scandir fails in a folder without read permission
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real_scandir(folder)
+
+    monkeypatch.setattr(images.os, "scandir", scandir)
+    msg = _error(tmp_path, "cuhk-pedes")
+    assert msg.endswith(f"image {locked / Path(records[0]['file_path']).name} cannot be read: its folder {locked} "
+                        "cannot be listed (Permission denied) (give the folder read permission)"), msg
+
+
 @pytest.mark.parametrize("fmt", list(ANNOTATION))
 def test_missing_image(tmp_path: Path, fmt: str) -> None:
     records = make_dataset(tmp_path, fmt)

@@ -32,18 +32,20 @@ __all__ = ["IMAGE_SUFFIXES", "Hit", "RunEncoder", "image_files", "load_encoder"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-def image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def image_files(paths: Iterable[str | os.PathLike[str]], unreadable: list[str] | None = None) -> list[Path]:
     """The images that ``paths`` name: a file as it is, a folder as the files under it
     (at any depth) whose names end in one of :data:`IMAGE_SUFFIXES`, in sorted order.
-    A path that does not exist, or a folder without images, is a
-    :class:`~wsreid.errors.UserError`; each image is listed once."""
+    A path that does not exist, a folder that cannot be read, or a folder without images,
+    is a :class:`~wsreid.errors.UserError`; each image is listed once. A folder below one
+    of them that cannot be listed (no permission) is left out, and said so in
+    ``unreadable`` (``"<folder>: cannot be read (<reason>)"``) when a list is given."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise TypeError(f"pass a list of paths, got the single path {paths!r}: write [{paths!r}]")
     found: dict[Path, None] = {}
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            inside = _images_under(path, unreadable)
             if not inside:
                 raise UserError(f"{path}: no image files in this folder (names ending in "
                                 f"{', '.join(IMAGE_SUFFIXES)})", hint="name a folder of images, or image files")
@@ -55,6 +57,22 @@ def image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     if not found:
         raise UserError("no image paths given", hint="name image files or folders of images")
     return list(found)
+
+
+def _images_under(folder: Path, unreadable: list[str] | None) -> list[Path]:
+    """The image files under ``folder`` at any depth, sorted (symbolic links to folders
+    are not followed); a subfolder that cannot be listed goes to ``unreadable``, the
+    folder itself is a :class:`~wsreid.errors.UserError`."""
+    problems: list[OSError] = []
+    inside = [Path(top) / name for top, _, names in os.walk(folder, onerror=problems.append)
+              for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES and (Path(top) / name).is_file()]
+    for exc in problems:
+        if Path(exc.filename or "") == folder:
+            raise UserError(f"{folder}: cannot read this folder ({exc.strerror or exc})",
+                            hint="give it read permission, or name another folder")
+        if unreadable is not None:
+            unreadable.append(f"{exc.filename}: cannot be read ({exc.strerror or exc})")
+    return sorted(inside)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     for i, query in enumerate(args.queries, 1):
         if not query.strip():
             raise UserError(f"description {i} is empty", hint='quote each description: "a man in a red jacket"')
-    files = image_files(args.images)  # before the encoder is built: a typo costs nothing
+    folders: list[str] = []  # folders below --images that cannot be listed
+    files = image_files(args.images, folders)  # before the encoder is built: a typo costs nothing
+    for line in folders:
+        print(f"warning: {line}; searched without the images in it", file=sys.stderr, flush=True)
     encoder = load_encoder(args.target, recipe=args.recipe, zero_shot=args.zero_shot, overrides=args.override,
                            disabled=args.disable_plugin)
     for line in encoder.caption_warnings(args.queries):

@@ -172,6 +172,8 @@ class ExistenceIndex:
     def __init__(self) -> None:
         # folder -> (names of its files, names of its other entries), None if unreadable
         self._listings: dict[Path, tuple[frozenset[str], frozenset[str]] | None] = {}
+        #: folders that exist but cannot be listed (no permission) -> the reason
+        self.unreadable: dict[Path, str] = {}
 
     def _listing(self, parent: Path) -> tuple[frozenset[str], frozenset[str]] | None:
         if parent not in self._listings:
@@ -185,6 +187,9 @@ class ExistenceIndex:
                             is_file = False
                         (files if is_file else others).add(entry.name)
                 self._listings[parent] = (frozenset(files), frozenset(others))
+            except PermissionError as exc:  # it exists: not a missing image
+                self._listings[parent] = None
+                self.unreadable[parent] = exc.strerror or str(exc)
             except OSError:
                 self._listings[parent] = None
         return self._listings[parent]
@@ -201,11 +206,13 @@ class ExistenceIndex:
 
     def problem(self, path: Path) -> str | None:
         """None when ``path`` is a file, else what it is: ``"does not exist"``, ``"is a
-        folder, not an image file"`` or ``"is a symbolic link to <target>, which does not
-        exist"``."""
+        folder, not an image file"``, ``"is a symbolic link to <target>, which does not
+        exist"`` or, in a folder without the permission to list it, ``"cannot be read: ..."``."""
         listing = self._listing(path.parent)
         if listing is not None and path.name in listing[0]:
             return None
+        if path.parent in self.unreadable:
+            return f"cannot be read: its folder {path.parent} cannot be listed ({self.unreadable[path.parent]})"
         if listing is None or path.name not in listing[1]:
             return "does not exist"
         if path.is_symlink() and not path.exists():

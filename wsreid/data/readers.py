@@ -310,9 +310,10 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
             more = f"; {more} more image(s) of later records are missing too" if more else ""
             raise damaged_image(image_path, f" ({path.name} record {i}) is missing") or DataError(
                 f"{where}: image {image_path} does not exist{more}", hint=missing_image_hint(index, image_dir, rel))
-        if problem is not None:  # a folder, a broken symbolic link: it would fail in training
+        if problem is not None:  # a folder, a broken symbolic link, an unreadable folder: it would fail in training
             raise DataError(f"{where}: image {image_path} {problem}",
-                            hint="the record must name an image file; fix the path or the file")
+                            hint="give the folder read permission" if problem.startswith("cannot be read") else
+                            "the record must name an image file; fix the path or the file")
         records.append(ImageRecord(i, split, person_id, rel, image_path, captions))
     counts = {s: 0 for s in spec.splits}
     for r in records:
