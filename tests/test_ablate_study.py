@@ -692,3 +692,14 @@ def test_results_are_written_as_one_set_or_not_at_all(study_file, tmp_path, caps
         f"error: {out}: cannot write the study's results: no space left on the device; the previous results.md, "
         "results.csv and results.png are kept as they were (free space, then run with --report-only)\n")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_report_only_into_a_folder_without_runs_writes_nothing(study_file, tmp_path, capsys):
+    """A mistyped --output-dir with --report-only created the folder and wrote a table of
+    'not run' rows, exit 0."""
+    typo = tmp_path / "ouy"
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(typo)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --report-only: {typo} holds no run of a study (no runs/ folder); nothing written (check --output-dir "
+        f"(the study's own is out), or run the study first)\n")
+    assert not typo.exists()

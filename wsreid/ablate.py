@@ -996,6 +996,10 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     # in the last variant or in a command-line -o must not surface after hours of training
     states = None if report_only else check_runs(loaded, selected, disabled=list(disabled), log=log,
                                                  strict=not dry_run, rerun_outdated=rerun_outdated)
+    if report_only and not (output_dir / "runs").is_dir():  # a mistyped --output-dir: no empty table written there
+        raise StudyError(f"--report-only: {output_dir} holds no run of a study (no runs/ folder); nothing written",
+                         hint=f"check {where}" + (f" (the study's own is {default_output_dir(loaded)})"
+                                                  if where == "--output-dir" else "") + ", or run the study first")
     if not dry_run:
         _prepare_output_dir(output_dir, where, create=True)
     rerun = ["wsreid", "ablate", str(study), *(x for text in overrides for x in ("-o", text)),
