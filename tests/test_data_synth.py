@@ -357,3 +357,24 @@ def test_web_style_is_another_domain_of_the_same_people() -> None:
     assert corner(studio).mean() > 120 and not np.array_equal(corner(street), corner(studio))
     lexicon = {w for t in lexicon_captions() for w in re.findall(r"[a-z]+", t.lower())}
     assert words(pedes) | words(web) <= lexicon
+
+
+def test_partial_folders_of_killed_generations_are_removed(tmp_path: Path) -> None:
+    """A generation killed with SIGKILL (no cleanup runs) left its hidden partial folder
+    forever; the next generation into the same folder removes it - only its own machine's,
+    and only when the process that wrote it no longer runs."""
+    import os
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive, host = int(ended.stdout), os.getppid(), gen._host()
+    out = tmp_path / "out"
+    left = {name: tmp_path / name for name in (f".out.partial-{host}-{dead}-0a1b2c3d",  # killed: removed
+                                               f".out.partial-{host}-{alive}-0a1b2c3d",  # still writing: kept
+                                               f".out.partial-otherhost-{dead}-0a1b2c3d",  # another machine's: kept
+                                               f".other.partial-{host}-{dead}-0a1b2c3d")}  # another dataset's: kept
+    for folder in left.values():
+        (folder / "imgs").mkdir(parents=True)
+    generate_synth(SynthConfig(size="tiny"), out, preset=MICRO, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", *list(left)[1:]])

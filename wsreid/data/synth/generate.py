@@ -378,7 +378,8 @@ def generate_synth(
             raise DataError(f"synth-pedes output {out} already exists and is not empty",
                             hint="remove it or choose another directory")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _remove_stale_partials(out)
+        tmp = out.parent / f".{out.name}.partial-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
     except OSError as exc:
         raise _write_error(exc, out, fix) from None
@@ -397,6 +398,35 @@ def generate_synth(
             raise _write_error(exc, out, fix) from None
         raise
     return out
+
+
+def _host() -> str:
+    """This machine's name as a partial folder's name holds it (no '-' or '.')."""
+    import socket
+
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove the partial folders of ``out`` that a process of this machine left when it
+    was killed (SIGKILL, the out-of-memory killer: no cleanup ran): their process no
+    longer runs. Another machine's, or a live process's, are left alone."""
+    prefix = f".{out.name}.partial-{_host()}-"
+    try:
+        candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for folder in candidates:
+        pid = folder.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # it runs: still writing
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # another user's process: it runs
+            continue
 
 
 def _write_error(exc: OSError, out: Path, fix: str) -> DataError:
