@@ -245,6 +245,16 @@ def test_an_image_cache_size_that_is_not_a_finite_size_is_refused(monkeypatch, v
         DecodedImages().budget
 
 
+def test_an_empty_image_cache_size_is_the_default(monkeypatch):
+    """Empty means unset, as for WSREID_CACHE (it was refused: '' is not a number of MiB)."""
+    from wsreid.engine.data import image_cache_budget
+
+    monkeypatch.setenv("WSREID_IMAGE_CACHE_MB", " ")
+    assert image_cache_budget() == 1024 * 2**20
+    monkeypatch.setenv("WSREID_IMAGE_CACHE_MB", "0")
+    assert image_cache_budget() == 0
+
+
 def test_a_bad_image_cache_size_is_refused_before_training(make_recipe, tmp_path, monkeypatch, capsys):
     from wsreid.engine.run import Run
 

@@ -71,9 +71,9 @@ IMAGE_CACHE_ENV = "WSREID_IMAGE_CACHE_MB"
 
 def image_cache_budget() -> int:
     """Bytes of decoded images a process keeps, from ``WSREID_IMAGE_CACHE_MB`` (MiB,
-    default 1024; 0 keeps none). A value that is not a finite number >= 0 is a
-    :class:`UserError` naming the variable."""
-    raw = os.environ.get(IMAGE_CACHE_ENV, "1024")
+    default 1024, also when set empty, as ``WSREID_CACHE``; 0 keeps none). A value that is
+    not a finite number >= 0 is a :class:`UserError` naming the variable."""
+    raw = os.environ.get(IMAGE_CACHE_ENV, "").strip() or "1024"
     try:
         mib = float(raw)
     except ValueError:
