@@ -331,3 +331,18 @@ def test_image_folders_that_cannot_be_listed_are_said_not_skipped_silently(tmp_p
         image_files([tmp_path / "imgs" / "locked"])
     assert str(caught.value) == (f"{tmp_path / 'imgs' / 'locked'}: cannot read this folder (Permission denied) (give "
                                  "it read permission, or name another folder)")
+
+
+def test_eval_of_an_unfinished_run_says_which_checkpoint_it_evaluates(make_recipe, tmp_path, capsys):
+    """An interrupted or still-training run was evaluated at its latest checkpoint without
+    a word that it is not finished."""
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}, "eval": {"select": "last"}})
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["eval", str(run_dir)]) == 0
+    assert "note:" not in capsys.readouterr().err  # finished: its selected checkpoint, as metrics.json says
+    (run_dir / "metrics.json").unlink()  # as an interrupted run, or one still training
+    assert main(["eval", str(run_dir)]) == 0
+    assert f"note: {run_dir} is not finished (no metrics.json): evaluating its checkpoint epoch-0001\n" in \
+        capsys.readouterr().err

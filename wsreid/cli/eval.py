@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from wsreid.cli.common import add_common, add_overrides, path_argument
@@ -66,6 +67,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.show:
         check_figure_path(Path(figure), "--figure ")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
+    if target.run_dir is not None and target.weights is not None and not (target.run_dir / "metrics.json").exists() \
+            and Path(args.target).resolve() == target.run_dir.resolve():
+        print(f"note: {target.run_dir} is not finished (no metrics.json): evaluating its checkpoint "
+              f"{target.weights.parent.name}", file=sys.stderr, flush=True)
     loaded = load_recipe(target.recipe, args.override, disabled=args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,
                              show=args.show, top_k=top_k, figure=figure)
