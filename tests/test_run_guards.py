@@ -123,9 +123,11 @@ def test_a_component_failing_while_built_is_named_and_leaves_no_directory(make_r
 
 
 @pytest.mark.parametrize("argv", [["--debug", "plugins"], ["plugins", "--debug"], ["--debug", "schema"],
-                                  ["--debug", "data", "check", "/nonexistent/x"]])
+                                  ["--debug", "data", "check", "/nonexistent/x"],
+                                  ["data", "--debug", "check", "/nonexistent/x"],
+                                  ["data", "check", "/nonexistent/x", "--debug"]])
 def test_debug_is_accepted_before_and_after_every_command(argv, capsys):
-    if argv[-2:] == ["check", "/nonexistent/x"]:
+    if "/nonexistent/x" in argv:
         from wsreid.errors import UserError
 
         with pytest.raises(UserError):  # --debug re-raises instead of printing one line
@@ -309,3 +311,12 @@ def test_freezing_every_parameter_is_refused_before_training_and_freezing_one_to
     assert main(["run", str(recipe), "-o", 'train.lr_factors={"encoder.clip.text_model.*": 0}',
                  "--output-dir", str(out)]) == 0, capsys.readouterr().err
     assert (out / "metrics.json").is_file()
+
+
+def test_debug_keeps_a_user_errors_exit_status():
+    """--debug shows the traceback and the command still exits 2 (it exited 1)."""
+    done = subprocess.run([sys.executable, "-m", "wsreid", "--debug", "data", "check", "/nonexistent/x"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2
+    assert "Traceback (most recent call last)" in done.stderr and done.stderr.rstrip().splitlines()[-1].startswith(
+        "wsreid.errors.DataError: dataset root /nonexistent/x")

@@ -28,6 +28,7 @@ import argparse
 import errno
 import os
 import sys
+import traceback
 
 from wsreid.cli import ablate, convert, data, eval, plugins, run, search
 from wsreid.cli.common import ArgumentParser, add_debug, say_stop
@@ -159,7 +160,11 @@ def entry() -> None:
     A process that took part in a multi-process run has written and closed every file
     when :func:`main` returns; it ends with ``os._exit`` so that gloo's threads are not
     torn down during interpreter finalization (see :func:`wsreid.distributed.left_process_group`)."""
-    code = main()
+    try:
+        code = main()
+    except UserError as exc:  # --debug: main raised it for its traceback; the exit status stays a user error's
+        traceback.print_exc()
+        code = exc.exit_code
     from wsreid.distributed import left_process_group
 
     if left_process_group():

@@ -35,6 +35,7 @@ def _path(text: str) -> Path:
 def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     """Add ``data synth`` and ``data check`` to ``subparsers``."""
     data = subparsers.add_parser("data", help="generate synth-pedes or check a dataset", description=__doc__.split("\n\n")[0])
+    add_debug(data, default=argparse.SUPPRESS)  # wsreid data --debug check ...
     sub = data.add_subparsers(dest="data_command", metavar="{synth,check}")
     sub.required = True
 
