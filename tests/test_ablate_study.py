@@ -652,13 +652,21 @@ def test_a_run_that_failed_is_reported_as_failed_by_later_reports(study_file, tm
 def test_a_study_under_several_processes_is_refused(study_file, tmp_path, monkeypatch, capsys):
     """Under torchrun each process planned and started the study's runs on its own, and
     the second run hung (the processes waited for each other at different points)."""
+    from wsreid.ablate import ablation_study
+    from wsreid.errors import StudyError
+
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert main(["ablate", str(study_file), "--output-dir", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err == (
-        "error: wsreid ablate runs under one process only: it starts its trainings itself (-j N for N at once), and "
+    with pytest.raises(StudyError) as caught:  # the library
+        ablation_study(study_file, output_dir=tmp_path / "out")
+    assert str(caught.value) == (
+        "wsreid ablate runs under one process only: it starts its trainings itself (-j N for N at once), and "
         "under torchrun every process would start them on its own (run it without torchrun; train one recipe on "
-        "several processes with torchrun ... -m wsreid run RECIPE)\n")
+        "several processes with torchrun ... -m wsreid run RECIPE)")
+    assert main(["ablate", str(study_file), "--output-dir", str(tmp_path / "out")]) == 2  # the command
+    assert capsys.readouterr().err == (
+        "error: wsreid ablate runs in one process: under torchrun each of the processes would do all of it (run "
+        "wsreid ablate without torchrun; only wsreid run trains on several processes)\n")
     assert not (tmp_path / "out").exists()
 
 

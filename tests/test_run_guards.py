@@ -320,3 +320,16 @@ def test_debug_keeps_a_user_errors_exit_status():
     assert done.returncode == 2
     assert "Traceback (most recent call last)" in done.stderr and done.stderr.rstrip().splitlines()[-1].startswith(
         "wsreid.errors.DataError: dataset root /nonexistent/x")
+
+
+@pytest.mark.parametrize("argv", [["eval", "RUN"], ["search", "RUN", "a man", "--images", "x"],
+                                  ["data", "check", "x"], ["convert-weights", "a.pt", "out"]])
+def test_single_process_commands_are_refused_under_several_processes(argv, monkeypatch, capsys):
+    """Under torchrun each process did the whole evaluation (or search, generation) and
+    printed it: refused in one line; only run trains on several processes."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: wsreid {argv[0]} runs in one process: under torchrun each of the processes would do all of it (run "
+        f"wsreid {argv[0]} without torchrun; only wsreid run trains on several processes)\n")

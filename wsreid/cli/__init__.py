@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     with signals.stop_on_signals():
         try:
             sys.stdout = _GuardedOutput(sys.stdout)
+            _check_single_process(args.command)
             code = int(args.func(args) or 0)
         except UserError as exc:
             if debug:
@@ -96,6 +97,20 @@ def main(argv: list[str] | None = None) -> int:
             say_stop(f"{signals.describe(signum)} (after the command had finished)")
             return signals.exit_code(signum)
         return code
+
+
+#: commands that do their whole work in each process they run in: under a multi-process
+#: launch each process would repeat it (and print it), or, for ablate, start the study's runs
+SINGLE_PROCESS_COMMANDS = ("eval", "search", "ablate", "data", "convert-weights")
+
+
+def _check_single_process(name: str) -> None:
+    """A single-process command under ``torchrun`` (``WORLD_SIZE`` > 1) is a user error."""
+    from wsreid.launcher import launch_from_env
+
+    if name in SINGLE_PROCESS_COMMANDS and launch_from_env().multi_process:
+        raise UserError(f"wsreid {name} runs in one process: under torchrun each of the processes would do all of it",
+                        hint=f"run wsreid {name} without torchrun; only wsreid run trains on several processes")
 
 
 class _OutputFailed(Exception):
