@@ -276,3 +276,17 @@ def test_a_failed_write_that_is_no_full_disk_does_not_say_free_disk_space(tmp_pa
         _state(tmp_path, epoch=2)
     assert str(caught.value).endswith(f": {error.strerror} (the previous checkpoint epoch-0001 is kept; {fix} and "
                                       "resume with --resume)")
+
+
+def test_a_batch_the_processes_do_not_divide_names_the_process_counts_that_do():
+    """Resuming a 1-process run of batch 15 with 2 processes: the hint said to change the
+    batch size, which --resume refuses; it names the numbers of processes that divide it."""
+    from wsreid.engine.data import PairBatchSampler
+    from wsreid.errors import UserError
+
+    with pytest.raises(UserError) as caught:
+        PairBatchSampler(100, 15, seed=0, world_size=2)
+    assert str(caught.value) == (
+        "train.batch_size 15 is not divisible by the 2 processes (start as many processes as divide it (for --resume, "
+        "which keeps the batch size: 1, 3, 5, 15), or for a new run choose a batch size that is a multiple of the "
+        "number of processes)")

@@ -282,7 +282,9 @@ class PairBatchSampler(torch.utils.data.Sampler):
         if global_batch % world_size:
             raise UserError(
                 f"train.batch_size {global_batch} is not divisible by the {world_size} processes",
-                hint="choose a batch size that is a multiple of the number of processes",
+                hint="start as many processes as divide it (for --resume, which keeps the batch size: "
+                     f"{', '.join(str(n) for n in range(1, global_batch + 1) if not global_batch % n and n <= 64)}), "
+                     "or for a new run choose a batch size that is a multiple of the number of processes",
             )
         self.num_items, self.global_batch = num_items, global_batch
         self.seed, self.rank, self.world_size, self.drop_last = seed, rank, world_size, drop_last
