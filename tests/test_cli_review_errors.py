@@ -346,3 +346,27 @@ def test_eval_of_an_unfinished_run_says_which_checkpoint_it_evaluates(make_recip
     assert main(["eval", str(run_dir)]) == 0
     assert f"note: {run_dir} is not finished (no metrics.json): evaluating its checkpoint epoch-0001\n" in \
         capsys.readouterr().err
+
+
+def test_a_run_of_another_version_whose_recipe_does_not_load_says_so(make_recipe, tmp_path, capsys):
+    """A run written by a newer wsreid (a key this version lacks) read as a typo in the
+    run's recipe, 'did you mean', inviting an edit of the run."""
+    import json
+
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    assert main(["run", str(recipe)]) == 0
+    run_dir = tmp_path / "run"
+    saved = run_dir / "recipe.yaml"
+    saved.write_text(saved.read_text().replace("  grad_clip: ", "  grad_clip_norm: 1.0\n  grad_clip: ", 1))
+    capsys.readouterr()
+    assert main(["eval", str(run_dir)]) == 2
+    same_version = capsys.readouterr().err
+    assert "train.grad_clip_norm: unknown key" in same_version and "written by" not in same_version
+    versions = json.loads((run_dir / "versions.json").read_text())
+    versions["packages"]["wsreid"] = "9.0.0"
+    (run_dir / "versions.json").write_text(json.dumps(versions))
+    for argv in (["eval", str(run_dir)], ["search", str(run_dir), "a man", "--images", str(tmp_path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {run_dir} was written by wsreid 9.0.0 (this is wsreid 0.1.0), and its recipe "
+                              "does not load here: ") and err.rstrip().endswith("(use wsreid 9.0.0 for this run)"), err

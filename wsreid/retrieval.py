@@ -223,11 +223,10 @@ def load_encoder(target: str | os.PathLike[str], *, recipe: str | os.PathLike[st
     it) - as ``wsreid eval`` resolves it (:func:`~wsreid.engine.offline_eval.resolve_target`),
     built by the run's recipe (``recipe`` for a checkpoint outside a run; ``overrides`` and
     ``disabled`` as for :func:`~wsreid.recipe.load_recipe`)."""
-    from wsreid.engine.offline_eval import resolve_target, target_encoder
-    from wsreid.recipe import load_recipe
+    from wsreid.engine.offline_eval import load_target_recipe, resolve_target, target_encoder
 
     resolved = resolve_target(target, recipe, zero_shot)
-    loaded = load_recipe(resolved.recipe, overrides, disabled=disabled)
+    loaded = load_target_recipe(resolved, overrides, disabled)
     _, encoder, device = target_encoder(loaded, resolved, with_dataset=False)
     name = str(resolved.weights or resolved.recipe)
     return RunEncoder(encoder, device, loaded.recipe.eval.batch_size, name, loaded.plugins, loaded.recipe)

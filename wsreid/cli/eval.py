@@ -51,9 +51,9 @@ def add_parsers(sub) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics (JSON, or a Markdown table)."""
-    from wsreid.engine.offline_eval import check_figure_path, evaluate_target, evaluation_table, resolve_target
+    from wsreid.engine.offline_eval import (check_figure_path, evaluate_target, evaluation_table,
+                                            load_target_recipe, resolve_target)
     from wsreid.query_masking import parse_ratios
-    from wsreid.recipe import load_recipe
 
     ratios = parse_ratios(args.query_mask_ratio)
     top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
@@ -71,7 +71,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             and Path(args.target).resolve() == target.run_dir.resolve():
         print(f"note: {target.run_dir} is not finished (no metrics.json): evaluating its checkpoint "
               f"{target.weights.parent.name}", file=sys.stderr, flush=True)
-    loaded = load_recipe(target.recipe, args.override, disabled=args.disable_plugin, data_recipe=args.data)
+    loaded = load_target_recipe(target, args.override, args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,
                              show=args.show, top_k=top_k, figure=figure)
     print(json.dumps(result, indent=1) if args.format == "json" else evaluation_table(result))

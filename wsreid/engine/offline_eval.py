@@ -102,6 +102,31 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
     return EvalTarget(recipe, run_dir, weights)
 
 
+def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recipe=None):
+    """:func:`~wsreid.recipe.load_recipe` of ``target``'s recipe; when the run's recipe
+    does not load and the run was written by another version of wsreid (its
+    versions.json), the error says so first (a key added by a newer version read as a
+    typo, with a 'did you mean')."""
+    import json
+
+    from wsreid import __version__
+    from wsreid.errors import RecipeError
+    from wsreid.recipe import load_recipe
+
+    try:
+        return load_recipe(target.recipe, list(overrides), disabled=list(disabled), data_recipe=data_recipe)
+    except RecipeError as exc:
+        try:
+            written_by = json.loads((target.run_dir / "versions.json").read_text())["packages"]["wsreid"]
+        except Exception:  # no run, no record: the error as it is
+            raise exc from None
+        if written_by == __version__:
+            raise
+        raise RecipeError(f"{target.run_dir} was written by wsreid {written_by} (this is wsreid {__version__}), and "
+                          f"its recipe does not load here: {exc}",
+                          hint=f"use wsreid {written_by} for this run") from None
+
+
 def supervision(recipe, plugins, zero_shot: bool) -> tuple[bool, str | None]:
     """Whether the evaluated model was trained weakly supervised, and a note when not
     (:func:`wsreid.engine.components.recipe_identity_readers`)."""
