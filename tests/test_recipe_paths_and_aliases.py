@@ -178,4 +178,4 @@ def test_resume_from_another_working_directory_names_where_it_looked_and_the_com
     # a recipe that is not a run's own: where to run from, or --output-dir
     message = _refused(capsys, ["run", str(RECIPES / "baselines" / "itc.yaml"), "--output-dir", "gone", "--resume"])
     assert message.endswith("(run the command from the directory the run was started in, or name the run directory "
-                            "with --output-dir)")
+                            "with --output-dir; to start a new run there, leave --resume out)")

@@ -178,7 +178,8 @@ def _no_run_to_resume(run_dir: Path, source: Path | None) -> UserError:
         hint = f"to resume the run that recipe belongs to: " \
                f"{command('wsreid', 'run', source, '--output-dir', Path(source).parent, '--resume')}"
     else:
-        hint = "run the command from the directory the run was started in, or name the run directory with --output-dir"
+        hint = "run the command from the directory the run was started in, or name the run directory with " \
+               "--output-dir; to start a new run there, leave --resume out"
     return UserError(f"--resume: the run directory {run_dir} does not exist{where}", hint=hint)
 
 
