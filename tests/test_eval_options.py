@@ -187,6 +187,13 @@ def test_data_recipe_errors_cite_the_data_recipe(trained, capsys):
     assert main(["eval", str(run_dir), "--data", str(bad), "-o", "data.size=enormous"]) == 2
     err = capsys.readouterr().err.strip()
     assert "override -o data.size=enormous" in err and "bad-data.yaml" not in err, err
+    # a study file given as --data names its base recipe (it said 'the recipe has no data block')
+    study = work / "study.yaml"
+    study.write_text("base: ../recipes/dgia.yaml\nvariants: [{label: A}]\n")
+    assert main(["eval", str(run_dir), "--data", str(study)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --data {study}: this is an ablation study, not a recipe (pass a recipe with 'data:', such as the "
+        "study's base recipe ../recipes/dgia.yaml (its path is relative to the study file))\n")
 
 
 def test_zero_shot_of_a_recipe_needs_no_run(trained, synth_tiny_root, capsys, tmp_path):

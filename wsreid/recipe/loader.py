@@ -261,7 +261,12 @@ def load_recipe(
     if data_recipe is not None:
         other, other_locations = read_recipe_tree(data_recipe)
         if not isinstance(other.get("data"), dict):
-            raise RecipeError(f"--data {data_recipe}: the recipe has no data block", hint="pass a recipe with 'data:'")
+            study = "variants" in other and "base" in other
+            raise RecipeError(f"--data {data_recipe}: " + ("this is an ablation study, not a recipe" if study else
+                                                           "the recipe has no data block"),
+                              hint="pass a recipe with 'data:'" + (f", such as the study's base recipe {other['base']} "
+                                                                   "(its path is relative to the study file)"
+                                                                   if study else ""))
         tree["data"] = other["data"]
         locations.replace_subtree(("data",), other_locations)
         modules = list(dict.fromkeys(recipe_plugin_modules(tree, locations)
