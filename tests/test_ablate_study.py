@@ -461,7 +461,9 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
     runs = plan_runs(loaded, out)
     for run in runs[:6]:  # A and B+x, every seed; A seed 1 was made with another sampler
         other = run.seed == 1 and run.label == "A"
-        edit = (lambda t: t.replace("  sampler: random\n", "  sampler: identity\n")) if other else (lambda t: t)
+        # (seed 1 also lacks a key at its default, as a run of an older wsreid: no difference, not named)
+        edit = (lambda t: t.replace("  sampler: random\n", "  sampler: identity\n").replace("  image_format: png\n", "")
+                ) if other else (lambda t: t)
         _saved_run(loaded, run, json.dumps(_metrics(10.0 * (run.seed + 1))), edit)
     expected = ("1/3 outdated (seed 1: its recipe.yaml differs from what the study asks for now; rerun the variant: "
                 f"wsreid ablate {study_file} --output-dir {out} --variant A --rerun-outdated)")
@@ -657,6 +659,7 @@ def test_a_study_under_several_processes_is_refused(study_file, tmp_path, monkey
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # as torchrun sets them
     with pytest.raises(StudyError) as caught:  # the library
         ablation_study(study_file, output_dir=tmp_path / "out")
     assert str(caught.value) == (
@@ -665,8 +668,9 @@ def test_a_study_under_several_processes_is_refused(study_file, tmp_path, monkey
         "several processes with torchrun ... -m wsreid run RECIPE)")
     assert main(["ablate", str(study_file), "--output-dir", str(tmp_path / "out")]) == 2  # the command
     assert capsys.readouterr().err == (
-        "error: wsreid ablate runs in one process: under torchrun each of the processes would do all of it (run "
-        "wsreid ablate without torchrun; only wsreid run trains on several processes)\n")
+        "error: wsreid ablate runs in one process: this one was launched as one of 2 (WORLD_SIZE and MASTER_ADDR are "
+        "set), and each would do all of it (run wsreid ablate without torchrun (from a job script that exports the "
+        "launcher's variables: env -u WORLD_SIZE wsreid ablate ...); only wsreid run trains on several processes)\n")
     assert not (tmp_path / "out").exists()
 
 
@@ -686,6 +690,7 @@ def test_results_are_written_as_one_set_or_not_at_all(study_file, tmp_path, caps
     assert set(before) >= {"results.md", "results.csv", "results.png"}
     runs = plan_runs(loaded, out)
     (runs[0].run_dir / "metrics.json").write_text(json.dumps(_metrics(55.0)))  # the new tables differ
+    real_chart = table.write_chart
 
     def chart_on_a_full_disk(target, loaded, rows):
         out_file = open(target, "wb") if isinstance(target, (str, Path)) else target
@@ -698,8 +703,17 @@ def test_results_are_written_as_one_set_or_not_at_all(study_file, tmp_path, caps
     assert main(["ablate", str(study_file), "--report-only", "--include-outdated", "--output-dir", str(out)]) == 2
     assert capsys.readouterr().err == (
         f"error: {out}: cannot write the study's results: no space left on the device; the previous results.md, "
-        "results.csv and results.png are kept as they were (free space, then run with --report-only)\n")
+        "results.csv, results.png kept as they were (free space, then run with --report-only)\n")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # a folder where the chart goes: refused before any file is replaced
+    monkeypatch.setattr(table, "write_chart", real_chart)
+    (out / "results.png").unlink()
+    (out / "results.png").mkdir()
+    assert main(["ablate", str(study_file), "--report-only", "--include-outdated", "--output-dir", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out}: cannot write the study's results: {out / 'results.png'}: a folder stands where the file goes; "
+        "the previous results.md, results.csv kept as they were (fix that, then run with --report-only)\n")
+    assert (out / "results.md").read_bytes() == before["results.md"]
 
 
 def test_report_only_into_a_folder_without_runs_writes_nothing(study_file, tmp_path, capsys):
@@ -711,3 +725,22 @@ def test_report_only_into_a_folder_without_runs_writes_nothing(study_file, tmp_p
         f"error: --report-only: {typo} holds no run of a study (no runs/ folder); nothing written (check --output-dir "
         f"(the study's own is out), or run the study first)\n")
     assert not typo.exists()
+
+
+def test_the_library_run_study_refuses_to_replace_finished_runs_too(study_file, tmp_path, monkeypatch):
+    """run_study called directly (no check_runs before it) deleted and trained again the
+    finished runs whose recipe differs."""
+    import wsreid.ablate as ablate
+    from wsreid.errors import StudyError
+
+    loaded = load_study(study_file)
+    runs = plan_runs(loaded, tmp_path / "out")[:1]
+    _saved_run(loaded, runs[0], json.dumps(_metrics(10.0)),
+               lambda t: t.replace("  sampler: random\n", "  sampler: identity\n"))
+    called = []
+    monkeypatch.setattr(ablate, "execute_in_process", lambda *a: called.append(a))
+    with pytest.raises(StudyError, match=r"1 finished run\(s\) were trained with another recipe .*train\.sampler"):
+        run_study(loaded, runs, log=lambda line: None)
+    assert called == []
+    run_study(loaded, runs, log=lambda line: None, rerun_outdated=True)
+    assert [state for _, _, state, _ in called] == ["restart"]

@@ -168,7 +168,7 @@ def test_plugins_module_that_fails_to_import_names_the_option(capsys):
 
 
 @pytest.mark.parametrize("given, name", [("./my_plugin.py", "my_plugin"), ("/plugins/wsreid_x", "wsreid_x"),
-                                         ("notes.py", "notes")])
+                                         ("notes.py", "notes"), ("pkg/__init__.py", "pkg")])
 def test_plugins_module_given_as_a_path_says_a_module_name_is_needed(capsys, given, name):
     """It was blamed on 'the plugin's code' (a relative import's TypeError) or read as a
     module named '/plugins/...'."""
@@ -344,7 +344,7 @@ def test_eval_of_an_unfinished_run_says_which_checkpoint_it_evaluates(make_recip
     assert "note:" not in capsys.readouterr().err  # finished: its selected checkpoint, as metrics.json says
     (run_dir / "metrics.json").unlink()  # as an interrupted run, or one still training
     assert main(["eval", str(run_dir)]) == 0
-    assert f"note: {run_dir} is not finished (no metrics.json): evaluating its checkpoint epoch-0001\n" in \
+    assert f"note: {run_dir} is not finished (no metrics.json): evaluated its checkpoint epoch-0001\n" in \
         capsys.readouterr().err
 
 
@@ -370,3 +370,8 @@ def test_a_run_of_another_version_whose_recipe_does_not_load_says_so(make_recipe
         err = capsys.readouterr().err
         assert err.startswith(f"error: {run_dir} was written by wsreid 9.0.0 (this is wsreid 0.1.0), and its recipe "
                               "does not load here: ") and err.rstrip().endswith("(use wsreid 9.0.0 for this run)"), err
+    # the user's own mistake is not blamed on the version
+    saved.write_text(saved.read_text().replace("  grad_clip_norm: 1.0\n", "", 1))
+    assert main(["eval", str(run_dir), "-o", "train.epochz=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: override -o train.epochz=2: train.epochz: unknown key") and "written by" not in err

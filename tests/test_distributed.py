@@ -297,5 +297,6 @@ def test_a_collective_whose_peer_ended_is_told_from_a_fault_of_this_process(tmp_
     _state(run_dir, epoch=2)
     assert str(_peer_lost(run_dir, 2, removed=False)) == (
         "another process of this 2-process launch ended during the run (its own message says why); last complete "
-        f"checkpoint: epoch-0002 (fix what it reports, then resume (with any number of processes): wsreid run "
+        f"checkpoint: epoch-0002 (fix what it reports, then resume (with any number of processes that divides "
+        f"train.batch_size): wsreid run "
         f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume)")

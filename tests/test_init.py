@@ -179,7 +179,8 @@ def test_clip_initial_weights_check_compares_tokenizers_and_sizes():
     assert refused(ClipParams(max_length=40), built) == ("max_length", "40, but the initial run's encoder has 77 (its "
                                                           "weights have that shape)")
     assert refused(ClipParams(image_size=(512, 128)), built)[0] == "image_size"
-    for fits in (ClipParams(vision={"intermediate": 3072}, image_size=(192, 384)), ClipParams(min_frequency=3)):
+    for fits in (ClipParams(vision={"intermediate": 3072}, image_size=(192, 384)), ClipParams(min_frequency=3),
+                 ClipParams(text={"heads": 4})):  # heads split the same projections: the weights load
         ClipEncoder.check_initial_weights(fits, built)  # the same shapes: no error
     ClipEncoder.check_initial_weights(hub, ClipParams(pretrained="elsewhere/clip"))  # compared when loaded
 

@@ -329,7 +329,18 @@ def test_single_process_commands_are_refused_under_several_processes(argv, monke
     printed it: refused in one line; only run trains on several processes."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # as torchrun sets them
     assert main(argv) == 2
     assert capsys.readouterr().err == (
-        f"error: wsreid {argv[0]} runs in one process: under torchrun each of the processes would do all of it (run "
-        f"wsreid {argv[0]} without torchrun; only wsreid run trains on several processes)\n")
+        f"error: wsreid {argv[0]} runs in one process: this one was launched as one of 2 (WORLD_SIZE and MASTER_ADDR "
+        f"are set), and each would do all of it (run wsreid {argv[0]} without torchrun (from a job script that "
+        f"exports the launcher's variables: env -u WORLD_SIZE wsreid {argv[0]} ...); only wsreid run trains on several "
+        "processes)\n")
+
+
+def test_a_world_size_left_in_the_shell_does_not_stop_a_single_process_command(monkeypatch, capsys):
+    """Without the launcher's MASTER_ADDR a WORLD_SIZE is no launch: eval and the others run."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    assert main(["data", "check", "/nonexistent/x"]) == 2
+    assert capsys.readouterr().err.startswith("error: dataset root /nonexistent/x is not a directory")

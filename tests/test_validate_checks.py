@@ -423,3 +423,20 @@ def test_print_gives_the_resolved_recipe_that_a_run_records(make_recipe, tmp_pat
     (tmp_path / "again.yaml").write_text(printed)
     assert main(["validate", str(tmp_path / "again.yaml"), "--print"]) == 0
     assert capsys.readouterr().out == printed  # it loads again to the same recipe
+
+
+def test_print_writes_output_dir_as_the_run_resolves_it(make_recipe, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    recipe = make_recipe("baselines/itc.yaml", {"output_dir": "~/runs/x"})
+    capsys.readouterr()
+    assert main(["validate", str(recipe), "--print"]) == 0
+    assert f"output_dir: {tmp_path / 'home' / 'runs' / 'x'}\n" in capsys.readouterr().out
+
+
+def test_commands_run_with_standard_output_closed(monkeypatch):
+    """``wsreid plugins >&-``: Python's sys.stdout is None; nothing to guard, nothing printed."""
+    import sys
+
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(["plugins"]) == 0
+    assert sys.stdout is None

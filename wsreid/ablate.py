@@ -355,8 +355,8 @@ def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str],
     receives the resolved recipe without its ``output_dir`` (what the run trains);
     ``replaced``, for a FINISHED wsreid run (recipe.yaml beside metrics.json) that would be
     started again, the first key that
-    differs (``"key: <value> in the run, <value> now"``, or "its recipe" when no key of the
-    saved recipe.yaml tells)."""
+    differs (``"key: <value> in the run, <value> now"``, between the saved recipe.yaml
+    loaded again and the recipe now)."""
     from wsreid.engine.rundir import recipe_differences
     from wsreid.recipe import dump_resolved_yaml, load_recipe
 
@@ -369,20 +369,13 @@ def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str],
     if state in (STATE_DONE, STATE_RESUME) and not same_recipe(run.run_dir, dump_resolved_yaml(resolved), disabled,
                                                                resolved.resolved):
         if state == STATE_DONE and replaced is not None and (run.run_dir / "recipe.yaml").exists():
-            try:
-                saved = _yaml_values((run.run_dir / "recipe.yaml").read_text())
+            try:  # loaded again, so that an option added since at its default is no difference
+                saved = load_recipe(run.run_dir / "recipe.yaml", disabled=disabled).resolved
                 replaced.extend(recipe_differences(saved, resolved.resolved, limit=1) or ["its recipe"])
-            except Exception:  # unreadable: the run is replaced all the same
-                replaced.append("its recipe")
+            except Exception:  # a recipe.yaml that no longer loads: the run is replaced all the same
+                replaced.append("its recipe.yaml no longer loads")
         return STATE_RESTART
     return state
-
-
-def _yaml_values(text: str) -> dict:
-    """A resolved recipe's text as plain values."""
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).load(text) or {}
 
 
 def _argv(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str]) -> list[str]:
@@ -632,10 +625,11 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
               execute: Callable[..., None] | None = None, dry_run: bool = False,
               jobs: int = 1, log_dir: Path | None = None,
               log: Callable[[str], None] = _log_line,
-              states: dict[int, str] | None = None) -> list[RunOutcome]:
+              states: dict[int, str] | None = None, rerun_outdated: bool = False) -> list[RunOutcome]:
     """Run (or, ``dry_run``, list) every planned run; never stops on a failing run.
     ``states``: the state of each run (numbered from 1) as :func:`check_runs` found it;
-    the others are decided here.
+    the others are decided here, and a finished run they would replace (its recipe
+    differs) is refused before anything runs unless ``rerun_outdated``, as by :func:`check_runs`.
 
     ``jobs > 1`` runs that many trainings at once, each in its own ``python -m wsreid run``
     process with ``OMP_NUM_THREADS = cpus // jobs`` (unless set) and its output in
@@ -648,10 +642,15 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     execute = execute or execute_in_process
     outcomes: dict[int, RunOutcome] = {}
     pending: list[tuple[int, PlannedRun, str, str]] = []
+    replacing: list[tuple[PlannedRun, str]] = []
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.label} seed {run.seed}"
         try:
-            state = states[i] if states is not None and i in states else _decide(loaded, run, disabled)
+            replaced: list[str] = []
+            state = states[i] if states is not None and i in states else _decide(loaded, run, disabled,
+                                                                                replaced=replaced)
+            if replaced and not dry_run:
+                replacing.append((run, replaced[0]))
         except KeyboardInterrupt as exc:
             exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise
@@ -669,6 +668,8 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
         else:
             pending.append((i, run, state, head))
 
+    if replacing and not rerun_outdated:
+        raise _outdated_refusal(replacing)
     children = ChildProcesses()  # --jobs N: the trainings running, for a stop to reach them
 
     def one(item: tuple[int, PlannedRun, str, str]) -> RunOutcome:
@@ -780,13 +781,20 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
             log(f"note: {run.label} seed {run.seed} finished with another recipe than the study asks for now "
                 f"({difference}): running the study replaces it only with --rerun-outdated")
     if replacing and strict and not rerun_outdated:
-        run, difference = replacing[0]
-        raise StudyError(f"{run.run_dir.parents[2]}: {len(replacing)} finished run(s) were trained with "
-                         f"another recipe than the study asks for now ({run.label} seed {run.seed}: {difference}); "
-                         "running would delete them and train them again; nothing was run",
-                         hint="add --rerun-outdated to do so, or --report-only --include-outdated to tabulate them "
-                              "as they are, or give another --output-dir")
+        raise _outdated_refusal(replacing)
     return states
+
+
+def _outdated_refusal(replacing: list[tuple[PlannedRun, str]]) -> StudyError:
+    """The error of finished runs a study would delete and train again (its recipe
+    differs; (run, the first difference) each), naming the first."""
+    run, difference = replacing[0]
+    study_dir = run.run_dir.parents[2]  # OUTPUT_DIR/runs/LABEL/seed-S
+    return StudyError(f"{study_dir}: {len(replacing)} finished run(s) were trained with "
+                      f"another recipe than the study asks for now ({run.label} seed {run.seed}: {difference}); "
+                      "running would delete them and train them again; nothing was run",
+                      hint="add --rerun-outdated to do so, or --report-only --include-outdated to tabulate them "
+                           "as they are, or give another --output-dir")
 
 
 def _check_variants(labels: list[str], loaded: LoadedStudy) -> set[str] | None:
@@ -966,9 +974,9 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     from wsreid.recipe import parse_override
     from wsreid.recipe.loader import check_strings
 
-    from wsreid.launcher import launch_from_env
+    from wsreid.launcher import launched_processes
 
-    if launch_from_env().multi_process:  # each process would plan and start the study's runs on its own: a hang
+    if launched_processes() > 1:  # each process would plan and start the study's runs on its own: a hang
         raise StudyError("wsreid ablate runs under one process only: it starts its trainings itself (-j N for N at "
                          "once), and under torchrun every process would start them on its own",
                          hint="run it without torchrun; train one recipe on several processes with torchrun ... -m "
@@ -1039,16 +1047,21 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
         except OSError:  # the table below says the same; its own write reports a full disk
             pass
     rows = aggregate(loaded, outcomes)
+    earlier = [name for name in ("results.md", "results.csv", "results.png") if (output_dir / name).is_file()]
     try:
         paths = write_outputs(loaded, rows, output_dir)
     except OSError as exc:
+        import errno
+
         from wsreid.fileio import disk_full
 
-        reason = "no space left on the device" if disk_full(exc) else (exc.strerror or str(exc))
-        raise StudyError(f"{output_dir}: cannot write the study's results: {reason}; the previous results.md, "
-                         "results.csv and results.png are kept as they were",
-                         hint=("free space" if disk_full(exc) else "fix the permissions")
-                         + ", then run with --report-only") from None
+        reason = "no space left on the device" if disk_full(exc) else (
+            f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else (exc.strerror or str(exc)))
+        kept = f"the previous {', '.join(earlier)} kept as they were" if earlier else "nothing written"
+        fix = "free space" if disk_full(exc) else "fix the permissions" if exc.errno in (
+            errno.EACCES, errno.EPERM, errno.EROFS) else "fix that"
+        raise StudyError(f"{output_dir}: cannot write the study's results: {reason}; {kept}",
+                         hint=f"{fix}, then run with --report-only") from None
     return StudyReport(outcomes, paths)
 
 

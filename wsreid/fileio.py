@@ -73,7 +73,12 @@ def write_atomically_together(files: Mapping[str | Path, Content], *, fsync: boo
     is written to its temporary file first, and only when all of them are written are they
     renamed over their paths. A failure while writing (a full disk half way through the
     last one) leaves every path as it was - the old set, not a new table beside an old
-    chart - and removes the temporary files."""
+    chart - and removes the temporary files. A path that a rename could not replace (a
+    folder) is an ``IsADirectoryError`` before anything is written; a rename that fails
+    all the same (a file system error) may leave the paths renamed before it new."""
+    for path in files:
+        if Path(path).is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder stands where the file goes", str(path))
     staged: list[tuple[str, Path]] = []
     try:
         for path, content in files.items():

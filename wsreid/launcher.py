@@ -32,6 +32,17 @@ class Launch:
         return self.world_size > 1
 
 
+def launched_processes(environ: Mapping[str, str] | None = None) -> int:
+    """How many processes a launcher (torchrun, accelerate launch) started this one among:
+    ``WORLD_SIZE`` with the launcher's ``MASTER_ADDR``; 1 without a launch, or for a
+    ``WORLD_SIZE`` left in the shell without it (which :func:`launch_from_env` refuses
+    for a run)."""
+    environ = os.environ if environ is None else environ
+    if not (environ.get("MASTER_ADDR") or "").strip():
+        return 1
+    return launch_from_env(environ).world_size
+
+
 def _number(environ: Mapping[str, str], name: str, default: int) -> int | None:
     raw = environ.get(name, "") or ""
     if not raw.strip():

@@ -197,7 +197,8 @@ def load_plugins(
         if skip(modname) or pm.has_plugin(modname):
             continue
         if "/" in modname or "\\" in modname or modname.startswith(".") or modname.endswith(".py"):
-            name = Path(modname).stem.lstrip(".") or "my_plugin"
+            given = Path(modname)
+            name = (given.parent.name if given.stem == "__init__" else given.stem).lstrip(".") or "my_plugin"
             raise PluginError(f"plugin module {modname!r} ({modules_from}) is a path; a module name is needed",
                               hint=f"give the module's import name, e.g. {name}, with its folder on PYTHONPATH")
         try:

@@ -239,7 +239,8 @@ def _random_sizes(params: ClipParams, source: ClipParams) -> list[tuple[str, Any
     for tower in ("vision", "text"):
         mine, theirs = getattr(params, tower), getattr(source, tower)
         for field in type(mine).model_fields:
-            sizes.append((f"{tower}.{field}", _tower_size(mine, field), _tower_size(theirs, field)))
+            if field != "heads":  # the attention heads split the same projections: no weight changes shape
+                sizes.append((f"{tower}.{field}", _tower_size(mine, field), _tower_size(theirs, field)))
     longer = max(params.image_size), max(source.image_size)
     if longer[0] != longer[1]:
         sizes.append(("image_size", list(params.image_size), list(source.image_size)))
@@ -376,9 +377,10 @@ class ClipEncoder(EncoderComponent):
         encoder that builds its own vocabulary, nor the other way round (the run's token
         embedding would be read with another vocabulary's ids; its weights fail to load).
         Two random initialisations (the built vocabulary is the initial run's, copied) must
-        have the same sizes (``embed_dim``, ``vision.*``, ``text.*``, ``max_length``, the
-        longer image side); two BPE tokenizers the same ``mask_token`` (``added`` adds a
-        row). Two pretrained models are compared when the weights load."""
+        have the same sizes (``embed_dim``, ``vision.*`` and ``text.*`` but the attention
+        heads, which shape no weight, ``max_length``, the longer image side); two BPE
+        tokenizers the same ``mask_token`` (``added`` adds a row). Two pretrained models are
+        compared when the weights load."""
         mine, theirs = params.tokenizer_source, source.tokenizer_source
         if mine == "build" and theirs != "build":
             setting = f"encoder.pretrained: {source.pretrained}" + (

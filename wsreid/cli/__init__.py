@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False) or debug_requested()
     with signals.stop_on_signals():
         try:
-            sys.stdout = _GuardedOutput(sys.stdout)
+            if sys.stdout is not None:  # None: started with standard output closed
+                sys.stdout = _GuardedOutput(sys.stdout)
             _check_single_process(args.command)
             code = int(args.func(args) or 0)
         except UserError as exc:
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             _quiet_closed_pipe()
             return ExitCode.OK
         except _OutputFailed as exc:
-            if debug:
-                raise
+            if debug:  # the traceback, and the exit status of a user error as without --debug
+                traceback.print_exc()
             return _output_failed(exc.cause)
         finally:
             if isinstance(sys.stdout, _GuardedOutput):
@@ -105,16 +106,24 @@ SINGLE_PROCESS_COMMANDS = ("eval", "search", "ablate", "data", "convert-weights"
 
 
 def _check_single_process(name: str) -> None:
-    """A single-process command under ``torchrun`` (``WORLD_SIZE`` > 1) is a user error."""
-    from wsreid.launcher import launch_from_env
+    """A single-process command started by a launcher for several processes (torchrun:
+    ``WORLD_SIZE`` > 1 with its ``MASTER_ADDR``) is a user error; a ``WORLD_SIZE`` left in
+    the shell alone is no launch, and the command runs."""
+    from wsreid.launcher import launched_processes
 
-    if name in SINGLE_PROCESS_COMMANDS and launch_from_env().multi_process:
-        raise UserError(f"wsreid {name} runs in one process: under torchrun each of the processes would do all of it",
-                        hint=f"run wsreid {name} without torchrun; only wsreid run trains on several processes")
+    processes = launched_processes()
+    if name in SINGLE_PROCESS_COMMANDS and processes > 1:
+        raise UserError(f"wsreid {name} runs in one process: this one was launched as one of {processes} (WORLD_SIZE "
+                        "and MASTER_ADDR are set), and each would do all of it",
+                        hint=f"run wsreid {name} without torchrun (from a job script that exports the launcher's "
+                             f"variables: env -u WORLD_SIZE wsreid {name} ...); only wsreid run trains on several "
+                             "processes")
 
 
-class _OutputFailed(Exception):
-    """Writing the command's output to standard output failed (``cause``: the OSError)."""
+class _OutputFailed(BaseException):
+    """Writing the command's output to standard output failed (``cause``: the OSError). A
+    BaseException, so that no ``except Exception`` on the way (a component's fault
+    wrapper around a plugin that prints) takes it for an error of its own."""
 
     def __init__(self, cause: OSError):
         super().__init__(str(cause))

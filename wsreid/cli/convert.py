@@ -9,16 +9,16 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from wsreid.cli.common import add_debug
+from wsreid.cli.common import add_debug, path_argument
 from wsreid.errors import ExitCode, UserError
 
 
 def add_parsers(sub) -> None:
     """Register ``convert-weights``."""
     p = sub.add_parser("convert-weights", help="write an OpenAI CLIP checkpoint file as a transformers model folder")
-    p.add_argument("source", metavar="IN.pt", help="OpenAI checkpoint (TorchScript archive or state dict)")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="new folder for config, safetensors and tokenizer")
-    p.add_argument("--tokenizer", metavar="BPE_FILE",
+    p.add_argument("source", metavar="IN.pt", type=path_argument, help="OpenAI checkpoint (TorchScript archive or state dict)")
+    p.add_argument("out_dir", metavar="OUT_DIR", type=path_argument, help="new folder for config, safetensors and tokenizer")
+    p.add_argument("--tokenizer", metavar="BPE_FILE", type=path_argument,
                    help="OpenAI's bpe_simple_vocab_16e6.txt.gz, saved as the tokenizer")
     add_debug(p, default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_convert_weights)

@@ -67,12 +67,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.show:
         check_figure_path(Path(figure), "--figure ")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
-    if target.run_dir is not None and target.weights is not None and not (target.run_dir / "metrics.json").exists() \
-            and Path(args.target).resolve() == target.run_dir.resolve():
-        print(f"note: {target.run_dir} is not finished (no metrics.json): evaluating its checkpoint "
-              f"{target.weights.parent.name}", file=sys.stderr, flush=True)
     loaded = load_target_recipe(target, args.override, args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,
                              show=args.show, top_k=top_k, figure=figure)
+    if target.run_dir is not None and target.weights is not None and not (target.run_dir / "metrics.json").exists() \
+            and Path(args.target).resolve() == target.run_dir.resolve():  # said once it worked: an error stays one line
+        print(f"note: {target.run_dir} is not finished (no metrics.json): evaluated its checkpoint "
+              f"{target.weights.parent.name}", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=1) if args.format == "json" else evaluation_table(result))
     return ExitCode.OK

@@ -99,10 +99,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for label, spec in block.items():
             if spec is not None:
                 comps.append(f"{label}={spec.name}")
-    if args.print_resolved:
-        from wsreid.recipe.loader import dump_resolved_yaml
+    if args.print_resolved:  # as a run records it (its output_dir as the run resolves it: ~ expanded)
+        from pathlib import Path
 
-        print(dump_resolved_yaml(loaded), end="")
+        from wsreid.engine.session import resolved_yaml_for
+
+        print(resolved_yaml_for(loaded, Path(loaded.recipe.output_dir).expanduser()), end="")
         return ExitCode.OK
     print(f"{args.recipe}: valid ({', '.join(comps)})")
     return ExitCode.OK

@@ -103,8 +103,9 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
 
 
 def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recipe=None):
-    """:func:`~wsreid.recipe.load_recipe` of ``target``'s recipe; when the run's recipe
-    does not load and the run was written by another version of wsreid (its
+    """:func:`~wsreid.recipe.load_recipe` of ``target``'s recipe; when the run's own
+    recipe.yaml does not load (the error cites it, not an ``-o``, ``--data`` or
+    ``--recipe`` of the user's) and the run was written by another version of wsreid (its
     versions.json), the error says so first (a key added by a newer version read as a
     typo, with a 'did you mean')."""
     import json
@@ -116,9 +117,16 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
     try:
         return load_recipe(target.recipe, list(overrides), disabled=list(disabled), data_recipe=data_recipe)
     except RecipeError as exc:
+        from wsreid.recipe.yamlio import display_path
+
+        saved = None if target.run_dir is None else target.run_dir / "recipe.yaml"
+        in_saved = saved is not None and Path(target.recipe).resolve() == saved.resolve() and any(
+            str(exc).startswith(f"{shown}:") for shown in {str(saved), display_path(saved), str(target.recipe)})
+        if not in_saved:  # the user's own -o, --data or --recipe: the error as it is
+            raise
         try:
             written_by = json.loads((target.run_dir / "versions.json").read_text())["packages"]["wsreid"]
-        except Exception:  # no run, no record: the error as it is
+        except Exception:  # no record: the error as it is
             raise exc from None
         if written_by == __version__:
             raise

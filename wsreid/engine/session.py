@@ -220,7 +220,7 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
                 raise RunInterrupted(run_dir, f"{how}; no checkpoint was written yet; start again with: "
                                               f"{again} --overwrite", signum) from None
             launched = (f" (in one process; or launched as before, e.g. torchrun --nproc_per_node {world_size} -m "
-                        f"{again} --resume: a run resumes with any number of processes)"
+                        f"{again} --resume: any number of processes that divides train.batch_size)"
                         if world_size > 1 else "")
             raise RunInterrupted(run_dir, f"{how}; last complete checkpoint: {last.name}; resume with: "
                                           f"{again} --resume{launched}", signum) from None
@@ -242,7 +242,8 @@ def _peer_lost(run_dir: Path, world_size: int, removed: bool) -> TrainingError:
     last = None if removed else _latest_or_none(run_dir)
     if last is not None:
         return TrainingError(f"{what}; last complete checkpoint: {last.name}",
-                             hint=f"fix what it reports, then resume (with any number of processes): {again} --resume")
+                             hint=f"fix what it reports, then resume (with any number of processes that divides "
+                                  f"train.batch_size): {again} --resume")
     return TrainingError(f"{what}; no checkpoint was written yet", hint="fix what it reports, then run the command again")
 
 

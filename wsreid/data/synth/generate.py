@@ -401,10 +401,17 @@ def generate_synth(
 
 
 def _host() -> str:
-    """This machine's name as a partial folder's name holds it (no '-' or '.')."""
+    """Where this process's id means something, as a partial folder's name holds it (no
+    '-' or '.'): the machine's name and, where Linux shows it, the process-id namespace
+    (containers that share a host name and a dataset cache do not share process ids)."""
     import socket
 
-    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+    name = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+    try:
+        namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+    except OSError:  # not Linux, or no /proc
+        namespace = ""
+    return f"{name}_{namespace}" if namespace else name
 
 
 def _remove_stale_partials(out: Path) -> None:
