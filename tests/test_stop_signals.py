@@ -433,12 +433,16 @@ def test_ablate_subprocess_whose_child_is_stopped_by_sigterm_stops_with_143(make
     assert "FAILED" not in err
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize("signum, code, to_a_thread", [(signal.SIGTERM, 143, False), (signal.SIGHUP, 129, False),
+                                                      (signal.SIGTERM, 143, True)])
 def test_a_stop_signal_to_a_parallel_study_alone_stops_its_children_too(make_recipe, tmp_path, monkeypatch, capsys,
-                                                                       signum, code):
+                                                                       signum, code, to_a_thread):
     """``--jobs 2``: the study's SIGTERM or SIGHUP (to its process only) is passed on to
     both running children, which end; the study stops with 128 + the signal (it used to
-    wait for them to finish; SIGHUP killed the study and left them running)."""
+    wait for them to finish; SIGHUP killed the study and left them running). The system may
+    give a process's signal to any of its threads (``to_a_thread``: another than the main
+    one, on purpose): the main thread, waiting for the runs, was woken only when one ended,
+    so the study stopped after its children had finished (a CI run: 20 s, the whole run)."""
     import os
     import threading
     import time
@@ -458,7 +462,10 @@ def test_a_stop_signal_to_a_parallel_study_alone_stops_its_children_too(make_rec
         while len(list(marks.glob("pid-*"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         if signal.getsignal(signum) not in (signal.SIG_DFL, signal.SIG_IGN):  # never end the test session
-            os.kill(os.getpid(), signum)
+            if to_a_thread:
+                signal.pthread_kill(threading.get_ident(), signum)  # this thread, not the main one
+            else:
+                os.kill(os.getpid(), signum)
 
     sender = threading.Thread(target=stop_when_both_run)
     sender.start()

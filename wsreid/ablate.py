@@ -579,7 +579,7 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads
         reader = threading.Thread(target=_pass_output, args=(proc.stderr, sink or sys.stderr, errors), daemon=True)
         reader.start()
         try:
-            code = proc.wait()
+            code = _wait_awake(proc)
         except KeyboardInterrupt as exc:  # the main thread: the stop signal came to this process
             children.stop(signals.signal_of(exc))
             reader.join(_OUTPUT_GRACE_S)
@@ -602,6 +602,33 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads
         where = f" (log: {log_file})" if log_file is not None else ""
         what = f"wsreid run was killed by {_signal_name(-code)}" if code < 0 else f"wsreid run exited with code {code}"
         raise RuntimeError((last_error or what) + where)
+
+
+#: seconds the main thread sleeps at most while it waits for a child or a training thread:
+#: a stop signal that the system gave to another thread of the study is handled (Python
+#: runs handlers in the main thread) within this time, not when the awaited run ends
+_AWAKE_S = 0.2
+
+
+def _wait_awake(proc) -> int:
+    """``proc.wait()``, waking every :data:`_AWAKE_S` so that a stop signal is handled."""
+    import subprocess
+
+    while True:
+        try:
+            return proc.wait(timeout=_AWAKE_S)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _result_awake(future):
+    """``future.result()``, waking every :data:`_AWAKE_S` so that a stop signal is handled."""
+    while True:
+        try:
+            return future.result(timeout=_AWAKE_S)
+        except TimeoutError:
+            if future.done():  # the training itself raised a TimeoutError
+                return future.result()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -705,7 +732,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
         futures = {pool.submit(one, item): item[0] for item in pending}
         try:
             for future, i in futures.items():
-                outcomes[i] = future.result()
+                outcomes[i] = _result_awake(future)
         except KeyboardInterrupt as exc:
             try:
                 children.stop(signals.signal_of(exc), log)  # a stop signal that came to this process alone too
