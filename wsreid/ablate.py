@@ -998,10 +998,9 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     ``python -m wsreid run`` process. A KeyboardInterrupt carries the outcomes so far as
     ``outcomes``."""
     from wsreid.ablate_table import aggregate, write_outputs
+    from wsreid.launcher import launched_processes
     from wsreid.recipe import parse_override
     from wsreid.recipe.loader import check_strings
-
-    from wsreid.launcher import launched_processes
 
     if launched_processes() > 1:  # each process would plan and start the study's runs on its own: a hang
         raise StudyError("wsreid ablate runs under one process only: it starts its trainings itself (-j N for N at "
@@ -1078,15 +1077,11 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     try:
         paths = write_outputs(loaded, rows, output_dir)
     except OSError as exc:
-        import errno
+        from wsreid.fileio import disk_full, permission_refused, write_failure
 
-        from wsreid.fileio import disk_full
-
-        reason = "no space left on the device" if disk_full(exc) else (
-            f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else (exc.strerror or str(exc)))
+        reason = write_failure(exc) if disk_full(exc) or not exc.filename else f"{exc.filename}: {write_failure(exc)}"
         kept = f"the previous {', '.join(earlier)} kept as they were" if earlier else "nothing written"
-        fix = "free space" if disk_full(exc) else "fix the permissions" if exc.errno in (
-            errno.EACCES, errno.EPERM, errno.EROFS) else "fix that"
+        fix = "free space" if disk_full(exc) else "fix the permissions" if permission_refused(exc) else "fix that"
         raise StudyError(f"{output_dir}: cannot write the study's results: {reason}; {kept}",
                          hint=f"{fix}, then run with --report-only") from None
     return StudyReport(outcomes, paths)

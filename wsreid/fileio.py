@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable, Mapping, Union
 
-__all__ = ["nearest_existing", "cannot_create_in", "disk_full", "write_atomically"]
+__all__ = ["nearest_existing", "cannot_create_in", "disk_full", "write_failure", "permission_refused",
+           "write_atomically", "write_atomically_together"]
 
 #: What :func:`write_atomically` writes: bytes, text (written as UTF-8), or a function
 #: that writes to the binary file it is given (e.g. ``lambda f: image.save(f, format="PNG")``).
@@ -52,6 +53,20 @@ def disk_full(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "No space left" in text or "StorageFull" in text
+
+
+def write_failure(exc: BaseException) -> str:
+    """Why a write failed, in words for a one-line error: "no space left on the device"
+    for a full disk (:func:`disk_full`), else the system's reason."""
+    if disk_full(exc):
+        return "no space left on the device"
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def permission_refused(exc: BaseException) -> bool:
+    """Whether a failed write was refused by permissions or a read-only file system
+    (EACCES, EPERM, EROFS): the fix is the folder's permissions, not space."""
+    return getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def write_atomically(path: str | Path, content: Content, *, fsync: bool = False) -> Path:

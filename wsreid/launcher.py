@@ -38,9 +38,12 @@ def launched_processes(environ: Mapping[str, str] | None = None) -> int:
     ``WORLD_SIZE`` left in the shell without it (which :func:`launch_from_env` refuses
     for a run)."""
     environ = os.environ if environ is None else environ
-    if not (environ.get("MASTER_ADDR") or "").strip():
-        return 1
-    return launch_from_env(environ).world_size
+    return launch_from_env(environ).world_size if _launcher_address(environ) else 1
+
+
+def _launcher_address(environ: Mapping[str, str]) -> bool:
+    """Whether the launcher's ``MASTER_ADDR`` is set (a ``WORLD_SIZE`` without it is no launch)."""
+    return bool((environ.get("MASTER_ADDR") or "").strip())
 
 
 def _number(environ: Mapping[str, str], name: str, default: int) -> int | None:
@@ -76,7 +79,7 @@ def launch_from_env(environ: Mapping[str, str] | None = None, *, strict: bool = 
                             f"(0 .. {world_size - 1})",
                             hint="the launcher (torchrun, accelerate launch) sets both; unset them to run in one process")
         return Launch()
-    if strict and world_size > 1 and not (environ.get("MASTER_ADDR") or "").strip():
+    if strict and world_size > 1 and not _launcher_address(environ):
         raise UserError(f"WORLD_SIZE={world_size} is set but no launcher started this process (MASTER_ADDR, which "
                         "torchrun and accelerate launch set, is not)",
                         hint="unset WORLD_SIZE (a value left in the shell or script) to run in one process, or start "

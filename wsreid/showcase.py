@@ -183,7 +183,7 @@ def save_figure(figure, path) -> Path:
     :class:`~wsreid.errors.UserError` (``--figure PATH: cannot write it: why``) on an
     OSError, with nothing left behind."""
     from wsreid.errors import UserError
-    from wsreid.fileio import disk_full, write_atomically
+    from wsreid.fileio import write_atomically, write_failure
 
     target = Path(path)
     fmt = figure_format(target)
@@ -191,7 +191,6 @@ def save_figure(figure, path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, lambda out: figure.save(out, format=fmt), fsync=True)
     except OSError as exc:
-        why = "no space left on the device" if disk_full(exc) else (exc.strerror or type(exc).__name__)
-        raise UserError(f"--figure {target}: cannot write the figure: {why}",
+        raise UserError(f"--figure {target}: cannot write the figure: {write_failure(exc)}",
                         hint="free space, or name a path in a folder you can write to") from None
     return target

@@ -25,7 +25,6 @@ line ``error: ...`` and exit with :attr:`~wsreid.errors.ExitCode.USER_ERROR` (2)
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import traceback
@@ -139,16 +138,15 @@ class _GuardedOutput:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _OutputFailed(exc) from exc
+        return self._guarded(self.stream.write, text)
 
     def flush(self) -> None:
+        self._guarded(self.stream.flush)
+
+    @staticmethod
+    def _guarded(call, *args):
         try:
-            self.stream.flush()
+            return call(*args)
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -161,9 +159,10 @@ class _GuardedOutput:
 def _output_failed(exc: OSError) -> int:
     """Standard output could not be written (a full disk under ``> file``): one error
     line, the rest of the output dropped, exit 2."""
-    reason = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-    print(f"error: cannot write the output to standard output: {reason} (free space where it goes, or send it "
-          "elsewhere)", file=sys.stderr)
+    from wsreid.fileio import write_failure
+
+    print(f"error: cannot write the output to standard output: {write_failure(exc)} (free space where it goes, or "
+          "send it elsewhere)", file=sys.stderr)
     _quiet_closed_pipe()  # what stays buffered is dropped, not flushed again at exit
     return ExitCode.USER_ERROR
 

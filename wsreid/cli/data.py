@@ -27,10 +27,10 @@ from wsreid.recipe.yamlio import parse_flow_value
 __all__ = ["add_data_parser", "run_synth", "run_check"]
 
 
-
 def _path(text: str) -> Path:
     """A path option (:func:`~wsreid.cli.common.path_argument`) as a ``Path``."""
     return Path(path_argument(text))
+
 
 def add_data_parser(subparsers: "argparse._SubParsersAction") -> None:
     """Add ``data synth`` and ``data check`` to ``subparsers``."""

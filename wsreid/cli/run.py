@@ -88,6 +88,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
     image_cache_budget()  # the environment a run of it reads: a bad WSREID_IMAGE_CACHE_MB is refused as a run refuses it
     print_warnings(loaded)
+    if args.print_resolved:  # as a run records it (its output_dir as the run resolves it: ~ expanded)
+        from pathlib import Path
+
+        from wsreid.engine.session import resolved_yaml_for
+
+        print(resolved_yaml_for(loaded, Path(loaded.recipe.output_dir).expanduser()), end="")
+        return ExitCode.OK
     r = loaded.recipe
     short = {"pair_construction": "pairs"}
     comps = []
@@ -99,12 +106,5 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for label, spec in block.items():
             if spec is not None:
                 comps.append(f"{label}={spec.name}")
-    if args.print_resolved:  # as a run records it (its output_dir as the run resolves it: ~ expanded)
-        from pathlib import Path
-
-        from wsreid.engine.session import resolved_yaml_for
-
-        print(resolved_yaml_for(loaded, Path(loaded.recipe.output_dir).expanduser()), end="")
-        return ExitCode.OK
     print(f"{args.recipe}: valid ({', '.join(comps)})")
     return ExitCode.OK

@@ -22,7 +22,6 @@ shared with ``wsreid validate``.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -40,7 +39,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from wsreid.checkpoint_layout import (BEST, BEST_OLD, CHECKPOINTS, FILES, POINTER, WEIGHTS, best_checkpoint,
                                       checkpoint_name, latest_checkpoint, newest_complete_checkpoint)
 from wsreid.errors import TrainingError
-from wsreid.fileio import disk_full, write_atomically
+from wsreid.fileio import disk_full, permission_refused, write_atomically
 
 #: the hint of a damaged checkpoint met while training (``--resume``): the run can start again
 TRAINING_HINT = "restore it or start again with --overwrite"
@@ -111,7 +110,7 @@ def save_checkpoint(
     state: dict,
 ) -> Path:
     """Write checkpoint ``epoch-XXXX`` atomically and point ``latest`` at it."""
-    previous = _latest_or_none(run_dir)
+    previous = latest_or_none(run_dir)
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     name = checkpoint_name(epoch)
@@ -145,7 +144,7 @@ def save_checkpoint(
     return final
 
 
-def _latest_or_none(run_dir: Path) -> Path | None:
+def latest_or_none(run_dir: Path) -> Path | None:
     """:func:`latest_checkpoint`, or None where the run directory's pointer is damaged."""
     try:
         return latest_checkpoint(run_dir)
@@ -158,8 +157,7 @@ def _after_failed_write(resumable: Path | None, kept: str | None, exc: BaseExcep
     fix the permissions (a folder the run cannot write), then resume from ``resumable``
     (the latest complete checkpoint), or - there is none - start the run again."""
     fix = "free disk space" if exc is None or disk_full(exc) or not isinstance(exc, OSError) else \
-        "fix the permissions of the run directory" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else \
-        "fix the cause"
+        "fix the permissions of the run directory" if permission_refused(exc) else "fix the cause"
     then = (f"{fix} and resume with --resume" if resumable is not None
             else f"no earlier checkpoint exists to resume from: {fix} and start the run again")
     return f"{kept}; {then}" if kept else then
@@ -198,7 +196,7 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
     except (OSError, SafetensorError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingError(f"could not write the best checkpoint {root / 'best'}: {_write_error(exc)}",
-                            hint=_after_failed_write(_latest_or_none(run_dir), "the previous best checkpoint is kept"
+                            hint=_after_failed_write(latest_or_none(run_dir), "the previous best checkpoint is kept"
                                                      if previous is not None else None, exc)) from exc
     old = root / BEST_OLD
     shutil.rmtree(old, ignore_errors=True)

@@ -239,23 +239,14 @@ def _peer_lost(run_dir: Path, world_size: int, removed: bool) -> TrainingError:
     with what to run next."""
     what = f"another process of this {world_size}-process launch ended during the run (its own message says why)"
     again = command("wsreid", "run", run_dir / "recipe.yaml", "--output-dir", run_dir)
-    last = None if removed else _latest_or_none(run_dir)
+    from wsreid.engine.checkpoint import latest_or_none
+
+    last = None if removed else latest_or_none(run_dir)
     if last is not None:
         return TrainingError(f"{what}; last complete checkpoint: {last.name}",
                              hint=f"fix what it reports, then resume (with any number of processes that divides "
                                   f"train.batch_size): {again} --resume")
     return TrainingError(f"{what}; no checkpoint was written yet", hint="fix what it reports, then run the command again")
-
-
-def _latest_or_none(run_dir: Path):
-    """The latest complete checkpoint of ``run_dir``; None without one, or where it
-    cannot be read."""
-    from wsreid.engine.checkpoint import latest_checkpoint
-
-    try:
-        return latest_checkpoint(run_dir)
-    except (UserError, OSError):
-        return None
 
 
 def _no_checkpoint(run_dir: Path) -> bool:

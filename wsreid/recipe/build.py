@@ -169,16 +169,6 @@ def _parameter_path(component: KeyPath, key: str) -> KeyPath:
     return component + tuple(key.split(".")) if key else component
 
 
-def _described_choice(word: str, description: str | None, choices: list[str]) -> list[str]:
-    """The choice a field's description quotes just after naming ``word`` (``eval.select:
-    best`` -> 'val', described as "best validation R1 ('val', ..."): a word of the meaning
-    before a near spelling ('best' is one letter from 'test')."""
-    if not description or not word.strip():
-        return []
-    found = re.search(rf"\b{re.escape(word)}\b[^'()]{{0,40}}\('([^']*)'", description, re.IGNORECASE)
-    return [found.group(1)] if found and found.group(1) in choices else []
-
-
 def _params_check_failure(exc: ParamsCheckError, component: KeyPath, locations: Locations) -> RecipeError:
     """The RecipeError of a component check's ParamsCheckError, citing the parameter's line."""
     key = _parameter_path(component, exc.key)
@@ -647,6 +637,16 @@ def _tuple_in(annotation: Any) -> Any:
         if typing.get_origin(arg) is tuple:
             return arg
     return None
+
+
+def _described_choice(word: str, description: str | None, choices: list[str]) -> list[str]:
+    """The choice a field's description quotes just after naming ``word`` (``eval.select:
+    best`` -> 'val', described as "best validation R1 ('val', ..."): a word of the meaning
+    before a near spelling ('best' is one letter from 'test')."""
+    if not description or not word.strip():
+        return []
+    found = re.search(rf"\b{re.escape(word)}\b[^'()]{{0,40}}\('([^']*)'", description, re.IGNORECASE)
+    return [found.group(1)] if found and found.group(1) in choices else []
 
 
 def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locations, model: type[RecipeBase]) -> RecipeError:

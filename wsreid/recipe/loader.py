@@ -261,7 +261,7 @@ def load_recipe(
     if data_recipe is not None:
         other, other_locations = read_recipe_tree(data_recipe)
         if not isinstance(other.get("data"), dict):
-            study = "variants" in other and "base" in other
+            study = _looks_like_study(other)
             raise RecipeError(f"--data {data_recipe}: " + ("this is an ablation study, not a recipe" if study else
                                                            "the recipe has no data block"),
                               hint="pass a recipe with 'data:'" + (f", such as the study's base recipe {other['base']} "
@@ -323,7 +323,7 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     file and line of each key; the schedule's warnings
     (:func:`~wsreid.recipe.build.schedule_warnings`) and the components' checks'
     (:class:`~wsreid.errors.ParamsCheckWarning`) are kept in ``warnings``."""
-    if "variants" in tree and "base" in tree and "data" not in tree:
+    if _looks_like_study(tree) and "data" not in tree:
         shown = display_path(path) if path is not None else "<recipe>"
         raise RecipeError(f"{shown}: this looks like an ablation study, not a recipe (it has base and "
                           "variants; a recipe has data, encoder, objectives, ... or extends one)",
@@ -349,6 +349,11 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
         if encoder is not None:
             check_initial_encoder(loaded.recipe, encoder, registry, locations, initial)
     return loaded
+
+
+def _looks_like_study(tree: Mapping[str, Any]) -> bool:
+    """Whether a YAML mapping given as a recipe is an ablation study (``base`` and ``variants``)."""
+    return "variants" in tree and "base" in tree
 
 
 #: the init recipes being validated, outermost first (a cycle of init recipes would train forever)

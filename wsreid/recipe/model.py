@@ -25,6 +25,7 @@ COMPONENT_SECTIONS: dict[str, tuple[str, bool]] = {k.section: (k.kind, k.labelle
 #: the largest training seed: numpy's generators take seeds below 2**32
 MAX_SEED = 2**32 - 1
 
+
 class Strict(Params):
     """Strict base for recipe sections (unknown keys are errors)."""
 

@@ -440,9 +440,7 @@ def _write_error(exc: OSError, out: Path, fix: str) -> DataError:
     """The :class:`DataError` for an ``exc`` raised while creating or writing ``out``:
     what stood in the way (a file where a folder should be, a folder without write
     permission, a full disk) and ``fix``."""
-    import errno
-
-    from wsreid.fileio import disk_full, nearest_existing
+    from wsreid.fileio import disk_full, nearest_existing, permission_refused
 
     if disk_full(exc):
         return DataError(f"cannot write the synth-pedes dataset to {out}: no space left on the device",
@@ -454,7 +452,7 @@ def _write_error(exc: OSError, out: Path, fix: str) -> DataError:
     if parent is not None and not parent.is_dir():
         return DataError(f"cannot create the synth-pedes folder {out}: {parent} is a file, not a folder", hint=fix)
     why = exc.strerror or type(exc).__name__
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+    if permission_refused(exc) and exc.filename:
         failed = Path(os.fsdecode(exc.filename))
         folder = failed if failed.is_dir() else failed.parent
         return DataError(f"cannot write the synth-pedes dataset to {out}: {folder} is not writable ({why})", hint=fix)
