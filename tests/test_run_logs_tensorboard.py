@@ -1,6 +1,6 @@
-"""TensorBoard events of a resumed run (wsreid.engine.logs.RunLogger): the resumed run
-opens its writer once, told to drop the interrupted attempt's later points, so that
-``logs/tensorboard`` holds no events file without a point in it."""
+"""TensorBoard events of a resumed run (wsreid.engine.logs.RunLogger): the interrupted
+attempt's points after the checkpoint are dropped - step values after its step, epoch
+values after its epoch - and ``logs/tensorboard`` holds no events file without a point."""
 
 from __future__ import annotations
 
@@ -43,14 +43,55 @@ def test_a_resumed_logger_writes_one_events_file_with_its_points(tmp_path):
     for step in range(7, 10):
         resumed.step(step, 1, {"loss/total": 100.0 + step})
     resumed.close()
-    assert _points_per_file(tmp_path) == [10, 3]
+    assert _points_per_file(tmp_path) == [6, 3]  # the attempt's points 7-10 are cut from its file
     assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 7)]
                                                            + [(s, 100.0 + s) for s in range(7, 10)])
     assert [int(r["step"]) for r in csv.DictReader((tmp_path / "logs" / "steps.csv").open())] == list(range(1, 10))
     again = RunLogger(tmp_path)  # resumed again, and stopped before it logged anything: no new file
     again.truncate(1, 9)
     again.close()
-    assert _points_per_file(tmp_path) == [10, 3]
+    assert _points_per_file(tmp_path) == [6, 3]
+
+
+def test_a_resumed_logger_drops_the_epoch_values_after_the_checkpoint_epoch(tmp_path):
+    """Epoch values are drawn against the epoch, step values against the step: one purge
+    step cannot cut both (TensorBoard showed epoch 3 twice here)."""
+    from wsreid.engine.logs import RunLogger
+
+    first = RunLogger(tmp_path)  # 3 epochs of 10 steps; the checkpoint is epoch 2's (step 20)
+    for step in range(1, 31):
+        first.step(step, (step - 1) // 10 + 1, {"loss/total": float(step)})
+        if step % 10 == 0:
+            first.epoch(step // 10, {"loss/itc": float(step)})
+    first.close()
+    resumed = RunLogger(tmp_path)
+    resumed.truncate(2, 20)
+    for step in range(21, 31):
+        resumed.step(step, 3, {"loss/total": -float(step)})
+    resumed.epoch(3, {"loss/itc": -30.0})
+    resumed.close()
+    assert _merged_points(tmp_path, "loss/itc") == [(1, 10.0), (2, 20.0), (3, -30.0)]
+    assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 21)]
+                                                           + [(s, -float(s)) for s in range(21, 31)])
+
+
+def test_an_events_file_cut_short_by_a_crash_keeps_its_readable_points_with_one_warning(tmp_path, capsys):
+    from wsreid.engine.logs import RunLogger
+
+    first = RunLogger(tmp_path)
+    for step in range(1, 6):
+        first.step(step, 1, {"loss/total": float(step)})
+    first.close()
+    (path,) = (tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*")
+    path.write_bytes(path.read_bytes()[:-7])  # the last record (step 5) is cut short
+    resumed = RunLogger(tmp_path)
+    resumed.truncate(1, 5)
+    resumed.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: {tmp_path / 'logs' / 'tensorboard'}: {path.name}: a record "
+                                                "cannot be read (cut short or damaged")
+    assert _merged_points(tmp_path, "train/loss/total") == [(s, float(s)) for s in range(1, 5)]
+    assert _points_per_file(tmp_path) == [4]
 
 
 @pytest.fixture

@@ -14,30 +14,33 @@ from wsreid.errors import TrainingError
 from wsreid.fileio import write_atomically
 
 
+STEP_TAG_PREFIX = "train/"
+"""TensorBoard tags of step values (x axis: the optimizer step); the other tags hold epoch
+values (x axis: the epoch)."""
+
+
 class RunLogger:
     """Step and epoch logs of a run: ``logs/steps.csv``, ``logs/epochs.csv`` and
     TensorBoard events (main process only; a no-op elsewhere). The TensorBoard writer is
-    opened at the first value logged, so that a resumed run opens it once, already told
-    (:meth:`truncate`) to drop the interrupted attempt's later points."""
+    opened at the first value logged, so that a resumed run whose attempt stopped before
+    logging anything adds no empty events file."""
 
     def __init__(self, run_dir: Path, enabled: bool = True):
         self.dir = run_dir / "logs"
         self.enabled = enabled
         self._tb = None
-        self._purge_step: int | None = None
         self._fields: dict[str, list[str]] = {}  # file name -> its header, once read
         if enabled:
             self.dir.mkdir(parents=True, exist_ok=True)
 
     def _writer(self):
-        """The TensorBoard writer, opened (with the purge step set by :meth:`truncate`)
-        on first use; None without tensorboard."""
+        """The TensorBoard writer, opened on first use; None without tensorboard."""
         if self._tb is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # pragma: no cover - tensorboard is a dependency
                 return None
-            self._tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=self._purge_step)
+            self._tb = SummaryWriter(str(self.dir / "tensorboard"))
         return self._tb
 
     def _header(self, path: Path) -> list[str]:
@@ -85,7 +88,7 @@ class RunLogger:
         tb = self._writer()
         if tb:
             for k, v in values.items():
-                tb.add_scalar(f"train/{k}", v, step)
+                tb.add_scalar(f"{STEP_TAG_PREFIX}{k}", v, step)
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
         """Log one epoch's values (losses, lr, evaluation, diagnostics)."""
@@ -100,14 +103,14 @@ class RunLogger:
             tb.flush()
 
     def truncate(self, epoch: int, step: int) -> None:
-        """Drop rows written after a checkpoint (used on resume); TensorBoard is told to drop
-        its training points after ``step`` too: the writer is opened with ``purge_step``
-        (reopened, when it was open already). A log damaged by a crash is cut back too
+        """Drop rows written after a checkpoint (used on resume), and the TensorBoard points
+        after it: step values after ``step``, epoch values after ``epoch``
+        (:func:`cut_tensorboard`; TensorBoard's own purge on restart works by one step
+        number, which cannot cut both axes). A log damaged by a crash is cut back too
         (:func:`cut_log`): its unreadable rows are dropped, or, when its header is
         unreadable, it starts afresh - each with one ``warning:`` line, never an error."""
         if not self.enabled:
             return
-        self._purge_step = step + 1
         self._fields.clear()  # the files are rewritten below: their headers are read again
         if self._tb:
             self._tb.close()
@@ -122,6 +125,9 @@ class RunLogger:
                                          "resume again") from None
             if warning:
                 print(f"warning: {warning}", file=sys.stderr, flush=True)
+        warning = cut_tensorboard(self.dir / "tensorboard", epoch, step)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Close the TensorBoard writer (when it was opened)."""
@@ -172,6 +178,74 @@ def cut_log(path: Path, key: str, limit: int) -> str | None:
     rows = "row" if unreadable == 1 else "rows"
     return (f"{path}: {unreadable} unreadable {rows} dropped (a line cut short or damaged, e.g. by a crash); the "
             "log goes on from the checkpoint")
+
+
+def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
+    """Drop the TensorBoard points a checkpoint does not cover from the events files in
+    ``folder``: points of step tags (``train/...``) after ``step`` and of epoch tags after
+    ``epoch``. When any file holds such a point, or a record that cannot be read (a file a
+    crash cut short), the kept events of all the files are written, in order, to one new
+    events file, and the old files are removed (written first, removed after: a crash in
+    between leaves points twice, never loses them). Like TensorBoard itself, a file is
+    read up to its first unreadable record. Returns the warning to print (one line naming
+    the damaged files), or None when every record could be read."""
+    paths = sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
+    kept, cut, damaged = [], False, []
+    for path in paths:
+        events, whole = _read_events(path)
+        if not whole:
+            damaged.append(path.name)
+        for event in events:
+            if event.HasField("file_version"):
+                continue  # each file starts with one; the new writer writes its own
+            tags = [value.tag for value in event.summary.value]
+            limit = step if tags and tags[0].startswith(STEP_TAG_PREFIX) else epoch
+            if tags and event.step > limit:
+                cut = True
+            else:
+                kept.append(event)
+    if not cut and not damaged:
+        return None
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(folder))
+    for event in kept:
+        writer.add_event(event)
+    writer.close()
+    for path in paths:
+        path.unlink()
+    if not damaged:
+        return None
+    return (f"{folder}: {', '.join(damaged)}: a record cannot be read (cut short or damaged, e.g. by a crash); "
+            "its later points are dropped and the events go on from the checkpoint")
+
+
+def _read_events(path: Path) -> tuple[list, bool]:
+    """The events of a TensorBoard events file (TFRecord framing: a little-endian 8-byte
+    length, its masked CRC-32C, the serialized event, its masked CRC-32C), read up to the
+    first record that is cut short or fails its checksum; and whether the whole file was
+    read."""
+    import struct
+
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    data = path.read_bytes()
+    events, pos = [], 0
+    while pos < len(data):
+        header = data[pos:pos + 12]
+        if len(header) < 12 or masked_crc32c(header[:8]) != struct.unpack("<I", header[8:])[0]:
+            return events, False
+        (size,) = struct.unpack("<Q", header[:8])
+        body, crc = data[pos + 12:pos + 12 + size], data[pos + 12 + size:pos + 16 + size]
+        if len(crc) < 4 or masked_crc32c(body) != struct.unpack("<I", crc)[0]:
+            return events, False
+        try:
+            events.append(Event.FromString(body))
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError, by implementation
+            return events, False
+        pos += 16 + size
+    return events, True
 
 
 def _csv_fields(line: str) -> list[str] | None:
