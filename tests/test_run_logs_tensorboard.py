@@ -117,3 +117,22 @@ def test_an_interrupted_and_resumed_run_leaves_no_empty_events_file(make_recipe,
     assert len(counts) == 2 and counts[0] == first[0] and counts[1] > 0, counts
     epochs = [step for step, _ in _merged_points(run_dir, "loss/itc")]
     assert epochs == [1, 2]
+
+
+def test_an_events_file_that_cannot_be_read_stops_the_resume_with_one_error(tmp_path, monkeypatch):
+    from wsreid.engine import logs
+    from wsreid.errors import TrainingError
+
+    first = logs.RunLogger(tmp_path)
+    first.step(1, 1, {"loss/total": 1.0})
+    first.close()
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(logs, "_read_events", refused)
+    with pytest.raises(TrainingError) as caught:
+        logs.RunLogger(tmp_path).truncate(1, 1)
+    assert str(caught.value) == (f"cannot cut the log {tmp_path / 'logs' / 'tensorboard'} back to the checkpoint: "
+                                 "Permission denied (check the permissions and free space of the run "
+                                 "directory, then resume again)")

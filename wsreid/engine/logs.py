@@ -115,19 +115,18 @@ class RunLogger:
         if self._tb:
             self._tb.close()
             self._tb = None
-        for name, key, limit in (("steps.csv", "step", step), ("epochs.csv", "epoch", epoch)):
+        cuts = [(self.dir / "steps.csv", lambda path: cut_log(path, "step", step)),
+                (self.dir / "epochs.csv", lambda path: cut_log(path, "epoch", epoch)),
+                (self.dir / "tensorboard", lambda path: cut_tensorboard(path, epoch, step))]
+        for path, cut in cuts:
             try:
-                warning = cut_log(self.dir / name, key, limit)
+                warning = cut(path)
             except OSError as exc:
-                raise TrainingError(f"cannot cut the log {self.dir / name} back to the checkpoint: "
-                                    f"{exc.strerror or exc}",
+                raise TrainingError(f"cannot cut the log {path} back to the checkpoint: {exc.strerror or exc}",
                                     hint="check the permissions and free space of the run directory, then "
                                          "resume again") from None
             if warning:
                 print(f"warning: {warning}", file=sys.stderr, flush=True)
-        warning = cut_tensorboard(self.dir / "tensorboard", epoch, step)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Close the TensorBoard writer (when it was opened)."""
