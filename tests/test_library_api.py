@@ -18,7 +18,7 @@ from wsreid.api import Objective
 from wsreid.engine.offline_eval import evaluate_target, resolve_target
 from wsreid.engine.rundir import RunMode
 from wsreid.engine.session import run_recipe
-from wsreid.errors import DuplicateComponentError, RecipeError, UserError
+from wsreid.errors import DuplicateComponentError, PluginError, RecipeError, UserError
 from wsreid.losses import itc_loss
 from wsreid.pluginmanager import load_plugins
 from wsreid.recipe import load_recipe
@@ -153,6 +153,34 @@ def test_a_recipe_plugin_module_taking_a_shipped_name_is_an_error_naming_it(monk
     assert str(caught.value) == (
         "plugin 'my_itc_module' registers objective 'itc', a name of the shipped plugin 'standard' (rename the "
         "component in that module (a recipe names it by this name); shipped names cannot be taken over)")
+
+
+def test_a_plugin_module_named_like_an_installed_plugin_is_an_error_naming_both(monkeypatch):
+    """A module 'baselines' (the entry-point name of the shipped baselines) was skipped
+    without a word, and the recipe then failed with 'unknown objective'."""
+    module = types.ModuleType("baselines")
+
+    @hookimpl
+    def wsreid_register(registry):
+        registry.add("objective", "hot-itc", CodeItc)
+
+    module.wsreid_register = wsreid_register
+    monkeypatch.setitem(sys.modules, "baselines", module)
+    with pytest.raises(PluginError) as caught:
+        load_plugins(["baselines"])
+    assert str(caught.value) == (
+        "plugin module 'baselines' (recipe 'plugins:') has the name of the installed plugin 'baselines' (module "
+        "wsreid_baselines), so it would not be loaded (rename the module, e.g. my_baselines)")
+    monkeypatch.delitem(sys.modules, "baselines")
+    assert "dgia" in load_plugins(["dgia"]).providers  # an entry point's own name still names it
+
+
+def test_an_object_registered_under_an_installed_plugins_name_is_one_line():
+    """Before: pluggy's ValueError with every registered plugin dumped over many lines."""
+    with pytest.raises(PluginError) as caught:
+        load_plugins(objects=[("standard", CodePlugin())])
+    assert str(caught.value) == ("plugin name 'standard' is taken by the installed plugin 'standard' (module "
+                                 "wsreid_standard) (register yours under another name)")
 
 
 # ---------------------------------------------------------------- run_recipe
@@ -472,3 +500,33 @@ def test_search_command_refuses_mistakes_before_building_the_encoder(trained_run
     assert capsys.readouterr().err == says.format(tmp=tmp_path) + "\n"
     assert main(["search", str(trained_run.run_dir), " ", "--images", str(tmp_path)]) == 2
     assert capsys.readouterr().err == 'error: description 1 is empty (quote each description: "a man in a red jacket")\n'
+
+
+def test_drawing_a_runs_curves_or_a_studys_chart_leaves_the_callers_matplotlib_backend(tmp_path):
+    """A notebook's inline plots stopped showing after the first run: plot_curves and
+    write_chart switched the whole process to Agg (matplotlib.use) and imported pyplot."""
+    import subprocess
+
+    script = f"""
+import sys, types
+from pathlib import Path
+import matplotlib
+matplotlib.use("svg")
+from wsreid.engine.logs import RunLogger, plot_curves
+from wsreid.ablate_table import write_chart
+run = Path({str(tmp_path)!r})
+logger = RunLogger(run)
+for epoch in (1, 2):
+    logger.epoch(epoch, {{"loss/itc": 1.0 / epoch, "val/R1": 10.0 * epoch}})
+logger.close()
+plot_curves(run)
+study = types.SimpleNamespace(plot_metrics=["R1"], metrics=["R1"], title="t")
+row = types.SimpleNamespace(label="itc", mean={{"R1": 10.0}}, std={{"R1": 1.0}}, weakly_supervised=True)
+write_chart(run / "chart.png", types.SimpleNamespace(study=study, path=run / "s.yaml"), [row])
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["svg", "False"]
+    for png in (tmp_path / "curves.png", tmp_path / "chart.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -235,14 +235,12 @@ def write_chart(path: Path | BinaryIO, loaded: "LoadedStudy", rows: list[Variant
     """``results.png`` (to a path, or a binary file): for each plotted metric a bar per
     variant (mean, std error bar); hatched bars and a '*' mark runs that are not weakly
     supervised."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend and figures stay as they are
 
     names = loaded.study.plot_metrics or loaded.study.metrics[:1]
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.2))
+    fig = Figure(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.2))
+    ax = fig.subplots()
     for j, name in enumerate(names):
         xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(rows))]
         means = [row.mean.get(name, math.nan) for row in rows]
@@ -260,10 +258,7 @@ def write_chart(path: Path | BinaryIO, loaded: "LoadedStudy", rows: list[Variant
     if any(row.weakly_supervised is False for row in rows):
         fig.text(0.01, 0.01, f"* {NOT_WEAK} (true identity labels)", fontsize=8)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    fig.savefig(path, dpi=100, format="png")
 
 
 def write_outputs(loaded: "LoadedStudy", rows: list[VariantRow], output_dir: Path) -> dict[str, Path]:

@@ -30,6 +30,7 @@ import importlib.metadata as md
 import os
 import re
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -194,7 +195,7 @@ def load_plugins(
             providers[ep.name] = (dist, version)
 
     for modname in modules:
-        if skip(modname) or pm.has_plugin(modname):
+        if skip(modname):
             continue
         if "/" in modname or "\\" in modname or modname.startswith(".") or modname.endswith(".py"):
             given = Path(modname)
@@ -204,6 +205,8 @@ def load_plugins(
         try:
             plugin = importlib.import_module(modname)
         except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import is broken too
+            if isinstance(exc, ModuleNotFoundError) and exc.name == modname and pm.has_plugin(modname):
+                continue  # the name of an installed plugin's entry point, loaded above
             raise PluginError(
                 f"plugin module {modname!r} ({modules_from}) failed to import: {_import_error_line(exc)}",
                 hint="check that it (and what it imports) is installed or on PYTHONPATH"
@@ -211,6 +214,11 @@ def load_plugins(
             ) from exc
         if pm.is_registered(plugin):
             continue  # already loaded through its entry point
+        if pm.has_plugin(modname):
+            raise PluginError(
+                f"plugin module {modname!r} ({modules_from}) has the name of the installed plugin {modname!r} "
+                f"({_plugin_origin(pm.get_plugin(modname))}), so it would not be loaded",
+                hint=f"rename the module, e.g. my_{modname.rsplit('.', 1)[-1]}")
         _register(pm, plugin, modname)
         providers[modname] = (None, None)
 
@@ -239,10 +247,21 @@ def load_plugins(
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
     """``pm.register`` with pluggy's validation errors (e.g. a hook implementation asking
     for an argument its hook does not have) as one-line :class:`PluginError`."""
+    if pm.has_plugin(name):
+        raise PluginError(f"plugin name {name!r} is taken by the installed plugin {name!r} "
+                          f"({_plugin_origin(pm.get_plugin(name))})",
+                          hint="register yours under another name")
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
         raise _validation_error(pm, plugin, name, exc) from exc
+
+
+def _plugin_origin(plugin: object) -> str:
+    """Where a registered plugin comes from, for a message: its module's name."""
+    if isinstance(plugin, types.ModuleType):
+        return f"module {plugin.__name__}"
+    return f"an object from {type(plugin).__module__}"
 
 
 def _validation_error(pm: pluggy.PluginManager, plugin: object, name: str, exc: Exception) -> PluginError:

@@ -288,10 +288,7 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     path = run_dir / "logs" / "epochs.csv"
     if not path.exists():
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend and figures stay as they are
 
     rows = read_csv(path)
     epochs = [r["epoch"] for r in rows]
@@ -304,7 +301,8 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
         "learning rate": [k for k in keys if k == "lr"],
     }
     panels = {t: ks for t, ks in panels.items() if ks}
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.5 * max(len(panels), 1), 3.4))
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)
     for ax, (title, ks) in zip(axes[0], panels.items()):
         for k in ks:
             ys = [r.get(k, math.nan) for r in rows]
@@ -319,5 +317,4 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     fig.tight_layout()
     out = out or run_dir / "curves.png"
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
