@@ -214,7 +214,7 @@ def test_zero_shot_of_a_recipe_needs_no_run(trained, synth_tiny_root, capsys, tm
     assert err.startswith("error: ") and err.count("\n") == 1 and "--zero-shot" in err
 
 
-def test_show_writes_a_figure_of_the_expected_size(trained, capsys, tmp_path):
+def test_show_writes_a_figure_of_the_expected_size(trained, capsys, tmp_path, monkeypatch):
     from PIL import Image
 
     from wsreid.showcase import FRAME, MARGIN, MATCH_COLOUR, MISS_COLOUR, CAPTION_WIDTH, THUMB_W, figure_size
@@ -232,6 +232,9 @@ def test_show_writes_a_figure_of_the_expected_size(trained, capsys, tmp_path):
                               MARGIN + i * (128 + 2 * FRAME + 14 + MARGIN) + 1)) for i in range(3) for j in range(4)]
     assert set(frames) <= {MATCH_COLOUR, MISS_COLOUR}
     assert _snapshot(run_dir) == before
+    monkeypatch.chdir(tmp_path)  # the defaults: 5 images per query, retrieval.png in the working directory
+    result = _eval(capsys, run_dir, "--show", 2)
+    assert result["figure"] == "retrieval.png" and Image.open(tmp_path / "retrieval.png").size == figure_size(2, 5)
     # a figure path that cannot be a file is refused before the evaluation, in one line
     (tmp_path / "afile").write_text("x")
     for figure, says in ((tmp_path / "fig", "is a directory"), (tmp_path / "afile" / "top.png", "is a file")):

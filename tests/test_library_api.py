@@ -128,8 +128,11 @@ def test_a_plugin_set_built_in_code_runs(tmp_path, synth_tiny_root):
     tree = _tiny(tmp_path / "run", synth_tiny_root, objectives={"itc": None, "mine": {"name": "code-itc"}})
     loaded = load_recipe(tree, plugins=plugins)
     assert loaded.plugins is plugins
+    expected = _seeded_draws()
+    _seed_everything()
     result = run_recipe(loaded)
     assert (result.run_dir / "metrics.json").exists() and result.metrics["test"]["R1"] >= 0.0
+    assert _draws() == expected  # the run seeded the generators for itself, then put the caller's back
 
     validated_only = load_recipe(tree, registry=plugins.registry)
     with pytest.raises(TypeError, match=r"^run_recipe: this recipe was validated against a bare registry"):
@@ -183,6 +186,39 @@ def test_an_object_registered_under_an_installed_plugins_name_is_one_line():
                                  "wsreid_standard) (register yours under another name)")
 
 
+def _seed_everything() -> None:
+    import random
+
+    import numpy as np
+    random.seed(1234)
+    np.random.seed(1234)
+    torch.manual_seed(1234)
+
+
+def _draws() -> tuple[float, float, float]:
+    import random
+
+    import numpy as np
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def _seeded_draws() -> tuple[float, float, float]:
+    _seed_everything()
+    return _draws()
+
+
+def test_library_calls_leave_the_callers_random_generators_where_they_were(trained_run):
+    """run_recipe, evaluate_target and load_encoder seed torch, numpy and random for their
+    own work (accelerate's set_seed); a notebook's next draws depended on which ran last."""
+    from wsreid.retrieval import load_encoder
+
+    expected = _seeded_draws()
+    _seed_everything()
+    load_encoder(trained_run.run_dir)
+    evaluate_target(load_recipe(trained_run.run_dir / "recipe.yaml"), trained_run.run_dir)
+    assert _draws() == expected
+
+
 # ---------------------------------------------------------------- run_recipe
 
 
@@ -223,6 +259,12 @@ def test_evaluate_a_run_directory_given_as_a_path(trained_run):
     ({"ratios": ["0.3"]}, "ratios: '0.3' is not a number (a ratio is a share of word tokens)"),
     ({"split": "validation"}, "split='validation' is not a split to evaluate on (use 'test' or 'val')"),
     ({"show": -1}, "show=-1, top_k=5: show needs a whole number >= 0 and top_k one >= 1 (e.g. show=8, top_k=5)"),
+    ({"show": 2, "top_k": True}, "show=2, top_k=True: show needs a whole number >= 0 and top_k one >= 1 (e.g. "
+                                 "show=8, top_k=5)"),
+    # ignored without a word before (the command line refuses --top-k without --show)
+    ({"top_k": 99, "figure": "/nonexistent/x.png"}, "top_k=99, figure='/nonexistent/x.png': the figure is drawn "
+                                                    "only with show=N (pass show=N (the number of queries to draw), "
+                                                    "or leave them out)"),
 ])
 def test_evaluate_target_checks_its_arguments_before_building(trained_run, kwargs, says, monkeypatch):
     """Before: ratio 1.5 gave a row labelled 1.5, -0.5 the unmasked metrics, and a bad
@@ -257,6 +299,44 @@ def test_evaluate_target_refuses_a_target_of_another_type(trained_run):
     with pytest.raises(TypeError, match=r"^evaluate_target: target is an EvalTarget, a run directory or a "
                                         r"checkpoint path, got a int$"):
         evaluate_target(loaded, 3)
+    with pytest.raises(TypeError) as caught:  # before: "'float' object is not iterable"
+        evaluate_target(loaded, trained_run.run_dir, ratios=0.5)
+    assert str(caught.value) == "evaluate_target: ratios takes a list of numbers, got 0.5: write [0.5]"
+
+
+def test_an_empty_output_dir_is_refused_not_read_as_the_recipes_own(tmp_path):
+    """run_recipe(loaded, "") trained into the recipe's output_dir (mode="overwrite" replaced
+    the run there); the command line refuses --output-dir '' for that reason."""
+    from wsreid.ablate import ablation_study
+
+    loaded = load_recipe({"extends": ITC, "output_dir": tmp_path / "recipe-own"})
+    with pytest.raises(UserError) as caught:
+        run_recipe(loaded, "", mode="overwrite")
+    assert str(caught.value) == ("output_dir '': an empty path (an unset variable?) would mean the recipe's own "
+                                 "directory (name the directory, or pass None for the recipe's output_dir)")
+    assert not (tmp_path / "recipe-own").exists()
+    with pytest.raises(UserError, match=r"^output_dir '': an empty path \(an unset variable\?\) would mean the "
+                                        r"study's own directory"):
+        ablation_study(RECIPES / "ablations" / "headline.yaml", output_dir="", dry_run=True, log=lambda line: None)
+
+
+def test_load_encoder_takes_the_plugin_set_of_a_run_with_components_written_in_code(tmp_path, synth_tiny_root):
+    """A run trained with a component registered in code could be evaluated
+    (evaluate_target's loaded recipe) but not searched: load_encoder had no plugins=."""
+    from wsreid.retrieval import load_encoder
+
+    plugins = load_plugins(objects=[("code_plugin", CodePlugin())])
+    tree = _tiny(tmp_path / "run", synth_tiny_root, objectives={"itc": None, "mine": {"name": "code-itc"}})
+    run_dir = run_recipe(load_recipe(tree, plugins=plugins)).run_dir
+    with pytest.raises(RecipeError, match=r"unknown objective 'code-itc'"):
+        load_encoder(run_dir)
+    encoder = load_encoder(run_dir, plugins=plugins)
+    features = encoder.encode_captions(["a man in a red coat"])
+    assert features.shape == (1, 32) and abs(float(features.norm()) - 1.0) < 1e-5  # the tiny CLIP embeds in 32
+    with pytest.raises(TypeError) as caught:  # before: read as the overrides 'k', '=', 'v'
+        load_encoder(run_dir, overrides="train.lr=1", plugins=plugins)
+    assert str(caught.value) == ("overrides takes a list of strings, got the single string 'train.lr=1': write "
+                                 "['train.lr=1']")
 
 
 # ---------------------------------------------------------------- ablation_study
@@ -271,6 +351,15 @@ def test_ablation_study_takes_lists(tmp_path):
     assert str(caught.value) == "variants takes a list of strings, got the single string 'ITC': write ['ITC']"
     with pytest.raises(TypeError, match=r"^seeds takes a list of integers or a string '0,1', got \['0'\]$"):
         ablation_study(study, seeds=["0"], dry_run=True, output_dir=tmp_path / "s", log=lambda line: None)
+    for kwargs, says in (({"seeds": 0}, "seeds takes a list of integers or a string '0,1', got 0: write [0]"),
+                         ({"jobs": "2"}, "jobs takes a whole number (trainings at once), got '2' (str)"),
+                         ({"study": {"base": "x.yaml"}}, "ablation_study takes the path of a study file, got a dict")):
+        with pytest.raises(TypeError) as caught:
+            ablation_study(**{"study": study, **kwargs}, dry_run=True, output_dir=tmp_path / "s", log=lambda line: None)
+        assert str(caught.value) == says
+    with pytest.raises(TypeError) as caught:  # before: "plugin module 'w' ... failed to import"
+        load_plugins("wsreid_dgia")
+    assert str(caught.value) == "modules takes a list of strings, got the single string 'wsreid_dgia': write ['wsreid_dgia']"
     report = ablation_study(study, seeds=[0], variants=["ITC (B)"], dry_run=True, output_dir=tmp_path / "s",
                             log=lambda line: None)
     assert report.dry_run and {o.run.seed for o in report.outcomes} >= {0}

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import os
 import signal
 import sys
 import threading
@@ -844,6 +845,8 @@ def _parse_seeds(text: str | Iterable[int] | None) -> list[int] | None:
     if text is None:
         return None
     if not isinstance(text, str):  # a library caller's list
+        if not isinstance(text, Iterable):
+            raise TypeError(f"seeds takes a list of integers or a string '0,1', got {text!r}: write [{text!r}]")
         items = list(text)
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in items):
             raise TypeError(f"seeds takes a list of integers or a string '0,1', got {items!r}")
@@ -1000,23 +1003,30 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     from wsreid.ablate_table import aggregate, write_outputs
     from wsreid.launcher import launched_processes
     from wsreid.recipe import parse_override
-    from wsreid.recipe.loader import check_strings
+    from wsreid.errors import check_strings
 
     if launched_processes() > 1:  # each process would plan and start the study's runs on its own: a hang
         raise StudyError("wsreid ablate runs under one process only: it starts its trainings itself (-j N for N at "
                          "once), and under torchrun every process would start them on its own",
                          hint="run it without torchrun; train one recipe on several processes with torchrun ... -m "
                               "wsreid run RECIPE")
+    if not isinstance(study, (str, os.PathLike)):
+        raise TypeError(f"ablation_study takes the path of a study file, got a {type(study).__name__}")
     overrides = check_strings("overrides", overrides)
     variants = check_strings("variants", variants)
     disabled = check_strings("disabled", disabled)
     loaded = load_study(study)
     for text in overrides:
         parse_override(text)  # fail before any run on a malformed override
+    if output_dir is not None and not os.fspath(output_dir):
+        raise UserError("output_dir '': an empty path (an unset variable?) would mean the study's own directory",
+                        hint="name the directory, or pass None for the study's output_dir")
     where = "--output-dir" if output_dir else f"{loaded.path}: output_dir"
     output_dir = Path(output_dir).expanduser() if output_dir else default_output_dir(loaded)
     chosen = _parse_seeds(seeds)
     wanted = _check_variants(list(variants), loaded)
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise TypeError(f"jobs takes a whole number (trainings at once), got {jobs!r} ({type(jobs).__name__})")
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1", hint="give the number of trainings to run at once")
     _prepare_output_dir(output_dir, where, create=False)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 from enum import IntEnum
-from typing import Callable
+from collections.abc import Mapping
+from typing import Any, Callable
 
 __all__ = [
     "ExitCode",
@@ -163,3 +164,18 @@ def report_user_errors(main: Callable[[], int]) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def check_strings(name: str, values: Any) -> list[str]:
+    """``values`` as a list of strings; a ``TypeError`` in one line for a single string
+    (it would be read character by character) or an item that is not a string."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} takes a list of strings, got the single string {values!r}: write [{values!r}]")
+    if isinstance(values, Mapping):
+        raise TypeError(f"{name} takes a list of strings, got a mapping ({type(values).__name__})"
+                        + (" (overrides are 'key=value' strings, e.g. ['train.epochs=1'])" if name == "overrides" else ""))
+    items = list(values)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} takes a list of strings, got {item!r} ({type(item).__name__}) in it")
+    return items

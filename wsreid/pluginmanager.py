@@ -38,7 +38,7 @@ from typing import Iterable
 import pluggy
 
 from wsreid import hookspecs
-from wsreid.errors import PluginError
+from wsreid.errors import PluginError, check_strings
 from wsreid.registry import SHIPPED_DISTRIBUTION, DuplicateComponentError, Registry, ShippedNameTaken
 
 __all__ = ["ENTRY_POINT_GROUP", "DISABLE_ENV", "BrokenPlugin", "Plugins", "disabled_from_env", "load_plugins"]
@@ -158,7 +158,8 @@ def load_plugins(
     ``modules`` came from, as a module that fails to import names it (``--module`` for
     ``wsreid plugins --module``).
     """
-    disabled_set = set(disabled) | (disabled_from_env() if use_env else set())
+    modules = check_strings("modules", modules)
+    disabled_set = set(check_strings("disabled", disabled)) | (disabled_from_env() if use_env else set())
     disabled_norm = {_normalise(d) for d in disabled_set}
     matched: set[str] = set()
     wanted = None if distributions is None else {_normalise(d) for d in distributions}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from wsreid.engine.checkpoint import callers_random_state_kept
 from wsreid.errors import DataError, UserError
 
 __all__ = ["IMAGE_SUFFIXES", "Hit", "RunEncoder", "image_files", "load_encoder"]
@@ -216,17 +217,21 @@ def _captions(captions: Iterable[str]) -> list[str]:
     return texts
 
 
+@callers_random_state_kept()
 def load_encoder(target: str | os.PathLike[str], *, recipe: str | os.PathLike[str] | None = None,
-                 zero_shot: bool = False, overrides: Sequence[str] = (), disabled: Sequence[str] = ()) -> RunEncoder:
+                 zero_shot: bool = False, overrides: Sequence[str] = (), disabled: Sequence[str] = (),
+                 plugins=None) -> RunEncoder:
     """The encoder of ``target`` - a run directory, a checkpoint directory or
     ``.safetensors`` file, or a recipe with ``zero_shot`` (the encoder as the recipe loads
     it) - as ``wsreid eval`` resolves it (:func:`~wsreid.engine.offline_eval.resolve_target`),
-    built by the run's recipe (``recipe`` for a checkpoint outside a run; ``overrides`` and
-    ``disabled`` as for :func:`~wsreid.recipe.load_recipe`)."""
+    built by the run's recipe (``recipe`` for a checkpoint outside a run; ``overrides``,
+    ``disabled`` and ``plugins`` - the plugin set of a run whose components were
+    registered in code, :func:`~wsreid.pluginmanager.load_plugins` - as for
+    :func:`~wsreid.recipe.load_recipe`)."""
     from wsreid.engine.offline_eval import load_target_recipe, resolve_target, target_encoder
 
     resolved = resolve_target(target, recipe, zero_shot)
-    loaded = load_target_recipe(resolved, overrides, disabled)
+    loaded = load_target_recipe(resolved, overrides, disabled, plugins=plugins)
     _, encoder, device = target_encoder(loaded, resolved, with_dataset=False)
     name = str(resolved.weights or resolved.recipe)
     return RunEncoder(encoder, device, loaded.recipe.eval.batch_size, name, loaded.plugins, loaded.recipe)

@@ -20,9 +20,6 @@ from pathlib import Path
 from wsreid.cli.common import add_common, add_overrides, path_argument
 from wsreid.errors import ExitCode, UserError
 
-#: images per query in the ``--show`` figure when ``--top-k`` is not given
-DEFAULT_TOP_K = 5
-
 
 def add_parsers(sub) -> None:
     """Register ``eval``."""
@@ -51,25 +48,23 @@ def add_parsers(sub) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics (JSON, or a Markdown table)."""
-    from wsreid.engine.offline_eval import (check_figure_path, evaluate_target, evaluation_table,
+    from wsreid.engine.offline_eval import (DEFAULT_FIGURE, check_figure_path, evaluate_target, evaluation_table,
                                             load_target_recipe, resolve_target)
     from wsreid.query_masking import parse_ratios
 
     ratios = parse_ratios(args.query_mask_ratio)
-    top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
-    if args.show < 0 or top_k < 1:
+    if args.show < 0 or (args.top_k is not None and args.top_k < 1):
         raise UserError("--show N needs N >= 0 and --top-k K needs K >= 1", hint="e.g. --show 8 --top-k 5")
     for option, value in (("--figure", args.figure), ("--top-k", args.top_k)):  # they only shape the figure
         if value is not None and not args.show:
             raise UserError(f"{option} {value}: the figure is drawn only with --show N",
                             hint=f"add --show N (the number of queries to draw), or leave {option} out")
-    figure = args.figure or "retrieval.png"
     if args.show:
-        check_figure_path(Path(figure), "--figure ")
+        check_figure_path(Path(args.figure or DEFAULT_FIGURE), "--figure ")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded = load_target_recipe(target, args.override, args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,
-                             show=args.show, top_k=top_k, figure=figure)
+                             show=args.show, top_k=args.top_k, figure=args.figure)
     if target.run_dir is not None and target.weights is not None and not (target.run_dir / "metrics.json").exists() \
             and Path(args.target).resolve() == target.run_dir.resolve():  # said once it worked: an error stays one line
         print(f"note: {target.run_dir} is not finished (no metrics.json): evaluated its checkpoint "

@@ -22,6 +22,7 @@ shared with ``wsreid validate``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -70,11 +71,12 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
-    """The RNG states (torch, numpy, CUDA, python) as tensors plus JSON-able metadata."""
+def rng_state(cuda: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """The RNG states (torch, numpy, CUDA unless ``cuda`` is false, python) as tensors plus
+    JSON-able metadata."""
     np_state = np.random.get_state()
     tensors = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np_state[1].astype(np.int64))}
-    if torch.cuda.is_available():
+    if cuda and torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda/{i}"] = s
     py = random.getstate()
@@ -97,6 +99,22 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     cuda = cuda_rng_states(tensors)
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+
+
+@contextlib.contextmanager
+def callers_random_state_kept():
+    """Run the block, then put back the global random generators' states (torch, numpy,
+    python; CUDA's where the caller has initialised it) as they were before it: a library
+    call seeds them for its own run, and the caller's streams go on as if it had not run.
+    CUDA is not initialised here (that would open a context on every device)."""
+    tensors, meta = rng_state(cuda=False)
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        set_rng_state(tensors, meta)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def save_checkpoint(

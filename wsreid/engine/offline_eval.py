@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsreid.engine.checkpoint import callers_random_state_kept
 from wsreid.engine.components import build_dataset_and_encoder, encoder_calls, recipe_identity_readers
 from wsreid.engine.rundir import run_weights, weights_of
 from wsreid.errors import UserError
@@ -102,8 +103,9 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
     return EvalTarget(recipe, run_dir, weights)
 
 
-def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recipe=None):
-    """:func:`~wsreid.recipe.load_recipe` of ``target``'s recipe; when the run's own
+def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recipe=None, plugins=None):
+    """:func:`~wsreid.recipe.load_recipe` of ``target``'s recipe (with the plugin set
+    ``plugins`` when given, as for ``load_recipe``); when the run's own
     recipe.yaml does not load (the error cites it, not an ``-o``, ``--data`` or
     ``--recipe`` of the user's) and the run was written by another version of wsreid (its
     versions.json), the error says so first (a key added by a newer version read as a
@@ -115,7 +117,7 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
     from wsreid.recipe import load_recipe
 
     try:
-        return load_recipe(target.recipe, list(overrides), disabled=list(disabled), data_recipe=data_recipe)
+        return load_recipe(target.recipe, overrides, disabled=disabled, data_recipe=data_recipe, plugins=plugins)
     except RecipeError as exc:
         from wsreid.recipe.yamlio import display_path
 
@@ -226,6 +228,10 @@ def evaluation_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: images per query in the ``show`` figure when ``top_k`` is not given, and the figure's path
+DEFAULT_TOP_K, DEFAULT_FIGURE = 5, "retrieval.png"
+
+
 def check_figure_path(figure: Path, name: str = "figure=") -> None:
     """The retrieval figure can be written at ``figure`` (checked before the evaluation):
     not a directory, no file on the way, and a file can be created in its folder (or in the
@@ -254,9 +260,10 @@ def check_figure_path(figure: Path, name: str = "figure=") -> None:
 EVAL_SPLITS = ("val", "test")
 
 
+@callers_random_state_kept()
 def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, split: str = "test",
-                    ratios: Iterable[float] = (), mask_seed: int = 0, show: int = 0, top_k: int = 5,
-                    figure: str | os.PathLike[str] = "retrieval.png") -> dict[str, Any]:
+                    ratios: Iterable[float] = (), mask_seed: int = 0, show: int = 0, top_k: int | None = None,
+                    figure: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Evaluate ``target`` with the loaded recipe (its data block possibly another
     recipe's: cross-dataset, ``load_recipe(..., data_recipe=...)``) -> the result printed by
     ``wsreid eval``: the metrics at the top level, diagnostics, ``query_mask`` rows for each
@@ -279,8 +286,18 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
         target = resolve_target(os.fspath(target), None, False)
     if split not in EVAL_SPLITS:
         raise UserError(f"split={split!r} is not a split to evaluate on", hint="use 'test' or 'val'")
+    if isinstance(ratios, (str, bytes)) or not isinstance(ratios, Iterable):
+        raise TypeError(f"evaluate_target: ratios takes a list of numbers, got {ratios!r}: write [{ratios!r}]")
     ratios = [check_mask_ratio(r, "ratios") for r in ratios]
-    if isinstance(show, bool) or not isinstance(show, int) or show < 0 or not isinstance(top_k, int) or top_k < 1:
+    if not show and (top_k is not None or figure is not None):  # they only shape the figure
+        given = ", ".join(f"{name}={value!r}" for name, value in (("top_k", top_k), ("figure", figure))
+                          if value is not None)
+        raise UserError(f"{given}: the figure is drawn only with show=N",
+                        hint="pass show=N (the number of queries to draw), or leave them out")
+    top_k = DEFAULT_TOP_K if top_k is None else top_k
+    figure = DEFAULT_FIGURE if figure is None else figure
+    if (isinstance(show, bool) or not isinstance(show, int) or show < 0 or isinstance(top_k, bool)
+            or not isinstance(top_k, int) or top_k < 1):
         raise UserError(f"show={show!r}, top_k={top_k!r}: show needs a whole number >= 0 and top_k one >= 1",
                         hint="e.g. show=8, top_k=5")
     if show:

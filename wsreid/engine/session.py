@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from wsreid.engine import signals
+from wsreid.engine.checkpoint import callers_random_state_kept
 from wsreid.engine.components import package_versions
 from wsreid.engine.init import copy_tokenizer, init_cache_dir
 from wsreid.engine.run import Run
@@ -120,6 +121,7 @@ def _prepare_run_dir_once(run_dir: Path, mode: RunMode, main_process: bool):
     return created
 
 
+@callers_random_state_kept()
 def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: RunMode | str = RunMode.NEW, *,
                record_as: str | os.PathLike[str] | None = None, scratch: bool = False) -> RunResult:
     """Train the loaded recipe (:func:`wsreid.recipe.load_recipe`) into ``output_dir``
@@ -143,6 +145,9 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     check_runnable(loaded, "run_recipe")
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
+    if output_dir is not None and not os.fspath(output_dir):  # as the command line's --output-dir ''
+        raise UserError("output_dir '': an empty path (an unset variable?) would mean the recipe's own directory",
+                        hint="name the directory, or pass None for the recipe's output_dir")
     run_dir = Path(output_dir or recipe.output_dir).expanduser()  # ~ is the home folder, as in data.root
     resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
     if mode is RunMode.RESUME and not run_dir.exists():

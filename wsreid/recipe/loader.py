@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from wsreid.errors import RecipeError
+from wsreid.errors import RecipeError, check_strings
 from wsreid.fileio import write_atomically
 from wsreid.recipe.build import (check_absent_deletions, check_external_paths, check_initial_encoder, recorded_encoder,
                                  schedule_warnings, validate_recipe)
@@ -174,21 +174,6 @@ def check_source(source: Any) -> None:
     what = "a LoadedRecipe (already loaded: use it as it is)" if isinstance(source, LoadedRecipe) else \
         f"{type(source).__name__} {source!r}"[:80]
     raise TypeError(f"a recipe is a file path (str or pathlib.Path) or a mapping of recipe keys, got {what}")
-
-
-def check_strings(name: str, values: Any) -> list[str]:
-    """``values`` as a list of strings; a ``TypeError`` in one line for a single string
-    (it would be read character by character) or an item that is not a string."""
-    if isinstance(values, (str, bytes)):
-        raise TypeError(f"{name} takes a list of strings, got the single string {values!r}: write [{values!r}]")
-    if isinstance(values, Mapping):
-        raise TypeError(f"{name} takes a list of strings, got a mapping ({type(values).__name__})"
-                        + (" (overrides are 'key=value' strings, e.g. ['train.epochs=1'])" if name == "overrides" else ""))
-    items = list(values)
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"{name} takes a list of strings, got {item!r} ({type(item).__name__}) in it")
-    return items
 
 
 def _plain_paths(value: Any) -> Any:
