@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 from conftest import RECIPES
+from pydantic import field_validator
 
 from wsreid import hookimpl
 from wsreid.api import Objective, Params, ParamsCheckError, ParamsCheckWarning
@@ -24,6 +25,13 @@ class LateParams(Params):
     after_epoch: int = 1
     cache: str = "here"
 
+    @field_validator("cache")
+    @classmethod
+    def _cache_known(cls, value):
+        if value == "boom":  # a bug of the plugin's validator: not a ValueError, so pydantic lets it out
+            return value.no_such_attribute
+        return value
+
 
 class LateItc(Objective):
     """ITC that needs the run to last past ``after_epoch`` (a cross-section rule)."""
@@ -32,12 +40,16 @@ class LateItc(Objective):
 
     @classmethod
     def check_recipe(cls, params, recipe):
+        if params.after_epoch == 99:
+            raise TypeError("check_recipe bug")
         if params.after_epoch >= recipe.train.epochs:
             raise ParamsCheckError("after_epoch", f"{params.after_epoch} is not before the run's last epoch "
                                    f"(train.epochs {recipe.train.epochs})", hint="lower it, or train longer")
 
     @classmethod
     def check_params(cls, params):
+        if params.cache == "bug":
+            raise KeyError("check_params bug")
         if params.cache == "remote":
             warnings.warn(ParamsCheckWarning("cache", "the remote cache may be out of reach here"))
             warnings.warn("an ordinary warning, passed on", UserWarning)
@@ -81,3 +93,20 @@ def test_a_params_check_warning_cites_its_line_and_the_recipe_stays_valid(recipe
     assert capsys.readouterr().err == ""
     assert loaded.warnings == ["override -o objectives.late.cache=remote: objectives.late.cache: the remote cache may "
                                "be out of reach here"]
+
+
+@pytest.mark.parametrize("override, says", [
+    ("objectives.late.after_epoch=99", ":6: objectives.late (objective 'late-itc' from plugin 'late_itc_plugin'): "
+                                       "check_recipe() failed: TypeError: check_recipe bug"),
+    ("objectives.late.cache=bug", ":6: objectives.late (objective 'late-itc' from plugin 'late_itc_plugin'): "
+                                  "check_params() failed: KeyError: 'check_params bug'"),
+    ("objectives.late.cache=boom", ": a parameter check of objective 'late-itc' (plugin 'late_itc_plugin') failed: "
+                                   "AttributeError: 'str' object has no attribute 'no_such_attribute'"),
+])
+def test_a_bug_in_a_components_own_check_is_one_line_naming_its_plugin(recipe, capsys, override, says):
+    """Before: a raw traceback and exit 1 from wsreid validate and wsreid run (only a
+    ParamsCheckError was caught)."""
+    assert main(["validate", str(recipe), "-o", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {display_path(recipe)}{says} (a fault of plugin 'late_itc_plugin'") and \
+        err.endswith("; --debug shows the traceback)\n") and err.count("\n") == 1, err

@@ -73,7 +73,10 @@ MINE = "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults
         ("bool-weights", "relate() returned torch.bool weights"),
         ("bad-diagnostics", "diagnostics() failed at epoch 1: TypeError: float() argument must be a string or a "
                             "real number, not 'NoneType'"),
-        ("bad-state", "state_tensors() failed at epoch 1: TypeError: its 'count' is a int, not a tensor")]),
+        ("bad-state", "state_tensors() failed at epoch 1: TypeError: its 'count' is a int, not a tensor"),
+        # saved without a word before, then --resume blamed the recipe ("state for components not in the recipe")
+        ("slash-state", "state_tensors() failed at epoch 1: ValueError: it names a tensor 'a/b': a state name is a "
+                        "plain, non-empty string without '/' (the checkpoint could not be read back)")]),
     *(("local_associations", {"name": "broken-association", "fault": "none"}, objectives, MINE + says)
       for objectives, says in [
         ({"mine": {"name": "broken-loss"}}, "loss() failed at epoch 1: AttributeError: 'Relation' object has no "
@@ -94,6 +97,27 @@ def test_a_component_failing_while_training_is_named(make_recipe, test_plugins_p
     assert main(["run", str(recipe), "--overwrite"]) == 2
     line = _one_error_line(capsys)
     assert says in line, line
+
+
+def test_a_component_failing_to_load_its_state_on_resume_is_named(make_recipe, tmp_path, test_plugins_path, capsys,
+                                                                  monkeypatch):
+    """load_state_tensors() was called unguarded: a KeyError of a plugin reading an older
+    run's state (the usual upgrade fault) was a traceback and exit 1."""
+    recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "plugins": ["wsreid_test_faults", "wsreid_test_hooks"],
+                                                "local_associations": {"near": {"name": "broken-association",
+                                                                                "fault": "bad-load"}},
+                                                "objectives": SDM_NEAR, "train": {"epochs": 2}})
+    run_dir = tmp_path / "cut"
+    monkeypatch.setenv("WSREID_TEST_INTERRUPT_AT", "2")
+    assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 130
+    monkeypatch.delenv("WSREID_TEST_INTERRUPT_AT")
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--output-dir", str(run_dir), "--resume"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {NEAR}load_state_tensors() of {run_dir / 'checkpoints' / 'epoch-0001'} failed: "
+                           "KeyError: 'count_v2' (a fault of plugin 'wsreid_test_faults'; fix it, or leave the "
+                           "component out; --debug shows the traceback)"), line
+    assert (run_dir / "checkpoints" / "epoch-0001").is_dir()  # a resume keeps the run
 
 
 def test_a_hook_failing_before_the_first_epoch_names_plugin_and_hook_and_leaves_no_directory(

@@ -272,6 +272,31 @@ def test_a_real_run_resumes_past_a_damaged_log_but_not_past_an_edited_recipe(mak
     assert (run_dir / "metrics.json").is_file() and b"\x00" not in steps.read_bytes()
 
 
+def test_the_pair_constructions_state_is_keyed_by_its_name_and_older_checkpoints_resume(make_recipe, tmp_path,
+                                                                                       interrupt_at, capsys):
+    """The pair construction's state was keyed by its Python class name
+    (pair_construction/InformationAsymmetricPairs): renaming the class in a plugin broke
+    the resume of its runs. It is keyed by the recipe's name now; a checkpoint written with
+    the class name resumes all the same."""
+    from safetensors.torch import load_file
+
+    recipe = make_recipe("dgia.yaml", {"plugins": ["wsreid_test_hooks"], "train": {"epochs": 2}})
+    run_dir = tmp_path / "cut"
+    interrupt_at(2)
+    assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 130
+    interrupt_at(None)
+    path = run_dir / "checkpoints" / "epoch-0001" / "components.safetensors"
+    tensors = load_file(str(path))
+    step = tensors.pop("pair_construction/iasc/step")
+    assert int(step) > 0
+    tensors["pair_construction/InformationAsymmetricPairs/step"] = step  # as an older version wrote it
+    save_file(tensors, str(path))
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--output-dir", str(run_dir), "--resume"]) == 0
+    final = load_file(str(run_dir / "checkpoints" / "epoch-0002" / "components.safetensors"))
+    assert int(final["pair_construction/iasc/step"]) == 2 * int(step)  # counted on from the checkpoint
+
+
 # ---------------------------------------------------------------- 4. a stop in a directory made beforehand
 @pytest.mark.parametrize("stop, status", [(_interrupt, 130), (_bad_image, 2)])
 def test_a_stop_before_the_first_epoch_keeps_a_directory_made_beforehand(make_recipe, tmp_path, monkeypatch,

@@ -595,7 +595,10 @@ class Component:
             (none)
 
         Returns:
-            plain name (no ``/``) -> tensor; saved under ``<section>/<label>/<name>``.
+            plain name (no ``/``: a run refuses such a name when it writes the
+            checkpoint) -> tensor; saved under ``<section>/<label>/<name>``, the pair
+            construction's under ``pair_construction/<its registered name>/<name>``
+            (not its class name: renaming the class keeps its runs resumable).
             The default returns ``{}`` (stateless).
         """
         return {}

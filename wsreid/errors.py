@@ -29,6 +29,8 @@ __all__ = [
     "DEBUG_ENV",
     "debug_requested",
     "report_user_errors",
+    "check_strings",
+    "one_line",
 ]
 
 #: Environment variable: ``1`` shows the traceback of a :class:`UserError` instead of its line.
@@ -179,3 +181,8 @@ def check_strings(name: str, values: Any) -> list[str]:
         if not isinstance(item, str):
             raise TypeError(f"{name} takes a list of strings, got {item!r} ({type(item).__name__}) in it")
     return items
+
+
+def one_line(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` on one line."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -107,7 +107,8 @@ class BrokenAssociation(LocalAssociation):
     """A local association that breaks its contract while training, as ``fault`` says."""
 
     class Params(Params):
-        fault: Literal["none", "raises", "half-batch", "bool-weights", "bad-diagnostics", "bad-state"] = "raises"
+        fault: Literal["none", "raises", "half-batch", "bool-weights", "bad-diagnostics", "bad-state", "slash-state",
+                       "bad-load"] = "raises"
 
     def relate(self, features, batch, ctx):
         f, fault = features["base"], self.params.fault
@@ -124,7 +125,15 @@ class BrokenAssociation(LocalAssociation):
         return {"hits": None} if self.params.fault == "bad-diagnostics" else {}
 
     def state_tensors(self):
+        if self.params.fault == "slash-state":
+            return {"a/b": torch.zeros(1)}  # could not be read back: the checkpoint splits names at '/'
+        if self.params.fault == "bad-load":
+            return {"count_v1": torch.zeros(1)}
         return {"count": 3} if self.params.fault == "bad-state" else {}
+
+    def load_state_tensors(self, tensors):
+        if self.params.fault == "bad-load":  # a newer version of the plugin reading an older run's state
+            self.count = tensors["count_v2"]
 
 
 class BrokenLoss(Objective):

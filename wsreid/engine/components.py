@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from wsreid.api import KINDS, BuildContext, Component, labelled_kinds
-from wsreid.errors import ComponentError, UserError
+from wsreid.errors import ComponentError, UserError, one_line
 from wsreid.pluginmanager import Plugins
 
 #: labelled recipe section -> component kind (associations and objectives), from
@@ -34,10 +34,14 @@ class Components:
     start_epochs: dict[str, int] = field(default_factory=dict)
     #: reasons besides components why the run reads true identities (e.g. the identity sampler)
     supervised_settings: list[str] = field(default_factory=list)
+    #: the pair construction's registered name (the recipe's ``pair_construction.name``)
+    pair_construction_name: str = "pair_construction"
 
     def stateful(self) -> dict[str, Component]:
-        """Components whose state a checkpoint holds, keyed ``<section>/<label>``."""
-        out = {f"pair_construction/{type(self.pair_construction).__name__}": self.pair_construction}
+        """Components whose state a checkpoint holds, keyed ``<section>/<label>``; the pair
+        construction, which has no label, by its registered name
+        (``pair_construction/iasc``)."""
+        out = {f"pair_construction/{self.pair_construction_name}": self.pair_construction}
         for section in SECTIONS:
             for label, comp in getattr(self, section).items():
                 out[f"{section}/{label}"] = comp
@@ -142,11 +146,6 @@ def build_encoder(plugins: Plugins, recipe, context: BuildContext):
 
 #: what a recipe can do instead of a faulty component of a section it cannot leave out
 _REQUIRED_SECTIONS = {"encoder": "choose another encoder", "data": "choose another dataset"}
-
-
-def one_line(exc: BaseException) -> str:
-    """``"<ExceptionType>: <message>"`` on one line."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def component_fault(origin: str, where: str, plugin: str | None, what: str, exc: Exception) -> ComponentError:

@@ -53,7 +53,6 @@ from wsreid.engine.components import (
     component_fault,
     faults_named,
     load_dataset,
-    one_line,
 )
 from wsreid.engine.data import (
     DeviceBatches,
@@ -69,7 +68,7 @@ from wsreid.engine.data import (
 from wsreid.engine.evaluate import check_encoder_output, extract_train_features, split_features, split_metrics
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
-from wsreid.errors import ComponentError, DataError, RecipeError, TrainingError, UserError
+from wsreid.errors import ComponentError, DataError, RecipeError, TrainingError, UserError, one_line
 from wsreid.pluginmanager import Plugins
 
 #: checkpoint tensor names ``<section>/<label>/module.<name>`` hold a trainable component's
@@ -218,7 +217,8 @@ class Run:
                                     hint="restore it, or set init.checkpoint to another checkpoint of that run")
         with self.blame("pair_construction", "pair_construction", r.pair_construction.name, "building it"):
             pairs = build_component(self.plugins, "pair_construction", r.pair_construction, ctx, "pair_construction")
-        comps = Components(dataset, encoder, pairs, supervised_settings=r.train.true_identity_uses())
+        comps = Components(dataset, encoder, pairs, supervised_settings=r.train.true_identity_uses(),
+                           pair_construction_name=r.pair_construction.name)
         for section, kind in SECTIONS.items():
             for label, spec in getattr(r, section).items():
                 if spec is None:
@@ -353,6 +353,9 @@ class Run:
                 for name, t in tensors.items():
                     if not torch.is_tensor(t):
                         raise TypeError(f"its {name!r} is a {type(t).__name__}, not a tensor")
+                    if not isinstance(name, str) or not name or "/" in name:
+                        raise ValueError(f"it names a tensor {name!r}: a state name is a plain, non-empty string "
+                                         "without '/' (the checkpoint could not be read back)")
                     out[f"{key}/{name}"] = t
             if isinstance(comp, torch.nn.Module):  # a trainable component: its parameters and buffers
                 self._check_state_names(key, tensors)
@@ -390,6 +393,7 @@ class Run:
         for name, t in data["components"].items():
             key, tname = name.rsplit("/", 1)
             per_comp.setdefault(key, {})[tname] = t.to(self.dist.device)
+        _key_pair_construction_by_name(per_comp, self.components)
         for key, comp in self.components.stateful().items():
             tensors = per_comp.pop(key, {})
             if isinstance(comp, torch.nn.Module):  # only a trainable component's names are split
@@ -400,7 +404,9 @@ class Run:
                 except RuntimeError as exc:
                     raise TrainingError(f"checkpoint {path}: the saved tensors of {key} do not fit its module "
                                         f"({one_line(exc)})", hint="resume with the recipe the run was started with") from exc
-            comp.load_state_tensors(tensors)
+            where = _recipe_key(key)
+            with faults_named(lambda exc: self._fault(where, f"load_state_tensors() of {path} failed", exc)):
+                comp.load_state_tensors(tensors)
         if per_comp:
             raise TrainingError(f"checkpoint {path} holds state for components not in the recipe: {sorted(per_comp)}",
                                 hint="resume with the recipe the run was started with")
@@ -891,6 +897,16 @@ def _sizes(t: Any, dims: int, names: tuple[str, ...]) -> tuple:
     if torch.is_tensor(t) and t.dim() == dims:
         return tuple(t.shape[dims - len(names):])
     return names
+
+
+def _key_pair_construction_by_name(per_comp: dict[str, dict], components: Components) -> None:
+    """Checkpoints written before the pair construction's state was keyed by its registered
+    name keyed it by its Python class name (``pair_construction/IASCPairs``): such a key,
+    the only one of its section, is read as the recipe's pair construction."""
+    wanted = next(key for key in components.stateful() if key.startswith("pair_construction/"))
+    found = [key for key in per_comp if key.startswith("pair_construction/")]
+    if wanted not in per_comp and len(found) == 1:
+        per_comp[wanted] = per_comp.pop(found[0])
 
 
 def _recipe_key(stateful_key: str) -> str:

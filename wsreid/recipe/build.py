@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from wsreid import checkpoint_layout as layout
 from wsreid.api import Params
-from wsreid.errors import ParamsCheckError, ParamsCheckWarning, RecipeError, UserError
+from wsreid.errors import ComponentError, ParamsCheckError, ParamsCheckWarning, RecipeError, UserError, one_line
 from wsreid.fileio import nearest_existing
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
@@ -145,6 +145,13 @@ def validate_recipe(
         recipe = model.model_validate(tree)
     except ValidationError as exc:
         raise _one_line_error(exc, tree, locations, model) from exc
+    except (UserError, MemoryError):
+        raise
+    except Exception as exc:
+        fault = _validator_fault(exc, registry, locations)
+        if fault is None:
+            raise
+        raise fault from exc
     check_references(recipe, registry, locations)
     check_across_sections(recipe, registry, locations)
     return recipe
@@ -155,11 +162,15 @@ def check_across_sections(recipe: RecipeBase, registry: Registry, locations: Loc
     against the rest of the recipe. A :class:`ParamsCheckError` becomes a
     :class:`RecipeError` citing the line of the parameter it names."""
     for path, kind, block in _component_blocks(recipe):
-        cls = registry.get(kind, block.name).cls
+        entry = registry.get(kind, block.name)
         try:
-            cls.check_recipe(block, recipe)
+            entry.cls.check_recipe(block, recipe)
         except ParamsCheckError as exc:
             raise _params_check_failure(exc, path, locations) from None
+        except (UserError, MemoryError):
+            raise
+        except Exception as exc:
+            raise _check_fault(entry, path, locations, "check_recipe()", exc) from exc
 
 
 def _parameter_path(component: KeyPath, key: str) -> KeyPath:
@@ -173,6 +184,40 @@ def _params_check_failure(exc: ParamsCheckError, component: KeyPath, locations: 
     """The RecipeError of a component check's ParamsCheckError, citing the parameter's line."""
     key = _parameter_path(component, exc.key)
     return RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint)
+
+
+def _check_fault(entry: Entry, component: KeyPath, locations: Locations, method: str,
+                 exc: Exception) -> ComponentError:
+    """The one-line error of a component's own check (``check_params()``,
+    ``check_recipe()``, ...) that raised something else than a ParamsCheckError - a bug in
+    the plugin, not a mistake in the recipe: the recipe line and key, the component and
+    its plugin, and the exception."""
+    return ComponentError(f"{locations.find(component)}: {dotted(component)} ({entry.kind} {entry.name!r} from plugin "
+                          f"{entry.provider!r}): {method} failed: {one_line(exc)}",
+                          hint=f"a fault of plugin {entry.provider!r}; fix it, or leave the component out; --debug "
+                               "shows the traceback")
+
+
+def _validator_fault(exc: Exception, registry: Registry, locations: Locations) -> ComponentError | None:
+    """A component's ``Params`` validator raising something pydantic does not turn into a
+    validation error (an AttributeError, a KeyError: a bug in the plugin): the component
+    whose module raised it, found in the traceback; None when no registered component's
+    module is in it."""
+    modules = {}
+    for entry in registry.entries():
+        modules.setdefault(entry.cls.__module__, entry)
+        modules.setdefault(entry.params_model.__module__, entry)
+    entry = None
+    tb = exc.__traceback__
+    while tb is not None:
+        entry = modules.get(tb.tb_frame.f_globals.get("__name__"), entry)
+        tb = tb.tb_next
+    if entry is None or entry.distribution == SHIPPED_DISTRIBUTION:
+        return None
+    return ComponentError(f"{locations.root}: a parameter check of {entry.kind} {entry.name!r} (plugin "
+                          f"{entry.provider!r}) failed: {one_line(exc)}",
+                          hint=f"a fault of plugin {entry.provider!r}'s Params validators; fix it, or leave the "
+                               "component out; --debug shows the traceback")
 
 
 def check_absent_deletions(tree: Mapping[str, Any], locations: Locations, registry: Registry) -> None:
@@ -236,8 +281,13 @@ def check_references(recipe: RecipeBase, registry: Registry, locations: Location
         if block is not None
     )
     pairs = recipe.pair_construction
-    pair_cls = registry.get("pair_construction", pairs.name).cls
-    views = tuple(pair_cls.declared_views(pairs))
+    pair_entry = registry.get("pair_construction", pairs.name)
+    try:
+        views = tuple(pair_entry.cls.declared_views(pairs))
+    except (UserError, MemoryError):
+        raise
+    except Exception as exc:
+        raise _check_fault(pair_entry, ("pair_construction",), locations, "declared_views()", exc) from exc
     for path, kind, block in _component_blocks(recipe):
         if kind == "objective":
             wanted = getattr(block, "relation", None)
@@ -360,13 +410,17 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
     written = written or {}
     lines: list[str] = []
     for path, kind, block in _component_blocks(recipe):
-        cls = registry.get(kind, block.name).cls
+        entry = registry.get(kind, block.name)
         try:
             with warnings.catch_warnings(record=True) as issued:
                 warnings.simplefilter("always", ParamsCheckWarning)
-                cls.check_params(block)
+                entry.cls.check_params(block)
         except ParamsCheckError as exc:
             raise _params_check_failure(exc, path, locations) from None
+        except (UserError, MemoryError):
+            raise
+        except Exception as exc:
+            raise _check_fault(entry, path, locations, "check_params()", exc) from exc
         for item in issued:
             warning = item.message
             if isinstance(warning, ParamsCheckWarning):
@@ -422,12 +476,17 @@ def check_initial_encoder(recipe: RecipeBase, source: Params, registry: Registry
         raise RecipeError(f"{locations.find(('encoder', 'name'))}: encoder.name: {block.name!r}, but the initial run "
                           f"({initial}) trained the encoder {source.name!r}, whose weights do not load into it",
                           hint=f"set encoder.name: {source.name} with the initial run's parameters, or remove init")
+    entry = registry.get("encoder", block.name)
     try:
-        registry.get("encoder", block.name).cls.check_initial_weights(block, source)
+        entry.cls.check_initial_weights(block, source)
     except ParamsCheckError as exc:
         key = _parameter_path(("encoder",), exc.key)
         raise RecipeError(f"{locations.find(key)}: {dotted(key)} does not fit the initial run ({initial}): "
                           f"{exc.message}", hint=exc.hint) from None
+    except (UserError, MemoryError):
+        raise
+    except Exception as exc:
+        raise _check_fault(entry, ("encoder",), locations, "check_initial_weights()", exc) from exc
 
 
 def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[KeyPath, str]) -> None:
