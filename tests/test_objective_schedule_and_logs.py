@@ -125,3 +125,47 @@ def test_an_objective_that_skips_steps_is_averaged_over_the_steps_it_ran(tmp_pat
     assert 1 < len(ran) < len(steps)  # it skipped some steps
     epoch = _rows(tmp_path / "run", "epochs.csv")[0]
     assert float(epoch["loss/even"]) == pytest.approx(sum(ran) / len(ran), rel=1e-9)  # not sum / all steps
+
+
+def test_an_objective_declaring_its_own_weight_is_not_weighted_again(tmp_path, synth_tiny_root, monkeypatch):
+    """docs/components.md: the framework adds ``weight`` unless Params declares it; an
+    objective that declared it (and applied it) had its loss multiplied by it a second
+    time (loss/own 49.0 for a weight of 7)."""
+    import sys
+    import types
+
+    from pydantic import Field
+
+    from wsreid import hookimpl
+    from wsreid.api import Objective
+    from wsreid.api import Params as BaseParams
+
+    class OwnWeight(Objective):
+        class Params(BaseParams):
+            weight: float = Field(7.0, description="the objective's own factor")
+
+        def loss(self, features, relations, batch, ctx):
+            base = features["base"]
+            return (base.image.sum() * 0.0 + 1.0) * self.params.weight
+
+    module = types.ModuleType("own_weight_plugin")
+
+    @hookimpl
+    def wsreid_register(registry):
+        registry.add("objective", "own-weight", OwnWeight)
+
+    module.wsreid_register = wsreid_register
+    monkeypatch.setitem(sys.modules, "own_weight_plugin", module)
+    tree = {"extends": str(RECIPES / "baselines" / "itc.yaml"), "output_dir": str(tmp_path / "run"),
+            "plugins": ["own_weight_plugin"], "init": None,
+            "data": {"name": "synth-pedes", "size": "tiny", "root": str(synth_tiny_root)},
+            **{k: dict(v) for k, v in TINY_OVERRIDES.items()}}
+    tree["train"].update(epochs=1, warmup_epochs=0)
+    tree["objectives"] = {"itc": {"name": "itc"}, "own": {"name": "own-weight"}}
+    path = tmp_path / "own.yaml"
+    yaml = YAML()
+    yaml.version = (1, 2)
+    with path.open("w") as f:
+        yaml.dump(tree, f)
+    assert main(["run", str(path)]) == 0
+    assert float(_rows(tmp_path / "run", "epochs.csv")[0]["loss/own"]) == pytest.approx(7.0)

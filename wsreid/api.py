@@ -488,7 +488,9 @@ class Component:
 
     The framework adds recipe keys that the component does not see: ``name`` on every
     block, and ``weight`` (factor of the loss, default 1) and ``start_epoch`` (first epoch
-    in which the loss counts, default 1) on objectives, unless ``Params`` declares them.
+    in which the loss counts, default 1) on objectives, unless ``Params`` declares them;
+    a declared one is the component's own (the engine then neither multiplies the loss
+    by that ``weight`` nor skips the epochs before that ``start_epoch``).
     Only two parameter names are cross-checked against the rest of the recipe by
     ``wsreid validate``: ``relation`` (an objective's: must be an association label) and
     ``view`` (an association's or objective's: must be a view the pair construction

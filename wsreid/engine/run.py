@@ -225,9 +225,10 @@ class Run:
                     continue
                 with self.blame(f"{section}.{label}", kind, spec.name, "building it"):
                     getattr(comps, section)[label] = build_component(self.plugins, kind, spec, ctx, f"{section}.{label}")
-                if section == "objectives":
-                    comps.weights[label] = float(getattr(spec, "weight", 1.0))
-                    comps.start_epochs[label] = int(getattr(spec, "start_epoch", 1))
+                if section == "objectives":  # the engine's keys, unless the objective declares them as its own
+                    declared = self.plugins.registry.get(kind, spec.name).params_model.model_fields
+                    comps.weights[label] = 1.0 if "weight" in declared else float(spec.weight)
+                    comps.start_epochs[label] = 1 if "start_epoch" in declared else int(spec.start_epoch)
         labels = set(comps.local_associations) | set(comps.global_associations)
         for label, obj in comps.objectives.items():
             wanted = getattr(obj.params, "relation", None)
