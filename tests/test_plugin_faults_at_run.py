@@ -157,6 +157,14 @@ class FaultyEncoder(ClipEncoder):
             return out.tolist()
         return out
 
+    def tokenize(self, texts):
+        ids, mask = super().tokenize(texts)
+        if self.FAULT == "int32-ids":
+            return ids.int(), mask
+        if self.FAULT == "short-ids":
+            return ids[:, :10], mask[:, :10]
+        return ids, mask
+
     def encode_text(self, input_ids, attention_mask):
         out = super().encode_text(input_ids, attention_mask)
         if self.FAULT == "one-row":
@@ -207,7 +215,7 @@ def plugin(monkeypatch):
         registry.add("local_association", "view-relation", ViewRelation)
         registry.add("objective", "plain-itc", Itc)
         registry.add("dataset", "faulty-data", FaultyDataset)
-        for fault in ("narrow", "raises", "list", "one-row", "eval-only"):
+        for fault in ("narrow", "raises", "list", "one-row", "eval-only", "int32-ids", "short-ids"):
             registry.add("encoder", f"{fault}-clip", _faulty(fault))
 
     module.wsreid_register = wsreid_register
@@ -351,7 +359,14 @@ ENCODER_HINT = ("(a fault of plugin 'thirdparty_faults'; fix it, or choose anoth
     ("eval-only", "encoding the val split failed at epoch 1: ValueError: encode_text() returned a torch.float32 "
                   "tensor of shape [64, 8] for 64 captions, expected a floating tensor of shape [64, 32] (one row "
                   "per input, embed_dim 32 columns) "),
-], ids=lambda v: v if v in {"narrow", "one-row", "list", "raises", "eval-only"} else "")
+    # blamed on the pair construction's views before (even the shipped identity), or trained silently
+    ("int32-ids", "tokenize() failed at epoch 1: ValueError: tokenize() returned input_ids as a torch.int32 tensor "
+                  "of shape [292, 64] for 292 captions, expected a torch.int64 tensor of shape [292, 64] (padded to "
+                  "max_length 64) "),
+    ("short-ids", "tokenize() failed at epoch 1: ValueError: tokenize() returned input_ids as a torch.int64 tensor "
+                  "of shape [292, 10] for 292 captions, expected a torch.int64 tensor of shape [292, 64] (padded to "
+                  "max_length 64) "),
+], ids=lambda v: v if v in {"narrow", "one-row", "list", "raises", "eval-only", "int32-ids", "short-ids"} else "")
 def test_an_encoder_breaking_its_contract_is_named(make_recipe, plugin, capsys, tmp_path, fault, says):
     """Before: a wrong width failed inside the objective's loss (blamed on it) or in the
     retrieval; an exception was a traceback."""

@@ -77,11 +77,13 @@ def masked_text_features(encoder, captions: list[str], ratio: float, seed: int, 
     import torch
     import torch.nn.functional as F
 
+    from wsreid.engine.data import check_tokens
+
     feats = []
     with torch.no_grad():
         for start in range(0, len(captions), batch_size):
             stop = min(start + batch_size, len(captions))
-            ids, mask = encoder.tokenize(captions[start:stop])
+            ids, mask = check_tokens(encoder.tokenize(captions[start:stop]), stop - start, encoder.max_length)
             ids = mask_query_tokens(ids, mask, ratio, encoder.mask_token_id, encoder.special_token_ids,
                                     range(start, stop), seed)
             feats.append(F.normalize(encoder.encode_text(ids.to(device), mask.to(device)).float(), dim=-1))

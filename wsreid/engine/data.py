@@ -211,6 +211,25 @@ class ImageFiles(torch.utils.data.Dataset):
         return i, normalise_pixels(self.decoded(i), self.mean, self.std)
 
 
+def check_tokens(tokens, rows: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tokens``, what the encoder's ``tokenize()`` returned for ``rows`` captions, when it
+    is ``(input_ids, attention_mask)``, each a ``rows x max_length`` ``torch.long`` tensor;
+    a ``ValueError`` saying what it was otherwise (int32 ids failed later as the pair
+    construction's views, blamed on it; ids shorter than ``max_length`` trained silently).
+    Two shape reads: cheap enough for every batch."""
+    def shown(t) -> str:
+        return f"a {t.dtype} tensor of shape {list(t.shape)}" if torch.is_tensor(t) else f"a {type(t).__name__}"
+
+    if not (isinstance(tokens, (tuple, list)) and len(tokens) == 2):
+        raise ValueError(f"tokenize() returned {shown(tokens)} for {rows} captions, expected (input_ids, "
+                         "attention_mask)")
+    for name, t in zip(("input_ids", "attention_mask"), tokens):
+        if not (torch.is_tensor(t) and t.dtype == torch.long and tuple(t.shape) == (rows, max_length)):
+            raise ValueError(f"tokenize() returned {name} as {shown(t)} for {rows} captions, expected a torch.int64 "
+                             f"tensor of shape [{rows}, {max_length}] (padded to max_length {max_length})")
+    return tokens[0], tokens[1]
+
+
 class TrainPairs(torch.utils.data.Dataset):
     """Caption-level pairs with pre-tokenised captions. Item = one pair's tensors, the
     image as uint8 H x W x 3 pixels (:func:`image_pixels`): a loader worker decodes and
@@ -219,7 +238,8 @@ class TrainPairs(torch.utils.data.Dataset):
     def __init__(self, records: Sequence[PairRecord], encoder: EncoderComponent):
         self.records = list(records)  # indexed 0..N-1 in order: the run checks it (splits_problem)
         self.images = ImageFiles([r.image_path for r in self.records], encoder)
-        self.input_ids, self.attention_mask = encoder.tokenize([r.caption for r in self.records])
+        self.input_ids, self.attention_mask = check_tokens(encoder.tokenize([r.caption for r in self.records]),
+                                                           len(self.records), encoder.max_length)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from wsreid.api import EncoderComponent, EvalSplit, ViewFeatures
 from wsreid.distributed import Distributed
-from wsreid.engine.data import ImageFiles
+from wsreid.engine.data import ImageFiles, check_tokens
 from wsreid.errors import TrainingError
 from wsreid.evaluation import retrieval_metrics_from_features
 
@@ -43,7 +43,7 @@ def extract_text_features(encoder: EncoderComponent, captions: list[str], batch_
     feats, idx = [], []
     for start in tqdm(range(rows.start, rows.stop, batch_size), desc=desc, leave=False, disable=None if dist.is_main else True):
         stop = min(start + batch_size, rows.stop)
-        ids, mask = encoder.tokenize(captions[start:stop])
+        ids, mask = check_tokens(encoder.tokenize(captions[start:stop]), stop - start, encoder.max_length)
         out = encoder.encode_text(ids.to(dist.device), mask.to(dist.device))
         out = check_encoder_output(out, stop - start, encoder.embed_dim, "encode_text", "captions")
         feats.append(F.normalize(out.float(), dim=-1))
