@@ -49,7 +49,7 @@ def _one_line_error(capsys, code: int) -> str:
     assert code == 2, captured.err
     # progress, and the schedule warnings of a one-epoch run of recipes/dgia.yaml
     lines = [line for line in captured.err.splitlines()
-             if line.strip() and not line.startswith(("  decoded ", "warning: "))]
+             if line.strip() and not line.startswith(("  read ", "warning: "))]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in captured.err, captured.err
     return lines[0]
 

@@ -565,7 +565,12 @@ class ClipEncoder(EncoderComponent):
                              return_token_type_ids=False, verbose=False)["input_ids"]
         counts = []
         for row in ids:
-            words = [i for i in row if i not in self.special_token_ids or i == self.unk_token_id]
+            # the start and end tokens the tokenizer adds are no words, even where the unknown
+            # token is the end token (<|endoftext|> in every HF CLIP tokenizer: byte-level BPE
+            # has no unknown words, so that unk id is never a word's)
+            inner = row[1 if self.start_token_id is not None and row[:1] == [self.start_token_id] else 0:]
+            inner = inner[:-1] if inner[-1:] == [self.end_token_id] else inner
+            words = [i for i in inner if i not in self.special_token_ids or i == self.unk_token_id]
             unknown = sum(i == self.unk_token_id for i in words) if self.unk_token_id is not None else 0
             counts.append((len(row), len(words), unknown))
         return counts

@@ -113,8 +113,15 @@ def run_check(args: argparse.Namespace) -> int:
     """Validate the dataset at ``args.root`` and print its statistics (0 when valid)."""
     fmt = args.format or detect_format(args.root)
 
-    def progress(done: int, total: int) -> None:
-        print(f"  decoded {done}/{total} images", file=sys.stderr, flush=True)
+    on_terminal = sys.stderr.isatty()
+
+    def progress(done: int, total: int, failed: int) -> None:
+        # at most ten lines (decode_images), or one line rewritten in place on a terminal
+        line = f"  read {done}/{total} images" + (f" ({failed} failed)" if failed else "")
+        if on_terminal:
+            print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     report = check_dataset(args.root, fmt, decode=not args.no_decode, workers=args.workers, progress=progress)
     print(format_report(report))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Hashable, Iterable
 
-from wsreid.data.images import decode_images
+from wsreid.data.images import decode_images, is_empty_file
 from wsreid.data.readers import FORMATS, ImageRecord, build_splits, read_records
 from wsreid.errors import DataError
 
@@ -104,13 +104,14 @@ def check_dataset(
     *,
     decode: bool = True,
     workers: int = 4,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> DatasetReport:
     """Validate the dataset at ``root`` in format ``fmt`` and return its statistics.
 
     Raises :class:`DataError` on the first structural problem (as the readers do) or, after
-    decoding every image, naming the first undecodable image and how many failed.
-    ``progress(done, total)`` is called while decoding.
+    decoding every image (without ``decode``: sizing every image file), naming the first
+    undecodable (empty) image and how many failed. ``progress(done, total, failed)`` is
+    called while decoding.
     """
     path, records = read_records(root, fmt, check_images="exists")
     build_splits(fmt, path, records, has_val=False)  # cross-record checks (one split and one id per image)
@@ -122,6 +123,9 @@ def check_dataset(
     if decode:
         items = [(r.image_path, f"{path.name} record {r.record}") for r in unique.values()]
         sizes, failures = decode_images(items, workers=workers, progress=progress)
+    else:  # existence is known; an empty file (a copy that never got its data) is cheap to find too
+        failures = [f"image {r.image_path} ({path.name} record {r.record}) is empty (0 bytes) (replace the file with "
+                    "an intact copy or remove its record)" for r in unique.values() if is_empty_file(r.image_path)]
     if failures:
         more = f"; {len(failures) - 1} more image(s) fail too" if len(failures) > 1 else ""
         raise DataError(f"{failures[0]}{more}")

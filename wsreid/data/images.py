@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 
 from wsreid.errors import DataError
 
-__all__ = ["load_image", "decode_images", "resolve_image_path", "ExistenceIndex"]
+__all__ = ["load_image", "decode_images", "resolve_image_path", "is_empty_file", "ExistenceIndex"]
 
 
 def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Image.Image:
@@ -59,11 +59,20 @@ def load_image(path: str | os.PathLike[str], *, where: str | None = None) -> Ima
                         hint="the record must name an image file (relative to imgs/)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise _generated_damaged(p, f"{loc} cannot be decoded ({reason})") or DataError(
-            f"image {p}{loc} cannot be decoded ({reason})",
+        problem = "is empty (0 bytes)" if is_empty_file(p) else f"cannot be decoded ({reason})"
+        raise _generated_damaged(p, f"{loc} {problem}") or DataError(
+            f"image {p}{loc} {problem}",
             hint="replace the file with an intact copy or remove its record" if where
             else "replace the file with an intact copy, or leave it out",
         ) from None
+
+
+def is_empty_file(path: Path) -> bool:
+    """Whether ``path`` is a file of 0 bytes (a copy or download that never got its data)."""
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def _generated_damaged(path: Path, problem: str) -> DataError | None:
@@ -120,12 +129,13 @@ def decode_images(
     items: Sequence[tuple[Path, str]],
     *,
     workers: int = 4,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> tuple[dict[tuple[int, int], int], list[str]]:
     """Decode every image of ``items`` ((path, where) pairs; ``where`` names its record
     in errors) with ``workers`` threads. Returns the image sizes ((width, height) ->
     count) and one line per image that fails, in the order of ``items``.
-    ``progress(done, total)`` is called every 1000 images and at the end."""
+    ``progress(done, total, failed)`` (images read, of them failed) is called at most
+    :data:`PROGRESS_CALLS` times, every 1000 images or more, and at the end."""
 
     def decode_one(item: tuple[Path, str]) -> tuple[int, int] | str:
         try:
@@ -135,15 +145,22 @@ def decode_images(
 
     sizes: dict[tuple[int, int], int] = {}
     failures: list[str] = []
+    every = max(PROGRESS_EVERY, -(-len(items) // (PROGRESS_CALLS - 1)))  # the end is one call
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for done, result in enumerate(pool.map(decode_one, items), 1):
             if isinstance(result, str):
                 failures.append(result)
             else:
                 sizes[result] = sizes.get(result, 0) + 1
-            if progress is not None and (done % 1000 == 0 or done == len(items)):
-                progress(done, len(items))
+            if progress is not None and (done % every == 0 or done == len(items)):
+                progress(done, len(items), len(failures))
     return sizes, failures
+
+
+#: :func:`decode_images` reports progress at most this many times, at least this many
+#: images apart
+PROGRESS_CALLS = 10
+PROGRESS_EVERY = 1000
 
 
 def resolve_image_path(image_dir: Path, relative: object, *, where: str) -> Path:

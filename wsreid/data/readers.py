@@ -108,16 +108,44 @@ def _format(fmt: str) -> DatasetFormat:
         raise DataError(f"unknown dataset format {fmt!r}", hint=f"formats are: {', '.join(FORMATS)}") from None
 
 
+#: The original CUHK-PEDES annotation: the records without their train/val/test split
+#: (docs/datasets.md, "Real datasets").
+CAPTION_ALL = "caption_all.json"
+CAPTION_ALL_HINT = ("wsreid reads reid_raw.json, the annotation with the train/val/test split that the published methods "
+                    "use: get it from the CUHK-PEDES authors, Person-Search-with-Natural-Language-Description on "
+                    "GitHub, and put it next to imgs/; renaming caption_all.json does not work")
+
+
+def _caption_all_problem(folder: Path) -> str | None:
+    """What to say of ``folder`` when it holds CUHK-PEDES's ``caption_all.json`` (and no
+    ``reid_raw.json``), else None."""
+    if not (folder / CAPTION_ALL).is_file():
+        return None
+    return f"{folder} holds {CAPTION_ALL}, the original CUHK-PEDES annotation, which has no train/val/test split"
+
+
+def _is_annotation_file(path: Path) -> bool:
+    """Whether ``path`` is a file named as an annotation file (given instead of its folder)."""
+    names = {n for spec in FORMATS.values() for n in spec.annotation_files} | {CAPTION_ALL}
+    return path.name in names and path.is_file()
+
+
 def find_annotation_file(root: str | Path, fmt: str) -> Path:
     """The annotation file of a dataset in format ``fmt`` under ``root`` (DataError if none)."""
     spec = _format(fmt)
     root = Path(root).expanduser()
+    if _is_annotation_file(root):
+        raise DataError(f"{spec.name} dataset root {root} is the annotation file, not its folder",
+                        hint=f"set data.root to its folder, {root.parent}")
     if not root.is_dir():
         raise DataError(f"{spec.name} dataset root {root} is not a directory", hint="set data.root to the folder holding the annotation file and imgs/")
     for name in spec.annotation_files:
         candidate = root / name
         if candidate.is_file():
             return candidate
+    caption_all = _caption_all_problem(root) if spec.name == "cuhk-pedes" else None
+    if caption_all is not None:
+        raise DataError(caption_all, hint=CAPTION_ALL_HINT)
     names = " or ".join(spec.annotation_files)
     hint = f"expected {names} in {root}"
     inside = dataset_folders_inside(root, fmt)
@@ -170,10 +198,15 @@ def dataset_root_problem(root: str | Path, fmt: str) -> tuple[str, str] | None:
     names = " or ".join(spec.annotation_files)
     if not path.exists():
         return f"folder {root} does not exist", f"set it to the {spec.name} folder holding {names} and imgs/"
+    if _is_annotation_file(path):
+        return f"{root} is the annotation file, not its folder", f"set it to its folder, {Path(root).parent}"
     if not path.is_dir():
         return f"{root} is a file, not a folder", f"set it to the {spec.name} folder holding {names} and imgs/"
     if any((path / n).is_file() for n in spec.annotation_files):
         return None
+    caption_all = _caption_all_problem(path) if spec.name == "cuhk-pedes" else None
+    if caption_all is not None:
+        return caption_all, CAPTION_ALL_HINT
     inside = dataset_folders_inside(path, fmt)
     if inside:
         found = next(n for n in spec.annotation_files if (inside[0] / n).is_file())
@@ -190,12 +223,16 @@ def dataset_root_problem(root: str | Path, fmt: str) -> tuple[str, str] | None:
 def detect_format(root: str | Path) -> str:
     """The format whose annotation file exists under ``root`` (DataError if none or several)."""
     root = Path(root).expanduser()
+    if _is_annotation_file(root):
+        raise DataError(f"dataset root {root} is the annotation file, not its folder", hint=f"give its folder, {root.parent}")
     if not root.is_dir():
         raise DataError(f"dataset root {root} is not a directory", hint="give the folder holding the annotation file and imgs/")
     found = formats_in(root)
     if len(found) == 1:
         return found[0]
     files = ", ".join(n for spec in FORMATS.values() for n in spec.annotation_files)
+    if not found and _caption_all_problem(root) is not None:
+        raise DataError(_caption_all_problem(root), hint=CAPTION_ALL_HINT)
     if not found:
         inside = dataset_folders_inside(root)
         if inside:
@@ -225,11 +262,15 @@ def json_error_hint(text: str, exc: json.JSONDecodeError) -> str:
 
 def _load_json(path: Path) -> list:
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start})", hint="is it the right file?") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path} cannot be read: {exc.strerror}") from None
+    if _is_utf16(data):  # read as UTF-8 it fails at its byte-order mark, or at its zero bytes as JSON
+        raise DataError(f"{path} is saved as UTF-16 text, not UTF-8", hint="save it as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start})", hint="is it the right file?") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -240,6 +281,15 @@ def _load_json(path: Path) -> list:
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of records, found a {type(data).__name__}")
     return data
+
+
+def _is_utf16(data: bytes) -> bool:
+    """Whether ``data`` reads as UTF-16 text: a UTF-16 byte-order mark, or a JSON file's
+    first character (``[``, ``{`` or white space) next to a zero byte."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    return data[:2] in {c + b"\x00" for c in (b"[", b"{", b" ", b"\n", b"\r", b"\t")} | \
+        {b"\x00" + c for c in (b"[", b"{", b" ", b"\n", b"\r", b"\t")}
 
 
 def _person_id(value: object, where: str) -> int:
@@ -295,10 +345,15 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
             where = f"{where} ({spec.path_key} {rel!r})"
         missing = [k for k in required if k not in rec]
         if missing:
+            _check_records_format(path, raw, spec)
             raise DataError(f"{where}: missing key {', '.join(repr(k) for k in missing)}", hint="fix or remove the record")
         split = rec["split"]
         if split not in spec.splits:
-            raise DataError(f"{where}: unknown split {split!r}", hint=f"{spec.name} splits are {', '.join(spec.splits)}")
+            hint = f"{spec.name} splits are {', '.join(spec.splits)}"
+            if spec.name == "icfg-pedes" and split == "val" and _splits_of(raw) == {"train", "val", "test"}:
+                hint += ("; a file with records in train, val and test is in the cuhk-pedes format: if it is "
+                         "CUHK-PEDES, rename it to reid_raw.json")
+            raise DataError(f"{where}: unknown split {split!r}", hint=hint)
         person_id = _person_id(rec["id"], where)
         captions = _captions(rec["captions"], where)
         image_path = resolve_image_path(image_dir, rel, where=where)
@@ -306,10 +361,14 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
         if problem == "does not exist":
             from wsreid.data.synth.damage import damaged_image  # here: wsreid.data.synth reads datasets with this module
 
-            more = _missing_images_after(raw, i, spec.path_key, image_dir, index, image_path)
-            more = f"; {more} more image(s) of later records are missing too" if more else ""
+            gone = _missing_images_after(raw, i, spec.path_key, image_dir, index, image_path)
+            more = f"; {len(gone) - 1} more image(s) of later records are missing too" if len(gone) > 1 else ""
+            hint = missing_image_hint(index, image_dir, rel)
+            if hint == MISSING_IMAGE_HINT:  # no other spelling exists: say which folders are missing
+                folders, hint = _missing_folders(gone, image_dir, index)
+                more += folders
             raise damaged_image(image_path, f" ({path.name} record {i}) is missing") or DataError(
-                f"{where}: image {image_path} does not exist{more}", hint=missing_image_hint(index, image_dir, rel))
+                f"{where}: image {image_path} does not exist{more}", hint=hint)
         if problem is not None:  # a folder, a broken symbolic link, an unreadable folder: it would fail in training
             raise DataError(f"{where}: image {image_path} {problem}",
                             hint="give the folder read permission" if problem.startswith("cannot be read") else
@@ -320,16 +379,48 @@ def parse_records(path: Path, raw: list, fmt: str, *, check_images: ImageCheck =
         counts[r.split] += 1
     for split in spec.required_splits:
         if counts[split] == 0:
-            raise DataError(f"{path}: split {split!r} has no records", hint=f"a {spec.name} file needs records in {', '.join(spec.required_splits)}")
+            hint = f"a {spec.name} file needs records in {', '.join(spec.required_splits)}"
+            if spec.name == "cuhk-pedes" and split == "val":
+                hint += ("; one with train and test only is in the icfg-pedes format: if it is ICFG-PEDES, rename "
+                         "it to ICFG-PEDES.json")
+            raise DataError(f"{path}: split {split!r} has no records", hint=hint)
     return records
 
 
+def _splits_of(raw: list) -> set:
+    """The split names the records of ``raw`` give (hashable ones)."""
+    return {r.get("split") for r in raw if isinstance(r, dict) and isinstance(r.get("split"), str)}
+
+
+def _check_records_format(path: Path, raw: list, spec: DatasetFormat) -> None:
+    """Raise the right error when no record of ``raw`` has a key format ``spec`` needs
+    because the file is in another format: another format's image path key
+    (``img_path`` for ``file_path``), or CUHK-PEDES's ``caption_all.json`` (no ``split``)
+    under the name ``reid_raw.json``. A key only some records lack is left to the
+    per-record message."""
+    objects = [r for r in raw if isinstance(r, dict)]
+    if not objects or len(objects) != len(raw):
+        return
+    if all(spec.path_key not in r for r in objects):
+        for key in sorted({f.path_key for f in FORMATS.values()} - {spec.path_key}):
+            if all(key in r for r in objects):
+                others = [f for f in FORMATS.values() if f.path_key == key]
+                if len(others) > 1:  # cuhk-pedes and icfg-pedes: told apart by the val split
+                    others = [f for f in others if ("val" in f.splits) == ("val" in _splits_of(raw))] or others
+                other = others[0]
+                raise DataError(f"{path}: the records have {key!r}, not {spec.path_key!r}: this is the {other.name} "
+                                f"format", hint=f"rename the file to {other.annotation_files[0]}")
+    if spec.name == "cuhk-pedes" and all("split" not in r for r in objects):
+        raise DataError(f"{path}: no record has a 'split': this is CUHK-PEDES's {CAPTION_ALL}, the original "
+                        "annotation without the train/val/test split", hint=CAPTION_ALL_HINT)
+
+
 def _missing_images_after(raw: list, first: int, path_key: str, image_dir: Path, index: ExistenceIndex,
-                          found: Path) -> int:
-    """How many other images the records after ``raw[first]`` name that do not exist
-    (each image once; records with other problems are left to be reported once these
-    are fixed), so that one load says how many are missing, not only the first."""
-    missing: set[Path] = {found}
+                          found: Path) -> list[Path]:
+    """``found`` and the other images the records after ``raw[first]`` name that do not
+    exist (each image once; records with other problems are left to be reported once
+    these are fixed), so that one load says how many are missing, not only the first."""
+    missing: dict[Path, None] = {found: None}
     for rec in raw[first + 1:]:
         rel = rec.get(path_key) if isinstance(rec, dict) else None
         try:
@@ -337,15 +428,89 @@ def _missing_images_after(raw: list, first: int, path_key: str, image_dir: Path,
         except DataError:
             continue
         if image_path not in missing and index.problem(image_path) == "does not exist":
-            missing.add(image_path)
-    return len(missing) - 1
+            missing[image_path] = None
+    return list(missing)
+
+
+#: Missing folders named in the message of a missing image (the rest are counted).
+MISSING_FOLDERS_SHOWN = 5
+
+
+def _missing_folders(images: list[Path], image_dir: Path, index: ExistenceIndex) -> tuple[str, str]:
+    """(text added to the message, hint) for missing ``images``: the topmost folders
+    under ``image_dir`` that do not exist, written from the dataset root, and how many
+    of the images they hold (``; folders imgs/Market, imgs/train_query do not exist (16
+    images)``: the part of the archive to fetch); ("", the generic hint) when every
+    folder exists."""
+    folders: dict[Path, int] = {}
+    for image in images:
+        folder = image_dir
+        for part in image.relative_to(image_dir).parts[:-1]:
+            if part not in index.names(folder):
+                folders[folder / part] = folders.get(folder / part, 0) + 1
+                break
+            folder = folder / part
+    if not folders:
+        return "", MISSING_IMAGE_HINT
+    names = [(Path(image_dir.name) / f.relative_to(image_dir)).as_posix() for f in folders]
+    shown = ", ".join(names[:MISSING_FOLDERS_SHOWN])
+    if len(names) > MISSING_FOLDERS_SHOWN:
+        shown += f" and {len(names) - MISSING_FOLDERS_SHOWN} more"
+    held = sum(folders.values())
+    what = f"folder {shown} does not exist" if len(names) == 1 else f"folders {shown} do not exist"
+    which = "that folder" if len(names) == 1 else "those folders"
+    first = next(iter(folders))
+    same_but_case = sorted(n for n in index.names(first.parent) if n.lower() == first.name.lower())
+    hint = (f"the folder name differs in letter case from {same_but_case[0]!r} in {first.parent}; file names are "
+            "case-sensitive") if same_but_case else \
+        f"check that the image archive was extracted completely and holds {which}"
+    return f"; {what} ({held} image{'s' if held != 1 else ''})", hint
+
+
+#: The hint for a missing image when no other spelling of its path exists.
+MISSING_IMAGE_HINT = "check that the image archive was extracted completely"
+
+#: Spelling mistakes of a record's image path: (whether it applies, the path fixed, what
+#: is wrong, what to do); tried alone and together (docs/datasets.md).
+_PATH_FIXES = (
+    (lambda rel: "\\" in rel, lambda rel: rel.replace("\\", "/"), "is written with backslashes", "write it with '/'"),
+    (lambda rel: rel != rel.strip(), lambda rel: rel.strip(), "has spaces around it", "remove them"),
+    (lambda rel: rel.startswith(("imgs/", "./imgs/")), lambda rel: rel.split("imgs/", 1)[-1],
+     "starts with 'imgs/', to which paths are relative already", "remove the leading 'imgs/'"),
+)
+
+
+def _path_variants(relative: str) -> list[tuple[str, str]]:
+    """(path, advice) for each single spelling fix of ``relative`` (the advice as it has
+    always read), then each combination of them, applied in order."""
+    singles = {
+        0: "the path is written with backslashes; write it with '/'",
+        1: "the path has spaces around it; remove them",
+        2: "paths are relative to imgs/ already; remove the leading 'imgs/'",
+    }
+    variants = []
+    for chosen in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)):
+        path, wrong, todo = relative, [], []
+        for k in chosen:
+            applies, fix, what, action = _PATH_FIXES[k]
+            if not applies(path):
+                break
+            path = fix(path)
+            wrong.append(what)
+            todo.append(action)
+        else:
+            advice = singles[chosen[0]] if len(chosen) == 1 else \
+                f"the path {' and '.join(wrong)}; {' and '.join(todo)}"
+            variants.append((path, advice))
+    return variants
 
 
 def missing_image_hint(index: ExistenceIndex, image_dir: Path, relative: str) -> str:
     """What to do about a record whose image ``image_dir/relative`` does not exist: when
     a file exists under a likely variant of the path (backslashes, a leading ``imgs/``,
-    spaces around it, another Unicode normalisation or letter case of its name), the
-    variant; else to check the archive was extracted."""
+    spaces around it, those together, another Unicode normalisation or letter case of its
+    name, or a file whose name holds the path with backslashes: a Windows archive
+    extracted by a tool that kept them), the variant; else :data:`MISSING_IMAGE_HINT`."""
     def found(candidate: str) -> Path | None:
         try:
             target = resolve_image_path(image_dir, candidate, where="")
@@ -353,12 +518,7 @@ def missing_image_hint(index: ExistenceIndex, image_dir: Path, relative: str) ->
             return None
         return target if index.exists(target) else None
 
-    variants = [
-        ("\\" in relative, relative.replace("\\", "/"), "the path is written with backslashes; write it with '/'"),
-        (relative != relative.strip(), relative.strip(), "the path has spaces around it; remove them"),
-        (relative.startswith(("imgs/", "./imgs/")), relative.split("imgs/", 1)[-1],
-         "paths are relative to imgs/ already; remove the leading 'imgs/'"),
-    ]
+    variants = [(True, path, advice) for path, advice in _path_variants(relative)]
     for form in ("NFC", "NFD"):
         variant = unicodedata.normalize(form, relative)
         variants.append((variant != relative, variant,
@@ -366,12 +526,18 @@ def missing_image_hint(index: ExistenceIndex, image_dir: Path, relative: str) ->
     for applies, variant, advice in variants:
         if applies and found(variant) is not None:
             return f"{advice}: {variant!r} exists"
+    posix = PurePosixPath(relative.strip().replace("\\", "/")).as_posix()
+    windows = posix.replace("/", "\\")
+    for folder, name in ((image_dir, windows), (image_dir.parent, f"{image_dir.name}\\{windows}")):
+        if "\\" in name and index.exists(folder / name):
+            return (f"the files were extracted with '\\' in their names ('{name}' exists in {folder}); re-extract the "
+                    "image archive with unzip")
     target = resolve_image_path(image_dir, relative, where="")
     listing = index.names(target.parent)
     same_but_case = sorted(n for n in listing if n.lower() == target.name.lower()) if listing else []
     if same_but_case:
         return f"the file name differs in letter case from {same_but_case[0]!r} in {target.parent}; file names are case-sensitive"
-    return "check that the image archive was extracted completely"
+    return MISSING_IMAGE_HINT
 
 
 def _check_images_unique(path: Path, records: list[ImageRecord]) -> None:
