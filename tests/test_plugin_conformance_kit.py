@@ -139,6 +139,40 @@ class Forgetful(GlobalAssociation):
         return Relation(image=f.image, text=f.text, weights=weights)
 
 
+class SameImageMemory(GlobalAssociation):
+    """Relates the pairs that share an image, read from the build context (what a run hands
+    every association: train_image_ids, train_captions, the encoder, ...)."""
+
+    Params = ViewParams
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.image_of = torch.tensor(context.train_image_ids)
+        assert len(context.train_captions) == context.num_train and context.encoder is not None
+        assert context.image_size == tuple(context.encoder.image_size)
+
+    def relate(self, features, batch, ctx):
+        f = features[self.params.view]
+        images = self.image_of[batch.index]
+        return Relation(image=f.image, text=f.text, weights=(images[:, None] == images[None, :]).float(),
+                        view=self.params.view)
+
+
+class ClassesFromContext(Objective):
+    """Reads the training identities, as a supervised identity classifier sizes its layer."""
+
+    weakly_supervised = False
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        self.classes = sorted(set(context.train_person_ids))
+        assert len(context.train_person_ids) == context.num_train
+
+    def loss(self, features, relations, batch, ctx):
+        base = features["base"]
+        return itc_loss(base.image, base.text)
+
+
 class RowLoss(Objective):
     """Per-row losses instead of their mean."""
 
@@ -307,6 +341,7 @@ FAKES = {
     ("objective", "strict-relation"): StrictRelationLoss,
     ("local_association", "undocumented"): Undocumented, ("local_association", "doubling"): Doubling,
     ("global_association", "forgetful"): Forgetful, ("objective", "row-loss"): RowLoss,
+    ("global_association", "same-image"): SameImageMemory, ("objective", "classes-from-context"): ClassesFromContext,
     ("objective", "first-row"): FirstRowLoss, ("objective", "detached-loss"): DetachedLoss,
     ("objective", "unused-head"): UnusedHead, ("objective", "empty-module"): EmptyModule,
     ("objective", "unsaved-scale"): UnsavedScale,
@@ -450,3 +485,12 @@ def test_splits_problem_names_each_broken_rule(splits, problem):
     given = splits[0] if isinstance(splits, tuple) else _splits(**splits)
     assert splits_problem(given) == problem
     assert splits_problem(_splits()) is None
+
+
+@pytest.mark.parametrize("kind, name", [("global_association", "same-image"),
+                                        ("local_association", "good"),
+                                        ("objective", "classes-from-context")])
+def test_the_kit_builds_components_with_the_context_a_run_hands_them(registry, kind, name):
+    """The kit built associations with seed and num_train only: a correct component
+    reading train_image_ids failed it with 'Could not infer dtype of NoneType'."""
+    check_component(kind, name, {}, registry)

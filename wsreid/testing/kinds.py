@@ -79,6 +79,21 @@ def persons(batch_size: int, group_size: int, seed: int) -> torch.Tensor:
     return ids[torch.randperm(batch_size, generator=torch.Generator().manual_seed(seed + 7))]
 
 
+def engine_context(seed: int, num_train: int, dim: int, person_ids: torch.Tensor | None = None) -> BuildContext:
+    """The context the engine hands an association or an objective, every field filled as
+    a run fills it before they are built (docs/components.md, BuildContext): ``num_train``
+    training pairs of ``person_ids`` (groups of 2 by default), two captions per image, a
+    caption per pair, the stub encoder of ``dim`` features and its image size."""
+    person = person_ids if person_ids is not None else torch.arange(num_train) // 2
+    encoder = StubEncoder(embed_dim=dim)
+    return BuildContext(seed=seed, num_train=num_train, encoder=encoder,
+                        train_captions=[f"a person in a coat of colour {int(p) % 7}, pair {i}"
+                                        for i, p in enumerate(person.tolist())],
+                        train_person_ids=tuple(int(p) for p in person.tolist()),
+                        train_image_ids=tuple(i // 2 for i in range(num_train)),
+                        image_size=tuple(encoder.image_size))
+
+
 def permutation(n: int, seed: int) -> torch.Tensor:
     """A seeded permutation of ``0..n-1`` that is not the identity (for n >= 2)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 11))
@@ -105,7 +120,7 @@ def check_local_association_entry(entry: Entry, data: Mapping[str, Any] | None =
     person = persons(batch_size, 2, seed)
     features = grouped_features(person, dim, views=tuple(dict.fromkeys(("base", view))), seed=seed)
     batch = random_batch(person, torch.arange(100, 100 + batch_size), seed=seed)
-    comp = s.build(BuildContext(seed=seed, num_train=200))
+    comp = s.build(engine_context(seed, 200, dim))
     relation = None
     for epoch in range(1, epochs + 1):
         ctx = step_context(epoch, epoch - 1, epochs)
@@ -127,7 +142,7 @@ def check_local_association_entry(entry: Entry, data: Mapping[str, Any] | None =
     assert_close(permuted.weights, expected, s.where, "permuting the batch must permute the relation "
                  "(weights of the permuted batch)", atol=1e-6)
     check_diagnostics(comp, s.where)
-    check_state_round_trip(comp, lambda: s.build(BuildContext(seed=seed, num_train=200)), s.where)
+    check_state_round_trip(comp, lambda: s.build(engine_context(seed, 200, dim)), s.where)
 
 
 def _check_view(relation: Any, view: str, where: str) -> None:
@@ -150,7 +165,7 @@ def check_global_association_entry(entry: Entry, data: Mapping[str, Any] | None 
     train = grouped_features(train_person, dim, seed=seed, requires_grad=False)["base"]
 
     def context() -> BuildContext:
-        return BuildContext(seed=seed, num_train=num_train)
+        return engine_context(seed, num_train, dim, train_person)
 
     comp = s.build(context())
     gen = torch.Generator().manual_seed(seed + 3)
@@ -220,9 +235,9 @@ def check_objective_entry(entry: Entry, data: Mapping[str, Any] | None = None, *
     person = persons(batch_size, 2, seed)
 
     def context() -> BuildContext:
-        # training identities for supervised references (an identity classifier sizes its layer with them)
-        return BuildContext(seed=seed, num_train=200, encoder=StubEncoder(embed_dim=dim),
-                            train_person_ids=tuple(range(batch_size)))
+        # training identities for supervised references (an identity classifier sizes its layer with them):
+        # those of the batch
+        return engine_context(seed, 200, dim, torch.arange(200) % batch_size)
 
     comp = s.build(context())
     batch = random_batch(person, torch.arange(batch_size), seed=seed)
