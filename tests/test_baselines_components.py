@@ -200,9 +200,12 @@ class _CountingEncoder(StubEncoder):
         super().__init__(image_size=(8, 4))
         self.texts_encoded = 0
 
-    def tokenize(self, texts):
-        ids = torch.tensor([[5 + len(t) % 50, 6 + t.count("a") % 50] for t in texts])
-        return ids, torch.ones_like(ids)
+    def tokenize(self, texts):  # two tokens per caption, padded to max_length as the contract asks
+        ids = torch.zeros(len(texts), self.max_length, dtype=torch.long)
+        ids[:, :2] = torch.tensor([[5 + len(t) % 50, 6 + t.count("a") % 50] for t in texts])
+        mask = torch.zeros_like(ids)
+        mask[:, :2] = 1
+        return ids, mask
 
     def encode_text(self, input_ids, attention_mask):
         self.texts_encoded += len(input_ids)
