@@ -219,6 +219,7 @@ class _NanText(torch.nn.Module):
     """An encoder stub whose text features are NaN for captions holding 'bad'."""
 
     embed_dim = 4
+    max_length = 1
 
     def tokenize(self, texts):
         ids = torch.tensor([[1 if "bad" in t else 0] for t in texts])

@@ -453,3 +453,21 @@ def test_a_batch_of_one_is_refused_without_associations_too(base, registry):
     assert message.endswith("recipe: train.batch_size 1: the objectives contrast each pair with the other pairs of "
                             "its batch (ITC over a batch of one is 0: nothing is learned), so a batch needs at least "
                             "2 pairs")
+
+
+def test_a_plugin_module_that_does_not_import_is_cited_at_its_recipe_line(tmp_path, capsys):
+    """The list may come from a recipe it extends: the error named "recipe 'plugins:'" only."""
+    from conftest import RECIPES
+
+    from wsreid.cli import main
+    from wsreid.recipe.yamlio import display_path
+
+    base = tmp_path / "base.yaml"
+    base.write_text(f"extends: {RECIPES / 'baselines' / 'itc.yaml'}\n\nplugins: [wsreid_no_such_module_xyz]\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: base.yaml\ntrain: {epochs: 2}\n")
+    assert main(["validate", str(child)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: plugin module 'wsreid_no_such_module_xyz' ({display_path(base)}:3: plugins) failed to import: "
+        "ModuleNotFoundError: No module named 'wsreid_no_such_module_xyz' (check that it (and what it imports) is "
+        "installed or on PYTHONPATH)\n")

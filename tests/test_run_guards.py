@@ -132,6 +132,19 @@ def test_a_hook_failing_before_the_first_epoch_names_plugin_and_hook_and_leaves_
     assert not (tmp_path / "run").exists()  # recipe.yaml, versions.json, logs/, tokenizer/: all gone
 
 
+def test_a_hook_failing_after_the_run_finished_says_so_and_keeps_the_results(make_recipe, tmp_path, test_plugins_path,
+                                                                               capsys, monkeypatch):
+    """Before: 'hook wsreid_run_end failed at epoch 1', as if the run had stopped there."""
+    monkeypatch.setenv("WSREID_TEST_FAIL_HOOK", "run_end")
+    recipe = make_recipe("baselines/itc.yaml", FAULTS)
+    assert main(["run", str(recipe)]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: plugin 'wsreid_test_faults': hook wsreid_run_end failed after the run finished "
+                           f"(its metrics.json is written in {tmp_path / 'run'}): ValueError: the observer's report "
+                           "could not be sent"), line
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
 def test_a_component_failing_while_built_is_named_and_leaves_no_directory(make_recipe, tmp_path, test_plugins_path,
                                                                            capsys):
     recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"mine": {"name": "fails-to-build"}},

@@ -143,14 +143,20 @@ def test_data_synth_reads_the_annotations_once(tmp_path, monkeypatch, capsys, sh
     monkeypatch.setitem(PRESETS, "tiny", MICRO)
     out = tmp_path / "synth"
     reads: list[str] = []
-    real_read_text = Path.read_text
+    real_read_text, real_read_bytes = Path.read_text, Path.read_bytes
 
     def read_text(self, *a, **k):
         if self.name == "reid_raw.json":
             reads.append(self.name)
         return real_read_text(self, *a, **k)
 
+    def read_bytes(self):
+        if self.name == "reid_raw.json":
+            reads.append(self.name)
+        return real_read_bytes(self)
+
     monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
     parsed, listed = _count_reading(monkeypatch, out)
     for first, state in ((True, r"generated in \d+\.\d s"), (False, "already present")):
         reads.clear(), parsed.clear(), listed.clear()

@@ -178,5 +178,6 @@ def wsreid_run_end(run: "Run", metrics: dict[str, Any]) -> None:
             that read true identities, ``"note"``.
 
     Returns:
-        nothing; the return value is ignored.
+        nothing; the return value is ignored. An exception is the plugin's fault: one
+        line naming it and the hook, exit 2, the run's results already written.
     """

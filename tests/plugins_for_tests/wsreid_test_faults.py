@@ -180,3 +180,9 @@ def wsreid_register(registry):
 def wsreid_run_start(run):
     if os.environ.get("WSREID_TEST_FAIL_HOOK") == "run_start":
         raise ValueError("the observer's output folder is not writable")
+
+
+@hookimpl
+def wsreid_run_end(run, metrics):
+    if os.environ.get("WSREID_TEST_FAIL_HOOK") == "run_end":
+        raise ValueError("the observer's report could not be sent")

@@ -289,6 +289,8 @@ class Run:
             plugin = _raising_plugin(getattr(self.plugins.hook, name), exc)
             fresh = not self.training_started and not self.resume
             when = " before the first epoch" if fresh else f" at epoch {max(self.epoch, 1)}"
+            if name == "wsreid_run_end":  # the run is finished: its results are written and stand
+                when = f" after the run finished (its metrics.json is written in {self.run_dir})"
             raise ComponentError(f"plugin {plugin!r}: hook {name} failed{when}: {one_line(exc)}",
                                  hint=f"fix the plugin or disable it with --disable-plugin {plugin}; "
                                       "--debug shows the traceback") from exc

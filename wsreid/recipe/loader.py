@@ -262,7 +262,9 @@ def load_recipe(
     if registry is None:
         from wsreid.pluginmanager import load_plugins
 
-        plugins = load_plugins(recipe_plugin_modules(tree, locations), disabled=disabled)
+        where = locations.find(("plugins",)) if locations is not None else None
+        plugins = load_plugins(recipe_plugin_modules(tree, locations), disabled=disabled,
+                               modules_from=f"{where}: plugins" if where is not None else "recipe 'plugins:'")
         registry = plugins.registry
     path = None if isinstance(source, Mapping) else Path(source)
     return validate_tree(tree, locations, registry, path, plugins)
