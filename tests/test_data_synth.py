@@ -378,3 +378,28 @@ def test_partial_folders_of_killed_generations_are_removed(tmp_path: Path) -> No
         (folder / "imgs").mkdir(parents=True)
     generate_synth(SynthConfig(size="tiny"), out, preset=MICRO, workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", *list(left)[1:]])
+
+
+def test_the_library_takes_settings_as_a_mapping_and_says_what_is_wrong_in_one_line(tmp_path, monkeypatch):
+    """From Python, SynthConfig(size='huge') was pydantic's multi-line error, a mapping an
+    AttributeError ('dict' object has no attribute 'preset'); the one-line error and the
+    settings' parsing lived in the command line only."""
+    from wsreid.data.synth import synth_config, synth_records
+
+    monkeypatch.setitem(PRESETS, "tiny", SynthPreset(4, 2, 3))
+    monkeypatch.setenv("WSREID_CACHE", str(tmp_path / "cache"))
+    path, records = synth_records({"size": "tiny", "seed": 3}, tmp_path / "out")
+    assert path == tmp_path / "out" / "reid_raw.json" and len(records) > 0
+    assert synth_config({"size": "tiny", "seed": 3}) == SynthConfig(size="tiny", seed=3)
+    for settings, says in (({"size": "huge"}, "synth-pedes setting size: Input should be 'tiny', 'small', 'medium' "
+                                               "or 'cuhk'"),
+                           ({"caption_noize": 0.1}, "synth-pedes setting 'caption_noize' is unknown (settings are: "
+                                                    "size, seed, "),
+                           ({"min_mentions": 5, "max_mentions": 4}, "synth-pedes settings: max_mentions must be at "
+                                                                    "least min_mentions")):
+        with pytest.raises(DataError) as caught:
+            synth_records(settings, tmp_path / "other")
+        assert str(caught.value).startswith(says), str(caught.value)
+    with pytest.raises(TypeError, match=r"^synth-pedes settings are a SynthConfig or a mapping of settings"):
+        synth_records("tiny", tmp_path / "other")
+    assert not (tmp_path / "other").exists()

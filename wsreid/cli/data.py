@@ -9,16 +9,13 @@ each leaf sets ``func(args) -> int`` (exit code). Errors are raised as
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from wsreid.data.check import check_dataset, format_report, split_statistics
 from wsreid.data.readers import FORMATS, detect_format
-from wsreid.data.synth import PRESETS, SynthConfig, synth_records, write_contact_sheet
+from wsreid.data.synth import PRESETS, SynthConfig, synth_config, synth_records, write_contact_sheet
 from wsreid.data.synth.contact_sheet import check_sheet_path
 from wsreid.cli.common import add_debug, path_argument, positive_int
 from wsreid.errors import DataError
@@ -70,13 +67,7 @@ def _synth_config(args: argparse.Namespace) -> SynthConfig:
             raise DataError(f"--set {item!r}: unknown synth-pedes setting", hint=f"settings are: {known}")
         value = value.strip()
         values[key] = parse_flow_value(value, f"--set {item}") if value.startswith("[") else value
-    try:
-        return SynthConfig.model_validate(values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = " " + ".".join(str(p) for p in err["loc"]) if err["loc"] else "s"  # a model check names no one field
-        message = re.sub(r"^Value error, ", "", err["msg"])
-        raise DataError(f"synth-pedes setting{where}: {message}") from None
+    return synth_config(values)
 
 
 def run_synth(args: argparse.Namespace) -> int:

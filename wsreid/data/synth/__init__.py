@@ -14,6 +14,7 @@ from wsreid.data.synth.generate import (
     generate_synth,
     load_synth,
     plan_dataset,
+    synth_config,
     synth_records,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "generate_synth",
     "load_synth",
     "plan_dataset",
+    "synth_config",
     "synth_records",
     "write_contact_sheet",
 ]

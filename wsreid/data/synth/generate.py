@@ -24,10 +24,11 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Literal
+from collections.abc import Mapping
+from typing import Any, Callable, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from wsreid.api import DatasetSplits, Params
 from wsreid.data.images import ExistenceIndex
@@ -232,6 +233,29 @@ def _split_identities(n: int, first_id: int, rng: np.random.Generator, config: S
     return out
 
 
+def synth_config(settings: SynthConfig | Mapping[str, Any]) -> SynthConfig:
+    """The :class:`SynthConfig` of ``settings``: a config as it is, or a mapping of
+    setting -> value (``{"size": "tiny", "seed": 4}``) validated, a bad setting being one
+    :class:`DataError` line naming it (not pydantic's multi-line error); a ``TypeError``
+    for anything else. What ``wsreid data synth --set`` and the generation functions use."""
+    if isinstance(settings, SynthConfig):
+        return settings
+    if not isinstance(settings, Mapping):
+        raise TypeError(f"synth-pedes settings are a SynthConfig or a mapping of settings (e.g. {{'size': 'tiny'}}), "
+                        f"got a {type(settings).__name__}")
+    unknown = [key for key in settings if key not in SynthConfig.model_fields]
+    if unknown:
+        known = ", ".join(SynthConfig.model_fields)
+        raise DataError(f"synth-pedes setting {unknown[0]!r} is unknown", hint=f"settings are: {known}")
+    try:
+        return SynthConfig.model_validate(dict(settings))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = " " + ".".join(str(p) for p in err["loc"]) if err["loc"] else "s"  # a model check names no one field
+        message = re.sub(r"^Value error, ", "", err["msg"])
+        raise DataError(f"synth-pedes setting{where}: {message}") from None
+
+
 def plan_dataset(config: SynthConfig, preset: SynthPreset | None = None) -> SynthPlan:
     """Sample identities, scenes and captions (cheap: no pixels). Person ids are 1-based:
     train first, then val, then test; identities never repeat across splits."""
@@ -354,7 +378,7 @@ def _matches(root: Path, config: SynthConfig, preset: SynthPreset) -> bool | Non
 
 
 def generate_synth(
-    config: SynthConfig,
+    config: SynthConfig | Mapping[str, Any],
     out_dir: str | Path,
     *,
     preset: SynthPreset | None = None,
@@ -371,6 +395,7 @@ def generate_synth(
     written (a file in the way, no permission, a full disk) is a :class:`DataError` naming
     it, with ``fix`` (what to set to write elsewhere) as its hint. Returns ``out_dir``.
     """
+    config = synth_config(config)
     out = Path(out_dir).expanduser()
     plan = plan_dataset(config, preset)
     try:
@@ -489,7 +514,7 @@ def _read_generated(root: Path) -> tuple[str | None, list[ImageRecord]]:
 
 
 def ensure_synth(
-    config: SynthConfig,
+    config: SynthConfig | Mapping[str, Any],
     root: str | Path | None = None,
     *,
     workers: int | None = None,
@@ -508,7 +533,7 @@ def ensure_synth(
 
 
 def load_synth(
-    config: SynthConfig,
+    config: SynthConfig | Mapping[str, Any],
     root: str | Path | None = None,
     *,
     check_images: DatasetImageCheck = "exists",
@@ -528,7 +553,7 @@ def load_synth(
 
 
 def synth_records(
-    config: SynthConfig,
+    config: SynthConfig | Mapping[str, Any],
     root: str | Path | None = None,
     *,
     check_images: ImageCheck = "exists",
@@ -557,6 +582,7 @@ def _ensure(
 ) -> tuple[Path, list[ImageRecord] | None]:
     """:func:`ensure_synth`, and the records of a dataset it reuses (None when it
     generates the dataset)."""
+    config = synth_config(config)
     preset = config.preset()
     cached = root is None
     path = Path(root).expanduser() if root is not None else default_cache_dir() / "synth-pedes" / config.cache_name()
