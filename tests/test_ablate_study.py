@@ -134,6 +134,15 @@ def test_report_aggregates_fabricated_metrics(study_file, tmp_path, capsys):
     assert "| D | 0 | -3.00 [-3.00] |" in md
     assert (tmp_path / "out" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert md in capsys.readouterr().out
+    # the library returns the same rows (before, only the outcomes: a caller parsed results.csv)
+    from wsreid.ablate import ablation_study
+
+    report = ablation_study(study_file, report_only=True, output_dir=tmp_path / "out", log=lambda line: None)
+    by_label = {row.label: row for row in report.rows}
+    assert list(by_label) == ["A", "B+x", "C sup", "D"] and by_label["A"].is_reference
+    assert by_label["B+x"].mean["R1"] == pytest.approx(23.0) and by_label["B+x"].delta["mAP"] == pytest.approx(1.5)
+    assert [delta for _, delta in by_label["B+x"].paired["R1"]] == pytest.approx([2.0, 2.0, 5.0])
+    assert by_label["C sup"].weakly_supervised is False and by_label["D"].status == "2/3 not run"
 
 
 def test_failing_runs_are_reported_and_the_others_run(study_file, tmp_path):

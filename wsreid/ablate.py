@@ -972,12 +972,16 @@ def _prepare_output_dir(output_dir: Path, where: str, *, create: bool) -> None:
 @dataclass
 class StudyReport:
     """What :func:`ablation_study` did: the outcomes (every run of the study, in order),
-    the output paths (``md``, ``csv``, ``png``; empty on a dry run) and whether nothing
-    was run (``dry_run``)."""
+    the output paths (``md``, ``csv``, ``png``; empty on a dry run), whether nothing was
+    run (``dry_run``) and the table's rows (``rows``: one
+    :class:`~wsreid.ablate_table.VariantRow` per variant, in the study's order - mean,
+    std, delta to the reference and the paired-by-seed deltas per metric, as results.md
+    and results.csv show them; empty on a dry run)."""
 
     outcomes: list[RunOutcome]
     paths: dict[str, Path]
     dry_run: bool = False
+    rows: list = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -1094,7 +1098,7 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
         fix = "free space" if disk_full(exc) else "fix the permissions" if permission_refused(exc) else "fix that"
         raise StudyError(f"{output_dir}: cannot write the study's results: {reason}; {kept}",
                          hint=f"{fix}, then run with --report-only") from None
-    return StudyReport(outcomes, paths)
+    return StudyReport(outcomes, paths, rows=rows)
 
 
 def _execute_in_subprocess(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str]) -> None:
