@@ -84,6 +84,15 @@ TINY_OVERRIDES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def plugin_warnings_printed_afresh(monkeypatch):
+    """Plugin warnings are printed once per process (wsreid.pluginmanager._WARNED): each
+    test starts as a fresh command would, so that it sees the warnings of its own loads."""
+    from wsreid import pluginmanager
+
+    monkeypatch.setattr(pluginmanager, "_WARNED", set())
+
+
 @pytest.fixture(scope="session")
 def synth_tiny_root(tmp_path_factory) -> Path:
     """synth-pedes 'tiny' generated once per test session (a few seconds)."""

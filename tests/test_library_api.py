@@ -619,3 +619,13 @@ print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
     assert out.stdout.split() == ["svg", "False"]
     for png in (tmp_path / "curves.png", tmp_path / "chart.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_plugin_warning_is_printed_once_per_process_not_once_per_load(capsys):
+    """A script calling load_recipe again (or a study, once per run) printed every broken
+    plugin's warning at every load."""
+    load_plugins(disabled=["no-such-plugin-xyz"], use_env=False)
+    load_plugins(disabled=["no-such-plugin-xyz"], use_env=False)
+    err = capsys.readouterr().err
+    assert err == ("warning: no plugin named no-such-plugin-xyz to disable (use an entry-point or distribution name "
+                   "shown by 'wsreid plugins')\n")

@@ -238,10 +238,10 @@ def load_plugins(
             registry.note_unavailable(f"plugin {name!r} is disabled (--disable-plugin or {DISABLE_ENV})")
     unmatched = {d for d in disabled_set if _normalise(d) not in matched}
     for b in broken:
-        print(f"warning: {b.describe()}", file=sys.stderr)
+        _warn_once(b.describe())
     if unmatched:
-        print(f"warning: no plugin named {', '.join(sorted(unmatched))} to disable "
-              "(use an entry-point or distribution name shown by 'wsreid plugins')", file=sys.stderr)
+        _warn_once(f"no plugin named {', '.join(sorted(unmatched))} to disable "
+                   "(use an entry-point or distribution name shown by 'wsreid plugins')")
     return Plugins(pm, registry, broken, disabled_set, unmatched, dict(providers))
 
 
@@ -315,17 +315,27 @@ def _check_hook_names(
     for plugin_name, plugin in pm.list_name_plugin():  # a hook function without its marker is never called
         for hook in specified:
             function = getattr(plugin, hook, None)
-            if (callable(function) and getattr(function, "wsreid_impl", None) is None
-                    and (plugin_name, hook) not in _WARNED_UNMARKED):
-                _WARNED_UNMARKED.add((plugin_name, hook))
-                print(f"warning: plugin {plugin_name!r} defines {hook} without @hookimpl, so it is never called "
-                      "(decorate it: from wsreid import hookimpl)", file=sys.stderr)
+            if callable(function) and getattr(function, "wsreid_impl", None) is None:
+                _warn_once(f"plugin {plugin_name!r} defines {hook} without @hookimpl, so it is never called "
+                           "(decorate it: from wsreid import hookimpl)")
 
 
-#: (plugin name, hook) pairs already warned about as lacking @hookimpl: the warning is
-#: printed once per process, not once per load (a study loads plugins for every run).
-#: The only state this module keeps between loads.
-_WARNED_UNMARKED: set[tuple[str, str]] = set()
+#: the plugin warnings already printed: each is printed once per process, not once per
+#: load (a study, or a script calling load_recipe again, loads the plugins every time)
+_WARNED: set[str] = set()
+
+
+def forget_printed_warnings() -> None:
+    """Print the plugin warnings again at the next load (a command starts with this: it
+    shows the warnings of its own loads, once each)."""
+    _WARNED.clear()
+
+
+def _warn_once(line: str) -> None:
+    """Print ``warning: <line>`` to stderr, unless this process printed it already."""
+    if line not in _WARNED:
+        _WARNED.add(line)
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _register_components(

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     (:mod:`wsreid.engine.signals`): one line (one for all the processes of a multi-process
     launch, :func:`~wsreid.cli.common.say_stop`), exit status 128 + the signal's number
     (130, 143, 129); the previous handlers are back when it returns."""
+    from wsreid.pluginmanager import forget_printed_warnings
+
+    forget_printed_warnings()  # this command's plugin warnings, once each
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or debug_requested()
