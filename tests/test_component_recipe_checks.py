@@ -58,12 +58,17 @@ class LateItc(Objective):
         return itc_loss(features["base"].image, features["base"].text)
 
 
+class EarlyItc(LateItc):
+    """Another objective of the same plugin module."""
+
+
 @pytest.fixture
 def recipe(tmp_path, monkeypatch):
     module = types.ModuleType("late_itc_plugin")
 
     @hookimpl
     def wsreid_register(registry):
+        registry.add("objective", "early-itc", EarlyItc)  # registered first, from the same module: not blamed
         registry.add("objective", "late-itc", LateItc)
 
     module.wsreid_register = wsreid_register
@@ -100,8 +105,9 @@ def test_a_params_check_warning_cites_its_line_and_the_recipe_stays_valid(recipe
                                        "check_recipe() failed: TypeError: check_recipe bug"),
     ("objectives.late.cache=bug", ":6: objectives.late (objective 'late-itc' from plugin 'late_itc_plugin'): "
                                   "check_params() failed: KeyError: 'check_params bug'"),
-    ("objectives.late.cache=boom", ": a parameter check of objective 'late-itc' (plugin 'late_itc_plugin') failed: "
-                                   "AttributeError: 'str' object has no attribute 'no_such_attribute'"),
+    ("objectives.late.cache=boom", ":6: objectives.late (objective 'late-itc' from plugin 'late_itc_plugin'): a Params "
+                                   "validator failed: AttributeError: 'str' object has no attribute "
+                                   "'no_such_attribute'"),
 ])
 def test_a_bug_in_a_components_own_check_is_one_line_naming_its_plugin(recipe, capsys, override, says):
     """Before: a raw traceback and exit 1 from wsreid validate and wsreid run (only a

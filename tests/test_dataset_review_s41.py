@@ -180,6 +180,18 @@ def test_data_check_progress_counts_failures(tmp_path: Path, capsys: pytest.Capt
     assert capsys.readouterr().err == "  read 14/14 images (2 failed)\n"  # was "decoded 14/14 images"
 
 
+def test_a_progress_callback_of_two_arguments_still_works(tmp_path: Path) -> None:
+    """check_dataset and decode_images are public: a callback written for
+    ``progress(done, total)`` failed with a TypeError once the failures were passed too."""
+    from wsreid.data import check_dataset
+
+    make_dataset(tmp_path, "rstpreid")
+    two, three = [], []
+    check_dataset(tmp_path, "rstpreid", workers=1, progress=lambda done, total: two.append((done, total)))
+    check_dataset(tmp_path, "rstpreid", workers=1, progress=lambda *args: three.append(args))
+    assert two == [(14, 14)] and three == [(14, 14, 0)]
+
+
 def test_data_check_progress_is_at_most_ten_lines_or_one_on_a_terminal(tmp_path: Path, monkeypatch,
                                                                        capsys: pytest.CaptureFixture) -> None:
     import wsreid.data.images as images
@@ -210,7 +222,7 @@ def test_documented_cuhk_pedes_check_shows_the_published_counts() -> None:
     for line in report.splitlines()[2:5]:  # the splits, words/caption written "..."
         counts = line[: -len(" words/caption")]
         assert any(d.startswith(counts) and d.endswith(" ...") and not d[len(counts):-3].strip() for d in docs), counts
-    assert "68108" not in docs
+    assert "68108" not in "\n".join(docs)  # the count the transcript showed before
 
 
 # --------------------------------------------------------------------------- 8: root, empty file, UTF-16

@@ -176,6 +176,10 @@ def test_a_plugin_module_named_like_an_installed_plugin_is_an_error_naming_both(
         "wsreid_baselines), so it would not be loaded (rename the module, e.g. my_baselines)")
     monkeypatch.delitem(sys.modules, "baselines")
     assert "dgia" in load_plugins(["dgia"]).providers  # an entry point's own name still names it
+    # ... also when a module of that name that is no plugin can be imported (a data folder 'datasets' in the
+    # working directory, another package 'clip'): the entry point is meant, as before
+    monkeypatch.setitem(sys.modules, "datasets", types.ModuleType("datasets"))
+    assert load_plugins(["datasets"]).providers["datasets"] == ("wsreid", load_plugins().providers["datasets"][1])
 
 
 def test_an_object_registered_under_an_installed_plugins_name_is_one_line():

@@ -167,6 +167,9 @@ class ClassesFromContext(Objective):
         super().__init__(params, context)
         self.classes = sorted(set(context.train_person_ids))
         assert len(context.train_person_ids) == context.num_train
+        owner = {}  # an image shows one person, as in every dataset a run reads
+        for person, image in zip(context.train_person_ids, context.train_image_ids):
+            assert owner.setdefault(image, person) == person, f"image {image} shows persons {owner[image]} and {person}"
 
     def loss(self, features, relations, batch, ctx):
         base = features["base"]

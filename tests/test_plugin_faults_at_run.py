@@ -360,10 +360,10 @@ ENCODER_HINT = ("(a fault of plugin 'thirdparty_faults'; fix it, or choose anoth
                   "tensor of shape [64, 8] for 64 captions, expected a floating tensor of shape [64, 32] (one row "
                   "per input, embed_dim 32 columns) "),
     # blamed on the pair construction's views before (even the shipped identity), or trained silently
-    ("int32-ids", "tokenize() failed at epoch 1: ValueError: tokenize() returned input_ids as a torch.int32 tensor "
+    ("int32-ids", "tokenising the training captions failed: ValueError: tokenize() returned input_ids as a torch.int32 tensor "
                   "of shape [292, 64] for 292 captions, expected a torch.int64 tensor of shape [292, 64] (padded to "
                   "max_length 64) "),
-    ("short-ids", "tokenize() failed at epoch 1: ValueError: tokenize() returned input_ids as a torch.int64 tensor "
+    ("short-ids", "tokenising the training captions failed: ValueError: tokenize() returned input_ids as a torch.int64 tensor "
                   "of shape [292, 10] for 292 captions, expected a torch.int64 tensor of shape [292, 64] (padded to "
                   "max_length 64) "),
 ], ids=lambda v: v if v in {"narrow", "one-row", "list", "raises", "eval-only", "int32-ids", "short-ids"} else "")

@@ -136,3 +136,32 @@ def test_an_events_file_that_cannot_be_read_stops_the_resume_with_one_error(tmp_
     assert str(caught.value) == (f"cannot cut the log {tmp_path / 'logs' / 'tensorboard'} back to the checkpoint: "
                                  "Permission denied (check the permissions and free space of the run "
                                  "directory, then resume again)")
+
+
+def test_a_rewrite_that_fails_on_a_full_disk_keeps_every_events_file_as_it_was(tmp_path, monkeypatch):
+    """The rewrite went through tensorboard's writer thread, whose write errors near the
+    end were only stored: the originals were deleted with points lost, or a partial copy
+    stayed beside them and drew points twice after the next resume."""
+    import errno
+
+    from wsreid.engine import logs
+    from wsreid.errors import TrainingError
+
+    first = logs.RunLogger(tmp_path)
+    for step in range(1, 11):
+        first.step(step, 1, {"loss/total": float(step)})
+    first.close()
+    folder = tmp_path / "logs" / "tensorboard"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    real = logs.write_atomically
+
+    def full_disk(path, content, fsync=False):  # the events file only: the CSV logs are cut as before
+        if "tfevents" not in str(path):
+            return real(path, content, fsync=fsync)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(logs, "write_atomically", full_disk)
+    with pytest.raises(TrainingError, match=r"^cannot cut the log .*tensorboard back to the checkpoint: No space left"):
+        logs.RunLogger(tmp_path).truncate(1, 6)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

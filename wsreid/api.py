@@ -944,7 +944,9 @@ class GlobalAssociation(Component):
 
 class Objective(Component):
     """A loss term. Its block in ``objectives:`` is labelled; the recipe adds ``weight``
-    and ``start_epoch``, which the engine applies (the loss itself is unweighted).
+    and ``start_epoch``, which the engine applies (the loss itself is unweighted), unless
+    ``Params`` declares them: then they are the objective's own, and the engine applies
+    neither.
 
     Give ``Params`` a ``relation: str`` field to consume an association's relation by
     label (checked by ``wsreid validate``) and a ``view`` field to choose a view.
@@ -963,7 +965,8 @@ class Objective(Component):
 
         Called:
             every training step in every process, after every association, with the
-            GLOBAL batch; not called before the objective's ``start_epoch``. Each process
+            GLOBAL batch; not called before the objective's ``start_epoch`` (unless its
+            ``Params`` declares ``start_epoch``: every step then). Each process
             computes the loss of the whole global batch; the gradient reaches each
             process's own rows.
 
@@ -976,7 +979,8 @@ class Objective(Component):
             ctx: the :class:`StepContext`.
 
         Returns:
-            a finite scalar tensor of shape [] (the engine multiplies it by ``weight``, logs it as
+            a finite scalar tensor of shape [] (the engine multiplies it by ``weight``, unless
+            ``Params`` declares ``weight``, logs it as
             ``loss/<label>`` and adds it to the total), or None to skip this step (e.g.
             when its relation is missing). A non-finite value stops the run.
         """

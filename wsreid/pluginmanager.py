@@ -215,6 +215,8 @@ def load_plugins(
             ) from exc
         if pm.is_registered(plugin):
             continue  # already loaded through its entry point
+        if pm.has_plugin(modname) and not _defines_hooks(plugin):
+            continue  # the entry point of that name, loaded above (a same-named module of no plugin is not meant)
         if pm.has_plugin(modname):
             raise PluginError(
                 f"plugin module {modname!r} ({modules_from}) has the name of the installed plugin {modname!r} "
@@ -256,6 +258,12 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
         raise _validation_error(pm, plugin, name, exc) from exc
+
+
+def _defines_hooks(module: object) -> bool:
+    """Whether ``module`` defines a wsreid hook function (``wsreid_register``, a lifecycle
+    hook), decorated or not: a plugin module."""
+    return any(callable(getattr(module, name, None)) for name in dir(hookspecs) if name.startswith("wsreid_"))
 
 
 def _plugin_origin(plugin: object) -> str:

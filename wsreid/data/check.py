@@ -111,7 +111,7 @@ def check_dataset(
     Raises :class:`DataError` on the first structural problem (as the readers do) or, after
     decoding every image (without ``decode``: sizing every image file), naming the first
     undecodable (empty) image and how many failed. ``progress(done, total, failed)`` is
-    called while decoding.
+    called while decoding (``(done, total)`` for a callback of two arguments).
     """
     path, records = read_records(root, fmt, check_images="exists")
     build_splits(fmt, path, records, has_val=False)  # cross-record checks (one split and one id per image)

@@ -134,8 +134,9 @@ def decode_images(
     """Decode every image of ``items`` ((path, where) pairs; ``where`` names its record
     in errors) with ``workers`` threads. Returns the image sizes ((width, height) ->
     count) and one line per image that fails, in the order of ``items``.
-    ``progress(done, total, failed)`` (images read, of them failed) is called at most
-    :data:`PROGRESS_CALLS` times, every 1000 images or more, and at the end."""
+    ``progress(done, total, failed)`` (images read, of them failed; a callback taking two
+    arguments gets ``done, total``) is called at most :data:`PROGRESS_CALLS` times, every
+    1000 images or more, and at the end."""
 
     def decode_one(item: tuple[Path, str]) -> tuple[int, int] | str:
         try:
@@ -143,6 +144,7 @@ def decode_images(
         except DataError as exc:
             return str(exc)
 
+    progress = _with_failures(progress)
     sizes: dict[tuple[int, int], int] = {}
     failures: list[str] = []
     every = max(PROGRESS_EVERY, -(-len(items) // (PROGRESS_CALLS - 1)))  # the end is one call
@@ -155,6 +157,23 @@ def decode_images(
             if progress is not None and (done % every == 0 or done == len(items)):
                 progress(done, len(items), len(failures))
     return sizes, failures
+
+
+def _with_failures(progress: Callable | None) -> Callable[[int, int, int], None] | None:
+    """``progress`` called as ``(done, total, failed)``; one that takes two positional
+    arguments (as before the count of failures was passed) gets ``(done, total)``."""
+    import inspect
+
+    if progress is None:
+        return None
+    try:
+        params = list(inspect.signature(progress).parameters.values())
+    except (TypeError, ValueError):  # a callable without a signature: called as documented
+        return progress
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params):
+        return progress
+    return lambda done, total, failed: progress(done, total)
 
 
 #: :func:`decode_images` reports progress at most this many times, at least this many

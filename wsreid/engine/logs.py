@@ -183,20 +183,23 @@ def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
     """Drop the TensorBoard points a checkpoint does not cover from the events files in
     ``folder``: points of step tags (``train/...``) after ``step`` and of epoch tags after
     ``epoch``. When any file holds such a point, or a record that cannot be read (a file a
-    crash cut short), the kept events of all the files are written, in order, to one new
-    events file, and the old files are removed (written first, removed after: a crash in
-    between leaves points twice, never loses them). Like TensorBoard itself, a file is
-    read up to its first unreadable record. Returns the warning to print (one line naming
-    the damaged files), or None when every record could be read."""
+    crash cut short), the kept events of all the files, in order, replace the first file
+    (written in full, flushed to the disk, then renamed over it: :func:`write_atomically`)
+    and the other files are removed after it: a failure while writing (a full disk) raises
+    and leaves every file as it was, a crash before the removals leaves points twice,
+    never loses one. Like TensorBoard itself, a file is read up to its first unreadable
+    record. Returns the warning to print (one line naming the damaged files), or None
+    when every record could be read."""
     paths = sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
-    kept, cut, damaged = [], False, []
+    kept, cut, damaged, version = [], False, [], None
     for path in paths:
         events, whole = _read_events(path)
         if not whole:
             damaged.append(path.name)
         for event in events:
             if event.HasField("file_version"):
-                continue  # each file starts with one; the new writer writes its own
+                version = version or event  # each file starts with one; the merged file keeps the first
+                continue
             tags = [value.tag for value in event.summary.value]
             limit = step if tags and tags[0].startswith(STEP_TAG_PREFIX) else epoch
             if tags and event.step > limit:
@@ -205,18 +208,24 @@ def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
                 kept.append(event)
     if not cut and not damaged:
         return None
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    writer = EventFileWriter(str(folder))
-    for event in kept:
-        writer.add_event(event)
-    writer.close()
-    for path in paths:
+    records = [version] if version is not None else []
+    write_atomically(paths[0], b"".join(_record(event.SerializeToString()) for event in records + kept), fsync=True)
+    for path in paths[1:]:
         path.unlink()
     if not damaged:
         return None
     return (f"{folder}: {', '.join(damaged)}: a record cannot be read (cut short or damaged, e.g. by a crash); "
             "its later points are dropped and the events go on from the checkpoint")
+
+
+def _record(body: bytes) -> bytes:
+    """One record of an events file (TFRecord framing, as :func:`_read_events` reads it)."""
+    import struct
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    length = struct.pack("<Q", len(body))
+    return length + struct.pack("<I", masked_crc32c(length)) + body + struct.pack("<I", masked_crc32c(body))
 
 
 def _read_events(path: Path) -> tuple[list, bool]:

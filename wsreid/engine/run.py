@@ -302,8 +302,8 @@ class Run:
         r = self.recipe
         image_cache_budget()  # a bad WSREID_IMAGE_CACHE_MB is refused here, not at the first step
         self.model = EncodeViews(self.encoder)
-        with self.component_call("encoder", "tokenize()"):  # the training captions, tokenised once
-            self.train_data = TrainPairs(self.splits.train, self.encoder)
+        with faults_named(lambda exc: self._fault("encoder", "tokenising the training captions failed", exc)):
+            self.train_data = TrainPairs(self.splits.train, self.encoder)  # tokenised once, before any epoch
         if r.train.sampler == "identity":  # reads the TRUE person ids: comps.supervised_settings says so
             self.sampler = IdentityBatchSampler(self.train_person_ids.tolist(), r.train.batch_size,
                                                 r.train.instances_per_identity, seed=r.train.seed,

@@ -148,7 +148,7 @@ def validate_recipe(
     except (UserError, MemoryError):
         raise
     except Exception as exc:
-        fault = _validator_fault(exc, registry, locations)
+        fault = _validator_fault(exc, tree, registry, locations)
         if fault is None:
             raise
         raise fault from exc
@@ -198,26 +198,33 @@ def _check_fault(entry: Entry, component: KeyPath, locations: Locations, method:
                                "shows the traceback")
 
 
-def _validator_fault(exc: Exception, registry: Registry, locations: Locations) -> ComponentError | None:
+def _validator_fault(exc: Exception, tree: Mapping[str, Any], registry: Registry,
+                     locations: Locations) -> ComponentError | None:
     """A component's ``Params`` validator raising something pydantic does not turn into a
     validation error (an AttributeError, a KeyError: a bug in the plugin): the component
-    whose module raised it, found in the traceback; None when no registered component's
-    module is in it."""
-    modules = {}
-    for entry in registry.entries():
-        modules.setdefault(entry.cls.__module__, entry)
-        modules.setdefault(entry.params_model.__module__, entry)
-    entry = None
-    tb = exc.__traceback__
-    while tb is not None:
-        entry = modules.get(tb.tb_frame.f_globals.get("__name__"), entry)
-        tb = tb.tb_next
-    if entry is None or entry.distribution == SHIPPED_DISTRIBUTION:
-        return None
-    return ComponentError(f"{locations.root}: a parameter check of {entry.kind} {entry.name!r} (plugin "
-                          f"{entry.provider!r}) failed: {one_line(exc)}",
-                          hint=f"a fault of plugin {entry.provider!r}'s Params validators; fix it, or leave the "
-                               "component out; --debug shows the traceback")
+    block that raises it again when validated alone, named with its recipe key and line
+    (:func:`_check_fault`); None when no block does."""
+    for section, (kind, multi) in COMPONENT_SECTIONS.items():
+        value = tree.get(section)
+        if multi:
+            blocks = [((section, label), block) for label, block in value.items()] if isinstance(value, Mapping) else []
+        else:
+            blocks = [((section,), value)]
+        for path, block in blocks:
+            if not isinstance(block, Mapping) or not isinstance(block.get("name"), str):
+                continue
+            try:
+                entry = registry.get(kind, block["name"])
+            except RecipeError:
+                continue
+            try:
+                component_model(entry).model_validate(dict(block))
+            except (ValidationError, UserError, MemoryError):
+                continue
+            except Exception as again:  # noqa: BLE001 - the bug of the plugin, whatever its kind
+                if type(again) is type(exc):
+                    return _check_fault(entry, path, locations, "a Params validator", again)
+    return None
 
 
 def check_absent_deletions(tree: Mapping[str, Any], locations: Locations, registry: Registry) -> None:

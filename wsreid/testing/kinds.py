@@ -83,14 +83,19 @@ def engine_context(seed: int, num_train: int, dim: int, person_ids: torch.Tensor
     """The context the engine hands an association or an objective, every field filled as
     a run fills it before they are built (docs/components.md, BuildContext): ``num_train``
     training pairs of ``person_ids`` (groups of 2 by default), two captions per image, a
-    caption per pair, the stub encoder of ``dim`` features and its image size."""
-    person = person_ids if person_ids is not None else torch.arange(num_train) // 2
+    caption per pair, the stub encoder of ``dim`` features and its image size. An image
+    shows one person (two of that person's pairs share it), as the dataset readers ensure."""
+    person = [int(p) for p in (person_ids if person_ids is not None else torch.arange(num_train) // 2).tolist()]
+    images: dict[tuple[int, int], int] = {}  # (person, its k-th image) -> image id: one person per image
+    seen: dict[int, int] = {}
+    image_ids = []
+    for p in person:
+        seen[p] = seen.get(p, 0) + 1
+        image_ids.append(images.setdefault((p, (seen[p] - 1) // 2), len(images)))
     encoder = StubEncoder(embed_dim=dim)
     return BuildContext(seed=seed, num_train=num_train, encoder=encoder,
-                        train_captions=[f"a person in a coat of colour {int(p) % 7}, pair {i}"
-                                        for i, p in enumerate(person.tolist())],
-                        train_person_ids=tuple(int(p) for p in person.tolist()),
-                        train_image_ids=tuple(i // 2 for i in range(num_train)),
+                        train_captions=[f"a person in a coat of colour {p % 7}, pair {i}" for i, p in enumerate(person)],
+                        train_person_ids=tuple(person), train_image_ids=tuple(image_ids),
                         image_size=tuple(encoder.image_size))
 
 
