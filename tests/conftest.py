@@ -142,6 +142,37 @@ def test_plugins_path(monkeypatch):
             del sys.modules[name]
 
 
+def plugin_module(monkeypatch, name: str, *components: tuple[str, str, type]):
+    """A plugin module ``name`` put in ``sys.modules`` (for a recipe's ``plugins:`` or
+    ``load_plugins([name])``) whose ``wsreid_register`` adds ``(kind, component name,
+    class)`` for each of ``components``, in order."""
+    import types
+
+    from wsreid import hookimpl
+
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def wsreid_register(registry):
+        for kind, component, cls in components:
+            registry.add(kind, component, cls)
+
+    module.wsreid_register = wsreid_register
+    monkeypatch.setitem(sys.modules, name, module)
+    return module
+
+
+def yaml_file(tree: dict, path: Path) -> Path:
+    """``tree`` written to ``path`` as a YAML 1.2 recipe -> ``path``."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.version = (1, 2)
+    with path.open("w") as f:
+        yaml.dump(tree, f)
+    return path
+
+
 def load_script(path: Path, name: str):
     """Import a script of the repository that is not in a package (results/, benchmarks/)
     as module ``name``."""

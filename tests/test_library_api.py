@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RECIPES, TINY_OVERRIDES
+from conftest import RECIPES, TINY_OVERRIDES, plugin_module
 
 from wsreid import hookimpl
 from wsreid.api import Objective
@@ -143,14 +143,7 @@ def test_a_plugin_set_built_in_code_runs(tmp_path, synth_tiny_root):
 def test_a_recipe_plugin_module_taking_a_shipped_name_is_an_error_naming_it(monkeypatch):
     """Before: 'objective itc is registered twice ... disable one with --disable-plugin
     standard', which would remove itc, sdm and identity."""
-    module = types.ModuleType("my_itc_module")
-
-    @hookimpl
-    def wsreid_register(registry):
-        registry.add("objective", "itc", CodeItc)
-
-    module.wsreid_register = wsreid_register
-    monkeypatch.setitem(sys.modules, "my_itc_module", module)
+    plugin_module(monkeypatch, "my_itc_module", ("objective", "itc", CodeItc))
     with pytest.raises(DuplicateComponentError) as caught:
         load_recipe({"extends": ITC, "plugins": ["my_itc_module"]})
     assert str(caught.value) == (
@@ -161,14 +154,7 @@ def test_a_recipe_plugin_module_taking_a_shipped_name_is_an_error_naming_it(monk
 def test_a_plugin_module_named_like_an_installed_plugin_is_an_error_naming_both(monkeypatch):
     """A module 'baselines' (the entry-point name of the shipped baselines) was skipped
     without a word, and the recipe then failed with 'unknown objective'."""
-    module = types.ModuleType("baselines")
-
-    @hookimpl
-    def wsreid_register(registry):
-        registry.add("objective", "hot-itc", CodeItc)
-
-    module.wsreid_register = wsreid_register
-    monkeypatch.setitem(sys.modules, "baselines", module)
+    plugin_module(monkeypatch, "baselines", ("objective", "hot-itc", CodeItc))
     with pytest.raises(PluginError) as caught:
         load_plugins(["baselines"])
     assert str(caught.value) == (

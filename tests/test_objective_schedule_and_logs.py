@@ -9,9 +9,8 @@ import csv
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from conftest import RECIPES, TINY_OVERRIDES
+from conftest import RECIPES, TINY_OVERRIDES, plugin_module, yaml_file
 from wsreid.cli import main
 
 WEIGHT = 0.25
@@ -26,12 +25,7 @@ def _run(work: Path, data_root: Path, name: str, weight: float, epochs: int) -> 
     tree["train"].update(epochs=epochs, batch_size=32, log_every=1)
     tree["init"] = None
     tree["objectives"] = {"itc": {"name": "itc", "weight": weight}, "itc_late": {"name": "itc", "start_epoch": 2}}
-    path = work / f"{name}.yaml"
-    yaml = YAML()
-    yaml.version = (1, 2)
-    with path.open("w") as f:
-        yaml.dump(tree, f)
-    assert main(["run", str(path)]) == 0
+    assert main(["run", str(yaml_file(tree, work / f"{name}.yaml"))]) == 0
     return work / name
 
 
@@ -114,12 +108,7 @@ def test_an_objective_that_skips_steps_is_averaged_over_the_steps_it_ran(tmp_pat
     tree["train"].update(epochs=1, batch_size=32, log_every=1)
     tree["init"] = None
     tree["objectives"] = {"itc": {"name": "itc"}, "even": {"name": "even-steps-itc"}}
-    path = tmp_path / "even.yaml"
-    yaml = YAML()
-    yaml.version = (1, 2)
-    with path.open("w") as f:
-        yaml.dump(tree, f)
-    assert main(["run", str(path)]) == 0
+    assert main(["run", str(yaml_file(tree, tmp_path / "even.yaml"))]) == 0
     steps = _rows(tmp_path / "run", "steps.csv")
     ran = [float(r["loss/even"]) for r in steps if r["loss/even"] != ""]
     assert 1 < len(ran) < len(steps)  # it skipped some steps
@@ -131,12 +120,8 @@ def test_an_objective_declaring_its_own_weight_is_not_weighted_again(tmp_path, s
     """docs/components.md: the framework adds ``weight`` unless Params declares it; an
     objective that declared it (and applied it) had its loss multiplied by it a second
     time (loss/own 49.0 for a weight of 7)."""
-    import sys
-    import types
-
     from pydantic import Field
 
-    from wsreid import hookimpl
     from wsreid.api import Objective
     from wsreid.api import Params as BaseParams
 
@@ -148,24 +133,12 @@ def test_an_objective_declaring_its_own_weight_is_not_weighted_again(tmp_path, s
             base = features["base"]
             return (base.image.sum() * 0.0 + 1.0) * self.params.weight
 
-    module = types.ModuleType("own_weight_plugin")
-
-    @hookimpl
-    def wsreid_register(registry):
-        registry.add("objective", "own-weight", OwnWeight)
-
-    module.wsreid_register = wsreid_register
-    monkeypatch.setitem(sys.modules, "own_weight_plugin", module)
+    plugin_module(monkeypatch, "own_weight_plugin", ("objective", "own-weight", OwnWeight))
     tree = {"extends": str(RECIPES / "baselines" / "itc.yaml"), "output_dir": str(tmp_path / "run"),
             "plugins": ["own_weight_plugin"], "init": None,
             "data": {"name": "synth-pedes", "size": "tiny", "root": str(synth_tiny_root)},
             **{k: dict(v) for k, v in TINY_OVERRIDES.items()}}
     tree["train"].update(epochs=1, warmup_epochs=0)
     tree["objectives"] = {"itc": {"name": "itc"}, "own": {"name": "own-weight"}}
-    path = tmp_path / "own.yaml"
-    yaml = YAML()
-    yaml.version = (1, 2)
-    with path.open("w") as f:
-        yaml.dump(tree, f)
-    assert main(["run", str(path)]) == 0
+    assert main(["run", str(yaml_file(tree, tmp_path / "own.yaml"))]) == 0
     assert float(_rows(tmp_path / "run", "epochs.csv")[0]["loss/own"]) == pytest.approx(7.0)
