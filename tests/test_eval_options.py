@@ -175,6 +175,39 @@ def test_cross_dataset_evaluation_reuses_the_runs_tokenizer(trained, other_root,
     assert without_run.tokenizer.get_vocab() != saved.get_vocab()
 
 
+def test_weights_trained_with_a_built_vocabulary_are_never_given_another_one(trained, other_root, tmp_path, capsys):
+    """A run copied without its tokenizer/ (or evaluated with another encoder's recipe)
+    got a vocabulary built from the evaluated data's captions, saved INTO the run, where it
+    broke every later evaluation; a checkpoint copied out of its run was scored with the
+    other dataset's vocabulary, rc 0 and no warning, when the sizes happened to match."""
+    import shutil
+
+    run_dir, _, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "tokenizer")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(run_dir / "checkpoints" / "best" / "model.safetensors", loose / "model.safetensors")
+    said = ("(encoder.pretrained: null), saved in the run's tokenizer/ folder, and ")
+    other = ["-o", f"data.root={other_root}", "-o", "data.seed=1"]
+    for args, where in (([copy, *other],
+                         f"its run directory {copy} holds no tokenizer/ folder (copied without it, or the recipe is "
+                         "not the one the run was trained with?)"),
+                        ([loose / "model.safetensors", "--recipe", run_dir / "recipe.yaml", *other],
+                         "a checkpoint outside its run directory does not carry it")):
+        capsys.readouterr()
+        assert main(["eval", *map(str, args)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said + where in err, err
+        assert err.endswith("(evaluate the run directory itself, or copy its tokenizer/ folder back beside its "
+                            "checkpoints/)\n"), err
+    assert not (copy / "tokenizer").exists()  # nothing written into the run
+    assert main(["search", str(loose / "model.safetensors"), "a man", "--images", str(other_root / "imgs" / "test"),
+                 "--recipe", str(run_dir / "recipe.yaml")]) == 2
+    assert "a checkpoint outside its run directory does not carry it" in capsys.readouterr().err
+
+
 def test_data_recipe_errors_cite_the_data_recipe(trained, capsys):
     """With --data, a bad key of the borrowed data block is reported at its own file and
     line (not at the run's recipe), and an override of it at the override."""

@@ -394,6 +394,11 @@ class BuildContext:
         extras: free-form values for embedding applications; the engine leaves it empty.
         is_main: whether this is the main process of the run (rank 0; True with one
             process). :meth:`warn` prints on it only.
+        loads_trained_weights: the component is built to receive trained weights
+            afterwards, outside training (``wsreid eval`` and ``wsreid search`` of a run or
+            a checkpoint): nothing may be written into ``run_dir``, and what the weights
+            were trained with (a vocabulary built from the training captions) must be
+            read from the run, never derived again from the data at hand.
     """
 
     run_dir: Path | None = None
@@ -407,6 +412,7 @@ class BuildContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     extras: dict[str, Any] = field(default_factory=dict)
     is_main: bool = True
+    loads_trained_weights: bool = False
 
     def warn(self, message: str) -> None:
         """Print ``warning: {message}`` as one line on stderr, on the main process only

@@ -486,6 +486,7 @@ class ClipEncoder(EncoderComponent):
                 min_frequency=params.min_frequency,
                 max_vocab=params.max_vocab,
                 max_length=params.max_length,
+                trained=context.loads_trained_weights,
             )
         self.tokenizer = tokenizer
         ids = self._special_ids(tokenizer)

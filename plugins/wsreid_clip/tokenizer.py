@@ -105,10 +105,24 @@ def built_tokenizer_for_run(
     min_frequency: int,
     max_vocab: int | None,
     max_length: int,
+    trained: bool = False,
 ) -> Any:
     """The built tokenizer of a run: loaded from ``run_dir/tokenizer`` when it exists,
-    otherwise built from ``captions`` (and saved there when ``run_dir`` is set)."""
+    otherwise built from ``captions`` (and saved there when ``run_dir`` is set). With
+    ``trained`` (trained weights are loaded afterwards: ``wsreid eval``, ``wsreid
+    search``), the saved vocabulary is required and nothing is built or written: one
+    rebuilt from the captions at hand (another dataset's, with ``--data``) would give the
+    weights' token rows to other words."""
     saved = Path(run_dir) / TOKENIZER_DIRNAME if run_dir is not None else None
+    if trained and (saved is None or not saved.is_dir()):
+        where = (f"its run directory {run_dir} holds no {TOKENIZER_DIRNAME}/ folder (copied without it, or the "
+                 "recipe is not the one the run was trained with?)"
+                 if run_dir is not None else "a checkpoint outside its run directory does not carry it")
+        raise RecipeError(
+            "clip encoder: these weights were trained with a vocabulary built from their run's training captions "
+            f"(encoder.pretrained: null), saved in the run's {TOKENIZER_DIRNAME}/ folder, and {where}",
+            hint=f"evaluate the run directory itself, or copy its {TOKENIZER_DIRNAME}/ folder back beside its "
+                 "checkpoints/")
     if saved is not None and saved.is_dir():
         tokenizer = load_tokenizer(saved, local_files_only=True)
         missing = [name for name in ("pad_token", "mask_token", "bos_token", "eos_token", "unk_token") if getattr(tokenizer, name) is None]
@@ -120,9 +134,10 @@ def built_tokenizer_for_run(
         return tokenizer
     if not captions:
         raise RecipeError(
-            "clip encoder: tokenizer 'build' needs the training captions (BuildContext.train_captions) "
-            "or a saved tokenizer in <run_dir>/tokenizer",
-            hint="set encoder.pretrained to a model directory with its tokenizer, or build the encoder after the dataset",
+            "clip encoder: with encoder.pretrained: null it builds its vocabulary from the training captions, and "
+            f"none are at hand (no dataset loaded, no {TOKENIZER_DIRNAME}/ folder of a run)",
+            hint="set encoder.pretrained to a model directory with its tokenizer, or give the encoder the training "
+                 "captions (BuildContext.train_captions: build it after the dataset)",
         )
     tokenizer = build_word_tokenizer(captions, min_frequency=min_frequency, max_vocab=max_vocab, max_length=max_length)
     if saved is not None:

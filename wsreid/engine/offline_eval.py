@@ -146,9 +146,8 @@ def supervision(recipe, plugins, zero_shot: bool) -> tuple[bool, str | None]:
     return False, "NOT weakly supervised: trained with true identity labels via " + ", ".join(supervised)
 
 
-def build_for_evaluation(recipe, plugins, run_dir: Path | None):
-    """Dataset splits and encoder, built as a run builds them (same seed, same order,
-    :func:`wsreid.engine.components.build_dataset_and_encoder`) -> (splits, encoder, device)."""
+def _evaluation_context(recipe, run_dir: Path | None, loads_trained_weights: bool):
+    """The build context of an evaluation, seeded as a run seeds its build -> (context, device)."""
     import torch
     from accelerate.utils import set_seed
 
@@ -156,26 +155,30 @@ def build_for_evaluation(recipe, plugins, run_dir: Path | None):
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     set_seed(recipe.train.seed)
-    ctx = BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device)
+    return BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device,
+                        loads_trained_weights=loads_trained_weights), device
+
+
+def build_for_evaluation(recipe, plugins, run_dir: Path | None, loads_trained_weights: bool = False):
+    """Dataset splits and encoder, built as a run builds them (same seed, same order,
+    :func:`wsreid.engine.components.build_dataset_and_encoder`) -> (splits, encoder, device).
+    ``loads_trained_weights``: trained weights are loaded afterwards
+    (``BuildContext.loads_trained_weights``: nothing is written into ``run_dir``, a
+    vocabulary comes from the run)."""
+    ctx, device = _evaluation_context(recipe, run_dir, loads_trained_weights)
     _, splits, encoder = build_dataset_and_encoder(plugins, recipe, ctx)
     return splits, encoder, device
 
 
-def build_encoder_alone(recipe, plugins, run_dir: Path | None):
+def build_encoder_alone(recipe, plugins, run_dir: Path | None, loads_trained_weights: bool = False):
     """The recipe's encoder without its dataset (:func:`build_for_evaluation` without the
     splits) -> (None, encoder, device). Enough where the weights are loaded afterwards and
     the tokenizer comes from a pretrained model or the run directory; an encoder that
     needs the training captions says so (the shipped CLIP encoder with a vocabulary built
     from them and no saved tokenizer)."""
-    import torch
-    from accelerate.utils import set_seed
-
-    from wsreid.api import BuildContext
     from wsreid.engine.components import build_encoder
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    set_seed(recipe.train.seed)
-    ctx = BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device)
+    ctx, device = _evaluation_context(recipe, run_dir, loads_trained_weights)
     return None, build_encoder(plugins, recipe, ctx), device
 
 
@@ -196,7 +199,8 @@ def target_encoder(loaded, target: EvalTarget, *, with_dataset: bool = True):
 
         init_source = initial_run(recipe.init)
     build = build_for_evaluation if with_dataset else build_encoder_alone
-    splits, encoder, device = build(recipe, plugins, target.run_dir or init_source)
+    splits, encoder, device = build(recipe, plugins, target.run_dir or init_source,
+                                    target.weights is not None or init_source is not None)
     if target.weights is not None:
         load_model_weights(encoder, target.weights)
     elif init_source is not None:
