@@ -310,3 +310,28 @@ def test_zero_shot_with_a_checkpoint_is_refused_not_ignored(tmp_path, capsys):
         assert main(["eval", str(target), "--zero-shot"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is a checkpoint, and --zero-shot evaluates the encoder without" in err
+
+
+def test_eval_says_what_it_drew_and_refuses_what_it_would_ignore(trained, tmp_path, capsys):
+    """--mask-seed without a ratio was ignored, a ratio given twice gave two equal rows,
+    --top-k beyond the gallery and --show beyond the queries were cut down without a word,
+    and the table left out where the figure went and how large the split is."""
+    run_dir, _, _ = trained
+    for args, says in ((["--mask-seed", "3"], "error: --mask-seed 3: the queries are masked only with "
+                                              "--query-mask-ratio (add --query-mask-ratio R (e.g. 0.5), or leave "
+                                              "--mask-seed out)\n"),
+                       (["--query-mask-ratio", "0.1,0.1"], "error: --query-mask-ratio 0.1,0.1: ratio 0.1 is given "
+                                                           "twice (list each ratio once)\n")):
+        capsys.readouterr()
+        assert main(["eval", str(run_dir), *args]) == 2
+        assert capsys.readouterr().err == says
+    figure = tmp_path / "all.png"
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--show", "500", "--top-k", "100", "--figure", str(figure),
+                 "--format", "table"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-2:] == [
+        "note: --top-k 100: the test gallery holds 63 images; the figure shows 63 per query",
+        "note: --show 500: the test split has 126 queries; the figure shows each once"]
+    assert out.splitlines()[0].startswith("synth-pedes test (126 queries, 63 images), weights: ")
+    assert f"figure: {figure}" in out.splitlines()

@@ -29,7 +29,11 @@ def parse_ratios(text: str | None) -> list[float]:
         except ValueError:
             raise UserError(f"--query-mask-ratio: {part.strip()!r} is not a number",
                             hint="give comma-separated ratios such as 0.1,0.3,0.5") from None
-        ratios.append(check_mask_ratio(value, "--query-mask-ratio"))
+        ratio = check_mask_ratio(value, "--query-mask-ratio")
+        if ratio in ratios:
+            raise UserError(f"--query-mask-ratio {text}: ratio {part.strip()} is given twice",
+                            hint="list each ratio once")
+        ratios.append(ratio)
     return ratios
 
 

@@ -34,7 +34,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--zero-shot", action="store_true", help="evaluate the encoder as the recipe loads it (no weights)")
     p.add_argument("--query-mask-ratio", metavar="R[,R...]",
                    help="also evaluate with a share R of each query's word tokens masked, e.g. 0.1,0.3,0.5")
-    p.add_argument("--mask-seed", type=int, default=0, help="seed of the query masks (default 0)")
+    p.add_argument("--mask-seed", type=int, default=None, help="seed of the query masks (default 0; needs "
+                   "--query-mask-ratio)")
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="write a PNG with N queries and their top-k images (green frame: same person, red: not)")
     p.add_argument("--top-k", type=int, default=None, metavar="K",
@@ -55,6 +56,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ratios = parse_ratios(args.query_mask_ratio)
     if args.show < 0 or (args.top_k is not None and args.top_k < 1):
         raise UserError("--show N needs N >= 0 and --top-k K needs K >= 1", hint="e.g. --show 8 --top-k 5")
+    if args.mask_seed is not None and not ratios:  # it only draws the masks
+        raise UserError(f"--mask-seed {args.mask_seed}: the queries are masked only with --query-mask-ratio",
+                        hint="add --query-mask-ratio R (e.g. 0.5), or leave --mask-seed out")
     for option, value in (("--figure", args.figure), ("--top-k", args.top_k)):  # they only shape the figure
         if value is not None and not args.show:
             raise UserError(f"{option} {value}: the figure is drawn only with --show N",
@@ -63,11 +67,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_figure_path(Path(args.figure or DEFAULT_FIGURE), "--figure ")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded = load_target_recipe(target, args.override, args.disable_plugin, data_recipe=args.data)
-    result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed,
+    result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed or 0,
                              show=args.show, top_k=args.top_k, figure=args.figure)
     if target.run_dir is not None and target.weights is not None and not (target.run_dir / "metrics.json").exists() \
             and Path(args.target).resolve() == target.run_dir.resolve():  # said once it worked: an error stays one line
         print(f"note: {target.run_dir} is not finished (no metrics.json): evaluated its checkpoint "
               f"{target.weights.parent.name}", file=sys.stderr, flush=True)
+    drawn = result.get("figure_size")
+    if drawn and args.top_k is not None and args.top_k > drawn["images_per_query"]:
+        print(f"note: --top-k {args.top_k}: the {args.split} gallery holds {result['gallery']} images; the figure "
+              f"shows {drawn['images_per_query']} per query", file=sys.stderr, flush=True)
+    if drawn and args.show > drawn["queries"]:
+        print(f"note: --show {args.show}: the {args.split} split has {result['queries']} queries; the figure shows "
+              "each once", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=1) if args.format == "json" else evaluation_table(result))
     return ExitCode.OK

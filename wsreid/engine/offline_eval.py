@@ -220,13 +220,18 @@ def evaluation_table(result: dict[str, Any]) -> str:
     (:func:`wsreid.evaluation.top1_concentration`), and the mean cosine between two
     queries' features (:func:`wsreid.evaluation.mean_pairwise_cosine`)."""
     tag = "" if result.get("weakly_supervised", True) else "  [NOT weakly supervised]"
-    lines = [f"{result['dataset']} {result['split']}, weights: {result['weights']}{tag}", "",
+    size = f" ({result['queries']} queries, {result['gallery']} images)" if "queries" in result else ""
+    lines = [f"{result['dataset']} {result['split']}{size}, weights: {result['weights']}{tag}", "",
              "| query mask ratio | " + " | ".join(METRIC_KEYS) + " | top-1 images | top-1 hub % | query cos |",
              "|---" * (len(METRIC_KEYS) + 4) + "|"]
     rows = [{"ratio": "none", **result}] + [{**r, "ratio": f"{r['ratio']:g}"} for r in result.get("query_mask", [])]
     for row in rows:
         lines.append(f"| {row['ratio']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS)
                      + f" | {row['top1_images']} | {row['top1_hub_share']:.1f} | {_or_dash(row['query_mean_cosine'], '.3f')} |")
+    if result.get("mask_seed") is not None:
+        lines += ["", f"query masks drawn with seed {result['mask_seed']}"]
+    if result.get("figure"):
+        lines += ["", f"figure: {result['figure']}"]
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines)
@@ -339,6 +344,8 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
         "weights": (str(target.weights) if target.weights is not None
                     else f"initial encoder of init {recipe.init.recipe or recipe.init.run} (zero-shot)"
                     if recipe.init is not None else "encoder as loaded (zero-shot)"),
+        "queries": len(split.captions),
+        "gallery": len(split.image_paths),
         **scored(text),
         "weakly_supervised": weakly,
     }
@@ -355,4 +362,6 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
         from wsreid.showcase import write_retrieval_figure
 
         result["figure"] = str(write_retrieval_figure(figure, text, image, split, show, top_k))
+        result["figure_size"] = {"queries": min(show, len(split.captions)),
+                                 "images_per_query": min(top_k, len(split.image_paths))}
     return result
