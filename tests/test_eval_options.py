@@ -335,3 +335,13 @@ def test_eval_says_what_it_drew_and_refuses_what_it_would_ignore(trained, tmp_pa
         "note: --show 500: the test split has 126 queries; the figure shows each once"]
     assert out.splitlines()[0].startswith("synth-pedes test (126 queries, 63 images), weights: ")
     assert f"figure: {figure}" in out.splitlines()
+
+
+def test_the_latest_pointer_of_a_run_evaluates_the_checkpoint_it_names(trained, capsys):
+    """RUN/checkpoints/latest (a file naming the newest checkpoint) was 'neither a run
+    directory nor a checkpoint'."""
+    run_dir, _, _ = trained
+    named = (run_dir / "checkpoints" / "latest").read_text().strip()
+    result = _eval(capsys, run_dir / "checkpoints" / "latest")
+    assert result["weights"] == str(run_dir / "checkpoints" / named / "model.safetensors")
+    assert result["R1"] == _eval(capsys, run_dir / "checkpoints" / named)["R1"]

@@ -261,7 +261,8 @@ def load_model_weights(model: torch.nn.Module, path: Path, *, hint: str | None =
         mismatches = text.count("size mismatch for ")
         if mismatches:
             first = text.split("size mismatch for ", 1)[1].split(". ", 1)[0]
-            text = f"{mismatches} parameters have other shapes, e.g. {first}"
+            text = (f"{mismatches} parameters have other shapes, e.g. {first}" if mismatches > 1
+                    else f"1 parameter has another shape: {first}")
         raise TrainingError(f"checkpoint file {path} does not fit the model: {text}",
                             hint="check that the recipe (encoder sizes) matches the run that wrote it") from exc
     if missing or unexpected:

@@ -76,6 +76,12 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
     if not path.exists():
         raise UserError(f"{target} does not exist",
                         hint="pass a run directory (holding recipe.yaml), a checkpoint directory or .safetensors file")
+    if path.name == "latest" and path.parent.name == "checkpoints" and path.is_file():
+        pointed = path.parent / path.read_text().strip()  # RUN/checkpoints/latest names the newest checkpoint
+        if not (pointed / "model.safetensors").is_file():
+            raise UserError(f"{target} points to {pointed.name}, which holds no model.safetensors",
+                            hint="pass the run directory, or another checkpoint folder of checkpoints/")
+        path = pointed
     if path.is_dir() and (path / "recipe.yaml").exists():
         run_dir, weights = path, None
     elif path.is_dir() and (path / "model.safetensors").exists():
