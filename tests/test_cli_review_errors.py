@@ -333,7 +333,8 @@ def test_image_folders_that_cannot_be_listed_are_said_not_skipped_silently(tmp_p
                                  "it read permission, or name another folder)")
 
 
-def test_eval_of_an_unfinished_run_says_which_checkpoint_it_evaluates(make_recipe, tmp_path, capsys):
+def test_eval_of_an_unfinished_run_says_which_checkpoint_it_evaluates(make_recipe, tmp_path, capsys,
+                                                                      synth_tiny_root):
     """An interrupted or still-training run was evaluated at its latest checkpoint without
     a word that it is not finished."""
     recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}, "eval": {"select": "last"}})
@@ -345,6 +346,11 @@ def test_eval_of_an_unfinished_run_says_which_checkpoint_it_evaluates(make_recip
     (run_dir / "metrics.json").unlink()  # as an interrupted run, or one still training
     assert main(["eval", str(run_dir)]) == 0
     assert f"note: {run_dir} is not finished (no metrics.json): evaluated its checkpoint epoch-0001\n" in \
+        capsys.readouterr().err
+    # wsreid search said nothing of it
+    image = sorted((synth_tiny_root / "imgs" / "test").iterdir())[0]
+    assert main(["search", str(run_dir), "a man", "--images", str(image)]) == 0
+    assert f"note: {run_dir} is not finished (no metrics.json): searched with its checkpoint epoch-0001\n" in \
         capsys.readouterr().err
 
 

@@ -32,6 +32,7 @@ from wsreid.errors import UserError
 from wsreid.query_masking import masked_text_features
 
 __all__ = ["EvalTarget", "resolve_target", "supervision", "build_for_evaluation", "evaluate_target",
+           "unfinished_run_note",
            "evaluation_table", "METRIC_KEYS"]
 
 METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
@@ -107,6 +108,18 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
         if weights is None:
             raise UserError(f"{run_dir} holds no checkpoint", hint="train it first, or pass --zero-shot")
     return EvalTarget(recipe, run_dir, weights)
+
+
+def unfinished_run_note(given: str | os.PathLike[str], target: EvalTarget, done: str = "evaluated") -> str | None:
+    """The ``note:`` line for a run directory ``given`` as the target while it has no
+    metrics.json (still training, or stopped): which checkpoint was ``done`` (evaluated,
+    searched with); None otherwise."""
+    if target.run_dir is None or target.weights is None or (target.run_dir / "metrics.json").exists():
+        return None
+    if Path(given).resolve() != target.run_dir.resolve():  # a checkpoint named by the user: nothing to tell
+        return None
+    return (f"note: {target.run_dir} is not finished (no metrics.json): {done} its checkpoint "
+            f"{target.weights.parent.name}")
 
 
 def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recipe=None, plugins=None):
