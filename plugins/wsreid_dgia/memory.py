@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Literal, Mapping
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from wsreid.api import BASE_VIEW, Batch, BuildContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
