@@ -338,8 +338,12 @@ def test_a_latest_pointer_must_name_an_epoch_folder_of_the_run(tmp_path, pointer
 # ---------------------------------------------------------------- 6. a corrupt checkpoint under wsreid eval
 @pytest.fixture
 def run_with_corrupt_best(saved_run):
-    """``saved_run`` with a truncated best checkpoint and an intact epoch-0002."""
+    """``saved_run`` with a truncated best checkpoint and an intact epoch-0002 (and the
+    vocabulary its run saved: the recipe's encoder builds one from the captions)."""
+    from wsreid_clip.tokenizer import build_word_tokenizer, save_tokenizer
+
     run_dir = saved_run[0]
+    save_tokenizer(build_word_tokenizer(["a man in a red coat"], max_length=64), run_dir / "tokenizer")
     root = run_dir / "checkpoints"
     (root / "best").mkdir(parents=True)
     (root / "best" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\"")
