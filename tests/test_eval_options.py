@@ -345,3 +345,15 @@ def test_the_latest_pointer_of_a_run_evaluates_the_checkpoint_it_names(trained, 
     result = _eval(capsys, run_dir / "checkpoints" / "latest")
     assert result["weights"] == str(run_dir / "checkpoints" / named / "model.safetensors")
     assert result["R1"] == _eval(capsys, run_dir / "checkpoints" / named)["R1"]
+
+
+def test_a_run_in_its_first_epoch_holds_no_checkpoint_yet(tmp_path):
+    """It said 'RUN holds no checkpoint' of a run that is training, as if it were broken."""
+    from wsreid.engine.offline_eval import resolve_target
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "recipe.yaml").write_text("extends: x.yaml\n")
+    with pytest.raises(UserError) as caught:
+        resolve_target(tmp_path / "run")
+    assert str(caught.value) == (f"{tmp_path / 'run'} holds no checkpoint yet (a run writes its first one at the end "
+                                 "of its first epoch) (train it first, or wait for its first epoch, or pass --zero-shot)")

@@ -264,3 +264,25 @@ def test_an_installed_plugin_declaring_a_shipped_settings_key_is_refused_as_such
         "it declares settings 'progress', a name of the shipped plugin 'standard', so it is not loaded (rename the "
         "settings key in that package (a recipe writes settings.<key>); the shipped one stays)")
     assert registry.settings_entries()[0].model is Shipped
+
+
+class SettingsWithoutHooks:
+    """Declares settings, but the module with its hooks was never imported (the mistake
+    docs/plugins.md warns of): nothing would read the block."""
+
+    @staticmethod
+    @hookimpl
+    def wsreid_register(registry):
+        registry.add_settings("orphan", ProgressSettings)
+
+
+def test_settings_of_a_plugin_without_lifecycle_hooks_are_warned_of_once(capsys):
+    """Before: the block was accepted and validated, and nothing ran, without a word."""
+    load_plugins(objects=[("orphan_observer", SettingsWithoutHooks)])
+    load_plugins(objects=[("orphan_observer", SettingsWithoutHooks)])
+    assert capsys.readouterr().err == (
+        "warning: plugin 'orphan_observer' declares the settings block 'orphan' but implements no lifecycle hook, so "
+        "nothing reads it (import the module holding its hooks, decorated with @hookimpl, in the plugin's "
+        "entry-point module)\n")
+    load_plugins(objects=[("progress_observer", ProgressObserver)])  # with a hook: nothing to say
+    assert capsys.readouterr().err == ""

@@ -239,6 +239,12 @@ def load_plugins(
         if _normalise(name) in matched:
             registry.note_unavailable(f"plugin {name!r} is disabled (--disable-plugin or {DISABLE_ENV})")
     unmatched = {d for d in disabled_set if _normalise(d) not in matched}
+    for entry in registry.settings_entries():  # settings are read by lifecycle hooks (docs/hooks.md)
+        plugin = pm.get_plugin(entry.provider)
+        if plugin is not None and all(caller.name == "wsreid_register" for caller in pm.get_hookcallers(plugin) or []):
+            _warn_once(f"plugin {entry.provider!r} declares the settings block {entry.key!r} but implements no "
+                       "lifecycle hook, so nothing reads it (import the module holding its hooks, decorated with "
+                       "@hookimpl, in the plugin's entry-point module)")
     for b in broken:
         _warn_once(b.describe())
     if unmatched:

@@ -71,7 +71,7 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
                             hint="pass a run directory, or --zero-shot --recipe RECIPE")
         if not zero_shot:
             raise UserError(f"{recipe}: a recipe holds no trained weights",
-                            hint="pass --zero-shot to evaluate the encoder as loaded, or pass a run directory")
+                            hint="pass --zero-shot to use the encoder as the recipe loads it, or pass a run directory")
         return EvalTarget(recipe, None, None)
     path = Path(target)
     if not path.exists():
@@ -106,7 +106,8 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
     if not zero_shot and weights is None:  # a run directory: its selected checkpoint
         weights = run_weights(run_dir)
         if weights is None:
-            raise UserError(f"{run_dir} holds no checkpoint", hint="train it first, or pass --zero-shot")
+            raise UserError(f"{run_dir} holds no checkpoint yet (a run writes its first one at the end of its first "
+                            "epoch)", hint="train it first, or wait for its first epoch, or pass --zero-shot")
     return EvalTarget(recipe, run_dir, weights)
 
 
