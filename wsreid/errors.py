@@ -12,6 +12,7 @@ import os
 import sys
 from enum import IntEnum
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Any, Callable
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "report_user_errors",
     "check_strings",
     "one_line",
+    "faults_named",
 ]
 
 #: Environment variable: ``1`` shows the traceback of a :class:`UserError` instead of its line.
@@ -186,3 +188,19 @@ def check_strings(name: str, values: Any) -> list[str]:
 def one_line(exc: BaseException) -> str:
     """``"<ExceptionType>: <message>"`` on one line."""
     return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+@contextmanager
+def faults_named(fault: Callable[[Exception], UserError]):
+    """Around a call into a plugin's code (a built component, a component's own recipe
+    check): an exception other than a UserError (which already says what to do) or running
+    out of memory (the machine's, not the plugin's) becomes ``fault(exc)``, one line naming
+    the component."""
+    try:
+        yield
+    except (UserError, MemoryError):
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch's: the machine, not the plugin
+            raise
+        raise fault(exc) from exc

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import platform
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from wsreid.api import KINDS, BuildContext, Component, labelled_kinds
-from wsreid.errors import ComponentError, UserError, one_line
+from wsreid.errors import ComponentError, faults_named, one_line
 from wsreid.pluginmanager import Plugins
 
 #: labelled recipe section -> component kind (associations and objectives), from
@@ -156,21 +155,6 @@ def component_fault(origin: str, where: str, plugin: str | None, what: str, exc:
     instead = _REQUIRED_SECTIONS.get(where, "leave the component out")  # a run cannot go without these
     return ComponentError(f"{origin}: {what}: {one_line(exc)}",
                           hint=f"a fault of {whose}; fix it, or {instead}; --debug shows the traceback")
-
-
-@contextmanager
-def faults_named(fault: Callable[[Exception], ComponentError]):
-    """Around a call into a built component: an exception other than a UserError (which
-    already says what to do) or running out of memory (the machine's, not the plugin's)
-    becomes ``fault(exc)``, one line naming the component."""
-    try:
-        yield
-    except (UserError, MemoryError):
-        raise
-    except Exception as exc:
-        if type(exc).__name__ == "OutOfMemoryError":  # torch's: the machine, not the plugin
-            raise
-        raise fault(exc) from exc
 
 
 def encoder_calls(plugins: Plugins, recipe, doing: str):

@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from wsreid import checkpoint_layout as layout
 from wsreid.api import Params
-from wsreid.errors import ComponentError, ParamsCheckError, ParamsCheckWarning, RecipeError, UserError, one_line
+from wsreid.errors import (ComponentError, ParamsCheckError, ParamsCheckWarning, RecipeError, UserError, faults_named,
+                           one_line)
 from wsreid.fileio import nearest_existing
 from wsreid.recipe.locations import Location, Locations
 from wsreid.recipe.locations import Path as KeyPath
@@ -163,14 +164,11 @@ def check_across_sections(recipe: RecipeBase, registry: Registry, locations: Loc
     :class:`RecipeError` citing the line of the parameter it names."""
     for path, kind, block in _component_blocks(recipe):
         entry = registry.get(kind, block.name)
-        try:
-            entry.cls.check_recipe(block, recipe)
-        except ParamsCheckError as exc:
-            raise _params_check_failure(exc, path, locations) from None
-        except (UserError, MemoryError):
-            raise
-        except Exception as exc:
-            raise _check_fault(entry, path, locations, "check_recipe()", exc) from exc
+        with faults_named(lambda exc: _check_fault(entry, path, locations, "check_recipe()", exc)):
+            try:
+                entry.cls.check_recipe(block, recipe)
+            except ParamsCheckError as exc:
+                raise _params_check_failure(exc, path, locations) from None
 
 
 def _parameter_path(component: KeyPath, key: str) -> KeyPath:
@@ -289,12 +287,8 @@ def check_references(recipe: RecipeBase, registry: Registry, locations: Location
     )
     pairs = recipe.pair_construction
     pair_entry = registry.get("pair_construction", pairs.name)
-    try:
+    with faults_named(lambda exc: _check_fault(pair_entry, ("pair_construction",), locations, "declared_views()", exc)):
         views = tuple(pair_entry.cls.declared_views(pairs))
-    except (UserError, MemoryError):
-        raise
-    except Exception as exc:
-        raise _check_fault(pair_entry, ("pair_construction",), locations, "declared_views()", exc) from exc
     for path, kind, block in _component_blocks(recipe):
         if kind == "objective":
             wanted = getattr(block, "relation", None)
@@ -418,16 +412,13 @@ def check_external_paths(recipe: RecipeBase, registry: Registry, locations: Loca
     lines: list[str] = []
     for path, kind, block in _component_blocks(recipe):
         entry = registry.get(kind, block.name)
-        try:
-            with warnings.catch_warnings(record=True) as issued:
-                warnings.simplefilter("always", ParamsCheckWarning)
-                entry.cls.check_params(block)
-        except ParamsCheckError as exc:
-            raise _params_check_failure(exc, path, locations) from None
-        except (UserError, MemoryError):
-            raise
-        except Exception as exc:
-            raise _check_fault(entry, path, locations, "check_params()", exc) from exc
+        with faults_named(lambda exc: _check_fault(entry, path, locations, "check_params()", exc)):
+            try:
+                with warnings.catch_warnings(record=True) as issued:
+                    warnings.simplefilter("always", ParamsCheckWarning)
+                    entry.cls.check_params(block)
+            except ParamsCheckError as exc:
+                raise _params_check_failure(exc, path, locations) from None
         for item in issued:
             warning = item.message
             if isinstance(warning, ParamsCheckWarning):
@@ -484,16 +475,13 @@ def check_initial_encoder(recipe: RecipeBase, source: Params, registry: Registry
                           f"({initial}) trained the encoder {source.name!r}, whose weights do not load into it",
                           hint=f"set encoder.name: {source.name} with the initial run's parameters, or remove init")
     entry = registry.get("encoder", block.name)
-    try:
-        entry.cls.check_initial_weights(block, source)
-    except ParamsCheckError as exc:
-        key = _parameter_path(("encoder",), exc.key)
-        raise RecipeError(f"{locations.find(key)}: {dotted(key)} does not fit the initial run ({initial}): "
-                          f"{exc.message}", hint=exc.hint) from None
-    except (UserError, MemoryError):
-        raise
-    except Exception as exc:
-        raise _check_fault(entry, ("encoder",), locations, "check_initial_weights()", exc) from exc
+    with faults_named(lambda exc: _check_fault(entry, ("encoder",), locations, "check_initial_weights()", exc)):
+        try:
+            entry.cls.check_initial_weights(block, source)
+        except ParamsCheckError as exc:
+            key = _parameter_path(("encoder",), exc.key)
+            raise RecipeError(f"{locations.find(key)}: {dotted(key)} does not fit the initial run ({initial}): "
+                              f"{exc.message}", hint=exc.hint) from None
 
 
 def _check_data_root(recipe: RecipeBase, locations: Locations, written: Mapping[KeyPath, str]) -> None:
