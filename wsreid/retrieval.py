@@ -90,11 +90,12 @@ class RunEncoder:
     """A trained encoder ready to encode images and captions (:func:`load_encoder`).
 
     ``encoder``: the :class:`~wsreid.api.EncoderComponent` in eval mode; ``device``: where
-    it runs; ``batch_size``: rows encoded at once (the recipe's ``eval.batch_size``)."""
+    it runs; ``batch_size``: rows encoded at once (the recipe's ``eval.batch_size``);
+    ``target``: what it was loaded from (:class:`~wsreid.engine.offline_eval.EvalTarget`)."""
 
-    def __init__(self, encoder, device: torch.device, batch_size: int, name: str, plugins, recipe):
+    def __init__(self, encoder, device: torch.device, batch_size: int, name: str, plugins, recipe, target=None):
         self.encoder, self.device, self.batch_size = encoder, device, batch_size
-        self.name = name
+        self.name, self.target = name, target
         self._plugins, self._recipe = plugins, recipe
 
     def __repr__(self) -> str:
@@ -234,4 +235,4 @@ def load_encoder(target: str | os.PathLike[str], *, recipe: str | os.PathLike[st
     loaded = load_target_recipe(resolved, overrides, disabled, plugins=plugins)
     _, encoder, device = target_encoder(loaded, resolved, with_dataset=False)
     name = str(resolved.weights or resolved.recipe)
-    return RunEncoder(encoder, device, loaded.recipe.eval.batch_size, name, loaded.plugins, loaded.recipe)
+    return RunEncoder(encoder, device, loaded.recipe.eval.batch_size, name, loaded.plugins, loaded.recipe, resolved)

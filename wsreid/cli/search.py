@@ -43,7 +43,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Print, for each description, its top-K images with their cosine similarity."""
     from PIL import Image
 
-    from wsreid.engine.offline_eval import resolve_target, unfinished_run_note
+    from wsreid.engine.offline_eval import unfinished_run_note
     from wsreid.retrieval import image_files, load_encoder
 
     if args.top_k < 1:
@@ -74,7 +74,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UserError(f"none of the {len(files)} image files can be read as an image",
                             hint="name image files PIL decodes (JPEG, PNG, ...)")
         results = encoder.search(args.queries, readable, top_k=args.top_k)
-    note = unfinished_run_note(args.target, resolve_target(args.target, args.recipe, args.zero_shot), "searched with")
+    note = unfinished_run_note(args.target, encoder.target, "searched with")
     if note:  # said once it worked: an error stays one line
         print(note, file=sys.stderr, flush=True)
     if args.format == "json":
