@@ -31,9 +31,9 @@ column and the other runs go on. The outputs
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
-import os
 import signal
 import sys
 import threading

@@ -215,9 +215,9 @@ def load_plugins(
             ) from exc
         if pm.is_registered(plugin):
             continue  # already loaded through its entry point
-        if pm.has_plugin(modname) and not _defines_hooks(plugin):
-            continue  # the entry point of that name, loaded above (a same-named module of no plugin is not meant)
         if pm.has_plugin(modname):
+            if not _defines_hooks(plugin):
+                continue  # the entry point of that name, loaded above (a same-named module of no plugin is not meant)
             raise PluginError(
                 f"plugin module {modname!r} ({modules_from}) has the name of the installed plugin {modname!r} "
                 f"({_plugin_origin(pm.get_plugin(modname))}), so it would not be loaded",
