@@ -18,6 +18,7 @@ every caption as a query and every distinct image once in the gallery.
 
 from __future__ import annotations
 
+import itertools
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -471,37 +472,34 @@ def _missing_folders(images: list[Path], image_dir: Path, index: ExistenceIndex)
 MISSING_IMAGE_HINT = "check that the image archive was extracted completely"
 
 #: Spelling mistakes of a record's image path: (whether it applies, the path fixed, what
-#: is wrong, what to do); tried alone and together (docs/datasets.md).
+#: is wrong, what to do, the advice when it is the only mistake); tried alone and together
+#: (docs/datasets.md).
 _PATH_FIXES = (
-    (lambda rel: "\\" in rel, lambda rel: rel.replace("\\", "/"), "is written with backslashes", "write it with '/'"),
-    (lambda rel: rel != rel.strip(), lambda rel: rel.strip(), "has spaces around it", "remove them"),
+    (lambda rel: "\\" in rel, lambda rel: rel.replace("\\", "/"), "is written with backslashes", "write it with '/'",
+     "the path is written with backslashes; write it with '/'"),
+    (lambda rel: rel != rel.strip(), lambda rel: rel.strip(), "has spaces around it", "remove them",
+     "the path has spaces around it; remove them"),
     (lambda rel: rel.startswith(("imgs/", "./imgs/")), lambda rel: rel.split("imgs/", 1)[-1],
-     "starts with 'imgs/', to which paths are relative already", "remove the leading 'imgs/'"),
+     "starts with 'imgs/', to which paths are relative already", "remove the leading 'imgs/'",
+     "paths are relative to imgs/ already; remove the leading 'imgs/'"),
 )
 
 
 def _path_variants(relative: str) -> list[tuple[str, str]]:
     """(path, advice) for each single spelling fix of ``relative`` (the advice as it has
     always read), then each combination of them, applied in order."""
-    singles = {
-        0: "the path is written with backslashes; write it with '/'",
-        1: "the path has spaces around it; remove them",
-        2: "paths are relative to imgs/ already; remove the leading 'imgs/'",
-    }
     variants = []
-    for chosen in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)):
-        path, wrong, todo = relative, [], []
-        for k in chosen:
-            applies, fix, what, action = _PATH_FIXES[k]
-            if not applies(path):
-                break
-            path = fix(path)
-            wrong.append(what)
-            todo.append(action)
-        else:
-            advice = singles[chosen[0]] if len(chosen) == 1 else \
-                f"the path {' and '.join(wrong)}; {' and '.join(todo)}"
-            variants.append((path, advice))
+    for size in range(1, len(_PATH_FIXES) + 1):
+        for chosen in itertools.combinations(_PATH_FIXES, size):
+            path = relative
+            for applies, fix, *_ in chosen:
+                if not applies(path):
+                    break
+                path = fix(path)
+            else:
+                advice = chosen[0][4] if size == 1 else \
+                    f"the path {' and '.join(c[2] for c in chosen)}; {' and '.join(c[3] for c in chosen)}"
+                variants.append((path, advice))
     return variants
 
 
