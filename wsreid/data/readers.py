@@ -232,8 +232,9 @@ def detect_format(root: str | Path) -> str:
     if len(found) == 1:
         return found[0]
     files = ", ".join(n for spec in FORMATS.values() for n in spec.annotation_files)
-    if not found and _caption_all_problem(root) is not None:
-        raise DataError(_caption_all_problem(root), hint=CAPTION_ALL_HINT)
+    caption_all = None if found else _caption_all_problem(root)
+    if caption_all is not None:
+        raise DataError(caption_all, hint=CAPTION_ALL_HINT)
     if not found:
         inside = dataset_folders_inside(root)
         if inside:
