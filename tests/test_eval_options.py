@@ -357,3 +357,15 @@ def test_a_run_in_its_first_epoch_holds_no_checkpoint_yet(tmp_path):
         resolve_target(tmp_path / "run")
     assert str(caught.value) == (f"{tmp_path / 'run'} holds no checkpoint yet (a run writes its first one at the end "
                                  "of its first epoch) (train it first, or wait for its first epoch, or pass --zero-shot)")
+
+
+def test_a_latest_pointer_naming_no_checkpoint_is_one_line(tmp_path):
+    from wsreid.engine.offline_eval import resolve_target
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "latest").write_text("epoch-0003\n")  # the folder it names was removed
+    with pytest.raises(UserError) as caught:
+        resolve_target(checkpoints / "latest")
+    assert str(caught.value) == (f"{checkpoints / 'latest'} points to epoch-0003, which holds no model.safetensors "
+                                 "(pass the run directory, or another checkpoint folder of checkpoints/)")
