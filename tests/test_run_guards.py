@@ -71,8 +71,13 @@ MINE = "objectives.mine (objective 'broken-loss' from plugin 'wsreid_test_faults
         ("half-batch", "relate() returned a Relation whose weights are 8 x 8 for 8 image and 8 text rows and a "
                        "batch of 16"),
         ("bool-weights", "relate() returned torch.bool weights"),
+        # trained an objective that reads the weights through its target, silently
+        ("grad-weights", "relate() returned weights that carry gradient"),
         ("bad-diagnostics", "diagnostics() failed at epoch 1: TypeError: float() argument must be a string or a "
                             "real number, not 'NoneType'"),
+        # was logged as nan in logs/epochs.csv, and drawn as a gap
+        ("nan-diagnostics", "diagnostics() failed at epoch 1: ValueError: it returned 'precision': nan, not a finite "
+                            "number (leave a name out of an epoch that has no value for it)"),
         ("bad-state", "state_tensors() failed at epoch 1: TypeError: its 'count' is a int, not a tensor"),
         # saved without a word before, then --resume blamed the recipe ("state for components not in the recipe")
         ("slash-state", "state_tensors() failed at epoch 1: ValueError: it names a tensor 'a/b': a state name is a "

@@ -107,8 +107,8 @@ class BrokenAssociation(LocalAssociation):
     """A local association that breaks its contract while training, as ``fault`` says."""
 
     class Params(Params):
-        fault: Literal["none", "raises", "half-batch", "bool-weights", "bad-diagnostics", "bad-state", "slash-state",
-                       "bad-load"] = "raises"
+        fault: Literal["none", "raises", "half-batch", "bool-weights", "grad-weights", "bad-diagnostics",
+                       "nan-diagnostics", "bad-state", "slash-state", "bad-load"] = "raises"
 
     def relate(self, features, batch, ctx):
         f, fault = features["base"], self.params.fault
@@ -119,10 +119,15 @@ class BrokenAssociation(LocalAssociation):
             return Relation(f.image[: n // 2], f.text[: n // 2], torch.eye(n // 2, device=f.image.device))
         if fault == "bool-weights":
             return Relation(f.image, f.text, torch.eye(n, dtype=torch.bool, device=f.image.device))
+        if fault == "grad-weights":  # a soft relation computed from the features, not detached
+            eye = torch.eye(n, device=f.image.device)
+            return Relation(f.image, f.text, eye + (1 - eye) * (f.image @ f.text.t()).sigmoid() * 0.5)
         return Relation(f.image, f.text, torch.eye(n, device=f.image.device))
 
     def diagnostics(self):
-        return {"hits": None} if self.params.fault == "bad-diagnostics" else {}
+        fault = self.params.fault
+        return {"hits": None} if fault == "bad-diagnostics" else {"precision": float("nan")} \
+            if fault == "nan-diagnostics" else {}
 
     def state_tensors(self):
         if self.params.fault == "slash-state":

@@ -703,6 +703,12 @@ class Run:
             raise ComponentError(
                 f"{self.origin(where)}: relate() returned {w.dtype} weights",
                 hint="relation weights are floats in [0, 1] (e.g. related.float())")
+        if w.requires_grad:
+            raise ComponentError(
+                f"{self.origin(where)}: relate() returned weights that carry gradient, so an objective reading "
+                "them would train through its own target",
+                hint="compute the weights under torch.no_grad() or return weights.detach(); only relation.image "
+                     "and relation.text carry gradient (docs/plugins.md, section 1)")
 
     # ------------------------------------------------------------------ phase 2: train an epoch
     def train(self) -> dict[str, Any]:
@@ -780,7 +786,11 @@ class Run:
         for label, comp in self.components.stateful().items():
             with self.component_call(_recipe_key(label), "diagnostics()"):
                 for k, v in comp.diagnostics().items():
-                    logs[f"diag/{label.split('/', 1)[1]}/{k}"] = float(v)
+                    value = float(v)
+                    if not _finite(value):
+                        raise ValueError(f"it returned {k!r}: {value}, not a finite number (leave a name out of an "
+                                         "epoch that has no value for it)")
+                    logs[f"diag/{label.split('/', 1)[1]}/{k}"] = value
         return logs
 
     # ------------------------------------------------------------------ phase 3: evaluate and select
