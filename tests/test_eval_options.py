@@ -151,9 +151,18 @@ def test_cross_dataset_evaluation_reuses_the_runs_tokenizer(trained, other_root,
     cross = _eval(capsys, run_dir, "-o", f"data.root={other_root}", "-o", "data.seed=1")
     assert cross["data"]["root"] == str(other_root) and cross["data"]["seed"] == 1
     assert {k: cross[k] for k in KEYS} != own
+    # the output says where its data came from (it read like an in-domain result)
+    assert cross["data_from"] == f"-o data.root={other_root} -o data.seed=1"
     other_recipe = _write_recipe(work / "other.yaml", "baselines/itc.yaml", other_root, 1, work / "unused")
     via_recipe = _eval(capsys, run_dir, "--data", other_recipe)
     assert {k: via_recipe[k] for k in KEYS} == {k: cross[k] for k in KEYS}
+    assert via_recipe["data_from"] == f"--data {other_recipe}"
+    assert main(["eval", str(run_dir), "--data", str(other_recipe), "-o", "data.workers=1", "--format", "table"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert f", data: --data {other_recipe} -o data.workers=1, weights: " in header, header
+    assert "data_from" not in _eval(capsys, run_dir)
+    assert main(["eval", str(run_dir), "--format", "table"]) == 0
+    assert ", data: " not in capsys.readouterr().out.splitlines()[0]
     # the weights file of one of the run's checkpoints is the run's too (its tokenizer)
     best = run_dir / "checkpoints" / "best" / "model.safetensors"
     via_file = _eval(capsys, best, "--data", other_recipe)

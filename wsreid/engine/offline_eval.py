@@ -229,6 +229,18 @@ def target_encoder(loaded, target: EvalTarget, *, with_dataset: bool = True):
     return splits, encoder, device
 
 
+def data_changes(loaded) -> str | None:
+    """What replaced the evaluated recipe's own data block, for the result's header:
+    ``--data RECIPE`` (cross-dataset) and the ``-o data.*`` overrides, in that order; None
+    when the data are the recipe's own (a cross-dataset table read like an in-domain one)."""
+    parts = [f"--data {loaded.data_recipe}"] if loaded.data_recipe is not None else []
+    if loaded.locations is not None:
+        parts += list(dict.fromkeys(loc.source.removeprefix("override ")
+                                    for _, loc in loaded.locations.under(("data",))
+                                    if loc.line is None and loc.source.startswith("override ")))
+    return " ".join(parts) or None
+
+
 def _or_dash(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -241,7 +253,8 @@ def evaluation_table(result: dict[str, Any]) -> str:
     queries' features (:func:`wsreid.evaluation.mean_pairwise_cosine`)."""
     tag = "" if result.get("weakly_supervised", True) else "  [NOT weakly supervised]"
     size = f" ({result['queries']} queries, {result['gallery']} images)" if "queries" in result else ""
-    lines = [f"{result['dataset']} {result['split']}{size}, weights: {result['weights']}{tag}", "",
+    data = f", data: {result['data_from']}" if result.get("data_from") else ""
+    lines = [f"{result['dataset']} {result['split']}{size}{data}, weights: {result['weights']}{tag}", "",
              "| query mask ratio | " + " | ".join(METRIC_KEYS) + " | top-1 images | top-1 hub % | query cos |",
              "|---" * (len(METRIC_KEYS) + 4) + "|"]
     rows = [{"ratio": "none", **result}] + [{**r, "ratio": f"{r['ratio']:g}"} for r in result.get("query_mask", [])]
@@ -369,6 +382,9 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
         **scored(text),
         "weakly_supervised": weakly,
     }
+    changed = data_changes(loaded)
+    if changed:
+        result["data_from"] = changed
     if note:
         result["note"] = note
     if ratios:

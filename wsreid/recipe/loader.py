@@ -53,7 +53,9 @@ class LoadedRecipe:
     ``source``: the recipe file (None for a tree given in code); ``tree``: the merged
     tree before validation; ``locations``: where each key of ``tree`` came from;
     ``plugins``: the plugin set loaded for it when ``load_recipe`` loaded one itself;
-    ``warnings``: parts of the schedule the run never reaches
+    ``data_recipe``: the recipe whose data block replaced this one's (``load_recipe(...,
+    data_recipe=...)``, cross-dataset evaluation), else None; ``warnings``: parts of the
+    schedule the run never reaches
     (:func:`~wsreid.recipe.build.schedule_warnings`) and what the components' checks warn
     of (:class:`~wsreid.errors.ParamsCheckWarning`: e.g. a hub model that is not cached
     while the hub cannot be reached), one line each citing the recipe line, which ``wsreid
@@ -67,6 +69,7 @@ class LoadedRecipe:
     locations: Locations | None = field(repr=False, default=None)
     plugins: Any = field(repr=False, default=None)
     warnings: list[str] = field(repr=False, default_factory=list)
+    data_recipe: Path | None = field(repr=False, default=None)
 
     def changed_keys(self) -> list[tuple[str, Any, Any]]:
         """(dotted key, value as loaded, value now) for every value of the typed
@@ -267,7 +270,9 @@ def load_recipe(
                                modules_from=f"{where}: plugins" if where is not None else "recipe 'plugins:'")
         registry = plugins.registry
     path = None if isinstance(source, Mapping) else Path(source)
-    return validate_tree(tree, locations, registry, path, plugins)
+    loaded = validate_tree(tree, locations, registry, path, plugins)
+    loaded.data_recipe = None if data_recipe is None else Path(data_recipe)
+    return loaded
 
 
 #: Recipe keys holding a path that is resolved against the file that names it.
