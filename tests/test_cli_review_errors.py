@@ -381,3 +381,20 @@ def test_a_run_of_another_version_whose_recipe_does_not_load_says_so(make_recipe
     assert main(["eval", str(run_dir), "-o", "train.epochz=2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: override -o train.epochz=2: train.epochz: unknown key") and "written by" not in err
+
+    # weights laid out by another version (renamed tensors): the version, not the recipe, is named
+    from safetensors.torch import load_file, save_file
+
+    best = run_dir / "checkpoints" / "best" / "model.safetensors"
+    save_file({f"old_layout.{k}": v for k, v in load_file(best).items()}, best)
+    for argv in (["eval", str(run_dir)], ["search", str(run_dir), "a man", "--images", str(tmp_path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {run_dir} was written by wsreid 9.0.0 (this is wsreid 0.1.0), and its weights "
+                              f"do not fit the model built here: checkpoint file {best.resolve()} does not fit the "
+                              "model (") and err.rstrip().endswith("(use wsreid 9.0.0 for this run)"), err
+    versions["packages"]["wsreid"] = "0.1.0"
+    (run_dir / "versions.json").write_text(json.dumps(versions))
+    assert main(["eval", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "written by" not in err and "(check that the recipe matches the run that wrote it)" in err, err

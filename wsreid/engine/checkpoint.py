@@ -263,12 +263,17 @@ def load_model_weights(model: torch.nn.Module, path: Path, *, hint: str | None =
             first = text.split("size mismatch for ", 1)[1].split(". ", 1)[0]
             text = (f"{mismatches} parameters have other shapes, e.g. {first}" if mismatches > 1
                     else f"1 parameter has another shape: {first}")
-        raise TrainingError(f"checkpoint file {path} does not fit the model: {text}",
-                            hint="check that the recipe (encoder sizes) matches the run that wrote it") from exc
+        raise WeightsMismatch(f"checkpoint file {path} does not fit the model: {text}",
+                              hint="check that the recipe (encoder sizes) matches the run that wrote it") from exc
     if missing or unexpected:
-        raise TrainingError(f"checkpoint file {path} does not fit the model ({len(missing)} missing, "
-                            f"{len(unexpected)} unexpected keys, e.g. {(list(missing) + list(unexpected))[0]})",
-                            hint="check that the recipe matches the run that wrote it")
+        raise WeightsMismatch(f"checkpoint file {path} does not fit the model ({len(missing)} missing, "
+                              f"{len(unexpected)} unexpected keys, e.g. {(list(missing) + list(unexpected))[0]})",
+                              hint="check that the recipe matches the run that wrote it")
+
+
+class WeightsMismatch(TrainingError):
+    """A weights file that reads but whose tensors do not fit the model built (other
+    names or shapes): a recipe that differs from the run's, or another version's layout."""
 
 
 def _other_checkpoint_hint(weights: Path) -> str:

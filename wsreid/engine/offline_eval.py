@@ -19,6 +19,7 @@ loaded with another recipe's data block (:func:`wsreid.recipe.load_recipe`, ``da
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -130,8 +131,6 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
     ``--recipe`` of the user's) and the run was written by another version of wsreid (its
     versions.json), the error says so first (a key added by a newer version read as a
     typo, with a 'did you mean')."""
-    import json
-
     from wsreid import __version__
     from wsreid.errors import RecipeError
     from wsreid.recipe import load_recipe
@@ -146,15 +145,26 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
             str(exc).startswith(f"{shown}:") for shown in {str(saved), display_path(saved), str(target.recipe)})
         if not in_saved:  # the user's own -o, --data or --recipe: the error as it is
             raise
-        try:
-            written_by = json.loads((target.run_dir / "versions.json").read_text())["packages"]["wsreid"]
-        except Exception:  # no record: the error as it is
-            raise exc from None
-        if written_by == __version__:
+        written_by = other_version(target.run_dir)
+        if written_by is None:
             raise
         raise RecipeError(f"{target.run_dir} was written by wsreid {written_by} (this is wsreid {__version__}), and "
                           f"its recipe does not load here: {exc}",
                           hint=f"use wsreid {written_by} for this run") from None
+
+
+def other_version(run_dir: Path | None) -> str | None:
+    """The version of wsreid that wrote ``run_dir`` (its versions.json) when it is not
+    this one; None when it is, or when the run has no readable record."""
+    from wsreid import __version__
+
+    if run_dir is None:
+        return None
+    try:
+        written_by = json.loads((run_dir / "versions.json").read_text())["packages"]["wsreid"]
+    except Exception:  # no record
+        return None
+    return None if written_by == __version__ else str(written_by)
 
 
 def supervision(recipe, plugins, zero_shot: bool) -> tuple[bool, str | None]:
@@ -208,7 +218,7 @@ def target_encoder(loaded, target: EvalTarget, *, with_dataset: bool = True):
     target of a recipe with ``init`` the initial run's), in eval mode on the device ->
     (splits, encoder, device). ``with_dataset=False`` builds the encoder alone
     (:func:`build_encoder_alone`; splits None): the dataset need not be at hand."""
-    from wsreid.engine.checkpoint import load_model_weights
+    from wsreid.engine.checkpoint import WeightsMismatch, load_model_weights
 
     recipe, plugins = loaded.recipe, loaded.plugins
     init_source = None
@@ -222,7 +232,17 @@ def target_encoder(loaded, target: EvalTarget, *, with_dataset: bool = True):
     splits, encoder, device = build(recipe, plugins, target.run_dir or init_source,
                                     target.weights is not None or init_source is not None)
     if target.weights is not None:
-        load_model_weights(encoder, target.weights)
+        try:
+            load_model_weights(encoder, target.weights)
+        except WeightsMismatch as exc:
+            written_by = other_version(target.run_dir)
+            if written_by is None:
+                raise
+            from wsreid import __version__
+
+            raise WeightsMismatch(f"{target.run_dir} was written by wsreid {written_by} (this is wsreid "
+                                  f"{__version__}), and its weights do not fit the model built here: {exc}",
+                                  hint=f"use wsreid {written_by} for this run") from None
     elif init_source is not None:
         load_model_weights(encoder, weights_of(init_source, recipe.init.checkpoint))
     encoder.to(device).eval()
