@@ -59,6 +59,14 @@ CASES = case_dirs()
 pytestmark = pytest.mark.skipif(not CASES, reason="golden/fullstep not found (set WSREID_SHARED or place shared/ beside the repository)")
 
 
+def test_no_recorded_case_is_left_out():
+    """A case folder missing one of its files was dropped from the parametrisation
+    without a word."""
+    incomplete = {d.name: [f for f in CASE_FILES if not (d / f).is_file()]
+                  for d in fullstep_dir().iterdir() if d.is_dir() and d not in CASES}
+    assert not incomplete, f"golden/fullstep case folders missing files: {incomplete}"
+
+
 # ----------------------------------------------------------------------------- set-up
 
 
@@ -102,7 +110,8 @@ class Spy:
             return self.features
 
         monkeypatch.setattr(run, "encode", recording_encode)
-        for label, assoc in run.components.local_associations.items():
+        for label, assoc in [*run.components.local_associations.items(),
+                             *run.components.global_associations.items()]:
             relate = assoc.relate
 
             def recording_relate(features, batch, ctx, _relate=relate, _label=label):
@@ -140,7 +149,10 @@ def build_run(case: Path, variant: str, tmp: Path, monkeypatch):
         "train.warmup_epochs=0", "train.min_lr_factor=1.0",  # constant lr, as recorded
     ]
     if variant == "fp32":
-        overrides += ["encoder.weights_dtype=fp32", "global_associations.gsrc.memory_dtype=fp32"]
+        # as the authors' fp32 variant: float32 weights, banks and neighbour cosines (its relation
+        # matrix and target stay float16, as the profile's relation_dtype)
+        overrides += ["encoder.weights_dtype=fp32", "global_associations.gsrc.memory_dtype=fp32",
+                      "global_associations.gsrc.similarity_dtype=fp32"]
     loaded = load_recipe(str(PROFILE), overrides)
     run = Run(loaded.recipe, loaded.plugins, tmp / f"run-{variant}")
     run.setup()
@@ -315,13 +327,25 @@ def run_case(case: Path, variant: str, tmp: Path, monkeypatch) -> tuple[Checks, 
             for a, anchor in enumerate(g["anchors"]):
                 mined = nb.index[a][nb.valid[a]].tolist()
                 c.check(sorted(mined) == sorted(anchor["neighbours"]), f"anchor {a}: neighbours {mined} vs {anchor['neighbours']}")
-                c.check(sorted(mined) == sorted(g["memory_rows_appended"][a] if isinstance(g["memory_rows_appended"][0], list)
-                                                else [r for r in anchor["neighbours"]]), f"anchor {a}: appended rows")
+            # the bank rows appended to the batch, in order (anchor by anchor, best first)
+            appended = nb.index[nb.valid].tolist()
+            c.check(appended == g["memory_rows_appended"], f"appended rows {appended} vs {g['memory_rows_appended']}")
             anchor_of = nb.valid.nonzero(as_tuple=True)[0].tolist()
             c.check(8 + len(anchor_of) == g["enlarged_batch_size"], f"B1 {8 + len(anchor_of)} vs {g['enlarged_batch_size']}")
             c.check(list(range(8)) + anchor_of == g["row_group_ids"], "row group ids")
+            # the B1 x B1 relation handed to the loss: its dtype, and its values - the 1s of the
+            # groups and the anchors' confidence weights (Eq. 14) as stored. fp32: bit for bit.
+            # fp16: the neighbours' float16 cosines, hence their weights, may differ by a float16
+            # step where the encoder's float16 kernels round otherwise than the recording's.
+            relation = spy.relations["gsrc"].weights
+            c.check(str(relation.dtype).replace("torch.", "") == g["relation_matrix_dtype"],
+                    f"relation dtype {relation.dtype} vs {g['relation_matrix_dtype']}")
+            c.check(list(relation.shape) == [g["enlarged_batch_size"]] * 2, f"relation shape {list(relation.shape)}")
+            if list(relation.shape) == [g["enlarged_batch_size"]] * 2:
+                c.close(relation.double().numpy(), g["relation_matrix"], abs_tol=0.0 if variant == "fp32" else 1e-3,
+                        what=f"step {number} rc_g relation matrix")
         else:
-            c.check(spy.neighbours is None or number < 3, f"step {number}: unexpected mining")
+            c.check(spy.neighbours is None and spy.relations.get("gsrc") is None, f"step {number}: unexpected mining")
 
         # gradients
         grads = openai_named(enc, {k: v.grad for k, v in enc.clip.named_parameters() if v.grad is not None})
@@ -369,6 +393,7 @@ def run_case(case: Path, variant: str, tmp: Path, monkeypatch) -> tuple[Checks, 
                 else:
                     c.close([l2(tensor[i]) for i in idx], m[f"{side}_l2"], rel_tol=1e-2, what=f"bank {side} l2")
         spy.neighbours = None
+        spy.relations.clear()
     run.close()
     return c, report
 
@@ -425,3 +450,22 @@ def test_full_training_steps_match_the_authors_implementation(case, variant, tmp
         for row in report["fp16_subnormal_dominated"]:
             print(f"  {row[0]} {row[1]} {row[2]:.2f} {row[3]:.3f}")
     assert not checks.failures, f"{len(checks.failures)} of {checks.count} checks failed:\n" + "\n".join(checks.failures[:40])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[d.name for d in CASES])
+def test_confidence_weights_are_the_authors_from_their_cosines(case):
+    """Eq. 14 from the recorded neighbour cosines, as the GSRC-FR component computes it
+    (in the similarity dtype): the weights stored in the authors' float16 relation matrix,
+    bit for bit. Float32 weights rounded to float16 differed in 4 of 20 (one float16 step)."""
+    from wsreid_dgia.functional import neighbour_weights
+
+    expected = json.loads((case / "expected.json").read_text())
+    for variant, dtype in (("fp16", torch.float16), ("fp32", torch.float32)):
+        gsrc = next(s["gsrc"] for s in expected["variants"][variant]["steps"] if s.get("gsrc"))
+        for a, anchor in enumerate(gsrc["anchors"]):
+            cosines = torch.tensor([anchor["neighbour_similarities"]], dtype=torch.float64).float()
+            weights = neighbour_weights(cosines, torch.ones_like(cosines, dtype=torch.bool), 1.0, dtype)[0]
+            stored = weights.half().double().tolist()
+            assert stored == anchor["weights_as_stored_fp16"], (variant, a, stored, anchor["weights_as_stored_fp16"])
+            if variant == "fp32":
+                assert weights.double().tolist() == pytest.approx(anchor["weights"], abs=1e-7)

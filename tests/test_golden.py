@@ -82,7 +82,10 @@ def test_gsrc(golden, case, dtype):
     image, text = arrays[f"{case}_batch_image"], arrays[f"{case}_batch_text"]
     loss = gsrc_loss(image, text, memory_image, memory_text)  # k 3, th 0.7, gamma 1, tau 0.02, image anchor, B1 x B1
     key = "gsrc_loss" if dtype == torch.float16 else "gsrc_loss_fp32_banks"
-    assert loss.item() == pytest.approx(want[key], rel=5e-3)
+    # fp16 banks: the reference's own allowance (its float16 arithmetic is not ours); float32
+    # banks: 1e-5, which tells the confidence weights (Eq. 14) from none (1.1e-3 away) or
+    # from their inverse (1.9e-3), and gamma 0.5 from 1 (3.1e-5 in case 1)
+    assert loss.item() == pytest.approx(want[key], rel=5e-3 if dtype == torch.float16 else 1e-5)
     momentum_update(memory_image, index, image, alpha=0.9)
     momentum_update(memory_text, index, text, alpha=0.9)
     row = memory_image[index[0], :4].float()

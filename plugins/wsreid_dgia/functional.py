@@ -384,15 +384,19 @@ def mine_neighbours(
         return Neighbours(index=index, similarity=torch.where(valid, values, 0.0), valid=valid)
 
 
-def neighbour_weights(similarity: torch.Tensor, valid: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
-    """Confidence-based weights (Eq. 14), B x k: ``w_i = 1 - softmax(gamma [1, s_i1..s_im])[1:]``
-    over each anchor's valid neighbours (the leading 1 stands for the anchor itself); 0 on
-    invalid slots. A more similar neighbour gets a LOWER weight."""
+def neighbour_weights(similarity: torch.Tensor, valid: torch.Tensor, gamma: float = 1.0,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Confidence-based weights (Eq. 14), B x k float32: ``w_i = 1 - softmax(gamma [1, s_i1..
+    s_im])[1:]`` over each anchor's valid neighbours (the leading 1 stands for the anchor
+    itself); 0 on invalid slots. A more similar neighbour gets a LOWER weight. ``dtype``:
+    the arithmetic of the scaling, the softmax and ``1 -`` (``torch.float16``: the authors'
+    fp16 model, whose weights then differ from float32 ones rounded to float16 by up to
+    one float16 step)."""
     with torch.no_grad():
-        scaled = similarity.float() if gamma == 1.0 else gamma * similarity.float()
+        scaled = similarity.to(dtype) if gamma == 1.0 else gamma * similarity.to(dtype)
         logits = torch.where(valid, scaled, float("-inf"))
         probs = torch.softmax(F.pad(logits, (1, 0), value=gamma * 1.0), dim=1)  # the anchor's own logit first
-        return (1.0 - probs[:, 1:]) * valid
+        return ((1.0 - probs[:, 1:]) * valid).float()
 
 
 def group_relation(

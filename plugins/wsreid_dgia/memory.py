@@ -83,8 +83,8 @@ class GsrcParams(Params):
     similarity_dtype: Literal["fp32", "fp16"] = Field(
         "fp32",
         description="precision in which the mined neighbours' cosines meet the threshold and enter the weights "
-        "(Eq. 12, 14): float32, or rounded to float16 and compared in float16 as the authors' fp16 model does "
-        "(0.7 then acts as 0.70019)",
+        "(Eq. 12, 14): float32, or rounded to float16, compared in float16 (0.7 then acts as 0.70019) and "
+        "weighted in float16 arithmetic, as the authors' fp16 model does",
     )
     relation_dtype: Literal["fp32", "fp16"] = Field(
         "fp32",
@@ -253,7 +253,8 @@ class GlobalRelationConstruction(GlobalAssociation):
             chunk_rows=p.mining_chunk_rows, scoring=self._scoring, scoring_norms=self._norms,
             similarity_dtype=_DTYPES[p.similarity_dtype],
         )  # fmt: skip
-        weights = neighbour_weights(nb.similarity, nb.valid, p.gamma)
+        # the weights in the arithmetic of the cosines (the authors' fp16 model: float16)
+        weights = neighbour_weights(nb.similarity, nb.valid, p.gamma, _DTYPES[p.similarity_dtype])
         _, relation = group_relation(nb.valid, weights, p.query_rows)
         if p.relation_dtype == "fp16":  # the SDM then builds its target in float16 too
             relation = relation.half()
