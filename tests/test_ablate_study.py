@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wsreid.ablate import load_study, plan_runs, run_study, run_state
-from wsreid.errors import StudyError
+from wsreid.errors import StudyError, UserError
 from wsreid.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -516,6 +516,11 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
     assert main(["ablate", str(study_file), "--output-dir", str(out), "--variant", "D"]) == 0
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert rows["A"]["status"] == expected and rows["A"]["runs_done"] == "2" and rows["D"]["runs_done"] == "3"
+    # with --include-outdated, as with --report-only: tabulated, and the row says so (it said 'ok')
+    assert main(["ablate", str(study_file), "--output-dir", str(out), "--variant", "B+x", "--include-outdated"]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["A"]["status"] == ("1/3 outdated, included (seed 1: their recipe.yaml differs from what the study "
+                                   "asks for now)") and rows["A"]["runs_done"] == "3"
     # the dry run, which uses the same check, plans that run again
     capsys.readouterr()
     assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out), "--variant", "A"]) == 0
@@ -543,6 +548,18 @@ def test_a_variant_whose_component_never_runs_is_warned_once_before_anything_tra
     same = "train the same recipe (seed 0): the overrides that tell them apart change nothing, so their rows will be the same"
     assert [line for line in log_lines if line.startswith("warning:")] == [
         f"warning: variants 'A' and 'C sup' {same}", f"warning: variants 'A' and 'D' {same}", *warnings]
+
+
+def test_a_warning_every_variant_shares_is_printed_once(study_file, tmp_path, capsys):
+    """The documented smoke study (-o train.epochs=2) repeated the base recipe's warm-up
+    warning once per variant (15 lines for the shipped study)."""
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "out"),
+                 "-o", "train.epochs=2"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")
+                and "warm-up" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: every variant: ") and \
+        "train.warmup_epochs: the learning rate never reaches train.lr (warm-up of 2 epochs, the run ends at epoch 2)" \
+        in warnings[0], warnings
 
 
 def test_a_dry_run_prints_the_warnings_a_study_prints_before_training(study_file, tmp_path, capsys):
@@ -646,13 +663,21 @@ def test_a_run_that_failed_is_reported_as_failed_by_later_reports(study_file, tm
 
     monkeypatch.setattr(ablate, "execute_in_process", fake_run)
     assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 1
-    assert json.loads((out / "failures.json").read_text()) == {
-        "C_sup/seed-0": "RuntimeError: k1 1000 is larger than the training set"}
+    recorded = json.loads((out / "failures.json").read_text())
+    assert list(recorded) == ["C_sup/seed-0"]
+    assert recorded["C_sup/seed-0"]["error"] == "RuntimeError: k1 1000 is larger than the training set"
     capsys.readouterr()
     assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 1
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert rows["C sup"]["status"] == ("1/1 failed (seed 0: RuntimeError: k1 1000 is larger than the training set "
                                        "(when it last ran))")
+    # the variant changed since (its fault fixed in the study file): the old message is not its
+    changed = study_file.read_text().replace("  - label: C sup\n", "  - label: C sup\n    overrides: {train.lr: 1.0e-4}\n")
+    assert changed != study_file.read_text()
+    _write(study_file, changed)
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["C sup"]["status"] == "1/1 not run"
     broken.clear()  # fixed: the next invocation runs it, and the record goes
     assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 0
     assert not (out / "failures.json").exists()
@@ -753,3 +778,65 @@ def test_the_library_run_study_refuses_to_replace_finished_runs_too(study_file, 
     assert called == []
     run_study(loaded, runs, log=lambda line: None, rerun_outdated=True)
     assert [state for _, _, state, _ in called] == ["restart"]
+
+
+def test_the_chart_defaults_to_the_metrics_the_table_has(study_file):
+    """`metrics: [R1]` alone was refused with 'plot_metrics: mAP is not in metrics', a key
+    the study did not write (the default's)."""
+    text = study_file.read_text()
+    _write(study_file, text + "metrics: [R1]\n")
+    assert load_study(study_file).study.plot_metrics == ["R1"]
+    _write(study_file, text + "metrics: [R5, R10, mINP]\n")
+    assert load_study(study_file).study.plot_metrics == ["R5", "R10"]
+    _write(study_file, text + "metrics: [R1]\nplot_metrics: [mAP]\n")  # written: checked, with its line
+    with pytest.raises(StudyError, match=r"study\.yaml:12: plot_metrics: 'mAP' is not in metrics"):
+        load_study(study_file)
+
+
+def test_the_table_names_the_command_line_overrides_and_keeps_a_bar_in_a_label(study_file, tmp_path, capsys,
+                                                                                monkeypatch):
+    """A smoke study's results.md read like the full study's; a '|' in a label split its
+    cell (one column more than the header)."""
+    import wsreid.ablate as ablate
+
+    _write(study_file, study_file.read_text().replace("label: D", "label: D|E").replace("seeds: [0, 1, 2]", "seeds: [0]"))
+
+    def fake_run(study, run, state, disabled):
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(10.0)))
+
+    monkeypatch.setattr(ablate, "execute_in_process", fake_run)
+    out = tmp_path / "out"
+    assert main(["ablate", str(study_file), "--output-dir", str(out), "-o", "train.epochs=1"]) == 0
+    text = (out / "results.md").read_text()
+    assert "Base recipe `base.yaml` with `-o train.epochs=1`, seeds 0; test split of each run's selected " \
+           "checkpoint (metrics.json)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| D"))
+    header = next(line for line in text.splitlines() if line.startswith("| variant"))
+    assert row.startswith("| D\\|E | 1/1 |") and row.count(" | ") == header.count(" | "), row
+
+
+def test_a_run_another_invocation_held_and_finished_is_tabulated_as_finished(study_file, tmp_path, capsys,
+                                                                                monkeypatch):
+    """Two invocations of one study at once: each was refused the run the other held, and
+    reported it FAILED ('in use') after the other had finished it (exit 1 with every
+    metrics.json there)."""
+    import wsreid.ablate as ablate
+    from wsreid.engine.rundir import IN_USE
+
+    _write(study_file, study_file.read_text().replace("seeds: [0, 1, 2]", "seeds: [0]"))
+
+    def fake_run(study, run, state, disabled):
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(10.0)))
+        if run.label == "D":  # the other invocation held it, and finished it while this one went on
+            raise UserError(f"output directory {run.run_dir} {IN_USE} 4242 on host (started now)")
+
+    monkeypatch.setattr(ablate, "execute_in_process", fake_run)
+    out = tmp_path / "out"
+    assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "D seed 0: FAILED: output directory" in err and "D seed 0: finished by another process meanwhile, kept" in err
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["D"]["status"] == "ok" and rows["D"]["runs_done"] == "1"
+    assert not (out / "failures.json").exists()

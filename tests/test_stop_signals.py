@@ -322,6 +322,26 @@ def test_a_child_run_that_fails_or_crashes_is_a_failed_run(tmp_path, monkeypatch
     with pytest.raises(error) as caught:
         execute_subprocess(["run", "recipe.yaml"])
     assert str(caught.value) == message and not isinstance(caught.value, KeyboardInterrupt)
+    from wsreid.ablate import _one_line
+
+    assert _one_line(caught.value) == message  # the study's status line: no 'RuntimeError: ' before it
+
+
+def test_a_run_queued_when_the_study_stops_is_not_announced(tmp_path, monkeypatch):
+    """Under -j N every queued run printed 'running -> DIR' as the study stopped, though
+    it never started (no directory, no log): its line is now printed as the child starts."""
+    from wsreid.ablate import ChildProcesses, execute_subprocess
+
+    _fake_child(tmp_path, monkeypatch, "exit 0")
+    announced = []
+    assert execute_subprocess(["run", "recipe.yaml"], on_start=lambda: announced.append(1)) is None
+    assert announced == [1]
+    children = ChildProcesses()
+    children.stop(signal.SIGTERM)  # the study stopped; this run was still queued
+    with pytest.raises(KeyboardInterrupt) as caught:
+        execute_subprocess(["run", "recipe.yaml"], children=children, log_file=tmp_path / "run.log",
+                           on_start=lambda: announced.append(2))
+    assert isinstance(caught.value, signals.Stopped) and announced == [1] and not (tmp_path / "run.log").exists()
 
 
 def test_a_child_that_outlasts_child_stop_s_after_the_study_s_stop_is_killed(tmp_path, monkeypatch, capsys):

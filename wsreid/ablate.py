@@ -46,7 +46,7 @@ from typing import Annotated, Any, Callable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from wsreid.engine import signals
-from wsreid.engine.rundir import RunMode, RunState, same_recipe
+from wsreid.engine.rundir import IN_USE, RUN_LOCK, RunMode, RunState, same_recipe
 from wsreid.errors import ExitCode, StudyError, UserError
 from wsreid.recipe.model import MAX_SEED
 
@@ -235,8 +235,11 @@ def load_study(path: str | Path) -> LoadedStudy:
     if reference not in labels:
         raise StudyError(f"{locations.find(('reference',))}: reference: no variant is labelled {reference!r}",
                          hint=f"labels: {', '.join(labels)}")
-    for name in set(study.plot_metrics) - set(study.metrics):
-        raise StudyError(f"{path}: plot_metrics: {name!r} is not in metrics", hint=f"metrics: {', '.join(study.metrics)}")
+    if "plot_metrics" not in study.model_fields_set:  # the default: those of R1 and mAP the table has
+        study.plot_metrics = [m for m in study.plot_metrics if m in study.metrics] or study.metrics[:2]
+    for name in [m for m in study.plot_metrics if m not in study.metrics]:
+        raise StudyError(f"{locations.find(('plot_metrics',))}: plot_metrics: {name!r} is not in metrics",
+                         hint=f"metrics: {', '.join(study.metrics)}")
     return LoadedStudy(study, path, base, reference, locations)
 
 
@@ -535,14 +538,15 @@ def _pass_output(stream, out, errors: list[str]) -> None:
 
 
 def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads: int | None = None,
-                       children: ChildProcesses | None = None) -> None:
+                       children: ChildProcesses | None = None, on_start: Callable[[], None] | None = None) -> None:
     """Run ``python -m wsreid <argv>`` in a child process; its last ``error:`` line becomes
     the failure message. Its stderr is passed through, or written to ``log_file`` (parallel
     studies, whose progress bars would interleave); the log is created when the child
     starts, so a run that never started (the study stopped first, or the child could not be
     started) leaves none, and the log of its previous attempt is kept. ``threads`` sets the
     child's ``OMP_NUM_THREADS`` unless the environment already does. ``children``: the
-    study's running children (``--jobs N``), which a stop of the study stops.
+    study's running children (``--jobs N``), which a stop of the study stops. ``on_start``
+    is called just before the child starts (the progress line of a run that does start).
 
     A child ended by a stop signal (exit status 128 + SIGINT, SIGTERM or SIGHUP, or killed
     by one) stops the study: :class:`~wsreid.engine.signals.Stopped` with that signal;
@@ -561,6 +565,8 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads
     def start():
         """The child, its log opened for it; called once the study is known not to be stopped."""
         nonlocal sink
+        if on_start is not None:
+            on_start()
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
             sink = log_file.open("w")
@@ -602,7 +608,7 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads
     if code:
         where = f" (log: {log_file})" if log_file is not None else ""
         what = f"wsreid run was killed by {_signal_name(-code)}" if code < 0 else f"wsreid run exited with code {code}"
-        raise RuntimeError((last_error or what) + where)
+        raise RunFailed((last_error or what) + where)
 
 
 #: seconds the main thread sleeps at most while it waits for a child or a training thread:
@@ -632,9 +638,14 @@ def _result_awake(future):
                 return future.result()
 
 
+class RunFailed(RuntimeError):
+    """A ``wsreid run`` child that failed otherwise than with a user error (its message
+    says how: its last error line, its exit code or the signal that killed it)."""
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return text if isinstance(exc, UserError) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, (UserError, RunFailed)) else f"{type(exc).__name__}: {text}"
 
 
 def _log_line(line: str) -> None:
@@ -703,12 +714,17 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     def one(item: tuple[int, PlannedRun, str, str]) -> RunOutcome:
         i, run, state, head = item
         argv = _argv(loaded, run, state, disabled)
-        log(f"{head}: {'resuming' if state == STATE_RESUME else 'running'} -> {run.run_dir}")
+
+        def announce() -> None:
+            log(f"{head}: {'resuming' if state == STATE_RESUME else 'running'} -> {run.run_dir}")
+
         try:
-            if jobs > 1:
+            if jobs > 1:  # said once the child starts: a run queued when the study stops never does
                 log_file = (log_dir or run.run_dir.parent) / f"{_slug(run.label)}-seed-{run.seed}.log"
-                execute_subprocess(argv, log_file=log_file, threads=_threads_per_job(jobs), children=children)
+                execute_subprocess(argv, log_file=log_file, threads=_threads_per_job(jobs), children=children,
+                                   on_start=announce)
             else:
+                announce()
                 execute(loaded, run, state, disabled)
         except KeyboardInterrupt:
             raise
@@ -745,7 +761,11 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
     ordered = [outcomes[k] for k in sorted(outcomes)]
     for k, outcome in enumerate(ordered):
         metrics_file = outcome.run.run_dir / "metrics.json"
-        if outcome.status in (STATE_DONE, "ran") and metrics_file.exists():
+        if (outcome.status == "failed" and IN_USE in (outcome.error or "") and metrics_file.exists()
+                and not (outcome.run.run_dir / RUN_LOCK).exists()):  # refused as in use, since finished by its holder
+            log(f"{outcome.run.label} seed {outcome.run.seed}: finished by another process meanwhile, kept")
+            ordered[k] = _finished(outcome.run, STATE_DONE)
+        elif outcome.status in (STATE_DONE, "ran") and metrics_file.exists():
             ordered[k] = _finished(outcome.run, outcome.status)
             if ordered[k].status == "failed":
                 log(f"{outcome.run.label} seed {outcome.run.seed}: FAILED: {ordered[k].error}")
@@ -772,14 +792,14 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
     states: dict[int, str] = {}
     replacing: list[tuple[PlannedRun, str]] = []
     invalid = 0
-    warned: set[str] = set()
+    variants_warned: dict[str, list[str]] = {}  # a warning line -> the variants it concerns
     warned_same: set[tuple[str, str]] = set()
 
     def warn(run: PlannedRun, lines: list[str]) -> None:  # once per variant: its seeds share the schedule
-        if run.label not in warned:
-            warned.add(run.label)
-            for line in lines:
-                log(f"warning: {run.label}: {line}")
+        for line in lines:
+            labels = variants_warned.setdefault(line, [])
+            if run.label not in labels:
+                labels.append(run.label)
 
     first_of: dict[str, str] = {}  # what a run trains -> the first variant that trains it
     for i, run in enumerate(runs, 1):
@@ -801,6 +821,12 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
             warned_same.add((first, run.label))
             log(f"warning: variants {first!r} and {run.label!r} train the same recipe (seed {run.seed}): the "
                 "overrides that tell them apart change nothing, so their rows will be the same")
+    # one line per warning (a warning of the base recipe, e.g. a smoke run's -o train.epochs, is
+    # every variant's: named once, not once per variant)
+    labels = list(dict.fromkeys(run.label for run in runs))
+    for line, warned in variants_warned.items():
+        who = "every variant" if len(labels) > 1 and warned == labels else ", ".join(warned)
+        log(f"warning: {who}: {line}")
     if invalid and strict:
         raise StudyError(f"{loaded.path}: {invalid} of {len(runs)} planned runs are invalid (their FAILED lines "
                          "above say why); nothing was run", hint="fix them, then run the study")
@@ -888,7 +914,7 @@ def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
     outcomes = []
     for run in runs:
         if not (run.run_dir / "metrics.json").exists():
-            earlier = read_failures(run.run_dir.parents[2]).get(_failure_key(run))
+            earlier = read_failures(run.run_dir.parents[2], run).get(_failure_key(run))
             outcomes.append(RunOutcome(run, "failed", error=earlier + EARLIER_FAILURE) if earlier
                             else RunOutcome(run, "planned"))
             continue
@@ -908,8 +934,9 @@ def collect_outcomes(runs: list[PlannedRun], loaded: LoadedStudy | None = None,
     return outcomes
 
 
-#: the study directory's record of runs that failed (label/seed-S -> message): a failed
-#: run leaves no directory, so a later report would otherwise say "not run"
+#: the study directory's record of runs that failed (label/seed-S -> the message and the
+#: run's overrides): a failed run leaves no directory, so a later report would otherwise
+#: say "not run"
 FAILURES_FILE = "failures.json"
 #: what a report adds to such a message
 EARLIER_FAILURE = " (when it last ran)"
@@ -919,23 +946,36 @@ def _failure_key(run: PlannedRun) -> str:
     return f"{_slug(run.label)}/seed-{run.seed}"
 
 
-def read_failures(output_dir: Path) -> dict[str, str]:
-    """The failures recorded in ``output_dir`` (empty when none, or unreadable)."""
+def _failure_records(output_dir: Path) -> dict[str, dict[str, Any]]:
+    """``failures.json`` as key -> {"error", "overrides"}; a record of an earlier version
+    (key -> message) has overrides None. Empty when missing or unreadable."""
     try:
         data = json.loads((output_dir / FAILURES_FILE).read_text())
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): {"error": str(v["error"]), "overrides": v.get("overrides")} if isinstance(v, dict) and "error" in v
+            else {"error": str(v), "overrides": None} for k, v in data.items()}
+
+
+def read_failures(output_dir: Path, run: PlannedRun | None = None) -> dict[str, str]:
+    """The failures recorded in ``output_dir`` (key -> message; empty when none, or
+    unreadable); with ``run``, only a failure of that run's overrides as planned now: the
+    message of a variant since changed (fixed) is not its."""
+    return {k: v["error"] for k, v in _failure_records(output_dir).items()
+            if run is None or v["overrides"] is None or v["overrides"] == run.overrides}
 
 
 def record_failures(output_dir: Path, outcomes: list[RunOutcome]) -> None:
     """Keep the messages of the runs that failed in this invocation in
-    :data:`FAILURES_FILE`, forget those of runs that finished since (written atomically;
-    removed when empty)."""
-    failures = read_failures(output_dir)
+    :data:`FAILURES_FILE`, with the overrides they ran with, forget those of runs that
+    finished since (written atomically; removed when empty)."""
+    failures = _failure_records(output_dir)
     for o in outcomes:
         if o.status == "failed" and o.error and not (o.run.run_dir / "metrics.json").exists():
-            failures[_failure_key(o.run)] = o.error.removesuffix(EARLIER_FAILURE)
+            failures[_failure_key(o.run)] = {"error": o.error.removesuffix(EARLIER_FAILURE),
+                                             "overrides": list(o.run.overrides)}
         elif (o.run.run_dir / "metrics.json").exists():
             failures.pop(_failure_key(o.run), None)
     path = output_dir / FAILURES_FILE
@@ -1053,12 +1093,16 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     rerun = ["wsreid", "ablate", str(study), *(x for text in overrides for x in ("-o", text)),
              *(["--output-dir", str(output_dir)] if where == "--output-dir" else []),
              *(x for name in disabled for x in ("--disable-plugin", name))]
-    checked = None if include_outdated else loaded  # collect_outcomes checks recipes against it
-    if report_only:  # outdated runs are found either way, to say so
-        outcomes = collect_outcomes(runs, loaded, list(disabled), rerun)
-        if include_outdated:  # tabulated, and said so in the row's status
-            outcomes = [_finished(o.run, STATE_OUTDATED_INCLUDED) if o.status == STATE_OUTDATED else o
-                        for o in outcomes]
+    def collected(planned: list[PlannedRun]) -> list[RunOutcome]:
+        """The outcomes of finished runs not run now; outdated ones (their recipe differs
+        from what the study asks for now) are found either way, to say so, and with
+        ``include_outdated`` tabulated, their row's status saying so."""
+        found = collect_outcomes(planned, loaded, list(disabled), rerun)
+        return [_finished(o.run, STATE_OUTDATED_INCLUDED) if include_outdated and o.status == STATE_OUTDATED else o
+                for o in found]
+
+    if report_only:
+        outcomes = collected(runs)
         outdated = sum(o.status == STATE_OUTDATED for o in outcomes)
         if outdated and not any(o.metrics is not None for o in outcomes):
             given = " ".join(f"-o {text}" for text in overrides)
@@ -1077,8 +1121,7 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
             raise
         if len(selected) < len(runs) and not dry_run:  # the table covers every run of the study
             done = {(o.run.label, o.run.seed): o for o in outcomes}
-            outcomes = [done.get((r.label, r.seed)) or collect_outcomes([r], checked, list(disabled), rerun)[0]
-                        for r in runs]
+            outcomes = [done.get((r.label, r.seed)) or collected([r])[0] for r in runs]
     if dry_run:
         return StudyReport(outcomes, {}, dry_run=True)
     if not report_only:
@@ -1089,7 +1132,7 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     rows = aggregate(loaded, outcomes)
     earlier = [name for name in ("results.md", "results.csv", "results.png") if (output_dir / name).is_file()]
     try:
-        paths = write_outputs(loaded, rows, output_dir)
+        paths = write_outputs(loaded, rows, output_dir, list(overrides))
     except OSError as exc:
         from wsreid.fileio import disk_full, permission_refused, write_failure
 

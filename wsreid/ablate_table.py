@@ -19,7 +19,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 from wsreid.fileio import write_atomically, write_atomically_together
 
@@ -125,7 +125,7 @@ def paired_summary(row: VariantRow, name: str) -> tuple[float, float | None, lis
 
 def _label(row: VariantRow) -> str:
     tags = [" (reference)" if row.is_reference else "", f" [{NOT_WEAK}]" if row.weakly_supervised is False else ""]
-    return row.label + "".join(tags)
+    return row.label.replace("|", "\\|") + "".join(tags)  # a '|' of the label would split its cell
 
 
 def _cell(row: VariantRow, name: str, reference: VariantRow) -> str:
@@ -147,17 +147,20 @@ def _other_seeds(row: VariantRow, name: str, reference: VariantRow) -> bool:
     return row.seeds.get(name) != reference.seeds.get(name)
 
 
-def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow]) -> str:
-    """The Markdown text of ``results.md``."""
+def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow], overrides: Sequence[str] = ()) -> str:
+    """The Markdown text of ``results.md``; ``overrides``: the command line's ``-o``, which
+    every run of the study got (a smoke study's table must not read like the full one's)."""
     study = loaded.study
     metrics = study.metrics
     title = study.title or f"Ablation study {loaded.path.name}"
     seeds = ", ".join(str(s) for s in study.seeds)
+    given = f" with `{' '.join(f'-o {text}' for text in overrides)}`" if overrides else ""
     lines = [
         f"# {title}",
         "",
-        f"Base recipe `{loaded.base.name}`, seeds {seeds}; test split, %, mean ± sample std over the finished "
-        f"seeds, (delta) to the reference `{loaded.reference}`.",
+        f"Base recipe `{loaded.base.name}`{given}, seeds {seeds}; test split of each run's selected checkpoint "
+        f"(metrics.json), %, mean ± sample std over the finished seeds, (delta) to the reference "
+        f"`{loaded.reference}`.",
         "",
         "| variant | runs | " + " | ".join(metrics) + " | status |",
         "|---|---|" + "---|" * len(metrics) + "---|",
@@ -261,12 +264,14 @@ def write_chart(path: Path | BinaryIO, loaded: "LoadedStudy", rows: list[Variant
     fig.savefig(path, dpi=100, format="png")
 
 
-def write_outputs(loaded: "LoadedStudy", rows: list[VariantRow], output_dir: Path) -> dict[str, Path]:
+def write_outputs(loaded: "LoadedStudy", rows: list[VariantRow], output_dir: Path,
+                  overrides: Sequence[str] = ()) -> dict[str, Path]:
     """Write results.md, results.csv and results.png into ``output_dir``, as one set: all
     three are written before any replaces its old version, so a failure (a full disk)
-    keeps the previous set whole (:func:`wsreid.fileio.write_atomically_together`)."""
+    keeps the previous set whole (:func:`wsreid.fileio.write_atomically_together`).
+    ``overrides``: the command line's ``-o``, named in results.md."""
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": output_dir / "results.md", "csv": output_dir / "results.csv", "png": output_dir / "results.png"}
-    write_atomically_together({paths["md"]: markdown_table(loaded, rows), paths["csv"]: csv_text(loaded, rows),
+    write_atomically_together({paths["md"]: markdown_table(loaded, rows, overrides), paths["csv"]: csv_text(loaded, rows),
                                paths["png"]: lambda out: write_chart(out, loaded, rows)})
     return paths

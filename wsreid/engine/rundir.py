@@ -212,11 +212,15 @@ def _lock_holder(run_dir: Path) -> dict | None:
     return holder
 
 
+#: what the error of a run directory held by another run says (a study reads it in a child's error line)
+IN_USE = "is in use by the run of wsreid process"
+
+
 def check_not_in_use(run_dir: Path) -> None:
     """Raise a :class:`UserError` when a run in progress holds ``run_dir``."""
     holder = _lock_holder(run_dir)
     if holder is not None:
-        raise UserError(f"output directory {run_dir} is in use by the run of wsreid process {holder['pid']} on "
+        raise UserError(f"output directory {run_dir} {IN_USE} {holder['pid']} on "
                         f"{holder['host']} (started {holder.get('started', '?')})",
                         hint=f"wait for it to end or stop it; if it no longer runs, delete {run_dir / RUN_LOCK}")
 
