@@ -642,3 +642,28 @@ def test_once_stopped_exceptions_in_finalizers_print_nothing_and_before_they_do(
         send(signal.SIGTERM, swallowed=True)  # its own Stopped goes through the hook too
         sys.unraisablehook(after)
     assert seen == [before] and sys.unraisablehook == seen.append
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_ctrl_c_while_the_command_line_imports_is_one_line(debug):
+    """A Ctrl-C in the second the command line takes to import torch printed the import's
+    35-line traceback (a study interrupted while a child started printed it too)."""
+    import subprocess
+
+    code = textwrap.dedent(f"""\
+        import builtins, sys
+        real = builtins.__import__
+        def cut_short(name, *args, **kwargs):
+            if name == "wsreid.cli":
+                raise KeyboardInterrupt  # as Ctrl-C while torch imports
+            return real(name, *args, **kwargs)
+        builtins.__import__ = cut_short
+        sys.argv = ["wsreid", "plugins"{', "--debug"' if debug else ''}]
+        from wsreid.__main__ import entry
+        entry()
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if debug:
+        assert done.returncode == -signal.SIGINT and "Traceback" in done.stderr and "KeyboardInterrupt" in done.stderr
+    else:
+        assert (done.returncode, done.stderr) == (130, "\ninterrupted while starting; nothing was done\n")
