@@ -840,3 +840,20 @@ def test_a_run_another_invocation_held_and_finished_is_tabulated_as_finished(stu
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert rows["D"]["status"] == "ok" and rows["D"]["runs_done"] == "1"
     assert not (out / "failures.json").exists()
+
+
+def test_a_block_removed_then_written_again_is_blamed_on_the_override_that_wrote_it(study_file, tmp_path, capsys):
+    """A variant removing a component while another override sets one of its parameters
+    made a block without a name, blamed on the base recipe's line of the removed block."""
+    _write(study_file, study_file.read_text().replace(
+        "  - label: D\n", "  - label: D\n    overrides: {objectives.sdm_global: null, objectives.sdm_global.weight: 2}\n"))
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(tmp_path / "out"), "--seeds", "0"]) == 2
+    failed = [line for line in capsys.readouterr().err.splitlines() if ": FAILED: " in line]
+    assert failed == [f"[4/4] D seed 0: FAILED: {study_file}:11: variant 'D', override objectives.sdm_global.weight=2: "
+                      "objectives.sdm_global: missing 'name' (objective names: " + failed[0].split("(objective names: ")[1]]
+    # the same with the command line's -o
+    capsys.readouterr()
+    assert main(["validate", str(REPO / "recipes" / "dgia.yaml"), "-o", "local_associations.lrc=null", "-o",
+                 "local_associations.lrc.threshold_image=0.6"]) == 2
+    assert capsys.readouterr().err.startswith("error: override -o local_associations.lrc.threshold_image=0.6: "
+                                              "local_associations.lrc: missing 'name'")

@@ -28,7 +28,8 @@ def add_parsers(sub) -> None:
                    help="run each training in its own `python -m wsreid run` process (isolates crashes and memory)")
     p.add_argument("--seeds", metavar="S[,S...]",
                    help="run only these seeds (a comma-separated subset or replacement of the study's seeds); "
-                        "the table still covers the study's seeds, with the others shown as not run")
+                        "the table still covers the study's seeds, with the others shown as not run; a seed "
+                        "beyond them is in this invocation's table only (add it to the study's seeds: to keep it)")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL",
                    help="run only this variant (its exact label; repeatable); the table still covers every "
                         "variant, with the others as they stand")

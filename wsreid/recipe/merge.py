@@ -212,7 +212,8 @@ def _apply_one(tree: dict[str, Any], parts: tuple[str, ...], value: Any, source:
                replaced: list[KeyPath] | None = None) -> KeyPath:
     """Lay one override over ``tree`` in place; returns the path it set (with list
     indices as ints). ``replaced`` collects the paths of values the override stepped
-    into and so replaced by a mapping."""
+    into and so replaced by a mapping, and of the mappings it made (a block an earlier
+    ``null`` removed, written again: an error about the block names this override)."""
     replaced = [] if replaced is None else replaced
     node: Any = tree
     path: list[str | int] = []
@@ -243,8 +244,7 @@ def _apply_one(tree: dict[str, Any], parts: tuple[str, ...], value: Any, source:
                     f"index {parts[depth + 1]}",
                     hint=f"set the whole list, e.g. -o '{'.'.join(parts[: depth + 1])}=[...]'",
                 )
-            if part in node:
-                replaced.append(tuple(path))
+            replaced.append(tuple(path))  # a value replaced, or a mapping made: this override's
             child = node[part] = {}
         node = child
     return tuple(path)
