@@ -150,8 +150,10 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+    except BaseException as exc:  # a stop signal too: nothing half-written is left behind
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(exc, (OSError, SafetensorError)):  # safetensors reports a full disk as its own error
+            raise
         raise TrainingError(f"could not write checkpoint {root / name}: {_write_error(exc)}",
                             hint=_after_failed_write(previous, f"the previous checkpoint {previous.name} is kept"
                                                      if previous else None, exc)) from exc
@@ -211,8 +213,10 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
         tmp.mkdir()
         save_model(model, str(tmp / WEIGHTS))
         (tmp / "state.json").write_text(json.dumps(info, indent=1))
-    except (OSError, SafetensorError) as exc:
+    except BaseException as exc:  # a stop signal too: nothing half-written is left behind
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(exc, (OSError, SafetensorError)):
+            raise
         raise TrainingError(f"could not write the best checkpoint {root / 'best'}: {_write_error(exc)}",
                             hint=_after_failed_write(latest_or_none(run_dir), "the previous best checkpoint is kept"
                                                      if previous is not None else None, exc)) from exc
@@ -240,6 +244,15 @@ def _header_problem(path: Path) -> str | None:
             return None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         return " ".join(str(exc).split())
+
+
+def weights_problem(path: Path) -> str | None:
+    """Why the weights file ``path`` cannot be used (missing, corrupt or truncated), in a
+    few words; None when its header and every byte it announces read."""
+    if not path.exists():
+        return "its model.safetensors is missing"
+    problem = _header_problem(path)
+    return None if problem is None else f"corrupt or truncated: {problem}"
 
 
 def load_model_weights(model: torch.nn.Module, path: Path, *, hint: str | None = None) -> None:

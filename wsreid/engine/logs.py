@@ -8,10 +8,11 @@ import io
 import math
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from wsreid.errors import TrainingError
-from wsreid.fileio import write_atomically
+from wsreid.fileio import disk_full, permission_refused, write_atomically, write_failure
 
 
 STEP_TAG_PREFIX = "train/"
@@ -59,15 +60,17 @@ class RunLogger:
         if path.exists():
             old = self._header(path)
             if old and set(fields) - set(old):
-                # a new column appeared (rare): rewrite the file with the wider header
+                # a new column appeared (rare: DGIA's epoch 2): rewrite the file with the wider
+                # header, atomically - written in place, a stop or a full disk then lost its rows
                 fields = old + [k for k in fields if k not in old]
                 with path.open(newline="") as f:
                     existing = list(csv.DictReader(f))
-                with path.open("w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=fields)
-                    w.writeheader()
-                    w.writerows(existing)
-                    w.writerow(row)
+                text = io.StringIO(newline="")
+                w = csv.DictWriter(text, fieldnames=fields)
+                w.writeheader()
+                w.writerows(existing)
+                w.writerow(row)
+                write_atomically(path, text.getvalue())
                 self._fields[name] = fields
                 return
             if old:
@@ -80,27 +83,45 @@ class RunLogger:
             w.writerow(row)
         self._fields[name] = fields
 
+    @contextmanager
+    def _writing(self, what: str):
+        """Around a write of the logs: a failure to write (a full disk; TensorBoard's writer
+        thread reports its own at the next call) is one :class:`TrainingError` line, not
+        a traceback."""
+        try:
+            yield
+        except OSError as exc:
+            fix = "free disk space" if disk_full(exc) else "fix the permissions of the run directory" \
+                if permission_refused(exc) else "fix the cause"
+            raise TrainingError(f"cannot write the run's log {self.dir / what}: {write_failure(exc)}",
+                                hint=f"{fix}, then run the command again (with --resume once the run has a "
+                                     "checkpoint: the logs are cut back to it)") from None
+
     def step(self, step: int, epoch: int, values: dict[str, float]) -> None:
         """Log one training step's values."""
         if not self.enabled:
             return
-        self._append("steps.csv", {"step": step, "epoch": epoch, **values})
-        tb = self._writer()
-        if tb:
-            for k, v in values.items():
-                tb.add_scalar(f"{STEP_TAG_PREFIX}{k}", v, step)
+        with self._writing("steps.csv"):
+            self._append("steps.csv", {"step": step, "epoch": epoch, **values})
+        with self._writing("tensorboard"):
+            tb = self._writer()
+            if tb:
+                for k, v in values.items():
+                    tb.add_scalar(f"{STEP_TAG_PREFIX}{k}", v, step)
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
         """Log one epoch's values (losses, lr, evaluation, diagnostics)."""
         if not self.enabled:
             return
-        self._append("epochs.csv", {"epoch": epoch, **values})
-        tb = self._writer()
-        if tb:
-            for k, v in values.items():
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    tb.add_scalar(k, v, epoch)
-            tb.flush()
+        with self._writing("epochs.csv"):
+            self._append("epochs.csv", {"epoch": epoch, **values})
+        with self._writing("tensorboard"):
+            tb = self._writer()
+            if tb:
+                for k, v in values.items():
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        tb.add_scalar(k, v, epoch)
+                tb.flush()
 
     def truncate(self, epoch: int, step: int) -> None:
         """Drop rows written after a checkpoint (used on resume), and the TensorBoard points
@@ -128,11 +149,17 @@ class RunLogger:
             if warning:
                 print(f"warning: {warning}", file=sys.stderr, flush=True)
 
-    def close(self) -> None:
-        """Close the TensorBoard writer (when it was opened)."""
+    def close(self, *, quiet: bool = False) -> None:
+        """Close the TensorBoard writer (when it was opened). ``quiet``: a write error it
+        reports is dropped (closing after another error, which is the one to report)."""
         if self._tb:
-            self._tb.close()
-            self._tb = None
+            tb, self._tb = self._tb, None
+            try:
+                with self._writing("tensorboard"):
+                    tb.close()
+            except TrainingError:
+                if not quiet:
+                    raise
 
 
 def cut_log(path: Path, key: str, limit: int) -> str | None:
@@ -325,5 +352,7 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     out = out or run_dir / "curves.png"
-    fig.savefig(out, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=110, format="png")
+    write_atomically(out, image.getvalue())  # a stop while it was written left a truncated picture
     return out

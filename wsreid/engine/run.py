@@ -22,6 +22,7 @@ One step, :meth:`Run.train_step` (docs/architecture.md, "The flow of one step"):
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -69,6 +70,7 @@ from wsreid.engine.evaluate import check_encoder_output, extract_train_features,
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import ComponentError, DataError, RecipeError, TrainingError, UserError, one_line
+from wsreid.fileio import write_failure
 from wsreid.pluginmanager import Plugins
 
 #: checkpoint tensor names ``<section>/<label>/module.<name>`` hold a trainable component's
@@ -150,6 +152,8 @@ class Run:
         self.step = 0
         #: True once the first training step of this start is about to run
         self.training_started = False
+        #: True once metrics.json is written: the run is finished, whatever stops it after
+        self.finished = False
         #: training pairs and evaluation splits: ids, images, captions (dataset_counts)
         self.dataset_counts: dict[str, dict[str, int]] = {}
         self._origins: dict[str, str] = {}
@@ -418,7 +422,28 @@ class Run:
             ckpt.set_rng_state(data["rng"], state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = state.get("history", [])
+        self._check_best_on_resume()
         self.logger.truncate(self.epoch, self.step)
+
+    def _check_best_on_resume(self) -> None:
+        """The best checkpoint a resumed run will report: a damaged one is refused now, not
+        after the remaining epochs; one of an epoch after the restored checkpoint (written
+        just before the stop, that epoch now trained again) is removed - its score is not in
+        the restored history, and a repeated epoch that scores otherwise (another host)
+        must not leave it to be reported under another epoch's label."""
+        best = ckpt.recover_best(self.run_dir) if self.dist.is_main else None
+        if best is None:
+            return
+        epoch = _best_epoch_of(best)
+        if epoch is not None and epoch > self.epoch:
+            shutil.rmtree(best)
+            return
+        problem = ckpt.weights_problem(best / "model.safetensors")
+        if problem is not None:
+            raise TrainingError(f"--resume: the best checkpoint {best} is damaged ({problem}); the run would "
+                                "report it after training",
+                                hint=f"restore it, or delete {best}: the run then reports the last epoch and says "
+                                     "so in metrics.json, unless a later epoch scores best")
 
     # ------------------------------------------------------------------ phase 4: save
     def save(self) -> None:
@@ -846,13 +871,22 @@ class Run:
         the curves (main process), call the run-end hook. Returns the metrics."""
         sel = self.selection_split()
         best_epoch = self.epoch
+        best_missing = False
         if sel:
             scored = [h for h in self.history if sel in h]
             best = max(scored, key=lambda h: h[sel]["R1"]) if scored else None
-            if best is not None and ckpt.recover_best(self.run_dir) is not None:
+            saved = ckpt.recover_best(self.run_dir)
+            if best is not None and saved is not None and _best_epoch_of(saved) in (best["epoch"], None):
                 best_epoch = best["epoch"]
-                ckpt.load_model_weights(self.encoder, self.run_dir / "checkpoints" / "best" / "model.safetensors",
-                                        hint=ckpt.TRAINING_HINT)
+                ckpt.load_model_weights(self.encoder, saved / "model.safetensors", hint=ckpt.TRAINING_HINT)
+            elif best is not None and best["epoch"] != self.epoch:
+                # its weights are gone (deleted, or replaced by a later attempt's): the last
+                # epoch's are evaluated, and metrics.json says so rather than naming the best
+                best_missing = True
+                if self.dist.is_main:
+                    print(f"warning: the weights of epoch {best['epoch']}, the best on {sel}, are not in "
+                          f"{self.run_dir / 'checkpoints' / 'best'}: evaluating the last epoch ({self.epoch}) "
+                          "instead", file=sys.stderr, flush=True)
         test = self.evaluate("test")
         comps = self.components
         metrics = {
@@ -868,13 +902,21 @@ class Run:
             "epochs": self.epoch,
             "data_counts": self.dataset_counts,
         }
+        if best_missing:
+            metrics["selection"] = f"last epoch (the best checkpoint on {sel} was missing)"
         if not comps.weakly_supervised:
             metrics["note"] = ("NOT weakly supervised: uses true identity labels via "
                                + ", ".join(comps.supervised_names()))
         signals.check()  # metrics.json marks the run finished: not after a swallowed stop signal
         if self.dist.is_main:
-            ckpt.atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
-            self.logger.close()
+            self.logger.close()  # the logs complete (TensorBoard's last write error raised) before the run is finished
+            try:
+                ckpt.atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            except OSError as exc:
+                raise TrainingError(f"cannot write {self.run_dir / 'metrics.json'}: {write_failure(exc)}",
+                                    hint="free disk space (or fix the run directory's permissions), then resume "
+                                         "with --resume: it evaluates the selected checkpoint again") from None
+            self.finished = True
             try:
                 plot_curves(self.run_dir)
             except Exception as exc:  # a plotting failure must not lose a finished run
@@ -882,6 +924,15 @@ class Run:
         with self.hook_guard("wsreid_run_end"):
             self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
         return metrics
+
+
+def _best_epoch_of(best: Path) -> int | None:
+    """The epoch ``checkpoints/best`` holds (its state.json), None when unreadable."""
+    try:
+        epoch = json.loads((best / "state.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
 
 
 @contextmanager

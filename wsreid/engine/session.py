@@ -211,10 +211,16 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
         # (Ctrl-C: before its first epoch; after that, it names the command to start again)
         removed = created and (not started or (not interrupted and _no_checkpoint(run_dir)))
         if run is not None and run.logger is not None:
-            run.logger.close()  # its TensorBoard thread must not write on into a removed directory
+            run.logger.close(quiet=True)  # its TensorBoard thread must not write on into a removed directory
         if removed:
             discard_run_dir(run_dir, created)
         signum = signals.signal_of(exc)
+        if interrupted and not isinstance(exc, RunInterrupted) and run is not None and run.finished:
+            again = command("wsreid", "run", run_dir / "recipe.yaml", "--output-dir", run_dir)
+            raise RunInterrupted(run_dir, f"{signals.describe(signum)} after the run had finished (its metrics.json "
+                                          "is written); curves.png or what plugins do at the run's end may be "
+                                          f"missing; to do them, resume with: {again} --resume",
+                                 signum) from None
         if interrupted and not isinstance(exc, RunInterrupted) and not removed and not scratch:
             from wsreid.engine.checkpoint import latest_checkpoint
 

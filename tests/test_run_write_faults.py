@@ -1,0 +1,172 @@
+"""Writes of a run that a stop or a full disk cuts short: the logs, metrics.json, the
+curves and the checkpoints. Each is one line (exit 2) or the stop's line (exit 130), and
+nothing half-written is left: a log keeps the rows it had, a checkpoint folder being
+written is removed."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+
+import pytest
+
+from wsreid.cli import main
+from wsreid.engine.logs import RunLogger
+from wsreid.errors import TrainingError
+
+
+def test_a_log_rewritten_for_a_new_column_keeps_its_rows_when_the_rewrite_is_cut_short(tmp_path, monkeypatch):
+    """A new column (DGIA's epoch 2) rewrote the whole CSV in place: a stop in the middle
+    left the header alone, the rows the checkpoint covers lost for good."""
+    logger = RunLogger(tmp_path)
+    for step in range(1, 4):
+        logger.step(step, 1, {"loss/itc": 1.0 / step})
+    before = (tmp_path / "logs" / "steps.csv").read_text()
+
+    def stopped(self, rows):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        logger.step(4, 2, {"loss/itc": 0.2, "loss/sdm_global": 3.0})
+    assert (tmp_path / "logs" / "steps.csv").read_text() == before
+    monkeypatch.undo()
+    logger.step(4, 2, {"loss/itc": 0.2, "loss/sdm_global": 3.0})
+    rows = list(csv.DictReader((tmp_path / "logs" / "steps.csv").open()))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"] and rows[0]["loss/sdm_global"] == ""
+    assert rows[3]["loss/sdm_global"] == "3.0"
+    logger.close()
+
+
+def test_a_log_that_cannot_be_written_is_one_line(tmp_path):
+    """A full disk or an unwritable log file was a traceback (exit 1), and before the first
+    checkpoint it left a run directory no command would continue."""
+    logger = RunLogger(tmp_path)
+    (tmp_path / "logs" / "epochs.csv").mkdir()  # stands for any OSError of the write
+    with pytest.raises(TrainingError) as caught:
+        logger.epoch(1, {"loss/itc": 1.0})
+    assert str(caught.value).startswith(f"cannot write the run's log {tmp_path / 'logs' / 'epochs.csv'}: ")
+    assert "run the command again (with --resume once the run has a checkpoint" in str(caught.value)
+    logger.close()
+
+
+def test_a_full_disk_at_metrics_json_is_one_line_and_the_run_resumes(make_recipe, tmp_path, capsys, monkeypatch):
+    import wsreid.engine.checkpoint as ckpt
+
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    write = ckpt.atomic_write_text
+
+    def full_for_metrics(path, text):
+        if path.name == "metrics.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, text)
+
+    monkeypatch.setattr(ckpt, "atomic_write_text", full_for_metrics)
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    run_dir = tmp_path / "run"
+    assert err == (f"error: cannot write {run_dir / 'metrics.json'}: no space left on the device (free disk space (or "
+                   "fix the run directory's permissions), then resume with --resume: it evaluates the selected "
+                   "checkpoint again)\n")
+    monkeypatch.undo()
+    assert main(["run", str(recipe), "--resume"]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_a_stop_after_metrics_json_says_the_run_finished(make_recipe, tmp_path, capsys, monkeypatch):
+    """It said 'interrupted; last complete checkpoint ...; resume with ... --resume', exit
+    130, for a run that metrics.json marks finished (and ablate counts as such)."""
+    import wsreid.engine.run as run_module
+
+    def stopped(run_dir, out=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "plot_curves", stopped)
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    assert main(["run", str(recipe)]) == 130
+    err = capsys.readouterr().err.strip()
+    run_dir = tmp_path / "run"
+    assert err.startswith("interrupted after the run had finished (its metrics.json is written); curves.png or what "
+                          "plugins do at the run's end may be missing; to do them, resume with: wsreid run ") and \
+        err.endswith(" --resume"), err
+    assert (run_dir / "metrics.json").is_file() and not (run_dir / "curves.png").exists()
+
+
+def test_a_stop_while_a_checkpoint_is_written_leaves_no_partial_folder(make_recipe, tmp_path, capsys, monkeypatch):
+    """Only a failed write removed the temporary folder; a stop left epoch-0001.tmp with
+    part of the files."""
+    import wsreid.engine.checkpoint as ckpt
+
+    real = ckpt.save_file
+
+    def stop_at_the_rng_file(tensors, path, *args, **kwargs):
+        if path.endswith("rng.safetensors"):
+            raise KeyboardInterrupt
+        return real(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", stop_at_the_rng_file)
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 2, "warmup_epochs": 0}})
+    assert main(["run", str(recipe), "--output-dir", str(tmp_path / "run")]) == 130
+    left = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) \
+        if (tmp_path / "run" / "checkpoints").exists() else []
+    assert not any(name.endswith(".tmp") for name in left), left
+
+
+def _val_scores_falling(monkeypatch):
+    """Validation R1 60, 50, 40 ... at epochs 1, 2, 3: the best epoch is the first."""
+    from wsreid.engine.run import Run
+
+    real = Run.evaluate
+
+    def evaluate(self, split_name):
+        metrics = real(self, split_name)
+        return {**metrics, "R1": 70.0 - 10 * self.epoch} if split_name == "val" else metrics
+
+    monkeypatch.setattr(Run, "evaluate", evaluate)
+
+
+def test_a_run_whose_best_checkpoint_is_missing_says_it_reports_the_last_epoch(make_recipe, tmp_path, capsys,
+                                                                               monkeypatch):
+    """metrics.json said 'best validation R1' of the last epoch's weights when best/ was
+    gone (a user who deleted a damaged one): 38.10 R@1 reported for a best epoch that
+    scored 32.54."""
+    import wsreid.engine.checkpoint as ckpt
+
+    _val_scores_falling(monkeypatch)
+    monkeypatch.setattr(ckpt, "save_best", lambda run_dir, model, info: None)  # as if deleted
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 2, "warmup_epochs": 0}})
+    assert main(["run", str(recipe)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["best_epoch"], metrics["selection"]) == (2, "last epoch (the best checkpoint on val was missing)")
+    assert ("warning: the weights of epoch 1, the best on val, are not in "
+            f"{tmp_path / 'run' / 'checkpoints' / 'best'}: evaluating the last epoch (2) instead") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["stale", "truncated"])
+def test_resume_checks_the_best_checkpoint_before_training(make_recipe, tmp_path, capsys, monkeypatch,
+                                                           test_plugins_path, damage):
+    """A damaged best/ was found after the remaining epochs had trained; one written for
+    an epoch after the restored checkpoint (the stop came between the two writes) was
+    reported with the restored history's best epoch as its label."""
+    _val_scores_falling(monkeypatch)
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_hooks"],
+                                                "train": {"epochs": 2, "warmup_epochs": 0}})
+    monkeypatch.setenv("WSREID_TEST_INTERRUPT_AT", "2")
+    assert main(["run", str(recipe)]) == 130
+    monkeypatch.delenv("WSREID_TEST_INTERRUPT_AT")
+    best = tmp_path / "run" / "checkpoints" / "best"
+    capsys.readouterr()
+    if damage == "stale":  # best/ of an epoch 2 whose checkpoint was never written
+        state = json.loads((best / "state.json").read_text())
+        (best / "state.json").write_text(json.dumps({**state, "epoch": 2}))
+        assert main(["run", str(recipe), "--resume"]) == 0
+        metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        assert (metrics["best_epoch"], metrics["selection"]) == (2, "last epoch (the best checkpoint on val was "
+                                                                    "missing)")
+    else:
+        (best / "model.safetensors").write_bytes((best / "model.safetensors").read_bytes()[:1000])
+        assert main(["run", str(recipe), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --resume: the best checkpoint {best} is damaged (corrupt or truncated: ")
+        assert not (tmp_path / "run" / "checkpoints" / "epoch-0002").exists()  # refused before training
