@@ -173,6 +173,11 @@ def test_resume_from_another_working_directory_names_where_it_looked_and_the_com
     started = []
     monkeypatch.setattr(session, "_train", lambda loaded, run_dir, mode, *rest: started.append((run_dir, mode))
                         or session.RunResult(run_dir, {}, False))
+    from wsreid.checkpoint_layout import FILES  # a checkpoint's files: --resume needs one
+
+    (saved.parent / "checkpoints" / "epoch-0001").mkdir(parents=True)
+    for name in FILES:
+        (saved.parent / "checkpoints" / "epoch-0001" / name).write_text("")
     assert main(suggested[1:]) == 0  # the suggested command gets past the recipe check into training
     assert started == [(saved.parent, session.RunMode.RESUME)]
     # a recipe that is not a run's own: where to run from, or --output-dir

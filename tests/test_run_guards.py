@@ -322,9 +322,9 @@ def test_a_failed_run_closes_its_logs_before_removing_its_directory(make_recipe,
     closed = []
     real_close = RunLogger.close
 
-    def close(self):
+    def close(self, **kwargs):
         closed.append((self._tb is not None, (tmp_path / "run").exists()))
-        real_close(self)
+        real_close(self, **kwargs)
 
     monkeypatch.setattr(RunLogger, "close", close)
     recipe = make_recipe("baselines/itc.yaml", {**FAULTS, "local_associations": {"near": {

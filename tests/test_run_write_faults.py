@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import shutil
+import socket
 
 import pytest
 
@@ -170,3 +172,48 @@ def test_resume_checks_the_best_checkpoint_before_training(make_recipe, tmp_path
         err = capsys.readouterr().err
         assert err.startswith(f"error: --resume: the best checkpoint {best} is damaged (corrupt or truncated: ")
         assert not (tmp_path / "run" / "checkpoints" / "epoch-0002").exists()  # refused before training
+
+
+def test_resume_into_what_is_no_resumable_run_says_which_option_works(make_recipe, tmp_path, capsys, monkeypatch,
+                                                                      test_plugins_path):
+    """A folder that is no run, or a file, was told its recipe.yaml was missing and to use
+    --overwrite (which refuses a foreign folder); a run without a checkpoint was sent from
+    the plain command to --resume, and back, --resume failing only after its data and
+    encoder were built."""
+    recipe = make_recipe("baselines/itc.yaml", {"plugins": ["wsreid_test_hooks"],
+                                                "train": {"epochs": 2, "warmup_epochs": 0}})
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    (tmp_path / "afile").write_text("x")
+    for target, says in ((foreign, f"--resume: {foreign} holds no wsreid run"),
+                         (tmp_path / "afile", f"--resume: {tmp_path / 'afile'} is a file, not a run directory")):
+        assert main(["run", str(recipe), "--output-dir", str(target), "--resume"]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {says} (check --output-dir / output_dir)")
+    # a run stopped in its first epoch, before its first checkpoint (kept: it had started)
+    started = tmp_path / "started"
+    assert main(["run", str(recipe), "--output-dir", str(started)]) == 0
+    shutil.rmtree(started / "checkpoints")
+    (started / "metrics.json").unlink()
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--output-dir", str(started)]) == 2
+    assert capsys.readouterr().err == (f"error: output directory {started} already holds a run that has no checkpoint "
+                                       "yet (pass --overwrite to start it again, or choose another --output-dir)\n")
+    assert main(["run", str(recipe), "--output-dir", str(started), "--resume"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: --resume: {started} holds no checkpoint yet (its first epoch did not finish), so "
+                            "there is nothing to resume (start it again in place with --overwrite)\n")
+    assert "dataset" not in captured.out  # refused before the data were loaded
+
+
+def test_a_folder_left_with_only_a_stale_lock_is_used_as_empty(make_recipe, tmp_path):
+    """A run killed between taking its lock and writing its marker left a folder that every
+    command refused as 'not a wsreid run'."""
+    from wsreid.engine.rundir import RUN_LOCK
+
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    left = tmp_path / "left"
+    left.mkdir()
+    (left / RUN_LOCK).write_text(json.dumps({"pid": 999999999, "host": socket.gethostname(), "started": "then"}))
+    assert main(["run", str(recipe), "--output-dir", str(left)]) == 0
+    assert (left / "metrics.json").is_file()

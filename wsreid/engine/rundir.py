@@ -45,6 +45,7 @@ __all__ = [
     "recorded_recipe",
     "strip_output_dir",
     "check_resume_recipe",
+    "check_resume_target",
     "command",
     "recipe_differences",
     "same_recipe",
@@ -102,6 +103,33 @@ class FreshRunDir(Enum):
     EXISTING = "existing"  # it existed, empty or emptied for --overwrite: its contents go, it stays
 
 
+def check_resume_target(run_dir: Path) -> None:
+    """What ``--resume`` needs of ``run_dir`` before anything else is looked at (its
+    recipe, its data): a directory holding a wsreid run with a complete checkpoint. Raises
+    the :class:`UserError` that says which option works - a folder that is no run was told
+    its recipe.yaml was missing and to use --overwrite, which refuses it; a run without a
+    checkpoint was refused only after its data were loaded and its encoder built."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--resume: {run_dir} is a file, not a run directory", hint="check --output-dir / output_dir")
+    if not (run_dir / RUN_MARKER).exists():
+        raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
+    from wsreid.checkpoint_layout import latest_checkpoint
+
+    try:
+        found = latest_checkpoint(run_dir)
+    except TrainingError:  # a pointer naming no checkpoint: said with its fix when the run restores
+        return
+    if found is None:
+        raise UserError(f"--resume: {run_dir} holds no checkpoint yet (its first epoch did not finish), so there "
+                        "is nothing to resume", hint="start it again in place with --overwrite")
+
+
+def _entries(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` other than a run's lock file and its temporary copies (a
+    process killed between taking the lock and writing its marker leaves them alone)."""
+    return [e.name for e in run_dir.iterdir() if not e.name.startswith(RUN_LOCK)]
+
+
 def prepare_run_dir(run_dir: Path, mode: RunMode) -> FreshRunDir | bool:
     """Check (and, for ``overwrite``, empty) the output directory for ``mode``. Returns
     False for ``resume`` (the run's files stay, whatever happens), else how the directory
@@ -113,7 +141,7 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> FreshRunDir | bool:
         raise UserError(f"output directory {run_dir} is a file", hint="choose another --output-dir")
     check_not_in_use(run_dir)
     existed = run_dir.is_dir()
-    exists = existed and any(run_dir.iterdir())
+    exists = existed and bool(_entries(run_dir))
     if mode is RunMode.RESUME:
         if not (run_dir / RUN_MARKER).exists():
             raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
@@ -128,8 +156,13 @@ def prepare_run_dir(run_dir: Path, mode: RunMode) -> FreshRunDir | bool:
             raise UserError(f"output directory {run_dir} exists and is not a wsreid run",
                             hint="choose another --output-dir; wsreid never deletes foreign directories")
         if mode is not RunMode.OVERWRITE:
-            raise UserError(f"output directory {run_dir} already holds a run",
-                            hint="pass --resume to continue it or --overwrite to start it again")
+            from wsreid.checkpoint_layout import newest_complete_checkpoint
+
+            resumable = newest_complete_checkpoint(run_dir) is not None
+            raise UserError(f"output directory {run_dir} already holds a run" + ("" if resumable else
+                                                                                " that has no checkpoint yet"),
+                            hint="pass --resume to continue it or --overwrite to start it again" if resumable
+                            else "pass --overwrite to start it again, or choose another --output-dir")
         _delete_run(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

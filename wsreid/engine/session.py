@@ -34,6 +34,7 @@ from wsreid.engine.rundir import (
     RUN_MARKER,
     RunMode,
     check_resume_recipe,
+    check_resume_target,
     command,
     discard_run_dir,
     lock_run_dir,
@@ -153,6 +154,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     if mode is RunMode.RESUME and not run_dir.exists():
         raise _no_run_to_resume(run_dir, loaded.source)
     if mode is RunMode.RESUME:
+        check_resume_target(run_dir)  # the directory first: a folder that is no run has no recipe to compare
         disabled = sorted(getattr(plugins, "disabled", ()) or ())
         resolved = {**loaded.resolved, "output_dir": str(run_dir)}
         check_resume_recipe(run_dir, resolved_yaml, resolved, disabled, loaded.source)
