@@ -217,3 +217,32 @@ def test_a_folder_left_with_only_a_stale_lock_is_used_as_empty(make_recipe, tmp_
     (left / RUN_LOCK).write_text(json.dumps({"pid": 999999999, "host": socket.gethostname(), "started": "then"}))
     assert main(["run", str(recipe), "--output-dir", str(left)]) == 0
     assert (left / "metrics.json").is_file()
+
+
+def test_an_evaluation_split_of_one_person_is_refused_before_training(make_recipe, synth_tiny_root, tmp_path, capsys):
+    """A CUHK-PEDES-format annotation giving every record one id (a placeholder for data
+    without identities) trained and reported R@1 100.00 / mAP 100, exit 0."""
+    root = tmp_path / "one-id"
+    root.mkdir()
+    (root / "imgs").symlink_to(synth_tiny_root / "imgs")
+    records = json.loads((synth_tiny_root / "reid_raw.json").read_text())
+    (root / "reid_raw.json").write_text(json.dumps([{**r, "id": 1} for r in records]))
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["run", str(recipe), "-o", f"data={{name: cuhk-pedes, root: '{root}'}}"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error: dataset cuhk-pedes: the val split holds 1 person (") and \
+        "every retrieval would be correct and its R@1 and mAP 100 whatever the model" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_objectives_that_all_weigh_nothing_are_refused(make_recipe, capsys):
+    """ITC at weight 0 alone trained nothing (losses logged as 0) while weight decay moved
+    the weights: validation R@1 11.7 -> 2.1, exit 0."""
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["validate", str(recipe), "-o", "objectives.itc.weight=0"]) == 2
+    assert capsys.readouterr().err == (
+        "error: override -o objectives.itc.weight=0: every objective has weight 0 (itc), so the run would train "
+        "nothing (the optimizer's weight decay alone would move the weights) (give an objective a weight above 0; to "
+        "score the encoder as it is, use wsreid eval --zero-shot)\n")
+    assert main(["validate", str(recipe), "-o", "objectives.itc.weight=0", "-o",
+                 "objectives.late={name: itc, weight: 0.5}"]) == 0  # one is enough

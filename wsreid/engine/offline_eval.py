@@ -375,6 +375,9 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
     split = getattr(splits, split_name)
     if split is None:
         raise UserError(f"dataset {splits.name!r} has no {split_name} split", hint="use --split test")
+    from wsreid.engine.run import check_evaluable, dataset_counts
+
+    check_evaluable(splits.name, {split_name: dataset_counts(splits)[split_name]})
     dist = Distributed(None)
     dist.device = device
     ev = recipe.eval

@@ -208,6 +208,7 @@ class Run:
             dataset, self.splits = load_dataset(self.plugins, r, ctx)
         self._check_splits(dataset)
         self.dataset_counts = dataset_counts(self.splits)
+        check_evaluable(self.splits.name, self.dataset_counts)
         self.train_person_ids = torch.tensor(ctx.train_person_ids)  # N, diagnostics and the identity sampler
         if self.dist.is_main:
             print(format_dataset_counts(self.splits.name, self.dataset_counts), flush=True)
@@ -1016,6 +1017,21 @@ def dataset_counts(splits) -> dict[str, dict[str, int]]:
             counts[name] = {"ids": len(ids), "images": len(split.image_paths), "captions": len(split.captions),
                             "ids_in_train": len(ids & train_ids)}
     return counts
+
+
+def check_evaluable(name: str, counts: dict[str, dict[str, int]]) -> None:
+    """An evaluation split of one person scores every model 100 (each query's best image is
+    of its person): a dataset whose annotation gives every record one id (a placeholder for
+    data without identities) trained and reported R@1 100.00, exit 0. A
+    :class:`~wsreid.errors.DataError` naming the split."""
+    for split, c in counts.items():
+        if split != "train" and c["ids"] < 2:
+            raise DataError(f"dataset {name}: the {split} split holds {c['ids']} person ({c['images']} images, "
+                            f"{c['captions']} captions): every retrieval would be correct and its R@1 and mAP 100 "
+                            "whatever the model",
+                            hint="retrieval is evaluated over several people: check that the annotation gives each "
+                                 "person their own id (a weakly supervised method never reads the training ids, but "
+                                 "evaluation needs the val and test ones)")
 
 
 def format_dataset_counts(name: str, counts: dict[str, dict[str, int]]) -> str:
