@@ -246,3 +246,35 @@ def test_objectives_that_all_weigh_nothing_are_refused(make_recipe, capsys):
         "score the encoder as it is, use wsreid eval --zero-shot)\n")
     assert main(["validate", str(recipe), "-o", "objectives.itc.weight=0", "-o",
                  "objectives.late={name: itc, weight: 0.5}"]) == 0  # one is enough
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="fp16 is valid on a GPU")
+def test_fp16_on_a_machine_without_gpu_is_refused_before_anything_and_named_where_it_is_set(
+        make_recipe, tmp_path, capsys, monkeypatch):
+    """It passed validate, and the run refused it only once its directory was made, the
+    data loaded (or generated) and an init encoder pretrained, naming no line."""
+    import wsreid.engine.session as session
+
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["validate", str(recipe), "-o", "train.mixed_precision=fp16"]) == 0
+    assert capsys.readouterr().err == (
+        "warning: override -o train.mixed_precision=fp16: train.mixed_precision: fp16 needs a GPU, and this machine "
+        "has none: wsreid run refuses it here (use 'bf16' or 'no' on CPU)\n")
+    monkeypatch.setattr(session, "init_weights", lambda *a, **k: pytest.fail("reached the init encoder"))
+    assert main(["run", str(recipe), "-o", "train.mixed_precision=fp16"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("error: override -o train.mixed_precision=fp16: train.mixed_precision: fp16 needs a GPU, "
+                            "and this machine has none (accelerate would ignore it without a word; use 'bf16' or 'no' "
+                            "on CPU)\n") and "dataset" not in captured.out
+    assert not (tmp_path / "run").exists()
+
+
+def test_validate_says_when_a_recipe_is_not_weakly_supervised(make_recipe, capsys):
+    """`train.sampler: identity` (read as 'plain' beside pair_construction: identity) made
+    a weakly supervised recipe supervised, said only on the run's last line."""
+    recipe = make_recipe("dgia.yaml")
+    assert main(["validate", str(recipe)]) == 0
+    assert "NOT weakly supervised" not in capsys.readouterr().out
+    assert main(["validate", str(recipe), "-o", "train.sampler=identity"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        ") [NOT weakly supervised: true identity labels via train.sampler: identity reads true person ids]")

@@ -85,9 +85,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from wsreid.engine.data import image_cache_budget
     from wsreid.recipe import load_recipe
 
+    from wsreid.engine.session import precision_problem
+
     loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
     image_cache_budget()  # the environment a run of it reads: a bad WSREID_IMAGE_CACHE_MB is refused as a run refuses it
     print_warnings(loaded)
+    precision = precision_problem(loaded)
+    if precision is not None:  # a warning: the recipe may be meant for another machine
+        print(f"warning: {precision}: wsreid run refuses it here (use 'bf16' or 'no' on CPU)",
+              file=sys.stderr, flush=True)
     if args.print_resolved:  # as a run records it (its output_dir as the run resolves it: ~ expanded)
         from pathlib import Path
 
@@ -106,5 +112,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for label, spec in block.items():
             if spec is not None:
                 comps.append(f"{label}={spec.name}")
-    print(f"{args.recipe}: valid ({', '.join(comps)})")
+    from wsreid.engine.components import recipe_identity_readers
+
+    readers = recipe_identity_readers(r, loaded.plugins.registry)
+    supervised = f" [NOT weakly supervised: true identity labels via {', '.join(readers)}]" if readers else ""
+    print(f"{args.recipe}: valid ({', '.join(comps)}){supervised}")
     return ExitCode.OK
