@@ -278,3 +278,22 @@ def test_validate_says_when_a_recipe_is_not_weakly_supervised(make_recipe, capsy
     assert main(["validate", str(recipe), "-o", "train.sampler=identity"]) == 0
     assert capsys.readouterr().out.rstrip().endswith(
         ") [NOT weakly supervised: true identity labels via train.sampler: identity reads true person ids]")
+
+
+def test_values_written_in_another_unit_are_warned_of(make_recipe, capsys):
+    """A logit scale written as the temperature (50 for 0.02) trained on a flat loss, a
+    percentile written as a fraction (0.9 for 90) was a no-op: both without a word."""
+    recipe = make_recipe("dgia.yaml")
+    assert main(["validate", str(recipe), "-o", "objectives.sdm_local.temperature=50", "-o",
+                 "local_associations.lrc.threshold_percentile=0.9"]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert ("warning: override -o local_associations.lrc.threshold_percentile=0.9: local_associations.lrc."
+            "threshold_percentile: 0.9 is the 0.9th percentile of the batch's cosines, not 90 %: so low a percentile "
+            "stays under the fixed thresholds (image 0.7, text 0.7), which it only raises, and most likely changes "
+            "nothing (write a percentage, e.g. 90)") in warnings
+    assert ("warning: override -o objectives.sdm_local.temperature=50: objectives.sdm_local.temperature: 50 is tau, "
+            "the divisor of the cosines, so the logits stay within +-0.02 and the loss barely moves; a logit scale of 50 "
+            "is temperature 0.02 (the authors': 0.02, a scale of 50)") in warnings
+    assert main(["validate", str(recipe), "-o", "objectives.itc.temperature=0.05", "-o",
+                 "local_associations.lrc.threshold_percentile=90"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -9,13 +9,15 @@ this association's label.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Literal
 
 import torch
 from pydantic import Field
 
-from wsreid.api import Batch, BuildContext, LocalAssociation, Params, Relation, StepContext, ViewFeatures
+from wsreid.api import (Batch, BuildContext, LocalAssociation, Params, ParamsCheckWarning, Relation, StepContext,
+                        ViewFeatures)
 from wsreid.errors import TrainingError
 
 from wsreid_dgia.functional import lrc_relation_and_thresholds
@@ -70,6 +72,18 @@ class LocalRelationConstruction(LocalAssociation):
     """
 
     Params = LrcParams
+
+    @classmethod
+    def check_params(cls, params: LrcParams) -> None:
+        """A percentile written as a fraction (0.9 for 90 %): its threshold lies far below
+        the fixed ones, which it only ever raises, so it changes nothing - a warning."""
+        p = params.threshold_percentile
+        if p is not None and p <= 1:
+            warnings.warn(ParamsCheckWarning(
+                "threshold_percentile", f"{p:g} is the {p:g}th percentile of the batch's cosines, not {100 * p:g} %: "
+                f"so low a percentile stays under the fixed thresholds (image {params.threshold_image:g}, text "
+                f"{params.threshold_text:g}), which it only raises, and most likely changes nothing (write a "
+                f"percentage, e.g. {100 * p:g})"))
 
     def __init__(self, params: LrcParams, context: BuildContext):
         super().__init__(params, context)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
 from pydantic import Field
 
-from wsreid.api import Batch, EncoderComponent, Objective, PairConstruction, Params, Relation, StepContext, View, ViewFeatures
+from wsreid.api import (Batch, EncoderComponent, Objective, PairConstruction, Params, ParamsCheckWarning, Relation,
+                        StepContext, View, ViewFeatures)
 from wsreid.losses import bidirectional_sdm_loss, itc_loss
 
 
@@ -35,11 +37,26 @@ class ItcParams(Params):
     view: str = Field("base", description="view whose image/text features are contrasted")
 
 
+def warn_of_a_logit_scale(temperature: float) -> None:
+    """A temperature above 1 is most likely a logit scale written as tau (CLIP's 50 for the
+    authors' 0.02): the logits then stay within +-1/50 and the loss barely moves - a
+    warning, citing the recipe line."""
+    if temperature > 1:
+        warnings.warn(ParamsCheckWarning(
+            "temperature", f"{temperature:g} is tau, the divisor of the cosines, so the logits stay within "
+            f"+-{1 / temperature:.3g} and the loss barely moves; a logit scale of {temperature:g} is temperature "
+            f"{1 / temperature:.3g} (the authors': 0.02, a scale of 50)"))
+
+
 class ItcObjective(Objective):
     """Image-text contrastive loss, InfoNCE in both directions (Eq. 1-2): the paired item
     is the only positive. Reads the B x d features of ``view``; returns a scalar."""
 
     Params = ItcParams
+
+    @classmethod
+    def check_params(cls, params: ItcParams) -> None:
+        warn_of_a_logit_scale(params.temperature)
 
     def loss(
         self, features: dict[str, ViewFeatures], relations: dict[str, Relation], batch: Batch, ctx: StepContext
@@ -70,6 +87,10 @@ class SdmObjective(Objective):
     """
 
     Params = SdmParams
+
+    @classmethod
+    def check_params(cls, params: SdmParams) -> None:
+        warn_of_a_logit_scale(params.temperature)
 
     def loss(
         self, features: dict[str, ViewFeatures], relations: dict[str, Relation], batch: Batch, ctx: StepContext
