@@ -10,6 +10,7 @@ import errno
 import json
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -297,3 +298,21 @@ def test_values_written_in_another_unit_are_warned_of(make_recipe, capsys):
     assert main(["validate", str(recipe), "-o", "objectives.itc.temperature=0.05", "-o",
                  "local_associations.lrc.threshold_percentile=90"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_an_extending_recipe_that_writes_what_does_not_do_what_it_reads_as_is_warned_of(tmp_path, capsys):
+    """`local_associations: {}` kept every association of the extended recipe (an 'ITC
+    only' row trained DGIA), `output_dir: ~` (YAML's null) sent a 9-minute run to runs/run:
+    both silently."""
+    from conftest import RECIPES
+
+    recipe = tmp_path / "itc-only.yaml"
+    recipe.write_text(f"extends: {RECIPES / 'dgia.yaml'}\noutput_dir: ~\nlocal_associations: {{}}\n"
+                      "objectives: {itc: {name: itc}}\n")
+    assert main(["validate", str(recipe)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    shown = recipe.relative_to(Path.cwd()) if recipe.is_relative_to(Path.cwd()) else recipe
+    assert f"warning: {shown}:3: local_associations: {{}} changes nothing: mappings merge key by key, so every key " \
+           "the extended recipe gives it stays (remove one with local_associations.<key>: null)" in warnings, warnings
+    assert f"warning: {shown}:2: output_dir: null (or ~, which YAML reads as null) removes it, so the run goes to the " \
+           "default 'runs/run' (for the home folder write a path: '~/runs/name')" in warnings, warnings

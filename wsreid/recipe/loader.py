@@ -25,8 +25,8 @@ from wsreid.errors import RecipeError, check_strings
 from wsreid.fileio import write_atomically
 from wsreid.recipe.build import (check_absent_deletions, check_external_paths, check_initial_encoder, recorded_encoder,
                                  schedule_warnings, validate_recipe)
-from wsreid.recipe.locations import Location, Locations
-from wsreid.recipe.merge import apply_overrides, merge, null_deletions
+from wsreid.recipe.locations import Location, Locations, dotted
+from wsreid.recipe.merge import apply_overrides, empty_overlays, merge, null_deletions
 from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
 from wsreid.recipe.yamlio import display_path, dump_yaml_text, read_yaml_file
 from wsreid.registry import Registry
@@ -134,6 +134,7 @@ def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Location
     base, base_locations = _read_chain(target, chain + [path])
     merged = merge(base, tree)
     locations.note_deletions(*null_deletions(base, tree), locations.find)
+    locations.empty_overlays += [(p, locations.find(p)) for p in empty_overlays(base, tree)]
     out = Locations(locations.root)
     out.update(base_locations)
     out.update(locations)
@@ -159,6 +160,7 @@ def read_recipe_tree(source: RecipeSource, overrides: Iterable[str] = ()) -> tup
             for key, value in tree.items():  # the mapping's own keys are its own, not the base file's
                 own.set_subtree((key,), value, locations.root)
             locations.note_deletions(*null_deletions(base, tree), lambda path: locations.root)
+            locations.empty_overlays += [(p, locations.root) for p in empty_overlays(base, tree)]
             tree = merge(base, tree)
             locations.update(base_locations)
             locations.update(own)
@@ -305,6 +307,23 @@ def resolve_relative_paths(loaded: LoadedRecipe) -> dict[tuple[str, str], str]:
     return written
 
 
+def layer_warnings(locations: Locations | None) -> list[str]:
+    """What an extending recipe wrote that does not do what it reads as, one line each: an
+    empty mapping over a non-empty one (``local_associations: {}`` kept every association
+    of the extended recipe: an "ITC only" row trained DGIA), and ``output_dir`` removed by
+    a null - ``output_dir: ~`` is YAML's null, not the home folder, and the run went to the
+    default ``runs/run``."""
+    if locations is None:
+        return []
+    lines = [f"{where}: {dotted(path)}: {{}} changes nothing: mappings merge key by key, so every key the extended "
+             f"recipe gives it stays (remove one with {dotted(path)}.<key>: null)"
+             for path, where in locations.empty_overlays]
+    lines += [f"{where}: output_dir: null (or ~, which YAML reads as null) removes it, so the run goes to the default "
+              f"{RecipeBase.model_fields['output_dir'].default!r} (for the home folder write a path: '~/runs/name')"
+              for path, where in locations.deletions if path == ("output_dir",)]
+    return lines
+
+
 def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry, path: Path | None = None,
                   plugins: Any = None) -> LoadedRecipe:
     """Validate a tree from :func:`read_recipe_tree` (possibly edited, with its locations
@@ -325,7 +344,7 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     if locations is not None:
         check_absent_deletions(tree, locations, registry)
     loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins,
-                          schedule_warnings(recipe, locations, registry))
+                          layer_warnings(locations) + schedule_warnings(recipe, locations, registry))
     written = resolve_relative_paths(loaded)
     locations = locations or Locations(Location("<recipe>"))
     loaded.warnings.extend(check_external_paths(loaded.recipe, registry, locations, written))

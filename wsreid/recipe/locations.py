@@ -54,6 +54,9 @@ class Locations:
         #: ``null`` deletions of keys the layers below had (path, where the null was
         #: written): a reference to a removed component is told what removed it
         self.deletions: list[tuple[Path, Location]] = []
+        #: empty mappings (``key: {}``) an extending layer wrote over a non-empty one: they
+        #: change nothing (mappings merge key by key), while the writer meant to clear it
+        self.empty_overlays: list[tuple[Path, Location]] = []
 
     def _key(self, key: str | Path) -> Path:
         """The stored path for ``key``: a dotted key's digit parts may be list indices."""
@@ -118,6 +121,7 @@ class Locations:
         self._entries.update(other._entries)
         self.absent_deletions += [d for d in other.absent_deletions if d not in self.absent_deletions]
         self.deletions += [d for d in other.deletions if d not in self.deletions]
+        self.empty_overlays += [d for d in other.empty_overlays if d not in self.empty_overlays]
 
     def set_subtree(self, path: Path, value: Any, location: Location) -> None:
         """Give ``path`` and every key below it (when ``value`` is a mapping or list)
@@ -145,6 +149,7 @@ class Locations:
         out = Locations(self.root, self._entries)
         out.absent_deletions = list(self.absent_deletions)
         out.deletions = list(self.deletions)
+        out.empty_overlays = list(self.empty_overlays)
         return out
 
     def __repr__(self) -> str:

@@ -71,6 +71,20 @@ def _set_key(mapping: dict[str, Any], key: str, value: Any) -> None:
         mapping[key] = _without_nulls(value)
 
 
+def empty_overlays(base: Any, overlay: Any, prefix: KeyPath = ()) -> list[KeyPath]:
+    """The paths where ``overlay`` writes an empty mapping (``key: {}``) over a non-empty
+    one of ``base``: merged key by key, it changes nothing."""
+    if not isinstance(overlay, dict) or not isinstance(base, dict):
+        return []
+    found: list[KeyPath] = []
+    for key, value in overlay.items():
+        if value == {} and isinstance(base.get(key), dict) and base[key]:
+            found.append(prefix + (key,))
+        elif isinstance(value, dict):
+            found += empty_overlays(base.get(key), value, prefix + (key,))
+    return found
+
+
 def null_deletions(base: Any, overlay: Any, prefix: KeyPath = ()) -> tuple[list[KeyPath], list[KeyPath]]:
     """The paths where ``overlay`` deletes (``null``) a key, as :func:`merge` would lay it
     over ``base``: (keys ``base`` does not have, keys it has). A deletion of the first kind
