@@ -96,7 +96,9 @@ def test_generated_dataset_outside_the_cache_names_no_setting(tmp_path, monkeypa
     line = _one_line_error(capsys, main(["data", "check", str(root)]))
     assert line.startswith(f"error: the synth-pedes dataset {root} is damaged: image imgs/test/00007_0.png "
                            "(reid_raw.json record ")
-    assert line.endswith(f"(delete the folder {root} to have it generated again)")
+    # read as cuhk-pedes (data check, or a recipe's cuhk-pedes) nothing regenerates it: the hint said it would
+    assert line.endswith(f"(delete the folder {root} to have it generated again: a recipe reading it as synth-pedes "
+                         f"does so, else wsreid data synth --out {root} with the settings in its synth_meta.json)")
 
 
 def test_an_image_of_another_dataset_keeps_its_hints(tmp_path):

@@ -41,8 +41,9 @@ def regenerate_hint(root: Path, *, cached: bool, root_setting: str | None = "dat
     that named it; None when not known) can name another."""
     if cached:
         return f"delete the folder {root}; the dataset is generated there again on next use"
-    if root_setting is None:
-        return f"delete the folder {root} to have it generated again"
+    if root_setting is None:  # the reader is not known: a real format's reader (cuhk-pedes) regenerates nothing
+        return (f"delete the folder {root} to have it generated again: a recipe reading it as synth-pedes does so, "
+                f"else wsreid data synth --out {root} with the settings in its {META_FILE}")
     return f"delete the folder {root} to have it generated again, or set {root_setting} to another folder"
 
 
