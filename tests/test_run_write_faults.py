@@ -316,3 +316,16 @@ def test_an_extending_recipe_that_writes_what_does_not_do_what_it_reads_as_is_wa
            "the extended recipe gives it stays (remove one with local_associations.<key>: null)" in warnings, warnings
     assert f"warning: {shown}:2: output_dir: null (or ~, which YAML reads as null) removes it, so the run goes to the " \
            "default 'runs/run' (for the home folder write a path: '~/runs/name')" in warnings, warnings
+
+
+def test_a_view_nothing_reads_is_warned_of(make_recipe, capsys):
+    """IASC on the ITC baseline made and encoded its asymmetric view at every step (1.6x
+    the step time) and trained exactly as ITC, without a word."""
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["validate", str(recipe), "-o", "pair_construction.name=iasc"]) == 0
+    assert capsys.readouterr().err == (
+        "warning: override -o pair_construction.name=iasc: pair_construction: 'iasc' builds the view 'asymmetric', "
+        "which no association or objective reads, yet it is made and encoded at every step (use pair_construction: "
+        "{name: identity}, or add a component with view: asymmetric)\n")
+    assert main(["validate", str(make_recipe("dgia.yaml"))]) == 0  # DGIA reads it (LRC and SDM on it)
+    assert "builds the view" not in capsys.readouterr().err
