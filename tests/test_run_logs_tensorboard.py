@@ -165,3 +165,34 @@ def test_a_rewrite_that_fails_on_a_full_disk_keeps_every_events_file_as_it_was(t
     with pytest.raises(TrainingError, match=r"^cannot cut the log .*tensorboard back to the checkpoint: No space left"):
         logs.RunLogger(tmp_path).truncate(1, 6)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_cut_stopped_before_its_removals_leaves_no_point_twice_after_the_next_cut(tmp_path, monkeypatch):
+    """A stop between the merged file's write and the removal of the files merged into it
+    left every point twice, and the next cut merged both copies again: twice for good."""
+    from pathlib import Path
+
+    import wsreid.engine.logs as logs
+    from wsreid.engine.logs import RunLogger
+
+    first = RunLogger(tmp_path)
+    for step in range(1, 11):
+        first.step(step, 1, {"loss/total": float(step)})
+    first.close()
+    second = RunLogger(tmp_path)  # a resumed attempt: a second events file
+    second.truncate(1, 5)
+    for step in range(6, 11):
+        second.step(step, 1, {"loss/total": 50.0 + step})
+    second.close()
+
+    def stopped(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "unlink", stopped)  # the cut of the next resume stops before its removals
+    with pytest.raises(KeyboardInterrupt):
+        RunLogger(tmp_path).truncate(1, 8)
+    monkeypatch.undo()
+    assert len(_merged_points(tmp_path, "train/loss/total")) > 8  # the merged file beside its sources
+    RunLogger(tmp_path).truncate(1, 8)  # the resume after it
+    assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 6)]
+                                                           + [(s, 50.0 + s) for s in range(6, 9)])

@@ -214,11 +214,12 @@ def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
     (written in full, flushed to the disk, then renamed over it: :func:`write_atomically`)
     and the other files are removed after it: a failure while writing (a full disk) raises
     and leaves every file as it was, a crash before the removals leaves points twice,
-    never loses one. Like TensorBoard itself, a file is read up to its first unreadable
+    never loses one, and the next cut keeps one of each. Like TensorBoard itself, a file is read up to its first unreadable
     record. Returns the warning to print (one line naming the damaged files), or None
     when every record could be read."""
     paths = sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
     kept, cut, damaged, version = [], False, [], None
+    seen: set[bytes] = set()
     for path in paths:
         events, whole = _read_events(path)
         if not whole:
@@ -229,9 +230,13 @@ def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
                 continue
             tags = [value.tag for value in event.summary.value]
             limit = step if tags and tags[0].startswith(STEP_TAG_PREFIX) else epoch
-            if tags and event.step > limit:
+            body = event.SerializeToString()
+            if (tags and event.step > limit) or body in seen:
+                # (an event twice, wall time included: a cut stopped before its removals left
+                # the merged file beside the files it was merged from)
                 cut = True
             else:
+                seen.add(body)
                 kept.append(event)
     if not cut and not damaged:
         return None
