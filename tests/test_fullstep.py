@@ -90,9 +90,10 @@ def write_cuhk_folder(root: Path, inputs) -> None:
         Image.fromarray(inputs["images_resized_uint8"][i]).save(root / "imgs" / rel)
         records.append({"split": "train", "captions": [str(inputs["captions"][i])], "file_path": rel,
                         "id": int(inputs["person_id"][i]) + 1})
-    for split in ("val", "test"):  # the reader needs every split; never used here
-        records.append({"split": split, "captions": ["a person"], "file_path": f"{split}.png", "id": 100})
-        Image.fromarray(inputs["images_resized_uint8"][0]).save(root / "imgs" / f"{split}.png")
+    for split in ("val", "test"):  # the reader needs every split (of two people at least); never used here
+        for person in (100, 101):
+            records.append({"split": split, "captions": ["a person"], "file_path": f"{split}{person}.png", "id": person})
+            Image.fromarray(inputs["images_resized_uint8"][0]).save(root / "imgs" / f"{split}{person}.png")
     (root / "reid_raw.json").write_text(json.dumps(records))
 
 

@@ -49,7 +49,7 @@ def test_a_log_that_cannot_be_written_is_one_line(tmp_path):
     (tmp_path / "logs" / "epochs.csv").mkdir()  # stands for any OSError of the write
     with pytest.raises(TrainingError) as caught:
         logger.epoch(1, {"loss/itc": 1.0})
-    assert str(caught.value).startswith(f"cannot write the run's log {tmp_path / 'logs' / 'epochs.csv'}: ")
+    assert str(caught.value).startswith(f"cannot update the run's log {tmp_path / 'logs' / 'epochs.csv'}: ")
     assert "run the command again (with --resume once the run has a checkpoint" in str(caught.value)
     logger.close()
 
@@ -164,6 +164,8 @@ def test_resume_checks_the_best_checkpoint_before_training(make_recipe, tmp_path
         state = json.loads((best / "state.json").read_text())
         (best / "state.json").write_text(json.dumps({**state, "epoch": 2}))
         assert main(["run", str(recipe), "--resume"]) == 0
+        assert (f"note: {best} holds epoch 2, after the checkpoint resumed from (epoch 1): removed; the epochs "
+                "trained again select the best anew") in capsys.readouterr().err
         metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
         assert (metrics["best_epoch"], metrics["selection"]) == (2, "last epoch (the best checkpoint on val was "
                                                                     "missing)")
@@ -314,8 +316,11 @@ def test_an_extending_recipe_that_writes_what_does_not_do_what_it_reads_as_is_wa
     shown = recipe.relative_to(Path.cwd()) if recipe.is_relative_to(Path.cwd()) else recipe
     assert f"warning: {shown}:3: local_associations: {{}} changes nothing: mappings merge key by key, so every key " \
            "the extended recipe gives it stays (remove one with local_associations.<key>: null)" in warnings, warnings
-    assert f"warning: {shown}:2: output_dir: null (or ~, which YAML reads as null) removes it, so the run goes to the " \
-           "default 'runs/run' (for the home folder write a path: '~/runs/name')" in warnings, warnings
+    assert f"warning: {shown}:2: output_dir: null (or ~, which YAML reads as null) removes it, so without " \
+           "--output-dir the run goes to the default 'runs/run' (for the home folder write a path: '~/runs/name')" \
+        in warnings, warnings
+    assert main(["validate", str(recipe), "-o", f"output_dir={tmp_path / 'runs'}"]) == 0  # set again: no warning
+    assert "output_dir: null" not in capsys.readouterr().err
 
 
 def test_a_view_nothing_reads_is_warned_of(make_recipe, capsys):

@@ -763,8 +763,9 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
         metrics_file = outcome.run.run_dir / "metrics.json"
         if (outcome.status == "failed" and IN_USE in (outcome.error or "") and metrics_file.exists()
                 and not (outcome.run.run_dir / RUN_LOCK).exists()):  # refused as in use, since finished by its holder
-            log(f"{outcome.run.label} seed {outcome.run.seed}: finished by another process meanwhile, kept")
-            ordered[k] = _finished(outcome.run, STATE_DONE)
+            ordered[k] = collect_outcomes([outcome.run], loaded, disabled)[0]  # its recipe checked as any other's
+            if ordered[k].status == STATE_DONE:
+                log(f"{outcome.run.label} seed {outcome.run.seed}: finished by another process meanwhile, kept")
         elif outcome.status in (STATE_DONE, "ran") and metrics_file.exists():
             ordered[k] = _finished(outcome.run, outcome.status)
             if ordered[k].status == "failed":
@@ -823,7 +824,7 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
                 "overrides that tell them apart change nothing, so their rows will be the same")
     # one line per warning (a warning of the base recipe, e.g. a smoke run's -o train.epochs, is
     # every variant's: named once, not once per variant)
-    labels = list(dict.fromkeys(run.label for run in runs))
+    labels = [variant.label for variant in loaded.study.variants]  # the study's, not only those checked now
     for line, warned in variants_warned.items():
         who = "every variant" if len(labels) > 1 and warned == labels else ", ".join(warned)
         log(f"warning: {who}: {line}")

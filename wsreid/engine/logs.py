@@ -93,7 +93,7 @@ class RunLogger:
         except OSError as exc:
             fix = "free disk space" if disk_full(exc) else "fix the permissions of the run directory" \
                 if permission_refused(exc) else "fix the cause"
-            raise TrainingError(f"cannot write the run's log {self.dir / what}: {write_failure(exc)}",
+            raise TrainingError(f"cannot update the run's log {self.dir / what}: {write_failure(exc)}",
                                 hint=f"{fix}, then run the command again (with --resume once the run has a "
                                      "checkpoint: the logs are cut back to it)") from None
 

@@ -131,7 +131,6 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
     ``--recipe`` of the user's) and the run was written by another version of wsreid (its
     versions.json), the error says so first (a key added by a newer version read as a
     typo, with a 'did you mean')."""
-    from wsreid import __version__
     from wsreid.errors import RecipeError
     from wsreid.recipe import load_recipe
 
@@ -145,12 +144,23 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
             str(exc).startswith(f"{shown}:") for shown in {str(saved), display_path(saved), str(target.recipe)})
         if not in_saved:  # the user's own -o, --data or --recipe: the error as it is
             raise
-        written_by = other_version(target.run_dir)
-        if written_by is None:
+        other = _as_other_versions(target.run_dir, exc, "its recipe does not load here")
+        if other is None:
             raise
-        raise RecipeError(f"{target.run_dir} was written by wsreid {written_by} (this is wsreid {__version__}), and "
-                          f"its recipe does not load here: {exc}",
-                          hint=f"use wsreid {written_by} for this run") from None
+        raise other from exc
+
+
+def _as_other_versions(run_dir: Path | None, exc: UserError, what: str) -> UserError | None:
+    """``exc`` (of ``exc``'s class) said as a run of another version of wsreid: ``RUN was
+    written by wsreid X (this is wsreid Y), and <what>: <exc>``; None when ``run_dir`` was
+    written by this version, or has no record."""
+    from wsreid import __version__
+
+    written_by = other_version(run_dir)
+    if written_by is None:
+        return None
+    return type(exc)(f"{run_dir} was written by wsreid {written_by} (this is wsreid {__version__}), and {what}: {exc}",
+                     hint=f"use wsreid {written_by} for this run")
 
 
 def other_version(run_dir: Path | None) -> str | None:
@@ -235,14 +245,10 @@ def target_encoder(loaded, target: EvalTarget, *, with_dataset: bool = True):
         try:
             load_model_weights(encoder, target.weights)
         except WeightsMismatch as exc:
-            written_by = other_version(target.run_dir)
-            if written_by is None:
+            other = _as_other_versions(target.run_dir, exc, "its weights do not fit the model built here")
+            if other is None:
                 raise
-            from wsreid import __version__
-
-            raise WeightsMismatch(f"{target.run_dir} was written by wsreid {written_by} (this is wsreid "
-                                  f"{__version__}), and its weights do not fit the model built here: {exc}",
-                                  hint=f"use wsreid {written_by} for this run") from None
+            raise other from exc
     elif init_source is not None:
         load_model_weights(encoder, weights_of(init_source, recipe.init.checkpoint))
     encoder.to(device).eval()

@@ -428,16 +428,21 @@ class Run:
 
     def _check_best_on_resume(self) -> None:
         """The best checkpoint a resumed run will report: a damaged one is refused now, not
-        after the remaining epochs; one of an epoch after the restored checkpoint (written
-        just before the stop, that epoch now trained again) is removed - its score is not in
-        the restored history, and a repeated epoch that scores otherwise (another host)
-        must not leave it to be reported under another epoch's label."""
-        best = ckpt.recover_best(self.run_dir) if self.dist.is_main else None
+        after the remaining epochs; one of an epoch after the restored checkpoint (with
+        ``train.checkpoint_every`` above 1, or written just before a stop; that epoch is now
+        trained again) is removed, with a note - its score is not in the restored history,
+        and a repeated epoch that scores otherwise (another host, a GPU) must not leave it
+        to be reported under another epoch's label."""
+        best = ckpt.recover_best(self.run_dir)  # every process reads it: each raises, or none does
         if best is None:
             return
         epoch = _best_epoch_of(best)
         if epoch is not None and epoch > self.epoch:
-            shutil.rmtree(best)
+            self.dist.barrier()  # every process has read it before the main one removes it
+            if self.dist.is_main:
+                print(f"note: {best} holds epoch {epoch}, after the checkpoint resumed from (epoch {self.epoch}): "
+                      "removed; the epochs trained again select the best anew", file=sys.stderr, flush=True)
+                shutil.rmtree(best)
             return
         problem = ckpt.weights_problem(best / "model.safetensors")
         if problem is not None:
@@ -1025,7 +1030,7 @@ def check_evaluable(name: str, counts: dict[str, dict[str, int]]) -> None:
     data without identities) trained and reported R@1 100.00, exit 0. A
     :class:`~wsreid.errors.DataError` naming the split."""
     for split, c in counts.items():
-        if split != "train" and c["ids"] < 2:
+        if split != "train" and c["ids"] == 1:  # (an empty split is refused with the dataset's other checks)
             raise DataError(f"dataset {name}: the {split} split holds {c['ids']} person ({c['images']} images, "
                             f"{c['captions']} captions): every retrieval would be correct and its R@1 and mAP 100 "
                             "whatever the model",

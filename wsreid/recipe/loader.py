@@ -307,7 +307,7 @@ def resolve_relative_paths(loaded: LoadedRecipe) -> dict[tuple[str, str], str]:
     return written
 
 
-def layer_warnings(locations: Locations | None) -> list[str]:
+def layer_warnings(tree: Mapping[str, Any], locations: Locations | None) -> list[str]:
     """What an extending recipe wrote that does not do what it reads as, one line each: an
     empty mapping over a non-empty one (``local_associations: {}`` kept every association
     of the extended recipe: an "ITC only" row trained DGIA), and ``output_dir`` removed by
@@ -318,9 +318,11 @@ def layer_warnings(locations: Locations | None) -> list[str]:
     lines = [f"{where}: {dotted(path)}: {{}} changes nothing: mappings merge key by key, so every key the extended "
              f"recipe gives it stays (remove one with {dotted(path)}.<key>: null)"
              for path, where in locations.empty_overlays]
-    lines += [f"{where}: output_dir: null (or ~, which YAML reads as null) removes it, so the run goes to the default "
-              f"{RecipeBase.model_fields['output_dir'].default!r} (for the home folder write a path: '~/runs/name')"
-              for path, where in locations.deletions if path == ("output_dir",)]
+    if "output_dir" not in tree:  # removed, and no later layer or -o set it again
+        lines += [f"{where}: output_dir: null (or ~, which YAML reads as null) removes it, so without --output-dir the "
+                  f"run goes to the default {RecipeBase.model_fields['output_dir'].default!r} (for the home folder "
+                  "write a path: '~/runs/name')"
+                  for path, where in locations.deletions if path == ("output_dir",)]
     return lines
 
 
@@ -344,7 +346,7 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
     if locations is not None:
         check_absent_deletions(tree, locations, registry)
     loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins,
-                          layer_warnings(locations) + schedule_warnings(recipe, locations, registry))
+                          layer_warnings(tree, locations) + schedule_warnings(recipe, locations, registry))
     written = resolve_relative_paths(loaded)
     locations = locations or Locations(Location("<recipe>"))
     loaded.warnings.extend(check_external_paths(loaded.recipe, registry, locations, written))
