@@ -63,6 +63,15 @@ def write_failure(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
+def write_fix(exc: OSError) -> str:
+    """What to do about a failed write of a run's files, in words for a hint: free disk
+    space (:func:`disk_full`), fix the permissions of the run directory
+    (:func:`permission_refused`), else fix the cause."""
+    if disk_full(exc):
+        return "free disk space"
+    return "fix the permissions of the run directory" if permission_refused(exc) else "fix the cause"
+
+
 def permission_refused(exc: BaseException) -> bool:
     """Whether a failed write was refused by permissions or a read-only file system
     (EACCES, EPERM, EROFS): the fix is the folder's permissions, not space."""

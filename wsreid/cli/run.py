@@ -82,15 +82,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     recipe (and, on stderr, the parts of its schedule that a run never reaches:
     :func:`print_warnings`)."""
     from wsreid.api import KINDS
+    from wsreid.engine.components import recipe_identity_readers
     from wsreid.engine.data import image_cache_budget
+    from wsreid.engine.run import precision_problem
     from wsreid.recipe import load_recipe
-
-    from wsreid.engine.session import precision_problem
 
     loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
     image_cache_budget()  # the environment a run of it reads: a bad WSREID_IMAGE_CACHE_MB is refused as a run refuses it
     print_warnings(loaded)
-    precision = precision_problem(loaded)
+    precision = precision_problem(loaded.recipe, loaded.locations)
     if precision is not None:  # a warning: the recipe may be meant for another machine
         print(f"warning: {precision}: wsreid run refuses it here (use 'bf16' or 'no' on CPU)",
               file=sys.stderr, flush=True)
@@ -112,8 +112,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for label, spec in block.items():
             if spec is not None:
                 comps.append(f"{label}={spec.name}")
-    from wsreid.engine.components import recipe_identity_readers
-
     readers = recipe_identity_readers(r, loaded.plugins.registry)
     supervised = f" [NOT weakly supervised: true identity labels via {', '.join(readers)}]" if readers else ""
     print(f"{args.recipe}: valid ({', '.join(comps)}){supervised}")

@@ -40,7 +40,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from wsreid.checkpoint_layout import (BEST, BEST_OLD, CHECKPOINTS, FILES, POINTER, WEIGHTS, best_checkpoint,
                                       checkpoint_name, latest_checkpoint, newest_complete_checkpoint)
 from wsreid.errors import TrainingError
-from wsreid.fileio import disk_full, permission_refused, write_atomically
+from wsreid.fileio import write_atomically, write_fix
 
 #: the hint of a damaged checkpoint met while training (``--resume``): the run can start again
 TRAINING_HINT = "restore it or start again with --overwrite"
@@ -176,8 +176,7 @@ def _after_failed_write(resumable: Path | None, kept: str | None, exc: BaseExcep
     """What to do after a checkpoint could not be written (``exc``): free disk space, or
     fix the permissions (a folder the run cannot write), then resume from ``resumable``
     (the latest complete checkpoint), or - there is none - start the run again."""
-    fix = "free disk space" if exc is None or disk_full(exc) or not isinstance(exc, OSError) else \
-        "fix the permissions of the run directory" if permission_refused(exc) else "fix the cause"
+    fix = "free disk space" if exc is None or not isinstance(exc, OSError) else write_fix(exc)
     then = (f"{fix} and resume with --resume" if resumable is not None
             else f"no earlier checkpoint exists to resume from: {fix} and start the run again")
     return f"{kept}; {then}" if kept else then

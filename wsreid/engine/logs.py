@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from wsreid.errors import TrainingError
-from wsreid.fileio import disk_full, permission_refused, write_atomically, write_failure
+from wsreid.fileio import write_atomically, write_failure, write_fix
 
 
 STEP_TAG_PREFIX = "train/"
@@ -91,10 +91,8 @@ class RunLogger:
         try:
             yield
         except OSError as exc:
-            fix = "free disk space" if disk_full(exc) else "fix the permissions of the run directory" \
-                if permission_refused(exc) else "fix the cause"
             raise TrainingError(f"cannot update the run's log {self.dir / what}: {write_failure(exc)}",
-                                hint=f"{fix}, then run the command again (with --resume once the run has a "
+                                hint=f"{write_fix(exc)}, then run the command again (with --resume once the run has a "
                                      "checkpoint: the logs are cut back to it)") from None
 
     def step(self, step: int, epoch: int, values: dict[str, float]) -> None:
@@ -214,9 +212,9 @@ def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
     (written in full, flushed to the disk, then renamed over it: :func:`write_atomically`)
     and the other files are removed after it: a failure while writing (a full disk) raises
     and leaves every file as it was, a crash before the removals leaves points twice,
-    never loses one, and the next cut keeps one of each. Like TensorBoard itself, a file is read up to its first unreadable
-    record. Returns the warning to print (one line naming the damaged files), or None
-    when every record could be read."""
+    never loses one, and the next cut keeps one of each. Like TensorBoard itself, a file
+    is read up to its first unreadable record. Returns the warning to print (one line
+    naming the damaged files), or None when every record could be read."""
     paths = sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
     kept, cut, damaged, version = [], False, [], None
     seen: set[bytes] = set()

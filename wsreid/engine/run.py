@@ -166,11 +166,9 @@ class Run:
         """A fresh Accelerator with the recipe's mixed precision, the launch checked."""
         from accelerate import Accelerator
 
+        check_precision(self.recipe)  # (run_recipe checks it first, citing the recipe line)
         precision = self.recipe.train.mixed_precision
         cuda = torch.cuda.is_available()
-        if precision == "fp16" and not cuda:
-            raise RecipeError("train.mixed_precision: fp16 needs a GPU and would be silently ignored on CPU",
-                              hint="use 'bf16' or 'no' on CPU")
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             # accelerate keeps its settings in process-wide singletons: a run earlier in this
             # process (the init encoder's pretraining, `wsreid ablate` in-process) would make
@@ -930,6 +928,24 @@ class Run:
         with self.hook_guard("wsreid_run_end"):
             self.plugins.hook.wsreid_run_end(run=self, metrics=metrics)
         return metrics
+
+
+def check_precision(recipe, locations=None) -> None:
+    """``train.mixed_precision: fp16`` on a machine without a GPU, where accelerate would
+    ignore it without a word: a :class:`RecipeError` citing the recipe's line when
+    ``locations`` are given (:func:`precision_problem`)."""
+    problem = precision_problem(recipe, locations)
+    if problem is not None:
+        raise RecipeError(problem, hint="accelerate would ignore it without a word; use 'bf16' or 'no' on CPU")
+
+
+def precision_problem(recipe, locations=None) -> str | None:
+    """What :func:`check_precision` refuses, as a line (``wsreid validate``, which may run
+    on another machine than the training, prints it as a warning); None when nothing is."""
+    if recipe.train.mixed_precision != "fp16" or torch.cuda.is_available():
+        return None
+    where = f"{locations.find(('train', 'mixed_precision'))}: " if locations is not None else ""
+    return f"{where}train.mixed_precision: fp16 needs a GPU, and this machine has none"
 
 
 def _best_epoch_of(best: Path) -> int | None:

@@ -29,7 +29,7 @@ from wsreid.engine import signals
 from wsreid.engine.checkpoint import callers_random_state_kept
 from wsreid.engine.components import package_versions
 from wsreid.engine.init import copy_tokenizer, init_cache_dir
-from wsreid.engine.run import Run
+from wsreid.engine.run import Run, check_precision
 from wsreid.engine.rundir import (
     RUN_MARKER,
     RunMode,
@@ -44,7 +44,7 @@ from wsreid.engine.rundir import (
     write_run_files,
 )
 from wsreid.distributed import peer_process_lost
-from wsreid.errors import MainProcessError, RecipeError, TrainingError, UserError
+from wsreid.errors import MainProcessError, TrainingError, UserError
 from wsreid.launcher import launch_from_env
 
 __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_weights", "resolved_yaml_for"]
@@ -164,9 +164,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
             raise UserError(f"init.run {recipe.init.run} is the output directory {run_dir} (or inside it): "
                             f"a new run there would delete the weights it starts from",
                             hint="train into another --output-dir, or copy the initial run elsewhere first")
-    precision = precision_problem(loaded)
-    if precision is not None:  # before the run directory, the data and an init pretraining
-        raise RecipeError(precision, hint="accelerate would ignore it without a word; use 'bf16' or 'no' on CPU")
+    check_precision(loaded.recipe, loaded.locations)  # before the run directory, the data and an init pretraining
     launch = launch_from_env(strict=True)
     main_process, world_size = launch.is_main, launch.world_size
     created = _prepare_run_dir_once(run_dir, mode, main_process)
@@ -175,18 +173,6 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     finally:
         if main_process:
             unlock_run_dir(run_dir)
-
-
-def precision_problem(loaded) -> str | None:
-    """``train.mixed_precision: fp16`` on a machine without a GPU, where accelerate would
-    ignore it without a word: the line of the error (``wsreid run``) or warning (``wsreid
-    validate``, which may run on another machine than the training), citing the recipe."""
-    import torch
-
-    if loaded.recipe.train.mixed_precision != "fp16" or torch.cuda.is_available():
-        return None
-    where = loaded.locations.find(("train", "mixed_precision")) if loaded.locations is not None else None
-    return (f"{where}: " if where is not None else "") + "train.mixed_precision: fp16 needs a GPU, and this machine has none"
 
 
 def _no_run_to_resume(run_dir: Path, source: Path | None) -> UserError:
