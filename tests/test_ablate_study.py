@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from wsreid.ablate import load_study, plan_runs, run_study, run_state
 from wsreid.errors import StudyError, UserError
@@ -857,3 +858,28 @@ def test_a_block_removed_then_written_again_is_blamed_on_the_override_that_wrote
                  "local_associations.lrc.threshold_image=0.6"]) == 2
     assert capsys.readouterr().err.startswith("error: override -o local_associations.lrc.threshold_image=0.6: "
                                               "local_associations.lrc: missing 'name'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused only on a machine without a GPU")
+def test_an_fp16_variant_without_a_gpu_stops_the_study_before_anything_trains(study_file, tmp_path, capsys,
+                                                                               monkeypatch):
+    """`wsreid run` refuses fp16 without a GPU before the run starts; a study planned
+    such a variant as valid and each of its runs failed alone after the others trained.
+    Now it is one FAILED line per run and nothing is run."""
+    import wsreid.ablate as ablate
+
+    called = []
+    monkeypatch.setattr(ablate, "execute_in_process", lambda *a: called.append(a))
+    _write(study_file, study_file.read_text() + "  - label: half\n    overrides: {train.mixed_precision: fp16}\n")
+    out = tmp_path / "out"
+    assert main(["ablate", str(study_file), "--output-dir", str(out), "--seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    from wsreid.recipe.yamlio import display_path
+
+    line = study_file.read_text().count("\n")
+    assert err.count(f"half seed 0: FAILED: {display_path(study_file)}:{line}: variant 'half', override "
+                     "train.mixed_precision=\"fp16\": train.mixed_precision: fp16 needs a GPU, and this machine has none")\
+        == 1, err
+    assert err.splitlines()[-1] == (f"error: {study_file}: 1 of 5 planned runs are invalid (their FAILED lines above "
+                                    "say why); nothing was run (fix them, then run the study)")
+    assert called == [] and not out.exists()

@@ -300,3 +300,4 @@ def test_a_collective_whose_peer_ended_is_told_from_a_fault_of_this_process(tmp_
         f"checkpoint: epoch-0002 (fix what it reports, then resume (with any number of processes that divides "
         f"train.batch_size): wsreid run "
         f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume)")
+

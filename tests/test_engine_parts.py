@@ -98,7 +98,7 @@ def test_an_lr_factor_glob_matching_no_parameter_is_refused():
     typo = TrainConfig(lr=1e-3, lr_factors={"objective.id.*": 5.0})
     with pytest.raises(RecipeError, match=r"train.lr_factors: 'objective.id.\*' matches no parameter of this run") as info:
         build_optimizer(model, typo, extra)
-    assert "(did you mean 'objectives.id.*'? parameter names start with: 0.bias, 0.weight, objectives.id.*)" in str(info.value)
+    assert "(did you mean 'objectives.id.*'? parameter names start with: 0.bias, 0.weight, objectives.id.classifier.*)" in str(info.value)
 
 
 def test_an_lr_factor_glob_shadowed_by_an_earlier_one_is_refused():

@@ -171,8 +171,10 @@ def test_run_fails_at_once_when_the_hub_cannot_be_reached(make_recipe, capsys, m
     elapsed = time.monotonic() - start
     err = capsys.readouterr().err
     assert "Retrying" not in err and "Loading weights" not in err
-    assert err.splitlines()[-1] == (
-        "error: clip encoder: pretrained weights 'openai/clip-vit-base-patch16' are not available offline: they are "
+    line = next(n for n, text in enumerate(recipe.read_text().splitlines(), 1) if "pretrained:" in text)
+    assert err.splitlines()[-1] == (  # cited where encoder.pretrained is set
+        f"error: {recipe}:{line}: clip encoder: pretrained weights 'openai/clip-vit-base-patch16' are not available "
+        "offline: they are "
         "not in the Hugging Face cache and the hub cannot be reached (huggingface.co:443: Name or service not known) "
         "(on a connected machine run `hf download openai/clip-vit-base-patch16 --local-dir DIR`, copy DIR here and "
         "set encoder.pretrained: DIR, a directory with the saved CLIPModel and its tokenizer)")

@@ -345,7 +345,8 @@ def test_freezing_every_parameter_is_refused_before_training_and_freezing_one_to
     assert main(["run", str(recipe), "-o", 'train.lr_factors={"encoder.*": 0}', "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == (
-        "error: train.lr_factors freezes every parameter ({'encoder.*': 0}): there is nothing to train (leave some "
+        "error: override -o train.lr_factors={\"encoder.*\": 0}: train.lr_factors freezes every parameter "
+        "({'encoder.*': 0}): there is nothing to train (leave some "
         "parameters trainable (a factor above 0), or evaluate the model with wsreid eval --zero-shot instead of "
         "training it)") and "Traceback" not in err
     assert not out.exists()
@@ -386,3 +387,32 @@ def test_a_world_size_left_in_the_shell_does_not_stop_a_single_process_command(m
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     assert main(["data", "check", "/nonexistent/x"]) == 2
     assert capsys.readouterr().err.startswith("error: dataset root /nonexistent/x is not a directory")
+
+
+
+def test_values_found_wrong_during_a_run_cite_the_recipe_line(make_recipe, tmp_path, capsys):
+    """A batch larger than the training set and an lr_factors glob that matches no
+    parameter are found once the data and the model are built; their line named the key
+    but not where it was set (validate's errors cite file:line). They now cite the line
+    of the file that set them, or the override; a glob's hint lists the names 3 parts deep."""
+    base = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}}, name="tiny.yaml")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"extends: {base}\n"
+                    f"output_dir: {tmp_path / 'mine'}\n"
+                    "train:\n"
+                    "  batch_size: 100000\n"
+                    "  lr_factors:\n"
+                    "    encoder.clip.vision_model.*: 0.5\n"
+                    "    encoder.clip.text.*: 2\n")
+    assert main(["run", str(mine)]) == 2
+    assert _one_error_line(capsys) == (
+        f"error: {mine}:4: train.batch_size 100000 exceeds the 292 training pairs (lower train.batch_size)")
+    assert main(["run", str(mine), "-o", "train.batch_size=16"]) == 2
+    assert _one_error_line(capsys) == (
+        f"error: {mine}:7: train.lr_factors: 'encoder.clip.text.*' matches no parameter of this run (did you mean "
+        "'encoder.clip.text_model.*'? parameter names start with: encoder.clip.logit_scale, encoder.clip.text_model.*, "
+        "encoder.clip.text_projection.*, encoder.clip.vision_model.*, encoder.clip.visual_projection.*)")
+    assert main(["run", str(base), "-o", "train.batch_size=100000"]) == 2
+    assert _one_error_line(capsys) == ("error: override -o train.batch_size=100000: train.batch_size 100000 exceeds "
+                                       "the 292 training pairs (lower train.batch_size)")
+    assert not (tmp_path / "mine").exists() and not (tmp_path / "run").exists()

@@ -187,28 +187,32 @@ def _cluster(n: int, **params):
     return ClusterPseudoLabels(ClusterPseudoLabels.Params(**params), BuildContext(num_train=n))
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"k1": 1000}, "cluster-pseudo-labels k1 1000: N(i, k1) holds k1 + 1 rows, and the training set has only 292 "
-                   "pairs: every row is a reciprocal neighbour of every other and the clustering gives ONE cluster for "
-                   "all data (lower k1 below 291 (the family uses 30))"),
-    ({"k1": 291}, "cluster-pseudo-labels k1 291: N(i, k1) holds k1 + 1 rows, and the training set has only 292 "
-                  "pairs: every row is a reciprocal neighbour of every other and the clustering gives ONE cluster for "
-                  "all data (lower k1 below 291 (the family uses 30))"),
-    ({"k2": 292}, "cluster-pseudo-labels k2 292: the query expansion would average every row over all 292 training "
-                  "pairs, making every row the same and the clustering ONE cluster for all data "
-                  "(lower k2 below 292 (the family uses 6))"),
-    ({"min_samples": 293}, "cluster-pseudo-labels min_samples 293: the training set has only 292 pairs, so no row "
-                           "is a core point and every image becomes its own pseudo identity (no relation between "
-                           "images) (lower min_samples to at most 292 (the family uses 4))"),
+@pytest.mark.parametrize("params, key, message", [
+    ({"k1": 1000}, "k1", "1000: N(i, k1) holds k1 + 1 rows, and the training set has only 292 pairs: every row is a "
+                         "reciprocal neighbour of every other and the clustering gives ONE cluster for all data"),
+    ({"k1": 291}, "k1", "291: N(i, k1) holds k1 + 1 rows, and the training set has only 292 pairs: every row is a "
+                        "reciprocal neighbour of every other and the clustering gives ONE cluster for all data"),
+    ({"k2": 292}, "k2", "292: the query expansion would average every row over all 292 training pairs, making every "
+                        "row the same and the clustering ONE cluster for all data"),
+    ({"min_samples": 293}, "min_samples", "293: the training set has only 292 pairs, so no row is a core point and "
+                                          "every image becomes its own pseudo identity (no relation between images)"),
 ])
-def test_cluster_neighbour_counts_larger_than_the_data_are_refused(params, message):
-    with pytest.raises(RecipeError) as raised:
+def test_cluster_neighbour_counts_larger_than_the_data_are_refused(params, key, message):
+    """At build, a ParamsCheckError naming the parameter (the run cites its line); for an
+    epoch's features, a RecipeError naming the component and the parameter."""
+    from wsreid.errors import ParamsCheckError
+
+    with pytest.raises(ParamsCheckError) as raised:
         _cluster(292, **params)
-    assert str(raised.value) == message
+    assert (raised.value.key, raised.value.message) == (key, message) and raised.value.hint.startswith("lower ")
+    with pytest.raises(RecipeError) as raised:
+        _cluster(10_000, **params)._check_sizes(292)
+    assert str(raised.value).startswith(f"cluster-pseudo-labels {key} {message} (lower {key} ")
     _cluster(292, k1=290, k2=291, min_samples=292)  # the largest that can still give more than one result
 
 
 def test_cluster_k1_larger_than_the_data_stops_the_run_before_training(make_recipe, capsys):
+    """Found once the data is loaded: cited where it was set (the override), as validate cites."""
     recipe = make_recipe("baselines/cluster-pseudo-labels.yaml",
                          {"objectives": {"itc": {"name": "itc"}, "sdm_pseudo": {"name": "sdm", "relation": "pseudo_labels"},
                                          "triplet": None}})
@@ -216,9 +220,10 @@ def test_cluster_k1_larger_than_the_data_stops_the_run_before_training(make_reci
     capsys.readouterr()
     assert main(["run", str(recipe), "-o", "global_associations.pseudo_labels.k1=100000"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: cluster-pseudo-labels k1 100000: N(i, k1) holds k1 + 1 rows, and the training set "
-                          "has only "), err
-    assert err.count("\n") == 1 and "(lower k1 below " in err
+    assert err == ("error: override -o global_associations.pseudo_labels.k1=100000: global_associations.pseudo_labels.k1: "
+                   "100000: N(i, k1) holds k1 + 1 rows, and the training set has only 292 pairs: every row is a "
+                   "reciprocal neighbour of every other and the clustering gives ONE cluster for all data (lower k1 "
+                   "below 291 (the family uses 30))\n"), err
 
 
 def test_gsrc_top_k_larger_than_the_memory_is_one_warning_line(capsys):

@@ -364,8 +364,12 @@ def _decide(loaded: LoadedStudy, run: PlannedRun, disabled: list[str],
     from wsreid.engine.rundir import recipe_differences
     from wsreid.recipe import dump_resolved_yaml, load_recipe
 
+    from wsreid.engine.run import check_precision
+
     state = run_state(run.run_dir)
     resolved = load_recipe(loaded.base, run.overrides, disabled=disabled)
+    if state != STATE_DONE:  # as run_recipe refuses it before the run starts (fp16 without a GPU)
+        check_precision(resolved.recipe, resolved.locations)
     if warn is not None and resolved.warnings:
         warn(run, resolved.warnings)
     if trained is not None:

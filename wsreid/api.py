@@ -546,7 +546,10 @@ class Component:
             context: the :class:`BuildContext` (kept as ``self.context``).
 
         Returns:
-            nothing. Raise :class:`wsreid.errors.UserError` for a problem the user can fix.
+            nothing. Raise :class:`ParamsCheckError` naming the parameter for a value that
+            does not fit what only the run knows (``context.num_train``): the run's error
+            line then cites the recipe file and line that set it. Raise
+            :class:`wsreid.errors.UserError` for another problem the user can fix.
         """
         self.params = params
         self.context = context
@@ -746,7 +749,8 @@ class EncoderComponent(Component, torch.nn.Module):
 
         Called:
             every training step in every process, on all views of this process's batch
-            at once (V*B images), and for evaluation and ``extract_train_features``.
+            at once (V*B images; once per view with ``train.encode_views: separately``),
+            and for evaluation and ``extract_train_features``.
 
         Arguments:
             images: n x 3 x H x W float, normalised.

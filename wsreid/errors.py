@@ -92,7 +92,17 @@ class MainProcessError(UserError):
 
 
 class RecipeError(UserError):
-    """A recipe failed to load or validate."""
+    """A recipe failed to load or validate, or a value of it does not fit what a run
+    found (the data, the model's parameters).
+
+    ``key``: the recipe key at fault (``("train", "batch_size")``), where the error is
+    raised during a run and cannot cite its line itself: :func:`wsreid.engine.session.run_recipe`
+    puts the file and line that set it (or the override) in front of the message, as
+    ``wsreid validate`` cites its own errors."""
+
+    def __init__(self, message: str, *, hint: str | None = None, key: tuple[str, ...] | None = None):
+        super().__init__(message, hint=hint)
+        self.key = key
 
 
 class DataError(UserError):
@@ -124,8 +134,10 @@ class ParamsCheckError(ValueError):
     """Raised by :meth:`wsreid.api.Component.check_params` for a parameter
     whose value is valid in itself but does not fit the machine (a folder that does not
     exist, a missing file), or by :meth:`wsreid.api.Component.check_recipe` for one that
-    does not fit the rest of the recipe. Not a :class:`UserError` itself: ``wsreid validate`` turns it
-    into a :class:`RecipeError` that cites the recipe line setting the parameter.
+    does not fit the rest of the recipe, or by a component's ``__init__`` for one that does not
+    fit what only the run knows (the size of the training set). Not a :class:`UserError`
+    itself: ``wsreid validate`` and the run turn it into a :class:`RecipeError` that cites the
+    recipe line setting the parameter.
 
     ``key``: the parameter's name (a dotted path for nested parameters, e.g.
     ``"vision.patch_size"``); ``message``: what is wrong, in a few words; ``hint``: what to

@@ -24,7 +24,7 @@ import torch
 from pydantic import Field
 
 from wsreid.api import Batch, EpochContext, GlobalAssociation, Params, Relation, StepContext, ViewFeatures
-from wsreid.errors import RecipeError, TrainingError
+from wsreid.errors import ParamsCheckError, RecipeError, TrainingError
 
 from wsreid_baselines.clustering import NOISE, _unique_rows, dbscan_sparse, k_reciprocal_jaccard_sparse
 
@@ -131,36 +131,42 @@ class ClusterPseudoLabels(GlobalAssociation):
 
     def __init__(self, params: "ClusterPseudoLabels.Params", context):
         super().__init__(params, context)
-        if context.num_train is not None:
-            self._check_sizes(context.num_train)
+        if context.num_train is not None:  # a ParamsCheckError at build: the run cites the parameter's line
+            problem = self.size_problem(context.num_train)
+            if problem is not None:
+                raise ParamsCheckError(*problem)
         self.labels: torch.Tensor | None = None  # N long, pseudo label per dataset index
         self._diagnostics: dict[str, float] = {}
 
     def _check_sizes(self, n: int) -> None:
-        """Refuse neighbour counts that leave one possible result for ``n`` caption-level
-        rows, whatever the features (docs/reliability.md): ``k1 >= n - 1`` puts every row
-        in every N(i, k1), so every row is a reciprocal neighbour of every other; ``k2 >=
-        n`` averages every row's encoding over all rows, making them equal - both give one
-        cluster for all data; ``min_samples > n`` makes no row a core point, so every
-        image is its own pseudo identity and the relation holds only an image's own
-        captions."""
+        """:meth:`size_problem` as a RecipeError (the rows of an epoch's features)."""
+        problem = self.size_problem(n)
+        if problem is not None:
+            key, message, hint = problem
+            raise RecipeError(f"cluster-pseudo-labels {key} {message}", hint=hint)
+
+    def size_problem(self, n: int) -> tuple[str, str, str] | None:
+        """(parameter, what is wrong, what to do) for neighbour counts that leave one
+        possible result for ``n`` caption-level rows, whatever the features
+        (docs/reliability.md), else None: ``k1 >= n - 1`` puts every row in every N(i, k1),
+        so every row is a reciprocal neighbour of every other; ``k2 >= n`` averages every
+        row's encoding over all rows, making them equal - both give one cluster for all
+        data; ``min_samples > n`` makes no row a core point, so every image is its own
+        pseudo identity and the relation holds only an image's own captions."""
         p = self.params
-        where = "cluster-pseudo-labels"
         if p.k1 >= n - 1:
-            raise RecipeError(
-                f"{where} k1 {p.k1}: N(i, k1) holds k1 + 1 rows, and the training set has only {n} pairs: every "
-                f"row is a reciprocal neighbour of every other and the clustering gives ONE cluster for all data",
-                hint=f"lower k1 below {n - 1} (the family uses 30)")
+            return ("k1", f"{p.k1}: N(i, k1) holds k1 + 1 rows, and the training set has only {n} pairs: every row "
+                          f"is a reciprocal neighbour of every other and the clustering gives ONE cluster for all data",
+                    f"lower k1 below {n - 1} (the family uses 30)")
         if p.k2 >= n:
-            raise RecipeError(
-                f"{where} k2 {p.k2}: the query expansion would average every row over all {n} training pairs, "
-                f"making every row the same and the clustering ONE cluster for all data",
-                hint=f"lower k2 below {n} (the family uses 6)")
+            return ("k2", f"{p.k2}: the query expansion would average every row over all {n} training pairs, making "
+                          f"every row the same and the clustering ONE cluster for all data",
+                    f"lower k2 below {n} (the family uses 6)")
         if p.min_samples > n:
-            raise RecipeError(
-                f"{where} min_samples {p.min_samples}: the training set has only {n} pairs, so no row is a core "
-                f"point and every image becomes its own pseudo identity (no relation between images)",
-                hint=f"lower min_samples to at most {n} (the family uses 4)")
+            return ("min_samples", f"{p.min_samples}: the training set has only {n} pairs, so no row is a core point "
+                                   f"and every image becomes its own pseudo identity (no relation between images)",
+                    f"lower min_samples to at most {n} (the family uses 4)")
+        return None
 
     # -- per epoch ----------------------------------------------------------------------
     def _clustering_features(self, features: ViewFeatures) -> torch.Tensor:

@@ -62,13 +62,14 @@ def read_merges(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise RecipeError(f"clip encoder: tokenizer file {path} does not exist",
-                          hint="set encoder.tokenizer to OpenAI's bpe_simple_vocab_16e6.txt.gz")
+                          hint="set encoder.tokenizer to OpenAI's bpe_simple_vocab_16e6.txt.gz", key=("encoder", "tokenizer"))
     try:
         raw = path.read_bytes()
         text = gzip.decompress(raw).decode("utf-8") if raw[:2] == b"\x1f\x8b" else raw.decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
         raise RecipeError(f"clip encoder: tokenizer file {path} is unreadable ({type(exc).__name__})",
-                          hint="it must be a (gzipped) BPE merges file such as bpe_simple_vocab_16e6.txt.gz") from None
+                          hint="it must be a (gzipped) BPE merges file such as bpe_simple_vocab_16e6.txt.gz",
+                          key=("encoder", "tokenizer")) from None
     lines = text.split("\n")[1 : OPENAI_MERGES + 1]
     merges = []
     for number, line in enumerate(lines, start=2):

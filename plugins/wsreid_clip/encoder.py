@@ -425,7 +425,8 @@ class ClipEncoder(EncoderComponent):
         larger than its token embedding. ``tokenizer`` naming a BPE file must be a file. A
         hub name not in the cache prints a ``warning:`` line when the hub cannot be reached
         now (a probe of at most :data:`HUB_VALIDATE_PROBE_TIMEOUT` seconds); the machine that
-        runs may have the network. ``weights_dtype: fp16`` against ``train.mixed_precision``:
+        runs may have the network. An ``image_size`` wider than tall (a swapped [width, height])
+        is a warning. ``weights_dtype: fp16`` against ``train.mixed_precision``:
         :meth:`check_recipe`."""
         tokenizer = params.tokenizer
         if tokenizer not in (None, "pretrained", "build"):
@@ -437,6 +438,12 @@ class ClipEncoder(EncoderComponent):
                 raise ParamsCheckError("tokenizer", f"BPE file {tokenizer} does not exist",
                                        hint="name OpenAI's bpe_simple_vocab_16e6.txt.gz (shipped with the CLIP, IRRA "
                                        "and DGCMIA repositories)")
+        h, w = params.image_size
+        if w > h:  # pedestrian crops stand upright: [128, 384] is the paper's 384 x 128 swapped
+            warnings.warn(ParamsCheckWarning(
+                "image_size", f"{[h, w]} is wider than tall: image_size is [height, width], and pedestrian images "
+                f"are taller than wide (the paper's 384 x 128 is [384, 128]); written the other way round, every "
+                f"image is squeezed to the other shape (write [{w}, {h}] unless wide images are meant)"))
         name = params.pretrained
         if name is None:
             return  # a random initialisation: its sizes are checked with the parameters
@@ -623,7 +630,7 @@ class ClipEncoder(EncoderComponent):
             raise RecipeError(
                 f"clip encoder: {params.pretrained} is an OpenAI checkpoint file, which carries no tokenizer",
                 hint="set encoder.tokenizer to OpenAI's BPE file bpe_simple_vocab_16e6.txt.gz",
-            )
+                key=("encoder", "pretrained"))
         tokenizer = load_pretrained_tokenizer(params.pretrained, local_dir)
         added = ensure_mask_token(tokenizer)
         if tokenizer.pad_token is None:
@@ -686,14 +693,16 @@ class ClipEncoder(EncoderComponent):
                     f"clip encoder: encoder.{key} {value} differs from the pretrained model's {actual}",
                     hint=f"the architecture comes from encoder.pretrained: remove encoder.{key} "
                     f"or set it to {actual}",
-                )
+                    key=("encoder", *key.split(".")))
         patch = clip.config.vision_config.patch_size
         h, w = params.image_size
         if h % patch or w % patch:
-            raise RecipeError(f"clip encoder: image_size {[h, w]} is not a multiple of the model's patch size {patch}")
+            raise RecipeError(f"clip encoder: image_size {[h, w]} is not a multiple of the model's patch size {patch}",
+                              key=("encoder", "image_size"))
         positions = clip.config.text_config.max_position_embeddings
         if params.max_length > positions:
-            raise RecipeError(f"clip encoder: max_length {params.max_length} exceeds the model's {positions} text positions")
+            raise RecipeError(f"clip encoder: max_length {params.max_length} exceeds the model's {positions} text positions",
+                              key=("encoder", "max_length"))
 
     @staticmethod
     def _refuse_autocast(device: torch.device) -> None:
@@ -709,7 +718,7 @@ class ClipEncoder(EncoderComponent):
             f"clip encoder: encoder.weights_dtype fp16 (the authors' float16 arithmetic) cannot run under "
             f"train.mixed_precision {dtype}",
             hint="set train.mixed_precision: no (weights_dtype fp16 already computes the encoders in float16), or "
-            "encoder.weights_dtype: fp32 to train with autocast")
+            "encoder.weights_dtype: fp32 to train with autocast", key=("encoder", "weights_dtype"))
 
     # ------------------------------------------------------------------ EncoderComponent API
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:

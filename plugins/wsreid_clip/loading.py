@@ -306,12 +306,12 @@ def _load_pretrained(name: str) -> tuple[Any, Path | None]:
             raise RecipeError(
                 f"clip encoder: cannot load a CLIP model from directory {path}: {exc}",
                 hint="the directory must hold a CLIPModel saved with save_pretrained (config.json + weights)",
-            ) from None
+                key=("encoder", "pretrained")) from None
     if looks_like_path(name) or path.exists():
         raise RecipeError(
             f"clip encoder: pretrained directory {name!r} does not exist",
             hint="set encoder.pretrained to a directory holding a saved CLIPModel and its tokenizer",
-        )
+            key=("encoder", "pretrained"))
     try:
         return CLIPModel.from_pretrained(name, dtype=torch.float32, local_files_only=True), None
     except OSError:
@@ -338,6 +338,7 @@ def offline_error(name: str, reason: str) -> RecipeError:
         f"Hugging Face cache and the hub cannot be reached ({reason})",
         hint=f"on a connected machine run `hf download {name} --local-dir DIR`, copy DIR here "
         "and set encoder.pretrained: DIR, a directory with the saved CLIPModel and its tokenizer",
+        key=("encoder", "pretrained"),
     )
 
 

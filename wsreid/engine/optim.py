@@ -59,17 +59,22 @@ def check_lr_factors(lr_factors: dict[str, float], names: list[str]) -> None:
                 raise RecipeError(
                     f"train.lr_factors: {pattern!r} sets nothing: every parameter it matches is matched by an earlier "
                     f"glob ({taken!r}), and the first matching glob sets a parameter's factor",
-                    hint=f"write {pattern!r} before {taken!r} in train.lr_factors")
+                    hint=f"write {pattern!r} before {taken!r} in train.lr_factors", key=("train", "lr_factors", pattern))
             earlier.append(pattern)
             continue
         import difflib
 
-        prefixes = sorted({".".join(n.split(".")[:2]) + ".*" if n.count(".") > 1 else n for n in names})
-        close = difflib.get_close_matches(pattern, prefixes + names, n=1, cutoff=0.5)
+        # globs of the names' first 2-4 parts (encoder.clip.vision_model.*): a mistyped part
+        # is suggested at the depth it was typed
+        globs = sorted({".".join(n.split(".")[:depth]) + ".*" for n in names for depth in (2, 3, 4)
+                        if n.count(".") >= depth})
+        close = difflib.get_close_matches(pattern, globs + names, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
+        shown = sorted({".".join(n.split(".")[:3]) + ".*" if n.count(".") > 2 else n for n in names})
         raise RecipeError(f"train.lr_factors: {pattern!r} matches no parameter of this run",
-                          hint=f"{hint}parameter names start with: {', '.join(prefixes[:8])}"
-                               + (" ..." if len(prefixes) > 8 else ""))
+                          hint=f"{hint}parameter names start with: {', '.join(shown[:8])}"
+                               + (" ..." if len(shown) > 8 else ""),
+                          key=("train", "lr_factors", pattern))
 
 
 def build_optimizer(model: torch.nn.Module, train: TrainConfig, extra_named_parameters=()) -> torch.optim.Optimizer:
@@ -81,7 +86,7 @@ def build_optimizer(model: torch.nn.Module, train: TrainConfig, extra_named_para
         frozen = ", ".join(f"{k!r}: {v:g}" for k, v in train.lr_factors.items() if v == 0)
         why = f"train.lr_factors freezes every parameter ({{{frozen}}})" if frozen else \
             "no parameter of the encoder or the components is trainable"
-        raise RecipeError(f"{why}: there is nothing to train",
+        raise RecipeError(f"{why}: there is nothing to train", key=("train", "lr_factors") if frozen else None,
                           hint="leave some parameters trainable (a factor above 0), or evaluate the model with "
                                "wsreid eval --zero-shot instead of training it")
     for g in groups:

@@ -69,7 +69,7 @@ from wsreid.engine.data import (
 from wsreid.engine.evaluate import check_encoder_output, extract_train_features, split_features, split_metrics
 from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
-from wsreid.errors import ComponentError, DataError, RecipeError, TrainingError, UserError, one_line
+from wsreid.errors import ComponentError, DataError, ParamsCheckError, RecipeError, TrainingError, UserError, one_line
 from wsreid.fileio import write_failure
 from wsreid.pluginmanager import Plugins
 
@@ -242,7 +242,7 @@ class Run:
                 raise RecipeError(
                     f"objectives.{label}.relation: no association is labelled {wanted!r}",
                     hint=f"did you mean {close[0]!r}?" if close else f"labels: {', '.join(sorted(labels)) or 'none'}",
-                )
+                    key=("objectives", label, "relation"))
         self.components = comps
         for key, module in comps.trainable().items():
             module.float().to(self.dist.device)
@@ -263,6 +263,9 @@ class Run:
         self._providers[where] = entry.provider
         try:
             yield
+        except ParamsCheckError as exc:  # a parameter that does not fit what the build found (the data's size)
+            key = tuple(where.split(".")) + (tuple(exc.key.split(".")) if exc.key else ())
+            raise RecipeError(f"{'.'.join(key)}: {exc.message}", hint=exc.hint, key=key) from None
         except UserError:
             raise
         except Exception as exc:
@@ -317,7 +320,7 @@ class Run:
                                             drop_last=r.train.drop_last)
         if self.sampler.steps_per_epoch() == 0:
             raise RecipeError(f"train.batch_size {r.train.batch_size} exceeds the {len(self.train_data)} training pairs",
-                              hint="lower train.batch_size")
+                              hint="lower train.batch_size", key=("train", "batch_size"))
         # workers decode and resize (uint8 pixels); images are normalised on the device
         self.loader = DeviceBatches(
             torch.utils.data.DataLoader(self.train_data, batch_sampler=self.sampler, collate_fn=collate_pairs,

@@ -44,7 +44,7 @@ from wsreid.engine.rundir import (
     write_run_files,
 )
 from wsreid.distributed import peer_process_lost
-from wsreid.errors import MainProcessError, TrainingError, UserError
+from wsreid.errors import MainProcessError, RecipeError, TrainingError, UserError
 from wsreid.launcher import launch_from_env
 
 __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_weights", "resolved_yaml_for"]
@@ -170,9 +170,24 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     created = _prepare_run_dir_once(run_dir, mode, main_process)
     try:
         return _train(loaded, run_dir, mode, resolved_yaml, created, main_process, world_size, scratch)
+    except RecipeError as exc:
+        cite_recipe_line(exc, loaded.locations)
+        raise
     finally:
         if main_process:
             unlock_run_dir(run_dir)
+
+
+def cite_recipe_line(exc: RecipeError, locations) -> None:
+    """Put the file and line (or the override) that set ``exc.key`` in front of the
+    message of a RecipeError raised during a run, as ``wsreid validate`` cites its errors:
+    ``recipe.yaml:4: train.batch_size 100000 exceeds ...``. A key no layer wrote is cited
+    where its nearest written parent is; an error without key, or one cited already (an
+    init pretraining's, by its own recipe), is left as it is."""
+    if exc.key is None or locations is None or getattr(exc, "cited", False):
+        return
+    exc.args = (f"{locations.find(tuple(exc.key))}: {exc.args[0]}", *exc.args[1:])
+    exc.cited = True
 
 
 def _no_run_to_resume(run_dir: Path, source: Path | None) -> UserError:
