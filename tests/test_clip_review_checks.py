@@ -107,13 +107,13 @@ def test_folder_without_tokenizer_is_refused_and_convert_weights_says_so(files, 
         "this one) with --tokenizer BPE_FILE\n")
     err, path = one_error(tmp_path, capsys, "notok")
     assert err == (
-        f"error: {path}:5: encoder.pretrained: model folder notok holds no tokenizer (tokenizer.json, or vocab.json and "
-        "merges.txt) (rerun `wsreid convert-weights` with --tokenizer BPE_FILE, or set encoder.tokenizer to the BPE "
+        f"error: {path}:5: encoder.pretrained: model folder {tmp_path / 'notok'} holds no tokenizer (tokenizer.json, or "
+        "vocab.json and merges.txt) (rerun `wsreid convert-weights` with --tokenizer BPE_FILE, or set encoder.tokenizer to the BPE "
         "file (OpenAI's bpe_simple_vocab_16e6.txt.gz))")
     err, path = one_error(tmp_path, capsys, "notok", "  tokenizer: pretrained\n")
-    assert err.startswith(f"error: {path}:11: encoder.tokenizer: model folder notok holds no tokenizer")
+    assert err.startswith(f"error: {path}:11: encoder.tokenizer: model folder {tmp_path / 'notok'} holds no tokenizer")
     # the run refuses it too (not transformers' empty two-token tokenizer)
-    with pytest.raises(RecipeError, match="model folder notok holds no tokenizer"):
+    with pytest.raises(RecipeError, match="/notok holds no tokenizer"):  # the folder, stored absolute
         ClipEncoder(ClipParams(pretrained="notok", image_size=(32, 32), max_length=16), CTX)
     # with the BPE file named it validates and builds
     code, err, _ = validate(tmp_path, capsys, "notok", f"  tokenizer: {files / 'small.txt.gz'}\n")
@@ -285,3 +285,43 @@ def test_an_image_size_wider_than_tall_is_warned_of(make_recipe, capsys):
         assert main(["validate", str(recipe), "-o", f"encoder.image_size={upright}"]) == 0
         assert "warning" not in capsys.readouterr().err
 
+def test_relative_local_weights_and_tokenizer_are_stored_absolute(files, tmp_path, monkeypatch):
+    """A run trained with `encoder.pretrained: conv/withtok` (relative to the working
+    directory) kept the relative path in its recipe.yaml: `wsreid search` or `eval` from
+    another directory read it as a hub name ("not available offline ... hf download
+    conv/withtok"). A relative path that names a local file or folder is now resolved, as
+    data.root is; shipped names stay as written."""
+    from wsreid.recipe import load_recipe
+
+    monkeypatch.chdir(files)
+    recipe = tmp_path / "relative.yaml"
+    recipe.write_text(RECIPE.format(name="state.pt") + "  tokenizer: small.txt.gz\n")
+    encoder = load_recipe(recipe).resolved["encoder"]
+    assert (encoder["pretrained"], encoder["tokenizer"]) == (str(files / "state.pt"), str(files / "small.txt.gz"))
+    shipped = tmp_path / "shipped.yaml"
+    shipped.write_text(f"extends: {RECIPES / 'dgia.yaml'}\n")
+    assert load_recipe(shipped).resolved["encoder"]["pretrained"] == "synth-web-tiny-clip"
+
+
+def test_a_file_this_user_may_not_read_is_one_line(files, tmp_path, capsys, monkeypatch):
+    """A checkpoint (or a run's tokenizer) of another user, unreadable here: a PermissionError
+    traceback, exit 1. Now one line naming the file, exit 2, nothing written. (The tests
+    run as root, who reads everything: the refusal is made by a patched open.)"""
+    import errno
+
+    unreadable = files / "state.pt"
+    real_open = Path.open
+
+    def refused(self, *args, **kwargs):
+        if self == unreadable:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    out = tmp_path / "converted"
+    assert main(["convert-weights", str(unreadable), str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot open {unreadable}: permission denied (give this user read permission on it, and write "
+        "permission where the command writes, or run the command as the user that owns it; --debug shows the "
+        "traceback)\n")
+    assert not out.exists()

@@ -301,3 +301,30 @@ def test_a_collective_whose_peer_ended_is_told_from_a_fault_of_this_process(tmp_
         f"train.batch_size): wsreid run "
         f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume)")
 
+def test_a_main_process_failing_at_the_run_end_leaves_the_other_one_line(make_recipe, tmp_path):
+    """The main process's run-end hook fails (an upload, a report; or metrics.json cannot be
+    written): the other process waited in the final barrier and printed a 34-line gloo
+    traceback. It now says in one line that another process ended."""
+    (tmp_path / "wsreid_test_end_fails.py").write_text(
+        "from wsreid import hookimpl\n\n\n"
+        "@hookimpl\n"
+        "def wsreid_run_end(run, metrics):\n"
+        "    if run.dist.is_main:\n"
+        "        raise ConnectionError('the report server is down')\n")
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0},
+                                                "plugins": ["wsreid_test_end_fails"]})
+    out = tmp_path / "run"
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29533", "-m", "wsreid", "run", str(recipe), "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path})
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    main_line = "error: plugin 'wsreid_test_end_fails': hook wsreid_run_end failed after the run finished"
+    assert sum(line.startswith(main_line) for line in errors) == 1, proc.stderr[-3000:]
+    assert [line for line in errors if not line.startswith(main_line)] == [
+        "error: another process of this 2-process launch ended during the run (its own message says why); last "
+        f"complete checkpoint: epoch-0001 (fix what it reports, then resume (with any number of processes that "
+        f"divides train.batch_size): wsreid run {out / 'recipe.yaml'} --output-dir {out} --resume)"], proc.stderr[-3000:]
+    # torchrun's own report of the failed launch follows (its ChildFailedError traceback); none of a process's
+    assert "[rank" not in proc.stderr and "wsreid/engine" not in proc.stderr and (out / "metrics.json").is_file()

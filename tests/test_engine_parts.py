@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from pathlib import Path
 from hypothesis import given, settings, strategies as st
 from safetensors import SafetensorError
 
@@ -290,3 +291,27 @@ def test_a_batch_the_processes_do_not_divide_names_the_process_counts_that_do():
         "train.batch_size 15 is not divisible by the 2 processes (start as many processes as divide it (for --resume, "
         "which keeps the batch size: 1, 3, 5, 15), or for a new run choose a batch size that is a multiple of the "
         "number of processes)")
+
+
+def test_a_checkpoint_this_user_may_not_read_is_not_called_damaged(tmp_path, monkeypatch):
+    """safetensors reports an unreadable file as "No such file or directory": the message
+    said the intact checkpoint was corrupt or truncated and sent the user to restore it.
+    (The tests run as root, who reads everything: os.access is patched.)"""
+    import os
+
+    from safetensors.torch import save_file
+
+    from wsreid.engine import checkpoint as ckpt
+    from wsreid.errors import TrainingError
+
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "model.safetensors"
+    save_file(model.state_dict(), str(path))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if Path(p) == path else real_access(p, mode, **k))
+    with pytest.raises(TrainingError) as info:
+        ckpt.load_model_weights(model, path)
+    assert str(info.value) == (f"checkpoint file {path} cannot be read by this user: permission denied (give this "
+                               "user read permission on the run's files, or run the command as the user that owns "
+                               "them)")
+    assert ckpt.weights_problem(path) == "its model.safetensors cannot be read by this user (permission denied)"

@@ -99,7 +99,7 @@ class ClipParams(Params):
         None,
         description="a shipped encoder (synth-web-tiny-clip), a hub name (e.g. openai/clip-vit-base-patch16: the local "
         "cache first, downloaded only when the hub can be reached), a local directory (relative to the working "
-        "directory) with a saved CLIPModel and tokenizer, or an OpenAI checkpoint file (ViT-B-16.pt: "
+        "directory; the run's recipe.yaml stores it absolute) with a saved CLIPModel and tokenizer, or an OpenAI checkpoint file (ViT-B-16.pt: "
         "TorchScript archive or state dict, fp16 or fp32; needs tokenizer: <BPE file>); None = random "
         "initialisation from the sizes below",
     )
@@ -107,7 +107,7 @@ class ClipParams(Params):
         None,
         description="'pretrained': the tokenizer saved with the model; 'build': a word-level vocabulary built "
         "from the training captions (kept in <run_dir>/tokenizer); a path to OpenAI's BPE merges file "
-        "(bpe_simple_vocab_16e6.txt.gz): CLIP's tokenizer built offline (start 49406, end 49407, zero padding); "
+        "(bpe_simple_vocab_16e6.txt.gz; stored absolute in the run's recipe.yaml): CLIP's tokenizer built offline (start 49406, end 49407, zero padding); "
         "None = 'pretrained' with pretrained weights, else 'build'",
     )
     mask_token: Literal["added", "last_merge"] = Field(
@@ -143,6 +143,17 @@ class ClipParams(Params):
     text: TextParams = Field(default_factory=TextParams, description="text Transformer size")
     image_size: tuple[int, int] = Field((384, 128), description="input image [height, width] in pixels")
     max_length: int = Field(77, ge=3, description="token sequence length L (start + words + end, padded)")
+
+    @field_validator("pretrained", "tokenizer", mode="after")
+    @classmethod
+    def _local_path_absolute(cls, value: str | None) -> str | None:
+        # a relative path that names a local file or folder is stored absolute in the run's
+        # recipe.yaml (as data.root is), so that the run is evaluated and searched from any
+        # working directory; shipped and hub names, and paths that name nothing, stay as written
+        if value is None or value in ("pretrained", "build") or value in loading.shipped_models():
+            return value
+        path = Path(value).expanduser()
+        return str(path.resolve()) if not path.is_absolute() and path.exists() else value
 
     @field_validator("image_size", mode="after")
     @classmethod

@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _permission_denied(exc: PermissionError) -> str:
+    """The one line of a file or folder this user may not open (read, or write where the
+    command writes)."""
+    what = f"cannot open {exc.filename}" if exc.filename is not None else "a file cannot be opened"
+    return (f"{what}: permission denied (give this user read permission on it, and write permission where the "
+            "command writes, or run the command as the user that owns it; --debug shows the traceback)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code.
     A :class:`~wsreid.errors.UserError` becomes one line on stderr (``--debug``: the
@@ -81,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             if not getattr(exc, "printed_by_main_process", False):  # one line for all the processes
                 print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except PermissionError as exc:  # a file or folder of another user (a run trained under umask 077, ...)
+            if debug:
+                raise
+            print(f"error: {_permission_denied(exc)}", file=sys.stderr)
+            return ExitCode.USER_ERROR
         except KeyboardInterrupt as exc:
             signum = signals.signal_of(exc)
             say_stop(signals.describe(signum))

@@ -227,7 +227,19 @@ def save_best(run_dir: Path, model: torch.nn.Module, info: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _not_readable(path: Path) -> TrainingError | None:
+    """The error of a weights file this user may not read (safetensors reports it as a
+    missing file, which read as a damaged checkpoint), None when it may."""
+    if path.exists() and not os.access(path, os.R_OK):
+        return TrainingError(f"checkpoint file {path} cannot be read by this user: permission denied",
+                             hint="give this user read permission on the run's files, or run the command as the "
+                                  "user that owns them")
+    return None
+
+
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if (refused := _not_readable(path)) is not None:
+        raise refused
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -250,6 +262,8 @@ def weights_problem(path: Path) -> str | None:
     few words; None when its header and every byte it announces read."""
     if not path.exists():
         return "its model.safetensors is missing"
+    if _not_readable(path) is not None:
+        return "its model.safetensors cannot be read by this user (permission denied)"
     problem = _header_problem(path)
     return None if problem is None else f"corrupt or truncated: {problem}"
 
@@ -262,6 +276,8 @@ def load_model_weights(model: torch.nn.Module, path: Path, *, hint: str | None =
     :data:`TRAINING_HINT`."""
     if not path.exists():
         raise TrainingError(f"checkpoint file {path} is missing", hint="the checkpoint is incomplete")
+    if (refused := _not_readable(path)) is not None:
+        raise refused
     problem = _header_problem(path)  # the header, and every byte it announces, before the model
     if problem is not None:
         raise TrainingError(f"checkpoint file {path} is corrupt or truncated: {problem}",

@@ -513,7 +513,7 @@ def run_weights(run_dir: Path) -> Path | None:
 
 def weights_of(run_dir: Path, checkpoint: str) -> Path:
     """The weights of ``run_dir`` named by ``checkpoint`` (``best``: the best, else the
-    latest; ``latest``: the latest). Raises a :class:`TrainingError` when there are none."""
+    latest; ``last``: the latest). Raises a :class:`TrainingError` when there are none."""
     from wsreid.engine.checkpoint import latest_checkpoint
 
     if checkpoint == "best":

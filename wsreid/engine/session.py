@@ -258,7 +258,12 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
         if world_size > 1 and not isinstance(exc, KeyboardInterrupt) and peer_process_lost(exc):
             raise _peer_lost(run_dir, world_size, removed) from None
         raise
-    run.close()
+    try:
+        run.close()  # its barrier fails here when the main process ended at the run's end (metrics.json, a hook)
+    except Exception as exc:
+        if world_size > 1 and peer_process_lost(exc):
+            raise _peer_lost(run_dir, world_size, removed=False) from None
+        raise
     return RunResult(run_dir, metrics, run.dist.is_main)
 
 
