@@ -337,3 +337,18 @@ def test_auto_scoring_is_float32_for_small_banks_on_every_cpu(monkeypatch):
         assert comp._scoring_dtype(torch.device("cpu"), 4246) == torch.float32
         assert comp._scoring_dtype(torch.device("cpu"), 16383) == torch.float32
         assert comp._scoring_dtype(torch.device("cpu"), 16384) == (torch.bfloat16 if amx else torch.float32)
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, fast", [(False, False, False), (True, False, True), (False, True, True)])
+def test_auto_scoring_counts_avx512_bf16_as_bfloat16_matrix_units(monkeypatch, amx, avx512_bf16, fast):
+    """`auto` scored 68k-row banks in float32 on AMD EPYC with AVX512_BF16 (no AMX), where the
+    bfloat16 path took 20.5 ms against 47.4 ms (python benchmarks/performance.py --only mining,
+    docs/performance.md)."""
+    import wsreid_dgia.memory as memory
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert memory._cpu_has_bf16_matrix_units() is fast
+    comp = gsrc(num_train=68126)
+    assert comp._scoring_dtype(torch.device("cpu"), 68126) == (torch.bfloat16 if fast else torch.float32)
+    assert comp._scoring_dtype(torch.device("cpu"), 4246) == torch.float32
