@@ -104,6 +104,18 @@ class RecipeError(UserError):
         super().__init__(message, hint=hint)
         self.key = key
 
+    def cite(self, locations) -> "RecipeError":
+        """Put the file and line (or the override) that set :attr:`key` (``locations``: a
+        :class:`wsreid.recipe.locations.Locations`) in front of the message, as ``wsreid
+        validate`` cites its errors: ``recipe.yaml:4: train.batch_size 100000 exceeds ...``.
+        A key no layer wrote is cited where its nearest written parent is; an error without
+        key, or one cited already (an init pretraining's, by its own recipe), is left as it
+        is. Returns this error."""
+        if self.key is not None and locations is not None and not getattr(self, "cited", False):
+            self.args = (f"{locations.find(tuple(self.key))}: {self.args[0]}", *self.args[1:])
+            self.cited = True
+        return self
+
 
 class DataError(UserError):
     """A dataset is missing, malformed, or references files that do not exist."""

@@ -71,6 +71,7 @@ from wsreid.engine.logs import RunLogger, plot_curves
 from wsreid.engine.optim import build_optimizer, build_scheduler
 from wsreid.errors import ComponentError, DataError, ParamsCheckError, RecipeError, TrainingError, UserError, one_line
 from wsreid.fileio import write_failure
+from wsreid.recipe.build import params_check_error
 from wsreid.pluginmanager import Plugins
 
 #: checkpoint tensor names ``<section>/<label>/module.<name>`` hold a trainable component's
@@ -264,8 +265,7 @@ class Run:
         try:
             yield
         except ParamsCheckError as exc:  # a parameter that does not fit what the build found (the data's size)
-            key = tuple(where.split(".")) + (tuple(exc.key.split(".")) if exc.key else ())
-            raise RecipeError(f"{'.'.join(key)}: {exc.message}", hint=exc.hint, key=key) from None
+            raise params_check_error(exc, tuple(where.split("."))) from None
         except UserError:
             raise
         except Exception as exc:

@@ -171,23 +171,11 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     try:
         return _train(loaded, run_dir, mode, resolved_yaml, created, main_process, world_size, scratch)
     except RecipeError as exc:
-        cite_recipe_line(exc, loaded.locations)
+        exc.cite(loaded.locations)  # a value found wrong during the run: the line that set it
         raise
     finally:
         if main_process:
             unlock_run_dir(run_dir)
-
-
-def cite_recipe_line(exc: RecipeError, locations) -> None:
-    """Put the file and line (or the override) that set ``exc.key`` in front of the
-    message of a RecipeError raised during a run, as ``wsreid validate`` cites its errors:
-    ``recipe.yaml:4: train.batch_size 100000 exceeds ...``. A key no layer wrote is cited
-    where its nearest written parent is; an error without key, or one cited already (an
-    init pretraining's, by its own recipe), is left as it is."""
-    if exc.key is None or locations is None or getattr(exc, "cited", False):
-        return
-    exc.args = (f"{locations.find(tuple(exc.key))}: {exc.args[0]}", *exc.args[1:])
-    exc.cited = True
 
 
 def _no_run_to_resume(run_dir: Path, source: Path | None) -> UserError:

@@ -194,10 +194,17 @@ def _parameter_path(component: KeyPath, key: str) -> KeyPath:
     return component + tuple(key.split(".")) if key else component
 
 
+def params_check_error(exc: ParamsCheckError, component: KeyPath) -> RecipeError:
+    """The RecipeError of a ParamsCheckError of the component at ``component``, keyed by
+    the parameter's recipe key (``RecipeError.cite`` puts the line that set it in front):
+    raised by a component's checks here, or by a component built in a run."""
+    key = _parameter_path(component, exc.key)
+    return RecipeError(f"{dotted(key)}: {exc.message}", hint=exc.hint, key=key)
+
+
 def _params_check_failure(exc: ParamsCheckError, component: KeyPath, locations: Locations) -> RecipeError:
     """The RecipeError of a component check's ParamsCheckError, citing the parameter's line."""
-    key = _parameter_path(component, exc.key)
-    return RecipeError(f"{locations.find(key)}: {dotted(key)}: {exc.message}", hint=exc.hint)
+    return params_check_error(exc, component).cite(locations)
 
 
 def _check_fault(entry: Entry, component: KeyPath, locations: Locations, method: str,
