@@ -33,7 +33,7 @@ from wsreid_clip.openai import (
 CTX = BuildContext(run_dir=None, seed=0, device=torch.device("cpu"))
 
 
-def tiny_openai_state(vocab: int = 530, width: int = 64, layers: int = 1, embed: int = 32, grid: int = 4,
+def tiny_openai_state(vocab: int = 523, width: int = 64, layers: int = 1, embed: int = 32, grid: int = 4,
                       patch: int = 8, context: int = 16, dtype=torch.float16) -> dict[str, torch.Tensor]:
     """Random weights in OpenAI's ViT CLIP key layout."""
     g = torch.Generator().manual_seed(5)

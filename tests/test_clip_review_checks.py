@@ -126,21 +126,66 @@ def test_folder_without_tokenizer_is_refused_and_convert_weights_says_so(files, 
 
 
 def test_tokenizer_larger_than_the_models_vocabulary_is_refused(files, tmp_path, capsys):
-    """OpenAI's full BPE file (49,408 tokens) with 530-row weights: not their vocabulary (it
-    grew the embedding by 48,879 mean rows); only the added mask row may be appended."""
+    """OpenAI's full BPE file (49,408 tokens) with 523-row weights: not their vocabulary (it
+    grew the embedding by 48,885 mean rows); only the added mask row may be appended."""
     err, path = one_error(tmp_path, capsys, files / "state.pt", f"  tokenizer: {files / 'full.txt.gz'}\n")
     assert err == (
-        f"error: {path}:11: encoder.tokenizer: BPE file {files / 'full.txt.gz'} has 49408 tokens, more than the 530 "
+        f"error: {path}:11: encoder.tokenizer: BPE file {files / 'full.txt.gz'} has 49408 tokens, more than the 523 "
         "rows of the pretrained model's token embedding: it is not the vocabulary of these weights (set "
         "encoder.tokenizer to the vocabulary the weights were trained with (OpenAI's bpe_simple_vocab_16e6.txt.gz "
         "for OpenAI's CLIP, or tokenizer: pretrained for a folder that holds one))")
-    with pytest.raises(RecipeError, match="has 49408 tokens, more than the 530 rows"):
+    with pytest.raises(RecipeError, match="has 49408 tokens, more than the 523 rows"):
         ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "full.txt.gz"),
                                image_size=(32, 32), max_length=16), CTX)
     # the small file (523 tokens + the added mask) fits and only the mask row is added
     enc = ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "small.txt.gz"),
                                  image_size=(32, 32), max_length=16), CTX)
-    assert enc.clip.text_model.embeddings.token_embedding.num_embeddings == 530
+    assert enc.clip.text_model.embeddings.token_embedding.num_embeddings == 524
+
+
+def test_tokenizer_smaller_than_the_models_vocabulary_is_refused(files, tmp_path, capsys):
+    """A BPE file of fewer tokens than the weights' rows puts its start and end tokens (its
+    last two ids) on rows the weights learnt as ordinary tokens, and the text tower pools at
+    the end token: refused by validate and by the run (it trained on silently wrong text
+    features). One row more than the file is the added mask's, kept by exported weights."""
+    torch.save(tiny_openai_state(vocab=600), tmp_path / "wide.pt")
+    err, path = one_error(tmp_path, capsys, tmp_path / "wide.pt", f"  tokenizer: {files / 'small.txt.gz'}\n")
+    assert err == (
+        f"error: {path}:11: encoder.tokenizer: BPE file {files / 'small.txt.gz'} has 523 tokens, fewer than the 600 "
+        "rows of the pretrained model's token embedding: it is not the vocabulary of these weights (its end token, "
+        "id 522, would read a row they learnt as another token) (set encoder.tokenizer to the vocabulary the weights "
+        "were trained with (OpenAI's bpe_simple_vocab_16e6.txt.gz for OpenAI's CLIP, or tokenizer: pretrained for a "
+        "folder that holds one))")
+    with pytest.raises(RecipeError, match="has 523 tokens, fewer than the 600 rows"):
+        ClipEncoder(ClipParams(pretrained=str(tmp_path / "wide.pt"), tokenizer=str(files / "small.txt.gz"),
+                               image_size=(32, 32), max_length=16), CTX)
+    # 524 rows = the file's 523 + the mask row a run with mask_token 'added' appended: its own vocabulary
+    torch.save(tiny_openai_state(vocab=524), tmp_path / "masked.pt")
+    assert validate(tmp_path, capsys, tmp_path / "masked.pt", f"  tokenizer: {files / 'small.txt.gz'}\n")[:2] == (0, "")
+    enc = ClipEncoder(ClipParams(pretrained=str(tmp_path / "masked.pt"), tokenizer=str(files / "small.txt.gz"),
+                                 image_size=(32, 32), max_length=16), CTX)
+    assert (enc.clip.text_model.embeddings.token_embedding.num_embeddings, enc.mask_token_id) == (524, 523)
+    # with the mask in place of the last merge (the authors' mode) the file is 523 tokens, so 524 rows are not its own
+    err, _ = one_error(tmp_path, capsys, tmp_path / "masked.pt",
+                       f"  tokenizer: {files / 'small.txt.gz'}\n  mask_token: last_merge\n")
+    assert "has 523 tokens, fewer than the 524 rows" in err
+
+
+@pytest.mark.parametrize("rows", [600, 500])
+def test_convert_weights_refuses_a_tokenizer_that_is_not_the_checkpoints_vocabulary(files, tmp_path, capsys, rows):
+    """convert-weights wrote such a folder and said nothing (larger: refused only when a run
+    built the encoder; smaller: never): one line, exit 2, nothing written."""
+    torch.save(tiny_openai_state(vocab=rows), tmp_path / "other.pt")
+    out = tmp_path / "conv" / "out"
+    code = main(["convert-weights", str(tmp_path / "other.pt"), str(out), "--tokenizer", str(files / "small.txt.gz")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (
+        f"error: convert-weights: tokenizer file {files / 'small.txt.gz'} has 523 tokens, the checkpoint's token "
+        f"embedding {rows} rows: it is not the vocabulary of these weights (pass --tokenizer the merges file the "
+        "weights were trained with (OpenAI's bpe_simple_vocab_16e6.txt.gz for OpenAI's CLIP), or convert without "
+        "--tokenizer; nothing was written)\n")
+    assert not (tmp_path / "conv").exists()
+    assert main(["convert-weights", str(files / "state.pt"), str(out), "--tokenizer", str(files / "small.txt.gz")]) == 0
 
 
 # --------------------------------------------------------------------------- 4. an OpenAI file without a tokenizer

@@ -4,7 +4,9 @@ The folder is what ``CLIPModel.from_pretrained`` and ``encoder.pretrained: DIR``
 ``config.json``, ``model.safetensors`` (the file's dtype: float16 for OpenAI's) and, with a
 BPE merges file, the tokenizer (OpenAI's vocabulary, start 49406, end 49407, padding id 0;
 the encoder adds its mask token when it loads the folder; without one a ``warning:`` line
-says the folder then needs ``encoder.tokenizer: <BPE file>``). transformers' "Writing model
+says the folder then needs ``encoder.tokenizer: <BPE file>``). The BPE file's vocabulary
+must have as many tokens as the checkpoint's token embedding has rows (its start and end
+ids are its last two). transformers' "Writing model
 shards" bar is hidden (it writes one local file), unless its verbosity asks for details
 (``TRANSFORMERS_VERBOSITY=info`` or ``debug``).
 """
@@ -59,6 +61,13 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
         model = clip_from_openai_state(state, source)
     except RecipeError as exc:  # the BPE file's content, tensors that do not fit: as the encoder says it, of this command
         raise UserError("convert-weights: " + str(exc).removeprefix("clip encoder: ")) from None
+    rows = model.text_model.embeddings.token_embedding.num_embeddings
+    if fast is not None and len(fast) != rows:  # its start and end ids are the last two: they must be the weights'
+        raise UserError(f"convert-weights: tokenizer file {tokenizer} has {len(fast)} tokens, the checkpoint's token "
+                        f"embedding {rows} rows: it is not the vocabulary of these weights",
+                        hint="pass --tokenizer the merges file the weights were trained with (OpenAI's "
+                             "bpe_simple_vocab_16e6.txt.gz for OpenAI's CLIP), or convert without --tokenizer; "
+                             "nothing was written")
     floats = {v.dtype for v in state.values() if v.is_floating_point()}
     if floats == {torch.float16}:
         model = model.half()

@@ -314,10 +314,9 @@ def _check_bpe_fits(params: ClipParams, model_rows: int) -> None:
         rows = bpe_vocabulary_size(params.tokenizer, params.mask_token)
     except RecipeError as exc:
         raise ParamsCheckError("tokenizer", str(exc).removeprefix("clip encoder: ")) from None
-    own = rows - (params.mask_token == "added")
-    if own > model_rows:
-        raise ParamsCheckError("tokenizer", _vocabulary_problem(f"BPE file {params.tokenizer}", own, model_rows),
-                               hint=_VOCABULARY_HINT)
+    problem = _bpe_vocabulary_problem(f"BPE file {params.tokenizer}", rows, params.mask_token == "added", model_rows)
+    if problem:
+        raise ParamsCheckError("tokenizer", problem, hint=_VOCABULARY_HINT)
 
 
 _VOCABULARY_HINT = ("set encoder.tokenizer to the vocabulary the weights were trained with (OpenAI's "
@@ -327,6 +326,23 @@ _VOCABULARY_HINT = ("set encoder.tokenizer to the vocabulary the weights were tr
 def _vocabulary_problem(what: str, rows: int, model_rows: int) -> str:
     return (f"{what} has {rows} tokens, more than the {model_rows} rows of the pretrained model's token embedding: "
             "it is not the vocabulary of these weights")
+
+
+def _bpe_vocabulary_problem(what: str, tokens: int, mask_added: bool, model_rows: int) -> str | None:
+    """What is wrong with a BPE file's vocabulary of ``tokens`` tokens (an added mask token
+    included when ``mask_added``) for a token embedding of ``model_rows`` rows, or None.
+    The file's own tokens must be the rows: more would read rows that do not exist, fewer
+    would put its start and end tokens (the last two ids) on rows the weights learnt as
+    ordinary tokens, and the text tower pools at the end token. One row more than the file
+    is right only when it is the added mask's, kept by weights saved after such a run."""
+    own = tokens - int(mask_added)
+    if own > model_rows:
+        return _vocabulary_problem(what, own, model_rows)
+    if own < model_rows and tokens != model_rows:
+        return (f"{what} has {own} tokens, fewer than the {model_rows} rows of the pretrained model's token "
+                f"embedding: it is not the vocabulary of these weights (its end token, id {own - 1}, would read a "
+                "row they learnt as another token)")
+    return None
 
 
 def _warn_hub_not_cached(name: str) -> None:
@@ -536,10 +552,14 @@ class ClipEncoder(EncoderComponent):
                 clip = clip_from_openai_state(openai_state, params.pretrained, seed=context.seed)
             rows = clip.text_model.embeddings.token_embedding.num_embeddings
             own = len(tokenizer) - int(self.mask_token_added)
-            if own > rows:  # only the added mask token may grow the embedding
-                what = f"tokenizer {params.tokenizer}" if params.tokenizer_source == "bpe" else \
-                    f"the tokenizer of {params.pretrained}"
-                raise RecipeError(f"clip encoder: {_vocabulary_problem(what, own, rows)}", hint=_VOCABULARY_HINT)
+            if params.tokenizer_source == "bpe":  # the file's ids are the rows' (module doc of wsreid_clip.bpe)
+                problem = _bpe_vocabulary_problem(f"tokenizer {params.tokenizer}", len(tokenizer),
+                                                  self.mask_token_added, rows)
+            else:  # a saved tokenizer may leave rows unused; only the added mask token may grow the embedding
+                problem = _vocabulary_problem(f"the tokenizer of {params.pretrained}", own, rows) if own > rows else None
+            if problem:
+                raise RecipeError(f"clip encoder: {problem}", hint=_VOCABULARY_HINT,
+                                  key=("encoder", "tokenizer") if params.tokenizer_source == "bpe" else None)
             _resize_token_embedding(clip, len(tokenizer))
             text_config = clip.config.text_config
             text_config.eos_token_id, text_config.bos_token_id = ids["end"], ids["start"]
