@@ -403,7 +403,7 @@ def test_tree_given_in_code(registry):
 
 
 def test_json_schema_has_component_params(registry):
-    schema = recipe_json_schema(registry)
+    schema = recipe_json_schema(registry, resolved=True)
     defs = schema["$defs"]
     local = defs["LocalAssociation_lrc"]
     assert local["properties"]["threshold"]["maximum"] == 1
@@ -432,9 +432,11 @@ def test_reference_markdown_documents_every_key(registry):
         assert kind_title in text
 
 
-def test_json_schema_accepts_resolved_and_rejects_typos(base, registry):
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = recipe_json_schema(registry)
+@pytest.mark.parametrize("resolved", [True, False])
+def test_json_schema_accepts_resolved_and_rejects_typos(base, registry, resolved):
+    import jsonschema
+
+    schema = recipe_json_schema(registry, resolved=resolved)
     validator = jsonschema.Draft202012Validator(schema)
     resolved = load_recipe(base, registry=registry).resolved
     assert list(validator.iter_errors(resolved)) == []

@@ -56,6 +56,7 @@ __all__ = [
     "Study",
     "LoadedStudy",
     "PlannedRun",
+    "study_json_schema",
     "RunOutcome",
     "load_study",
     "plan_runs",
@@ -111,6 +112,14 @@ class Study(_Strict):
     metrics: list[str] = Field(default_factory=lambda: list(METRICS), min_length=1)
     plot_metrics: list[str] = Field(default_factory=lambda: ["R1", "mAP"])
     title: str | None = None
+
+
+def study_json_schema() -> dict[str, Any]:
+    """JSON schema of a study file (``wsreid schema --study``; for editors). Variant
+    overrides are dotted recipe keys, checked when the study is planned."""
+    from wsreid.recipe.reference import JSON_SCHEMA_DIALECT
+
+    return {"$schema": JSON_SCHEMA_DIALECT, **Study.model_json_schema(), "title": "wsreid ablation study"}
 
 
 @dataclass

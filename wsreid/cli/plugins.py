@@ -15,7 +15,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def add_parsers(sub) -> None:
     """Register ``schema`` and ``plugins``."""
-    p = sub.add_parser("schema", help="print the JSON schema of recipes")
+    p = sub.add_parser("schema", help="print the JSON schema of recipe files (for editors)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--resolved", action="store_true",
+                       help="the schema of a whole merged recipe, as a run writes it (RUN/recipe.yaml): required keys "
+                            "and a name in every component block")
+    which.add_argument("--study", action="store_true", help="the schema of an ablation study file (wsreid ablate)")
     add_common(p)
     p.set_defaults(func=cmd_schema)
 
@@ -26,12 +31,18 @@ def add_parsers(sub) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    """Print the JSON schema of recipes for the registered components."""
+    """Print the JSON schema of recipe files (one layer, as written) for the registered
+    components; ``--resolved``: of a merged recipe; ``--study``: of a study file."""
+    if args.study:
+        from wsreid.ablate import study_json_schema
+
+        print(json.dumps(study_json_schema(), indent=1))
+        return ExitCode.OK
     from wsreid.pluginmanager import load_plugins
     from wsreid.recipe import recipe_json_schema
 
     plugins = load_plugins(disabled=args.disable_plugin)
-    print(json.dumps(recipe_json_schema(plugins.registry), indent=1))
+    print(json.dumps(recipe_json_schema(plugins.registry, resolved=args.resolved), indent=1))
     return ExitCode.OK
 
 

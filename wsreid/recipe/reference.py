@@ -24,9 +24,18 @@ __all__ = ["recipe_reference_markdown", "recipe_json_schema"]
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def recipe_json_schema(registry: Registry) -> dict[str, Any]:
-    """JSON schema of every recipe valid with ``registry`` (for editors). Adds the
-    ``extends`` key, which is resolved before validation."""
+def recipe_json_schema(registry: Registry, *, resolved: bool = False) -> dict[str, Any]:
+    """JSON schema of recipe files valid with ``registry`` (for editors; ``wsreid schema``).
+
+    By default it describes one layer of a recipe, a file as written: ``extends``, no key
+    required (the layers below may give it), a component block without ``name`` (it
+    changes the extended block's parameters; its keys must be some component's), ``null``
+    for any key (it deletes the value below), and the conversions the loader makes (a
+    number in quotes, ``on``/``off``/``yes``/``no``/``1``/``0`` for a boolean; docs/recipes.md).
+    Only what a layer cannot know is left to ``wsreid validate``: whether the merged recipe
+    is complete, and its cross-checks. With ``resolved`` it describes a whole recipe after
+    merging, as a run writes it (``RUN/recipe.yaml``): the required keys and a ``name`` in
+    every block."""
     schema = build_recipe_model(registry).model_json_schema()
     schema = {"$schema": JSON_SCHEMA_DIALECT, **schema}
     schema["title"] = "wsreid recipe"
@@ -39,7 +48,58 @@ def recipe_json_schema(registry: Registry) -> dict[str, Any]:
         block = properties.get(section, {}).get("additionalProperties") if multi else None
         if isinstance(block, dict):  # 'label: null' removes a component of the extended recipe
             properties[section]["additionalProperties"] = {"anyOf": [block, {"type": "null"}]}
+    if not resolved:
+        schema = _layer_schema(schema)
+        schema["title"] = "wsreid recipe file (one layer: extends and overrides merge later)"
     return schema
+
+
+#: a number in quotes, as the loader converts it (``'2e-4'``, ``' 1_000 '``)
+NUMBER_TEXT = r"^\s*[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
+#: an integer in quotes or with a zero fraction (``'3'``, ``3.0``)
+INTEGER_TEXT = r"^\s*[-+]?[0-9][0-9_]*(\.0*)?\s*$"
+#: what a boolean key takes besides true / false
+BOOLEAN_WORDS = [True, False, 1, 0, "true", "false", "True", "False", "on", "off", "On", "Off", "yes", "no", "Yes",
+                 "No", "1", "0"]
+
+
+def _layer_schema(node: Any) -> Any:
+    """The strict (resolved-recipe) schema ``node`` loosened to one layer's: no
+    ``required``, alternatives that may overlap once ``name`` is optional (``oneOf`` ->
+    ``anyOf``, no discriminator), every property nullable, and the loader's conversions
+    of numbers and booleans."""
+    if isinstance(node, list):
+        return [_layer_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("required", "discriminator"):
+            continue
+        if key == "properties":
+            out[key] = {name: _nullable(_layer_schema(sub)) for name, sub in value.items()}
+        elif key == "$defs":
+            out[key] = {name: _layer_schema(sub) for name, sub in value.items()}
+        else:
+            out["anyOf" if key == "oneOf" else key] = _layer_schema(value)
+    kind = out.get("type")
+    if kind == "number":
+        out["type"], out["pattern"] = ["number", "string"], NUMBER_TEXT
+    elif kind == "integer":
+        out["type"], out["pattern"] = ["integer", "string"], INTEGER_TEXT
+    elif kind == "boolean":
+        del out["type"]
+        out["enum"] = BOOLEAN_WORDS
+    return out
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null (a layer's ``null`` deletes the key below); its description
+    stays on the outside, where editors look."""
+    if schema.get("type") == "null" or {"type": "null"} in schema.get("anyOf", []):
+        return schema
+    outer = {k: schema[k] for k in ("title", "description") if k in schema}
+    return {**outer, "anyOf": [schema, {"type": "null"}]}
 
 
 # --------------------------------------------------------------------------- markdown
@@ -148,7 +208,10 @@ def recipe_reference_markdown(registry: Registry) -> str:
         "is then converted to its key's type where the conversion is exact: a boolean key "
         "takes `true`/`false` and also `on`/`off`, `yes`/`no`, `1`/`0`; a number key takes a "
         "number in quotes (`'2e-4'`); an integer key takes `2.0` but refuses `2.5`. Every "
-        "mapping rejects unknown keys; errors name the file, line and dotted key.",
+        "mapping rejects unknown keys; errors name the file, line and dotted key. `wsreid schema` "
+        "prints the JSON schema of a recipe file as written (one layer: no key required, `null` "
+        "allowed, the conversions above) for editors; `wsreid schema --resolved` that of a merged "
+        "recipe, `--study` that of a study file.",
         "",
         "## Merge rules: `extends` and overrides",
         "",
