@@ -274,6 +274,30 @@ def test_disabling_an_unknown_plugin_warns(capsys, monkeypatch):
     plugins = load_plugins(disabled=["no-such-plugin"])
     assert plugins.unmatched_disabled == {"no-such-plugin"}
     assert "warning: no plugin named no-such-plugin to disable" in capsys.readouterr().err
+    # `wsreid plugins` does not then list it as disabled (it printed "disabled: nosuch")
+    assert main(["plugins", "--disable-plugin", "nosuch", "--disable-plugin", "baselines"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: no plugin named nosuch to disable" in captured.err
+    assert captured.out.splitlines()[-1] == "disabled: baselines"
+    assert main(["plugins", "--disable-plugin", "nosuch"]) == 0
+    assert "disabled:" not in capsys.readouterr().out
+
+
+def test_a_summary_is_the_docstrings_first_sentence_whole():
+    """A first sentence wrapped over two docstring lines was cut at the line end ("the
+    paired item" for the ITC loss, whose sentence goes on "is the only positive.")."""
+    from wsreid.registry import docstring_summary
+
+    assert docstring_summary("""Image-text contrastive loss, InfoNCE in both directions (Eq. 1-2): the paired item
+    is the only positive. Temperature from the encoder.
+
+    More.""") == ("Image-text contrastive loss, InfoNCE in both directions (Eq. 1-2): the paired item is the only "
+                  "positive.")
+    assert docstring_summary("One line, e.g. this one.\n\nDetails.") == "One line, e.g. this one."
+    assert docstring_summary("No full stop\n  at all") == "No full stop at all"
+    assert docstring_summary(None) == docstring_summary("") == ""
+    itc = load_plugins(use_env=False).registry.get("objective", "itc")
+    assert itc.summary.endswith("the paired item is the only positive.")
 
 
 def test_only_named_distributions_and_no_double_registration(site, monkeypatch):

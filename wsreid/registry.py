@@ -22,6 +22,7 @@ from wsreid.api import COMPONENT_KINDS, KINDS, Component, Params
 from wsreid.errors import DuplicateComponentError, PluginError, RecipeError
 
 __all__ = ["BASE_CLASSES", "DuplicateComponentError", "Entry", "Registry", "SettingsEntry", "SETTINGS_KEY_PATTERN",
+           "docstring_summary",
            "SHIPPED_DISTRIBUTION", "ShippedNameTaken",
            "accepts_unknown_keys", "invalid_default", "refuse_unknown_keys"]
 
@@ -121,6 +122,19 @@ class SettingsEntry:
         return self.provider
 
 
+#: a sentence ends at . ! or ? followed by white space and a capital, a backquote or an
+#: opening bracket ("Eq. 1-2" and "e.g. the" do not end one)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\[])")
+
+
+def docstring_summary(doc: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, its lines joined into one
+    (the summary ``wsreid plugins`` and the generated docs show)."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    end = _SENTENCE_END.search(paragraph)
+    return paragraph[: end.start()] if end else paragraph
+
+
 def nested_models(model: type[BaseModel], path: str = "") -> list[tuple[str, type[BaseModel]]]:
     """``model`` (as ``"<params>"``) and every model reachable through its fields'
     annotations, with the dotted field path that reaches it."""
@@ -211,7 +225,8 @@ class Registry:
 
         ``cls`` must subclass the kind's base class in :mod:`wsreid.api` and declare a
         ``Params`` model deriving from :class:`wsreid.api.Params` (without a ``name``
-        field); ``summary`` defaults to the first line of its docstring. Raises
+        field); ``summary`` defaults to the first sentence of its docstring
+        (:func:`docstring_summary`). Raises
         :class:`PluginError` for an invalid registration and
         :class:`DuplicateComponentError` when the name is taken.
         """
@@ -253,9 +268,8 @@ class Registry:
                 hint=f"uninstall one, or disable one with --disable-plugin {existing.provider} or "
                 f"--disable-plugin {provider} (or WSREID_DISABLE_PLUGINS)",
             )
-        doc = (cls.__doc__ or "").strip().splitlines()
         self._entries[kind][name] = Entry(
-            kind, name, cls, provider, dist, version, summary if summary is not None else (doc[0] if doc else "")
+            kind, name, cls, provider, dist, version, summary if summary is not None else docstring_summary(cls.__doc__)
         )
 
     def add_settings(self, key: str, model: type[Params], *, summary: str | None = None) -> None:
@@ -270,8 +284,8 @@ class Registry:
         The validated block, defaults filled in, is ``run.recipe.settings[key]`` in every
         lifecycle hook; it is written to the run's ``recipe.yaml`` and shown by ``wsreid
         plugins`` and ``wsreid schema``. ``key`` is a lower-case identifier (letters,
-        digits, ``_``), unique across plugins; ``summary`` defaults to the first line of
-        the model's docstring.
+        digits, ``_``), unique across plugins; ``summary`` defaults to the first sentence
+        of the model's docstring.
         """
         provider, dist, version = self._current_provider
         if not (isinstance(key, str) and SETTINGS_KEY_PATTERN.match(key)):
@@ -299,9 +313,8 @@ class Registry:
                 f"and by {newcomer} (plugin {provider!r})",
                 hint=f"disable one with --disable-plugin {existing.provider} or --disable-plugin {provider}",
             )
-        doc = (model.__doc__ or "").strip().splitlines()
         self._settings[key] = SettingsEntry(key, model, provider, dist, version,
-                                            summary if summary is not None else (doc[0] if doc else ""))
+                                            summary if summary is not None else docstring_summary(model.__doc__))
 
     def settings_entries(self) -> list[SettingsEntry]:
         """Every declared settings block, by key."""

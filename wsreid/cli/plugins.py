@@ -72,8 +72,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     print_settings_and_observers(plugins)
     for b in plugins.broken:
         print(f"broken: {b.describe()}")
-    if plugins.disabled:
-        print(f"disabled: {', '.join(sorted(plugins.disabled))}")
+    disabled = plugins.disabled - plugins.unmatched_disabled  # the others were warned of: no such plugin
+    if disabled:
+        print(f"disabled: {', '.join(sorted(disabled))}")
     return ExitCode.OK
 
 
