@@ -249,6 +249,40 @@ def _main_printed(store, key: str) -> bool | None:
         return None
 
 
+#: the key of the launcher's store under which the main process records the line of the
+#: user error it ends with (followed by the launch's run id and restart count)
+_ERROR_LINE_KEY = "wsreid/error-line"
+
+
+def error_line_here(line: str) -> bool:
+    """Whether this process prints ``line``, the one line of the user error it ends with.
+    One process: yes. Under torchrun the main process records its line in the launcher's
+    store and prints it; another process waits at most :data:`MAIN_STOP_WAIT_S` seconds
+    for that record and prints its own line only when the main process recorded none or
+    another one (an error this process met alone, in its share of the data). So a mistake
+    every process meets - a recipe key, a value found wrong by every rank, a one-process
+    command under torchrun - is one line for the launch, and no error is left unsaid. Under
+    another launcher no process can know what the main one said: each prints. Never raises."""
+    launch = launch_from_env()
+    if launch.world_size <= 1:
+        return True
+    store = _launcher_store()
+    key = f"{_ERROR_LINE_KEY}/{_launch_id()}"
+    if launch.rank == 0:
+        if store is not None:
+            try:
+                store.set(key, line)
+            except Exception:  # the launcher is gone: nobody to tell
+                pass
+        return True
+    if _main_printed(store, key) is not True:
+        return True
+    try:
+        return store.get(key).decode("utf-8", "replace") != line
+    except (Exception, KeyboardInterrupt):
+        return True
+
+
 #: the key of the launcher's store under which the main process records how preparing a
 #: run directory went (followed by the launch's run id, restart count and the directory:
 #: `wsreid ablate` trains several runs, each in its own directory, in one launch)

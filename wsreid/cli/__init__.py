@@ -30,7 +30,7 @@ import sys
 import traceback
 
 from wsreid.cli import ablate, convert, data, eval, plugins, run, search
-from wsreid.cli.common import ArgumentParser, add_debug, say_stop
+from wsreid.cli.common import ArgumentParser, add_debug, say_error, say_stop
 from wsreid.engine import signals
 from wsreid.errors import ExitCode, UserError, debug_requested
 
@@ -64,8 +64,9 @@ def _permission_denied(exc: PermissionError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code.
-    A :class:`~wsreid.errors.UserError` becomes one line on stderr (``--debug``: the
-    traceback); a closed output pipe (``wsreid plugins | head``) ends quietly, an output that
+    A :class:`~wsreid.errors.UserError` becomes one line on stderr (one for all the
+    processes of a multi-process launch that meet it, :func:`~wsreid.cli.common.say_error`;
+    ``--debug``: the traceback); a closed output pipe (``wsreid plugins | head``) ends quietly, an output that
     cannot be written (``> file`` on a full disk) is one line, exit 2. While the
     command runs, Ctrl-C, SIGTERM and SIGHUP stop it the same way
     (:mod:`wsreid.engine.signals`): one line (one for all the processes of a multi-process
@@ -87,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             if debug:
                 raise
             if not getattr(exc, "printed_by_main_process", False):  # one line for all the processes
-                print(f"error: {exc}", file=sys.stderr)
+                say_error(f"error: {exc}")
             return exc.exit_code
         except PermissionError as exc:  # a file or folder of another user (a run trained under umask 077, ...)
             if debug:
                 raise
-            print(f"error: {_permission_denied(exc)}", file=sys.stderr)
+            say_error(f"error: {_permission_denied(exc)}")
             return ExitCode.USER_ERROR
         except KeyboardInterrupt as exc:
             signum = signals.signal_of(exc)

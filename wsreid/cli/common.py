@@ -30,6 +30,18 @@ def say_stop(line: str) -> None:
         pass
 
 
+def say_error(line: str) -> None:
+    """Print ``line``, a command's one line of a user error (``error: ...``), on stderr.
+    Under a multi-process launch a line the main process prints too is printed once
+    (:func:`wsreid.distributed.error_line_here`)."""
+    if launch_from_env().multi_process:  # only then: it imports torch
+        from wsreid.distributed import error_line_here
+
+        if not error_line_here(line):
+            return
+    print(line, file=sys.stderr)
+
+
 #: a hook of :meth:`ArgumentParser.add_error_hint`: (parser, argparse's message, the
 #: arguments this parser parsed) -> (what else is wrong, what to do), or None
 ErrorHint = Callable[["ArgumentParser", str, Sequence[str]], "tuple[str, str] | None"]
