@@ -494,7 +494,7 @@ def test_search_command_prints_what_the_library_ranks(trained_run, capsys):
     capsys.readouterr()
     assert main(["search", str(trained_run.run_dir), *queries, "--images", str(folder), "--top-k", "2",
                  "--format", "json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = json.loads(capsys.readouterr().out)["results"]
     expected = load_encoder(trained_run.run_dir).search(queries, image_files([folder]), top_k=2)
     assert [r["query"] for r in printed] == queries
     assert [[(h["rank"], h["path"]) for h in r["hits"]] for r in printed] == \
@@ -510,7 +510,7 @@ def test_search_command_prints_what_the_library_ranks(trained_run, capsys):
     assert capsys.readouterr().err == ""
 
     assert main(["search", str(trained_run.run_dir), "a man in a xyzzy coat", "--images", str(folder)]) == 0
-    assert capsys.readouterr().err == ("warning: description 1 ('a man in a xyzzy coat'): 1 of its 6 word tokens are "
+    assert capsys.readouterr().err == ("warning: description 1 ('a man in a xyzzy coat'): 1 of its 6 word tokens is "
                                        "unknown to the encoder's vocabulary, each read as the same unknown token (use "
                                        "the words of the training captions)\n")
 
@@ -547,17 +547,18 @@ def test_search_command_leaves_out_files_that_do_not_decode(trained_run, tmp_pat
     assert all(w.endswith("(replace the file with an intact copy, or leave it out); searched without it")
                for w in warnings)
     lines = captured.out.splitlines()
-    assert lines[0].startswith("4 images (2 unreadable file(s) left out); encoder ")
+    assert lines[0].startswith("4 images (2 unreadable files left out); encoder ")
     [expected] = load_encoder(trained_run.run_dir).search([query], good, top_k=3)
     assert [line.split()[-1] for line in lines[3:6]] == [str(h.path) for h in expected]
 
     for bad in good:
         bad.write_text("no image either")
     assert main(["search", str(trained_run.run_dir), query, "--images", str(folder)]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert err[5] == "warning: 1 more of the image files cannot be read; searched without them"
-    assert err[6] == ("error: none of the 6 image files can be read as an image (name image files PIL decodes "
-                      "(JPEG, PNG, ...))")
+    first = folder / "p0.png"
+    assert capsys.readouterr().err == (
+        f"error: none of the 6 image files can be read as an image; the first: image {first} cannot be decoded "
+        f"(UnidentifiedImageError: cannot identify image file '{first}') (replace the file with an intact copy, or "
+        "leave it out)\n")
 
 
 @pytest.mark.parametrize("args, says", [

@@ -33,46 +33,98 @@ __all__ = ["IMAGE_SUFFIXES", "Hit", "RunEncoder", "image_files", "load_encoder"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-def image_files(paths: Iterable[str | os.PathLike[str]], unreadable: list[str] | None = None) -> list[Path]:
+def image_files(paths: Iterable[str | os.PathLike[str]], unreadable: list[str] | None = None, *,
+                skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
     """The images that ``paths`` name: a file as it is, a folder as the files under it
-    (at any depth) whose names end in one of :data:`IMAGE_SUFFIXES`, in sorted order.
-    A path that does not exist, a folder that cannot be read, or a folder without images,
-    is a :class:`~wsreid.errors.UserError`; each image is listed once. A folder below one
-    of them that cannot be listed (no permission) is left out, and said so in
-    ``unreadable`` (``"<folder>: cannot be read (<reason>)"``) when a list is given."""
+    (at any depth) whose names end in one of :data:`IMAGE_SUFFIXES`, in sorted order,
+    leaving out hidden files and folders (names starting with ``.``: macOS's ``._*``
+    companions, thumbnail caches). A path that does not exist, a folder that cannot be
+    read, or a folder without images, is a :class:`~wsreid.errors.UserError`. Each
+    image file is listed once, at the first path that leads to it (a symbolic link to a
+    file already listed is not listed again). A folder below one of them that cannot be
+    listed (no permission) is left out, and said so in ``unreadable`` (``"<folder>: cannot
+    be read (<reason>)"``) when a list is given; a symbolic link below one of them whose
+    target does not exist is left out, and said so in ``skipped`` (its path and
+    :func:`~wsreid.data.load_image`'s line) when a list is given."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise TypeError(f"pass a list of paths, got the single path {paths!r}: write [{paths!r}]")
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # the real file -> the first path that leads to it
+    real = _RealPaths()
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            inside = _images_under(path, unreadable)
+            inside = _images_under(path, unreadable, skipped)
             if not inside:
                 raise UserError(f"{path}: no image files in this folder (names ending in "
                                 f"{', '.join(IMAGE_SUFFIXES)})", hint="name a folder of images, or image files")
-            found.update(dict.fromkeys(inside))
+            for file in inside:
+                found.setdefault(real(file), file)
         elif path.is_file():
-            found[path] = None
+            found.setdefault(path.resolve(), path)
+        elif path.is_symlink():
+            raise UserError(_broken_link(path))
         else:
             raise UserError(f"{path}: no such file or folder", hint="name image files or folders of images")
     if not found:
         raise UserError("no image paths given", hint="name image files or folders of images")
-    return list(found)
+    return list(found.values())
 
 
-def _images_under(folder: Path, unreadable: list[str] | None) -> list[Path]:
-    """The image files under ``folder`` at any depth, sorted (symbolic links to folders
-    are not followed); a subfolder that cannot be listed goes to ``unreadable``, the
-    folder itself is a :class:`~wsreid.errors.UserError`."""
+class _RealPaths:
+    """``file`` -> its real path (symbolic links resolved), resolving each folder once:
+    a folder of many images costs one ``realpath`` of the folder, not one per file."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, Path] = {}
+
+    def __call__(self, file: Path) -> Path:
+        if file.is_symlink():
+            return file.resolve()
+        folder = self._folders.get(file.parent)
+        if folder is None:
+            folder = self._folders[file.parent] = file.parent.resolve()
+        return folder / file.name
+
+
+def _broken_link(path: Path) -> str:
+    """:func:`~wsreid.data.load_image`'s line for ``path``, a symbolic link whose target
+    does not exist (``image X is a symbolic link to Y, which does not exist (...)``)."""
+    from wsreid.data.images import load_image
+
+    try:
+        load_image(path)
+    except DataError as exc:
+        return str(exc)
+    return f"image {path} is a symbolic link that cannot be followed"  # it came back meanwhile: said as it was
+
+
+def _images_under(folder: Path, unreadable: list[str] | None,
+                  skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The image files under ``folder`` at any depth, sorted, without hidden files and
+    folders (names starting with ``.``; symbolic links to folders are not followed); a
+    subfolder that cannot be listed goes to ``unreadable``, a symbolic link whose target
+    does not exist to ``skipped``; the folder itself unreadable is a
+    :class:`~wsreid.errors.UserError`."""
     problems: list[OSError] = []
-    inside = [Path(top) / name for top, _, names in os.walk(folder, onerror=problems.append)
-              for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES and (Path(top) / name).is_file()]
+    inside, broken = [], []
+    for top, folders, names in os.walk(folder, onerror=problems.append):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            path = Path(top) / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if path.is_file():
+                inside.append(path)
+            elif path.is_symlink():
+                broken.append(path)
     for exc in problems:
         if Path(exc.filename or "") == folder:
             raise UserError(f"{folder}: cannot read this folder ({exc.strerror or exc})",
                             hint="give it read permission, or name another folder")
         if unreadable is not None:
             unreadable.append(f"{exc.filename}: cannot be read ({exc.strerror or exc})")
+    if skipped is not None:
+        skipped.extend((path, _broken_link(path)) for path in sorted(broken))
     return sorted(inside)
 
 
@@ -167,13 +219,14 @@ class RunEncoder:
         for i, (text, (tokens, words, unknown)) in enumerate(zip(texts, counts(texts)), 1):
             short = text if len(text) <= 40 else text[:37] + "..."
             if tokens > limit:
+                cut = "its last token is not read" if tokens - limit == 1 else f"its last {tokens - limit} are not read"
                 lines.append(f"description {i} ({short!r}) is {tokens} tokens long with its start and end; the "
-                             f"encoder reads {limit}, so its last {tokens - limit} are not read (put what matters "
-                             "first, or shorten it)")
+                             f"encoder reads {limit}, so {cut} (put what matters first, or shorten it)")
             if unknown:
-                lines.append(f"description {i} ({short!r}): {unknown} of its {words} word tokens are unknown to the "
-                             "encoder's vocabulary, each read as the same unknown token (use the words of the "
-                             "training captions)")
+                verb = "is" if unknown == 1 else "are"
+                lines.append(f"description {i} ({short!r}): {unknown} of its {words} word {_plural(words, 'token')} "
+                             f"{verb} unknown to the encoder's vocabulary, each read as the same unknown token (use "
+                             "the words of the training captions)")
         return lines
 
     def search(self, captions: Iterable[str], paths: Iterable[str | os.PathLike[str]],
@@ -191,6 +244,11 @@ class RunEncoder:
         order = torch.sort(similarity, dim=1, descending=True, stable=True).indices[:, :k]
         return [[Hit(files[int(j)], float(similarity[q, j]), rank) for rank, j in enumerate(row, 1)]
                 for q, row in enumerate(order)]
+
+
+def _plural(n: int, noun: str) -> str:
+    """``noun`` as it goes with the count ``n``: ``token``, ``tokens``."""
+    return noun if n == 1 else f"{noun}s"
 
 
 def _image_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from wsreid.cli.common import GreedyOptionHint, add_common, add_overrides, path_argument
 from wsreid.errors import ExitCode, UserError
@@ -51,8 +53,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     for i, query in enumerate(args.queries, 1):
         if not query.strip():
             raise UserError(f"description {i} is empty", hint='quote each description: "a man in a red jacket"')
+    check_images_took_no_description(args.images)
     folders: list[str] = []  # folders below --images that cannot be listed
-    files = image_files(args.images, folders)  # before the encoder is built: a typo costs nothing
+    links: list[tuple[Path, str]] = []  # symbolic links below --images to nothing
+    files = image_files(args.images, folders, skipped=links)  # before the encoder is built: a typo costs nothing
     for line in folders:
         print(f"warning: {line}; searched without the images in it", file=sys.stderr, flush=True)
     encoder = load_encoder(args.target, recipe=args.recipe, zero_shot=args.zero_shot, overrides=args.override,
@@ -65,26 +69,80 @@ def cmd_search(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", category=Image.DecompressionBombWarning)
         # a file that does not decode is left out with a warning, as a photo viewer skips it
         readable, problems = encoder.readable_images(files)
-        for line in problems[:SHOWN_UNREADABLE]:
+        if not readable:  # one line: the warnings would say what it says
+            if len(files) == 1:
+                raise UserError(problems[0])
+            raise UserError(f"none of the {len(files)} image files can be read as an image; the first: {problems[0]}")
+        kept = set(readable)
+        skipped = links + list(zip([f for f in files if f not in kept], problems))
+        for _, line in skipped[:SHOWN_UNREADABLE]:
             print(f"warning: {line}; searched without it", file=sys.stderr, flush=True)
-        if len(problems) > SHOWN_UNREADABLE:
-            print(f"warning: {len(problems) - SHOWN_UNREADABLE} more of the image files cannot be read; searched "
-                  "without them", file=sys.stderr, flush=True)
-        if not readable:
-            raise UserError(f"none of the {len(files)} image files can be read as an image",
-                            hint="name image files PIL decodes (JPEG, PNG, ...)")
+        if len(skipped) > SHOWN_UNREADABLE:
+            more = len(skipped) - SHOWN_UNREADABLE
+            print(f"warning: {more} more image {_plural(more, 'file')} cannot be read; searched without "
+                  f"{'it' if more == 1 else 'them'}", file=sys.stderr, flush=True)
         results = encoder.search(args.queries, readable, top_k=args.top_k)
-    note = unfinished_run_note(args.target, encoder.target, "searched with")
-    if note:  # said once it worked: an error stays one line
-        print(note, file=sys.stderr, flush=True)
+    for note in (unfinished_run_note(args.target, encoder.target, "searched with"),
+                 missing_best_note(args.target, encoder.target, "searched with")):
+        if note:  # said once it worked: an error stays one line
+            print(note, file=sys.stderr, flush=True)
     if args.format == "json":
-        print(json.dumps([{"query": q, "hits": [{"rank": h.rank, "score": round(h.score, 6), "path": str(h.path)}
-                                                for h in hits]} for q, hits in zip(args.queries, results)], indent=1))
+        weights = encoder.target.weights if encoder.target is not None else None
+        print(json.dumps({
+            "images": len(readable),
+            "skipped": [{"path": str(path), "problem": line} for path, line in skipped],
+            "checkpoint": None if weights is None else str(weights),
+            "results": [{"query": q, "hits": [{"rank": h.rank, "score": round(h.score, 6), "path": str(h.path)}
+                                              for h in hits]} for q, hits in zip(args.queries, results)],
+        }, indent=1))
         return ExitCode.OK
-    skipped = f" ({len(problems)} unreadable file(s) left out)" if problems else ""
-    print(f"{len(readable)} images{skipped}; encoder {encoder.name}")
+    left_out = f" ({len(skipped)} unreadable {_plural(len(skipped), 'file')} left out)" if skipped else ""
+    print(f"{len(readable)} {_plural(len(readable), 'image')}{left_out}; encoder {encoder.name}")
     for query, hits in zip(args.queries, results):
         print(f"\n{query}")
         for h in hits:
             print(f"  {h.rank:>3}  {h.score:+.3f}  {h.path}")
     return ExitCode.OK
+
+
+def _plural(n: int, noun: str) -> str:
+    """``noun`` as it goes with the count ``n``: ``image``, ``images``."""
+    return noun if n == 1 else f"{noun}s"
+
+
+def check_images_took_no_description(images: list[str]) -> None:
+    """A :class:`UserError` when an argument of ``--images`` is no file or folder and reads
+    as a description (``wsreid search RUN "a man" --images photos/ "a woman"``: the second
+    description taken as a path): words with a space, no ``/`` and no image suffix. Said
+    as :class:`~wsreid.cli.common.GreedyOptionHint` says it when no description is left."""
+    from wsreid.retrieval import IMAGE_SUFFIXES
+
+    strays = [a for a in images if not os.path.lexists(os.path.expanduser(a)) and len(a.split()) > 1
+              and "/" not in a and os.sep not in a and not a.lower().endswith(IMAGE_SUFFIXES)]
+    if strays:
+        raise UserError(f"--images takes every argument after it, and took {', '.join(map(repr, strays))}, which "
+                        f"{'is' if len(strays) == 1 else 'are'} not a file or folder",
+                        hint="put every DESCRIPTION before --images")
+
+
+def missing_best_note(given: str | os.PathLike[str], target, done: str = "evaluated") -> str | None:
+    """The ``note:`` line for a finished run directory ``given`` as the target (it has a
+    metrics.json) whose ``checkpoints/best`` is gone (deleted to save space, or not copied
+    along): which checkpoint was ``done`` (searched with) instead of the best epoch its
+    metrics.json names; None otherwise (a checkpoint named by the user, the best in place,
+    or a latest checkpoint of the epoch metrics.json names)."""
+    from wsreid.checkpoint_layout import BEST, BEST_OLD, checkpoint_name
+
+    if target is None or target.run_dir is None or target.weights is None:
+        return None
+    if target.weights.parent.name in (BEST, BEST_OLD) or Path(given).resolve() != target.run_dir.resolve():
+        return None
+    try:
+        best_epoch = json.loads((target.run_dir / "metrics.json").read_text())["best_epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no metrics.json: unfinished_run_note says so
+    used = target.weights.parent.name
+    if not isinstance(best_epoch, int) or isinstance(best_epoch, bool) or used == checkpoint_name(best_epoch):
+        return None
+    return (f"note: {target.run_dir} has no checkpoints/{BEST} (its metrics.json names epoch {best_epoch} as the "
+            f"best): {done} its latest checkpoint {used}")
