@@ -10,13 +10,18 @@ stop, one line, though torchrun passes its stop signal to every process.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as torch_dist
 
 from wsreid.errors import UserError
 from wsreid.launcher import launch_from_env
+
+T = TypeVar("T")
 
 #: seconds a process other than the main one of a torchrun launch waits, once stopped, for
 #: the main process to record that it prints the stop's line (:func:`stop_line_here`);
@@ -26,6 +31,68 @@ MAIN_STOP_WAIT_S = 5.0
 #: the key of the launcher's store under which the main process records that it prints
 #: the stop's line (followed by the launch's run id and restart count)
 _STOP_LINE_KEY = "wsreid/stop-line"
+
+
+#: seconds a process of a multi-process launch waits for the others to join before it says
+#: what it waits for (:func:`join_process_group`; under torchrun they start together)
+JOIN_LINE_S = 10.0
+
+
+def join_process_group(start: Callable[[], T], *, stoppable: bool) -> T:
+    """``start()`` - the accelerator's process-group rendezvous and the first barrier -
+    with a line on stderr when the other processes of the launch have not joined within
+    :data:`JOIN_LINE_S` seconds: where it waits, and, when no torchrun started this process,
+    that ``WORLD_SIZE`` / ``RANK`` / ``MASTER_ADDR`` left in the shell make a lone command
+    wait for processes that never come. torch's rendezvous waits in C++ for up to 30 minutes,
+    and a stop signal is acted on only once it returns; with ``stoppable`` it runs in a
+    helper thread and this one waits, so Ctrl-C, SIGTERM or SIGHUP stop the command there
+    as anywhere else (:mod:`wsreid.engine.signals`). Only where the rendezvous sets no
+    thread's state (the CPU's gloo, not a GPU's current device). One process: ``start()``."""
+    launch = launch_from_env()
+    if launch.world_size <= 1:
+        return start()
+    said = threading.Event()
+
+    def say_waiting() -> None:
+        address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        line = (f"waiting for the other processes of this {launch.world_size}-process launch to join at {address} "
+                f"(this is rank {launch.rank})")
+        if not os.environ.get("TORCHELASTIC_RUN_ID"):  # not started by torchrun: the variables may be left over
+            line += (": WORLD_SIZE, RANK and MASTER_ADDR come from the environment; if no multi-process launch was "
+                     "meant they were left in the shell (unset them: env -u WORLD_SIZE -u RANK -u MASTER_ADDR "
+                     "wsreid ...)")
+        line += "; Ctrl-C stops" if stoppable else "; a stop signal takes effect once they have joined"
+        print(f"note: {line}", file=sys.stderr, flush=True)
+        said.set()
+
+    if not stoppable:
+        timer = threading.Timer(JOIN_LINE_S, say_waiting)
+        timer.daemon = True
+        timer.start()
+        try:
+            return start()
+        finally:
+            timer.cancel()
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run_start() -> None:
+        try:
+            outcome["value"] = start()
+        except BaseException as exc:  # raised again in the calling thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    # a daemon: if a stop ends the command while torch still waits, the process may exit
+    threading.Thread(target=run_start, name="wsreid-join", daemon=True).start()
+    deadline = time.monotonic() + JOIN_LINE_S
+    while not done.wait(0.2):  # stop signals are handled between the waits
+        if not said.is_set() and time.monotonic() >= deadline:
+            say_waiting()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 _LEFT_PROCESS_GROUP = False

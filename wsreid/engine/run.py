@@ -43,7 +43,7 @@ from wsreid.api import (
     View,
     ViewFeatures,
 )
-from wsreid.distributed import Distributed, check_launch
+from wsreid.distributed import Distributed, check_launch, join_process_group
 from wsreid.engine import checkpoint as ckpt
 from wsreid.engine import signals
 from wsreid.engine.components import (
@@ -188,9 +188,14 @@ class Run:
         prepared the run directory."""
         from accelerate.utils import set_seed
 
-        self.accelerator = self._accelerator()
-        self.dist = Distributed(self.accelerator)
-        self.dist.barrier()  # the main process has prepared the run directory
+        def join():
+            accelerator = self._accelerator()
+            dist = Distributed(accelerator)
+            dist.barrier()  # the main process has prepared the run directory
+            return accelerator, dist
+
+        # a stop while the launch's other processes have not joined acts at once on CPU
+        self.accelerator, self.dist = join_process_group(join, stoppable=not torch.cuda.is_available())
         check_shared_run_dir(self.run_dir, self.dist)
         set_seed(self.recipe.train.seed)
         self.build_components()
