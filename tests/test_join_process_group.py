@@ -54,8 +54,8 @@ def test_a_lone_process_of_a_launch_says_what_it_waits_for_and_stops_on_sigterm(
     finally:
         proc.kill()
     assert time.monotonic() - sent < 30  # (it ignored SIGTERM for torch's 30 minutes)
-    assert rest.startswith("\nstopped by SIGTERM") and rest.count("\n") == 2 and "Traceback" not in rest, rest
-    assert not run_dir.exists() or rank == 1 and not (run_dir / "recipe.yaml").exists()
+    # rank 1 named a resume command for the run directory the main process never made
+    assert rest == "\nstopped by SIGTERM\n" and not run_dir.exists()
 
 
 @pytest.fixture

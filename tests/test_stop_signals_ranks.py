@@ -70,8 +70,8 @@ def _stop_line(run_dir) -> str:
     """The stop line of a 2-process run: the resume command, in one process or as launched."""
     again = f"run {run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume"
     return (f"stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: wsreid {again} (in one process; "
-            f"or launched as before, e.g. torchrun --nproc_per_node 2 -m wsreid {again}: any number of processes "
-            "that divides train.batch_size)")
+            f"or launched as before, e.g. torchrun --nproc_per_node 2 -m wsreid {again}: with 1, 2, 4, 8 or 16 "
+            "processes)")
 
 
 def test_a_stop_of_two_processes_prints_one_line(make_recipe, tmp_path, monkeypatch, capsys, launcher_store):

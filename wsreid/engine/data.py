@@ -3,7 +3,10 @@
 The sampler draws one permutation of the training pairs per epoch from (seed, epoch),
 cuts it into global batches and hands rank r its contiguous slice of every global batch,
 so the global batch of a step is the same whatever the number of processes, and a
-resumed run sees the same batches as an uninterrupted one. :class:`IdentityBatchSampler`
+resumed run sees the same batches as an uninterrupted one (one exception: with
+``train.drop_last: false`` a last partial batch smaller than the number of processes is
+not trained, so the steps per epoch depend on it: :func:`pair_steps_per_epoch`; a run
+resumes with the numbers of processes :func:`process_counts` lists). :class:`IdentityBatchSampler`
 (``train.sampler: identity``, NOT weakly supervised) keeps that contract with PK batches
 built from the true person ids.
 """
@@ -291,6 +294,36 @@ class DeviceBatches:
             yield normalise_batch(batch.to(self.device), self.mean, self.std)
 
 
+#: The largest number of processes a hint or stop line lists.
+MAX_LISTED_PROCESSES = 64
+
+
+def process_counts(global_batch: int, instances: int = 1) -> list[int]:
+    """The numbers of processes (1 to :data:`MAX_LISTED_PROCESSES`) that can train global
+    batches of ``global_batch`` pairs: the N for which ``global_batch`` is a multiple of
+    N x ``instances``, so that every process gets whole groups of ``instances`` pairs (1
+    for the pair sampler, ``train.instances_per_identity`` for the identity sampler)."""
+    return [n for n in range(1, MAX_LISTED_PROCESSES + 1) if global_batch % (n * instances) == 0]
+
+
+def listed_processes(counts: Sequence[int]) -> str:
+    """Numbers of processes as a sentence lists them: ``1 process``, ``1 or 3 processes``,
+    ``1, 2 or 4 processes``."""
+    words = [str(n) for n in counts]
+    if list(counts) == [1]:
+        return "1 process"
+    return f"{words[0] if len(words) == 1 else ', '.join(words[:-1]) + ' or ' + words[-1]} processes"
+
+
+def pair_steps_per_epoch(num_items: int, global_batch: int, world_size: int, drop_last: bool) -> int:
+    """Optimizer steps (global batches) per epoch of :class:`PairBatchSampler` over
+    ``num_items`` pairs: the full global batches, and with ``drop_last`` off the last
+    partial one when every one of the ``world_size`` processes gets at least one of its
+    pairs - so with a remainder smaller than ``world_size`` the count depends on it."""
+    full, rest = divmod(num_items, global_batch)
+    return full if (drop_last or rest < world_size) else full + 1
+
+
 class PairBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's index lists of the global batches of one epoch.
 
@@ -303,7 +336,7 @@ class PairBatchSampler(torch.utils.data.Sampler):
             raise UserError(
                 f"train.batch_size {global_batch} is not divisible by the {world_size} processes",
                 hint="start as many processes as divide it (for --resume, which keeps the batch size: "
-                     f"{', '.join(str(n) for n in range(1, global_batch + 1) if not global_batch % n and n <= 64)}), "
+                     f"{', '.join(str(n) for n in process_counts(global_batch))}), "
                      "or for a new run choose a batch size that is a multiple of the number of processes",
             )
         self.num_items, self.global_batch = num_items, global_batch
@@ -317,8 +350,18 @@ class PairBatchSampler(torch.utils.data.Sampler):
     def steps_per_epoch(self) -> int:
         """Optimizer steps (global batches) per epoch. With ``drop_last`` off the last
         partial batch is a step when every process gets at least one of its pairs."""
-        full, rest = divmod(self.num_items, self.global_batch)
-        return full if (self.drop_last or rest < self.world_size) else full + 1
+        return self.steps_with(self.world_size)
+
+    def steps_with(self, world_size: int) -> int:
+        """Steps per epoch of this sampler's pairs and batch size over ``world_size``
+        processes (:func:`pair_steps_per_epoch`)."""
+        return pair_steps_per_epoch(self.num_items, self.global_batch, world_size, self.drop_last)
+
+    def resume_counts(self) -> list[int]:
+        """The numbers of processes (:func:`process_counts`) that train the same global
+        batches with the same steps per epoch as this sampler: a resume with one of them
+        continues the run (its learning-rate schedule included) as it would have gone on."""
+        return [n for n in process_counts(self.global_batch) if self.steps_with(n) == self.steps_per_epoch()]
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """Every global batch of ``epoch`` (dataset indices), from (seed, epoch) alone."""
@@ -335,6 +378,29 @@ class PairBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return self.steps_per_epoch() - self.skip
+
+
+def resume_steps_warning(sampler: PairBatchSampler, epoch: int, step: int) -> str | None:
+    """The ``warning:`` line of a resumed run whose steps per epoch differ from those of
+    the checkpoint it resumes (``epoch`` epochs, ``step`` steps in all, from its
+    state.json), or None when ``sampler`` - this run's - gives ``step / epoch`` steps per
+    epoch too. It happens with ``train.drop_last: false`` when the last partial batch is
+    smaller than one of the two process counts (not trained there): the step count and
+    the learning-rate schedule, a function of the step and the steps per epoch, change."""
+    now = sampler.steps_per_epoch()
+    if epoch < 1 or step == epoch * now:
+        return None
+    before = (f"were {step // epoch}" if step % epoch == 0 else
+              f"averaged {step / epoch:g} ({step} steps in {epoch} epochs)")
+    rest = sampler.num_items % sampler.global_batch
+    why = (f" (train.drop_last false: the last partial batch, {rest} pairs, is trained only when every process gets a "
+           "pair)" if not sampler.drop_last and rest else "")
+    keep = [n for n in process_counts(sampler.global_batch) if sampler.steps_with(n) * epoch == step]
+    remedy = (f"to keep them, resume with {listed_processes(keep)}" if keep
+              else "to keep them, resume as the run was launched before")
+    return (f"warning: --resume with {sampler.world_size} process{'es' if sampler.world_size > 1 else ''}: steps per "
+            f"epoch {before}, now {now}{why}, so the step count and the learning-rate schedule change from epoch "
+            f"{epoch + 1} on ({remedy})")
 
 
 class IdentityBatchSampler(PairBatchSampler):
@@ -370,17 +436,22 @@ class IdentityBatchSampler(PairBatchSampler):
 
     def __init__(self, person_ids: Sequence[int], global_batch: int, instances: int, *, seed: int,
                  rank: int = 0, world_size: int = 1):
-        super().__init__(len(person_ids), global_batch, seed=seed, rank=rank, world_size=world_size, drop_last=True)
         k = instances
         if k < 1 or global_batch % k:
             raise UserError(f"train.batch_size {global_batch} is not a multiple of train.instances_per_identity {k}",
                             hint="a batch of the identity sampler is P identities x K pairs")
-        if (global_batch // world_size) % k:
+        if global_batch % (world_size * k):  # before the pair sampler's check, whose counts ignore K
+            share = (f"is not divisible by the {world_size} processes" if global_batch % world_size else
+                     f"over {world_size} processes gives {global_batch // world_size} pairs per process, not a "
+                     f"multiple of train.instances_per_identity {k}")
             raise UserError(
-                f"train.batch_size {global_batch} over {world_size} processes gives {global_batch // world_size} "
-                f"pairs per process, not a multiple of train.instances_per_identity {k}",
-                hint="each process must get whole identity groups: make batch_size / processes a multiple of K",
+                f"train.batch_size {global_batch} {share}",
+                hint=f"each process must get whole identity groups: start as many processes as divide "
+                     f"batch_size / K = {global_batch // k} (for --resume, which keeps the recipe: "
+                     f"{', '.join(str(n) for n in process_counts(global_batch, k))}), or for a new run choose a "
+                     "batch size that is a multiple of K x the number of processes",
             )
+        super().__init__(len(person_ids), global_batch, seed=seed, rank=rank, world_size=world_size, drop_last=True)
         _, label, counts = np.unique(np.asarray(person_ids, dtype=np.int64), return_inverse=True, return_counts=True)
         self.instances, self.identities = k, global_batch // k
         self.label = torch.from_numpy(label.reshape(-1))            # N, identity 0..I-1 of every pair
@@ -413,9 +484,17 @@ class IdentityBatchSampler(PairBatchSampler):
         return lo
 
     def steps_per_epoch(self) -> int:
-        """Optimizer steps (global batches) per epoch. With ``drop_last`` off the last
-        partial batch is a step when every process gets at least one of its pairs."""
+        """Optimizer steps (global batches) per epoch: S, whatever the number of processes."""
         return self.steps
+
+    def steps_with(self, world_size: int) -> int:
+        """Steps per epoch over ``world_size`` processes: S, the same for any number."""
+        return self.steps
+
+    def resume_counts(self) -> list[int]:
+        """The numbers of processes that train this sampler's global batches: those that
+        get whole identity groups (:func:`process_counts` with K)."""
+        return process_counts(self.global_batch, self.instances)
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """Every global batch of ``epoch`` (dataset indices): P identities x K pairs."""

@@ -64,6 +64,7 @@ from wsreid.engine.data import (
     image_cache_budget,
     missing_gallery_image,
     normalise_batch,
+    resume_steps_warning,
     splits_problem,
 )
 from wsreid.engine.evaluate import check_encoder_output, extract_train_features, split_features, split_metrics
@@ -428,6 +429,9 @@ class Run:
         with _wrong_checkpoint(path / "rng.safetensors", "the random generators (with state.json's rng)"):
             ckpt.set_rng_state(data["rng"], state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
+        changed = resume_steps_warning(self.sampler, self.epoch, self.step)  # another process count, drop_last false
+        if changed and self.dist.is_main:
+            print(changed, file=sys.stderr, flush=True)
         self.history = state.get("history", [])
         self._check_best_on_resume()
         self.logger.truncate(self.epoch, self.step)

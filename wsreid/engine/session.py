@@ -28,6 +28,7 @@ from typing import Any
 from wsreid.engine import signals
 from wsreid.engine.checkpoint import callers_random_state_kept
 from wsreid.engine.components import package_versions
+from wsreid.engine.data import listed_processes, process_counts
 from wsreid.engine.init import copy_tokenizer, init_cache_dir
 from wsreid.engine.run import Run, check_precision
 from wsreid.engine.rundir import (
@@ -227,7 +228,9 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
                                           "is written); curves.png or what plugins do at the run's end may be "
                                           f"missing; to do them, resume with: {again} --resume",
                                  signum) from None
-        if interrupted and not isinstance(exc, RunInterrupted) and not removed and not scratch:
+        # (a process other than the main one stopped before the main one made the run directory: nothing to name)
+        prepared = run_dir.is_dir()
+        if interrupted and not isinstance(exc, RunInterrupted) and not removed and not scratch and prepared:
             from wsreid.engine.checkpoint import latest_checkpoint
 
             last = latest_checkpoint(run_dir)
@@ -236,38 +239,59 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
             if last is None:  # --resume needs a checkpoint: start again in place
                 raise RunInterrupted(run_dir, f"{how}; no checkpoint was written yet; start again with: "
                                               f"{again} --overwrite", signum) from None
-            launched = (f" (in one process; or launched as before, e.g. torchrun --nproc_per_node {world_size} -m "
-                        f"{again} --resume: any number of processes that divides train.batch_size)"
-                        if world_size > 1 else "")
+            counts = _resume_counts(recipe, run)
+            if world_size > 1 and 1 not in counts:  # in one process the steps per epoch would change
+                resume = f"torchrun --nproc_per_node {world_size} -m {again} --resume"
+                launched = f" (with {listed_processes(counts)}: others change the steps per epoch)"
+            else:
+                resume = f"{again} --resume"
+                launched = (f" (in one process; or launched as before, e.g. torchrun --nproc_per_node {world_size} -m "
+                            f"{again} --resume: with {listed_processes(counts)})" if world_size > 1 else "")
             raise RunInterrupted(run_dir, f"{how}; last complete checkpoint: {last.name}; resume with: "
-                                          f"{again} --resume{launched}", signum) from None
+                                          f"{resume}{launched}", signum) from None
         if interrupted and not isinstance(exc, KeyboardInterrupt):
             raise signals.Stopped(signum) from None
         if world_size > 1 and not isinstance(exc, KeyboardInterrupt) and peer_process_lost(exc):
-            raise _peer_lost(run_dir, world_size, removed) from None
+            raise _peer_lost(run_dir, world_size, removed, _resume_counts(recipe, run)) from None
         raise
     try:
         run.close()  # its barrier fails here when the main process ended at the run's end (metrics.json, a hook)
     except Exception as exc:
         if world_size > 1 and peer_process_lost(exc):
-            raise _peer_lost(run_dir, world_size, removed=False) from None
+            raise _peer_lost(run_dir, world_size, removed=False, counts=_resume_counts(recipe, run)) from None
         raise
     return RunResult(run_dir, metrics, run.dist.is_main)
 
 
-def _peer_lost(run_dir: Path, world_size: int, removed: bool) -> TrainingError:
+def _resume_counts(recipe, run: Run | None) -> list[int]:
+    """The numbers of processes a resume of this run trains the same global batches with:
+    its sampler's (:meth:`~wsreid.engine.data.PairBatchSampler.resume_counts`, the same
+    steps per epoch too) once built, else those the recipe's batch size allows
+    (:func:`~wsreid.engine.data.process_counts`)."""
+    sampler = getattr(run, "sampler", None)
+    if sampler is not None:
+        return sampler.resume_counts()
+    train = recipe.train
+    return process_counts(train.batch_size, train.instances_per_identity if train.sampler == "identity" else 1)
+
+
+def _peer_lost(run_dir: Path, world_size: int, removed: bool, counts: list[int]) -> TrainingError:
     """The error of a process whose collective failed because another process of the
     launch ended: not a fault of its own (it read as the encoder plugin's, or a traceback),
-    with what to run next."""
+    with what to run next; ``counts``: the numbers of processes it resumes with
+    (:func:`_resume_counts`)."""
     what = f"another process of this {world_size}-process launch ended during the run (its own message says why)"
     again = command("wsreid", "run", run_dir / "recipe.yaml", "--output-dir", run_dir)
     from wsreid.engine.checkpoint import latest_or_none
 
     last = None if removed else latest_or_none(run_dir)
     if last is not None:
+        resume = (f"{again} --resume" if 1 in counts else
+                  f"torchrun --nproc_per_node {world_size} -m {again} --resume")
+        others = "" if 1 in counts else ": others change the steps per epoch"
         return TrainingError(f"{what}; last complete checkpoint: {last.name}",
-                             hint=f"fix what it reports, then resume (with any number of processes that divides "
-                                  f"train.batch_size): {again} --resume")
+                             hint=f"fix what it reports, then resume (with {listed_processes(counts)}{others}): "
+                                  f"{resume}")
     return TrainingError(f"{what}; no checkpoint was written yet", hint="fix what it reports, then run the command again")
 
 
