@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,24 +131,41 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
     recipe.yaml does not load (the error cites it, not an ``-o``, ``--data`` or
     ``--recipe`` of the user's) and the run was written by another version of wsreid (its
     versions.json), the error says so first (a key added by a newer version read as a
-    typo, with a 'did you mean')."""
-    from wsreid.errors import RecipeError
+    typo, with a 'did you mean'). A settings block of the run's recipe.yaml that no plugin
+    loaded now declares (an observer plugin disabled or uninstalled since the run trained)
+    is left out with a ``note:`` line: settings are read by lifecycle hooks while a run
+    trains, and evaluation calls none."""
+    from wsreid.errors import RecipeError, check_strings
     from wsreid.recipe import load_recipe
+    from wsreid.recipe.yamlio import display_path
 
-    try:
-        return load_recipe(target.recipe, overrides, disabled=disabled, data_recipe=data_recipe, plugins=plugins)
-    except RecipeError as exc:
-        from wsreid.recipe.yamlio import display_path
-
-        saved = None if target.run_dir is None else target.run_dir / "recipe.yaml"
-        in_saved = saved is not None and Path(target.recipe).resolve() == saved.resolve() and any(
-            str(exc).startswith(f"{shown}:") for shown in {str(saved), display_path(saved), str(target.recipe)})
-        if not in_saved:  # the user's own -o, --data or --recipe: the error as it is
-            raise
-        other = _as_other_versions(target.run_dir, exc, "its recipe does not load here")
-        if other is None:
-            raise
-        raise other from exc
+    saved = None if target.run_dir is None else target.run_dir / "recipe.yaml"
+    overrides = check_strings("overrides", overrides)  # (a lone string is refused, not read letter by letter)
+    left_out: list[str] = []
+    while True:
+        try:
+            loaded = load_recipe(target.recipe, [*overrides, *(f"settings.{key}=null" for key in left_out)],
+                                 disabled=disabled, data_recipe=data_recipe, plugins=plugins)
+            break
+        except RecipeError as exc:
+            in_saved = saved is not None and Path(target.recipe).resolve() == saved.resolve() and any(
+                str(exc).startswith(f"{shown}:") for shown in {str(saved), display_path(saved), str(target.recipe)})
+            if not in_saved:  # the user's own -o, --data or --recipe: the error as it is
+                raise
+            undeclared = getattr(exc, "undeclared_settings", None)
+            if undeclared is not None and undeclared not in left_out:
+                left_out.append(undeclared)
+                continue
+            other = _as_other_versions(target.run_dir, exc, "its recipe does not load here")
+            if other is None:
+                raise
+            raise other from exc
+    if left_out:
+        blocks = ", ".join(f"settings.{key}" for key in left_out)
+        print(f"note: {display_path(saved)}: {blocks} left out: no plugin loaded now declares "
+              f"{'it' if len(left_out) == 1 else 'them'} (read by a plugin's hooks while the run trained; evaluation "
+              "and search call none)", file=sys.stderr, flush=True)
+    return loaded
 
 
 def _as_other_versions(run_dir: Path | None, exc: UserError, what: str) -> UserError | None:

@@ -762,7 +762,12 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
         valid = list(parent.model_fields) if parent is not None else []
         message = f"unknown key {key!r}"
         close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
-        if close:
+        if path[:-1] == ("settings",) and not close:  # a plugin's block, that plugin not loaded
+            message = f"no plugin loaded now declares settings {key!r}"
+            declared = f"the declared ones: {', '.join(valid)}" if valid else "none is declared now"
+            hint = (f"install or enable the plugin that declares them ({declared}; wsreid plugins lists them), or "
+                    f"leave the block out (-o settings.{key}=null)")
+        elif close:
             hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
         elif valid == ["name"]:  # a component block whose component declares no parameter
             hint = (f"{_short(value_at(tree, path[:-1] + ('name',)))} takes no parameters: remove the key; in a "
@@ -807,4 +812,8 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
             # of the whole recipe (which has no line of its own) the first key the message names
             where = (_overrides_behind(path, message, locations)
                      or (_named_key_line(path, message, tree, locations) if not path else None) or where)
-    return RecipeError(f"{where}: {dotted(path) or 'recipe'}: {message}", hint=hint)
+    error = RecipeError(f"{where}: {dotted(path) or 'recipe'}: {message}", hint=hint)
+    if kind == "extra_forbidden" and path[:-1] == ("settings",):
+        #: the settings block no loaded plugin declares (read by wsreid.engine.offline_eval)
+        error.undeclared_settings = str(key)
+    return error

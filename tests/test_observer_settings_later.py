@@ -1,0 +1,59 @@
+"""An installed observer plugin that declares settings writes its block into the recipe.yaml
+of every run trained while it is installed (docs/plugins.md). Disabled or uninstalled
+later, it broke those runs: ``wsreid eval RUN`` said ``settings.loss_log: unknown key
+'loss_log'``, naming neither the plugin nor a way out. Evaluation and search call no
+hook, so they now leave such a block out with a note; a recipe that trains says which
+block no loaded plugin declares and what to do."""
+
+from __future__ import annotations
+
+from test_plugin_manager import site  # noqa: F401 - a fixture
+
+from wsreid.cli import main
+
+OBSERVER = '''
+from pydantic import Field
+from wsreid import hookimpl
+from wsreid.api import Params
+
+
+class LossLog(Params):
+    """Where the loss log goes."""
+
+    every: int = Field(10, ge=1, description="a line every N steps")
+
+
+@hookimpl
+def wsreid_register(registry):
+    registry.add_settings("loss_log", LossLog)
+
+
+@hookimpl
+def wsreid_after_step(run, epoch, step, losses):
+    pass
+'''
+
+
+def test_a_run_trained_with_an_observer_is_evaluated_without_it(site, make_recipe, tmp_path, capsys):  # noqa: F811
+    site("fake-loss-log", "0.3", {"losslog": "fakeplug_losslog"}, {"fakeplug_losslog": OBSERVER})
+    run_dir = tmp_path / "trained"
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 1, "warmup_epochs": 0}})
+    assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 0
+    saved = run_dir / "recipe.yaml"
+    assert "settings:\n  loss_log:\n    every: 10\n" in saved.read_text()
+    capsys.readouterr()
+
+    assert main(["eval", str(run_dir), "--disable-plugin", "losslog"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"note: {saved}: settings.loss_log left out: no plugin loaded now declares it (read by a "
+                            "plugin's hooks while the run trained; evaluation and search call none)\n")
+    assert "R1" in captured.out
+
+    # training from that recipe (a resume, a rerun) needs the plugin, or the block left out
+    line = next(n for n, text in enumerate(saved.read_text().splitlines(), 1) if text.startswith("  loss_log:"))
+    assert main(["validate", str(saved), "--disable-plugin", "losslog"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {saved}:{line}: settings.loss_log: no plugin loaded now declares settings 'loss_log' (install or "
+        "enable the plugin that declares them (none is declared now; wsreid plugins lists them), or leave the block "
+        "out (-o settings.loss_log=null))\n")
+    assert main(["validate", str(saved), "--disable-plugin", "losslog", "-o", "settings.loss_log=null"]) == 0
