@@ -61,6 +61,10 @@ def _user_error(capsys, argv: list[str]) -> str:
      "error: argument --format: invalid choice: 'market1501' (choose from 'cuhk-pedes', 'icfg-pedes', 'rstpreid') "
      "(see wsreid data check --help)"),
     (["data", "check", "d", "--bogus"], "error: unrecognized arguments: --bogus (see wsreid data check --help)"),
+    (["eval", "runs/x", "--checkpoint", "best"],
+     "error: unrecognized arguments: --checkpoint best: eval has no --checkpoint option: a checkpoint is the target "
+     "itself (pass its folder or file in place of the run: wsreid eval RUN/checkpoints/best (or latest, epoch-0003, a "
+     "model.safetensors); see wsreid eval --help)"),
     (["convert-weights", "in.pt"],
      "error: the following arguments are required: OUT_DIR (see wsreid convert-weights --help)"),
     (["search", "run1", "a man"], "error: the following arguments are required: --images (see wsreid search --help)"),

@@ -370,3 +370,25 @@ def test_a_file_this_user_may_not_read_is_one_line(files, tmp_path, capsys, monk
         "permission where the command writes, or run the command as the user that owns it; --debug shows the "
         "traceback)\n")
     assert not out.exists()
+
+
+def test_a_training_checkpoint_wrapper_and_stored_sizes_are_read_as_the_weights(files, tmp_path, capsys):
+    """{"model": weights, "epoch": 3} (a training checkpoint) and a state dict with OpenAI's
+    integer sizes beside the tensors (input_resolution, ...) hold the weights: both convert
+    as the plain state dict does; other content names what is not a tensor (it said "holds
+    no state dict of tensors" of all three)."""
+    state = tiny_openai_state()
+    torch.save({"model": state, "epoch": 3}, tmp_path / "wrapped.pt")
+    torch.save({**state, "input_resolution": 32, "context_length": 16}, tmp_path / "sizes.pt")
+    for name in ("wrapped", "sizes"):
+        assert main(["convert-weights", str(tmp_path / f"{name}.pt"), str(tmp_path / f"{name}-out"),
+                     "--tokenizer", str(files / "small.txt.gz")]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    torch.save({**state, "notes": "fine-tuned", "step": 7}, tmp_path / "odd.pt")
+    assert main(["convert-weights", str(tmp_path / "odd.pt"), str(tmp_path / "odd-out")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: convert-weights: {tmp_path / 'odd.pt'} holds no state dict of tensors (entries that are not tensors: "
+        "notes (str), step (int))")
+    torch.save([1, 2], tmp_path / "list.pt")
+    assert main(["convert-weights", str(tmp_path / "list.pt"), str(tmp_path / "list-out")]) == 2
+    assert "holds no state dict of tensors (a list, not a mapping of names to tensors)" in capsys.readouterr().err

@@ -162,3 +162,15 @@ def test_search_counts_of_one_read_in_the_singular_and_nothing_readable_is_one_e
     assert _search(capsys, str(run_dir), "a man", "--images", "photos/q0.png", "photos/q1.png")[::2] == (2, (
         "error: none of the 2 image files can be read as an image; the first: image photos/q0.png cannot be decoded "
         f"(UnidentifiedImageError: cannot identify image file 'photos/q0.png') {BAD}\n"))
+
+
+def test_zero_shot_search_of_a_from_scratch_recipe_says_to_train_it(photos, make_recipe, capsys):
+    """A recipe whose encoder builds its vocabulary from the training captions has nothing to
+    search with untrained: the hint named a library field (BuildContext.train_captions)."""
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["search", "--zero-shot", str(recipe), "a man", "--images", "photos"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "error: clip encoder: with encoder.pretrained: null it builds its vocabulary from the training captions, and "
+        "none are at hand (no dataset loaded, no tokenizer/ folder of a run) (a from-scratch encoder has nothing to "
+        "encode with before it is trained: train the recipe (wsreid run) and use its run directory")

@@ -176,6 +176,8 @@ class OpenAIFileError(RecipeError):
 
 
 #: what to do about a file that is not OpenAI's checkpoint, as encoder.pretrained / for convert-weights
+#: integer sizes some CLIP state dicts store beside the tensors (OpenAI's build_model deletes them)
+_SIZE_ENTRIES = ("input_resolution", "context_length", "vocab_size")
 _FILE_HINT = "set encoder.pretrained to OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript archive or state dict) or a model folder"
 _CONVERT_HINT = ("pass OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript archive or state dict); a transformers model "
                  "folder needs no conversion")
@@ -237,10 +239,20 @@ def _read_state(path: str | Path, *, shapes_only: bool) -> dict[str, torch.Tenso
             raise OpenAIFileError(
                 f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: {_load_failure(exc)})",
                 hint=_FILE_HINT, convert_hint=_CONVERT_HINT) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    for wrapper in ("state_dict", "model"):  # a training checkpoint: {"model": weights, "epoch": 3, ...}
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if isinstance(state, dict):  # OpenAI's own model code drops these sizes stored beside the weights
+        state = {k: v for k, v in state.items() if not (k in _SIZE_ENTRIES and not isinstance(v, torch.Tensor))}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise OpenAIFileError(f"{path} holds no state dict of tensors", hint=_FILE_HINT, convert_hint=_CONVERT_HINT)
+        if isinstance(state, dict):
+            odd = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+            what = f"entries that are not tensors: {', '.join(odd[:4])}{', ...' if len(odd) > 4 else ''}"
+        else:
+            what = f"a {type(state).__name__}, not a mapping of names to tensors"
+        raise OpenAIFileError(f"{path} holds no state dict of tensors ({what})", hint=_FILE_HINT,
+                              convert_hint=_CONVERT_HINT)
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
     missing = [k for k in ("visual.conv1.weight", "token_embedding.weight", "text_projection", "visual.proj") if k not in state]
     if missing:

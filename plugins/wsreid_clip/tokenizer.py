@@ -136,8 +136,10 @@ def built_tokenizer_for_run(
         raise RecipeError(
             "clip encoder: with encoder.pretrained: null it builds its vocabulary from the training captions, and "
             f"none are at hand (no dataset loaded, no {TOKENIZER_DIRNAME}/ folder of a run)",
-            hint="set encoder.pretrained to a model directory with its tokenizer, or give the encoder the training "
-                 "captions (BuildContext.train_captions: build it after the dataset)",
+            hint="a from-scratch encoder has nothing to encode with before it is trained: train the recipe (wsreid "
+                 "run) and use its run directory, which holds the vocabulary, or set encoder.pretrained to a model "
+                 "with its tokenizer (in code: build the encoder with the training captions, "
+                 "BuildContext.train_captions)",
         )
     tokenizer = build_word_tokenizer(captions, min_frequency=min_frequency, max_vocab=max_vocab, max_length=max_length)
     if saved is not None:

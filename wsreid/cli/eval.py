@@ -44,7 +44,20 @@ def add_parsers(sub) -> None:
                    help="path of the --show figure (default retrieval.png; needs --show)")
     p.add_argument("--format", choices=["json", "table"], default="json", help="output format (default json)")
     add_common(p)
+    p.add_error_hint(checkpoint_option_hint)
     p.set_defaults(func=cmd_eval)
+
+
+def checkpoint_option_hint(parser, message: str, argv) -> tuple[str, str] | None:
+    """An :meth:`~wsreid.cli.common.ArgumentParser.add_error_hint` hook: ``--checkpoint``
+    (or ``--weights``), which eval does not take, names the way it does take a checkpoint."""
+    given = message.removeprefix("unrecognized arguments:").split()
+    option = next((a.partition("=")[0] for a in given if a.partition("=")[0] in ("--checkpoint", "--weights")), None)
+    if not message.startswith("unrecognized arguments:") or option is None:
+        return None
+    return (f"eval has no {option} option: a checkpoint is the target itself",
+            "pass its folder or file in place of the run: wsreid eval RUN/checkpoints/best (or latest, epoch-0003, "
+            "a model.safetensors)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
