@@ -262,6 +262,14 @@ def test_a_figure_suffix_that_cannot_be_written_is_refused_before_any_work(capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_figure_path_ending_in_a_slash_names_a_folder(capsys, tmp_path):
+    """`--figure out/` wrote a PNG file named `out` (a second run overwrote it)."""
+    assert _user_error(capsys, ["eval", str(tmp_path / "no-run"), "--show", "1", "--figure", f"{tmp_path}/out/"]) == (
+        f"error: --figure {tmp_path}/out/: names a folder (it ends with /), not the image file (name the file, e.g. "
+        f"--figure {tmp_path}/out/retrieval.png)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ 7: a missing eval target
 
 

@@ -470,3 +470,18 @@ def test_fp16_encoders_compute_as_the_authors_model_bit_for_bit(tmp_path):
                 assert torch.equal(ours[key], param.grad), key
                 compared += 1
     assert compared == 24
+
+
+def test_convert_weights_into_a_link_to_an_empty_folder_writes_in_that_folder(files, tmp_path, capsys):
+    """It converted the whole model and then failed ("cannot write linkempty: Not a
+    directory"); a link to a folder holding files is refused before the work, as the
+    folder itself is."""
+    d, _ = files
+    (tmp_path / "realempty").mkdir()
+    (tmp_path / "linkempty").symlink_to(tmp_path / "realempty")
+    assert main(["convert-weights", str(d / "state.pt"), str(tmp_path / "linkempty")]) == 0
+    assert (tmp_path / "linkempty").is_symlink() and (tmp_path / "realempty" / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["convert-weights", str(d / "state.pt"), str(tmp_path / "linkempty")]) == 2
+    assert capsys.readouterr().err == (f"error: convert-weights: output {tmp_path}/realempty already exists and is "
+                                       "not an empty directory (choose a new output directory)\n")

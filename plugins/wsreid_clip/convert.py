@@ -46,6 +46,8 @@ def convert_openai_checkpoint(source: str | Path, out_dir: str | Path, tokenizer
     if not source.is_file():
         raise UserError(f"convert-weights: checkpoint file {source} does not exist",
                         hint="pass OpenAI's ViT-B-16.pt or a fork's state dict file")
+    if out_dir.is_symlink() and out_dir.is_dir():  # a link to a folder: write in that folder (renamed into place)
+        out_dir = out_dir.resolve()
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"convert-weights: output {out_dir} already exists and is not an empty directory",
                         hint="choose a new output directory")

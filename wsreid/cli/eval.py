@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UserError(f"{option} {value}: the figure is drawn only with --show N",
                             hint=f"add --show N (the number of queries to draw), or leave {option} out")
     if args.show:
+        if args.figure is not None and str(args.figure).endswith(("/", os.sep)):  # a Path would drop the slash
+            raise UserError(f"--figure {args.figure}: names a folder (it ends with /), not the image file",
+                            hint=f"name the file, e.g. --figure {args.figure}{DEFAULT_FIGURE}")
         check_figure_path(Path(args.figure or DEFAULT_FIGURE), "--figure ")
     target = resolve_target(args.target, args.recipe, args.zero_shot)
     loaded = load_target_recipe(target, args.override, args.disable_plugin, data_recipe=args.data)
