@@ -111,3 +111,55 @@ variants:
     assert [r["status"] for r in rows][:2] == ["ok", "ok"]
     assert main(["ablate", str(study), "--output-dir", str(out), "-j", "2"]) == 1
     assert capsys.readouterr().err.count("finished earlier, kept") == 2
+
+
+def test_the_runs_of_a_study_killed_with_sigkill_stop_with_it(make_recipe, tmp_path):
+    """``wsreid ablate -j 2`` SIGKILLed (or ended by the out-of-memory killer) left its
+    ``wsreid run`` children training as orphans, holding their run directories, so the
+    study started again refused them as in use. On Linux each child now gets SIGTERM when
+    the study's process ends and stops as on any SIGTERM: its lock released, its
+    checkpoints kept, or its directory removed when it had none (its stop line is lost
+    with the study, which wrote its log)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_recipe("baselines/itc.yaml", {"train": {"epochs": 500}})
+    study = tmp_path / "study.yaml"
+    study.write_text("base: recipe.yaml\nseeds: [0]\nvariants:\n  - label: a\n  - label: b\n"
+                     "    overrides: {train.lr: 1.0e-3}\n")
+    out = tmp_path / "study"
+    proc = subprocess.Popen([sys.executable, "-m", "wsreid", "ablate", str(study), "--output-dir", str(out), "-j", "2"],
+                            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    locks = [out / "runs" / v / "seed-0" / ".wsreid-lock" for v in ("a", "b")]
+    try:
+        deadline = time.monotonic() + 300
+        while not all(lock.exists() for lock in locks):
+            assert proc.poll() is None and time.monotonic() < deadline, "the study's runs did not start"
+            time.sleep(0.2)  # both children hold their run directory
+        children = [json.loads(lock.read_text())["pid"] for lock in locks]
+    finally:
+        proc.kill()  # SIGKILL: the study cannot pass anything on
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 120  # (a few seconds; a loaded machine is slower)
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stragglers = [pid for pid in children if alive(pid)]
+    for pid in stragglers:
+        os.kill(pid, signal.SIGKILL)
+    assert stragglers == []
+    for lock in locks:  # released: the study started again resumes the run (or starts it, if stopped before
+        assert not lock.exists()  # its first checkpoint: then its directory is removed, as after any such stop)
+        assert not (lock.parent / "metrics.json").exists()
+        assert not lock.parent.exists() or (lock.parent / "checkpoints" / "latest").exists()

@@ -48,6 +48,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from wsreid.engine import signals
 from wsreid.engine.rundir import IN_USE, RUN_LOCK, RunMode, RunState, same_recipe
 from wsreid.errors import ExitCode, StudyError, UserError
+from wsreid.launcher import STUDY_PID_ENV
 from wsreid.recipe.model import MAX_SEED
 
 __all__ = [
@@ -571,6 +572,7 @@ def execute_subprocess(argv: list[str], *, log_file: Path | None = None, threads
 
     children = children if children is not None else ChildProcesses()
     env = dict(os.environ)
+    env[STUDY_PID_ENV] = str(os.getpid())  # the child ends with this process (wsreid.cli.end_with_the_study)
     if threads is not None:
         env.setdefault("OMP_NUM_THREADS", str(threads))
     sink = None

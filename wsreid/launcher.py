@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from wsreid.errors import UserError
 
+#: the environment variable by which a ``wsreid run`` that ``wsreid ablate`` started learns
+#: the study's process id (:func:`wsreid.cli.end_with_the_study`)
+STUDY_PID_ENV = "WSREID_STUDY_PID"
+
 
 @dataclass(frozen=True)
 class Launch:

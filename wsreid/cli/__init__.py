@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if sys.stdout is not None:  # None: started with standard output closed
                 sys.stdout = _GuardedOutput(sys.stdout)
+            end_with_the_study()
             _check_single_process(args.command)
             code = int(args.func(args) or 0)
         except UserError as exc:
@@ -114,6 +115,32 @@ def main(argv: list[str] | None = None) -> int:
             say_stop(f"{signals.describe(signum)} (after the command had finished)")
             return signals.exit_code(signum)
         return code
+
+
+def end_with_the_study() -> None:
+    """A ``wsreid run`` that ``wsreid ablate`` started (its process id in
+    :data:`~wsreid.launcher.STUDY_PID_ENV`) ends with the study: on Linux the kernel sends it
+    SIGTERM when the study's process ends, even by SIGKILL or the out-of-memory killer
+    (``PR_SET_PDEATHSIG``), and it stops as on any SIGTERM - its last checkpoint kept, the
+    run resumable by the study's next invocation. An orphan trained on and held its run
+    directory, so that the study started again refused that run as in use. A study that
+    ended before this process asked is that stop at once. Elsewhere: nothing."""
+    from wsreid.launcher import STUDY_PID_ENV
+
+    study = os.environ.pop(STUDY_PID_ENV, None)  # not for the processes this one starts
+    if study is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):  # no C library to ask
+        return
+    if str(os.getppid()) != study:  # the study ended already (this process was handed to init)
+        signal.raise_signal(signal.SIGTERM)
 
 
 #: commands that do their whole work in each process they run in: under a multi-process
