@@ -31,6 +31,13 @@ def wsreid_register(registry):
 @hookimpl
 def wsreid_after_step(run, epoch, step, losses):
     pass
+
+
+@hookimpl
+def wsreid_epoch_start(run, epoch):
+    import os, signal
+    if epoch == 2 and os.environ.get("FAKEPLUG_STOP_AT_EPOCH_2"):
+        signal.raise_signal(signal.SIGTERM)
 '''
 
 
@@ -57,3 +64,26 @@ def test_a_run_trained_with_an_observer_is_evaluated_without_it(site, make_recip
         "enable the plugin that declares them (none is declared now; wsreid plugins lists them), or leave the block "
         "out (-o settings.loss_log=null))\n")
     assert main(["validate", str(saved), "--disable-plugin", "losslog", "-o", "settings.loss_log=null"]) == 0
+
+
+def test_a_run_stopped_with_an_observer_resumes_without_it(site, make_recipe, tmp_path, capsys,  # noqa: F811
+                                                           monkeypatch):
+    """The refusal's own advice (-o settings.loss_log=null) was refused again by --resume:
+    the recipe the run was started with did not load without the plugin. An observer's
+    block left out is not a change of the training: the run resumes, saying so."""
+    site("fake-loss-log", "0.3", {"losslog": "fakeplug_losslog"}, {"fakeplug_losslog": OBSERVER})
+    run_dir = tmp_path / "stopped"
+    recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 3, "warmup_epochs": 0}})
+    monkeypatch.setenv("FAKEPLUG_STOP_AT_EPOCH_2", "1")
+    assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 143
+    monkeypatch.delenv("FAKEPLUG_STOP_AT_EPOCH_2")
+    capsys.readouterr()
+    again = ["run", str(run_dir / "recipe.yaml"), "--output-dir", str(run_dir), "--resume", "--disable-plugin",
+             "losslog"]
+    assert main(again) == 2
+    assert "settings.loss_log: no plugin loaded now declares settings 'loss_log'" in capsys.readouterr().err
+    assert main([*again, "-o", "settings.loss_log=null"]) == 0
+    err = capsys.readouterr().err
+    assert ("note: --resume: settings.loss_log left out (no plugin loaded now declares it): the run goes on without "
+            "that observer\n") in err and "error" not in err
+    assert (run_dir / "metrics.json").is_file()

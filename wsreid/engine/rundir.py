@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 import shutil
 import socket
 import time
@@ -328,10 +329,18 @@ def check_resume_recipe(run_dir: Path, resolved_yaml: str, resolved: dict | None
                         hint="check the file's permissions") from None
     now = resolved if resolved is not None else _yaml_tree(resolved_yaml)
     recorded, marker = recorded_recipe(run_dir), run_dir / RUN_MARKER
+    # a settings block the recipe resumed with has not: no loaded plugin declares it (a loaded one's is
+    # filled with its defaults); an observer's, left out (-o settings.KEY=null): not a change of the training
+    left_out = sorted(set((recorded or _yaml_tree(text)).get("settings") or {}) - set(now.get("settings") or {}))
+    if left_out:
+        recorded = None if recorded is None else {
+            **recorded, "settings": {k: v for k, v in (recorded.get("settings") or {}).items() if k not in left_out}}
+        print(f"note: --resume: {', '.join(f'settings.{k}' for k in left_out)} left out (no plugin loaded now declares "
+              f"{'it' if len(left_out) == 1 else 'them'}): the run goes on without that observer", file=sys.stderr)
     with _not_loading("the recipe the run was started with", marker):
         recorded_differences = _recorded_recipe_differences(recorded, now, disabled)
     with _not_loading("the recipe the run was started with" if recorded is None else "its recipe.yaml", saved):
-        saved_values = _saved_recipe_values(saved, text, resolved_yaml, disabled)
+        saved_values = _saved_recipe_values(saved, text, resolved_yaml, disabled, left_out)
     saved_differences = [] if saved_values is None else recipe_differences(saved_values, now)
     if recorded_differences and not _holds_recorded_recipe(text, recorded, disabled):
         raise UserError(f"--resume: the recipe differs from the one {run_dir} was started with (recorded in "
@@ -472,15 +481,17 @@ def _recorded_recipe_differences(recorded: dict | None, now: dict, disabled: Ite
     return recipe_differences(load_recipe(recorded, disabled=list(disabled)).resolved, now, limit)
 
 
-def _saved_recipe_values(saved: Path, text: str, resolved_yaml: str, disabled: Iterable[str]) -> dict | None:
-    """The values of a run's recipe.yaml at ``saved`` (its text ``text``), loaded again;
-    None when the text is ``resolved_yaml`` (``output_dir`` aside): the same recipe,
-    nothing to load. Raises the :class:`UserError` of a recipe that does not load."""
+def _saved_recipe_values(saved: Path, text: str, resolved_yaml: str, disabled: Iterable[str],
+                         left_out: Iterable[str] = ()) -> dict | None:
+    """The values of a run's recipe.yaml at ``saved`` (its text ``text``), loaded again
+    without the settings blocks ``left_out``; None when the text is ``resolved_yaml``
+    (``output_dir`` aside): the same recipe, nothing to load. Raises the
+    :class:`UserError` of a recipe that does not load."""
     from wsreid.recipe import load_recipe
 
     if strip_output_dir(text) == strip_output_dir(resolved_yaml):
         return None
-    return load_recipe(saved, disabled=list(disabled)).resolved
+    return load_recipe(saved, [f"settings.{key}=null" for key in left_out], disabled=list(disabled)).resolved
 
 
 def run_state(run_dir: Path) -> RunState:
