@@ -327,3 +327,23 @@ def test_a_main_process_failing_at_the_run_end_leaves_the_other_one_line(make_re
         f"wsreid run {out / 'recipe.yaml'} --output-dir {out} --resume)"], proc.stderr[-3000:]
     # torchrun's own report of the failed launch follows (its ChildFailedError traceback); none of a process's
     assert "[rank" not in proc.stderr and "wsreid/engine" not in proc.stderr and (out / "metrics.json").is_file()
+
+
+def test_a_file_a_plugin_left_open_is_written_when_a_multi_process_run_ends(tmp_path):
+    """A process of a multi-process run ends with os._exit, which drops what Python still
+    buffers: an observer's log opened in wsreid_run_start and never closed (a common
+    pattern) was empty after a 2-process run and whole after a 1-process one. The entry
+    flushes such files first. A real os._exit, in a child process."""
+    out = tmp_path / "steps-rank0.txt"
+    code = ("import wsreid.cli as cli, wsreid.distributed as d\n"
+            "d._LEFT_PROCESS_GROUP = True\n"
+            "def main():\n"
+            f"    cli.LOG = open({str(out)!r}, 'w')\n"
+            "    for step in range(36):\n"
+            "        cli.LOG.write(f'step {step}\\n')\n"
+            "    return 0\n"
+            "cli.main = main\n"
+            "cli.entry()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text().splitlines() == [f"step {i}" for i in range(36)]

@@ -262,6 +262,23 @@ class UnsavedScale(TrainableFake):
         return super().loss(features, relations, batch, ctx) * self.log_scale.exp() + self.offset
 
 
+class ModuleNamedState(TrainableFake):
+    """A trainable temperature that also keeps a count under a name of the module prefix."""
+
+    def add_state(self):
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+        self.seen = torch.zeros(())
+
+    def loss(self, features, relations, batch, ctx):
+        return super().loss(features, relations, batch, ctx) * self.log_scale.exp()
+
+    def state_tensors(self):
+        return {"module.seen": self.seen}
+
+    def load_state_tensors(self, tensors):
+        self.seen = tensors.get("module.seen", torch.zeros(()))
+
+
 class GlobalNoise(PairConstruction):
     """Adds noise from the global generator: views depend on batch order."""
 
@@ -348,6 +365,7 @@ FAKES = {
     ("objective", "first-row"): FirstRowLoss, ("objective", "detached-loss"): DetachedLoss,
     ("objective", "unused-head"): UnusedHead, ("objective", "empty-module"): EmptyModule,
     ("objective", "unsaved-scale"): UnsavedScale,
+    ("objective", "module-named-state"): ModuleNamedState,
     ("pair_construction", "global-noise"): GlobalNoise, ("encoder", "short-tokens"): ShortTokens,
     ("pair_construction", "undeclared-view"): UndeclaredView,
     ("dataset", "renumbered"): Renumbered, ("dataset", "short-ids"): ShortIds,
@@ -419,6 +437,8 @@ def test_an_objective_must_take_a_step_without_its_relation(registry):
     ("objective", "unused-head", None, "the loss has no gradient with respect to the component's own parameters"),
     ("objective", "empty-module", None, "is a torch.nn.Module without trainable parameters"),
     ("objective", "unsaved-scale", None, "a fresh instance loaded with state_dict() must give the same loss"),
+    ("objective", "module-named-state", None, "state name 'module.seen': the prefix 'module.' is reserved for a "
+                                              "trainable component's module tensors"),  # the run refused it at its checkpoint
     ("pair_construction", "global-noise", None, "of a permuted batch must be the permuted images"),
     ("pair_construction", "undeclared-view", None, "views() returned ['base', 'masked'] but the class declares "
                                                     "['base']; set view_names"),

@@ -4,6 +4,7 @@ disabled; and what ``wsreid plugins`` and recipe errors say about them."""
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -366,3 +367,14 @@ def test_a_component_name_under_another_kind_says_where_it_is():
         registry.get("objective", "lrc", where="recipe.yaml:3: objectives.x.name")
     assert str(err.value).startswith("recipe.yaml:3: objectives.x.name: unknown objective 'lrc'")
     assert "'lrc' is a local_association (from wsreid 0.1.0)" in str(err.value)
+
+
+def test_what_a_plugin_prints_while_it_loads_goes_to_stderr(site, capsys):
+    """A plugin that printed while imported put its text before the JSON of `wsreid schema`
+    (no longer JSON for an editor) and of `wsreid eval`."""
+    site("fake-loud", "1.0", {"loud": "fakeplug_loud"},
+         {"fakeplug_loud": OBJECTIVE.replace("{name}", "loud") + "\nprint('loud: hello from import')\n"})
+    assert main(["schema"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["title"].startswith("wsreid recipe")
+    assert captured.err == "loud: hello from import\n"

@@ -24,6 +24,7 @@ Safety rules:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata as md
@@ -157,7 +158,17 @@ def load_plugins(
     are loaded (e.g. ``["wsreid"]`` for the shipped plugins alone); ``modules_from``: where
     ``modules`` came from, as a module that fails to import names it (``--module`` for
     ``wsreid plugins --module``).
+
+    While plugins are imported and register, standard output goes to standard error: what
+    a plugin prints then (a greeting, a version banner) must not come before a command's
+    own output, such as the JSON of ``wsreid schema`` or of ``wsreid eval``.
     """
+    with contextlib.redirect_stdout(sys.stderr):
+        return _load_plugins(modules, disabled, entry_points, objects, distributions, use_env, modules_from)
+
+
+def _load_plugins(modules, disabled, entry_points, objects, distributions, use_env, modules_from) -> Plugins:
+    """:func:`load_plugins`'s work."""
     modules = check_strings("modules", modules)
     disabled_set = set(check_strings("disabled", disabled)) | (disabled_from_env() if use_env else set())
     disabled_norm = {_normalise(d) for d in disabled_set}

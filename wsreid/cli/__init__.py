@@ -221,12 +221,31 @@ def _quiet_closed_pipe() -> None:
         pass
 
 
+def flush_open_files() -> None:
+    """Flush every file object still open for writing in this process, as interpreter exit
+    would (a plugin's log opened in ``wsreid_run_start`` and never closed): a process of a
+    multi-process run ends with ``os._exit``, which drops what Python still buffers. Never
+    raises (a file that cannot be flushed keeps its error to itself)."""
+    import gc
+    import io
+
+    writers = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)  # the concrete classes: no ABC checks
+    for obj in gc.get_objects():
+        if issubclass(type(obj), writers) and obj is not sys.stdout and obj is not sys.stderr:
+            try:
+                if not obj.closed and obj.writable():
+                    obj.flush()
+            except Exception:  # a closed pipe, a full disk: as at interpreter exit, nothing to tell
+                pass
+
+
 def entry() -> None:
     """Console-script and ``python -m wsreid`` entry: :func:`main`, then exit.
 
     A process that took part in a multi-process run has written and closed every file
     when :func:`main` returns; it ends with ``os._exit`` so that gloo's threads are not
-    torn down during interpreter finalization (see :func:`wsreid.distributed.left_process_group`)."""
+    torn down during interpreter finalization (see :func:`wsreid.distributed.left_process_group`),
+    once the files plugins left open are flushed (:func:`flush_open_files`)."""
     try:
         code = main()
     except UserError as exc:  # --debug: main raised it for its traceback; the exit status stays a user error's
@@ -237,6 +256,7 @@ def entry() -> None:
     if left_process_group():
         sys.stdout.flush()
         sys.stderr.flush()
+        flush_open_files()
         os._exit(code)
     try:
         sys.stdout.flush()

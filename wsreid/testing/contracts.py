@@ -205,9 +205,14 @@ def check_state_round_trip(component: Component, fresh: Callable[[], Component],
     state = component.state_tensors()
     if not isinstance(state, Mapping):
         fail(where, f"state_tensors() must return a dict, got {type(state).__name__}")
+    from wsreid.engine.run import MODULE_PREFIX
+
     for key, value in state.items():
         if not isinstance(key, str) or not key or "/" in key:
             fail(where, f"state name {key!r} must be a non-empty string without '/' (checkpoint keys add prefixes)")
+        if isinstance(component, torch.nn.Module) and key.startswith(MODULE_PREFIX):  # as the run refuses it
+            fail(where, f"state name {key!r}: the prefix {MODULE_PREFIX!r} is reserved for a trainable component's "
+                        "module tensors (rename that state tensor)")
         if not isinstance(value, torch.Tensor):
             fail(where, f"state {key!r} must be a tensor, got {type(value).__name__}")
     try:
