@@ -14,6 +14,14 @@ included) and evaluation (validation every ``eval.every`` epochs and the final t
 load average of the machine before and after is printed too: on a shared machine the
 figures are only as good as it is idle. Targets (docs/results.md, "Cost"): DGIA at most
 3 minutes, ITC at most 1.5 on 2 CPU cores.
+
+The header says what the runs were measured under: the CPU, torch's threads, the OpenMP
+wait policy and the load average. The runs' OpenMP threads wait passively
+(``OMP_WAIT_POLICY=PASSIVE`` unless set, passed to each run through its environment), as in
+benchmarks/performance.py: on a shared machine spinning worker threads make every small
+tensor operation wait for a time slice, which would measure the load, not the code. A run
+that fails ends this script with its failure: its ``error: ...`` line and exit status (a
+recipe mistake: 2), or, for a crash, the end of its stderr.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+if __name__ == "__main__":  # this process and, through the environment, each run's (it imports torch)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPES = ("recipes/dgia.yaml", "recipes/baselines/itc.yaml")
@@ -60,6 +71,8 @@ def child(recipe: str, out_dir: str, timings_path: str, started: float) -> int:
     t = time.perf_counter()
     code = main(["run", recipe, "--output-dir", out_dir])
     in_process = time.perf_counter() - t
+    if code != 0:  # main printed why (a recipe mistake: its one error line); nothing to time
+        return code
     rows = list(csv.DictReader((Path(out_dir) / "logs" / "epochs.csv").open()))
     epochs = sum(float(r["seconds"]) for r in rows)
     metrics = json.loads((Path(out_dir) / "metrics.json").read_text())
@@ -72,7 +85,18 @@ def child(recipe: str, out_dir: str, timings_path: str, started: float) -> int:
     return code
 
 
+class RunFailed(Exception):
+    """A timed run exited with a failure: ``str(err)`` is what to print (its ``error: ...``
+    line, or the end of its stderr), ``code`` its exit status."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
 def measure(recipe: str, threads: int | None) -> dict:
+    """Time ``wsreid run recipe`` in a fresh process (fresh cache and output directory) and
+    return its wall clock, parts and test metrics; raises :class:`RunFailed` if it fails."""
     with tempfile.TemporaryDirectory(prefix="wsreid-first-run-") as tmp:
         env = {**os.environ, "WSREID_CACHE": str(Path(tmp) / "cache")}
         if threads:
@@ -84,23 +108,37 @@ def measure(recipe: str, threads: int | None) -> dict:
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         wall = time.time() - t
         if proc.returncode != 0:
-            raise SystemExit(f"{recipe} failed:\n{proc.stderr[-2000:]}")
+            errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+            if errors:  # a user error: wsreid's one line says what, where and what to do
+                raise RunFailed(errors[-1], proc.returncode)
+            raise RunFailed(f"{proc.stderr[-2000:].rstrip()}\nerror: {recipe}: the run failed with exit status "
+                            f"{proc.returncode} (its stderr above)", proc.returncode)
         out = json.loads(timings.read_text())
         return {"recipe": recipe, "wall": wall, "load_before": load_before, "load_after": os.getloadavg()[0], **out}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from bench_common import argument_parser, at_least, machine_line
+
+    parser = argument_parser(__doc__.split("\n")[0])
     parser.add_argument("--recipe", action="append", help="recipe to time (repeatable; default: DGIA and ITC)")
-    parser.add_argument("--threads", type=int, default=None, help="OMP/MKL threads of the run (default: torch's choice)")
+    parser.add_argument("--threads", type=at_least(1), default=None,
+                        help="OMP/MKL threads of the run (default: torch's choice)")
     parser.add_argument("--child", nargs=4, metavar=("RECIPE", "OUT", "TIMINGS", "STARTED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.child[2], float(args.child[3]))
+    import torch  # imported already by the parser; here for the threads a run gets by default
+
+    print(machine_line(args.threads or torch.get_num_threads()), flush=True)
     print("| recipe | wall | imports | generation | loading, other | epochs | evaluation | test R@1 / mAP | load avg before / after |")
     print("|---|---|---|---|---|---|---|---|---|")
     for recipe in args.recipe or DEFAULT_RECIPES:
-        m = measure(recipe, args.threads)
+        try:
+            m = measure(recipe, args.threads)
+        except RunFailed as failed:
+            print(failed, file=sys.stderr)
+            return failed.code
         print(f"| {m['recipe']} | {m['wall']:.1f} s | {m['imports']:.1f} s | {m['generation']:.1f} s | {m['loading']:.1f} s "
               f"| {m['epochs']:.1f} s ({m['num_epochs']} x {m['epochs'] / m['num_epochs']:.1f}) | {m['evaluation']:.1f} s "
               f"| {m['test']['R1']:.2f} / {m['test']['mAP']:.2f} | {m['load_before']:.2f} / {m['load_after']:.2f} |", flush=True)  # fmt: skip

@@ -24,6 +24,9 @@ ratios between implementations timed in the same run:
     python benchmarks/performance.py --large              # + 100k x 100k evaluation
     python benchmarks/performance.py --device cuda --only mining evaluation   # GPU rows
 
+The header says what the figures were measured under: the CPU's model, whether torch sees
+AMX tiles and AVX512_BF16 (they decide which mining dtype GSRC-FR's ``scoring_dtype: auto``
+takes), torch's threads, the OpenMP wait policy and the load average.
 Memory peaks are measured in a fresh child process per measurement (``ru_maxrss``).
 OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless set): on a machine
 shared with other jobs, spinning worker threads otherwise make every small tensor
@@ -36,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import statistics
@@ -688,47 +690,75 @@ SECTIONS = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def device_arg(text: str) -> str:
+    """An argparse ``type=`` for ``--device``: ``cpu``, or ``cuda`` / ``cuda:N`` where torch
+    sees that GPU; anything else is the option's one-line mistake."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device this benchmark runs on; use cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+        raise argparse.ArgumentTypeError(f"{text}: torch sees no GPU on this machine (torch {torch.__version__}, "
+                                         f"{built}); use --device cpu, or run on a machine with a GPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s), "
+                                         f"numbered from 0; use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    return text
+
+
+def main() -> int:
+    from bench_common import argument_parser, at_least, machine_line
+
+    from wsreid.errors import UserError
+
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU rows: mining, evaluation)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=9, help="timed runs per fast measurement (medians)")
-    parser.add_argument("--mining-rows", type=int, nargs="+", default=[4096, 68126, 200000])
+    parser.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda (GPU rows: mining, evaluation)")
+    parser.add_argument("--threads", type=at_least(1), default=2, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=at_least(1), default=9, help="timed runs per fast measurement (medians)")
+    parser.add_argument("--mining-rows", type=at_least(64), nargs="+", default=[4096, 68126, 200000],
+                        help="bank rows (at least the batch, 64)")
     parser.add_argument("--scoring-dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     parser.add_argument("--cluster-rows", type=int, default=40000)
-    parser.add_argument("--cluster-repeats", type=int, default=1, help="runs of the bf16-kNN pipeline")
-    parser.add_argument("--cluster-exact-repeats", type=int, default=1, help="runs of the slow exact-kNN pipeline")
+    parser.add_argument("--cluster-repeats", type=at_least(1), default=1, help="runs of the bf16-kNN pipeline")
+    parser.add_argument("--cluster-exact-repeats", type=at_least(1), default=1, help="runs of the slow exact-kNN pipeline")
     parser.add_argument("--cluster-ann", action="store_true",
                         help="also time faiss's approximate kNN indexes (IVF, HNSW) and their recall")
-    parser.add_argument("--eval-repeats", type=int, default=1)
+    parser.add_argument("--eval-repeats", type=at_least(1), default=1)
     parser.add_argument("--field-max-cells", type=float, default=4.1e8,
                         help="largest Q x G the full-matrix reference is run at (memory)")
-    parser.add_argument("--data-images", type=int, default=200)
-    parser.add_argument("--data-repeats", type=int, default=5)
-    parser.add_argument("--overhead-steps", type=int, default=60, help="paired rounds (one engine, one hand-written step)")
-    parser.add_argument("--overhead-batch", type=int, default=64)
+    parser.add_argument("--data-images", type=at_least(1), default=200)
+    parser.add_argument("--data-repeats", type=at_least(1), default=5)
+    parser.add_argument("--overhead-steps", type=at_least(2), default=60,
+                        help="paired rounds (one engine, one hand-written step); quartiles need 2")
+    parser.add_argument("--overhead-batch", type=at_least(1), default=64)
     parser.add_argument("--large", action="store_true", help="add the large sizes (100k x 100k evaluation)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
         CHILDREN[args.child[0]](*args.child[1:])
-        return
-    load = os.getloadavg()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
-          f"threads {args.threads}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        return 0
+    print(machine_line(args.threads), flush=True)
     started = time.perf_counter()
-    for name in args.only:
-        SECTIONS[name](args)
+    try:
+        for name in args.only:
+            SECTIONS[name](args)
+    except UserError as err:  # a recipe value these options made invalid (--overhead-batch)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"\n== table (docs/performance.md), {time.perf_counter() - started:.0f} s in all, "
           f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("| measurement | size | wsreid | reference (same run) |\n|---|---|---|---|")
     for r in TABLE:
         print("| " + " | ".join(r) + " |")
+    return 0
 
 
 CHILDREN: dict = {"cluster": child_cluster, "evaluation": child_evaluation}
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

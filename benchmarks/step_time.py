@@ -23,22 +23,44 @@ recipes/dgia.yaml), with no ``init`` (random weights; time does not depend on th
 are timed in epoch ``start_epoch`` of GSRC-FR, so every DGIA objective is active, with its
 memory banks pre-filled with random unit rows (``--memory-rows``, default: the training set).
 The same batches are reused (data loading is not timed). "Encoders only" replays DGIA's step
-with every relation and objective replaced by a trivial loss over the same features: the
-two encoder passes (base + asymmetric view) with their backward and the optimizer step.
-Outside share = 1 - encoders only / DGIA step. Medians over ``--steps`` steps after
-``--warmup``; on a GPU each step ends with a synchronisation.
+(on the same model and optimizer) with every relation and objective replaced by a trivial
+loss over the same features: the two encoder passes (base + asymmetric view) with their
+backward and the optimizer step.
+
+How the figures are measured side by side: both recipes are built first, then the timing
+runs in ``--warmup`` + ``--steps`` rounds, each round one ITC step, one DGIA step, one
+encoders-only step and (``--flops``) one 2048^3 matrix product, in an order shuffled from
+round to round (seeded), so that load from elsewhere and the machine's drift fall on all of
+them alike; the ``--warmup`` rounds are not kept. Each time printed is the median over the
+kept rounds, and each ratio is a ratio of these medians: DGIA / ITC, the share of DGIA's
+step outside the encoders (1 - encoders only / DGIA) and the % of the ceiling (a step's
+FLOP rate / the matrix product's). DGIA / ITC and the outside share are also given as the
+median of the per-round ratios (the steps of one round are close in time). On a GPU each
+timed call ends with a synchronisation.
+
+The header says what the figures were measured under: the CPU, whether torch sees AMX
+tiles and AVX512_BF16 (they decide GSRC-FR's ``scoring_dtype: auto``), torch's threads,
+the OpenMP wait policy and the load average. OpenMP threads wait passively
+(``OMP_WAIT_POLICY=PASSIVE`` unless set), as in benchmarks/performance.py: on a machine
+shared with other jobs, spinning worker threads make every small tensor operation wait for
+a time slice, which would measure the load, not the code.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import os
+import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+if __name__ == "__main__":  # before torch starts its OpenMP pool (a script importing this module sets its own)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VIT_B16 = [
@@ -49,6 +71,9 @@ VIT_B16 = [
 
 
 def build(recipe: str, overrides: list[str], workdir: Path):
+    """The set-up :class:`wsreid.engine.run.Run` of ``recipe`` (a path under the repository)
+    with ``overrides`` and no pretrained weights, writing under ``workdir``; a recipe the
+    overrides make invalid raises its :class:`wsreid.errors.UserError`."""
     from wsreid.recipe import load_recipe
     from wsreid.engine.run import Run
     from wsreid.recipe import dump_resolved_yaml
@@ -84,6 +109,7 @@ def fill_memory(run, batch, rows: int | None) -> int:
 
 
 def _batches(run, count: int):
+    """The first ``count`` training batches of ``run`` on its device (normalised)."""
     out = []
     for i, batch in enumerate(run.loader):
         if i == count:
@@ -93,20 +119,20 @@ def _batches(run, count: int):
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work (nothing on a CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_steps(run, batches, epoch: int, steps: int, warmup: int, encoders_only: bool = False) -> list[float]:
+def step_call(run, batches, epoch: int, encoders_only: bool = False):
+    """A function ``step(i)`` that makes training step ``i`` of ``run`` in ``epoch`` on batch
+    ``i % len(batches)``: ``run.train_step``, or (``encoders_only``) the pair construction's
+    views, the encoder passes, a trivial loss over their features, its backward and the
+    optimizer step."""
     from wsreid.api import StepContext
 
-    times = []
-    device = run.dist.device
-    for i in range(warmup + steps):
+    def step(i: int) -> None:
         batch = batches[i % len(batches)]
-        ctx = StepContext(epoch, i, epoch + 1, run.dist)
-        _sync(device)
-        t0 = time.perf_counter()
         if encoders_only:
             views = run.components.pair_construction.views(batch, run.encoder)
             feats = run.encode(views)
@@ -115,11 +141,40 @@ def time_steps(run, batches, epoch: int, steps: int, warmup: int, encoders_only:
             run.accelerator.backward(loss)
             run.optimizer.step()
         else:
-            run.train_step(batch, ctx)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            run.train_step(batch, StepContext(epoch, i, epoch + 1, run.dist))
+
+    return step
+
+
+def interleaved_rounds(calls: dict, rounds: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
+    """name -> wall seconds of ``calls[name](i)`` in each kept round ``i``: each of the
+    ``warmup + rounds`` rounds calls every function once, in an order shuffled per round
+    (seeded: no function always follows the same one), each call between two device
+    synchronisations; the first ``warmup`` rounds are not kept."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    order = random.Random(0)
+    for i in range(warmup + rounds):
+        names = list(calls)
+        order.shuffle(names)
+        for name in names:
+            _sync(device)
+            t0 = time.perf_counter()
+            calls[name](i)
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
     return times
+
+
+def matmul_call(device: torch.device, n: int = 2048):
+    """A function ``product(i)`` that makes one float32 n x n x n matrix product (2 n^3
+    FLOP): a sample of the machine's practical ceiling."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+
+    def product(i: int) -> None:
+        a @ b
+
+    return product
 
 
 def _cpu_attention_formulas() -> dict:
@@ -153,27 +208,17 @@ def step_flops(run, batch, epoch: int) -> int:
     return counter.get_total_flops()
 
 
-def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """Median float32 FLOP/s of an n x n x n matrix product: the practical ceiling."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    times = []
-    for i in range(repeats + 2):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times)
+def main() -> int:
+    from bench_common import argument_parser, at_least, machine_line
 
+    from wsreid.errors import UserError
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argument_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--encoder", choices=["tiny", "vit-b16"], default="tiny")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--memory-rows", type=int, default=None, help="GSRC-FR bank rows (default: training pairs; "
+    ap.add_argument("--steps", type=at_least(1), default=20, help="timed rounds (one step of each recipe per round)")
+    ap.add_argument("--warmup", type=at_least(0), default=3, help="rounds run first and not timed")
+    ap.add_argument("--batch-size", type=at_least(1), default=64)
+    ap.add_argument("--memory-rows", type=at_least(1), default=None, help="GSRC-FR bank rows (default: training pairs; "
                     "vit-b16 default 68,126 = CUHK-PEDES training captions)")
     ap.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no",
                     help="train.mixed_precision of both recipes (fp16 needs a GPU)")
@@ -182,55 +227,74 @@ def main() -> None:
     ap.add_argument("--flops", action="store_true", help="count each step's FLOPs and compare with a large matmul")
     ap.add_argument("--compile", action="store_true", help="torch.compile the vision and text towers first")
     args = ap.parse_args()
+    print(machine_line(torch.get_num_threads()), flush=True)
+    try:
+        measure(args)
+    except UserError as err:  # a recipe value these options made invalid (--image-size, fp16 on a CPU)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def measure(args) -> None:
+    """Build both recipes, time them in interleaved rounds and print the table."""
     overrides = (VIT_B16 if args.encoder == "vit-b16" else []) + [f"train.batch_size={args.batch_size}",
                                                                  f"train.mixed_precision={args.mixed_precision}"]
     if args.image_size:
         h, w = args.image_size
         overrides += [f"data.image_height={h}", f"data.image_width={w}", f"encoder.image_size=[{h}, {w}]"]
-    flops, epoch_steps, first_step = {}, {}, {}
+    flops, epoch_steps, first_step, calls = {}, {}, {}, {}
     rows = args.memory_rows or (68126 if args.encoder == "vit-b16" else None)
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
+        runs, epochs, batches = {}, {}, {}
         for name, recipe in (("ITC", "recipes/baselines/itc.yaml"), ("DGIA", "recipes/dgia.yaml")):
-            run = build(recipe, overrides, Path(tmp) / name)
+            run = runs[name] = build(recipe, overrides, Path(tmp) / name)
             if args.compile:
                 for tower in ("vision_model", "text_model"):
                     setattr(run.encoder.clip, tower, torch.compile(getattr(run.encoder.clip, tower), dynamic=False))
-            batches = _batches(run, 4)
+            batches[name] = _batches(run, 4)
             t0 = time.perf_counter()
-            epoch = fill_memory(run, batches[0], rows)
+            epochs[name] = fill_memory(run, batches[name][0], rows)
             first_step[name] = time.perf_counter() - t0
-            results[name] = time_steps(run, batches, epoch, args.steps, args.warmup)
             epoch_steps[name] = (run.recipe.train.epochs, len(run.loader))
-            if args.flops:
-                flops[name] = step_flops(run, batches[0], epoch)
-            if name == "DGIA":
-                results["DGIA encoders only"] = time_steps(run, batches, epoch, args.steps, args.warmup, encoders_only=True)
-            device = run.dist.device
-            del run
+            calls[name] = step_call(run, batches[name], epochs[name])
+        calls["DGIA encoders only"] = step_call(runs["DGIA"], batches["DGIA"], epochs["DGIA"], encoders_only=True)
+        device = runs["DGIA"].dist.device
+        if args.flops:
+            calls["ceiling"] = matmul_call(device)
+        results = interleaved_rounds(calls, args.steps, args.warmup, device)
+        if args.flops:
+            for name, run in runs.items():
+                flops[name] = step_flops(run, batches[name][0], epochs[name])
+        del runs, calls
+    ceiling_times = results.pop("ceiling", None)
     med = {k: statistics.median(v) for k, v in results.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     size = "x".join(map(str, args.image_size)) if args.image_size else "the recipe's"
     print(f"device: {name}; encoder: {args.encoder}; images {size}; batch {args.batch_size}; "
           f"mixed precision: {args.mixed_precision}; compiled: {'yes' if args.compile else 'no'}; "
           f"GSRC-FR memory rows: {rows or 'training pairs'}; "
-          f"median of {args.steps} steps")
+          f"median of {args.steps} rounds, one step of each recipe per round, interleaved")
     for k, v in med.items():
         print(f"  {k:<20} {v * 1000:9.1f} ms/step   ({1 / v:6.2f} steps/s)")
-    print(f"  DGIA / ITC step time: {med['DGIA'] / med['ITC']:.2f}x")
+    per_round = statistics.median(d / i for d, i in zip(results["DGIA"], results["ITC"]))
+    print(f"  DGIA / ITC step time: {med['DGIA'] / med['ITC']:.2f}x (median of the per-round ratios {per_round:.2f}x)")
     print("  first step (epoch 1, compilation included): "
           + ", ".join(f"{k} {v:.1f} s" for k, v in first_step.items()))
     outside = 1 - med["DGIA encoders only"] / med["DGIA"]
-    print(f"  share of the DGIA step outside the encoders (relations, memory, targets, losses): {100 * outside:.1f} %")
+    per_round = statistics.median(1 - e / d for e, d in zip(results["DGIA encoders only"], results["DGIA"]))
+    print(f"  share of the DGIA step outside the encoders (relations, memory, targets, losses): {100 * outside:.1f} % "
+          f"(median of the per-round shares {100 * per_round:.1f} %)")
     if flops:
-        ceiling = matmul_rate(device)
-        print(f"  float32 2048^3 matrix product: {ceiling / 1e9:.0f} GFLOP/s (the ceiling below)")
+        ceiling = 2 * 2048**3 / statistics.median(ceiling_times)
+        print(f"  float32 2048^3 matrix product: {ceiling / 1e9:.0f} GFLOP/s (median of one product per round; "
+              "the ceiling below)")
         for k, f in flops.items():
-            epochs, steps = epoch_steps[k]
+            n_epochs, n_steps = epoch_steps[k]
             print(f"  {k:<5} {f / 1e9:7.2f} GFLOP/step, {f / med[k] / 1e9:6.1f} GFLOP/s = {100 * f / med[k] / ceiling:5.1f} % "
-                  f"of the ceiling; {epochs} epochs of {steps} steps: {epochs * steps * med[k]:6.1f} s "
-                  f"at this rate, >= {epochs * steps * f / ceiling:6.1f} s at the ceiling")
+                  f"of the ceiling; {n_epochs} epochs of {n_steps} steps: {n_epochs * n_steps * med[k]:6.1f} s "
+                  f"at this rate, >= {n_epochs * n_steps * f / ceiling:6.1f} s at the ceiling")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
