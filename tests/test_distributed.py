@@ -333,17 +333,24 @@ def test_a_file_a_plugin_left_open_is_written_when_a_multi_process_run_ends(tmp_
     """A process of a multi-process run ends with os._exit, which drops what Python still
     buffers: an observer's log opened in wsreid_run_start and never closed (a common
     pattern) was empty after a 2-process run and whole after a 1-process one. The entry
-    flushes such files first. A real os._exit, in a child process."""
+    flushes such files first, and closes a compressed one (its end marker). A real
+    os._exit, in a child process."""
     out = tmp_path / "steps-rank0.txt"
-    code = ("import wsreid.cli as cli, wsreid.distributed as d\n"
+    code = ("import gzip, wsreid.cli as cli, wsreid.distributed as d\n"
             "d._LEFT_PROCESS_GROUP = True\n"
             "def main():\n"
             f"    cli.LOG = open({str(out)!r}, 'w')\n"
+            f"    cli.ZIPPED = gzip.open({str(out)!r} + '.gz', 'wt')\n"
             "    for step in range(36):\n"
             "        cli.LOG.write(f'step {step}\\n')\n"
+            "        cli.ZIPPED.write(f'step {step}\\n')\n"
             "    return 0\n"
             "cli.main = main\n"
             "cli.entry()\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().splitlines() == [f"step {i}" for i in range(36)]
+    import gzip
+
+    with gzip.open(f"{out}.gz", "rt") as zipped:  # closed: its end marker written (a flush leaves it out)
+        assert zipped.read().splitlines() == [f"step {i}" for i in range(36)]

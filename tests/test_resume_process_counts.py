@@ -131,6 +131,14 @@ def test_a_resume_that_changes_the_steps_per_epoch_says_so():
         "so the step count and the learning-rate schedule change from epoch 3 on (to keep them, resume as the run "
         "was launched before)")
     assert resume_steps_warning(one, epoch=3, step=9) is None
+    # a checkpoint that records its launch's steps per epoch: the last launch's count decides, not the average
+    assert resume_steps_warning(one, epoch=4, step=10, recorded=3) is None  # resumed with 1 process before
+    assert resume_steps_warning(four, epoch=4, step=10, recorded=3) == (
+        "warning: --resume with 4 processes: steps per epoch were 3, now 2 (train.drop_last false: the last partial "
+        "batch, 2 pairs, is trained only when every process gets a pair), so the step count and the learning-rate "
+        "schedule change from epoch 5 on (to keep them, resume with 1 or 2 processes)")
+    assert "the last partial batch, 1 pair, is" in resume_steps_warning(
+        PairBatchSampler(9, 4, seed=0, world_size=1, drop_last=False), epoch=1, step=2, recorded=2)
     assert resume_steps_warning(PairBatchSampler(10, 4, seed=0, world_size=4), epoch=2, step=4) is None
 
 
@@ -222,8 +230,8 @@ def test_resuming_a_checkpoint_of_other_steps_per_epoch_prints_the_warning(make_
     assert steps == 19
     state_file = run_dir / "checkpoints" / "epoch-0001" / "state.json"
     state = json.loads(state_file.read_text())
-    assert state["step"] == steps
-    state_file.write_text(json.dumps({**state, "step": steps + 1}))
+    assert (state["step"], state["steps_per_epoch"]) == (steps, steps)
+    state_file.write_text(json.dumps({**state, "step": steps + 1, "steps_per_epoch": steps + 1}))
     capsys.readouterr()
     stop_plugin.STOP_AT = None
     assert main(["run", str(run_dir / "recipe.yaml"), "--output-dir", str(run_dir), "--resume"]) == 0

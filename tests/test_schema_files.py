@@ -67,6 +67,9 @@ LAYERS = [
     ("train: {epochs: '4'}", True),
     ("train: {drop_last: 'on'}", True),       # YAML 1.2 reads on as text; a boolean key converts it
     ("train: {drop_last: maybe}", False),
+    ("train: {drop_last: 'YES'}", True),      # in any case, as the loader converts it
+    ("train: {drop_last: Y}", True),
+    ("train: {drop_last: 2}", False),
     ("train: {lrr: 1.0e-4}", False),          # a misspelled key
     ("train: {warmup_epochs: null}", True),   # null deletes the value below: its default applies
     ("encoder: {pretrainedd: x}", False),     # a block without name: its keys must be some component's

@@ -130,8 +130,12 @@ def test_search_says_that_a_description_after_images_goes_before_it(run_dir, pho
 
     monkeypatch.setattr(retrieval, "load_encoder", lambda *a, **k: pytest.fail("the encoder was built first"))
     assert _search(capsys, str(run_dir), "a man", "--images", "photos", "a woman", "a girl in red")[::2] == (2, (
-        "error: --images takes every argument after it, and took 'a woman', 'a girl in red', which are not a file or "
-        "folder (put every DESCRIPTION before --images)\n"))
+        "error: --images 'a woman', 'a girl in red': no such file or folder; if they are descriptions: --images takes "
+        "every argument after it (put every DESCRIPTION before --images, or correct the path)\n"))
+    # a missing folder with a space in its name is told as missing too
+    assert _search(capsys, str(run_dir), "a man", "--images", "my photos")[::2] == (2, (
+        "error: --images 'my photos': no such file or folder; if it is a description: --images takes every argument "
+        "after it (put every DESCRIPTION before --images, or correct the path)\n"))
     # what reads as a path stays a missing path
     for missing in ("photo", "my photos/2024", "holiday 1.jpg"):
         assert _search(capsys, str(run_dir), "a man", "--images", "photos", missing)[::2] == (

@@ -222,21 +222,39 @@ def _quiet_closed_pipe() -> None:
 
 
 def flush_open_files() -> None:
-    """Flush every file object still open for writing in this process, as interpreter exit
-    would (a plugin's log opened in ``wsreid_run_start`` and never closed): a process of a
-    multi-process run ends with ``os._exit``, which drops what Python still buffers. Never
-    raises (a file that cannot be flushed keeps its error to itself)."""
+    """Before ``os._exit`` (a process of a multi-process run): write out every file object
+    still open for writing in this process, as interpreter exit does for those it finalizes
+    - a plugin's log opened in ``wsreid_run_start`` and never closed. Compressed files
+    (gzip, bz2, lzma) are closed, which writes their end marker; every other one is
+    flushed. ``os._exit`` drops what Python still buffers. Never raises (a file that cannot
+    be written keeps its error to itself, as at interpreter exit)."""
+    import bz2
     import gc
+    import gzip
     import io
+    import lzma
 
-    writers = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)  # the concrete classes: no ABC checks
-    for obj in gc.get_objects():
-        if issubclass(type(obj), writers) and obj is not sys.stdout and obj is not sys.stderr:
+    keep = {id(sys.stdout), id(sys.stderr), id(sys.__stdout__), id(sys.__stderr__)}
+    # issubclass on the type: an isinstance ABC check would ask every object its __class__
+    files = [obj for obj in gc.get_objects() if issubclass(type(obj), io.IOBase) and id(obj) not in keep]
+    compressed = (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
+
+    def each(action, only=None) -> None:
+        for obj in files:
             try:
-                if not obj.closed and obj.writable():
-                    obj.flush()
-            except Exception:  # a closed pipe, a full disk: as at interpreter exit, nothing to tell
+                if not obj.closed and obj.writable() and (only is None or isinstance(obj, only)):
+                    action(obj)
+            except Exception:  # a closed pipe, a full disk
                 pass
+
+    # a file object may stand on another (text on a buffer on a raw file, text on a gzip
+    # file): flushed as often as they can be stacked, in no particular order, each layer's
+    # data reaches the one below; then the compressed files' end markers, flushed down too
+    for _ in range(3):
+        each(lambda obj: obj.flush())
+    each(lambda obj: obj.close(), compressed)
+    for _ in range(3):
+        each(lambda obj: obj.flush())
 
 
 def entry() -> None:

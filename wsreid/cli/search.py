@@ -119,10 +119,11 @@ def check_images_took_no_description(images: list[str]) -> None:
 
     strays = [a for a in images if not os.path.lexists(os.path.expanduser(a)) and len(a.split()) > 1
               and "/" not in a and os.sep not in a and not a.lower().endswith(IMAGE_SUFFIXES)]
-    if strays:
-        raise UserError(f"--images takes every argument after it, and took {', '.join(map(repr, strays))}, which "
-                        f"{'is' if len(strays) == 1 else 'are'} not a file or folder",
-                        hint="put every DESCRIPTION before --images")
+    if strays:  # a folder with a space in its name that is missing reads the same: say both
+        raise UserError(f"--images {', '.join(map(repr, strays))}: no such file or folder; if "
+                        f"{'it is a description' if len(strays) == 1 else 'they are descriptions'}: --images takes "
+                        "every argument after it",
+                        hint="put every DESCRIPTION before --images, or correct the path")
 
 
 def missing_best_note(given: str | os.PathLike[str], target, done: str = "evaluated") -> str | None:

@@ -380,22 +380,30 @@ class PairBatchSampler(torch.utils.data.Sampler):
         return self.steps_per_epoch() - self.skip
 
 
-def resume_steps_warning(sampler: PairBatchSampler, epoch: int, step: int) -> str | None:
+def resume_steps_warning(sampler: PairBatchSampler, epoch: int, step: int,
+                         recorded: int | None = None) -> str | None:
     """The ``warning:`` line of a resumed run whose steps per epoch differ from those of
-    the checkpoint it resumes (``epoch`` epochs, ``step`` steps in all, from its
-    state.json), or None when ``sampler`` - this run's - gives ``step / epoch`` steps per
-    epoch too. It happens with ``train.drop_last: false`` when the last partial batch is
-    smaller than one of the two process counts (not trained there): the step count and
-    the learning-rate schedule, a function of the step and the steps per epoch, change."""
+    the launch that wrote the checkpoint it resumes (``recorded``, from its state.json;
+    a checkpoint written before wsreid recorded them has ``epoch`` epochs and ``step``
+    steps in all), or None when ``sampler`` - this run's - gives as many. It happens with
+    ``train.drop_last: false`` when the last partial batch is smaller than one of the two
+    process counts (not trained there): the step count and the learning-rate schedule, a
+    function of the step and the steps per epoch, change."""
     now = sampler.steps_per_epoch()
-    if epoch < 1 or step == epoch * now:
-        return None
-    before = (f"were {step // epoch}" if step % epoch == 0 else
-              f"averaged {step / epoch:g} ({step} steps in {epoch} epochs)")
+    if recorded is not None:  # the steps per epoch of the launch that wrote the checkpoint (state.json)
+        if recorded == now:
+            return None
+        before, keep = f"were {recorded}", [n for n in process_counts(sampler.global_batch)
+                                            if sampler.steps_with(n) == recorded]
+    else:  # a checkpoint of an older version: from its step count
+        if epoch < 1 or step == epoch * now:
+            return None
+        before = (f"were {step // epoch}" if step % epoch == 0 else
+                  f"averaged {step / epoch:g} ({step} steps in {epoch} epochs)")
+        keep = [n for n in process_counts(sampler.global_batch) if sampler.steps_with(n) * epoch == step]
     rest = sampler.num_items % sampler.global_batch
-    why = (f" (train.drop_last false: the last partial batch, {rest} pairs, is trained only when every process gets a "
-           "pair)" if not sampler.drop_last and rest else "")
-    keep = [n for n in process_counts(sampler.global_batch) if sampler.steps_with(n) * epoch == step]
+    why = (f" (train.drop_last false: the last partial batch, {rest} pair{'' if rest == 1 else 's'}, is trained only "
+           "when every process gets a pair)" if not sampler.drop_last and rest else "")
     remedy = (f"to keep them, resume with {listed_processes(keep)}" if keep
               else "to keep them, resume as the run was launched before")
     return (f"warning: --resume with {sampler.world_size} process{'es' if sampler.world_size > 1 else ''}: steps per "

@@ -429,7 +429,8 @@ class Run:
         with _wrong_checkpoint(path / "rng.safetensors", "the random generators (with state.json's rng)"):
             ckpt.set_rng_state(data["rng"], state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
-        changed = resume_steps_warning(self.sampler, self.epoch, self.step)  # another process count, drop_last false
+        changed = resume_steps_warning(self.sampler, self.epoch, self.step,  # another process count, drop_last false
+                                       state.get("steps_per_epoch"))
         if changed and self.dist.is_main:
             print(changed, file=sys.stderr, flush=True)
         self.history = state.get("history", [])
@@ -468,7 +469,7 @@ class Run:
             ckpt.save_checkpoint(
                 self.run_dir, epoch=self.epoch, model=self.encoder, optimizer=self.optimizer,
                 scheduler=self.scheduler, component_tensors=self.component_tensors(),
-                state={"step": self.step, "history": self.history},
+                state={"step": self.step, "steps_per_epoch": self.sampler.steps_per_epoch(), "history": self.history},
             )
         self.dist.barrier()
 

@@ -58,9 +58,11 @@ def recipe_json_schema(registry: Registry, *, resolved: bool = False) -> dict[st
 NUMBER_TEXT = r"^\s*[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 #: an integer in quotes or with a zero fraction (``'3'``, ``3.0``)
 INTEGER_TEXT = r"^\s*[-+]?[0-9][0-9_]*(\.0*)?\s*$"
-#: what a boolean key takes besides true / false
-BOOLEAN_WORDS = [True, False, 1, 0, "true", "false", "True", "False", "on", "off", "On", "Off", "yes", "no", "Yes",
-                 "No", "1", "0"]
+#: the words a boolean key takes besides true / false, in any case, as the loader converts
+#: them (true/false, on/off, yes/no, t/f, y/n, 1/0); JSON Schema patterns have no flags
+BOOLEAN_TEXT = ("^(" + "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
+                                for word in ("true", "false", "on", "off", "yes", "no", "t", "f", "y", "n", "1", "0"))
+                + ")$")
 
 
 def _layer_schema(node: Any) -> Any:
@@ -89,7 +91,7 @@ def _layer_schema(node: Any) -> Any:
         out["type"], out["pattern"] = ["integer", "string"], INTEGER_TEXT
     elif kind == "boolean":
         del out["type"]
-        out["enum"] = BOOLEAN_WORDS
+        out["anyOf"] = [{"type": "boolean"}, {"enum": [0, 1]}, {"type": "string", "pattern": BOOLEAN_TEXT}]
     return out
 
 
