@@ -195,8 +195,12 @@ class Run:
             dist.barrier()  # the main process has prepared the run directory
             return accelerator, dist
 
-        # a stop while the launch's other processes have not joined acts at once on CPU
-        self.accelerator, self.dist = join_process_group(join, stoppable=not torch.cuda.is_available())
+        # a stop while the launch's other processes have not joined acts at once on CPU (on a GPU the
+        # rendezvous sets the thread's device, with torch_xla accelerate keeps its state per thread)
+        from accelerate.utils import is_torch_xla_available
+
+        stoppable = not torch.cuda.is_available() and not is_torch_xla_available()
+        self.accelerator, self.dist = join_process_group(join, stoppable=stoppable)
         check_shared_run_dir(self.run_dir, self.dist)
         set_seed(self.recipe.train.seed)
         self.build_components()
