@@ -1,7 +1,7 @@
 """What the benchmark scripts share: the header line that says which machine, settings and
 load their figures were measured under (:func:`machine_line`), and their command-line
-parser and argument types (an argument mistake is one ``error: ...`` line on stderr and
-exit status 2, as with ``wsreid``).
+parser (an argument mistake is one ``error: ...`` line on stderr and exit status 2, as
+with ``wsreid``; whole-number options take ``wsreid.cli.common.at_least``).
 
 A script finds this module on ``sys.path[0]`` (its own folder) when run as
 ``python benchmarks/<script>.py``. Each script sets ``OMP_WAIT_POLICY`` itself, before it
@@ -31,20 +31,14 @@ def cpu_model() -> str:
 
 def bf16_matrix_units() -> str:
     """Whether torch sees AMX tiles and AVX512_BF16, as ``AMX tiles yes|no, AVX512_BF16
-    yes|no`` ("unknown" where this torch lacks the probe or it fails). Either one makes
-    GSRC-FR's ``scoring_dtype: auto`` mine large banks in bfloat16 on a CPU
-    (``wsreid_dgia.memory``), so it decides which path a mining figure measures."""
-    import torch
+    yes|no`` ("unknown" where this torch lacks the probe or it fails): GSRC-FR's own probe
+    (``wsreid_dgia.memory.cpu_bf16_matrix_units``), whose answer makes ``scoring_dtype:
+    auto`` mine large banks in bfloat16 on a CPU, so it decides which path a mining figure
+    measures."""
+    from wsreid_dgia.memory import cpu_bf16_matrix_units
 
-    said = []
-    for name, probe in (("AMX tiles", "_is_amx_tile_supported"), ("AVX512_BF16", "_is_avx512_bf16_supported")):
-        check = getattr(getattr(torch, "cpu", None), probe, None)
-        try:
-            answer = "unknown" if check is None else "yes" if check() else "no"
-        except Exception:  # noqa: BLE001 - a probe must not stop a benchmark
-            answer = "unknown"
-        said.append(f"{name} {answer}")
-    return ", ".join(said)
+    words = {True: "yes", False: "no", None: "unknown"}
+    return ", ".join(f"{name} {words[seen]}" for name, seen in cpu_bf16_matrix_units().items())
 
 
 def load_average() -> str:
@@ -65,22 +59,6 @@ def machine_line(threads: int | str) -> str:
                       bf16_matrix_units(), f"threads {threads}",
                       f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
                       f"load average {load_average()}"])
-
-
-def at_least(minimum: int):
-    """An argparse ``type=``: an integer >= ``minimum``; anything else is the option's
-    one-line mistake (``argument --steps: must be an integer >= 1, got '0'``)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
 
 
 def argument_parser(description: str) -> argparse.ArgumentParser:

@@ -118,7 +118,9 @@ def measure(recipe: str, threads: int | None) -> dict:
 
 
 def main() -> int:
-    from bench_common import argument_parser, at_least, machine_line
+    from bench_common import argument_parser, machine_line
+
+    from wsreid.cli.common import at_least
 
     parser = argument_parser(__doc__.split("\n")[0])
     parser.add_argument("--recipe", action="append", help="recipe to time (repeatable; default: DGIA and ITC)")

@@ -710,7 +710,9 @@ def device_arg(text: str) -> str:
 
 
 def main() -> int:
-    from bench_common import argument_parser, at_least, machine_line
+    from bench_common import argument_parser, machine_line
+
+    from wsreid.cli.common import at_least
 
     from wsreid.errors import UserError
 

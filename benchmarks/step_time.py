@@ -209,7 +209,9 @@ def step_flops(run, batch, epoch: int) -> int:
 
 
 def main() -> int:
-    from bench_common import argument_parser, at_least, machine_line
+    from bench_common import argument_parser, machine_line
+
+    from wsreid.cli.common import at_least
 
     from wsreid.errors import UserError
 

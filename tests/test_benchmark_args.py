@@ -29,16 +29,16 @@ def _run(script: str, *args: str, env: dict | None = None) -> subprocess.Complet
 
 
 ARGUMENT_MISTAKES = [
-    ("step_time.py", ["--steps", "0"], "error: argument --steps: must be an integer >= 1, got '0' (see step_time.py --help)"),
+    ("step_time.py", ["--steps", "0"], "error: argument --steps: needs a whole number >= 1, got '0' (see step_time.py --help)"),
     ("performance.py", ["--only", "mining", "--repeats", "0"],
-     "error: argument --repeats: must be an integer >= 1, got '0' (see performance.py --help)"),
+     "error: argument --repeats: needs a whole number >= 1, got '0' (see performance.py --help)"),
     ("performance.py", ["--only", "overhead", "--overhead-steps", "1"],
-     "error: argument --overhead-steps: must be an integer >= 2, got '1' (see performance.py --help)"),
+     "error: argument --overhead-steps: needs a whole number >= 2, got '1' (see performance.py --help)"),
     ("performance.py", ["--device", "tpu"],
      "error: argument --device: 'tpu' is not a device this benchmark runs on; use cpu or cuda "
      "(see performance.py --help)"),
     ("first_run.py", ["--threads", "0"],
-     "error: argument --threads: must be an integer >= 1, got '0' (see first_run.py --help)"),
+     "error: argument --threads: needs a whole number >= 1, got '0' (see first_run.py --help)"),
 ]
 
 

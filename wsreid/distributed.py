@@ -266,13 +266,20 @@ def stop_line_here() -> bool:
     store = _launcher_store()
     key = _stop_line_key()
     if rank == 0:
-        if store is not None:
-            try:
-                store.set(key, "1")
-            except Exception:  # the launcher is gone: nobody to tell
-                pass
+        _record(store, key, "1")
         return True
     return prints_stop_line(rank, _main_printed(store, key))
+
+
+def _record(store, key: str, value: str) -> None:
+    """The main process's record of what it prints (``value`` under ``key``) in the
+    launcher's ``store``, for the other processes; nothing when there is no store or the
+    launcher is gone (nobody to tell)."""
+    if store is not None:
+        try:
+            store.set(key, value)
+        except Exception:
+            pass
 
 
 def _launch_id() -> str:
@@ -336,11 +343,7 @@ def error_line_here(line: str) -> bool:
     store = _launcher_store()
     key = f"{_ERROR_LINE_KEY}/{_launch_id()}"
     if launch.rank == 0:
-        if store is not None:
-            try:
-                store.set(key, line)
-            except Exception:  # the launcher is gone: nobody to tell
-                pass
+        _record(store, key, line)
         return True
     if _main_printed(store, key) is not True:
         return True

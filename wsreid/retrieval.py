@@ -224,7 +224,7 @@ class RunEncoder:
                              f"encoder reads {limit}, so {cut} (put what matters first, or shorten it)")
             if unknown:
                 verb = "is" if unknown == 1 else "are"
-                lines.append(f"description {i} ({short!r}): {unknown} of its {words} word {_plural(words, 'token')} "
+                lines.append(f"description {i} ({short!r}): {unknown} of its {words} word {plural(words, 'token')} "
                              f"{verb} unknown to the encoder's vocabulary, each read as the same unknown token (use "
                              "the words of the training captions)")
         return lines
@@ -246,8 +246,9 @@ class RunEncoder:
                 for q, row in enumerate(order)]
 
 
-def _plural(n: int, noun: str) -> str:
-    """``noun`` as it goes with the count ``n``: ``token``, ``tokens``."""
+def plural(n: int, noun: str) -> str:
+    """``noun`` as it goes with the count ``n``: ``token``, ``tokens`` (also the search
+    command's counts)."""
     return noun if n == 1 else f"{noun}s"
 
 

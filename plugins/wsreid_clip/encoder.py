@@ -551,11 +551,11 @@ class ClipEncoder(EncoderComponent):
             if openai_state is not None:
                 clip = clip_from_openai_state(openai_state, params.pretrained, seed=context.seed)
             rows = clip.text_model.embeddings.token_embedding.num_embeddings
-            own = len(tokenizer) - int(self.mask_token_added)
             if params.tokenizer_source == "bpe":  # the file's ids are the rows' (module doc of wsreid_clip.bpe)
                 problem = _bpe_vocabulary_problem(f"tokenizer {params.tokenizer}", len(tokenizer),
                                                   self.mask_token_added, rows)
             else:  # a saved tokenizer may leave rows unused; only the added mask token may grow the embedding
+                own = len(tokenizer) - int(self.mask_token_added)
                 problem = _vocabulary_problem(f"the tokenizer of {params.pretrained}", own, rows) if own > rows else None
             if problem:
                 raise RecipeError(f"clip encoder: {problem}", hint=_VOCABULARY_HINT,

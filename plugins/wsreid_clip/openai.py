@@ -175,9 +175,9 @@ class OpenAIFileError(RecipeError):
         self.problem, self.hint, self.convert_hint = problem, hint, convert_hint if convert_hint is not None else hint
 
 
-#: what to do about a file that is not OpenAI's checkpoint, as encoder.pretrained / for convert-weights
 #: integer sizes some CLIP state dicts store beside the tensors (OpenAI's build_model deletes them)
 _SIZE_ENTRIES = ("input_resolution", "context_length", "vocab_size")
+#: what to do about a file that is not OpenAI's checkpoint, as encoder.pretrained / for convert-weights
 _FILE_HINT = "set encoder.pretrained to OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript archive or state dict) or a model folder"
 _CONVERT_HINT = ("pass OpenAI's CLIP checkpoint (ViT-B-16.pt: TorchScript archive or state dict); a transformers model "
                  "folder needs no conversion")

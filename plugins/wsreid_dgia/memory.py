@@ -33,20 +33,27 @@ AUTO_BF16_MIN_ROWS = 16384
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def cpu_bf16_matrix_units() -> dict[str, bool | None]:
+    """Whether torch sees each kind of bfloat16 matrix instructions on this CPU: ``{"AMX
+    tiles": ..., "AVX512_BF16": ...}``, None where this torch lacks the probe or it fails
+    (benchmarks print it: it decides which path ``scoring_dtype: auto`` takes)."""
+    cpu = getattr(torch, "cpu", None)
+    seen: dict[str, bool | None] = {}
+    for name, probe in (("AMX tiles", "_is_amx_tile_supported"), ("AVX512_BF16", "_is_avx512_bf16_supported")):
+        check = getattr(cpu, probe, None)
+        try:
+            seen[name] = None if check is None else bool(check())
+        except Exception:  # noqa: BLE001 - a capability probe must never break a run
+            seen[name] = None
+    return seen
+
+
 def _cpu_has_bf16_matrix_units() -> bool:
     """True on CPUs with bfloat16 matrix instructions: AMX tiles (Intel Xeon, Sapphire
     Rapids on) or AVX512_BF16 (AMD Zen 4 on, Intel Cooper Lake), where bfloat16 products
     run several times faster than float32 (mining 68k rows: 0.43x the float32 time on an
     AVX512_BF16 EPYC, docs/performance.md)."""
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(cpu, probe, None)
-        try:
-            if check is not None and check():
-                return True
-        except Exception:  # noqa: BLE001 - a capability probe must never break a run
-            continue
-    return False
+    return any(cpu_bf16_matrix_units().values())
 
 
 class GsrcParams(Params):

@@ -133,16 +133,24 @@ class GreedyOptionHint:
                 f"put {self.positional} before {self.option}, or after --")
 
 
-def positive_int(text: str) -> int:
-    """An argparse ``type``: a whole number >= 1 (a count of workers); anything else is
-    the option's one-line error (``argument --workers: needs a whole number >= 1, got '0'``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"needs a whole number >= 1, got {text!r}")
-    return value
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number >= ``minimum``; anything else is the option's
+    one-line error (``argument --workers: needs a whole number >= 1, got '0'``)."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"needs a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return whole_number
+
+
+#: a count of at least one (workers, threads)
+positive_int = at_least(1)
 
 
 def path_argument(text: str) -> str:

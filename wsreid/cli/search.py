@@ -45,8 +45,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Print, for each description, its top-K images with their cosine similarity."""
     from PIL import Image
 
-    from wsreid.engine.offline_eval import unfinished_run_note
-    from wsreid.retrieval import image_files, load_encoder
+    from wsreid.engine.offline_eval import missing_best_note, unfinished_run_note
+    from wsreid.retrieval import image_files, load_encoder, plural
 
     if args.top_k < 1:
         raise UserError(f"--top-k {args.top_k}: needs K >= 1", hint="e.g. --top-k 5")
@@ -79,7 +79,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"warning: {line}; searched without it", file=sys.stderr, flush=True)
         if len(skipped) > SHOWN_UNREADABLE:
             more = len(skipped) - SHOWN_UNREADABLE
-            print(f"warning: {more} more image {_plural(more, 'file')} cannot be read; searched without "
+            print(f"warning: {more} more image {plural(more, 'file')} cannot be read; searched without "
                   f"{'it' if more == 1 else 'them'}", file=sys.stderr, flush=True)
         results = encoder.search(args.queries, readable, top_k=args.top_k)
     for note in (unfinished_run_note(args.target, encoder.target, "searched with"),
@@ -96,18 +96,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                                               for h in hits]} for q, hits in zip(args.queries, results)],
         }, indent=1))
         return ExitCode.OK
-    left_out = f" ({len(skipped)} unreadable {_plural(len(skipped), 'file')} left out)" if skipped else ""
-    print(f"{len(readable)} {_plural(len(readable), 'image')}{left_out}; encoder {encoder.name}")
+    left_out = f" ({len(skipped)} unreadable {plural(len(skipped), 'file')} left out)" if skipped else ""
+    print(f"{len(readable)} {plural(len(readable), 'image')}{left_out}; encoder {encoder.name}")
     for query, hits in zip(args.queries, results):
         print(f"\n{query}")
         for h in hits:
             print(f"  {h.rank:>3}  {h.score:+.3f}  {h.path}")
     return ExitCode.OK
-
-
-def _plural(n: int, noun: str) -> str:
-    """``noun`` as it goes with the count ``n``: ``image``, ``images``."""
-    return noun if n == 1 else f"{noun}s"
 
 
 def check_images_took_no_description(images: list[str]) -> None:
@@ -124,26 +119,3 @@ def check_images_took_no_description(images: list[str]) -> None:
                         f"{'it is a description' if len(strays) == 1 else 'they are descriptions'}: --images takes "
                         "every argument after it",
                         hint="put every DESCRIPTION before --images, or correct the path")
-
-
-def missing_best_note(given: str | os.PathLike[str], target, done: str = "evaluated") -> str | None:
-    """The ``note:`` line for a finished run directory ``given`` as the target (it has a
-    metrics.json) whose ``checkpoints/best`` is gone (deleted to save space, or not copied
-    along): which checkpoint was ``done`` (searched with) instead of the best epoch its
-    metrics.json names; None otherwise (a checkpoint named by the user, the best in place,
-    or a latest checkpoint of the epoch metrics.json names)."""
-    from wsreid.checkpoint_layout import BEST, BEST_OLD, checkpoint_name
-
-    if target is None or target.run_dir is None or target.weights is None:
-        return None
-    if target.weights.parent.name in (BEST, BEST_OLD) or Path(given).resolve() != target.run_dir.resolve():
-        return None
-    try:
-        best_epoch = json.loads((target.run_dir / "metrics.json").read_text())["best_epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # no metrics.json: unfinished_run_note says so
-    used = target.weights.parent.name
-    if not isinstance(best_epoch, int) or isinstance(best_epoch, bool) or used == checkpoint_name(best_epoch):
-        return None
-    return (f"note: {target.run_dir} has no checkpoints/{BEST} (its metrics.json names epoch {best_epoch} as the "
-            f"best): {done} its latest checkpoint {used}")

@@ -361,7 +361,12 @@ class PairBatchSampler(torch.utils.data.Sampler):
         """The numbers of processes (:func:`process_counts`) that train the same global
         batches with the same steps per epoch as this sampler: a resume with one of them
         continues the run (its learning-rate schedule included) as it would have gone on."""
-        return [n for n in process_counts(self.global_batch) if self.steps_with(n) == self.steps_per_epoch()]
+        return self.counts_with_steps(self.steps_per_epoch())
+
+    def counts_with_steps(self, steps: int) -> list[int]:
+        """The numbers of processes (:func:`process_counts`) that make ``steps`` steps per
+        epoch of this sampler's pairs and batch size."""
+        return [n for n in process_counts(self.global_batch) if self.steps_with(n) == steps]
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """Every global batch of ``epoch`` (dataset indices), from (seed, epoch) alone."""
@@ -393,8 +398,7 @@ def resume_steps_warning(sampler: PairBatchSampler, epoch: int, step: int,
     if recorded is not None:  # the steps per epoch of the launch that wrote the checkpoint (state.json)
         if recorded == now:
             return None
-        before, keep = f"were {recorded}", [n for n in process_counts(sampler.global_batch)
-                                            if sampler.steps_with(n) == recorded]
+        before, keep = f"were {recorded}", sampler.counts_with_steps(recorded)
     else:  # a checkpoint of an older version: from its step count
         if epoch < 1 or step == epoch * now:
             return None

@@ -34,7 +34,7 @@ from wsreid.errors import UserError
 from wsreid.query_masking import masked_text_features
 
 __all__ = ["EvalTarget", "resolve_target", "supervision", "build_for_evaluation", "evaluate_target",
-           "unfinished_run_note",
+           "unfinished_run_note", "missing_best_note",
            "evaluation_table", "METRIC_KEYS"]
 
 METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
@@ -123,6 +123,30 @@ def unfinished_run_note(given: str | os.PathLike[str], target: EvalTarget, done:
         return None
     return (f"note: {target.run_dir} is not finished (no metrics.json): {done} its checkpoint "
             f"{target.weights.parent.name}")
+
+
+def missing_best_note(given: str | os.PathLike[str], target: EvalTarget | None,
+                      done: str = "evaluated") -> str | None:
+    """The ``note:`` line for a finished run directory ``given`` as the target (it has a
+    metrics.json) whose ``checkpoints/best`` is gone (deleted to save space, or not copied
+    along): which checkpoint was ``done`` (searched with) instead of the best epoch its
+    metrics.json names; None otherwise (a checkpoint named by the user, the best in place,
+    or a latest checkpoint of the epoch metrics.json names)."""
+    from wsreid.checkpoint_layout import BEST, BEST_OLD, checkpoint_name
+
+    if target is None or target.run_dir is None or target.weights is None:
+        return None
+    if target.weights.parent.name in (BEST, BEST_OLD) or Path(given).resolve() != target.run_dir.resolve():
+        return None
+    try:
+        best_epoch = json.loads((target.run_dir / "metrics.json").read_text())["best_epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no metrics.json: unfinished_run_note says so
+    used = target.weights.parent.name
+    if not isinstance(best_epoch, int) or isinstance(best_epoch, bool) or used == checkpoint_name(best_epoch):
+        return None
+    return (f"note: {target.run_dir} has no checkpoints/{BEST} (its metrics.json names epoch {best_epoch} as the "
+            f"best): {done} its latest checkpoint {used}")
 
 
 def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recipe=None, plugins=None):

@@ -240,11 +240,10 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
                 raise RunInterrupted(run_dir, f"{how}; no checkpoint was written yet; start again with: "
                                               f"{again} --overwrite", signum) from None
             counts = _resume_counts(recipe, run)
-            if world_size > 1 and 1 not in counts:  # in one process the steps per epoch would change
-                resume = f"torchrun --nproc_per_node {world_size} -m {again} --resume"
-                launched = f" (with {listed_processes(counts)}: others change the steps per epoch)"
+            resume = _resume_command(again, world_size, counts)
+            if world_size > 1 and 1 not in counts:
+                launched = f" (with {listed_processes(counts)}{_OTHER_COUNTS})"
             else:
-                resume = f"{again} --resume"
                 launched = (f" (in one process; or launched as before, e.g. torchrun --nproc_per_node {world_size} -m "
                             f"{again} --resume: with {listed_processes(counts)})" if world_size > 1 else "")
             raise RunInterrupted(run_dir, f"{how}; last complete checkpoint: {last.name}; resume with: "
@@ -261,6 +260,20 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
             raise _peer_lost(run_dir, world_size, removed=False, counts=_resume_counts(recipe, run)) from None
         raise
     return RunResult(run_dir, metrics, run.dist.is_main)
+
+
+#: what the resume lines say of the process counts they leave out
+_OTHER_COUNTS = ": others change the steps per epoch"
+
+
+def _resume_command(again: str, world_size: int, counts: list[int]) -> str:
+    """The command that resumes a run of ``world_size`` processes (``again``: its ``wsreid
+    run ...`` without ``--resume``): in one process when 1 is among ``counts``
+    (:func:`_resume_counts`), else launched as before, with torchrun (in one process the
+    steps per epoch would change)."""
+    if world_size == 1 or 1 in counts:
+        return f"{again} --resume"
+    return f"torchrun --nproc_per_node {world_size} -m {again} --resume"
 
 
 def _resume_counts(recipe, run: Run | None) -> list[int]:
@@ -286,12 +299,10 @@ def _peer_lost(run_dir: Path, world_size: int, removed: bool, counts: list[int])
 
     last = None if removed else latest_or_none(run_dir)
     if last is not None:
-        resume = (f"{again} --resume" if 1 in counts else
-                  f"torchrun --nproc_per_node {world_size} -m {again} --resume")
-        others = "" if 1 in counts else ": others change the steps per epoch"
+        others = "" if 1 in counts else _OTHER_COUNTS
         return TrainingError(f"{what}; last complete checkpoint: {last.name}",
                              hint=f"fix what it reports, then resume (with {listed_processes(counts)}{others}): "
-                                  f"{resume}")
+                                  f"{_resume_command(again, world_size, counts)}")
     return TrainingError(f"{what}; no checkpoint was written yet", hint="fix what it reports, then run the command again")
 
 

@@ -757,12 +757,13 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
     kind = err["type"]
     where = locations.find(path)
     hint: str | None = None
+    settings_block = kind == "extra_forbidden" and path[:-1] == ("settings",)  # a plugin's settings key
     if kind == "extra_forbidden":
         parent = _model_at(model, path[:-1], tree)
         valid = list(parent.model_fields) if parent is not None else []
         message = f"unknown key {key!r}"
         close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
-        if path[:-1] == ("settings",) and not close:  # a plugin's block, that plugin not loaded
+        if settings_block and not close:  # a plugin's block, that plugin not loaded
             message = f"no plugin loaded now declares settings {key!r}"
             declared = f"the declared ones: {', '.join(valid)}" if valid else "none is declared now"
             hint = (f"install or enable the plugin that declares them ({declared}; wsreid plugins lists them), or "
@@ -813,7 +814,6 @@ def _one_line_error(exc: ValidationError, tree: dict[str, Any], locations: Locat
             where = (_overrides_behind(path, message, locations)
                      or (_named_key_line(path, message, tree, locations) if not path else None) or where)
     error = RecipeError(f"{where}: {dotted(path) or 'recipe'}: {message}", hint=hint)
-    if kind == "extra_forbidden" and path[:-1] == ("settings",):
-        #: the settings block no loaded plugin declares (read by wsreid.engine.offline_eval)
+    if settings_block:  # the block no loaded plugin declares (read by wsreid.engine.offline_eval)
         error.undeclared_settings = str(key)
     return error
