@@ -1,6 +1,6 @@
-"""``wsreid search`` as a review found it: ``--format json`` held the hits alone (not the
+"""``wsreid search`` (and ``wsreid eval``) as a review found it: ``--format json`` held the hits alone (not the
 number of images searched, the files left out, the checkpoint); a finished run without
-``checkpoints/best`` was searched at its latest checkpoint without a word; hidden files
+``checkpoints/best`` was searched (and evaluated) at its latest checkpoint without a word; hidden files
 (macOS ``._*``, ``.thumbs/``) were searched and a symbolic link listed beside its target,
 a link to nothing skipped silently; a description after ``--images`` was called a missing
 file; counts of 1 read in the plural, and one unreadable file was a warning and an error."""
@@ -102,6 +102,24 @@ def test_search_of_a_finished_run_without_its_best_checkpoint_says_which_it_uses
     # a checkpoint named by the user: searched as named
     (copy / "metrics.json").write_text(json.dumps(metrics))
     assert _search(capsys, str(copy / "checkpoints" / "epoch-0002"), "a man", "--images", "photos")[::2] == (0, "")
+
+
+def test_eval_of_a_finished_run_without_its_best_checkpoint_says_which_it_evaluates(run_dir, tmp_path, capsys):
+    """As search does: ``wsreid eval`` of a finished run whose checkpoints/best is gone
+    evaluated its latest checkpoint without a word."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "checkpoints" / "best")
+    capsys.readouterr()
+    code = main(["eval", str(copy), "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err == (f"note: {copy} has no checkpoints/best (its metrics.json names epoch 1 as the best): "
+                            "evaluated its latest checkpoint epoch-0002\n")
+    assert json.loads(captured.out)["weights"] == f"{copy}/checkpoints/epoch-0002/model.safetensors"
+    # the checkpoint named by the user: evaluated as named, nothing to say
+    assert main(["eval", str(copy / "checkpoints" / "epoch-0002"), "--format", "json"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_search_leaves_out_hidden_files_and_lists_each_real_file_once(run_dir, photos, capsys):

@@ -64,7 +64,8 @@ def checkpoint_option_hint(parser, message: str, argv) -> tuple[str, str] | None
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics (JSON, or a Markdown table)."""
     from wsreid.engine.offline_eval import (DEFAULT_FIGURE, check_figure_path, evaluate_target, evaluation_table,
-                                            load_target_recipe, resolve_target, unfinished_run_note)
+                                            load_target_recipe, missing_best_note, resolve_target,
+                                            unfinished_run_note)
     from wsreid.query_masking import parse_ratios
 
     ratios = parse_ratios(args.query_mask_ratio)
@@ -86,9 +87,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     loaded = load_target_recipe(target, args.override, args.disable_plugin, data_recipe=args.data)
     result = evaluate_target(loaded, target, split=args.split, ratios=ratios, mask_seed=args.mask_seed or 0,
                              show=args.show, top_k=args.top_k, figure=args.figure)
-    note = unfinished_run_note(args.target, target)
-    if note:  # said once it worked: an error stays one line
-        print(note, file=sys.stderr, flush=True)
+    for note in (unfinished_run_note(args.target, target), missing_best_note(args.target, target)):
+        if note:  # said once it worked: an error stays one line
+            print(note, file=sys.stderr, flush=True)
     drawn = result.get("figure_size")
     if drawn and args.top_k is not None and args.top_k > drawn["images_per_query"]:
         print(f"note: --top-k {args.top_k}: the {args.split} gallery holds {result['gallery']} images; the figure "
