@@ -344,6 +344,17 @@ def test_captions_cut_at_max_length_are_warned_about_once_with_their_share(capsy
     assert capsys.readouterr().err == ""
 
 
+def test_an_encoder_built_for_an_evaluation_leaves_the_training_captions_to_training(capsys):
+    """``BuildContext(trains=False)`` (wsreid eval): no build-time warning; the
+    evaluation asks about its own queries, named as such."""
+    encoder = ClipEncoder(ClipEncoder.Params(**{**TINY, "max_length": 13}),
+                          BuildContext(train_captions=CAPTIONS, trains=False))
+    assert capsys.readouterr().err == ""
+    assert encoder.caption_warnings(CAPTIONS, "the test queries") == [
+        "encoder.max_length 13: 75.0% of the test queries are longer (in tokens, with start and end) and lose "
+        "their last words (raise encoder.max_length)"]
+
+
 SHIPPED = dict(pretrained="synth-web-tiny-clip", image_size=(64, 32), max_length=40)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -254,6 +255,26 @@ def test_zero_shot_of_a_recipe_needs_no_run(trained, synth_tiny_root, capsys, tm
     assert main(["eval", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "--zero-shot" in err
+
+
+def test_an_evaluation_warns_about_the_queries_it_cuts_not_the_training_captions(synth_tiny_root, capsys, tmp_path):
+    """Evaluation (zero-shot included) builds the encoder with the dataset: the encoder's
+    build-time warning named "the training captions" (of the --data dataset, with --data:
+    captions neither trained on nor evaluated), while what a short max_length cuts there is
+    the evaluated split's queries."""
+    recipe = _write_recipe(tmp_path / "zs.yaml", "baselines/itc.yaml", synth_tiny_root, 0, tmp_path / "zs-run")
+    for split in ("val", "test"):
+        capsys.readouterr()
+        assert main(["eval", "--zero-shot", "--recipe", str(recipe), "-o", "encoder.max_length=20",
+                     "--split", split]) == 0
+        warned = capsys.readouterr().err.splitlines()
+        assert len(warned) == 1 and "training captions" not in warned[0], warned
+        assert re.fullmatch(rf"warning: encoder.max_length 20: (\d+\.\d)% of the {split} queries are longer \(in "
+                            r"tokens, with start and end\) and lose their last words \(raise encoder.max_length\)",
+                            warned[0]), warned[0]
+    # the recipe's own max_length (64) cuts none of them: nothing to say
+    assert main(["eval", "--zero-shot", "--recipe", str(recipe)]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_show_writes_a_figure_of_the_expected_size(trained, capsys, tmp_path, monkeypatch):

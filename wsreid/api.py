@@ -399,6 +399,10 @@ class BuildContext:
             a checkpoint): nothing may be written into ``run_dir``, and what the weights
             were trained with (a vocabulary built from the training captions) must be
             read from the run, never derived again from the data at hand.
+        trains: the component is built for a training run (False in ``wsreid eval``,
+            zero-shot included: warnings about the training data, such as captions cut at
+            the encoder's length, are beside the point there; the evaluation warns about
+            the captions it encodes).
     """
 
     run_dir: Path | None = None
@@ -413,6 +417,7 @@ class BuildContext:
     extras: dict[str, Any] = field(default_factory=dict)
     is_main: bool = True
     loads_trained_weights: bool = False
+    trains: bool = True
 
     def warn(self, message: str) -> None:
         """Print ``warning: {message}`` as one line on stderr, on the main process only

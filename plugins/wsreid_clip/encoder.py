@@ -579,7 +579,7 @@ class ClipEncoder(EncoderComponent):
         self.max_length = params.max_length
         self.embed_dim = int(clip.config.projection_dim)
         self._position_grid_size = int(clip.config.vision_config.image_size)
-        if context.train_captions:
+        if context.train_captions and context.trains:  # an evaluation warns about its queries
             for line in self.caption_warnings(context.train_captions):
                 context.warn(line)
 
@@ -625,13 +625,14 @@ class ClipEncoder(EncoderComponent):
         unknown = sum(u for _, _, u in counts) / words if words else 0.0
         return len(counts), truncated, unknown
 
-    def caption_warnings(self, captions: list[str]) -> list[str]:
-        """One line per problem of the training captions for this tokenizer: many cut at
-        ``max_length``, or many words unknown to a pretrained vocabulary (captions of
-        another language or style than the vocabulary was built on)."""
+    def caption_warnings(self, captions: list[str], described: str = "the training captions") -> list[str]:
+        """One line per problem of ``captions`` (``described``: the training captions at
+        build, an evaluation's queries) for this tokenizer: many cut at ``max_length``, or
+        many words unknown to a pretrained vocabulary (captions of another language or
+        style than the vocabulary was built on)."""
         read, truncated, unknown = self.caption_shares(captions)
         lines = []
-        of = f"of the training captions ({read} read)" if read < len(captions) else "of the training captions"
+        of = f"of {described} ({read} read)" if read < len(captions) else f"of {described}"
         positions = int(self.clip.config.text_config.max_position_embeddings)
         at_limit = bool(self.params.pretrained) and positions <= self.max_length
         if truncated >= (self.TRUNCATED_AT_MODEL_LIMIT_WARN_SHARE if at_limit else self.TRUNCATED_WARN_SHARE):

@@ -238,7 +238,7 @@ def _evaluation_context(recipe, run_dir: Path | None, loads_trained_weights: boo
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     set_seed(recipe.train.seed)
     return BuildContext(run_dir=run_dir, seed=recipe.train.seed, device=device,
-                        loads_trained_weights=loads_trained_weights), device
+                        loads_trained_weights=loads_trained_weights, trains=False), device
 
 
 def build_for_evaluation(recipe, plugins, run_dir: Path | None, loads_trained_weights: bool = False):
@@ -430,6 +430,9 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
     dist.device = device
     ev = recipe.eval
     qids, gids = torch.tensor(split.caption_person_ids), torch.tensor(split.image_person_ids)
+    query_warnings = getattr(encoder, "caption_warnings", None)  # optional, as the CLIP encoder's
+    for line in query_warnings(list(split.captions), f"the {split_name} queries") if query_warnings else ():
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     with encoder_calls(plugins, recipe, f"encoding the {split_name} split"):
         image = extract_image_features(encoder, split.image_paths, ev.batch_size, dist, recipe.train.num_workers)
         text = extract_text_features(encoder, split.captions, ev.batch_size, dist)
