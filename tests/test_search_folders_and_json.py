@@ -143,6 +143,32 @@ def test_search_leaves_out_hidden_files_and_lists_each_real_file_once(run_dir, p
                    "the link at the image file, or replace it with the file); searched without it\n")
 
 
+def test_a_folder_whose_only_images_are_left_out_says_what_was_left_out(run_dir, photos, capsys, monkeypatch):
+    """A folder whose images all sit in hidden folders or behind a symbolic link to a
+    folder was "no image files in this folder (names ending in .jpg, ...)" - as if it held
+    none."""
+    import wsreid.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "load_encoder", lambda *a, **k: pytest.fail("the encoder was built first"))
+    Path("album/.thumbs").mkdir(parents=True)
+    shutil.copy("photos/p0.png", "album/.thumbs/p0.png")
+    shutil.copy("photos/p1.png", "album/._p1.png")
+    Path("album/holiday").symlink_to("../photos")
+    code, _, err = _search(capsys, str(run_dir), "a man", "--images", "album")
+    assert (code, err) == (2, "error: album: no image files in this folder, leaving out 2 images in hidden files or "
+                              "folders (names starting with '.', e.g. album/._p1.png) and 1 symbolic link to a "
+                              "folder, not followed (e.g. album/holiday) (name those folders or files themselves to "
+                              "search them)\n")
+    # as the line says: named, they are searched
+    assert retrieval.image_files(["album/holiday", "album/.thumbs"]) == [
+        Path("album/holiday/p0.png"), Path("album/holiday/p1.png"), Path("album/.thumbs/p0.png")]
+    Path("empty").mkdir()
+    Path("empty/notes.txt").write_text("no images")
+    assert _search(capsys, str(run_dir), "a man", "--images", "empty")[::2] == (2, (
+        "error: empty: no image files in this folder (names ending in .jpg, .jpeg, .png, .bmp, .webp, .gif, .tif, "
+        ".tiff) (name a folder of images, or image files)\n"))
+
+
 def test_search_says_that_a_description_after_images_goes_before_it(run_dir, photos, capsys, monkeypatch):
     import wsreid.retrieval as retrieval
 

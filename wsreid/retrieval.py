@@ -38,8 +38,10 @@ def image_files(paths: Iterable[str | os.PathLike[str]], unreadable: list[str] |
     """The images that ``paths`` name: a file as it is, a folder as the files under it
     (at any depth) whose names end in one of :data:`IMAGE_SUFFIXES`, in sorted order,
     leaving out hidden files and folders (names starting with ``.``: macOS's ``._*``
-    companions, thumbnail caches). A path that does not exist, a folder that cannot be
-    read, or a folder without images, is a :class:`~wsreid.errors.UserError`. Each
+    companions, thumbnail caches) and symbolic links to folders. A path that does not
+    exist, a folder that cannot be read, or a folder without images (the error names
+    what was left out, when that is where its images are), is a
+    :class:`~wsreid.errors.UserError`. Each
     image file is listed once, at the first path that leads to it (a symbolic link to a
     file already listed is not listed again). A folder below one of them that cannot be
     listed (no permission) is left out, and said so in ``unreadable`` (``"<folder>: cannot
@@ -55,6 +57,15 @@ def image_files(paths: Iterable[str | os.PathLike[str]], unreadable: list[str] |
         if path.is_dir():
             inside = _images_under(path, unreadable, skipped)
             if not inside:
+                hidden, linked = _left_out_under(path)
+                if hidden or linked:  # what the user may have meant to search
+                    parts = [f"{len(hidden)} {plural(len(hidden), 'image')} in hidden files or folders (names starting with "
+                             f"'.', e.g. {hidden[0]})"] if hidden else []
+                    parts += [f"{len(linked)} {plural(len(linked), 'symbolic link')} to "
+                              f"{'a folder' if len(linked) == 1 else 'folders'}, not followed (e.g. {linked[0]})"
+                              ] if linked else []
+                    raise UserError(f"{path}: no image files in this folder, leaving out {' and '.join(parts)}",
+                                    hint="name those folders or files themselves to search them")
                 raise UserError(f"{path}: no image files in this folder (names ending in "
                                 f"{', '.join(IMAGE_SUFFIXES)})", hint="name a folder of images, or image files")
             for file in inside:
@@ -126,6 +137,19 @@ def _images_under(folder: Path, unreadable: list[str] | None,
     if skipped is not None:
         skipped.extend((path, _broken_link(path)) for path in sorted(broken))
     return sorted(inside)
+
+
+def _left_out_under(folder: Path) -> tuple[list[Path], list[Path]]:
+    """What :func:`_images_under` leaves out of ``folder`` -> (image files in hidden files
+    or folders, symbolic links to folders), each sorted; for the error of a folder where
+    nothing else is found."""
+    hidden, linked = [], []
+    for top, folders, names in os.walk(folder):
+        inside_hidden = any(part.startswith(".") for part in Path(top).relative_to(folder).parts)
+        linked += [Path(top) / name for name in folders if (Path(top) / name).is_symlink()]
+        hidden += [Path(top) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES
+                   and (inside_hidden or name.startswith(".")) and (Path(top) / name).is_file()]
+    return sorted(hidden), sorted(linked)
 
 
 @dataclass(frozen=True)
