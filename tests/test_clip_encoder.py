@@ -123,17 +123,19 @@ def test_initialisation_depends_on_seed_only():
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "where", "problem"),
     [
-        dict(tokenizer="pretrained"),
-        dict(image_size=(30, 16)),
-        dict(vision=dict(hidden=30, heads=4)),
-        dict(unknown_key=1),
+        (dict(tokenizer="pretrained"), (),
+         "Value error, tokenizer 'pretrained' needs pretrained: <hub name or model directory>"),
+        (dict(image_size=(30, 16)), ("image_size",), "Value error, not a multiple of vision.patch_size 8"),
+        (dict(vision=dict(hidden=30, heads=4)), ("vision",), "Value error, hidden (30) must be divisible by heads (4)"),
+        (dict(unknown_key=1), ("unknown_key",), "Extra inputs are not permitted"),
     ],
 )
-def test_invalid_params_are_rejected(change):
-    with pytest.raises(ValidationError):
+def test_invalid_params_are_rejected_with_the_field_and_the_reason(change, where, problem):
+    with pytest.raises(ValidationError) as caught:
         ClipEncoder.Params(**{**TINY, **change})
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [(where, problem)]
 
 
 # --------------------------------------------------------------------------- images
