@@ -249,6 +249,21 @@ def test_objectives_that_all_weigh_nothing_are_refused(make_recipe, capsys):
         "score the encoder as it is, use wsreid eval --zero-shot)\n")
     assert main(["validate", str(recipe), "-o", "objectives.itc.weight=0", "-o",
                  "objectives.late={name: itc, weight: 0.5}"]) == 0  # one is enough
+    assert main(["run", str(recipe), "-o", "objectives.itc.weight=0"]) == 2
+    assert "every objective has weight 0 (itc)" in capsys.readouterr().err
+
+
+def test_an_evaluation_does_not_refuse_objectives_that_weigh_nothing(make_recipe, capsys):
+    """The refusal's own advice, `wsreid eval --zero-shot`, refused the same recipe: an
+    evaluation trains nothing, whatever the objectives weigh."""
+    recipe = make_recipe("baselines/itc.yaml")
+    capsys.readouterr()
+    assert main(["eval", "--zero-shot", "--recipe", str(recipe), "--format", "json"]) == 0
+    as_written = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--zero-shot", "--recipe", str(recipe), "-o", "objectives.itc.weight=0",
+                 "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and json.loads(captured.out) == as_written
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="fp16 is valid on a GPU")

@@ -169,7 +169,7 @@ def load_target_recipe(target: EvalTarget, overrides=(), disabled=(), data_recip
     while True:
         try:
             loaded = load_recipe(target.recipe, [*overrides, *(f"settings.{key}=null" for key in left_out)],
-                                 disabled=disabled, data_recipe=data_recipe, plugins=plugins)
+                                 disabled=disabled, data_recipe=data_recipe, plugins=plugins, trains=False)
             break
         except RecipeError as exc:
             in_saved = saved is not None and Path(target.recipe).resolve() == saved.resolve() and any(

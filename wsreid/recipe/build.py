@@ -128,11 +128,14 @@ def validate_recipe(
     registry: Registry,
     locations: Locations | None = None,
     model: type[RecipeBase] | None = None,
+    *,
+    trains: bool = True,
 ) -> RecipeBase:
     """Validate a merged recipe tree (no ``extends``) against the registry: types and
     values, then the names that point elsewhere in the recipe (:func:`check_references`).
     What the recipe names outside itself (folders, files) is checked by the recipe loader
-    once it has made relative paths absolute (:func:`check_external_paths`).
+    once it has made relative paths absolute (:func:`check_external_paths`). Then, unless
+    ``trains`` is False (a recipe to evaluate with), that it trains something.
 
     Raises :class:`RecipeError` with one line for the first problem:
     ``<file>:<line>: <dotted.key>: <what is wrong> (<what to do>)``.
@@ -156,7 +159,8 @@ def validate_recipe(
         raise fault from exc
     check_references(recipe, registry, locations)
     check_across_sections(recipe, registry, locations)
-    _check_something_trains(recipe, locations)
+    if trains:  # a recipe loaded to evaluate with trains nothing (wsreid eval --zero-shot)
+        _check_something_trains(recipe, locations)
     return recipe
 
 

@@ -224,6 +224,7 @@ def load_recipe(
     disabled: Iterable[str] = (),
     data_recipe: str | os.PathLike[str] | None = None,
     plugins: Any = None,
+    trains: bool = True,
 ) -> LoadedRecipe:
     """THE recipe loader, used by every command, the engine and the tests.
 
@@ -237,8 +238,11 @@ def load_recipe(
     (:func:`resolve_relative_paths`) and checks that what the recipe names outside itself
     exists (:func:`validate_tree`). The result carries the plugin set in ``plugins``; a
     recipe validated against a bare ``registry`` has none, so it validates but cannot run
-    or be evaluated. Raises a one-line :class:`RecipeError` citing the file and line of the
-    offending key, and a ``TypeError`` for arguments of the wrong type.
+    or be evaluated. ``trains=False`` loads a recipe to evaluate or search with
+    (``wsreid eval``, ``wsreid search``, zero-shot included): what only a training run
+    would do wrong (every objective weighing 0) is not refused. Raises a one-line
+    :class:`RecipeError` citing the file and line of the offending key, and a
+    ``TypeError`` for arguments of the wrong type.
     """
     check_source(source)
     overrides = check_strings("overrides", overrides)
@@ -272,7 +276,7 @@ def load_recipe(
                                modules_from=f"{where}: plugins" if where is not None else "recipe 'plugins:'")
         registry = plugins.registry
     path = None if isinstance(source, Mapping) else Path(source)
-    loaded = validate_tree(tree, locations, registry, path, plugins)
+    loaded = validate_tree(tree, locations, registry, path, plugins, trains=trains)
     loaded.data_recipe = None if data_recipe is None else Path(data_recipe)
     return loaded
 
@@ -327,9 +331,10 @@ def layer_warnings(tree: Mapping[str, Any], locations: Locations | None) -> list
 
 
 def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry, path: Path | None = None,
-                  plugins: Any = None) -> LoadedRecipe:
+                  plugins: Any = None, *, trains: bool = True) -> LoadedRecipe:
     """Validate a tree from :func:`read_recipe_tree` (possibly edited, with its locations
-    kept in step) -> :class:`LoadedRecipe`: :func:`~wsreid.recipe.build.validate_recipe`,
+    kept in step) -> :class:`LoadedRecipe`: :func:`~wsreid.recipe.build.validate_recipe`
+    (``trains`` as for :func:`load_recipe`),
     then :func:`resolve_relative_paths`, then
     :func:`~wsreid.recipe.build.check_external_paths` on the resolved paths, then the
     ``init.recipe`` it names, loaded in turn (no cycle of init recipes). Errors cite the
@@ -342,7 +347,7 @@ def validate_tree(tree: dict[str, Any], locations: Locations, registry: Registry
                           "variants; a recipe has data, encoder, objectives, ... or extends one)",
                           hint=f"check a study with wsreid ablate {shlex.quote(str(shown))} --dry-run, "
                                "and validate its base recipe with wsreid validate")
-    recipe = validate_recipe(tree, registry, locations)
+    recipe = validate_recipe(tree, registry, locations, trains=trains)
     if locations is not None:
         check_absent_deletions(tree, locations, registry)
     loaded = LoadedRecipe(recipe, resolved_recipe(recipe), path, tree, locations, plugins,
