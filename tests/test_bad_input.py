@@ -46,9 +46,14 @@ def test_recipe_extending_itself(tmp_path, capsys):
     assert "extends itself" in err and err.count("\n") == 1
 
 
-def test_debug_flag_shows_the_traceback(make_recipe):
+def test_debug_flag_shows_the_traceback(make_recipe, tmp_path, capsys):
+    """With --debug the override's RecipeError propagates out of main (so Python prints its
+    traceback) with its whole message, instead of the one 'error: ' line on stderr."""
     recipe = make_recipe("dgia.yaml")
     from wsreid.errors import RecipeError
 
-    with pytest.raises(RecipeError):
+    with pytest.raises(RecipeError) as caught:
         main(["run", str(recipe), "-o", "train.lrr=1", "--debug"])
+    assert str(caught.value) == "override -o train.lrr=1: train.lrr: unknown key 'lrr' (did you mean 'lr'?)"
+    assert capsys.readouterr().err == ""
+    assert not (tmp_path / "run").exists()

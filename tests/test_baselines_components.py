@@ -53,10 +53,12 @@ def test_plugin_registers_the_three_components():
     assert entry.cls is TrueIdentity and "NOT weakly supervised" in entry.summary
     assert TrueIdentity.weakly_supervised is False
     assert ClusterPseudoLabels.weakly_supervised is True and Triplet.weakly_supervised is True
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as caught:
         Triplet.Params()  # the relation label is required
-    with pytest.raises(ValidationError):
-        ClusterPseudoLabels.Params(k_1=3)
+    assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [(("relation",), "missing")]
+    with pytest.raises(ValidationError) as caught:
+        ClusterPseudoLabels.Params(k_1=3)  # the parameter is k1
+    assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [(("k_1",), "extra_forbidden")]
 
 
 # --------------------------------------------------------------------------- pseudo labels
@@ -173,8 +175,9 @@ def test_state_round_trip_restores_labels():
     features = {"base": ViewFeatures(image=x[:6], text=x[:6])}
     batch = make_batch([5, 4, 3, 2, 1, 0])
     assert torch.equal(restored.relate(features, batch, step(1)).weights, component.relate(features, batch, step(1)).weights)
-    with pytest.raises(TrainingError):
+    with pytest.raises(TrainingError) as caught:
         build_cluster(30).load_state_tensors(component.state_tensors())
+    assert str(caught.value) == "cluster-pseudo-labels: checkpoint holds (26,) labels for 30 training pairs"
 
 
 def test_cluster_on_text_uses_text_features():
@@ -245,8 +248,9 @@ def test_clustering_on_images_does_not_encode_the_captions(tmp_path):
 
 def test_feature_count_must_match_training_set():
     x, _ = three_clusters_and_two_outliers()
-    with pytest.raises(TrainingError):
+    with pytest.raises(TrainingError) as caught:
         build_cluster(27).epoch_start(epoch_context(1, x))
+    assert str(caught.value) == "cluster-pseudo-labels: feature extraction returned 26 rows for 27 training pairs"
 
 
 @settings(max_examples=40, deadline=None)

@@ -71,14 +71,24 @@ def test_data_synth_rejects_a_malformed_list_setting(tmp_path: Path) -> None:
     assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
 
 
-def test_data_parser_requires_subcommand_and_choices(capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("argv, error", [
+    (["data"], "wsreid data: error: the following arguments are required: {synth,check}"),
+    (["data", "synth", "--out", "x", "--size", "huge"],
+     "wsreid data synth: error: argument --size: invalid choice: 'huge' (choose from 'tiny', 'small', 'medium', "
+     "'cuhk')"),
+    (["data", "check", "x", "--format", "market1501"],
+     "wsreid data check: error: argument --format: invalid choice: 'market1501' (choose from 'cuhk-pedes', "
+     "'icfg-pedes', 'rstpreid')"),
+], ids=["no-subcommand", "size", "format"])
+def test_data_parser_requires_subcommand_and_choices(argv: list[str], error: str, capsys: pytest.CaptureFixture) -> None:
+    """A missing sub-command and an unknown --size/--format are argparse usage errors: exit
+    code 2, with the usage and then the error naming the argument and the allowed choices."""
     with pytest.raises(SystemExit) as info:
-        _run(["data"])
+        _run(argv)
     assert info.value.code == 2
-    with pytest.raises(SystemExit):
-        _run(["data", "synth", "--out", "x", "--size", "huge"])
-    with pytest.raises(SystemExit):
-        _run(["data", "check", "x", "--format", "market1501"])
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: wsreid {' '.join(argv[:2]) if len(argv) > 1 else 'data'} [-h]"), err
+    assert err.splitlines()[-1] == error
 
 
 def test_data_check_detects_format_and_reports(tmp_path: Path, micro, capsys: pytest.CaptureFixture) -> None:

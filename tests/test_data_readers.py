@@ -270,16 +270,28 @@ def test_missing_image_folder(tmp_path: Path) -> None:
     assert "image folder" in _error(tmp_path, "rstpreid")
 
 
+_ESCAPES = "escapes the dataset root {imgs} (image paths must be relative to imgs/ and must not contain '..')"
+_EMPTY = "is empty or not a string (give a path relative to imgs/)"
+
+
 @pytest.mark.parametrize("fmt", list(ANNOTATION))
-@pytest.mark.parametrize("bad_path", ["../outside.png", "a/../../outside.png", "/etc/passwd", ""])
-def test_path_escaping_root(tmp_path: Path, fmt: str, bad_path: str) -> None:
+@pytest.mark.parametrize("bad_path, problem", [
+    pytest.param("../outside.png", _ESCAPES, id="dotdot"),
+    pytest.param("a/../../outside.png", _ESCAPES, id="inner-dotdot"),
+    pytest.param("/etc/passwd", _ESCAPES, id="absolute"),
+    pytest.param("", _EMPTY, id="empty"),
+])
+def test_path_escaping_root_or_empty_gets_its_own_whole_message(tmp_path: Path, fmt: str, bad_path: str, problem: str) -> None:
+    """A path that leaves imgs/ (``..``, absolute) is reported as escaping the root, an empty
+    path as empty; the whole one-line message (file, record, key, path, hint) is compared."""
     root = tmp_path / "ds"
     records = make_dataset(root, fmt)
     _png(tmp_path / "outside.png", (1, 2, 3))
     records[3][PATH_KEY[fmt]] = bad_path
     _rewrite(root, fmt, records)
-    msg = _error(root, fmt)
-    assert "record 3" in msg and ("escapes the dataset root" in msg or "empty" in msg)
+    expected = (f"{root / ANNOTATION[fmt]} record 3 ({PATH_KEY[fmt]} {bad_path!r}): "
+                f"image path {bad_path!r} " + problem.format(imgs=root / "imgs"))
+    assert _error(root, fmt) == expected
 
 
 @pytest.mark.parametrize("fmt, split", [("cuhk-pedes", "val"), ("cuhk-pedes", "test"), ("icfg-pedes", "train"), ("rstpreid", "val")])

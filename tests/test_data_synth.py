@@ -302,8 +302,10 @@ def test_ensure_synth_caches_and_refuses_foreign_directories(tmp_path: Path, mon
         ensure_synth(cfg, foreign)
     assert SynthConfig(size="tiny", caption_noise=0.1).cache_name().startswith(f"tiny-seed0-v{gen.GENERATOR_VERSION}-")
     assert SynthConfig(size="tiny", caption_noise=0.1).cache_name() != SynthConfig(size="tiny", caption_noise=0.2).cache_name()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as caught:  # pydantic's ValidationError, for the two fields together
         SynthConfig(min_mentions=5, max_mentions=3)
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [
+        ((), "Value error, max_mentions must be at least min_mentions")]
 
 
 def test_training_set_of_more_people_with_fewer_images_each(tmp_path: Path) -> None:

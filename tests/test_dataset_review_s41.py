@@ -203,8 +203,12 @@ def test_data_check_progress_is_at_most_ten_lines_or_one_on_a_terminal(tmp_path:
     assert capsys.readouterr().err == "".join(f"  read {n}/14 images\n" for n in range(2, 15, 2))
     _break_two_images(tmp_path)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError) as caught:
         _run(["data", "check", str(tmp_path), "--workers", "1"])
+    first = tmp_path / "imgs" / "train" / "p001" / "0.png"
+    assert str(caught.value) == (
+        f"image {first} (data_captions.json record 0) cannot be decoded (UnidentifiedImageError: cannot identify "
+        f"image file '{first}') (replace the file with an intact copy or remove its record); 1 more image(s) fail too")
     assert capsys.readouterr().err == ("\r  read 2/14 images (1 failed)" + "".join(
         f"\r  read {n}/14 images ({1 if n < 14 else 2} failed)" for n in range(4, 15, 2)) + "\n")
 

@@ -166,8 +166,9 @@ def test_iasc_state_resume_and_params():
     assert torch.equal(v1["asymmetric"].images, v2["asymmetric"].images)
     assert not torch.equal(v1["base"].images, b.images)  # augment_base
     assert not torch.equal(v1["base"].images, v1["asymmetric"].images)
-    with pytest.raises(TrainingError):
+    with pytest.raises(TrainingError) as caught:
         resumed.load_state_tensors({"bogus": torch.zeros(1)})
+    assert str(caught.value) == "iasc state holds ['bogus'], expected ['step']"
     p = InformationAsymmetricPairs.Params()
     assert (p.mask_ratio, p.augment_base, p.pad, p.erase_area) == (0.5, False, 10, (0.02, 0.4))
     for bad, says in (({"mask_ratio": 0.0}, r"mask_ratio\n  Input should be greater than 0"),

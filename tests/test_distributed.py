@@ -176,7 +176,8 @@ def test_two_process_run_matches_one_process(make_recipe, tmp_path, test_plugins
     assert ca.keys() == cb.keys()
     for key in ca:
         if ca[key].is_floating_point():
-            torch.testing.assert_close(cb[key].float(), ca[key].float(), atol=2e-3, rtol=0), key
+            torch.testing.assert_close(cb[key].float(), ca[key].float(), atol=2e-3, rtol=0,
+                                       msg=lambda m, key=key: f"{key}: {m}")
         else:
             assert torch.equal(ca[key], cb[key]), key
     worst = _worst_weight_difference(one, two)

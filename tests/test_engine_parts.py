@@ -33,15 +33,17 @@ def test_sampler_shards_are_the_global_batches(n, batch, world, seed, epoch):
     assert len(flat) == len(set(flat)) == (n // batch) * batch  # drop_last: no repeats, full batches only
 
 
-@given(n=st.integers(4, 300), batch=st.sampled_from([4, 6, 8, 12]), world=st.sampled_from([2, 3, 4]),
-       seed=st.integers(0, 5))
+#: (batch, world size) pairs a run accepts: the batch divides over the processes
+DIVISIBLE = [(b, w) for b in (4, 6, 8, 12) for w in (2, 3, 4) if b % w == 0]
+
+
+@given(n=st.integers(4, 300), batch_world=st.sampled_from(DIVISIBLE), seed=st.integers(0, 5))
 @settings(max_examples=60, deadline=None)
-def test_sampler_keeps_the_last_partial_batch_whole_on_every_world_size(n, batch, world, seed):
+def test_sampler_keeps_the_last_partial_batch_whole_on_every_world_size(n, batch_world, seed):
     """drop_last: false - the last partial batch is split over the ranks whole (slices
     differ by at most one pair), so the ranks train what one process trains; only a
     remainder smaller than the number of processes is left out."""
-    if batch % world:
-        return
+    batch, world = batch_world
     single = PairBatchSampler(n, batch, seed=seed, drop_last=False)
     ranks = [PairBatchSampler(n, batch, seed=seed, rank=r, world_size=world, drop_last=False) for r in range(world)]
     shards = list(zip(*[list(s) for s in ranks]))

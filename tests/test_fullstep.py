@@ -18,7 +18,9 @@ fullstep`` beside the repository, or ``shared/golden/fullstep`` inside it) holdi
    groups from the recipe) runs ``Run.train_step`` on batches 0, 1, 2 of epoch 1 and batch 0
    of epoch 2, in order (no shuffling, as recorded); spies record the encoder outputs, the
    relations and the mined neighbours without changing them;
-4. every recorded number is compared within the tolerances of the golden README.
+4. every recorded number is compared within the tolerances of the golden README (fp32: its
+   numbers, e.g. absolute 1e-4 for feature values and norms; fp16: its criterion for other
+   float16 kernels, and where it gives no number, the allowance written at that check).
 """
 
 from __future__ import annotations
@@ -309,10 +311,15 @@ def run_case(case: Path, variant: str, tmp: Path, monkeypatch) -> tuple[Checks, 
         for key, (view, attr) in FEATURE_KEYS.items():
             feats = getattr(spy.features[view], attr).detach()
             want = step["features"][key]
+            # fp32: the README's absolute 1e-4 for first4 and l2 alike (measured on an x86-64 CPU:
+            # largest l2 deviation 5.0e-6, first4 6.2e-6, over the 4 steps and 4 features).
+            # fp16 step 1: the README's "within about 2e-3" for other float16 kernels, as 3e-3 per
+            # value; it gives no figure for fp16 norms (about 23), held to 20x that (6e-2)
             tol = 1e-4 if variant == "fp32" else (3e-3 if number == 0 else None)
             if tol is not None:
                 c.close(feats[:, :4].numpy(), want["first4"], abs_tol=tol, what=f"step {number} feature {key} first4")
-                c.close([l2(r) for r in feats], want["l2"], abs_tol=tol * 20, what=f"step {number} feature {key} l2")
+                c.close([l2(r) for r in feats], want["l2"], abs_tol=tol if variant == "fp32" else tol * 20,
+                        what=f"step {number} feature {key} l2")
 
         # decisions: local relations
         for label, key in (("lrc", "rc_b"), ("lrc_asymmetric", "rc_h")):

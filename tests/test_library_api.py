@@ -5,6 +5,8 @@ values, an override list) works as the same thing written in a file."""
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 import types
 from pathlib import Path
@@ -122,7 +124,8 @@ def test_a_typed_recipe_changed_after_loading_is_refused_by_run_recipe(tmp_path)
 
 def test_a_plugin_set_built_in_code_runs(tmp_path, synth_tiny_root):
     """load_recipe(plugins=...) keeps the plugin set, so the recipe runs with a component
-    registered in code. Before: load_recipe(registry=...) was the documented route and
+    registered in code: versions.json names it, and its loss is the run's only, positive,
+    falling loss. Before: load_recipe(registry=...) was the documented route and
     run_recipe failed with "'NoneType' object has no attribute 'registry'"."""
     plugins = load_plugins(objects=[("code_plugin", CodePlugin())])
     tree = _tiny(tmp_path / "run", synth_tiny_root, objectives={"itc": None, "mine": {"name": "code-itc"}})
@@ -131,7 +134,16 @@ def test_a_plugin_set_built_in_code_runs(tmp_path, synth_tiny_root):
     expected = _seeded_draws()
     _seed_everything()
     result = run_recipe(loaded)
-    assert (result.run_dir / "metrics.json").exists() and result.metrics["test"]["R1"] >= 0.0
+    # the code-registered objective was built (versions.json names its provider) and trained:
+    # it is the only loss (itc removed), positive at every step, falling over the epoch
+    components = json.loads((result.run_dir / "versions.json").read_text())["components"]
+    assert [c for c in components if c["kind"] == "objective"] == [
+        {"kind": "objective", "name": "code-itc", "provider": "code_plugin", "distribution": None, "version": None}]
+    steps = list(csv.DictReader((result.run_dir / "logs" / "steps.csv").open()))
+    assert [k for k in steps[0] if k.startswith("loss/")] == ["loss/mine", "loss/total"]
+    assert len(steps) > 1 and all(float(r["loss/mine"]) > 0 and r["loss/mine"] == r["loss/total"] for r in steps)
+    assert float(steps[-1]["loss/mine"]) < float(steps[0]["loss/mine"])
+    assert json.loads((result.run_dir / "metrics.json").read_text())["test"] == result.metrics["test"]
     assert _draws() == expected  # the run seeded the generators for itself, then put the caller's back
 
     validated_only = load_recipe(tree, registry=plugins.registry)

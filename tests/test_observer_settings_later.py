@@ -7,6 +7,10 @@ block no loaded plugin declares and what to do."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 from test_plugin_manager import site  # noqa: F401 - a fixture
 
 from wsreid.cli import main
@@ -70,14 +74,18 @@ def test_a_run_stopped_with_an_observer_resumes_without_it(site, make_recipe, tm
                                                            monkeypatch):
     """The refusal's own advice (-o settings.loss_log=null) was refused again by --resume:
     the recipe the run was started with did not load without the plugin. An observer's
-    block left out is not a change of the training: the run resumes, saying so."""
+    block left out is not a change of the training: the run resumes after its epoch-1
+    checkpoint (epoch 1's logged rows kept, epochs 2 and 3 added), saying so."""
     site("fake-loss-log", "0.3", {"losslog": "fakeplug_losslog"}, {"fakeplug_losslog": OBSERVER})
     run_dir = tmp_path / "stopped"
     recipe = make_recipe("baselines/itc.yaml", {"train": {"epochs": 3, "warmup_epochs": 0}})
     monkeypatch.setenv("FAKEPLUG_STOP_AT_EPOCH_2", "1")
     assert main(["run", str(recipe), "--output-dir", str(run_dir)]) == 143
     monkeypatch.delenv("FAKEPLUG_STOP_AT_EPOCH_2")
-    capsys.readouterr()
+    assert "last complete checkpoint: epoch-0001;" in capsys.readouterr().err
+    epochs_before = (run_dir / "logs" / "epochs.csv").read_text()
+    steps_before = (run_dir / "logs" / "steps.csv").read_text()
+    assert [r["epoch"] for r in csv.DictReader(io.StringIO(epochs_before))] == ["1"]
     again = ["run", str(run_dir / "recipe.yaml"), "--output-dir", str(run_dir), "--resume", "--disable-plugin",
              "losslog"]
     assert main(again) == 2
@@ -86,4 +94,15 @@ def test_a_run_stopped_with_an_observer_resumes_without_it(site, make_recipe, tm
     err = capsys.readouterr().err
     assert ("note: --resume: settings.loss_log left out (no plugin loaded now declares it): the run goes on without "
             "that observer\n") in err and "error" not in err
-    assert (run_dir / "metrics.json").is_file()
+    # resumed after epoch 1, not restarted: the stopped process's log rows (epoch 1's, with its
+    # own timing in 'seconds') are kept as written, and the resumed one adds epochs 2 and 3 only
+    epochs_after = (run_dir / "logs" / "epochs.csv").read_text()
+    steps_after = (run_dir / "logs" / "steps.csv").read_text()
+    assert epochs_after.startswith(epochs_before) and steps_after.startswith(steps_before)
+    assert [r["epoch"] for r in csv.DictReader(io.StringIO(epochs_after))] == ["1", "2", "3"]
+    added = list(csv.DictReader(io.StringIO(steps_after)))[len(steps_before.splitlines()) - 1:]
+    assert added and {r["epoch"] for r in added} == {"2", "3"}
+    steps = [int(r["step"]) for r in csv.DictReader(io.StringIO(steps_after))]
+    assert steps == sorted(set(steps))  # no step logged twice
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3]

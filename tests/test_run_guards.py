@@ -169,11 +169,16 @@ def test_a_component_failing_while_built_is_named_and_leaves_no_directory(make_r
                                   ["data", "--debug", "check", "/nonexistent/x"],
                                   ["data", "check", "/nonexistent/x", "--debug"]])
 def test_debug_is_accepted_before_and_after_every_command(argv, capsys):
+    """--debug anywhere: `plugins`/`schema` print and exit 0; `data check` of a missing folder
+    re-raises that folder's DataError (the traceback) and prints no one-line error."""
     if "/nonexistent/x" in argv:
-        from wsreid.errors import UserError
+        from wsreid.errors import DataError
 
-        with pytest.raises(UserError):  # --debug re-raises instead of printing one line
+        with pytest.raises(DataError) as caught:  # --debug re-raises instead of printing one line
             main(argv)
+        assert str(caught.value) == ("dataset root /nonexistent/x is not a directory (give the folder holding the "
+                                     "annotation file and imgs/)")
+        assert capsys.readouterr().err == ""
     else:
         assert main(argv) == 0
         assert capsys.readouterr().out

@@ -323,13 +323,22 @@ def test_a_run_holds_the_lock_while_it_runs(make_recipe, tmp_path, monkeypatch):
 
 
 def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path):
+    """Locking, or writing the run files into, a directory that a file stands in for is a
+    UserError (exit code 2) whose whole one-line message names the directory and the OS error."""
+    import errno
+    import os
+
     from wsreid.engine.rundir import lock_run_dir, write_run_files
 
     blocked = tmp_path / "a file"
     blocked.write_text("")  # as root, permissions do not stop a write; a file in the way does
-    for write in (lambda: lock_run_dir(blocked), lambda: write_run_files(blocked / "run", "", {})):
-        with pytest.raises(UserError, match="cannot be written"):
+    for where, write in ((blocked, lambda: lock_run_dir(blocked)),
+                         (blocked / "run", lambda: write_run_files(blocked / "run", "", {}))):
+        with pytest.raises(UserError) as caught:
             write()
+        assert caught.value.exit_code == 2
+        assert str(caught.value) == (f"output directory {where} cannot be written: {os.strerror(errno.ENOTDIR)} "
+                                     "(check its permissions and free space, or choose another --output-dir)")
 
 
 def test_resume_into_checkpoints_it_cannot_write_is_refused_before_training(saved_run, monkeypatch):
