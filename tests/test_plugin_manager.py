@@ -270,6 +270,21 @@ def test_disable_from_the_command_line_or_the_environment(site, monkeypatch, cap
     assert "scaled" not in out and "disabled: fakeplug_extra" in out and "itc" in out
 
 
+def test_a_name_no_loaded_plugin_provides_says_how_a_plugin_is_brought_in(make_recipe, capsys, monkeypatch):
+    """A recipe naming another plugin's component (the tutorial's 'knn') said only
+    'unknown local_association' with the known names; a typo of a known name keeps its
+    'did you mean' alone."""
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    recipe = make_recipe("baselines/itc.yaml")
+    assert main(["validate", str(recipe), "-o", "local_associations.local={name: knn}"]) == 2
+    assert capsys.readouterr().err == (
+        "error: override -o local_associations.local={name: knn}: local_associations.local.name: unknown "
+        "local_association 'knn' (known local_association names: lrc, true-identity; a plugin's component needs "
+        "that plugin installed (pip install it) or its module named in the recipe's 'plugins' list)\n")
+    assert main(["validate", str(recipe), "-o", "local_associations.local={name: lcr}"]) == 2
+    assert capsys.readouterr().err.endswith("unknown local_association 'lcr' (did you mean 'lrc'?)\n")
+
+
 def test_disabling_an_unknown_plugin_warns(capsys, monkeypatch):
     monkeypatch.delenv(DISABLE_ENV, raising=False)
     plugins = load_plugins(disabled=["no-such-plugin"])

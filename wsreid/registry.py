@@ -356,6 +356,9 @@ class Registry:
             hint += f"; {name!r} is a {elsewhere[0].kind} (from {elsewhere[0].provided_by})"
         if self.unavailable:
             hint += "; it may come from a plugin that is not available: " + "; ".join(self.unavailable)
+        elif not close and not elsewhere:  # not a typo of a loaded name: most likely another plugin's
+            hint += ("; a plugin's component needs that plugin installed (pip install it) or its module named in "
+                     "the recipe's 'plugins' list")
         loc = f"{where}: " if where else ""
         raise RecipeError(f"{loc}unknown {kind} {name!r}", hint=hint)
 
