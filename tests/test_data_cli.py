@@ -43,8 +43,11 @@ def test_data_synth_generates_reuses_and_draws_contact_sheet(tmp_path: Path, mic
     assert sheet.size[0] > 1000 and sheet.size[1] == 40 + 3 * (192 + 20)  # a title and one row per test identity
     assert _run(["data", "synth", "--out", str(out), "--size", "tiny", "--seed", "3", "--set", "clutter=2", "--no-contact-sheet"]) == 0
     assert "already present" in capsys.readouterr().out
-    with pytest.raises(DataError, match="other settings"):
+    with pytest.raises(DataError) as caught:  # which setting differs, not only that one does
         _run(["data", "synth", "--out", str(out), "--size", "tiny", "--seed", "4"])
+    assert str(caught.value) == (f"{out} holds a synth-pedes dataset generated with other settings: seed 3 there, 4 "
+                                 "asked; clutter 2 there, 6 asked (to reuse it, ask for the folder's settings; else "
+                                 "delete that directory or choose another location (--out))")
     custom = tmp_path / "sheets" / "s.png"
     _run(["data", "synth", "--out", str(tmp_path / "other"), "--size", "tiny", "--contact-sheet", str(custom)])
     assert custom.is_file() and not (tmp_path / "other" / "contact_sheet.png").exists()

@@ -293,8 +293,19 @@ def test_ensure_synth_caches_and_refuses_foreign_directories(tmp_path: Path, mon
     stamp = (root / "reid_raw.json").stat().st_mtime_ns
     monkeypatch.setattr(gen, "generate_synth", lambda *a, **k: pytest.fail("regenerated"))
     assert ensure_synth(cfg) == root and (root / "reid_raw.json").stat().st_mtime_ns == stamp
-    with pytest.raises(DataError, match="other settings"):
+    with pytest.raises(DataError) as caught:
         ensure_synth(SynthConfig(size="tiny", seed=1), root)
+    assert str(caught.value) == (f"{root} holds a synth-pedes dataset generated with other settings: seed 0 there, 1 "
+                                 "asked (to reuse it, ask for the folder's settings; else delete that directory or "
+                                 "choose another location (data.root))")
+    meta = json.loads((root / gen.META_FILE).read_text())
+    (root / gen.META_FILE).write_text(json.dumps({**meta, "generator_version": 1}))  # an older generator's
+    with pytest.raises(DataError) as caught:
+        ensure_synth(cfg, root)
+    assert str(caught.value) == (f"{root} holds a synth-pedes dataset generated with other settings: generator "
+                                 f"version 1 there, {gen.GENERATOR_VERSION} here (to reuse it, ask for the folder's "
+                                 "settings; else delete that directory or choose another location (data.root))")
+    (root / gen.META_FILE).write_text(json.dumps(meta))
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x.txt").write_text("mine")

@@ -377,6 +377,28 @@ def _matches(root: Path, config: SynthConfig, preset: SynthPreset) -> bool | Non
     )
 
 
+def _differences(root: Path, config: SynthConfig, preset: SynthPreset) -> list[str]:
+    """What differs between the dataset in ``root`` (its meta file) and ``config``, one
+    phrase each (``size 'tiny' there, 'small' asked``), in the settings' order; [] when
+    the meta file cannot be read."""
+    try:
+        meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(meta, dict):
+        return []
+    if meta.get("generator_version") != GENERATOR_VERSION:
+        return [f"generator version {meta.get('generator_version')!r} there, {GENERATOR_VERSION} here"]
+    there = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    asked = json.loads(json.dumps(config.generator_config()))
+    names = [*SynthConfig.model_fields, *sorted(set(there) - set(SynthConfig.model_fields))]
+    phrases = [f"{name} {there.get(name)!r} there, {asked.get(name)!r} asked" for name in names
+               if there.get(name) != asked.get(name)]
+    if not phrases and meta.get("preset") != json.loads(json.dumps(asdict(preset))):
+        phrases = [f"the {config.size!r} preset's identities and images per identity differ"]
+    return phrases
+
+
 def generate_synth(
     config: SynthConfig | Mapping[str, Any],
     out_dir: str | Path,
@@ -602,9 +624,13 @@ def _ensure(
             if cached:
                 raise damaged(path, f"its {META_FILE} does not match its name (unreadable or edited)",
                               cached=cached, root_setting=root_setting)
+            differences = _differences(path, config, preset)
             raise DataError(
+                f"{path} holds a synth-pedes dataset generated with other settings: {'; '.join(differences)}"
+                if differences else
                 f"{path} holds a synth-pedes dataset generated with other settings or another generator version",
-                hint=f"delete that directory or choose another location ({root_setting})",
+                hint=("to reuse it, ask for the folder's settings; else " if differences else "")
+                + f"delete that directory or choose another location ({root_setting})",
             )
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if cached and path.is_dir():
