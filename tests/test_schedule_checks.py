@@ -99,8 +99,14 @@ def test_a_warm_up_as_long_as_the_run_is_one_warning_line(make_recipe, capsys):
     assert "train.warmup_epochs: the learning rate never reaches train.lr" in capsys.readouterr().err
 
 
-def test_run_prints_the_warnings_before_training(make_recipe, monkeypatch, capsys):
+def test_run_prints_the_warnings_before_training_once_its_directory_is_accepted(make_recipe, monkeypatch, capsys,
+                                                                                tmp_path):
+    """The warnings come once the run directory is checked and prepared, before the data
+    and the encoder: a refused directory (or --resume) was the last of several lines,
+    behind warnings about a run that never started."""
     import wsreid.engine.session as session
+    from wsreid.cli.run import print_warnings
+    from wsreid.recipe import load_recipe
 
     seen = []
 
@@ -108,18 +114,23 @@ def test_run_prints_the_warnings_before_training(make_recipe, monkeypatch, capsy
         seen.append(capsys.readouterr().err)
         raise SystemExit(0)
 
-    monkeypatch.setattr(session, "run_recipe", no_training)
+    monkeypatch.setattr(session, "init_weights", no_training)  # the first step of training
     recipe = make_recipe("baselines/itc.yaml")
     with pytest.raises(SystemExit):
-        main(["run", str(recipe), "-o", "train.warmup_epochs=3"])
+        main(["run", str(recipe), "-o", "train.warmup_epochs=3", "--output-dir", str(tmp_path / "fresh")])
     assert seen == [
         "warning: override -o train.warmup_epochs=3: train.warmup_epochs: the learning rate never reaches train.lr "
         "(warm-up of 3 epochs, the run ends at epoch 2) (make train.warmup_epochs shorter than train.epochs)\n"]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a run")
+    assert main(["run", str(recipe), "-o", "train.warmup_epochs=3", "--output-dir", str(foreign)]) == 2
+    assert capsys.readouterr().err == (f"error: output directory {foreign} exists and is not a wsreid run (choose "
+                                       "another --output-dir; wsreid never deletes foreign directories)\n")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")  # another process of a multi-process launch: the first one says it
-    with pytest.raises(SystemExit):
-        main(["run", str(recipe), "-o", "train.warmup_epochs=3"])
-    assert seen[1] == ""
+    print_warnings(load_recipe(recipe, ["train.warmup_epochs=3"]))
+    assert capsys.readouterr().err == ""
 
 
 def test_shipped_recipes_have_no_schedule_warnings():

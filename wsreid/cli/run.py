@@ -16,7 +16,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--output-dir", type=path_argument, help="run directory (default: the recipe's output_dir; either, when relative, is "
                                         "relative to the working directory, not to the recipe file)")
     p.add_argument("--resume", action="store_true", help="continue the run in the output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace the run in the output directory")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in the output directory, every file in it included (a wsreid run's "
+                        "directory only), and train it again")
     add_common(p)
     p.set_defaults(func=cmd_run)
 
@@ -61,9 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     mode = run_mode(args)
     loaded = load_recipe(args.recipe, args.override, disabled=args.disable_plugin)
-    print_warnings(loaded)
-    try:
-        result = run_recipe(loaded, args.output_dir, mode)
+    try:  # the warnings once the run directory is accepted: a refusal is then the one line
+        result = run_recipe(loaded, args.output_dir, mode, on_prepared=lambda: print_warnings(loaded))
     except RunInterrupted as exc:
         say_stop(exc.message)
         return signals.exit_code(exc.signum)

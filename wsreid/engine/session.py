@@ -23,7 +23,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from wsreid.engine import signals
 from wsreid.engine.checkpoint import callers_random_state_kept
@@ -125,7 +125,8 @@ def _prepare_run_dir_once(run_dir: Path, mode: RunMode, main_process: bool):
 
 @callers_random_state_kept()
 def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: RunMode | str = RunMode.NEW, *,
-               record_as: str | os.PathLike[str] | None = None, scratch: bool = False) -> RunResult:
+               record_as: str | os.PathLike[str] | None = None, scratch: bool = False,
+               on_prepared: Callable[[], None] | None = None) -> RunResult:
     """Train the loaded recipe (:func:`wsreid.recipe.load_recipe`) into ``output_dir``
     (default: the recipe's ``output_dir``).
 
@@ -143,7 +144,10 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     afterwards (default: the run directory). ``scratch``: the caller removes the
     directory whatever happens (the initial encoder's pretraining), so no message names a
     command into it: Ctrl-C raises a plain KeyboardInterrupt. While it runs, the main
-    process holds the directory's lock file; another run there is refused."""
+    process holds the directory's lock file; another run there is refused. ``on_prepared``:
+    called once the run directory is checked and prepared, before the data and the
+    encoder are built (``wsreid run`` prints the recipe's warnings there, so that a
+    refused directory or ``--resume`` is one line, not the last of several)."""
     check_runnable(loaded, "run_recipe")
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
@@ -170,7 +174,7 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     main_process, world_size = launch.is_main, launch.world_size
     created = _prepare_run_dir_once(run_dir, mode, main_process)
     try:
-        return _train(loaded, run_dir, mode, resolved_yaml, created, main_process, world_size, scratch)
+        return _train(loaded, run_dir, mode, resolved_yaml, created, main_process, world_size, scratch, on_prepared)
     except RecipeError as exc:
         exc.cite(loaded.locations)  # a value found wrong during the run: the line that set it
         raise
@@ -196,12 +200,14 @@ def _no_run_to_resume(run_dir: Path, source: Path | None) -> UserError:
 
 
 def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bool, main_process: bool,
-           world_size: int, scratch: bool) -> RunResult:
+           world_size: int, scratch: bool, on_prepared: Callable[[], None] | None = None) -> RunResult:
     """The part of :func:`run_recipe` that runs under the run directory's lock (held by
     the main process, :func:`~wsreid.engine.rundir.lock_run_dir`)."""
     recipe, plugins = loaded.recipe, loaded.plugins
     run = None
     try:
+        if on_prepared is not None:
+            on_prepared()
         if main_process:
             write_run_files(run_dir, resolved_yaml, package_versions(plugins, loaded.resolved))
         weights = init_weights(recipe.init, run_dir, is_main=main_process, world_size=world_size)
