@@ -142,3 +142,23 @@ def test_an_objective_declaring_its_own_weight_is_not_weighted_again(tmp_path, s
     tree["objectives"] = {"itc": {"name": "itc"}, "own": {"name": "own-weight"}}
     assert main(["run", str(yaml_file(tree, tmp_path / "own.yaml"))]) == 0
     assert float(_rows(tmp_path / "run", "epochs.csv")[0]["loss/own"]) == pytest.approx(7.0)
+
+
+def test_the_logged_learning_rate_is_the_one_each_step_trained_with(scheduled):
+    """steps.csv's lr of step s (1-based) is the schedule's factor at step s - 1, the rate
+    that step's update used, and epochs.csv's that of the epoch's last step. Both logged the
+    scheduler's rate after the update, one step ahead: a 2-epoch warm-up of a 2-epoch run
+    logged train.lr for epoch 2, which no step used (while a warning said so)."""
+    from wsreid.engine.optim import lr_factor
+    from wsreid.recipe import load_recipe
+
+    train = load_recipe(scheduled / "recipe.yaml").recipe.train
+    steps = _rows(scheduled, "steps.csv")
+    per_epoch = sum(row["epoch"] == "1" for row in steps)
+    assert per_epoch > 1 and [int(row["step"]) for row in steps] == list(range(1, 2 * per_epoch + 1))
+    assert [float(row["lr"]) for row in steps] == pytest.approx(
+        [train.lr * lr_factor(int(row["step"]) - 1, per_epoch, train) for row in steps], rel=1e-6)
+    assert float(steps[0]["lr"]) == pytest.approx(train.lr * train.warmup_factor)  # the first update's
+    epochs = _rows(scheduled, "epochs.csv")
+    assert [float(row["lr"]) for row in epochs] == pytest.approx(
+        [train.lr * lr_factor(e * per_epoch - 1, per_epoch, train) for e in (1, 2)], rel=1e-6)

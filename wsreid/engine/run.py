@@ -812,22 +812,26 @@ class Run:
         counts: dict[str, int] = {}
         started = time.time()
         bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
+        used_lr = self.scheduler.get_last_lr()[0]
         for batch in bar:
             batch = batch.to(self.dist.device)
             ctx = StepContext(epoch, self.step, num_epochs, self.dist)
+            # the rate this step trains with: after it the scheduler holds the next step's
+            # (a 2-epoch warm-up of a 2-epoch run logged train.lr, which no step used)
+            used_lr = self.scheduler.get_last_lr()[0]
             values = self.train_step(batch, ctx)
             self.step += 1
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
             if self.step % r.train.log_every == 0:
-                self.logger.step(self.step, epoch, {**values, "lr": self.scheduler.get_last_lr()[0]})
+                self.logger.step(self.step, epoch, {**values, "lr": used_lr})
                 bar.set_postfix(loss=f"{values['loss/total']:.3f}")
             with self.hook_guard("wsreid_after_step"):
                 self.plugins.hook.wsreid_after_step(run=self, epoch=epoch, step=self.step, losses=values)
             signals.check()
         logs: dict[str, float] = {k: v / counts[k] for k, v in sums.items()}
-        logs["lr"] = self.scheduler.get_last_lr()[0]
+        logs["lr"] = used_lr  # the epoch's last step's
         logs["seconds"] = time.time() - started
         for label, comp in self.components.stateful().items():
             with self.component_call(_recipe_key(label), "diagnostics()"):
