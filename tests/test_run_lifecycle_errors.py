@@ -312,6 +312,28 @@ def test_a_run_in_progress_keeps_its_directory(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == [RUN_MARKER]
 
 
+def test_resume_of_a_run_in_its_first_epoch_says_it_is_in_progress(tmp_path):
+    """It was told the run held no checkpoint yet, to start it again with --overwrite -
+    which refuses a directory in use."""
+    import os
+    import socket
+
+    from wsreid.engine.rundir import RUN_LOCK, RUN_MARKER, check_resume_target
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / RUN_MARKER).write_text("{}")
+    _lock(run_dir, os.getppid())
+    with pytest.raises(UserError) as caught:
+        check_resume_target(run_dir)
+    assert str(caught.value) == (f"output directory {run_dir} is in use by the run of wsreid process {os.getppid()} "
+                                 f"on {socket.gethostname()} (started then) (wait for it to end or stop it; if it no "
+                                 f"longer runs, delete {run_dir / RUN_LOCK})")
+    (run_dir / RUN_LOCK).unlink()  # stopped: now there is nothing to resume
+    with pytest.raises(UserError, match=r"holds no checkpoint yet .*\(start it again in place with --overwrite\)"):
+        check_resume_target(run_dir)
+
+
 def test_a_run_holds_the_lock_while_it_runs(make_recipe, tmp_path, monkeypatch):
     from wsreid.engine.rundir import RUN_LOCK
 

@@ -94,6 +94,16 @@ def test_a_stop_after_metrics_json_says_the_run_finished(make_recipe, tmp_path, 
                           "plugins do at the run's end may be missing; to do them, resume with: wsreid run ") and \
         err.endswith(" --resume"), err
     assert (run_dir / "metrics.json").is_file() and not (run_dir / "curves.png").exists()
+    # as it says: --resume trains nothing more, does the end again, and says so (it said nothing)
+    monkeypatch.undo()
+    finished = json.loads((run_dir / "metrics.json").read_text())
+    assert main(["run", str(recipe), "--resume"]) == 0
+    assert capsys.readouterr().err == (
+        f"note: {run_dir} had finished (its metrics.json is written): --resume trains no more epochs; it evaluates "
+        "the selected checkpoint again and does the end of the run again (metrics.json, curves.png, what plugins do "
+        "then)\n")
+    assert (run_dir / "curves.png").is_file()
+    assert json.loads((run_dir / "metrics.json").read_text())["test"] == finished["test"]
 
 
 def test_a_stop_while_a_checkpoint_is_written_leaves_no_partial_folder(make_recipe, tmp_path, capsys, monkeypatch):

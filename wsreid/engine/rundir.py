@@ -109,11 +109,14 @@ def check_resume_target(run_dir: Path) -> None:
     recipe, its data): a directory holding a wsreid run with a complete checkpoint. Raises
     the :class:`UserError` that says which option works - a folder that is no run was told
     its recipe.yaml was missing and to use --overwrite, which refuses it; a run without a
-    checkpoint was refused only after its data were loaded and its encoder built."""
+    checkpoint was refused only after its data were loaded and its encoder built; a run in
+    progress is said to be one (it was told to start again with --overwrite, which
+    refuses a directory in use)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--resume: {run_dir} is a file, not a run directory", hint="check --output-dir / output_dir")
     if not (run_dir / RUN_MARKER).exists():
         raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
+    check_not_in_use(run_dir)  # a run in its first epoch has no checkpoint yet, and --overwrite would be refused
     from wsreid.checkpoint_layout import latest_checkpoint
 
     try:

@@ -173,6 +173,10 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     launch = launch_from_env(strict=True)
     main_process, world_size = launch.is_main, launch.world_size
     created = _prepare_run_dir_once(run_dir, mode, main_process)
+    if mode is RunMode.RESUME and main_process and (run_dir / "metrics.json").is_file():
+        print(f"note: {run_dir} had finished (its metrics.json is written): --resume trains no more epochs; it "
+              "evaluates the selected checkpoint again and does the end of the run again (metrics.json, "
+              "curves.png, what plugins do then)", file=sys.stderr, flush=True)
     try:
         return _train(loaded, run_dir, mode, resolved_yaml, created, main_process, world_size, scratch, on_prepared)
     except RecipeError as exc:
