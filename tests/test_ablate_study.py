@@ -65,12 +65,12 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n", "study.yaml:2: variants.0.overide: Extra inputs"),
+        ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n", "study.yaml:2: variants.0.overide: unknown key 'overide'"),
         ("base: recipes/nope.yaml\nvariants: [{label: A}]\n", "base: 'recipes/nope.yaml' not found"),
         ("base: recipes/base.yaml\nvariants:\n  - label: A\n  - label: A\n", "study.yaml:4: variants: label 'A' is used twice (the variant at line 3 has it too)"),
         ("base: recipes/base.yaml\nreference: Z\nvariants: [{label: A}]\n", "reference: no variant is labelled 'Z'"),
         ("base: recipes/base.yaml\nseeds: [1, 1]\nvariants: [{label: A}]\n", "repeats a seed"),
-        ("base: recipes/base.yaml\nvariants: []\n", "variants: List should have at least 1 item"),
+        ("base: recipes/base.yaml\nvariants: []\n", "variants: list should have at least 1 item after validation, not 0 (got [])"),
         ("base: recipes/base.yaml\nmetrics: [R1,\n  map]\nvariants: [{label: A}]\n",
          "study.yaml:3: metrics: 'map' is not a metric of metrics.json "
          "(did you mean 'mAP'? metrics: R1, R5, R10, mAP, mINP)"),
@@ -395,8 +395,8 @@ def test_negative_seed_is_a_one_line_user_error_and_nothing_runs(study_file, tmp
         assert main(["ablate", str(study_file), "--output-dir", str(out), "--seeds=4294967296", *extra]) == 2
         assert capsys.readouterr().err.startswith("error: --seeds 4294967296: seed 4294967296 is over 4294967295 ")
     text = study_file.read_text()
-    for seeds, message in (("[0, -1]", "seeds.1: Input should be greater than or equal to 0"),
-                           ("[4294967296]", "seeds.0: Input should be less than or equal to 4294967295")):
+    for seeds, message in (("[0, -1]", "seeds.1: input should be greater than or equal to 0 (got -1)"),
+                           ("[4294967296]", "seeds.0: input should be less than or equal to 4294967295 (got 4294967296)")):
         _write(study_file, text.replace("seeds: [0, 1, 2]", f"seeds: {seeds}"))
         assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 2
         err = capsys.readouterr().err
@@ -503,7 +503,7 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
         "nothing was run (add --rerun-outdated to do so, or --report-only --include-outdated to tabulate them as "
         "they are, or give another --output-dir)")
     assert (runs[1].run_dir / "metrics.json").read_text() == finished
-    assert main(["ablate", str(study_file), "--variant", "A", "--dry-run", "--output-dir", str(out)]) == 0
+    assert main(["ablate", str(study_file), "--variant", "A", "--dry-run", "--output-dir", str(out)]) == 2
     assert ("note: A seed 1 finished with another recipe than the study asks for now (train.sampler: \"identity\" "
             "in the run, \"random\" now): running the study replaces it only with --rerun-outdated") in \
         capsys.readouterr().err
@@ -522,9 +522,13 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert rows["A"]["status"] == ("1/3 outdated, included (seed 1: their recipe.yaml differs from what the study "
                                    "asks for now)") and rows["A"]["runs_done"] == "3"
-    # the dry run, which uses the same check, plans that run again
+    # the dry run, which uses the same check, lists that run as the study would take it
     capsys.readouterr()
-    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out), "--variant", "A"]) == 0
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out), "--variant", "A"]) == 2
+    err = capsys.readouterr().err
+    assert "A seed 1: outdated, refused without --rerun-outdated" in err and err.count(": done -> ") == 2
+    assert main(["ablate", str(study_file), "--dry-run", "--output-dir", str(out), "--variant", "A",
+                 "--rerun-outdated"]) == 0
     err = capsys.readouterr().err
     assert "A seed 1: restart" in err and err.count(": done -> ") == 2
 
@@ -606,10 +610,8 @@ def test_command_line_values_the_study_would_drop_are_refused(study_file, tmp_pa
     (("  - label: D\n", "  - label: D\n    overrides: {output_dir: x}\n"),
      "{path}:11: variants.3.overrides.output_dir: the study sets output_dir for each run, so this value would be "
      "replaced without a word (each run goes to <output_dir>/runs/<label>/seed-<S>: set the study's 'output_dir:')"),
-    (("seeds: [0, 1, 2]", "seeds: [0, true]"), "{path}:2: seeds.1: Input should be a valid integer (a study has base, "
-     "variants (label, overrides), seeds; see docs/ablations.md)"),
-    (("seeds: [0, 1, 2]", "seeds: [0, 1.0]"), "{path}:2: seeds.1: Input should be a valid integer (a study has base, "
-     "variants (label, overrides), seeds; see docs/ablations.md)"),
+    (("seeds: [0, 1, 2]", "seeds: [0, true]"), "{path}:2: seeds.1: input should be a valid integer (got True)"),
+    (("seeds: [0, 1, 2]", "seeds: [0, 1.0]"), "{path}:2: seeds.1: input should be a valid integer (got 1.0)"),
     (("  - label: C sup\n  - label: D\n", "  - label: '..'\n  - label: '.'\n"),
      "{path}:10: variants: labels '..' and '.' give the same directory name (give every variant its own label)"),
 ])
@@ -810,8 +812,8 @@ def test_the_table_names_the_command_line_overrides_and_keeps_a_bar_in_a_label(s
     out = tmp_path / "out"
     assert main(["ablate", str(study_file), "--output-dir", str(out), "-o", "train.epochs=1"]) == 0
     text = (out / "results.md").read_text()
-    assert "Base recipe `base.yaml` with `-o train.epochs=1`, seeds 0; test split of each run's selected " \
-           "checkpoint (metrics.json)" in text
+    assert "Base recipe `recipes/base.yaml` (relative to the study file) with the command line's " \
+           "`-o train.epochs=1`, seeds 0; test split of each run's selected checkpoint (metrics.json)" in text
     row = next(line for line in text.splitlines() if line.startswith("| D"))
     header = next(line for line in text.splitlines() if line.startswith("| variant"))
     assert row.startswith("| D\\|E | 1/1 |") and row.count(" | ") == header.count(" | "), row
@@ -883,3 +885,119 @@ def test_an_fp16_variant_without_a_gpu_stops_the_study_before_anything_trains(st
     assert err.splitlines()[-1] == (f"error: {study_file}: 1 of 5 planned runs are invalid (their FAILED lines above "
                                     "say why); nothing was run (fix them, then run the study)")
     assert called == [] and not out.exists()
+
+
+def _fake_finished_run(study, run, state, disabled):
+    """A stand-in for the training call: the run finishes with R1 10."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "metrics.json").write_text(json.dumps(_metrics(10.0)))
+
+
+def test_the_table_names_the_study_s_own_overrides_and_the_base_as_the_study_file_writes_it(study_file, tmp_path,
+                                                                                           capsys, monkeypatch):
+    """A study whose own `overrides:` make it a 1-epoch smoke study had a table header that
+    named only the command line's -o (it read like the full result), and the base by its
+    file name alone."""
+    import wsreid.ablate as ablate
+
+    _write(study_file, study_file.read_text().replace(
+        "seeds: [0, 1, 2]", "seeds: [0]\noverrides: {train.epochs: 1, data.size: tiny}"))
+    monkeypatch.setattr(ablate, "execute_in_process", _fake_finished_run)
+    out = tmp_path / "out"
+    header = ("Base recipe `recipes/base.yaml` (relative to the study file) with the study's overrides "
+              "`-o train.epochs=1 -o data.size=\"tiny\"` and the command line's `-o train.warmup_epochs=0`, seeds 0; "
+              "test split of each run's selected checkpoint (metrics.json), %, mean ± sample std over the finished "
+              "seeds, (delta) to the reference `A`.")
+    assert main(["ablate", str(study_file), "--output-dir", str(out), "-o", "train.warmup_epochs=0"]) == 0
+    assert (out / "results.md").read_text().splitlines()[2] == header
+    assert header in capsys.readouterr().out.splitlines()  # the table printed at the end
+    # the study's overrides alone; a base given as an absolute path is named as it is
+    _write(study_file, study_file.read_text().replace("base: recipes/base.yaml",
+                                                      f"base: {tmp_path / 'recipes' / 'base.yaml'}"))
+    assert main(["ablate", str(study_file), "--output-dir", str(out), "--report-only"]) == 0
+    assert (out / "results.md").read_text().splitlines()[2].startswith(
+        f"Base recipe `{tmp_path / 'recipes' / 'base.yaml'}` with the study's overrides "
+        "`-o train.epochs=1 -o data.size=\"tiny\"`, seeds 0; ")
+
+
+def test_a_dry_run_says_that_the_study_would_refuse_its_outdated_runs(study_file, tmp_path, capsys):
+    """`--dry-run -o KEY=VALUE` that outdates finished runs exited 0, listed them as
+    `restart` and counted '3 runs (0 finished)', while the same command without --dry-run
+    refuses them (exit 2)."""
+    _write(study_file, study_file.read_text().replace("seeds: [0, 1, 2]", "seeds: [0, 1]"))
+    loaded = load_study(study_file)
+    out = tmp_path / "out"
+    runs = [r for r in plan_runs(loaded, out) if r.label == "A"]
+    for run in runs:
+        _saved_run(loaded, run, json.dumps(_metrics(10.0)))
+    command = ["ablate", str(study_file), "--variant", "A", "--output-dir", str(out), "-o", "train.lr=1e-4"]
+    capsys.readouterr()
+    assert main(command) == 2
+    refusal = capsys.readouterr().err.splitlines()[-1]
+    assert refusal.startswith(f"error: {out}: 2 finished run(s) were trained with another recipe")
+    assert main(command + ["--dry-run"]) == 2  # what the real run does: refused, with the same line
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == ("2 runs (0 finished, 2 outdated: the study refuses them without "
+                                             "--rerun-outdated); nothing was run")
+    assert captured.err.splitlines()[-1] == refusal
+    assert f"[1/2] A seed 0: outdated, refused without --rerun-outdated -> {runs[0].run_dir}" in captured.err
+    assert ": restart -> " not in captured.err
+    # with --rerun-outdated, the dry run lists them as the runs it trains again, and exits 0
+    assert main(command + ["--dry-run", "--rerun-outdated"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == ("2 runs (0 finished, 2 outdated: --rerun-outdated trains them again); "
+                                             "nothing was run")
+    assert f"[1/2] A seed 0: restart -> {runs[0].run_dir}" in captured.err
+    assert all((r.run_dir / "metrics.json").exists() for r in runs)  # nothing deleted
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: recipes/base.yaml\nseed: [0]\nvariants: [{label: A}]\n",
+     "error: {study}:2: seed: unknown key 'seed' (did you mean 'seeds'?)"),
+    ("base: recipes/base.yaml\nseeds: [zero]\nvariants: [{label: A}]\n",
+     "error: {study}:2: seeds.0: input should be a valid integer (got 'zero')"),
+    ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n",
+     "error: {study}:2: variants.0.overide: unknown key 'overide' (a study has base, variants (label, overrides), "
+     "seeds; see docs/ablations.md)"),
+])
+def test_a_study_file_error_reads_as_a_recipe_error_does(study_file, capsys, text, message):
+    """Errors of a study file used pydantic's wording (`seed: Extra inputs are not
+    permitted`): no 'did you mean', no got-value."""
+    _write(study_file, text)
+    assert main(["ablate", str(study_file), "--dry-run"]) == 2
+    assert capsys.readouterr().err == message.format(study=study_file) + "\n"
+
+
+def test_ablate_help_says_how_o_values_read_and_where_the_study_directory_is(capsys):
+    from wsreid.cli.common import OVERRIDE_VALUE_HELP
+
+    with pytest.raises(SystemExit):
+        main(["ablate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (f"override a recipe key in every run, after the study's own overrides ({OVERRIDE_VALUE_HELP})"
+            in text)
+    assert ("study directory (default: the study's output_dir, else runs/ablations/<study file name without "
+            ".yaml>; either, when relative, is relative to the working directory, not to the study file)") in text
+
+
+def test_an_interrupted_run_of_a_study_gives_one_instruction(study_file, tmp_path, capsys, monkeypatch):
+    """The interrupted inner run printed its own `wsreid run ... --resume` line right before
+    the study's `run the same command again to go on`: two instructions for one thing."""
+    import wsreid.engine.session as session
+
+    def interrupted(loaded, output_dir, mode):
+        run_dir = Path(loaded.resolved["output_dir"])
+        (run_dir / "checkpoints" / "epoch-0001").mkdir(parents=True)
+        (run_dir / ".wsreid-run").write_text("{}")
+        (run_dir / "checkpoints" / "latest").write_text("epoch-0001")
+        raise session.RunInterrupted(run_dir, "interrupted; last complete checkpoint: epoch-0001; resume with: "
+                                              f"wsreid run {run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume")
+
+    monkeypatch.setattr(session, "run_recipe", interrupted)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["ablate", str(study_file), "--output-dir", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "resume with" not in err
+    assert err.endswith("\ninterrupted after 0 of 12 runs; run the same command again to go on (it resumes A seed 0 "
+                        "from its last complete checkpoint)\n"), err

@@ -47,7 +47,12 @@ def _user_error(capsys, argv: list[str]) -> str:
     (["eval", "run1", "--mask-seed", "abc"],
      "error: argument --mask-seed: invalid int value: 'abc' (see wsreid eval --help)"),
     (["eval", "run1", "--bogus", "x"], "error: unrecognized arguments: --bogus x (see wsreid eval --help)"),
-    ([], "error: the following arguments are required: COMMAND (see wsreid --help)"),
+    (["--debug"], "error: the following arguments are required: COMMAND (see wsreid --help)"),
+    (["rn", "x"], "error: argument COMMAND: invalid choice: 'rn' (choose from 'run', 'validate', 'eval', 'search', "
+                  "'ablate', 'schema', 'plugins', 'data', 'convert-weights') (did you mean 'run'? See wsreid --help)"),
+    (["eval", "run1", "--format", "jsn"],
+     "error: argument --format: invalid choice: 'jsn' (choose from 'json', 'table') (did you mean 'json'? See wsreid "
+     "eval --help)"),
     (["bogus"], "error: argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'validate', 'eval', 'search', "
                 "'ablate', 'schema', 'plugins', 'data', 'convert-weights') (see wsreid --help)"),
     (["run"], "error: the following arguments are required: recipe (see wsreid run --help)"),
@@ -115,6 +120,36 @@ def _all_help(parser: argparse.ArgumentParser) -> dict[str, str]:
             for sub in action.choices.values():
                 texts |= _all_help(sub)
     return texts
+
+
+def test_every_override_option_says_what_null_does_and_overwrite_what_it_deletes():
+    """`-o train.epochs=null` gave the engine's 30 epochs, not the extended recipe's 8, and
+    --help said only 'VALUE is YAML'; --overwrite said 'replace the run' and deleted the
+    user's own files in the run directory too."""
+    from wsreid.cli.common import OVERRIDE_VALUE_HELP
+
+    helps = {prog: " ".join(text.split()) for prog, text in _all_help(build_parser()).items()}
+    with_overrides = sorted(prog for prog, text in helps.items() if "-o KEY=VALUE, --override KEY=VALUE" in text)
+    assert with_overrides == ["wsreid ablate", "wsreid eval", "wsreid run", "wsreid search", "wsreid validate"]
+    assert OVERRIDE_VALUE_HELP.startswith("repeatable; VALUE is YAML; KEY=null removes the key, so its default")
+    for prog in with_overrides:
+        assert OVERRIDE_VALUE_HELP in helps[prog], prog
+    assert ("--overwrite delete the run in the output directory, every file in it included (a wsreid run's "
+            "directory only), and train it again") in helps["wsreid run"]
+
+
+def test_wsreid_alone_prints_its_help_and_version_says_the_version(capsys):
+    """`wsreid` alone was one error line (a COMMAND is required), `wsreid --version` an
+    unrecognised argument."""
+    from wsreid import __version__
+
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == build_parser().format_help()
+    assert "    run            train a recipe\n" in captured.out
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"wsreid {__version__}\n"
 
 
 def test_help_is_argparses_own(monkeypatch, capsys):

@@ -41,10 +41,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from wsreid.ablate_table import override_text
 from wsreid.engine import signals
 from wsreid.engine.rundir import IN_USE, RUN_LOCK, RunMode, RunState, same_recipe
 from wsreid.errors import ExitCode, StudyError, UserError
@@ -70,6 +71,7 @@ __all__ = [
     "ChildProcesses",
     "StudyReport",
     "ablation_study",
+    "stopped_run_note",
     "read_run_metrics",
 ]
 
@@ -96,7 +98,7 @@ class Variant(_Strict):
     """One row of the table: a label and recipe overrides (dotted key -> value; null removes
     a key, e.g. a component)."""
 
-    label: str = Field(min_length=1)
+    label: str = Field(min_length=1, description="the variant's row in the table and its directory runs/<label>")
     overrides: Overrides = Field(default_factory=dict)
     note: str | None = None
 
@@ -104,8 +106,12 @@ class Variant(_Strict):
 class Study(_Strict):
     """The study file's content (paths as written)."""
 
-    base: str
-    variants: list[Variant] = Field(min_length=1)
+    #: no component sections: what the recipe's error wording (:func:`_study_file_error`) looks up
+    component_models: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    base: str = Field(description="the recipe every run trains, relative to the study file")
+    variants: list[Variant] = Field(min_length=1, description="the rows of the table: each a label and its "
+                                                              "overrides (docs/ablations.md)")
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] = Field(default_factory=lambda: [0], min_length=1)
     overrides: Overrides = Field(default_factory=dict)
     reference: str | None = None
@@ -186,11 +192,6 @@ def _sets_per_run_key(key: str, value: Any) -> str | None:
     return None
 
 
-def _override_text(key: str, value: Any) -> str:
-    """``key`` and a YAML value -> ``key=value`` in YAML flow syntax (JSON is valid flow)."""
-    return f"{key}={json.dumps(value)}"
-
-
 def load_study(path: str | Path) -> LoadedStudy:
     """Read and check a study file; raises :class:`StudyError` (one line)."""
     from wsreid.recipe import read_yaml_file
@@ -209,11 +210,7 @@ def load_study(path: str | Path) -> LoadedStudy:
     try:
         study = Study.model_validate(tree)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        where = locations.find(tuple(err["loc"]))
-        raise StudyError(f"{where}: {key or 'study'}: {err['msg']}",
-                         hint="a study has base, variants (label, overrides), seeds; see docs/ablations.md") from None
+        raise _study_file_error(exc, tree, locations) from None
     base = (path.parent / Path(study.base).expanduser()).resolve()  # ~ expanded, as in extends
     if not base.is_file():
         raise StudyError(f"{locations.find(('base',))}: base: {study.base!r} not found (looked for {base})",
@@ -253,6 +250,20 @@ def load_study(path: str | Path) -> LoadedStudy:
     return LoadedStudy(study, path, base, reference, locations)
 
 
+def _study_file_error(exc: ValidationError, tree: dict[str, Any], locations) -> StudyError:
+    """The one line of a study file that does not validate, worded as a recipe's error is
+    (the recipe's own translation of pydantic's errors: ``unknown key 'seed' (did you mean
+    'seeds'?)``, ``... (got 'zero')``). Where that line says neither what to do nor what
+    was given (its last part is no parenthesis: a key unknown inside a variant), the study
+    file's layout is named."""
+    from wsreid.recipe.build import validation_error_line
+
+    line = str(validation_error_line(exc, tree, locations, Study))
+    if line.endswith(")"):
+        return StudyError(line)
+    return StudyError(line, hint="a study has base, variants (label, overrides), seeds; see docs/ablations.md")
+
+
 def _check_metric_names(study: Study, locations) -> None:
     """Every name in ``metrics`` must be a metric of metrics.json (:data:`METRICS`); a
     misspelt one would tabulate as a column of '-'."""
@@ -286,18 +297,18 @@ def plan_runs(loaded: LoadedStudy, output_dir: Path, cli_overrides: list[str] = 
             raise UserError(f"-o {text}: the study sets {per_run} for each run, so this value would be replaced "
                             "without a word", hint=_STUDY_SETS[per_run][1])
     where = loaded.locations.find if loaded.locations is not None else (lambda key: str(loaded.path))
-    shared = [_override_text(k, v) for k, v in loaded.study.overrides.items()]
+    shared = [override_text(k, v) for k, v in loaded.study.overrides.items()]
     sources = {text: f"{where(('overrides', k))}: overrides"
                for text, k in zip(shared, loaded.study.overrides)}
     runs = []
     for i, variant in enumerate(loaded.study.variants):
-        own = [_override_text(k, v) for k, v in variant.overrides.items()]
+        own = [override_text(k, v) for k, v in variant.overrides.items()]
         mine = dict(sources)
         mine.update({text: f"{where(('variants', i, 'overrides', k))}: variant {variant.label!r}"
                      for text, k in zip(own, variant.overrides)})
         for seed in loaded.study.seeds:
             run_dir = output_dir / "runs" / _slug(variant.label) / f"seed-{seed}"
-            tail = [_override_text("train.seed", seed), _override_text("output_dir", str(run_dir))]
+            tail = [override_text("train.seed", seed), override_text("output_dir", str(run_dir))]
             runs.append(PlannedRun(variant.label, seed, run_dir, shared + own + list(cli_overrides) + tail, mine))
     return runs
 
@@ -413,7 +424,9 @@ _MODES = {STATE_NEW: RunMode.NEW, STATE_RESUME: RunMode.RESUME, STATE_RESTART: R
 def execute_in_process(loaded: LoadedStudy, run: PlannedRun, state: str, disabled: list[str]) -> None:
     """Run one planned run in this process through
     :func:`wsreid.engine.session.run_recipe`, the function behind ``wsreid run``; raises on
-    failure (a ``RunInterrupted`` on Ctrl-C, after printing where to resume)."""
+    failure (a ``RunInterrupted`` on Ctrl-C, with ``study_run``: this run). The run's own
+    line (``resume with: wsreid run ...``) is not printed: the study's stop line
+    (:func:`stopped_run_note`) says what to do, running the same study command again."""
     import gc
 
     from wsreid.engine.session import RunInterrupted, run_recipe
@@ -423,7 +436,7 @@ def execute_in_process(loaded: LoadedStudy, run: PlannedRun, state: str, disable
         recipe = load_recipe(loaded.base, run.overrides, disabled=disabled)
         run_recipe(recipe, None, _MODES[state])
     except RunInterrupted as exc:
-        print(f"\n{exc.message}", file=sys.stderr)
+        exc.study_run = run  # type: ignore[attr-defined]
         raise
     finally:
         gc.collect()
@@ -434,6 +447,26 @@ def execute_in_process(loaded: LoadedStudy, run: PlannedRun, state: str, disable
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def stopped_run_note(exc: BaseException) -> str:
+    """What running the study again does with the run a stop interrupted in this process
+    (:func:`execute_in_process` marks it on the exception), as the study's stop line ends:
+    `` (it resumes A seed 0 from its last complete checkpoint)``; '' when no run of this
+    process was stopped (a stop between runs, or of a ``wsreid run`` child, which printed
+    its own line)."""
+    run = getattr(exc, "study_run", None)
+    if run is None:
+        return ""
+    which = f"{run.label} seed {run.seed}"
+    try:
+        state = run_state(run.run_dir)
+    except Exception:  # an unreadable directory: the next invocation says what it is
+        return ""
+    return {STATE_RESUME: f" (it resumes {which} from its last complete checkpoint)",
+            STATE_RESTART: f" (it starts {which} again: no checkpoint was written yet)",
+            STATE_NEW: f" (it starts {which} from the beginning)",
+            STATE_DONE: f" ({which} had finished and is kept)"}.get(state, "")
 
 
 #: seconds a study waits for its child ``wsreid run`` processes to stop after passing them
@@ -680,7 +713,9 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
               jobs: int = 1, log_dir: Path | None = None,
               log: Callable[[str], None] = _log_line,
               states: dict[int, str] | None = None, rerun_outdated: bool = False) -> list[RunOutcome]:
-    """Run (or, ``dry_run``, list) every planned run; never stops on a failing run.
+    """Run (or, ``dry_run``, list) every planned run; never stops on a failing run. A dry
+    run lists a finished run whose recipe differs as ``outdated`` (its outcome too): refused
+    without ``rerun_outdated``, else trained again (``restart``).
     ``states``: the state of each run (numbered from 1) as :func:`check_runs` found it;
     the others are decided here, and a finished run they would replace (its recipe
     differs) is refused before anything runs unless ``rerun_outdated``, as by :func:`check_runs`.
@@ -705,6 +740,8 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
                                                                                 replaced=replaced)
             if replaced and not dry_run:
                 replacing.append((run, replaced[0]))
+            elif replaced:
+                state = STATE_OUTDATED
         except KeyboardInterrupt as exc:
             exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
             raise
@@ -713,7 +750,17 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
             log(f"{head}: FAILED: {message}")
             outcomes[i] = RunOutcome(run, "failed", error=message)
             continue
-        if dry_run:
+        if dry_run and state == STATE_OUTDATED:  # what the study would do with it
+            outdated = "finished with another recipe than the study asks for now"
+            if rerun_outdated:
+                log(f"{head}: {STATE_RESTART} -> {run.run_dir}\n    wsreid "
+                    + shlex.join(_argv(loaded, run, STATE_RESTART, disabled)))
+                outcomes[i] = RunOutcome(run, STATE_OUTDATED, error=f"{outdated}; trained again (--rerun-outdated)")
+            else:
+                log(f"{head}: outdated, refused without --rerun-outdated -> {run.run_dir}")
+                outcomes[i] = RunOutcome(run, STATE_OUTDATED, error=f"{outdated}; the study refuses to replace it "
+                                                                    "without --rerun-outdated")
+        elif dry_run:
             log(f"{head}: {state} -> {run.run_dir}\n    wsreid " + shlex.join(_argv(loaded, run, state, disabled)))
             outcomes[i] = RunOutcome(run, STATE_DONE if state == STATE_DONE else "planned")
         elif state == STATE_DONE:
@@ -792,7 +839,7 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
 
 def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str] = (),
                log: Callable[[str], None] = _log_line, strict: bool = True,
-               rerun_outdated: bool = False) -> dict[int, str]:
+               rerun_outdated: bool = False, outdated: list[tuple[PlannedRun, str]] | None = None) -> dict[int, str]:
     """Load and validate the recipe of every planned run before any of them trains: the
     state of each valid run (numbered from 1, as in the progress lines). Prints the
     schedule warnings once per variant, and a warning for two variants that train the
@@ -803,7 +850,10 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
     FINISHED run whose recipe differs from what the study asks for now (another study in
     the same directory, a mistaken ``-o``) would be deleted and trained again: with
     ``strict`` that is refused (a :class:`StudyError` naming the first such run and key)
-    unless ``rerun_outdated``; ``--dry-run`` says so on the run's line."""
+    unless ``rerun_outdated``; without ``strict`` (``--dry-run``) a ``note:`` line says so,
+    such a run's state is ``outdated`` (listed as such by :func:`run_study`) and ``outdated``,
+    when given, receives (run, the first key that differs) of each, for the caller to say
+    what the study would do (:func:`_outdated_refusal`)."""
     disabled = list(disabled)
     states: dict[int, str] = {}
     replacing: list[tuple[PlannedRun, str]] = []
@@ -825,6 +875,8 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
             states[i] = _decide(loaded, run, disabled, warn, trained, replaced)
             if replaced:
                 replacing.append((run, replaced[0]))
+                if not strict:
+                    states[i] = STATE_OUTDATED
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -849,7 +901,10 @@ def check_runs(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[st
     if not strict:
         for run, difference in replacing:
             log(f"note: {run.label} seed {run.seed} finished with another recipe than the study asks for now "
-                f"({difference}): running the study replaces it only with --rerun-outdated")
+                f"({difference}): running the study replaces it "
+                + ("(--rerun-outdated)" if rerun_outdated else "only with --rerun-outdated"))
+    if outdated is not None:
+        outdated.extend(replacing)
     if replacing and strict and not rerun_outdated:
         raise _outdated_refusal(replacing)
     return states
@@ -1038,6 +1093,9 @@ class StudyReport:
     paths: dict[str, Path]
     dry_run: bool = False
     rows: list = field(default_factory=list)
+    #: a dry run: the error the study would stop with before running anything (finished runs
+    #: it would replace, refused without ``rerun_outdated``); None when it would run
+    refused: StudyError | None = None
 
     @property
     def failed(self) -> bool:
@@ -1098,8 +1156,10 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
     selected = [r for r in runs if (chosen is None or r.seed in chosen) and (wanted is None or r.label in wanted)]
     # every run to do now is validated before the first trains (as --dry-run does): a typo
     # in the last variant or in a command-line -o must not surface after hours of training
+    outdated: list[tuple[PlannedRun, str]] = []  # finished runs the study would replace
     states = None if report_only else check_runs(loaded, selected, disabled=list(disabled), log=log,
-                                                 strict=not dry_run, rerun_outdated=rerun_outdated)
+                                                 strict=not dry_run, rerun_outdated=rerun_outdated,
+                                                 outdated=outdated)
     if report_only and not (output_dir / "runs").is_dir():  # a mistyped --output-dir: no empty table written there
         raise StudyError(f"--report-only: {output_dir} holds no run of a study (no runs/ folder); nothing written",
                          hint=f"check {where}" + (f" (the study's own is {default_output_dir(loaded)})"
@@ -1131,7 +1191,8 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
         try:
             outcomes = run_study(loaded, selected, disabled=list(disabled),
                                  execute=_execute_in_subprocess if subprocess else None, dry_run=dry_run,
-                                 jobs=jobs, log_dir=output_dir / "logs", log=log, states=states)
+                                 jobs=jobs, log_dir=output_dir / "logs", log=log, states=states,
+                                 rerun_outdated=rerun_outdated)
         except KeyboardInterrupt as exc:
             exc.total = len(runs)  # type: ignore[attr-defined]
             raise
@@ -1139,7 +1200,8 @@ def ablation_study(study: str | Path, *, output_dir: str | Path | None = None, o
             done = {(o.run.label, o.run.seed): o for o in outcomes}
             outcomes = [done.get((r.label, r.seed)) or collected([r])[0] for r in runs]
     if dry_run:
-        return StudyReport(outcomes, {}, dry_run=True)
+        return StudyReport(outcomes, {}, dry_run=True,
+                           refused=_outdated_refusal(outdated) if outdated and not rerun_outdated else None)
     if not report_only:
         try:
             record_failures(output_dir, outcomes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -147,18 +148,38 @@ def _other_seeds(row: VariantRow, name: str, reference: VariantRow) -> bool:
     return row.seeds.get(name) != reference.seeds.get(name)
 
 
+def override_text(key: str, value: object) -> str:
+    """``key`` and a YAML value -> ``key=value`` in YAML flow syntax (JSON is valid flow)."""
+    return f"{key}={json.dumps(value)}"
+
+
+def _what_was_run(loaded: "LoadedStudy", overrides: Sequence[str]) -> str:
+    """``Base recipe `B` ... with the study's overrides `-o ...` and the command line's `-o
+    ...``: the base as the study file writes it, and every override each run got besides
+    its variant's (a smoke study's table must not read like the full one's)."""
+    base = loaded.study.base
+    shown = f"`{base}`" if Path(base).expanduser().is_absolute() else f"`{base}` (relative to the study file)"
+    given = []
+    if loaded.study.overrides:
+        texts = [override_text(key, value) for key, value in loaded.study.overrides.items()]
+        given.append(f"the study's overrides `{' '.join(f'-o {text}' for text in texts)}`")
+    if overrides:
+        given.append(f"the command line's `{' '.join(f'-o {text}' for text in overrides)}`")
+    return f"Base recipe {shown}" + (" with " + " and ".join(given) if given else "")
+
+
 def markdown_table(loaded: "LoadedStudy", rows: list[VariantRow], overrides: Sequence[str] = ()) -> str:
     """The Markdown text of ``results.md``; ``overrides``: the command line's ``-o``, which
-    every run of the study got (a smoke study's table must not read like the full one's)."""
+    every run of the study got. The header names them, the study file's own ``overrides:``
+    and the base recipe as the study file writes it (:func:`_what_was_run`)."""
     study = loaded.study
     metrics = study.metrics
     title = study.title or f"Ablation study {loaded.path.name}"
     seeds = ", ".join(str(s) for s in study.seeds)
-    given = f" with `{' '.join(f'-o {text}' for text in overrides)}`" if overrides else ""
     lines = [
         f"# {title}",
         "",
-        f"Base recipe `{loaded.base.name}`{given}, seeds {seeds}; test split of each run's selected checkpoint "
+        f"{_what_was_run(loaded, overrides)}, seeds {seeds}; test split of each run's selected checkpoint "
         f"(metrics.json), %, mean ± sample std over the finished seeds, (delta) to the reference "
         f"`{loaded.reference}`.",
         "",

@@ -129,7 +129,9 @@ def wsreid_epoch_end(run: "Run", epoch: int, logs: dict[str, float]) -> None:
         epoch: the epoch that ended, 1-based.
         logs: the row written to ``logs/epochs.csv``: mean ``"loss/<label>"`` and
             ``"loss/total"`` over the epoch's steps (an objective's mean over the steps
-            it returned a loss on), ``"lr"``, ``"seconds"``,
+            it returned a loss on), ``"lr"`` (the learning rate of the first parameter
+            group that the epoch's last step trained with; each row of
+            ``logs/steps.csv`` gives its own step's), ``"seconds"``,
             ``"diag/<label>/<name>"`` for component diagnostics, and ``"val/<metric>"``
             (and ``"test/<metric>"`` when selecting on test) when the epoch was evaluated.
 

@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command; each leaf sets ``func(args) -> exit code``.
     Every parser, sub-commands' included, is a :class:`~wsreid.cli.common.ArgumentParser`:
     an argument mistake is one line ``error: ... (see wsreid COMMAND --help)``, exit 2."""
+    from wsreid import __version__
+
     parser = ArgumentParser(prog="wsreid", description="Weakly-supervised text-to-person re-identification")
+    parser.add_argument("--version", action="version", version=f"wsreid {__version__}")
     add_debug(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run.add_parsers(sub)
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
     forget_printed_warnings()  # this command's plugin warnings, once each
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # `wsreid` alone: what it can do, not a one-line error
+        parser.print_help()
+        return ExitCode.USER_ERROR
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or debug_requested()
     with signals.stop_on_signals():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from wsreid.cli.common import add_common, add_overrides, path_argument, say_stop
+from wsreid.cli.common import OVERRIDE_VALUE_HELP, add_common, add_overrides, path_argument, say_stop
 from wsreid.errors import ExitCode
 
 
@@ -13,8 +13,11 @@ def add_parsers(sub) -> None:
     """Register ``ablate``."""
     p = sub.add_parser("ablate", help="run an ablation study (variants x seeds) and tabulate it")
     p.add_argument("study", help="study YAML file (docs/ablations.md)")
-    add_overrides(p, "override a recipe key in every run, after the study's own overrides (repeatable)")
-    p.add_argument("--output-dir", type=path_argument, help="study directory (default: the study's output_dir)")
+    add_overrides(p, f"override a recipe key in every run, after the study's own overrides ({OVERRIDE_VALUE_HELP})")
+    p.add_argument("--output-dir", type=path_argument,
+                   help="study directory (default: the study's output_dir, else runs/ablations/<study file name "
+                        "without .yaml>; either, when relative, is relative to the working directory, not to the "
+                        "study file)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
     p.add_argument("--report-only", action="store_true",
                    help="write the table, CSV and chart from the finished runs; run nothing")
@@ -45,7 +48,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     130 when interrupted (143: stopped by SIGTERM, 129: by SIGHUP), 2 (before anything
     runs) when some planned run is invalid. ``--dry-run``: 0, or 2 when some planned run is
     invalid."""
-    from wsreid.ablate import STATE_DONE, ablation_study
+    from wsreid.ablate import STATE_DONE, STATE_OUTDATED, ablation_study, stopped_run_note
     from wsreid.engine import signals
     from wsreid.errors import StudyError
 
@@ -60,15 +63,21 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             raise
         signum = signals.signal_of(exc)
         say_stop(f"{signals.describe(signum)} after {len(outcomes)} of {getattr(exc, 'total', len(outcomes))} runs; "
-                 "run the same command again to go on")
+                 f"run the same command again to go on{stopped_run_note(exc)}")
         return signals.exit_code(signum)
-    if report.dry_run:
+    if report.dry_run:  # what the study would do: its exit status too, where it would refuse to run
         done = sum(o.status == STATE_DONE for o in report.outcomes)
-        print(f"{len(report.outcomes)} runs ({done} finished); nothing was run")
+        outdated = sum(o.status == STATE_OUTDATED for o in report.outcomes)
+        counts = f"{done} finished" + (f", {outdated} outdated: " + (
+            "--rerun-outdated trains them again" if args.rerun_outdated else
+            "the study refuses them without --rerun-outdated") if outdated else "")
+        print(f"{len(report.outcomes)} runs ({counts}); nothing was run")
         invalid = sum(o.status == "failed" for o in report.outcomes)
         if invalid:
             raise StudyError(f"{args.study}: {invalid} of {len(report.outcomes)} planned runs are invalid "
                              "(their FAILED lines above say why)", hint="fix them, then run the study")
+        if report.refused is not None:
+            raise report.refused
         return ExitCode.OK
     print(report.paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in report.paths.values()))

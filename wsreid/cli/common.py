@@ -51,6 +51,20 @@ ErrorHint = Callable[["ArgumentParser", str, Sequence[str]], "tuple[str, str] | 
 _LEFT_BY = "_wsreid_unrecognized_by"
 
 
+def _close_choice(message: str) -> str | None:
+    """The choice closest to the one given, in argparse's ``invalid choice: 'X' (choose
+    from 'a', 'b')`` message, when one is close (a typo); None otherwise."""
+    import difflib
+    import re
+
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    if found is None:
+        return None
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """The parser of ``wsreid`` and of each of its commands and sub-commands (argparse's
     sub-parsers take their parent's class): an argument mistake prints one line
@@ -87,9 +101,13 @@ class ArgumentParser(argparse.ArgumentParser):
         return namespace
 
     def error(self, message: str):
-        """Print ``error: <message> (see <prog> --help)`` and exit with 2."""
+        """Print ``error: <message> (see <prog> --help)`` and exit with 2; a choice close
+        to one of the choices adds ``did you mean ...?``."""
         message = " ".join(str(message).split())
         todo = f"see {self.prog} --help"
+        close = _close_choice(message)
+        if close:
+            todo = f"did you mean {close!r}? See {self.prog} --help"
         for hint in self._error_hints:
             said = hint(self, message, self._parsed)
             if said:
@@ -176,10 +194,15 @@ def add_debug(p: argparse.ArgumentParser, default=False) -> None:
     p.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
 
 
+#: how every command's ``-o KEY=VALUE`` reads its value (the end of its help line)
+OVERRIDE_VALUE_HELP = ("repeatable; VALUE is YAML; KEY=null removes the key, so its default applies, not the value "
+                       "of a recipe it extends")
+
+
 def add_overrides(p: argparse.ArgumentParser, help_text: str | None = None) -> None:
     """``-o/--override KEY=VALUE`` (repeatable)."""
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help=help_text or "override a recipe key, e.g. -o train.lr=2e-5 (repeatable; VALUE is YAML)")
+                   help=help_text or f"override a recipe key, e.g. -o train.lr=2e-5 ({OVERRIDE_VALUE_HELP})")
 
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from wsreid.cli.common import add_common, add_overrides, path_argument
+from wsreid.cli.common import OVERRIDE_VALUE_HELP, add_common, add_overrides, path_argument
 from wsreid.errors import ExitCode, UserError
 
 
@@ -28,10 +28,11 @@ def add_parsers(sub) -> None:
     p.add_argument("target", nargs="?", type=path_argument,
                    help="run directory, checkpoint directory, model .safetensors, or (with --zero-shot) a recipe")
     p.add_argument("--recipe", type=path_argument, help="recipe (default: the run's recipe.yaml)")
-    add_overrides(p, "override a key of the recipe, e.g. -o data.root=DIR (repeatable; VALUE is YAML)")
+    add_overrides(p, f"override a key of the recipe, e.g. -o data.root=DIR ({OVERRIDE_VALUE_HELP})")
     p.add_argument("--data", metavar="RECIPE", type=path_argument,
                    help="cross-dataset evaluation: use the data block of this recipe instead of the run's")
-    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="the split whose captions query its images (default test)")
     p.add_argument("--zero-shot", action="store_true", help="evaluate the encoder as the recipe loads it (no weights)")
     p.add_argument("--query-mask-ratio", metavar="R[,R...]",
                    help="also evaluate with a share R of each query's word tokens masked, e.g. 0.1,0.3,0.5")

@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from wsreid.cli.common import GreedyOptionHint, add_common, add_overrides, path_argument
+from wsreid.cli.common import OVERRIDE_VALUE_HELP, GreedyOptionHint, add_common, add_overrides, path_argument
 from wsreid.errors import ExitCode, UserError
 
 #: unreadable image files named one by one; more are counted in one line
@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="images listed per description (default 5)")
     p.add_argument("--recipe", type=path_argument, help="recipe (default: the run's recipe.yaml)")
     p.add_argument("--zero-shot", action="store_true", help="use the encoder as the recipe loads it (no weights)")
-    add_overrides(p, "override a key of the recipe (repeatable; VALUE is YAML)")
+    add_overrides(p, f"override a key of the recipe ({OVERRIDE_VALUE_HELP})")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default table)")
     add_common(p)
     p.add_error_hint(GreedyOptionHint("--images", "DESCRIPTION"))  # `--images DIR "a man"`: the description taken as a path
