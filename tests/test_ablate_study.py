@@ -957,8 +957,12 @@ def test_a_dry_run_says_that_the_study_would_refuse_its_outdated_runs(study_file
     ("base: recipes/base.yaml\nseeds: [zero]\nvariants: [{label: A}]\n",
      "error: {study}:2: seeds.0: input should be a valid integer (got 'zero')"),
     ("base: recipes/base.yaml\nvariants: [{label: A, overide: {}}]\n",
-     "error: {study}:2: variants.0.overide: unknown key 'overide' (a study has base, variants (label, overrides), "
-     "seeds; see docs/ablations.md)"),
+     "error: {study}:2: variants.0.overide: unknown key 'overide' (did you mean 'overrides'?)"),
+    ("base: recipes/base.yaml\nvariants: [{label: A, extra: 1}]\n",
+     "error: {study}:2: variants.0.extra: unknown key 'extra' (valid keys here: label, overrides, note)"),
+    ("base: recipes/base.yaml\nvariants:\n  - overrides: {}\n",
+     "error: {study}:3: variants.0.label: required key 'label' is missing (add it: the variant's row in the table "
+     "and its directory runs/<label>)"),
 ])
 def test_a_study_file_error_reads_as_a_recipe_error_does(study_file, capsys, text, message):
     """Errors of a study file used pydantic's wording (`seed: Extra inputs are not

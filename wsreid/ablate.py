@@ -41,7 +41,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar
+from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -105,9 +105,6 @@ class Variant(_Strict):
 
 class Study(_Strict):
     """The study file's content (paths as written)."""
-
-    #: no component sections: what the recipe's error wording (:func:`_study_file_error`) looks up
-    component_models: ClassVar[dict[str, dict[str, Any]]] = {}
 
     base: str = Field(description="the recipe every run trains, relative to the study file")
     variants: list[Variant] = Field(min_length=1, description="the rows of the table: each a label and its "

@@ -648,7 +648,7 @@ def _clean_path(loc: tuple[Any, ...], model: type[RecipeBase]) -> KeyPath:
     if parts and parts[0] in COMPONENT_SECTIONS:
         kind, multi = COMPONENT_SECTIONS[parts[0]]
         tag_at = 2 if multi else 1
-        if model.component_models.get(kind) and len(parts) > tag_at:
+        if getattr(model, "component_models", {}).get(kind) and len(parts) > tag_at:
             del parts[tag_at]
     return tuple(parts)
 
@@ -682,9 +682,27 @@ def _model_at(model: type[RecipeBase], path: KeyPath, tree: dict[str, Any]) -> t
             cls = model.component_models.get(kind, {}).get(name) if isinstance(name, str) else None
         else:
             field = cls.model_fields.get(part) if isinstance(part, str) else None
-            cls = _model_in(field.annotation) if field is not None else None
+            item = _list_item(field.annotation) if field is not None else None
+            if item is not None and i + 1 < len(path) and isinstance(path[i + 1], int):
+                cls = _model_in(item)  # an item of a list of mappings (a study's variants.0)
+                i += 1
+            else:
+                cls = _model_in(field.annotation) if field is not None else None
         i += 1
     return cls
+
+
+def _list_item(annotation: Any) -> Any:
+    """The item type of a ``list[X]`` annotation (also inside Optional / Annotated);
+    None for any other."""
+    if typing.get_origin(annotation) is list:
+        return (typing.get_args(annotation) or (None,))[0]
+    if typing.get_origin(annotation) in (Union, types.UnionType, Annotated):
+        for arg in typing.get_args(annotation):
+            found = _list_item(arg)
+            if found is not None:
+                return found
+    return None
 
 
 _OVERRIDE = "override -o "
