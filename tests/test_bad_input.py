@@ -22,6 +22,10 @@ CASES = {
         "data: train_images_per_id [0.5, 0.4] must be probabilities (of 2, 3, ... images) summing to 1",
     ),
     "broken plugin module": (["-o", "plugins=[wsreid_test_broken]"], "plugin module 'wsreid_test_broken'"),
+    # it read 'input should be a valid dictionary or instance of EvalConfig (got 5)'
+    "a section given a value": (["-o", "eval=5"], "override -o eval=5: eval: takes a mapping of keys, got 5 (set one "
+                                                  "of its keys, e.g. eval.KEY=VALUE; its keys: every, batch_size, "
+                                                  "select, chunk_size)\n"),
 }
 
 

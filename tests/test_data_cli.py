@@ -69,7 +69,7 @@ def test_data_synth_rejects_bad_settings(tmp_path: Path, setting: str, message: 
 
 
 def test_data_synth_rejects_a_malformed_list_setting(tmp_path: Path) -> None:
-    with pytest.raises(RecipeError, match=r"^--set train_images_per_id=\[0\.5:1: invalid YAML") as info:
+    with pytest.raises(RecipeError, match=r"^--set train_images_per_id=\[0\.5: invalid YAML") as info:
         _run(["data", "synth", "--out", str(tmp_path / "x"), "--set", "train_images_per_id=[0.5"])
     assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
 

@@ -404,8 +404,10 @@ def test_the_library_takes_settings_as_a_mapping_and_says_what_is_wrong_in_one_l
     path, records = synth_records({"size": "tiny", "seed": 3}, tmp_path / "out")
     assert path == tmp_path / "out" / "reid_raw.json" and len(records) > 0
     assert synth_config({"size": "tiny", "seed": 3}) == SynthConfig(size="tiny", seed=3)
-    for settings, says in (({"size": "huge"}, "synth-pedes setting size: Input should be 'tiny', 'small', 'medium' "
-                                               "or 'cuhk'"),
+    for settings, says in (({"size": "huge"}, "synth-pedes setting size: input should be 'tiny', 'small', 'medium' "
+                                               "or 'cuhk' (got 'huge')"),
+                           ({"caption_noise": "abc"}, "synth-pedes setting caption_noise: input should be a valid "
+                                                      "number, unable to parse string as a number (got 'abc')"),
                            ({"caption_noize": 0.1}, "synth-pedes setting 'caption_noize' is unknown (settings are: "
                                                     "size, seed, "),
                            ({"min_mentions": 5, "max_mentions": 4}, "synth-pedes settings: max_mentions must be at "

@@ -831,6 +831,13 @@ def validation_error_line(exc: ValidationError, tree: dict[str, Any], locations:
         close = same_letters or described or difflib.get_close_matches(str(err["input"]), choices, n=1, cutoff=0.5)
         if close:
             hint = f"did you mean {close[0]!r}?"
+    elif kind in ("model_type", "dict_type") and not isinstance(err.get("input"), dict):
+        # a section or block given a value where its keys go (-o train=5)
+        parent = _model_at(model, path, tree) if path else None
+        message = f"takes a mapping of keys, got {_short(err.get('input'))}"
+        keys = ", ".join(parent.model_fields) if parent is not None else ""
+        hint = (f"set one of its keys, e.g. {dotted(path)}.KEY=VALUE" if str(where).startswith(_OVERRIDE)
+                else "write its keys below it") + (f"; its keys: {keys}" if keys else "")
     else:
         message = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
         message = message[:1].lower() + message[1:]

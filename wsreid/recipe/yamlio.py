@@ -43,25 +43,26 @@ def _loader() -> YAML:
     return yaml
 
 
-def _yaml_error(source: str, exc: YAMLError) -> RecipeError:
+def _yaml_error(source: str, exc: YAMLError, with_line: bool = True) -> RecipeError:
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        where = f"{source}:{mark.line + 1}" if mark is not None and with_line else source
         what = " ".join(p for p in (exc.context, exc.problem) if p)
     else:
         where, what = source, str(exc)
     return RecipeError(f"{where}: invalid YAML: {what}", hint="check indentation, quoting and brackets")
 
 
-def parse_yaml_text(text: str, source: str) -> tuple[Any, Locations]:
+def parse_yaml_text(text: str, source: str, *, with_lines: bool = True) -> tuple[Any, Locations]:
     """Parse YAML 1.2 ``text`` into plain values and their locations (``source``: the
-    name shown in messages)."""
+    name shown in messages, followed by the line of invalid YAML unless ``with_lines`` is
+    False)."""
     try:
         with warnings.catch_warnings():  # YAML 1.2 lets an anchor name be given again: the alias takes the latest
             warnings.simplefilter("ignore", ReusedAnchorWarning)
             data = _loader().load(text)
     except YAMLError as exc:
-        raise _yaml_error(source, exc) from None
+        raise _yaml_error(source, exc, with_lines) from None
     if "*" in text:  # an alias: none may point at a mapping or list that contains it
         _check_recursive_aliases(text, source)
     locations = Locations(Location(source))
@@ -153,8 +154,10 @@ def read_yaml_file(path: str | os.PathLike[str], kind: str = "recipe") -> tuple[
 
 
 def parse_flow_value(text: str, source: str = "<value>") -> Any:
-    """Parse one YAML 1.2 value (``2e-5``, ``image``, ``[1, 2]``, ``{name: itc}``, ``null``)."""
-    tree, _ = parse_yaml_text(text, source)
+    """Parse one YAML 1.2 value (``2e-5``, ``image``, ``[1, 2]``, ``{name: itc}``, ``null``);
+    invalid YAML names ``source`` without a line number (the value is one line:
+    ``override -o train.lr=[1,2: invalid YAML: ...``)."""
+    tree, _ = parse_yaml_text(text, source, with_lines=False)
     return tree
 
 

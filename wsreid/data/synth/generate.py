@@ -253,6 +253,9 @@ def synth_config(settings: SynthConfig | Mapping[str, Any]) -> SynthConfig:
         err = exc.errors()[0]
         where = " " + ".".join(str(p) for p in err["loc"]) if err["loc"] else "s"  # a model check names no one field
         message = re.sub(r"^Value error, ", "", err["msg"])
+        message = message[:1].lower() + message[1:]
+        if err["loc"] and not isinstance(err.get("input"), Mapping):  # the value given, as a recipe's error says
+            message += f" (got {err.get('input')!r})"
         raise DataError(f"synth-pedes setting{where}: {message}") from None
 
 
