@@ -445,3 +445,33 @@ def test_a_run_of_another_version_whose_recipe_does_not_load_says_so(make_recipe
     assert main(["eval", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "written by" not in err and "(check that the recipe matches the run that wrote it)" in err, err
+
+
+def test_a_directory_given_as_the_recipe_names_the_recipe_of_the_run_in_it(tmp_path, capsys, monkeypatch):
+    """`wsreid run RUN` (the run directory, not its recipe.yaml) said only to give the
+    recipe file inside it; a run directory's recipe and the resume command are known."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my run").mkdir()
+    (tmp_path / "my run" / "recipe.yaml").write_text("data: {name: synth-pedes}\n")
+    (tmp_path / "empty").mkdir()
+    assert _user_error(capsys, ["run", "my run"]) == (
+        "error: my run: recipe file not found (it is a directory; the recipe of the run in it is 'my run/recipe.yaml'; "
+        "to resume that run: wsreid run 'my run/recipe.yaml' --output-dir 'my run' --resume)")
+    assert _user_error(capsys, ["validate", "empty"]) == (
+        "error: empty: recipe file not found (it is a directory; give the recipe file inside it)")
+
+
+def test_eval_of_an_ablation_studys_directory_names_its_runs(tmp_path, capsys):
+    """It said the folder was 'neither a run directory nor a checkpoint'."""
+    study = tmp_path / "study"
+    for label in ("B", "A"):
+        (study / "runs" / label / "seed-0").mkdir(parents=True)
+        (study / "runs" / label / "seed-0" / "recipe.yaml").write_text("data: {name: synth-pedes}\n")
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 16)).save(tmp_path / "photos" / "p.png")
+    for command in (["eval", str(study)], ["search", str(study), "a man", "--images", str(tmp_path / "photos")]):
+        assert _user_error(capsys, command) == (
+            f"error: {study} is an ablation study's directory, not a run (its 2 runs are in {study}/runs/<label>/"
+            f"seed-<seed>) (name one of them, e.g. {study}/runs/A/seed-0)")

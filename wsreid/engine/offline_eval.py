@@ -96,6 +96,11 @@ def resolve_target(target: str | os.PathLike[str] | None = None, recipe: str | o
         in_run = path.parent.parent.name == "checkpoints" and (owner / "recipe.yaml").exists()
         weights, run_dir = path, owner if in_run else None
     else:
+        inside = sorted(path.glob("runs/*/seed-*/recipe.yaml")) if path.is_dir() else []
+        if inside:  # an ablation study's directory: its runs are below it
+            example = inside[0].parent
+            raise UserError(f"{target} is an ablation study's directory, not a run (its {len(inside)} runs are in "
+                            f"{path / 'runs'}/<label>/seed-<seed>)", hint=f"name one of them, e.g. {example}")
         raise UserError(f"{target} is neither a run directory nor a checkpoint",
                         hint="pass a run directory (holding recipe.yaml), a checkpoint directory or .safetensors file")
     recipe = recipe or (str(run_dir / "recipe.yaml") if run_dir else None)

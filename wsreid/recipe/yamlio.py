@@ -12,6 +12,7 @@ import datetime as _dt
 import io
 import os
 import re
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,10 @@ def read_yaml_file(path: str | os.PathLike[str], kind: str = "recipe") -> tuple[
     p = Path(path)
     if not p.is_file():
         hint = f"it is a directory; give the {kind} file inside it" if p.is_dir() else "check the path"
+        if kind == "recipe" and (p / "recipe.yaml").is_file():  # a run directory: the recipe it was started with
+            inside = shlex.quote(str(Path(source) / "recipe.yaml"))
+            hint = (f"it is a directory; the recipe of the run in it is {inside}; to resume that run: wsreid run "
+                    f"{inside} --output-dir {shlex.quote(source)} --resume")
         raise RecipeError(f"{source}: {kind} file not found", hint=hint)
     try:
         text = p.read_text(encoding="utf-8")
