@@ -29,6 +29,13 @@ the result in the order given. The rules:
   overrides of the same list set inside the block stay (``-o data.root=/d -o
   data.name=rstpreid`` is ``-o data.name=rstpreid -o data.root=/d``).
 - A file that extends itself, directly or through a cycle, is an error naming the chain.
+- **Relative paths** follow two rules. ``extends``, ``init.recipe``, ``init.run`` and
+  ``data.root`` name files that belong with the recipe: relative to the file that writes
+  them (to the working directory when an override sets them). ``output_dir`` and the
+  paths components read (``encoder.pretrained``, ``encoder.tokenizer``, a recorded-views
+  file) are relative to the working directory the command runs in. A run's recipe.yaml
+  stores ``data.root``, the init paths and the encoder's local folders and files
+  absolute, so that the run is resumed and evaluated from any directory.
 """
 
 from __future__ import annotations
