@@ -162,3 +162,34 @@ def test_the_logged_learning_rate_is_the_one_each_step_trained_with(scheduled):
     epochs = _rows(scheduled, "epochs.csv")
     assert [float(row["lr"]) for row in epochs] == pytest.approx(
         [train.lr * lr_factor(e * per_epoch - 1, per_epoch, train) for e in (1, 2)], rel=1e-6)
+
+
+def test_run_prints_one_line_an_epoch_with_what_epochs_csv_holds(make_recipe, tmp_path, capsys):
+    """Output to a log file or CI (no progress bar) was silent between the dataset summary
+    and the test line, for minutes."""
+    import re
+
+    recipe = make_recipe("baselines/itc.yaml")  # 2 epochs, validation every epoch
+    capsys.readouterr()
+    assert main(["run", str(recipe)]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    rows = _rows(tmp_path / "run", "epochs.csv")
+    assert len(printed) == len(rows) == 2
+    for line, row in zip(printed, rows):
+        found = re.fullmatch(r"epoch (\d)/2: loss (\S+), lr (\S+), val R1 (\S+) mAP (\S+) \((\S+) s\)", line)
+        assert found, line
+        epoch, loss, lr, r1, m_ap, seconds = found.groups()
+        assert epoch == row["epoch"]
+        assert float(loss) == pytest.approx(float(row["loss/total"]), abs=5e-5)
+        assert float(lr) == pytest.approx(float(row["lr"]), rel=1e-2)
+        assert (float(r1), float(m_ap)) == pytest.approx((float(row["val/R1"]), float(row["val/mAP"])), abs=5e-3)
+        assert float(seconds) == pytest.approx(float(row["seconds"]), abs=0.05)
+
+
+def test_the_epoch_line_leaves_out_what_an_epoch_does_not_have():
+    from wsreid.engine.run import epoch_summary
+
+    assert epoch_summary(1, 8, {"loss/total": 4.12345, "lr": 2e-4, "seconds": 17.04}, {"epoch": 1}) == (
+        "epoch 1/8: loss 4.1235, lr 0.0002 (17.0 s)")
+    assert epoch_summary(2, 8, {"lr": 1.5e-5, "seconds": 3.0}, {"epoch": 2, "val": {"R1": 25.104, "mAP": 24.0}}) == (
+        "epoch 2/8: lr 1.5e-05, val R1 25.10 mAP 24.00 (3.0 s)")

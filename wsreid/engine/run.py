@@ -135,6 +135,17 @@ def check_shared_run_dir(run_dir: Path, dist: Distributed) -> None:
                         hint="put output_dir on a file system every node sees; see docs/distributed.md")
 
 
+def epoch_summary(epoch: int, epochs: int, logs: dict[str, float], record: dict[str, Any]) -> str:
+    """The line ``wsreid run`` prints after each epoch: ``epoch 3/8: loss 4.1234, lr
+    0.0002, val R1 25.10 mAP 24.00 (17.0 s)`` (val where the epoch was evaluated)."""
+    parts = [f"loss {logs['loss/total']:.4f}"] if "loss/total" in logs else []
+    parts.append(f"lr {logs['lr']:.3g}")
+    val = record.get("val")
+    if val:
+        parts.append(f"val R1 {val['R1']:.2f} mAP {val['mAP']:.2f}")
+    return f"epoch {epoch}/{epochs}: {', '.join(parts)} ({logs['seconds']:.1f} s)"
+
+
 class Run:
     """A training run of a validated recipe into ``run_dir``.
 
@@ -774,6 +785,8 @@ class Run:
             record = self.evaluate_and_select(self.epoch, logs)
             self.history.append(record)
             self.logger.epoch(self.epoch, logs)
+            if self.dist.is_main:  # one line an epoch: a log file or CI output shows progress without the bar
+                print(epoch_summary(self.epoch, r.train.epochs, logs, record), flush=True)
             with self.hook_guard("wsreid_epoch_end"):
                 self.plugins.hook.wsreid_epoch_end(run=self, epoch=self.epoch, logs=logs)
             if self.epoch % r.train.checkpoint_every == 0 or self.epoch == r.train.epochs:
