@@ -215,9 +215,14 @@ def test_plugins_command_shows_kind_distribution_version_and_parameters(site, ca
                      "objective:"]
     objectives = lines[lines.index("objective:"):]
     scaled = objectives.index("scaled fake-extra 3.1.4 (extra)")
-    assert objectives[scaled + 1:scaled + 3] == ["ITC times a factor.", "factor = 0.5"]
-    assert "itc wsreid 0.1.0 (standard)" in objectives and "temperature = 0.02" in objectives
-    assert "relation = '<required>'" in objectives
+    assert objectives[scaled + 1:scaled + 3] == ["ITC times a factor.", "factor: 0.5"]
+    assert "itc wsreid 0.1.0 (standard)" in objectives and "temperature: 0.02" in objectives
+    assert "relation: (required)" in objectives
+    # defaults as a recipe writes them (YAML), not Python's repr: None, VisionParams(...), (384, 128), ``code``
+    encoders = lines[lines.index("encoder:"):lines.index("pair_construction:")]
+    assert {"pretrained: null", "mask_token: added", "image_size: [384, 128]",
+            "vision: {hidden: 768, layers: 12, heads: 12, intermediate: null, patch_size: 16}"} <= set(encoders)
+    assert "SDM against the relation named by `relation` (docs/method.md; Eq. 8-10, 16-18, 21)." in objectives
     assert "true-identity wsreid 0.1.0 (baselines) [NOT weakly supervised]" in lines
     assert "identity-classification wsreid 0.1.0 (baselines) [NOT weakly supervised] [trainable]" in lines
 
@@ -393,3 +398,17 @@ def test_what_a_plugin_prints_while_it_loads_goes_to_stderr(site, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["title"].startswith("wsreid recipe")
     assert captured.err == "loud: hello from import\n"
+
+
+@pytest.mark.parametrize("value, written", [
+    (None, "null"), (True, "true"), (0.5, "0.5"), (2, "2"), ("small", "small"), ("null", "'null'"),
+    ("1e-5", "'1e-5'"), ("a: b", "'a: b'"), ("", "''"), ((384, 128), "[384, 128]"),
+    ({"hidden": 8, "x": None}, "{hidden: 8, x: null}"), ([0.02, 0.4], "[0.02, 0.4]"),
+])
+def test_plugins_writes_a_default_as_a_recipe_would(value, written):
+    from wsreid.cli.plugins import yaml_flow
+    from wsreid.recipe.yamlio import parse_flow_value
+
+    assert yaml_flow(value) == written
+    back = parse_flow_value(written)
+    assert back == (list(value) if isinstance(value, tuple) else value)  # read back as the value it shows

@@ -87,8 +87,8 @@ def test_settings_in_schema_and_plugins_listing(plugins, capsys):
         "settings:\n"
         "  progress                 progress_observer (progress_observer)\n"
         "      How often the progress observer reports.\n"
-        "      every = 5  # report every N steps\n"
-        "      prefix = 'progress'  # first word of each report\n"
+        "      every: 5  # report every N steps\n"
+        "      prefix: progress  # first word of each report\n"
         "observers:\n"
         "  progress_observer        progress_observer: wsreid_epoch_end\n")
 

@@ -65,10 +65,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 flag += "  [trainable]"  # its parameters are trained with the encoder's
             print(f"  {e.name:<24} {e.provided_by} ({e.provider}){flag}")
             if e.summary:
-                print(f"      {e.summary}")
+                print(f"      {plain_text(e.summary)}")
             for fname, field in e.params_model.model_fields.items():
-                default = field.get_default(call_default_factory=True) if not field.is_required() else "<required>"
-                print(f"      {fname} = {default!r}")
+                default = "(required)" if field.is_required() else yaml_flow(
+                    field.get_default(call_default_factory=True))
+                print(f"      {fname}: {default}")
     print_settings_and_observers(plugins)
     for b in plugins.broken:
         print(f"broken: {b.describe()}")
@@ -76,6 +77,40 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if disabled:
         print(f"disabled: {', '.join(sorted(disabled))}")
     return ExitCode.OK
+
+
+def plain_text(docstring_text: str) -> str:
+    """A docstring's sentence for the terminal: ``code`` written as `code`."""
+    return docstring_text.replace("``", "`")
+
+
+def yaml_flow(value: object) -> str:
+    """A default as a recipe writes it (YAML 1.2 flow): ``null``, ``true``, ``small``,
+    ``[384, 128]``, ``{hidden: 768, layers: 12}``; a string that YAML would read as
+    something else (``'null'``, ``'1e-5'``, ``'a: b'``) in quotes."""
+    import json
+
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {yaml_flow(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yaml_flow(item) for item in value) + "]"
+    from wsreid.errors import RecipeError
+    from wsreid.recipe.yamlio import parse_flow_value
+
+    text = str(value)
+    try:
+        plain = parse_flow_value(text) == text  # read back as the same string: no quotes needed
+    except RecipeError:  # not valid YAML unquoted
+        plain = False
+    return text if plain and text.strip() == text and text else repr(text)
 
 
 def print_settings_and_observers(plugins: "Plugins") -> None:
@@ -87,9 +122,9 @@ def print_settings_and_observers(plugins: "Plugins") -> None:
     for e in entries:
         print(f"  {e.key:<24} {e.provided_by} ({e.provider})")
         if e.summary:
-            print(f"      {e.summary}")
+            print(f"      {plain_text(e.summary)}")
         for fname, fld in e.model.model_fields.items():
-            print(f"      {fname} = {fld.get_default(call_default_factory=True)!r}"
+            print(f"      {fname}: {yaml_flow(fld.get_default(call_default_factory=True))}"
                   + (f"  # {fld.description}" if fld.description else ""))
     observers = plugins.observers()
     print("observers:" if observers else "observers: none")
