@@ -13,7 +13,7 @@ import types
 import typing
 import warnings
 import weakref
-from typing import Any, Annotated, Literal, Mapping, Union
+from typing import Annotated, Any, Callable, Literal, Mapping, Union
 
 from pathlib import Path as FilePath
 
@@ -653,15 +653,21 @@ def _clean_path(loc: tuple[Any, ...], model: type[RecipeBase]) -> KeyPath:
     return tuple(parts)
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (Union, types.UnionType, Annotated):
+def _first_in(annotation: Any, pick: Callable[[Any], Any]) -> Any:
+    """``pick(annotation)``, or else the first non-None ``pick`` of a member of a union,
+    Optional or Annotated annotation (depth first); None when none gives one."""
+    found = pick(annotation)
+    if found is None and typing.get_origin(annotation) in (Union, types.UnionType, Annotated):
         for arg in typing.get_args(annotation):
-            found = _model_in(arg)
+            found = _first_in(arg, pick)
             if found is not None:
-                return found
-    return None
+                break
+    return found
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation validates a mapping with (``X``, ``X | None``, ...)."""
+    return _first_in(annotation, lambda a: a if isinstance(a, type) and issubclass(a, BaseModel) else None)
 
 
 def _model_at(model: type[RecipeBase], path: KeyPath, tree: dict[str, Any]) -> type[BaseModel] | None:
@@ -695,14 +701,7 @@ def _model_at(model: type[RecipeBase], path: KeyPath, tree: dict[str, Any]) -> t
 def _list_item(annotation: Any) -> Any:
     """The item type of a ``list[X]`` annotation (also inside Optional / Annotated);
     None for any other."""
-    if typing.get_origin(annotation) is list:
-        return (typing.get_args(annotation) or (None,))[0]
-    if typing.get_origin(annotation) in (Union, types.UnionType, Annotated):
-        for arg in typing.get_args(annotation):
-            found = _list_item(arg)
-            if found is not None:
-                return found
-    return None
+    return _first_in(annotation, lambda a: (typing.get_args(a) or (None,))[0] if typing.get_origin(a) is list else None)
 
 
 _OVERRIDE = "override -o "
