@@ -47,7 +47,7 @@ def _user_error(capsys, argv: list[str]) -> str:
     (["eval", "run1", "--mask-seed", "abc"],
      "error: argument --mask-seed: invalid int value: 'abc' (see wsreid eval --help)"),
     (["eval", "run1", "--bogus", "x"], "error: unrecognized arguments: --bogus x (see wsreid eval --help)"),
-    (["--debug"], "error: the following arguments are required: COMMAND (see wsreid --help)"),
+    (["--debug", "--data"], "error: the following arguments are required: COMMAND (see wsreid --help)"),
     (["rn", "x"], "error: argument COMMAND: invalid choice: 'rn' (choose from 'run', 'validate', 'eval', 'search', "
                   "'ablate', 'schema', 'plugins', 'data', 'convert-weights') (did you mean 'run'? See wsreid --help)"),
     (["eval", "run1", "--format", "jsn"],
@@ -143,9 +143,10 @@ def test_wsreid_alone_prints_its_help_and_version_says_the_version(capsys):
     unrecognised argument."""
     from wsreid import __version__
 
-    assert main([]) == 2
-    captured = capsys.readouterr()
-    assert captured.err == "" and captured.out == build_parser().format_help()
+    for alone in ([], ["--debug"]):
+        assert main(alone) == 0
+        captured = capsys.readouterr()
+        assert captured.err == "" and captured.out == build_parser().format_help()
     assert "    run            train a recipe\n" in captured.out
     with pytest.raises(SystemExit) as info:
         main(["--version"])
@@ -450,10 +451,16 @@ def test_a_run_of_another_version_whose_recipe_does_not_load_says_so(make_recipe
 def test_a_directory_given_as_the_recipe_names_the_recipe_of_the_run_in_it(tmp_path, capsys, monkeypatch):
     """`wsreid run RUN` (the run directory, not its recipe.yaml) said only to give the
     recipe file inside it; a run directory's recipe and the resume command are known."""
+    from wsreid.checkpoint_layout import RUN_MARKER
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my run").mkdir()
     (tmp_path / "my run" / "recipe.yaml").write_text("data: {name: synth-pedes}\n")
     (tmp_path / "empty").mkdir()
+    assert _user_error(capsys, ["run", "my run"]) == (  # a folder of recipes, not a run: nothing to resume
+        "error: my run: recipe file not found (it is a directory; give the recipe file inside it: "
+        "'my run/recipe.yaml')")
+    (tmp_path / "my run" / RUN_MARKER).write_text("{}")
     assert _user_error(capsys, ["run", "my run"]) == (
         "error: my run: recipe file not found (it is a directory; the recipe of the run in it is 'my run/recipe.yaml'; "
         "to resume that run: wsreid run 'my run/recipe.yaml' --output-dir 'my run' --resume)")
@@ -475,3 +482,11 @@ def test_eval_of_an_ablation_studys_directory_names_its_runs(tmp_path, capsys):
         assert _user_error(capsys, command) == (
             f"error: {study} is an ablation study's directory, not a run (its 2 runs are in {study}/runs/<label>/"
             f"seed-<seed>) (name one of them, e.g. {study}/runs/A/seed-0)")
+
+
+@pytest.mark.parametrize("choices", ["'test', 'val'", "test, val"])  # quoted up to Python 3.12.6, plain after
+def test_a_close_choice_is_found_whatever_the_python_version_writes(choices):
+    from wsreid.cli.common import _close_choice
+
+    assert _close_choice(f"argument --split: invalid choice: 'tst' (choose from {choices})") == "test"
+    assert _close_choice(f"argument --split: invalid choice: 'xyzzy' (choose from {choices})") is None

@@ -302,9 +302,23 @@ def test_ensure_synth_caches_and_refuses_foreign_directories(tmp_path: Path, mon
     (root / gen.META_FILE).write_text(json.dumps({**meta, "generator_version": 1}))  # an older generator's
     with pytest.raises(DataError) as caught:
         ensure_synth(cfg, root)
-    assert str(caught.value) == (f"{root} holds a synth-pedes dataset generated with other settings: generator "
-                                 f"version 1 there, {gen.GENERATOR_VERSION} here (to reuse it, ask for the folder's "
-                                 "settings; else delete that directory or choose another location (data.root))")
+    assert str(caught.value) == (f"{root} holds a synth-pedes dataset written by generator version 1 (this wsreid "
+                                 f"generates version {gen.GENERATOR_VERSION}) (delete that directory or choose another "
+                                 "location (data.root))")  # no setting asks for another generator
+    config = meta["config"]
+    for edited, says in (({**config, "bogus": 1}, "bogus 1 there, not a setting here"),
+                         ({k: v for k, v in config.items() if k != "clutter"}, "clutter not recorded there, 6 asked"),
+                         ({**config, "clutter": -1}, "clutter -1 there, 6 asked")):
+        (root / gen.META_FILE).write_text(json.dumps({**meta, "config": edited}))
+        with pytest.raises(DataError) as caught:  # nothing a recipe can ask for reuses these: no such advice
+            ensure_synth(cfg, root)
+        assert str(caught.value) == (f"{root} holds a synth-pedes dataset generated with other settings: {says} "
+                                     "(delete that directory or choose another location (data.root))")
+    (root / gen.META_FILE).write_text(json.dumps({**meta, "config": {**config, "train_ids": 6}}))
+    with pytest.raises(DataError) as caught:  # values as a recipe writes them: null, not None
+        ensure_synth(cfg, root)
+    assert str(caught.value).startswith(f"{root} holds a synth-pedes dataset generated with other settings: "
+                                        "train_ids 6 there, null asked (to reuse it, ask for the folder's settings;")
     (root / gen.META_FILE).write_text(json.dumps(meta))
     foreign = tmp_path / "foreign"
     foreign.mkdir()

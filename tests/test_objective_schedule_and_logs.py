@@ -172,7 +172,9 @@ def test_run_prints_one_line_an_epoch_with_what_epochs_csv_holds(make_recipe, tm
     recipe = make_recipe("baselines/itc.yaml")  # 2 epochs, validation every epoch
     capsys.readouterr()
     assert main(["run", str(recipe)]) == 0
-    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    captured = capsys.readouterr()
+    printed = [line for line in captured.out.splitlines() if line.startswith("epoch ")]
+    assert captured.err == ""  # stderr: warnings and the one error line only
     rows = _rows(tmp_path / "run", "epochs.csv")
     assert len(printed) == len(rows) == 2
     for line, row in zip(printed, rows):

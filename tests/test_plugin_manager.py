@@ -400,15 +400,23 @@ def test_what_a_plugin_prints_while_it_loads_goes_to_stderr(site, capsys):
     assert captured.err == "loud: hello from import\n"
 
 
-@pytest.mark.parametrize("value, written", [
-    (None, "null"), (True, "true"), (0.5, "0.5"), (2, "2"), ("small", "small"), ("null", "'null'"),
-    ("1e-5", "'1e-5'"), ("a: b", "'a: b'"), ("", "''"), ((384, 128), "[384, 128]"),
-    ({"hidden": 8, "x": None}, "{hidden: 8, x: null}"), ([0.02, 0.4], "[0.02, 0.4]"),
-])
-def test_plugins_writes_a_default_as_a_recipe_would(value, written):
-    from wsreid.cli.plugins import yaml_flow
-    from wsreid.recipe.yamlio import parse_flow_value
+class _Colour(__import__("enum").Enum):
+    RED = "red"
 
-    assert yaml_flow(value) == written
-    back = parse_flow_value(written)
-    assert back == (list(value) if isinstance(value, tuple) else value)  # read back as the value it shows
+
+@pytest.mark.parametrize("value, written, read_back", [
+    (None, "null", None), (True, "true", True), (0.5, "0.5", 0.5), (2, "2", 2), ("small", "small", "small"),
+    ("null", '"null"', "null"), ("1e-5", '"1e-5"', "1e-5"), ("a: b", '"a: b"', "a: b"), ("", '""', ""),
+    ((384, 128), "[384, 128]", [384, 128]), ({"hidden": 8, "x": None}, "{hidden: 8, x: null}", {"hidden": 8, "x": None}),
+    ([0.02, 0.4], "[0.02, 0.4]", [0.02, 0.4]),
+    # strings that end or structure a plain string inside a flow collection, and keys too
+    (["a, b", "x]y"], '["a, b", "x]y"]', ["a, b", "x]y"]), ({"k": "a, b"}, '{k: "a, b"}', {"k": "a, b"}),
+    ({"null": 1}, '{"null": 1}', {"null": 1}),
+    (float("inf"), ".inf", float("inf")), (float("-inf"), "-.inf", float("-inf")),
+    ("line\nbreak", '"line\\nbreak"', "line\nbreak"), (_Colour.RED, "red", "red"),
+])
+def test_plugins_writes_a_default_as_a_recipe_would(value, written, read_back):
+    from wsreid.recipe.yamlio import flow_text, parse_flow_value
+
+    assert flow_text(value) == written
+    assert parse_flow_value(written) == read_back  # read back as the value it shows

@@ -329,9 +329,46 @@ def test_resume_of_a_run_in_its_first_epoch_says_it_is_in_progress(tmp_path):
     assert str(caught.value) == (f"output directory {run_dir} is in use by the run of wsreid process {os.getppid()} "
                                  f"on {socket.gethostname()} (started then) (wait for it to end or stop it; if it no "
                                  f"longer runs, delete {run_dir / RUN_LOCK})")
-    (run_dir / RUN_LOCK).unlink()  # stopped: now there is nothing to resume
+    # another process of a multi-process launch finds its own main process's lock: not its to judge
+    with pytest.raises(UserError, match=r"holds no checkpoint yet"):
+        check_resume_target(run_dir, is_main=False)
+    from wsreid.checkpoint_layout import FILES
+
+    (run_dir / "checkpoints" / "epoch-0001").mkdir(parents=True)
+    for name in FILES:
+        (run_dir / "checkpoints" / "epoch-0001" / name).write_bytes(b"")
+    (run_dir / "checkpoints" / "latest").write_text("epoch-0001")
+    assert check_resume_target(run_dir, is_main=False) is None  # it resumes with the launch
+    with pytest.raises(UserError, match="is in use by the run of wsreid process"):
+        check_resume_target(run_dir)
+    (run_dir / RUN_LOCK).unlink()
+    shutil.rmtree(run_dir / "checkpoints")  # stopped in its first epoch: now there is nothing to resume
     with pytest.raises(UserError, match=r"holds no checkpoint yet .*\(start it again in place with --overwrite\)"):
         check_resume_target(run_dir)
+
+
+def test_only_the_main_process_of_a_launch_judges_whether_the_run_is_in_use(make_recipe, tmp_path, monkeypatch):
+    """A second process of a torchrun launch that reached --resume's checks after the main
+    process had locked the run directory refused its own launch (seen with a rank started
+    6 s late: exit 1, 'in use by the run of wsreid process <the main one>')."""
+    import wsreid.engine.session as session
+    from wsreid.recipe import load_recipe
+
+    seen = []
+
+    def record(run_dir, is_main=True):
+        seen.append(is_main)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(session, "check_resume_target", record)
+    loaded = load_recipe(make_recipe("baselines/itc.yaml"))
+    (tmp_path / "run").mkdir()
+    for rank, main in (("1", False), ("0", True)):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit):
+            session.run_recipe(loaded, tmp_path / "run", "resume")
+    assert seen == [False, True]
 
 
 def test_a_run_holds_the_lock_while_it_runs(make_recipe, tmp_path, monkeypatch):

@@ -45,12 +45,12 @@ from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from wsreid.ablate_table import override_text
 from wsreid.engine import signals
 from wsreid.engine.rundir import IN_USE, RUN_LOCK, RunMode, RunState, same_recipe
 from wsreid.errors import ExitCode, StudyError, UserError
 from wsreid.launcher import STUDY_PID_ENV
 from wsreid.recipe.model import MAX_SEED
+from wsreid.recipe.yamlio import override_text
 
 __all__ = [
     "StudyError",
@@ -250,15 +250,10 @@ def load_study(path: str | Path) -> LoadedStudy:
 def _study_file_error(exc: ValidationError, tree: dict[str, Any], locations) -> StudyError:
     """The one line of a study file that does not validate, worded as a recipe's error is
     (the recipe's own translation of pydantic's errors: ``unknown key 'seed' (did you mean
-    'seeds'?)``, ``... (got 'zero')``). Where that line says neither what to do nor what
-    was given (its last part is no parenthesis: a key unknown inside a variant), the study
-    file's layout is named."""
-    from wsreid.recipe.build import validation_error_line
+    'seeds'?)``, ``... (got 'zero')``, a missing key with what it is for)."""
+    from wsreid.recipe.build import validation_error
 
-    line = str(validation_error_line(exc, tree, locations, Study))
-    if line.endswith(")"):
-        return StudyError(line)
-    return StudyError(line, hint="a study has base, variants (label, overrides), seeds; see docs/ablations.md")
+    return StudyError(str(validation_error(exc, tree, locations, Study)))
 
 
 def _check_metric_names(study: Study, locations) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -148,15 +147,12 @@ def _other_seeds(row: VariantRow, name: str, reference: VariantRow) -> bool:
     return row.seeds.get(name) != reference.seeds.get(name)
 
 
-def override_text(key: str, value: object) -> str:
-    """``key`` and a YAML value -> ``key=value`` in YAML flow syntax (JSON is valid flow)."""
-    return f"{key}={json.dumps(value)}"
-
-
 def _what_was_run(loaded: "LoadedStudy", overrides: Sequence[str]) -> str:
     """``Base recipe `B` ... with the study's overrides `-o ...` and the command line's `-o
     ...``: the base as the study file writes it, and every override each run got besides
     its variant's (a smoke study's table must not read like the full one's)."""
+    from wsreid.recipe.yamlio import override_text
+
     base = loaded.study.base
     shown = f"`{base}`" if Path(base).expanduser().is_absolute() else f"`{base}` (relative to the study file)"
     given = []

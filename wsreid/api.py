@@ -399,10 +399,10 @@ class BuildContext:
             a checkpoint): nothing may be written into ``run_dir``, and what the weights
             were trained with (a vocabulary built from the training captions) must be
             read from the run, never derived again from the data at hand.
-        trains: the component is built for a training run (False in ``wsreid eval``,
-            zero-shot included: warnings about the training data, such as captions cut at
-            the encoder's length, are beside the point there; the evaluation warns about
-            the captions it encodes).
+        trains: the component is built for a training run (False in ``wsreid eval`` and
+            ``wsreid search``, zero-shot included: warnings about the training data, such
+            as captions cut at the encoder's length, are beside the point there; an
+            evaluation warns about the captions it encodes).
     """
 
     run_dir: Path | None = None
@@ -698,6 +698,14 @@ class EncoderComponent(Component, torch.nn.Module):
         pad_token_id: the token at padded positions (attention mask 0).
         special_token_ids: tokens that masking never replaces (start, end, padding, ...).
         embed_dim: d, the width of the features.
+
+    Optional methods, looked up by name (the shipped CLIP encoder has both):
+        caption_token_counts(captions) -> [(tokens with start and end, word tokens,
+            unknown word tokens)] per caption: ``wsreid search`` warns of a description
+            cut at ``max_length`` or with unknown words.
+        caption_warnings(captions, described) -> one line per problem of ``captions``
+            as a whole (``described``: ``"the test queries"``): ``wsreid eval`` prints
+            them as ``warning:`` lines before encoding the split.
     """
 
     kind = "encoder"

@@ -21,6 +21,12 @@ __all__ = ["CHECKPOINTS", "FILES", "WEIGHTS", "POINTER", "BEST", "BEST_OLD", "ch
            "latest_checkpoint", "newest_complete_checkpoint", "best_checkpoint"]
 
 #: the folder of a run directory holding its checkpoints
+#: The file that marks a directory as a wsreid run directory: JSON {created, recipe}, where
+#: ``recipe`` is the resolved recipe the run was started with (``output_dir`` aside), the
+#: record ``--resume`` compares with (recipe.yaml may be edited; runs made before wsreid
+#: recorded it hold no ``recipe``).
+RUN_MARKER = ".wsreid-run"
+
 CHECKPOINTS = "checkpoints"
 #: the encoder's weights, in a checkpoint folder and in ``best``
 WEIGHTS = "model.safetensors"

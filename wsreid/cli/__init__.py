@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
 
     forget_printed_warnings()  # this command's plugin warnings, once each
     parser = build_parser()
-    if not (sys.argv[1:] if argv is None else argv):  # `wsreid` alone: what it can do, not a one-line error
+    given = sys.argv[1:] if argv is None else argv
+    if not [arg for arg in given if arg != "--debug"]:  # `wsreid` alone asks what it can do: its help
         parser.print_help()
-        return ExitCode.USER_ERROR
+        return ExitCode.OK
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or debug_requested()
     with signals.stop_on_signals():

@@ -47,7 +47,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     """Run the study and print the table; 0 when every run finished, 1 when some failed,
     130 when interrupted (143: stopped by SIGTERM, 129: by SIGHUP), 2 (before anything
     runs) when some planned run is invalid. ``--dry-run``: 0, or 2 when some planned run is
-    invalid."""
+    invalid or the study would refuse finished runs it would replace (outdated, without
+    ``--rerun-outdated``)."""
     from wsreid.ablate import STATE_DONE, STATE_OUTDATED, ablation_study, stopped_run_note
     from wsreid.engine import signals
     from wsreid.errors import StudyError

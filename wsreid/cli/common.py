@@ -60,7 +60,8 @@ def _close_choice(message: str) -> str | None:
     found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
     if found is None:
         return None
-    choices = re.findall(r"'([^']*)'", found.group(2))
+    # Python 3.12.7+ writes the choices without quotes: a, b, c
+    choices = [choice.strip("'") for choice in found.group(2).split(", ")]
     close = difflib.get_close_matches(found.group(1), choices, n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -54,6 +54,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     from wsreid.api import COMPONENT_KINDS
     from wsreid.pluginmanager import load_plugins
+    from wsreid.recipe.yamlio import flow_text
 
     plugins = load_plugins(args.module, disabled=args.disable_plugin, modules_from="--module")
     for kind in COMPONENT_KINDS:
@@ -67,7 +68,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if e.summary:
                 print(f"      {plain_text(e.summary)}")
             for fname, field in e.params_model.model_fields.items():
-                default = "(required)" if field.is_required() else yaml_flow(
+                default = "(required)" if field.is_required() else flow_text(
                     field.get_default(call_default_factory=True))
                 print(f"      {fname}: {default}")
     print_settings_and_observers(plugins)
@@ -84,39 +85,12 @@ def plain_text(docstring_text: str) -> str:
     return docstring_text.replace("``", "`")
 
 
-def yaml_flow(value: object) -> str:
-    """A default as a recipe writes it (YAML 1.2 flow): ``null``, ``true``, ``small``,
-    ``[384, 128]``, ``{hidden: 768, layers: 12}``; a string that YAML would read as
-    something else (``'null'``, ``'1e-5'``, ``'a: b'``) in quotes."""
-    import json
-
-    from pydantic import BaseModel
-
-    if isinstance(value, BaseModel):
-        value = value.model_dump()
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key}: {yaml_flow(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(yaml_flow(item) for item in value) + "]"
-    from wsreid.errors import RecipeError
-    from wsreid.recipe.yamlio import parse_flow_value
-
-    text = str(value)
-    try:
-        plain = parse_flow_value(text) == text  # read back as the same string: no quotes needed
-    except RecipeError:  # not valid YAML unquoted
-        plain = False
-    return text if plain and text.strip() == text and text else repr(text)
-
-
 def print_settings_and_observers(plugins: "Plugins") -> None:
     """The part of ``wsreid plugins`` after the components: every declared settings block
     (recipe key ``settings.<key>``, its fields and defaults) and every observer with the
     hooks it implements."""
+    from wsreid.recipe.yamlio import flow_text
+
     entries = plugins.registry.settings_entries()
     print("settings:" if entries else "settings: none declared")
     for e in entries:
@@ -124,7 +98,7 @@ def print_settings_and_observers(plugins: "Plugins") -> None:
         if e.summary:
             print(f"      {plain_text(e.summary)}")
         for fname, fld in e.model.model_fields.items():
-            print(f"      {fname}: {yaml_flow(fld.get_default(call_default_factory=True))}"
+            print(f"      {fname}: {flow_text(fld.get_default(call_default_factory=True))}"
                   + (f"  # {fld.description}" if fld.description else ""))
     observers = plugins.observers()
     print("observers:" if observers else "observers: none")

@@ -435,9 +435,12 @@ def evaluate_target(loaded, target: EvalTarget | str | os.PathLike[str], *, spli
     dist.device = device
     ev = recipe.eval
     qids, gids = torch.tensor(split.caption_person_ids), torch.tensor(split.image_person_ids)
-    query_warnings = getattr(encoder, "caption_warnings", None)  # optional, as the CLIP encoder's
-    for line in query_warnings(list(split.captions), f"the {split_name} queries") if query_warnings else ():
-        print(f"warning: {line}", file=sys.stderr, flush=True)
+    query_warnings = getattr(encoder, "caption_warnings", None)  # optional (EncoderComponent), as the CLIP encoder's
+    if query_warnings is not None:
+        with encoder_calls(plugins, recipe, f"caption_warnings() of the {split_name} queries"):
+            lines = query_warnings(list(split.captions), f"the {split_name} queries")
+        for line in lines:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
     with encoder_calls(plugins, recipe, f"encoding the {split_name} split"):
         image = extract_image_features(encoder, split.image_paths, ev.batch_size, dist, recipe.train.num_workers)
         text = extract_text_features(encoder, split.captions, ev.batch_size, dist)

@@ -786,6 +786,7 @@ class Run:
             self.history.append(record)
             self.logger.epoch(self.epoch, logs)
             if self.dist.is_main:  # one line an epoch: a log file or CI output shows progress without the bar
+                # (stdout, as the dataset summary and the test line: stderr holds warnings and the one error line)
                 print(epoch_summary(self.epoch, r.train.epochs, logs, record), flush=True)
             with self.hook_guard("wsreid_epoch_end"):
                 self.plugins.hook.wsreid_epoch_end(run=self, epoch=self.epoch, logs=logs)
@@ -825,7 +826,7 @@ class Run:
         counts: dict[str, int] = {}
         started = time.time()
         bar = tqdm(self.loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None if self.dist.is_main else True)
-        used_lr = self.scheduler.get_last_lr()[0]
+        used_lr = self.scheduler.get_last_lr()[0]  # what the epoch logs when its loader gives no batch
         for batch in bar:
             batch = batch.to(self.dist.device)
             ctx = StepContext(epoch, self.step, num_epochs, self.dist)

@@ -31,7 +31,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterable
 
-from wsreid.checkpoint_layout import CHECKPOINTS
+from wsreid.checkpoint_layout import CHECKPOINTS, RUN_MARKER
 from wsreid.errors import TrainingError, UserError
 from wsreid.fileio import cannot_create_in
 
@@ -59,11 +59,6 @@ __all__ = [
     "unlock_run_dir",
 ]
 
-#: The file that marks a directory as a wsreid run directory: JSON {created, recipe}, where
-#: ``recipe`` is the resolved recipe the run was started with (``output_dir`` aside), the
-#: record ``--resume`` compares with (recipe.yaml may be edited; runs made before wsreid
-#: recorded it hold no ``recipe``).
-RUN_MARKER = ".wsreid-run"
 
 #: The file a run in progress holds in its directory: JSON {pid, host, started}.
 RUN_LOCK = ".wsreid-lock"
@@ -104,19 +99,21 @@ class FreshRunDir(Enum):
     EXISTING = "existing"  # it existed, empty or emptied for --overwrite: its contents go, it stays
 
 
-def check_resume_target(run_dir: Path) -> None:
+def check_resume_target(run_dir: Path, is_main: bool = True) -> None:
     """What ``--resume`` needs of ``run_dir`` before anything else is looked at (its
     recipe, its data): a directory holding a wsreid run with a complete checkpoint. Raises
     the :class:`UserError` that says which option works - a folder that is no run was told
     its recipe.yaml was missing and to use --overwrite, which refuses it; a run without a
     checkpoint was refused only after its data were loaded and its encoder built; a run in
-    progress is said to be one (it was told to start again with --overwrite, which
-    refuses a directory in use)."""
+    progress is said to be one, by the main process (``is_main``) only (it was told to
+    start again with --overwrite, which refuses a directory in use; the other processes
+    of a launch may find the main process's own lock)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--resume: {run_dir} is a file, not a run directory", hint="check --output-dir / output_dir")
     if not (run_dir / RUN_MARKER).exists():
         raise UserError(f"--resume: {run_dir} holds no wsreid run", hint="check --output-dir / output_dir")
-    check_not_in_use(run_dir)  # a run in its first epoch has no checkpoint yet, and --overwrite would be refused
+    if is_main:  # another process of this launch may find the main one's lock: the main process judges
+        check_not_in_use(run_dir)  # a run in its first epoch has no checkpoint yet, and --overwrite would be refused
     from wsreid.checkpoint_layout import latest_checkpoint
 
     try:

@@ -146,8 +146,9 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     command into it: Ctrl-C raises a plain KeyboardInterrupt. While it runs, the main
     process holds the directory's lock file; another run there is refused. ``on_prepared``:
     called once the run directory is checked and prepared, before the data and the
-    encoder are built (``wsreid run`` prints the recipe's warnings there, so that a
-    refused directory or ``--resume`` is one line, not the last of several)."""
+    encoder are built, in every process of a multi-process launch (``wsreid run`` prints
+    the recipe's warnings there, from the first process only, so that a refused directory
+    or ``--resume`` is one line, not the last of several)."""
     check_runnable(loaded, "run_recipe")
     mode = RunMode(mode)
     recipe, plugins = loaded.recipe, loaded.plugins
@@ -159,7 +160,8 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     if mode is RunMode.RESUME and not run_dir.exists():
         raise _no_run_to_resume(run_dir, loaded.source)
     if mode is RunMode.RESUME:
-        check_resume_target(run_dir)  # the directory first: a folder that is no run has no recipe to compare
+        # the directory first: a folder that is no run has no recipe to compare
+        check_resume_target(run_dir, is_main=launch_from_env().is_main)
         disabled = sorted(getattr(plugins, "disabled", ()) or ())
         resolved = {**loaded.resolved, "output_dir": str(run_dir)}
         check_resume_recipe(run_dir, resolved_yaml, resolved, disabled, loaded.source)

@@ -149,7 +149,7 @@ def validate_recipe(
     try:
         recipe = model.model_validate(tree)
     except ValidationError as exc:
-        raise validation_error_line(exc, tree, locations, model) from exc
+        raise validation_error(exc, tree, locations, model) from exc
     except (UserError, MemoryError):
         raise
     except Exception as exc:
@@ -771,9 +771,9 @@ def _described_choice(word: str, description: str | None, choices: list[str]) ->
     return [found.group(1)] if found and found.group(1) in choices else []
 
 
-def validation_error_line(exc: ValidationError, tree: dict[str, Any], locations: Locations,
+def validation_error(exc: ValidationError, tree: dict[str, Any], locations: Locations,
                           model: type[RecipeBase]) -> RecipeError:
-    """The one-line :class:`RecipeError` of pydantic's first error validating ``tree``
+    """The :class:`RecipeError` (one line) of pydantic's first error validating ``tree``
     against ``model`` (a recipe model, or another file's model with an empty
     ``component_models``, as the study file's): the key's file and line, ``unknown key 'x'
     (did you mean 'y'?)``, the value given."""

@@ -28,7 +28,7 @@ from wsreid.recipe.build import (check_absent_deletions, check_external_paths, c
 from wsreid.recipe.locations import Location, Locations, dotted
 from wsreid.recipe.merge import apply_overrides, empty_overlays, merge, null_deletions
 from wsreid.recipe.model import COMPONENT_SECTIONS, RecipeBase
-from wsreid.recipe.yamlio import display_path, dump_yaml_text, read_yaml_file
+from wsreid.recipe.yamlio import display_path, dump_yaml_text, flow_text, read_yaml_file
 from wsreid.registry import Registry
 
 __all__ = [
@@ -87,7 +87,7 @@ class LoadedRecipe:
             return
         shown = ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changed[:3])
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        overrides = ", ".join(repr(f"{key}={_override_value(new)}") for key, _, new in changed[:3])
+        overrides = ", ".join(repr(f"{key}={flow_text(new)}") for key, _, new in changed[:3])
         raise RecipeError(f"{self.source or '<recipe>'}: the typed recipe was changed after load_recipe ({shown}{more})",
                           hint=f"pass the change to load_recipe as overrides, e.g. load_recipe(path, [{overrides}]), "
                                "so that it is validated with the whole recipe and recorded in the run's recipe.yaml")
@@ -101,13 +101,6 @@ def _differences(before: Any, after: Any, prefix: str = "") -> list[tuple[str, A
             out += _differences(before.get(key), after.get(key), f"{prefix}.{key}" if prefix else str(key))
         return out
     return [] if before == after else [(prefix, before, after)]
-
-
-def _override_value(value: Any) -> str:
-    """``value`` as the right-hand side of an override (YAML flow style)."""
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _read_chain(path: Path, chain: list[Path]) -> tuple[dict[str, Any], Locations]:

@@ -138,10 +138,15 @@ def read_yaml_file(path: str | os.PathLike[str], kind: str = "recipe") -> tuple[
     p = Path(path)
     if not p.is_file():
         hint = f"it is a directory; give the {kind} file inside it" if p.is_dir() else "check the path"
-        if kind == "recipe" and (p / "recipe.yaml").is_file():  # a run directory: the recipe it was started with
+        if kind == "recipe" and (p / "recipe.yaml").is_file():
+            from wsreid.checkpoint_layout import RUN_MARKER
+
             inside = shlex.quote(str(Path(source) / "recipe.yaml"))
-            hint = (f"it is a directory; the recipe of the run in it is {inside}; to resume that run: wsreid run "
-                    f"{inside} --output-dir {shlex.quote(source)} --resume")
+            if (p / RUN_MARKER).is_file():  # a run directory: the recipe it was started with
+                hint = (f"it is a directory; the recipe of the run in it is {inside}; to resume that run: wsreid "
+                        f"run {inside} --output-dir {shlex.quote(source)} --resume")
+            else:
+                hint = f"it is a directory; give the recipe file inside it: {inside}"
         raise RecipeError(f"{source}: {kind} file not found", hint=hint)
     try:
         text = p.read_text(encoding="utf-8")
@@ -164,6 +169,57 @@ def parse_flow_value(text: str, source: str = "<value>") -> Any:
     ``override -o train.lr=[1,2: invalid YAML: ...``)."""
     tree, _ = parse_yaml_text(text, source, with_lines=False)
     return tree
+
+
+#: characters that end or structure a plain (unquoted) string inside a flow collection
+_FLOW_INDICATORS = set(",[]{}:#")
+
+
+def flow_text(value: Any, *, inside: bool = False) -> str:
+    """``value`` as a recipe writes it, in YAML 1.2 flow syntax that
+    :func:`parse_flow_value` reads back as the same value: ``null``, ``true``, ``0.5``,
+    ``small``, ``[384, 128]``, ``{hidden: 768, layers: 12}``, ``.inf``; a string YAML would
+    read as something else (``'null'``, ``'1e-5'``, ``a, b`` inside a list) in double
+    quotes. Pydantic models and enums are written by their values. ``inside``: the value
+    sits in a flow collection (where commas and brackets end a plain string)."""
+    import enum
+    import json
+    import math
+
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{flow_text(str(key), inside=True)}: {flow_text(item, inside=True)}"
+                               for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(flow_text(item, inside=True) for item in value) + "]"
+    text = str(value)
+    plain = bool(text) and text.strip() == text and "\n" not in text
+    plain = plain and not (inside and _FLOW_INDICATORS & set(text))
+    if plain:
+        try:
+            plain = parse_flow_value(text) == text  # read back as the same string: no quotes needed
+        except RecipeError:  # not valid YAML unquoted
+            plain = False
+    return text if plain else json.dumps(text)  # a JSON string is a YAML double-quoted one
+
+
+def override_text(key: str, value: Any) -> str:
+    """``key`` and a YAML value -> the ``key=value`` of an ``-o`` override, the value as JSON
+    (valid YAML flow, read back exactly: the commands a study prints and runs)."""
+    import json
+
+    return f"{key}={json.dumps(value)}"
 
 
 def _kind(value: Any) -> str:

@@ -380,26 +380,46 @@ def _matches(root: Path, config: SynthConfig, preset: SynthPreset) -> bool | Non
     )
 
 
-def _differences(root: Path, config: SynthConfig, preset: SynthPreset) -> list[str]:
+def _differences(root: Path, config: SynthConfig, preset: SynthPreset) -> tuple[list[str], bool]:
     """What differs between the dataset in ``root`` (its meta file) and ``config``, one
-    phrase each (``size 'tiny' there, 'small' asked``), in the settings' order; [] when
-    the meta file cannot be read."""
+    phrase each in the settings' order (``size tiny there, small asked``; values as a
+    recipe writes them), and whether asking for the folder's settings would reuse it (every
+    difference a setting whose recorded value is valid, the generator and preset the
+    same); ([], False) when the meta file cannot be read."""
+    from wsreid.recipe.yamlio import flow_text
+
     try:
         meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
+        return [], False
     if not isinstance(meta, dict):
-        return []
+        return [], False
     if meta.get("generator_version") != GENERATOR_VERSION:
-        return [f"generator version {meta.get('generator_version')!r} there, {GENERATOR_VERSION} here"]
+        return [f"written by generator version {flow_text(meta.get('generator_version'))} (this wsreid generates "
+                f"version {GENERATOR_VERSION})"], False
     there = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     asked = json.loads(json.dumps(config.generator_config()))
-    names = [*SynthConfig.model_fields, *sorted(set(there) - set(SynthConfig.model_fields))]
-    phrases = [f"{name} {there.get(name)!r} there, {asked.get(name)!r} asked" for name in names
-               if there.get(name) != asked.get(name)]
+    fields = list(SynthConfig.model_fields)
+    phrases, reusable = [], True
+    for name in [*fields, *sorted(set(there) - set(fields))]:
+        if there.get(name) == asked.get(name):
+            continue
+        if name not in fields:
+            phrases.append(f"{name} {flow_text(there[name])} there, not a setting here")
+            reusable = False
+        elif name not in there and name not in OPTIONAL_SETTINGS:
+            phrases.append(f"{name} not recorded there, {flow_text(asked.get(name))} asked")
+            reusable = False
+        else:
+            phrases.append(f"{name} {flow_text(there.get(name))} there, {flow_text(asked.get(name))} asked")
+    if reusable and phrases:
+        try:
+            SynthConfig.model_validate({**asked, **{k: v for k, v in there.items() if k in fields}})
+        except ValidationError:
+            reusable = False
     if not phrases and meta.get("preset") != json.loads(json.dumps(asdict(preset))):
-        phrases = [f"the {config.size!r} preset's identities and images per identity differ"]
-    return phrases
+        phrases, reusable = [f"the {config.size!r} preset's identities and images per identity differ"], False
+    return phrases, reusable
 
 
 def generate_synth(
@@ -627,14 +647,15 @@ def _ensure(
             if cached:
                 raise damaged(path, f"its {META_FILE} does not match its name (unreadable or edited)",
                               cached=cached, root_setting=root_setting)
-            differences = _differences(path, config, preset)
-            raise DataError(
-                f"{path} holds a synth-pedes dataset generated with other settings: {'; '.join(differences)}"
-                if differences else
-                f"{path} holds a synth-pedes dataset generated with other settings or another generator version",
-                hint=("to reuse it, ask for the folder's settings; else " if differences else "")
-                + f"delete that directory or choose another location ({root_setting})",
-            )
+            differences, reusable = _differences(path, config, preset)
+            if differences and differences[0].startswith("written by"):  # another generator: no setting reuses it
+                what = f"{path} holds a synth-pedes dataset {differences[0]}"
+            elif differences:
+                what = f"{path} holds a synth-pedes dataset generated with other settings: {'; '.join(differences)}"
+            else:
+                what = f"{path} holds a synth-pedes dataset generated with other settings or another generator version"
+            raise DataError(what, hint=("to reuse it, ask for the folder's settings; else " if reusable else "")
+                            + f"delete that directory or choose another location ({root_setting})")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if cached and path.is_dir():
                 raise DataError(f"the {what} {path} is incomplete (no {META_FILE})",
