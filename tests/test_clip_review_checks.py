@@ -46,6 +46,14 @@ def files(tmp_path_factory):
     return d
 
 
+def tiny_encoder(weights, tokenizer=None, **params) -> ClipEncoder:
+    """The CLIP encoder of ``weights`` (a file or folder) at the test size, 32 x 32 pixels
+    and 16 text positions (``tokenizer``: a BPE file)."""
+    tokenizer = {} if tokenizer is None else {"tokenizer": str(tokenizer)}
+    return ClipEncoder(ClipParams(pretrained=str(weights), **tokenizer, image_size=(32, 32), max_length=16, **params),
+                       CTX)
+
+
 def validate(tmp_path: Path, capsys, name, extra: str = "", *argv: str) -> tuple[int, str, Path]:
     path = tmp_path / "recipe.yaml"
     path.write_text(RECIPE.format(name=name) + extra)
@@ -66,8 +74,7 @@ def test_fp16_weights_under_bf16_autocast_are_refused_in_one_line(files):
     """CPU (and CUDA) bf16 autocast rejects the float16 tensors of the authors' arithmetic
     ("Unexpected floating ScalarType in at::autocast::prioritize"); recast they would no
     longer be the authors' arithmetic: refused before the first forward, naming both keys."""
-    enc = ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "small.txt.gz"),
-                                 image_size=(32, 32), max_length=16, weights_dtype="fp16"), CTX)
+    enc = tiny_encoder(files / "state.pt", files / "small.txt.gz", weights_dtype="fp16")
     ids, mask = enc.tokenize(["red man"])
     expected = ("clip encoder: encoder.weights_dtype fp16 (the authors' float16 arithmetic) cannot run under "
                 "train.mixed_precision bf16 (set train.mixed_precision: no (weights_dtype fp16 already computes the "
@@ -114,12 +121,11 @@ def test_folder_without_tokenizer_is_refused_and_convert_weights_says_so(files, 
     assert err.startswith(f"error: {path}:11: encoder.tokenizer: model folder {tmp_path / 'notok'} holds no tokenizer")
     # the run refuses it too (not transformers' empty two-token tokenizer)
     with pytest.raises(RecipeError, match="/notok holds no tokenizer"):  # the folder, stored absolute
-        ClipEncoder(ClipParams(pretrained="notok", image_size=(32, 32), max_length=16), CTX)
+        tiny_encoder("notok")
     # with the BPE file named it validates and builds
     code, err, _ = validate(tmp_path, capsys, "notok", f"  tokenizer: {files / 'small.txt.gz'}\n")
     assert (code, err) == (0, "")
-    ClipEncoder(ClipParams(pretrained="notok", tokenizer=str(files / "small.txt.gz"), image_size=(32, 32),
-                           max_length=16), CTX)
+    tiny_encoder("notok", files / "small.txt.gz")
 
 
 # --------------------------------------------------------------------------- 3. a tokenizer larger than the model
@@ -135,11 +141,9 @@ def test_tokenizer_larger_than_the_models_vocabulary_is_refused(files, tmp_path,
         "encoder.tokenizer to the vocabulary the weights were trained with (OpenAI's bpe_simple_vocab_16e6.txt.gz "
         "for OpenAI's CLIP, or tokenizer: pretrained for a folder that holds one))")
     with pytest.raises(RecipeError, match="has 49408 tokens, more than the 523 rows"):
-        ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "full.txt.gz"),
-                               image_size=(32, 32), max_length=16), CTX)
+        tiny_encoder(files / "state.pt", files / "full.txt.gz")
     # the small file (523 tokens + the added mask) fits and only the mask row is added
-    enc = ClipEncoder(ClipParams(pretrained=str(files / "state.pt"), tokenizer=str(files / "small.txt.gz"),
-                                 image_size=(32, 32), max_length=16), CTX)
+    enc = tiny_encoder(files / "state.pt", files / "small.txt.gz")
     assert enc.clip.text_model.embeddings.token_embedding.num_embeddings == 524
 
 
@@ -157,13 +161,11 @@ def test_tokenizer_smaller_than_the_models_vocabulary_is_refused(files, tmp_path
         "were trained with (OpenAI's bpe_simple_vocab_16e6.txt.gz for OpenAI's CLIP, or tokenizer: pretrained for a "
         "folder that holds one))")
     with pytest.raises(RecipeError, match="has 523 tokens, fewer than the 600 rows"):
-        ClipEncoder(ClipParams(pretrained=str(tmp_path / "wide.pt"), tokenizer=str(files / "small.txt.gz"),
-                               image_size=(32, 32), max_length=16), CTX)
+        tiny_encoder(tmp_path / "wide.pt", files / "small.txt.gz")
     # 524 rows = the file's 523 + the mask row a run with mask_token 'added' appended: its own vocabulary
     torch.save(tiny_openai_state(vocab=524), tmp_path / "masked.pt")
     assert validate(tmp_path, capsys, tmp_path / "masked.pt", f"  tokenizer: {files / 'small.txt.gz'}\n")[:2] == (0, "")
-    enc = ClipEncoder(ClipParams(pretrained=str(tmp_path / "masked.pt"), tokenizer=str(files / "small.txt.gz"),
-                                 image_size=(32, 32), max_length=16), CTX)
+    enc = tiny_encoder(tmp_path / "masked.pt", files / "small.txt.gz")
     assert (enc.clip.text_model.embeddings.token_embedding.num_embeddings, enc.mask_token_id) == (524, 523)
     # with the mask in place of the last merge (the authors' mode) the file is 523 tokens, so 524 rows are not its own
     err, _ = one_error(tmp_path, capsys, tmp_path / "masked.pt",

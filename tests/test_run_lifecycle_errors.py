@@ -363,7 +363,8 @@ def test_only_the_main_process_of_a_launch_judges_whether_the_run_is_in_use(make
     monkeypatch.setattr(session, "check_resume_target", record)
     loaded = load_recipe(make_recipe("baselines/itc.yaml"))
     (tmp_path / "run").mkdir()
-    for rank, main in (("1", False), ("0", True)):
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # as torchrun sets it
+    for rank in ("1", "0"):
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", rank)
         with pytest.raises(SystemExit):

@@ -17,16 +17,15 @@ from pathlib import Path
 
 from wsreid.errors import TrainingError
 
-__all__ = ["CHECKPOINTS", "FILES", "WEIGHTS", "POINTER", "BEST", "BEST_OLD", "checkpoint_name",
+__all__ = ["RUN_MARKER", "CHECKPOINTS", "FILES", "WEIGHTS", "POINTER", "BEST", "BEST_OLD", "checkpoint_name",
            "latest_checkpoint", "newest_complete_checkpoint", "best_checkpoint"]
 
-#: the folder of a run directory holding its checkpoints
 #: The file that marks a directory as a wsreid run directory: JSON {created, recipe}, where
 #: ``recipe`` is the resolved recipe the run was started with (``output_dir`` aside), the
 #: record ``--resume`` compares with (recipe.yaml may be edited; runs made before wsreid
 #: recorded it hold no ``recipe``).
 RUN_MARKER = ".wsreid-run"
-
+#: the folder of a run directory holding its checkpoints
 CHECKPOINTS = "checkpoints"
 #: the encoder's weights, in a checkpoint folder and in ``best``
 WEIGHTS = "model.safetensors"

@@ -54,7 +54,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     from wsreid.api import COMPONENT_KINDS
     from wsreid.pluginmanager import load_plugins
-    from wsreid.recipe.yamlio import flow_text
 
     plugins = load_plugins(args.module, disabled=args.disable_plugin, modules_from="--module")
     for kind in COMPONENT_KINDS:
@@ -68,9 +67,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if e.summary:
                 print(f"      {plain_text(e.summary)}")
             for fname, field in e.params_model.model_fields.items():
-                default = "(required)" if field.is_required() else flow_text(
-                    field.get_default(call_default_factory=True))
-                print(f"      {fname}: {default}")
+                print(f"      {fname}: {field_default(field)}")
     print_settings_and_observers(plugins)
     for b in plugins.broken:
         print(f"broken: {b.describe()}")
@@ -78,6 +75,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if disabled:
         print(f"disabled: {', '.join(sorted(disabled))}")
     return ExitCode.OK
+
+
+def field_default(field) -> str:
+    """A parameter's default as a recipe writes it (:func:`~wsreid.recipe.yamlio.flow_text`),
+    or ``(required)``."""
+    from wsreid.recipe.yamlio import flow_text
+
+    return "(required)" if field.is_required() else flow_text(field.get_default(call_default_factory=True))
 
 
 def plain_text(docstring_text: str) -> str:
@@ -89,8 +94,6 @@ def print_settings_and_observers(plugins: "Plugins") -> None:
     """The part of ``wsreid plugins`` after the components: every declared settings block
     (recipe key ``settings.<key>``, its fields and defaults) and every observer with the
     hooks it implements."""
-    from wsreid.recipe.yamlio import flow_text
-
     entries = plugins.registry.settings_entries()
     print("settings:" if entries else "settings: none declared")
     for e in entries:
@@ -98,8 +101,7 @@ def print_settings_and_observers(plugins: "Plugins") -> None:
         if e.summary:
             print(f"      {plain_text(e.summary)}")
         for fname, fld in e.model.model_fields.items():
-            print(f"      {fname}: {flow_text(fld.get_default(call_default_factory=True))}"
-                  + (f"  # {fld.description}" if fld.description else ""))
+            print(f"      {fname}: {field_default(fld)}" + (f"  # {fld.description}" if fld.description else ""))
     observers = plugins.observers()
     print("observers:" if observers else "observers: none")
     for o in observers:

@@ -159,9 +159,11 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
     resolved_yaml = resolved_yaml_for(loaded, Path(record_as) if record_as is not None else run_dir)
     if mode is RunMode.RESUME and not run_dir.exists():
         raise _no_run_to_resume(run_dir, loaded.source)
+    launch = launch_from_env(strict=True)
+    main_process, world_size = launch.is_main, launch.world_size
     if mode is RunMode.RESUME:
         # the directory first: a folder that is no run has no recipe to compare
-        check_resume_target(run_dir, is_main=launch_from_env().is_main)
+        check_resume_target(run_dir, is_main=main_process)
         disabled = sorted(getattr(plugins, "disabled", ()) or ())
         resolved = {**loaded.resolved, "output_dir": str(run_dir)}
         check_resume_recipe(run_dir, resolved_yaml, resolved, disabled, loaded.source)
@@ -172,8 +174,6 @@ def run_recipe(loaded, output_dir: str | os.PathLike[str] | None = None, mode: R
                             f"a new run there would delete the weights it starts from",
                             hint="train into another --output-dir, or copy the initial run elsewhere first")
     check_precision(loaded.recipe, loaded.locations)  # before the run directory, the data and an init pretraining
-    launch = launch_from_env(strict=True)
-    main_process, world_size = launch.is_main, launch.world_size
     created = _prepare_run_dir_once(run_dir, mode, main_process)
     if mode is RunMode.RESUME and main_process and (run_dir / "metrics.json").is_file():
         print(f"note: {run_dir} had finished (its metrics.json is written): --resume trains no more epochs; it "

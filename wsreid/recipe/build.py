@@ -772,7 +772,7 @@ def _described_choice(word: str, description: str | None, choices: list[str]) ->
 
 
 def validation_error(exc: ValidationError, tree: dict[str, Any], locations: Locations,
-                          model: type[RecipeBase]) -> RecipeError:
+                     model: type[RecipeBase]) -> RecipeError:
     """The :class:`RecipeError` (one line) of pydantic's first error validating ``tree``
     against ``model`` (a recipe model, or another file's model with an empty
     ``component_models``, as the study file's): the key's file and line, ``unknown key 'x'

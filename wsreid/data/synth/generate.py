@@ -364,14 +364,21 @@ def _write_files(plan: SynthPlan, out: Path, workers: int | None, progress: Call
     (out / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
+def _read_meta(root: Path) -> dict | None:
+    """The meta file of the dataset in ``root`` as a mapping; None when it cannot be read."""
+    try:
+        meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _matches(root: Path, config: SynthConfig, preset: SynthPreset) -> bool | None:
     """True/False whether ``root`` holds this dataset; None if it holds no synth-pedes dataset."""
-    meta_path = root / META_FILE
-    if not meta_path.is_file():
+    if not (root / META_FILE).is_file():
         return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    meta = _read_meta(root)
+    if meta is None:
         return False
     return (
         meta.get("generator_version") == GENERATOR_VERSION
@@ -380,23 +387,23 @@ def _matches(root: Path, config: SynthConfig, preset: SynthPreset) -> bool | Non
     )
 
 
-def _differences(root: Path, config: SynthConfig, preset: SynthPreset) -> tuple[list[str], bool]:
-    """What differs between the dataset in ``root`` (its meta file) and ``config``, one
-    phrase each in the settings' order (``size tiny there, small asked``; values as a
-    recipe writes them), and whether asking for the folder's settings would reuse it (every
-    difference a setting whose recorded value is valid, the generator and preset the
-    same); ([], False) when the meta file cannot be read."""
+def _other_dataset_error(root: Path, config: SynthConfig, preset: SynthPreset, root_setting: str) -> DataError:
+    """The error of ``root`` holding a synth-pedes dataset other than ``config``'s: what
+    differs, one phrase each in the settings' order (``size tiny there, small asked``;
+    values as a recipe writes them), and the advice to ask for the folder's settings where
+    that would reuse it (every difference a setting whose recorded value is valid, the
+    generator and the preset the same)."""
     from wsreid.recipe.yamlio import flow_text
 
-    try:
-        meta = json.loads((root / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return [], False
-    if not isinstance(meta, dict):
-        return [], False
-    if meta.get("generator_version") != GENERATOR_VERSION:
-        return [f"written by generator version {flow_text(meta.get('generator_version'))} (this wsreid generates "
-                f"version {GENERATOR_VERSION})"], False
+    fix = f"delete that directory or choose another location ({root_setting})"
+    unnamed = f"{root} holds a synth-pedes dataset generated with other settings or another generator version"
+    meta = _read_meta(root)
+    if meta is None:
+        return DataError(unnamed, hint=fix)
+    if meta.get("generator_version") != GENERATOR_VERSION:  # no setting asks for another generator
+        return DataError(f"{root} holds a synth-pedes dataset written by generator version "
+                         f"{flow_text(meta.get('generator_version'))} (this wsreid generates version "
+                         f"{GENERATOR_VERSION})", hint=fix)
     there = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     asked = json.loads(json.dumps(config.generator_config()))
     fields = list(SynthConfig.model_fields)
@@ -419,7 +426,10 @@ def _differences(root: Path, config: SynthConfig, preset: SynthPreset) -> tuple[
             reusable = False
     if not phrases and meta.get("preset") != json.loads(json.dumps(asdict(preset))):
         phrases, reusable = [f"the {config.size!r} preset's identities and images per identity differ"], False
-    return phrases, reusable
+    if not phrases:  # the meta file changed since _matches read it
+        return DataError(unnamed, hint=fix)
+    return DataError(f"{root} holds a synth-pedes dataset generated with other settings: {'; '.join(phrases)}",
+                     hint=f"to reuse it, ask for the folder's settings; else {fix}" if reusable else fix)
 
 
 def generate_synth(
@@ -647,15 +657,7 @@ def _ensure(
             if cached:
                 raise damaged(path, f"its {META_FILE} does not match its name (unreadable or edited)",
                               cached=cached, root_setting=root_setting)
-            differences, reusable = _differences(path, config, preset)
-            if differences and differences[0].startswith("written by"):  # another generator: no setting reuses it
-                what = f"{path} holds a synth-pedes dataset {differences[0]}"
-            elif differences:
-                what = f"{path} holds a synth-pedes dataset generated with other settings: {'; '.join(differences)}"
-            else:
-                what = f"{path} holds a synth-pedes dataset generated with other settings or another generator version"
-            raise DataError(what, hint=("to reuse it, ask for the folder's settings; else " if reusable else "")
-                            + f"delete that directory or choose another location ({root_setting})")
+            raise _other_dataset_error(path, config, preset, root_setting)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if cached and path.is_dir():
                 raise DataError(f"the {what} {path} is incomplete (no {META_FILE})",
