@@ -59,7 +59,7 @@ def test_plan_layers_overrides_in_order_and_names_run_dirs(study_file, tmp_path)
     assert b0.run_dir == tmp_path / "out" / "runs" / "B+x" / "seed-0"
     assert runs[6].run_dir.parent.name == "C_sup"
     assert b0.overrides == ["objectives.sdm_global=null", "global_associations.gsrc=null", "train.lr=0.0001", "train.epochs=1", "train.seed=0",
-                            f'output_dir="{b0.run_dir}"']
+                            f"output_dir={b0.run_dir}"]
 
 
 @pytest.mark.parametrize(
@@ -880,7 +880,7 @@ def test_an_fp16_variant_without_a_gpu_stops_the_study_before_anything_trains(st
 
     line = study_file.read_text().count("\n")
     assert err.count(f"half seed 0: FAILED: {display_path(study_file)}:{line}: variant 'half', override "
-                     "train.mixed_precision=\"fp16\": train.mixed_precision: fp16 needs a GPU, and this machine has none")\
+                     "train.mixed_precision=fp16: train.mixed_precision: fp16 needs a GPU, and this machine has none")\
         == 1, err
     assert err.splitlines()[-1] == (f"error: {study_file}: 1 of 5 planned runs are invalid (their FAILED lines above "
                                     "say why); nothing was run (fix them, then run the study)")
@@ -905,7 +905,7 @@ def test_the_table_names_the_study_s_own_overrides_and_the_base_as_the_study_fil
     monkeypatch.setattr(ablate, "execute_in_process", _fake_finished_run)
     out = tmp_path / "out"
     header = ("Base recipe `recipes/base.yaml` (relative to the study file) with the study's overrides "
-              "`-o train.epochs=1 -o data.size=\"tiny\"` and the command line's `-o train.warmup_epochs=0`, seeds 0; "
+              "`-o train.epochs=1 -o data.size=tiny` and the command line's `-o train.warmup_epochs=0`, seeds 0; "
               "test split of each run's selected checkpoint (metrics.json), %, mean ± sample std over the finished "
               "seeds, (delta) to the reference `A`.")
     assert main(["ablate", str(study_file), "--output-dir", str(out), "-o", "train.warmup_epochs=0"]) == 0
@@ -917,7 +917,7 @@ def test_the_table_names_the_study_s_own_overrides_and_the_base_as_the_study_fil
     assert main(["ablate", str(study_file), "--output-dir", str(out), "--report-only"]) == 0
     assert (out / "results.md").read_text().splitlines()[2].startswith(
         f"Base recipe `{tmp_path / 'recipes' / 'base.yaml'}` with the study's overrides "
-        "`-o train.epochs=1 -o data.size=\"tiny\"`, seeds 0; ")
+        "`-o train.epochs=1 -o data.size=tiny`, seeds 0; ")
 
 
 def test_a_dry_run_says_that_the_study_would_refuse_its_outdated_runs(study_file, tmp_path, capsys):

@@ -259,6 +259,34 @@ trees = st.dictionaries(keys, values, max_size=4)
 layers = st.dictionaries(keys, st.recursive(st.none() | scalars, lambda inner: st.dictionaries(keys, inner, max_size=3), max_leaves=8), max_size=4)
 
 
+any_text = st.text(st.characters(categories=("L", "N", "P", "S", "Zs", "Cc")), max_size=8)
+override_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(override_values)
+def test_a_written_override_reads_back_as_its_value(value):
+    """The ``-o`` text a study prints and runs (ablate's commands) reads back as the value it
+    was written from: strings YAML would read as something else are quoted, whatever they hold."""
+    from wsreid.recipe.yamlio import override_text
+
+    assert parse_override(override_text("objectives.sdm_local", value)) == (("objectives", "sdm_local"), value)
+
+
+def test_a_written_override_reads_as_a_recipe_writes_it():
+    from wsreid.recipe.yamlio import override_text
+
+    assert override_text("data.size", "tiny") == "data.size=tiny"
+    assert override_text("local_associations.lrc", {"name": "true-identity"}) == "local_associations.lrc={name: true-identity}"
+    assert override_text("train.lr", 1e-05) == "train.lr=1e-05"
+    assert override_text("data.size", "null") == 'data.size="null"'
+    assert override_text("output_dir", "runs/a b") == "output_dir=runs/a b"
+
+
 def leaves(tree, prefix=()):
     for key, value in tree.items():
         if isinstance(value, dict) and value:

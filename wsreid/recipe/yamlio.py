@@ -206,20 +206,36 @@ def flow_text(value: Any, *, inside: bool = False) -> str:
     text = str(value)
     plain = bool(text) and text.strip() == text and "\n" not in text
     plain = plain and not (inside and _FLOW_INDICATORS & set(text))
-    if plain:
+    if plain:  # read back as the same string, alone or as a flow item and key: no quotes needed
+        readings = [(text, text)] if not inside else [(f"[{text}]", [text]), (f"{{{text}: 0}}", {text: 0})]
         try:
-            plain = parse_flow_value(text) == text  # read back as the same string: no quotes needed
+            plain = all(parse_flow_value(written) == value for written, value in readings)
         except RecipeError:  # not valid YAML unquoted
             plain = False
-    return text if plain else json.dumps(text)  # a JSON string is a YAML double-quoted one
+    return text if plain else _double_quoted(text)
+
+
+def _double_quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted string, in ASCII: JSON's escapes, which YAML shares,
+    except that a character beyond U+FFFF is one ``\\U`` escape (YAML reads JSON's surrogate
+    pair as two characters)."""
+    import json
+    import re
+
+    def joined(pair: re.Match[str]) -> str:
+        high, low = int(pair.group(2), 16), int(pair.group(3), 16)
+        return f"{pair.group(1)}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    # a pair's first backslash is not the second half of an escaped backslash
+    pairs = r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})"
+    return re.sub(pairs, joined, json.dumps(text))
 
 
 def override_text(key: str, value: Any) -> str:
-    """``key`` and a YAML value -> the ``key=value`` of an ``-o`` override, the value as JSON
-    (valid YAML flow, read back exactly: the commands a study prints and runs)."""
-    import json
-
-    return f"{key}={json.dumps(value)}"
+    """``key`` and a YAML value -> the ``key=value`` of an ``-o`` override, the value written
+    by :func:`flow_text` (``data.size=tiny``, ``local_associations.lrc={name: true-identity}``),
+    which an override reads back exactly: the commands a study prints and runs."""
+    return f"{key}={flow_text(value)}"
 
 
 def _kind(value: Any) -> str:
