@@ -13,6 +13,7 @@ import torch
 
 from wsreid.ablate import load_study, plan_runs, run_study, run_state
 from wsreid.errors import StudyError, UserError
+from wsreid.recipe.merge import parse_override
 from wsreid.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -674,6 +675,13 @@ def test_a_run_that_failed_is_reported_as_failed_by_later_reports(study_file, tm
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert rows["C sup"]["status"] == ("1/1 failed (seed 0: RuntimeError: k1 1000 is larger than the training set "
                                        "(when it last ran))")
+    # a record written when overrides were written as JSON (output_dir="...") is still this run's
+    as_json = [f'{o.split("=", 1)[0]}={json.dumps(parse_override(o)[1])}' for o in recorded["C_sup/seed-0"]["overrides"]]
+    assert as_json != recorded["C_sup/seed-0"]["overrides"]
+    (out / "failures.json").write_text(json.dumps({"C_sup/seed-0": {**recorded["C_sup/seed-0"], "overrides": as_json}}))
+    assert main(["ablate", str(study_file), "--report-only", "--output-dir", str(out)]) == 1
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["C sup"]["status"].startswith("1/1 failed (seed 0: RuntimeError: k1 1000")
     # the variant changed since (its fault fixed in the study file): the old message is not its
     changed = study_file.read_text().replace("  - label: C sup\n", "  - label: C sup\n    overrides: {train.lr: 1.0e-4}\n")
     assert changed != study_file.read_text()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from wsreid.errors import RecipeError
@@ -267,14 +267,31 @@ override_values = st.recursive(
 )
 
 
+def same(a, b):
+    """Equal with the same types throughout (``1.0`` is not ``1``, ``True`` is not ``1``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 @settings(max_examples=300, deadline=None)
 @given(override_values)
+@example(["?0"]).via("a flow item YAML reads as a mapping")
+@example({"?0": 1}).via("a flow key YAML reads as another key")
+@example(1.0).via("a float that must not come back as an int")
+@example("\U0001F600 x\n").via("a character beyond U+FFFF, quoted")
+@example(["2023-02-30", "._", "!!int a"]).via("strings whose plain form YAML cannot read")
 def test_a_written_override_reads_back_as_its_value(value):
     """The ``-o`` text a study prints and runs (ablate's commands) reads back as the value it
     was written from: strings YAML would read as something else are quoted, whatever they hold."""
     from wsreid.recipe.yamlio import override_text
 
-    assert parse_override(override_text("objectives.sdm_local", value)) == (("objectives", "sdm_local"), value)
+    path, read = parse_override(override_text("objectives.sdm_local", value))
+    assert path == ("objectives", "sdm_local") and same(read, value)
 
 
 def test_a_written_override_reads_as_a_recipe_writes_it():
@@ -285,6 +302,16 @@ def test_a_written_override_reads_as_a_recipe_writes_it():
     assert override_text("train.lr", 1e-05) == "train.lr=1e-05"
     assert override_text("data.size", "null") == 'data.size="null"'
     assert override_text("output_dir", "runs/a b") == "output_dir=runs/a b"
+    assert override_text("data.root", "a\u200bb\xa0") == 'data.root="a\\u200bb\\u00a0"'  # invisible: escaped
+    assert override_text("data.root", "._") == 'data.root="._"'  # YAML cannot read it plain
+
+
+@pytest.mark.parametrize("text", ["2023-02-30", "._", "!!int a"])
+def test_a_value_yaml_cannot_convert_is_one_recipe_error(text):
+    with pytest.raises(RecipeError) as info:
+        parse_override(f"data.root={text}")
+    assert str(info.value).startswith(f"override -o data.root={text}: invalid YAML: a value could not be read (")
+    assert str(info.value).endswith(') (quote a value that is meant as a string, e.g. "2023-02-30")')
 
 
 def leaves(tree, prefix=()):

@@ -47,7 +47,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from wsreid.engine import signals
 from wsreid.engine.rundir import IN_USE, RUN_LOCK, RunMode, RunState, same_recipe
-from wsreid.errors import ExitCode, StudyError, UserError
+from wsreid.errors import ExitCode, RecipeError, StudyError, UserError
 from wsreid.launcher import STUDY_PID_ENV
 from wsreid.recipe.model import MAX_SEED
 from wsreid.recipe.yamlio import override_text
@@ -192,7 +192,6 @@ def _sets_per_run_key(key: str, value: Any) -> str | None:
 def load_study(path: str | Path) -> LoadedStudy:
     """Read and check a study file; raises :class:`StudyError` (one line)."""
     from wsreid.recipe import read_yaml_file
-    from wsreid.errors import RecipeError
 
     path = Path(path)
     try:
@@ -1027,7 +1026,21 @@ def read_failures(output_dir: Path, run: PlannedRun | None = None) -> dict[str, 
     unreadable); with ``run``, only a failure of that run's overrides as planned now: the
     message of a variant since changed (fixed) is not its."""
     return {k: v["error"] for k, v in _failure_records(output_dir).items()
-            if run is None or v["overrides"] is None or v["overrides"] == run.overrides}
+            if run is None or v["overrides"] is None or _same_overrides(v["overrides"], run.overrides)}
+
+
+def _same_overrides(recorded: Any, planned: list[str]) -> bool:
+    """Whether the ``-o`` texts a failure was recorded with set what ``planned`` sets, compared
+    as the values they are read as: a record written when a value was written otherwise
+    (JSON: ``output_dir="runs/x"``) is still that run's."""
+    from wsreid.recipe.merge import parse_override
+
+    if not isinstance(recorded, list) or len(recorded) != len(planned):
+        return False
+    try:
+        return [parse_override(str(text)) for text in recorded] == [parse_override(text) for text in planned]
+    except RecipeError:
+        return False
 
 
 def record_failures(output_dir: Path, outcomes: list[RunOutcome]) -> None:

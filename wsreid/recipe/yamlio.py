@@ -64,6 +64,9 @@ def parse_yaml_text(text: str, source: str, *, with_lines: bool = True) -> tuple
             data = _loader().load(text)
     except YAMLError as exc:
         raise _yaml_error(source, exc, with_lines) from None
+    except (ValueError, OverflowError) as exc:  # a scalar of a known form that does not convert: 2023-02-30, ._
+        raise RecipeError(f"{source}: invalid YAML: a value could not be read ({exc})",
+                          hint="quote a value that is meant as a string, e.g. \"2023-02-30\"") from None
     if "*" in text:  # an alias: none may point at a mapping or list that contains it
         _check_recursive_aliases(text, source)
     locations = Locations(Location(source))
@@ -204,7 +207,7 @@ def flow_text(value: Any, *, inside: bool = False) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(flow_text(item, inside=True) for item in value) + "]"
     text = str(value)
-    plain = bool(text) and text.strip() == text and "\n" not in text
+    plain = text.isprintable() and text.strip() == text  # no invisible characters, written as escapes
     plain = plain and not (inside and _FLOW_INDICATORS & set(text))
     if plain:  # read back as the same string, alone or as a flow item and key: no quotes needed
         readings = [(text, text)] if not inside else [(f"[{text}]", [text]), (f"{{{text}: 0}}", {text: 0})]
