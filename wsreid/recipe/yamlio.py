@@ -9,7 +9,10 @@ str, int, float, bool, None) together with a :class:`Locations` map.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import io
+import json
+import math
 import os
 import re
 import shlex
@@ -185,10 +188,6 @@ def flow_text(value: Any, *, inside: bool = False) -> str:
     read as something else (``'null'``, ``'1e-5'``, ``a, b`` inside a list) in double
     quotes. Pydantic models and enums are written by their values. ``inside``: the value
     sits in a flow collection (where commas and brackets end a plain string)."""
-    import enum
-    import json
-    import math
-
     from pydantic import BaseModel
 
     if isinstance(value, BaseModel):
@@ -212,7 +211,7 @@ def flow_text(value: Any, *, inside: bool = False) -> str:
     if plain:  # read back as the same string, alone or as a flow item and key: no quotes needed
         readings = [(text, text)] if not inside else [(f"[{text}]", [text]), (f"{{{text}: 0}}", {text: 0})]
         try:
-            plain = all(parse_flow_value(written) == value for written, value in readings)
+            plain = all(parse_flow_value(written) == expected for written, expected in readings)
         except RecipeError:  # not valid YAML unquoted
             plain = False
     return text if plain else _double_quoted(text)
@@ -222,8 +221,6 @@ def _double_quoted(text: str) -> str:
     """``text`` as a YAML double-quoted string, in ASCII: JSON's escapes, which YAML shares,
     except that a character beyond U+FFFF is one ``\\U`` escape (YAML reads JSON's surrogate
     pair as two characters)."""
-    import json
-    import re
 
     def joined(pair: re.Match[str]) -> str:
         high, low = int(pair.group(2), 16), int(pair.group(3), 16)
