@@ -218,3 +218,109 @@ def test_recipes_md_gives_every_nested_model_a_section():
                              flags=re.M), f"{name}.{key}"
     assert "| `hidden` | int (>= 1) | `768` | width of the vision Transformer |" in sections["VisionParams"]
     assert '| `checkpoint` | "last" \\| "best" | `"last"` |' in sections["InitConfig"]
+
+
+# --- references to a section of docs/ --------------------------------------------------------------
+
+#: ``docs/NAME.md, "Section"`` (or ``docs/NAME.md "Section"``, ``section "..."``) in a docstring,
+#: comment, message, recipe comment or document
+_SECTION_REFERENCE = re.compile(r"docs/([\w-]+\.md),? (?:sections? )?[\"“]([^\"”]+)[\"”]")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _texts_of(path: Path) -> list[str]:
+    """The prose of a file, each piece on one line: a Python file's string constants (adjacent
+    literals joined, as Python joins them) and its runs of comment lines; any other file whole,
+    with the leading '#' of its comment lines dropped."""
+    import io
+    import tokenize
+
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix != ".py":
+        return [_one_line(" ".join(line.strip().lstrip("#") for line in raw.splitlines()))]
+    pieces = [node.value for node in ast.walk(ast.parse(raw))
+              if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    comments: list[str] = []
+    for token in tokenize.generate_tokens(io.StringIO(raw).readline):
+        if token.type == tokenize.COMMENT:
+            comments.append(token.string.lstrip("#:"))
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT) and comments:
+            pieces.append(" ".join(comments))
+            comments = []
+    pieces.append(" ".join(comments))
+    return [_one_line(piece) for piece in pieces]
+
+
+def _section_names(document: Path) -> list[str]:
+    """What a reference may name in ``document``: its headings, the bold lead of a paragraph
+    (``**Criterion b on fresh seeds (...).**``) and the italic lead of a list item
+    (``- *Triplet schedule:* ...``), each on one line, markup dropped."""
+    lines = document.read_text(encoding="utf-8").splitlines()
+    names = []
+    for i, line in enumerate(lines):
+        if heading := re.match(r"#{1,6} (.*)", line):
+            names.append(_one_line(heading.group(1)))
+        elif line.startswith("**"):
+            paragraph = []
+            for following in lines[i:]:
+                if not following.strip():
+                    break
+                paragraph.append(following)
+            names.append(_one_line(" ".join(paragraph))[2:].replace("**", ""))
+        elif lead := re.match(r"\s*- \*([^*]+)\*", line):
+            names.append(_one_line(lead.group(1)))
+    return [name.replace("`", "") for name in names]
+
+
+def stale_section_references(files: list[Path], docs: Path) -> list[str]:
+    """``file: docs/NAME.md "Quote"`` for each reference whose document is missing or none of
+    whose sections begins with the quoted words (case and code marks ignored)."""
+    found, sections = [], {}
+    for path in files:
+        for text in _texts_of(path):
+            for reference in _SECTION_REFERENCE.finditer(text):
+                name, quote = reference.group(1), _one_line(reference.group(2)).replace("`", "").lower()
+                if name not in sections:
+                    sections[name] = [s.lower() for s in _section_names(docs / name)] if (docs / name).is_file() else []
+                if not any(section.startswith(quote) for section in sections[name]):
+                    found.append(f"{path.name}: docs/{name} \"{reference.group(2)}\"")
+    return found
+
+
+def _tracked_prose_files() -> list[Path]:
+    """The repository's Python, YAML, Markdown and TOML files (the committed runs under
+    results/*/ left out: written by the tools, not by hand)."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=False).stdout.split()
+    if not listed:  # not a git checkout (an unpacked source archive)
+        listed = [str(p.relative_to(REPO)) for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts]
+    return [REPO / name for name in listed if name.endswith((".py", ".yaml", ".md", ".toml"))
+            and not (name.startswith("results/") and name.count("/") > 1) and (REPO / name).is_file()]
+
+
+def test_every_reference_to_a_section_of_docs_names_one():
+    files = [path for path in _tracked_prose_files() if path != Path(__file__).resolve()]  # this file's examples
+    assert len(files) > 200 and REPO / "README.md" in files and REPO / "recipes" / "dgia.yaml" in files
+    assert stale_section_references(files, REPO / "docs") == []
+
+
+def test_a_stale_section_reference_is_found(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "guide.md").write_text("# Guide\n\n## Launching\n\ntext\n\n**Why not bit for bit.** Because.\n\n"
+                                   "- *Triplet schedule:* after epoch 20\n", encoding="utf-8")
+    module = tmp_path / "mod.py"
+    module.write_text('"""See (docs/guide.md, "Launching") and docs/guide.md "Why not\n'
+                      'bit for bit"."""\n'
+                      '# a comment that goes on (docs/guide.md,\n# "Triplet schedule"; docs/guide.md, "Gone")\n'
+                      'MESSAGE = ("(docs/guide.md, \\"Why "\n           "not bit\\")")\n'
+                      'OTHER = "docs/missing.md, \\"Launching\\""\n', encoding="utf-8")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# thresholds (docs/guide.md, \"Launch\n# ing\")\nkey: 1  # docs/guide.md \"guide\"\n",
+                      encoding="utf-8")
+    assert sorted(stale_section_references([module, recipe], docs)) == [
+        'mod.py: docs/guide.md "Gone"', 'mod.py: docs/missing.md "Launching"', 'r.yaml: docs/guide.md "Launch ing"']

@@ -1,4 +1,4 @@
-"""The numbers of processes a run resumes with (docs/distributed.md, "A run resumes with").
+"""The numbers of processes a run resumes with (docs/distributed.md, "Launching").
 
 With the identity sampler (P identities x K pairs) a process count N works only when every
 process gets whole identity groups: batch_size a multiple of N x K. The stop line, the

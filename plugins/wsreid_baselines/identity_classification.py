@@ -1,5 +1,5 @@
 """Objective ``identity-classification``: the ID loss of supervised text-person matching
-(docs/ablations.md, "Supervised references").
+(docs/ablations.md, "Baselines").
 
 NOT weakly supervised: it classifies every image and every caption of the batch into its
 TRUE training identity. One linear layer W (C x d, bias b), shared by both modalities, over

@@ -11,7 +11,7 @@ Neither is read by executing pickled code: a state dict goes through
 which only rebuilds tensors from the archive's storages and turns every module object into a
 plain attribute dict (any other global is refused). Weights may be float16 or float32; the
 architecture (widths, layers, heads = width / 64, patch size, grid, context length,
-vocabulary, embedding size) is read from the tensors' shapes (docs/method.md, "Encoder").
+vocabulary, embedding size) is read from the tensors' shapes (docs/method.md, "Paper text and the authors' code").
 
 Key mapping (OpenAI -> transformers): ``visual.conv1`` -> ``vision_model.embeddings.
 patch_embedding``; ``visual.class_embedding`` / ``visual.positional_embedding`` -> the

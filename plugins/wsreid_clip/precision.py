@@ -1,5 +1,5 @@
 """The authors' weight precision and position table for the transformers ``CLIPModel``
-(docs/method.md, "The authors' implementation").
+(docs/method.md, "Paper text and the authors' code").
 
 * :func:`convert_weights_fp16` - the authors' ``convert_weights``: the weights and biases of
   every Linear and Conv2d (attention q/k/v and output projections, MLP, patch embedding,
