@@ -122,3 +122,16 @@ def test_headers_say_the_machine_threads_wait_policy_and_load():
         first = done.stdout.splitlines()[0] if done.stdout else ""
         assert re.fullmatch(expected.replace("PASSIVE", policy), first), (done.args[1], first, done.stderr[-500:])
     assert runs[2].returncode == 0, runs[2].stderr[-2000:]
+
+
+def test_the_gpu_queue_is_generated_from_the_shipped_studies():
+    """benchmarks/sweeps/gpu-sweep.yaml says "do not edit": it is what make_gpu_sweep.py
+    writes from recipes/ablations/headline.yaml and dgia.yaml today (every headline row,
+    then the ablation rows not already queued)."""
+    text = load_script(REPO / "benchmarks" / "sweeps" / "make_gpu_sweep.py", "make_gpu_sweep").render()
+    assert text == (REPO / "benchmarks" / "sweeps" / "gpu-sweep.yaml").read_text(), \
+        "gpu-sweep.yaml is out of date: run python benchmarks/sweeps/make_gpu_sweep.py"
+    labels = re.findall(r"^- label: (.*)$", text, flags=re.M)
+    assert labels[:3] == ["ITC (B)", "DGIA", "DGIA, IASC without relations (control)"]
+    assert "B+LRC-all (control)" in labels and "B" not in labels and "full" not in labels
+    assert len(labels) == len(set(labels)) == 19
