@@ -223,8 +223,9 @@ def test_recipes_md_gives_every_nested_model_a_section():
 # --- references to a section of docs/ --------------------------------------------------------------
 
 #: ``docs/NAME.md, "Section"`` (or ``docs/NAME.md "Section"``, ``section "..."``) in a docstring,
-#: comment, message, recipe comment or document
-_SECTION_REFERENCE = re.compile(r"docs/([\w-]+\.md),? (?:sections? )?[\"“]([^\"”]+)[\"”]")
+#: comment, message, recipe comment or document; and ``"Section" in docs/NAME.md`` (``part of``)
+_SECTION_REFERENCE = re.compile(r"docs/([\w-]+\.md),? (?:sections? )?[\"“]([^\"”]+)[\"”]"
+                                r"|[\"“]([^\"”]+)[\"”] (?:part |section )?(?:in|of) docs/([\w-]+\.md)")
 
 
 def _one_line(text: str) -> str:
@@ -282,11 +283,12 @@ def stale_section_references(files: list[Path], docs: Path) -> list[str]:
     for path in files:
         for text in _texts_of(path):
             for reference in _SECTION_REFERENCE.finditer(text):
-                name, quote = reference.group(1), _one_line(reference.group(2)).replace("`", "").lower()
+                name, quoted = reference.group(1) or reference.group(4), reference.group(2) or reference.group(3)
+                quote = _one_line(quoted).replace("`", "").lower()
                 if name not in sections:
                     sections[name] = [s.lower() for s in _section_names(docs / name)] if (docs / name).is_file() else []
                 if not any(section.startswith(quote) for section in sections[name]):
-                    found.append(f"{path.name}: docs/{name} \"{reference.group(2)}\"")
+                    found.append(f"{path.name}: docs/{name} \"{quoted}\"")
     return found
 
 
@@ -320,7 +322,9 @@ def test_a_stale_section_reference_is_found(tmp_path):
                       'MESSAGE = ("(docs/guide.md, \\"Why "\n           "not bit\\")")\n'
                       'OTHER = "docs/missing.md, \\"Launching\\""\n', encoding="utf-8")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("# thresholds (docs/guide.md, \"Launch\n# ing\")\nkey: 1  # docs/guide.md \"guide\"\n",
+    recipe.write_text("# thresholds (docs/guide.md, \"Launch\n# ing\")\nkey: 1  # docs/guide.md \"guide\"\n"
+                      "# (\"Why not bit for\n# bit\" in docs/guide.md; the \"Profile\" part of docs/guide.md)\n",
                       encoding="utf-8")
     assert sorted(stale_section_references([module, recipe], docs)) == [
-        'mod.py: docs/guide.md "Gone"', 'mod.py: docs/missing.md "Launching"', 'r.yaml: docs/guide.md "Launch ing"']
+        'mod.py: docs/guide.md "Gone"', 'mod.py: docs/missing.md "Launching"', 'r.yaml: docs/guide.md "Launch ing"',
+        'r.yaml: docs/guide.md "Profile"']
