@@ -449,7 +449,8 @@ def test_ablate_subprocess_whose_child_is_stopped_by_sigterm_stops_with_143(make
     assert main(["ablate", str(study), "--subprocess", "--output-dir", str(tmp_path / "out")]) == 143
     err = capsys.readouterr().err
     assert err.endswith("stopped by SIGTERM; last complete checkpoint: ...\n\n"
-                        "stopped by SIGTERM after 0 of 1 runs; run the same command again to go on\n"), err
+                        "stopped by SIGTERM after 0 of 1 runs; run the same command again to go on (it starts a seed 0 "
+                        "from the beginning)\n"), err
     assert "FAILED" not in err
 
 
@@ -565,10 +566,12 @@ def test_sigterm_to_wsreid_ablate_subprocess_alone_stops_its_child_run(make_reci
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    # one command to go on, the study's: the child says what it kept, not how to resume it alone
     lines = log.read_text().strip().splitlines()
-    assert lines[-1] == "stopped by SIGTERM after 0 of 1 runs; run the same command again to go on"
-    assert (f"stopped by SIGTERM; last complete checkpoint: epoch-0001; resume with: wsreid run "
-            f"{run_dir / 'recipe.yaml'} --output-dir {run_dir} --resume") in lines
+    assert lines[-1] == ("stopped by SIGTERM after 0 of 1 runs; run the same command again to go on (it resumes itc "
+                         "seed 0 from its last complete checkpoint)")
+    assert "stopped by SIGTERM; last complete checkpoint: epoch-0001" in lines
+    assert "resume with" not in log.read_text() and "--resume" not in log.read_text()
     assert "Traceback" not in log.read_text()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best", "epoch-0001", "latest"]
     assert not (run_dir / ".wsreid-lock").exists() and not (run_dir / "metrics.json").exists()

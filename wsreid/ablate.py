@@ -444,8 +444,8 @@ def stopped_run_note(exc: BaseException) -> str:
     """What running the study again does with the run a stop interrupted in this process
     (:func:`execute_in_process` marks it on the exception), as the study's stop line ends:
     `` (it resumes A seed 0 from its last complete checkpoint)``; '' when no run of this
-    process was stopped (a stop between runs, or of a ``wsreid run`` child, which printed
-    its own line)."""
+    process was stopped (a stop between runs, or of the children of ``--jobs N``, which wrote
+    theirs to their logs)."""
     run = getattr(exc, "study_run", None)
     if run is None:
         return ""
@@ -779,7 +779,9 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
             else:
                 announce()
                 execute(loaded, run, state, disabled)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if jobs <= 1:  # the run it stopped, for the study's stop line (a --subprocess child's says only what was kept)
+                exc.study_run = getattr(exc, "study_run", run)  # type: ignore[attr-defined]
             raise
         except Exception as exc:  # a failing run must not stop the study
             message = _one_line(exc)

@@ -55,7 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Train the recipe (:func:`wsreid.engine.session.run_recipe`) and print the test
     metrics of the selected epoch. Stopped by Ctrl-C, SIGTERM or SIGHUP: the run's one line
     (where to resume; one for all the processes of a multi-process launch) and 128 + the
-    signal's number (130, 143, 129)."""
+    signal's number (130, 143, 129). A run a study started says only what was kept: the
+    study's own stop line that follows says to run the study again, which resumes it."""
     from wsreid.engine import signals
     from wsreid.engine.session import RunInterrupted, run_recipe
     from wsreid.recipe import load_recipe
@@ -65,7 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:  # the warnings once the run directory is accepted: a refusal is then the one line
         result = run_recipe(loaded, args.output_dir, mode, on_prepared=lambda: print_warnings(loaded))
     except RunInterrupted as exc:
-        say_stop(exc.message)
+        from wsreid import cli
+
+        say_stop(exc.brief if cli.started_by_a_study else exc.message)
         return signals.exit_code(exc.signum)
     if result.is_main:
         metrics = result.metrics

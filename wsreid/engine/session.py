@@ -53,11 +53,15 @@ __all__ = ["RunInterrupted", "RunResult", "run_recipe", "initial_run", "init_wei
 
 class RunInterrupted(KeyboardInterrupt):
     """A run stopped by Ctrl-C, SIGTERM or SIGHUP; ``message`` says where to resume from (one
-    line); ``signum``: the signal (SIGINT for a KeyboardInterrupt of unknown origin)."""
+    line); ``signum``: the signal (SIGINT for a KeyboardInterrupt of unknown origin);
+    ``brief``: what was kept, without the command to go on (the line of a run that a study
+    started, whose own stop line says to run the study again); the message where it names
+    no command or the command does more than the study would (a finished run's end)."""
 
-    def __init__(self, run_dir: Path, message: str, signum: int = int(signal.SIGINT)):
+    def __init__(self, run_dir: Path, message: str, signum: int = int(signal.SIGINT), brief: str | None = None):
         super().__init__(message)
         self.run_dir, self.message, self.signum = run_dir, message, signum
+        self.brief = message if brief is None else brief
 
 
 @dataclass
@@ -250,7 +254,8 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
             how = signals.describe(signum)
             if last is None:  # --resume needs a checkpoint: start again in place
                 raise RunInterrupted(run_dir, f"{how}; no checkpoint was written yet; start again with: "
-                                              f"{again} --overwrite", signum) from None
+                                              f"{again} --overwrite", signum,
+                                     brief=f"{how}; no checkpoint was written yet") from None
             counts = _resume_counts(recipe, run)
             resume = _resume_command(again, world_size, counts)
             if world_size > 1 and 1 not in counts:
@@ -259,7 +264,8 @@ def _train(loaded, run_dir: Path, mode: RunMode, resolved_yaml: str, created: bo
                 launched = (f" (in one process; or launched as before, e.g. torchrun --nproc_per_node {world_size} -m "
                             f"{again} --resume: with {listed_processes(counts)})" if world_size > 1 else "")
             raise RunInterrupted(run_dir, f"{how}; last complete checkpoint: {last.name}; resume with: "
-                                          f"{resume}{launched}", signum) from None
+                                          f"{resume}{launched}", signum,
+                                 brief=f"{how}; last complete checkpoint: {last.name}") from None
         if interrupted and not isinstance(exc, KeyboardInterrupt):
             raise signals.Stopped(signum) from None
         if world_size > 1 and not isinstance(exc, KeyboardInterrupt) and peer_process_lost(exc):
