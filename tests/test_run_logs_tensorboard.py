@@ -172,7 +172,6 @@ def test_a_cut_stopped_before_its_removals_leaves_no_point_twice_after_the_next_
     left every point twice, and the next cut merged both copies again: twice for good."""
     from pathlib import Path
 
-    import wsreid.engine.logs as logs
     from wsreid.engine.logs import RunLogger
 
     first = RunLogger(tmp_path)
@@ -194,5 +193,34 @@ def test_a_cut_stopped_before_its_removals_leaves_no_point_twice_after_the_next_
     monkeypatch.undo()
     assert len(_merged_points(tmp_path, "train/loss/total")) > 8  # the merged file beside its sources
     RunLogger(tmp_path).truncate(1, 8)  # the resume after it
+    assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 6)]
+                                                           + [(s, 50.0 + s) for s in range(6, 9)])
+
+
+def test_events_files_are_merged_in_the_order_they_were_written_not_by_name(tmp_path):
+    """Two events files of one second and one process differ in the writer counter at the
+    end of their names, which sorted as text put the 10th before the 9th: the cut wrote the
+    resumed attempt's points before the first attempt's (a test failed whenever the
+    process's counter crossed 9 -> 10 between its two loggers)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from wsreid.engine.logs import _record, cut_tensorboard
+
+    folder = tmp_path / "logs" / "tensorboard"
+    folder.mkdir(parents=True)
+
+    def events_file(counter: int, opened: float, steps: range, offset: float) -> None:
+        events = [Event(wall_time=opened, file_version="brain.Event:2")]
+        events += [Event(wall_time=opened + step, step=step,
+                         summary=Summary(value=[Summary.Value(tag="train/loss/total", simple_value=offset + step)]))
+                   for step in steps]
+        path = folder / f"events.out.tfevents.1700000000.host.4242.{counter}"
+        path.write_bytes(b"".join(_record(event.SerializeToString()) for event in events))
+
+    events_file(9, 100.25, range(1, 6), 0.0)  # the first attempt, up to its checkpoint at step 5
+    events_file(10, 100.75, range(6, 11), 50.0)  # the resumed attempt, the same second
+    assert cut_tensorboard(folder, 1, 8) is None
+    assert [p.name for p in folder.iterdir()] == ["events.out.tfevents.1700000000.host.4242.9"]
     assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 6)]
                                                            + [(s, 50.0 + s) for s in range(6, 9)])

@@ -215,11 +215,12 @@ def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
     never loses one, and the next cut keeps one of each. Like TensorBoard itself, a file
     is read up to its first unreadable record. Returns the warning to print (one line
     naming the damaged files), or None when every record could be read."""
-    paths = sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
+    files = [(path, *_read_events(path)) for path in folder.glob("events.out.tfevents.*")] if folder.is_dir() else []
+    files.sort(key=_events_file_order)
+    paths = [path for path, _, _ in files]
     kept, cut, damaged, version = [], False, [], None
     seen: set[bytes] = set()
-    for path in paths:
-        events, whole = _read_events(path)
+    for path, events, whole in files:
         if not whole:
             damaged.append(path.name)
         for event in events:
@@ -256,6 +257,18 @@ def _record(body: bytes) -> bytes:
 
     length = struct.pack("<Q", len(body))
     return length + struct.pack("<I", masked_crc32c(length)) + body + struct.pack("<I", masked_crc32c(body))
+
+
+def _events_file_order(file: tuple[Path, list, bool]) -> tuple:
+    """The order in which a run's events files were written: by the time of their first
+    event (written when the file is opened), then by name with its numbers compared as
+    numbers. The names alone (``events.out.tfevents.<seconds>.<host>.<pid>.<n>``) sort two
+    files of one second by process id and by a counter as text: the 10th writer of a
+    process sorted before its 9th."""
+    path, events, _ = file
+    opened = events[0].wall_time if events else float("inf")
+    name = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.name.split("."))
+    return opened, name
 
 
 def _read_events(path: Path) -> tuple[list, bool]:
