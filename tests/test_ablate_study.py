@@ -497,7 +497,7 @@ def test_report_marks_runs_with_another_recipe_outdated(study_file, tmp_path, ca
     assert rows["A"]["status"] == expected
     assert rows["A"]["runs_done"] == "2" and float(rows["A"]["R1_mean"]) == 20.0  # seeds 0 and 2: 10, 30
     assert rows["B+x"]["status"] == "ok" and float(rows["B+x"]["R1_delta"]) == 0.0
-    assert f"| A (reference) | 2/3 | 20.00 ± 14.14 |" in (out / "results.md").read_text()
+    assert "| A (reference) | 2/3 | 20.00 ± 14.14 |" in (out / "results.md").read_text()
     # runs copied in on purpose (to pair by seed) are taken as they are with --include-outdated
     assert main(["ablate", str(study_file), "--report-only", "--include-outdated", "--output-dir", str(out)]) == 0
     rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").open())}

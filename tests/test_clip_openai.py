@@ -8,7 +8,6 @@ in the gzip format of ``bpe_simple_vocab_16e6.txt.gz`` and one of OpenAI's full 
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 import warnings
 import zipfile
@@ -22,7 +21,6 @@ from wsreid.errors import RecipeError
 from wsreid_clip.bpe import OPENAI_MERGES, bpe_tokenizer, byte_symbols
 from wsreid_clip.encoder import ClipEncoder, ClipParams
 from wsreid_clip.openai import (
-    clip_from_openai_state,
     hf_state_from_openai,
     openai_clip_config,
     openai_state_from_clip,

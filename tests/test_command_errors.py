@@ -8,7 +8,6 @@ permission is simulated (the suite may run as root)."""
 from __future__ import annotations
 
 import errno
-import json
 from pathlib import Path
 
 import pytest

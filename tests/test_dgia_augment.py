@@ -3,6 +3,7 @@ statistics of the random draws, reproducibility, independence from batch composi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 import pytest

@@ -1,6 +1,5 @@
 """Engine parts: sampler, learning-rate schedule, parameter groups, checkpoints."""
 
-import csv
 import json
 import os
 
