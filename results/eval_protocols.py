@@ -7,11 +7,14 @@ protocols and tabulate them per variant (mean +- std over seeds):
 
     python results/eval_protocols.py STUDY.yaml --runs STUDY_OUTPUT_DIR --out DIR \\
         [--ratios 0.1,0.2,0.3,0.4,0.5] [--data recipes/synth-pedes-shifted-dgia.yaml] \\
-        [--zero-shot RECIPE] [--figure PNG] [--seeds S,...] [--variant LABEL ...]
+        [--zero-shot RECIPE] [--figure PNG] [--seeds S,...] [--variant LABEL ...] [--report-only]
 
 Each evaluation is one ``wsreid eval`` process (exactly what a user runs); its JSON goes
 to ``DIR/runs/<variant>/seed-<S>/{degraded,cross}.json`` and is reused when present, so
-the script resumes. Runs without a checkpoint (not finished, or collected without
+the script resumes. ``--report-only`` evaluates nothing: the tables are written again from
+the JSON files under DIR alone (the committed ``results/synth-small/*-eval`` directories
+hold them without the runs' weights; their ``results.md`` names the command, to which
+``--report-only`` is added). Runs without a checkpoint (not finished, or collected without
 weights) are listed as missing. ``--zero-shot RECIPE`` adds a row for the encoder that
 recipe starts from (``wsreid eval --zero-shot``). Each evaluation uses one thread unless
 OMP_NUM_THREADS says otherwise (it can share the machine with training). Writes
@@ -44,10 +47,13 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / "recipes" / "synth-pedes-sh
 FAILED: list[str] = []
 
 
-def _wsreid_eval(args: list[str], out_json: Path) -> dict | None:
-    """Run ``wsreid eval ARGS --format json`` once; cache its output in ``out_json``."""
+def _wsreid_eval(args: list[str], out_json: Path, report_only: bool = False) -> dict | None:
+    """Run ``wsreid eval ARGS --format json`` once; cache its output in ``out_json``.
+    ``report_only``: the cached output or None, nothing run."""
     if out_json.exists():
         return json.loads(out_json.read_text())
+    if report_only:
+        return None
     cmd = [sys.executable, "-m", "wsreid", "eval", *args, "--format", "json"]
     print("  $ wsreid eval " + " ".join(args), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(as `wsreid ablate --seeds`, for runs trained with it)")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL",
                         help="evaluate only this variant (its exact label; repeatable)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="evaluate nothing: write the tables from the JSON files already under --out")
     args = parser.parse_args(argv)
     FAILED.clear()
 
@@ -137,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.zero_shot:
         print(f"zero-shot ({args.zero_shot})", flush=True)
         base = out / "zero-shot"
-        degraded = _wsreid_eval(["--zero-shot", "--recipe", args.zero_shot, "--query-mask-ratio", ratio_arg], base / "degraded.json")
-        cross = _wsreid_eval(["--zero-shot", "--recipe", args.zero_shot, "--data", args.data], base / "cross.json")
+        degraded = _wsreid_eval(["--zero-shot", "--recipe", args.zero_shot, "--query-mask-ratio", ratio_arg],
+                                base / "degraded.json", args.report_only)
+        cross = _wsreid_eval(["--zero-shot", "--recipe", args.zero_shot, "--data", args.data], base / "cross.json",
+                             args.report_only)
         rows.append(("zero-shot (initial encoder)", True, [_row_values(degraded, cross, ratios)], 1, 1))
 
     for label in loaded.labels:
@@ -147,13 +157,18 @@ def main(argv: list[str] | None = None) -> int:
         runs = [p for p in planned if p.label == label]
         samples, weakly = [], None
         for run in runs:
-            if not _has_weights(run.run_dir):
+            target = out / run.run_dir.relative_to(Path(args.runs))
+            if args.report_only:
+                if not any((target / name).exists() for name in ("degraded.json", "cross.json")):
+                    print(f"{label} seed {run.seed}: no evaluation in {target}, skipped", flush=True)
+                    continue
+            elif not _has_weights(run.run_dir):
                 print(f"{label} seed {run.seed}: no finished run with weights in {run.run_dir}, skipped", flush=True)
                 continue
             print(f"{label} seed {run.seed}", flush=True)
-            target = out / run.run_dir.relative_to(Path(args.runs))
-            degraded = _wsreid_eval([str(run.run_dir), "--query-mask-ratio", ratio_arg], target / "degraded.json")
-            cross = _wsreid_eval([str(run.run_dir), "--data", args.data], target / "cross.json")
+            degraded = _wsreid_eval([str(run.run_dir), "--query-mask-ratio", ratio_arg], target / "degraded.json",
+                                    args.report_only)
+            cross = _wsreid_eval([str(run.run_dir), "--data", args.data], target / "cross.json", args.report_only)
             if degraded is not None:
                 weakly = degraded.get("weakly_supervised", weakly)
             values = _row_values(degraded, cross, ratios)

@@ -97,3 +97,49 @@ def test_study_runs_are_evaluated_tabulated_and_reused(make_recipe, tmp_path, mo
                         "--data", str(missing), "--variant", "itc", "--seeds", "0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: 1 evaluation(s) failed, their cells are '-' (first: wsreid eval ") and str(missing) in err
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: the committed evaluations of the studies behind docs/results.md: JSON files, no weights
+COMMITTED_EVALUATIONS = sorted(p.parent for p in (REPO / "results" / "synth-small").glob("*-eval/results.md"))
+
+
+def test_the_committed_evaluations_are_found():
+    assert len(COMMITTED_EVALUATIONS) >= 15
+    assert REPO / "results" / "synth-small" / "headline-web16-wu2-eval" in COMMITTED_EVALUATIONS
+
+
+@pytest.mark.parametrize("committed", COMMITTED_EVALUATIONS, ids=lambda p: p.name)
+def test_a_committed_evaluation_table_is_what_its_json_files_give(committed, tmp_path, monkeypatch, capsys):
+    """Every number of a committed degraded-query / cross-dataset table (results.csv) comes
+    back from the committed JSON files: the command its results.md names, with
+    ``--report-only`` (nothing evaluated) and its output into a copy. The ratios are the
+    table's columns (older tables were made before the command line named them)."""
+    import re
+    import shlex
+    import shutil
+
+    text = (committed / "results.md").read_text()
+    command = shlex.split(re.search(r"^Made with `python results/eval_protocols\.py (.*)`\.$", text, re.M).group(1))
+    ratios = re.search(r"^\| variant \| runs \| clean \| (.*) \| mAP \| hub % \| query cos \|$", text, re.M).group(1)
+    ratios = ",".join(cell.removeprefix("r=") for cell in ratios.split(" | "))
+    copy = tmp_path / committed.name
+    shutil.copytree(committed, copy)
+    for option in ("--out", "--ratios"):
+        if option in command:
+            del command[command.index(option):command.index(option) + 2]
+    monkeypatch.chdir(REPO)  # the study paths are relative to the repository
+    assert _script().main([*command, "--out", str(copy), "--ratios", ratios, "--report-only"]) == 0
+    assert "$ wsreid eval" not in capsys.readouterr().out  # nothing evaluated
+
+    def rows(path):
+        return {row["variant"]: row for row in csv.DictReader(path.open())}
+
+    before, after = rows(committed / "results.csv"), rows(copy / "results.csv")
+    assert set(before) <= set(after)
+    for variant, row in before.items():
+        numbers = {key: value for key, value in row.items() if key != "variant"}
+        assert {key: after[variant][key] for key in numbers} == numbers, variant
+    assert sum(int(row["runs_done"]) for row in before.values()) >= 3  # a table of numbers, not of empty rows
+    for variant in set(after) - set(before):  # a variant the study gained since: no evaluation
+        assert after[variant]["runs_done"] == "0", variant
