@@ -17,6 +17,10 @@ from wsreid.errors import UserError
 #: the environment variable by which a ``wsreid run`` that ``wsreid ablate`` started learns
 #: the study's process id (:func:`wsreid.cli.end_with_the_study`)
 STUDY_PID_ENV = "WSREID_STUDY_PID"
+#: whether this process is a ``wsreid run`` that a study started (``wsreid ablate
+#: --subprocess`` or ``--jobs N``): set by :func:`wsreid.cli.end_with_the_study`, which takes
+#: :data:`STUDY_PID_ENV` out of the environment
+started_by_a_study = False
 
 
 @dataclass(frozen=True)

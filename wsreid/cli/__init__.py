@@ -124,25 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
-#: whether this process is a ``wsreid run`` that a study started (``wsreid ablate
-#: --subprocess`` or ``--jobs N``): set by :func:`end_with_the_study`
-started_by_a_study = False
-
-
 def end_with_the_study() -> None:
     """A ``wsreid run`` that ``wsreid ablate`` started (its process id in
-    :data:`~wsreid.launcher.STUDY_PID_ENV`; :data:`started_by_a_study`) ends with the study:
+    :data:`~wsreid.launcher.STUDY_PID_ENV`; :data:`~wsreid.launcher.started_by_a_study`) ends with the study:
     on Linux the kernel sends it SIGTERM when the study's process ends, even by SIGKILL or
     the out-of-memory killer (``PR_SET_PDEATHSIG``), and it stops as on any SIGTERM - its
     last checkpoint kept, the run resumable by the study's next invocation. An orphan
     trained on and held its run directory, so that the study started again refused that run
     as in use. A study that ended before this process asked is that stop at once. Elsewhere:
     nothing."""
-    global started_by_a_study
-    from wsreid.launcher import STUDY_PID_ENV
+    from wsreid import launcher
 
-    study = os.environ.pop(STUDY_PID_ENV, None)  # not for the processes this one starts
-    started_by_a_study = study is not None
+    study = os.environ.pop(launcher.STUDY_PID_ENV, None)  # not for the processes this one starts
+    launcher.started_by_a_study = study is not None
     if study is None or not sys.platform.startswith("linux"):
         return
     import ctypes

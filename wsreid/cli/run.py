@@ -66,9 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:  # the warnings once the run directory is accepted: a refusal is then the one line
         result = run_recipe(loaded, args.output_dir, mode, on_prepared=lambda: print_warnings(loaded))
     except RunInterrupted as exc:
-        from wsreid import cli
+        from wsreid import launcher
 
-        say_stop(exc.brief if cli.started_by_a_study else exc.message)
+        say_stop(exc.brief if launcher.started_by_a_study else exc.message)
         return signals.exit_code(exc.signum)
     if result.is_main:
         metrics = result.metrics

@@ -24,6 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
+from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from wsreid.errors import RecipeError
@@ -306,18 +307,25 @@ def _quote_ambiguous(value: Any) -> Any:
     return value
 
 
-def _represent_null(representer: Any, _: None) -> Any:
-    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+class _NullWrittenOut(RoundTripRepresenter):
+    """ruamel's round-trip representer with ``None`` written as ``null`` (it writes nothing).
+    A class of its own: ``add_representer`` on the YAML object's representer changes its
+    class for every ruamel user in the process (benchmarks/sweeps/make_gpu_sweep.py wrote
+    ``null`` or nothing depending on whether a recipe had been written before)."""
+
+
+_NullWrittenOut.add_representer(
+    type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
 
 
 def dump_yaml_text(data: Any, header: str = "") -> str:
     """YAML 1.2 text for plain ``data`` (block style, keys in the given order, ``null``
     written out); ``header`` lines become comments at the top."""
     yaml = YAML(typ="rt")
+    yaml.Representer = _NullWrittenOut
     yaml.version = (1, 2)
     yaml.default_flow_style = False
     yaml.width = 4096
-    yaml.representer.add_representer(type(None), _represent_null)
     stream = io.StringIO()
     if header:
         stream.write("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()))
