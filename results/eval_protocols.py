@@ -149,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                                 base / "degraded.json", args.report_only)
         cross = _wsreid_eval(["--zero-shot", "--recipe", args.zero_shot, "--data", args.data], base / "cross.json",
                              args.report_only)
-        rows.append(("zero-shot (initial encoder)", True, [_row_values(degraded, cross, ratios)], 1, 1))
+        values = _row_values(degraded, cross, ratios)
+        if not values:
+            print(f"zero-shot: no evaluation in {base}, skipped", flush=True)
+        rows.append(("zero-shot (initial encoder)", True, [values] if values else [], int(bool(values)), 1))
 
     for label in loaded.labels:
         if args.variant and label not in args.variant:

@@ -222,10 +222,12 @@ def test_recipes_md_gives_every_nested_model_a_section():
 
 # --- references to a section of docs/ --------------------------------------------------------------
 
-#: ``docs/NAME.md, "Section"`` (or ``docs/NAME.md "Section"``, ``section "..."``) in a docstring,
-#: comment, message, recipe comment or document; and ``"Section" in docs/NAME.md`` (``part of``)
-_SECTION_REFERENCE = re.compile(r"docs/([\w-]+\.md),? (?:sections? )?[\"“]([^\"”]+)[\"”]"
-                                r"|[\"“]([^\"”]+)[\"”] (?:part |section )?(?:in|of) docs/([\w-]+\.md)")
+#: ``docs/NAME.md, "Section"`` (or ``docs/NAME.md "Section"``, ``section "..."``, a list:
+#: ``docs/NAME.md ("One", "... two")``) in a docstring, comment, message, recipe comment or
+#: document; and ``"Section" in docs/NAME.md`` (``part of``)
+_QUOTED = r"[\"“][^\"”]+[\"”]"
+_SECTION_REFERENCE = re.compile(rf"docs/([\w-]+\.md),? (?:sections? )?\(?({_QUOTED}(?:, {_QUOTED})*)"
+                                rf"|({_QUOTED}) (?:part |section )?(?:in|of) docs/([\w-]+\.md)")
 
 
 def _one_line(text: str) -> str:
@@ -283,12 +285,34 @@ def stale_section_references(files: list[Path], docs: Path) -> list[str]:
     for path in files:
         for text in _texts_of(path):
             for reference in _SECTION_REFERENCE.finditer(text):
-                name, quoted = reference.group(1) or reference.group(4), reference.group(2) or reference.group(3)
-                quote = _one_line(quoted).replace("`", "").lower()
+                name = reference.group(1) or reference.group(4)
                 if name not in sections:
                     sections[name] = [s.lower() for s in _section_names(docs / name)] if (docs / name).is_file() else []
-                if not any(section.startswith(quote) for section in sections[name]):
-                    found.append(f"{path.name}: docs/{name} \"{quoted}\"")
+                for quoted in re.findall(r"[\"“]([^\"”]+)[\"”]", reference.group(2) or reference.group(3)):
+                    quote = _one_line(quoted).replace("`", "").lower()
+                    if quote.startswith("... "):  # "... ablations": the list's common start left out
+                        named = any(quote[4:] in section for section in sections[name])
+                    else:
+                        named = any(section.startswith(quote) for section in sections[name])
+                    if not named:
+                        found.append(f"{path.name}: docs/{name} \"{quoted}\"")
+    return found
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation other than '-' and '_'
+    dropped, spaces made '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.replace("`", "").lower()).replace(" ", "-")
+
+
+def stale_anchor_links(files: list[Path], docs: Path) -> list[str]:
+    """``file: docs/NAME.md#anchor`` for each link whose document has no heading with that anchor."""
+    found = []
+    for path in files:
+        for name, anchor in re.findall(r"docs/([\w-]+\.md)#([\w-]+)", path.read_text(encoding="utf-8")):
+            text = (docs / name).read_text(encoding="utf-8") if (docs / name).is_file() else ""
+            if anchor not in {_github_anchor(h) for h in re.findall(r"^#{1,6} (.*)$", text, flags=re.M)}:
+                found.append(f"{path.name}: docs/{name}#{anchor}")
     return found
 
 
@@ -308,6 +332,8 @@ def test_every_reference_to_a_section_of_docs_names_one():
     files = [path for path in _tracked_prose_files() if path != Path(__file__).resolve()]  # this file's examples
     assert len(files) > 200 and REPO / "README.md" in files and REPO / "recipes" / "dgia.yaml" in files
     assert stale_section_references(files, REPO / "docs") == []
+    assert stale_anchor_links(files, REPO / "docs") == []
+    assert "docs/method.md#paper-text-and-the-authors-code" in (REPO / "README.md").read_text()  # one is checked
 
 
 def test_a_stale_section_reference_is_found(tmp_path):
@@ -323,8 +349,12 @@ def test_a_stale_section_reference_is_found(tmp_path):
                       'OTHER = "docs/missing.md, \\"Launching\\""\n', encoding="utf-8")
     recipe = tmp_path / "r.yaml"
     recipe.write_text("# thresholds (docs/guide.md, \"Launch\n# ing\")\nkey: 1  # docs/guide.md \"guide\"\n"
-                      "# (\"Why not bit for\n# bit\" in docs/guide.md; the \"Profile\" part of docs/guide.md)\n",
+                      "# (\"Why not bit for\n# bit\" in docs/guide.md; the \"Profile\" part of docs/guide.md)\n"
+                      "# docs/guide.md (\"Launching\", \"... bit for bit\", \"... gone\"); docs/guide.md, \"Guide\", \"Old\"\n",
                       encoding="utf-8")
+    (tmp_path / "links.md").write_text("[a](docs/guide.md#launching), [b](docs/guide.md#why-not-bit-for-bit), "
+                                       "[c](docs/guide.md#guide)\n", encoding="utf-8")
+    assert stale_anchor_links([tmp_path / "links.md"], docs) == ["links.md: docs/guide.md#why-not-bit-for-bit"]
     assert sorted(stale_section_references([module, recipe], docs)) == [
-        'mod.py: docs/guide.md "Gone"', 'mod.py: docs/missing.md "Launching"', 'r.yaml: docs/guide.md "Launch ing"',
-        'r.yaml: docs/guide.md "Profile"']
+        'mod.py: docs/guide.md "Gone"', 'mod.py: docs/missing.md "Launching"', 'r.yaml: docs/guide.md "... gone"',
+        'r.yaml: docs/guide.md "Launch ing"', 'r.yaml: docs/guide.md "Old"', 'r.yaml: docs/guide.md "Profile"']

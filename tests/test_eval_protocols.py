@@ -143,3 +143,24 @@ def test_a_committed_evaluation_table_is_what_its_json_files_give(committed, tmp
     assert sum(int(row["runs_done"]) for row in before.values()) >= 3  # a table of numbers, not of empty rows
     for variant in set(after) - set(before):  # a variant the study gained since: no evaluation
         assert after[variant]["runs_done"] == "0", variant
+
+
+def test_report_only_lists_an_evaluation_it_does_not_have_as_missing(tmp_path, monkeypatch, capsys):
+    """--report-only where some JSON files are gone (the zero-shot row's, one run's): those
+    rows count only what is there, each gap said once, and nothing is evaluated."""
+    import shutil
+
+    copy = tmp_path / "eval"
+    shutil.copytree(REPO / "results" / "synth-small" / "headline-web16-wu2-eval", copy)
+    shutil.rmtree(copy / "zero-shot")
+    shutil.rmtree(copy / "runs" / "DGIA" / "seed-1")
+    monkeypatch.chdir(REPO)
+    assert _script().main(["recipes/ablations/headline.yaml", "--runs", "runs/ablations/headline-wu2", "--out", str(copy),
+                           "--zero-shot", "recipes/dgia.yaml", "--report-only"]) == 0
+    out = capsys.readouterr().out
+    assert f"zero-shot: no evaluation in {copy / 'zero-shot'}, skipped" in out
+    assert f"DGIA seed 1: no evaluation in {copy / 'runs' / 'DGIA' / 'seed-1'}, skipped" in out
+    assert "$ wsreid eval" not in out
+    md = (copy / "results.md").read_text()
+    assert "| zero-shot (initial encoder) | 0/1 | - |" in md and "| DGIA | 2/3 |" in md
+    assert "| ITC (B) | 3/3 |" in md

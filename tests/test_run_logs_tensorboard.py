@@ -11,24 +11,35 @@ import pytest
 from wsreid.cli import main
 
 
-def _points_per_file(run_dir) -> list[int]:
-    """The number of scalar points in each events file of the run, by file name."""
+def _files_in_written_order(run_dir) -> list:
+    """The run's events files in the order they were written (the time of their first
+    event): their names sort two files of one second and one process by a counter as text
+    (the 10th writer before the 9th), which made these tests depend on how many writers
+    the tests before them had opened."""
+    from wsreid.engine.logs import _events_file_order, _read_events
+
+    paths = (run_dir / "logs" / "tensorboard").glob("events.out.tfevents.*")
+    return [path for path, _, _ in sorted(((p, *_read_events(p)) for p in paths), key=_events_file_order)]
+
+
+def _scalars(path, tag: str | None = None) -> list[tuple[int, float]]:
+    """The scalar points of one events file (of ``tag``, or of every tag), as TensorBoard reads them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    counts = []
-    for path in sorted((run_dir / "logs" / "tensorboard").glob("events.out.tfevents.*")):
-        events = EventAccumulator(str(path))
-        events.Reload()
-        counts.append(sum(len(events.Scalars(tag)) for tag in events.Tags()["scalars"]))
-    return counts
+    events = EventAccumulator(str(path))
+    events.Reload()
+    tags = [tag] if tag is not None else events.Tags()["scalars"]
+    return [(e.step, e.value) for name in tags if name in events.Tags()["scalars"] for e in events.Scalars(name)]
+
+
+def _points_per_file(run_dir) -> list[int]:
+    """The number of scalar points in each events file of the run, in written order."""
+    return [len(_scalars(path)) for path in _files_in_written_order(run_dir)]
 
 
 def _merged_points(run_dir, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir / "logs" / "tensorboard"))
-    events.Reload()
-    return [(e.step, e.value) for e in events.Scalars(tag)]
+    """``tag``'s points over the run's events files, in written order."""
+    return [point for path in _files_in_written_order(run_dir) for point in _scalars(path, tag)]
 
 
 def test_a_resumed_logger_writes_one_events_file_with_its_points(tmp_path):
@@ -197,11 +208,16 @@ def test_a_cut_stopped_before_its_removals_leaves_no_point_twice_after_the_next_
                                                            + [(s, 50.0 + s) for s in range(6, 9)])
 
 
-def test_events_files_are_merged_in_the_order_they_were_written_not_by_name(tmp_path):
-    """Two events files of one second and one process differ in the writer counter at the
-    end of their names, which sorted as text put the 10th before the 9th: the cut wrote the
-    resumed attempt's points before the first attempt's (a test failed whenever the
-    process's counter crossed 9 -> 10 between its two loggers)."""
+@pytest.mark.parametrize("first, resumed", [
+    ("1700000000.host.4242.9", "1700000000.host.4242.10"),  # one process: the writer counter, 9 then 10
+    ("1700000000.host.5000.0", "1700000000.host.4999.0"),  # a resumed process of a smaller id, the same second
+])
+def test_events_files_are_merged_in_the_order_they_were_written_not_by_name(tmp_path, first, resumed):
+    """Two events files of one second differ in the process id and the writer counter at the
+    end of their names, which sorted as text put the 10th writer before the 9th (or a
+    resumed process of a smaller id first): the cut wrote the resumed attempt's points
+    before the first attempt's (a test failed whenever the process's counter crossed
+    9 -> 10 between its two loggers). The time of each file's first event decides."""
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -210,17 +226,17 @@ def test_events_files_are_merged_in_the_order_they_were_written_not_by_name(tmp_
     folder = tmp_path / "logs" / "tensorboard"
     folder.mkdir(parents=True)
 
-    def events_file(counter: int, opened: float, steps: range, offset: float) -> None:
+    def events_file(name: str, opened: float, steps: range, offset: float) -> None:
         events = [Event(wall_time=opened, file_version="brain.Event:2")]
         events += [Event(wall_time=opened + step, step=step,
                          summary=Summary(value=[Summary.Value(tag="train/loss/total", simple_value=offset + step)]))
                    for step in steps]
-        path = folder / f"events.out.tfevents.1700000000.host.4242.{counter}"
+        path = folder / f"events.out.tfevents.{name}"
         path.write_bytes(b"".join(_record(event.SerializeToString()) for event in events))
 
-    events_file(9, 100.25, range(1, 6), 0.0)  # the first attempt, up to its checkpoint at step 5
-    events_file(10, 100.75, range(6, 11), 50.0)  # the resumed attempt, the same second
+    events_file(first, 100.25, range(1, 6), 0.0)  # the first attempt, up to its checkpoint at step 5
+    events_file(resumed, 100.75, range(6, 11), 50.0)  # the resumed attempt, the same second
     assert cut_tensorboard(folder, 1, 8) is None
-    assert [p.name for p in folder.iterdir()] == ["events.out.tfevents.1700000000.host.4242.9"]
+    assert [p.name for p in folder.iterdir()] == [f"events.out.tfevents.{first}"]  # merged into the first
     assert _merged_points(tmp_path, "train/loss/total") == ([(s, float(s)) for s in range(1, 6)]
                                                            + [(s, 50.0 + s) for s in range(6, 9)])

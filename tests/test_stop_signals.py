@@ -114,6 +114,28 @@ def test_sigterm_in_a_run_gives_the_line_ctrl_c_gives_and_exit_143(make_recipe, 
     assert (run_dir / "recipe.yaml").is_file()
 
 
+@pytest.mark.parametrize("checkpoint, kept", [(False, "no checkpoint was written yet"),
+                                              (True, "last complete checkpoint: epoch-0001")])
+def test_a_run_a_study_started_says_what_it_kept_not_how_to_resume_it_alone(make_recipe, tmp_path, monkeypatch,
+                                                                           capsys, checkpoint, kept):
+    """``wsreid run`` started by ``wsreid ablate --subprocess`` or ``-j N`` (the study's
+    process id in WSREID_STUDY_PID): its stop line says what it kept; the study's line that
+    follows says to run the study again, which resumes or restarts it. Its own ``--resume``
+    / ``--overwrite`` command was a second instruction beside the study's."""
+    import wsreid.cli
+    from wsreid import launcher
+
+    def started_by_a_study():  # as end_with_the_study finds it, without tying this process to another
+        launcher.started_by_a_study = True
+
+    monkeypatch.setattr(wsreid.cli, "end_with_the_study", started_by_a_study)
+    monkeypatch.setattr(launcher, "started_by_a_study", False)
+    recipe = make_recipe("baselines/itc.yaml")
+    _stub_run(monkeypatch, lambda: send(signal.SIGTERM), checkpoint=checkpoint)
+    assert main(["run", str(recipe)]) == 143
+    assert capsys.readouterr().err.strip() == f"stopped by SIGTERM; {kept}"
+
+
 def test_sighup_stops_a_run_as_sigterm_does_with_exit_129(make_recipe, tmp_path, monkeypatch, capsys):
     """A closed terminal or ssh session (SIGHUP) used to kill the run with no line, its lock
     and half-written files left to crash recovery."""
@@ -445,10 +467,10 @@ def _study(make_recipe, tmp_path, variants=("a",)) -> Path:
 def test_ablate_subprocess_whose_child_is_stopped_by_sigterm_stops_with_143(make_recipe, tmp_path, monkeypatch,
                                                                            capsys):
     study = _study(make_recipe, tmp_path)
-    _fake_child(tmp_path, monkeypatch, "echo 'stopped by SIGTERM; last complete checkpoint: ...' >&2; exit 143")
+    _fake_child(tmp_path, monkeypatch, "echo 'stopped by SIGTERM; no checkpoint was written yet' >&2; exit 143")
     assert main(["ablate", str(study), "--subprocess", "--output-dir", str(tmp_path / "out")]) == 143
     err = capsys.readouterr().err
-    assert err.endswith("stopped by SIGTERM; last complete checkpoint: ...\n\n"
+    assert err.endswith("stopped by SIGTERM; no checkpoint was written yet\n\n"
                         "stopped by SIGTERM after 0 of 1 runs; run the same command again to go on (it starts a seed 0 "
                         "from the beginning)\n"), err
     assert "FAILED" not in err
