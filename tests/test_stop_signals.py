@@ -524,8 +524,10 @@ def test_a_stop_signal_to_a_parallel_study_alone_stops_its_children_too(make_rec
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
+    # the line names what running the study again does with each stopped run (these fake children wrote nothing)
     assert capsys.readouterr().err.endswith(
-        f"\nstopped by {name} after 0 of 2 runs; run the same command again to go on\n")
+        f"\nstopped by {name} after 0 of 2 runs; run the same command again to go on (it starts a seed 0 from the "
+        "beginning; it starts b seed 0 from the beginning)\n")
 
 
 def test_sigterm_to_wsreid_ablate_subprocess_alone_stops_its_child_run(make_recipe, tmp_path):

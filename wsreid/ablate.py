@@ -441,23 +441,26 @@ def execute_in_process(loaded: LoadedStudy, run: PlannedRun, state: str, disable
 
 
 def stopped_run_note(exc: BaseException) -> str:
-    """What running the study again does with the run a stop interrupted in this process
-    (:func:`execute_in_process` marks it on the exception), as the study's stop line ends:
-    `` (it resumes A seed 0 from its last complete checkpoint)``; '' when no run of this
-    process was stopped (a stop between runs, or of the children of ``--jobs N``, which wrote
-    theirs to their logs)."""
-    run = getattr(exc, "study_run", None)
-    if run is None:
-        return ""
-    which = f"{run.label} seed {run.seed}"
-    try:
-        state = run_state(run.run_dir)
-    except Exception:  # an unreadable directory: the next invocation says what it is
-        return ""
-    return {STATE_RESUME: f" (it resumes {which} from its last complete checkpoint)",
-            STATE_RESTART: f" (it starts {which} again: no checkpoint was written yet)",
-            STATE_NEW: f" (it starts {which} from the beginning)",
-            STATE_DONE: f" ({which} had finished and is kept)"}.get(state, "")
+    """What running the study again does with the runs a stop interrupted, as the study's
+    stop line ends: `` (it resumes A seed 0 from its last complete checkpoint)``, one clause
+    a run, joined by '; ' (``--jobs N`` stops several); '' when no run was going (a stop
+    between runs). The runs are marked on the exception: ``study_run`` (one run, in this
+    process or a ``--subprocess`` child), ``study_runs`` (the children of ``--jobs N``)."""
+    runs = getattr(exc, "study_runs", None) or [r for r in [getattr(exc, "study_run", None)] if r is not None]
+    clauses = []
+    for run in runs:
+        which = f"{run.label} seed {run.seed}"
+        try:
+            state = run_state(run.run_dir)
+        except Exception:  # an unreadable directory: the next invocation says what it is
+            continue
+        clause = {STATE_RESUME: f"it resumes {which} from its last complete checkpoint",
+                  STATE_RESTART: f"it starts {which} again: no checkpoint was written yet",
+                  STATE_NEW: f"it starts {which} from the beginning",
+                  STATE_DONE: f"{which} had finished and is kept"}.get(state)
+        if clause is not None:
+            clauses.append(clause)
+    return f" ({'; '.join(clauses)})" if clauses else ""
 
 
 #: seconds a study waits for its child ``wsreid run`` processes to stop after passing them
@@ -811,6 +814,9 @@ def run_study(loaded: LoadedStudy, runs: list[PlannedRun], *, disabled: list[str
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
                 exc.outcomes = [outcomes[k] for k in sorted(outcomes)]  # type: ignore[attr-defined]
+                exc.study_runs = [item[1] for future, item in zip(futures, pending)  # type: ignore[attr-defined]
+                                  if future.done() and not future.cancelled()
+                                  and isinstance(future.exception(), KeyboardInterrupt)]
             raise
         pool.shutdown(wait=True)
     ordered = [outcomes[k] for k in sorted(outcomes)]
