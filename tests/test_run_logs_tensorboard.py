@@ -16,10 +16,9 @@ def _files_in_written_order(run_dir) -> list:
     event): their names sort two files of one second and one process by a counter as text
     (the 10th writer before the 9th), which made these tests depend on how many writers
     the tests before them had opened."""
-    from wsreid.engine.logs import _events_file_order, _read_events
+    from wsreid.engine.logs import events_files_in_written_order
 
-    paths = (run_dir / "logs" / "tensorboard").glob("events.out.tfevents.*")
-    return [path for path, _, _ in sorted(((p, *_read_events(p)) for p in paths), key=_events_file_order)]
+    return [path for path, _, _ in events_files_in_written_order(run_dir / "logs" / "tensorboard")]
 
 
 def _scalars(path, tag: str | None = None) -> list[tuple[int, float]]:

@@ -215,8 +215,7 @@ def cut_tensorboard(folder: Path, epoch: int, step: int) -> str | None:
     never loses one, and the next cut keeps one of each. Like TensorBoard itself, a file
     is read up to its first unreadable record. Returns the warning to print (one line
     naming the damaged files), or None when every record could be read."""
-    files = [(path, *_read_events(path)) for path in folder.glob("events.out.tfevents.*")] if folder.is_dir() else []
-    files.sort(key=_events_file_order)
+    files = events_files_in_written_order(folder)
     paths = [path for path, _, _ in files]
     kept, cut, damaged, version = [], False, [], None
     seen: set[bytes] = set()
@@ -257,6 +256,14 @@ def _record(body: bytes) -> bytes:
 
     length = struct.pack("<Q", len(body))
     return length + struct.pack("<I", masked_crc32c(length)) + body + struct.pack("<I", masked_crc32c(body))
+
+
+def events_files_in_written_order(folder: Path) -> list[tuple[Path, list, bool]]:
+    """The events files of ``folder`` (none if it is missing), each with its events and
+    whether it was read whole (:func:`_read_events`), in the order they were written
+    (:func:`_events_file_order`)."""
+    paths = folder.glob("events.out.tfevents.*") if folder.is_dir() else []
+    return sorted(((path, *_read_events(path)) for path in paths), key=_events_file_order)
 
 
 def _events_file_order(file: tuple[Path, list, bool]) -> tuple:
